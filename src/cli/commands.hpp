@@ -1,0 +1,27 @@
+// Subcommand registration for the `hyperscale` binary. Each subcommand lives in its own file and
+// registers itself here; the chosen subcommand stores its action, which main() runs after parsing.
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace hs::cli {
+
+// Exit codes shared by every subcommand (see docs/cli.md).
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitInternal = 1,
+  kExitUsage = 2,
+  kExitThresholds = 3,
+  kExitAborted = 4,
+  kExitInfrastructure = 5,
+};
+
+struct Command {
+  std::function<int()> run;
+};
+
+void register_demo(CLI::App& app, Command& cmd);
+
+}  // namespace hs::cli

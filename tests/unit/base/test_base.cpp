@@ -1,0 +1,218 @@
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+#include <numeric>
+#include <set>
+
+#include "hyperscale/base/alloc.hpp"
+#include "hyperscale/base/log.hpp"
+#include "hyperscale/base/metrics.hpp"
+#include "hyperscale/base/random.hpp"
+#include "hyperscale/base/small_fn.hpp"
+#include "hyperscale/base/status.hpp"
+#include "hyperscale/base/time.hpp"
+
+using namespace hs;
+
+TEST_CASE("Status and Result carry errors with context", "[base]") {
+  Status ok;
+  CHECK(ok.ok());
+  CHECK(ok.to_string() == "ok");
+  Status e = make_error(Errc::io_error, "write failed").with_context("wal append");
+  CHECK_FALSE(e.ok());
+  CHECK(e.code() == Errc::io_error);
+  CHECK(e.to_string() == "io_error: wal append: write failed");
+
+  auto f = [](int x) -> Result<int> {
+    if (x < 0) return make_error(Errc::invalid_argument, "negative");
+    return x * 2;
+  };
+  auto g = [&](int x) -> Result<int> {
+    HS_ASSIGN_OR_RETURN(int y, f(x));
+    return y + 1;
+  };
+  CHECK(g(2).value() == 5);
+  CHECK(g(-1).status().code() == Errc::invalid_argument);
+  CHECK(errno_status("open /x", ENOENT).code() == Errc::not_found);
+  CHECK(errno_status("open /x", ENOENT).message().find("open /x: No such file") == 0);
+}
+
+TEST_CASE("ManualClock only moves when told", "[base]") {
+  ManualClock c(Instant{std::chrono::seconds(10)});
+  CHECK(c.now() == Instant{std::chrono::seconds(10)});
+  c.advance(std::chrono::milliseconds(5));
+  CHECK(c.now() == Instant{std::chrono::milliseconds(10005)});
+  const Instant a = MonotonicClock::instance().now();
+  const Instant b = MonotonicClock::instance().now();
+  CHECK(b >= a);
+}
+
+TEST_CASE("Rng is reproducible from its seed and unbiased enough", "[base]") {
+  Rng a(42), b(42), c(43);
+  std::vector<std::uint64_t> va, vb, vc;
+  for (int i = 0; i < 100; ++i) {
+    va.push_back(a.next_u64());
+    vb.push_back(b.next_u64());
+    vc.push_back(c.next_u64());
+  }
+  CHECK(va == vb);
+  CHECK(va != vc);
+  Rng r(7);
+  std::vector<int> counts(10, 0);
+  for (int i = 0; i < 100000; ++i) counts[r.below(10)]++;
+  for (int n : counts) CHECK(std::abs(n - 10000) < 600);
+  for (int i = 0; i < 1000; ++i) {
+    auto v = r.range(-3, 3);
+    CHECK(v >= -3);
+    CHECK(v <= 3);
+    double d = r.next_double();
+    CHECK(d >= 0.0);
+    CHECK(d < 1.0);
+  }
+  std::vector<int> perm(20);
+  std::iota(perm.begin(), perm.end(), 0);
+  r.shuffle(perm.begin(), perm.end());
+  CHECK(std::set<int>(perm.begin(), perm.end()).size() == 20);
+}
+
+TEST_CASE("SmallFn stores small callables inline and boxes large ones", "[base]") {
+  int hits = 0;
+  SmallFn<void(int)> f = [&hits](int x) { hits += x; };
+  f(3);
+  SmallFn<void(int)> g = std::move(f);
+  CHECK_FALSE(static_cast<bool>(f));
+  g(4);
+  CHECK(hits == 7);
+  struct Big {
+    char data[200] = {};
+    int* out;
+    void operator()(int x) { *out += x + data[0]; }
+  };
+  static_assert(!SmallFn<void(int)>::fits_inline<Big>());
+  Big big;
+  big.out = &hits;
+  SmallFn<void(int)> h = big;
+  SmallFn<void(int)> h2 = std::move(h);
+  h2(1);
+  CHECK(hits == 8);
+  auto shared = std::make_shared<int>(5);
+  {
+    SmallFn<int()> k = [shared]() { return *shared; };
+    CHECK(shared.use_count() == 2);
+    CHECK(k() == 5);
+  }
+  CHECK(shared.use_count() == 1);  // destroyed with the SmallFn
+}
+
+TEST_CASE("Prometheus text of a registry with one metric of each kind", "[base][metrics]") {
+  metrics::Registry reg;
+  reg.counter("hs_requests_total", "Requests handled", {{"step", "get \"home\""}}).inc(3);
+  reg.gauge("hs_connections", "Open connections").set(12);
+  auto& h = reg.histogram("hs_latency_seconds", "Request latency", {0.01, 0.1, 1});
+  h.observe(0.005);
+  h.observe(0.05);
+  h.observe(0.05);
+  h.observe(5);
+  const std::string text = reg.render_prometheus();
+  const std::string expected =
+      "# HELP hs_connections Open connections\n"
+      "# TYPE hs_connections gauge\n"
+      "hs_connections 12\n"
+      "# HELP hs_latency_seconds Request latency\n"
+      "# TYPE hs_latency_seconds histogram\n"
+      "hs_latency_seconds_bucket{le=\"0.01\"} 1\n"
+      "hs_latency_seconds_bucket{le=\"0.1\"} 3\n"
+      "hs_latency_seconds_bucket{le=\"1\"} 3\n"
+      "hs_latency_seconds_bucket{le=\"+Inf\"} 4\n"
+      "hs_latency_seconds_sum 5.105\n"
+      "hs_latency_seconds_count 4\n"
+      "# HELP hs_requests_total Requests handled\n"
+      "# TYPE hs_requests_total counter\n"
+      "hs_requests_total{step=\"get \\\"home\\\"\"} 3\n";
+  CHECK(text == expected);
+}
+
+TEST_CASE("Registry bounds its series and refuses bad names", "[base][metrics]") {
+  metrics::Registry reg(3);
+  reg.counter("a_total", "a", {{"k", "1"}}).inc();
+  reg.counter("a_total", "a", {{"k", "2"}}).inc();
+  reg.counter("a_total", "a", {{"k", "1"}}).inc();  // same series again
+  CHECK(reg.series_count() == 2);
+  CHECK(reg.counter_value("a_total", {{"k", "1"}}) == 2);
+  reg.gauge("b", "b").set(1);
+  auto& overflow = reg.counter("c_total", "c");
+  overflow.inc();  // works, but is not exported
+  CHECK(reg.series_count() == 3);
+  CHECK(reg.dropped_series() == 1);
+  reg.counter("bad name", "x");
+  reg.gauge("a_total", "kind conflict");
+  CHECK(reg.dropped_series() == 3);
+  const std::string text = reg.render_prometheus();
+  CHECK(text.find("c_total") == std::string::npos);
+  CHECK(text.find("hs_metrics_series_dropped_total 3") != std::string::npos);
+}
+
+TEST_CASE("Snapshots from several shards merge by summing", "[base][metrics]") {
+  metrics::Registry a, b;
+  a.counter("x_total", "x").inc(2);
+  b.counter("x_total", "x").inc(5);
+  a.histogram("h", "h", {1, 2}).observe(1.5);
+  b.histogram("h", "h", {1, 2}).observe(0.5);
+  b.gauge("g", "g", {{"shard", "1"}}).set(4);
+  auto snap = a.snapshot();
+  CHECK(snap.merge(b.snapshot()).empty());
+  const std::string text = snap.render_prometheus();
+  CHECK(text.find("x_total 7\n") != std::string::npos);
+  CHECK(text.find("h_bucket{le=\"1\"} 1\n") != std::string::npos);
+  CHECK(text.find("h_bucket{le=\"2\"} 2\n") != std::string::npos);
+  CHECK(text.find("h_count 2\n") != std::string::npos);
+  CHECK(text.find("g{shard=\"1\"} 4\n") != std::string::npos);
+}
+
+namespace {
+struct VectorSink : log::Sink {
+  std::vector<std::string> lines;
+  void write(log::Level, std::string_view line) noexcept override { lines.emplace_back(line); }
+};
+}  // namespace
+
+TEST_CASE("Log lines carry shard and component, one line per event", "[base][log]") {
+  VectorSink sink;
+  log::set_sink(&sink);
+  log::set_thread_shard(3);
+  log::warn("wal", "fsync_failed", "file={} error={}", "/tmp/x", log::quoted("disk \"full\""));
+  log::debug("wal", "hidden", "x={}", 1);  // below the default level
+  log::set_thread_shard(-1);
+  log::info("cli", "start");
+  log::set_sink(nullptr);
+  REQUIRE(sink.lines.size() == 2);
+  CHECK(sink.lines[0].find("level=warn shard=3 comp=wal event=fsync_failed file=/tmp/x error=\"disk \\\"full\\\"\"") !=
+        std::string::npos);
+  CHECK(sink.lines[0].rfind("ts=", 0) == 0);
+  CHECK(sink.lines[1].find("shard=main comp=cli event=start") != std::string::npos);
+  log::Level lv;
+  CHECK(log::parse_level("debug", lv));
+  CHECK(lv == log::Level::debug);
+  CHECK_FALSE(log::parse_level("loud", lv));
+}
+
+TEST_CASE("mimalloc is linked and is the global allocator", "[base][alloc]") {
+  CHECK(alloc::mimalloc_version() >= 200);
+  auto* p = new std::uint64_t[16];
+  void* m = std::malloc(1000);
+#if defined(HS_SANITIZE)
+  // Under AddressSanitizer the sanitizer must own malloc to find memory errors; mimalloc is
+  // still linked (version above) and serves malloc in every non-sanitizer build.
+  CHECK_FALSE(alloc::owned_by_mimalloc(m));
+  CHECK(alloc::describe().find("mimalloc") != std::string::npos);
+#else
+  CHECK(alloc::owned_by_mimalloc(p));
+  CHECK(alloc::owned_by_mimalloc(m));
+  CHECK(alloc::malloc_is_mimalloc());
+  CHECK(alloc::stats().committed_bytes > 0);
+#endif
+  std::free(m);
+  delete[] p;
+}

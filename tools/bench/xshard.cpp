@@ -1,0 +1,120 @@
+// Cross-shard messaging benchmark.
+//   throughput: shard 0 sends batched messages to shard 1 as fast as the ring allows
+//   wake-up:    shard 1 is idle (blocked in epoll); shard 0 stamps the time and sends one message;
+//               shard 1 measures the one-way latency until the message runs.
+// Prints per-round figures, then a last line: xshard msgs_per_s=<median> wake_us=<median>
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "hyperscale/base/log.hpp"
+#include "hyperscale/runtime/shard_set.hpp"
+
+using namespace hs;
+using namespace hs::runtime;
+using namespace std::chrono_literals;
+
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+double throughput_round(double seconds) {
+  ShardSetOptions o;
+  o.shards = 2;
+  o.ring_capacity = 8192;
+  o.reactor.send_batch = 256;
+  ShardSet set(o);
+  std::uint64_t received = 0;  // shard 1 only
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> result{0};
+  std::function<void(Reactor&)> pump = [&](Reactor& r) {
+    for (int burst = 0; burst < 64 && !stop.load(std::memory_order_relaxed); ++burst) {
+      for (int i = 0; i < 1024; ++i) {
+        Message m = [&received](Reactor&) { ++received; };
+        if (!r.try_send(1, m).ok()) {
+          (void)r.on_writable(1, [&pump, &r]() { pump(r); });
+          return;
+        }
+      }
+    }
+    if (!stop.load(std::memory_order_relaxed)) (void)r.defer([&pump, &r]() { pump(r); });
+  };
+  if (!set.start([&](Reactor& r) {
+        if (r.shard_id() == 0) pump(r);
+      }).ok()) {
+    std::abort();
+  }
+  // Measure a window after warm-up, reading shard 1's counter on shard 1.
+  auto read_count = [&]() {
+    std::atomic<bool> got{false};
+    (void)set.post(1, [&](Reactor&) {
+      result = received;
+      got = true;
+    });
+    while (!got.load()) std::this_thread::yield();
+    return result.load();
+  };
+  std::this_thread::sleep_for(200ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::uint64_t c0 = read_count();
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  const std::uint64_t c1 = read_count();
+  const auto t1 = std::chrono::steady_clock::now();
+  stop = true;
+  set.stop();
+  return static_cast<double>(c1 - c0) / std::chrono::duration<double>(t1 - t0).count();
+}
+
+double wake_round(int samples) {
+  ShardSetOptions o;
+  o.shards = 2;
+  o.pin = std::getenv("HS_PIN") == nullptr || std::atoi(std::getenv("HS_PIN")) != 0;
+  ShardSet set(o);
+  std::vector<double> lat;  // shard 1 only until stop
+  lat.reserve(static_cast<std::size_t>(samples));
+  std::atomic<int> sent{0};
+  if (!set.start([&](Reactor& r) {
+        if (r.shard_id() != 0) return;
+        auto t = r.every("ping", 2ms, [&r, &lat, &sent, samples]() {
+          if (sent.load() >= samples) return ok_status();
+          const Instant t0 = MonotonicClock::instance().now();
+          Message m = [t0, &lat](Reactor&) { lat.push_back(to_micros(MonotonicClock::instance().now() - t0)); };
+          Status st = r.try_send(1, m);
+          r.flush();
+          if (st.ok()) ++sent;
+          return st;
+        });
+        if (!t.ok()) std::abort();
+      }).ok()) {
+    std::abort();
+  }
+  while (sent.load() < samples) std::this_thread::sleep_for(10ms);
+  std::this_thread::sleep_for(20ms);
+  set.stop();
+  return median(lat);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  log::set_level(log::Level::warn);
+  const int rounds = argc > 1 ? std::atoi(argv[1]) : 5;
+  const double seconds = argc > 2 ? std::atof(argv[2]) : 1.0;
+  std::printf("cores available: %d\n", ShardSet::available_cores());
+  std::vector<double> tput, wake;
+  for (int i = 0; i < rounds; ++i) {
+    tput.push_back(throughput_round(seconds));
+    wake.push_back(wake_round(500));
+    std::printf("round %d: msgs_per_s=%.0f wake_us=%.1f\n", i + 1, tput.back(), wake.back());
+    std::fflush(stdout);
+  }
+  std::printf("xshard msgs_per_s=%.0f wake_us=%.1f\n", median(tput), median(wake));
+  return 0;
+}
