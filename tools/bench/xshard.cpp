@@ -3,6 +3,12 @@
 //   wake-up:    shard 1 is idle (blocked in epoll); shard 0 stamps the time and sends one message;
 //               shard 1 measures the one-way latency until the message runs.
 // Prints per-round figures, then a last line: xshard msgs_per_s=<median> wake_us=<median>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -72,10 +78,10 @@ double throughput_round(double seconds) {
   return static_cast<double>(c1 - c0) / std::chrono::duration<double>(t1 - t0).count();
 }
 
-double wake_round(int samples) {
+double wake_round(int samples, bool pin) {
   ShardSetOptions o;
   o.shards = 2;
-  o.pin = std::getenv("HS_PIN") == nullptr || std::atoi(std::getenv("HS_PIN")) != 0;
+  o.pin = pin;
   ShardSet set(o);
   std::vector<double> lat;  // shard 1 only until stop
   lat.reserve(static_cast<std::size_t>(samples));
@@ -101,6 +107,53 @@ double wake_round(int samples) {
   return median(lat);
 }
 
+// Floor of the machine: two bare threads, an eventfd and epoll, no runtime at all.
+double raw_eventfd_round(int samples, bool pin) {
+  const int efd = eventfd(0, EFD_NONBLOCK);
+  std::atomic<std::int64_t> t0{0};
+  std::vector<double> lat;
+  lat.reserve(static_cast<std::size_t>(samples));
+  auto pin_to = [pin](int cpu) {
+    if (!pin || ShardSet::available_cores() < 2) return;
+    cpu_set_t c;
+    CPU_ZERO(&c);
+    CPU_SET(cpu, &c);
+    pthread_setaffinity_np(pthread_self(), sizeof c, &c);
+  };
+  std::thread rx([&]() {
+    pin_to(1);
+    const int ep = epoll_create1(0);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev);
+    for (int i = 0; i < samples; ++i) {
+      epoll_event out{};
+      while (epoll_wait(ep, &out, 1, -1) != 1) {
+      }
+      const auto now = MonotonicClock::instance().now().count();
+      std::uint64_t v;
+      if (read(efd, &v, sizeof v) < 0) std::abort();
+      lat.push_back(static_cast<double>(now - t0.load()) / 1000.0);
+    }
+    close(ep);
+  });
+  pin_to(0);
+  for (int i = 0; i < samples; ++i) {
+    std::this_thread::sleep_for(2ms);
+    t0 = MonotonicClock::instance().now().count();
+    const std::uint64_t one = 1;
+    if (write(efd, &one, sizeof one) < 0) std::abort();
+  }
+  rx.join();
+  close(efd);
+  // Undo the main thread's pinning.
+  cpu_set_t all;
+  CPU_ZERO(&all);
+  for (int c = 0; c < CPU_SETSIZE; ++c) CPU_SET(c, &all);
+  sched_setaffinity(0, sizeof all, &all);
+  return median(lat);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -108,13 +161,20 @@ int main(int argc, char** argv) {
   const int rounds = argc > 1 ? std::atoi(argv[1]) : 5;
   const double seconds = argc > 2 ? std::atof(argv[2]) : 1.0;
   std::printf("cores available: %d\n", ShardSet::available_cores());
-  std::vector<double> tput, wake;
+  std::vector<double> tput, wake, wake_unpinned, raw;
   for (int i = 0; i < rounds; ++i) {
     tput.push_back(throughput_round(seconds));
-    wake.push_back(wake_round(500));
-    std::printf("round %d: msgs_per_s=%.0f wake_us=%.1f\n", i + 1, tput.back(), wake.back());
+    wake.push_back(wake_round(500, true));
+    wake_unpinned.push_back(wake_round(500, false));
+    raw.push_back(raw_eventfd_round(500, true));
+    std::printf("round %d: msgs_per_s=%.0f wake_us=%.1f (pinned, the default) wake_unpinned_us=%.1f raw_eventfd_pinned_us=%.1f\n",
+                i + 1, tput.back(), wake.back(), wake_unpinned.back(), raw.back());
     std::fflush(stdout);
   }
+  std::printf("median raw_eventfd_pinned_us=%.1f (two bare pinned threads: the machine's floor for a cross-core wake)\n",
+              median(raw));
+  std::printf("median wake_unpinned_us=%.1f (threads not pinned; the scheduler may wake the receiver on the sender's core)\n",
+              median(wake_unpinned));
   std::printf("xshard msgs_per_s=%.0f wake_us=%.1f\n", median(tput), median(wake));
   return 0;
 }
