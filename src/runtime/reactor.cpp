@@ -88,8 +88,7 @@ void Reactor::on_idle() {
     try {
       fn();
     } catch (const std::exception& e) {
-      log::error("runtime", "deferred_error", "error={}", log::quoted(e.what()));
-      metrics_.counter("hs_task_errors_total", "Errors raised by background tasks and timers", {{"task", "deferred"}}).inc();
+      report_task_error(metrics_, "deferred", e.what());
     }
   }
   if (deferred_.empty()) uv_idle_stop(&idle_);
@@ -195,9 +194,7 @@ void Reactor::on_async() {
               try {
                 m(*this);
               } catch (const std::exception& e) {
-                log::error("runtime", "message_error", "error={}", log::quoted(e.what()));
-                metrics_.counter("hs_task_errors_total", "Errors raised by background tasks and timers",
-                                 {{"task", "message"}}).inc();
+                report_task_error(metrics_, "message", e.what());
               }
             },
             budget);
@@ -224,8 +221,7 @@ void Reactor::on_prepare() {
     try {
       hook();
     } catch (const std::exception& e) {
-      log::error("runtime", "turn_end_hook_error", "error={}", log::quoted(e.what()));
-      metrics_.counter("hs_task_errors_total", "Errors raised by background tasks and timers", {{"task", "turn_end"}}).inc();
+      report_task_error(metrics_, "turn_end", e.what());
     }
   }
   if (uring_) {

@@ -169,8 +169,7 @@ void ShardSet::drain_external(Reactor& r) {
     try {
       fn(r);
     } catch (const std::exception& ex) {
-      log::error("runtime", "posted_error", "error={}", log::quoted(ex.what()));
-      r.metrics().counter("hs_task_errors_total", "Errors raised by background tasks and timers", {{"task", "posted"}}).inc();
+      report_task_error(r.metrics(), "posted", ex.what());
     }
   }
 }

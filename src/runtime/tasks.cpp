@@ -15,6 +15,14 @@ std::string_view policy_name(TaskPolicy p) noexcept {
   return "?";
 }
 
+void report_task_error(metrics::Registry& metrics, std::string_view task, std::string_view error,
+                       std::string_view extra_fields) {
+  log::error("runtime", "task_error", "task={} error={}{}{}", task, log::quoted(error), extra_fields.empty() ? "" : " ",
+             extra_fields);
+  metrics.counter("hs_task_errors_total", "Errors raised by background tasks and timers", {{"task", std::string(task)}})
+      .inc();
+}
+
 Scheduler::Scheduler(const Clock& clock, metrics::Registry& metrics, std::size_t max_tasks)
     : clock_(clock),
       metrics_(metrics),
@@ -141,9 +149,8 @@ std::size_t Scheduler::run_due() {
 void Scheduler::handle_failure(std::uint64_t id, Task& t, Instant deadline, std::string error) {
   t.failures++;
   TaskError te{t.name, std::move(error), t.opts.policy, t.failures};
-  log::error("runtime", "task_error", "task={} error={} policy={} failures={}", te.task, log::quoted(te.error),
-             policy_name(te.policy), te.consecutive_failures);
-  metrics_.counter("hs_task_errors_total", "Errors raised by background tasks and timers", {{"task", te.task}}).inc();
+  report_task_error(metrics_, te.task, te.error,
+                    fmt::format("policy={} failures={}", policy_name(te.policy), te.consecutive_failures));
   if (observer_) observer_(te);
 
   const Instant now = clock_.now();

@@ -116,9 +116,7 @@ void Uring::reap() {
     try {
       cb(res);
     } catch (const std::exception& e) {
-      log::error("uring", "completion_error", "error={}", log::quoted(e.what()));
-      reactor_.metrics().counter("hs_task_errors_total", "Errors raised by background tasks and timers",
-                                 {{"task", "uring_completion"}}).inc();
+      report_task_error(reactor_.metrics(), "uring_completion", e.what());
     }
   }
 }

@@ -47,6 +47,12 @@ struct TaskId {
   friend bool operator==(TaskId a, TaskId b) noexcept { return a.value == b.value; }
 };
 
+// Logs one line (comp=runtime event=task_error task=<task> error="…") and increments
+// hs_task_errors_total{task=<task>}: the one error hook every callback path of the runtime uses
+// (timers, deferred work, messages, turn-end hooks, posted work, io_uring completions).
+void report_task_error(metrics::Registry& metrics, std::string_view task, std::string_view error,
+                       std::string_view extra_fields = {});
+
 // A task body returns OK, or an error Status that goes to the error hook.
 using TaskFn = std::function<Status()>;
 
