@@ -158,10 +158,14 @@ Result<RecoveryReport> recover_dir(const std::string& dir, RecoverMode mode, con
     SegmentFile& sf = segs[i];
     const bool last = i + 1 == segs.size();
     HS_TRY(read_file(sf.path, buf));
-    const SegmentScan s = scan_segment(buf, [&](const RecordView& r) {
-      if (visit) visit(r);
-    });
-    rep.records += s.records;
+    // Check the header and the LSN chain before visiting, so records of a segment that recovery
+    // drops (bad header, gap) are never handed to the visitor.
+    Lsn hdr_lsn = 0;
+    std::string why;
+    const bool chain_ok = decode_segment_header(buf, hdr_lsn, why) && hdr_lsn == sf.first_lsn &&
+                          (i == 0 || hdr_lsn == rep.next_lsn);
+    const SegmentScan s = scan_segment(buf, chain_ok && visit ? visit : RecordVisitor{});
+    if (chain_ok) rep.records += s.records;
 
     std::string problem;  // non-empty: corruption at s.bad_offset (or the header)
     std::uint64_t cut = s.valid_end;
@@ -205,7 +209,7 @@ Result<RecoveryReport> recover_dir(const std::string& dir, RecoverMode mode, con
       }
       if (cut == 0) {
         rep.dropped_segments.insert(rep.dropped_segments.begin(), sf.path);
-        rep.records -= s.records;
+        rep.lost_records_at_least += s.records;
       }
       if (mode == RecoverMode::repair) {
         for (const auto& p : rep.dropped_segments) {
