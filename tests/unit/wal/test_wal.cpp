@@ -337,6 +337,17 @@ TEST_CASE("A flipped bit in a middle record with good records after it refuses t
 
   const char* exe = std::getenv("HYPERSCALE_EXE");
   if (exe != nullptr) {
+    // `hyperscale wal check DIR` reports the corruption with file and offset and fails.
+    const std::string check = std::string(exe) + " --log-level off wal check " + d.path + " > " + d.path +
+                              "/../check-out.txt 2>&1";
+    CHECK(std::system(check.c_str()) != 0);
+    {
+      std::ifstream cf(d.path + "/../check-out.txt");
+      const std::string cout_text((std::istreambuf_iterator<char>(cf)), {});
+      INFO(cout_text);
+      CHECK(cout_text.find(segs[0] + " offset " + std::to_string(off)) != std::string::npos);
+      fs::remove(d.path + "/../check-out.txt");
+    }
     // The CLI: `hyperscale wal repair DIR` prints what will be lost, then truncates.
     const std::string cmd = std::string(exe) + " --log-level warn wal repair " + d.path + " > " + d.path + "/../repair-out.txt 2>&1";
     REQUIRE(std::system(cmd.c_str()) == 0);
