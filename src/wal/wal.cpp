@@ -161,6 +161,7 @@ struct Wal::Impl : std::enable_shared_from_this<Wal::Impl> {
     if (!failed.ok()) return failed;
     if (closed) return make_error(Errc::unavailable, "wal " + opt.dir + " is closed");
     if (payload.size() > opt.max_payload) {
+      reactor.metrics().counter("hs_wal_refused_total", "Appends refused as invalid", {{"reason", "payload_too_large"}}).inc();
       return make_error(Errc::invalid_argument,
                         fmt::format("wal record payload of {} bytes exceeds the limit of {}", payload.size(), opt.max_payload));
     }

@@ -205,6 +205,8 @@ TEST_CASE("Bad input changes nothing: oversized payload, bad options", "[wal]") 
   bool called = false;
   auto res = (*w)->append(1, big, [&](Status) { called = true; });
   CHECK(res.status().code() == Errc::invalid_argument);
+  CHECK(res.status().message().find("101 bytes exceeds the limit of 100") != std::string::npos);
+  CHECK(r.metrics().counter_value("hs_wal_refused_total", {{"reason", "payload_too_large"}}) == 1);
   CHECK((*w)->next_lsn() == 1);
   CHECK((*w)->queued_bytes() == 0);
   r.run_nowait();
