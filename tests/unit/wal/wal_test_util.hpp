@@ -47,8 +47,10 @@ inline bool run_until(runtime::Reactor& r, const std::function<bool()>& done,
 
 // Deterministic payload for an LSN (lets a verifier check any recovered record on its own).
 inline std::vector<std::uint8_t> payload_for(std::uint64_t lsn, std::size_t max_len = 64) {
-  std::vector<std::uint8_t> p(static_cast<std::size_t>(lsn % max_len) + 1);
-  for (std::size_t i = 0; i < p.size(); ++i) p[i] = static_cast<std::uint8_t>(lsn * 131 + i * 7);
+  const std::size_t n = static_cast<std::size_t>(lsn % max_len) + 1;
+  std::vector<std::uint8_t> p;
+  p.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) p.push_back(static_cast<std::uint8_t>(lsn * 131 + i * 7));
   return p;
 }
 inline std::uint32_t type_for(std::uint64_t lsn) { return static_cast<std::uint32_t>(lsn % 5 + 1); }
