@@ -1,5 +1,7 @@
 // `hyperscale wal check DIR` and `hyperscale wal repair DIR [--dry-run]`: inspect and repair a WAL
 // directory offline (the owning node must not be running). See docs/wal.md.
+#include <unistd.h>
+
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -27,6 +29,15 @@ int run_check(const std::string& dir) {
 }
 
 int run_repair(const std::string& dir, bool dry_run) {
+  auto lock = wal::lock_dir(dir);
+  if (!lock.ok()) {
+    std::fprintf(stderr, "hyperscale wal repair: %s\n", lock.status().to_string().c_str());
+    return kExitInfrastructure;
+  }
+  struct Unlock {
+    int fd;
+    ~Unlock() { ::close(fd); }
+  } unlock{lock.value()};
   auto plan = wal::recover_dir(dir, wal::RecoverMode::repair_dry_run);
   if (!plan.ok()) {
     std::fprintf(stderr, "hyperscale wal repair: %s\n", plan.status().to_string().c_str());

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -94,6 +95,22 @@ Status write_all(int fd, const std::uint8_t* p, std::size_t n, const std::string
 }  // namespace
 
 std::string segment_name(Lsn first_lsn) { return fmt::format("wal-{:020d}.seg", first_lsn); }
+
+Result<int> lock_dir(const std::string& dir) {
+  const std::string path = dir + "/LOCK";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return errno_status("open lock file " + path, errno);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    ::close(fd);
+    if (e == EWOULDBLOCK) {
+      return make_error(Errc::unavailable,
+                        "wal dir " + dir + " is locked by another owner (is the node that owns it still running?)");
+    }
+    return errno_status("lock " + path, e);
+  }
+  return fd;
+}
 
 Status fsync_dir(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -77,6 +77,7 @@ struct Wal::Impl : std::enable_shared_from_this<Wal::Impl> {
 
   ~Impl() {
     if (fd >= 0) ::close(fd);
+    if (lock_fd >= 0) ::close(lock_fd);  // releases the directory lock
   }
 
   runtime::Reactor& reactor;
@@ -85,6 +86,7 @@ struct Wal::Impl : std::enable_shared_from_this<Wal::Impl> {
   RecoveryReport recovery;
   std::vector<SegmentFile> segments;  // back() is the active one
   int fd = -1;
+  int lock_fd = -1;
   std::uint64_t seg_size = 0;  // bytes durable (or written, mode none) in the active segment
   Lsn next_lsn = 1;
   Lsn durable_lsn = 1;
@@ -313,6 +315,13 @@ Result<std::unique_ptr<Wal>> Wal::open(runtime::Reactor& reactor, WalOptions o, 
   }
   auto impl = std::make_shared<Impl>(reactor, std::move(o));
   impl->io = io ? std::move(io) : make_uring_io(reactor);
+  auto lock = lock_dir(impl->opt.dir);
+  if (!lock.ok()) {
+    log::error("wal", "open_failed", "dir={} error={}", log::quoted(impl->opt.dir), log::quoted(lock.status().to_string()));
+    impl->count_error("locked");
+    return lock.status();
+  }
+  impl->lock_fd = lock.value();
   auto rep = recover_dir(impl->opt.dir, RecoverMode::open, visit);
   if (!rep.ok()) {
     log::error("wal", "open_failed", "dir={} error={}", log::quoted(impl->opt.dir), log::quoted(rep.status().to_string()));

@@ -56,6 +56,10 @@ Result<RecoveryReport> recover_dir(const std::string& dir, RecoverMode mode, con
 
 // Segment file name for a first LSN: wal-00000000000000000001.seg
 std::string segment_name(Lsn first_lsn);
+// Takes an exclusive advisory lock (flock) on DIR/LOCK and returns its fd (close it to release).
+// One owner per log directory: Wal::open holds it while open, `hyperscale wal repair` while repairing.
+// Fails with Errc::unavailable when another open file description holds it.
+Result<int> lock_dir(const std::string& dir);
 // fsync a directory (after creating, renaming or deleting entries).
 Status fsync_dir(const std::string& dir);
 // Creates dir/segment_name(first_lsn) with its header, durably (temp file, fsync, rename, dir fsync

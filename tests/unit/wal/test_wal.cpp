@@ -570,6 +570,7 @@ TEST_CASE("A real write error from the kernel (file size limit) makes the log fa
   // Reopen (no limit now): every acknowledged record is there. Records of the failed batch that
   // reached the file whole may be there too (a failed append promises nothing either way); the
   // partial record the short write left is a torn tail and is truncated.
+  w = make_error(Errc::cancelled, "closed");  // releases the directory lock
   runtime::Reactor r2;
   Replay rp;
   auto w2 = Wal::open(r2, o, rp.visitor());
@@ -580,4 +581,24 @@ TEST_CASE("A real write error from the kernel (file size limit) makes the log fa
     CHECK(rp.recs[i].lsn == i + 1);
     CHECK(rp.payloads[i] == p);
   }
+}
+
+TEST_CASE("One owner per directory: a second open is refused while the first is open", "[wal]") {
+  TempDir d;
+  runtime::LogCapture logs;
+  runtime::Reactor r;
+  WalOptions o;
+  o.dir = d.path;
+  auto w = Wal::open(r, o);
+  REQUIRE(w.ok());
+  auto second = Wal::open(r, o);
+  REQUIRE(!second.ok());
+  CHECK(second.status().code() == Errc::unavailable);
+  CHECK(second.status().message().find("locked") != std::string::npos);
+  CHECK(r.metrics().counter_value("hs_wal_errors_total", {{"reason", "locked"}}) == 1);
+  append_n(r, **w, 3);  // the first owner is unaffected
+  w = make_error(Errc::cancelled, "closed");
+  auto third = Wal::open(r, o);
+  REQUIRE(third.ok());
+  CHECK((*third)->next_lsn() == 4);
 }
