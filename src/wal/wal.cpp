@@ -132,9 +132,17 @@ struct Wal::Impl : std::enable_shared_from_this<Wal::Impl> {
     if (spare.size() < kSpareBuffers && buf.capacity() <= 2 * opt.max_batch_bytes) spare.push_back(std::move(buf));
   }
 
-  static void complete(std::vector<Waiter>& ws, const Status& st) {
+  // Runs every waiter's callback; one that throws is logged and counted and the others still run.
+  void complete(std::vector<Waiter>& ws, const Status& st) {
     for (auto& w : ws) {
-      if (w.done) w.done(st);
+      if (!w.done) continue;
+      try {
+        w.done(st);
+      } catch (const std::exception& e) {
+        log::error("wal", "callback_error", "lsn={} error={}", w.lsn, log::quoted(e.what()));
+        reactor.metrics().counter("hs_task_errors_total", "Errors raised by background tasks and timers",
+                                  {{"task", "wal_append_callback"}}).inc();
+      }
     }
   }
 

@@ -602,3 +602,19 @@ TEST_CASE("One owner per directory: a second open is refused while the first is 
   REQUIRE(third.ok());
   CHECK((*third)->next_lsn() == 4);
 }
+
+TEST_CASE("A throwing append callback is logged and counted; the other callbacks of the batch still run", "[wal]") {
+  TempDir d;
+  runtime::LogCapture logs;
+  runtime::Reactor r;
+  auto w = Wal::open(r, WalOptions{.dir = d.path});
+  REQUIRE(w.ok());
+  int ok = 0;
+  REQUIRE((*w)->append(1, payload_for(1), [&](Status st) { ok += st.ok(); }).ok());
+  REQUIRE((*w)->append(1, payload_for(2), [](Status) { throw std::runtime_error("boom"); }).ok());
+  REQUIRE((*w)->append(1, payload_for(3), [&](Status st) { ok += st.ok(); }).ok());
+  REQUIRE(run_until(r, [&] { return ok == 2; }));
+  CHECK(logs.contains({"event=callback_error", "lsn=2", "boom"}));
+  CHECK(r.metrics().counter_value("hs_task_errors_total", {{"task", "wal_append_callback"}}) == 1);
+  CHECK((*w)->health().ok());
+}
