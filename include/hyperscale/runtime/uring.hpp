@@ -35,7 +35,7 @@ class Uring {
   // queue or the in-flight limit is full (backpressure); then `cb` is dropped without being called,
   // so check has_space() first when the callback owns something that matters.
   io_uring_sqe* prepare(Completion cb);
-  bool has_space() const noexcept { return inflight_ + 1 <= max_inflight_; }
+  bool has_space(std::size_t n = 1) const noexcept { return inflight_ + n <= max_inflight_; }
   // Submits everything prepared so far (also done automatically at each loop turn end).
   Status submit();
   std::size_t inflight() const noexcept { return inflight_; }
