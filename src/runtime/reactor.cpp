@@ -216,14 +216,38 @@ void Reactor::on_async() {
   }
 }
 
+std::uint64_t Reactor::on_turn_end(std::function<void()> fn) {
+  const std::uint64_t id = next_turn_end_id_++;
+  turn_end_hooks_.push_back(std::make_unique<TurnEndHook>(TurnEndHook{id, std::move(fn)}));
+  return id;
+}
+
+void Reactor::remove_turn_end(std::uint64_t id) noexcept {
+  for (auto it = turn_end_hooks_.begin(); it != turn_end_hooks_.end(); ++it) {
+    if ((*it)->id != id) continue;
+    if (in_turn_end_) {
+      (*it)->removed = true;  // erased after the loop below finishes
+    } else {
+      turn_end_hooks_.erase(it);
+    }
+    return;
+  }
+}
+
 void Reactor::on_prepare() {
-  for (auto& hook : turn_end_hooks_) {
+  in_turn_end_ = true;
+  // Index loop: a hook may add hooks (appended, run this turn) or remove hooks (skipped).
+  for (std::size_t i = 0; i < turn_end_hooks_.size(); ++i) {
+    TurnEndHook* hook = turn_end_hooks_[i].get();
+    if (hook->removed) continue;
     try {
-      hook();
+      hook->fn();
     } catch (const std::exception& e) {
       report_task_error(metrics_, "turn_end", e.what());
     }
   }
+  in_turn_end_ = false;
+  std::erase_if(turn_end_hooks_, [](const auto& h) { return h->removed; });
   if (uring_) {
     Status st = uring_->submit();
     if (!st.ok()) log::error("runtime", "uring_submit_failed", "error={}", log::quoted(st.to_string()));

@@ -81,6 +81,7 @@ struct Wal::Impl : std::enable_shared_from_this<Wal::Impl> {
   }
 
   runtime::Reactor& reactor;
+  std::uint64_t turn_end_hook = 0;  // removed from the reactor when the Wal is closed
   WalOptions opt;
   std::unique_ptr<WalIo> io;
   RecoveryReport recovery;
@@ -296,6 +297,10 @@ struct Wal::Impl : std::enable_shared_from_this<Wal::Impl> {
 
   void close() {
     closed = true;
+    if (turn_end_hook != 0) {
+      reactor.remove_turn_end(turn_end_hook);
+      turn_end_hook = 0;
+    }
     std::deque<Batch> q = std::move(queue);
     queue.clear();
     const Status st = make_error(Errc::unavailable, "wal " + opt.dir + " closed before the append was written");
@@ -362,7 +367,7 @@ Result<std::unique_ptr<Wal>> Wal::open(runtime::Reactor& reactor, WalOptions o, 
             impl->opt.max_queued_bytes,
             impl->sync() ? "" : " note=\"durability=none: acknowledged appends are lost on power failure\"");
   std::weak_ptr<Impl> weak = impl;
-  reactor.on_turn_end([weak]() {
+  impl->turn_end_hook = reactor.on_turn_end([weak]() {
     if (auto p = weak.lock()) p->flush();
   });
   return std::unique_ptr<Wal>(new Wal(std::move(impl)));

@@ -77,7 +77,11 @@ class Reactor {
 
   // Runs once per loop turn right before the loop blocks for I/O (libuv prepare phase): used to
   // batch work issued during the turn (WAL group commit, ring publication, io_uring submission).
-  void on_turn_end(std::function<void()> fn) { turn_end_hooks_.push_back(std::move(fn)); }
+  // Returns an id for remove_turn_end(); a component that goes away before the reactor removes its hook.
+  std::uint64_t on_turn_end(std::function<void()> fn);
+  // Safe to call from inside a turn-end hook (the hook is skipped from then on).
+  void remove_turn_end(std::uint64_t id) noexcept;
+  std::size_t turn_end_hook_count() const noexcept { return turn_end_hooks_.size(); }
 
   // Called when shutdown starts; call `done` when the component has finished (may be later).
   // Shutdown waits for every hook up to its time bound.
@@ -139,7 +143,14 @@ class Reactor {
   metrics::Registry metrics_;
   Scheduler scheduler_;
   std::deque<SmallFn<void()>> deferred_;
-  std::vector<std::function<void()>> turn_end_hooks_;
+  struct TurnEndHook {
+    std::uint64_t id;
+    std::function<void()> fn;
+    bool removed = false;
+  };
+  std::vector<std::unique_ptr<TurnEndHook>> turn_end_hooks_;
+  std::uint64_t next_turn_end_id_ = 1;
+  bool in_turn_end_ = false;
   struct ShutdownHook {
     std::string name;
     std::function<void(std::function<void()>)> fn;

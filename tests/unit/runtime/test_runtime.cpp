@@ -377,3 +377,25 @@ TEST_CASE("Shard threads are named hs-shard-N", "[runtime]") {
   CHECK(names[0] == "hs-shard-0");
   CHECK(names[1] == "hs-shard-1");
 }
+
+TEST_CASE("Turn-end hooks run once per loop turn and can be removed, even from inside a hook", "[runtime]") {
+  Reactor r;
+  int a = 0, b = 0, turns = 0;
+  std::uint64_t id_b = 0;
+  const std::uint64_t id_a = r.on_turn_end([&]() {
+    ++a;
+    if (a == 3) r.remove_turn_end(id_b);  // removal during iteration: b is skipped from now on
+  });
+  id_b = r.on_turn_end([&]() { ++b; });
+  CHECK(r.turn_end_hook_count() == 2);
+  REQUIRE(r.every("tick", 1ms, [&]() {
+    if (++turns == 5) r.begin_shutdown(1s);
+    return ok_status();
+  }).ok());
+  r.run();
+  CHECK(a >= 5);
+  CHECK(b == 2);  // ran in the two turns before a's third run removed it
+  CHECK(r.turn_end_hook_count() == 1);
+  r.remove_turn_end(id_a);
+  CHECK(r.turn_end_hook_count() == 0);
+}

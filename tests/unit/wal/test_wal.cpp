@@ -597,7 +597,9 @@ TEST_CASE("One owner per directory: a second open is refused while the first is 
   CHECK(second.status().message().find("locked") != std::string::npos);
   CHECK(r.metrics().counter_value("hs_wal_errors_total", {{"reason", "locked"}}) == 1);
   append_n(r, **w, 3);  // the first owner is unaffected
+  CHECK(r.turn_end_hook_count() == 1);
   w = make_error(Errc::cancelled, "closed");
+  CHECK(r.turn_end_hook_count() == 0);  // a closed log leaves no hook behind on its reactor
   auto third = Wal::open(r, o);
   REQUIRE(third.ok());
   CHECK((*third)->next_lsn() == 4);
