@@ -12,6 +12,9 @@ bool verify_body(fb::Body type, std::span<const std::uint8_t> body, std::size_t 
                  std::size_t max_tables) noexcept {
   // A FlatBuffer is at least a root offset plus a vtable; reject tiny inputs before the verifier.
   if (body.size() < 8 || body.size() > FLATBUFFERS_MAX_BUFFER_SIZE) return false;
+  // The verifier checks alignment relative to the buffer start, so the start itself must be aligned
+  // to the largest scalar (8 bytes); our sealer aligns bodies to 16. A misaligned body is refused.
+  if (reinterpret_cast<std::uintptr_t>(body.data()) % 8 != 0) return false;
   flatbuffers::Verifier v(body.data(), body.size(), static_cast<flatbuffers::uoffset_t>(max_depth),
                           static_cast<flatbuffers::uoffset_t>(max_tables));
   switch (type) {
