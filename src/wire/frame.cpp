@@ -456,6 +456,11 @@ DecodeResult FrameCodec::decode(std::span<const std::uint8_t> frame, Channel ch,
     return fail(Reject::role_not_allowed,
                 fmt::format("type={} sender={} sender_role={} receiver_role={}", type_name(type), d.sender_id,
                             fb::EnumNameRole(d.sender_role), fb::EnumNameRole(self_.role)));
+  // Honest senders align the body vector to 16 (seal_raw); a misaligned one would make typed reads of
+  // the body misaligned, so it is refused.
+  if (env->body() != nullptr && reinterpret_cast<std::uintptr_t>(env->body()->data()) % 8 != 0)
+    return fail(Reject::verify_failed, fmt::format("body of type {} from {} is not 8-byte aligned", type_name(type),
+                                                   d.sender_id));
   if (env->body() == nullptr ||
       !verify_body(type, {env->body()->data(), env->body()->size()}, limits_.verifier_max_depth,
                    limits_.verifier_max_tables))

@@ -1,5 +1,8 @@
 #include "hyperscale/wire/messages.hpp"
 
+#include <cstring>
+#include <vector>
+
 #include "hyperscale/wire/frame.hpp"
 
 namespace hs::wire {
@@ -12,9 +15,14 @@ bool verify_body(fb::Body type, std::span<const std::uint8_t> body, std::size_t 
                  std::size_t max_tables) noexcept {
   // A FlatBuffer is at least a root offset plus a vtable; reject tiny inputs before the verifier.
   if (body.size() < 8 || body.size() > FLATBUFFERS_MAX_BUFFER_SIZE) return false;
-  // The verifier checks alignment relative to the buffer start, so the start itself must be aligned
-  // to the largest scalar (8 bytes); our sealer aligns bodies to 16. A misaligned body is refused.
-  if (reinterpret_cast<std::uintptr_t>(body.data()) % 8 != 0) return false;
+  // The verifier checks alignment relative to the buffer start, so a start that is not 8-byte aligned
+  // (a FlatBufferBuilder's output is only aligned to its largest scalar) is verified in an aligned copy.
+  if (reinterpret_cast<std::uintptr_t>(body.data()) % 8 != 0) {
+    std::vector<std::uint64_t> aligned((body.size() + 7) / 8);
+    std::memcpy(aligned.data(), body.data(), body.size());
+    return verify_body(type, {reinterpret_cast<const std::uint8_t*>(aligned.data()), body.size()}, max_depth,
+                       max_tables);
+  }
   flatbuffers::Verifier v(body.data(), body.size(), static_cast<flatbuffers::uoffset_t>(max_depth),
                           static_cast<flatbuffers::uoffset_t>(max_tables));
   switch (type) {

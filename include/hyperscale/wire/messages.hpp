@@ -24,8 +24,8 @@
 namespace hs::wire {
 
 // Runs the FlatBuffers verifier over `body` as a buffer whose root is `type`'s table.
-// False for an unknown type, a buffer not 8-byte aligned, or any verifier failure. Never reads a
-// field of an unverified buffer.
+// False for an unknown type or any verifier failure. Never reads a field of an unverified buffer.
+// A buffer that is not 8-byte aligned is verified in an aligned copy.
 bool verify_body(fb::Body type, std::span<const std::uint8_t> body, std::size_t max_depth = 64,
                  std::size_t max_tables = 100'000) noexcept;
 
