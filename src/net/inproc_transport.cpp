@@ -24,6 +24,7 @@ InprocTransport::InprocTransport(runtime::Reactor& reactor, InprocNetwork& net, 
 }
 
 InprocTransport::~InprocTransport() {
+  *alive_ = nullptr;
   const auto id = static_cast<std::size_t>(reactor_.shard_id());
   if (id < net_.slots_.size() && net_.slots_[id] == this) net_.slots_[id] = nullptr;
   for (auto& [corr, p] : pending_) reactor_.cancel(p.timer);
@@ -144,9 +145,12 @@ void InprocTransport::deliver(std::unique_ptr<Packet> p) {
   in.expects_reply = p->correlation != 0;
   Responder resp;
   if (in.expects_reply) {
-    resp = Responder([this, to = in.from, corr = p->correlation](wire::MsgType type,
+    std::weak_ptr<InprocTransport*> weak = alive_;
+    resp = Responder([weak, to = in.from, corr = p->correlation](wire::MsgType type,
                                                                   std::span<const std::uint8_t> body) -> Status {
-      return post(to, type, body, corr, true, limits_.max_tcp_frame);
+      auto t = weak.lock();
+      if (!t || !*t) return make_error(Errc::unavailable, "in-process transport gone");
+      return (*t)->post(to, type, body, corr, true, (*t)->limits_.max_tcp_frame);
     });
   }
   try {

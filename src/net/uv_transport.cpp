@@ -166,8 +166,7 @@ UvTransport::UvTransport(runtime::Reactor& reactor, TransportConfig cfg, wire::I
   reactor_.on_shutdown("net.transport", [weak](std::function<void()> done) {
     auto p = weak.lock();
     if (!p || !*p) return done();
-    (*p)->on_all_closed_ = std::move(done);
-    (*p)->close();
+    (*p)->close(std::move(done));
   });
 }
 
@@ -250,7 +249,22 @@ Status UvTransport::start() {
   return ok_status();
 }
 
-void UvTransport::close() {
+void UvTransport::close(std::function<void()> done) {
+  if (done) {
+    if (closed_ && open_handles_ == 0) {
+      done();
+      return;
+    }
+    if (on_all_closed_) {
+      auto prev = std::move(on_all_closed_);
+      on_all_closed_ = [prev = std::move(prev), done = std::move(done)] {
+        prev();
+        done();
+      };
+    } else {
+      on_all_closed_ = std::move(done);
+    }
+  }
   if (closed_) return;
   closed_ = true;
   if (sweep_task_.valid()) reactor_.cancel(sweep_task_);

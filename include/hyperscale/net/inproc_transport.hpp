@@ -77,6 +77,7 @@ class InprocTransport final : public Transport {
   std::unordered_map<std::uint64_t, Pending> pending_;
   std::uint64_t next_corr_ = 1;
   wire::RejectLog log_;
+  std::shared_ptr<InprocTransport*> alive_ = std::make_shared<InprocTransport*>(this);
   std::array<metrics::Counter*, static_cast<std::size_t>(wire::Reject::kCount)> rejected_{};
   metrics::Counter& timeouts_;
   metrics::Counter& late_;

@@ -68,8 +68,12 @@ class UvTransport final : public Transport {
 
   // Binds and listens. Call once on the reactor's thread.
   Status start();
-  // Closes every handle; pending requests fail with unavailable. Idempotent.
-  void close();
+  // Closes every handle; pending requests fail with unavailable. Idempotent. `done` (optional) runs
+  // once every handle has finished closing; after that the object may be destroyed anywhere.
+  // Destroying it while handles are still open is only valid when its loop is not running (the
+  // destructor runs the loop briefly to finish closing).
+  void close(std::function<void()> done = {});
+  bool fully_closed() const noexcept { return closed_ && open_handles_ == 0; }
 
   void on(wire::MsgType type, Handler h) override;
   Status send_datagram(const Endpoint& to, wire::MsgType type, std::span<const std::uint8_t> body) override;
