@@ -356,7 +356,7 @@ Status FrameCodec::seal_raw(MsgType type, std::span<const std::uint8_t> body, st
   fbb_.ForceVectorAlignment(body.size(), 1, 16);
   auto bodyv = fbb_.CreateVector(body.data(), body.size());
   fb::EnvelopeBuilder eb(fbb_);
-  eb.add_minor(kMinor);
+  eb.add_minor(as.minor);
   eb.add_cluster_id(cluster);
   eb.add_sender_id(sender);
   eb.add_sender_role(as.role);
@@ -375,6 +375,7 @@ Status FrameCodec::seal_raw(MsgType type, std::span<const std::uint8_t> body, st
                                                           type_name(type), total, ch == Channel::tcp ? "tcp" : "udp",
                                                           limit));
   FrameHeader h;
+  h.minor = as.minor;
   h.type = static_cast<std::uint16_t>(type);
   h.length = static_cast<std::uint32_t>(plain + kTagSize);
   if (RAND_bytes(h.nonce.data(), static_cast<int>(h.nonce.size())) != 1)

@@ -149,6 +149,7 @@ struct Identity {
   std::string node_id;
   fb::Role role = fb::Role::Unknown;
   std::uint64_t incarnation = 0;  // 0: random at construction
+  std::uint8_t minor = kMinor;     // protocol minor this node speaks (tests emulate newer peers)
 };
 
 enum class Channel : std::uint8_t { tcp, udp };

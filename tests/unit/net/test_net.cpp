@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "hyperscale/base/log.hpp"
+#include "hyperscale/net/config.hpp"
 #include "hyperscale/net/inproc_transport.hpp"
 #include "hyperscale/net/uv_transport.hpp"
 #include "hyperscale/runtime/shard_set.hpp"
@@ -559,4 +560,28 @@ TEST_CASE("In-process transport between shards: request/reply, role check, timeo
     REQUIRE(set.post(i, [&ts, i](runtime::Reactor&) { ts[static_cast<std::size_t>(i)].reset(); }).ok());
   std::this_thread::sleep_for(50ms);
   set.stop();
+}
+
+TEST_CASE("Config keys: set, refuse bad values unchanged, validate cross-field rules", "[net][config]") {
+  NetConfig c;
+  CHECK(validate(c).ok());
+  CHECK(set_config(c, "wire.max_tcp_frame_bytes", "2097152").ok());
+  CHECK(c.limits.max_tcp_frame == 2u << 20);
+  CHECK(set_config(c, "net.frame_deadline_ms", "250").ok());
+  CHECK(c.transport.frame_deadline == 250ms);
+  CHECK(set_config(c, "wire.secret_file", "/etc/hyperscale/secret").ok());
+  CHECK(c.secret.file == "/etc/hyperscale/secret");
+  CHECK(set_config(c, "net.tcp_port", "7000").ok());
+  CHECK(c.transport.tcp_port == 7000);
+  Status bad = set_config(c, "wire.max_udp_datagram_bytes", "70000");
+  CHECK(bad.code() == Errc::invalid_argument);
+  CHECK(bad.message().find("wire.max_udp_datagram_bytes") != std::string::npos);
+  CHECK(c.limits.max_udp_datagram == 1400);
+  CHECK(set_config(c, "net.max_conns_per_peer", "four").code() == Errc::invalid_argument);
+  CHECK(set_config(c, "net.no_such_key", "1").code() == Errc::invalid_argument);
+  CHECK(set_config(c, "net.max_conn_write_queue_bytes", "1048576").ok());
+  Status v = validate(c);  // a 2 MiB frame cannot fit a 1 MiB write queue
+  CHECK(v.code() == Errc::invalid_argument);
+  CHECK(v.message().find("wire.max_tcp_frame_bytes") != std::string::npos);
+  CHECK(config_keys().size() >= 25);
 }

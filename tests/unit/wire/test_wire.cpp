@@ -266,3 +266,23 @@ TEST_CASE("Every message type verifies when built empty and fails on junk", "[wi
   CHECK(!verify_body(fb::Body::JobSubmission, junk));
   CHECK(!verify_body(fb::Body::NONE, junk));
 }
+
+TEST_CASE("Versioning: a newer minor is accepted and negotiated down; unknown fields are ignored", "[wire]") {
+  Pair p;
+  // A peer speaking minor 5 of the same major, sending a Ping with a field this build does not know.
+  Identity newer = p.tx.self();
+  newer.minor = 5;
+  flatbuffers::FlatBufferBuilder b;
+  auto start = b.StartTable();
+  b.AddElement<std::uint64_t>(4, 99, 0);         // nonce (known, slot 0)
+  b.AddElement<std::uint64_t>(10, 0xabcdef, 0);  // slot 3: a field added by a later minor
+  b.Finish(flatbuffers::Offset<void>(b.EndTable(start)));
+  std::vector<std::uint8_t> f;
+  REQUIRE(p.tx.seal_raw(fb::Body::Ping, finished(b), 0, false, Channel::tcp, f, kNow, 1, newer).ok());
+  auto r = p.rx.decode(f, Channel::tcp, kNow);
+  REQUIRE(r.ok());
+  CHECK(r.msg.peer_minor == 5);
+  CHECK(body_as<fb::Ping>(r.msg.body)->nonce() == 99);
+  CHECK(negotiate_minor(kMinor, r.msg.peer_minor) == kMinor);
+  CHECK(negotiate_minor(3, 1) == 1);
+}
