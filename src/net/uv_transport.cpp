@@ -308,6 +308,7 @@ TransportStats UvTransport::stats() const {
   s.queued_bytes = queued_bytes_;
   s.connect_attempts = connect_attempts_;
   s.connect_failures = connect_failures_;
+  s.largest_frame_buffer = largest_frame_buffer_;
   return s;
 }
 
@@ -686,6 +687,7 @@ void UvTransport::on_read(Conn& c, const std::uint8_t* p, std::size_t n) {
         return;
       }
       c.frame.resize(wire::kHeaderSize + c.h.length);
+      largest_frame_buffer_ = std::max(largest_frame_buffer_, c.frame.size());
       std::memcpy(c.frame.data(), c.hdr.data(), wire::kHeaderSize);
       c.frame_have = wire::kHeaderSize;
     }

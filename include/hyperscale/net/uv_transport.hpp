@@ -56,6 +56,7 @@ struct TransportStats {
   std::size_t queued_bytes = 0;
   std::uint64_t connect_attempts = 0;
   std::uint64_t connect_failures = 0;
+  std::size_t largest_frame_buffer = 0;    // largest receive buffer ever allocated for one frame
 };
 
 class UvTransport final : public Transport {
@@ -147,6 +148,7 @@ class UvTransport final : public Transport {
   std::size_t outbound_ = 0, outbound_max_ = 0, inbound_ = 0;
   std::size_t queued_bytes_ = 0;
   std::uint64_t connect_attempts_ = 0, connect_failures_ = 0;
+  std::size_t largest_frame_buffer_ = 0;
   struct Pending {
     ReplyFn done;
     Instant deadline;

@@ -210,6 +210,8 @@ TEST_CASE("Bad inputs on TCP: dropped, counted, connection closed, others unaffe
     auto before = f.rejected(Reject::oversize);
     raw.write(std::span(hdr, wire::kHeaderSize));  // the body is never sent
     expect_rejected(raw, Reject::oversize, before);
+    // Only the good client's small frames were ever given a buffer.
+    CHECK(f.server.stats().largest_frame_buffer < 1024);
   }
   SECTION("flipped bit in the ciphertext") {
     auto fr = f.frame(good_id, kSecret, fb::Body::Ping, body);
