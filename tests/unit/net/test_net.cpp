@@ -421,7 +421,8 @@ TEST_CASE("Pool: a dead peer is retried with backoff; its requests time out inst
   // Retried, but with backoff (50 ms doubling to 400 ms, jittered): a handful of attempts, not hundreds.
   CHECK(st.connect_attempts >= 3);
   CHECK(st.connect_attempts <= 15);
-  CHECK(st.connect_failures == st.connect_attempts);
+  CHECK(st.connect_failures + 1 >= st.connect_attempts);  // the latest attempt may still be in flight
+  CHECK(st.connect_failures <= st.connect_attempts);
   CHECK(r.metrics().counter_value("hs_net_request_timeouts_total") == 20);
 }
 
