@@ -416,7 +416,7 @@ TEST_CASE("Pool: a dead peer is retried with backoff; its requests time out inst
   auto took = std::chrono::steady_clock::now() - t0;
   CHECK(timeouts == 20);
   CHECK(took >= 1400ms);
-  CHECK(took < 3s);
+  CHECK(took < 5s);  // not a hang (generous: the machine is shared)
   auto st = client.stats();
   // Retried, but with backoff (50 ms doubling to 400 ms, jittered): a handful of attempts, not hundreds.
   CHECK(st.connect_attempts >= 3);
