@@ -17,6 +17,7 @@
 #include "hyperscale/net/config.hpp"
 #include "hyperscale/net/inproc_transport.hpp"
 #include "hyperscale/net/uv_transport.hpp"
+#include "hyperscale/runtime/log_capture.hpp"
 #include "hyperscale/runtime/shard_set.hpp"
 
 using namespace hs;
@@ -587,4 +588,20 @@ TEST_CASE("Config keys: set, refuse bad values unchanged, validate cross-field r
   CHECK(v.code() == Errc::invalid_argument);
   CHECK(v.message().find("wire.max_tcp_frame_bytes") != std::string::npos);
   CHECK(config_keys().size() >= 25);
+}
+
+TEST_CASE("A flood of bad frames is counted in full but logged at a bounded rate", "[net]") {
+  Fixture f;
+  runtime::LogCapture cap;
+  const auto before = f.rejected(wire::Reject::bad_magic);
+  std::vector<std::unique_ptr<Raw>> raws;
+  std::uint8_t junk[wire::kHeaderSize] = {'X', 'X', 'X', 'X'};
+  for (int i = 0; i < 60; ++i) {
+    raws.push_back(std::make_unique<Raw>(f.server.tcp_endpoint()));
+    raws.back()->write(std::span(junk, sizeof(junk)));
+  }
+  REQUIRE(run_until(f.r, [&] { return f.rejected(wire::Reject::bad_magic) == before + 60; }));
+  // 60 rejections within about a second: at most 5 lines per second plus one summary line.
+  CHECK(cap.find({"event=frame_rejected", "reason=bad_magic"}).size() <= 10);
+  f.good_client_answered(9);
 }
