@@ -160,7 +160,7 @@ UvTransport::UvTransport(runtime::Reactor& reactor, TransportConfig cfg, wire::I
   read_buf_.resize(64 * 1024);
   dgram_buf_.resize(64 * 1024);
   std::weak_ptr<UvTransport*> weak = alive_;
-  reactor_.on_turn_end([weak] {
+  turn_end_hook_ = reactor_.on_turn_end([weak] {
     if (auto p = weak.lock(); p && *p) (*p)->flush();
   });
   reactor_.on_shutdown("net.transport", [weak](std::function<void()> done) {
@@ -178,6 +178,7 @@ UvTransport::~UvTransport() {
     log::error("net", "transport_destroyed_with_open_handles", "handles={} note=destroy it outside the loop callback",
                open_handles_);
   *alive_ = nullptr;
+  reactor_.remove_turn_end(turn_end_hook_);
 }
 
 std::int64_t UvTransport::wall_ms() const { return wall_time_us() / 1000; }

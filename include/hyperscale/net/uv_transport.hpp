@@ -130,6 +130,7 @@ class UvTransport final : public Transport {
   bool started_ = false;
   bool closed_ = false;
   std::shared_ptr<UvTransport*> alive_;
+  std::uint64_t turn_end_hook_ = 0;  // removed from the reactor in the destructor
   int open_handles_ = 0;
   std::function<void()> on_all_closed_;
   std::vector<std::uint8_t> udp_out_;
