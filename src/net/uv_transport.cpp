@@ -121,11 +121,29 @@ struct ConnAccess {
   static void on_udp(UvTransport& t, const std::uint8_t* d, std::size_t n, const sockaddr* a) { t.on_udp(d, n, a); }
   static std::vector<std::uint8_t>& read_buf(UvTransport& t) { return t.read_buf_; }
   static std::vector<std::uint8_t>& dgram_buf(UvTransport& t) { return t.dgram_buf_; }
+  // Starts reading a connection into the transport's shared read buffer (outbound and inbound alike).
+  static int start_reading(UvTransport::Conn& c) {
+    return uv_read_start(
+        reinterpret_cast<uv_stream_t*>(&c.tcp),
+        [](uv_handle_t* h, size_t, uv_buf_t* b) {
+          auto& buf = ConnAccess::read_buf(*static_cast<UvTransport::Conn*>(h->data)->t);
+          *b = uv_buf_init(reinterpret_cast<char*>(buf.data()), static_cast<unsigned>(buf.size()));
+        },
+        [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
+          auto* cc = static_cast<UvTransport::Conn*>(s->data);
+          if (n < 0) {
+            ConnAccess::on_read_error(*cc->t, *cc, static_cast<int>(n));
+            return;
+          }
+          ConnAccess::on_read(*cc->t, *cc, reinterpret_cast<const std::uint8_t*>(b->base), static_cast<std::size_t>(n));
+        });
+  }
   static void handle_closed(UvTransport& t) {
     --t.open_handles_;
     t.check_all_closed();
   }
 };
+
 
 UvTransport::UvTransport(runtime::Reactor& reactor, TransportConfig cfg, wire::Identity self, wire::Keyring keys,
                          wire::Limits limits)
@@ -427,20 +445,7 @@ void UvTransport::on_connected(Conn& c, int status) {
   p.failures = 0;
   p.next_attempt = Instant{0};
   uv_tcp_nodelay(&c.tcp, 1);
-  int rc = uv_read_start(
-      reinterpret_cast<uv_stream_t*>(&c.tcp),
-      [](uv_handle_t* h, size_t, uv_buf_t* b) {
-        auto& buf = ConnAccess::read_buf(*static_cast<Conn*>(h->data)->t);
-        *b = uv_buf_init(reinterpret_cast<char*>(buf.data()), static_cast<unsigned>(buf.size()));
-      },
-      [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
-        auto* cc = static_cast<Conn*>(s->data);
-        if (n < 0) {
-          ConnAccess::on_read_error(*cc->t, *cc, static_cast<int>(n));
-          return;
-        }
-        ConnAccess::on_read(*cc->t, *cc, reinterpret_cast<const std::uint8_t*>(b->base), static_cast<std::size_t>(n));
-      });
+  int rc = ConnAccess::start_reading(c);
   if (rc != 0) {
     close_conn(c, uv_strerror(rc));
     return;
@@ -647,20 +652,7 @@ void UvTransport::on_accept(int status) {
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
-  rc = uv_read_start(
-      reinterpret_cast<uv_stream_t*>(&c->tcp),
-      [](uv_handle_t* h, size_t, uv_buf_t* b) {
-        auto& buf = ConnAccess::read_buf(*static_cast<Conn*>(h->data)->t);
-        *b = uv_buf_init(reinterpret_cast<char*>(buf.data()), static_cast<unsigned>(buf.size()));
-      },
-      [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
-        auto* cc = static_cast<Conn*>(s->data);
-        if (n < 0) {
-          ConnAccess::on_read_error(*cc->t, *cc, static_cast<int>(n));
-          return;
-        }
-        ConnAccess::on_read(*cc->t, *cc, reinterpret_cast<const std::uint8_t*>(b->base), static_cast<std::size_t>(n));
-      });
+  rc = ConnAccess::start_reading(*c);
   if (rc != 0) close_conn(*c, uv_strerror(rc));
 }
 
