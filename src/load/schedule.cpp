@@ -55,7 +55,8 @@ Driver::Driver(const Workflow& wf, ShardShare share, Instant start)
     return;
   }
   if (executor_ == Executor::constant_vus) {
-    for (std::uint64_t v = 0; v < share_.vus; ++v) ready_.emplace_back(start, v);
+    ring_.resize(std::max<std::uint64_t>(1, share_.vus));
+    for (std::uint64_t v = 0; v < share_.vus; ++v) push_ready(start, v);
   } else {
     free_.reserve(share_.vus);
     for (std::uint64_t v = share_.vus; v > 0; --v) free_.push_back(v - 1);
@@ -72,9 +73,10 @@ Instant Driver::due(std::uint64_t k) const {
 void Driver::poll(Instant now, std::vector<Start>& out) {
   if (!share_.active) return;
   if (executor_ == Executor::constant_vus) {
-    while (!ready_.empty() && ready_.front().first <= now && now < end_ && budget_left()) {
-      out.push_back({ready_.front().second, now});
-      ready_.pop_front();
+    while (count_ > 0 && ring_[head_].at <= now && now < end_ && budget_left()) {
+      out.push_back({ring_[head_].vu, now});
+      head_ = (head_ + 1) % ring_.size();
+      --count_;
       ++started_;
       ++inflight_;
     }
@@ -99,14 +101,14 @@ void Driver::poll(Instant now, std::vector<Start>& out) {
 void Driver::on_done(std::uint64_t vu, Instant now) {
   if (inflight_ > 0) --inflight_;
   ++completed_;
-  if (executor_ == Executor::constant_vus) ready_.emplace_back(now + pause_, vu);
+  if (executor_ == Executor::constant_vus) push_ready(now + pause_, vu);
   else free_.push_back(vu);
 }
 
 void Driver::on_interrupted(std::uint64_t vu) {
   if (inflight_ > 0) --inflight_;
   ++interrupted_;
-  if (executor_ == Executor::constant_vus) ready_.emplace_back(end_, vu);
+  if (executor_ == Executor::constant_vus) push_ready(end_, vu);
   else free_.push_back(vu);
 }
 
@@ -122,7 +124,7 @@ Instant Driver::next_wakeup(Instant now) const {
   if (p == Phase::draining) return end_ + graceful_ > now ? end_ + graceful_ : now;
   Instant next = end_;  // the phase change
   if (executor_ == Executor::constant_vus) {
-    if (!ready_.empty()) next = std::min(next, std::max(ready_.front().first, now));
+    if (count_ > 0) next = std::min(next, std::max(ring_[head_].at, now));
   } else {
     next = std::min(next, std::max(due(next_k_), now));
   }

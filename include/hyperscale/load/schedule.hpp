@@ -4,7 +4,6 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <vector>
 
@@ -67,8 +66,18 @@ class Driver {
   Duration unit_{0};
   std::uint64_t next_k_ = 0;
   std::vector<std::uint64_t> free_;  // free VU slots (stack)
-  // constant VUs: slots ready at a time (ready times are monotonic, so a FIFO suffices)
-  std::deque<std::pair<Instant, std::uint64_t>> ready_;
+  // constant VUs: slots ready at a time. Ready times are monotonic, so a FIFO suffices: a fixed ring of
+  // share.vus entries (every VU is in it at most once), so the steady state never allocates.
+  struct Ready {
+    Instant at;
+    std::uint64_t vu;
+  };
+  std::vector<Ready> ring_;
+  std::size_t head_ = 0, count_ = 0;
+  void push_ready(Instant at, std::uint64_t vu) {
+    ring_[(head_ + count_) % ring_.size()] = {at, vu};
+    ++count_;
+  }
   std::uint64_t started_ = 0, completed_ = 0, dropped_ = 0, interrupted_ = 0, inflight_ = 0;
 };
 
