@@ -196,7 +196,8 @@ std::string live_text(const LiveSnapshot& snap, bool tty) {
   std::string out;
   for (const auto& w : snap.workflows) {
     if (!w.running && !tty) continue;
-    const double pct = w.duration.count() > 0 ? std::min(1.0, to_seconds(w.elapsed) / to_seconds(w.duration)) : 0;
+    double pct = w.duration.count() > 0 ? std::min(1.0, to_seconds(w.elapsed) / to_seconds(w.duration)) : 0;
+    if (!w.running && w.outcome != WorkflowOutcome::pending) pct = 1.0;  // finished (maybe early: iterations)
     if (tty) {
       const int width = 20;
       const int fill = static_cast<int>(pct * width);
