@@ -6,6 +6,8 @@
 
 #include <llhttp.h>
 #include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 #include <uv.h>
 
@@ -51,6 +53,12 @@ struct RunShared {
   std::vector<ShardState*> shard_states;                     // [shard]: each touched by its own shard only
   Instant run_start{0};
   const RunOptions* opts = nullptr;
+  SSL_CTX* tls_verify = nullptr;    // shared by every shard (OpenSSL contexts are thread-safe)
+  SSL_CTX* tls_noverify = nullptr;
+  ~RunShared() {
+    if (tls_verify) SSL_CTX_free(tls_verify);
+    if (tls_noverify) SSL_CTX_free(tls_noverify);
+  }
 };
 
 struct WfRun;
@@ -84,6 +92,15 @@ struct Conn {
   Instant t0{0}, connect_deadline{0}, step_deadline{0};
   std::unique_ptr<char[]> rbuf;
   std::size_t rbuf_size = kReadBuf;
+  // TLS (https): OpenSSL over memory BIOs; encrypted bytes go out through the same libuv socket.
+  SSL* ssl = nullptr;
+  bool handshaking = false, tls_write_inflight = false;
+  std::string tls_pending;  // encrypted bytes not yet handed to libuv
+  std::string tls_wbuf;     // encrypted bytes libuv is writing
+  uv_write_t tls_wreq{};
+  ~Conn() {
+    if (ssl) SSL_free(ssl);
+  }
 };
 
 struct Vu {
@@ -165,6 +182,13 @@ void conn_on_sock_closed(uv_handle_t* h) {
   c->closing = false;
   c->sock_open = false;
   c->connected = false;
+  if (c->ssl) {
+    SSL_free(c->ssl);
+    c->ssl = nullptr;
+  }
+  c->handshaking = c->tls_write_inflight = false;
+  c->tls_pending.clear();
+  c->tls_wbuf.clear();
   if (run.finishing) {
     maybe_finish(run);
     return;
@@ -368,6 +392,117 @@ void on_alloc(uv_handle_t* h, std::size_t, uv_buf_t* buf) {
   buf->len = c->rbuf_size;
 }
 
+// ---- TLS
+
+std::string tls_error() {
+  char buf[256];
+  const unsigned long e = ERR_get_error();
+  ERR_clear_error();
+  if (e == 0) return "no OpenSSL error";
+  ERR_error_string_n(e, buf, sizeof buf);
+  return buf;
+}
+
+void tls_fail(Conn& c, const char* what) {
+  log::debug("load", "tls_error", "step={} stage={} error={}", log::quoted(c.st->name), what, log::quoted(tls_error()));
+  step_finished(c, false, FailReason::tls);
+  close_sock(c);
+}
+
+void tls_flush(Conn& c);
+
+void tls_on_write(uv_write_t* w, int status) {
+  if (status == UV_ECANCELED) return;
+  auto* c = static_cast<Conn*>(w->data);
+  c->tls_write_inflight = false;
+  c->tls_wbuf.clear();
+  if (status < 0) {
+    if (c->state != Conn::S::idle) step_finished(*c, false, FailReason::send_error);
+    close_sock(*c);
+    return;
+  }
+  tls_flush(*c);
+}
+
+// Moves what OpenSSL produced into the socket: try_write first, then one uv_write at a time.
+void tls_flush(Conn& c) {
+  if (!c.ssl || !c.sock_open || c.closing) return;
+  BIO* wbio = SSL_get_wbio(c.ssl);
+  char buf[16 * 1024];
+  int n;
+  while ((n = BIO_read(wbio, buf, sizeof buf)) > 0) c.tls_pending.append(buf, static_cast<std::size_t>(n));
+  if (c.tls_write_inflight || c.tls_pending.empty()) return;
+  uv_buf_t b = uv_buf_init(c.tls_pending.data(), static_cast<unsigned>(c.tls_pending.size()));
+  const int w = uv_try_write(reinterpret_cast<uv_stream_t*>(&c.tcp), &b, 1);
+  if (w < 0 && w != UV_EAGAIN) {
+    if (c.state != Conn::S::idle) step_finished(c, false, FailReason::reset);
+    close_sock(c);
+    return;
+  }
+  c.tls_pending.erase(0, w < 0 ? 0 : static_cast<std::size_t>(w));
+  if (c.tls_pending.empty()) return;
+  c.tls_wbuf.swap(c.tls_pending);
+  c.tls_pending.clear();
+  c.tls_write_inflight = true;
+  c.tls_wreq.data = &c;
+  uv_buf_t rest = uv_buf_init(c.tls_wbuf.data(), static_cast<unsigned>(c.tls_wbuf.size()));
+  if (uv_write(&c.tls_wreq, reinterpret_cast<uv_stream_t*>(&c.tcp), &rest, 1, tls_on_write) < 0) {
+    c.tls_write_inflight = false;
+    if (c.state != Conn::S::idle) step_finished(c, false, FailReason::send_error);
+    close_sock(c);
+  }
+}
+
+void send_request(Conn& c);
+
+void tls_handshake(Conn& c) {
+  const int r = SSL_do_handshake(c.ssl);
+  tls_flush(c);
+  if (r == 1) {
+    c.handshaking = false;
+    send_request(c);
+    return;
+  }
+  const int e = SSL_get_error(c.ssl, r);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return;
+  tls_fail(c, "handshake");
+}
+
+void handle_tcp_bytes(Conn& c, const char* data, std::size_t n);
+
+// Encrypted bytes from the socket.
+void tls_on_bytes(Conn& c, const char* data, std::size_t n) {
+  BIO_write(SSL_get_rbio(c.ssl), data, static_cast<int>(n));
+  if (c.handshaking) {
+    tls_handshake(c);
+    return;
+  }
+  for (;;) {
+    if (!c.ssl) return;  // closed by a completion below
+    const int r = SSL_read(c.ssl, c.rbuf.get(), static_cast<int>(c.rbuf_size));
+    if (r > 0) {
+      if (c.state != Conn::S::receiving) {
+        log::debug("load", "unexpected_bytes", "step={} bytes={}", log::quoted(c.st->name), r);
+        close_sock(c);
+        return;
+      }
+      handle_tcp_bytes(c, c.rbuf.get(), static_cast<std::size_t>(r));
+      continue;
+    }
+    const int e = SSL_get_error(c.ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
+    if (e == SSL_ERROR_ZERO_RETURN) {  // close_notify: like EOF
+      if (c.state == Conn::S::receiving) step_finished(c, false, FailReason::reset);
+      close_sock(c);
+      return;
+    }
+    if (c.state == Conn::S::receiving) tls_fail(c, "read");
+    else close_sock(c);
+    return;
+  }
+  tls_flush(c);
+}
+
 void handle_tcp_bytes(Conn& c, const char* data, std::size_t n) {
   const Step& st = *c.st;
   if (st.type == StepType::http) {
@@ -427,6 +562,10 @@ void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
     return;
   }
   (void)buf;
+  if (c->ssl) {
+    tls_on_bytes(*c, c->rbuf.get(), static_cast<std::size_t>(nread));
+    return;
+  }
   if (c->state != Conn::S::receiving) {
     // Bytes nobody asked for: the connection is out of step; drop it.
     log::debug("load", "unexpected_bytes", "step={} bytes={}", log::quoted(c->st->name), nread);
@@ -455,7 +594,7 @@ void send_request(Conn& c) {
       c.req.append(st.method).append(" ");
       render(st.path, vu.scope, c.req);
       c.req.append(" HTTP/1.1\r\nHost: ").append(st.host);
-      if (st.port != 80) c.req.append(":").append(std::to_string(st.port));
+      if (st.port != (st.tls ? 443 : 80)) c.req.append(":").append(std::to_string(st.port));
       c.req.append("\r\n");
       for (const auto& [k, v] : st.headers) {
         c.req.append(k).append(": ");
@@ -504,6 +643,14 @@ void send_request(Conn& c) {
     return;
   }
   c.state = Conn::S::receiving;
+  if (c.ssl) {
+    if (SSL_write(c.ssl, data, static_cast<int>(len)) <= 0) {
+      tls_fail(c, "write");
+      return;
+    }
+    tls_flush(c);
+    return;
+  }
   uv_buf_t b = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
   const int w = uv_try_write(reinterpret_cast<uv_stream_t*>(&c.tcp), &b, 1);
   if (w < 0 && w != UV_EAGAIN) {
@@ -549,6 +696,21 @@ void on_connect(uv_connect_t* req, int status) {
   uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), on_alloc, on_read);
   c->state = Conn::S::sending;
   arm_conn_timer(*c, now_of(*c->vu->run));
+  if (c->st->tls) {
+    RunShared& sh = *c->vu->run->sh;
+    c->ssl = SSL_new(c->st->tls_verify ? sh.tls_verify : sh.tls_noverify);
+    if (c->ssl == nullptr) {
+      tls_fail(*c, "new");
+      return;
+    }
+    SSL_set_bio(c->ssl, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
+    SSL_set_connect_state(c->ssl);
+    SSL_set_tlsext_host_name(c->ssl, c->st->host.c_str());
+    if (c->st->tls_verify) SSL_set1_host(c->ssl, c->st->host.c_str());
+    c->handshaking = true;
+    tls_handshake(*c);
+    return;
+  }
   send_request(*c);
 }
 
@@ -1125,8 +1287,9 @@ Status resolve_steps(const Plan& plan, RunShared& sh) {
       if (!dynamic) {
         if (st.type == StepType::http) {
           const std::string body = st.body.literal();
+          const bool default_port = st.port == (st.tls ? 443 : 80);
           std::string r = fmt::format("{} {} HTTP/1.1\r\nHost: {}{}\r\n", st.method, st.path.literal(), st.host,
-                                      st.port != 80 ? ":" + std::to_string(st.port) : "");
+                                      default_port ? "" : ":" + std::to_string(st.port));
           for (const auto& [k, v] : st.headers) r += fmt::format("{}: {}\r\n", k, v.literal());
           if (!body.empty() || st.method == "POST" || st.method == "PUT" || st.method == "PATCH")
             r += fmt::format("Content-Length: {}\r\n", body.size());
@@ -1159,6 +1322,18 @@ Result<RunStats> run_plan(const Plan& plan, const RunOptions& opts) {
   sh.plan = &plan;
   sh.opts = &opts;
   HS_TRY(resolve_steps(plan, sh));
+  bool any_tls = false;
+  for (const auto& w : plan.workflows)
+    for (const auto& st : w.steps) any_tls = any_tls || st.tls;
+  if (any_tls) {
+    sh.tls_verify = SSL_CTX_new(TLS_client_method());
+    sh.tls_noverify = SSL_CTX_new(TLS_client_method());
+    if (!sh.tls_verify || !sh.tls_noverify) return make_error(Errc::internal, "OpenSSL: cannot create a TLS context: " + tls_error());
+    SSL_CTX_set_verify(sh.tls_verify, SSL_VERIFY_PEER, nullptr);
+    if (SSL_CTX_set_default_verify_paths(sh.tls_verify) != 1)
+      log::warn("load", "tls_ca_paths", "error={}", log::quoted(tls_error()));
+    SSL_CTX_set_verify(sh.tls_noverify, SSL_VERIFY_NONE, nullptr);
+  }
   // ctx[w] is what workflow w sees; ctx[n + w] is what setup workflow w provided.
   sh.ctx.resize(plan.workflows.size() * 2);
 

@@ -524,6 +524,7 @@ std::vector<Extract> parse_extract(Ctx& c, const toml::node* n, const std::strin
 }
 
 struct Defaults {
+  bool tls_verify = true;
   Duration timeout = std::chrono::seconds(5);
   Duration connect_timeout = std::chrono::seconds(2);
   std::vector<std::pair<std::string, Template>> headers;
@@ -552,7 +553,9 @@ void parse_step(Ctx& c, const toml::node& sn, const std::string& path, const Def
   if (type == "http") {
     s.type = StepType::http;
     check_keys(c, t, path, {"name", "type", "after", "timeout", "connect_timeout", "on_failure", "expect", "extract",
-                            "thresholds", "method", "url", "headers", "body", "json", "keepalive", "follow_redirects"});
+                            "thresholds", "method", "url", "headers", "body", "json", "keepalive", "follow_redirects",
+                            "tls_verify"});
+    s.tls_verify = get_bool(c, t, "tls_verify", path).value_or(d.tls_verify);
     s.method = get_string(c, t, "method", path).value_or("GET");
     static const std::set<std::string> kMethods = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"};
     if (!kMethods.count(s.method)) c.err(t.get("method"), path + ".method", fmt::format("unknown HTTP method '{}'", s.method));
@@ -567,17 +570,14 @@ void parse_step(Ctx& c, const toml::node& sn, const std::string& path, const Def
         std::string prefix = ut->parts.empty() || ut->parts[0].kind != TemplatePart::Kind::literal ? "" : ut->parts[0].text;
         std::size_t scheme_len = 0;
         if (prefix.rfind("http://", 0) == 0) scheme_len = 7;
-        else if (prefix.rfind("https://", 0) == 0) {
-          c.err(t.get("url"), path + ".url", "https:// targets are not supported by this version (TLS is not implemented yet)");
-        } else {
-          c.err(t.get("url"), path + ".url", fmt::format("url '{}' must start with http://", *url));
-        }
+        else if (prefix.rfind("https://", 0) == 0) scheme_len = 8, s.tls = true;
+        else c.err(t.get("url"), path + ".url", fmt::format("url '{}' must start with http:// or https://", *url));
         if (scheme_len) {
           const auto slash = prefix.find('/', scheme_len);
           const std::string hp = prefix.substr(scheme_len, slash == std::string::npos ? std::string::npos : slash - scheme_len);
           if (slash == std::string::npos && ut->parts.size() > 1) {
             c.err(t.get("url"), path + ".url", "the url's host and port must not contain runtime templates");
-          } else if (!split_host_port(hp, s.host, s.port, 80)) {
+          } else if (!split_host_port(hp, s.host, s.port, s.tls ? 443 : 80)) {
             c.err(t.get("url"), path + ".url", fmt::format("bad host:port '{}' in url", hp));
           } else {
             Template p = *ut;
@@ -878,7 +878,7 @@ Result<Plan> validate(Ctx& c, const toml::table& root) {
       check_keys(c, t, "[defaults]", {"timeout", "connect_timeout", "tls_verify", "headers"});
       d.timeout = get_duration(c, t, "timeout", "defaults").value_or(d.timeout);
       d.connect_timeout = get_duration(c, t, "connect_timeout", "defaults").value_or(d.connect_timeout);
-      (void)get_bool(c, t, "tls_verify", "defaults");
+      d.tls_verify = get_bool(c, t, "tls_verify", "defaults").value_or(true);
       if (const toml::node* hn = t.get("headers")) {
         if (!hn->is_table()) c.err(hn, "defaults.headers", "[defaults.headers] must be a table");
         else
@@ -1132,6 +1132,8 @@ std::string plan_to_json(const Plan& p) {
         sj["headers"] = hs;
         sj["body"] = template_json(s.body);
         sj["keepalive"] = s.keepalive;
+        sj["tls"] = s.tls;
+        sj["tls_verify"] = s.tls_verify;
       } else {
         sj["send"] = template_json(s.send);
         sj["read_until"] = s.read_until;

@@ -98,7 +98,8 @@ struct Step {
   Duration connect_timeout = std::chrono::seconds(2);
   // http
   std::string method = "GET";
-  bool tls = false;
+  bool tls = false;         // https:// (TLS through OpenSSL)
+  bool tls_verify = true;   // verify the server certificate and host name
   std::string host;       // host as written (Host header)
   std::uint16_t port = 0;
   Template path;          // path and query, may hold runtime holes

@@ -351,8 +351,8 @@ TEST_CASE("validation errors carry FILE:LINE:COL and every problem is reported",
        "t.toml:8:22: status entries must be codes"},
       {"version = 1\nworkflow = [ {name = \n", "t.toml:2:22: invalid TOML"},
       {"[[workflow]]\nname = \"w\"\nvus = 1\n[[workflow.step]]\nname = \"s\"\nurl = \"http://h/\"\n", "missing required key 'version'"},
-      {"version = 1\n[[workflow]]\nname = \"w\"\nvus = 1\n[[workflow.step]]\nname = \"s\"\nurl = \"https://h/\"\n",
-       "t.toml:7:7: https:// targets are not supported"},
+      {"version = 1\n[[workflow]]\nname = \"w\"\nvus = 1\n[[workflow.step]]\nname = \"s\"\nurl = \"https://h/\"\ntls_verify = \"no\"\n",
+       "t.toml:8:14: 'tls_verify' must be true or false"},
   };
   for (const auto& c : cases) {
     auto p = parse(c.text);
@@ -400,6 +400,21 @@ TEST_CASE("templates: load-time resolution and runtime rendering", "[load][templ
   REQUIRE_FALSE(parse_template("${rand.int(5,1)}", vars, env).ok());
   REQUIRE_FALSE(parse_template("${unclosed", vars, env).ok());
   REQUIRE_FALSE(parse_template("${steps.only}", vars, env).ok());
+}
+
+TEST_CASE("parse: https URLs enable TLS on port 443; tls_verify from defaults or the step", "[load][parse]") {
+  auto p = parse("version = 1\n[defaults]\ntls_verify = false\n[[workflow]]\nname = \"w\"\nvus = 1\n[[workflow.step]]\n"
+                 "name = \"a\"\nurl = \"https://example.test/x\"\n[[workflow.step]]\nname = \"b\"\n"
+                 "url = \"https://example.test:8443/\"\ntls_verify = true\n");
+  INFO(p.status().to_string());
+  REQUIRE(p.ok());
+  const auto& a = p->workflows[0].steps[0];
+  const auto& b = p->workflows[0].steps[1];
+  REQUIRE(a.tls);
+  REQUIRE(a.port == 443);
+  REQUIRE_FALSE(a.tls_verify);
+  REQUIRE(b.port == 8443);
+  REQUIRE(b.tls_verify);
 }
 
 TEST_CASE("durations", "[load][parse]") {
