@@ -1212,6 +1212,10 @@ void send_live(ShardState& ss) {
 void Coordinator::report_live() {
   if (!sh->opts->on_progress) return;
   LiveSnapshot snap;
+  Counts live_run_counts;
+  Histogram live_run_hist;
+  double live_run_secs = 0;
+  std::uint64_t live_run_dropped = 0, live_run_sched = 0;
   const Instant now = r->clock().now();
   snap.elapsed = now - sh->run_start;
   const Plan& plan = *sh->plan;
@@ -1241,14 +1245,50 @@ void Coordinator::report_live() {
       }
     }
     auto& win = window[w];
-    for (std::size_t i = 0; i < lw.steps.size() && i < win.size(); ++i) {
+    if (win.size() < lw.steps.size()) win.resize(lw.steps.size());
+    const Workflow& wf = plan.workflows[w];
+    const double secs = to_seconds(lw.elapsed);
+    const std::uint64_t sched = lw.started + lw.dropped;
+    auto judge = [&snap](const Threshold& t, const Counts& c, const Histogram& h, double s, std::uint64_t dropped,
+                         std::uint64_t scheduled) {
+      LiveThreshold lt;
+      lt.threshold = &t;
+      lt.observed = observe(t.metric, c, h, s, dropped, scheduled, lt.no_data);
+      lt.passed = !lt.no_data && compare(t.op, lt.observed, t.value);
+      snap.thresholds.push_back(lt);
+    };
+    Counts wc;
+    Histogram wh;
+    for (std::size_t i = 0; i < lw.steps.size(); ++i) {
       lw.steps[i].rps = static_cast<double>(win[i].count());
       lw.steps[i].p50 = win[i].quantile(0.50);
       lw.steps[i].p95 = win[i].quantile(0.95);
       lw.steps[i].p99 = win[i].quantile(0.99);
+      if (lw.running || started[w]) {
+        for (const auto& t : wf.steps[i].thresholds) judge(t, lw.steps[i].total, win[i], secs, lw.dropped, sched);
+        wc.merge(lw.steps[i].total);
+        wh.merge(win[i]);
+      }
       win[i].reset();
     }
+    if (started[w]) {
+      for (const auto& t : wf.thresholds) judge(t, wc, wh, secs, lw.dropped, sched);
+      if (wf.kind == WorkflowKind::test) {
+        live_run_counts.merge(wc);
+        live_run_hist.merge(wh);
+        live_run_secs = std::max(live_run_secs, secs);
+        live_run_dropped += lw.dropped;
+        live_run_sched += sched;
+      }
+    }
     snap.workflows.push_back(std::move(lw));
+  }
+  for (const auto& t : plan.thresholds) {
+    LiveThreshold lt;
+    lt.threshold = &t;
+    lt.observed = observe(t.metric, live_run_counts, live_run_hist, live_run_secs, live_run_dropped, live_run_sched, lt.no_data);
+    lt.passed = !lt.no_data && compare(t.op, lt.observed, t.value);
+    snap.thresholds.push_back(lt);
   }
   sh->opts->on_progress(snap);
 }

@@ -229,6 +229,23 @@ std::string live_text(const LiveSnapshot& snap, bool tty) {
                          pct * 100, total, failed, rps, fmt_ms(p99), w.dropped);
     }
   }
+  if (!snap.thresholds.empty()) {
+    if (tty) {
+      out += "thresholds (live: counts so far, latency over the last second; judged for the result at the end)\n";
+      for (const auto& t : snap.thresholds)
+        out += fmt::format("  {} {:<24} {:<10} {:<12} now {}\n", t.no_data ? "·" : (t.passed ? "✓" : "✗"), t.threshold->scope,
+                           t.threshold->key, t.threshold->condition, t.no_data ? "no data" : cond_value(*t.threshold, t.observed));
+    } else {
+      std::string failing;
+      std::size_t ok = 0;
+      for (const auto& t : snap.thresholds) {
+        if (t.passed) ++ok;
+        else if (!t.no_data) failing += fmt::format(" {}:{}={}", t.threshold->scope, t.threshold->key, cond_value(*t.threshold, t.observed));
+      }
+      out += fmt::format("[{:6.1f}s] thresholds {}/{} passing{}{}\n", to_seconds(snap.elapsed), ok, snap.thresholds.size(),
+                         failing.empty() ? "" : "; failing:", failing);
+    }
+  }
   return out;
 }
 

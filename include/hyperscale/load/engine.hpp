@@ -29,9 +29,17 @@ struct LiveWorkflow {
   std::uint64_t started = 0, completed = 0, dropped = 0, inflight = 0;
   std::vector<LiveStep> steps;
 };
+// A threshold judged live: counts so far (warmup included), latency over the last second.
+struct LiveThreshold {
+  const Threshold* threshold = nullptr;
+  double observed = 0;
+  bool passed = true;
+  bool no_data = false;
+};
 struct LiveSnapshot {
   Duration elapsed{0};
   std::vector<LiveWorkflow> workflows;
+  std::vector<LiveThreshold> thresholds;
 };
 
 struct RunOptions {
