@@ -56,6 +56,34 @@ timeout 60 "$HS" --log-level warn run down.toml --out down-out --quiet >stdout.t
 [[ $(jq_get down-out/results.json 'j["workflows"][0]["steps"][0]["failed_by_reason"]["refused"] > 0') == True ]] || fail "no refused count"
 [[ $(jq_get down-out/results.json 'j["workflows"][0]["steps"][0]["succeeded"]') == 0 ]] || fail "succeeded should be 0"
 
+echo "== SIGINT aborts: in-flight work interrupted, dependants skipped, partial results, exit 4"
+cat > long.toml <<TOML
+version = 1
+[[workflow]]
+name = "long"
+vus = 2
+duration = "60s"
+[[workflow.step]]
+name = "a"
+url = "http://127.0.0.1:$DEAD/"
+[[workflow]]
+name = "after"
+depends_on = ["long"]
+vus = 1
+duration = "1s"
+[[workflow.step]]
+name = "b"
+url = "http://127.0.0.1:$DEAD/"
+TOML
+"$HS" --log-level warn run long.toml --out long-out --quiet > long.txt 2>&1 &
+LPID=$!
+sleep 1
+kill -INT "$LPID"
+wait "$LPID"; rc=$?
+[[ $rc == 4 ]] || { cat long.txt; fail "SIGINT run exited $rc, want 4"; }
+[[ $(jq_get long-out/results.json 'j["aborted"]') == True ]] || fail "results not marked aborted"
+[[ $(jq_get long-out/results.json '[w["outcome"] for w in j["workflows"]]') == "['interrupted', 'skipped']" ]] || fail "outcomes"
+
 echo "== exact counts against hyperscale target"
 HTTP=$(free_port SOCK_STREAM)
 "$HS" --log-level warn target --http "$HTTP" > target.log 2>&1 &
