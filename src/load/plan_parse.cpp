@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -20,15 +21,103 @@ namespace {
 
 using Json = nlohmann::json;
 
+// Positions of every value in a (valid) JSON text, by path ("workflow[0].step[1].url"), so a JSON
+// file's validation errors carry LINE:COL like a TOML file's.
+class JsonPositions {
+ public:
+  explicit JsonPositions(const std::string& t) : t_(t) { value(""); }
+  std::optional<std::pair<int, int>> find(std::string path) const {
+    // Error paths are written loosely ("[test].name", "top level.x"): normalise, then walk up.
+    if (path.rfind("top level", 0) == 0) path = path.size() > 10 ? path.substr(10) : "";
+    if (!path.empty() && path[0] == '[') {
+      const auto e = path.find(']');
+      if (e != std::string::npos) path = path.substr(1, e - 1) + path.substr(e + 1);
+    }
+    for (;;) {
+      auto it = pos_.find(path);
+      if (it != pos_.end()) return it->second;
+      const auto cut = path.find_last_of(".[");
+      if (cut == std::string::npos || path.empty()) return std::nullopt;
+      path = path.substr(0, cut);
+    }
+  }
+
+ private:
+  void ws() {
+    while (i_ < t_.size() && std::isspace(static_cast<unsigned char>(t_[i_]))) adv();
+  }
+  void adv() {
+    if (t_[i_] == '\n') ++line_, col_ = 1;
+    else ++col_;
+    ++i_;
+  }
+  std::string str() {
+    std::string out;
+    adv();  // opening quote
+    while (i_ < t_.size() && t_[i_] != '"') {
+      if (t_[i_] == '\\') adv();
+      if (i_ < t_.size()) out += t_[i_], adv();
+    }
+    if (i_ < t_.size()) adv();
+    return out;
+  }
+  void value(const std::string& path) {
+    ws();
+    if (i_ >= t_.size()) return;
+    pos_.emplace(path, std::pair{line_, col_});
+    const char ch = t_[i_];
+    if (ch == '{') {
+      adv();
+      for (;;) {
+        ws();
+        if (i_ >= t_.size() || t_[i_] == '}') break;
+        if (t_[i_] == ',') {
+          adv();
+          continue;
+        }
+        const std::string k = str();
+        ws();
+        if (i_ < t_.size() && t_[i_] == ':') adv();
+        value(path.empty() ? k : path + "." + k);
+      }
+      if (i_ < t_.size()) adv();
+    } else if (ch == '[') {
+      adv();
+      int n = 0;
+      for (;;) {
+        ws();
+        if (i_ >= t_.size() || t_[i_] == ']') break;
+        if (t_[i_] == ',') {
+          adv();
+          continue;
+        }
+        value(fmt::format("{}[{}]", path, n++));
+      }
+      if (i_ < t_.size()) adv();
+    } else if (ch == '"') {
+      str();
+    } else {
+      while (i_ < t_.size() && !std::strchr(",]} \t\r\n", t_[i_])) adv();
+    }
+  }
+  const std::string& t_;
+  std::size_t i_ = 0;
+  int line_ = 1, col_ = 1;
+  std::map<std::string, std::pair<int, int>> pos_;
+};
+
 struct Ctx {
   std::string file;
   std::vector<std::string> errors;
   const EnvLookup* env = nullptr;
   std::map<std::string, std::string> vars;
+  std::optional<JsonPositions> json;
 
   std::string loc(const toml::node* n, const std::string& path) const {
     if (n != nullptr && n->source().begin.line > 0)
       return fmt::format("{}:{}:{}", file, n->source().begin.line, n->source().begin.column);
+    if (json)
+      if (auto p = json->find(path)) return fmt::format("{}:{}:{}", file, p->first, p->second);
     return fmt::format("{}:1:1 ({})", file, path);
   }
   void err(const toml::node* n, const std::string& path, const std::string& msg) {
@@ -1067,6 +1156,7 @@ Result<Plan> load_plan_text(const std::string& text, const std::string& name, bo
     }
     if (!j.is_object()) return make_error(Errc::invalid_argument, fmt::format("{}:1:1: the JSON document must be an object", name));
     json_to_toml(j, root);
+    c.json.emplace(text);
   } else {
     try {
       root = toml::parse(text, name);

@@ -313,6 +313,14 @@ TEST_CASE("parse: the same tree as JSON gives the same plan", "[load][parse]") {
   REQUIRE(pt.ok());
   pj->file = pt->file;
   REQUIRE(plan_to_json(*pj) == plan_to_json(*pt));
+  // Validation errors in JSON carry the value's line and column too.
+  auto badv = load_plan_text("{\"version\": 1,\n \"workflow\": [{\"name\": \"w\",\n   \"vus\": \"x\", \"step\": [{\"name\": \"s\", "
+                             "\"url\": \"http://h/\", \"bogus\": 1}]}]}",
+                             "t.json", true, fake_env({}));
+  REQUIRE_FALSE(badv.ok());
+  INFO(badv.status().message());
+  REQUIRE(badv.status().message().find("t.json:3:11: 'vus' must be an integer") != std::string::npos);
+  REQUIRE(badv.status().message().find("t.json:3:68: unknown key 'bogus'") != std::string::npos);
   auto bad = load_plan_text("{\"version\": 1,\n  \"workflow\": [}", "t.json", true, fake_env({}));
   REQUIRE_FALSE(bad.ok());
   REQUIRE(bad.status().message().rfind("t.json:2:", 0) == 0);
