@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -77,7 +78,7 @@ struct Conn {
   uv_connect_t creq{};
   uv_write_t wreq{};
   llhttp_t parser{};
-  enum class S { idle, connecting, sending, receiving, failing } state = S::idle;
+  enum class S { idle, connecting, sending, receiving, failing, succeeding } state = S::idle;
   bool sock_open = false, connected = false, closing = false, pending_connect = false;
   bool msg_done = false, keep_alive = true, head = false;
   int status = 0;
@@ -145,7 +146,7 @@ struct ShardState {
   std::vector<std::unique_ptr<WfRun>> runs;
   bool aborting = false;
   std::function<void()> shutdown_done;
-  metrics::Counter* errors = nullptr;
+  std::array<metrics::Counter*, static_cast<int>(FailReason::kCount)> errors{};  // by reason
 };
 
 // Messages to the coordinator.
@@ -374,9 +375,16 @@ void arm_conn_timer(Conn& c, Instant now) {
   uv_timer_start(&c.timer, on_timer, static_cast<std::uint64_t>(ms), 0);
 }
 
+// Completes the step on the next loop turn: a step that finishes inside send_request (a send-only
+// step, a synchronous error) must not complete re-entrantly, or a VU could loop without ever
+// returning to the event loop.
 void fail_async(Conn& c, FailReason why) {
   c.state = Conn::S::failing;
   c.fail_reason = why;
+  uv_timer_start(&c.timer, on_timer, 0, 0);
+}
+void succeed_async(Conn& c) {
+  c.state = Conn::S::succeeding;
   uv_timer_start(&c.timer, on_timer, 0, 0);
 }
 
@@ -635,8 +643,7 @@ void send_request(Conn& c) {
       return;
     }
     if (!st.reply) {
-      c.state = Conn::S::receiving;
-      step_finished(c, true, FailReason::reset);
+      succeed_async(c);
       return;
     }
     c.state = Conn::S::receiving;
@@ -667,7 +674,7 @@ void send_request(Conn& c) {
       return;
     }
   }
-  if (st.type == StepType::tcp && st.read_none) step_finished(c, true, FailReason::reset);
+  if (st.type == StepType::tcp && st.read_none) succeed_async(c);
 }
 
 void on_udp_recv(uv_udp_t* h, ssize_t nread, const uv_buf_t* buf, const sockaddr*, unsigned) {
@@ -750,6 +757,7 @@ void on_timer(uv_timer_t* t) {
   auto* c = static_cast<Conn*>(t->data);
   switch (c->state) {
     case Conn::S::failing: step_finished(*c, false, c->fail_reason); return;
+    case Conn::S::succeeding: step_finished(*c, true, FailReason::reset); return;
     case Conn::S::connecting: {
       const bool connect_expired = now_of(*c->vu->run) >= c->connect_deadline && c->connect_deadline <= c->step_deadline;
       step_finished(*c, false, connect_expired ? FailReason::connect_timeout : FailReason::timeout);
@@ -832,7 +840,7 @@ void step_finished(Conn& c, bool ok, FailReason why) {
   const auto second = static_cast<std::size_t>(std::max<std::int64_t>(0, (now - run.driver.start()).count()) / 1'000'000'000);
   run.stats.steps[static_cast<std::size_t>(c.step)].record(ok, why, lat, measured, second);
   run.window[static_cast<std::size_t>(c.step)].record(lat);
-  if (!ok && run.ss->errors) run.ss->errors->inc();
+  if (!ok && run.ss->errors[static_cast<int>(why)]) run.ss->errors[static_cast<int>(why)]->inc();
   const bool close_after = (c.st->type == StepType::http && (!c.keep_alive || !c.msg_done)) ||
                            (c.st->type == StepType::tcp && c.st->new_connection) || (!ok && c.st->type != StepType::udp && !c.msg_done);
   if (close_after) close_sock(c);
@@ -1410,7 +1418,9 @@ Result<RunStats> run_plan(const Plan& plan, const RunOptions& opts) {
     ShardState& ss = *states[static_cast<std::size_t>(r.shard_id())];
     ss.r = &r;
     ss.sh = &sh;
-    ss.errors = &r.metrics().counter("hs_load_step_failures_total", "Load steps that failed (any reason)");
+    for (int i = 0; i < static_cast<int>(FailReason::kCount); ++i)
+      ss.errors[static_cast<std::size_t>(i)] = &r.metrics().counter("hs_load_step_failures_total", "Load steps that failed, by reason",
+                                                                   {{"reason", reason_name(static_cast<FailReason>(i))}});
     r.on_shutdown("load", [&ss](std::function<void()> done) {
       ss.aborting = true;
       for (auto& run : ss.runs) {

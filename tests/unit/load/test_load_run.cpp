@@ -204,15 +204,21 @@ type = "udp"
 address = "127.0.0.1:{1}"
 send = "hello"
 expect = {{ equals = "hello" }}
+[[workflow.step]]
+name = "udp-fire"
+type = "udp"
+address = "127.0.0.1:{1}"
+send = "fire and forget"
+reply = false
 )", t.tcp, t.udp));
   const RunStats s = must_run(p);
   const auto& c = t.stop();
-  for (std::size_t i = 0; i < 3; ++i) {
+  for (std::size_t i = 0; i < 4; ++i) {
     INFO("step " << i);
     REQUIRE(step(s, 0, i).measured.executed == 60);
     REQUIRE(step(s, 0, i).measured.ok == 60);
   }
-  REQUIRE(c.udp_datagrams == 60);
+  REQUIRE(c.udp_datagrams == 120);
   REQUIRE(c.tcp_connections >= 60);  // the "new" step opens one per iteration
 }
 
@@ -314,6 +320,35 @@ url = "http://127.0.0.1:{}/delay/2000"
   REQUIRE(d.measured.reasons[static_cast<int>(FailReason::timeout)] == 4);
   REQUIRE(d.latency.min() >= 150'000'000);
   REQUIRE(s.elapsed < std::chrono::seconds(3));
+}
+
+TEST_CASE("run: send-only steps complete on the next loop turn (no re-entrant loop)", "[load][run]") {
+  TargetProc t;
+  const Plan p = must_parse(fmt::format(R"(version = 1
+[[workflow]]
+name = "fire"
+vus = 4
+duration = "1500ms"
+[[workflow.step]]
+name = "udp"
+type = "udp"
+address = "127.0.0.1:{}"
+send = "x"
+reply = false
+)", t.udp));
+  RunOptions o;
+  o.shards = 1;
+  o.handle_signals = false;
+  int live_while_running = 0;  // written on the load shard, read here after the run (threads joined)
+  o.on_progress = [&](const LiveSnapshot& snap) { live_while_running += snap.workflows.at(0).running ? 1 : 0; };
+  auto r = run_plan(p, o);
+  t.stop();
+  REQUIRE(r.ok());
+  const RunStats& s = *r;
+  REQUIRE(step(s, 0, 0).measured.executed > 0);
+  REQUIRE(step(s, 0, 0).measured.failed == 0);
+  REQUIRE(live_while_running >= 1);  // the shard's loop kept turning during the run
+  REQUIRE(s.elapsed < std::chrono::seconds(4));
 }
 
 TEST_CASE("run: graceful stop interrupts iterations still running", "[load][run]") {
