@@ -1,5 +1,6 @@
 // Load subcommands: run, validate, new, ping, target (docs/cli.md, docs/load.md).
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <llhttp.h>
 #include <netdb.h>
 #include <poll.h>
@@ -8,13 +9,11 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <string>
-
-#include <fmt/format.h>
 
 #include "cli/commands.hpp"
 #include "hyperscale/base/log.hpp"
@@ -104,13 +103,14 @@ int cmd_validate(const std::string& file, bool show_plan) {
   std::printf("%s: ok — test '%s', plan %s\n", file.c_str(), plan->test_name.c_str(), plan->hash.c_str());
   for (const auto& w : plan->workflows) {
     std::string load_desc;
-    if (w.kind == load::WorkflowKind::setup) load_desc = "setup (runs once)";
+    if (w.kind == load::WorkflowKind::setup)
+      load_desc = "setup (runs once)";
     else if (w.executor == load::Executor::constant_vus)
       load_desc = fmt::format("constant-vus {} VUs for {:.1f}s{}", w.vus, to_seconds(w.duration),
                               w.iterations ? fmt::format(" or {} iterations", *w.iterations) : "");
     else
-      load_desc = fmt::format("constant-arrival-rate {}/{:.3g}s (max {} in flight) for {:.1f}s", w.rate, to_seconds(w.time_unit),
-                              w.max_vus, to_seconds(w.duration));
+      load_desc = fmt::format("constant-arrival-rate {}/{:.3g}s (max {} in flight) for {:.1f}s", w.rate,
+                              to_seconds(w.time_unit), w.max_vus, to_seconds(w.duration));
     std::printf("  workflow %-16s %s; %zu step(s)%s\n", w.name.c_str(), load_desc.c_str(), w.steps.size(),
                 w.depends_on.empty() ? "" : fmt::format("; after {}", fmt::join(w.depends_on, ", ")).c_str());
   }
@@ -230,7 +230,8 @@ int cmd_ping(const std::string& url, const std::string& method, const std::strin
   }
   freeaddrinfo(res);
   const auto t_conn = clk::now();
-  std::string req = fmt::format("{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: hyperscale-ping\r\nConnection: close\r\n", method, path, hp);
+  std::string req = fmt::format("{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: hyperscale-ping\r\nConnection: close\r\n",
+                                method, path, hp);
   if (!data.empty() || method == "POST" || method == "PUT") req += fmt::format("Content-Length: {}\r\n", data.size());
   req += "\r\n" + data;
   if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
@@ -311,10 +312,11 @@ int cmd_target(int http, int tcp, int udp) {
   Status st = set.start([&](runtime::Reactor& r) {
     ran = true;
     started = target.start(r, {http, tcp, udp, "127.0.0.1"});
-    if (!started.ok()) r.request_node_stop("target failed to start");
+    if (!started.ok())
+      r.request_node_stop("target failed to start");
     else
-      std::printf("hyperscale target: http=%d tcp=%d udp=%d on 127.0.0.1 (Ctrl-C stops)\n", target.http_port(), target.tcp_port(),
-                  target.udp_port());
+      std::printf("hyperscale target: http=%d tcp=%d udp=%d on 127.0.0.1 (Ctrl-C stops)\n", target.http_port(),
+                  target.tcp_port(), target.udp_port());
     std::fflush(stdout);
   });
   if (!st.ok()) {
@@ -328,11 +330,12 @@ int cmd_target(int http, int tcp, int udp) {
     return kExitInfrastructure;
   }
   const auto& c = target.counters();
-  std::printf("hyperscale target: served http_requests=%llu http_connections=%llu tcp_connections=%llu tcp_bytes=%llu "
-              "udp_datagrams=%llu bad_requests=%llu\n",
-              static_cast<unsigned long long>(c.http_requests), static_cast<unsigned long long>(c.http_connections),
-              static_cast<unsigned long long>(c.tcp_connections), static_cast<unsigned long long>(c.tcp_bytes),
-              static_cast<unsigned long long>(c.udp_datagrams), static_cast<unsigned long long>(c.bad_requests));
+  std::printf(
+      "hyperscale target: served http_requests=%llu http_connections=%llu tcp_connections=%llu tcp_bytes=%llu "
+      "udp_datagrams=%llu bad_requests=%llu\n",
+      static_cast<unsigned long long>(c.http_requests), static_cast<unsigned long long>(c.http_connections),
+      static_cast<unsigned long long>(c.tcp_connections), static_cast<unsigned long long>(c.tcp_bytes),
+      static_cast<unsigned long long>(c.udp_datagrams), static_cast<unsigned long long>(c.bad_requests));
   return kExitOk;
 }
 
@@ -344,7 +347,8 @@ void register_load(CLI::App& app, Command& cmd) {
     auto* sub = app.add_subcommand("run", "Run a workflow file on every core of this machine");
     sub->add_option("file", a->file, "Workflow file (.toml or .json)")->required();
     sub->add_option("--shards", a->shards, "Shards (cores) to use; 0 = one per core")->check(CLI::Range(0, 1024));
-    sub->add_option("--out", a->out, "Directory for results.json and results.csv (default: [output] dir or hs-results)");
+    sub->add_option("--out", a->out,
+                    "Directory for results.json and results.csv (default: [output] dir or hs-results)");
     sub->add_flag("-q,--quiet", a->quiet, "No live view (summary only)");
     sub->callback([&cmd, a]() { cmd.run = [a]() { return cmd_run(*a); }; });
   }
@@ -380,8 +384,9 @@ void register_load(CLI::App& app, Command& cmd) {
   }
   {
     auto http = std::make_shared<int>(-1), tcp = std::make_shared<int>(-1), udp = std::make_shared<int>(-1);
-    auto* sub = app.add_subcommand("target", "Built-in HTTP/TCP/UDP echo target on 127.0.0.1 for demos and tests "
-                                             "(no flags: --http 8080 --tcp 9000 --udp 9001)");
+    auto* sub = app.add_subcommand("target",
+                                   "Built-in HTTP/TCP/UDP echo target on 127.0.0.1 for demos and tests "
+                                   "(no flags: --http 8080 --tcp 9000 --udp 9001)");
     sub->add_option("--http", *http, "HTTP port (0 = any free port)")->check(CLI::Range(0, 65535));
     sub->add_option("--tcp", *tcp, "TCP echo port")->check(CLI::Range(0, 65535));
     sub->add_option("--udp", *udp, "UDP echo port")->check(CLI::Range(0, 65535));

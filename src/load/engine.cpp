@@ -4,6 +4,7 @@
 // nothing per request (tools/bench/load_alloc checks it).
 #include "hyperscale/load/engine.hpp"
 
+#include <fmt/format.h>
 #include <llhttp.h>
 #include <netdb.h>
 #include <openssl/err.h>
@@ -18,8 +19,6 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <regex>
-
-#include <fmt/format.h>
 
 #include "hyperscale/base/log.hpp"
 #include "hyperscale/load/schedule.hpp"
@@ -48,13 +47,13 @@ struct ShardState;
 struct RunShared {
   const Plan* plan = nullptr;
   int nshards = 1;
-  std::vector<std::vector<ResolvedStep>> steps;              // [workflow][step]
-  std::vector<std::map<std::string, std::string>> ctx;       // [workflow]: written by shard 0 before dispatch
-  Coordinator* coord = nullptr;                              // touched on shard 0 only
-  std::vector<ShardState*> shard_states;                     // [shard]: each touched by its own shard only
+  std::vector<std::vector<ResolvedStep>> steps;         // [workflow][step]
+  std::vector<std::map<std::string, std::string>> ctx;  // [workflow]: written by shard 0 before dispatch
+  Coordinator* coord = nullptr;                         // touched on shard 0 only
+  std::vector<ShardState*> shard_states;                // [shard]: each touched by its own shard only
   Instant run_start{0};
   const RunOptions* opts = nullptr;
-  SSL_CTX* tls_verify = nullptr;    // shared by every shard (OpenSSL contexts are thread-safe)
+  SSL_CTX* tls_verify = nullptr;  // shared by every shard (OpenSSL contexts are thread-safe)
   SSL_CTX* tls_noverify = nullptr;
   ~RunShared() {
     if (tls_verify) SSL_CTX_free(tls_verify);
@@ -88,7 +87,7 @@ struct Conn {
   bool body_overflow = false;
   std::string field, value, header_hit;  // header expectation/extract
   bool in_value = false;
-  std::string req;  // rendered request (dynamic steps)
+  std::string req;    // rendered request (dynamic steps)
   std::string reply;  // tcp/udp reply
   Instant t0{0}, connect_deadline{0}, step_deadline{0};
   std::unique_ptr<char[]> rbuf;
@@ -136,7 +135,10 @@ struct WfRun {
   std::map<std::string, std::string> provided;
   std::vector<Histogram> window;  // per step, since the last live report
   WfRun(RunShared* s, ShardState* st, int w, Instant start)
-      : sh(s), ss(st), wf_index(w), wf(&s->plan->workflows[static_cast<std::size_t>(w)]),
+      : sh(s),
+        ss(st),
+        wf_index(w),
+        wf(&s->plan->workflows[static_cast<std::size_t>(w)]),
         driver(*wf, share_for(*wf, 0, 1), start) {}
 };
 
@@ -205,7 +207,8 @@ void close_sock(Conn& c) {
   c.closing = true;
   c.connected = false;
   c.vu->run->closing_handles++;
-  uv_handle_t* h = c.st->type == StepType::udp ? reinterpret_cast<uv_handle_t*>(&c.udp) : reinterpret_cast<uv_handle_t*>(&c.tcp);
+  uv_handle_t* h =
+      c.st->type == StepType::udp ? reinterpret_cast<uv_handle_t*>(&c.udp) : reinterpret_cast<uv_handle_t*>(&c.tcp);
   uv_close(h, conn_on_sock_closed);
 }
 
@@ -221,8 +224,10 @@ int on_body(llhttp_t* p, const char* at, std::size_t len) {
   c->body_len += len;
   if (c->rs->need_body) {
     const std::size_t cap = c->st->expect.max_body ? *c->st->expect.max_body : kMaxBodyDefault;
-    if (c->body.size() + len > cap) c->body_overflow = true;
-    else c->body.append(at, len);
+    if (c->body.size() + len > cap)
+      c->body_overflow = true;
+    else
+      c->body.append(at, len);
   }
   return 0;
 }
@@ -306,8 +311,9 @@ bool check_and_extract(Conn& c, FailReason& why) {
       why = FailReason::expectation;
       return false;
     }
-    if (!st.expect.header_name.empty() &&
-        (c.header_hit.empty() && st.expect.header_contains.empty() ? true : c.header_hit.find(st.expect.header_contains) == std::string::npos)) {
+    if (!st.expect.header_name.empty() && (c.header_hit.empty() && st.expect.header_contains.empty()
+                                               ? true
+                                               : c.header_hit.find(st.expect.header_contains) == std::string::npos)) {
       why = FailReason::expectation;
       return false;
     }
@@ -326,8 +332,13 @@ bool check_and_extract(Conn& c, FailReason& why) {
     std::string v;
     bool found = true;
     switch (x.from) {
-      case Extract::From::body: v = payload; break;
-      case Extract::From::header: v = c.header_hit; found = !v.empty(); break;
+      case Extract::From::body:
+        v = payload;
+        break;
+      case Extract::From::header:
+        v = c.header_hit;
+        found = !v.empty();
+        break;
       case Extract::From::regex: {
         try {
           std::smatch m;
@@ -335,7 +346,8 @@ bool check_and_extract(Conn& c, FailReason& why) {
           found = std::regex_search(payload, m, re) && static_cast<std::size_t>(x.group) < m.size();
           if (found) v = m[static_cast<std::size_t>(x.group)].str();
         } catch (const std::regex_error& e) {
-          log::warn("load", "extract_regex_error", "step={} pattern={} error={}", log::quoted(st.name), log::quoted(x.arg), log::quoted(e.what()));
+          log::warn("load", "extract_regex_error", "step={} pattern={} error={}", log::quoted(st.name),
+                    log::quoted(x.arg), log::quoted(e.what()));
           found = false;
         }
         break;
@@ -349,7 +361,8 @@ bool check_and_extract(Conn& c, FailReason& why) {
             v = n.is_string() ? n.get<std::string>() : n.dump();
             found = true;
           } catch (const nlohmann::json::exception& e) {
-            log::debug("load", "extract_json_missing", "step={} path={} error={}", log::quoted(st.name), log::quoted(x.arg), log::quoted(e.what()));
+            log::debug("load", "extract_json_missing", "step={} path={} error={}", log::quoted(st.name),
+                       log::quoted(x.arg), log::quoted(e.what()));
           }
         }
         break;
@@ -504,8 +517,10 @@ void tls_on_bytes(Conn& c, const char* data, std::size_t n) {
       close_sock(c);
       return;
     }
-    if (c.state == Conn::S::receiving) tls_fail(c, "read");
-    else close_sock(c);
+    if (c.state == Conn::S::receiving)
+      tls_fail(c, "read");
+    else
+      close_sock(c);
     return;
   }
   tls_flush(c);
@@ -756,10 +771,15 @@ void do_connect(Conn& c) {
 void on_timer(uv_timer_t* t) {
   auto* c = static_cast<Conn*>(t->data);
   switch (c->state) {
-    case Conn::S::failing: step_finished(*c, false, c->fail_reason); return;
-    case Conn::S::succeeding: step_finished(*c, true, FailReason::reset); return;
+    case Conn::S::failing:
+      step_finished(*c, false, c->fail_reason);
+      return;
+    case Conn::S::succeeding:
+      step_finished(*c, true, FailReason::reset);
+      return;
     case Conn::S::connecting: {
-      const bool connect_expired = now_of(*c->vu->run) >= c->connect_deadline && c->connect_deadline <= c->step_deadline;
+      const bool connect_expired =
+          now_of(*c->vu->run) >= c->connect_deadline && c->connect_deadline <= c->step_deadline;
       step_finished(*c, false, connect_expired ? FailReason::connect_timeout : FailReason::timeout);
       close_sock(*c);
       return;
@@ -769,7 +789,8 @@ void on_timer(uv_timer_t* t) {
       step_finished(*c, false, FailReason::timeout);
       close_sock(*c);
       return;
-    case Conn::S::idle: return;
+    case Conn::S::idle:
+      return;
   }
 }
 
@@ -837,12 +858,14 @@ void step_finished(Conn& c, bool ok, FailReason why) {
   const Instant now = now_of(run);
   const auto lat = static_cast<std::uint64_t>(std::max<std::int64_t>(0, (now - c.t0).count()));
   const bool measured = c.t0 >= run.warmup_end;
-  const auto second = static_cast<std::size_t>(std::max<std::int64_t>(0, (now - run.driver.start()).count()) / 1'000'000'000);
+  const auto second =
+      static_cast<std::size_t>(std::max<std::int64_t>(0, (now - run.driver.start()).count()) / 1'000'000'000);
   run.stats.steps[static_cast<std::size_t>(c.step)].record(ok, why, lat, measured, second);
   run.window[static_cast<std::size_t>(c.step)].record(lat);
   if (!ok && run.ss->errors[static_cast<int>(why)]) run.ss->errors[static_cast<int>(why)]->inc();
   const bool close_after = (c.st->type == StepType::http && (!c.keep_alive || !c.msg_done)) ||
-                           (c.st->type == StepType::tcp && c.st->new_connection) || (!ok && c.st->type != StepType::udp && !c.msg_done);
+                           (c.st->type == StepType::tcp && c.st->new_connection) ||
+                           (!ok && c.st->type != StepType::udp && !c.msg_done);
   if (close_after) close_sock(c);
   vu.done[static_cast<std::size_t>(c.step)] = 1;
   vu.steps_left--;
@@ -869,7 +892,8 @@ void start_iteration(WfRun& run, const Driver::Start& s) {
     vp->deps_left.resize(n);
     vp->done.resize(n);
     vp->scope.worker = run.ss->r->shard_id();
-    vp->scope.rng_state = 0x9E3779B97F4A7C15ull ^ (s.vu * 0x100000001B3ull) ^ static_cast<std::uint64_t>(run.ss->r->shard_id());
+    vp->scope.rng_state =
+        0x9E3779B97F4A7C15ull ^ (s.vu * 0x100000001B3ull) ^ static_cast<std::uint64_t>(run.ss->r->shard_id());
   }
   Vu& vu = *vp;
   vu.active = true;
@@ -995,7 +1019,7 @@ struct Coordinator {
   RunShared* sh = nullptr;
   Reactor* r = nullptr;
   RunStats result;
-  std::vector<int> shards_left;     // per workflow: shards still running it (0 when not started)
+  std::vector<int> shards_left;  // per workflow: shards still running it (0 when not started)
   std::vector<bool> started;
   std::vector<Instant> started_at;
   std::vector<std::vector<std::unique_ptr<LiveDelta>>> live;  // [wf][shard]
@@ -1058,12 +1082,13 @@ void send_final(WfRun& run) {
   });
   if (!d.ok()) log::error("load", "defer_failed", "error={}", log::quoted(d.to_string()));
   Status st = ss.r->send(0, runtime::Message([fr](Reactor& r0) {
-    (void)r0;
-    std::unique_ptr<FinalResult> own(fr);
-    if (tl_coord) tl_coord->on_final(std::move(own));
-  }));
+                           (void)r0;
+                           std::unique_ptr<FinalResult> own(fr);
+                           if (tl_coord) tl_coord->on_final(std::move(own));
+                         }));
   if (!st.ok()) {
-    log::error("load", "final_send_failed", "workflow={} error={}", log::quoted(run.wf->name), log::quoted(st.to_string()));
+    log::error("load", "final_send_failed", "workflow={} error={}", log::quoted(run.wf->name),
+               log::quoted(st.to_string()));
     delete fr;
   }
 }
@@ -1075,13 +1100,15 @@ void broadcast_start(Coordinator& co, int wf) {
   co.shards_left[static_cast<std::size_t>(wf)] = co.sh->nshards;
   co.live[static_cast<std::size_t>(wf)].clear();
   co.live[static_cast<std::size_t>(wf)].resize(static_cast<std::size_t>(co.sh->nshards));
-  log::info("load", "workflow_start", "workflow={}", log::quoted(co.sh->plan->workflows[static_cast<std::size_t>(wf)].name));
+  log::info("load", "workflow_start", "workflow={}",
+            log::quoted(co.sh->plan->workflows[static_cast<std::size_t>(wf)].name));
   for (int s = 0; s < co.sh->nshards; ++s) {
     RunShared* sh = co.sh;
     const std::int64_t t = start.count();
-    Status st = co.r->send(s, runtime::Message([sh, wf, t](Reactor& r) {
-      shard_start_workflow(*sh->shard_states[static_cast<std::size_t>(r.shard_id())], wf, Instant(t));
-    }));
+    Status st =
+        co.r->send(s, runtime::Message([sh, wf, t](Reactor& r) {
+                     shard_start_workflow(*sh->shard_states[static_cast<std::size_t>(r.shard_id())], wf, Instant(t));
+                   }));
     if (!st.ok()) {
       // The ring to that shard is full (it cannot be at this rate); count the shard as finished empty.
       log::error("load", "start_send_failed", "shard={} error={}", s, log::quoted(st.to_string()));
@@ -1101,10 +1128,13 @@ void Coordinator::start_ready() {
       bool ready = true;
       std::string failed_dep;
       for (const auto& d : plan.workflows[w].depends_on) {
-        const auto it = std::find_if(plan.workflows.begin(), plan.workflows.end(), [&](const Workflow& x) { return x.name == d; });
+        const auto it =
+            std::find_if(plan.workflows.begin(), plan.workflows.end(), [&](const Workflow& x) { return x.name == d; });
         const auto& ds = result.workflows[static_cast<std::size_t>(it - plan.workflows.begin())];
-        if (ds.outcome == WorkflowOutcome::pending) ready = false;
-        else if (ds.outcome != WorkflowOutcome::completed) failed_dep = d;
+        if (ds.outcome == WorkflowOutcome::pending)
+          ready = false;
+        else if (ds.outcome != WorkflowOutcome::completed)
+          failed_dep = d;
       }
       if (!failed_dep.empty() || (aborted && ready)) {
         ws.outcome = WorkflowOutcome::skipped;
@@ -1117,7 +1147,8 @@ void Coordinator::start_ready() {
       // ctx for this workflow: what its setup dependencies provided.
       auto& ctx = sh->ctx[w];
       for (const auto& d : plan.workflows[w].depends_on) {
-        const auto it = std::find_if(plan.workflows.begin(), plan.workflows.end(), [&](const Workflow& x) { return x.name == d; });
+        const auto it =
+            std::find_if(plan.workflows.begin(), plan.workflows.end(), [&](const Workflow& x) { return x.name == d; });
         const std::size_t di = static_cast<std::size_t>(it - plan.workflows.begin());
         for (const auto& [k, v] : sh->ctx[plan.workflows.size() + di]) ctx[d + "." + k] = v;
       }
@@ -1173,14 +1204,14 @@ void Coordinator::abort(const std::string& why) {
   for (int s = 0; s < sh->nshards; ++s) {
     RunShared* shp = sh;
     Status st = r->send(s, runtime::Message([shp](Reactor& rr) {
-      ShardState& ss = *shp->shard_states[static_cast<std::size_t>(rr.shard_id())];
-      ss.aborting = true;
-      for (auto& run : ss.runs) {
-        if (run->finishing) continue;
-        interrupt_all(*run);
-        finish(*run);
-      }
-    }));
+                          ShardState& ss = *shp->shard_states[static_cast<std::size_t>(rr.shard_id())];
+                          ss.aborting = true;
+                          for (auto& run : ss.runs) {
+                            if (run->finishing) continue;
+                            interrupt_all(*run);
+                            finish(*run);
+                          }
+                        }));
     if (!st.ok()) log::error("load", "abort_send_failed", "shard={} error={}", s, log::quoted(st.to_string()));
   }
   start_ready();
@@ -1201,15 +1232,15 @@ void send_live(ShardState& ss) {
     d->window = run.window;
     for (auto& h : run.window) h.reset();
     Status st = ss.r->send(0, runtime::Message([d](Reactor&) {
-      std::unique_ptr<LiveDelta> own(d);
-      if (!tl_coord) return;
-      auto& slot = tl_coord->live[static_cast<std::size_t>(own->wf)];
-      if (slot.size() <= static_cast<std::size_t>(own->shard)) return;
-      auto& win = tl_coord->window[static_cast<std::size_t>(own->wf)];
-      if (win.size() < own->window.size()) win.resize(own->window.size());
-      for (std::size_t i = 0; i < own->window.size(); ++i) win[i].merge(own->window[i]);
-      slot[static_cast<std::size_t>(own->shard)] = std::move(own);
-    }));
+                             std::unique_ptr<LiveDelta> own(d);
+                             if (!tl_coord) return;
+                             auto& slot = tl_coord->live[static_cast<std::size_t>(own->wf)];
+                             if (slot.size() <= static_cast<std::size_t>(own->shard)) return;
+                             auto& win = tl_coord->window[static_cast<std::size_t>(own->wf)];
+                             if (win.size() < own->window.size()) win.resize(own->window.size());
+                             for (std::size_t i = 0; i < own->window.size(); ++i) win[i].merge(own->window[i]);
+                             slot[static_cast<std::size_t>(own->shard)] = std::move(own);
+                           }));
     if (!st.ok()) {
       log::warn("load", "live_send_failed", "error={}", log::quoted(st.to_string()));
       delete d;
@@ -1294,7 +1325,8 @@ void Coordinator::report_live() {
   for (const auto& t : plan.thresholds) {
     LiveThreshold lt;
     lt.threshold = &t;
-    lt.observed = observe(t.metric, live_run_counts, live_run_hist, live_run_secs, live_run_dropped, live_run_sched, lt.no_data);
+    lt.observed =
+        observe(t.metric, live_run_counts, live_run_hist, live_run_secs, live_run_dropped, live_run_sched, lt.no_data);
     lt.passed = !lt.no_data && compare(t.op, lt.observed, t.value);
     snap.thresholds.push_back(lt);
   }
@@ -1320,8 +1352,8 @@ Status resolve_steps(const Plan& plan, RunShared& sh) {
       const std::string port = std::to_string(st.port);
       const int rc = getaddrinfo(st.host.c_str(), port.c_str(), &hints, &res);
       if (rc != 0 || res == nullptr) {
-        return make_error(Errc::unavailable, fmt::format("workflow '{}' step '{}': cannot resolve host '{}': {}", wf.name,
-                                                         st.name, st.host, gai_strerror(rc)));
+        return make_error(Errc::unavailable, fmt::format("workflow '{}' step '{}': cannot resolve host '{}': {}",
+                                                         wf.name, st.name, st.host, gai_strerror(rc)));
       }
       std::memcpy(&rs.addr, res->ai_addr, res->ai_addrlen);
       freeaddrinfo(res);
@@ -1329,9 +1361,11 @@ Status resolve_steps(const Plan& plan, RunShared& sh) {
       for (const auto& h : st.headers) dynamic = dynamic || !h.second.is_static();
       rs.dynamic = dynamic;
       rs.need_body = !st.expect.body_contains.empty() || st.expect.max_body.has_value() ||
-                     std::any_of(st.extract.begin(), st.extract.end(), [](const Extract& x) { return x.from != Extract::From::header; });
+                     std::any_of(st.extract.begin(), st.extract.end(),
+                                 [](const Extract& x) { return x.from != Extract::From::header; });
       rs.need_headers = !st.expect.header_name.empty() ||
-                        std::any_of(st.extract.begin(), st.extract.end(), [](const Extract& x) { return x.from == Extract::From::header; });
+                        std::any_of(st.extract.begin(), st.extract.end(),
+                                    [](const Extract& x) { return x.from == Extract::From::header; });
       if (!dynamic) {
         if (st.type == StepType::http) {
           const std::string body = st.body.literal();
@@ -1376,7 +1410,8 @@ Result<RunStats> run_plan(const Plan& plan, const RunOptions& opts) {
   if (any_tls) {
     sh.tls_verify = SSL_CTX_new(TLS_client_method());
     sh.tls_noverify = SSL_CTX_new(TLS_client_method());
-    if (!sh.tls_verify || !sh.tls_noverify) return make_error(Errc::internal, "OpenSSL: cannot create a TLS context: " + tls_error());
+    if (!sh.tls_verify || !sh.tls_noverify)
+      return make_error(Errc::internal, "OpenSSL: cannot create a TLS context: " + tls_error());
     SSL_CTX_set_verify(sh.tls_verify, SSL_VERIFY_PEER, nullptr);
     if (SSL_CTX_set_default_verify_paths(sh.tls_verify) != 1)
       log::warn("load", "tls_ca_paths", "error={}", log::quoted(tls_error()));
@@ -1419,8 +1454,9 @@ Result<RunStats> run_plan(const Plan& plan, const RunOptions& opts) {
     ss.r = &r;
     ss.sh = &sh;
     for (int i = 0; i < static_cast<int>(FailReason::kCount); ++i)
-      ss.errors[static_cast<std::size_t>(i)] = &r.metrics().counter("hs_load_step_failures_total", "Load steps that failed, by reason",
-                                                                   {{"reason", reason_name(static_cast<FailReason>(i))}});
+      ss.errors[static_cast<std::size_t>(i)] =
+          &r.metrics().counter("hs_load_step_failures_total", "Load steps that failed, by reason",
+                               {{"reason", reason_name(static_cast<FailReason>(i))}});
     r.on_shutdown("load", [&ss](std::function<void()> done) {
       ss.aborting = true;
       for (auto& run : ss.runs) {
@@ -1428,14 +1464,17 @@ Result<RunStats> run_plan(const Plan& plan, const RunOptions& opts) {
         interrupt_all(*run);
         finish(*run);
       }
-      if (ss.runs.empty()) done();
-      else ss.shutdown_done = std::move(done);
+      if (ss.runs.empty())
+        done();
+      else
+        ss.shutdown_done = std::move(done);
     });
     auto live = r.every("load-live", std::chrono::milliseconds(500), [&ss]() {
       send_live(ss);
       return ok_status();
     });
-    if (!live.ok()) log::error("load", "task_failed", "task=load-live error={}", log::quoted(live.status().to_string()));
+    if (!live.ok())
+      log::error("load", "task_failed", "task=load-live error={}", log::quoted(live.status().to_string()));
     if (r.shard_id() != 0) return;
     tl_coord = &co;
     co.r = &r;
@@ -1444,14 +1483,17 @@ Result<RunStats> run_plan(const Plan& plan, const RunOptions& opts) {
       for (auto* sig : {&co.sigint, &co.sigterm}) {
         uv_signal_init(r.loop(), sig);
         sig->data = &co;
-        uv_signal_start(sig, [](uv_signal_t* h, int signum) {
-          auto* c = static_cast<Coordinator*>(h->data);
-          if (++c->signal_count > 1) {
-            log::error("load", "signal_forced_exit", "signal={}", strsignal(signum));
-            std::_Exit(128 + signum);
-          }
-          c->abort(std::string("signal ") + strsignal(signum));
-        }, sig == &co.sigint ? SIGINT : SIGTERM);
+        uv_signal_start(
+            sig,
+            [](uv_signal_t* h, int signum) {
+              auto* c = static_cast<Coordinator*>(h->data);
+              if (++c->signal_count > 1) {
+                log::error("load", "signal_forced_exit", "signal={}", strsignal(signum));
+                std::_Exit(128 + signum);
+              }
+              c->abort(std::string("signal ") + strsignal(signum));
+            },
+            sig == &co.sigint ? SIGINT : SIGTERM);
       }
       co.signals = true;
       r.on_shutdown("load-signals", [&co](std::function<void()> done) {
@@ -1468,7 +1510,8 @@ Result<RunStats> run_plan(const Plan& plan, const RunOptions& opts) {
       co.report_live();
       return ok_status();
     });
-    if (!rep.ok()) log::error("load", "task_failed", "task=load-report error={}", log::quoted(rep.status().to_string()));
+    if (!rep.ok())
+      log::error("load", "task_failed", "task=load-report error={}", log::quoted(rep.status().to_string()));
     co.start_ready();
   });
   if (!st.ok()) return st.with_context("start shards");

@@ -1,6 +1,7 @@
 // Workflow file → validated, normalised Plan. The only translation unit that includes toml++ (it is
 // heavy to compile). JSON files are read with nlohmann-json and converted to the same tree, so one
 // validator serves both syntaxes.
+#include <fmt/format.h>
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -11,8 +12,6 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-
-#include <fmt/format.h>
 
 #include "hyperscale/load/plan.hpp"
 
@@ -47,8 +46,10 @@ class JsonPositions {
     while (i_ < t_.size() && std::isspace(static_cast<unsigned char>(t_[i_]))) adv();
   }
   void adv() {
-    if (t_[i_] == '\n') ++line_, col_ = 1;
-    else ++col_;
+    if (t_[i_] == '\n')
+      ++line_, col_ = 1;
+    else
+      ++col_;
     ++i_;
   }
   std::string str() {
@@ -127,13 +128,20 @@ struct Ctx {
 
 std::string type_name(const toml::node& n) {
   switch (n.type()) {
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a number";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    default: return "a date/time";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a number";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    default:
+      return "a date/time";
   }
 }
 
@@ -223,10 +231,14 @@ Result<std::size_t> parse_size(const std::string& s) {
   const std::uint64_t n = std::strtoull(s.substr(0, i).c_str(), nullptr, 10);
   const std::string unit = s.substr(i);
   std::uint64_t mul = 1;
-  if (unit.empty() || unit == "B") mul = 1;
-  else if (unit == "KiB") mul = 1024;
-  else if (unit == "MiB") mul = 1024 * 1024;
-  else return make_error(Errc::invalid_argument, fmt::format("bad size unit in '{}' (B, KiB, MiB)", s));
+  if (unit.empty() || unit == "B")
+    mul = 1;
+  else if (unit == "KiB")
+    mul = 1024;
+  else if (unit == "MiB")
+    mul = 1024 * 1024;
+  else
+    return make_error(Errc::invalid_argument, fmt::format("bad size unit in '{}' (B, KiB, MiB)", s));
   return static_cast<std::size_t>(n * mul);
 }
 
@@ -243,12 +255,14 @@ Result<Template> parse_template_impl(const std::string& s, const std::map<std::s
   while (i < s.size()) {
     if (s[i] == '$' && i + 1 < s.size() && s[i + 1] == '{') {
       const std::size_t end = s.find('}', i + 2);
-      if (end == std::string::npos) return make_error(Errc::invalid_argument, fmt::format("unterminated '${{' in '{}'", s));
+      if (end == std::string::npos)
+        return make_error(Errc::invalid_argument, fmt::format("unterminated '${{' in '{}'", s));
       const std::string e = s.substr(i + 2, end - i - 2);
       i = end + 1;
       auto runtime = [&](TemplatePart p) -> Status {
         if (!allow_runtime)
-          return make_error(Errc::invalid_argument, fmt::format("'${{{}}}' is not allowed here (only env and vars)", e));
+          return make_error(Errc::invalid_argument,
+                            fmt::format("'${{{}}}' is not allowed here (only env and vars)", e));
         flush();
         t.parts.push_back(std::move(p));
         return ok_status();
@@ -262,14 +276,19 @@ Result<Template> parse_template_impl(const std::string& s, const std::map<std::s
           has_fb = true;
         }
         auto v = env ? env(name) : std::nullopt;
-        if (v) lit += *v;
-        else if (has_fb) lit += fallback;
+        if (v)
+          lit += *v;
+        else if (has_fb)
+          lit += fallback;
         else
-          return make_error(Errc::invalid_argument,
-                            fmt::format("environment variable '{}' is not set (give a fallback: ${{env.{}:-value}})", name, name));
+          return make_error(
+              Errc::invalid_argument,
+              fmt::format("environment variable '{}' is not set (give a fallback: ${{env.{}:-value}})", name, name));
       } else if (e.rfind("vars.", 0) == 0) {
         auto it = vars.find(e.substr(5));
-        if (it == vars.end()) return make_error(Errc::invalid_argument, fmt::format("unknown variable '{}' ([vars] has no such key)", e.substr(5)));
+        if (it == vars.end())
+          return make_error(Errc::invalid_argument,
+                            fmt::format("unknown variable '{}' ([vars] has no such key)", e.substr(5)));
         lit += it->second;
       } else if (e == "vu") {
         HS_TRY(runtime({TemplatePart::Kind::vu, {}, {}, 0, 0}));
@@ -286,21 +305,24 @@ Result<Template> parse_template_impl(const std::string& s, const std::map<std::s
         const std::string rest = e.substr(steps ? 6 : 4);
         const auto dot = rest.find('.');
         if (dot == std::string::npos || dot == 0 || dot + 1 == rest.size())
-          return make_error(Errc::invalid_argument, fmt::format("'${{{}}}' must be ${{{}.NAME.KEY}}", e, steps ? "steps" : "ctx"));
+          return make_error(Errc::invalid_argument,
+                            fmt::format("'${{{}}}' must be ${{{}.NAME.KEY}}", e, steps ? "steps" : "ctx"));
         HS_TRY(runtime({steps ? TemplatePart::Kind::step_value : TemplatePart::Kind::ctx, rest.substr(0, dot),
                         rest.substr(dot + 1), 0, 0}));
       } else if (e.rfind("rand.int(", 0) == 0 && e.back() == ')') {
         const std::string args = e.substr(9, e.size() - 10);
         const auto comma = args.find(',');
         char* endp = nullptr;
-        if (comma == std::string::npos) return make_error(Errc::invalid_argument, fmt::format("'${{{}}}': expected rand.int(a,b)", e));
+        if (comma == std::string::npos)
+          return make_error(Errc::invalid_argument, fmt::format("'${{{}}}': expected rand.int(a,b)", e));
         const long long a = std::strtoll(args.c_str(), &endp, 10);
         const long long b = std::strtoll(args.c_str() + comma + 1, &endp, 10);
         if (b < a) return make_error(Errc::invalid_argument, fmt::format("'${{{}}}': b must be >= a", e));
         HS_TRY(runtime({TemplatePart::Kind::rand_int, {}, {}, a, b}));
       } else if (e.rfind("rand.hex(", 0) == 0 && e.back() == ')') {
         const long long n = std::strtoll(e.c_str() + 9, nullptr, 10);
-        if (n < 1 || n > 256) return make_error(Errc::invalid_argument, fmt::format("'${{{}}}': length must be 1..256", e));
+        if (n < 1 || n > 256)
+          return make_error(Errc::invalid_argument, fmt::format("'${{{}}}': length must be 1..256", e));
         HS_TRY(runtime({TemplatePart::Kind::rand_hex, {}, {}, n, 0}));
       } else {
         return make_error(Errc::invalid_argument, fmt::format("unknown template '${{{}}}'", e));
@@ -315,10 +337,14 @@ Result<Template> parse_template_impl(const std::string& s, const std::map<std::s
 
 Json toml_to_json(const toml::node& n) {
   switch (n.type()) {
-    case toml::node_type::string: return n.as_string()->get();
-    case toml::node_type::integer: return n.as_integer()->get();
-    case toml::node_type::floating_point: return n.as_floating_point()->get();
-    case toml::node_type::boolean: return n.as_boolean()->get();
+    case toml::node_type::string:
+      return n.as_string()->get();
+    case toml::node_type::integer:
+      return n.as_integer()->get();
+    case toml::node_type::floating_point:
+      return n.as_floating_point()->get();
+    case toml::node_type::boolean:
+      return n.as_boolean()->get();
     case toml::node_type::array: {
       Json a = Json::array();
       for (auto& el : *n.as_array()) a.push_back(toml_to_json(el));
@@ -345,10 +371,14 @@ void json_into_array(const Json& j, toml::array& out) {
       toml::array a;
       json_into_array(el, a);
       out.push_back(std::move(a));
-    } else if (el.is_string()) out.push_back(el.get<std::string>());
-    else if (el.is_boolean()) out.push_back(el.get<bool>());
-    else if (el.is_number_integer()) out.push_back(el.get<std::int64_t>());
-    else if (el.is_number()) out.push_back(el.get<double>());
+    } else if (el.is_string())
+      out.push_back(el.get<std::string>());
+    else if (el.is_boolean())
+      out.push_back(el.get<bool>());
+    else if (el.is_number_integer())
+      out.push_back(el.get<std::int64_t>());
+    else if (el.is_number())
+      out.push_back(el.get<double>());
   }
 }
 void json_to_toml(const Json& j, toml::table& out) {
@@ -362,19 +392,32 @@ void json_to_toml(const Json& j, toml::table& out) {
       toml::array a;
       json_into_array(v, a);
       out.insert(it.key(), std::move(a));
-    } else if (v.is_string()) out.insert(it.key(), v.get<std::string>());
-    else if (v.is_boolean()) out.insert(it.key(), v.get<bool>());
-    else if (v.is_number_integer()) out.insert(it.key(), v.get<std::int64_t>());
-    else if (v.is_number()) out.insert(it.key(), v.get<double>());
+    } else if (v.is_string())
+      out.insert(it.key(), v.get<std::string>());
+    else if (v.is_boolean())
+      out.insert(it.key(), v.get<bool>());
+    else if (v.is_number_integer())
+      out.insert(it.key(), v.get<std::int64_t>());
+    else if (v.is_number())
+      out.insert(it.key(), v.get<double>());
   }
 }
 
 std::optional<Metric> metric_of(const std::string& k) {
-  static const std::pair<const char*, Metric> kMap[] = {
-      {"min", Metric::min},     {"mean", Metric::mean},           {"p50", Metric::p50},     {"p75", Metric::p75},
-      {"p90", Metric::p90},     {"p95", Metric::p95},             {"p99", Metric::p99},     {"p99.9", Metric::p999},
-      {"p99.99", Metric::p9999}, {"max", Metric::max},            {"error_rate", Metric::error_rate},
-      {"errors", Metric::errors}, {"rps", Metric::rps},           {"dropped_rate", Metric::dropped_rate}};
+  static const std::pair<const char*, Metric> kMap[] = {{"min", Metric::min},
+                                                        {"mean", Metric::mean},
+                                                        {"p50", Metric::p50},
+                                                        {"p75", Metric::p75},
+                                                        {"p90", Metric::p90},
+                                                        {"p95", Metric::p95},
+                                                        {"p99", Metric::p99},
+                                                        {"p99.9", Metric::p999},
+                                                        {"p99.99", Metric::p9999},
+                                                        {"max", Metric::max},
+                                                        {"error_rate", Metric::error_rate},
+                                                        {"errors", Metric::errors},
+                                                        {"rps", Metric::rps},
+                                                        {"dropped_rate", Metric::dropped_rate}};
   for (auto& [n, m] : kMap)
     if (k == n) return m;
   return std::nullopt;
@@ -385,12 +428,18 @@ Result<std::pair<CmpOp, double>> parse_condition(Metric m, const std::string& co
   while (i < cond.size() && cond[i] == ' ') ++i;
   CmpOp op;
   auto starts = [&](const char* p) { return cond.compare(i, std::strlen(p), p) == 0; };
-  if (starts("<=")) op = CmpOp::le, i += 2;
-  else if (starts(">=")) op = CmpOp::ge, i += 2;
-  else if (starts("==")) op = CmpOp::eq, i += 2;
-  else if (starts("<")) op = CmpOp::lt, i += 1;
-  else if (starts(">")) op = CmpOp::gt, i += 1;
-  else return make_error(Errc::invalid_argument, fmt::format("condition '{}' must start with one of < <= > >= ==", cond));
+  if (starts("<="))
+    op = CmpOp::le, i += 2;
+  else if (starts(">="))
+    op = CmpOp::ge, i += 2;
+  else if (starts("=="))
+    op = CmpOp::eq, i += 2;
+  else if (starts("<"))
+    op = CmpOp::lt, i += 1;
+  else if (starts(">"))
+    op = CmpOp::gt, i += 1;
+  else
+    return make_error(Errc::invalid_argument, fmt::format("condition '{}' must start with one of < <= > >= ==", cond));
   while (i < cond.size() && cond[i] == ' ') ++i;
   std::string v = cond.substr(i);
   while (!v.empty() && v.back() == ' ') v.pop_back();
@@ -400,10 +449,14 @@ Result<std::pair<CmpOp, double>> parse_condition(Metric m, const std::string& co
   const std::string unit = end;
   if (metric_is_latency(m)) {
     double mul;
-    if (unit == "us") mul = 1e3;
-    else if (unit == "ms") mul = 1e6;
-    else if (unit == "s") mul = 1e9;
-    else return make_error(Errc::invalid_argument, fmt::format("latency condition '{}' needs a unit (us, ms, s)", cond));
+    if (unit == "us")
+      mul = 1e3;
+    else if (unit == "ms")
+      mul = 1e6;
+    else if (unit == "s")
+      mul = 1e9;
+    else
+      return make_error(Errc::invalid_argument, fmt::format("latency condition '{}' needs a unit (us, ms, s)", cond));
     return std::pair{op, num * mul};
   }
   if (m == Metric::error_rate || m == Metric::dropped_rate) {
@@ -411,7 +464,8 @@ Result<std::pair<CmpOp, double>> parse_condition(Metric m, const std::string& co
     if (unit.empty()) return std::pair{op, num};
     return make_error(Errc::invalid_argument, fmt::format("rate condition '{}': write 1% or 0.01", cond));
   }
-  if (!unit.empty()) return make_error(Errc::invalid_argument, fmt::format("condition '{}': unexpected unit '{}'", cond, unit));
+  if (!unit.empty())
+    return make_error(Errc::invalid_argument, fmt::format("condition '{}': unexpected unit '{}'", cond, unit));
   return std::pair{op, num};
 }
 
@@ -428,7 +482,8 @@ void parse_thresholds(Ctx& c, const toml::node* n, const std::string& path, cons
     if (!m) {
       c.err(&v, path + "." + key,
             fmt::format("unknown threshold metric '{}' (min, mean, p50, p75, p90, p95, p99, p99.9, p99.99, max, "
-                        "error_rate, errors, rps, dropped_rate)", key));
+                        "error_rate, errors, rps, dropped_rate)",
+                        key));
       continue;
     }
     std::string cond;
@@ -441,7 +496,8 @@ void parse_thresholds(Ctx& c, const toml::node* n, const std::string& path, cons
       if (!lim) continue;
       cond = *lim;
       if (auto ab = get_bool(c, t, "abort", path + "." + key); ab && *ab) {
-        c.err(t.get("abort"), path + "." + key, "abort thresholds are not supported by this version (evaluated at the end only)");
+        c.err(t.get("abort"), path + "." + key,
+              "abort thresholds are not supported by this version (evaluated at the end only)");
         continue;
       }
     } else {
@@ -521,7 +577,8 @@ Expect parse_expect(Ctx& c, const toml::node* n, const std::string& path, StepTy
       for (const toml::node* it : items) {
         if (it->is_integer()) {
           const auto v = it->as_integer()->get();
-          if (v < 100 || v > 599) c.err(it, path + ".status", fmt::format("status {} is not an HTTP status (100..599)", v));
+          if (v < 100 || v > 599)
+            c.err(it, path + ".status", fmt::format("status {} is not an HTTP status (100..599)", v));
           e.status.push_back({static_cast<int>(v), static_cast<int>(v)});
         } else if (it->is_string() && it->as_string()->get().size() == 3 && it->as_string()->get().substr(1) == "xx" &&
                    it->as_string()->get()[0] >= '1' && it->as_string()->get()[0] <= '5') {
@@ -556,17 +613,23 @@ Expect parse_expect(Ctx& c, const toml::node* n, const std::string& path, StepTy
         ok = end == b.c_str() + 2;
         bytes.push_back(static_cast<char>(v));
       }
-      if (!ok) c.err(t.get("hex"), path + ".hex", "hex must be an even number of hex digits");
-      else e.equals = bytes;
+      if (!ok)
+        c.err(t.get("hex"), path + ".hex", "hex must be an even number of hex digits");
+      else
+        e.equals = bytes;
     }
   }
   if (const toml::node* mb = t.get("max_body")) {
-    if (mb->is_integer() && mb->as_integer()->get() > 0) e.max_body = static_cast<std::size_t>(mb->as_integer()->get());
+    if (mb->is_integer() && mb->as_integer()->get() > 0)
+      e.max_body = static_cast<std::size_t>(mb->as_integer()->get());
     else if (mb->is_string()) {
       auto sz = parse_size(mb->as_string()->get());
-      if (sz.ok()) e.max_body = *sz;
-      else c.err(mb, path + ".max_body", sz.status().message());
-    } else c.err(mb, path + ".max_body", "max_body must be a size like 64KiB");
+      if (sz.ok())
+        e.max_body = *sz;
+      else
+        c.err(mb, path + ".max_body", sz.status().message());
+    } else
+      c.err(mb, path + ".max_body", "max_body must be a size like 64KiB");
   }
   return e;
 }
@@ -629,7 +692,8 @@ void parse_step(Ctx& c, const toml::node& sn, const std::string& path, const Def
   Step s;
   s.name = get_string(c, t, "name", path, true, &sn).value_or("");
   for (const auto& other : wf.steps)
-    if (!s.name.empty() && other.name == s.name) c.err(t.get("name"), path + ".name", fmt::format("duplicate step name '{}'", s.name));
+    if (!s.name.empty() && other.name == s.name)
+      c.err(t.get("name"), path + ".name", fmt::format("duplicate step name '{}'", s.name));
   const std::string type = get_string(c, t, "type", path).value_or("http");
   s.timeout = get_duration(c, t, "timeout", path).value_or(d.timeout);
   s.connect_timeout = get_duration(c, t, "connect_timeout", path).value_or(d.connect_timeout);
@@ -637,33 +701,41 @@ void parse_step(Ctx& c, const toml::node& sn, const std::string& path, const Def
   parse_thresholds(c, t.get("thresholds"), path + ".thresholds", "step " + wf.name + "." + s.name, s.thresholds);
   s.extract = parse_extract(c, t.get("extract"), path + ".extract");
   if (auto of = get_string(c, t, "on_failure", path); of && *of != "skip-dependents")
-    c.err(t.get("on_failure"), path + ".on_failure", "only on_failure = \"skip-dependents\" is supported by this version");
+    c.err(t.get("on_failure"), path + ".on_failure",
+          "only on_failure = \"skip-dependents\" is supported by this version");
 
   if (type == "http") {
     s.type = StepType::http;
-    check_keys(c, t, path, {"name", "type", "after", "timeout", "connect_timeout", "on_failure", "expect", "extract",
-                            "thresholds", "method", "url", "headers", "body", "json", "keepalive", "follow_redirects",
-                            "tls_verify"});
+    check_keys(c, t, path,
+               {"name", "type", "after", "timeout", "connect_timeout", "on_failure", "expect", "extract", "thresholds",
+                "method", "url", "headers", "body", "json", "keepalive", "follow_redirects", "tls_verify"});
     s.tls_verify = get_bool(c, t, "tls_verify", path).value_or(d.tls_verify);
     s.method = get_string(c, t, "method", path).value_or("GET");
     static const std::set<std::string> kMethods = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"};
-    if (!kMethods.count(s.method)) c.err(t.get("method"), path + ".method", fmt::format("unknown HTTP method '{}'", s.method));
+    if (!kMethods.count(s.method))
+      c.err(t.get("method"), path + ".method", fmt::format("unknown HTTP method '{}'", s.method));
     if (auto fr = get_int(c, t, "follow_redirects", path, 0, 10); fr && *fr != 0)
-      c.err(t.get("follow_redirects"), path + ".follow_redirects", "following redirects is not supported by this version (use 0)");
+      c.err(t.get("follow_redirects"), path + ".follow_redirects",
+            "following redirects is not supported by this version (use 0)");
     s.keepalive = get_bool(c, t, "keepalive", path).value_or(true);
     auto url = get_string(c, t, "url", path, true, &sn);
     if (url) {
       auto ut = templ(c, t.get("url"), path + ".url", *url);
       if (ut) {
         // The scheme, host and port must be static; the path may hold runtime holes.
-        std::string prefix = ut->parts.empty() || ut->parts[0].kind != TemplatePart::Kind::literal ? "" : ut->parts[0].text;
+        std::string prefix =
+            ut->parts.empty() || ut->parts[0].kind != TemplatePart::Kind::literal ? "" : ut->parts[0].text;
         std::size_t scheme_len = 0;
-        if (prefix.rfind("http://", 0) == 0) scheme_len = 7;
-        else if (prefix.rfind("https://", 0) == 0) scheme_len = 8, s.tls = true;
-        else c.err(t.get("url"), path + ".url", fmt::format("url '{}' must start with http:// or https://", *url));
+        if (prefix.rfind("http://", 0) == 0)
+          scheme_len = 7;
+        else if (prefix.rfind("https://", 0) == 0)
+          scheme_len = 8, s.tls = true;
+        else
+          c.err(t.get("url"), path + ".url", fmt::format("url '{}' must start with http:// or https://", *url));
         if (scheme_len) {
           const auto slash = prefix.find('/', scheme_len);
-          const std::string hp = prefix.substr(scheme_len, slash == std::string::npos ? std::string::npos : slash - scheme_len);
+          const std::string hp =
+              prefix.substr(scheme_len, slash == std::string::npos ? std::string::npos : slash - scheme_len);
           if (slash == std::string::npos && ut->parts.size() > 1) {
             c.err(t.get("url"), path + ".url", "the url's host and port must not contain runtime templates");
           } else if (!split_host_port(hp, s.host, s.port, s.tls ? 443 : 80)) {
@@ -678,7 +750,8 @@ void parse_step(Ctx& c, const toml::node& sn, const std::string& path, const Def
     }
     for (const auto& h : d.headers) s.headers.push_back(h);
     if (const toml::node* hn = t.get("headers")) {
-      if (!hn->is_table()) c.err(hn, path + ".headers", "headers must be a table of name = \"value\"");
+      if (!hn->is_table())
+        c.err(hn, path + ".headers", "headers must be a table of name = \"value\"");
       else
         for (auto&& [k, v] : *hn->as_table()) {
           if (!v.is_string()) {
@@ -690,30 +763,37 @@ void parse_step(Ctx& c, const toml::node& sn, const std::string& path, const Def
           auto it = std::find_if(s.headers.begin(), s.headers.end(), [&](auto& p) {
             return strcasecmp(p.first.c_str(), std::string(k.str()).c_str()) == 0;
           });
-          if (it != s.headers.end()) it->second = std::move(*ht);
-          else s.headers.emplace_back(std::string(k.str()), std::move(*ht));
+          if (it != s.headers.end())
+            it->second = std::move(*ht);
+          else
+            s.headers.emplace_back(std::string(k.str()), std::move(*ht));
         }
     }
     const toml::node* body = t.get("body");
     const toml::node* json = t.get("json");
     if (body && json) c.err(json, path + ".json", "give either body or json, not both");
     if (body) {
-      if (!body->is_string()) c.err(body, path + ".body", "body must be a string");
-      else if (auto bt = templ(c, body, path + ".body", body->as_string()->get())) s.body = std::move(*bt);
+      if (!body->is_string())
+        c.err(body, path + ".body", "body must be a string");
+      else if (auto bt = templ(c, body, path + ".body", body->as_string()->get()))
+        s.body = std::move(*bt);
     } else if (json) {
       if (auto bt = templ(c, json, path + ".json", toml_to_json(*json).dump())) s.body = std::move(*bt);
-      if (std::none_of(s.headers.begin(), s.headers.end(), [](auto& p) { return strcasecmp(p.first.c_str(), "content-type") == 0; }))
+      if (std::none_of(s.headers.begin(), s.headers.end(),
+                       [](auto& p) { return strcasecmp(p.first.c_str(), "content-type") == 0; }))
         s.headers.emplace_back("Content-Type", Template::of("application/json"));
     }
   } else if (type == "tcp" || type == "udp") {
     s.type = type == "tcp" ? StepType::tcp : StepType::udp;
     if (s.type == StepType::tcp)
-      check_keys(c, t, path, {"name", "type", "after", "timeout", "connect_timeout", "on_failure", "expect", "extract",
-                              "thresholds", "address", "tls", "send", "send_hex", "read_until", "read_bytes", "read",
-                              "connection"});
+      check_keys(
+          c, t, path,
+          {"name", "type", "after", "timeout", "connect_timeout", "on_failure", "expect", "extract", "thresholds",
+           "address", "tls", "send", "send_hex", "read_until", "read_bytes", "read", "connection"});
     else
-      check_keys(c, t, path, {"name", "type", "after", "timeout", "connect_timeout", "on_failure", "expect", "extract",
-                              "thresholds", "address", "send", "send_hex", "reply", "max_reply"});
+      check_keys(c, t, path,
+                 {"name", "type", "after", "timeout", "connect_timeout", "on_failure", "expect", "extract",
+                  "thresholds", "address", "send", "send_hex", "reply", "max_reply"});
     if (auto a = get_string(c, t, "address", path, true, &sn)) {
       auto at = templ(c, t.get("address"), path + ".address", *a, false);
       if (at && !split_host_port(at->literal(), s.host, s.port, 0))
@@ -725,8 +805,10 @@ void parse_step(Ctx& c, const toml::node& sn, const std::string& path, const Def
     const toml::node* hex = t.get("send_hex");
     if (send && hex) c.err(hex, path + ".send_hex", "give either send or send_hex, not both");
     if (send) {
-      if (!send->is_string()) c.err(send, path + ".send", "send must be a string");
-      else if (auto st = templ(c, send, path + ".send", send->as_string()->get())) s.send = std::move(*st);
+      if (!send->is_string())
+        c.err(send, path + ".send", "send must be a string");
+      else if (auto st = templ(c, send, path + ".send", send->as_string()->get()))
+        s.send = std::move(*st);
     } else if (hex) {
       std::string bytes;
       const std::string hs = hex->is_string() ? hex->as_string()->get() : "";
@@ -738,8 +820,10 @@ void parse_step(Ctx& c, const toml::node& sn, const std::string& path, const Def
         ok = end == b.c_str() + 2;
         bytes.push_back(static_cast<char>(v));
       }
-      if (!ok) c.err(hex, path + ".send_hex", "send_hex must be an even number of hex digits");
-      else s.send = Template::of(bytes);
+      if (!ok)
+        c.err(hex, path + ".send_hex", "send_hex must be an even number of hex digits");
+      else
+        s.send = Template::of(bytes);
     } else if (s.type == StepType::udp) {
       c.err(&sn, path, fmt::format("{}: udp step needs send or send_hex", path));
     }
@@ -750,24 +834,33 @@ void parse_step(Ctx& c, const toml::node& sn, const std::string& path, const Def
       }
       if (auto rb = get_int(c, t, "read_bytes", path, 1, 16 << 20)) s.read_bytes = static_cast<std::size_t>(*rb);
       if (auto r = get_string(c, t, "read", path)) {
-        if (*r == "none") s.read_none = true;
-        else c.err(t.get("read"), path + ".read", "read must be \"none\" (or use read_until / read_bytes)");
+        if (*r == "none")
+          s.read_none = true;
+        else
+          c.err(t.get("read"), path + ".read", "read must be \"none\" (or use read_until / read_bytes)");
       }
       const int framing = !s.read_until.empty() + (s.read_bytes > 0) + s.read_none;
       if (framing != 1)
-        c.err(&sn, path, fmt::format("{}: a tcp step needs exactly one of read_until, read_bytes, read = \"none\"", path));
+        c.err(&sn, path,
+              fmt::format("{}: a tcp step needs exactly one of read_until, read_bytes, read = \"none\"", path));
       if (auto conn = get_string(c, t, "connection", path)) {
-        if (*conn == "new") s.new_connection = true;
-        else if (*conn != "keep") c.err(t.get("connection"), path + ".connection", "connection must be \"keep\" or \"new\"");
+        if (*conn == "new")
+          s.new_connection = true;
+        else if (*conn != "keep")
+          c.err(t.get("connection"), path + ".connection", "connection must be \"keep\" or \"new\"");
       }
     } else {
       s.reply = get_bool(c, t, "reply", path).value_or(true);
       if (const toml::node* mr = t.get("max_reply")) {
-        auto sz = mr->is_string() ? parse_size(mr->as_string()->get())
-                                  : (mr->is_integer() ? Result<std::size_t>(static_cast<std::size_t>(mr->as_integer()->get()))
-                                                      : Result<std::size_t>(make_error(Errc::invalid_argument, "max_reply must be a size")));
-        if (!sz.ok() || *sz == 0 || *sz > 65507) c.err(mr, path + ".max_reply", "max_reply must be a size in 1..65507 bytes");
-        else s.max_reply = *sz;
+        auto sz = mr->is_string()
+                      ? parse_size(mr->as_string()->get())
+                      : (mr->is_integer()
+                             ? Result<std::size_t>(static_cast<std::size_t>(mr->as_integer()->get()))
+                             : Result<std::size_t>(make_error(Errc::invalid_argument, "max_reply must be a size")));
+        if (!sz.ok() || *sz == 0 || *sz > 65507)
+          c.err(mr, path + ".max_reply", "max_reply must be a size in 1..65507 bytes");
+        else
+          s.max_reply = *sz;
       }
     }
   } else {
@@ -784,31 +877,39 @@ void parse_workflow(Ctx& c, const toml::node& wn, const std::string& path, const
     return;
   }
   const auto& t = *wn.as_table();
-  check_keys(c, t, path, {"name", "kind", "depends_on", "on_dependency_failure", "executor", "vus", "duration",
-                          "iterations", "rate", "time_unit", "max_vus", "pause", "warmup", "graceful_stop", "priority",
-                          "datacenters", "provide", "thresholds", "step"});
+  check_keys(c, t, path,
+             {"name", "kind", "depends_on", "on_dependency_failure", "executor", "vus", "duration", "iterations",
+              "rate", "time_unit", "max_vus", "pause", "warmup", "graceful_stop", "priority", "datacenters", "provide",
+              "thresholds", "step"});
   Workflow wf;
   wf.name = get_string(c, t, "name", path, true, &wn).value_or("");
   for (const auto& o : plan.workflows)
-    if (!wf.name.empty() && o.name == wf.name) c.err(t.get("name"), path + ".name", fmt::format("duplicate workflow name '{}'", wf.name));
+    if (!wf.name.empty() && o.name == wf.name)
+      c.err(t.get("name"), path + ".name", fmt::format("duplicate workflow name '{}'", wf.name));
   const std::string kind = get_string(c, t, "kind", path).value_or("test");
-  if (kind == "setup") wf.kind = WorkflowKind::setup;
-  else if (kind != "test") c.err(t.get("kind"), path + ".kind", "kind must be \"test\" or \"setup\"");
+  if (kind == "setup")
+    wf.kind = WorkflowKind::setup;
+  else if (kind != "test")
+    c.err(t.get("kind"), path + ".kind", "kind must be \"test\" or \"setup\"");
   wf.depends_on = get_string_list(c, t, "depends_on", path).value_or(std::vector<std::string>{});
   if (auto odf = get_string(c, t, "on_dependency_failure", path); odf && *odf != "skip")
-    c.err(t.get("on_dependency_failure"), path + ".on_dependency_failure", "only \"skip\" is supported by this version");
+    c.err(t.get("on_dependency_failure"), path + ".on_dependency_failure",
+          "only \"skip\" is supported by this version");
   const std::string ex = get_string(c, t, "executor", path).value_or("constant-vus");
-  if (ex == "constant-arrival-rate") wf.executor = Executor::constant_arrival_rate;
+  if (ex == "constant-arrival-rate")
+    wf.executor = Executor::constant_arrival_rate;
   else if (ex != "constant-vus")
     c.err(t.get("executor"), path + ".executor",
           fmt::format("unknown executor '{}' (constant-vus, constant-arrival-rate)", ex));
   constexpr std::int64_t kBig = 10'000'000;
-  if (auto v = get_int(c, t, "vus", path, 1, 1'000'000)) wf.vus = static_cast<std::uint64_t>(*v);
+  if (auto v = get_int(c, t, "vus", path, 1, 1'000'000))
+    wf.vus = static_cast<std::uint64_t>(*v);
   else if (wf.kind == WorkflowKind::test && wf.executor == Executor::constant_vus && !t.get("vus"))
     c.err(&wn, path, fmt::format("{} '{}': constant-vus needs vus", path, wf.name));
   wf.duration = get_duration(c, t, "duration", path).value_or(std::chrono::seconds(60));
   if (wf.duration <= Duration{0}) c.err(t.get("duration"), path + ".duration", "duration must be > 0");
-  if (auto v = get_int(c, t, "iterations", path, 1, std::int64_t{1} << 50)) wf.iterations = static_cast<std::uint64_t>(*v);
+  if (auto v = get_int(c, t, "iterations", path, 1, std::int64_t{1} << 50))
+    wf.iterations = static_cast<std::uint64_t>(*v);
   if (auto v = get_int(c, t, "rate", path, 1, kBig)) wf.rate = static_cast<std::uint64_t>(*v);
   wf.time_unit = get_duration(c, t, "time_unit", path).value_or(std::chrono::seconds(1));
   if (wf.time_unit <= Duration{0}) c.err(t.get("time_unit"), path + ".time_unit", "time_unit must be > 0");
@@ -823,15 +924,22 @@ void parse_workflow(Ctx& c, const toml::node& wn, const std::string& path, const
   }
   wf.pause = get_duration(c, t, "pause", path).value_or(Duration{0});
   wf.warmup = get_duration(c, t, "warmup", path).value_or(Duration{0});
-  if (wf.warmup >= wf.duration && t.get("warmup")) c.err(t.get("warmup"), path + ".warmup", "warmup must be shorter than duration");
+  if (wf.warmup >= wf.duration && t.get("warmup"))
+    c.err(t.get("warmup"), path + ".warmup", "warmup must be shorter than duration");
   wf.graceful_stop = get_duration(c, t, "graceful_stop", path).value_or(std::chrono::seconds(30));
   const std::string pr = get_string(c, t, "priority", path).value_or("auto");
-  if (pr == "auto") wf.priority = Priority::auto_;
-  else if (pr == "low") wf.priority = Priority::low;
-  else if (pr == "normal") wf.priority = Priority::normal;
-  else if (pr == "high") wf.priority = Priority::high;
-  else if (pr == "exclusive") wf.priority = Priority::exclusive;
-  else c.err(t.get("priority"), path + ".priority", "priority must be auto, low, normal, high or exclusive");
+  if (pr == "auto")
+    wf.priority = Priority::auto_;
+  else if (pr == "low")
+    wf.priority = Priority::low;
+  else if (pr == "normal")
+    wf.priority = Priority::normal;
+  else if (pr == "high")
+    wf.priority = Priority::high;
+  else if (pr == "exclusive")
+    wf.priority = Priority::exclusive;
+  else
+    c.err(t.get("priority"), path + ".priority", "priority must be auto, low, normal, high or exclusive");
   (void)get_string_list(c, t, "datacenters", path);
   parse_thresholds(c, t.get("thresholds"), path + ".thresholds", "workflow " + wf.name, wf.thresholds);
 
@@ -856,9 +964,12 @@ void parse_workflow(Ctx& c, const toml::node& wn, const std::string& path, const
     for (const auto& name : *afters[i]) {
       auto it = std::find_if(wf.steps.begin(), wf.steps.end(), [&](const Step& s) { return s.name == name; });
       const toml::node* an = step_nodes[i]->as_table()->get("after");
-      if (it == wf.steps.end()) c.err(an, path + ".after", fmt::format("step '{}': after names unknown step '{}'", wf.steps[i].name, name));
-      else if (it - wf.steps.begin() == static_cast<long>(i)) c.err(an, path + ".after", fmt::format("step '{}' cannot come after itself", name));
-      else wf.steps[i].after.push_back(static_cast<int>(it - wf.steps.begin()));
+      if (it == wf.steps.end())
+        c.err(an, path + ".after", fmt::format("step '{}': after names unknown step '{}'", wf.steps[i].name, name));
+      else if (it - wf.steps.begin() == static_cast<long>(i))
+        c.err(an, path + ".after", fmt::format("step '{}' cannot come after itself", name));
+      else
+        wf.steps[i].after.push_back(static_cast<int>(it - wf.steps.begin()));
     }
   }
   // Cycle check (Kahn).
@@ -878,7 +989,8 @@ void parse_workflow(Ctx& c, const toml::node& wn, const std::string& path, const
         for (int a : wf.steps[j].after)
           if (a == n && --indeg[j] == 0) ready.push_back(static_cast<int>(j));
     }
-    if (seen != wf.steps.size()) c.err(steps, path, fmt::format("workflow '{}': the steps' after edges form a cycle", wf.name));
+    if (seen != wf.steps.size())
+      c.err(steps, path, fmt::format("workflow '{}': the steps' after edges form a cycle", wf.name));
   }
   // ${steps.S.K} must name an ancestor step with that extract.
   auto ancestors = [&](std::size_t i) {
@@ -899,9 +1011,13 @@ void parse_workflow(Ctx& c, const toml::node& wn, const std::string& path, const
         if (p.kind != TemplatePart::Kind::step_value) continue;
         auto it = std::find_if(wf.steps.begin(), wf.steps.end(), [&](const Step& s) { return s.name == p.text; });
         if (it == wf.steps.end() || !anc.count(static_cast<int>(it - wf.steps.begin())))
-          c.err(step_nodes[i], path, fmt::format("step '{}': ${{steps.{}.{}}} must name a step it runs after", wf.steps[i].name, p.text, p.key));
-        else if (std::none_of(it->extract.begin(), it->extract.end(), [&](const Extract& x) { return x.name == p.key; }))
-          c.err(step_nodes[i], path, fmt::format("step '{}': step '{}' extracts no '{}'", wf.steps[i].name, p.text, p.key));
+          c.err(step_nodes[i], path,
+                fmt::format("step '{}': ${{steps.{}.{}}} must name a step it runs after", wf.steps[i].name, p.text,
+                            p.key));
+        else if (std::none_of(it->extract.begin(), it->extract.end(),
+                              [&](const Extract& x) { return x.name == p.key; }))
+          c.err(step_nodes[i], path,
+                fmt::format("step '{}': step '{}' extracts no '{}'", wf.steps[i].name, p.text, p.key));
       }
     };
     check(wf.steps[i].path);
@@ -910,15 +1026,18 @@ void parse_workflow(Ctx& c, const toml::node& wn, const std::string& path, const
     for (const auto& h : wf.steps[i].headers) check(h.second);
   }
   if (const toml::node* pv = t.get("provide")) {
-    if (wf.kind != WorkflowKind::setup) c.err(pv, path + ".provide", "provide is only allowed on kind = \"setup\" workflows");
-    else if (!pv->is_table()) c.err(pv, path + ".provide", "provide must be a table of key = \"template\"");
+    if (wf.kind != WorkflowKind::setup)
+      c.err(pv, path + ".provide", "provide is only allowed on kind = \"setup\" workflows");
+    else if (!pv->is_table())
+      c.err(pv, path + ".provide", "provide must be a table of key = \"template\"");
     else
       for (auto&& [k, v] : *pv->as_table()) {
         if (!v.is_string()) {
           c.err(&v, path + ".provide", fmt::format("provide '{}' must be a string", k.str()));
           continue;
         }
-        if (auto pt = templ(c, &v, path + ".provide", v.as_string()->get())) wf.provide.emplace_back(std::string(k.str()), *pt);
+        if (auto pt = templ(c, &v, path + ".provide", v.as_string()->get()))
+          wf.provide.emplace_back(std::string(k.str()), *pt);
       }
   }
   wf_nodes.push_back(&wn);
@@ -939,7 +1058,8 @@ Result<Plan> validate(Ctx& c, const toml::table& root) {
   if (auto p = stem.find('.'); p != std::string::npos) stem = stem.substr(0, p);
   plan.test_name = stem;
   if (const toml::node* tn = root.get("test")) {
-    if (!tn->is_table()) c.err(tn, "test", "[test] must be a table");
+    if (!tn->is_table())
+      c.err(tn, "test", "[test] must be a table");
     else {
       check_keys(c, *tn->as_table(), "[test]", {"name", "description", "tags"});
       plan.test_name = get_string(c, *tn->as_table(), "name", "test").value_or(stem);
@@ -947,7 +1067,8 @@ Result<Plan> validate(Ctx& c, const toml::table& root) {
     }
   }
   if (const toml::node* vn = root.get("vars")) {
-    if (!vn->is_table()) c.err(vn, "vars", "[vars] must be a table");
+    if (!vn->is_table())
+      c.err(vn, "vars", "[vars] must be a table");
     else
       for (auto&& [k, v] : *vn->as_table()) {
         if (!v.is_string()) {
@@ -961,7 +1082,8 @@ Result<Plan> validate(Ctx& c, const toml::table& root) {
   plan.vars = c.vars;
   Defaults d;
   if (const toml::node* dn = root.get("defaults")) {
-    if (!dn->is_table()) c.err(dn, "defaults", "[defaults] must be a table");
+    if (!dn->is_table())
+      c.err(dn, "defaults", "[defaults] must be a table");
     else {
       const auto& t = *dn->as_table();
       check_keys(c, t, "[defaults]", {"timeout", "connect_timeout", "tls_verify", "headers"});
@@ -969,14 +1091,16 @@ Result<Plan> validate(Ctx& c, const toml::table& root) {
       d.connect_timeout = get_duration(c, t, "connect_timeout", "defaults").value_or(d.connect_timeout);
       d.tls_verify = get_bool(c, t, "tls_verify", "defaults").value_or(true);
       if (const toml::node* hn = t.get("headers")) {
-        if (!hn->is_table()) c.err(hn, "defaults.headers", "[defaults.headers] must be a table");
+        if (!hn->is_table())
+          c.err(hn, "defaults.headers", "[defaults.headers] must be a table");
         else
           for (auto&& [k, v] : *hn->as_table()) {
             if (!v.is_string()) {
               c.err(&v, "defaults.headers", fmt::format("header '{}' must be a string", k.str()));
               continue;
             }
-            if (auto ht = templ(c, &v, "defaults.headers", v.as_string()->get())) d.headers.emplace_back(std::string(k.str()), *ht);
+            if (auto ht = templ(c, &v, "defaults.headers", v.as_string()->get()))
+              d.headers.emplace_back(std::string(k.str()), *ht);
           }
       }
     }
@@ -984,7 +1108,8 @@ Result<Plan> validate(Ctx& c, const toml::table& root) {
   parse_thresholds(c, root.get("thresholds"), "thresholds", "run", plan.thresholds);
   plan.formats = {"json", "csv"};
   if (const toml::node* on = root.get("output")) {
-    if (!on->is_table()) c.err(on, "output", "[output] must be a table");
+    if (!on->is_table())
+      c.err(on, "output", "[output] must be a table");
     else {
       const auto& t = *on->as_table();
       check_keys(c, t, "[output]", {"formats", "dir", "percentiles"});
@@ -992,16 +1117,20 @@ Result<Plan> validate(Ctx& c, const toml::table& root) {
       if (auto f = get_string_list(c, t, "formats", "output")) {
         plan.formats = *f;
         for (const auto& x : *f)
-          if (x != "json" && x != "csv") c.err(t.get("formats"), "output.formats", fmt::format("unsupported output format '{}' (json, csv)", x));
+          if (x != "json" && x != "csv")
+            c.err(t.get("formats"), "output.formats", fmt::format("unsupported output format '{}' (json, csv)", x));
       }
       if (const toml::node* pn = t.get("percentiles")) {
-        if (!pn->is_array()) c.err(pn, "output.percentiles", "percentiles must be an array of numbers");
+        if (!pn->is_array())
+          c.err(pn, "output.percentiles", "percentiles must be an array of numbers");
         else
           for (auto& el : *pn->as_array()) {
             const double v = el.is_integer() ? static_cast<double>(el.as_integer()->get())
                                              : (el.is_floating_point() ? el.as_floating_point()->get() : -1.0);
-            if (v <= 0 || v > 100) c.err(&el, "output.percentiles", "percentiles must be numbers in (0, 100]");
-            else plan.percentiles.push_back(v);
+            if (v <= 0 || v > 100)
+              c.err(&el, "output.percentiles", "percentiles must be numbers in (0, 100]");
+            else
+              plan.percentiles.push_back(v);
           }
       }
     }
@@ -1019,18 +1148,24 @@ Result<Plan> validate(Ctx& c, const toml::table& root) {
     const auto& wf = plan.workflows[i];
     const toml::node* dn = wf_nodes[i]->as_table()->get("depends_on");
     for (const auto& dep : wf.depends_on) {
-      if (dep == wf.name) c.err(dn, "depends_on", fmt::format("workflow '{}' depends on itself", wf.name));
-      else if (std::none_of(plan.workflows.begin(), plan.workflows.end(), [&](const Workflow& w) { return w.name == dep; }))
+      if (dep == wf.name)
+        c.err(dn, "depends_on", fmt::format("workflow '{}' depends on itself", wf.name));
+      else if (std::none_of(plan.workflows.begin(), plan.workflows.end(),
+                            [&](const Workflow& w) { return w.name == dep; }))
         c.err(dn, "depends_on", fmt::format("workflow '{}' depends on unknown workflow '{}'", wf.name, dep));
     }
     auto check_ctx = [&](const Template& tp) {
       for (const auto& p : tp.parts) {
         if (p.kind != TemplatePart::Kind::ctx) continue;
-        auto it = std::find_if(plan.workflows.begin(), plan.workflows.end(), [&](const Workflow& w) { return w.name == p.text; });
-        if (it == plan.workflows.end() || std::find(wf.depends_on.begin(), wf.depends_on.end(), p.text) == wf.depends_on.end())
-          c.err(wf_nodes[i], "workflow", fmt::format("workflow '{}': ${{ctx.{}.{}}} needs '{}' in depends_on", wf.name, p.text, p.key, p.text));
+        auto it = std::find_if(plan.workflows.begin(), plan.workflows.end(),
+                               [&](const Workflow& w) { return w.name == p.text; });
+        if (it == plan.workflows.end() ||
+            std::find(wf.depends_on.begin(), wf.depends_on.end(), p.text) == wf.depends_on.end())
+          c.err(wf_nodes[i], "workflow",
+                fmt::format("workflow '{}': ${{ctx.{}.{}}} needs '{}' in depends_on", wf.name, p.text, p.key, p.text));
         else if (std::none_of(it->provide.begin(), it->provide.end(), [&](auto& kv) { return kv.first == p.key; }))
-          c.err(wf_nodes[i], "workflow", fmt::format("workflow '{}': workflow '{}' provides no '{}'", wf.name, p.text, p.key));
+          c.err(wf_nodes[i], "workflow",
+                fmt::format("workflow '{}': workflow '{}' provides no '{}'", wf.name, p.text, p.key));
       }
     };
     for (const auto& s : wf.steps) {
@@ -1046,7 +1181,8 @@ Result<Plan> validate(Ctx& c, const toml::table& root) {
       if (state[n] == 1) return false;
       if (state[n] == 2) return true;
       state[n] = 1;
-      auto it = std::find_if(plan.workflows.begin(), plan.workflows.end(), [&](const Workflow& w) { return w.name == n; });
+      auto it =
+          std::find_if(plan.workflows.begin(), plan.workflows.end(), [&](const Workflow& w) { return w.name == n; });
       if (it != plan.workflows.end())
         for (const auto& d2 : it->depends_on)
           if (d2 != n && !visit(d2)) return false;
@@ -1076,16 +1212,36 @@ Json template_json(const Template& t) {
   std::string s;
   for (const auto& p : t.parts) {
     switch (p.kind) {
-      case TemplatePart::Kind::literal: s += p.text; break;
-      case TemplatePart::Kind::vu: s += "${vu}"; break;
-      case TemplatePart::Kind::iteration: s += "${iteration}"; break;
-      case TemplatePart::Kind::worker: s += "${worker}"; break;
-      case TemplatePart::Kind::uuid: s += "${uuid}"; break;
-      case TemplatePart::Kind::now_ms: s += "${now.ms}"; break;
-      case TemplatePart::Kind::step_value: s += "${steps." + p.text + "." + p.key + "}"; break;
-      case TemplatePart::Kind::ctx: s += "${ctx." + p.text + "." + p.key + "}"; break;
-      case TemplatePart::Kind::rand_int: s += fmt::format("${{rand.int({},{})}}", p.a, p.b); break;
-      case TemplatePart::Kind::rand_hex: s += fmt::format("${{rand.hex({})}}", p.a); break;
+      case TemplatePart::Kind::literal:
+        s += p.text;
+        break;
+      case TemplatePart::Kind::vu:
+        s += "${vu}";
+        break;
+      case TemplatePart::Kind::iteration:
+        s += "${iteration}";
+        break;
+      case TemplatePart::Kind::worker:
+        s += "${worker}";
+        break;
+      case TemplatePart::Kind::uuid:
+        s += "${uuid}";
+        break;
+      case TemplatePart::Kind::now_ms:
+        s += "${now.ms}";
+        break;
+      case TemplatePart::Kind::step_value:
+        s += "${steps." + p.text + "." + p.key + "}";
+        break;
+      case TemplatePart::Kind::ctx:
+        s += "${ctx." + p.text + "." + p.key + "}";
+        break;
+      case TemplatePart::Kind::rand_int:
+        s += fmt::format("${{rand.int({},{})}}", p.a, p.b);
+        break;
+      case TemplatePart::Kind::rand_hex:
+        s += fmt::format("${{rand.hex({})}}", p.a);
+        break;
     }
   }
   return s;
@@ -1114,18 +1270,25 @@ Result<Duration> parse_duration(const std::string& s) {
   while (i < s.size()) {
     const std::size_t start = i;
     while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
-    if (start == i) return make_error(Errc::invalid_argument, fmt::format("bad duration '{}' (examples: 500ms, 2s, 1m30s)", s));
+    if (start == i)
+      return make_error(Errc::invalid_argument, fmt::format("bad duration '{}' (examples: 500ms, 2s, 1m30s)", s));
     const double n = std::strtod(s.substr(start, i - start).c_str(), nullptr);
     const std::size_t us = i;
     while (i < s.size() && std::isalpha(static_cast<unsigned char>(s[i]))) ++i;
     const std::string unit = s.substr(us, i - us);
     double mul;
-    if (unit == "us") mul = 1e3;
-    else if (unit == "ms") mul = 1e6;
-    else if (unit == "s") mul = 1e9;
-    else if (unit == "m") mul = 60e9;
-    else if (unit == "h") mul = 3600e9;
-    else return make_error(Errc::invalid_argument, fmt::format("bad duration '{}': unit must be us, ms, s, m or h", s));
+    if (unit == "us")
+      mul = 1e3;
+    else if (unit == "ms")
+      mul = 1e6;
+    else if (unit == "s")
+      mul = 1e9;
+    else if (unit == "m")
+      mul = 60e9;
+    else if (unit == "h")
+      mul = 3600e9;
+    else
+      return make_error(Errc::invalid_argument, fmt::format("bad duration '{}': unit must be us, ms, s, m or h", s));
     total_ns += n * mul;
   }
   return Duration(static_cast<std::int64_t>(total_ns));
@@ -1149,12 +1312,15 @@ Result<Plan> load_plan_text(const std::string& text, const std::string& name, bo
       // Byte offset -> line:col.
       std::size_t line = 1, col = 1;
       for (std::size_t i = 0; i + 1 < e.byte && i < text.size(); ++i) {
-        if (text[i] == '\n') ++line, col = 1;
-        else ++col;
+        if (text[i] == '\n')
+          ++line, col = 1;
+        else
+          ++col;
       }
       return make_error(Errc::invalid_argument, fmt::format("{}:{}:{}: invalid JSON: {}", name, line, col, e.what()));
     }
-    if (!j.is_object()) return make_error(Errc::invalid_argument, fmt::format("{}:1:1: the JSON document must be an object", name));
+    if (!j.is_object())
+      return make_error(Errc::invalid_argument, fmt::format("{}:1:1: the JSON document must be an object", name));
     json_to_toml(j, root);
     c.json.emplace(text);
   } else {
@@ -1235,7 +1401,9 @@ std::string plan_to_json(const Plan& p) {
       }
       Json ex = Json::array();
       for (const auto& r : s.expect.status) ex.push_back({r.lo, r.hi});
-      sj["expect"] = {{"status", ex}, {"body_contains", s.expect.body_contains}, {"contains", s.expect.contains},
+      sj["expect"] = {{"status", ex},
+                      {"body_contains", s.expect.body_contains},
+                      {"contains", s.expect.contains},
                       {"equals", s.expect.equals ? Json(*s.expect.equals) : Json(nullptr)},
                       {"header", {s.expect.header_name, s.expect.header_contains}}};
       Json xs = Json::array();
@@ -1253,20 +1421,34 @@ std::string plan_to_json(const Plan& p) {
 
 std::string metric_name(Metric m) {
   switch (m) {
-    case Metric::min: return "min";
-    case Metric::mean: return "mean";
-    case Metric::p50: return "p50";
-    case Metric::p75: return "p75";
-    case Metric::p90: return "p90";
-    case Metric::p95: return "p95";
-    case Metric::p99: return "p99";
-    case Metric::p999: return "p99.9";
-    case Metric::p9999: return "p99.99";
-    case Metric::max: return "max";
-    case Metric::error_rate: return "error_rate";
-    case Metric::errors: return "errors";
-    case Metric::rps: return "rps";
-    case Metric::dropped_rate: return "dropped_rate";
+    case Metric::min:
+      return "min";
+    case Metric::mean:
+      return "mean";
+    case Metric::p50:
+      return "p50";
+    case Metric::p75:
+      return "p75";
+    case Metric::p90:
+      return "p90";
+    case Metric::p95:
+      return "p95";
+    case Metric::p99:
+      return "p99";
+    case Metric::p999:
+      return "p99.9";
+    case Metric::p9999:
+      return "p99.99";
+    case Metric::max:
+      return "max";
+    case Metric::error_rate:
+      return "error_rate";
+    case Metric::errors:
+      return "errors";
+    case Metric::rps:
+      return "rps";
+    case Metric::dropped_rate:
+      return "dropped_rate";
   }
   return "?";
 }

@@ -101,15 +101,19 @@ void Driver::poll(Instant now, std::vector<Start>& out) {
 void Driver::on_done(std::uint64_t vu, Instant now) {
   if (inflight_ > 0) --inflight_;
   ++completed_;
-  if (executor_ == Executor::constant_vus) push_ready(now + pause_, vu);
-  else free_.push_back(vu);
+  if (executor_ == Executor::constant_vus)
+    push_ready(now + pause_, vu);
+  else
+    free_.push_back(vu);
 }
 
 void Driver::on_interrupted(std::uint64_t vu) {
   if (inflight_ > 0) --inflight_;
   ++interrupted_;
-  if (executor_ == Executor::constant_vus) push_ready(end_, vu);
-  else free_.push_back(vu);
+  if (executor_ == Executor::constant_vus)
+    push_ready(end_, vu);
+  else
+    free_.push_back(vu);
 }
 
 Driver::Phase Driver::phase(Instant now) const {

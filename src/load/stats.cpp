@@ -6,27 +6,42 @@ namespace hs::load {
 
 const char* reason_name(FailReason r) {
   switch (r) {
-    case FailReason::refused: return "refused";
-    case FailReason::connect_timeout: return "connect_timeout";
-    case FailReason::timeout: return "timeout";
-    case FailReason::reset: return "reset";
-    case FailReason::bad_response: return "bad_response";
-    case FailReason::unexpected_status: return "unexpected_status";
-    case FailReason::expectation: return "expectation";
-    case FailReason::send_error: return "send_error";
-    case FailReason::tls: return "tls";
-    case FailReason::kCount: break;
+    case FailReason::refused:
+      return "refused";
+    case FailReason::connect_timeout:
+      return "connect_timeout";
+    case FailReason::timeout:
+      return "timeout";
+    case FailReason::reset:
+      return "reset";
+    case FailReason::bad_response:
+      return "bad_response";
+    case FailReason::unexpected_status:
+      return "unexpected_status";
+    case FailReason::expectation:
+      return "expectation";
+    case FailReason::send_error:
+      return "send_error";
+    case FailReason::tls:
+      return "tls";
+    case FailReason::kCount:
+      break;
   }
   return "?";
 }
 
 const char* outcome_name(WorkflowOutcome o) {
   switch (o) {
-    case WorkflowOutcome::pending: return "pending";
-    case WorkflowOutcome::completed: return "completed";
-    case WorkflowOutcome::failed: return "failed";
-    case WorkflowOutcome::skipped: return "skipped";
-    case WorkflowOutcome::interrupted: return "interrupted";
+    case WorkflowOutcome::pending:
+      return "pending";
+    case WorkflowOutcome::completed:
+      return "completed";
+    case WorkflowOutcome::failed:
+      return "failed";
+    case WorkflowOutcome::skipped:
+      return "skipped";
+    case WorkflowOutcome::interrupted:
+      return "interrupted";
   }
   return "?";
 }
@@ -78,21 +93,36 @@ double observe(Metric m, const Counts& c, const Histogram& h, double seconds, st
     return static_cast<double>(h.quantile(p));
   };
   switch (m) {
-    case Metric::min: if (h.count() == 0) no_data = true; return static_cast<double>(h.min());
-    case Metric::mean: if (h.count() == 0) no_data = true; return h.mean();
-    case Metric::p50: return q(0.50);
-    case Metric::p75: return q(0.75);
-    case Metric::p90: return q(0.90);
-    case Metric::p95: return q(0.95);
-    case Metric::p99: return q(0.99);
-    case Metric::p999: return q(0.999);
-    case Metric::p9999: return q(0.9999);
-    case Metric::max: if (h.count() == 0) no_data = true; return static_cast<double>(h.max());
+    case Metric::min:
+      if (h.count() == 0) no_data = true;
+      return static_cast<double>(h.min());
+    case Metric::mean:
+      if (h.count() == 0) no_data = true;
+      return h.mean();
+    case Metric::p50:
+      return q(0.50);
+    case Metric::p75:
+      return q(0.75);
+    case Metric::p90:
+      return q(0.90);
+    case Metric::p95:
+      return q(0.95);
+    case Metric::p99:
+      return q(0.99);
+    case Metric::p999:
+      return q(0.999);
+    case Metric::p9999:
+      return q(0.9999);
+    case Metric::max:
+      if (h.count() == 0) no_data = true;
+      return static_cast<double>(h.max());
     case Metric::error_rate:
       if (c.executed == 0) no_data = true;
       return c.executed ? static_cast<double>(c.failed) / static_cast<double>(c.executed) : 0.0;
-    case Metric::errors: return static_cast<double>(c.failed);
-    case Metric::rps: return seconds > 0 ? static_cast<double>(c.executed) / seconds : 0.0;
+    case Metric::errors:
+      return static_cast<double>(c.failed);
+    case Metric::rps:
+      return seconds > 0 ? static_cast<double>(c.executed) / seconds : 0.0;
     case Metric::dropped_rate:
       if (scheduled == 0) no_data = true;
       return scheduled ? static_cast<double>(dropped) / static_cast<double>(scheduled) : 0.0;
@@ -102,11 +132,16 @@ double observe(Metric m, const Counts& c, const Histogram& h, double seconds, st
 
 bool compare(CmpOp op, double v, double limit) {
   switch (op) {
-    case CmpOp::lt: return v < limit;
-    case CmpOp::le: return v <= limit;
-    case CmpOp::gt: return v > limit;
-    case CmpOp::ge: return v >= limit;
-    case CmpOp::eq: return v == limit;
+    case CmpOp::lt:
+      return v < limit;
+    case CmpOp::le:
+      return v <= limit;
+    case CmpOp::gt:
+      return v > limit;
+    case CmpOp::ge:
+      return v >= limit;
+    case CmpOp::eq:
+      return v == limit;
   }
   return false;
 }

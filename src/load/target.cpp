@@ -1,13 +1,12 @@
 #include "hyperscale/load/target.hpp"
 
+#include <fmt/format.h>
 #include <llhttp.h>
 #include <uv.h>
 
 #include <cstring>
 #include <list>
 #include <string>
-
-#include <fmt/format.h>
 
 #include "hyperscale/base/log.hpp"
 
@@ -111,8 +110,8 @@ struct Target::Impl {
     if (!keep) out += "Connection: close\r\n";
     if (chunked) {
       const std::size_t half = body.size() / 2;
-      out += fmt::format("Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{}\r\n{:x}\r\n{}\r\n0\r\n\r\n", half, body.substr(0, half),
-                         body.size() - half, body.substr(half));
+      out += fmt::format("Transfer-Encoding: chunked\r\n\r\n{:x}\r\n{}\r\n{:x}\r\n{}\r\n0\r\n\r\n", half,
+                         body.substr(0, half), body.size() - half, body.substr(half));
     } else {
       out += fmt::format("Content-Length: {}\r\n\r\n{}", body.size(), body);
     }
@@ -127,12 +126,15 @@ struct Target::Impl {
     } else if (u.rfind("/delay/", 0) == 0) {
       const long ms = std::min<long>(60000, std::max<long>(0, std::atol(u.c_str() + 7)));
       hc.waiting = true;
-      uv_timer_start(&hc.timer, [](uv_timer_t* t) {
-        auto* hc2 = static_cast<HttpConn*>(t->data);
-        hc2->waiting = false;
-        hc2->t->respond(*hc2, 200, "ok\n");
-        hc2->t->process(*hc2);
-      }, static_cast<std::uint64_t>(ms), 0);
+      uv_timer_start(
+          &hc.timer,
+          [](uv_timer_t* t) {
+            auto* hc2 = static_cast<HttpConn*>(t->data);
+            hc2->waiting = false;
+            hc2->t->respond(*hc2, 200, "ok\n");
+            hc2->t->process(*hc2);
+          },
+          static_cast<std::uint64_t>(ms), 0);
     } else if (u == "/echo") {
       respond(hc, 200, hc.body);
     } else if (u == "/json") {
@@ -162,7 +164,8 @@ struct Target::Impl {
       } else {
         c.bad_requests++;
         log::debug("target", "bad_request", "error={}", llhttp_errno_name(e));
-        write(reinterpret_cast<uv_stream_t*>(&hc.tcp), &hc, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", true);
+        write(reinterpret_cast<uv_stream_t*>(&hc.tcp), &hc,
+              "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", true);
         hc.in.clear();
         hc.waiting = true;  // the parser is in error: ignore further input until the close
         return;
@@ -174,7 +177,8 @@ struct Target::Impl {
     sockaddr_in addr{};
     int rc = uv_ip4_addr(opts.host.c_str(), port, &addr);
     if (rc == 0) rc = uv_tcp_init(r->loop(), srv);
-    if (rc != 0) return make_error(Errc::invalid_argument, fmt::format("target: bad address {}: {}", opts.host, uv_strerror(rc)));
+    if (rc != 0)
+      return make_error(Errc::invalid_argument, fmt::format("target: bad address {}: {}", opts.host, uv_strerror(rc)));
     srv->data = this;
     rc = uv_tcp_bind(srv, reinterpret_cast<sockaddr*>(&addr), 0);
     if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(srv), 1024, cb);
@@ -292,20 +296,23 @@ struct Target::Impl {
       udp.data = this;
       int rc = uv_udp_bind(&udp, reinterpret_cast<sockaddr*>(&addr), 0);
       if (rc == 0)
-        rc = uv_udp_recv_start(&udp, alloc, [](uv_udp_t* h, ssize_t n, const uv_buf_t* b, const sockaddr* from, unsigned) {
-          auto* self = static_cast<Impl*>(h->data);
-          if (n <= 0 || from == nullptr) return;
-          self->c.udp_datagrams++;
-          auto* req = new UdpReq;
-          req->data.assign(b->base, static_cast<std::size_t>(n));
-          req->s.data = req;
-          uv_buf_t out = uv_buf_init(req->data.data(), static_cast<unsigned>(req->data.size()));
-          if (uv_udp_send(&req->s, h, &out, 1, from, [](uv_udp_send_t* s, int) { delete static_cast<UdpReq*>(s->data); }) != 0)
-            delete req;
-        });
+        rc = uv_udp_recv_start(
+            &udp, alloc, [](uv_udp_t* h, ssize_t n, const uv_buf_t* b, const sockaddr* from, unsigned) {
+              auto* self = static_cast<Impl*>(h->data);
+              if (n <= 0 || from == nullptr) return;
+              self->c.udp_datagrams++;
+              auto* req = new UdpReq;
+              req->data.assign(b->base, static_cast<std::size_t>(n));
+              req->s.data = req;
+              uv_buf_t out = uv_buf_init(req->data.data(), static_cast<unsigned>(req->data.size()));
+              if (uv_udp_send(&req->s, h, &out, 1, from,
+                              [](uv_udp_send_t* s, int) { delete static_cast<UdpReq*>(s->data); }) != 0)
+                delete req;
+            });
       if (rc != 0) {
         uv_close(reinterpret_cast<uv_handle_t*>(&udp), nullptr);
-        return make_error(Errc::io_error, fmt::format("target: udp bind {}:{}: {}", opts.host, o.udp_port, uv_strerror(rc)));
+        return make_error(Errc::io_error,
+                          fmt::format("target: udp bind {}:{}: {}", opts.host, o.udp_port, uv_strerror(rc)));
       }
       udp_port = port_of(reinterpret_cast<uv_handle_t*>(&udp), true);
       udp_on = true;

@@ -35,14 +35,25 @@ std::string Template::literal() const {
 void render(const Template& t, TemplateScope& sc, std::string& out) {
   for (const auto& p : t.parts) {
     switch (p.kind) {
-      case TemplatePart::Kind::literal: out += p.text; break;
-      case TemplatePart::Kind::vu: append_u64(out, sc.vu); break;
-      case TemplatePart::Kind::iteration: append_u64(out, sc.iteration); break;
-      case TemplatePart::Kind::worker: append_u64(out, static_cast<std::uint64_t>(sc.worker)); break;
-      case TemplatePart::Kind::now_ms: append_u64(out, static_cast<std::uint64_t>(wall_time_us() / 1000)); break;
+      case TemplatePart::Kind::literal:
+        out += p.text;
+        break;
+      case TemplatePart::Kind::vu:
+        append_u64(out, sc.vu);
+        break;
+      case TemplatePart::Kind::iteration:
+        append_u64(out, sc.iteration);
+        break;
+      case TemplatePart::Kind::worker:
+        append_u64(out, static_cast<std::uint64_t>(sc.worker));
+        break;
+      case TemplatePart::Kind::now_ms:
+        append_u64(out, static_cast<std::uint64_t>(wall_time_us() / 1000));
+        break;
       case TemplatePart::Kind::rand_int: {
         const std::uint64_t span = static_cast<std::uint64_t>(p.b - p.a) + 1;
-        const std::int64_t v = p.a + static_cast<std::int64_t>(span ? next_rand(sc.rng_state) % span : next_rand(sc.rng_state));
+        const std::int64_t v =
+            p.a + static_cast<std::int64_t>(span ? next_rand(sc.rng_state) % span : next_rand(sc.rng_state));
         if (v < 0) {
           out.push_back('-');
           append_u64(out, static_cast<std::uint64_t>(-v));
@@ -52,11 +63,12 @@ void render(const Template& t, TemplateScope& sc, std::string& out) {
         break;
       }
       case TemplatePart::Kind::rand_hex:
-        for (std::int64_t i = 0; i < p.a; i += 16) append_hex(out, next_rand(sc.rng_state), static_cast<int>(std::min<std::int64_t>(16, p.a - i)));
+        for (std::int64_t i = 0; i < p.a; i += 16)
+          append_hex(out, next_rand(sc.rng_state), static_cast<int>(std::min<std::int64_t>(16, p.a - i)));
         break;
       case TemplatePart::Kind::uuid: {
         const std::uint64_t a = next_rand(sc.rng_state), b = next_rand(sc.rng_state);
-        const std::uint64_t hi = (a & 0xFFFFFFFFFFFF0FFFull) | 0x4000ull;           // version 4
+        const std::uint64_t hi = (a & 0xFFFFFFFFFFFF0FFFull) | 0x4000ull;              // version 4
         const std::uint64_t lo = (b & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;  // variant 10
         append_hex(out, hi >> 32, 8);
         out.push_back('-');

@@ -8,15 +8,14 @@
 // counted (libuv allocates nothing per write/read on this path).
 //
 //   build-release/tools/bench/hs-bench-load-alloc [seconds=5] [vus=50]
+#include <fmt/format.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <new>
 #include <string>
 #include <thread>
-
-#include <unistd.h>
-
-#include <fmt/format.h>
 
 #include "hyperscale/load/engine.hpp"
 #include "hyperscale/load/plan.hpp"
@@ -53,9 +52,10 @@ int main(int argc, char** argv) {
   load::Target target;
   const int port = 18000 + static_cast<int>(::getpid() % 1000);
   if (!tset.start([&](runtime::Reactor& r) {
-        Status st = target.start(r, {port, -1, -1, "127.0.0.1"});
-        if (!st.ok()) std::fprintf(stderr, "target: %s\n", st.to_string().c_str());
-      }).ok())
+             Status st = target.start(r, {port, -1, -1, "127.0.0.1"});
+             if (!st.ok()) std::fprintf(stderr, "target: %s\n", st.to_string().c_str());
+           })
+           .ok())
     return 1;
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   auto plan = load::load_plan_text(fmt::format(R"(version = 1
@@ -66,7 +66,9 @@ duration = "{}s"
 [[workflow.step]]
 name = "get"
 url = "http://127.0.0.1:{}/"
-)", vus, seconds, port), "alloc.toml", false);
+)",
+                                               vus, seconds, port),
+                                   "alloc.toml", false);
   if (!plan.ok()) {
     std::fprintf(stderr, "%s\n", plan.status().message().c_str());
     return 1;

@@ -18,7 +18,7 @@ namespace hs::load {
 struct LiveStep {
   std::string name;
   Counts total;
-  double rps = 0;                    // last second
+  double rps = 0;                           // last second
   std::uint64_t p50 = 0, p95 = 0, p99 = 0;  // last second, ns
 };
 struct LiveWorkflow {

@@ -15,8 +15,8 @@ namespace hs::load {
 class Histogram {
  public:
   static constexpr int kSubBits = 7;
-  static constexpr std::uint64_t kSub = 1u << kSubBits;   // 128 linear sub-buckets per octave
-  static constexpr int kMaxBits = 42;                     // values clamp at 2^42 ns (~73 min)
+  static constexpr std::uint64_t kSub = 1u << kSubBits;  // 128 linear sub-buckets per octave
+  static constexpr int kMaxBits = 42;                    // values clamp at 2^42 ns (~73 min)
   static constexpr std::uint64_t kMaxValue = (std::uint64_t{1} << kMaxBits) - 1;
   static constexpr std::size_t kBuckets = 2 * kSub + (kMaxBits - kSubBits - 1) * kSub;
 

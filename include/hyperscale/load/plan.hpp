@@ -81,13 +81,13 @@ enum class Metric { min, mean, p50, p75, p90, p95, p99, p999, p9999, max, error_
 enum class CmpOp { lt, le, gt, ge, eq };
 
 struct Threshold {
-  std::string scope;     // "run", "workflow W", "step W.S"
-  std::string key;       // as written: "p99"
-  std::string condition; // as written: "< 200ms"
+  std::string scope;      // "run", "workflow W", "step W.S"
+  std::string key;        // as written: "p99"
+  std::string condition;  // as written: "< 200ms"
   Metric metric = Metric::p99;
   CmpOp op = CmpOp::lt;
-  double value = 0;      // latency: nanoseconds; rates: fraction; counts and rps: plain
-  std::string where;     // FILE:LINE:COL
+  double value = 0;   // latency: nanoseconds; rates: fraction; counts and rps: plain
+  std::string where;  // FILE:LINE:COL
 };
 
 struct Step {
@@ -98,11 +98,11 @@ struct Step {
   Duration connect_timeout = std::chrono::seconds(2);
   // http
   std::string method = "GET";
-  bool tls = false;         // https:// (TLS through OpenSSL)
-  bool tls_verify = true;   // verify the server certificate and host name
-  std::string host;       // host as written (Host header)
+  bool tls = false;        // https:// (TLS through OpenSSL)
+  bool tls_verify = true;  // verify the server certificate and host name
+  std::string host;        // host as written (Host header)
   std::uint16_t port = 0;
-  Template path;          // path and query, may hold runtime holes
+  Template path;  // path and query, may hold runtime holes
   std::vector<std::pair<std::string, Template>> headers;
   Template body;
   bool keepalive = true;
@@ -150,7 +150,7 @@ struct Plan {
   std::vector<std::string> formats;  // json, csv
   std::vector<double> percentiles;   // extra percentiles reported in results.json (e.g. 75, 99.9)
   std::vector<Workflow> workflows;
-  std::string hash;                  // content hash of the normalised plan (hex)
+  std::string hash;  // content hash of the normalised plan (hex)
 };
 
 // Lookup for ${env.NAME}; the default reads the process environment.

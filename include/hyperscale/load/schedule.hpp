@@ -16,17 +16,17 @@ namespace hs::load {
 struct ShardShare {
   int shard = 0;
   int shards = 1;
-  std::uint64_t vus = 0;                     // constant-vus: VUs on this shard; arrival rate: max in flight
-  std::optional<std::uint64_t> iterations;   // cap on iterations started on this shard
-  bool active = true;                        // false: this shard has nothing to do
+  std::uint64_t vus = 0;                    // constant-vus: VUs on this shard; arrival rate: max in flight
+  std::optional<std::uint64_t> iterations;  // cap on iterations started on this shard
+  bool active = true;                       // false: this shard has nothing to do
 };
 ShardShare share_for(const Workflow& wf, int shard, int shards);
 
 class Driver {
  public:
   struct Start {
-    std::uint64_t vu;    // VU slot in [0, share.vus)
-    Instant intended;    // scheduled start (arrival rate) or actual start (constant VUs)
+    std::uint64_t vu;  // VU slot in [0, share.vus)
+    Instant intended;  // scheduled start (arrival rate) or actual start (constant VUs)
   };
   enum class Phase { running, draining, done };
   static constexpr Instant kNever = Instant::max();

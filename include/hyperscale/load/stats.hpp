@@ -14,15 +14,15 @@
 namespace hs::load {
 
 enum class FailReason : int {
-  refused = 0,       // connection refused
-  connect_timeout,   // connect_timeout expired
-  timeout,           // step timeout expired
-  reset,             // connection reset / closed by the peer mid-response
-  bad_response,      // unparsable response, reply too large
-  unexpected_status, // HTTP status not in expect.status
-  expectation,       // body/header/contains/equals expectation failed
-  send_error,        // write/send failed
-  tls,               // TLS failure (reserved: TLS is not implemented yet)
+  refused = 0,        // connection refused
+  connect_timeout,    // connect_timeout expired
+  timeout,            // step timeout expired
+  reset,              // connection reset / closed by the peer mid-response
+  bad_response,       // unparsable response, reply too large
+  unexpected_status,  // HTTP status not in expect.status
+  expectation,        // body/header/contains/equals expectation failed
+  send_error,         // write/send failed
+  tls,                // TLS failure (reserved: TLS is not implemented yet)
   kCount
 };
 const char* reason_name(FailReason r);
@@ -44,21 +44,25 @@ struct SecondSample {
 
 struct StepStats {
   std::string name;
-  Counts total;        // whole run, warmup included (live view)
-  Counts measured;     // after warmup: what results and thresholds use
-  std::uint64_t skipped = 0;  // not run because a step it runs after failed
-  Histogram latency;   // measured requests, nanoseconds
+  Counts total;                      // whole run, warmup included (live view)
+  Counts measured;                   // after warmup: what results and thresholds use
+  std::uint64_t skipped = 0;         // not run because a step it runs after failed
+  Histogram latency;                 // measured requests, nanoseconds
   std::vector<SecondSample> series;  // per second since the workflow started (bounded)
   static constexpr std::size_t kMaxSeries = 24 * 3600;
 
   void record(bool ok, FailReason why, std::uint64_t latency_ns, bool in_measure, std::size_t second) {
     total.executed++;
-    if (ok) total.ok++;
-    else total.failed++, total.reasons[static_cast<int>(why)]++;
+    if (ok)
+      total.ok++;
+    else
+      total.failed++, total.reasons[static_cast<int>(why)]++;
     if (in_measure) {
       measured.executed++;
-      if (ok) measured.ok++;
-      else measured.failed++, measured.reasons[static_cast<int>(why)]++;
+      if (ok)
+        measured.ok++;
+      else
+        measured.failed++, measured.reasons[static_cast<int>(why)]++;
       latency.record(latency_ns);
     }
     if (second >= kMaxSeries) second = kMaxSeries - 1;

@@ -21,7 +21,9 @@ EnvLookup fake_env(std::map<std::string, std::string> m) {
     return it->second;
   };
 }
-Result<Plan> parse(const std::string& text, EnvLookup env = fake_env({})) { return load_plan_text(text, "t.toml", false, env); }
+Result<Plan> parse(const std::string& text, EnvLookup env = fake_env({})) {
+  return load_plan_text(text, "t.toml", false, env);
+}
 
 const char* kMinimal = R"(version = 1
 [[workflow]]
@@ -109,11 +111,13 @@ TEST_CASE("arrival rate: evenly spaced starts, split across shards without overl
       d.poll(Instant(std::chrono::milliseconds(ms)), out);
     }
     for (auto& s : out) all.push_back(s.intended);
-    for (std::size_t i = 1; i < out.size(); ++i) REQUIRE(out[i].intended - out[i - 1].intended == std::chrono::milliseconds(30));
+    for (std::size_t i = 1; i < out.size(); ++i)
+      REQUIRE(out[i].intended - out[i - 1].intended == std::chrono::milliseconds(30));
   }
   std::sort(all.begin(), all.end());
   REQUIRE(all.size() == 100);
-  for (std::size_t i = 0; i < all.size(); ++i) REQUIRE(all[i] == Instant(std::chrono::milliseconds(10 * static_cast<int>(i))));
+  for (std::size_t i = 0; i < all.size(); ++i)
+    REQUIRE(all[i] == Instant(std::chrono::milliseconds(10 * static_cast<int>(i))));
 }
 
 TEST_CASE("arrival rate: iterations beyond max_vus are dropped and counted", "[load][schedule]") {
@@ -314,9 +318,10 @@ TEST_CASE("parse: the same tree as JSON gives the same plan", "[load][parse]") {
   pj->file = pt->file;
   REQUIRE(plan_to_json(*pj) == plan_to_json(*pt));
   // Validation errors in JSON carry the value's line and column too.
-  auto badv = load_plan_text("{\"version\": 1,\n \"workflow\": [{\"name\": \"w\",\n   \"vus\": \"x\", \"step\": [{\"name\": \"s\", "
-                             "\"url\": \"http://h/\", \"bogus\": 1}]}]}",
-                             "t.json", true, fake_env({}));
+  auto badv = load_plan_text(
+      "{\"version\": 1,\n \"workflow\": [{\"name\": \"w\",\n   \"vus\": \"x\", \"step\": [{\"name\": \"s\", "
+      "\"url\": \"http://h/\", \"bogus\": 1}]}]}",
+      "t.json", true, fake_env({}));
   REQUIRE_FALSE(badv.ok());
   INFO(badv.status().message());
   REQUIRE(badv.status().message().find("t.json:3:11: 'vus' must be an integer") != std::string::npos);
@@ -332,34 +337,47 @@ TEST_CASE("validation errors carry FILE:LINE:COL and every problem is reported",
     std::string expect;
   };
   const std::vector<Case> cases = {
-      {"version = 1\n[[workflow]]\nname = \"w\"\nvus = \"many\"\n[[workflow.step]]\nname = \"s\"\nurl = \"http://h/\"\n",
+      {"version = 1\n[[workflow]]\nname = \"w\"\nvus = \"many\"\n[[workflow.step]]\nname = \"s\"\nurl = "
+       "\"http://h/\"\n",
        "t.toml:4:7: 'vus' must be an integer"},
-      {"version = 1\n[[workflow]]\nname = \"w\"\nvus = 1\nduraton = \"1s\"\n[[workflow.step]]\nname = \"s\"\nurl = \"http://h/\"\n",
+      {"version = 1\n[[workflow]]\nname = \"w\"\nvus = 1\nduraton = \"1s\"\n[[workflow.step]]\nname = \"s\"\nurl = "
+       "\"http://h/\"\n",
        "t.toml:5:11: unknown key 'duraton'"},
-      {"version = 1\n[[workflow]]\nname = \"w\"\nvus = 1\nduration = \"10 parsecs\"\n[[workflow.step]]\nname = \"s\"\nurl = \"http://h/\"\n",
+      {"version = 1\n[[workflow]]\nname = \"w\"\nvus = 1\nduration = \"10 parsecs\"\n[[workflow.step]]\nname = "
+       "\"s\"\nurl = \"http://h/\"\n",
        "t.toml:5:12: 'duration': bad duration"},
-      {"version = 1\n[[workflow]]\nname = \"w\"\nvus = 1\n[[workflow.step]]\nname = \"s\"\nurl = \"http://h/${nope}\"\n",
+      {"version = 1\n[[workflow]]\nname = \"w\"\nvus = 1\n[[workflow.step]]\nname = \"s\"\nurl = "
+       "\"http://h/${nope}\"\n",
        "t.toml:7:7: unknown template '${nope}'"},
       {"version = 1\n[[workflow]]\nname = \"w\"\nvus = 1\n[[workflow.step]]\nname = \"s\"\nurl = \"${env.MISSING}/\"\n",
        "t.toml:7:7: environment variable 'MISSING' is not set"},
-      {"version = 1\n[thresholds]\np99 = \"< 200\"\n[[workflow]]\nname = \"w\"\nvus = 1\n[[workflow.step]]\nname = \"s\"\nurl = \"http://h/\"\n",
+      {"version = 1\n[thresholds]\np99 = \"< 200\"\n[[workflow]]\nname = \"w\"\nvus = 1\n[[workflow.step]]\nname = "
+       "\"s\"\nurl = \"http://h/\"\n",
        "t.toml:3:7: threshold 'p99': latency condition '< 200' needs a unit"},
-      {"version = 1\n[[workflow]]\nname = \"w\"\nvus = 1\ndepends_on = [\"ghost\"]\n[[workflow.step]]\nname = \"s\"\nurl = \"http://h/\"\n",
+      {"version = 1\n[[workflow]]\nname = \"w\"\nvus = 1\ndepends_on = [\"ghost\"]\n[[workflow.step]]\nname = "
+       "\"s\"\nurl = \"http://h/\"\n",
        "t.toml:5:14: workflow 'w' depends on unknown workflow 'ghost'"},
-      {"version = 1\n[[workflow]]\nname = \"w\"\nvus = 1\n[[workflow.step]]\nname = \"s\"\nafter = [\"t\"]\nurl = \"http://h/\"\n"
+      {"version = 1\n[[workflow]]\nname = \"w\"\nvus = 1\n[[workflow.step]]\nname = \"s\"\nafter = [\"t\"]\nurl = "
+       "\"http://h/\"\n"
        "[[workflow.step]]\nname = \"t\"\nurl = \"http://h/\"\n",
        "the steps' after edges form a cycle"},
-      {"version = 1\n[[workflow]]\nname = \"w\"\nvus = 1\n[[workflow.step]]\nname = \"s\"\nurl = \"http://h/${steps.s.x}\"\n",
+      {"version = 1\n[[workflow]]\nname = \"w\"\nvus = 1\n[[workflow.step]]\nname = \"s\"\nurl = "
+       "\"http://h/${steps.s.x}\"\n",
        "${steps.s.x} must name a step it runs after"},
-      {"version = 1\n[[workflow]]\nname = \"w\"\nvus = 1\n[[workflow.step]]\nname = \"s\"\ntype = \"tcp\"\naddress = \"h:1\"\n",
+      {"version = 1\n[[workflow]]\nname = \"w\"\nvus = 1\n[[workflow.step]]\nname = \"s\"\ntype = \"tcp\"\naddress = "
+       "\"h:1\"\n",
        "a tcp step needs exactly one of read_until, read_bytes, read = \"none\""},
-      {"version = 1\n[[workflow]]\nname = \"w\"\nexecutor = \"constant-arrival-rate\"\n[[workflow.step]]\nname = \"s\"\nurl = \"http://h/\"\n",
+      {"version = 1\n[[workflow]]\nname = \"w\"\nexecutor = \"constant-arrival-rate\"\n[[workflow.step]]\nname = "
+       "\"s\"\nurl = \"http://h/\"\n",
        "constant-arrival-rate needs rate"},
-      {"version = 1\n[[workflow]]\nname = \"w\"\nvus = 1\n[[workflow.step]]\nname = \"s\"\nurl = \"http://h/\"\nexpect = { status = [\"9xx\"] }\n",
+      {"version = 1\n[[workflow]]\nname = \"w\"\nvus = 1\n[[workflow.step]]\nname = \"s\"\nurl = \"http://h/\"\nexpect "
+       "= { status = [\"9xx\"] }\n",
        "t.toml:8:22: status entries must be codes"},
       {"version = 1\nworkflow = [ {name = \n", "t.toml:2:22: invalid TOML"},
-      {"[[workflow]]\nname = \"w\"\nvus = 1\n[[workflow.step]]\nname = \"s\"\nurl = \"http://h/\"\n", "missing required key 'version'"},
-      {"version = 1\n[[workflow]]\nname = \"w\"\nvus = 1\n[[workflow.step]]\nname = \"s\"\nurl = \"https://h/\"\ntls_verify = \"no\"\n",
+      {"[[workflow]]\nname = \"w\"\nvus = 1\n[[workflow.step]]\nname = \"s\"\nurl = \"http://h/\"\n",
+       "missing required key 'version'"},
+      {"version = 1\n[[workflow]]\nname = \"w\"\nvus = 1\n[[workflow.step]]\nname = \"s\"\nurl = "
+       "\"https://h/\"\ntls_verify = \"no\"\n",
        "t.toml:8:14: 'tls_verify' must be true or false"},
   };
   for (const auto& c : cases) {
@@ -370,7 +388,8 @@ TEST_CASE("validation errors carry FILE:LINE:COL and every problem is reported",
     REQUIRE(p.status().message().find(c.expect) != std::string::npos);
   }
   // Several problems: all reported, one line each.
-  auto p = parse("version = 2\n[[workflow]]\nname = \"w\"\nvus = 0\n[[workflow.step]]\nname = \"s\"\nurl = \"ftp://h/\"\n");
+  auto p =
+      parse("version = 2\n[[workflow]]\nname = \"w\"\nvus = 0\n[[workflow.step]]\nname = \"s\"\nurl = \"ftp://h/\"\n");
   REQUIRE_FALSE(p.ok());
   const auto& m = p.status().message();
   REQUIRE(std::count(m.begin(), m.end(), '\n') == 2);
@@ -382,7 +401,8 @@ TEST_CASE("validation errors carry FILE:LINE:COL and every problem is reported",
 TEST_CASE("templates: load-time resolution and runtime rendering", "[load][template]") {
   std::map<std::string, std::string> vars = {{"host", "h.test"}};
   auto env = fake_env({{"PORT", "81"}});
-  auto t = parse_template("http://${vars.host}:${env.PORT}/u/${vu}/i/${iteration}?w=${worker}&d=${env.NOPE:-dflt}", vars, env);
+  auto t = parse_template("http://${vars.host}:${env.PORT}/u/${vu}/i/${iteration}?w=${worker}&d=${env.NOPE:-dflt}",
+                          vars, env);
   REQUIRE(t.ok());
   REQUIRE(t->parts[0].text == "http://h.test:81/u/");
   TemplateScope sc;
@@ -411,9 +431,10 @@ TEST_CASE("templates: load-time resolution and runtime rendering", "[load][templ
 }
 
 TEST_CASE("parse: https URLs enable TLS on port 443; tls_verify from defaults or the step", "[load][parse]") {
-  auto p = parse("version = 1\n[defaults]\ntls_verify = false\n[[workflow]]\nname = \"w\"\nvus = 1\n[[workflow.step]]\n"
-                 "name = \"a\"\nurl = \"https://example.test/x\"\n[[workflow.step]]\nname = \"b\"\n"
-                 "url = \"https://example.test:8443/\"\ntls_verify = true\n");
+  auto p = parse(
+      "version = 1\n[defaults]\ntls_verify = false\n[[workflow]]\nname = \"w\"\nvus = 1\n[[workflow.step]]\n"
+      "name = \"a\"\nurl = \"https://example.test/x\"\n[[workflow.step]]\nname = \"b\"\n"
+      "url = \"https://example.test:8443/\"\ntls_verify = true\n");
   INFO(p.status().to_string());
   REQUIRE(p.ok());
   const auto& a = p->workflows[0].steps[0];
@@ -462,7 +483,8 @@ errors = "== 0"
   ws.steps.resize(1);
   // Two shards' data, merged: 200 requests, p99 ~ 40 ms, no errors.
   StepStats a, b;
-  for (int i = 0; i < 100; ++i) a.record(true, FailReason::timeout, 1'000'000 + static_cast<std::uint64_t>(i) * 390'000, true, 0);
+  for (int i = 0; i < 100; ++i)
+    a.record(true, FailReason::timeout, 1'000'000 + static_cast<std::uint64_t>(i) * 390'000, true, 0);
   for (int i = 0; i < 100; ++i) b.record(true, FailReason::timeout, 2'000'000, true, 1);
   ws.steps[0].merge(a);
   ws.steps[0].merge(b);
@@ -495,7 +517,8 @@ errors = "== 0"
   empty.workflows.resize(1);
   empty.workflows[0].steps.resize(1);
   evaluate_thresholds(*p, empty);
-  REQUIRE(std::any_of(empty.thresholds.begin(), empty.thresholds.end(), [](auto& t) { return t.no_data && !t.passed; }));
+  REQUIRE(
+      std::any_of(empty.thresholds.begin(), empty.thresholds.end(), [](auto& t) { return t.no_data && !t.passed; }));
   // A skipped dependant makes the run fail (3).
   RunStats skipped;
   skipped.workflows.resize(1);

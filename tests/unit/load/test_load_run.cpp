@@ -1,14 +1,13 @@
 // The engine end to end, in process: plans run on 2 shards against the built-in target (its own
 // shard), with exact counts checked against the target's own counters.
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "hyperscale/load/engine.hpp"
 #include "hyperscale/load/plan.hpp"
@@ -55,9 +54,10 @@ struct TargetProc {
   int http = free_port(SOCK_STREAM), tcp = free_port(SOCK_STREAM), udp = free_port(SOCK_DGRAM);
   TargetProc() {
     REQUIRE(set.start([this](runtime::Reactor& r) {
-      Status st = target.start(r, {http, tcp, udp, "127.0.0.1"});
-      if (!st.ok()) FAIL(st.to_string());
-    }).ok());
+                 Status st = target.start(r, {http, tcp, udp, "127.0.0.1"});
+                 if (!st.ok()) FAIL(st.to_string());
+               })
+                .ok());
     for (int i = 0; i < 200 && !connectable(http); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   // Stops the target; its counters are then safe to read here.
@@ -110,7 +110,8 @@ expect = {{ body_contains = "it=" }}
 name = "chunked"
 url = "http://127.0.0.1:{0}/chunked"
 expect = {{ body_contains = "chunked body" }}
-)", t.http));
+)",
+                                        t.http));
   const RunStats s = must_run(p);
   const auto& c = t.stop();
   REQUIRE(s.workflows[0].outcome == WorkflowOutcome::completed);
@@ -142,7 +143,8 @@ duration = "1s"
 [[workflow.step]]
 name = "get"
 url = "http://127.0.0.1:{}/"
-)", t.http));
+)",
+                                        t.http));
   const RunStats s = must_run(p);
   const auto& c = t.stop();
   const auto& w = s.workflows[0];
@@ -164,7 +166,8 @@ duration = "500ms"
 [[workflow.step]]
 name = "delay"
 url = "http://127.0.0.1:{}/delay/300"
-)", t.http));
+)",
+                                        t.http));
   const RunStats s = must_run(p, 1);
   t.stop();
   const auto& w = s.workflows[0];
@@ -210,7 +213,8 @@ type = "udp"
 address = "127.0.0.1:{1}"
 send = "fire and forget"
 reply = false
-)", t.tcp, t.udp));
+)",
+                                        t.tcp, t.udp));
   const RunStats s = must_run(p);
   const auto& c = t.stop();
   for (std::size_t i = 0; i < 4; ++i) {
@@ -261,7 +265,8 @@ iterations = 1
 [[workflow.step]]
 name = "x"
 url = "http://127.0.0.1:{0}/"
-)", t.http));
+)",
+                                        t.http));
   const RunStats s = must_run(p);
   const auto& c = t.stop();
   REQUIRE(s.workflows[0].outcome == WorkflowOutcome::completed);
@@ -290,7 +295,8 @@ url = "http://127.0.0.1:{0}/"
 [[workflow.step]]
 name = "b"
 url = "http://127.0.0.1:{0}/b"
-)", dead));
+)",
+                                        dead));
   const RunStats s = must_run(p);
   const auto& a = step(s, 0, 0);
   REQUIRE(a.measured.executed > 0);
@@ -312,7 +318,8 @@ iterations = 4
 name = "delay"
 timeout = "150ms"
 url = "http://127.0.0.1:{}/delay/2000"
-)", t.http));
+)",
+                                        t.http));
   const RunStats s = must_run(p, 1);
   t.stop();
   const auto& d = step(s, 0, 0);
@@ -335,7 +342,8 @@ type = "udp"
 address = "127.0.0.1:{}"
 send = "x"
 reply = false
-)", t.udp));
+)",
+                                        t.udp));
   RunOptions o;
   o.shards = 1;
   o.handle_signals = false;
@@ -363,7 +371,8 @@ graceful_stop = "100ms"
 name = "delay"
 timeout = "10s"
 url = "http://127.0.0.1:{}/delay/5000"
-)", t.http));
+)",
+                                        t.http));
   const RunStats s = must_run(p, 1);
   t.stop();
   const auto& w = s.workflows[0];
