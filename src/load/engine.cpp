@@ -770,6 +770,16 @@ void do_connect(Conn& c) {
 
 void on_timer(uv_timer_t* t) {
   auto* c = static_cast<Conn*>(t->data);
+  if (c->state == Conn::S::connecting || c->state == Conn::S::sending || c->state == Conn::S::receiving) {
+    // libuv timers run on the loop's cached millisecond clock and can fire a little early: a deadline
+    // is only declared once it has really passed, so a timed-out request's latency is >= its timeout.
+    const Instant now = now_of(*c->vu->run);
+    const Instant dl = c->state == Conn::S::connecting ? std::min(c->step_deadline, c->connect_deadline) : c->step_deadline;
+    if (now < dl) {
+      arm_conn_timer(*c, now);
+      return;
+    }
+  }
   switch (c->state) {
     case Conn::S::failing:
       step_finished(*c, false, c->fail_reason);

@@ -176,7 +176,8 @@ url = "http://127.0.0.1:{}/delay/300"
   REQUIRE(w.started <= 6);
   REQUIRE(w.dropped >= 44);
   // Latency counts from the intended start: at least the server's 300 ms.
-  REQUIRE(step(s, 0, 0).latency.min() >= 300'000'000);
+  // (the target's timer runs on its loop's cached clock, so allow it 5 ms of earliness)
+  REQUIRE(step(s, 0, 0).latency.min() >= 295'000'000);
 }
 
 TEST_CASE("run: TCP and UDP steps against the echo target", "[load][run]") {
