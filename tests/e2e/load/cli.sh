@@ -77,7 +77,7 @@ url = "http://127.0.0.1:$DEAD/"
 TOML
 "$HS" --log-level warn run long.toml --out long-out --quiet > long.txt 2>&1 &
 LPID=$!
-sleep 1
+sleep 2   # past start-up (the run installs its SIGINT handler when its shards start)
 kill -INT "$LPID"
 wait "$LPID"; rc=$?
 [[ $rc == 4 ]] || { cat long.txt; fail "SIGINT run exited $rc, want 4"; }
