@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   hs::cli::Command cmd;
   hs::cli::register_demo(app, cmd);
   hs::cli::register_wal(app, cmd);
+  hs::cli::register_load(app, cmd);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,84 @@
+// Executor schedules, sans-IO: when each iteration of a workflow starts on one shard, given the time.
+// The shard's I/O layer calls poll() when next_wakeup() is reached and on_done() when an iteration
+// finishes; tests drive the same object with a ManualClock.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "hyperscale/base/time.hpp"
+#include "hyperscale/load/plan.hpp"
+
+namespace hs::load {
+
+// One shard's part of a workflow (even split, remainder to the first shards).
+struct ShardShare {
+  int shard = 0;
+  int shards = 1;
+  std::uint64_t vus = 0;                    // constant-vus: VUs on this shard; arrival rate: max in flight
+  std::optional<std::uint64_t> iterations;  // cap on iterations started on this shard
+  bool active = true;                       // false: this shard has nothing to do
+};
+ShardShare share_for(const Workflow& wf, int shard, int shards);
+
+class Driver {
+ public:
+  struct Start {
+    std::uint64_t vu;  // VU slot in [0, share.vus)
+    Instant intended;  // scheduled start (arrival rate) or actual start (constant VUs)
+  };
+  enum class Phase { running, draining, done };
+  static constexpr Instant kNever = Instant::max();
+
+  Driver(const Workflow& wf, ShardShare share, Instant start);
+
+  // Appends the iterations due at `now` to `out`. Drops (arrival rate, all slots busy) are counted.
+  void poll(Instant now, std::vector<Start>& out);
+  // An iteration on slot `vu` finished at `now` (frees the slot).
+  void on_done(std::uint64_t vu, Instant now);
+  // Iterations still running at graceful-stop expiry were interrupted by the I/O layer.
+  void on_interrupted(std::uint64_t vu);
+  // The earliest time poll() has something to do (a start, a drop, or a phase change).
+  Instant next_wakeup(Instant now) const;
+  Phase phase(Instant now) const;
+  // After duration + graceful_stop with iterations still in flight: the caller interrupts them.
+  bool graceful_expired(Instant now) const { return now >= end_ + graceful_ && inflight_ > 0; }
+
+  Instant start() const { return start_; }
+  Instant end() const { return end_; }
+  std::uint64_t started() const { return started_; }
+  std::uint64_t completed() const { return completed_; }
+  std::uint64_t dropped() const { return dropped_; }
+  std::uint64_t interrupted() const { return interrupted_; }
+  std::uint64_t inflight() const { return inflight_; }
+
+ private:
+  bool budget_left() const { return !share_.iterations || started_ + dropped_ < *share_.iterations; }
+  Instant due(std::uint64_t k) const;
+
+  Executor executor_;
+  ShardShare share_;
+  Instant start_, end_;
+  Duration graceful_, pause_;
+  // arrival rate
+  std::uint64_t rate_ = 0;
+  Duration unit_{0};
+  std::uint64_t next_k_ = 0;
+  std::vector<std::uint64_t> free_;  // free VU slots (stack)
+  // constant VUs: slots ready at a time. Ready times are monotonic, so a FIFO suffices: a fixed ring of
+  // share.vus entries (every VU is in it at most once), so the steady state never allocates.
+  struct Ready {
+    Instant at;
+    std::uint64_t vu;
+  };
+  std::vector<Ready> ring_;
+  std::size_t head_ = 0, count_ = 0;
+  void push_ready(Instant at, std::uint64_t vu) {
+    ring_[(head_ + count_) % ring_.size()] = {at, vu};
+    ++count_;
+  }
+  std::uint64_t started_ = 0, completed_ = 0, dropped_ = 0, interrupted_ = 0, inflight_ = 0;
+};
+
+}  // namespace hs::load

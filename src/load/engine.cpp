@@ -1,0 +1,1539 @@
+// The local load engine (see engine.hpp). Per shard: WfRun (one workflow's share) → Vu (one virtual
+// user: an iteration over the step DAG) → Conn (one connection per VU per step, libuv handles, llhttp
+// parser). Requests whose bytes are static are serialised once per step; the steady state allocates
+// nothing per request (tools/bench/load_alloc checks it).
+#include "hyperscale/load/engine.hpp"
+
+#include <fmt/format.h>
+#include <llhttp.h>
+#include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "hyperscale/base/log.hpp"
+#include "hyperscale/load/schedule.hpp"
+#include "hyperscale/runtime/shard_set.hpp"
+
+namespace hs::load {
+namespace {
+
+using runtime::Reactor;
+
+constexpr std::size_t kReadBuf = 16 * 1024;
+constexpr std::size_t kMaxBodyDefault = 1 << 20;  // bodies kept for checks are capped at 1 MiB
+
+struct ResolvedStep {
+  sockaddr_storage addr{};
+  std::string request;  // pre-serialised bytes when the request is static
+  bool dynamic = false;
+  bool need_body = false;     // body_contains / extract / max_body
+  bool need_headers = false;  // header expectation / extract
+  std::vector<int> children;
+};
+
+struct Coordinator;
+struct ShardState;
+
+struct RunShared {
+  const Plan* plan = nullptr;
+  int nshards = 1;
+  std::vector<std::vector<ResolvedStep>> steps;         // [workflow][step]
+  std::vector<std::map<std::string, std::string>> ctx;  // [workflow]: written by shard 0 before dispatch
+  Coordinator* coord = nullptr;                         // touched on shard 0 only
+  std::vector<ShardState*> shard_states;                // [shard]: each touched by its own shard only
+  Instant run_start{0};
+  const RunOptions* opts = nullptr;
+  SSL_CTX* tls_verify = nullptr;  // shared by every shard (OpenSSL contexts are thread-safe)
+  SSL_CTX* tls_noverify = nullptr;
+  ~RunShared() {
+    if (tls_verify) SSL_CTX_free(tls_verify);
+    if (tls_noverify) SSL_CTX_free(tls_noverify);
+  }
+};
+
+struct WfRun;
+struct Vu;
+
+// ---------------------------------------------------------------- connection (one step of one VU)
+
+struct Conn {
+  Vu* vu = nullptr;
+  int step = 0;
+  const Step* st = nullptr;
+  const ResolvedStep* rs = nullptr;
+  uv_tcp_t tcp{};
+  uv_udp_t udp{};
+  uv_timer_t timer{};
+  uv_connect_t creq{};
+  uv_write_t wreq{};
+  llhttp_t parser{};
+  enum class S { idle, connecting, sending, receiving, failing, succeeding } state = S::idle;
+  bool sock_open = false, connected = false, closing = false, pending_connect = false;
+  bool msg_done = false, keep_alive = true, head = false;
+  int status = 0;
+  FailReason fail_reason = FailReason::reset;
+  std::string body;  // kept only when needed (capacity reused)
+  std::size_t body_len = 0;
+  bool body_overflow = false;
+  std::string field, value, header_hit;  // header expectation/extract
+  bool in_value = false;
+  std::string req;    // rendered request (dynamic steps)
+  std::string reply;  // tcp/udp reply
+  Instant t0{0}, connect_deadline{0}, step_deadline{0};
+  std::unique_ptr<char[]> rbuf;
+  std::size_t rbuf_size = kReadBuf;
+  // TLS (https): OpenSSL over memory BIOs; encrypted bytes go out through the same libuv socket.
+  SSL* ssl = nullptr;
+  bool handshaking = false, tls_write_inflight = false;
+  std::string tls_pending;  // encrypted bytes not yet handed to libuv
+  std::string tls_wbuf;     // encrypted bytes libuv is writing
+  uv_write_t tls_wreq{};
+  ~Conn() {
+    if (ssl) SSL_free(ssl);
+  }
+};
+
+struct Vu {
+  WfRun* run = nullptr;
+  std::uint64_t id = 0;
+  std::uint64_t iteration = 0;
+  Instant intended{0};
+  bool active = false;
+  bool iter_failed = false;
+  int steps_left = 0;
+  std::vector<std::unique_ptr<Conn>> conns;
+  std::vector<std::uint8_t> deps_left;
+  std::vector<std::uint8_t> done;  // 0 pending, 1 finished/skipped
+  std::map<std::string, std::string> extracted;
+  TemplateScope scope;
+};
+
+struct WfRun {
+  RunShared* sh = nullptr;
+  ShardState* ss = nullptr;
+  int wf_index = 0;
+  const Workflow* wf = nullptr;
+  Driver driver;
+  WorkflowStats stats;
+  Instant warmup_end{0};
+  uv_timer_t timer{};
+  std::vector<std::unique_ptr<Vu>> vus;
+  std::vector<Driver::Start> starts;
+  std::uint64_t iteration_seq = 0;
+  int closing_handles = 0;
+  bool finishing = false, finished = false, in_pump = false, pump_again = false;
+  std::map<std::string, std::string> provided;
+  std::vector<Histogram> window;  // per step, since the last live report
+  WfRun(RunShared* s, ShardState* st, int w, Instant start)
+      : sh(s),
+        ss(st),
+        wf_index(w),
+        wf(&s->plan->workflows[static_cast<std::size_t>(w)]),
+        driver(*wf, share_for(*wf, 0, 1), start) {}
+};
+
+struct ShardState {
+  Reactor* r = nullptr;
+  RunShared* sh = nullptr;
+  std::vector<std::unique_ptr<WfRun>> runs;
+  bool aborting = false;
+  std::function<void()> shutdown_done;
+  std::array<metrics::Counter*, static_cast<int>(FailReason::kCount)> errors{};  // by reason
+};
+
+// Messages to the coordinator.
+struct LiveDelta {
+  int wf = 0, shard = 0;
+  std::uint64_t started = 0, completed = 0, dropped = 0, inflight = 0;
+  std::vector<Counts> totals;
+  std::vector<Histogram> window;
+};
+struct FinalResult {
+  int wf = 0, shard = 0;
+  WorkflowStats stats;
+  std::map<std::string, std::string> provided;
+};
+
+void pump(WfRun& run);
+void step_finished(Conn& c, bool ok, FailReason why);
+void start_step(Vu& vu, int step);
+void maybe_finish(WfRun& run);
+
+Instant now_of(const WfRun& run) { return run.ss->r->clock().now(); }
+
+void on_handle_closed(uv_handle_t* h) {
+  auto* run = static_cast<WfRun*>(h->data);
+  run->closing_handles--;
+  maybe_finish(*run);
+}
+
+// Conn handles keep the Conn in data, except while the run is finishing.
+void conn_on_sock_closed(uv_handle_t* h) {
+  auto* c = static_cast<Conn*>(h->data);
+  WfRun& run = *c->vu->run;
+  run.closing_handles--;
+  c->closing = false;
+  c->sock_open = false;
+  c->connected = false;
+  if (c->ssl) {
+    SSL_free(c->ssl);
+    c->ssl = nullptr;
+  }
+  c->handshaking = c->tls_write_inflight = false;
+  c->tls_pending.clear();
+  c->tls_wbuf.clear();
+  if (run.finishing) {
+    maybe_finish(run);
+    return;
+  }
+  if (c->pending_connect) {
+    c->pending_connect = false;
+    start_step(*c->vu, c->step);
+  }
+}
+
+void close_sock(Conn& c) {
+  if (!c.sock_open || c.closing) return;
+  c.closing = true;
+  c.connected = false;
+  c.vu->run->closing_handles++;
+  uv_handle_t* h =
+      c.st->type == StepType::udp ? reinterpret_cast<uv_handle_t*>(&c.udp) : reinterpret_cast<uv_handle_t*>(&c.tcp);
+  uv_close(h, conn_on_sock_closed);
+}
+
+// ---------------------------------------------------------------- HTTP response parsing
+
+int on_headers_complete(llhttp_t* p) {
+  auto* c = static_cast<Conn*>(p->data);
+  c->status = llhttp_get_status_code(p);
+  return c->head ? 1 : 0;  // a response to HEAD has no body
+}
+int on_body(llhttp_t* p, const char* at, std::size_t len) {
+  auto* c = static_cast<Conn*>(p->data);
+  c->body_len += len;
+  if (c->rs->need_body) {
+    const std::size_t cap = c->st->expect.max_body ? *c->st->expect.max_body : kMaxBodyDefault;
+    if (c->body.size() + len > cap)
+      c->body_overflow = true;
+    else
+      c->body.append(at, len);
+  }
+  return 0;
+}
+int on_message_complete(llhttp_t* p) {
+  auto* c = static_cast<Conn*>(p->data);
+  c->msg_done = true;
+  c->keep_alive = llhttp_should_keep_alive(p) != 0;
+  return HPE_PAUSED;
+}
+int on_header_field(llhttp_t* p, const char* at, std::size_t len) {
+  auto* c = static_cast<Conn*>(p->data);
+  if (c->in_value) {
+    c->field.clear();
+    c->in_value = false;
+  }
+  c->field.append(at, len);
+  return 0;
+}
+int on_header_value(llhttp_t* p, const char* at, std::size_t len) {
+  auto* c = static_cast<Conn*>(p->data);
+  if (!c->in_value) {
+    c->value.clear();
+    c->in_value = true;
+  }
+  c->value.append(at, len);
+  return 0;
+}
+int on_header_value_complete(llhttp_t* p) {
+  auto* c = static_cast<Conn*>(p->data);
+  const std::string& want = !c->st->expect.header_name.empty() ? c->st->expect.header_name : c->field;
+  bool match = strcasecmp(c->field.c_str(), want.c_str()) == 0;
+  if (c->st->expect.header_name.empty()) {
+    match = false;
+    for (const auto& x : c->st->extract)
+      if (x.from == Extract::From::header && strcasecmp(x.arg.c_str(), c->field.c_str()) == 0) match = true;
+  }
+  if (match) c->header_hit = c->value;
+  return 0;
+}
+
+const llhttp_settings_t* settings_plain() {
+  static llhttp_settings_t s = [] {
+    llhttp_settings_t x;
+    llhttp_settings_init(&x);
+    x.on_headers_complete = on_headers_complete;
+    x.on_body = on_body;
+    x.on_message_complete = on_message_complete;
+    return x;
+  }();
+  return &s;
+}
+const llhttp_settings_t* settings_headers() {
+  static llhttp_settings_t s = [] {
+    llhttp_settings_t x = *settings_plain();
+    x.on_header_field = on_header_field;
+    x.on_header_value = on_header_value;
+    x.on_header_value_complete = on_header_value_complete;
+    return x;
+  }();
+  return &s;
+}
+
+// ---------------------------------------------------------------- expectations and extraction
+
+bool check_and_extract(Conn& c, FailReason& why) {
+  const Step& st = *c.st;
+  Vu& vu = *c.vu;
+  if (st.type == StepType::http) {
+    const auto& rs = st.expect.status;
+    bool ok_status = rs.empty() ? (c.status >= 200 && c.status <= 299) : false;
+    for (const auto& r : rs) ok_status = ok_status || (c.status >= r.lo && c.status <= r.hi);
+    if (!ok_status) {
+      why = FailReason::unexpected_status;
+      return false;
+    }
+    if (c.body_overflow || (st.expect.max_body && c.body_len > *st.expect.max_body)) {
+      why = FailReason::expectation;
+      return false;
+    }
+    if (!st.expect.body_contains.empty() && c.body.find(st.expect.body_contains) == std::string::npos) {
+      why = FailReason::expectation;
+      return false;
+    }
+    if (!st.expect.header_name.empty() && (c.header_hit.empty() && st.expect.header_contains.empty()
+                                               ? true
+                                               : c.header_hit.find(st.expect.header_contains) == std::string::npos)) {
+      why = FailReason::expectation;
+      return false;
+    }
+  } else {
+    if (!st.expect.contains.empty() && c.reply.find(st.expect.contains) == std::string::npos) {
+      why = FailReason::expectation;
+      return false;
+    }
+    if (st.expect.equals && c.reply != *st.expect.equals) {
+      why = FailReason::expectation;
+      return false;
+    }
+  }
+  const std::string& payload = st.type == StepType::http ? c.body : c.reply;
+  for (const auto& x : st.extract) {
+    std::string v;
+    bool found = true;
+    switch (x.from) {
+      case Extract::From::body:
+        v = payload;
+        break;
+      case Extract::From::header:
+        v = c.header_hit;
+        found = !v.empty();
+        break;
+      case Extract::From::regex: {
+        try {
+          std::smatch m;
+          const std::regex re(x.arg);
+          found = std::regex_search(payload, m, re) && static_cast<std::size_t>(x.group) < m.size();
+          if (found) v = m[static_cast<std::size_t>(x.group)].str();
+        } catch (const std::regex_error& e) {
+          log::warn("load", "extract_regex_error", "step={} pattern={} error={}", log::quoted(st.name),
+                    log::quoted(x.arg), log::quoted(e.what()));
+          found = false;
+        }
+        break;
+      }
+      case Extract::From::json: {
+        auto j = nlohmann::json::parse(payload, nullptr, false);
+        found = false;
+        if (!j.is_discarded()) {
+          try {
+            const auto& n = j.at(nlohmann::json::json_pointer(x.arg));
+            v = n.is_string() ? n.get<std::string>() : n.dump();
+            found = true;
+          } catch (const nlohmann::json::exception& e) {
+            log::debug("load", "extract_json_missing", "step={} path={} error={}", log::quoted(st.name),
+                       log::quoted(x.arg), log::quoted(e.what()));
+          }
+        }
+        break;
+      }
+    }
+    if (!found) {
+      why = FailReason::expectation;
+      return false;
+    }
+    vu.extracted[st.name + "." + x.name] = std::move(v);
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------- request sending
+
+void on_timer(uv_timer_t* t);
+
+void arm_conn_timer(Conn& c, Instant now) {
+  Instant dl = c.step_deadline;
+  if (c.state == Conn::S::connecting) dl = std::min(dl, c.connect_deadline);
+  const auto ms = dl > now ? (std::chrono::duration_cast<std::chrono::microseconds>(dl - now).count() + 999) / 1000 : 0;
+  uv_timer_start(&c.timer, on_timer, static_cast<std::uint64_t>(ms), 0);
+}
+
+// Completes the step on the next loop turn: a step that finishes inside send_request (a send-only
+// step, a synchronous error) must not complete re-entrantly, or a VU could loop without ever
+// returning to the event loop.
+void fail_async(Conn& c, FailReason why) {
+  c.state = Conn::S::failing;
+  c.fail_reason = why;
+  uv_timer_start(&c.timer, on_timer, 0, 0);
+}
+void succeed_async(Conn& c) {
+  c.state = Conn::S::succeeding;
+  uv_timer_start(&c.timer, on_timer, 0, 0);
+}
+
+void on_write(uv_write_t* w, int status) {
+  if (status == UV_ECANCELED) return;
+  auto* c = static_cast<Conn*>(w->data);
+  if (status < 0 && c->state == Conn::S::receiving) step_finished(*c, false, FailReason::send_error);
+}
+
+void on_alloc(uv_handle_t* h, std::size_t, uv_buf_t* buf) {
+  auto* c = static_cast<Conn*>(h->data);
+  buf->base = c->rbuf.get();
+  buf->len = c->rbuf_size;
+}
+
+// ---- TLS
+
+std::string tls_error() {
+  char buf[256];
+  const unsigned long e = ERR_get_error();
+  ERR_clear_error();
+  if (e == 0) return "no OpenSSL error";
+  ERR_error_string_n(e, buf, sizeof buf);
+  return buf;
+}
+
+void tls_fail(Conn& c, const char* what) {
+  log::debug("load", "tls_error", "step={} stage={} error={}", log::quoted(c.st->name), what, log::quoted(tls_error()));
+  step_finished(c, false, FailReason::tls);
+  close_sock(c);
+}
+
+void tls_flush(Conn& c);
+
+void tls_on_write(uv_write_t* w, int status) {
+  if (status == UV_ECANCELED) return;
+  auto* c = static_cast<Conn*>(w->data);
+  c->tls_write_inflight = false;
+  c->tls_wbuf.clear();
+  if (status < 0) {
+    if (c->state != Conn::S::idle) step_finished(*c, false, FailReason::send_error);
+    close_sock(*c);
+    return;
+  }
+  tls_flush(*c);
+}
+
+// Moves what OpenSSL produced into the socket: try_write first, then one uv_write at a time.
+void tls_flush(Conn& c) {
+  if (!c.ssl || !c.sock_open || c.closing) return;
+  BIO* wbio = SSL_get_wbio(c.ssl);
+  char buf[16 * 1024];
+  int n;
+  while ((n = BIO_read(wbio, buf, sizeof buf)) > 0) c.tls_pending.append(buf, static_cast<std::size_t>(n));
+  if (c.tls_write_inflight || c.tls_pending.empty()) return;
+  uv_buf_t b = uv_buf_init(c.tls_pending.data(), static_cast<unsigned>(c.tls_pending.size()));
+  const int w = uv_try_write(reinterpret_cast<uv_stream_t*>(&c.tcp), &b, 1);
+  if (w < 0 && w != UV_EAGAIN) {
+    if (c.state != Conn::S::idle) step_finished(c, false, FailReason::reset);
+    close_sock(c);
+    return;
+  }
+  c.tls_pending.erase(0, w < 0 ? 0 : static_cast<std::size_t>(w));
+  if (c.tls_pending.empty()) return;
+  c.tls_wbuf.swap(c.tls_pending);
+  c.tls_pending.clear();
+  c.tls_write_inflight = true;
+  c.tls_wreq.data = &c;
+  uv_buf_t rest = uv_buf_init(c.tls_wbuf.data(), static_cast<unsigned>(c.tls_wbuf.size()));
+  if (uv_write(&c.tls_wreq, reinterpret_cast<uv_stream_t*>(&c.tcp), &rest, 1, tls_on_write) < 0) {
+    c.tls_write_inflight = false;
+    if (c.state != Conn::S::idle) step_finished(c, false, FailReason::send_error);
+    close_sock(c);
+  }
+}
+
+void send_request(Conn& c);
+
+void tls_handshake(Conn& c) {
+  const int r = SSL_do_handshake(c.ssl);
+  tls_flush(c);
+  if (r == 1) {
+    c.handshaking = false;
+    send_request(c);
+    return;
+  }
+  const int e = SSL_get_error(c.ssl, r);
+  if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return;
+  tls_fail(c, "handshake");
+}
+
+void handle_tcp_bytes(Conn& c, const char* data, std::size_t n);
+
+// Encrypted bytes from the socket.
+void tls_on_bytes(Conn& c, const char* data, std::size_t n) {
+  BIO_write(SSL_get_rbio(c.ssl), data, static_cast<int>(n));
+  if (c.handshaking) {
+    tls_handshake(c);
+    return;
+  }
+  for (;;) {
+    if (!c.ssl) return;  // closed by a completion below
+    const int r = SSL_read(c.ssl, c.rbuf.get(), static_cast<int>(c.rbuf_size));
+    if (r > 0) {
+      if (c.state != Conn::S::receiving) {
+        log::debug("load", "unexpected_bytes", "step={} bytes={}", log::quoted(c.st->name), r);
+        close_sock(c);
+        return;
+      }
+      handle_tcp_bytes(c, c.rbuf.get(), static_cast<std::size_t>(r));
+      continue;
+    }
+    const int e = SSL_get_error(c.ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
+    if (e == SSL_ERROR_ZERO_RETURN) {  // close_notify: like EOF
+      if (c.state == Conn::S::receiving) step_finished(c, false, FailReason::reset);
+      close_sock(c);
+      return;
+    }
+    if (c.state == Conn::S::receiving)
+      tls_fail(c, "read");
+    else
+      close_sock(c);
+    return;
+  }
+  tls_flush(c);
+}
+
+void handle_tcp_bytes(Conn& c, const char* data, std::size_t n) {
+  const Step& st = *c.st;
+  if (st.type == StepType::http) {
+    const llhttp_errno_t e = llhttp_execute(&c.parser, data, n);
+    if (c.msg_done) {
+      FailReason why = FailReason::bad_response;
+      const bool ok = check_and_extract(c, why);
+      step_finished(c, ok, why);
+      return;
+    }
+    if (e != HPE_OK) {
+      log::debug("load", "bad_response", "step={} error={}", log::quoted(st.name), log::quoted(llhttp_errno_name(e)));
+      step_finished(c, false, FailReason::bad_response);
+    }
+    return;
+  }
+  const std::size_t cap = st.expect.max_body ? *st.expect.max_body : kMaxBodyDefault;
+  c.reply.append(data, n);
+  if (st.read_bytes) {
+    if (c.reply.size() >= st.read_bytes) {
+      c.reply.resize(st.read_bytes);
+      FailReason why = FailReason::expectation;
+      step_finished(c, check_and_extract(c, why), why);
+    }
+  } else if (!st.read_until.empty()) {
+    const auto p = c.reply.find(st.read_until);
+    if (p != std::string::npos) {
+      c.reply.resize(p + st.read_until.size());
+      FailReason why = FailReason::expectation;
+      step_finished(c, check_and_extract(c, why), why);
+      return;
+    }
+  }
+  if (c.state == Conn::S::receiving && c.reply.size() > cap) step_finished(c, false, FailReason::bad_response);
+}
+
+void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+  auto* c = static_cast<Conn*>(s->data);
+  if (nread == 0) return;
+  if (nread < 0) {
+    if (c->state == Conn::S::receiving) {
+      if (nread == UV_EOF && c->st->type == StepType::http) {
+        // A response delimited by the connection's end completes here.
+        llhttp_finish(&c->parser);
+        if (c->msg_done) {
+          c->keep_alive = false;
+          FailReason why = FailReason::bad_response;
+          const bool ok = check_and_extract(*c, why);
+          step_finished(*c, ok, why);
+          close_sock(*c);
+          return;
+        }
+      }
+      step_finished(*c, false, FailReason::reset);
+    }
+    close_sock(*c);
+    return;
+  }
+  (void)buf;
+  if (c->ssl) {
+    tls_on_bytes(*c, c->rbuf.get(), static_cast<std::size_t>(nread));
+    return;
+  }
+  if (c->state != Conn::S::receiving) {
+    // Bytes nobody asked for: the connection is out of step; drop it.
+    log::debug("load", "unexpected_bytes", "step={} bytes={}", log::quoted(c->st->name), nread);
+    close_sock(*c);
+    return;
+  }
+  handle_tcp_bytes(*c, c->rbuf.get(), static_cast<std::size_t>(nread));
+}
+
+void send_request(Conn& c) {
+  const Step& st = *c.st;
+  Vu& vu = *c.vu;
+  const char* data;
+  std::size_t len;
+  if (!c.rs->dynamic) {
+    data = c.rs->request.data();
+    len = c.rs->request.size();
+  } else {
+    c.req.clear();
+    vu.scope.steps = &vu.extracted;
+    vu.scope.ctx = &vu.run->sh->ctx[static_cast<std::size_t>(vu.run->wf_index)];
+    if (st.type == StepType::http) {
+      // Body first (Content-Length), then the head.
+      c.reply.clear();
+      render(st.body, vu.scope, c.reply);
+      c.req.append(st.method).append(" ");
+      render(st.path, vu.scope, c.req);
+      c.req.append(" HTTP/1.1\r\nHost: ").append(st.host);
+      if (st.port != (st.tls ? 443 : 80)) c.req.append(":").append(std::to_string(st.port));
+      c.req.append("\r\n");
+      for (const auto& [k, v] : st.headers) {
+        c.req.append(k).append(": ");
+        render(v, vu.scope, c.req);
+        c.req.append("\r\n");
+      }
+      if (!c.reply.empty() || st.method == "POST" || st.method == "PUT" || st.method == "PATCH")
+        c.req.append("Content-Length: ").append(std::to_string(c.reply.size())).append("\r\n");
+      if (!st.keepalive) c.req.append("Connection: close\r\n");
+      c.req.append("\r\n").append(c.reply);
+      c.reply.clear();
+    } else {
+      render(st.send, vu.scope, c.req);
+    }
+    data = c.req.data();
+    len = c.req.size();
+  }
+  if (st.type == StepType::http) {
+    llhttp_init(&c.parser, HTTP_RESPONSE, c.rs->need_headers ? settings_headers() : settings_plain());
+    c.parser.data = &c;
+    c.msg_done = false;
+    c.status = 0;
+    c.body.clear();
+    c.body_len = 0;
+    c.body_overflow = false;
+    c.header_hit.clear();
+    c.field.clear();
+    c.in_value = false;
+    c.head = st.method == "HEAD";
+  } else {
+    c.reply.clear();
+  }
+  if (st.type == StepType::udp) {
+    uv_buf_t b = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
+    const int r = uv_udp_try_send(&c.udp, &b, 1, nullptr);
+    if (r < 0) {
+      fail_async(c, r == UV_ECONNREFUSED ? FailReason::refused : FailReason::send_error);
+      return;
+    }
+    if (!st.reply) {
+      succeed_async(c);
+      return;
+    }
+    c.state = Conn::S::receiving;
+    return;
+  }
+  c.state = Conn::S::receiving;
+  if (c.ssl) {
+    if (SSL_write(c.ssl, data, static_cast<int>(len)) <= 0) {
+      tls_fail(c, "write");
+      return;
+    }
+    tls_flush(c);
+    return;
+  }
+  uv_buf_t b = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(len));
+  const int w = uv_try_write(reinterpret_cast<uv_stream_t*>(&c.tcp), &b, 1);
+  if (w < 0 && w != UV_EAGAIN) {
+    fail_async(c, w == UV_EPIPE || w == UV_ECONNRESET ? FailReason::reset : FailReason::send_error);
+    return;
+  }
+  const std::size_t done = w < 0 ? 0 : static_cast<std::size_t>(w);
+  if (done < len) {
+    uv_buf_t rest = uv_buf_init(const_cast<char*>(data) + done, static_cast<unsigned>(len - done));
+    c.wreq.data = &c;
+    const int r = uv_write(&c.wreq, reinterpret_cast<uv_stream_t*>(&c.tcp), &rest, 1, on_write);
+    if (r < 0) {
+      fail_async(c, FailReason::send_error);
+      return;
+    }
+  }
+  if (st.type == StepType::tcp && st.read_none) succeed_async(c);
+}
+
+void on_udp_recv(uv_udp_t* h, ssize_t nread, const uv_buf_t* buf, const sockaddr*, unsigned) {
+  auto* c = static_cast<Conn*>(h->data);
+  if (nread == 0) return;
+  if (c->state != Conn::S::receiving) return;  // a late reply to a step that already timed out
+  if (nread < 0) {
+    step_finished(*c, false, nread == UV_ECONNREFUSED ? FailReason::refused : FailReason::reset);
+    return;
+  }
+  c->reply.assign(buf->base, static_cast<std::size_t>(nread));
+  FailReason why = FailReason::expectation;
+  step_finished(*c, check_and_extract(*c, why), why);
+}
+
+void on_connect(uv_connect_t* req, int status) {
+  if (status == UV_ECANCELED) return;
+  auto* c = static_cast<Conn*>(req->data);
+  if (c->state != Conn::S::connecting) return;
+  if (status < 0) {
+    step_finished(*c, false, status == UV_ETIMEDOUT ? FailReason::connect_timeout : FailReason::refused);
+    close_sock(*c);
+    return;
+  }
+  c->connected = true;
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), on_alloc, on_read);
+  c->state = Conn::S::sending;
+  arm_conn_timer(*c, now_of(*c->vu->run));
+  if (c->st->tls) {
+    RunShared& sh = *c->vu->run->sh;
+    c->ssl = SSL_new(c->st->tls_verify ? sh.tls_verify : sh.tls_noverify);
+    if (c->ssl == nullptr) {
+      tls_fail(*c, "new");
+      return;
+    }
+    SSL_set_bio(c->ssl, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
+    SSL_set_connect_state(c->ssl);
+    SSL_set_tlsext_host_name(c->ssl, c->st->host.c_str());
+    if (c->st->tls_verify) SSL_set1_host(c->ssl, c->st->host.c_str());
+    c->handshaking = true;
+    tls_handshake(*c);
+    return;
+  }
+  send_request(*c);
+}
+
+void do_connect(Conn& c) {
+  uv_loop_t* loop = c.vu->run->ss->r->loop();
+  const auto* addr = reinterpret_cast<const sockaddr*>(&c.rs->addr);
+  if (c.st->type == StepType::udp) {
+    uv_udp_init(loop, &c.udp);
+    c.udp.data = &c;
+    c.sock_open = true;
+    int r = uv_udp_connect(&c.udp, addr);
+    if (r == 0) r = uv_udp_recv_start(&c.udp, on_alloc, on_udp_recv);
+    if (r < 0) {
+      fail_async(c, FailReason::send_error);
+      close_sock(c);
+      return;
+    }
+    c.connected = true;
+    c.state = Conn::S::sending;
+    send_request(c);
+    return;
+  }
+  uv_tcp_init(loop, &c.tcp);
+  c.tcp.data = &c;
+  c.sock_open = true;
+  uv_tcp_nodelay(&c.tcp, 1);
+  c.creq.data = &c;
+  c.state = Conn::S::connecting;
+  const int r = uv_tcp_connect(&c.creq, &c.tcp, addr, on_connect);
+  if (r < 0) {
+    fail_async(c, r == UV_ECONNREFUSED ? FailReason::refused : FailReason::send_error);
+    close_sock(c);
+  }
+}
+
+void on_timer(uv_timer_t* t) {
+  auto* c = static_cast<Conn*>(t->data);
+  if (c->state == Conn::S::connecting || c->state == Conn::S::sending || c->state == Conn::S::receiving) {
+    // libuv timers run on the loop's cached millisecond clock and can fire a little early: a deadline
+    // is only declared once it has really passed, so a timed-out request's latency is >= its timeout.
+    const Instant now = now_of(*c->vu->run);
+    const Instant dl = c->state == Conn::S::connecting ? std::min(c->step_deadline, c->connect_deadline) : c->step_deadline;
+    if (now < dl) {
+      arm_conn_timer(*c, now);
+      return;
+    }
+  }
+  switch (c->state) {
+    case Conn::S::failing:
+      step_finished(*c, false, c->fail_reason);
+      return;
+    case Conn::S::succeeding:
+      step_finished(*c, true, FailReason::reset);
+      return;
+    case Conn::S::connecting: {
+      const bool connect_expired =
+          now_of(*c->vu->run) >= c->connect_deadline && c->connect_deadline <= c->step_deadline;
+      step_finished(*c, false, connect_expired ? FailReason::connect_timeout : FailReason::timeout);
+      close_sock(*c);
+      return;
+    }
+    case Conn::S::sending:
+    case Conn::S::receiving:
+      step_finished(*c, false, FailReason::timeout);
+      close_sock(*c);
+      return;
+    case Conn::S::idle:
+      return;
+  }
+}
+
+// ---------------------------------------------------------------- iteration over the step DAG
+
+void start_step(Vu& vu, int i) {
+  WfRun& run = *vu.run;
+  auto& cp = vu.conns[static_cast<std::size_t>(i)];
+  if (!cp) {
+    cp = std::make_unique<Conn>();
+    cp->vu = &vu;
+    cp->step = i;
+    cp->st = &run.wf->steps[static_cast<std::size_t>(i)];
+    cp->rs = &run.sh->steps[static_cast<std::size_t>(run.wf_index)][static_cast<std::size_t>(i)];
+    cp->rbuf_size = cp->st->type == StepType::udp ? std::max<std::size_t>(cp->st->max_reply, 1) : kReadBuf;
+    cp->rbuf.reset(new char[cp->rbuf_size]);
+    uv_timer_init(run.ss->r->loop(), &cp->timer);
+    cp->timer.data = cp.get();
+  }
+  Conn& c = *cp;
+  const Instant now = now_of(run);
+  if (c.state == Conn::S::idle) {
+    // New step (not a deferred reconnect): its clock starts at the intended time for a root step.
+    c.t0 = c.st->after.empty() ? std::min(vu.intended, now) : now;
+    c.step_deadline = now + c.st->timeout;
+    c.connect_deadline = now + c.st->connect_timeout;
+  }
+  if (c.closing) {
+    c.state = Conn::S::connecting;
+    c.pending_connect = true;
+    arm_conn_timer(c, now);
+    return;
+  }
+  if (c.connected && !c.st->new_connection) {
+    c.state = Conn::S::sending;
+    arm_conn_timer(c, now);
+    send_request(c);
+    return;
+  }
+  c.state = Conn::S::connecting;
+  arm_conn_timer(c, now);
+  do_connect(c);
+}
+
+void iteration_done(Vu& vu);
+
+void skip_children(Vu& vu, int i) {
+  WfRun& run = *vu.run;
+  for (int ch : run.sh->steps[static_cast<std::size_t>(run.wf_index)][static_cast<std::size_t>(i)].children) {
+    if (vu.done[static_cast<std::size_t>(ch)]) continue;
+    vu.done[static_cast<std::size_t>(ch)] = 1;
+    vu.steps_left--;
+    run.stats.steps[static_cast<std::size_t>(ch)].skipped++;
+    skip_children(vu, ch);
+  }
+}
+
+void step_finished(Conn& c, bool ok, FailReason why) {
+  if (c.state == Conn::S::idle) return;
+  Vu& vu = *c.vu;
+  WfRun& run = *vu.run;
+  uv_timer_stop(&c.timer);
+  c.state = Conn::S::idle;
+  c.pending_connect = false;
+  const Instant now = now_of(run);
+  const auto lat = static_cast<std::uint64_t>(std::max<std::int64_t>(0, (now - c.t0).count()));
+  const bool measured = c.t0 >= run.warmup_end;
+  const auto second =
+      static_cast<std::size_t>(std::max<std::int64_t>(0, (now - run.driver.start()).count()) / 1'000'000'000);
+  run.stats.steps[static_cast<std::size_t>(c.step)].record(ok, why, lat, measured, second);
+  run.window[static_cast<std::size_t>(c.step)].record(lat);
+  if (!ok && run.ss->errors[static_cast<int>(why)]) run.ss->errors[static_cast<int>(why)]->inc();
+  const bool close_after = (c.st->type == StepType::http && (!c.keep_alive || !c.msg_done)) ||
+                           (c.st->type == StepType::tcp && c.st->new_connection) ||
+                           (!ok && c.st->type != StepType::udp && !c.msg_done);
+  if (close_after) close_sock(c);
+  vu.done[static_cast<std::size_t>(c.step)] = 1;
+  vu.steps_left--;
+  if (!ok) {
+    vu.iter_failed = true;
+    skip_children(vu, c.step);
+  } else {
+    for (int ch : c.rs->children) {
+      if (vu.done[static_cast<std::size_t>(ch)]) continue;
+      if (--vu.deps_left[static_cast<std::size_t>(ch)] == 0) start_step(vu, ch);
+    }
+  }
+  if (vu.steps_left == 0 && vu.active) iteration_done(vu);
+}
+
+void start_iteration(WfRun& run, const Driver::Start& s) {
+  auto& vp = run.vus[static_cast<std::size_t>(s.vu)];
+  const std::size_t n = run.wf->steps.size();
+  if (!vp) {
+    vp = std::make_unique<Vu>();
+    vp->run = &run;
+    vp->id = s.vu;
+    vp->conns.resize(n);
+    vp->deps_left.resize(n);
+    vp->done.resize(n);
+    vp->scope.worker = run.ss->r->shard_id();
+    vp->scope.rng_state =
+        0x9E3779B97F4A7C15ull ^ (s.vu * 0x100000001B3ull) ^ static_cast<std::uint64_t>(run.ss->r->shard_id());
+  }
+  Vu& vu = *vp;
+  vu.active = true;
+  vu.iter_failed = false;
+  vu.intended = s.intended;
+  vu.iteration = run.iteration_seq++;
+  vu.scope.vu = static_cast<std::uint64_t>(run.ss->r->shard_id()) * 1'000'000 + s.vu;
+  vu.scope.iteration = vu.iteration;
+  if (!vu.extracted.empty()) vu.extracted.clear();
+  vu.steps_left = static_cast<int>(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    vu.deps_left[i] = static_cast<std::uint8_t>(run.wf->steps[i].after.size());
+    vu.done[i] = 0;
+  }
+  for (std::size_t i = 0; i < n; ++i)
+    if (run.wf->steps[i].after.empty()) start_step(vu, static_cast<int>(i));
+}
+
+void iteration_done(Vu& vu) {
+  WfRun& run = *vu.run;
+  vu.active = false;
+  if (vu.iter_failed) run.stats.iterations_failed++;
+  if (run.wf->kind == WorkflowKind::setup && !vu.iter_failed) {
+    TemplateScope sc = vu.scope;
+    sc.steps = &vu.extracted;
+    sc.ctx = &run.sh->ctx[static_cast<std::size_t>(run.wf_index)];
+    for (const auto& [k, t] : run.wf->provide) {
+      std::string v;
+      render(t, sc, v);
+      run.provided[k] = std::move(v);
+    }
+  }
+  run.driver.on_done(vu.id, now_of(run));
+  pump(run);
+}
+
+void on_run_timer(uv_timer_t* t) { pump(*static_cast<WfRun*>(t->data)); }
+
+void interrupt_all(WfRun& run) {
+  for (auto& vp : run.vus) {
+    if (!vp || !vp->active) continue;
+    vp->active = false;
+    for (auto& c : vp->conns) {
+      if (!c) continue;
+      uv_timer_stop(&c->timer);
+      c->state = Conn::S::idle;
+      c->pending_connect = false;
+      close_sock(*c);
+    }
+    run.driver.on_interrupted(vp->id);
+  }
+}
+
+void finish(WfRun& run);
+
+void pump(WfRun& run) {
+  if (run.finishing) return;
+  if (run.in_pump) {
+    run.pump_again = true;
+    return;
+  }
+  run.in_pump = true;
+  do {
+    run.pump_again = false;
+    const Instant now = now_of(run);
+    run.starts.clear();
+    run.driver.poll(now, run.starts);
+    for (const auto& s : run.starts) start_iteration(run, s);
+  } while (run.pump_again);
+  run.in_pump = false;
+  const Instant now = now_of(run);
+  if (run.driver.graceful_expired(now) || run.ss->aborting) interrupt_all(run);
+  if (run.driver.phase(now) == Driver::Phase::done || run.ss->aborting) {
+    finish(run);
+    return;
+  }
+  const Instant next = run.driver.next_wakeup(now);
+  if (next == Driver::kNever) return;
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(next - now).count();
+  // libuv timers have millisecond resolution; round up so an early wake-up never busy-loops.
+  uv_timer_start(&run.timer, on_run_timer, static_cast<std::uint64_t>(std::max<std::int64_t>(0, (us + 999) / 1000)), 0);
+}
+
+void send_final(WfRun& run);
+
+void maybe_finish(WfRun& run) {
+  if (!run.finishing || run.finished || run.closing_handles > 0) return;
+  run.finished = true;
+  send_final(run);
+}
+
+void finish(WfRun& run) {
+  if (run.finishing) return;
+  run.finishing = true;
+  const Instant now = now_of(run);
+  run.stats.started = run.driver.started();
+  run.stats.completed = run.driver.completed();
+  run.stats.dropped = run.driver.dropped();
+  run.stats.interrupted = run.driver.interrupted();
+  run.stats.elapsed = now - run.driver.start();
+  run.stats.measured = std::max(Duration{0}, run.stats.elapsed - run.wf->warmup);
+  uv_timer_stop(&run.timer);
+  run.closing_handles++;
+  uv_close(reinterpret_cast<uv_handle_t*>(&run.timer), on_handle_closed);
+  for (auto& vp : run.vus) {
+    if (!vp) continue;
+    for (auto& c : vp->conns) {
+      if (!c) continue;
+      c->state = Conn::S::idle;
+      c->pending_connect = false;
+      if (c->sock_open && !c->closing) close_sock(*c);
+      c->timer.data = &run;
+      run.closing_handles++;
+      uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), on_handle_closed);
+    }
+  }
+  maybe_finish(run);
+}
+
+// ---------------------------------------------------------------- coordinator (shard 0)
+
+struct Coordinator {
+  RunShared* sh = nullptr;
+  Reactor* r = nullptr;
+  RunStats result;
+  std::vector<int> shards_left;  // per workflow: shards still running it (0 when not started)
+  std::vector<bool> started;
+  std::vector<Instant> started_at;
+  std::vector<std::vector<std::unique_ptr<LiveDelta>>> live;  // [wf][shard]
+  std::vector<std::vector<Histogram>> window;                 // [wf][step] merged last second
+  uv_signal_t sigint{}, sigterm{};
+  bool signals = false;
+  bool aborted = false;
+  bool done = false;
+  int signal_count = 0;
+
+  void start_ready();
+  void on_final(std::unique_ptr<FinalResult> fr);
+  void report_live();
+  void abort(const std::string& why);
+};
+
+// The coordinator of this process's run, set on shard 0's thread only.
+thread_local Coordinator* tl_coord = nullptr;
+
+void shard_start_workflow(ShardState& ss, int wf, Instant start) {
+  RunShared* sh = ss.sh;
+  auto run = std::make_unique<WfRun>(sh, &ss, wf, start);
+  const Workflow& w = *run->wf;
+  run->driver = Driver(w, share_for(w, ss.r->shard_id(), sh->nshards), start);
+  run->warmup_end = start + w.warmup;
+  run->stats.name = w.name;
+  run->stats.steps.resize(w.steps.size());
+  for (std::size_t i = 0; i < w.steps.size(); ++i) run->stats.steps[i].name = w.steps[i].name;
+  run->window.resize(w.steps.size());
+  const std::uint64_t slots = share_for(w, ss.r->shard_id(), sh->nshards).vus;
+  run->vus.resize(slots);
+  uv_timer_init(ss.r->loop(), &run->timer);
+  run->timer.data = run.get();
+  WfRun& ref = *run;
+  ss.runs.push_back(std::move(run));
+  if (ss.aborting) {
+    finish(ref);
+    return;
+  }
+  pump(ref);
+}
+
+void send_final(WfRun& run) {
+  ShardState& ss = *run.ss;
+  auto fr = new FinalResult;
+  fr->wf = run.wf_index;
+  fr->shard = ss.r->shard_id();
+  fr->stats = std::move(run.stats);
+  fr->provided = std::move(run.provided);
+  WfRun* victim = &run;
+  // Free the run after the current callback returns (its handles are all closed now).
+  Status d = ss.r->defer([&ss, victim]() {
+    auto it = std::find_if(ss.runs.begin(), ss.runs.end(), [&](auto& p) { return p.get() == victim; });
+    if (it != ss.runs.end()) ss.runs.erase(it);
+    if (ss.runs.empty() && ss.shutdown_done) {
+      auto done = std::move(ss.shutdown_done);
+      ss.shutdown_done = nullptr;
+      done();
+    }
+  });
+  if (!d.ok()) log::error("load", "defer_failed", "error={}", log::quoted(d.to_string()));
+  Status st = ss.r->send(0, runtime::Message([fr](Reactor& r0) {
+                           (void)r0;
+                           std::unique_ptr<FinalResult> own(fr);
+                           if (tl_coord) tl_coord->on_final(std::move(own));
+                         }));
+  if (!st.ok()) {
+    log::error("load", "final_send_failed", "workflow={} error={}", log::quoted(run.wf->name),
+               log::quoted(st.to_string()));
+    delete fr;
+  }
+}
+
+void broadcast_start(Coordinator& co, int wf) {
+  const Instant start = co.r->clock().now();
+  co.started[static_cast<std::size_t>(wf)] = true;
+  co.started_at[static_cast<std::size_t>(wf)] = start;
+  co.shards_left[static_cast<std::size_t>(wf)] = co.sh->nshards;
+  co.live[static_cast<std::size_t>(wf)].clear();
+  co.live[static_cast<std::size_t>(wf)].resize(static_cast<std::size_t>(co.sh->nshards));
+  log::info("load", "workflow_start", "workflow={}",
+            log::quoted(co.sh->plan->workflows[static_cast<std::size_t>(wf)].name));
+  for (int s = 0; s < co.sh->nshards; ++s) {
+    RunShared* sh = co.sh;
+    const std::int64_t t = start.count();
+    Status st =
+        co.r->send(s, runtime::Message([sh, wf, t](Reactor& r) {
+                     shard_start_workflow(*sh->shard_states[static_cast<std::size_t>(r.shard_id())], wf, Instant(t));
+                   }));
+    if (!st.ok()) {
+      // The ring to that shard is full (it cannot be at this rate); count the shard as finished empty.
+      log::error("load", "start_send_failed", "shard={} error={}", s, log::quoted(st.to_string()));
+      co.shards_left[static_cast<std::size_t>(wf)]--;
+    }
+  }
+}
+
+void Coordinator::start_ready() {
+  const Plan& plan = *sh->plan;
+  bool progress = true;
+  while (progress) {
+    progress = false;
+    for (std::size_t w = 0; w < plan.workflows.size(); ++w) {
+      auto& ws = result.workflows[w];
+      if (started[w] || ws.outcome != WorkflowOutcome::pending) continue;
+      bool ready = true;
+      std::string failed_dep;
+      for (const auto& d : plan.workflows[w].depends_on) {
+        const auto it =
+            std::find_if(plan.workflows.begin(), plan.workflows.end(), [&](const Workflow& x) { return x.name == d; });
+        const auto& ds = result.workflows[static_cast<std::size_t>(it - plan.workflows.begin())];
+        if (ds.outcome == WorkflowOutcome::pending)
+          ready = false;
+        else if (ds.outcome != WorkflowOutcome::completed)
+          failed_dep = d;
+      }
+      if (!failed_dep.empty() || (aborted && ready)) {
+        ws.outcome = WorkflowOutcome::skipped;
+        ws.note = aborted ? "run aborted" : fmt::format("dependency '{}' did not complete", failed_dep);
+        log::warn("load", "workflow_skipped", "workflow={} reason={}", log::quoted(ws.name), log::quoted(ws.note));
+        progress = true;
+        continue;
+      }
+      if (!ready) continue;
+      // ctx for this workflow: what its setup dependencies provided.
+      auto& ctx = sh->ctx[w];
+      for (const auto& d : plan.workflows[w].depends_on) {
+        const auto it =
+            std::find_if(plan.workflows.begin(), plan.workflows.end(), [&](const Workflow& x) { return x.name == d; });
+        const std::size_t di = static_cast<std::size_t>(it - plan.workflows.begin());
+        for (const auto& [k, v] : sh->ctx[plan.workflows.size() + di]) ctx[d + "." + k] = v;
+      }
+      broadcast_start(*this, static_cast<int>(w));
+      progress = true;
+    }
+  }
+  bool running = false;
+  for (std::size_t w = 0; w < plan.workflows.size(); ++w)
+    running = running || (started[w] && result.workflows[w].outcome == WorkflowOutcome::pending);
+  bool pending = false;
+  for (const auto& ws : result.workflows) pending = pending || ws.outcome == WorkflowOutcome::pending;
+  if (!running && !pending && !done) {
+    done = true;
+    result.elapsed = r->clock().now() - sh->run_start;
+    report_live();
+    if (signals) {
+      uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
+      uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
+      signals = false;
+    }
+    r->request_node_stop(aborted ? "aborted" : "done");
+  }
+}
+
+void Coordinator::on_final(std::unique_ptr<FinalResult> fr) {
+  const auto w = static_cast<std::size_t>(fr->wf);
+  auto& ws = result.workflows[w];
+  ws.merge(fr->stats);
+  for (auto& [k, v] : fr->provided) sh->ctx[sh->plan->workflows.size() + w][k] = v;
+  if (--shards_left[w] > 0) return;
+  const Workflow& wf = sh->plan->workflows[w];
+  if (aborted) {
+    ws.outcome = WorkflowOutcome::interrupted;
+    ws.note = "run aborted";
+  } else if (wf.kind == WorkflowKind::setup && (ws.completed == 0 || ws.iterations_failed > 0)) {
+    ws.outcome = WorkflowOutcome::failed;
+    ws.note = ws.completed == 0 ? "setup did not complete" : "a setup step failed";
+  } else {
+    ws.outcome = WorkflowOutcome::completed;
+  }
+  log::info("load", "workflow_done", "workflow={} outcome={} started={} completed={} dropped={} interrupted={}",
+            log::quoted(ws.name), outcome_name(ws.outcome), ws.started, ws.completed, ws.dropped, ws.interrupted);
+  start_ready();
+}
+
+void Coordinator::abort(const std::string& why) {
+  if (aborted) return;
+  aborted = true;
+  result.aborted = true;
+  result.abort_reason = why;
+  log::warn("load", "run_abort", "reason={}", log::quoted(why));
+  for (int s = 0; s < sh->nshards; ++s) {
+    RunShared* shp = sh;
+    Status st = r->send(s, runtime::Message([shp](Reactor& rr) {
+                          ShardState& ss = *shp->shard_states[static_cast<std::size_t>(rr.shard_id())];
+                          ss.aborting = true;
+                          for (auto& run : ss.runs) {
+                            if (run->finishing) continue;
+                            interrupt_all(*run);
+                            finish(*run);
+                          }
+                        }));
+    if (!st.ok()) log::error("load", "abort_send_failed", "shard={} error={}", s, log::quoted(st.to_string()));
+  }
+  start_ready();
+}
+
+void send_live(ShardState& ss) {
+  for (auto& rp : ss.runs) {
+    WfRun& run = *rp;
+    if (run.finishing) continue;
+    auto* d = new LiveDelta;
+    d->wf = run.wf_index;
+    d->shard = ss.r->shard_id();
+    d->started = run.driver.started();
+    d->completed = run.driver.completed();
+    d->dropped = run.driver.dropped();
+    d->inflight = run.driver.inflight();
+    for (const auto& s : run.stats.steps) d->totals.push_back(s.total);
+    d->window = run.window;
+    for (auto& h : run.window) h.reset();
+    Status st = ss.r->send(0, runtime::Message([d](Reactor&) {
+                             std::unique_ptr<LiveDelta> own(d);
+                             if (!tl_coord) return;
+                             auto& slot = tl_coord->live[static_cast<std::size_t>(own->wf)];
+                             if (slot.size() <= static_cast<std::size_t>(own->shard)) return;
+                             auto& win = tl_coord->window[static_cast<std::size_t>(own->wf)];
+                             if (win.size() < own->window.size()) win.resize(own->window.size());
+                             for (std::size_t i = 0; i < own->window.size(); ++i) win[i].merge(own->window[i]);
+                             slot[static_cast<std::size_t>(own->shard)] = std::move(own);
+                           }));
+    if (!st.ok()) {
+      log::warn("load", "live_send_failed", "error={}", log::quoted(st.to_string()));
+      delete d;
+    }
+  }
+}
+
+void Coordinator::report_live() {
+  if (!sh->opts->on_progress) return;
+  LiveSnapshot snap;
+  Counts live_run_counts;
+  Histogram live_run_hist;
+  double live_run_secs = 0;
+  std::uint64_t live_run_dropped = 0, live_run_sched = 0;
+  const Instant now = r->clock().now();
+  snap.elapsed = now - sh->run_start;
+  const Plan& plan = *sh->plan;
+  for (std::size_t w = 0; w < plan.workflows.size(); ++w) {
+    LiveWorkflow lw;
+    lw.name = plan.workflows[w].name;
+    lw.outcome = result.workflows[w].outcome;
+    lw.running = started[w] && lw.outcome == WorkflowOutcome::pending;
+    lw.duration = plan.workflows[w].duration;
+    lw.elapsed = started[w] ? (lw.running ? now - started_at[w] : result.workflows[w].elapsed) : Duration{0};
+    lw.steps.resize(plan.workflows[w].steps.size());
+    for (std::size_t i = 0; i < lw.steps.size(); ++i) lw.steps[i].name = plan.workflows[w].steps[i].name;
+    if (!lw.running && started[w]) {
+      const auto& ws = result.workflows[w];
+      lw.started = ws.started;
+      lw.completed = ws.completed;
+      lw.dropped = ws.dropped;
+      for (std::size_t i = 0; i < lw.steps.size() && i < ws.steps.size(); ++i) lw.steps[i].total = ws.steps[i].total;
+    } else {
+      for (const auto& d : live[w]) {
+        if (!d) continue;
+        lw.started += d->started;
+        lw.completed += d->completed;
+        lw.dropped += d->dropped;
+        lw.inflight += d->inflight;
+        for (std::size_t i = 0; i < lw.steps.size() && i < d->totals.size(); ++i) lw.steps[i].total.merge(d->totals[i]);
+      }
+    }
+    auto& win = window[w];
+    if (win.size() < lw.steps.size()) win.resize(lw.steps.size());
+    const Workflow& wf = plan.workflows[w];
+    const double secs = to_seconds(lw.elapsed);
+    const std::uint64_t sched = lw.started + lw.dropped;
+    auto judge = [&snap](const Threshold& t, const Counts& c, const Histogram& h, double s, std::uint64_t dropped,
+                         std::uint64_t scheduled) {
+      LiveThreshold lt;
+      lt.threshold = &t;
+      lt.observed = observe(t.metric, c, h, s, dropped, scheduled, lt.no_data);
+      lt.passed = !lt.no_data && compare(t.op, lt.observed, t.value);
+      snap.thresholds.push_back(lt);
+    };
+    Counts wc;
+    Histogram wh;
+    for (std::size_t i = 0; i < lw.steps.size(); ++i) {
+      lw.steps[i].rps = static_cast<double>(win[i].count());
+      lw.steps[i].p50 = win[i].quantile(0.50);
+      lw.steps[i].p95 = win[i].quantile(0.95);
+      lw.steps[i].p99 = win[i].quantile(0.99);
+      if (lw.running || started[w]) {
+        for (const auto& t : wf.steps[i].thresholds) judge(t, lw.steps[i].total, win[i], secs, lw.dropped, sched);
+        wc.merge(lw.steps[i].total);
+        wh.merge(win[i]);
+      }
+      win[i].reset();
+    }
+    if (started[w]) {
+      for (const auto& t : wf.thresholds) judge(t, wc, wh, secs, lw.dropped, sched);
+      if (wf.kind == WorkflowKind::test) {
+        live_run_counts.merge(wc);
+        live_run_hist.merge(wh);
+        live_run_secs = std::max(live_run_secs, secs);
+        live_run_dropped += lw.dropped;
+        live_run_sched += sched;
+      }
+    }
+    snap.workflows.push_back(std::move(lw));
+  }
+  for (const auto& t : plan.thresholds) {
+    LiveThreshold lt;
+    lt.threshold = &t;
+    lt.observed =
+        observe(t.metric, live_run_counts, live_run_hist, live_run_secs, live_run_dropped, live_run_sched, lt.no_data);
+    lt.passed = !lt.no_data && compare(t.op, lt.observed, t.value);
+    snap.thresholds.push_back(lt);
+  }
+  sh->opts->on_progress(snap);
+}
+
+// ---------------------------------------------------------------- planning helpers
+
+Status resolve_steps(const Plan& plan, RunShared& sh) {
+  sh.steps.resize(plan.workflows.size());
+  for (std::size_t w = 0; w < plan.workflows.size(); ++w) {
+    const Workflow& wf = plan.workflows[w];
+    auto& out = sh.steps[w];
+    out.resize(wf.steps.size());
+    for (std::size_t i = 0; i < wf.steps.size(); ++i) {
+      const Step& st = wf.steps[i];
+      ResolvedStep& rs = out[i];
+      for (int a : st.after) out[static_cast<std::size_t>(a)].children.push_back(static_cast<int>(i));
+      addrinfo hints{};
+      hints.ai_family = AF_UNSPEC;
+      hints.ai_socktype = st.type == StepType::udp ? SOCK_DGRAM : SOCK_STREAM;
+      addrinfo* res = nullptr;
+      const std::string port = std::to_string(st.port);
+      const int rc = getaddrinfo(st.host.c_str(), port.c_str(), &hints, &res);
+      if (rc != 0 || res == nullptr) {
+        return make_error(Errc::unavailable, fmt::format("workflow '{}' step '{}': cannot resolve host '{}': {}",
+                                                         wf.name, st.name, st.host, gai_strerror(rc)));
+      }
+      std::memcpy(&rs.addr, res->ai_addr, res->ai_addrlen);
+      freeaddrinfo(res);
+      bool dynamic = !st.path.is_static() || !st.body.is_static() || !st.send.is_static();
+      for (const auto& h : st.headers) dynamic = dynamic || !h.second.is_static();
+      rs.dynamic = dynamic;
+      rs.need_body = !st.expect.body_contains.empty() || st.expect.max_body.has_value() ||
+                     std::any_of(st.extract.begin(), st.extract.end(),
+                                 [](const Extract& x) { return x.from != Extract::From::header; });
+      rs.need_headers = !st.expect.header_name.empty() ||
+                        std::any_of(st.extract.begin(), st.extract.end(),
+                                    [](const Extract& x) { return x.from == Extract::From::header; });
+      if (!dynamic) {
+        if (st.type == StepType::http) {
+          const std::string body = st.body.literal();
+          const bool default_port = st.port == (st.tls ? 443 : 80);
+          std::string r = fmt::format("{} {} HTTP/1.1\r\nHost: {}{}\r\n", st.method, st.path.literal(), st.host,
+                                      default_port ? "" : ":" + std::to_string(st.port));
+          for (const auto& [k, v] : st.headers) r += fmt::format("{}: {}\r\n", k, v.literal());
+          if (!body.empty() || st.method == "POST" || st.method == "PUT" || st.method == "PATCH")
+            r += fmt::format("Content-Length: {}\r\n", body.size());
+          if (!st.keepalive) r += "Connection: close\r\n";
+          r += "\r\n" + body;
+          rs.request = std::move(r);
+        } else {
+          rs.request = st.send.literal();
+        }
+      }
+    }
+  }
+  return ok_status();
+}
+
+Duration worst_case(const Plan& plan) {
+  Duration total{0};
+  for (const auto& w : plan.workflows) {
+    Duration step_max{0};
+    for (const auto& s : w.steps) step_max += s.timeout;
+    total += w.duration + std::min(w.graceful_stop, step_max + std::chrono::seconds(1)) + std::chrono::seconds(2);
+  }
+  return total + std::chrono::seconds(10);
+}
+
+}  // namespace
+
+Result<RunStats> run_plan(const Plan& plan, const RunOptions& opts) {
+  RunShared sh;
+  sh.plan = &plan;
+  sh.opts = &opts;
+  HS_TRY(resolve_steps(plan, sh));
+  bool any_tls = false;
+  for (const auto& w : plan.workflows)
+    for (const auto& st : w.steps) any_tls = any_tls || st.tls;
+  if (any_tls) {
+    sh.tls_verify = SSL_CTX_new(TLS_client_method());
+    sh.tls_noverify = SSL_CTX_new(TLS_client_method());
+    if (!sh.tls_verify || !sh.tls_noverify)
+      return make_error(Errc::internal, "OpenSSL: cannot create a TLS context: " + tls_error());
+    SSL_CTX_set_verify(sh.tls_verify, SSL_VERIFY_PEER, nullptr);
+    if (SSL_CTX_set_default_verify_paths(sh.tls_verify) != 1)
+      log::warn("load", "tls_ca_paths", "error={}", log::quoted(tls_error()));
+    SSL_CTX_set_verify(sh.tls_noverify, SSL_VERIFY_NONE, nullptr);
+  }
+  // ctx[w] is what workflow w sees; ctx[n + w] is what setup workflow w provided.
+  sh.ctx.resize(plan.workflows.size() * 2);
+
+  runtime::ShardSetOptions so;
+  so.shards = opts.shards;
+  so.handle_signals = false;  // the coordinator owns SIGINT/SIGTERM: it aborts the run cleanly
+  so.shutdown_bound = std::chrono::seconds(5);
+  runtime::ShardSet set(so);
+  sh.nshards = set.size();
+  std::vector<std::unique_ptr<ShardState>> states;
+  for (int i = 0; i < sh.nshards; ++i) {
+    states.push_back(std::make_unique<ShardState>());
+    sh.shard_states.push_back(states.back().get());
+  }
+  Coordinator co;
+  co.sh = &sh;
+  sh.coord = &co;
+  co.result.test_name = plan.test_name;
+  co.result.plan_hash = plan.hash;
+  co.result.workflows.resize(plan.workflows.size());
+  for (std::size_t w = 0; w < plan.workflows.size(); ++w) {
+    co.result.workflows[w].name = plan.workflows[w].name;
+    co.result.workflows[w].steps.resize(plan.workflows[w].steps.size());
+    for (std::size_t i = 0; i < plan.workflows[w].steps.size(); ++i)
+      co.result.workflows[w].steps[i].name = plan.workflows[w].steps[i].name;
+  }
+  co.shards_left.assign(plan.workflows.size(), 0);
+  co.started.assign(plan.workflows.size(), false);
+  co.started_at.assign(plan.workflows.size(), Instant{0});
+  co.live.resize(plan.workflows.size());
+  co.window.resize(plan.workflows.size());
+
+  Status st = set.start([&](Reactor& r) {
+    ShardState& ss = *states[static_cast<std::size_t>(r.shard_id())];
+    ss.r = &r;
+    ss.sh = &sh;
+    for (int i = 0; i < static_cast<int>(FailReason::kCount); ++i)
+      ss.errors[static_cast<std::size_t>(i)] =
+          &r.metrics().counter("hs_load_step_failures_total", "Load steps that failed, by reason",
+                               {{"reason", reason_name(static_cast<FailReason>(i))}});
+    r.on_shutdown("load", [&ss](std::function<void()> done) {
+      ss.aborting = true;
+      for (auto& run : ss.runs) {
+        if (run->finishing) continue;
+        interrupt_all(*run);
+        finish(*run);
+      }
+      if (ss.runs.empty())
+        done();
+      else
+        ss.shutdown_done = std::move(done);
+    });
+    auto live = r.every("load-live", std::chrono::milliseconds(500), [&ss]() {
+      send_live(ss);
+      return ok_status();
+    });
+    if (!live.ok())
+      log::error("load", "task_failed", "task=load-live error={}", log::quoted(live.status().to_string()));
+    if (r.shard_id() != 0) return;
+    tl_coord = &co;
+    co.r = &r;
+    sh.run_start = r.clock().now();
+    if (opts.handle_signals) {
+      for (auto* sig : {&co.sigint, &co.sigterm}) {
+        uv_signal_init(r.loop(), sig);
+        sig->data = &co;
+        uv_signal_start(
+            sig,
+            [](uv_signal_t* h, int signum) {
+              auto* c = static_cast<Coordinator*>(h->data);
+              if (++c->signal_count > 1) {
+                log::error("load", "signal_forced_exit", "signal={}", strsignal(signum));
+                std::_Exit(128 + signum);
+              }
+              c->abort(std::string("signal ") + strsignal(signum));
+            },
+            sig == &co.sigint ? SIGINT : SIGTERM);
+      }
+      co.signals = true;
+      r.on_shutdown("load-signals", [&co](std::function<void()> done) {
+        if (co.signals) {
+          uv_close(reinterpret_cast<uv_handle_t*>(&co.sigint), nullptr);
+          uv_close(reinterpret_cast<uv_handle_t*>(&co.sigterm), nullptr);
+          co.signals = false;
+        }
+        done();
+      });
+    }
+    auto rep = r.every("load-report", std::chrono::seconds(1), [&co]() {
+      // Live deltas from every shard arrive during the second; show them just after.
+      co.report_live();
+      return ok_status();
+    });
+    if (!rep.ok())
+      log::error("load", "task_failed", "task=load-report error={}", log::quoted(rep.status().to_string()));
+    co.start_ready();
+  });
+  if (!st.ok()) return st.with_context("start shards");
+  const auto reason = set.wait_for_stop_request(worst_case(plan));
+  bool hung = !reason.has_value();
+  if (hung) log::error("load", "run_overdue", "note=the run did not finish within its worst-case bound; stopping");
+  auto report = set.stop();
+  if (!report.clean) log::warn("load", "shutdown_unclean", "took_ms={:.1f}", to_millis(report.took));
+  if (hung) return make_error(Errc::internal, "the run did not finish within its worst-case time bound (see the log)");
+  RunStats out = std::move(co.result);
+  evaluate_thresholds(plan, out);
+  return out;
+}
+
+}  // namespace hs::load

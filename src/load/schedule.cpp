@@ -1,0 +1,138 @@
+#include "hyperscale/load/schedule.hpp"
+
+#include <algorithm>
+
+namespace hs::load {
+namespace {
+std::uint64_t split(std::uint64_t total, int shard, int shards) {
+  const std::uint64_t n = static_cast<std::uint64_t>(shards);
+  return total / n + (static_cast<std::uint64_t>(shard) < total % n ? 1 : 0);
+}
+}  // namespace
+
+ShardShare share_for(const Workflow& wf, int shard, int shards) {
+  ShardShare s;
+  s.shard = shard;
+  s.shards = shards;
+  if (wf.kind == WorkflowKind::setup) {
+    // Setup runs exactly once, on shard 0.
+    s.active = shard == 0;
+    s.vus = s.active ? 1 : 0;
+    s.iterations = s.active ? 1 : 0;
+    return s;
+  }
+  if (wf.executor == Executor::constant_vus) {
+    s.vus = split(wf.vus, shard, shards);
+    s.active = s.vus > 0;
+    if (wf.iterations) {
+      // Only shards with VUs take iterations.
+      const int m = static_cast<int>(std::min<std::uint64_t>(wf.vus, static_cast<std::uint64_t>(shards)));
+      s.iterations = shard < m ? split(*wf.iterations, shard, m) : 0;
+      if (*s.iterations == 0) s.active = false;
+    }
+  } else {
+    // Arrival index j (global) runs on shard j % shards; the slot cap is split evenly (>= 1).
+    s.vus = std::max<std::uint64_t>(1, split(wf.max_vus, shard, shards));
+    if (wf.iterations) {
+      s.iterations = split(*wf.iterations, shard, shards);
+      if (*s.iterations == 0) s.active = false;
+    }
+  }
+  return s;
+}
+
+Driver::Driver(const Workflow& wf, ShardShare share, Instant start)
+    : executor_(wf.kind == WorkflowKind::setup ? Executor::constant_vus : wf.executor),
+      share_(share),
+      start_(start),
+      end_(start + wf.duration),
+      graceful_(wf.graceful_stop),
+      pause_(wf.kind == WorkflowKind::setup ? Duration{0} : wf.pause),
+      rate_(wf.rate),
+      unit_(wf.time_unit) {
+  if (!share_.active) {
+    end_ = start;
+    return;
+  }
+  if (executor_ == Executor::constant_vus) {
+    ring_.resize(std::max<std::uint64_t>(1, share_.vus));
+    for (std::uint64_t v = 0; v < share_.vus; ++v) push_ready(start, v);
+  } else {
+    free_.reserve(share_.vus);
+    for (std::uint64_t v = share_.vus; v > 0; --v) free_.push_back(v - 1);
+  }
+}
+
+Instant Driver::due(std::uint64_t k) const {
+  // Global arrival j = shard + k * shards at start + j * unit / rate.
+  const __int128 j = static_cast<__int128>(share_.shard) + static_cast<__int128>(k) * share_.shards;
+  const __int128 off = j * unit_.count() / static_cast<__int128>(rate_);
+  return start_ + Duration(static_cast<std::int64_t>(off));
+}
+
+void Driver::poll(Instant now, std::vector<Start>& out) {
+  if (!share_.active) return;
+  if (executor_ == Executor::constant_vus) {
+    while (count_ > 0 && ring_[head_].at <= now && now < end_ && budget_left()) {
+      out.push_back({ring_[head_].vu, now});
+      head_ = (head_ + 1) % ring_.size();
+      --count_;
+      ++started_;
+      ++inflight_;
+    }
+    return;
+  }
+  while (budget_left()) {
+    const Instant d = due(next_k_);
+    if (d > now || d >= end_) break;
+    ++next_k_;
+    if (free_.empty()) {
+      ++dropped_;
+      continue;
+    }
+    const std::uint64_t vu = free_.back();
+    free_.pop_back();
+    out.push_back({vu, d});
+    ++started_;
+    ++inflight_;
+  }
+}
+
+void Driver::on_done(std::uint64_t vu, Instant now) {
+  if (inflight_ > 0) --inflight_;
+  ++completed_;
+  if (executor_ == Executor::constant_vus)
+    push_ready(now + pause_, vu);
+  else
+    free_.push_back(vu);
+}
+
+void Driver::on_interrupted(std::uint64_t vu) {
+  if (inflight_ > 0) --inflight_;
+  ++interrupted_;
+  if (executor_ == Executor::constant_vus)
+    push_ready(end_, vu);
+  else
+    free_.push_back(vu);
+}
+
+Driver::Phase Driver::phase(Instant now) const {
+  const bool more = share_.active && now < end_ && budget_left();
+  if (more) return Phase::running;
+  return inflight_ > 0 ? Phase::draining : Phase::done;
+}
+
+Instant Driver::next_wakeup(Instant now) const {
+  const Phase p = phase(now);
+  if (p == Phase::done) return kNever;
+  if (p == Phase::draining) return end_ + graceful_ > now ? end_ + graceful_ : now;
+  Instant next = end_;  // the phase change
+  if (executor_ == Executor::constant_vus) {
+    if (count_ > 0) next = std::min(next, std::max(ring_[head_].at, now));
+  } else {
+    next = std::min(next, std::max(due(next_k_), now));
+  }
+  return next;
+}
+
+}  // namespace hs::load
