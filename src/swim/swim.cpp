@@ -279,7 +279,7 @@ void Swim::apply(Context& ctx, const Gossip& g) {
   if (g.node == self_) {
     if (g.kind == GossipKind::alive) {
       if (g.incarnation > incarnation_) refute(ctx, g.incarnation);  // an older life of ours claims more
-    } else if (!(leaving_ && g.kind == GossipKind::left) && g.incarnation >= incarnation_) {
+    } else if (!leaving_ && g.incarnation >= incarnation_) {  // a leaving node does not argue
       refute(ctx, g.incarnation);
     }
     return;
