@@ -23,5 +23,6 @@ struct Command {
 };
 
 void register_demo(CLI::App& app, Command& cmd);
+void register_swim_agent(CLI::App& app, Command& cmd);
 
 }  // namespace hs::cli

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
 
   hs::cli::Command cmd;
   hs::cli::register_demo(app, cmd);
+  hs::cli::register_swim_agent(app, cmd);
 
   try {
     app.parse(argc, argv);

@@ -380,12 +380,6 @@ Status Simulator::dispatch(Event& e) {
       if (!s.up || e.epoch != s.epoch) return ok_status();
       auto t = s.live_timers.find(e.timer);
       if (t == s.live_timers.end()) return ok_status();
-      if (s.slow_factor > 1.0 && t->second) {
-        t->second = false;  // delay once
-        e.t = slow_delay(s, now_);
-        push(e);
-        return ok_status();
-      }
       s.live_timers.erase(t);
       counters_.timers_fired++;
       note(e, "timer");

@@ -191,7 +191,7 @@ void Swim::set_state(Context& ctx, NodeId id, Member& m, State s, std::uint32_t 
 void Swim::enqueue(const Gossip& g) {
   auto it = gossip_.find(g.node);
   if (it != gossip_.end()) {
-    it->second = GossipEntry{g, 0};
+    it->second = GossipEntry{g, 0, ++gossip_seq_};
     return;
   }
   if (gossip_.size() >= cfg_.max_gossip_buffer) {
@@ -202,7 +202,7 @@ void Swim::enqueue(const Gossip& g) {
     gossip_.erase(victim);
     stats_.gossip_evicted++;
   }
-  gossip_.emplace(g.node, GossipEntry{g, 0});
+  gossip_.emplace(g.node, GossipEntry{g, 0, ++gossip_seq_});
 }
 
 void Swim::heard_from(Context& ctx, NodeId from, std::uint32_t inc) {
@@ -363,10 +363,14 @@ void Swim::send(Context& ctx, NodeId to, MsgType type, std::uint32_t seq, NodeId
     pick.reserve(gossip_.size());
     for (auto i = gossip_.begin(); i != gossip_.end(); ++i) pick.push_back(i);
     if (pick.size() > maxg) {
+      // Our own alive/left record (a refutation) first, then least-sent, then newest.
+      const NodeId me = self_;
       std::partial_sort(pick.begin(), pick.begin() + static_cast<std::ptrdiff_t>(maxg), pick.end(),
-                        [](const auto& a, const auto& b) {
-                          return a->second.transmits != b->second.transmits ? a->second.transmits < b->second.transmits
-                                                                            : a->first < b->first;
+                        [me](const auto& a, const auto& b) {
+                          const bool sa = a->first == me, sb = b->first == me;
+                          if (sa != sb) return sa;
+                          if (a->second.transmits != b->second.transmits) return a->second.transmits < b->second.transmits;
+                          return a->second.seq > b->second.seq;
                         });
       pick.resize(maxg);
     }
@@ -406,10 +410,11 @@ void Swim::send_sync(Context& ctx, NodeId to, bool want_reply, bool sample, cons
       NodeId id = probe_list_[ctx.rng().below(probe_list_.size())];
       if (id == to || chosen.count(id)) continue;
       auto it = members_.find(id);
-      if (it == members_.end() || gone(it->second.state)) continue;
+      // Only plain alive members: a suspicion in a sample would count us as an independent
+      // confirmer, which we are not.
+      if (it == members_.end() || it->second.state != State::alive) continue;
       chosen.insert(id);
-      const GossipKind k = it->second.state == State::suspect ? GossipKind::suspect : GossipKind::alive;
-      m.gossip.push_back(Gossip{k, id, it->second.incarnation, self_});
+      m.gossip.push_back(Gossip{GossipKind::alive, id, it->second.incarnation, id});
     }
   }
   Bytes out;
@@ -569,6 +574,8 @@ void Swim::on_timer(Context& ctx, sim::TimerId, std::uint64_t t) {
         send(ctx, p, MsgType::ping_req, probe_.seq, probe_.target);
         stats_.ping_reqs_sent++;
       }
+      // A second direct attempt alongside the indirect ones (a lost datagram is the common case).
+      send(ctx, probe_.target, MsgType::ping, probe_.seq, probe_.target);
       probe_.expected_nacks = static_cast<std::uint32_t>(proxies.size());
       break;
     }

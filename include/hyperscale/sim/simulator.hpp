@@ -4,8 +4,9 @@
 //
 // Faults: message latency (min + exponential tail), loss, duplication, reordering (extra random
 // delay), partitions (two-way between groups, or one-way per directed link), crash and restart of a
-// node (its Disk survives, its memory does not), clock skew (offset + drift per node), and slow
-// nodes (every event they handle is delayed). An invariant hook runs after every event; the first
+// node (its Disk survives, its memory and pending timers do not; messages reaching it while it is
+// down are dropped), clock skew (offset + drift per node), and slow nodes (incoming messages are
+// handled late). An invariant hook runs after every event; the first
 // failure stops the run and is reported with its seed and the command that replays it.
 #pragma once
 
@@ -68,8 +69,8 @@ class Simulator {
   // Starts a node (on_start runs at the current virtual time, as an event).
   Status start(NodeId id);
   void start_all();
-  // Crash: the Node object is destroyed now; pending timers and in-flight messages to it are
-  // dropped; its Disk survives.
+  // Crash: the Node object is destroyed now; its pending timers are dropped, and so are messages
+  // that reach it while it is down; its Disk survives.
   Status crash(NodeId id);
   // Restart a crashed node: a fresh Node from the factory, same Disk, on_start runs.
   Status restart(NodeId id);
@@ -91,8 +92,10 @@ class Simulator {
   // ---- node faults ----
   // This node's clock reads global × rate + offset (rate 1.0 and offset 0 by default).
   Status set_clock_skew(NodeId id, Duration offset, double rate);
-  // Every event the node handles (message or timer) is delayed by a random extra up to
-  // (factor − 1) × unit: a CPU-starved node. factor 1.0 switches it off.
+  // Every message the node receives is handled late, by a random extra delay up to
+  // (factor − 1) × unit, while its timers still fire on time: an overloaded event loop whose
+  // datagrams wait in the socket buffer (libuv runs due timers before polling for I/O).
+  // factor 1.0 switches it off.
   Status set_slow(NodeId id, double factor, Duration unit);
 
   // ---- running ----

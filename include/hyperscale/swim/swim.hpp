@@ -154,6 +154,7 @@ class Swim final : public sim::Node {
   struct GossipEntry {
     Gossip g;
     std::uint32_t transmits = 0;
+    std::uint64_t seq = 0;  // enqueue order: among equally-sent entries the newest goes first
   };
   struct Probe {
     bool active = false;
@@ -211,6 +212,7 @@ class Swim final : public sim::Node {
   std::vector<NodeId> probe_list_;
   std::size_t probe_index_ = 0;
   std::map<NodeId, GossipEntry> gossip_;
+  std::uint64_t gossip_seq_ = 0;
   Probe probe_;
   std::map<std::uint32_t, Relay> relays_;
   std::deque<std::pair<Instant, NodeId>> dead_queue_;         // forget after dead_retention

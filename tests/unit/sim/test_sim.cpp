@@ -160,7 +160,7 @@ TEST_CASE("clock skew: a node's clock and timers follow its own rate and offset"
   CHECK(p->timers[0].first == Instant{101s});
 }
 
-TEST_CASE("a slow node handles every event late") {
+TEST_CASE("a slow node handles incoming messages late") {
   auto s = pair_sim(8, 50);
   REQUIRE(s->set_slow(2, 5.0, 100ms).ok());
   CHECK_FALSE(s->set_slow(2, 0.5, 100ms).ok());
