@@ -61,6 +61,10 @@ Status SimCluster::check() {
       return make_error(Errc::internal, fmt::format("node {} gossip buffer {} > {}", id, s->gossip_buffer_size(), c.max_gossip_buffer));
     if (s->relay_count() > c.max_relays)
       return make_error(Errc::internal, fmt::format("node {} relays {} > {}", id, s->relay_count(), c.max_relays));
+    std::size_t live = 0;
+    for (const MemberInfo& mi : s->members()) live += (mi.state == State::alive || mi.state == State::suspect) ? 1 : 0;
+    if (live != s->alive_count())
+      return make_error(Errc::internal, fmt::format("node {} live count {} != {}", id, s->alive_count(), live));
     if (s->lhm_score() < 0 || s->lhm_score() > c.lhm_max)
       return make_error(Errc::internal, fmt::format("node {} lhm {} out of range", id, s->lhm_score()));
   }

@@ -37,12 +37,6 @@ Duration Swim::scaled(Duration d) const { return d * (1 + lhm_); }
 
 void Swim::lhm_delta(int d) { lhm_ = std::clamp(lhm_ + d, 0, cfg_.lhm_max); }
 
-std::size_t Swim::alive_count() const noexcept {
-  std::size_t n = 0;
-  for (const auto& [id, m] : members_)
-    if (!gone(m.state)) ++n;
-  return n;
-}
 
 Duration Swim::suspicion_min() const {
   const double n = static_cast<double>(cluster_size());
@@ -77,15 +71,19 @@ void Swim::bootstrap_confirmed(const std::vector<NodeId>& ids) {
       log::warn("swim", "member_refused", "node={} reason=table_full max={}", id, cfg_.max_members);
       break;
     }
-    Member& m = members_[id];
-    m.confirmed = true;
+    auto [it, added] = members_.try_emplace(id);
+    it->second.confirmed = true;
+    if (added) ++live_;
   }
 }
 
 void Swim::on_start(Context& ctx) {
   self_ = ctx.self();
   started_ = true;
-  members_.erase(self_);
+  if (auto it = members_.find(self_); it != members_.end()) {
+    if (!gone(it->second.state)) --live_;
+    members_.erase(it);
+  }
   if (auto stored = ctx.disk().get(kIncKey); stored && stored->size() == 4) {
     std::uint32_t v = 0;
     for (int i = 0; i < 4; ++i) v |= static_cast<std::uint32_t>((*stored)[static_cast<std::size_t>(i)]) << (8 * i);
@@ -147,7 +145,9 @@ Swim::Member* Swim::add_member(Context& ctx, NodeId id, std::uint32_t inc, bool 
     return nullptr;
   }
   const Instant now = ctx.now();
-  Member& m = members_[id];
+  auto [mit, added] = members_.try_emplace(id);
+  Member& m = mit->second;
+  if (added || gone(m.state)) ++live_;
   m.state = State::alive;
   m.incarnation = inc;
   m.confirmed = confirmed;
@@ -170,6 +170,8 @@ void Swim::set_state(Context& ctx, NodeId id, Member& m, State s, std::uint32_t 
   m.since = ctx.now();
   if (s != State::suspect) m.suspicion.reset();
   if (prev == s) return;
+  if (gone(s) && !gone(prev)) --live_;
+  if (!gone(s) && gone(prev)) ++live_;
   if (gone(s)) {
     dead_queue_.emplace_back(m.since, id);
     if (!gone(prev)) {
@@ -191,18 +193,20 @@ void Swim::set_state(Context& ctx, NodeId id, Member& m, State s, std::uint32_t 
 void Swim::enqueue(const Gossip& g) {
   auto it = gossip_.find(g.node);
   if (it != gossip_.end()) {
+    gossip_order_.erase(key_of(it->first, it->second));
     it->second = GossipEntry{g, 0, ++gossip_seq_};
+    gossip_order_.insert(key_of(it->first, it->second));
     return;
   }
-  if (gossip_.size() >= cfg_.max_gossip_buffer) {
-    // Evict the most-sent entry: it has had the most chances to spread already.
-    auto victim = gossip_.begin();
-    for (auto i = gossip_.begin(); i != gossip_.end(); ++i)
-      if (i->second.transmits > victim->second.transmits) victim = i;
-    gossip_.erase(victim);
+  if (gossip_.size() >= cfg_.max_gossip_buffer && !gossip_order_.empty()) {
+    // Evict the most-sent entry (oldest among those): it has had the most chances to spread.
+    auto victim = std::prev(gossip_order_.end());
+    gossip_.erase(std::get<2>(*victim));
+    gossip_order_.erase(victim);
     stats_.gossip_evicted++;
   }
-  gossip_.emplace(g.node, GossipEntry{g, 0, ++gossip_seq_});
+  auto [pos, inserted] = gossip_.emplace(g.node, GossipEntry{g, 0, ++gossip_seq_});
+  gossip_order_.insert(key_of(pos->first, pos->second));
 }
 
 void Swim::heard_from(Context& ctx, NodeId from, std::uint32_t inc) {
@@ -359,25 +363,22 @@ void Swim::send(Context& ctx, NodeId to, MsgType type, std::uint32_t seq, NodeId
     const double n = static_cast<double>(cluster_size());
     const std::uint32_t limit =
         static_cast<std::uint32_t>(std::max(1.0, std::ceil(cfg_.gossip_lambda * std::log(n + 1.0))));
-    std::vector<std::map<NodeId, GossipEntry>::iterator> pick;
-    pick.reserve(gossip_.size());
-    for (auto i = gossip_.begin(); i != gossip_.end(); ++i) pick.push_back(i);
-    if (pick.size() > maxg) {
-      // Our own alive/left record (a refutation) first, then least-sent, then newest.
-      const NodeId me = self_;
-      std::partial_sort(pick.begin(), pick.begin() + static_cast<std::ptrdiff_t>(maxg), pick.end(),
-                        [me](const auto& a, const auto& b) {
-                          const bool sa = a->first == me, sb = b->first == me;
-                          if (sa != sb) return sa;
-                          if (a->second.transmits != b->second.transmits) return a->second.transmits < b->second.transmits;
-                          return a->second.seq > b->second.seq;
-                        });
-      pick.resize(maxg);
-    }
-    for (auto i : pick) {
-      if (first && i->second.g == *first) continue;
-      m.gossip.push_back(i->second.g);
-      if (++i->second.transmits >= limit) gossip_.erase(i);
+    // Our own record (a refutation or a leave) first, then least-sent, newest first.
+    std::vector<NodeId> pick;
+    pick.reserve(maxg);
+    if (gossip_.count(self_)) pick.push_back(self_);
+    for (auto k = gossip_order_.begin(); k != gossip_order_.end() && pick.size() < maxg; ++k)
+      if (std::get<2>(*k) != self_) pick.push_back(std::get<2>(*k));
+    for (NodeId id : pick) {
+      auto it = gossip_.find(id);
+      if (first && it->second.g == *first) continue;
+      m.gossip.push_back(it->second.g);
+      gossip_order_.erase(key_of(id, it->second));
+      if (++it->second.transmits >= limit) {
+        gossip_.erase(it);
+      } else {
+        gossip_order_.insert(key_of(id, it->second));
+      }
     }
   }
   Bytes out;
@@ -541,6 +542,7 @@ void Swim::housekeeping(Context& ctx) {
     if (it != members_.end() && !it->second.confirmed && it->second.since <= t) {
       log::warn("swim", "unconfirmed_dropped", "self={} node={} reason=never_heard_from after_s={:.1f}", self_, id,
                 to_seconds(now - t));
+      if (!gone(it->second.state)) --live_;
       members_.erase(it);
       stats_.unconfirmed_dropped++;
     }

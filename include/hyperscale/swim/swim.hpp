@@ -24,6 +24,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <tuple>
 #include <string_view>
 #include <vector>
 
@@ -124,7 +125,7 @@ class Swim final : public sim::Node {
   int lhm_score() const noexcept { return lhm_; }
   std::optional<MemberInfo> member(NodeId id) const;
   std::vector<MemberInfo> members() const;
-  std::size_t alive_count() const noexcept;  // alive + suspect, excluding self
+  std::size_t alive_count() const noexcept { return live_; }  // alive + suspect, excluding self
   std::optional<Bytes> state_of(NodeId id) const;
   const SwimStats& stats() const noexcept { return stats_; }
   std::size_t gossip_buffer_size() const noexcept { return gossip_.size(); }
@@ -209,9 +210,14 @@ class Swim final : public sim::Node {
   std::uint32_t next_seq_ = 1;
   Bytes local_state_;
   std::map<NodeId, Member> members_;
+  std::size_t live_ = 0;  // members alive or suspect (kept in step with members_)
   std::vector<NodeId> probe_list_;
   std::size_t probe_index_ = 0;
   std::map<NodeId, GossipEntry> gossip_;
+  // Send order of gossip_: (transmits, newest first, node). Kept in step with gossip_.
+  using GossipKey = std::tuple<std::uint32_t, std::uint64_t, NodeId>;
+  std::set<GossipKey> gossip_order_;
+  static GossipKey key_of(NodeId id, const GossipEntry& e) { return {e.transmits, ~e.seq, id}; }
   std::uint64_t gossip_seq_ = 0;
   Probe probe_;
   std::map<std::uint32_t, Relay> relays_;
