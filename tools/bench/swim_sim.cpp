@@ -27,6 +27,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
+std::size_t g_max_piggyback = 0;  // 0: SwimConfig default
+
 struct Condition {
   const char* name;
   double loss;
@@ -62,7 +64,8 @@ void trial(Row& row, std::size_t n, const Condition& cond, std::uint64_t seed, i
   o.sim.net.loss = cond.loss;
   o.bootstrap_full = true;
   o.check_invariants = false;
-  if (!cond.lifeguard) o.cfg.lhm_max = 0;  // no local health multiplier: plain SWIM timeouts
+  if (!cond.lifeguard) o.cfg.lhm_max = 0;
+  if (g_max_piggyback) o.cfg.max_piggyback = g_max_piggyback;  // no local health multiplier: plain SWIM timeouts
   const Duration period = o.cfg.period;
   SimCluster c(o);
   Rng r(seed ^ 0x9e3779b97f4a7c15ull);
@@ -148,10 +151,12 @@ int main(int argc, char** argv) {
       }
     } else if (a == "--trials-scale" && i + 1 < argc) {
       scale = std::atof(argv[++i]);
+    } else if (a == "--max-piggyback" && i + 1 < argc) {
+      g_max_piggyback = std::strtoull(argv[++i], nullptr, 10);
     } else if (a == "--seed" && i + 1 < argc) {
       seed = std::strtoull(argv[++i], nullptr, 10);
     } else {
-      std::fprintf(stderr, "usage: %s [--sizes 10,100,1000] [--trials-scale 1.0] [--seed 1]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--sizes 10,100,1000] [--trials-scale 1.0] [--seed 1] [--max-piggyback k]\n", argv[0]);
       return 2;
     }
   }

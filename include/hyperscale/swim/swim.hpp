@@ -49,7 +49,7 @@ struct SwimConfig {
   int lhm_decline_proxy = 6;         // at this score or worse, ping-reqs are declined
   double gossip_lambda = 3.0;        // each update is sent ⌈λ·ln(n+1)⌉ times
   std::size_t max_gossip_buffer = 1000;
-  std::size_t max_piggyback = 20;    // further bounded by what fits in the datagram
+  std::size_t max_piggyback = 50;    // further bounded by what fits in the datagram (with the role state)
   std::size_t max_members = 10'000;
   std::size_t max_relays = 100;
   std::size_t max_confirmers = 1000;
