@@ -26,5 +26,6 @@ void register_demo(CLI::App& app, Command& cmd);
 void register_wal(CLI::App& app, Command& cmd);
 // run, validate, new, ping, target (src/cli/load.cpp)
 void register_load(CLI::App& app, Command& cmd);
+void register_swim_agent(CLI::App& app, Command& cmd);
 
 }  // namespace hs::cli

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   hs::cli::register_demo(app, cmd);
   hs::cli::register_wal(app, cmd);
   hs::cli::register_load(app, cmd);
+  hs::cli::register_swim_agent(app, cmd);
 
   try {
     app.parse(argc, argv);
