@@ -30,8 +30,8 @@ std::string describe() {
 Stats stats() noexcept {
   Stats s;
   std::size_t elapsed = 0, user = 0, sys = 0, peak_rss = 0, page_faults = 0;
-  mi_process_info(&elapsed, &user, &sys, &s.current_rss, &peak_rss, &s.committed_bytes,
-                  &s.peak_committed_bytes, &page_faults);
+  mi_process_info(&elapsed, &user, &sys, &s.current_rss, &peak_rss, &s.committed_bytes, &s.peak_committed_bytes,
+                  &page_faults);
   return s;
 }
 

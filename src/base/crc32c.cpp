@@ -66,8 +66,7 @@ std::uint32_t extend_sw(std::uint32_t crc, const void* data, std::size_t n) noex
 }
 
 #ifdef HS_CRC32C_X86
-__attribute__((target("sse4.2"))) std::uint32_t extend_hw(std::uint32_t crc, const void* data,
-                                                          std::size_t n) noexcept {
+__attribute__((target("sse4.2"))) std::uint32_t extend_hw(std::uint32_t crc, const void* data, std::size_t n) noexcept {
   const auto* p = static_cast<const unsigned char*>(data);
   std::uint64_t c = ~crc;
   while (n >= 8) {
@@ -82,9 +81,7 @@ __attribute__((target("sse4.2"))) std::uint32_t extend_hw(std::uint32_t crc, con
   return ~c32;
 }
 #else
-std::uint32_t extend_hw(std::uint32_t crc, const void* data, std::size_t n) noexcept {
-  return extend_sw(crc, data, n);
-}
+std::uint32_t extend_hw(std::uint32_t crc, const void* data, std::size_t n) noexcept { return extend_sw(crc, data, n); }
 #endif
 
 bool hw_available() noexcept { return kHw; }

@@ -34,12 +34,18 @@ void write_stderr(std::string_view line) noexcept {
 
 std::string_view level_name(Level l) noexcept {
   switch (l) {
-    case Level::trace: return "trace";
-    case Level::debug: return "debug";
-    case Level::info: return "info";
-    case Level::warn: return "warn";
-    case Level::error: return "error";
-    case Level::off: return "off";
+    case Level::trace:
+      return "trace";
+    case Level::debug:
+      return "debug";
+    case Level::info:
+      return "info";
+    case Level::warn:
+      return "warn";
+    case Level::error:
+      return "error";
+    case Level::off:
+      return "off";
   }
   return "?";
 }
@@ -66,10 +72,17 @@ std::string quoted(std::string_view v) {
   out.push_back('"');
   for (char c : v) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      default: out.push_back(c);
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        out.push_back(c);
     }
   }
   out.push_back('"');
@@ -84,9 +97,9 @@ void emit(Level l, std::string_view component, std::string_view event, std::stri
     std::tm tm{};
     gmtime_r(&secs, &tm);
     fmt::memory_buffer buf;
-    fmt::format_to(std::back_inserter(buf), "ts={:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z level={} shard=",
-                   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                   us % 1'000'000, level_name(l));
+    fmt::format_to(std::back_inserter(buf),
+                   "ts={:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z level={} shard=", tm.tm_year + 1900, tm.tm_mon + 1,
+                   tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, us % 1'000'000, level_name(l));
     if (t_shard < 0) {
       fmt::format_to(std::back_inserter(buf), "main");
     } else {

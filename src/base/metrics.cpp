@@ -32,19 +32,26 @@ std::string escape_label_value(std::string_view v) {
   std::string out;
   out.reserve(v.size());
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out.push_back(c);
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out.push_back(c);
   }
   return out;
 }
 
 std::string_view kind_name(Kind k) {
   switch (k) {
-    case Kind::counter: return "counter";
-    case Kind::gauge: return "gauge";
-    case Kind::histogram: return "histogram";
+    case Kind::counter:
+      return "counter";
+    case Kind::gauge:
+      return "gauge";
+    case Kind::histogram:
+      return "histogram";
   }
   return "untyped";
 }
@@ -103,8 +110,8 @@ bool Registry::valid_name(std::string_view name) noexcept {
   return true;
 }
 
-Registry::Entry* Registry::find_or_create(std::string_view name, std::string_view help, Kind kind,
-                                          Labels&& labels, const std::vector<double>* bounds) {
+Registry::Entry* Registry::find_or_create(std::string_view name, std::string_view help, Kind kind, Labels&& labels,
+                                          const std::vector<double>* bounds) {
   if (!valid_name(name)) {
     dropped_.inc();
     log::error("metrics", "invalid_metric_name", "name={}", log::quoted(name));
@@ -189,8 +196,12 @@ Snapshot Registry::snapshot() const {
       Snapshot::Series s;
       s.labels = e->labels;
       switch (fam->kind) {
-        case Kind::counter: s.value = static_cast<double>(e->counter.value()); break;
-        case Kind::gauge: s.value = e->gauge.value(); break;
+        case Kind::counter:
+          s.value = static_cast<double>(e->counter.value());
+          break;
+        case Kind::gauge:
+          s.value = e->gauge.value();
+          break;
         case Kind::histogram:
           s.bounds = e->histogram->bounds();
           s.buckets = e->histogram->bucket_counts();
@@ -253,8 +264,10 @@ std::string Snapshot::render_prometheus() const {
     out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, f.help, name, kind_name(f.kind));
     for (const auto& [key, s] : f.series) {
       if (f.kind != Kind::histogram) {
-        if (key.empty()) out += fmt::format("{} {}\n", name, format_value(s.value));
-        else out += fmt::format("{}{{{}}} {}\n", name, key, format_value(s.value));
+        if (key.empty())
+          out += fmt::format("{} {}\n", name, format_value(s.value));
+        else
+          out += fmt::format("{}{{{}}} {}\n", name, key, format_value(s.value));
         continue;
       }
       std::uint64_t cumulative = 0;

@@ -8,19 +8,32 @@ namespace hs {
 
 std::string_view errc_name(Errc c) noexcept {
   switch (c) {
-    case Errc::ok: return "ok";
-    case Errc::invalid_argument: return "invalid_argument";
-    case Errc::not_found: return "not_found";
-    case Errc::already_exists: return "already_exists";
-    case Errc::backpressure: return "backpressure";
-    case Errc::timeout: return "timeout";
-    case Errc::cancelled: return "cancelled";
-    case Errc::io_error: return "io_error";
-    case Errc::corruption: return "corruption";
-    case Errc::unavailable: return "unavailable";
-    case Errc::permission_denied: return "permission_denied";
-    case Errc::protocol_error: return "protocol_error";
-    case Errc::internal: return "internal";
+    case Errc::ok:
+      return "ok";
+    case Errc::invalid_argument:
+      return "invalid_argument";
+    case Errc::not_found:
+      return "not_found";
+    case Errc::already_exists:
+      return "already_exists";
+    case Errc::backpressure:
+      return "backpressure";
+    case Errc::timeout:
+      return "timeout";
+    case Errc::cancelled:
+      return "cancelled";
+    case Errc::io_error:
+      return "io_error";
+    case Errc::corruption:
+      return "corruption";
+    case Errc::unavailable:
+      return "unavailable";
+    case Errc::permission_denied:
+      return "permission_denied";
+    case Errc::protocol_error:
+      return "protocol_error";
+    case Errc::internal:
+      return "internal";
   }
   return "unknown";
 }
@@ -41,12 +54,18 @@ Status errno_status(std::string_view context, int err) {
   // GNU strerror_r returns a char* that may or may not point into buf.
   const char* text = strerror_r(err, buf, sizeof buf);
   Errc code = Errc::io_error;
-  if (err == EACCES || err == EPERM) code = Errc::permission_denied;
-  else if (err == ENOENT) code = Errc::not_found;
-  else if (err == EEXIST) code = Errc::already_exists;
-  else if (err == EINVAL) code = Errc::invalid_argument;
-  else if (err == ETIMEDOUT) code = Errc::timeout;
-  else if (err == ECANCELED) code = Errc::cancelled;
+  if (err == EACCES || err == EPERM)
+    code = Errc::permission_denied;
+  else if (err == ENOENT)
+    code = Errc::not_found;
+  else if (err == EEXIST)
+    code = Errc::already_exists;
+  else if (err == EINVAL)
+    code = Errc::invalid_argument;
+  else if (err == ETIMEDOUT)
+    code = Errc::timeout;
+  else if (err == ECANCELED)
+    code = Errc::cancelled;
   return Status(code, fmt::format("{}: {} (errno {})", context, text, err));
 }
 

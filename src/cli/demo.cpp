@@ -37,13 +37,18 @@ int run_demo(int shards, double seconds) {
     DemoShard& me = state[static_cast<std::size_t>(r.shard_id())];
     const int to = (r.shard_id() + 1) % n;
     for (int i = 0; i < 4096; ++i) {
-      runtime::Message m = [&state](runtime::Reactor& dst) { state[static_cast<std::size_t>(dst.shard_id())].received++; };
+      runtime::Message m = [&state](runtime::Reactor& dst) {
+        state[static_cast<std::size_t>(dst.shard_id())].received++;
+      };
       Status st = r.try_send(to, m);
       if (!st.ok()) {
         // Ring full: wait until the consumer frees space, then continue.
         if (!me.blocked) {
           me.blocked = true;
-          Status w = r.on_writable(to, [&r, &me, pump]() { me.blocked = false; (void)r.defer([&r, pump]() { (*pump)(r); }); });
+          Status w = r.on_writable(to, [&r, &me, pump]() {
+            me.blocked = false;
+            (void)r.defer([&r, pump]() { (*pump)(r); });
+          });
           if (!w.ok()) log::warn("demo", "on_writable_failed", "error={}", log::quoted(w.to_string()));
         }
         return;
@@ -72,7 +77,8 @@ int run_demo(int shards, double seconds) {
   auto report = set.stop();
   std::uint64_t total = 0;
   for (int i = 0; i < n; ++i) {
-    std::printf("shard %d: sent %llu, received %llu\n", i, static_cast<unsigned long long>(state[static_cast<std::size_t>(i)].sent),
+    std::printf("shard %d: sent %llu, received %llu\n", i,
+                static_cast<unsigned long long>(state[static_cast<std::size_t>(i)].sent),
                 static_cast<unsigned long long>(state[static_cast<std::size_t>(i)].received));
     total += state[static_cast<std::size_t>(i)].received;
   }

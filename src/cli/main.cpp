@@ -26,7 +26,8 @@ int main(int argc, char** argv) {
   }
   hs::log::Level lv;
   if (!hs::log::parse_level(level, lv)) {
-    std::fprintf(stderr, "hyperscale: --log-level: unknown level '%s' (trace|debug|info|warn|error|off)\n", level.c_str());
+    std::fprintf(stderr, "hyperscale: --log-level: unknown level '%s' (trace|debug|info|warn|error|off)\n",
+                 level.c_str());
     return hs::cli::kExitUsage;
   }
   hs::log::set_level(lv);

@@ -21,7 +21,7 @@ struct AgentArgs {
   int probe_timeout_ms = 0;  // 0: half the period
   double suspicion_alpha = 4.0;
   double suspicion_beta = 3.0;
-  double duration_s = 0;     // 0: until SIGINT/SIGTERM
+  double duration_s = 0;  // 0: until SIGINT/SIGTERM
   std::string state;
 };
 
@@ -59,7 +59,8 @@ int run_agent(const AgentArgs& a) {
     if (*id != *self) cfg.seeds.push_back(*id);
   }
   if (a.state.size() > swim::kMaxStateBytes) {
-    std::fprintf(stderr, "hyperscale swim-agent: --state: %zu bytes exceeds %zu\n", a.state.size(), swim::kMaxStateBytes);
+    std::fprintf(stderr, "hyperscale swim-agent: --state: %zu bytes exceeds %zu\n", a.state.size(),
+                 swim::kMaxStateBytes);
     return kExitUsage;
   }
 
@@ -101,7 +102,8 @@ int run_agent(const AgentArgs& a) {
   }
   std::optional<std::string> reason;
   if (a.duration_s > 0)
-    reason = set.wait_for_stop_request(std::chrono::duration_cast<Duration>(std::chrono::duration<double>(a.duration_s)));
+    reason =
+        set.wait_for_stop_request(std::chrono::duration_cast<Duration>(std::chrono::duration<double>(a.duration_s)));
   else
     reason = set.wait_for_stop_request();
   set.stop();
@@ -117,7 +119,8 @@ int run_agent(const AgentArgs& a) {
 }  // namespace
 
 void register_swim_agent(CLI::App& app, Command& cmd) {
-  auto* sub = app.add_subcommand("swim-agent", "Run one SWIM membership agent over UDP (loopback) and log membership changes");
+  auto* sub =
+      app.add_subcommand("swim-agent", "Run one SWIM membership agent over UDP (loopback) and log membership changes");
   auto a = std::make_shared<AgentArgs>();
   sub->add_option("--bind", a->bind, "IPv4:port to bind (127.0.0.0/8)")->required();
   sub->add_option("--seeds", a->seeds, "Comma-separated IPv4:port of members to join through");
@@ -125,8 +128,11 @@ void register_swim_agent(CLI::App& app, Command& cmd) {
   sub->add_option("--probe-timeout-ms", a->probe_timeout_ms, "Direct probe timeout (default: half the period)")
       ->check(CLI::Range(0, 600000));
   sub->add_option("--suspicion-alpha", a->suspicion_alpha, "Tmin = alpha * max(1, log10 n) periods")
-      ->check(CLI::Range(0.5, 100.0))->capture_default_str();
-  sub->add_option("--suspicion-beta", a->suspicion_beta, "Tmax = beta * Tmin")->check(CLI::Range(1.0, 100.0))->capture_default_str();
+      ->check(CLI::Range(0.5, 100.0))
+      ->capture_default_str();
+  sub->add_option("--suspicion-beta", a->suspicion_beta, "Tmax = beta * Tmin")
+      ->check(CLI::Range(1.0, 100.0))
+      ->capture_default_str();
   sub->add_option("--duration", a->duration_s, "Seconds to run (0: until SIGINT/SIGTERM)")->check(CLI::Range(0.0, 1e7));
   sub->add_option("--state", a->state, "Role state bytes embedded in every probe");
   sub->callback([&cmd, a]() { cmd.run = [a]() { return run_agent(*a); }; });

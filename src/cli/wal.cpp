@@ -21,9 +21,9 @@ int run_check(const std::string& dir) {
   std::printf("%s: %zu segment(s), %llu record(s), next lsn %llu\n", dir.c_str(), rep->segments.size(),
               static_cast<unsigned long long>(rep->records), static_cast<unsigned long long>(rep->next_lsn));
   if (rep->torn_tail) {
-    std::printf("torn tail: %s offset %llu (%llu bytes, %s); it is truncated at the next open\n", rep->torn_file.c_str(),
-                static_cast<unsigned long long>(rep->torn_offset), static_cast<unsigned long long>(rep->torn_bytes),
-                rep->torn_reason.c_str());
+    std::printf("torn tail: %s offset %llu (%llu bytes, %s); it is truncated at the next open\n",
+                rep->torn_file.c_str(), static_cast<unsigned long long>(rep->torn_offset),
+                static_cast<unsigned long long>(rep->torn_bytes), rep->torn_reason.c_str());
   }
   return kExitOk;
 }

@@ -774,7 +774,8 @@ void on_timer(uv_timer_t* t) {
     // libuv timers run on the loop's cached millisecond clock and can fire a little early: a deadline
     // is only declared once it has really passed, so a timed-out request's latency is >= its timeout.
     const Instant now = now_of(*c->vu->run);
-    const Instant dl = c->state == Conn::S::connecting ? std::min(c->step_deadline, c->connect_deadline) : c->step_deadline;
+    const Instant dl =
+        c->state == Conn::S::connecting ? std::min(c->step_deadline, c->connect_deadline) : c->step_deadline;
     if (now < dl) {
       arm_conn_timer(*c, now);
       return;

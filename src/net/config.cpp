@@ -67,10 +67,12 @@ Entry port_key(std::string_view key, std::uint16_t TransportConfig::*field) {
 const std::vector<Entry>& table() {
   constexpr std::uint64_t kMiB = 1 << 20;
   static const std::vector<Entry> t = {
-      string_key("wire.cluster_id", [](NetConfig& c, std::string v) { c.cluster_id = std::move(v); }, false),
+      string_key(
+          "wire.cluster_id", [](NetConfig& c, std::string v) { c.cluster_id = std::move(v); }, false),
       string_key("wire.secret_file", [](NetConfig& c, std::string v) { c.secret.file = std::move(v); }),
       string_key("wire.secret_env", [](NetConfig& c, std::string v) { c.secret.env = std::move(v); }),
-      string_key("wire.previous_secret_file", [](NetConfig& c, std::string v) { c.previous_secret.file = std::move(v); }),
+      string_key("wire.previous_secret_file",
+                 [](NetConfig& c, std::string v) { c.previous_secret.file = std::move(v); }),
       string_key("wire.previous_secret_env", [](NetConfig& c, std::string v) { c.previous_secret.env = std::move(v); }),
       size_key("wire.max_tcp_frame_bytes", &NetConfig::limits, &wire::Limits::max_tcp_frame, 1024, 64 * kMiB),
       size_key("wire.max_udp_datagram_bytes", &NetConfig::limits, &wire::Limits::max_udp_datagram, 256, 65507),
@@ -78,7 +80,8 @@ const std::vector<Entry>& table() {
       ms_key("wire.max_future_ms", &NetConfig::limits, &wire::Limits::max_future, 0, 3'600'000),
       size_key("wire.replay_window", &NetConfig::limits, &wire::Limits::replay_window, 64, 1 << 20),
       size_key("wire.replay_max_senders", &NetConfig::limits, &wire::Limits::replay_max_senders, 16, 10'000'000),
-      string_key("net.listen_host", [](NetConfig& c, std::string v) { c.transport.listen_host = std::move(v); }, false),
+      string_key(
+          "net.listen_host", [](NetConfig& c, std::string v) { c.transport.listen_host = std::move(v); }, false),
       port_key("net.tcp_port", &TransportConfig::tcp_port),
       port_key("net.udp_port", &TransportConfig::udp_port),
       size_key("net.max_conns_per_peer", &NetConfig::transport, &TransportConfig::max_conns_per_peer, 1, 1024),
@@ -92,8 +95,8 @@ const std::vector<Entry>& table() {
       ms_key("net.backoff_max_ms", &NetConfig::transport, &TransportConfig::backoff_max, 1, 3'600'000),
       size_key("net.max_conn_write_queue_bytes", &NetConfig::transport, &TransportConfig::max_conn_write_queue, 4096,
                1024 * kMiB),
-      size_key("net.max_total_write_queue_bytes", &NetConfig::transport, &TransportConfig::max_total_write_queue,
-               4096, 64 * 1024 * kMiB),
+      size_key("net.max_total_write_queue_bytes", &NetConfig::transport, &TransportConfig::max_total_write_queue, 4096,
+               64 * 1024 * kMiB),
       size_key("net.max_pending_requests", &NetConfig::transport, &TransportConfig::max_pending_requests, 1,
                10'000'000),
       size_key("net.max_peers", &NetConfig::transport, &TransportConfig::max_peers, 1, 1'000'000),

@@ -146,12 +146,12 @@ void InprocTransport::deliver(std::unique_ptr<Packet> p) {
   Responder resp;
   if (in.expects_reply) {
     std::weak_ptr<InprocTransport*> weak = alive_;
-    resp = Responder([weak, to = in.from, corr = p->correlation](wire::MsgType type,
-                                                                  std::span<const std::uint8_t> body) -> Status {
-      auto t = weak.lock();
-      if (!t || !*t) return make_error(Errc::unavailable, "in-process transport gone");
-      return (*t)->post(to, type, body, corr, true, (*t)->limits_.max_tcp_frame);
-    });
+    resp = Responder(
+        [weak, to = in.from, corr = p->correlation](wire::MsgType type, std::span<const std::uint8_t> body) -> Status {
+          auto t = weak.lock();
+          if (!t || !*t) return make_error(Errc::unavailable, "in-process transport gone");
+          return (*t)->post(to, type, body, corr, true, (*t)->limits_.max_tcp_frame);
+        });
   }
   try {
     h->second(in, resp);

@@ -37,8 +37,8 @@ struct UvTransport::Peer {
   Endpoint ep;
   std::string key;
   sockaddr_in addr{};
-  std::vector<Conn*> conns;            // reserved slots: connecting, open and closing connections
-  std::vector<std::uint8_t> backlog;   // sealed frames waiting for a connection
+  std::vector<Conn*> conns;           // reserved slots: connecting, open and closing connections
+  std::vector<std::uint8_t> backlog;  // sealed frames waiting for a connection
   std::uint32_t failures = 0;
   Instant next_attempt{0};
   Instant last_used{0};
@@ -144,7 +144,6 @@ struct ConnAccess {
   }
 };
 
-
 UvTransport::UvTransport(runtime::Reactor& reactor, TransportConfig cfg, wire::Identity self, wire::Keyring keys,
                          wire::Limits limits)
     : reactor_(reactor),
@@ -152,27 +151,29 @@ UvTransport::UvTransport(runtime::Reactor& reactor, TransportConfig cfg, wire::I
       codec_(std::move(self), std::move(keys), limits, reactor.metrics()),
       rng_(cfg_.seed),
       alive_(std::make_shared<UvTransport*>(this)),
-      send_errors_backpressure_(reactor.metrics().counter("hs_net_backpressure_total",
-                                                          "Sends refused because a write queue was full")),
+      send_errors_backpressure_(
+          reactor.metrics().counter("hs_net_backpressure_total", "Sends refused because a write queue was full")),
       request_timeouts_(reactor.metrics().counter("hs_net_request_timeouts_total", "Requests that hit their deadline")),
       conn_closed_reject_(reactor.metrics().counter("hs_net_conn_closed_total", "Connections closed, by reason",
                                                     {{"reason", "rejected_frame"}})),
-      conn_closed_idle_(reactor.metrics().counter("hs_net_conn_closed_total", "Connections closed, by reason",
-                                                  {{"reason", "idle"}})),
+      conn_closed_idle_(
+          reactor.metrics().counter("hs_net_conn_closed_total", "Connections closed, by reason", {{"reason", "idle"}})),
       conn_closed_error_(reactor.metrics().counter("hs_net_conn_closed_total", "Connections closed, by reason",
                                                    {{"reason", "error"}})),
       connect_failures_ctr_(reactor.metrics().counter("hs_net_connect_failures_total", "Failed outbound connects")),
       late_replies_(reactor.metrics().counter("hs_net_late_replies_total",
                                               "Replies that arrived after their request completed (dropped)")),
       unhandled_(reactor.metrics().counter("hs_net_unhandled_total", "Messages with no registered handler")),
-      handler_errors_(reactor.metrics().counter("hs_net_handler_errors_total", "Handlers or reply callbacks that threw")),
+      handler_errors_(
+          reactor.metrics().counter("hs_net_handler_errors_total", "Handlers or reply callbacks that threw")),
       refused_inbound_(reactor.metrics().counter("hs_net_inbound_refused_total",
                                                  "Inbound connections closed at once: inbound limit reached")),
       outbound_gauge_(reactor.metrics().gauge("hs_net_conns", "Open connections", {{"dir", "outbound"}})),
       inbound_gauge_(reactor.metrics().gauge("hs_net_conns", "Open connections", {{"dir", "inbound"}})) {
   if (cfg_.seed == 0) {
     std::uint64_t s = 0;
-    if (RAND_bytes(reinterpret_cast<unsigned char*>(&s), sizeof(s)) != 1) s = static_cast<std::uint64_t>(wall_time_us());
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(&s), sizeof(s)) != 1)
+      s = static_cast<std::uint64_t>(wall_time_us());
     rng_.reseed(s);
   }
   read_buf_.resize(64 * 1024);
@@ -211,8 +212,8 @@ Status UvTransport::start() {
   ++open_handles_;
   sockaddr_in sa{};
   if ((rc = uv_ip4_addr(cfg_.listen_host.c_str(), 0, &sa)) != 0)
-    return make_error(Errc::invalid_argument, fmt::format("listen_host {} is not a numeric IPv4 address",
-                                                          log::quoted(cfg_.listen_host)));
+    return make_error(Errc::invalid_argument,
+                      fmt::format("listen_host {} is not a numeric IPv4 address", log::quoted(cfg_.listen_host)));
   if (cfg_.enable_tcp_listen) {
     uv_ip4_addr(cfg_.listen_host.c_str(), cfg_.tcp_port, &sa);
     if ((rc = uv_tcp_init(loop, &listener_)) != 0) return errno_status("uv_tcp_init", -rc);
@@ -491,9 +492,9 @@ Status UvTransport::enqueue(const Endpoint& to, wire::MsgType type, std::span<co
   if (p == nullptr) return err;
   const std::size_t est = body.size() + 256;
   if (est > codec_.limits().max_tcp_frame)
-    return make_error(Errc::invalid_argument, fmt::format("{} body of {} bytes exceeds the tcp frame limit of {}",
-                                                          wire::type_name(type), body.size(),
-                                                          codec_.limits().max_tcp_frame));
+    return make_error(Errc::invalid_argument,
+                      fmt::format("{} body of {} bytes exceeds the tcp frame limit of {}", wire::type_name(type),
+                                  body.size(), codec_.limits().max_tcp_frame));
   if (queued_bytes_ + est > cfg_.max_total_write_queue) {
     send_errors_backpressure_.inc();
     return make_error(Errc::backpressure, fmt::format("total write queue full ({} bytes)", queued_bytes_));
@@ -503,8 +504,7 @@ Status UvTransport::enqueue(const Endpoint& to, wire::MsgType type, std::span<co
   if (c != nullptr) {
     if (c->queued() + est > cfg_.max_conn_write_queue) {
       send_errors_backpressure_.inc();
-      return make_error(Errc::backpressure,
-                        fmt::format("write queue to {} full ({} bytes)", p->key, c->queued()));
+      return make_error(Errc::backpressure, fmt::format("write queue to {} full ({} bytes)", p->key, c->queued()));
     }
     HS_TRY(write_frame(*c, type, body, corr, is_reply));
     if (used) *used = c;
@@ -512,9 +512,8 @@ Status UvTransport::enqueue(const Endpoint& to, wire::MsgType type, std::span<co
   }
   if (p->backlog.size() + est > cfg_.max_conn_write_queue) {
     send_errors_backpressure_.inc();
-    return make_error(Errc::backpressure,
-                      fmt::format("backlog to {} full ({} bytes; peer unreachable, failures={})", p->key,
-                                  p->backlog.size(), p->failures));
+    return make_error(Errc::backpressure, fmt::format("backlog to {} full ({} bytes; peer unreachable, failures={})",
+                                                      p->key, p->backlog.size(), p->failures));
   }
   const std::size_t before = p->backlog.size();
   HS_TRY(codec_.seal(type, body, corr, is_reply, Channel::tcp, p->backlog, wall_ms()));
@@ -557,8 +556,8 @@ Status UvTransport::send_datagram(const Endpoint& to, wire::MsgType type, std::s
   if (closed_ || !started_ || !cfg_.enable_udp) return make_error(Errc::unavailable, "udp not running");
   sockaddr_in sa{};
   if (uv_ip4_addr(to.host.c_str(), to.port, &sa) != 0 || to.port == 0)
-    return make_error(Errc::invalid_argument, fmt::format("datagram peer {} is not a numeric IPv4 endpoint",
-                                                          to.to_string()));
+    return make_error(Errc::invalid_argument,
+                      fmt::format("datagram peer {} is not a numeric IPv4 endpoint", to.to_string()));
   udp_out_.clear();
   HS_TRY(codec_.seal(type, body, 0, false, Channel::udp, udp_out_, wall_ms()));
   uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(udp_out_.data()), static_cast<unsigned>(udp_out_.size()));
@@ -822,8 +821,8 @@ void UvTransport::arm_deadline_timer() {
   const std::int64_t now = reactor_.clock().now().count();
   const std::uint64_t ms = top <= now ? 0 : static_cast<std::uint64_t>((top - now + 999'999) / 1'000'000);
   deadline_armed_ns_ = top;
-  uv_timer_start(&deadline_timer_, [](uv_timer_t* t) { ConnAccess::on_deadline(*static_cast<UvTransport*>(t->data)); },
-                 ms, 0);
+  uv_timer_start(
+      &deadline_timer_, [](uv_timer_t* t) { ConnAccess::on_deadline(*static_cast<UvTransport*>(t->data)); }, ms, 0);
 }
 
 void UvTransport::on_deadline_timer() {
@@ -927,7 +926,8 @@ void UvTransport::close_conn(Conn& c, std::string_view why) {
     ConnAccess::conn_closed(*cc->t, *cc);
   });
   for (auto corr : failed)
-    complete(corr, make_error(Errc::unavailable, fmt::format("connection to {} closed ({})", c.remote.to_string(), why)));
+    complete(corr,
+             make_error(Errc::unavailable, fmt::format("connection to {} closed ({})", c.remote.to_string(), why)));
 }
 
 void UvTransport::conn_closed(Conn& c) {

@@ -28,7 +28,8 @@ Reactor::Reactor(ReactorOptions opts)
       scheduler_(MonotonicClock::instance(), metrics_, opts.max_tasks),
       msgs_sent_(metrics_.counter("hs_shard_messages_sent_total", "Messages sent to other shards")),
       msgs_received_(metrics_.counter("hs_shard_messages_received_total", "Messages received from other shards")),
-      backpressure_(metrics_.counter("hs_shard_backpressure_total", "Sends refused because the destination ring was full")),
+      backpressure_(
+          metrics_.counter("hs_shard_backpressure_total", "Sends refused because the destination ring was full")),
       doorbells_(metrics_.counter("hs_shard_doorbells_total", "Doorbell wake-ups handled")) {
   check_uv(uv_loop_init(&loop_), "uv_loop_init");
   loop_.data = this;
@@ -321,8 +322,8 @@ void Reactor::request_node_stop(std::string reason) {
 void Reactor::begin_shutdown(Duration bound) {
   if (stopping_) return;
   stopping_ = true;
-  log::info("runtime", "shutdown_begin", "bound_ms={:.0f} hooks={} tasks={}", to_millis(bound),
-            shutdown_hooks_.size(), scheduler_.size());
+  log::info("runtime", "shutdown_begin", "bound_ms={:.0f} hooks={} tasks={}", to_millis(bound), shutdown_hooks_.size(),
+            scheduler_.size());
   scheduler_.cancel_all();
   uv_timer_stop(&timer_);
   hooks_pending_ = shutdown_hooks_.size();

@@ -112,7 +112,8 @@ void ShardSet::thread_main(int i, std::function<void(Reactor&)> init) {
               seen = ++self->signals_seen_;
             }
             if (seen > 1) {
-              log::error("runtime", "signal_forced_exit", "signal={} note=second signal during shutdown", strsignal(signum));
+              log::error("runtime", "signal_forced_exit", "signal={} note=second signal during shutdown",
+                         strsignal(signum));
               std::_Exit(128 + signum);
             }
             log::info("runtime", "signal", "signal={}", strsignal(signum));
@@ -145,7 +146,8 @@ void ShardSet::thread_main(int i, std::function<void(Reactor&)> init) {
 }
 
 Status ShardSet::post(int shard, SmallFn<void(Reactor&)> fn) {
-  if (shard < 0 || shard >= size()) return make_error(Errc::invalid_argument, "post to unknown shard " + std::to_string(shard));
+  if (shard < 0 || shard >= size())
+    return make_error(Errc::invalid_argument, "post to unknown shard " + std::to_string(shard));
   External& e = *external_[static_cast<std::size_t>(shard)];
   {
     std::lock_guard lk(e.mu);

@@ -8,9 +8,12 @@ namespace hs::runtime {
 
 std::string_view policy_name(TaskPolicy p) noexcept {
   switch (p) {
-    case TaskPolicy::keep_going: return "keep_going";
-    case TaskPolicy::restart_with_backoff: return "restart_with_backoff";
-    case TaskPolicy::stop_node: return "stop_node";
+    case TaskPolicy::keep_going:
+      return "keep_going";
+    case TaskPolicy::restart_with_backoff:
+      return "restart_with_backoff";
+    case TaskPolicy::stop_node:
+      return "stop_node";
   }
   return "?";
 }
@@ -27,7 +30,8 @@ Scheduler::Scheduler(const Clock& clock, metrics::Registry& metrics, std::size_t
     : clock_(clock),
       metrics_(metrics),
       max_tasks_(max_tasks),
-      refused_(metrics.counter("hs_timers_refused_total", "Timers refused because the shard's timer limit was reached")) {}
+      refused_(
+          metrics.counter("hs_timers_refused_total", "Timers refused because the shard's timer limit was reached")) {}
 
 Result<TaskId> Scheduler::every(std::string name, Duration period, TaskFn fn, TaskOptions opts) {
   if (period <= Duration::zero()) {
@@ -42,11 +46,23 @@ Result<TaskId> Scheduler::after(std::string name, Duration delay, TaskFn fn, Tas
 }
 
 Result<TaskId> Scheduler::every_void(std::string name, Duration period, std::function<void()> fn, TaskOptions opts) {
-  return every(std::move(name), period, [f = std::move(fn)]() { f(); return ok_status(); }, opts);
+  return every(
+      std::move(name), period,
+      [f = std::move(fn)]() {
+        f();
+        return ok_status();
+      },
+      opts);
 }
 
 Result<TaskId> Scheduler::after_void(std::string name, Duration delay, std::function<void()> fn, TaskOptions opts) {
-  return after(std::move(name), delay, [f = std::move(fn)]() { f(); return ok_status(); }, opts);
+  return after(
+      std::move(name), delay,
+      [f = std::move(fn)]() {
+        f();
+        return ok_status();
+      },
+      opts);
 }
 
 Result<TaskId> Scheduler::add(std::string name, Duration delay, Duration period, TaskFn fn, TaskOptions opts) {

@@ -107,9 +107,7 @@ class Simulator::Ctx final : public Context {
   NodeSlot& n_;
 };
 
-Simulator::Simulator(SimOptions opts) : opts_(std::move(opts)), rng_(opts_.seed) {
-  tail_.resize(opts_.trace_tail);
-}
+Simulator::Simulator(SimOptions opts) : opts_(std::move(opts)), rng_(opts_.seed) { tail_.resize(opts_.trace_tail); }
 Simulator::~Simulator() = default;
 
 void Simulator::mix(std::uint64_t v) noexcept {
@@ -122,9 +120,8 @@ void Simulator::mix(std::uint64_t v) noexcept {
 
 void Simulator::note(const Event& e, const char* what) {
   if (tail_.empty()) return;
-  tail_[tail_pos_ % tail_.size()] =
-      fmt::format("t={:.6f}s {} to={} from={} tag={} bytes={}", to_seconds(e.t), what, e.to, e.from, e.tag,
-                  e.payload ? e.payload->size() : 0);
+  tail_[tail_pos_ % tail_.size()] = fmt::format("t={:.6f}s {} to={} from={} tag={} bytes={}", to_seconds(e.t), what,
+                                                e.to, e.from, e.tag, e.payload ? e.payload->size() : 0);
   ++tail_pos_;
 }
 

@@ -6,19 +6,32 @@ namespace hs::swim {
 
 std::string_view decode_error_name(DecodeError e) noexcept {
   switch (e) {
-    case DecodeError::none: return "none";
-    case DecodeError::too_short: return "too_short";
-    case DecodeError::bad_magic: return "bad_magic";
-    case DecodeError::bad_version: return "bad_version";
-    case DecodeError::bad_type: return "bad_type";
-    case DecodeError::oversize: return "oversize";
-    case DecodeError::truncated_state: return "truncated_state";
-    case DecodeError::state_too_large: return "state_too_large";
-    case DecodeError::truncated_gossip: return "truncated_gossip";
-    case DecodeError::too_many_gossip: return "too_many_gossip";
-    case DecodeError::bad_gossip_kind: return "bad_gossip_kind";
-    case DecodeError::trailing_bytes: return "trailing_bytes";
-    case DecodeError::kCount: break;
+    case DecodeError::none:
+      return "none";
+    case DecodeError::too_short:
+      return "too_short";
+    case DecodeError::bad_magic:
+      return "bad_magic";
+    case DecodeError::bad_version:
+      return "bad_version";
+    case DecodeError::bad_type:
+      return "bad_type";
+    case DecodeError::oversize:
+      return "oversize";
+    case DecodeError::truncated_state:
+      return "truncated_state";
+    case DecodeError::state_too_large:
+      return "state_too_large";
+    case DecodeError::truncated_gossip:
+      return "truncated_gossip";
+    case DecodeError::too_many_gossip:
+      return "too_many_gossip";
+    case DecodeError::bad_gossip_kind:
+      return "bad_gossip_kind";
+    case DecodeError::trailing_bytes:
+      return "trailing_bytes";
+    case DecodeError::kCount:
+      break;
   }
   return "unknown";
 }
@@ -114,7 +127,8 @@ DecodeError decode(std::span<const std::uint8_t> in, Message& out) {
   const std::uint16_t slen = r.u16();
   if (slen > kMaxStateBytes) return DecodeError::state_too_large;
   if (r.left() < static_cast<std::size_t>(slen) + 1) return DecodeError::truncated_state;
-  out.state.assign(in.begin() + static_cast<std::ptrdiff_t>(r.pos), in.begin() + static_cast<std::ptrdiff_t>(r.pos + slen));
+  out.state.assign(in.begin() + static_cast<std::ptrdiff_t>(r.pos),
+                   in.begin() + static_cast<std::ptrdiff_t>(r.pos + slen));
   r.pos += slen;
   const std::uint8_t count = r.u8();
   if (count > kMaxGossipPerMessage) return DecodeError::too_many_gossip;

@@ -27,7 +27,8 @@ SimCluster::SimCluster(ClusterOptions opts) : opts_(std::move(opts)) {
         deaths_.push_back(Observation{sim_->now(), id, node, inc, left ? State::left : State::dead});
         bool& flag = dead_flag_[{id, node}];
         if (flag && failure_.ok())
-          failure_ = make_error(Errc::internal, fmt::format("node {} reported {} dead twice without it coming back", id, node));
+          failure_ = make_error(Errc::internal,
+                                fmt::format("node {} reported {} dead twice without it coming back", id, node));
         flag = true;
       };
       return s;
@@ -54,11 +55,13 @@ Status SimCluster::check() {
     if (!s) continue;
     auto& m = max_inc_[id];
     if (s->incarnation() < m)  // the incarnation survives restarts on the node's disk
-      return make_error(Errc::internal, fmt::format("node {} incarnation went back from {} to {}", id, m, s->incarnation()));
+      return make_error(Errc::internal,
+                        fmt::format("node {} incarnation went back from {} to {}", id, m, s->incarnation()));
     m = std::max(m, s->incarnation());
     const SwimConfig& c = s->config();
     if (s->gossip_buffer_size() > c.max_gossip_buffer)
-      return make_error(Errc::internal, fmt::format("node {} gossip buffer {} > {}", id, s->gossip_buffer_size(), c.max_gossip_buffer));
+      return make_error(Errc::internal,
+                        fmt::format("node {} gossip buffer {} > {}", id, s->gossip_buffer_size(), c.max_gossip_buffer));
     if (s->relay_count() > c.max_relays)
       return make_error(Errc::internal, fmt::format("node {} relays {} > {}", id, s->relay_count(), c.max_relays));
     std::size_t live = 0;
@@ -76,8 +79,8 @@ Status SimCluster::check() {
       auto it = max_inc_.find(mi.node);
       const std::uint32_t real = it == max_inc_.end() ? 0 : it->second;
       if (mi.incarnation > real)
-        return make_error(Errc::internal, fmt::format("node {} holds {} at incarnation {} but it never went past {}", id,
-                                                      mi.node, mi.incarnation, real));
+        return make_error(Errc::internal, fmt::format("node {} holds {} at incarnation {} but it never went past {}",
+                                                      id, mi.node, mi.incarnation, real));
     }
   }
   return ok_status();

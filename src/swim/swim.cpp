@@ -9,10 +9,14 @@ namespace hs::swim {
 
 std::string_view state_name(State s) noexcept {
   switch (s) {
-    case State::alive: return "alive";
-    case State::suspect: return "suspect";
-    case State::dead: return "dead";
-    case State::left: return "left";
+    case State::alive:
+      return "alive";
+    case State::suspect:
+      return "suspect";
+    case State::dead:
+      return "dead";
+    case State::left:
+      return "left";
   }
   return "unknown";
 }
@@ -36,7 +40,6 @@ Swim::Swim(SwimConfig cfg) : cfg_(std::move(cfg)) {
 Duration Swim::scaled(Duration d) const { return d * (1 + lhm_); }
 
 void Swim::lhm_delta(int d) { lhm_ = std::clamp(lhm_ + d, 0, cfg_.lhm_max); }
-
 
 Duration Swim::suspicion_min() const {
   const double n = static_cast<double>(cluster_size());
@@ -97,7 +100,8 @@ void Swim::on_start(Context& ctx) {
   for (NodeId s : cfg_.seeds)
     if (s != self_) send_sync(ctx, s, true, true, nullptr);
   // Random phase so that nodes started together do not probe in lockstep.
-  const auto phase = Duration{static_cast<std::int64_t>(ctx.rng().below(static_cast<std::uint64_t>(cfg_.period.count())))};
+  const auto phase =
+      Duration{static_cast<std::int64_t>(ctx.rng().below(static_cast<std::uint64_t>(cfg_.period.count())))};
   ctx.set_timer(phase, tag(kTick, 0));
 }
 
@@ -185,8 +189,8 @@ void Swim::set_state(Context& ctx, NodeId id, Member& m, State s, std::uint32_t 
     probe_list_.insert(probe_list_.begin() + static_cast<std::ptrdiff_t>(pos), id);
     if (pos < probe_index_) ++probe_index_;
   }
-  log::debug("swim", "member_state", "self={} node={} from={} to={} inc={}", self_, id, state_name(prev),
-             state_name(s), inc);
+  log::debug("swim", "member_state", "self={} node={} from={} to={} inc={}", self_, id, state_name(prev), state_name(s),
+             inc);
   if (on_change) on_change(MemberEvent{id, prev, s, inc, false});
 }
 
@@ -283,7 +287,7 @@ void Swim::apply(Context& ctx, const Gossip& g) {
   if (g.node == self_) {
     if (g.kind == GossipKind::alive) {
       if (g.incarnation > incarnation_) refute(ctx, g.incarnation);  // an older life of ours claims more
-    } else if (!leaving_ && g.incarnation >= incarnation_) {  // a leaving node does not argue
+    } else if (!leaving_ && g.incarnation >= incarnation_) {         // a leaving node does not argue
       refute(ctx, g.incarnation);
     }
     return;
@@ -533,9 +537,8 @@ void Swim::housekeeping(Context& ctx) {
       log::debug("swim", "member_forgotten", "self={} node={}", self_, id);
     }
   }
-  while (!unconfirmed_queue_.empty() &&
-         (now - unconfirmed_queue_.front().first >= cfg_.unconfirmed_timeout ||
-          unconfirmed_queue_.size() > 2 * cfg_.max_members)) {
+  while (!unconfirmed_queue_.empty() && (now - unconfirmed_queue_.front().first >= cfg_.unconfirmed_timeout ||
+                                         unconfirmed_queue_.size() > 2 * cfg_.max_members)) {
     auto [t, id] = unconfirmed_queue_.front();
     unconfirmed_queue_.pop_front();
     auto it = members_.find(id);
@@ -564,8 +567,8 @@ void Swim::on_timer(Context& ctx, sim::TimerId, std::uint64_t t) {
       probe_.indirect = true;
       // Ask k other members (confirmed, alive) to probe the target for us.
       std::set<NodeId> proxies;
-      for (std::size_t tries = 0; tries < cfg_.indirect_k * 4 && proxies.size() < cfg_.indirect_k && !probe_list_.empty();
-           ++tries) {
+      for (std::size_t tries = 0;
+           tries < cfg_.indirect_k * 4 && proxies.size() < cfg_.indirect_k && !probe_list_.empty(); ++tries) {
         NodeId id = probe_list_[ctx.rng().below(probe_list_.size())];
         if (id == probe_.target || proxies.count(id)) continue;
         auto it = members_.find(id);

@@ -48,8 +48,8 @@ UdpHost::UdpHost(runtime::Reactor& reactor, NodeId self, SwimConfig cfg, std::ui
                                              {{"reason", "send_failed"}})),
       recv_errors_(reactor.metrics().counter("hs_swim_udp_errors_total", "SWIM UDP errors by reason",
                                              {{"reason", "recv_failed"}})),
-      not_ipv4_(reactor.metrics().counter("hs_swim_udp_errors_total", "SWIM UDP errors by reason",
-                                          {{"reason", "not_ipv4"}})),
+      not_ipv4_(
+          reactor.metrics().counter("hs_swim_udp_errors_total", "SWIM UDP errors by reason", {{"reason", "not_ipv4"}})),
       timer_errors_(reactor.metrics().counter("hs_swim_udp_errors_total", "SWIM UDP errors by reason",
                                               {{"reason", "timer_refused"}})) {
   udp_.data = this;
@@ -120,9 +120,9 @@ void UdpHost::on_recv(ssize_t nread, const uv_buf_t* buf, const sockaddr* addr) 
   }
   const auto* sin = reinterpret_cast<const sockaddr_in*>(addr);
   const NodeId from = (static_cast<NodeId>(ntohl(sin->sin_addr.s_addr)) << 16) | ntohs(sin->sin_port);
-  swim_.on_message(*this, from,
-                   std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(buf->base),
-                                                 static_cast<std::size_t>(nread)));
+  swim_.on_message(
+      *this, from,
+      std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(buf->base), static_cast<std::size_t>(nread)));
 }
 
 void UdpHost::send(NodeId to, Bytes msg) {
@@ -146,7 +146,8 @@ sim::TimerId UdpHost::set_timer(Duration after, std::uint64_t tag) {
   });
   if (!t.ok()) {
     timer_errors_.inc();
-    log::error("swim", "timer_refused", "self={} error={}", udp_addr_string(self_), log::quoted(t.status().to_string()));
+    log::error("swim", "timer_refused", "self={} error={}", udp_addr_string(self_),
+               log::quoted(t.status().to_string()));
     return id;
   }
   timers_[id] = *t;

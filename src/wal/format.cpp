@@ -82,12 +82,18 @@ bool decode_segment_header(std::span<const std::uint8_t> b, Lsn& first_lsn, std:
 
 const char* record_check_name(RecordCheck c) noexcept {
   switch (c) {
-    case RecordCheck::ok: return "ok";
-    case RecordCheck::short_header: return "short_header";
-    case RecordCheck::short_payload: return "short_payload";
-    case RecordCheck::bad_length: return "bad_length";
-    case RecordCheck::bad_crc: return "crc_mismatch";
-    case RecordCheck::bad_lsn: return "lsn_out_of_sequence";
+    case RecordCheck::ok:
+      return "ok";
+    case RecordCheck::short_header:
+      return "short_header";
+    case RecordCheck::short_payload:
+      return "short_payload";
+    case RecordCheck::bad_length:
+      return "bad_length";
+    case RecordCheck::bad_crc:
+      return "crc_mismatch";
+    case RecordCheck::bad_lsn:
+      return "lsn_out_of_sequence";
   }
   return "unknown";
 }

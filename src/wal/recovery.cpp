@@ -159,7 +159,8 @@ Result<RecoveryReport> recover_dir(const std::string& dir, RecoverMode mode, con
     }
   }
   ::closedir(d);
-  std::sort(segs.begin(), segs.end(), [](const SegmentFile& a, const SegmentFile& b) { return a.first_lsn < b.first_lsn; });
+  std::sort(segs.begin(), segs.end(),
+            [](const SegmentFile& a, const SegmentFile& b) { return a.first_lsn < b.first_lsn; });
 
   // A temp file is a segment whose creation did not finish (it was never renamed): never holds records.
   for (const auto& t : temps) {
@@ -179,8 +180,8 @@ Result<RecoveryReport> recover_dir(const std::string& dir, RecoverMode mode, con
     // drops (bad header, gap) are never handed to the visitor.
     Lsn hdr_lsn = 0;
     std::string why;
-    const bool chain_ok = decode_segment_header(buf, hdr_lsn, why) && hdr_lsn == sf.first_lsn &&
-                          (i == 0 || hdr_lsn == rep.next_lsn);
+    const bool chain_ok =
+        decode_segment_header(buf, hdr_lsn, why) && hdr_lsn == sf.first_lsn && (i == 0 || hdr_lsn == rep.next_lsn);
     const SegmentScan s = scan_segment(buf, chain_ok && visit ? visit : RecordVisitor{});
     if (chain_ok) rep.records += s.records;
 
@@ -190,7 +191,8 @@ Result<RecoveryReport> recover_dir(const std::string& dir, RecoverMode mode, con
       problem = fmt::format("segment file {} offset 0: {}", sf.path, s.header_error);
       cut = 0;
     } else if (s.first_lsn != sf.first_lsn) {
-      problem = fmt::format("segment file {} offset 0: header first_lsn {} does not match its name", sf.path, s.first_lsn);
+      problem =
+          fmt::format("segment file {} offset 0: header first_lsn {} does not match its name", sf.path, s.first_lsn);
       cut = 0;
     } else if (i > 0 && s.first_lsn != rep.next_lsn) {
       problem = fmt::format("segment file {} offset 0: starts at lsn {} but the previous segment ends before lsn {}",
@@ -198,19 +200,21 @@ Result<RecoveryReport> recover_dir(const std::string& dir, RecoverMode mode, con
       cut = 0;
     } else if (s.end == SegmentScan::End::corrupt) {
       problem = fmt::format(
-          "segment file {} offset {}: bad record ({}, expected lsn {}) followed by a valid record at offset {} (lsn {})",
+          "segment file {} offset {}: bad record ({}, expected lsn {}) followed by a valid record at offset {} (lsn "
+          "{})",
           sf.path, s.bad_offset, record_check_name(s.bad_reason), s.next_lsn, s.resync_offset, s.resync_lsn);
     } else if (s.end == SegmentScan::End::torn_tail && !last) {
-      problem = fmt::format("segment file {} offset {}: bad record ({}, expected lsn {}) in a segment that is not the newest",
-                            sf.path, s.bad_offset, record_check_name(s.bad_reason), s.next_lsn);
+      problem =
+          fmt::format("segment file {} offset {}: bad record ({}, expected lsn {}) in a segment that is not the newest",
+                      sf.path, s.bad_offset, record_check_name(s.bad_reason), s.next_lsn);
     }
 
     if (!problem.empty()) {
       if (!repairing) {
-        return make_error(Errc::corruption,
-                          "wal corruption in " + problem +
-                              "; records after it cannot be trusted. Run `hyperscale wal repair " + dir +
-                              "` to truncate the log there (it prints what will be lost first).");
+        return make_error(Errc::corruption, "wal corruption in " + problem +
+                                                "; records after it cannot be trusted. Run `hyperscale wal repair " +
+                                                dir +
+                                                "` to truncate the log there (it prints what will be lost first).");
       }
       // Repair: keep the good prefix of this segment (or drop it entirely if its header is bad)
       // and every later segment.

@@ -30,7 +30,8 @@ class UringIo final : public WalIo {
     if (!ring->has_space(need)) return make_error(Errc::backpressure, "io_uring has no free completion slot");
     // Both SQEs must go in the same submission so the link holds.
     if (io_uring_sq_space_left(ring->raw()) < need) HS_TRY(ring->submit());
-    if (io_uring_sq_space_left(ring->raw()) < need) return make_error(Errc::backpressure, "io_uring submission queue full");
+    if (io_uring_sq_space_left(ring->raw()) < need)
+      return make_error(Errc::backpressure, "io_uring submission queue full");
     io_uring_sqe* w = ring->prepare(std::move(write_done));
     if (w == nullptr) return make_error(Errc::internal, "io_uring prepare failed with space reported");
     io_uring_prep_write(w, fd, buf, static_cast<unsigned>(len), offset);
@@ -116,7 +117,9 @@ struct Wal::Impl : std::enable_shared_from_this<Wal::Impl> {
   const std::string& active_path() const { return segments.back().path; }
 
   void count_error(const char* reason) {
-    reactor.metrics().counter("hs_wal_errors_total", "WAL I/O errors (each makes the log fail-stop)", {{"reason", reason}}).inc();
+    reactor.metrics()
+        .counter("hs_wal_errors_total", "WAL I/O errors (each makes the log fail-stop)", {{"reason", reason}})
+        .inc();
   }
 
   Batch new_batch() {
@@ -141,8 +144,10 @@ struct Wal::Impl : std::enable_shared_from_this<Wal::Impl> {
         w.done(st);
       } catch (const std::exception& e) {
         log::error("wal", "callback_error", "lsn={} error={}", w.lsn, log::quoted(e.what()));
-        reactor.metrics().counter("hs_task_errors_total", "Errors raised by background tasks and timers",
-                                  {{"task", "wal_append_callback"}}).inc();
+        reactor.metrics()
+            .counter("hs_task_errors_total", "Errors raised by background tasks and timers",
+                     {{"task", "wal_append_callback"}})
+            .inc();
       }
     }
   }
@@ -172,9 +177,11 @@ struct Wal::Impl : std::enable_shared_from_this<Wal::Impl> {
     if (!failed.ok()) return failed;
     if (closed) return make_error(Errc::unavailable, "wal " + opt.dir + " is closed");
     if (payload.size() > opt.max_payload) {
-      reactor.metrics().counter("hs_wal_refused_total", "Appends refused as invalid", {{"reason", "payload_too_large"}}).inc();
-      return make_error(Errc::invalid_argument,
-                        fmt::format("wal record payload of {} bytes exceeds the limit of {}", payload.size(), opt.max_payload));
+      reactor.metrics()
+          .counter("hs_wal_refused_total", "Appends refused as invalid", {{"reason", "payload_too_large"}})
+          .inc();
+      return make_error(Errc::invalid_argument, fmt::format("wal record payload of {} bytes exceeds the limit of {}",
+                                                            payload.size(), opt.max_payload));
     }
     const std::size_t sz = encoded_size(payload.size());
     if (queued_bytes + sz > opt.max_queued_bytes) {
@@ -184,8 +191,8 @@ struct Wal::Impl : std::enable_shared_from_this<Wal::Impl> {
         log::warn("wal", "backpressure", "dir={} queued_bytes={} limit={} note={}", log::quoted(opt.dir), queued_bytes,
                   opt.max_queued_bytes, log::quoted("appends refused until the queue drains"));
       }
-      return make_error(Errc::backpressure, fmt::format("wal queue full ({} of {} bytes queued)", queued_bytes,
-                                                        opt.max_queued_bytes));
+      return make_error(Errc::backpressure,
+                        fmt::format("wal queue full ({} of {} bytes queued)", queued_bytes, opt.max_queued_bytes));
     }
     if (queue.empty() || queue.back().waiters.size() >= opt.max_batch_entries ||
         (!queue.back().waiters.empty() && queue.back().buf.size() + sz > opt.max_batch_bytes)) {
@@ -225,8 +232,7 @@ struct Wal::Impl : std::enable_shared_from_this<Wal::Impl> {
     const bool s = sync();
     auto self = shared_from_this();
     Status st = io->write_and_sync(
-        fd, b.buf.data(), b.buf.size(), seg_size, s,
-        [self](int res) { self->on_io(res, /*is_sync=*/false); },
+        fd, b.buf.data(), b.buf.size(), seg_size, s, [self](int res) { self->on_io(res, /*is_sync=*/false); },
         [self](int res) { self->on_io(res, /*is_sync=*/true); });
     if (!st.ok()) {
       if (st.code() == Errc::backpressure) return;  // the ring is busy: retried at the next turn end
@@ -330,14 +336,16 @@ Result<std::unique_ptr<Wal>> Wal::open(runtime::Reactor& reactor, WalOptions o, 
   impl->io = io ? std::move(io) : make_uring_io(reactor);
   auto lock = lock_dir(impl->opt.dir);
   if (!lock.ok()) {
-    log::error("wal", "open_failed", "dir={} error={}", log::quoted(impl->opt.dir), log::quoted(lock.status().to_string()));
+    log::error("wal", "open_failed", "dir={} error={}", log::quoted(impl->opt.dir),
+               log::quoted(lock.status().to_string()));
     impl->count_error("locked");
     return lock.status();
   }
   impl->lock_fd = lock.value();
   auto rep = recover_dir(impl->opt.dir, RecoverMode::open, visit);
   if (!rep.ok()) {
-    log::error("wal", "open_failed", "dir={} error={}", log::quoted(impl->opt.dir), log::quoted(rep.status().to_string()));
+    log::error("wal", "open_failed", "dir={} error={}", log::quoted(impl->opt.dir),
+               log::quoted(rep.status().to_string()));
     impl->count_error("recovery");
     return rep.status();
   }
@@ -349,8 +357,7 @@ Result<std::unique_ptr<Wal>> Wal::open(runtime::Reactor& reactor, WalOptions o, 
   }
   if (impl->segments.empty()) {
     HS_ASSIGN_OR_RETURN(impl->fd, create_segment(impl->opt.dir, impl->next_lsn, impl->sync()));
-    impl->segments.push_back(
-        {impl->next_lsn, impl->opt.dir + "/" + segment_name(impl->next_lsn), kSegmentHeaderSize});
+    impl->segments.push_back({impl->next_lsn, impl->opt.dir + "/" + segment_name(impl->next_lsn), kSegmentHeaderSize});
     impl->seg_size = kSegmentHeaderSize;
   } else {
     const SegmentFile& a = impl->segments.back();
@@ -360,12 +367,12 @@ Result<std::unique_ptr<Wal>> Wal::open(runtime::Reactor& reactor, WalOptions o, 
   }
   impl->m_healthy.set(1);
   const auto lvl = impl->sync() ? log::Level::info : log::Level::warn;
-  log::logf(lvl, "wal", "open",
-            "dir={} durability={} segments={} records={} next_lsn={} torn_tail={} segment_bytes={} max_queued_bytes={}{}",
-            log::quoted(impl->opt.dir), durability_name(impl->opt.durability), impl->segments.size(),
-            impl->recovery.records, impl->next_lsn, impl->recovery.torn_tail, impl->opt.segment_bytes,
-            impl->opt.max_queued_bytes,
-            impl->sync() ? "" : " note=\"durability=none: acknowledged appends are lost on power failure\"");
+  log::logf(
+      lvl, "wal", "open",
+      "dir={} durability={} segments={} records={} next_lsn={} torn_tail={} segment_bytes={} max_queued_bytes={}{}",
+      log::quoted(impl->opt.dir), durability_name(impl->opt.durability), impl->segments.size(), impl->recovery.records,
+      impl->next_lsn, impl->recovery.torn_tail, impl->opt.segment_bytes, impl->opt.max_queued_bytes,
+      impl->sync() ? "" : " note=\"durability=none: acknowledged appends are lost on power failure\"");
   std::weak_ptr<Impl> weak = impl;
   impl->turn_end_hook = reactor.on_turn_end([weak]() {
     if (auto p = weak.lock()) p->flush();
@@ -405,8 +412,8 @@ Result<std::size_t> Wal::truncate_before(Lsn lsn) {
         return st;
       }
     }
-    log::info("wal", "checkpoint", "dir={} before_lsn={} deleted_segments={} oldest_lsn={}", log::quoted(m.opt.dir), lsn,
-              deleted, m.segments.front().first_lsn);
+    log::info("wal", "checkpoint", "dir={} before_lsn={} deleted_segments={} oldest_lsn={}", log::quoted(m.opt.dir),
+              lsn, deleted, m.segments.front().first_lsn);
   }
   return deleted;
 }

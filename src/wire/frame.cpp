@@ -18,9 +18,7 @@ namespace {
 std::uint32_t load_be32(const std::uint8_t* p) noexcept {
   return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | p[3];
 }
-std::uint16_t load_be16(const std::uint8_t* p) noexcept {
-  return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
-}
+std::uint16_t load_be16(const std::uint8_t* p) noexcept { return static_cast<std::uint16_t>((p[0] << 8) | p[1]); }
 void store_be32(std::uint8_t* p, std::uint32_t v) noexcept {
   p[0] = static_cast<std::uint8_t>(v >> 24);
   p[1] = static_cast<std::uint8_t>(v >> 16);
@@ -46,55 +44,104 @@ struct RoleRule {
 RoleRule role_rule(MsgType t) noexcept {
   using B = fb::Body;
   switch (t) {
-    case B::JobSubmission: return {C | G, G | M};
-    case B::JobAck: return {G | M, C | G};
-    case B::WorkflowDispatch: return {M, W};
-    case B::WorkflowDispatchAck: return {W, M};
-    case B::WorkflowProgress: return {W, M};
-    case B::WorkflowProgressAck: return {M, W};
-    case B::JobProgress: return {M, G | C};
-    case B::JobProgressReport: return {M, G};
-    case B::JobTimeoutReport: return {M, G};
-    case B::JobGlobalTimeout: return {G, M};
-    case B::WindowedStatsPush: return {W | M | G, M | G | C};
-    case B::WorkflowFinalResult: return {W, M};
-    case B::WorkflowResultPush: return {M, G | C};
-    case B::JobFinalResult: return {M, G | C};
-    case B::GlobalJobResult: return {G, C};
-    case B::JobCancelRequest: return {C | G | M, G | M};
-    case B::JobCancelResponse: return {G | M, C | G | M};
-    case B::WorkflowCancelRequest: return {M, W};
-    case B::WorkflowCancellationComplete: return {W, M};
-    case B::JobCancellationComplete: return {M | G, G | C};
-    case B::SingleWorkflowCancelRequest: return {C | G | M, G | M};
-    case B::SingleWorkflowCancelResponse: return {G | M, C | G | M};
-    case B::WorkerRegistration: return {W, M};
-    case B::RegistrationResponse: return {M | G, W | M | G};
-    case B::ManagerPeerRegistration: return {M, M | G};
-    case B::GateRegistrationRequest: return {G, G | M};
-    case B::GateRegistrationResponse: return {G | M, G | M};
-    case B::WorkerHeartbeat: return {W, M};
-    case B::ManagerHeartbeat: return {M, M | G | W};
-    case B::GateHeartbeat: return {G, G | M};
-    case B::JobLeadershipAnnouncement: return {G | M, ANY};
-    case B::JobLeaderTransfer: return {G | M, ANY};
-    case B::JobLeaderTransferAck: return {ANY, G | M};
-    case B::LeaseTransfer: return {G, G};
-    case B::LeaseTransferAck: return {G, G};
-    case B::StateSyncRequest: return {G | M | W, G | M | W};
-    case B::StateSnapshot: return {G | M | W, G | M | W};
-    case B::JobStateSync: return {G | M, G | M};
-    case B::JobStatusQuery: return {C | G, G | M};
-    case B::JobStatusPush: return {G | M, C | G};
-    case B::RegisterCallback: return {C | G, G | M};
-    case B::Ping: return {ANY, ANY};
-    case B::Pong: return {ANY, ANY};
-    case B::RateLimitResponse: return {G | M, C | G | M};
-    case B::ErrorReply: return {ANY, ANY};
-    case B::SwimMessage: return {G | M | W, G | M | W};
-    case B::CrossDcProbe: return {G | M, M};
-    case B::CrossDcAck: return {M, G | M};
-    default: return {0, 0};
+    case B::JobSubmission:
+      return {C | G, G | M};
+    case B::JobAck:
+      return {G | M, C | G};
+    case B::WorkflowDispatch:
+      return {M, W};
+    case B::WorkflowDispatchAck:
+      return {W, M};
+    case B::WorkflowProgress:
+      return {W, M};
+    case B::WorkflowProgressAck:
+      return {M, W};
+    case B::JobProgress:
+      return {M, G | C};
+    case B::JobProgressReport:
+      return {M, G};
+    case B::JobTimeoutReport:
+      return {M, G};
+    case B::JobGlobalTimeout:
+      return {G, M};
+    case B::WindowedStatsPush:
+      return {W | M | G, M | G | C};
+    case B::WorkflowFinalResult:
+      return {W, M};
+    case B::WorkflowResultPush:
+      return {M, G | C};
+    case B::JobFinalResult:
+      return {M, G | C};
+    case B::GlobalJobResult:
+      return {G, C};
+    case B::JobCancelRequest:
+      return {C | G | M, G | M};
+    case B::JobCancelResponse:
+      return {G | M, C | G | M};
+    case B::WorkflowCancelRequest:
+      return {M, W};
+    case B::WorkflowCancellationComplete:
+      return {W, M};
+    case B::JobCancellationComplete:
+      return {M | G, G | C};
+    case B::SingleWorkflowCancelRequest:
+      return {C | G | M, G | M};
+    case B::SingleWorkflowCancelResponse:
+      return {G | M, C | G | M};
+    case B::WorkerRegistration:
+      return {W, M};
+    case B::RegistrationResponse:
+      return {M | G, W | M | G};
+    case B::ManagerPeerRegistration:
+      return {M, M | G};
+    case B::GateRegistrationRequest:
+      return {G, G | M};
+    case B::GateRegistrationResponse:
+      return {G | M, G | M};
+    case B::WorkerHeartbeat:
+      return {W, M};
+    case B::ManagerHeartbeat:
+      return {M, M | G | W};
+    case B::GateHeartbeat:
+      return {G, G | M};
+    case B::JobLeadershipAnnouncement:
+      return {G | M, ANY};
+    case B::JobLeaderTransfer:
+      return {G | M, ANY};
+    case B::JobLeaderTransferAck:
+      return {ANY, G | M};
+    case B::LeaseTransfer:
+      return {G, G};
+    case B::LeaseTransferAck:
+      return {G, G};
+    case B::StateSyncRequest:
+      return {G | M | W, G | M | W};
+    case B::StateSnapshot:
+      return {G | M | W, G | M | W};
+    case B::JobStateSync:
+      return {G | M, G | M};
+    case B::JobStatusQuery:
+      return {C | G, G | M};
+    case B::JobStatusPush:
+      return {G | M, C | G};
+    case B::RegisterCallback:
+      return {C | G, G | M};
+    case B::Ping:
+      return {ANY, ANY};
+    case B::Pong:
+      return {ANY, ANY};
+    case B::RateLimitResponse:
+      return {G | M, C | G | M};
+    case B::ErrorReply:
+      return {ANY, ANY};
+    case B::SwimMessage:
+      return {G | M | W, G | M | W};
+    case B::CrossDcProbe:
+      return {G | M, M};
+    case B::CrossDcAck:
+      return {M, G | M};
+    default:
+      return {0, 0};
   }
 }
 
@@ -107,23 +154,40 @@ std::string trim(std::string s) {
 
 std::string_view reject_name(Reject r) noexcept {
   switch (r) {
-    case Reject::none: return "none";
-    case Reject::truncated: return "truncated";
-    case Reject::bad_magic: return "bad_magic";
-    case Reject::version_mismatch: return "version_mismatch";
-    case Reject::oversize: return "oversize";
-    case Reject::unknown_type: return "unknown_type";
-    case Reject::auth_failed: return "auth_failed";
-    case Reject::verify_failed: return "verify_failed";
-    case Reject::type_mismatch: return "type_mismatch";
-    case Reject::wrong_cluster: return "wrong_cluster";
-    case Reject::role_not_allowed: return "role_not_allowed";
-    case Reject::replay: return "replay";
-    case Reject::stale: return "stale";
-    case Reject::future: return "future";
-    case Reject::stalled: return "stalled";
-    case Reject::trailing_bytes: return "trailing_bytes";
-    case Reject::kCount: break;
+    case Reject::none:
+      return "none";
+    case Reject::truncated:
+      return "truncated";
+    case Reject::bad_magic:
+      return "bad_magic";
+    case Reject::version_mismatch:
+      return "version_mismatch";
+    case Reject::oversize:
+      return "oversize";
+    case Reject::unknown_type:
+      return "unknown_type";
+    case Reject::auth_failed:
+      return "auth_failed";
+    case Reject::verify_failed:
+      return "verify_failed";
+    case Reject::type_mismatch:
+      return "type_mismatch";
+    case Reject::wrong_cluster:
+      return "wrong_cluster";
+    case Reject::role_not_allowed:
+      return "role_not_allowed";
+    case Reject::replay:
+      return "replay";
+    case Reject::stale:
+      return "stale";
+    case Reject::future:
+      return "future";
+    case Reject::stalled:
+      return "stalled";
+    case Reject::trailing_bytes:
+      return "trailing_bytes";
+    case Reject::kCount:
+      break;
   }
   return "unknown";
 }
@@ -166,9 +230,8 @@ Reject parse_header(std::span<const std::uint8_t> b, std::size_t max_frame, Fram
 
 Result<Key> Key::derive(std::string_view secret) {
   if (secret.size() < kMinSecretLength)
-    return make_error(Errc::invalid_argument,
-                      fmt::format("cluster secret is {} characters; at least {} required", secret.size(),
-                                  kMinSecretLength));
+    return make_error(Errc::invalid_argument, fmt::format("cluster secret is {} characters; at least {} required",
+                                                          secret.size(), kMinSecretLength));
   Key k;
   EVP_PKEY_CTX* pctx = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, nullptr);
   if (pctx == nullptr) return make_error(Errc::internal, "HKDF: EVP_PKEY_CTX_new_id failed");
@@ -194,7 +257,8 @@ Result<std::string> load_secret(const SecretSource& src) {
     std::string line;
     std::getline(f, line);
     secret = trim(std::move(line));
-    if (secret.empty()) return make_error(Errc::invalid_argument, fmt::format("cluster secret file {} is empty", src.file));
+    if (secret.empty())
+      return make_error(Errc::invalid_argument, fmt::format("cluster secret file {} is empty", src.file));
   } else if (!src.env.empty()) {
     const char* v = std::getenv(src.env.c_str());
     if (v == nullptr || *v == '\0')
@@ -307,8 +371,8 @@ FrameCodec::FrameCodec(Identity self, Keyring keys, Limits limits, metrics::Regi
       limits_(limits),
       guard_(limits_),
       decoded_(metrics.counter("hs_wire_frames_decoded_total", "Frames that passed every check")),
-      previous_key_used_(metrics.counter("hs_wire_previous_key_used_total",
-                                         "Frames opened with the previous (rotating-out) key")),
+      previous_key_used_(
+          metrics.counter("hs_wire_previous_key_used_total", "Frames opened with the previous (rotating-out) key")),
       sealed_(metrics.counter("hs_wire_frames_sealed_total", "Frames sealed for sending")) {
   if (self_.incarnation == 0) {
     std::uint64_t inc = 0;
@@ -346,9 +410,9 @@ Status FrameCodec::seal(MsgType type, std::span<const std::uint8_t> body, std::u
   return ok_status();
 }
 
-Status FrameCodec::seal_raw(MsgType type, std::span<const std::uint8_t> body, std::uint64_t correlation,
-                            bool is_reply, Channel ch, std::vector<std::uint8_t>& out, std::int64_t now_ms,
-                            std::uint64_t sequence, const Identity& as) {
+Status FrameCodec::seal_raw(MsgType type, std::span<const std::uint8_t> body, std::uint64_t correlation, bool is_reply,
+                            Channel ch, std::vector<std::uint8_t>& out, std::int64_t now_ms, std::uint64_t sequence,
+                            const Identity& as) {
   if (ctx_ == nullptr) return make_error(Errc::internal, "cipher context allocation failed");
   fbb_.Clear();
   auto cluster = fbb_.CreateString(as.cluster_id);
@@ -371,9 +435,9 @@ Status FrameCodec::seal_raw(MsgType type, std::span<const std::uint8_t> body, st
   const std::size_t total = kHeaderSize + plain + kTagSize;
   const std::size_t limit = ch == Channel::tcp ? limits_.max_tcp_frame : limits_.max_udp_datagram;
   if (total > limit)
-    return make_error(Errc::invalid_argument, fmt::format("{} frame of {} bytes exceeds the {} limit of {} bytes",
-                                                          type_name(type), total, ch == Channel::tcp ? "tcp" : "udp",
-                                                          limit));
+    return make_error(Errc::invalid_argument,
+                      fmt::format("{} frame of {} bytes exceeds the {} limit of {} bytes", type_name(type), total,
+                                  ch == Channel::tcp ? "tcp" : "udp", limit));
   FrameHeader h;
   h.minor = as.minor;
   h.type = static_cast<std::uint16_t>(type);
@@ -430,7 +494,8 @@ DecodeResult FrameCodec::decode(std::span<const std::uint8_t> frame, Channel ch,
     return fail(why, fmt::format("header: {} bytes available, limit {}", frame.size(), limit));
   const std::size_t total = kHeaderSize + std::size_t{h.length};
   if (frame.size() < total) return fail(Reject::truncated, fmt::format("{} of {} bytes", frame.size(), total));
-  if (frame.size() > total) return fail(Reject::trailing_bytes, fmt::format("{} bytes after the frame", frame.size() - total));
+  if (frame.size() > total)
+    return fail(Reject::trailing_bytes, fmt::format("{} bytes after the frame", frame.size() - total));
   const auto type = static_cast<MsgType>(h.type);
 
   Decoded& d = r.msg;
@@ -460,11 +525,10 @@ DecodeResult FrameCodec::decode(std::span<const std::uint8_t> frame, Channel ch,
   // Honest senders align the body vector to 16 (seal_raw); a misaligned one would make typed reads of
   // the body misaligned, so it is refused.
   if (env->body() != nullptr && reinterpret_cast<std::uintptr_t>(env->body()->data()) % 8 != 0)
-    return fail(Reject::verify_failed, fmt::format("body of type {} from {} is not 8-byte aligned", type_name(type),
-                                                   d.sender_id));
-  if (env->body() == nullptr ||
-      !verify_body(type, {env->body()->data(), env->body()->size()}, limits_.verifier_max_depth,
-                   limits_.verifier_max_tables))
+    return fail(Reject::verify_failed,
+                fmt::format("body of type {} from {} is not 8-byte aligned", type_name(type), d.sender_id));
+  if (env->body() == nullptr || !verify_body(type, {env->body()->data(), env->body()->size()},
+                                             limits_.verifier_max_depth, limits_.verifier_max_tables))
     return fail(Reject::verify_failed, fmt::format("body of type {} from {}", type_name(type), d.sender_id));
   if (Reject why = guard_.check(d.sender_id, env->incarnation(), env->sequence(), env->timestamp_ms(), now_ms);
       why != Reject::none)

@@ -156,17 +156,24 @@ int main(int argc, char** argv) {
     } else if (a == "--seed" && i + 1 < argc) {
       seed = std::strtoull(argv[++i], nullptr, 10);
     } else {
-      std::fprintf(stderr, "usage: %s [--sizes 10,100,1000] [--trials-scale 1.0] [--seed 1] [--max-piggyback k]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--sizes 10,100,1000] [--trials-scale 1.0] [--seed 1] [--max-piggyback k]\n",
+                   argv[0]);
       return 2;
     }
   }
   log::set_level(log::Level::error);
-  const Condition conds[] = {{"loss 0%", 0.0, false}, {"loss 5%", 0.05, false}, {"loss 20%", 0.20, false},
+  const Condition conds[] = {{"loss 0%", 0.0, false},
+                             {"loss 5%", 0.05, false},
+                             {"loss 20%", 0.20, false},
                              {"10% slowed 5x", 0.0, true},
                              {"10% slowed 5x, LHM off", 0.0, true, false}};
-  std::printf("SWIM + Lifeguard in the simulator: period 1 s, probe timeout 500 ms, k = 3, latency 0.5 ms + exp(2 ms)\n");
-  std::printf("times in protocol periods after the crash; p99 is nearest-rank over the trials (= max for < 100 trials)\n\n");
-  std::printf("| N | network | trials | first suspect p50 | p99 | all know dead p50 | p99 | msgs/member/period | false deaths /10k member-periods | false suspicions /10k member-periods |\n");
+  std::printf(
+      "SWIM + Lifeguard in the simulator: period 1 s, probe timeout 500 ms, k = 3, latency 0.5 ms + exp(2 ms)\n");
+  std::printf(
+      "times in protocol periods after the crash; p99 is nearest-rank over the trials (= max for < 100 trials)\n\n");
+  std::printf(
+      "| N | network | trials | first suspect p50 | p99 | all know dead p50 | p99 | msgs/member/period | false deaths "
+      "/10k member-periods | false suspicions /10k member-periods |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
   std::map<std::pair<std::size_t, std::string>, Row> rows;
   for (std::size_t n : sizes) {
@@ -183,8 +190,9 @@ int main(int argc, char** argv) {
       std::printf("| %zu | %s | %zu | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.1f |%s\n", n, cond.name, row.trials,
                   quantile(row.suspect, 0.5), quantile(row.suspect, 0.99), quantile(row.dead, 0.5),
                   quantile(row.dead, 0.99), msgs, fd, fs,
-                  row.undetected ? (" (" + std::to_string(row.undetected) + " not fully detected in 200 periods)").c_str()
-                                 : "");
+                  row.undetected
+                      ? (" (" + std::to_string(row.undetected) + " not fully detected in 200 periods)").c_str()
+                      : "");
       std::fflush(stdout);
       rows[{n, cond.name}] = row;
     }

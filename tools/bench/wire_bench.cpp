@@ -111,7 +111,8 @@ double round_trip_round(int conns, double seconds) {
   set.stop();
   client.reset();  // every handle is closed: safe off the loop
   server.reset();
-  if (errors.load() > 0) std::fprintf(stderr, "  (%llu request errors)\n", static_cast<unsigned long long>(errors.load()));
+  if (errors.load() > 0)
+    std::fprintf(stderr, "  (%llu request errors)\n", static_cast<unsigned long long>(errors.load()));
   return static_cast<double>(d1 - d0) / elapsed;
 }
 
@@ -138,8 +139,10 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
   const std::size_t ovh = overhead_bytes();
-  std::printf("frame overhead: %zu bytes per message (24 header + 16 GCM tag + envelope with ids \"hyperscale\", "
-              "\"gate-bench\")\n", ovh);
+  std::printf(
+      "frame overhead: %zu bytes per message (24 header + 16 GCM tag + envelope with ids \"hyperscale\", "
+      "\"gate-bench\")\n",
+      ovh);
   std::printf("wire rtt_per_s_1=%.0f rtt_per_s_64=%.0f overhead_bytes=%zu\n", median(r1), median(r64), ovh);
   return 0;
 }

@@ -53,8 +53,9 @@ double throughput_round(double seconds) {
     if (!stop.load(std::memory_order_relaxed)) (void)r.defer([&pump, &r]() { pump(r); });
   };
   if (!set.start([&](Reactor& r) {
-        if (r.shard_id() == 0) pump(r);
-      }).ok()) {
+            if (r.shard_id() == 0) pump(r);
+          })
+           .ok()) {
     std::abort();
   }
   // Measure a window after warm-up, reading shard 1's counter on shard 1.
@@ -87,18 +88,19 @@ double wake_round(int samples, bool pin) {
   lat.reserve(static_cast<std::size_t>(samples));
   std::atomic<int> sent{0};
   if (!set.start([&](Reactor& r) {
-        if (r.shard_id() != 0) return;
-        auto t = r.every("ping", 2ms, [&r, &lat, &sent, samples]() {
-          if (sent.load() >= samples) return ok_status();
-          const Instant t0 = MonotonicClock::instance().now();
-          Message m = [t0, &lat](Reactor&) { lat.push_back(to_micros(MonotonicClock::instance().now() - t0)); };
-          Status st = r.try_send(1, m);
-          r.flush();
-          if (st.ok()) ++sent;
-          return st;
-        });
-        if (!t.ok()) std::abort();
-      }).ok()) {
+            if (r.shard_id() != 0) return;
+            auto t = r.every("ping", 2ms, [&r, &lat, &sent, samples]() {
+              if (sent.load() >= samples) return ok_status();
+              const Instant t0 = MonotonicClock::instance().now();
+              Message m = [t0, &lat](Reactor&) { lat.push_back(to_micros(MonotonicClock::instance().now() - t0)); };
+              Status st = r.try_send(1, m);
+              r.flush();
+              if (st.ok()) ++sent;
+              return st;
+            });
+            if (!t.ok()) std::abort();
+          })
+           .ok()) {
     std::abort();
   }
   while (sent.load() < samples) std::this_thread::sleep_for(10ms);
@@ -167,14 +169,18 @@ int main(int argc, char** argv) {
     wake.push_back(wake_round(500, true));
     wake_unpinned.push_back(wake_round(500, false));
     raw.push_back(raw_eventfd_round(500, true));
-    std::printf("round %d: msgs_per_s=%.0f wake_us=%.1f (pinned, the default) wake_unpinned_us=%.1f raw_eventfd_pinned_us=%.1f\n",
-                i + 1, tput.back(), wake.back(), wake_unpinned.back(), raw.back());
+    std::printf(
+        "round %d: msgs_per_s=%.0f wake_us=%.1f (pinned, the default) wake_unpinned_us=%.1f "
+        "raw_eventfd_pinned_us=%.1f\n",
+        i + 1, tput.back(), wake.back(), wake_unpinned.back(), raw.back());
     std::fflush(stdout);
   }
-  std::printf("median raw_eventfd_pinned_us=%.1f (two bare pinned threads: the machine's floor for a cross-core wake)\n",
-              median(raw));
-  std::printf("median wake_unpinned_us=%.1f (threads not pinned; the scheduler may wake the receiver on the sender's core)\n",
-              median(wake_unpinned));
+  std::printf(
+      "median raw_eventfd_pinned_us=%.1f (two bare pinned threads: the machine's floor for a cross-core wake)\n",
+      median(raw));
+  std::printf(
+      "median wake_unpinned_us=%.1f (threads not pinned; the scheduler may wake the receiver on the sender's core)\n",
+      median(wake_unpinned));
   std::printf("xshard msgs_per_s=%.0f wake_us=%.1f\n", median(tput), median(wake));
   return 0;
 }

@@ -68,11 +68,11 @@ enum class Kind { counter, gauge, histogram };
 struct Snapshot {
   struct Series {
     Labels labels;
-    double value = 0;                      // counter / gauge
-    std::vector<double> bounds;            // histogram
-    std::vector<std::uint64_t> buckets;    // histogram, non-cumulative
-    std::uint64_t count = 0;               // histogram
-    double sum = 0;                        // histogram
+    double value = 0;                    // counter / gauge
+    std::vector<double> bounds;          // histogram
+    std::vector<std::uint64_t> buckets;  // histogram, non-cumulative
+    std::uint64_t count = 0;             // histogram
+    double sum = 0;                      // histogram
   };
   struct Family {
     Kind kind = Kind::counter;
@@ -96,8 +96,7 @@ class Registry {
 
   Counter& counter(std::string_view name, std::string_view help, Labels labels = {});
   Gauge& gauge(std::string_view name, std::string_view help, Labels labels = {});
-  Histogram& histogram(std::string_view name, std::string_view help, std::vector<double> bounds,
-                       Labels labels = {});
+  Histogram& histogram(std::string_view name, std::string_view help, std::vector<double> bounds, Labels labels = {});
 
   // Looks up an existing counter value (tests, debug endpoints). Returns 0 if absent.
   std::uint64_t counter_value(std::string_view name, const Labels& labels = {}) const;

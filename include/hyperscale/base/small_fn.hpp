@@ -68,8 +68,7 @@ class SmallFn<R(A...), Cap> {
 
   template <typename D>
   static constexpr bool fits_inline() {
-    return sizeof(D) <= Cap && alignof(D) <= alignof(std::max_align_t) &&
-           std::is_nothrow_move_constructible_v<D>;
+    return sizeof(D) <= Cap && alignof(D) <= alignof(std::max_align_t) && std::is_nothrow_move_constructible_v<D>;
   }
 
  private:

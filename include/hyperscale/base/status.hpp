@@ -15,18 +15,18 @@ namespace hs {
 
 enum class Errc : int {
   ok = 0,
-  invalid_argument,   // bad input from a caller or a user; nothing changed
+  invalid_argument,  // bad input from a caller or a user; nothing changed
   not_found,
   already_exists,
-  backpressure,       // a bounded queue is full; the caller decides to retry or drop
+  backpressure,  // a bounded queue is full; the caller decides to retry or drop
   timeout,
   cancelled,
-  io_error,           // a syscall failed; message carries errno text
-  corruption,         // stored data failed a check (CRC, framing)
-  unavailable,        // the component is stopped, failed or shutting down
+  io_error,     // a syscall failed; message carries errno text
+  corruption,   // stored data failed a check (CRC, framing)
+  unavailable,  // the component is stopped, failed or shutting down
   permission_denied,
-  protocol_error,     // a peer sent something we reject
-  internal,           // a bug: an invariant did not hold
+  protocol_error,  // a peer sent something we reject
+  internal,        // a bug: an invariant did not hold
 };
 
 std::string_view errc_name(Errc c) noexcept;
@@ -66,17 +66,26 @@ Status errno_status(std::string_view context, int err);
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}          // NOLINT: implicit by design
-  Result(Status error) : v_(std::in_place_index<1>, std::move(error)) {      // NOLINT
+  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}      // NOLINT: implicit by design
+  Result(Status error) : v_(std::in_place_index<1>, std::move(error)) {  // NOLINT
     assert(!std::get<1>(v_).ok() && "Result constructed from an OK status");
   }
 
   bool ok() const noexcept { return v_.index() == 0; }
   explicit operator bool() const noexcept { return ok(); }
 
-  T& value() & { assert(ok()); return std::get<0>(v_); }
-  const T& value() const& { assert(ok()); return std::get<0>(v_); }
-  T&& value() && { assert(ok()); return std::get<0>(std::move(v_)); }
+  T& value() & {
+    assert(ok());
+    return std::get<0>(v_);
+  }
+  const T& value() const& {
+    assert(ok());
+    return std::get<0>(v_);
+  }
+  T&& value() && {
+    assert(ok());
+    return std::get<0>(std::move(v_));
+  }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   T& operator*() & { return value(); }
@@ -97,9 +106,9 @@ class [[nodiscard]] Result {
 }  // namespace hs
 
 // Propagate an error Status from an expression returning Status.
-#define HS_TRY(expr)                          \
-  do {                                        \
-    ::hs::Status hs_try_status_ = (expr);     \
+#define HS_TRY(expr)                                 \
+  do {                                               \
+    ::hs::Status hs_try_status_ = (expr);            \
     if (!hs_try_status_.ok()) return hs_try_status_; \
   } while (0)
 

@@ -38,7 +38,7 @@ struct Inbound {
   wire::fb::Role sender_role = wire::fb::Role::Unknown;
   std::uint8_t peer_minor = 0;
   std::span<const std::uint8_t> body;
-  Endpoint from;             // UDP: the sender's socket; TCP: the connection's remote address
+  Endpoint from;  // UDP: the sender's socket; TCP: the connection's remote address
   bool expects_reply = false;
 };
 
@@ -72,8 +72,8 @@ class Transport {
   // One-way message over the reliable channel.
   virtual Status send(const Endpoint& to, wire::MsgType type, std::span<const std::uint8_t> body) = 0;
   // Request with a deadline; see the file comment for the exactly-once contract of `done`.
-  virtual Status request(const Endpoint& to, wire::MsgType type, std::span<const std::uint8_t> body,
-                         Duration deadline, ReplyFn done) = 0;
+  virtual Status request(const Endpoint& to, wire::MsgType type, std::span<const std::uint8_t> body, Duration deadline,
+                         ReplyFn done) = 0;
   // Where this transport receives (for peers to address it).
   virtual Endpoint tcp_endpoint() const = 0;
   virtual Endpoint udp_endpoint() const = 0;

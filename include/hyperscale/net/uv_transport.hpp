@@ -32,31 +32,31 @@ struct TransportConfig {
   bool enable_tcp_listen = true;
   bool enable_udp = true;
   std::size_t max_conns_per_peer = 4;
-  std::size_t max_conns_total = 1024;      // outbound
+  std::size_t max_conns_total = 1024;  // outbound
   std::size_t max_inbound_conns = 4096;
-  std::size_t open_new_at_inflight = 16;   // open another connection to a peer past this many requests
+  std::size_t open_new_at_inflight = 16;  // open another connection to a peer past this many requests
   Duration idle_timeout = std::chrono::seconds(60);
   Duration connect_timeout = std::chrono::seconds(5);
   Duration frame_deadline = std::chrono::seconds(5);
   Duration backoff_initial = std::chrono::milliseconds(100);
   Duration backoff_max = std::chrono::seconds(10);
   Duration sweep_period = std::chrono::milliseconds(100);
-  std::size_t max_conn_write_queue = 8u << 20;   // bytes per connection (and per peer backlog)
+  std::size_t max_conn_write_queue = 8u << 20;  // bytes per connection (and per peer backlog)
   std::size_t max_total_write_queue = 256u << 20;
   std::size_t max_pending_requests = 65'536;
   std::size_t max_peers = 4096;
-  std::uint64_t seed = 0;                  // jitter; 0: random
+  std::uint64_t seed = 0;  // jitter; 0: random
 };
 
 struct TransportStats {
   std::size_t outbound_conns = 0;
-  std::size_t outbound_conns_max = 0;      // high-water mark
+  std::size_t outbound_conns_max = 0;  // high-water mark
   std::size_t inbound_conns = 0;
   std::size_t pending_requests = 0;
   std::size_t queued_bytes = 0;
   std::uint64_t connect_attempts = 0;
   std::uint64_t connect_failures = 0;
-  std::size_t largest_frame_buffer = 0;    // largest receive buffer ever allocated for one frame
+  std::size_t largest_frame_buffer = 0;  // largest receive buffer ever allocated for one frame
 };
 
 class UvTransport final : public Transport {

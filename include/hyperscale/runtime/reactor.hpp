@@ -33,16 +33,16 @@ using Message = SmallFn<void(Reactor&), 48>;
 struct ReactorOptions {
   int shard_id = 0;
   std::size_t max_tasks = Scheduler::kDefaultMaxTasks;
-  std::size_t max_deferred = 1 << 20;   // bound of the local defer queue
-  std::size_t send_batch = 64;          // a ring is published once this many messages are staged
-  std::size_t drain_budget = 1 << 16;   // messages run per doorbell before yielding to I/O
+  std::size_t max_deferred = 1 << 20;  // bound of the local defer queue
+  std::size_t send_batch = 64;         // a ring is published once this many messages are staged
+  std::size_t drain_budget = 1 << 16;  // messages run per doorbell before yielding to I/O
   std::size_t max_writable_waiters = 1024;
   unsigned uring_entries = 256;
 };
 
 // Outcome of one reactor's shutdown.
 struct ShutdownReport {
-  bool clean = true;                        // every hook finished and every handle closed in time
+  bool clean = true;  // every hook finished and every handle closed in time
   std::vector<std::string> unfinished_hooks;
   std::size_t dropped_messages = 0;
 };
@@ -164,10 +164,10 @@ class Reactor {
 
   // Set by ShardSet.
   ShardSet* shards_ = nullptr;
-  std::vector<int> dirty_;                  // targets with staged, unpublished messages
+  std::vector<int> dirty_;  // targets with staged, unpublished messages
   std::vector<char> dirty_flag_;
   std::vector<std::vector<SmallFn<void()>>> writable_waiters_;  // per target shard
-  std::atomic<bool> writable_notice_{false};                     // a consumer freed space for us
+  std::atomic<bool> writable_notice_{false};                    // a consumer freed space for us
   std::atomic<bool> stop_requested_{false};
   std::atomic<std::int64_t> stop_bound_ns_{0};
 

@@ -24,13 +24,13 @@
 namespace hs::runtime {
 
 struct ShardSetOptions {
-  int shards = 0;                        // 0: one per available core
-  std::size_t ring_capacity = 4096;      // messages per (from, to) ring
-  std::size_t max_external = 65'536;     // bound of the post() queue per shard
-  bool pin = true;                       // pin shard i to the i-th allowed core when there are enough
-  bool handle_signals = false;           // SIGINT/SIGTERM on shard 0 -> request_stop()
+  int shards = 0;                     // 0: one per available core
+  std::size_t ring_capacity = 4096;   // messages per (from, to) ring
+  std::size_t max_external = 65'536;  // bound of the post() queue per shard
+  bool pin = true;                    // pin shard i to the i-th allowed core when there are enough
+  bool handle_signals = false;        // SIGINT/SIGTERM on shard 0 -> request_stop()
   Duration shutdown_bound = std::chrono::seconds(5);
-  ReactorOptions reactor;                // shard_id is filled in per shard
+  ReactorOptions reactor;  // shard_id is filled in per shard
 };
 
 struct StopReport {

@@ -101,9 +101,9 @@ class SpscRing {
   std::size_t cap_ = 0;
   std::size_t mask_ = 0;
   std::unique_ptr<T[]> slots_;
-  alignas(64) std::atomic<std::size_t> head_{0};   // consumer-owned
-  alignas(64) std::atomic<std::size_t> tail_{0};   // producer publishes
-  alignas(64) std::size_t staged_tail_ = 0;        // producer-local
+  alignas(64) std::atomic<std::size_t> head_{0};  // consumer-owned
+  alignas(64) std::atomic<std::size_t> tail_{0};  // producer publishes
+  alignas(64) std::size_t staged_tail_ = 0;       // producer-local
   std::size_t published_tail_ = 0;
   std::size_t cached_head_ = 0;
   alignas(64) std::atomic<bool> waiting_{false};

@@ -30,9 +30,9 @@ namespace hs::sim {
 struct NetworkOptions {
   Duration min_latency = std::chrono::microseconds(500);
   Duration mean_extra_latency = std::chrono::milliseconds(2);  // exponential tail on top of min
-  double loss = 0.0;             // probability a datagram is dropped
-  double duplicate = 0.0;        // probability a datagram is delivered twice
-  double reorder = 0.0;          // probability a datagram gets an extra delay of up to reorder_delay
+  double loss = 0.0;                                           // probability a datagram is dropped
+  double duplicate = 0.0;                                      // probability a datagram is delivered twice
+  double reorder = 0.0;  // probability a datagram gets an extra delay of up to reorder_delay
   Duration reorder_delay = std::chrono::milliseconds(50);
   std::size_t max_message_bytes = 64 * 1024;  // larger sends are dropped and counted
 };
@@ -42,7 +42,7 @@ struct SimOptions {
   NetworkOptions net;
   std::size_t max_pending_events = 4'000'000;  // bound of the event queue; past it events are refused
   std::size_t max_nodes = 100'000;
-  std::size_t trace_tail = 64;                  // last events kept as text for failure reports
+  std::size_t trace_tail = 64;  // last events kept as text for failure reports
 };
 
 // Virtual clock seen by one node: global time × rate + offset.
@@ -139,9 +139,7 @@ class Simulator {
     std::shared_ptr<std::function<void(Simulator&)>> script;
   };
   struct Later {
-    bool operator()(const Event& a, const Event& b) const noexcept {
-      return a.t != b.t ? a.t > b.t : a.seq > b.seq;
-    }
+    bool operator()(const Event& a, const Event& b) const noexcept { return a.t != b.t ? a.t > b.t : a.seq > b.seq; }
   };
 
   bool push(Event e);

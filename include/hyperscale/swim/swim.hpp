@@ -45,23 +45,23 @@ struct SwimConfig {
   double suspicion_alpha = 4.0;
   double suspicion_beta = 3.0;
   std::size_t suspicion_k = 3;
-  int lhm_max = 8;                   // LHM score 0..lhm_max, multiplier = 1 + score
-  int lhm_decline_proxy = 6;         // at this score or worse, ping-reqs are declined
-  double gossip_lambda = 3.0;        // each update is sent ⌈λ·ln(n+1)⌉ times
+  int lhm_max = 8;             // LHM score 0..lhm_max, multiplier = 1 + score
+  int lhm_decline_proxy = 6;   // at this score or worse, ping-reqs are declined
+  double gossip_lambda = 3.0;  // each update is sent ⌈λ·ln(n+1)⌉ times
   std::size_t max_gossip_buffer = 1000;
-  std::size_t max_piggyback = 50;    // further bounded by what fits in the datagram (with the role state)
+  std::size_t max_piggyback = 50;  // further bounded by what fits in the datagram (with the role state)
   std::size_t max_members = 10'000;
   std::size_t max_relays = 100;
   std::size_t max_confirmers = 1000;
-  std::uint32_t refute_tokens = 5;   // refutations allowed per refute_window
+  std::uint32_t refute_tokens = 5;  // refutations allowed per refute_window
   Duration refute_window = std::chrono::seconds(10);
   std::uint32_t max_incarnation_jump = 1000;
   Duration dead_retention = std::chrono::seconds(60);       // dead/left members forgotten after this
   Duration unconfirmed_timeout = std::chrono::seconds(60);  // never-heard-from members dropped after this
-  std::uint32_t reconnect_every = 5;  // every this many periods, ping one dead member or a seed
-  std::uint32_t sync_every = 20;      // every this many periods, exchange a member sample (0: never)
-  std::uint32_t leave_periods = 3;    // after leave(), keep gossiping this many periods, then go quiet
-  std::vector<NodeId> seeds;          // start unconfirmed
+  std::uint32_t reconnect_every = 5;                        // every this many periods, ping one dead member or a seed
+  std::uint32_t sync_every = 20;    // every this many periods, exchange a member sample (0: never)
+  std::uint32_t leave_periods = 3;  // after leave(), keep gossiping this many periods, then go quiet
+  std::vector<NodeId> seeds;        // start unconfirmed
 };
 
 enum class State : std::uint8_t { alive, suspect, dead, left };
@@ -87,7 +87,8 @@ struct SwimStats {
                 relays_refused_full = 0, acks = 0, nacks = 0, probe_failures = 0, suspicions = 0, refutations = 0,
                 refutes_rate_limited = 0, deaths = 0, resurrections = 0, members_refused_full = 0,
                 incarnation_jumps_rejected = 0, gossip_evicted = 0, forgotten = 0, unconfirmed_dropped = 0,
-                wrong_target = 0, from_self = 0, sender_mismatch = 0, unconfirmed_probe_failures = 0, stale_acks = 0, encode_errors = 0, dead_notices = 0;
+                wrong_target = 0, from_self = 0, sender_mismatch = 0, unconfirmed_probe_failures = 0, stale_acks = 0,
+                encode_errors = 0, dead_notices = 0;
   std::uint64_t decode_errors[static_cast<std::size_t>(DecodeError::kCount)] = {};
   std::uint64_t decode_errors_total() const noexcept;
 };
@@ -174,7 +175,9 @@ class Swim final : public sim::Node {
   };
 
   enum TimerKind : std::uint64_t { kTick = 1, kProbeTimeout, kSuspicionTimer, kRelayNack, kRelayExpire };
-  static std::uint64_t tag(TimerKind k, std::uint64_t v) { return (static_cast<std::uint64_t>(k) << 56) | (v & ((1ull << 56) - 1)); }
+  static std::uint64_t tag(TimerKind k, std::uint64_t v) {
+    return (static_cast<std::uint64_t>(k) << 56) | (v & ((1ull << 56) - 1));
+  }
 
   std::size_t cluster_size() const noexcept { return alive_count() + 1; }
   Duration scaled(Duration d) const;

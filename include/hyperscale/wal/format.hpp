@@ -52,9 +52,9 @@ RecordCheck decode_record(std::span<const std::uint8_t> bytes, Lsn expected_lsn,
 // Result of scanning one segment's bytes.
 struct SegmentScan {
   enum class End {
-    clean,       // every byte after the header is a valid record
-    torn_tail,   // the bytes after the last valid record hold no valid record: a torn write
-    corrupt,     // a bad record is followed by valid records (or the header is bad)
+    clean,      // every byte after the header is a valid record
+    torn_tail,  // the bytes after the last valid record hold no valid record: a torn write
+    corrupt,    // a bad record is followed by valid records (or the header is bad)
   };
   End end = End::clean;
   bool header_ok = false;
@@ -73,8 +73,7 @@ struct SegmentScan {
 
 // Scans a whole segment. `visit` (optional) is called for each valid record in order, before the
 // first bad one. The scan never reads outside `bytes`.
-SegmentScan scan_segment(std::span<const std::uint8_t> bytes,
-                         const std::function<void(const RecordView&)>& visit = {});
+SegmentScan scan_segment(std::span<const std::uint8_t> bytes, const std::function<void(const RecordView&)>& visit = {});
 
 // Looks for the first offset >= `from` at which a valid record with lsn in [min_lsn, max_lsn] starts.
 // Returns false if there is none. Cheap checks run before the CRC, so random bytes are scanned fast.

@@ -33,7 +33,7 @@ enum class RecoverMode {
 struct RecoveryReport {
   std::vector<SegmentFile> segments;  // in LSN order, after recovery
   Lsn next_lsn = 1;
-  std::uint64_t records = 0;           // valid records visited
+  std::uint64_t records = 0;  // valid records visited
   // Torn tail found in the newest segment (truncated unless read_only).
   bool torn_tail = false;
   std::string torn_file;
@@ -41,7 +41,7 @@ struct RecoveryReport {
   std::uint64_t torn_bytes = 0;
   std::string torn_reason;
   // Corruption found (repair modes only; the other modes return an error instead).
-  std::string corruption;              // human-readable: file, offset, reason
+  std::string corruption;  // human-readable: file, offset, reason
   std::uint64_t lost_records_at_least = 0;
   std::uint64_t lost_bytes = 0;
   std::vector<std::string> dropped_segments;

@@ -57,11 +57,11 @@ std::unique_ptr<WalIo> make_uring_io(runtime::Reactor& reactor);
 struct WalOptions {
   std::string dir;
   Durability durability = Durability::fsync;
-  std::uint64_t segment_bytes = 32u << 20;     // roll over to a new segment past this size
-  std::size_t max_batch_bytes = 1u << 20;      // one write carries at most this much (or one record)
+  std::uint64_t segment_bytes = 32u << 20;  // roll over to a new segment past this size
+  std::size_t max_batch_bytes = 1u << 20;   // one write carries at most this much (or one record)
   std::size_t max_batch_entries = 4096;
-  std::size_t max_queued_bytes = 64u << 20;    // queued + in flight; past it append() = backpressure
-  std::uint32_t max_payload = 4u << 20;        // <= kMaxPayload
+  std::size_t max_queued_bytes = 64u << 20;  // queued + in flight; past it append() = backpressure
+  std::uint32_t max_payload = 4u << 20;      // <= kMaxPayload
   bool create_dir = true;
 };
 

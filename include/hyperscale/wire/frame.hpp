@@ -45,21 +45,21 @@ inline constexpr std::size_t kKeySize = 32;
 // Why a frame was dropped. Each reason is a label value of hs_wire_rejected_total{reason}.
 enum class Reject : std::uint8_t {
   none = 0,
-  truncated,          // fewer bytes than the header or than the header's length says
+  truncated,  // fewer bytes than the header or than the header's length says
   bad_magic,
-  version_mismatch,   // major version differs
-  oversize,           // length field above the limit (checked before any allocation)
-  unknown_type,       // type not in this build's schema
-  auth_failed,        // GCM tag mismatch under every accepted key (wrong key, flipped bit)
-  verify_failed,      // the envelope or body failed the FlatBuffers verifier
-  type_mismatch,      // envelope says something the header contradicts
+  version_mismatch,  // major version differs
+  oversize,          // length field above the limit (checked before any allocation)
+  unknown_type,      // type not in this build's schema
+  auth_failed,       // GCM tag mismatch under every accepted key (wrong key, flipped bit)
+  verify_failed,     // the envelope or body failed the FlatBuffers verifier
+  type_mismatch,     // envelope says something the header contradicts
   wrong_cluster,
   role_not_allowed,
-  replay,             // (sender, incarnation, sequence) seen already, or older than the window
-  stale,              // timestamp older than max_age
-  future,             // timestamp further ahead than max_future
-  stalled,            // a started frame did not complete before the deadline (stream layer)
-  trailing_bytes,     // a datagram longer than its frame
+  replay,          // (sender, incarnation, sequence) seen already, or older than the window
+  stale,           // timestamp older than max_age
+  future,          // timestamp further ahead than max_future
+  stalled,         // a started frame did not complete before the deadline (stream layer)
+  trailing_bytes,  // a datagram longer than its frame
   kCount
 };
 std::string_view reject_name(Reject r) noexcept;
@@ -69,12 +69,12 @@ std::string_view type_name(MsgType t) noexcept;
 bool known_type(std::uint16_t raw) noexcept;
 
 struct Limits {
-  std::size_t max_tcp_frame = 1 << 20;       // header + sealed payload, bytes
-  std::size_t max_udp_datagram = 1400;       // whole datagram, bytes
+  std::size_t max_tcp_frame = 1 << 20;  // header + sealed payload, bytes
+  std::size_t max_udp_datagram = 1400;  // whole datagram, bytes
   Duration max_age = std::chrono::seconds(300);
   Duration max_future = std::chrono::seconds(60);
-  std::size_t replay_window = 1024;          // sequence numbers tracked per (sender, incarnation)
-  std::size_t replay_max_senders = 10'000;   // least recently seen evicted past this
+  std::size_t replay_window = 1024;         // sequence numbers tracked per (sender, incarnation)
+  std::size_t replay_max_senders = 10'000;  // least recently seen evicted past this
   std::size_t verifier_max_depth = 64;
   std::size_t verifier_max_tables = 100'000;
 };
@@ -149,7 +149,7 @@ struct Identity {
   std::string node_id;
   fb::Role role = fb::Role::Unknown;
   std::uint64_t incarnation = 0;  // 0: random at construction
-  std::uint8_t minor = kMinor;     // protocol minor this node speaks (tests emulate newer peers)
+  std::uint8_t minor = kMinor;    // protocol minor this node speaks (tests emulate newer peers)
 };
 
 enum class Channel : std::uint8_t { tcp, udp };
@@ -207,8 +207,8 @@ class FrameCodec {
 
   // Appends one sealed frame carrying `body` (a finished FlatBuffer whose root is `type`'s table) to
   // `out`. Fails with invalid_argument if the frame would exceed the channel's limit.
-  Status seal(MsgType type, std::span<const std::uint8_t> body, std::uint64_t correlation, bool is_reply,
-              Channel ch, std::vector<std::uint8_t>& out, std::int64_t now_ms);
+  Status seal(MsgType type, std::span<const std::uint8_t> body, std::uint64_t correlation, bool is_reply, Channel ch,
+              std::vector<std::uint8_t>& out, std::int64_t now_ms);
   // As seal(), with explicit sequence and incarnation (tests: replays, forged senders).
   Status seal_raw(MsgType type, std::span<const std::uint8_t> body, std::uint64_t correlation, bool is_reply,
                   Channel ch, std::vector<std::uint8_t>& out, std::int64_t now_ms, std::uint64_t sequence,

@@ -28,7 +28,9 @@ ClusterOptions small(std::size_t n, std::uint64_t seed) {
   return o;
 }
 
-std::string replay(std::uint64_t seed) { return sim::replay_command(seed, "", Catch::getResultCapture().getCurrentTestName()); }
+std::string replay(std::uint64_t seed) {
+  return sim::replay_command(seed, "", Catch::getResultCapture().getCurrentTestName());
+}
 
 std::size_t deaths_of(const SimCluster& c, NodeId node, NodeId observer = 0) {
   return static_cast<std::size_t>(std::count_if(c.deaths().begin(), c.deaths().end(), [&](const Observation& o) {
@@ -98,11 +100,13 @@ TEST_CASE("a suspected member that is alive refutes and is not declared dead") {
   // Node 4 cannot be reached for a little over one period: its probers fail and suspect it.
   for (NodeId id : c.ids())
     if (id != 4) c.sim().block(id, 4);
-  REQUIRE(c.run_until([&] {
-    for (const auto& ob : c.log())
-      if (ob.node == 4 && ob.to == State::suspect) return true;
-    return false;
-  }, 30s));
+  REQUIRE(c.run_until(
+      [&] {
+        for (const auto& ob : c.log())
+          if (ob.node == 4 && ob.to == State::suspect) return true;
+        return false;
+      },
+      30s));
   const std::uint32_t inc_before = c.swim(4)->incarnation();
   c.sim().heal();
   REQUIRE(c.sim().run_for(40s).ok());

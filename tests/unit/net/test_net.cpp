@@ -58,7 +58,6 @@ bool run_until(runtime::Reactor& r, const std::function<bool()>& pred, Duration 
   return true;
 }
 
-
 std::vector<std::uint8_t> ping(std::uint64_t nonce) {
   flatbuffers::FlatBufferBuilder b;
   b.Finish(fb::CreatePing(b, nonce));
@@ -80,7 +79,9 @@ struct Raw {
   ~Raw() {
     if (fd >= 0) ::close(fd);
   }
-  void write(std::span<const std::uint8_t> b) { REQUIRE(::send(fd, b.data(), b.size(), MSG_NOSIGNAL) == (ssize_t)b.size()); }
+  void write(std::span<const std::uint8_t> b) {
+    REQUIRE(::send(fd, b.data(), b.size(), MSG_NOSIGNAL) == (ssize_t)b.size());
+  }
   // True once the server closed its end (recv returns 0 or a reset).
   bool closed_by_peer() {
     std::uint8_t buf[4096];
@@ -95,7 +96,8 @@ struct Raw {
 struct Fixture {
   runtime::Reactor r;
   UvTransport server{r, fast_config(), ident("mgr-1", fb::Role::Manager), keys()};
-  UvTransport client{r, [] {
+  UvTransport client{r,
+                     [] {
                        auto c = fast_config();
                        c.enable_tcp_listen = false;
                        return c;
@@ -137,8 +139,8 @@ struct Fixture {
     metrics::Registry reg;
     wire::FrameCodec c(as, keys(secret), wire::Limits{}, reg);
     std::vector<std::uint8_t> out;
-    REQUIRE(c.seal_raw(type, body, 77, false, wire::Channel::tcp, out, ts_ms ? ts_ms : wall_time_us() / 1000, 1, as)
-                .ok());
+    REQUIRE(
+        c.seal_raw(type, body, 77, false, wire::Channel::tcp, out, ts_ms ? ts_ms : wall_time_us() / 1000, 1, as).ok());
     return out;
   }
 };
@@ -157,7 +159,8 @@ TEST_CASE("Loopback request/response and one-way sends", "[net]") {
   });
   flatbuffers::FlatBufferBuilder b;
   b.Finish(fb::CreateJobStatusQueryDirect(b, "job-1"));
-  for (int i = 0; i < 10; ++i) REQUIRE(f.client.send(f.server.tcp_endpoint(), fb::Body::JobStatusQuery, wire::finished(b)).ok());
+  for (int i = 0; i < 10; ++i)
+    REQUIRE(f.client.send(f.server.tcp_endpoint(), fb::Body::JobStatusQuery, wire::finished(b)).ok());
   REQUIRE(run_until(f.r, [&] { return oneway == 10; }));
   // A request for a type with no handler gets an ErrorReply, not a timeout.
   bool got_error = false;
@@ -181,7 +184,8 @@ TEST_CASE("Bad inputs on TCP: dropped, counted, connection closed, others unaffe
   auto expect_rejected = [&](Raw& raw, Reject why, std::uint64_t before) {
     REQUIRE(run_until(f.r, [&] { return f.rejected(why) > before; }));
     CHECK(f.rejected(why) == before + 1);
-    REQUIRE(run_until(f.r, [&] { return raw.closed_by_peer(); }, 2s));
+    REQUIRE(run_until(
+        f.r, [&] { return raw.closed_by_peer(); }, 2s));
     f.good_client_answered(before + 100);
   };
 
@@ -298,7 +302,8 @@ TEST_CASE("UDP datagrams: delivered, and garbage is dropped and counted without 
   // Too large for a datagram: refused at the sender.
   std::vector<std::uint8_t> big(2000, 1);
   flatbuffers::FlatBufferBuilder b2;
-  b2.Finish(fb::CreateSwimMessageDirect(b2, fb::SwimKind::Probe, 7, "gate-1", nullptr, nullptr, nullptr, 0, nullptr, &big));
+  b2.Finish(
+      fb::CreateSwimMessageDirect(b2, fb::SwimKind::Probe, 7, "gate-1", nullptr, nullptr, nullptr, 0, nullptr, &big));
   CHECK(f.client.send_datagram(f.server.udp_endpoint(), fb::Body::SwimMessage, wire::finished(b2)).code() ==
         Errc::invalid_argument);
   // Garbage datagram.
@@ -339,7 +344,8 @@ TEST_CASE("Pool: 1000 concurrent requests to one peer never exceed the per-peer 
                 .ok());
     CHECK(f.client.peer_conns(f.server.tcp_endpoint()) <= 4);
   }
-  REQUIRE(run_until(f.r, [&] { return ok + failed == 1000; }, 30s));
+  REQUIRE(run_until(
+      f.r, [&] { return ok + failed == 1000; }, 30s));
   CHECK(ok == 1000);
   CHECK(f.client.stats().outbound_conns_max <= 4);
   CHECK(f.client.stats().outbound_conns_max >= 2);  // the pool did spread the load
@@ -351,8 +357,8 @@ TEST_CASE("Pool: the total limit holds across peers and every request still comp
   runtime::Reactor r;
   std::vector<std::unique_ptr<UvTransport>> servers;
   for (int i = 0; i < 3; ++i) {
-    servers.push_back(std::make_unique<UvTransport>(r, fast_config(), ident("mgr-" + std::to_string(i), fb::Role::Manager),
-                                                    keys()));
+    servers.push_back(
+        std::make_unique<UvTransport>(r, fast_config(), ident("mgr-" + std::to_string(i), fb::Role::Manager), keys()));
     REQUIRE(servers.back()->start().ok());
     auto* s = servers.back().get();
     s->on(fb::Body::Ping, [](const Inbound& in, const Responder& resp) {
@@ -376,10 +382,13 @@ TEST_CASE("Pool: the total limit holds across peers and every request still comp
       CHECK(client.stats().outbound_conns <= 5);
     }
   }
-  REQUIRE(run_until(r, [&] {
-    CHECK(client.stats().outbound_conns <= 5);
-    return ok + failed == 900;
-  }, 30s));
+  REQUIRE(run_until(
+      r,
+      [&] {
+        CHECK(client.stats().outbound_conns <= 5);
+        return ok + failed == 900;
+      },
+      30s));
   CHECK(ok == 900);
   CHECK(client.stats().outbound_conns_max <= 5);
 }
@@ -413,7 +422,8 @@ TEST_CASE("Pool: a dead peer is retried with backoff; its requests time out inst
                              ++other;
                          })
                 .ok());
-  REQUIRE(run_until(r, [&] { return timeouts + other == 20; }, 10s));
+  REQUIRE(run_until(
+      r, [&] { return timeouts + other == 20; }, 10s));
   auto took = std::chrono::steady_clock::now() - t0;
   CHECK(timeouts == 20);
   CHECK(took >= 1400ms);
@@ -466,9 +476,9 @@ TEST_CASE("Key rotation over TCP: previous key accepted until removed, then reje
   });
   auto call = [&](UvTransport& c) {
     std::optional<Status> out;
-    REQUIRE(c.request(server.tcp_endpoint(), fb::Body::Ping, ping(1), 2s,
-                      [&](Result<wire::Decoded> res) { out = res.status(); })
-                .ok());
+    REQUIRE(c.request(server.tcp_endpoint(), fb::Body::Ping, ping(1), 2s, [&](Result<wire::Decoded> res) {
+               out = res.status();
+             }).ok());
     REQUIRE(run_until(r, [&] { return out.has_value(); }));
     return *out;
   };
@@ -497,11 +507,13 @@ TEST_CASE("Idle connections are closed", "[net][pool]") {
     b.Finish(fb::CreatePong(b, 1));
     REQUIRE(resp.reply(fb::Body::Pong, wire::finished(b)).ok());
   });
-  REQUIRE(client.request(server.tcp_endpoint(), fb::Body::Ping, ping(1), 2s, [&](Result<wire::Decoded>) { done = true; })
-              .ok());
+  REQUIRE(
+      client.request(server.tcp_endpoint(), fb::Body::Ping, ping(1), 2s, [&](Result<wire::Decoded>) { done = true; })
+          .ok());
   REQUIRE(run_until(r, [&] { return done; }));
   CHECK(client.stats().outbound_conns == 1);
-  REQUIRE(run_until(r, [&] { return client.stats().outbound_conns == 0 && server.stats().inbound_conns == 0; }, 3s));
+  REQUIRE(run_until(
+      r, [&] { return client.stats().outbound_conns == 0 && server.stats().inbound_conns == 0; }, 3s));
 }
 
 TEST_CASE("In-process transport between shards: request/reply, role check, timeout", "[net][inproc]") {
@@ -514,47 +526,50 @@ TEST_CASE("In-process transport between shards: request/reply, role check, timeo
   std::vector<std::unique_ptr<InprocTransport>> ts(2);
   std::atomic<int> pongs{0}, timeouts{0}, rejected{0};
   REQUIRE(set.start([&](runtime::Reactor& r) {
-                  const int i = r.shard_id();
-                  ts[static_cast<std::size_t>(i)] = std::make_unique<InprocTransport>(
-                      r, net, ident(i == 0 ? "mgr-0" : "wrk-1", i == 0 ? fb::Role::Manager : fb::Role::Worker));
-                  if (i == 0) {
-                    ts[0]->on(fb::Body::Ping, [](const Inbound& in, const Responder& resp) {
-                      flatbuffers::FlatBufferBuilder b;
-                      b.Finish(fb::CreatePong(b, wire::body_as<fb::Ping>(in.body)->nonce()));
-                      Status st = resp.reply(fb::Body::Pong, wire::finished(b));
-                      if (!st.ok()) log::error("test", "reply_failed", "error={}", st.to_string());
-                    });
-                  }
-                })
-              .ok());
-  REQUIRE(set.post(1, [&](runtime::Reactor& r) {
-               auto& t = *ts[1];
-               for (int i = 0; i < 100; ++i) {
-                 Status st = t.request(InprocNetwork::endpoint(0), fb::Body::Ping, ping(static_cast<std::uint64_t>(i)), 2s,
-                                       [&, i](Result<wire::Decoded> res) {
-                                         if (res.ok() && wire::body_as<fb::Pong>(res->body)->nonce() ==
-                                                             static_cast<std::uint64_t>(i))
-                                           ++pongs;
-                                       });
-                 if (!st.ok()) log::error("test", "request_failed", "error={}", st.to_string());
+               const int i = r.shard_id();
+               ts[static_cast<std::size_t>(i)] = std::make_unique<InprocTransport>(
+                   r, net, ident(i == 0 ? "mgr-0" : "wrk-1", i == 0 ? fb::Role::Manager : fb::Role::Worker));
+               if (i == 0) {
+                 ts[0]->on(fb::Body::Ping, [](const Inbound& in, const Responder& resp) {
+                   flatbuffers::FlatBufferBuilder b;
+                   b.Finish(fb::CreatePong(b, wire::body_as<fb::Ping>(in.body)->nonce()));
+                   Status st = resp.reply(fb::Body::Pong, wire::finished(b));
+                   if (!st.ok()) log::error("test", "reply_failed", "error={}", st.to_string());
+                 });
                }
-               // A worker may not submit jobs: dropped and counted at the receiver, so this times out.
-               flatbuffers::FlatBufferBuilder b;
-               b.Finish(fb::CreateJobSubmissionDirect(b, "job"));
-               Status st = t.request(InprocNetwork::endpoint(0), fb::Body::JobSubmission, wire::finished(b), 200ms,
-                                     [&](Result<wire::Decoded> res) {
-                                       if (!res.ok() && res.status().code() == Errc::timeout) ++timeouts;
-                                     });
-               if (!st.ok()) log::error("test", "request_failed", "error={}", st.to_string());
-               (void)r;
              })
+              .ok());
+  REQUIRE(set.post(1,
+                   [&](runtime::Reactor& r) {
+                     auto& t = *ts[1];
+                     for (int i = 0; i < 100; ++i) {
+                       Status st =
+                           t.request(InprocNetwork::endpoint(0), fb::Body::Ping, ping(static_cast<std::uint64_t>(i)),
+                                     2s, [&, i](Result<wire::Decoded> res) {
+                                       if (res.ok() &&
+                                           wire::body_as<fb::Pong>(res->body)->nonce() == static_cast<std::uint64_t>(i))
+                                         ++pongs;
+                                     });
+                       if (!st.ok()) log::error("test", "request_failed", "error={}", st.to_string());
+                     }
+                     // A worker may not submit jobs: dropped and counted at the receiver, so this times out.
+                     flatbuffers::FlatBufferBuilder b;
+                     b.Finish(fb::CreateJobSubmissionDirect(b, "job"));
+                     Status st = t.request(InprocNetwork::endpoint(0), fb::Body::JobSubmission, wire::finished(b),
+                                           200ms, [&](Result<wire::Decoded> res) {
+                                             if (!res.ok() && res.status().code() == Errc::timeout) ++timeouts;
+                                           });
+                     if (!st.ok()) log::error("test", "request_failed", "error={}", st.to_string());
+                     (void)r;
+                   })
               .ok());
   auto end = std::chrono::steady_clock::now() + 5s;
   while ((pongs < 100 || timeouts < 1) && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(5ms);
-  REQUIRE(set.post(0, [&](runtime::Reactor& r) {
-               rejected = static_cast<int>(
-                   r.metrics().counter_value("hs_wire_rejected_total", {{"reason", "role_not_allowed"}}));
-             })
+  REQUIRE(set.post(0,
+                   [&](runtime::Reactor& r) {
+                     rejected = static_cast<int>(
+                         r.metrics().counter_value("hs_wire_rejected_total", {{"reason", "role_not_allowed"}}));
+                   })
               .ok());
   std::this_thread::sleep_for(50ms);
   CHECK(pongs == 100);

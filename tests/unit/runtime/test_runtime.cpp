@@ -36,7 +36,12 @@ TEST_CASE("Timers driven by a manual clock fire in deadline order", "[runtime][t
   metrics::Registry reg;
   Scheduler s(clock, reg);
   std::vector<std::string> order;
-  auto rec = [&](const char* name) { return [&order, name]() { order.emplace_back(name); return ok_status(); }; };
+  auto rec = [&](const char* name) {
+    return [&order, name]() {
+      order.emplace_back(name);
+      return ok_status();
+    };
+  };
   REQUIRE(s.after("c", 30ms, rec("c")).ok());
   REQUIRE(s.after("a", 10ms, rec("a")).ok());
   REQUIRE(s.after("b", 20ms, rec("b")).ok());
@@ -84,18 +89,24 @@ TEST_CASE("Task policies: keep going, restart with backoff, stop the node", "[ru
   s.set_stop_node_hook([&](const TaskError& e) { stops.push_back(e); });
 
   REQUIRE(s.every("keep", 10ms, [&]() -> Status {
-    ++keep_runs;
-    if (keep_runs <= 2) throw std::runtime_error("boom " + std::to_string(keep_runs));
-    return ok_status();
-  }).ok());
+             ++keep_runs;
+             if (keep_runs <= 2) throw std::runtime_error("boom " + std::to_string(keep_runs));
+             return ok_status();
+           }).ok());
   TaskOptions backoff{TaskPolicy::restart_with_backoff, 100ms, 400ms};
   std::vector<Instant> retry_times;
-  REQUIRE(s.after("retry", 0ms, [&]() -> Status {
-    retry_times.push_back(clock.now());
-    return ++retry_runs < 5 ? make_error(Errc::unavailable, "not yet") : ok_status();
-  }, backoff).ok());
-  REQUIRE(s.every("fatal", 50ms, []() -> Status { return make_error(Errc::internal, "invariant broken"); },
-                  TaskOptions{TaskPolicy::stop_node}).ok());
+  REQUIRE(s.after(
+               "retry", 0ms,
+               [&]() -> Status {
+                 retry_times.push_back(clock.now());
+                 return ++retry_runs < 5 ? make_error(Errc::unavailable, "not yet") : ok_status();
+               },
+               backoff)
+              .ok());
+  REQUIRE(s.every(
+               "fatal", 50ms, []() -> Status { return make_error(Errc::internal, "invariant broken"); },
+               TaskOptions{TaskPolicy::stop_node})
+              .ok());
 
   for (int i = 0; i < 2000; ++i) {
     s.run_due();
@@ -123,14 +134,14 @@ TEST_CASE("A throwing background task on a live reactor is logged, counted, and 
   Reactor r;
   int runs = 0, after_runs = 0;
   REQUIRE(r.every("flaky", 5ms, [&]() -> Status {
-    if (++runs <= 2) throw std::runtime_error("flaky failure");
-    return ok_status();
-  }).ok());
+             if (++runs <= 2) throw std::runtime_error("flaky failure");
+             return ok_status();
+           }).ok());
   REQUIRE(r.after("later", 80ms, [&]() {
-    ++after_runs;
-    r.begin_shutdown(1s);
-    return ok_status();
-  }).ok());
+             ++after_runs;
+             r.begin_shutdown(1s);
+             return ok_status();
+           }).ok());
   r.run();
   CHECK(runs > 3);
   CHECK(after_runs == 1);
@@ -171,8 +182,9 @@ TEST_CASE("Messages between a shard pair arrive in FIFO order, none lost", "[run
     ++senders_done;
   };
   REQUIRE(set.start([&](Reactor& r) {
-    if (r.shard_id() != 1) pump(r);
-  }).ok());
+               if (r.shard_id() != 1) pump(r);
+             })
+              .ok());
   for (int i = 0; i < 500 && senders_done.load() < 2; ++i) std::this_thread::sleep_for(10ms);
   REQUIRE(senders_done.load() == 2);
   // Let shard 1 finish draining, then read its state on its own thread.
@@ -180,12 +192,14 @@ TEST_CASE("Messages between a shard pair arrive in FIFO order, none lost", "[run
   std::uint64_t got0 = 0, got2 = 0, ooo = 0;
   for (int i = 0; i < 500; ++i) {
     checked = false;
-    REQUIRE(set.post(1, [&](Reactor&) {
-      got0 = next_expected[0];
-      got2 = next_expected[2];
-      ooo = out_of_order;
-      checked = true;
-    }).ok());
+    REQUIRE(set.post(1,
+                     [&](Reactor&) {
+                       got0 = next_expected[0];
+                       got2 = next_expected[2];
+                       ooo = out_of_order;
+                       checked = true;
+                     })
+                .ok());
     while (!checked.load()) std::this_thread::sleep_for(1ms);
     if (got0 == kPerSender && got2 == kPerSender) break;
     std::this_thread::sleep_for(10ms);
@@ -225,10 +239,12 @@ TEST_CASE("A full ring is backpressure the sender sees; nothing is lost", "[runt
   };
   REQUIRE(set.start().ok());
   // Block shard 1 inside a callback so its ring fills up.
-  REQUIRE(set.post(1, [&](Reactor&) {
-    consumer_blocked = true;
-    while (!release.load()) std::this_thread::yield();
-  }).ok());
+  REQUIRE(set.post(1,
+                   [&](Reactor&) {
+                     consumer_blocked = true;
+                     while (!release.load()) std::this_thread::yield();
+                   })
+              .ok());
   while (!consumer_blocked.load()) std::this_thread::yield();
   REQUIRE(set.post(0, [&](Reactor& r) { pump(r); }).ok());
   for (int i = 0; i < 1000 && !done.load(); ++i) std::this_thread::sleep_for(5ms);
@@ -250,23 +266,24 @@ TEST_CASE("An io_uring completion runs on the owning shard's thread", "[runtime]
   REQUIRE(fd >= 0);
   static const char kData[] = "hello io_uring";
   REQUIRE(set.start([&](Reactor& r) {
-    if (r.shard_id() != 1) return;
-    shard_thread = std::this_thread::get_id();
-    auto u = r.uring();
-    REQUIRE(u.ok());
-    io_uring_sqe* w = u.value()->prepare([&](int res) { write_res = res; });
-    REQUIRE(w != nullptr);
-    io_uring_prep_write(w, fd, kData, sizeof kData - 1, 0);
-    w->flags |= IOSQE_IO_LINK;  // fdatasync only after the write
-    io_uring_sqe* s = u.value()->prepare([&](int res) {
-      fsync_res = res;
-      completion_thread = std::this_thread::get_id();
-      completion_shard = log::thread_shard();
-      done = true;
-    });
-    REQUIRE(s != nullptr);
-    io_uring_prep_fsync(s, fd, IORING_FSYNC_DATASYNC);
-  }).ok());
+               if (r.shard_id() != 1) return;
+               shard_thread = std::this_thread::get_id();
+               auto u = r.uring();
+               REQUIRE(u.ok());
+               io_uring_sqe* w = u.value()->prepare([&](int res) { write_res = res; });
+               REQUIRE(w != nullptr);
+               io_uring_prep_write(w, fd, kData, sizeof kData - 1, 0);
+               w->flags |= IOSQE_IO_LINK;  // fdatasync only after the write
+               io_uring_sqe* s = u.value()->prepare([&](int res) {
+                 fsync_res = res;
+                 completion_thread = std::this_thread::get_id();
+                 completion_shard = log::thread_shard();
+                 done = true;
+               });
+               REQUIRE(s != nullptr);
+               io_uring_prep_fsync(s, fd, IORING_FSYNC_DATASYNC);
+             })
+              .ok());
   for (int i = 0; i < 500 && !done.load(); ++i) std::this_thread::sleep_for(5ms);
   set.stop();
   REQUIRE(done.load());
@@ -286,12 +303,13 @@ TEST_CASE("Shutdown with pending work ends within its bound", "[runtime][shutdow
   ShardSet set(small_set(2));
   std::atomic<int> ready{0};
   REQUIRE(set.start([&](Reactor& r) {
-    // Pending work: a busy periodic task, a deferred flood, and a shutdown hook that never finishes.
-    REQUIRE(r.every("busy", 1ms, []() { return ok_status(); }).ok());
-    r.on_shutdown("stuck-drain", [](std::function<void()>) { /* never calls done */ });
-    r.on_shutdown("quick-drain", [](std::function<void()> done) { done(); });
-    ++ready;
-  }).ok());
+               // Pending work: a busy periodic task, a deferred flood, and a shutdown hook that never finishes.
+               REQUIRE(r.every("busy", 1ms, []() { return ok_status(); }).ok());
+               r.on_shutdown("stuck-drain", [](std::function<void()>) { /* never calls done */ });
+               r.on_shutdown("quick-drain", [](std::function<void()> done) { done(); });
+               ++ready;
+             })
+              .ok());
   while (ready.load() < 2) std::this_thread::sleep_for(1ms);
   const auto t0 = std::chrono::steady_clock::now();
   StopReport rep = set.stop(300ms);
@@ -308,19 +326,27 @@ TEST_CASE("Shutdown waits for hooks that finish asynchronously", "[runtime][shut
   ShardSet set(small_set(2));
   std::atomic<int> finished{0};
   REQUIRE(set.start([&](Reactor& r) {
-    r.on_shutdown("async-drain", [&r, &finished](std::function<void()> done) {
-      // Tasks are cancelled at shutdown, so use a raw libuv timer for the asynchronous finish.
-      auto* t = new uv_timer_t;
-      uv_timer_init(r.loop(), t);
-      t->data = new std::function<void()>([done, &finished]() { ++finished; done(); });
-      uv_timer_start(t, [](uv_timer_t* h) {
-        auto* fn = static_cast<std::function<void()>*>(h->data);
-        (*fn)();
-        delete fn;
-        uv_close(reinterpret_cast<uv_handle_t*>(h), [](uv_handle_t* hh) { delete reinterpret_cast<uv_timer_t*>(hh); });
-      }, 50, 0);
-    });
-  }).ok());
+               r.on_shutdown("async-drain", [&r, &finished](std::function<void()> done) {
+                 // Tasks are cancelled at shutdown, so use a raw libuv timer for the asynchronous finish.
+                 auto* t = new uv_timer_t;
+                 uv_timer_init(r.loop(), t);
+                 t->data = new std::function<void()>([done, &finished]() {
+                   ++finished;
+                   done();
+                 });
+                 uv_timer_start(
+                     t,
+                     [](uv_timer_t* h) {
+                       auto* fn = static_cast<std::function<void()>*>(h->data);
+                       (*fn)();
+                       delete fn;
+                       uv_close(reinterpret_cast<uv_handle_t*>(h),
+                                [](uv_handle_t* hh) { delete reinterpret_cast<uv_timer_t*>(hh); });
+                     },
+                     50, 0);
+               });
+             })
+              .ok());
   StopReport rep = set.stop(2s);
   CHECK(rep.clean);
   CHECK(finished.load() == 2);
@@ -331,11 +357,14 @@ TEST_CASE("A stop_node task failure stops the node", "[runtime][shutdown]") {
   LogCapture logs;
   ShardSet set(small_set(2));
   REQUIRE(set.start([&](Reactor& r) {
-    if (r.shard_id() == 1) {
-      REQUIRE(r.after("ledger-check", 5ms, []() { return make_error(Errc::corruption, "ledger mismatch"); },
-                      TaskOptions{TaskPolicy::stop_node}).ok());
-    }
-  }).ok());
+               if (r.shard_id() == 1) {
+                 REQUIRE(r.after(
+                              "ledger-check", 5ms, []() { return make_error(Errc::corruption, "ledger mismatch"); },
+                              TaskOptions{TaskPolicy::stop_node})
+                             .ok());
+               }
+             })
+              .ok());
   auto reason = set.wait_for_stop_request(5s);
   REQUIRE(reason.has_value());
   CHECK(reason->find("ledger-check") != std::string::npos);
@@ -351,8 +380,9 @@ TEST_CASE("SIGTERM requests an orderly stop", "[runtime][signals]") {
   ShardSet set(o);
   std::atomic<bool> ready{false};
   REQUIRE(set.start([&](Reactor& r) {
-    if (r.shard_id() == 0) ready = true;
-  }).ok());
+               if (r.shard_id() == 0) ready = true;
+             })
+              .ok());
   while (!ready.load()) std::this_thread::sleep_for(1ms);
   std::this_thread::sleep_for(20ms);  // the loop is running with the signal watcher installed
   REQUIRE(::kill(::getpid(), SIGTERM) == 0);
@@ -367,11 +397,12 @@ TEST_CASE("Shard threads are named hs-shard-N", "[runtime]") {
   std::vector<std::string> names(2);
   std::atomic<int> n{0};
   REQUIRE(set.start([&](Reactor& r) {
-    char buf[32] = {};
-    pthread_getname_np(pthread_self(), buf, sizeof buf);
-    names[static_cast<std::size_t>(r.shard_id())] = buf;
-    ++n;
-  }).ok());
+               char buf[32] = {};
+               pthread_getname_np(pthread_self(), buf, sizeof buf);
+               names[static_cast<std::size_t>(r.shard_id())] = buf;
+               ++n;
+             })
+              .ok());
   while (n.load() < 2) std::this_thread::sleep_for(1ms);
   set.stop();
   CHECK(names[0] == "hs-shard-0");
@@ -389,9 +420,9 @@ TEST_CASE("Turn-end hooks run once per loop turn and can be removed, even from i
   id_b = r.on_turn_end([&]() { ++b; });
   CHECK(r.turn_end_hook_count() == 2);
   REQUIRE(r.every("tick", 1ms, [&]() {
-    if (++turns == 5) r.begin_shutdown(1s);
-    return ok_status();
-  }).ok());
+             if (++turns == 5) r.begin_shutdown(1s);
+             return ok_status();
+           }).ok());
   r.run();
   CHECK(a >= 5);
   CHECK(b == 2);  // ran in the two turns before a's third run removed it

@@ -42,11 +42,11 @@ std::unique_ptr<Simulator> pair_sim(std::uint64_t seed, int burst, NetworkOption
   o.net = net;
   auto s = std::make_unique<Simulator>(o);
   REQUIRE(s->add_node(1, [burst](NodeId) {
-              auto p = std::make_unique<Probe>();
-              p->peer = 2;
-              p->burst = burst;
-              return p;
-            }).ok());
+             auto p = std::make_unique<Probe>();
+             p->peer = 2;
+             p->burst = burst;
+             return p;
+           }).ok());
   REQUIRE(s->add_node(2, [](NodeId) { return std::make_unique<Probe>(); }).ok());
   s->start_all();
   return s;
@@ -124,7 +124,7 @@ TEST_CASE("crash loses memory and timers, keeps the disk; restart runs on_start 
   REQUIRE(s->crash(1).ok());
   CHECK(s->node(1) == nullptr);
   CHECK_FALSE(s->crash(1).ok());  // bad input: clear error, nothing changes
-  REQUIRE(s->run_for(2s).ok());    // node 1's 1 s timer must not fire into a dead node
+  REQUIRE(s->run_for(2s).ok());   // node 1's 1 s timer must not fire into a dead node
   REQUIRE(s->restart(1).ok());
   REQUIRE(s->run_for(100ms).ok());
   Probe* a = probe(*s, 1);

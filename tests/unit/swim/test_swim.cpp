@@ -76,8 +76,7 @@ Bytes enc(const Message& m) {
   return b;
 }
 
-Message msg(MsgType t, NodeId sender, std::uint32_t inc, std::uint32_t seq, NodeId target,
-            std::vector<Gossip> g = {}) {
+Message msg(MsgType t, NodeId sender, std::uint32_t inc, std::uint32_t seq, NodeId target, std::vector<Gossip> g = {}) {
   Message m;
   m.type = t;
   m.sender = sender;
@@ -157,8 +156,14 @@ TEST_CASE("codec rejects malformed datagrams with a reason for each") {
   CHECK(with([](Bytes& b) { b[2] = 0; }) == DecodeError::bad_type);
   CHECK(with([](Bytes& b) { b[2] = 6; }) == DecodeError::bad_type);
   CHECK(with([](Bytes& b) { b.resize(1500); }) == DecodeError::oversize);
-  CHECK(with([](Bytes& b) { b[kHeaderBytes] = 0xff; b[kHeaderBytes + 1] = 0x01; }) == DecodeError::truncated_state);
-  CHECK(with([](Bytes& b) { b[kHeaderBytes] = 0xff; b[kHeaderBytes + 1] = 0xff; }) == DecodeError::state_too_large);
+  CHECK(with([](Bytes& b) {
+          b[kHeaderBytes] = 0xff;
+          b[kHeaderBytes + 1] = 0x01;
+        }) == DecodeError::truncated_state);
+  CHECK(with([](Bytes& b) {
+          b[kHeaderBytes] = 0xff;
+          b[kHeaderBytes + 1] = 0xff;
+        }) == DecodeError::state_too_large);
   CHECK(with([](Bytes& b) { b[kHeaderBytes + 2] = 2; }) == DecodeError::truncated_gossip);
   CHECK(with([](Bytes& b) { b[kHeaderBytes + 2] = 200; }) == DecodeError::too_many_gossip);
   CHECK(with([](Bytes& b) { b[kHeaderBytes + 3] = 9; }) == DecodeError::bad_gossip_kind);
@@ -232,7 +237,7 @@ TEST_CASE("suspected with an incarnation >= own: refute with a higher incarnatio
   CHECK(f.w().stats().refutations == 1);
   auto out = f.ctx.take();
   CHECK(has_gossip(out, GossipKind::alive, 1, inc0 + 1));  // the refutation rides on the ack
-  CHECK(f.w().lhm_score() == 1);                             // Lifeguard: refuting costs health
+  CHECK(f.w().lhm_score() == 1);                           // Lifeguard: refuting costs health
   deliver(f.w(), f.ctx, msg(MsgType::ping, 2, 0, 2, 1, {{GossipKind::suspect, 1, inc0, 3}}));
   CHECK(f.w().incarnation() == inc0 + 1);  // stale suspicion: nothing to refute
   // Even being declared dead is refuted.
@@ -430,7 +435,8 @@ TEST_CASE("gossip: bounded buffer, λ·ln(n+1) retransmits, fits the datagram wi
   SwimConfig cfg;
   cfg.max_gossip_buffer = 4;
   Fixture f(cfg);
-  for (NodeId i = 100; i < 110; ++i) deliver(f.w(), f.ctx, msg(MsgType::sync, 2, 0, 0, 0, {{GossipKind::alive, i, 0, i}}));
+  for (NodeId i = 100; i < 110; ++i)
+    deliver(f.w(), f.ctx, msg(MsgType::sync, 2, 0, 0, 0, {{GossipKind::alive, i, 0, i}}));
   CHECK(f.w().gossip_buffer_size() <= 4);
   CHECK(f.w().stats().gossip_evicted >= 6);
 
@@ -439,7 +445,8 @@ TEST_CASE("gossip: bounded buffer, λ·ln(n+1) retransmits, fits the datagram wi
   REQUIRE(g.w().set_local_state(Bytes(kMaxStateBytes, 7)).ok());
   CHECK(g.w().set_local_state(Bytes(kMaxStateBytes + 1, 7)).code() == Errc::invalid_argument);
   g.ctx.take();
-  for (NodeId i = 100; i < 160; ++i) deliver(g.w(), g.ctx, msg(MsgType::sync, 2, 0, 0, 0, {{GossipKind::alive, i, 0, i}}));
+  for (NodeId i = 100; i < 160; ++i)
+    deliver(g.w(), g.ctx, msg(MsgType::sync, 2, 0, 0, 0, {{GossipKind::alive, i, 0, i}}));
   g.ctx.take();
   std::map<NodeId, int> times;
   for (int i = 0; i < 200; ++i) {

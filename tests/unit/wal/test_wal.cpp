@@ -343,8 +343,8 @@ TEST_CASE("A flipped bit in a middle record with good records after it refuses t
   const char* exe = std::getenv("HYPERSCALE_EXE");
   if (exe != nullptr) {
     // `hyperscale wal check DIR` reports the corruption with file and offset and fails.
-    const std::string check = std::string(exe) + " --log-level off wal check " + d.path + " > " + d.path +
-                              "/../check-out.txt 2>&1";
+    const std::string check =
+        std::string(exe) + " --log-level off wal check " + d.path + " > " + d.path + "/../check-out.txt 2>&1";
     CHECK(std::system(check.c_str()) != 0);
     {
       std::ifstream cf(d.path + "/../check-out.txt");
@@ -354,7 +354,8 @@ TEST_CASE("A flipped bit in a middle record with good records after it refuses t
       fs::remove(d.path + "/../check-out.txt");
     }
     // The CLI: `hyperscale wal repair DIR` prints what will be lost, then truncates.
-    const std::string cmd = std::string(exe) + " --log-level warn wal repair " + d.path + " > " + d.path + "/../repair-out.txt 2>&1";
+    const std::string cmd =
+        std::string(exe) + " --log-level warn wal repair " + d.path + " > " + d.path + "/../repair-out.txt 2>&1";
     REQUIRE(std::system(cmd.c_str()) == 0);
     std::ifstream f(d.path + "/../repair-out.txt");
     const std::string out((std::istreambuf_iterator<char>(f)), {});
@@ -416,9 +417,11 @@ TEST_CASE("An injected write error fails pending and later appends, is logged on
       append_n(r, **w, 5);  // submission 0: fine
       // Submission 1 fails; appends made while it is in flight are queued for the next batch.
       std::vector<Status> results;
-      for (int i = 0; i < 4; ++i) REQUIRE((*w)->append(1, payload_for(1), [&](Status st) { results.push_back(st); }).ok());
+      for (int i = 0; i < 4; ++i)
+        REQUIRE((*w)->append(1, payload_for(1), [&](Status st) { results.push_back(st); }).ok());
       r.run_nowait();  // submits the batch of 4
-      for (int i = 0; i < 3; ++i) REQUIRE((*w)->append(1, payload_for(1), [&](Status st) { results.push_back(st); }).ok());
+      for (int i = 0; i < 3; ++i)
+        REQUIRE((*w)->append(1, payload_for(1), [&](Status st) { results.push_back(st); }).ok());
       REQUIRE(run_until(r, [&] { return results.size() == 7; }));
       for (const auto& st : results) {
         CHECK(st.code() == Errc::io_error);
@@ -463,7 +466,8 @@ TEST_CASE("A full queue is backpressure returned at once; nothing queued", "[wal
   REQUIRE(run_until(r, [&] { return acked == 11; }));
 }
 
-TEST_CASE("Checkpoint deletes whole segments below an LSN; reopen starts at the oldest remaining", "[wal][checkpoint]") {
+TEST_CASE("Checkpoint deletes whole segments below an LSN; reopen starts at the oldest remaining",
+          "[wal][checkpoint]") {
   TempDir d;
   Lsn oldest = 0;
   std::size_t remaining = 0;

@@ -118,5 +118,6 @@ TEST_CASE("SIGKILL at random points never loses an acknowledged record", "[wal][
     CHECK(seen == rep->next_lsn - 1);
   }
   CHECK(total_acks > 0);
-  WARN("crash test: " << kRounds << " SIGKILL rounds, " << total_acks << " acknowledged appends, max lsn " << max_acked);
+  WARN("crash test: " << kRounds << " SIGKILL rounds, " << total_acks << " acknowledged appends, max lsn "
+                      << max_acked);
 }
