@@ -385,6 +385,10 @@ void Swim::send(Context& ctx, NodeId to, MsgType type, std::uint32_t seq, NodeId
       }
     }
   }
+  encode_and_send(ctx, to, m);
+}
+
+void Swim::encode_and_send(Context& ctx, NodeId to, const Message& m) {
   Bytes out;
   Status st = encode(m, out);
   if (!st.ok()) {
@@ -422,15 +426,7 @@ void Swim::send_sync(Context& ctx, NodeId to, bool want_reply, bool sample, cons
       m.gossip.push_back(Gossip{GossipKind::alive, id, it->second.incarnation, id});
     }
   }
-  Bytes out;
-  Status st = encode(m, out);
-  if (!st.ok()) {
-    stats_.encode_errors++;
-    log::error("swim", "encode_failed", "self={} to={} error={}", self_, to, log::quoted(st.to_string()));
-    return;
-  }
-  stats_.sent++;
-  ctx.send(to, std::move(out));
+  encode_and_send(ctx, to, m);
 }
 
 // ---------------- probing ----------------

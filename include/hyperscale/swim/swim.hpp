@@ -189,6 +189,8 @@ class Swim final : public sim::Node {
   void send(Context& ctx, NodeId to, MsgType type, std::uint32_t seq, NodeId target, const Gossip* first = nullptr,
             std::uint8_t flags = 0);
   void send_sync(Context& ctx, NodeId to, bool want_reply, bool sample, const Gossip* notice);
+  // Encodes and sends one datagram; an encode error is logged and counted (stats().encode_errors).
+  void encode_and_send(Context& ctx, NodeId to, const Message& m);
   Duration suspicion_timeout(const Suspicion& s) const;
   void heard_from(Context& ctx, NodeId from, std::uint32_t inc);
   void apply(Context& ctx, const Gossip& g);
