@@ -88,6 +88,8 @@ struct Simulator::NodeSlot {
   TimerId next_timer = 1;
   double slow_factor = 1.0;
   Duration slow_unit{0};
+  Duration fsync_delay{0};
+  bool fail_sync = false;
   std::uint64_t sent = 0;
 };
 
@@ -100,6 +102,15 @@ class Simulator::Ctx final : public Context {
   void send(NodeId to, Bytes msg) override { sim_.send_from(n_.id, to, std::move(msg)); }
   TimerId set_timer(Duration after, std::uint64_t tag) override { return sim_.set_timer_for(n_.id, after, tag); }
   void cancel_timer(TimerId id) override { n_.live_timers.erase(id); }
+  TimerId sync(std::uint64_t tag) override {
+    if (n_.fail_sync) {
+      n_.fail_sync = false;
+      const NodeId id = n_.id;
+      sim_.at(sim_.now(), [id](Simulator& s) { (void)s.crash(id); });
+      return 0;
+    }
+    return sim_.set_timer_for(n_.id, n_.fsync_delay, tag);
+  }
   Disk& disk() override { return n_.disk; }
 
  private:
@@ -253,6 +264,15 @@ Status Simulator::set_slow(NodeId id, double factor, Duration unit) {
   if (!(factor >= 1.0)) return make_error(Errc::invalid_argument, "sim: slow factor must be >= 1");
   it->second->slow_factor = factor;
   it->second->slow_unit = unit;
+  return ok_status();
+}
+
+Status Simulator::set_disk_fault(NodeId id, Duration fsync_delay, bool fail_sync) {
+  auto it = nodes_.find(id);
+  if (it == nodes_.end()) return make_error(Errc::not_found, fmt::format("sim: no node {}", id));
+  if (fsync_delay < Duration{0}) return make_error(Errc::invalid_argument, "sim: fsync delay must be >= 0");
+  it->second->fsync_delay = fsync_delay;
+  it->second->fail_sync = fail_sync;
   return ok_status();
 }
 

@@ -81,6 +81,11 @@ class Context {
   virtual TimerId set_timer(Duration after, std::uint64_t tag) = 0;
   virtual void cancel_timer(TimerId id) = 0;
   virtual Disk& disk() = 0;
+  // Durability barrier: Node::on_timer(ctx, id, tag) runs once every disk() write made before this
+  // call is durable (group commit on real hosts). If the disk fails, the host stops the node
+  // (fail-stop) and the timer never fires, so nothing waiting on it is acknowledged.
+  // The default suits a Disk whose writes are durable when they return.
+  virtual TimerId sync(std::uint64_t tag) { return set_timer(Duration{0}, tag); }
 };
 
 class Node {

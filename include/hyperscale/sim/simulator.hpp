@@ -97,6 +97,9 @@ class Simulator {
   // datagrams wait in the socket buffer (libuv runs due timers before polling for I/O).
   // factor 1.0 switches it off.
   Status set_slow(NodeId id, double factor, Duration unit);
+  // Disk faults: every Context::sync of the node completes `fsync_delay` later; with `fail_sync`
+  // the next sync fails instead and the node crashes (fail-stop, like a real WAL I/O error).
+  Status set_disk_fault(NodeId id, Duration fsync_delay, bool fail_sync);
 
   // ---- running ----
   Instant now() const noexcept { return now_; }

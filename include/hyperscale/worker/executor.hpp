@@ -1,0 +1,56 @@
+// The boundary between the worker role (sans-IO) and whatever actually runs a workflow.
+//
+// The worker role calls Executor::start/cancel; the host reports back by calling
+// Worker::on_exec_progress / Worker::on_exec_done during an event of the worker's node (in the
+// simulator a SimExecutor does this from its own timers; on a real worker the load engine runs the
+// workflow on the worker's shards and its completions are posted back to the control shard).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "hyperscale/base/status.hpp"
+
+namespace hs::worker {
+
+using Bytes = std::vector<std::uint8_t>;
+using KeyValues = std::vector<std::pair<std::string, std::string>>;
+
+struct ExecSpec {
+  std::string job_id;
+  std::string workflow;  // workflow name, unique within the job
+  Bytes plan;            // opaque to the roles: for the load engine, the workflow file's text
+  std::uint32_t cores = 1;
+  std::uint32_t vus = 1;
+  KeyValues context;  // values published by the workflows this one depends on ("workflow.key" -> value)
+};
+
+struct ExecProgress {
+  std::uint64_t completed = 0;  // cumulative since start
+  std::uint64_t failed = 0;
+};
+
+enum class ExecOutcome : std::uint8_t { completed, failed, cancelled };
+
+struct ExecResult {
+  ExecOutcome outcome = ExecOutcome::completed;
+  std::uint64_t completed = 0;
+  std::uint64_t failed = 0;
+  std::string error;    // application error text when outcome == failed
+  Bytes stats;          // exact, mergeable statistics (opaque to the roles; see load::encode_stats)
+  KeyValues published;  // context values this workflow publishes for its dependants
+};
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  // Starts execution `exec`. An error means it never started (the worker reports the dispatch failed).
+  virtual Status start(std::uint64_t exec, const ExecSpec& spec) = 0;
+  // Asks execution `exec` to stop; on_exec_done(exec, cancelled) should follow. The worker frees the
+  // cores after its force-stop grace even if it never does (and counts that).
+  virtual void cancel(std::uint64_t exec) = 0;
+};
+
+}  // namespace hs::worker
