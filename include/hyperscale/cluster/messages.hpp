@@ -1,0 +1,447 @@
+// The role protocol between clients, managers and workers (channel kRole of the Mux). Every message
+// is one type byte followed by the fields of its struct in declaration order (cluster/codec.hpp).
+// Each struct lists its fields once, in io(), which serves both encoding and decoding.
+//
+// Versioning: a decoder ignores trailing bytes it does not know (fields are only ever appended), and
+// a message type it does not know is counted and dropped.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "hyperscale/cluster/codec.hpp"
+#include "hyperscale/sim/node.hpp"
+
+namespace hs::cluster {
+
+using sim::NodeId;
+
+inline constexpr std::size_t kMaxString = 64 * 1024;
+inline constexpr std::size_t kMaxBlob = 4 * 1024 * 1024;
+inline constexpr std::size_t kMaxItems = 100'000;
+
+enum class MsgType : std::uint8_t {
+  submit = 1,
+  submit_ack,
+  status_query,
+  status_reply,
+  cancel_job,
+  cancel_reply,
+  cancel_workflow,
+  node_query,
+  node_status,
+  replicate,
+  replicate_ack,
+  heartbeat,
+  heartbeat_ack,
+  dispatch,
+  dispatch_ack,
+  progress,
+  result,
+  result_ack,
+  stop_exec,
+  stop_ack,
+  transfer,
+  transfer_ack,
+  kCount
+};
+
+// ---- field codec ----
+struct Enc {
+  Writer w;
+  void operator()(std::string& s) { w.str(s); }
+  void operator()(std::vector<std::uint8_t>& b) { w.bytes(b); }
+  void operator()(bool& v) { w.b(v); }
+  void operator()(double& v) { w.f64(v); }
+  void operator()(std::int64_t& v) { w.i64(v); }
+  template <class T>
+    requires(std::is_unsigned_v<T> || std::is_enum_v<T>)
+  void operator()(T& v) {
+    w.var(static_cast<std::uint64_t>(v));
+  }
+  template <class T>
+  void operator()(std::vector<T>& v) {
+    w.var(v.size());
+    for (auto& e : v) (*this)(e);
+  }
+  template <class A, class B>
+  void operator()(std::pair<A, B>& p) {
+    (*this)(p.first);
+    (*this)(p.second);
+  }
+  template <class T>
+    requires requires(T t, Enc& e) { t.io(e); }
+  void operator()(T& t) {
+    t.io(*this);
+  }
+};
+
+struct Dec {
+  Reader r;
+  void operator()(std::string& s) { s = r.str(kMaxString); }
+  void operator()(std::vector<std::uint8_t>& b) { b = r.bytes(kMaxBlob); }
+  void operator()(bool& v) { v = r.b(); }
+  void operator()(double& v) { v = r.f64(); }
+  void operator()(std::int64_t& v) { v = r.i64(); }
+  template <class T>
+    requires(std::is_unsigned_v<T> || std::is_enum_v<T>)
+  void operator()(T& v) {
+    const std::uint64_t x = r.var();
+    using U = std::conditional_t<std::is_enum_v<T>, std::underlying_type<T>, std::type_identity<T>>::type;
+    if (x > static_cast<std::uint64_t>(static_cast<U>(~U{0}))) r.fail("integer out of range");
+    v = static_cast<T>(x);
+  }
+  template <class T>
+  void operator()(std::vector<T>& v) {
+    const std::size_t n = r.count(kMaxItems);
+    v.clear();
+    v.resize(n);
+    for (auto& e : v) {
+      if (!r.ok()) break;
+      (*this)(e);
+    }
+  }
+  template <class A, class B>
+  void operator()(std::pair<A, B>& p) {
+    (*this)(p.first);
+    (*this)(p.second);
+  }
+  template <class T>
+    requires requires(T t, Dec& d) { t.io(d); }
+  void operator()(T& t) {
+    t.io(*this);
+  }
+};
+
+#define HS_FIELDS(...)      \
+  template <class IO>       \
+  void io(IO& f) {          \
+    hs_fields(f, __VA_ARGS__); \
+  }
+template <class IO, class... T>
+void hs_fields(IO& f, T&... t) {
+  (f(t), ...);
+}
+
+using KeyValues = std::vector<std::pair<std::string, std::string>>;
+
+// ---- jobs ----
+enum class Priority : std::uint8_t { auto_ = 0, low, normal, high, exclusive };
+enum class JobState : std::uint8_t { submitted = 0, running, completed, failed, cancelled, timeout, partial };
+enum class WfState : std::uint8_t { pending = 0, dispatched, running, completed, failed, cancelled };
+inline bool terminal(JobState s) { return s >= JobState::completed; }
+inline bool terminal(WfState s) { return s >= WfState::completed; }
+const char* name(JobState s);
+const char* name(WfState s);
+
+struct WorkflowSpec {
+  std::string name;
+  std::vector<std::string> deps;
+  std::uint32_t vus = 1;
+  std::uint32_t cores = 0;  // 0: the manager decides (even split of what is free)
+  Priority priority = Priority::auto_;
+  std::vector<std::uint8_t> plan;  // opaque to the manager (the load engine's workflow file text)
+  HS_FIELDS(name, deps, vus, cores, priority, plan)
+};
+
+struct JobSpec {
+  std::string job_id;
+  std::string idempotency_key;
+  std::uint64_t timeout_ms = 0;              // whole job; 0: none
+  std::uint64_t stuck_ms = 0;                // a running workflow without progress this long is stuck; 0: off
+  std::uint32_t retry_budget = 10;           // retries across the job (clamped)
+  std::uint32_t workflow_retries = 3;        // retries per workflow (clamped)
+  std::vector<WorkflowSpec> workflows;
+  HS_FIELDS(job_id, idempotency_key, timeout_ms, stuck_ms, retry_budget, workflow_retries, workflows)
+};
+
+// Error codes carried by replies (stable numbers; text in `error`).
+enum class Err : std::uint8_t {
+  none = 0,
+  invalid,       // the request is wrong; retrying it unchanged fails again
+  conflict,      // idempotency key reused with another payload, or job id taken
+  not_leader,    // ask `leader`
+  no_quorum,     // retry later
+  overloaded,    // retry after retry_after_ms
+  not_found,
+  fence,         // stale fence token
+  unavailable,   // e.g. no workers, replication timed out: retry later
+};
+const char* name(Err e);
+inline bool retryable(Err e) {
+  return e == Err::not_leader || e == Err::no_quorum || e == Err::overloaded || e == Err::unavailable;
+}
+
+struct Submit {
+  std::uint64_t req = 0;
+  JobSpec spec;
+  HS_FIELDS(req, spec)
+};
+struct SubmitAck {
+  std::uint64_t req = 0;
+  bool accepted = false;
+  std::string job_id;
+  Err code = Err::none;
+  std::string error;
+  NodeId leader = 0;
+  std::uint32_t retry_after_ms = 0;
+  HS_FIELDS(req, accepted, job_id, code, error, leader, retry_after_ms)
+};
+
+struct WorkflowView {
+  std::string name;
+  WfState state = WfState::pending;
+  std::uint64_t completed = 0, failed = 0;
+  std::uint32_t attempts = 0;
+  std::uint32_t cores = 0;
+  NodeId worker = 0;
+  std::uint64_t token = 0;
+  std::string error;
+  std::vector<std::uint8_t> stats;
+  KeyValues published;
+  bool enqueued = false;
+  HS_FIELDS(name, state, completed, failed, attempts, cores, worker, token, error, stats, published, enqueued)
+};
+struct JobView {
+  std::string job_id;
+  JobState state = JobState::submitted;
+  NodeId leader = 0;
+  std::uint64_t completed = 0, failed = 0;
+  std::uint32_t retries_used = 0, retry_budget = 0, workflow_retries = 0;
+  std::string error;
+  std::vector<WorkflowView> workflows;
+  std::vector<std::string> cancel_errors;
+  HS_FIELDS(job_id, state, leader, completed, failed, retries_used, retry_budget, workflow_retries, error, workflows,
+            cancel_errors)
+};
+struct StatusQuery {
+  std::uint64_t req = 0;
+  std::string job_id;
+  HS_FIELDS(req, job_id)
+};
+struct StatusReply {
+  std::uint64_t req = 0;
+  bool found = false;
+  JobView job;
+  HS_FIELDS(req, found, job)
+};
+
+struct CancelJob {
+  std::uint64_t req = 0;
+  std::string job_id;
+  std::uint64_t fence = 0;  // 0: any; otherwise must equal the job's current fence token
+  std::string reason;
+  HS_FIELDS(req, job_id, fence, reason)
+};
+struct CancelWorkflow {
+  std::uint64_t req = 0;
+  std::string job_id;
+  std::string workflow;
+  HS_FIELDS(req, job_id, workflow)
+};
+struct CancelReply {
+  std::uint64_t req = 0;
+  bool success = false;
+  bool already_cancelled = false;
+  bool already_completed = false;
+  std::uint32_t cancelled_workflow_count = 0;
+  Err code = Err::none;
+  std::string error;
+  NodeId leader = 0;
+  HS_FIELDS(req, success, already_cancelled, already_completed, cancelled_workflow_count, code, error, leader)
+};
+
+struct WorkerView {
+  NodeId node = 0;
+  bool healthy = false;
+  std::uint8_t health = 0;  // Health
+  std::uint32_t total_cores = 0, available_cores = 0;
+  bool circuit_open = false;
+  HS_FIELDS(node, healthy, health, total_cores, available_cores, circuit_open)
+};
+struct NodeQuery {
+  std::uint64_t req = 0;
+  HS_FIELDS(req)
+};
+struct NodeStatus {
+  std::uint64_t req = 0;
+  NodeId node = 0;
+  bool is_leader = false;
+  std::uint64_t term = 0;
+  NodeId leader = 0;
+  std::uint32_t worker_count = 0, healthy_worker_count = 0, total_cores = 0, available_cores = 0;
+  std::vector<std::string> active_job_ids;
+  std::uint32_t active_workflow_count = 0;
+  std::vector<WorkerView> workers;
+  HS_FIELDS(req, node, is_leader, term, leader, worker_count, healthy_worker_count, total_cores, available_cores,
+            active_job_ids, active_workflow_count, workers)
+};
+
+// ---- manager <-> manager: job records ----
+struct WorkflowRecord {
+  WorkflowSpec spec;
+  WfState state = WfState::pending;
+  std::uint32_t attempts = 0;  // dispatches made (1 + retries)
+  NodeId worker = 0;
+  std::uint64_t token = 0;
+  std::uint32_t cores = 0;
+  std::uint64_t completed = 0, failed = 0;
+  std::string error;
+  std::vector<std::uint8_t> stats;
+  KeyValues published;
+  std::vector<NodeId> excluded;  // workers this workflow failed on
+  HS_FIELDS(spec, state, attempts, worker, token, cores, completed, failed, error, stats, published, excluded)
+};
+struct JobRecord {
+  JobSpec spec;
+  std::uint64_t digest = 0;
+  std::uint64_t version = 0;
+  JobState state = JobState::submitted;
+  NodeId leader = 0;
+  std::uint64_t leader_term = 0;
+  std::uint64_t token_hw = 0;  // highest fence token issued for the job
+  std::uint32_t retries_used = 0;
+  std::uint64_t elapsed_ms = 0;  // at the last replication (a new leader resumes the timeout from here)
+  bool cancel_requested = false;
+  std::string error;
+  std::vector<WorkflowRecord> workflows;
+  std::vector<std::string> cancel_errors;
+  HS_FIELDS(spec, digest, version, state, leader, leader_term, token_hw, retries_used, elapsed_ms, cancel_requested,
+            error, workflows, cancel_errors)
+};
+struct Replicate {
+  JobRecord record;
+  HS_FIELDS(record)
+};
+struct ReplicateAck {
+  std::string job_id;
+  std::uint64_t version = 0;
+  HS_FIELDS(job_id, version)
+};
+
+// ---- worker <-> manager ----
+enum class Health : std::uint8_t { healthy = 0, busy, degraded, overloaded };
+const char* name(Health h);
+struct ExecReport {  // one live execution on a worker
+  std::string job_id;
+  std::string workflow;
+  std::uint64_t token = 0;
+  std::uint32_t cores = 0;
+  NodeId leader = 0;
+  std::uint64_t completed = 0, failed = 0;
+  HS_FIELDS(job_id, workflow, token, cores, leader, completed, failed)
+};
+struct Heartbeat {
+  std::uint32_t total_cores = 0;
+  std::uint32_t available_cores = 0;
+  Health health = Health::healthy;
+  std::vector<ExecReport> execs;
+  HS_FIELDS(total_cores, available_cores, health, execs)
+};
+struct StopItem {
+  std::string job_id;
+  std::string workflow;
+  std::uint64_t token = 0;
+  HS_FIELDS(job_id, workflow, token)
+};
+struct HeartbeatAck {
+  bool is_leader = false;
+  std::vector<StopItem> stop;  // executions that must stop (cancelled, stale token, unknown job)
+  HS_FIELDS(is_leader, stop)
+};
+struct Dispatch {
+  std::string job_id;
+  std::string workflow;
+  std::uint64_t token = 0;
+  std::uint32_t cores = 0;
+  std::uint32_t vus = 1;
+  std::vector<std::uint8_t> plan;
+  KeyValues context;
+  HS_FIELDS(job_id, workflow, token, cores, vus, plan, context)
+};
+struct DispatchAck {
+  std::string job_id;
+  std::string workflow;
+  std::uint64_t token = 0;
+  bool accepted = false;
+  Err code = Err::none;
+  std::string error;
+  HS_FIELDS(job_id, workflow, token, accepted, code, error)
+};
+struct Progress {
+  std::string job_id;
+  std::string workflow;
+  std::uint64_t token = 0;
+  std::uint64_t completed = 0, failed = 0;
+  HS_FIELDS(job_id, workflow, token, completed, failed)
+};
+enum class Outcome : std::uint8_t { completed = 0, failed, cancelled, lost };
+struct Result {
+  std::string job_id;
+  std::string workflow;
+  std::uint64_t token = 0;
+  Outcome outcome = Outcome::completed;
+  std::uint64_t completed = 0, failed = 0;
+  std::string error;
+  std::vector<std::uint8_t> stats;
+  KeyValues published;
+  HS_FIELDS(job_id, workflow, token, outcome, completed, failed, error, stats, published)
+};
+struct ResultAck {
+  std::string job_id;
+  std::string workflow;
+  std::uint64_t token = 0;
+  HS_FIELDS(job_id, workflow, token)
+};
+struct StopExec {  // cancel one execution (token must match the worker's current token for it)
+  std::string job_id;
+  std::string workflow;
+  std::uint64_t token = 0;
+  HS_FIELDS(job_id, workflow, token)
+};
+struct StopAck {
+  std::string job_id;
+  std::string workflow;
+  std::uint64_t token = 0;
+  bool stopped = false;  // false: it was not running there (already finished or unknown)
+  HS_FIELDS(job_id, workflow, token, stopped)
+};
+struct Transfer {  // a new job leader takes over a running execution
+  std::string job_id;
+  std::string workflow;
+  std::uint64_t token = 0;  // new token, must be higher than the worker's
+  NodeId leader = 0;
+  HS_FIELDS(job_id, workflow, token, leader)
+};
+struct TransferAck {
+  std::string job_id;
+  std::string workflow;
+  std::uint64_t token = 0;
+  bool accepted = false;
+  bool running = false;  // the execution is live there
+  HS_FIELDS(job_id, workflow, token, accepted, running)
+};
+
+template <class T>
+std::vector<std::uint8_t> encode(MsgType t, T& msg) {
+  Enc e;
+  e.w.u8(static_cast<std::uint8_t>(t));
+  e(msg);
+  return e.w.take();
+}
+// Decodes the body (after the type byte). Trailing bytes are allowed (newer minor versions).
+template <class T>
+bool decode(std::span<const std::uint8_t> body, T& out, const char** why = nullptr) {
+  Dec d{Reader(body)};
+  d(out);
+  if (why != nullptr) *why = d.r.error();
+  return d.r.ok();
+}
+
+std::uint64_t digest_of(const JobSpec& spec);  // payload digest (job id and key excluded)
+
+}  // namespace hs::cluster
