@@ -340,7 +340,8 @@ struct Heartbeat {
   std::uint32_t available_cores = 0;
   Health health = Health::healthy;
   std::vector<ExecReport> execs;
-  HS_FIELDS(total_cores, available_cores, health, execs)
+  std::uint64_t boot = 0;  // random per worker start: a change means the worker restarted
+  HS_FIELDS(total_cores, available_cores, health, execs, boot)
 };
 struct StopItem {
   std::string job_id;
@@ -380,7 +381,7 @@ struct Progress {
   HS_FIELDS(job_id, workflow, token, completed, failed)
 };
 enum class Outcome : std::uint8_t { completed = 0, failed, cancelled, lost };
-struct Result {
+struct ResultMsg {
   std::string job_id;
   std::string workflow;
   std::uint64_t token = 0;

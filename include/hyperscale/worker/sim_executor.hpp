@@ -1,0 +1,57 @@
+// A synthetic Executor for the simulator (scenarios.md §2.2 workloads). It is a component of the
+// worker's Mux (channel kExec) so that its timers run on the worker's node; the plan is a short
+// text of `;`-separated options:
+//   ms=N          run for N ms (default 1000)
+//   ops=N         each VU performs exactly N actions (default: 10 per second per VU)
+//   fail=TEXT     end with an application error
+//   hang          never finish and ignore cancellation (W-hang)
+//   crash         call on_crash halfway through (the test crashes the node: W-crash)
+//   bad           refuse to start (a plan the worker cannot run)
+//   publish=k:v,… context values published at the end
+// Progress is linear and reported every 100 ms; a cancel ends the run 20 ms later.
+#pragma once
+
+#include <functional>
+#include <map>
+
+#include "hyperscale/sim/node.hpp"
+#include "hyperscale/worker/executor.hpp"
+
+namespace hs::worker {
+
+class Worker;
+
+class SimExecutor final : public Executor, public sim::Node {
+ public:
+  void attach(Worker* w, sim::Context* ctx) {
+    worker_ = w;
+    ctx_ = ctx;
+  }
+  std::function<void()> on_crash;
+  // Every spec this executor was asked to start (the test's view of what reached the worker).
+  std::vector<ExecSpec> started;
+
+  Status start(std::uint64_t exec, const ExecSpec& spec) override;
+  void cancel(std::uint64_t exec) override;
+
+  void on_start(sim::Context& ctx) override { ctx_ = &ctx; }
+  void on_message(sim::Context&, sim::NodeId, std::span<const std::uint8_t>) override {}
+  void on_timer(sim::Context& ctx, sim::TimerId id, std::uint64_t tag) override;
+  std::size_t live() const noexcept { return runs_.size(); }
+
+ private:
+  struct Run {
+    Instant start{0};
+    Duration length{0};
+    std::uint64_t total = 0;
+    std::uint64_t done = 0;
+    bool hang = false, crash = false, crashed = false, cancelled = false;
+    std::string fail;
+    KeyValues publish;
+  };
+  Worker* worker_ = nullptr;
+  sim::Context* ctx_ = nullptr;
+  std::map<std::uint64_t, Run> runs_;
+};
+
+}  // namespace hs::worker
