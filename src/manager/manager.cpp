@@ -58,6 +58,7 @@ bool Manager::leads(const std::string& job_id) const {
 void Manager::on_start(sim::Context& ctx) {
   ctx_ = &ctx;
   self_ = ctx.self();
+  seen_now_ = ctx.now();
   if (std::find(cfg_.managers.begin(), cfg_.managers.end(), self_) == cfg_.managers.end()) {
     log::error("manager", "not_configured", "self={} managers={} (this manager is not in its own manager list)",
                self_, cfg_.managers.size());
@@ -133,6 +134,7 @@ void Manager::persist_now(Job& j) {
 
 void Manager::on_timer(sim::Context& ctx, sim::TimerId, std::uint64_t tag) {
   ctx_ = &ctx;
+  seen_now_ = ctx.now();
   const std::uint64_t kind = tag >> kTagShift;
   const std::uint64_t v = tag & ((1ull << kTagShift) - 1);
   if (kind == kTick) {
@@ -206,6 +208,7 @@ static bool parse(std::span<const std::uint8_t> body, T& m, ManagerStats& st, No
 
 void Manager::on_message(sim::Context& ctx, NodeId from, std::span<const std::uint8_t> msg) {
   ctx_ = &ctx;
+  seen_now_ = ctx.now();
   if (msg.empty()) {
     stats_.decode_errors++;
     return;
@@ -1472,7 +1475,7 @@ cluster::NodeStatus Manager::node_status() const {
     if (!alive) continue;
     WorkerView wv;
     wv.node = wid;
-    wv.healthy = ctx_ != nullptr && ctx_->now() - info.last_heartbeat <= cfg_.worker_stale &&
+    wv.healthy = seen_now_ - info.last_heartbeat <= cfg_.worker_stale &&
                  info.health != Health::overloaded;
     wv.health = static_cast<std::uint8_t>(info.health);
     wv.total_cores = info.total;

@@ -226,6 +226,7 @@ class Manager final : public sim::Node {
   SyncBatch open_batch_;
   std::uint64_t next_sync_ = 1;
   sim::TimerId tick_timer_ = 0;
+  Instant seen_now_{0};  // time of the latest event (observers read it between events)
   std::deque<Attempt> attempts_;
   ManagerStats stats_;
 };

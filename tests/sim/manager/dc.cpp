@@ -1,0 +1,410 @@
+#include "dc.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace hs::simdc {
+
+using namespace cluster;
+
+cluster::JobSpec job(const std::string& id, std::vector<cluster::WorkflowSpec> wfs) {
+  JobSpec s;
+  s.job_id = id;
+  s.idempotency_key = "key-" + id;
+  s.workflows = std::move(wfs);
+  return s;
+}
+
+cluster::WorkflowSpec wf(const std::string& name, const std::string& plan, std::uint32_t vus, std::uint32_t cores,
+                         std::vector<std::string> deps) {
+  WorkflowSpec w;
+  w.name = name;
+  w.plan.assign(plan.begin(), plan.end());
+  w.vus = vus;
+  w.cores = cores;
+  w.deps = std::move(deps);
+  return w;
+}
+
+// ---------------------------------------------------------------- client
+
+std::uint64_t SimClient::submit(NodeId to, JobSpec spec) {
+  Submit m{next_++, std::move(spec)};
+  req_key[m.req] = m.spec.idempotency_key;
+  out_.emplace_back(to, encode(MsgType::submit, m));
+  return m.req;
+}
+std::uint64_t SimClient::status(NodeId to, const std::string& job) {
+  StatusQuery m{next_++, job};
+  out_.emplace_back(to, encode(MsgType::status_query, m));
+  return m.req;
+}
+std::uint64_t SimClient::cancel(NodeId to, const std::string& job, std::uint64_t fence) {
+  CancelJob m{next_++, job, fence, ""};
+  out_.emplace_back(to, encode(MsgType::cancel_job, m));
+  return m.req;
+}
+std::uint64_t SimClient::cancel_workflow(NodeId to, const std::string& job, const std::string& w) {
+  CancelWorkflow m{next_++, job, w};
+  out_.emplace_back(to, encode(MsgType::cancel_workflow, m));
+  return m.req;
+}
+std::uint64_t SimClient::node_query(NodeId to) {
+  NodeQuery m{next_++};
+  out_.emplace_back(to, encode(MsgType::node_query, m));
+  return m.req;
+}
+const SimClient::Reply* SimClient::reply(std::uint64_t req) const {
+  auto it = replies_.find(req);
+  return it == replies_.end() || !it->second.done ? nullptr : &it->second;
+}
+void SimClient::on_start(sim::Context& ctx) { ctx.set_timer(10ms, 0); }
+void SimClient::on_timer(sim::Context& ctx, sim::TimerId, std::uint64_t) {
+  while (!out_.empty()) {
+    auto& bytes = out_.front().second;
+    bytes.insert(bytes.begin(), static_cast<std::uint8_t>(kRole));
+    ctx.send(out_.front().first, std::move(bytes));
+    out_.pop_front();
+  }
+  ctx.set_timer(10ms, 0);
+}
+void SimClient::on_message(sim::Context& ctx, NodeId, std::span<const std::uint8_t> msg) {
+  if (msg.size() < 2 || msg[0] != kRole) return;
+  const auto type = static_cast<MsgType>(msg[1]);
+  const auto body = msg.subspan(2);
+  switch (type) {
+    case MsgType::submit_ack: {
+      SubmitAck a;
+      if (!decode(body, a)) return;
+      if (drop_submit_acks > 0) {
+        --drop_submit_acks;
+        return;
+      }
+      acks.emplace_back(req_key[a.req], a);
+      auto& r = replies_[a.req];
+      r.done = true;
+      r.submit = a;
+      r.at = ctx.now();
+      break;
+    }
+    case MsgType::status_reply: {
+      StatusReply a;
+      if (!decode(body, a)) return;
+      auto& r = replies_[a.req];
+      r.done = true;
+      r.status = a;
+      r.at = ctx.now();
+      break;
+    }
+    case MsgType::cancel_reply: {
+      CancelReply a;
+      if (!decode(body, a)) return;
+      auto& r = replies_[a.req];
+      r.done = true;
+      r.cancel = a;
+      r.at = ctx.now();
+      break;
+    }
+    case MsgType::node_status: {
+      NodeStatus a;
+      if (!decode(body, a)) return;
+      auto& r = replies_[a.req];
+      r.done = true;
+      r.node = a;
+      r.at = ctx.now();
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+// ---------------------------------------------------------------- nodes
+
+namespace {
+swim::SwimConfig swim_cfg(NodeId self, const std::vector<NodeId>& all) {
+  swim::SwimConfig c;
+  for (NodeId n : all)
+    if (n != self) c.seeds.push_back(n);
+  return c;
+}
+}  // namespace
+
+static ElectionConfig election_cfg(const DcOptions& o, const std::vector<NodeId>& managers) {
+  ElectionConfig c;
+  c.members = managers;
+  if (o.tune_election) o.tune_election(c);
+  return c;
+}
+
+static manager::ManagerConfig manager_cfg(const DcOptions& o, const std::vector<NodeId>& managers) {
+  manager::ManagerConfig c;
+  c.managers = managers;
+  if (o.tune_manager) o.tune_manager(c);
+  return c;
+}
+
+ManagerNode::ManagerNode(const DcOptions& o, NodeId s, const std::vector<NodeId>& managers,
+                         const std::vector<NodeId>& all)
+    : swim(swim_cfg(s, all)),
+      election(election_cfg(o, managers)),
+      mgr(manager_cfg(o, managers),
+          manager::Hooks{[this] { return election.is_leader(); }, [this] { return election.term(); },
+                         [this] { return election.leader(); }, [this] { return election.has_quorum(); },
+                         [this](NodeId n) { return alive(n); }}),
+      self(s) {
+  mux.add(kSwim, &swim);
+  mux.add(kElection, &election);
+  mux.add(kRole, &mgr);
+  swim.on_dead = [this](NodeId n, std::uint32_t, bool) { mgr.on_member_dead(n); };
+  election.on_change = [this](bool lead, std::uint64_t, std::optional<NodeId>) { mgr.on_leadership(lead); };
+}
+
+bool ManagerNode::alive(NodeId n) const {
+  if (n == self) return true;
+  auto m = swim.member(n);
+  return m && (m->state == swim::State::alive || m->state == swim::State::suspect);
+}
+
+static worker::WorkerConfig worker_cfg(const DcOptions& o, const std::vector<NodeId>& managers) {
+  worker::WorkerConfig c;
+  c.managers = managers;
+  c.cores = o.cores;
+  if (o.tune_worker) o.tune_worker(c);
+  return c;
+}
+
+WorkerNode::WorkerNode(const DcOptions& o, NodeId s, const std::vector<NodeId>& managers,
+                       const std::vector<NodeId>& all)
+    : swim(swim_cfg(s, all)), wrk(worker_cfg(o, managers), exec) {
+  mux.add(kSwim, &swim);
+  mux.add(kRole, &wrk);
+  mux.add(kExec, &exec);
+  swim.on_dead = [this](NodeId n, std::uint32_t, bool) { wrk.on_member_dead(n); };
+}
+
+void WorkerNode::on_start(sim::Context& ctx) {
+  exec.attach(&wrk, &mux.context(kExec));
+  mux.on_start(ctx);
+}
+
+// ---------------------------------------------------------------- datacenter
+
+Dc::Dc(DcOptions o) : o_(std::move(o)) {
+  sim::SimOptions so;
+  so.seed = o_.seed;
+  so.net = o_.net;
+  sim_ = std::make_unique<sim::Simulator>(so);
+  NodeId next = 1;
+  for (int i = 0; i < o_.managers; ++i) managers_.push_back(next++);
+  for (int i = 0; i < o_.workers; ++i) workers_.push_back(next++);
+  client_ = 100;
+  all_ = managers_;
+  all_.insert(all_.end(), workers_.begin(), workers_.end());
+  for (NodeId m : managers_)
+    (void)sim_->add_node(m, [this](NodeId id) { return std::make_unique<ManagerNode>(o_, id, managers_, all_); });
+  for (NodeId w : workers_)
+    (void)sim_->add_node(w, [this](NodeId id) {
+      auto n = std::make_unique<WorkerNode>(o_, id, managers_, all_);
+      n->exec.on_crash = [this, id] {
+        sim_->at(sim_->now(), [id](sim::Simulator& s) { (void)s.crash(id); });
+        sim_->at(sim_->now() + crash_restart_after, [id](sim::Simulator& s) {
+          if (!s.is_up(id)) (void)s.restart(id);
+        });
+      };
+      return n;
+    });
+  (void)sim_->add_node(client_, [](NodeId) { return std::make_unique<SimClient>(); });
+  if (o_.check_each_event) sim_->set_invariant([this](sim::Simulator&) { return check_now(); });
+  sim_->start_all();
+}
+
+SimClient& Dc::client() { return *static_cast<SimClient*>(sim_->node(client_)); }
+ManagerNode* Dc::mgr(NodeId id) { return static_cast<ManagerNode*>(sim_->node(id)); }
+WorkerNode* Dc::wrk(NodeId id) { return static_cast<WorkerNode*>(sim_->node(id)); }
+
+std::optional<NodeId> Dc::leader() {
+  std::optional<NodeId> found;
+  for (NodeId m : managers_) {
+    auto* n = mgr(m);
+    if (n == nullptr || !n->election.is_leader()) continue;
+    if (found) return std::nullopt;
+    found = m;
+  }
+  return found;
+}
+
+Status Dc::check_now() {
+  // Invariant 8: one leader per term.
+  for (NodeId m : managers_) {
+    auto* n = mgr(m);
+    if (n == nullptr || !n->election.is_leader()) continue;
+    auto [it, fresh] = term_leader_.emplace(n->election.term(), m);
+    if (!fresh && it->second != m)
+      return make_error(Errc::internal, fmt::format("invariant 8: managers {} and {} both led term {}", it->second, m,
+                                                    n->election.term()));
+    if (last_leader_ != m) {
+      last_leader_ = m;
+      ++leader_changes;
+    }
+  }
+  // Invariant 7: cores never overcommitted.
+  std::map<std::pair<std::string, std::string>, std::vector<std::pair<NodeId, std::uint64_t>>> copies;
+  for (NodeId w : workers_) {
+    auto* n = wrk(w);
+    if (n == nullptr) continue;
+    if (n->wrk.used_cores() > n->wrk.total_cores())
+      return make_error(Errc::internal, fmt::format("invariant 7: worker {} uses {} of {} cores", w,
+                                                    n->wrk.used_cores(), n->wrk.total_cores()));
+    for (const auto& e : n->wrk.live()) copies[{e.job_id, e.workflow}].emplace_back(w, e.token);
+  }
+  // Invariant 5: at most one live attempt, unless the older copy's worker was declared dead by the
+  // job's leader or that copy is being stopped (orphaned, cancelled or superseded).
+  for (auto& [key, list] : copies) {
+    if (list.size() < 2) continue;
+    std::sort(list.begin(), list.end(), [](auto& a, auto& b) { return a.second < b.second; });
+    for (std::size_t i = 0; i + 1 < list.size(); ++i) {
+      const NodeId old_worker = list[i].first;
+      bool excused = false;
+      for (NodeId m : managers_) {
+        auto* n = mgr(m);
+        if (n == nullptr || !n->mgr.leads(key.first)) continue;
+        if (!n->alive(old_worker)) excused = true;
+        auto v = n->mgr.job(key.first);
+        if (v)
+          for (const auto& w : v->workflows)
+            if (w.name == key.second && w.token != list[i].second) excused = true;  // superseded: told to stop
+      }
+      if (!excused)
+        return make_error(Errc::internal,
+                          fmt::format("invariant 5: job {} workflow {} runs on workers {} (token {}) and {} (token {})",
+                                      key.first, key.second, old_worker, list[i].second, list[i + 1].first,
+                                      list[i + 1].second));
+    }
+  }
+  return ok_status();
+}
+
+bool Dc::run_until(const std::function<bool()>& pred, Duration limit) {
+  const Instant end = sim_->now() + limit;
+  while (sim_->now() < end) {
+    if (pred()) return true;
+    Status st = sim_->run_for(50ms);
+    if (!st.ok()) {
+      failure_ = st;
+      return false;
+    }
+  }
+  return pred();
+}
+
+void Dc::run_for(Duration d) {
+  Status st = sim_->run_for(d);
+  if (!st.ok()) failure_ = st;
+}
+
+std::optional<SubmitAck> Dc::submit_and_wait(JobSpec spec, Duration limit) {
+  const Instant end = sim_->now() + limit;
+  NodeId target = leader().value_or(managers_.front());
+  for (int attempt = 0; attempt < 20 && sim_->now() < end; ++attempt) {
+    const std::uint64_t req = client().submit(target, spec);
+    const SimClient::Reply* r = nullptr;
+    run_until([&] { return (r = client().reply(req)) != nullptr; }, std::min<Duration>(3s, end - sim_->now()));
+    if (r == nullptr) continue;  // lost: retry with the same key
+    if (r->submit.accepted || !retryable(r->submit.code)) return r->submit;
+    if (r->submit.code == Err::not_leader && r->submit.leader != 0) {
+      target = r->submit.leader;
+    } else {
+      run_for(std::chrono::milliseconds(std::max<std::uint32_t>(r->submit.retry_after_ms, 200)));
+      target = leader().value_or(target);
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<JobView> Dc::job_view(const std::string& id) {
+  for (NodeId m : managers_) {
+    auto* n = mgr(m);
+    if (n != nullptr && n->mgr.leads(id)) return n->mgr.job(id);
+  }
+  for (NodeId m : managers_) {
+    auto* n = mgr(m);
+    if (n != nullptr)
+      if (auto v = n->mgr.job(id)) return v;
+  }
+  return std::nullopt;
+}
+
+std::optional<JobState> Dc::final_state(const std::string& id, Duration limit) {
+  std::optional<JobState> st;
+  run_until(
+      [&] {
+        auto v = job_view(id);
+        if (!v) return false;
+        bool all = terminal(v->state);
+        for (const auto& w : v->workflows) all = all && terminal(w.state);
+        if (all) st = v->state;
+        return all;
+      },
+      limit);
+  return st;
+}
+
+Status Dc::end_checks() {
+  if (!failure_.ok()) return failure_;
+  // Invariant 3: one job per idempotency key.
+  std::map<std::string, std::string> key_job;
+  for (const auto& [key, ack] : client().acks) {
+    if (!ack.accepted || key.empty()) continue;
+    auto [it, fresh] = key_job.emplace(key, ack.job_id);
+    if (!fresh && it->second != ack.job_id)
+      return make_error(Errc::internal, fmt::format("invariant 3: key {} named jobs {} and {}", key, it->second,
+                                                    ack.job_id));
+  }
+  // Invariants 1, 2, 9, 10 over every acked job still held.
+  for (const auto& [key, job_id] : key_job) {
+    (void)key;
+    std::optional<JobState> agreed;
+    for (NodeId m : managers_) {
+      auto* n = mgr(m);
+      if (n == nullptr) continue;
+      auto v = n->mgr.job(job_id);
+      if (!v) continue;
+      if (!terminal(v->state))
+        return make_error(Errc::internal, fmt::format("invariant 1: job {} is {} on manager {}", job_id,
+                                                      name(v->state), m));
+      if (agreed && *agreed != v->state)
+        return make_error(Errc::internal, fmt::format("invariant 2: job {} is {} on one manager and {} on manager {}",
+                                                      job_id, name(*agreed), name(v->state), m));
+      agreed = v->state;
+      if (cancel_acked.count(job_id) != 0 && v->state == JobState::completed)
+        return make_error(Errc::internal, fmt::format("invariant 9: job {} completed after an acked cancel", job_id));
+      if (v->retries_used > v->retry_budget)
+        return make_error(Errc::internal, fmt::format("invariant 10: job {} used {} retries of {}", job_id,
+                                                      v->retries_used, v->retry_budget));
+      for (const auto& w : v->workflows)
+        if (w.attempts > 1 + v->workflow_retries)
+          return make_error(Errc::internal, fmt::format("invariant 10: workflow {}/{} made {} attempts", job_id,
+                                                        w.name, w.attempts));
+    }
+  }
+  // Invariant 4: per workflow, the tokens workers accepted rise with time.
+  std::map<std::pair<std::string, std::string>, std::vector<std::pair<Instant, std::uint64_t>>> starts;
+  for (NodeId w : workers_) {
+    auto* n = wrk(w);
+    if (n == nullptr) continue;
+    for (const auto& e : n->wrk.log())
+      if (e.kind == worker::ExecEvent::started) starts[{e.job_id, e.workflow}].emplace_back(e.at, e.token);
+  }
+  for (auto& [key, list] : starts) {
+    std::sort(list.begin(), list.end());
+    for (std::size_t i = 1; i < list.size(); ++i)
+      if (list[i].second <= list[i - 1].second)
+        return make_error(Errc::internal, fmt::format("invariant 4: {}/{} accepted token {} after {}", key.first,
+                                                      key.second, list[i].second, list[i - 1].second));
+  }
+  return ok_status();
+}
+
+}  // namespace hs::simdc
