@@ -294,6 +294,11 @@ void Simulator::send_from(NodeId from, NodeId to, Bytes msg) {
     counters_.dropped_oversize++;
     return;
   }
+  if (filter_ && filter_(from, to, msg)) {
+    counters_.dropped_filter++;
+    mix(0xF117u);
+    return;
+  }
   // Every random draw happens whatever the outcome, so one fault does not shift the others.
   const bool lost = rng_.chance(opts_.net.loss);
   const bool dup = rng_.chance(opts_.net.duplicate);

@@ -299,6 +299,14 @@ void Worker::handle_dispatch(NodeId from, Dispatch& d) {
     by_id_.erase(old.id);
     execs_.erase(it);
   }
+  if (fail_next_dispatches > 0) {
+    --fail_next_dispatches;
+    ack.code = Err::unavailable;
+    ack.error = "injected dispatch failure";
+    record(ExecEvent::rejected, d.job_id, d.workflow, d.token);
+    send(from, MsgType::dispatch_ack, ack);
+    return;
+  }
   if (d.cores == 0 || d.cores > cfg_.cores - used_) {
     stats_.capacity_rejects++;
     ack.code = Err::unavailable;

@@ -88,6 +88,10 @@ class Simulator {
   void unblock(NodeId from, NodeId to);
   void heal();  // removes every block
   bool blocked(NodeId from, NodeId to) const;
+  // Drops every message for which `drop(from, to, bytes)` returns true (scenarios' drop_msg fault,
+  // e.g. one message type on one link). Counted in counters().dropped_filter. nullptr removes it.
+  using Filter = std::function<bool(NodeId from, NodeId to, const Bytes& msg)>;
+  void set_filter(Filter f) { filter_ = std::move(f); }
 
   // ---- node faults ----
   // This node's clock reads global × rate + offset (rate 1.0 and offset 0 by default).
@@ -120,7 +124,7 @@ class Simulator {
   std::vector<std::string> trace_tail() const;
   struct Counters {
     std::uint64_t sent = 0, delivered = 0, dropped_loss = 0, dropped_partition = 0, dropped_down = 0,
-                  dropped_oversize = 0, duplicated = 0, reordered = 0, timers_fired = 0, refused_events = 0;
+                  dropped_oversize = 0, dropped_filter = 0, duplicated = 0, reordered = 0, timers_fired = 0, refused_events = 0;
   };
   const Counters& counters() const noexcept { return counters_; }
   // Datagrams sent by each node since the simulator was created.
@@ -164,6 +168,7 @@ class Simulator {
   std::vector<NodeId> order_;  // insertion order: deterministic iteration
   std::set<std::pair<NodeId, NodeId>> blocks_;
   Invariant invariant_;
+  Filter filter_;
   Counters counters_;
   std::vector<std::string> tail_;
   std::size_t tail_pos_ = 0;

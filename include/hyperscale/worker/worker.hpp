@@ -65,6 +65,8 @@ class Worker final : public sim::Node {
   // From SWIM: a member died (if it led jobs here, their executions become orphans).
   void on_member_dead(NodeId node);
   void set_health(cluster::Health h) { health_ = h; }
+  // Fault injection for tests (DSP-05): refuse the next n dispatches as if the worker were failing.
+  int fail_next_dispatches = 0;
 
   // ---- observation ----
   const WorkerStats& stats() const noexcept { return stats_; }

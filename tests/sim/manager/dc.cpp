@@ -82,6 +82,7 @@ void SimClient::on_message(sim::Context& ctx, NodeId, std::span<const std::uint8
         return;
       }
       acks.emplace_back(req_key[a.req], a);
+      ack_times.push_back(ctx.now());
       auto& r = replies_[a.req];
       r.done = true;
       r.submit = a;
@@ -157,6 +158,7 @@ ManagerNode::ManagerNode(const DcOptions& o, NodeId s, const std::vector<NodeId>
   mux.add(kSwim, &swim);
   mux.add(kElection, &election);
   mux.add(kRole, &mgr);
+  if (o.on_swim) swim.on_change = [this, f = o.on_swim](const swim::MemberEvent& e) { f(self, e); };
   swim.on_dead = [this](NodeId n, std::uint32_t, bool) { mgr.on_member_dead(n); };
   election.on_change = [this](bool lead, std::uint64_t, std::optional<NodeId>) { mgr.on_leadership(lead); };
 }
@@ -181,6 +183,7 @@ WorkerNode::WorkerNode(const DcOptions& o, NodeId s, const std::vector<NodeId>& 
   mux.add(kSwim, &swim);
   mux.add(kRole, &wrk);
   mux.add(kExec, &exec);
+  if (o.on_swim) swim.on_change = [s, f = o.on_swim](const swim::MemberEvent& e) { f(s, e); };
   swim.on_dead = [this](NodeId n, std::uint32_t, bool) { wrk.on_member_dead(n); };
 }
 
@@ -196,6 +199,7 @@ Dc::Dc(DcOptions o) : o_(std::move(o)) {
   so.seed = o_.seed;
   so.net = o_.net;
   sim_ = std::make_unique<sim::Simulator>(so);
+  o_.on_swim = [this](NodeId observer, const swim::MemberEvent& e) { swim_events.emplace_back(observer, e); };
   NodeId next = 1;
   for (int i = 0; i < o_.managers; ++i) managers_.push_back(next++);
   for (int i = 0; i < o_.workers; ++i) workers_.push_back(next++);
@@ -204,7 +208,22 @@ Dc::Dc(DcOptions o) : o_(std::move(o)) {
   all_.insert(all_.end(), workers_.begin(), workers_.end());
   for (NodeId m : managers_)
     (void)sim_->add_node(m, [this](NodeId id) { return std::make_unique<ManagerNode>(o_, id, managers_, all_); });
-  for (NodeId w : workers_)
+  for (NodeId w : workers_) add_worker_node(w);
+  (void)sim_->add_node(client_, [](NodeId) { return std::make_unique<SimClient>(); });
+  if (o_.check_each_event) sim_->set_invariant([this](sim::Simulator&) { return check_now(); });
+  sim_->start_all();
+}
+
+NodeId Dc::add_worker() {
+  NodeId id = 1000 + static_cast<NodeId>(workers_.size());
+  while (sim_->is_up(id) || std::find(workers_.begin(), workers_.end(), id) != workers_.end()) ++id;
+  workers_.push_back(id);
+  add_worker_node(id);
+  (void)sim_->start(id);
+  return id;
+}
+
+void Dc::add_worker_node(NodeId w) {
     (void)sim_->add_node(w, [this](NodeId id) {
       auto n = std::make_unique<WorkerNode>(o_, id, managers_, all_);
       n->exec.on_crash = [this, id] {
@@ -215,9 +234,6 @@ Dc::Dc(DcOptions o) : o_(std::move(o)) {
       };
       return n;
     });
-  (void)sim_->add_node(client_, [](NodeId) { return std::make_unique<SimClient>(); });
-  if (o_.check_each_event) sim_->set_invariant([this](sim::Simulator&) { return check_now(); });
-  sim_->start_all();
 }
 
 SimClient& Dc::client() { return *static_cast<SimClient*>(sim_->node(client_)); }
@@ -354,10 +370,21 @@ std::optional<JobState> Dc::final_state(const std::string& id, Duration limit) {
 Status Dc::end_checks() {
   if (!failure_.ok()) return failure_;
   // Invariant 3: one job per idempotency key.
+  // Within the committed TTL (a key may name a new job once its entry expired).
+  manager::ManagerConfig mc;
+  if (o_.tune_manager) o_.tune_manager(mc);
   std::map<std::string, std::string> key_job;
+  std::map<std::string, Instant> key_first;
   for (const auto& [key, ack] : client().acks) {
     if (!ack.accepted || key.empty()) continue;
     auto [it, fresh] = key_job.emplace(key, ack.job_id);
+    auto [ft, ffresh] = key_first.emplace(key, client().ack_times[&ack - client().acks.data()]);
+    if (!fresh && it->second != ack.job_id && client().ack_times[&ack - client().acks.data()] - ft->second > mc.idem_committed_ttl) {
+      it->second = ack.job_id;
+      ft->second = client().ack_times[&ack - client().acks.data()];
+      continue;
+    }
+    (void)ffresh;
     if (!fresh && it->second != ack.job_id)
       return make_error(Errc::internal, fmt::format("invariant 3: key {} named jobs {} and {}", key, it->second,
                                                     ack.job_id));

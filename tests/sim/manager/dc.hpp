@@ -37,6 +37,7 @@ struct DcOptions {
   std::function<void(manager::ManagerConfig&)> tune_manager;
   std::function<void(worker::WorkerConfig&)> tune_worker;
   std::function<void(cluster::ElectionConfig&)> tune_election;
+  std::function<void(NodeId observer, const swim::MemberEvent&)> on_swim;  // set by Dc
 };
 
 // A client: requests are queued from test scripts and sent on the client's next tick (10 ms).
@@ -60,6 +61,7 @@ class SimClient final : public sim::Node {
   int drop_submit_acks = 0;
   // Every submit ack received, in order (for the one-job-per-key invariant).
   std::vector<std::pair<std::string, cluster::SubmitAck>> acks;  // (idempotency key, ack)
+  std::vector<Instant> ack_times;  // parallel to acks
   std::map<std::uint64_t, std::string> req_key;
 
   void on_start(sim::Context& ctx) override;
@@ -124,9 +126,14 @@ class Dc {
   // Jobs whose cancel was acknowledged with success.
   std::set<std::string> cancel_acked;
   std::size_t leader_changes = 0;
+  // Every SWIM state change seen by any node: (observer, event).
+  std::vector<std::pair<NodeId, swim::MemberEvent>> swim_events;
+  // Adds and starts a worker with a new identity (membership churn).
+  NodeId add_worker();
 
  private:
   Status check_now();
+  void add_worker_node(NodeId id);
   DcOptions o_;
   std::unique_ptr<sim::Simulator> sim_;
   std::vector<NodeId> managers_, workers_, all_;

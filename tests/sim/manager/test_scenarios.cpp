@@ -4,11 +4,19 @@
 #include <catch2/catch.hpp>
 
 #include "dc.hpp"
+#include "hyperscale/base/log.hpp"
 
 using namespace hs;
 using namespace hs::simdc;
 using namespace hs::cluster;
 using namespace std::chrono_literals;
+
+#define CHECK_ENDS(dc)                  \
+  do {                                  \
+    const auto st_ = (dc).end_checks(); \
+    INFO(st_.message());                \
+    CHECK(st_.ok());                    \
+  } while (0)
 
 namespace {
 NodeId wait_leader(Dc& dc, Duration limit = 20s) {
@@ -51,5 +59,507 @@ TEST_CASE("SUB-01 happy path: a job completes, status only moves forward, cores 
     CHECK(st.active_job_ids.empty());
     CHECK(st.available_cores == 2);
   }
-  CHECK(dc.end_checks().ok());
+  CHECK_ENDS(dc);
+}
+
+namespace {
+struct Quiet {
+  Quiet() { hs::log::set_level(hs::log::Level::error); }
+} quiet;
+
+DcOptions t5(std::uint64_t seed = 1) {  // 3 managers, 4 workers × 2 cores
+  DcOptions o;
+  o.seed = seed;
+  o.managers = 3;
+  o.workers = 4;
+  o.cores = 2;
+  return o;
+}
+
+NodeId boot(Dc& dc) {
+  const NodeId l = wait_leader(dc);
+  REQUIRE(dc.run_until([&] { return workers_registered(dc, l, dc.workers().size()); }, 10s));
+  return l;
+}
+
+JobSpec submit_ok(Dc& dc, JobSpec spec) {
+  auto ack = dc.submit_and_wait(spec);
+  REQUIRE(ack);
+  INFO(ack->error);
+  REQUIRE(ack->accepted);
+  return spec;
+}
+
+// Worker running a workflow of a job (0 if none).
+NodeId runner(Dc& dc, const std::string& job, const std::string& w) {
+  for (NodeId id : dc.workers()) {
+    auto* n = dc.wrk(id);
+    if (n == nullptr) continue;
+    for (const auto& e : n->wrk.live())
+      if (e.job_id == job && e.workflow == w) return id;
+  }
+  return 0;
+}
+
+std::size_t starts(Dc& dc, const std::string& job, const std::string& w) {
+  std::size_t n = 0;
+  for (NodeId id : dc.workers())
+    if (auto* node = dc.wrk(id))
+      for (const auto& e : node->wrk.log())
+        if (e.kind == worker::ExecEvent::started && e.job_id == job && e.workflow == w) ++n;
+  return n;
+}
+
+const WorkflowView& wfv(const JobView& v, const std::string& name) {
+  for (const auto& w : v.workflows)
+    if (w.name == name) return w;
+  FAIL("no workflow " << name);
+  return v.workflows.front();
+}
+}  // namespace
+
+TEST_CASE("MEM-01 cold start converges without false deaths") {
+  Dc dc(t5());
+  const NodeId l = boot(dc);
+  dc.run_for(2s);
+  const auto term = dc.mgr(l)->election.term();
+  for (NodeId m : dc.managers()) {
+    auto* n = dc.mgr(m);
+    CHECK(n->election.leader() == l);
+    CHECK(n->election.term() == term);
+    CHECK(n->election.is_leader() == (m == l));
+    auto st = n->mgr.node_status();
+    CHECK(st.worker_count == 4);
+    CHECK(st.healthy_worker_count == 4);
+    CHECK(st.total_cores == 8);
+  }
+  for (const auto& [observer, e] : dc.swim_events) {
+    INFO("observer " << observer << " node " << e.node);
+    CHECK(e.to != swim::State::suspect);
+    CHECK(e.to != swim::State::dead);
+  }
+  CHECK(dc.sim().now() < Instant{15s});  // D_boot with the default timings
+  CHECK_ENDS(dc);
+}
+
+TEST_CASE("MEM-02 a worker crash is detected and its capacity withdrawn") {
+  Dc dc(t5());
+  boot(dc);
+  const NodeId victim = dc.workers().front();
+  const Instant t0 = dc.sim().now();
+  dc.swim_events.clear();
+  REQUIRE(dc.sim().crash(victim).ok());
+  REQUIRE(dc.run_until(
+      [&] {
+        for (NodeId m : dc.managers()) {
+          auto st = dc.mgr(m)->mgr.node_status();
+          if (st.healthy_worker_count != 3 || st.total_cores != 6 || st.available_cores != 6) return false;
+        }
+        return true;
+      },
+      20s));
+  CHECK(dc.sim().now() - t0 < 15s);  // D_fd
+  for (const auto& [observer, e] : dc.swim_events) {
+    if (e.to == swim::State::suspect || e.to == swim::State::dead) CHECK(e.node == victim);
+  }
+  CHECK_ENDS(dc);
+}
+
+TEST_CASE("LDR-01 a manager leader crash leads to one new leader (idle and busy)") {
+  for (bool busy : {false, true}) {
+    DYNAMIC_SECTION((busy ? "busy" : "idle")) {
+      Dc dc(t5(busy ? 7 : 3));
+      const NodeId old = boot(dc);
+      const auto old_term = dc.mgr(old)->election.term();
+      if (busy) submit_ok(dc, job("busy", {wf("a", "ms=40000", 2, 2), wf("b", "ms=40000", 2, 2)}));
+      dc.run_for(3s);
+      REQUIRE(dc.sim().crash(old).ok());
+      const Instant t0 = dc.sim().now();
+      std::optional<NodeId> nl;
+      REQUIRE(dc.run_until([&] { return (nl = dc.leader()).has_value() && *nl != old; }, 30s));
+      CHECK(dc.sim().now() - t0 < 25s);  // D_elect
+      const auto term = dc.mgr(*nl)->election.term();
+      CHECK(term > old_term);
+      dc.run_for(2s);
+      for (NodeId m : dc.managers())
+        if (auto* n = dc.mgr(m)) {
+          CHECK(n->election.leader() == *nl);
+          CHECK(n->election.term() == term);
+        }
+      if (busy) CHECK(dc.final_state("busy", 90s) == JobState::completed);
+      CHECK_ENDS(dc);
+    }
+  }
+}
+
+TEST_CASE("LDR-03 with no majority nobody leads and submissions are refused, not lost") {
+  Dc dc(t5());
+  const NodeId l = boot(dc);
+  std::vector<NodeId> others;
+  for (NodeId m : dc.managers())
+    if (m != l) others.push_back(m);
+  // Kill the two others: the survivor (the old leader) must step down.
+  REQUIRE(dc.sim().crash(others[0]).ok());
+  REQUIRE(dc.sim().crash(others[1]).ok());
+  REQUIRE(dc.run_until([&] { return !dc.mgr(l)->election.is_leader(); }, 20s));
+  dc.run_for(20s);
+  CHECK_FALSE(dc.mgr(l)->election.is_leader());
+  CHECK_FALSE(dc.mgr(l)->election.has_quorum());
+  const std::uint64_t req = dc.client().submit(l, job("nq", {wf("a", "ms=100")}));
+  REQUIRE(dc.run_until([&] { return dc.client().reply(req) != nullptr; }, 5s));
+  const auto& r = dc.client().reply(req)->submit;
+  CHECK_FALSE(r.accepted);
+  CHECK(retryable(r.code));
+  CHECK_FALSE(dc.mgr(l)->mgr.job("nq").has_value());
+  // Heal: restart both; one leader, and the retried submission succeeds.
+  REQUIRE(dc.sim().restart(others[0]).ok());
+  REQUIRE(dc.sim().restart(others[1]).ok());
+  wait_leader(dc, 40s);
+  auto ack = dc.submit_and_wait(job("nq", {wf("a", "ms=100")}));
+  REQUIRE(ack);
+  CHECK(ack->accepted);
+  CHECK(dc.final_state("nq", 30s) == JobState::completed);
+  CHECK_ENDS(dc);
+}
+
+TEST_CASE("LDR-05 leadership flapping is damped and no job is lost or duplicated") {
+  Dc dc(t5(11));
+  boot(dc);
+  int submitted = 0;
+  std::vector<std::string> accepted;
+  const Instant end = dc.sim().now() + 60s;
+  int kills = 0;
+  Instant next_kill = dc.sim().now() + 5s;
+  while (dc.sim().now() < end) {
+    const std::string id = "f" + std::to_string(submitted++);
+    const NodeId target = dc.leader().value_or(dc.managers()[submitted % 3]);
+    const std::uint64_t req = dc.client().submit(target, job(id, {wf("a", "ms=500")}));
+    dc.run_for(1s);
+    if (auto* r = dc.client().reply(req); r != nullptr && r->submit.accepted) accepted.push_back(id);
+    if (kills < 4 && dc.sim().now() >= next_kill) {
+      if (auto l = dc.leader()) {
+        (void)dc.sim().crash(*l);
+        dc.sim().at(dc.sim().now() + 2s, [n = *l](sim::Simulator& s) { (void)s.restart(n); });
+        ++kills;
+        next_kill = dc.sim().now() + 12s;
+      }
+    }
+  }
+  CHECK(kills == 4);
+  REQUIRE_FALSE(accepted.empty());
+  wait_leader(dc, 60s);
+  for (const auto& id : accepted) {
+    INFO(id);
+    auto st = dc.final_state(id, 60s);
+    REQUIRE(st);
+    CHECK(terminal(*st));
+    CHECK(starts(dc, id, "a") <= 2);  // re-run only after its worker or leader was lost
+  }
+  std::uint64_t elections = 0;
+  for (NodeId m : dc.managers()) elections += dc.mgr(m)->election.stats().elections_started;
+  CHECK(elections < 30);
+  CHECK(dc.leader().has_value());
+  CHECK_ENDS(dc);
+}
+
+TEST_CASE("SUB-02 a retry after a lost ack returns the same job") {
+  Dc dc(t5());
+  const NodeId l = boot(dc);
+  dc.client().drop_submit_acks = 1;
+  auto spec = job("s2", {wf("a", "ms=2000")});
+  const std::uint64_t first = dc.client().submit(l, spec);
+  dc.run_for(2s);
+  CHECK(dc.client().reply(first) == nullptr);  // the ack was lost
+  // (a) the same manager, (b) another manager: both name the original job.
+  auto same = dc.submit_and_wait(spec);
+  REQUIRE(same);
+  CHECK(same->accepted);
+  CHECK(same->job_id == "s2");
+  NodeId other = dc.managers()[0] == l ? dc.managers()[1] : dc.managers()[0];
+  auto spec2 = spec;
+  spec2.job_id = "s2-retry";  // a client that made a new id but kept its key
+  const std::uint64_t r2 = dc.client().submit(other, spec2);
+  REQUIRE(dc.run_until([&] { return dc.client().reply(r2) != nullptr; }, 5s));
+  const auto& a2 = dc.client().reply(r2)->submit;
+  CHECK(a2.accepted);
+  CHECK(a2.job_id == "s2");
+  CHECK(dc.final_state("s2", 20s) == JobState::completed);
+  CHECK(starts(dc, "s2", "a") == 1);
+  CHECK_FALSE(dc.job_view("s2-retry").has_value());
+  CHECK_ENDS(dc);
+}
+
+TEST_CASE("SUB-04 idempotency key lifecycle") {
+  DcOptions o = t5();
+  o.tune_manager = [](manager::ManagerConfig& c) {
+    c.idem_committed_ttl = 5s;
+    c.idem_rejected_ttl = 2s;
+    c.retention_ok = 3s;
+    c.retention_failed = 3s;
+  };
+  Dc dc(o);
+  const NodeId l = boot(dc);
+  const auto baseline = dc.mgr(l)->mgr.table_sizes().at("idempotency");
+  auto spec = job("k1", {wf("a", "ms=200")});
+  spec.idempotency_key = "K";
+  submit_ok(dc, spec);
+  // (a) the same key with another payload: conflict, the original untouched.
+  auto other = spec;
+  other.job_id = "k1b";
+  other.workflows[0].vus = 7;
+  auto c = dc.submit_and_wait(other);
+  REQUIRE(c);
+  CHECK_FALSE(c->accepted);
+  CHECK(c->code == Err::conflict);
+  CHECK(dc.final_state("k1", 20s) == JobState::completed);
+  CHECK(dc.job_view("k1")->workflows[0].completed == 2);  // 1 VU × 200 ms: the original payload
+  CHECK_FALSE(dc.job_view("k1b").has_value());
+  // (b) after the committed TTL (and the job's retention) the key makes a new job.
+  dc.run_for(8s);
+  auto again = spec;
+  again.job_id = "k1c";
+  auto b = dc.submit_and_wait(again);
+  REQUIRE(b);
+  CHECK(b->accepted);
+  CHECK(b->job_id == "k1c");
+  // (c) a rejected submission: the same rejection within its TTL, evaluated afresh after it.
+  auto bad = job("k2", {wf("a", "ms=100", 0)});  // vus = 0
+  bad.idempotency_key = "R";
+  auto r1 = dc.submit_and_wait(bad);
+  REQUIRE(r1);
+  CHECK(r1->code == Err::invalid);
+  CHECK(dc.mgr(l)->mgr.table_sizes().at("idempotency") >= baseline + 1);
+  auto r2 = dc.submit_and_wait(bad);
+  REQUIRE(r2);
+  CHECK(r2->error == r1->error);
+  dc.run_for(3s);
+  auto fixed = bad;
+  fixed.workflows[0].vus = 1;  // the same key, now valid: evaluated afresh
+  auto r3 = dc.submit_and_wait(fixed);
+  REQUIRE(r3);
+  CHECK(r3->accepted);
+  // Every entry returns to baseline once the TTLs and retentions have passed.
+  dc.run_for(15s);
+  for (NodeId m : dc.managers()) CHECK(dc.mgr(m)->mgr.table_sizes().at("idempotency") == baseline);
+  CHECK_ENDS(dc);
+}
+
+TEST_CASE("SUB-07 invalid submissions are rejected without side effects") {
+  Dc dc(t5());
+  const NodeId l = boot(dc);
+  struct Case {
+    const char* what;
+    JobSpec spec;
+    const char* expect;
+  };
+  std::vector<Case> cases = {
+      {"empty workflow list", job("v1", {}), "no workflows"},
+      {"vus = 0", job("v2", {wf("a", "ms=1", 0)}), "vus must be at least 1"},
+      {"dependency cycle", job("v3", {wf("a", "ms=1", 1, 1, {"b"}), wf("b", "ms=1", 1, 1, {"a"})}), "cycle"},
+      {"unknown dependency", job("v4", {wf("a", "ms=1", 1, 1, {"zz"})}), "unknown workflow 'zz'"},
+      {"duplicate names", job("v5", {wf("a", "ms=1"), wf("a", "ms=1")}), "duplicate workflow name"},
+      {"more cores than any worker", job("v6", {wf("a", "ms=1", 1, 3)}), "largest worker has 2"},
+      {"bad job id", job("bad id!", {wf("a", "ms=1")}), "job id"},
+  };
+  const auto dispatches = dc.mgr(l)->mgr.stats().dispatches;
+  for (auto& c : cases) {
+    INFO(c.what);
+    auto ack = dc.submit_and_wait(c.spec);
+    REQUIRE(ack);
+    CHECK_FALSE(ack->accepted);
+    CHECK(ack->code == Err::invalid);
+    CHECK(ack->error.find(c.expect) != std::string::npos);
+    for (NodeId m : dc.managers()) CHECK_FALSE(dc.mgr(m)->mgr.job(c.spec.job_id).has_value());
+  }
+  CHECK(dc.mgr(l)->mgr.stats().dispatches == dispatches);
+  CHECK(dc.mgr(l)->election.is_leader());
+  CHECK_ENDS(dc);
+}
+
+TEST_CASE("DSP-01 core accounting is exact") {
+  Dc dc(t5());
+  const NodeId l = boot(dc);
+  submit_ok(dc, job("d1", {wf("a", "ms=5000", 2, 2), wf("b", "ms=5000", 2, 2), wf("c", "ms=5000", 2, 2),
+                           wf("d", "ms=5000", 2, 2)}));
+  REQUIRE(dc.run_until([&] { return dc.mgr(l)->mgr.node_status().active_workflow_count == 4; }, 5s));
+  dc.run_for(1500ms);
+  CHECK(dc.mgr(l)->mgr.node_status().available_cores == 0);
+  for (NodeId w : dc.workers()) CHECK(dc.wrk(w)->wrk.used_cores() == 2);
+  REQUIRE(dc.final_state("d1", 20s) == JobState::completed);
+  dc.run_for(2s);
+  CHECK(dc.mgr(l)->mgr.node_status().available_cores == 8);
+  CHECK_ENDS(dc);
+}
+
+TEST_CASE("DSP-02 oversubscription queues instead of overcommitting") {
+  Dc dc(t5());
+  const NodeId l = boot(dc);
+  std::vector<WorkflowSpec> wfs;
+  for (int i = 0; i < 6; ++i) wfs.push_back(wf("w" + std::to_string(i), "ms=4000", 2, 2));
+  submit_ok(dc, job("d2", wfs));
+  REQUIRE(dc.run_until([&] { return dc.mgr(l)->mgr.node_status().active_workflow_count == 4; }, 5s));
+  dc.run_for(500ms);
+  auto v = *dc.job_view("d2");
+  int enqueued = 0, live = 0;
+  for (const auto& w : v.workflows) {
+    enqueued += w.enqueued;
+    live += w.state == WfState::running || w.state == WfState::dispatched;
+  }
+  CHECK(live == 4);
+  CHECK(enqueued == 2);
+  CHECK(dc.final_state("d2", 30s) == JobState::completed);
+  CHECK_ENDS(dc);  // invariant 7 was checked after every event
+}
+
+TEST_CASE("DSP-03 dependency order and context propagation") {
+  SECTION("all succeed") {
+    Dc dc(t5());
+    boot(dc);
+    submit_ok(dc, job("dag", {wf("A", "ms=2000;publish=a:1"), wf("B", "ms=1000;publish=b:2"),
+                              wf("C", "ms=500", 1, 1, {"B"}), wf("D", "ms=500", 1, 1, {"A", "B"})}));
+    REQUIRE(dc.final_state("dag", 30s) == JobState::completed);
+    std::map<std::string, Instant> started, done;
+    for (NodeId w : dc.workers())
+      for (const auto& e : dc.wrk(w)->wrk.log()) {
+        if (e.kind == worker::ExecEvent::started) started[e.workflow] = e.at;
+        if (e.kind == worker::ExecEvent::completed) done[e.workflow] = e.at;
+      }
+    CHECK(started["C"] >= done["B"]);
+    CHECK(started["D"] >= done["A"]);
+    CHECK(started["D"] >= done["B"]);
+    for (NodeId w : dc.workers())
+      for (const auto& spec : dc.wrk(w)->exec.started) {
+        if (spec.workflow == "C") CHECK(spec.context == KeyValues{{"B.b", "2"}});
+        if (spec.workflow == "D") CHECK(spec.context == KeyValues{{"A.a", "1"}, {"B.b", "2"}});
+      }
+    CHECK_ENDS(dc);
+  }
+  SECTION("B fails: C and D are never dispatched") {
+    Dc dc(t5());
+    boot(dc);
+    submit_ok(dc, job("dagf", {wf("A", "ms=1000"), wf("B", "ms=500;fail=boom"), wf("C", "ms=500", 1, 1, {"B"}),
+                               wf("D", "ms=500", 1, 1, {"A", "B"})}));
+    REQUIRE(dc.final_state("dagf", 30s) == JobState::failed);
+    auto v = *dc.job_view("dagf");
+    CHECK(wfv(v, "C").state == WfState::failed);
+    CHECK(wfv(v, "C").error.find("dependency 'B' failed") != std::string::npos);
+    CHECK(wfv(v, "D").state == WfState::failed);
+    CHECK(starts(dc, "dagf", "C") == 0);
+    CHECK(starts(dc, "dagf", "D") == 0);
+    CHECK_ENDS(dc);
+  }
+}
+
+TEST_CASE("DSP-04 priority and even split") {
+  DcOptions o;
+  o.workers = 2;
+  o.cores = 4;
+  SECTION("two AUTO workflows get 4 cores each") {
+    Dc dc(o);
+    boot(dc);
+    submit_ok(dc, job("p1", {wf("a", "ms=3000", 8, 0), wf("b", "ms=3000", 8, 0)}));
+    REQUIRE(dc.run_until([&] { return runner(dc, "p1", "a") != 0 && runner(dc, "p1", "b") != 0; }, 5s));
+    auto v = *dc.job_view("p1");
+    CHECK(wfv(v, "a").cores == 4);
+    CHECK(wfv(v, "b").cores == 4);
+    CHECK(dc.final_state("p1", 20s) == JobState::completed);
+  }
+  SECTION("EXCLUSIVE runs alone, AUTO after it") {
+    Dc dc(o);
+    boot(dc);
+    auto ex = wf("x", "ms=2000", 4, 0);
+    ex.priority = Priority::exclusive;
+    submit_ok(dc, job("p2", {ex, wf("a", "ms=1000", 4, 0)}));
+    REQUIRE(dc.final_state("p2", 20s) == JobState::completed);
+    Instant x_done{0}, a_start{0};
+    for (NodeId w : dc.workers())
+      for (const auto& e : dc.wrk(w)->wrk.log()) {
+        if (e.workflow == "x" && e.kind == worker::ExecEvent::completed) x_done = e.at;
+        if (e.workflow == "a" && e.kind == worker::ExecEvent::started) a_start = e.at;
+      }
+    CHECK(a_start >= x_done);
+  }
+  SECTION("HIGH is allocated first and AUTO shares what is left") {
+    Dc dc(o);
+    boot(dc);
+    auto hi = wf("h", "ms=3000", 4, 4);
+    hi.priority = Priority::high;
+    submit_ok(dc, job("p3", {wf("a", "ms=3000", 8, 0), hi, wf("b", "ms=3000", 8, 0)}));
+    REQUIRE(dc.run_until([&] { return runner(dc, "p3", "a") && runner(dc, "p3", "b") && runner(dc, "p3", "h"); },
+                         5s));
+    auto v = *dc.job_view("p3");
+    CHECK(wfv(v, "h").cores == 4);
+    CHECK(wfv(v, "a").cores >= 1);
+    CHECK(wfv(v, "b").cores >= 1);
+    CHECK(wfv(v, "a").cores + wfv(v, "b").cores <= 4);
+    CHECK(dc.final_state("p3", 20s) == JobState::completed);
+    CHECK_ENDS(dc);
+  }
+}
+
+TEST_CASE("DSP-05 worker selection follows health and circuit state") {
+  SECTION("an OVERLOADED worker gets no dispatches; HEALTHY > BUSY > DEGRADED") {
+    DcOptions o;
+    o.workers = 4;
+    o.cores = 1;
+    Dc dc(o);
+    boot(dc);
+    const auto ws = dc.workers();
+    dc.wrk(ws[0])->wrk.set_health(Health::overloaded);
+    dc.wrk(ws[1])->wrk.set_health(Health::degraded);
+    dc.wrk(ws[2])->wrk.set_health(Health::busy);
+    dc.run_for(2s);  // one heartbeat
+    submit_ok(dc, job("h1", {wf("a", "ms=8000")}));
+    REQUIRE(dc.run_until([&] { return runner(dc, "h1", "a") != 0; }, 5s));
+    CHECK(runner(dc, "h1", "a") == ws[3]);
+    submit_ok(dc, job("h2", {wf("a", "ms=8000")}));
+    REQUIRE(dc.run_until([&] { return runner(dc, "h2", "a") != 0; }, 5s));
+    CHECK(runner(dc, "h2", "a") == ws[2]);
+    submit_ok(dc, job("h3", {wf("a", "ms=8000")}));
+    REQUIRE(dc.run_until([&] { return runner(dc, "h3", "a") != 0; }, 5s));
+    CHECK(runner(dc, "h3", "a") == ws[1]);
+    submit_ok(dc, job("h4", {wf("a", "ms=1000")}));
+    dc.run_for(2s);
+    CHECK(dc.job_view("h4")->workflows[0].enqueued);  // never the OVERLOADED one
+    CHECK(starts(dc, "h4", "a") == 0);
+    dc.wrk(ws[0])->wrk.set_health(Health::healthy);
+    CHECK(dc.final_state("h4", 20s) == JobState::completed);
+    for (const char* id : {"h1", "h2", "h3"}) CHECK(dc.final_state(id, 20s) == JobState::completed);
+    CHECK_ENDS(dc);
+  }
+  SECTION("three dispatch failures open a worker's circuit; a half-open probe closes it") {
+    DcOptions o;
+    o.workers = 2;
+    o.cores = 1;
+    o.tune_manager = [](manager::ManagerConfig& c) {
+      c.circuit_window = 5s;
+      c.circuit_half_open = 2s;
+    };
+    Dc dc(o);
+    const NodeId l = boot(dc);
+    const NodeId bad = dc.workers()[0], good = dc.workers()[1];
+    dc.wrk(bad)->wrk.fail_next_dispatches = 3;
+    dc.wrk(good)->wrk.set_health(Health::busy);  // prefer `bad` while its circuit is closed
+    dc.run_for(2s);
+    submit_ok(dc, job("c0", {wf("a", "ms=300")}));
+    REQUIRE(dc.run_until([&] { return dc.mgr(l)->mgr.stats().circuit_opened >= 1; }, 10s));
+    bool open = false;
+    for (const auto& w : dc.mgr(l)->mgr.node_status().workers)
+      if (w.node == bad) open = w.circuit_open;
+    CHECK(open);
+    CHECK(dc.final_state("c0", 20s) == JobState::completed);
+    CHECK(starts(dc, "c0", "a") == 1);
+    // After the half-open delay one probe goes to `bad`; it succeeds and closes the circuit.
+    dc.run_for(3s);
+    submit_ok(dc, job("probe", {wf("a", "ms=300")}));
+    CHECK(dc.final_state("probe", 20s) == JobState::completed);
+    REQUIRE(dc.run_until(
+        [&] {
+          for (const auto& w : dc.mgr(l)->mgr.node_status().workers)
+            if (w.node == bad) return !w.circuit_open;
+          return false;
+        },
+        10s));
+    CHECK_ENDS(dc);
+  }
 }
