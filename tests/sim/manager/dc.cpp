@@ -375,19 +375,21 @@ Status Dc::end_checks() {
   if (o_.tune_manager) o_.tune_manager(mc);
   std::map<std::string, std::string> key_job;
   std::map<std::string, Instant> key_first;
-  for (const auto& [key, ack] : client().acks) {
+  const auto& acks = client().acks;
+  for (std::size_t i = 0; i < acks.size(); ++i) {
+    const auto& [key, ack] = acks[i];
     if (!ack.accepted || key.empty()) continue;
+    const Instant at = client().ack_times[i];
     auto [it, fresh] = key_job.emplace(key, ack.job_id);
-    auto [ft, ffresh] = key_first.emplace(key, client().ack_times[&ack - client().acks.data()]);
-    if (!fresh && it->second != ack.job_id && client().ack_times[&ack - client().acks.data()] - ft->second > mc.idem_committed_ttl) {
+    auto ft = key_first.emplace(key, at).first;
+    if (fresh || it->second == ack.job_id) continue;
+    if (at - ft->second > mc.idem_committed_ttl) {  // the key had expired: a new job is allowed
       it->second = ack.job_id;
-      ft->second = client().ack_times[&ack - client().acks.data()];
+      ft->second = at;
       continue;
     }
-    (void)ffresh;
-    if (!fresh && it->second != ack.job_id)
-      return make_error(Errc::internal, fmt::format("invariant 3: key {} named jobs {} and {}", key, it->second,
-                                                    ack.job_id));
+    return make_error(Errc::internal, fmt::format("invariant 3: key {} named jobs {} and {}", key, it->second,
+                                                  ack.job_id));
   }
   // Invariants 1, 2, 9, 10 over every acked job still held.
   for (const auto& [key, job_id] : key_job) {
