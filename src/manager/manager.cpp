@@ -1302,15 +1302,20 @@ void Manager::schedule_job(Job& j, std::map<NodeId, std::uint32_t>& used) {
     const bool exclusive = w.spec.priority == Priority::exclusive;
     if (exclusive && any_live) break;  // it waits until the job's other workflows are done
     // Candidates in order of health, then free cores.
+    // Workers this workflow already failed on are used only when no other eligible worker exists
+    // (a lost worker that came back is better than none).
     std::vector<std::pair<NodeId, std::uint32_t>> cands;
     std::uint32_t total_free = 0;
-    for (const auto& [wid, info] : workers_) {
-      if (!eligible(wid, info)) continue;
-      if (std::find(w.excluded.begin(), w.excluded.end(), wid) != w.excluded.end()) continue;
-      const std::uint32_t u = used[wid];
-      const std::uint32_t f = info.total > u ? info.total - u : 0;
-      total_free += f;
-      cands.emplace_back(wid, f);
+    for (int pass = 0; pass < 2 && cands.empty(); ++pass) {
+      total_free = 0;
+      for (const auto& [wid, info] : workers_) {
+        if (!eligible(wid, info)) continue;
+        if (pass == 0 && std::find(w.excluded.begin(), w.excluded.end(), wid) != w.excluded.end()) continue;
+        const std::uint32_t u = used[wid];
+        const std::uint32_t f = info.total > u ? info.total - u : 0;
+        total_free += f;
+        cands.emplace_back(wid, f);
+      }
     }
     std::stable_sort(cands.begin(), cands.end(), [&](const auto& a, const auto& b) {
       const auto ha = static_cast<int>(workers_.at(a.first).health), hb = static_cast<int>(workers_.at(b.first).health);

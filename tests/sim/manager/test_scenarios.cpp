@@ -563,3 +563,165 @@ TEST_CASE("DSP-05 worker selection follows health and circuit state") {
     CHECK_ENDS(dc);
   }
 }
+
+TEST_CASE("WRK-01 a workflow is re-dispatched after its worker dies") {
+  SECTION("(a) the executing worker is killed at 5 s") {
+    Dc dc(t5(21));
+    const NodeId l = boot(dc);
+    auto spec = job("w1", {wf("slow", "ms=30000", 3, 2)});
+    submit_ok(dc, spec);
+    REQUIRE(dc.run_until([&] { return runner(dc, "w1", "slow") != 0; }, 5s));
+    dc.run_for(5s);
+    const NodeId first = runner(dc, "w1", "slow");
+    const std::uint64_t token1 = dc.job_view("w1")->workflows[0].token;
+    REQUIRE(dc.sim().crash(first).ok());
+    const Instant t0 = dc.sim().now();
+    REQUIRE(dc.run_until([&] { const NodeId r = runner(dc, "w1", "slow"); return r != 0 && r != first; }, 20s));
+    CHECK(dc.sim().now() - t0 < 16s);  // D_fd + 1 s
+    const NodeId second = runner(dc, "w1", "slow");
+    CHECK(second != first);
+    const auto& specs = dc.wrk(second)->exec.started;
+    REQUIRE_FALSE(specs.empty());
+    CHECK(specs.back().vus == 3);
+    CHECK(specs.back().cores == 2);
+    CHECK(std::string(specs.back().plan.begin(), specs.back().plan.end()) == "ms=30000");
+    REQUIRE(dc.final_state("w1", 60s) == JobState::completed);
+    auto v = *dc.job_view("w1");
+    CHECK(v.workflows[0].token > token1);
+    CHECK(v.retries_used == 1);
+    CHECK(v.workflows[0].completed == 3 * 300);  // counts of the surviving attempt only
+    CHECK(dc.mgr(l)->mgr.stats().redispatches == 1);
+    CHECK_ENDS(dc);
+  }
+  SECTION("(b) the worker is killed before its dispatch ack, which is dropped") {
+    Dc dc(t5(22));
+    boot(dc);
+    NodeId victim = 0;
+    dc.sim().set_filter([&](NodeId from, NodeId, const sim::Bytes& m) {
+      if (m.size() >= 2 && m[0] == kRole && m[1] == static_cast<std::uint8_t>(MsgType::dispatch_ack) && victim == 0) {
+        victim = from;
+        dc.sim().at(dc.sim().now(), [from](sim::Simulator& s) { (void)s.crash(from); });
+        return true;
+      }
+      return false;
+    });
+    submit_ok(dc, job("w1b", {wf("slow", "ms=3000", 1, 1)}));
+    REQUIRE(dc.final_state("w1b", 60s) == JobState::completed);
+    REQUIRE(victim != 0);
+    auto v = *dc.job_view("w1b");
+    CHECK(v.workflows[0].worker != victim);
+    CHECK(v.retries_used == 1);
+    CHECK_ENDS(dc);
+  }
+}
+
+TEST_CASE("WRK-02 the per-workflow retry cap is enforced") {
+  Dc dc(t5(31));
+  const NodeId l = boot(dc);
+  auto spec = job("crash", {wf("c", "ms=4000;crash", 1, 1)});
+  spec.workflow_retries = 3;
+  spec.retry_budget = 10;
+  submit_ok(dc, spec);
+  REQUIRE(dc.final_state("crash", 180s) == JobState::failed);
+  auto v = *dc.job_view("crash");
+  CHECK(v.workflows[0].state == WfState::failed);
+  CHECK(v.workflows[0].error.find("retry budget exhausted") != std::string::npos);
+  CHECK(v.workflows[0].attempts == 4);
+  CHECK(v.error.find("retry budget exhausted") != std::string::npos);
+  std::set<NodeId> used;
+  int n = 0;
+  for (const auto& a : dc.mgr(l)->mgr.attempts())
+    if (a.job_id == "crash") {
+      ++n;
+      CHECK(used.insert(a.worker).second);  // each on a worker not used before
+    }
+  CHECK(n == 4);
+  dc.run_for(20s);
+  CHECK(dc.job_view("crash")->workflows[0].attempts == 4);  // never a fifth
+  CHECK_ENDS(dc);
+}
+
+TEST_CASE("WRK-03 the job-level budget is shared and clamped") {
+  SECTION("budget 5 across 10 crashing workflows") {
+    DcOptions o = t5(41);
+    o.workers = 6;
+    o.cores = 2;
+    Dc dc(o);
+    boot(dc);
+    std::vector<WorkflowSpec> wfs;
+    for (int i = 0; i < 10; ++i) wfs.push_back(wf("c" + std::to_string(i), "ms=3000;crash", 1, 1));
+    auto spec = job("budget", wfs);
+    spec.retry_budget = 5;
+    spec.workflow_retries = 3;
+    submit_ok(dc, spec);
+    REQUIRE(dc.final_state("budget", 240s) == JobState::failed);
+    auto v = *dc.job_view("budget");
+    CHECK(v.retries_used <= 5);
+    std::uint32_t attempts = 0;
+    for (const auto& w : v.workflows) {
+      attempts += w.attempts;
+      CHECK(w.state == WfState::failed);
+    }
+    CHECK(attempts <= 10 + 5);
+    CHECK_ENDS(dc);
+  }
+  SECTION("requested limits are clamped to the maxima and visible in status") {
+    Dc dc(t5(42));
+    boot(dc);
+    auto spec = job("clamp", {wf("a", "ms=200")});
+    spec.retry_budget = 1000;
+    spec.workflow_retries = 100;
+    submit_ok(dc, spec);
+    REQUIRE(dc.final_state("clamp", 20s) == JobState::completed);
+    auto v = *dc.job_view("clamp");
+    CHECK(v.retry_budget == 50);
+    CHECK(v.workflow_retries == 5);
+    CHECK_ENDS(dc);
+  }
+}
+
+TEST_CASE("WRK-04 every worker in the DC is lost") {
+  SECTION("the job times out when no worker returns") {
+    DcOptions o;
+    o.workers = 2;
+    Dc dc(o);
+    boot(dc);
+    auto spec = job("lost", {wf("a", "ms=60000"), wf("b", "ms=60000")});
+    spec.timeout_ms = 40'000;
+    submit_ok(dc, spec);
+    dc.run_for(3s);
+    for (NodeId w : dc.workers()) REQUIRE(dc.sim().crash(w).ok());
+    REQUIRE(dc.final_state("lost", 60s) == JobState::timeout);
+    CHECK_ENDS(dc);
+  }
+  SECTION("a worker restarted within 10 s picks the work up") {
+    DcOptions o;
+    o.workers = 2;
+    Dc dc(o);
+    boot(dc);
+    submit_ok(dc, job("back", {wf("a", "ms=5000"), wf("b", "ms=5000")}));
+    dc.run_for(2s);
+    for (NodeId w : dc.workers()) REQUIRE(dc.sim().crash(w).ok());
+    dc.run_for(8s);
+    REQUIRE(dc.sim().restart(dc.workers()[0]).ok());
+    CHECK(dc.final_state("back", 90s) == JobState::completed);
+    CHECK_ENDS(dc);
+  }
+}
+
+TEST_CASE("WRK-06 application errors are reported, not retried") {
+  DcOptions o;
+  o.workers = 2;
+  Dc dc(o);
+  const NodeId l = boot(dc);
+  submit_ok(dc, job("fail", {wf("a", "ms=500;fail=HTTP 500 from target")}));
+  REQUIRE(dc.final_state("fail", 5s) == JobState::failed);
+  auto v = *dc.job_view("fail");
+  CHECK(v.workflows[0].error == "HTTP 500 from target");
+  CHECK(v.workflows[0].attempts == 1);
+  CHECK(v.retries_used == 0);
+  CHECK(v.error.find("HTTP 500 from target") != std::string::npos);
+  dc.run_for(2s);
+  CHECK(dc.mgr(l)->mgr.node_status().available_cores == 2);
+  CHECK_ENDS(dc);
+}
