@@ -725,3 +725,346 @@ TEST_CASE("WRK-06 application errors are reported, not retried") {
   CHECK(dc.mgr(l)->mgr.node_status().available_cores == 2);
   CHECK_ENDS(dc);
 }
+
+namespace {
+NodeId job_leader(Dc& dc, const std::string& id) {
+  for (NodeId m : dc.managers())
+    if (auto* n = dc.mgr(m); n != nullptr && n->mgr.leads(id)) return m;
+  return 0;
+}
+}  // namespace
+
+TEST_CASE("MGR-01 the job-leader manager dies and a peer takes over without restarting work") {
+  for (bool job_leader_is_dc_leader : {true, false}) {
+    DYNAMIC_SECTION((job_leader_is_dc_leader ? "job leader is the DC leader" : "job leader is not the DC leader")) {
+      Dc dc(t5(job_leader_is_dc_leader ? 51 : 52));
+      const NodeId l = boot(dc);
+      submit_ok(dc, job("m1", {wf("a", "ms=60000", 2, 2), wf("b", "ms=60000", 2, 2)}));
+      REQUIRE(dc.run_until([&] { return runner(dc, "m1", "a") && runner(dc, "m1", "b"); }, 5s));
+      REQUIRE(job_leader(dc, "m1") == l);
+      if (!job_leader_is_dc_leader) {
+        // Move DC leadership away while l stays alive (cut l off from the other managers only).
+        std::vector<NodeId> others;
+        for (NodeId m : dc.managers())
+          if (m != l) others.push_back(m);
+        dc.sim().partition({l}, others);
+        REQUIRE(dc.run_until([&] { auto nl = dc.leader(); return nl && *nl != l; }, 30s));
+        dc.sim().heal();
+        dc.run_for(3s);
+        REQUIRE(job_leader(dc, "m1") == l);
+        REQUIRE(dc.leader() != l);
+      }
+      const std::uint64_t token_a = dc.job_view("m1")->workflows[0].token;
+      const NodeId ra = runner(dc, "m1", "a"), rb = runner(dc, "m1", "b");
+      std::uint64_t progress_before = dc.job_view("m1")->completed;
+      REQUIRE(dc.sim().crash(l).ok());
+      const Instant t0 = dc.sim().now();
+      REQUIRE(dc.run_until([&] { const NodeId jl = job_leader(dc, "m1"); return jl != 0 && jl != l; }, 40s));
+      CHECK(dc.sim().now() - t0 < 30s);  // D_elect + 1 s, within D_fd + G_w (15 s grace)
+      const NodeId nl = job_leader(dc, "m1");
+      REQUIRE(dc.run_until([&] { return dc.job_view("m1")->workflows[0].token > token_a; }, 5s));
+      REQUIRE(dc.final_state("m1", 120s) == JobState::completed);
+      auto v = *dc.job_view("m1");
+      CHECK(v.leader == nl);
+      CHECK(wfv(v, "a").worker == ra);  // the same worker and attempt carried on
+      CHECK(wfv(v, "b").worker == rb);
+      CHECK(starts(dc, "m1", "a") == 1);
+      CHECK(starts(dc, "m1", "b") == 1);
+      CHECK(v.completed == 2 * 2 * 600);  // 2 workflows × 2 VUs × 600 steps
+      CHECK(v.completed >= progress_before);
+      CHECK(dc.mgr(nl)->mgr.stats().takeovers >= 1);
+      CHECK_ENDS(dc);
+    }
+  }
+}
+
+TEST_CASE("MGR-03 a follower manager dies without disturbing work") {
+  Dc dc(t5(61));
+  const NodeId l = boot(dc);
+  submit_ok(dc, job("m3", {wf("a", "ms=10000", 2, 2)}));
+  dc.run_for(2s);
+  NodeId follower = 0;
+  for (NodeId m : dc.managers())
+    if (m != l) follower = m;
+  REQUIRE(dc.sim().crash(follower).ok());
+  REQUIRE(dc.final_state("m3", 30s) == JobState::completed);
+  CHECK(dc.mgr(l)->mgr.stats().redispatches == 0);
+  CHECK(dc.mgr(l)->election.is_leader());
+  CHECK(starts(dc, "m3", "a") == 1);
+  // Quorum (2 of 3) still takes jobs.
+  submit_ok(dc, job("m3b", {wf("a", "ms=100")}));
+  CHECK(dc.final_state("m3b", 20s) == JobState::completed);
+  CHECK_ENDS(dc);
+}
+
+TEST_CASE("MGR-04 a new leader rebuilds state from the workers") {
+  DcOptions o = t5(71);
+  o.workers = 3;
+  Dc dc(o);
+  const NodeId l = boot(dc);
+  std::vector<WorkflowSpec> wfs;
+  for (int i = 0; i < 6; ++i) wfs.push_back(wf("w" + std::to_string(i), "ms=60000", 1, 1));
+  submit_ok(dc, job("m4", wfs));
+  REQUIRE(dc.run_until([&] { return dc.mgr(l)->mgr.node_status().active_workflow_count == 6; }, 5s));
+  dc.run_for(2s);
+  REQUIRE(dc.sim().crash(l).ok());
+  NodeId nl = 0;
+  REQUIRE(dc.run_until([&] { nl = job_leader(dc, "m4"); return nl != 0 && nl != l; }, 40s));
+  dc.run_for(2s);
+  auto st = dc.mgr(nl)->mgr.node_status();
+  CHECK(st.active_workflow_count == 6);
+  for (const auto& w : st.workers) {
+    INFO("worker " << w.node);
+    CHECK(w.total_cores - w.available_cores == dc.wrk(w.node)->wrk.used_cores());
+  }
+  CHECK(dc.final_state("m4", 120s) == JobState::completed);
+  CHECK_ENDS(dc);
+}
+
+TEST_CASE("MGR-05 a worker fails over to another manager") {
+  Dc dc(t5(81));
+  const NodeId l = boot(dc);
+  submit_ok(dc, job("m5", {wf("a", "ms=15000", 1, 1)}));
+  dc.run_for(2s);
+  NodeId m1 = 0;
+  for (NodeId m : dc.managers())
+    if (m != l) m1 = m;
+  REQUIRE(dc.sim().crash(m1).ok());
+  dc.run_for(6s);
+  for (NodeId m : dc.managers())
+    if (auto* n = dc.mgr(m)) CHECK(n->mgr.node_status().healthy_worker_count == 4);
+  REQUIRE(dc.final_state("m5", 30s) == JobState::completed);
+  CHECK(starts(dc, "m5", "a") == 1);
+  CHECK_ENDS(dc);
+}
+
+TEST_CASE("CAN-01 cancelling a running job") {
+  Dc dc(t5(91));
+  const NodeId l = boot(dc);
+  submit_ok(dc, job("c1", {wf("a", "ms=60000", 50, 2), wf("b", "ms=60000", 50, 2)}));
+  dc.run_for(3s);
+  const std::uint64_t req = dc.client().cancel(l, "c1");
+  REQUIRE(dc.run_until([&] { return dc.client().reply(req) != nullptr; }, 5s));
+  const auto r = dc.client().reply(req)->cancel;
+  CHECK(r.success);
+  CHECK(r.cancelled_workflow_count >= 1);
+  dc.cancel_acked.insert("c1");
+  REQUIRE(dc.run_until([&] { return runner(dc, "c1", "a") == 0 && runner(dc, "c1", "b") == 0; }, 5s));
+  CHECK(dc.final_state("c1", 10s) == JobState::cancelled);
+  dc.run_for(2s);
+  CHECK(dc.mgr(l)->mgr.node_status().available_cores == 8);
+  CHECK(dc.mgr(l)->mgr.node_status().active_job_ids.empty());
+  CHECK_ENDS(dc);
+}
+
+TEST_CASE("CAN-02 cancel is idempotent and respects terminal states") {
+  Dc dc(t5(92));
+  const NodeId l = boot(dc);
+  auto ask = [&](const std::string& id, std::uint64_t fence = 0) {
+    const std::uint64_t req = dc.client().cancel(l, id, fence);
+    REQUIRE(dc.run_until([&] { return dc.client().reply(req) != nullptr; }, 5s));
+    return dc.client().reply(req)->cancel;
+  };
+  submit_ok(dc, job("twice", {wf("a", "ms=30000")}));
+  dc.run_for(1s);
+  CHECK(ask("twice").success);
+  auto second = ask("twice");
+  CHECK(second.success);
+  CHECK(second.already_cancelled);
+  submit_ok(dc, job("done", {wf("a", "ms=100")}));
+  REQUIRE(dc.final_state("done", 10s) == JobState::completed);
+  auto b = ask("done");
+  CHECK(b.already_completed);
+  CHECK(dc.job_view("done")->state == JobState::completed);
+  auto c = ask("nope");
+  CHECK(c.code == Err::not_found);
+  submit_ok(dc, job("fenced", {wf("a", "ms=3000")}));
+  dc.run_for(1s);
+  auto d = ask("fenced", 1);
+  CHECK_FALSE(d.success);
+  CHECK(d.code == Err::fence);
+  CHECK(dc.final_state("fenced", 10s) == JobState::completed);
+  CHECK_ENDS(dc);
+}
+
+TEST_CASE("CAN-05 lost cancels, unreachable workers and workflows that will not stop") {
+  SECTION("(a) every stop to one worker is dropped: it learns by polling") {
+    Dc dc(t5(93));
+    const NodeId l = boot(dc);
+    submit_ok(dc, job("c5a", {wf("a", "ms=60000", 1, 2)}));
+    REQUIRE(dc.run_until([&] { return runner(dc, "c5a", "a") != 0; }, 5s));
+    const NodeId w = runner(dc, "c5a", "a");
+    dc.sim().set_filter([w](NodeId, NodeId to, const sim::Bytes& m) {
+      return to == w && m.size() >= 2 && m[0] == kRole && m[1] == static_cast<std::uint8_t>(MsgType::stop_exec);
+    });
+    const std::uint64_t req = dc.client().cancel(l, "c5a");
+    REQUIRE(dc.run_until([&] { return dc.client().reply(req) != nullptr; }, 5s));
+    dc.cancel_acked.insert("c5a");
+    const Instant t0 = dc.sim().now();
+    REQUIRE(dc.run_until([&] { return runner(dc, "c5a", "a") == 0; }, 10s));
+    CHECK(dc.sim().now() - t0 < 2s + 1s);  // heartbeat (poll) interval + 1 s
+    CHECK(dc.final_state("c5a", 10s) == JobState::cancelled);
+    CHECK_ENDS(dc);
+  }
+  SECTION("(b) the worker is partitioned during the cancel: a partial cancellation names it") {
+    Dc dc(t5(94));
+    const NodeId l = boot(dc);
+    submit_ok(dc, job("c5b", {wf("a", "ms=60000", 1, 2)}));
+    REQUIRE(dc.run_until([&] { return runner(dc, "c5b", "a") != 0; }, 5s));
+    const NodeId w = runner(dc, "c5b", "a");
+    dc.sim().partition({w}, dc.managers());
+    const std::uint64_t req = dc.client().cancel(l, "c5b");
+    REQUIRE(dc.run_until([&] { return dc.client().reply(req) != nullptr; }, 5s));
+    CHECK(dc.client().reply(req)->cancel.success);
+    dc.cancel_acked.insert("c5b");
+    REQUIRE(dc.final_state("c5b", 10s) == JobState::cancelled);
+    auto v = *dc.job_view("c5b");
+    REQUIRE_FALSE(v.cancel_errors.empty());
+    CHECK(v.cancel_errors[0].find(std::to_string(w)) != std::string::npos);
+    dc.sim().heal();
+    CHECK_ENDS(dc);
+  }
+  SECTION("(c) a workflow that ignores cancel has its cores forced free") {
+    Dc dc(t5(95));
+    const NodeId l = boot(dc);
+    submit_ok(dc, job("c5c", {wf("a", "hang", 1, 2)}));
+    REQUIRE(dc.run_until([&] { return runner(dc, "c5c", "a") != 0; }, 5s));
+    const NodeId w = runner(dc, "c5c", "a");
+    const std::uint64_t req = dc.client().cancel(l, "c5c");
+    REQUIRE(dc.run_until([&] { return dc.client().reply(req) != nullptr; }, 5s));
+    dc.cancel_acked.insert("c5c");
+    REQUIRE(dc.run_until([&] { return dc.wrk(w)->wrk.used_cores() == 0; }, 10s));
+    CHECK(dc.wrk(w)->wrk.stats().force_stops == 1);
+    CHECK(dc.final_state("c5c", 10s) == JobState::cancelled);
+    CHECK_ENDS(dc);
+  }
+}
+
+TEST_CASE("CAN-06 cancelling a single workflow") {
+  Dc dc(t5(96));
+  const NodeId l = boot(dc);
+  submit_ok(dc, job("c6", {wf("A", "ms=3000"), wf("B", "ms=20000"), wf("C", "ms=500", 1, 1, {"B"}),
+                           wf("D", "ms=500", 1, 1, {"A", "B"})}));
+  dc.run_for(1s);
+  const std::uint64_t req = dc.client().cancel_workflow(l, "c6", "B");
+  REQUIRE(dc.run_until([&] { return dc.client().reply(req) != nullptr; }, 5s));
+  CHECK(dc.client().reply(req)->cancel.success);
+  const Instant t0 = dc.sim().now();
+  REQUIRE(dc.run_until([&] { return runner(dc, "c6", "B") == 0; }, 5s));
+  CHECK(dc.sim().now() - t0 < 5s);
+  REQUIRE(dc.final_state("c6", 20s) == JobState::partial);
+  auto v = *dc.job_view("c6");
+  CHECK(wfv(v, "A").state == WfState::completed);
+  CHECK(wfv(v, "B").state == WfState::cancelled);
+  CHECK(wfv(v, "C").state == WfState::cancelled);
+  CHECK(wfv(v, "C").error.find("dependency 'B'") != std::string::npos);
+  CHECK(wfv(v, "D").state == WfState::cancelled);
+  CHECK(starts(dc, "c6", "C") == 0);
+  CHECK(starts(dc, "c6", "D") == 0);
+  CHECK_ENDS(dc);
+}
+
+TEST_CASE("TMO-01 job timeout in a single DC") {
+  DcOptions o;
+  o.managers = 1;
+  o.workers = 2;
+  Dc dc(o);
+  const NodeId l = boot(dc);
+  auto spec = job("t1", {wf("a", "ms=30000")});
+  spec.timeout_ms = 3000;
+  submit_ok(dc, spec);
+  const Instant t0 = dc.sim().now();
+  REQUIRE(dc.final_state("t1", 20s) == JobState::timeout);
+  CHECK(dc.sim().now() - t0 < 3s + 500ms + 2s);  // timeout + T_chk + 2 s
+  auto v = *dc.job_view("t1");
+  CHECK(v.workflows[0].state == WfState::cancelled);
+  dc.run_for(1s);
+  CHECK(dc.mgr(l)->mgr.node_status().available_cores == 2);
+  CHECK_ENDS(dc);
+}
+
+TEST_CASE("TMO-03 a stuck workflow on a live worker is detected and re-dispatched") {
+  Dc dc(t5(97));
+  const NodeId l = boot(dc);
+  auto spec = job("t3", {wf("a", "hang", 1, 1)});
+  spec.stuck_ms = 3000;
+  spec.workflow_retries = 1;
+  submit_ok(dc, spec);
+  REQUIRE(dc.run_until([&] { return runner(dc, "t3", "a") != 0; }, 5s));
+  const NodeId w = runner(dc, "t3", "a");
+  REQUIRE(dc.run_until([&] { return dc.mgr(l)->mgr.stats().stuck >= 1; }, 10s));
+  CHECK(dc.mgr(l)->swim.member(w)->state == swim::State::alive);
+  REQUIRE(dc.final_state("t3", 60s) == JobState::failed);  // both attempts hang: budget spent, then failed
+  auto v = *dc.job_view("t3");
+  CHECK(v.workflows[0].attempts == 2);
+  CHECK(v.workflows[0].error.find("stuck") != std::string::npos);
+  CHECK_ENDS(dc);
+}
+
+TEST_CASE("AGG-01 totals are exact and progress never exceeds them") {
+  Dc dc(t5(98));
+  const NodeId l = boot(dc);
+  submit_ok(dc, job("agg", {wf("a", "ms=4000;ops=1000", 10, 2), wf("b", "ms=3000;ops=1000", 10, 2)}));
+  std::uint64_t max_seen = 0;
+  bool monotonic = true;
+  REQUIRE(dc.run_until(
+      [&] {
+        auto v = dc.mgr(l)->mgr.job("agg");
+        if (!v) return false;
+        monotonic = monotonic && v->completed >= max_seen;
+        max_seen = std::max(max_seen, v->completed);
+        return terminal(v->state);
+      },
+      30s));
+  auto v = *dc.job_view("agg");
+  CHECK(v.state == JobState::completed);
+  CHECK(v.completed == 2 * 10 * 1000);
+  CHECK(wfv(v, "a").completed + wfv(v, "b").completed == v.completed);
+  CHECK(max_seen <= v.completed);
+  CHECK(monotonic);
+  CHECK_ENDS(dc);
+}
+
+TEST_CASE("AGG-03 results are counted once under duplication; late data is ignored") {
+  DcOptions o = t5(99);
+  o.net.duplicate = 0.3;
+  o.net.reorder = 0.1;
+  Dc dc(o);
+  const NodeId l = boot(dc);
+  submit_ok(dc, job("a3", {wf("a", "ms=2000;ops=100", 5, 1), wf("b", "ms=2000;ops=100", 5, 1),
+                           wf("c", "ms=2000;ops=100", 5, 1)}));
+  REQUIRE(dc.final_state("a3", 30s) == JobState::completed);
+  dc.run_for(5s);
+  auto v = *dc.job_view("a3");
+  CHECK(v.completed == 3 * 5 * 100);
+  CHECK(v.state == JobState::completed);
+  const auto& st = dc.mgr(l)->mgr.stats();
+  CHECK(st.results == 3);  // exactly one accepted result per workflow
+  CHECK_ENDS(dc);
+}
+
+TEST_CASE("AGG-05 progress reaches the job leader at the configured cadence") {
+  Dc dc(t5(100));
+  const NodeId l = boot(dc);
+  submit_ok(dc, job("a5", {wf("a", "ms=20000", 1, 1)}));
+  REQUIRE(dc.run_until([&] { return dc.mgr(l)->mgr.job("a5")->completed > 0; }, 5s));
+  std::vector<Instant> changes;
+  std::uint64_t last = 0;
+  REQUIRE(dc.run_until(
+      [&] {
+        auto v = dc.mgr(l)->mgr.job("a5");
+        if (v->completed != last) {
+          last = v->completed;
+          changes.push_back(dc.sim().now());
+        }
+        return terminal(v->state);
+      },
+      30s));
+  REQUIRE(changes.size() > 10);
+  for (std::size_t i = 1; i + 1 < changes.size(); ++i) {
+    const Duration gap = changes[i] - changes[i - 1];
+    CHECK(gap >= 500ms);   // progress interval 1 s ± 50 %
+    CHECK(gap <= 1500ms);
+  }
+  CHECK_ENDS(dc);
+}
