@@ -1068,3 +1068,101 @@ TEST_CASE("AGG-05 progress reaches the job leader at the configured cadence") {
   }
   CHECK_ENDS(dc);
 }
+
+TEST_CASE("RES-01 per-job state is freed: 10 000 jobs return every table to its retention bound") {
+  DcOptions o = t5(123);
+  o.cores = 4;                 // 16 cores
+  o.check_each_event = false;  // 10 000 jobs: the instant invariants are judged at the end instead
+  o.tune_manager = [](manager::ManagerConfig& c) {
+    c.retention_ok = 5s;
+    c.retention_failed = 10s;
+    c.idem_committed_ttl = 5s;
+    c.idem_rejected_ttl = 2s;
+  };
+  o.tune_worker = [](worker::WorkerConfig& c) { c.hw_retention = 10s; };
+  Dc dc(o);
+  const NodeId l = boot(dc);
+  auto tables = [&](NodeId m) { return dc.mgr(m)->mgr.table_sizes(); };
+  const auto base = tables(l);
+  std::map<NodeId, std::size_t> timers_base;
+  for (NodeId m : dc.managers()) timers_base[m] = dc.mgr(m)->mux.live_timers();
+  std::vector<std::uint64_t> reqs;
+  for (int i = 0; i < 10'000; ++i) {
+    const std::string id = "r" + std::to_string(i);
+    // 90 % complete, 5 % fail, 5 % are cancelled.
+    const char* plan = i % 20 == 0 ? "ms=100;fail=x" : i % 20 == 1 ? "ms=5000" : "ms=100";
+    reqs.push_back(dc.client().submit(l, job(id, {wf("a", plan)})));
+    if (i % 20 == 1) {
+      dc.run_for(20ms);
+      dc.client().cancel(l, id);
+    }
+    if (i % 40 == 39) dc.run_for(1s);  // about 40 jobs/s, back to back
+  }
+  REQUIRE(dc.run_until([&] { return dc.mgr(l)->mgr.node_status().active_job_ids.empty(); }, 120s));
+  int accepted = 0;
+  for (auto r : reqs) {
+    auto* rep = dc.client().reply(r);
+    REQUIRE(rep != nullptr);
+    accepted += rep->submit.accepted;
+  }
+  CHECK(accepted == 10'000);
+  // Everything is terminal; after the retention periods every table is back to its baseline.
+  dc.run_for(15s);
+  for (NodeId m : dc.managers()) {
+    INFO("manager " << m);
+    auto t = tables(m);
+    for (const char* k : {"jobs", "idempotency", "idempotency_expiry", "cleanup", "syncs", "waiters", "dirty", "acked",
+                          "runs"})
+      CHECK(t.at(k) == base.at(k));
+    CHECK(dc.mgr(m)->mgr.node_status().active_job_ids.empty());
+    CHECK(dc.mgr(m)->mux.live_timers() == timers_base[m]);
+  }
+  for (NodeId w : dc.workers()) {
+    auto t = dc.wrk(w)->wrk.table_sizes();
+    CHECK(t.at("execs") == 0);
+    CHECK(t.at("exec_ids") == 0);
+    CHECK(t.at("fence_marks") == 0);
+    CHECK(t.at("pending_acks") == 0);
+    CHECK(dc.wrk(w)->exec.live() == 0);
+  }
+  CHECK(dc.mgr(l)->mgr.stats().cleaned >= 10'000);
+}
+
+TEST_CASE("RES-02 membership churn does not leak") {
+  Dc dc(t5(124));
+  const NodeId l = boot(dc);
+  const auto base = dc.mgr(l)->mgr.table_sizes();
+  for (int i = 0; i < 40; ++i) {
+    const NodeId w = dc.add_worker();
+    dc.run_for(2s);
+    submit_ok(dc, job("churn" + std::to_string(i), {wf("a", "ms=300")}));
+    dc.run_for(1s);
+    (void)dc.sim().crash(w);
+  }
+  dc.run_for(90s);  // D_fd + SWIM dead retention (60 s)
+  auto t = dc.mgr(l)->mgr.table_sizes();
+  CHECK(t.at("workers") == base.at("workers"));
+  CHECK(dc.mgr(l)->swim.members().size() <= dc.managers().size() + 4);
+  CHECK(dc.mgr(l)->mgr.node_status().healthy_worker_count == 4);
+  CHECK_ENDS(dc);
+}
+
+TEST_CASE("RES-04 the idempotency table is bounded") {
+  DcOptions o;
+  o.managers = 1;
+  o.workers = 1;
+  o.check_each_event = false;
+  o.tune_manager = [](manager::ManagerConfig& c) { c.max_idempotency = 1000; };
+  Dc dc(o);
+  const NodeId l = boot(dc);
+  for (int i = 0; i < 20'000; ++i) {
+    auto spec = job("bad" + std::to_string(i), {wf("a", "ms=1", 0)});  // rejected: vus = 0
+    spec.idempotency_key = "distinct-" + std::to_string(i);
+    dc.client().submit(l, spec);
+    if (i % 100 == 99) dc.run_for(20ms);
+    CHECK(dc.mgr(l)->mgr.table_sizes().at("idempotency") <= 1000);
+  }
+  dc.run_for(1s);
+  CHECK(dc.mgr(l)->mgr.table_sizes().at("idempotency") <= 1000);
+  CHECK(dc.mgr(l)->mgr.stats().rejected == 20'000);
+}
