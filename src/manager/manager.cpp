@@ -99,6 +99,11 @@ void Manager::load_from_disk() {
       idem_expiry_.emplace_back(e.expires, j.rec.spec.idempotency_key);
     }
     if (terminal(j.rec.state) && all_done) {
+      if (j.rec.leader == self_) {
+        // Finished under this manager: keep pushing the final record until every peer has it.
+        j.led = true;
+        j.committed = true;
+      }
       j.terminal_at = ctx_->now();
       j.cleanup_queued = true;
       cleanup_.emplace_back(ctx_->now() + (j.rec.state == JobState::completed ? cfg_.retention_ok : cfg_.retention_failed),
@@ -278,6 +283,34 @@ void Manager::on_message(sim::Context& ctx, NodeId from, std::span<const std::ui
     case MsgType::stop_ack: {
       StopAck m;
       if (parse(body, m, stats_, from, "stop_ack")) handle_stop_ack(from, m);
+      break;
+    }
+    case MsgType::pull: {
+      Pull m;
+      if (!parse(body, m, stats_, from, "pull")) break;
+      Job* j = find(m.job_id);
+      if (j != nullptr && j->led) {
+        Replicate r{j->rec};
+        r.record.version = j->persisted_version;
+        if (r.record.version == j->rec.version) reply(from, MsgType::replicate, r);
+      } else if (j == nullptr) {
+        PullReply r{m.job_id, false};
+        reply(from, MsgType::pull_reply, r);
+      }
+      break;
+    }
+    case MsgType::pull_reply: {
+      PullReply m;
+      if (!parse(body, m, stats_, from, "pull_reply")) break;
+      Job* j = find(m.job_id);
+      if (j != nullptr && !j->led && !m.found && j->rec.leader == from) {
+        // The job's leader no longer holds it: it ended and was cleaned up while this replica
+        // missed the final record. The leader is authoritative; drop the stale copy.
+        stats_.replicas_dropped++;
+        log::warn("manager", "stale_replica_dropped", "job={} leader={} state={}", log::quoted(m.job_id), from,
+                  name(j->rec.state));
+        forget(m.job_id);
+      }
       break;
     }
     case MsgType::transfer_ack: {
@@ -1135,6 +1168,20 @@ void Manager::tick() {
       const bool orphan = j.rec.leader == 0 || j.rec.leader == self_ || (hooks_.alive && !hooks_.alive(j.rec.leader));
       if (orphan) take_over(j);
     }
+  }
+  // Replicas of unfinished jobs check with the job's leader now and then (anti-entropy).
+  std::vector<std::pair<NodeId, std::string>> pulls;
+  for (auto& [id, j] : jobs_) {
+    if (j.led || terminal(j.rec.state) || j.rec.leader == 0 || j.rec.leader == self_) continue;
+    if (now < j.pull_at) continue;
+    j.pull_at = now + cfg_.pull_every;
+    if (hooks_.alive && !hooks_.alive(j.rec.leader)) continue;
+    pulls.emplace_back(j.rec.leader, id);
+  }
+  for (auto& [to, id] : pulls) {
+    stats_.pulls++;
+    Pull p{id};
+    reply(to, MsgType::pull, p);
   }
   // Commit deadlines, replication retries, timeouts, stuck workflows, stop and transfer deadlines.
   for (auto& [id, j] : jobs_) {

@@ -47,6 +47,8 @@ enum class MsgType : std::uint8_t {
   stop_ack,
   transfer,
   transfer_ack,
+  pull,        // a replica asks the job leader for its latest record
+  pull_reply,  // the leader does not hold the job (any more)
   kCount
 };
 
@@ -321,6 +323,16 @@ struct ReplicateAck {
   std::string job_id;
   std::uint64_t version = 0;
   HS_FIELDS(job_id, version)
+};
+
+struct Pull {
+  std::string job_id;
+  HS_FIELDS(job_id)
+};
+struct PullReply {
+  std::string job_id;
+  bool found = false;
+  HS_FIELDS(job_id, found)
 };
 
 // ---- worker <-> manager ----

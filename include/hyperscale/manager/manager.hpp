@@ -35,6 +35,7 @@ struct ManagerConfig {
   Duration replicate_timeout = std::chrono::seconds(3);            // a submit or cancel not on a quorum by then: retryable error
   Duration replicate_retry = std::chrono::milliseconds(500);       // re-send a replica nobody acknowledged
   Duration transfer_retry = std::chrono::milliseconds(500);        // re-send an unacknowledged leader transfer
+  Duration pull_every = std::chrono::seconds(5);                   // a replica of a live job asks its leader this often
   Duration cancel_timeout = std::chrono::seconds(5);               // stop confirmations awaited this long
   Duration requeue_backoff = std::chrono::milliseconds(200);       // after a refused dispatch (doubles, capped)
   Duration requeue_backoff_max = std::chrono::seconds(5);
@@ -71,7 +72,8 @@ struct ManagerStats {
                 dispatch_resends = 0, dispatch_refused = 0, redispatches = 0, results = 0, stale_results = 0,
                 duplicate_results = 0, takeovers = 0, transfers = 0, cancels = 0, timeouts = 0, stuck = 0,
                 cleaned = 0, decode_errors = 0, unknown_messages = 0, stale_replicas = 0, fence_rejects = 0,
-                budget_exhausted = 0, circuit_opened = 0, commits = 0, commit_timeouts = 0, idem_evicted = 0;
+                budget_exhausted = 0, circuit_opened = 0, commits = 0, commit_timeouts = 0, idem_evicted = 0,
+                pulls = 0, replicas_dropped = 0;
 };
 
 // One dispatch attempt, for observers (the attempt log of scenarios.md §2.4).
@@ -140,6 +142,7 @@ class Manager final : public sim::Node {
     std::uint64_t base_elapsed_ms = 0;
     Instant terminal_at{-1};
     bool cleanup_queued = false;
+    Instant pull_at{0};
   };
   struct WorkerInfo {
     std::uint32_t total = 0, available = 0;

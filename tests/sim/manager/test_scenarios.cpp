@@ -3,6 +3,8 @@
 // is followed by the instant invariants, and end_checks() judges the rest at the end.
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
+
 #include "dc.hpp"
 #include "hyperscale/base/log.hpp"
 
@@ -64,7 +66,7 @@ TEST_CASE("SUB-01 happy path: a job completes, status only moves forward, cores 
 
 namespace {
 struct Quiet {
-  Quiet() { hs::log::set_level(hs::log::Level::error); }
+  Quiet() { hs::log::set_level(std::getenv("HS_TEST_LOG") ? hs::log::Level::info : hs::log::Level::error); }
 } quiet;
 
 DcOptions t5(std::uint64_t seed = 1) {  // 3 managers, 4 workers × 2 cores
@@ -1165,4 +1167,89 @@ TEST_CASE("RES-04 the idempotency table is bounded") {
   dc.run_for(1s);
   CHECK(dc.mgr(l)->mgr.table_sizes().at("idempotency") <= 1000);
   CHECK(dc.mgr(l)->mgr.stats().rejected == 20'000);
+}
+
+// A mixed fault schedule over many seeds: loss, duplication, reordering, crashes and restarts of
+// managers and workers, partitions, clock skew. Every event is followed by the instant invariants;
+// at the end every acked job must be terminal and agreed on, with the other invariants holding.
+// HS_SIM_SEEDS raises the count (the opt-in soak), HS_SIM_SEED=<n> replays one seed.
+TEST_CASE("SWEEP mixed faults keep every invariant (200 seeds)") {
+  const auto seeds = sim::seeds_to_run(200);
+  std::size_t acked_total = 0;
+  for (std::uint64_t seed : seeds) {
+    Rng rng(seed * 7919 + 1);
+    DcOptions o;
+    o.seed = seed;
+    o.managers = 3;
+    o.workers = 3;
+    o.cores = 2;
+    o.net.loss = rng.next_double() * 0.03;
+    o.net.duplicate = rng.next_double() * 0.05;
+    o.net.reorder = rng.next_double() * 0.05;
+    Dc dc(o);
+    INFO("seed " << seed << " replay: " << sim::replay_command(seed, "test_cluster_scenarios", "SWEEP*"));
+    std::optional<NodeId> l;
+    dc.run_until([&] { return (l = dc.leader()).has_value(); }, 60s);
+    REQUIRE(dc.status().ok());
+    std::vector<std::string> acked;
+    const int jobs = 3 + static_cast<int>(rng.below(3));
+    for (int j = 0; j < jobs; ++j) {
+      const std::string id = "s" + std::to_string(j);
+      JobSpec spec;
+      switch (rng.below(3)) {
+        case 0:
+          spec = job(id, {wf("a", "ms=" + std::to_string(2000 + rng.below(10000)), 2, 1)});
+          break;
+        case 1:
+          spec = job(id, {wf("A", "ms=2000;publish=a:1"), wf("B", "ms=3000"), wf("C", "ms=1000", 1, 1, {"A", "B"})});
+          break;
+        default:
+          spec = job(id, {wf("x", "ms=4000;ops=100", 3, 2), wf("y", "ms=1000;fail=boom")});
+          break;
+      }
+      spec.timeout_ms = 150'000;
+      auto ack = dc.submit_and_wait(spec, 15s);
+      if (ack && ack->accepted) acked.push_back(id);
+      REQUIRE(dc.status().ok());
+    }
+    // Faults for 40 s: one every 4 s.
+    std::vector<NodeId> down;
+    for (int step = 0; step < 10; ++step) {
+      const auto kind = rng.below(5);
+      const auto& pool = rng.chance(0.5) ? dc.managers() : dc.workers();
+      const NodeId victim = pool[rng.below(pool.size())];
+      if (kind == 0 && down.empty() && dc.sim().is_up(victim)) {
+        (void)dc.sim().crash(victim);
+        down.push_back(victim);
+      } else if (kind == 1 && !down.empty()) {
+        (void)dc.sim().restart(down.back());
+        down.pop_back();
+      } else if (kind == 2) {
+        std::vector<NodeId> rest;
+        for (NodeId n : dc.managers())
+          if (n != victim) rest.push_back(n);
+        for (NodeId n : dc.workers())
+          if (n != victim) rest.push_back(n);
+        dc.sim().partition({victim}, rest);
+        dc.sim().at(dc.sim().now() + std::chrono::milliseconds(1000 + rng.below(6000)),
+                    [](sim::Simulator& s) { s.heal(); });
+      } else if (kind == 3) {
+        (void)dc.sim().set_clock_skew(victim, std::chrono::milliseconds(rng.range(-500, 500)),
+                                      1.0 + (rng.next_double() - 0.5) * 0.01);
+      }
+      dc.run_for(4s);
+      REQUIRE(dc.status().ok());
+    }
+    dc.sim().heal();
+    for (NodeId n : down) (void)dc.sim().restart(n);
+    for (const auto& id : acked) {
+      INFO("job " << id);
+      CHECK(dc.final_state(id, 240s).has_value());
+    }
+    acked_total += acked.size();
+    const Status st = dc.end_checks();
+    INFO(st.message());
+    REQUIRE(st.ok());
+  }
+  CHECK(acked_total > seeds.size());  // most submissions got through the faults
 }
