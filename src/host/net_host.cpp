@@ -132,6 +132,20 @@ Status NetHost::start() {
     log::error("host", "start_failed", "self={} error={}", node_addr_string(self_), log::quoted(st.to_string()));
     return st.with_context("host start");
   }
+  {
+    // Measure the datagram overhead of this identity: seal a RoleMessage with a known payload.
+    // (Uses up one sequence number; the replay guard accepts gaps.)
+    constexpr std::size_t kProbe = 512;
+    fbb_.Clear();
+    auto data = fbb_.CreateVector(std::vector<std::uint8_t>(kProbe, 0));
+    fbb_.Finish(wire::fb::CreateRoleMessage(fbb_, self_, data));
+    std::vector<std::uint8_t> frame;
+    Status st = transport_->codec().seal(wire::MsgType::RoleMessage, wire::finished(fbb_), 0, false, wire::Channel::udp,
+                                         frame, wall_time_us() / 1000);
+    if (!st.ok()) return st.with_context("host start: measuring the datagram overhead");
+    const std::size_t overhead = frame.size() - kProbe + 8;  // + flatbuffers alignment padding
+    datagram_budget_ = opts_.limits.max_udp_datagram > overhead ? opts_.limits.max_udp_datagram - overhead : 0;
+  }
   if (disk_ != nullptr) {
     std::weak_ptr<NetHost*> weak = alive_;
     disk_->set_failure_callback([weak](const Status& st) {
@@ -141,8 +155,9 @@ Status NetHost::start() {
   }
   running_ = true;
   running_gauge_.set(1);
-  log::info("host", "started", "self={} role={} cluster={} disk={}", node_addr_string(self_),
-            wire::fb::EnumNameRole(opts_.role), log::quoted(opts_.cluster_id), disk_ ? "wal" : "memory");
+  log::info("host", "started", "self={} role={} cluster={} disk={} datagram_budget={}", node_addr_string(self_),
+            wire::fb::EnumNameRole(opts_.role), log::quoted(opts_.cluster_id), disk_ ? "wal" : "memory",
+            datagram_budget_);
   deliver("start", [&] { node_.on_start(*this); });
   return running_ ? ok_status() : stop_reason_;
 }

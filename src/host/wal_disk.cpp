@@ -251,11 +251,17 @@ Status WalDisk::write(std::uint32_t type, const std::vector<std::uint8_t>& paylo
   if (!lsn.ok()) {
     const Status& st = lsn.status();
     if (st.code() == Errc::backpressure) {
-      refused_bounds_.inc();
+      reactor_.metrics()
+          .counter("hs_host_disk_refused_total", "Disk writes refused, by reason", {{"reason", "wal_backpressure"}})
+          .inc();
+      log::warn("host", "disk_write_refused", "dir={} reason=wal_backpressure queued_bytes={}", log::quoted(opts_.dir),
+                wal_->queued_bytes());
       return st.with_context("disk");
     }
     if (st.code() == Errc::invalid_argument) {
       refused_too_large_.inc();
+      log::warn("host", "disk_write_refused", "dir={} reason=too_large bytes={} error={}", log::quoted(opts_.dir),
+                payload.size(), log::quoted(st.to_string()));
       return st.with_context("disk");
     }
     fail(st, "append");

@@ -89,6 +89,10 @@ class NetHost final : public sim::Context {
   }
 
   net::UvTransport& transport() noexcept { return *transport_; }
+  // The largest message (Mux bytes, channel byte included) that fits in one sealed datagram with
+  // this host's identity and limits (measured at start(); 0 before). A SWIM component must fit
+  // its datagrams to this, not to the raw UDP budget: the frame, envelope and RoleMessage take the rest.
+  std::size_t datagram_budget() const noexcept { return datagram_budget_; }
   NetHostStats stats() const;
 
   // ---- sim::Context ----
@@ -126,6 +130,7 @@ class NetHost final : public sim::Context {
   std::unordered_map<sim::TimerId, runtime::TaskId> timers_;
   std::unordered_set<sim::TimerId> syncs_;  // sync barriers not yet fired
   sim::TimerId next_timer_ = 1;
+  std::size_t datagram_budget_ = 0;
   flatbuffers::FlatBufferBuilder fbb_{256};
   std::int64_t log_second_ = -1;
   std::uint32_t logged_this_second_ = 0;

@@ -4,7 +4,9 @@
 
 #include <fmt/format.h>
 
+#include <cstdlib>
 #include <fstream>
+#include <sstream>
 
 #include "helpers.hpp"
 #include "hyperscale/cluster/mux.hpp"
@@ -191,4 +193,17 @@ TEST_CASE("daemon wiring: the common schema is valid and documented", "[host][da
   auto bad = Config::parse(common_schema(), "[node]\nlisten = \"0.0.0.0:1\"\ndata_dir = \"/tmp/x\"\n", "n.toml", {});
   REQUIRE(!bad.ok());
   CHECK(bad.status().message().find("n.toml:2:10: node.listen: address '0.0.0.0:1'") != std::string::npos);
+}
+
+TEST_CASE("daemon wiring: docs/host.md carries the current common schema table", "[host][daemon]") {
+  const char* path = std::getenv("HOST_DOCS");
+  REQUIRE(path != nullptr);
+  std::ifstream f(path);
+  REQUIRE(f.good());
+  std::stringstream ss;
+  ss << f.rdbuf();
+  const std::string md = schema_markdown(common_schema());
+  if (const char* out = std::getenv("HOST_SCHEMA_OUT")) std::ofstream(out) << md;  // to regenerate the docs
+  INFO("expected table (regenerate docs/host.md section 6 with it):\n" << md);
+  CHECK(ss.str().find(md) != std::string::npos);
 }

@@ -121,9 +121,19 @@ TEST_CASE("NetHost: role messages over TCP and SWIM datagrams over UDP arrive wi
   CHECK(a.host->stats().sent_udp == 1);
   CHECK(a.host->stats().sent_tcp == 1);
   CHECK(r.metrics().counter_value("hs_host_messages_sent_total", {{"channel", "udp"}}) == 1);
+  CHECK(r.metrics().counter_value("hs_host_messages_received_total") == 3);  // ping, pong, probe
 
-  // A datagram over the UDP budget is refused by the transport, counted and logged (not silent).
-  REQUIRE(a.host->run_in(a.m(), [&] { a.mux.context(cluster::kSwim).send(b.id, sim::Bytes(2000, 'x')); }).ok());
+  // The datagram budget: a message of exactly that many bytes (channel byte included) goes;
+  // one over the 1400-byte frame limit is refused by the transport, counted and logged (not silent).
+  const std::size_t budget = a.host->datagram_budget();
+  INFO("datagram budget " << budget);
+  CHECK(budget > 1100);
+  CHECK(budget < 1400);
+  REQUIRE(a.host->run_in(a.m(), [&] { a.mux.context(cluster::kSwim).send(b.id, sim::Bytes(budget - 1, 'y')); }).ok());
+  REQUIRE(test::run_until(r, [&] { return b.swim.got.size() == 2; }));
+  CHECK(b.swim.got[1].second.size() == budget - 1);
+  CHECK(a.host->stats().send_errors == 0);
+  REQUIRE(a.host->run_in(a.m(), [&] { a.mux.context(cluster::kSwim).send(b.id, sim::Bytes(budget + 40, 'x')); }).ok());
   CHECK(a.host->stats().send_errors == 1);
   CHECK(r.metrics().counter_value("hs_host_send_errors_total", {{"reason", "too_large"}}) == 1);
   // The same size over the role channel (TCP) is fine.
