@@ -55,8 +55,8 @@ Status AdminServer::start() {
   started_ = true;
   sockaddr_in sa{};
   if (uv_ip4_addr(opts_.listen.host.c_str(), opts_.listen.port, &sa) != 0)
-    return make_error(Errc::invalid_argument,
-                      fmt::format("admin listen host {} is not a numeric IPv4 address", log::quoted(opts_.listen.host)));
+    return make_error(Errc::invalid_argument, fmt::format("admin listen host {} is not a numeric IPv4 address",
+                                                          log::quoted(opts_.listen.host)));
   int rc = uv_tcp_init(reactor_.loop(), &listener_);
   if (rc != 0) return errno_status("admin uv_tcp_init", -rc);
   ++open_handles_;

@@ -311,8 +311,8 @@ Result<Config> Config::load(const ConfigSchema& schema, const std::string& path,
   return parse(schema, ss.str(), path, env, o);
 }
 
-Result<Config> Config::parse(const ConfigSchema& schema, std::string_view text, const std::string& name,
-                             const Env& env, Options o) {
+Result<Config> Config::parse(const ConfigSchema& schema, std::string_view text, const std::string& name, const Env& env,
+                             Options o) {
   HS_TRY(validate_schema(schema));
   Config cfg;
   cfg.schema_ = schema;

@@ -36,33 +36,92 @@ std::optional<std::string> not_empty(const ConfigValue& v) {
 ConfigSchema common_schema() {
   using T = ValueType;
   ConfigSchema s;
-  s.push_back({"node.listen", T::string, "", "TCP and UDP address of this node (IPv4:port); also its node id", true,
-               {}, {}, node_addr_check});
-  s.push_back({"node.data_dir", T::string, "", "directory of the node's WAL (one daemon per directory: LOCK file)",
-               true, {}, {}, not_empty});
-  s.push_back({"admin.listen", T::string, "127.0.0.1:0",
-               "admin HTTP address (/metrics, /status, /healthz); port 0 = ephemeral (logged); empty = disabled", false,
-               {}, {}, endpoint_or_empty});
+  s.push_back({"node.listen",
+               T::string,
+               "",
+               "TCP and UDP address of this node (IPv4:port); also its node id",
+               true,
+               {},
+               {},
+               node_addr_check});
+  s.push_back({"node.data_dir",
+               T::string,
+               "",
+               "directory of the node's WAL (one daemon per directory: LOCK file)",
+               true,
+               {},
+               {},
+               not_empty});
+  s.push_back({"admin.listen",
+               T::string,
+               "127.0.0.1:0",
+               "admin HTTP address (/metrics, /status, /healthz); port 0 = ephemeral (logged); empty = disabled",
+               false,
+               {},
+               {},
+               endpoint_or_empty});
   s.push_back({"admin.max_connections", T::integer, "64", "admin connections open at once", false, 1, 4096, {}});
-  s.push_back({"admin.idle_timeout", T::duration_ms, "5s", "admin connection closed if no full request by then",
-               false, 100, 600'000, {}});
-  s.push_back({"wire.cluster_id", T::string, "hyperscale", "frames with another cluster id are rejected", false, {},
-               {}, not_empty});
-  s.push_back({"wire.secret_file", T::string, "", "file holding the cluster secret (wins over wire.secret_env)",
-               false, {}, {}, {}});
-  s.push_back({"wire.secret_env", T::string, "HYPERSCALE_CLUSTER_SECRET",
-               "environment variable holding the cluster secret", false, {}, {}, {}});
-  s.push_back({"wire.previous_secret_file", T::string, "", "previous secret, accepted for decryption (rotation)",
-               false, {}, {}, {}});
+  s.push_back({"admin.idle_timeout",
+               T::duration_ms,
+               "5s",
+               "admin connection closed if no full request by then",
+               false,
+               100,
+               600'000,
+               {}});
+  s.push_back({"wire.cluster_id",
+               T::string,
+               "hyperscale",
+               "frames with another cluster id are rejected",
+               false,
+               {},
+               {},
+               not_empty});
+  s.push_back({"wire.secret_file",
+               T::string,
+               "",
+               "file holding the cluster secret (wins over wire.secret_env)",
+               false,
+               {},
+               {},
+               {}});
+  s.push_back({"wire.secret_env",
+               T::string,
+               "HYPERSCALE_CLUSTER_SECRET",
+               "environment variable holding the cluster secret",
+               false,
+               {},
+               {},
+               {}});
+  s.push_back({"wire.previous_secret_file",
+               T::string,
+               "",
+               "previous secret, accepted for decryption (rotation)",
+               false,
+               {},
+               {},
+               {}});
   s.push_back({"wire.max_tcp_frame_bytes", T::integer, "1048576", "largest TCP frame", false, 1024, 64 << 20, {}});
-  s.push_back({"disk.durability", T::string, "fsync", "fsync, or none (tests only: acknowledged writes can be lost)",
-               false, {}, {}, durability_check});
-  s.push_back({"disk.max_bytes", T::integer, "67108864", "bound of the live disk state (encoded bytes)", false, 4096,
-               {}, {}});
+  s.push_back({"disk.durability",
+               T::string,
+               "fsync",
+               "fsync, or none (tests only: acknowledged writes can be lost)",
+               false,
+               {},
+               {},
+               durability_check});
+  s.push_back(
+      {"disk.max_bytes", T::integer, "67108864", "bound of the live disk state (encoded bytes)", false, 4096, {}, {}});
   s.push_back({"disk.max_keys", T::integer, "100000", "bound of the number of keys", false, 1, {}, {}});
   s.push_back({"disk.max_logs", T::integer, "1000", "bound of the number of named logs", false, 1, {}, {}});
-  s.push_back({"disk.compact_min_bytes", T::integer, "67108864",
-               "WAL bytes written since the last snapshot before compaction is considered", false, 4096, {}, {}});
+  s.push_back({"disk.compact_min_bytes",
+               T::integer,
+               "67108864",
+               "WAL bytes written since the last snapshot before compaction is considered",
+               false,
+               4096,
+               {},
+               {}});
   s.push_back({"disk.segment_bytes", T::integer, "16777216", "WAL segment size", false, 4096, 1 << 30, {}});
   s.push_back({"log.level", T::string, "info", "trace, debug, info, warn, error or off", false, {}, {}, level_check});
   return s;

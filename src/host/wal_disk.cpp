@@ -452,7 +452,8 @@ Status WalDisk::compact() {
                                 if (!deleted.ok()) {
                                   // Old segments stay on disk until the next snapshot retries; data is safe.
                                   d.reactor_.metrics()
-                                      .counter("hs_host_disk_errors_total", "Disk I/O failures by reason (wal_io: fail-stop)",
+                                      .counter("hs_host_disk_errors_total",
+                                               "Disk I/O failures by reason (wal_io: fail-stop)",
                                                {{"reason", "checkpoint"}})
                                       .inc();
                                   log::error("host", "disk_checkpoint_failed", "dir={} error={}",

@@ -49,7 +49,7 @@ class DurableDisk : public sim::Disk {
 struct WalDiskOptions {
   std::string dir;  // the data directory; the WAL's LOCK keeps a second process off it
   wal::Durability durability = wal::Durability::fsync;
-  sim::MemDisk::Limits limits;               // bounds of the live state (as MemDisk)
+  sim::MemDisk::Limits limits;                  // bounds of the live state (as MemDisk)
   std::uint64_t compact_min_bytes = 64u << 20;  // never compact below this much WAL since the last snapshot
   double compact_ratio = 2.0;                   // ... nor below this multiple of the live state's size
   std::uint64_t segment_bytes = 16u << 20;      // WAL segment size (compaction deletes whole segments)

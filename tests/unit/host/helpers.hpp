@@ -100,7 +100,9 @@ struct HttpClient {
   ~HttpClient() {
     if (fd >= 0) ::close(fd);
   }
-  bool send(const std::string& s) { return fd >= 0 && ::send(fd, s.data(), s.size(), MSG_NOSIGNAL) == (ssize_t)s.size(); }
+  bool send(const std::string& s) {
+    return fd >= 0 && ::send(fd, s.data(), s.size(), MSG_NOSIGNAL) == (ssize_t)s.size();
+  }
   // Non-blocking: reads what is there; true once the peer closed.
   bool poll() {
     char buf[65536];
@@ -135,8 +137,8 @@ inline HttpClient http(runtime::Reactor& r, std::uint16_t port, const std::strin
 // Fails every write after `ok_writes` with EIO.
 struct FailIo final : wal::WalIo {
   FailIo(runtime::Reactor& r, int ok_writes) : r(r), real(wal::make_uring_io(r)), ok_writes(ok_writes) {}
-  Status write_and_sync(int fd, const std::uint8_t* buf, std::size_t len, std::uint64_t off, bool sync,
-                        wal::IoDone wd, wal::IoDone sd) override {
+  Status write_and_sync(int fd, const std::uint8_t* buf, std::size_t len, std::uint64_t off, bool sync, wal::IoDone wd,
+                        wal::IoDone sd) override {
     if (calls++ < ok_writes) return real->write_and_sync(fd, buf, len, off, sync, std::move(wd), std::move(sd));
     (void)(r.defer([wd = std::move(wd)]() mutable { wd(-EIO); }).ok());
     if (sync) (void)(r.defer([sd = std::move(sd)]() mutable { sd(-ECANCELED); }).ok());

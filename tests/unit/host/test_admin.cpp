@@ -85,7 +85,8 @@ TEST_CASE("AdminServer: idle connections time out; connections are bounded", "[h
   CHECK(c3.reply.empty());
   CHECK(rejected(r, "max_connections") == 1);
   // The idle ones are closed after the timeout.
-  REQUIRE(test::run_until(r, [&] { return c1.poll() && c2.poll(); }, 3000ms));
+  REQUIRE(test::run_until(
+      r, [&] { return c1.poll() && c2.poll(); }, 3000ms));
   CHECK(rejected(r, "idle_timeout") == 2);
   CHECK(admin.connections() == 0);
   // And the server still answers.

@@ -15,7 +15,13 @@ namespace {
 ConfigSchema schema() {
   using T = ValueType;
   ConfigSchema s;
-  s.push_back({"node.listen", T::string, "127.0.0.1:7101", "listen address", false, {}, {},
+  s.push_back({"node.listen",
+               T::string,
+               "127.0.0.1:7101",
+               "listen address",
+               false,
+               {},
+               {},
                [](const ConfigValue& v) -> std::optional<std::string> {
                  if (std::get<std::string>(v).find(':') == std::string::npos) return "expected IPv4:port";
                  return std::nullopt;

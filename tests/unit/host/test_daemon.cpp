@@ -64,8 +64,8 @@ struct Daemon {
           r, s.admin,
           [this] {
             auto st = host->stats();
-            return fmt::format(R"({{"node":"{}","running":{},"received":{},"keys":{}}})", node_addr_string(host->self()),
-                               host->running(), st.received, disk->stats().keys);
+            return fmt::format(R"({{"node":"{}","running":{},"received":{},"keys":{}}})",
+                               node_addr_string(host->self()), host->running(), st.received, disk->stats().keys);
           },
           [this]() -> Status { return host->running() ? ok_status() : host->stop_reason(); });
       HS_TRY(admin->start());
@@ -111,7 +111,10 @@ TEST_CASE("daemon wiring: Config -> WalDisk + NetHost + AdminServer; durable ech
   REQUIRE(m.start(r, *c1, fb::Role::Manager).ok());
   REQUIRE(w.start(r, *c2, fb::Role::Worker).ok());
   CHECK(w.admin == nullptr);
-  REQUIRE(w.host->run_in(w.mux, [&] { w.mux.context(cluster::kRole).send(m.host->self(), sim::Bytes{'h', 'i'}); })
+  REQUIRE(w.host->run_in(w.mux,
+                         [&] {
+                           w.mux.context(cluster::kRole).send(m.host->self(), sim::Bytes{'h', 'i'});
+                         })
               .ok());
   REQUIRE(test::run_until(r, [&] { return !w.echo.got.empty(); }));
   CHECK(w.echo.got[0] == "ack:hi");
@@ -162,13 +165,16 @@ TEST_CASE("daemon wiring: a WAL I/O error stops the node (fail-stop) and /health
   REQUIRE(c.ok());
   runtime::Reactor r;
   Daemon d;
-  REQUIRE(d.start(r, *c, fb::Role::Manager, [](runtime::Reactor& rr) { return std::make_unique<test::FailIo>(rr, 0); })
-              .ok());
-  REQUIRE(d.host->run_in(d.mux, [&] {
-                  auto& ctx = d.mux.context(cluster::kRole);
-                  REQUIRE(ctx.disk().put("job/1", sim::Bytes{'x'}).ok());
-                  ctx.sync(99);
-                })
+  REQUIRE(d.start(r, *c, fb::Role::Manager, [](runtime::Reactor& rr) {
+             return std::make_unique<test::FailIo>(rr, 0);
+           }).ok());
+  REQUIRE(d.host
+              ->run_in(d.mux,
+                       [&] {
+                         auto& ctx = d.mux.context(cluster::kRole);
+                         REQUIRE(ctx.disk().put("job/1", sim::Bytes{'x'}).ok());
+                         ctx.sync(99);
+                       })
               .ok());
   REQUIRE(test::run_until(r, [&] { return !d.stopped.ok(); }));
   CHECK(!d.host->running());

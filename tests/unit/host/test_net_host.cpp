@@ -105,7 +105,10 @@ TEST_CASE("RoleMessage role matrix: client<->manager, manager<->manager, manager
 TEST_CASE("NetHost: role messages over TCP and SWIM datagrams over UDP arrive with the sender's id", "[host]") {
   runtime::Reactor r;
   Proc a(r, fb::Role::Manager), b(r, fb::Role::Worker);
-  REQUIRE(a.host->run_in(a.m(), [&] { a.mux.context(cluster::kRole).send(b.id, sim::Bytes{'p', 'i', 'n', 'g'}); })
+  REQUIRE(a.host->run_in(a.m(),
+                         [&] {
+                           a.mux.context(cluster::kRole).send(b.id, sim::Bytes{'p', 'i', 'n', 'g'});
+                         })
               .ok());
   REQUIRE(test::run_until(r, [&] { return !a.role.got.empty(); }));
   REQUIRE(b.role.got.size() == 1);
@@ -114,7 +117,10 @@ TEST_CASE("NetHost: role messages over TCP and SWIM datagrams over UDP arrive wi
   CHECK(a.host->stats().sent_tcp == 1);
   CHECK(b.host->stats().sent_tcp == 1);
 
-  REQUIRE(a.host->run_in(a.m(), [&] { a.mux.context(cluster::kSwim).send(b.id, sim::Bytes{'p', 'r', 'o', 'b', 'e'}); })
+  REQUIRE(a.host->run_in(a.m(),
+                         [&] {
+                           a.mux.context(cluster::kSwim).send(b.id, sim::Bytes{'p', 'r', 'o', 'b', 'e'});
+                         })
               .ok());
   REQUIRE(test::run_until(r, [&] { return !b.swim.got.empty(); }));
   CHECK(b.swim.got[0] == std::make_pair(a.id, std::string("probe")));
@@ -149,8 +155,12 @@ TEST_CASE("NetHost: a peer with the wrong secret is rejected and counted; nothin
   Proc good(r, fb::Role::Manager);
   Proc bad(r, fb::Role::Manager, "another-secret-9876543210");
   const auto before = good.host->transport().codec().rejected(wire::Reject::auth_failed);
-  REQUIRE(bad.host->run_in(bad.m(), [&] { bad.mux.context(cluster::kRole).send(good.id, sim::Bytes{'p', 'i', 'n', 'g'}); })
-              .ok());
+  REQUIRE(
+      bad.host->run_in(bad.m(),
+                       [&] {
+                         bad.mux.context(cluster::kRole).send(good.id, sim::Bytes{'p', 'i', 'n', 'g'});
+                       })
+          .ok());
   REQUIRE(bad.host->run_in(bad.m(), [&] { bad.mux.context(cluster::kSwim).send(good.id, sim::Bytes{'x'}); }).ok());
   REQUIRE(test::run_until(
       r, [&] { return good.host->transport().codec().rejected(wire::Reject::auth_failed) >= before + 2; }));
@@ -164,13 +174,15 @@ TEST_CASE("NetHost: timers fire once, cancelled timers never; run() after stop i
   runtime::Reactor r;
   Proc a(r, fb::Role::Manager);
   sim::TimerId t1 = 0, t2 = 0, t3 = 0;
-  REQUIRE(a.host->run_in(a.m(), [&] {
-                  auto& c = a.mux.context(cluster::kRole);
-                  t1 = c.set_timer(20ms, 1);
-                  t2 = c.set_timer(30ms, 2);
-                  t3 = c.set_timer(0ms, 3);
-                  c.cancel_timer(t2);
-                })
+  REQUIRE(a.host
+              ->run_in(a.m(),
+                       [&] {
+                         auto& c = a.mux.context(cluster::kRole);
+                         t1 = c.set_timer(20ms, 1);
+                         t2 = c.set_timer(30ms, 2);
+                         t3 = c.set_timer(0ms, 3);
+                         c.cancel_timer(t2);
+                       })
               .ok());
   CHECK(t1 != 0);
   CHECK(t2 != 0);
@@ -202,11 +214,13 @@ TEST_CASE("NetHost: sync(tag) fires after a put is durable; a disk failure stops
   Proc a(r, fb::Role::Manager, kSecret, disk->get());
   const auto appends0 = r.metrics().counter_value("hs_wal_appends_total");
   sim::TimerId sid = 0;
-  REQUIRE(a.host->run_in(a.m(), [&] {
-                  auto& c = a.mux.context(cluster::kRole);
-                  REQUIRE(c.disk().put("job/1", sim::Bytes{'x'}).ok());
-                  sid = c.sync(42);
-                })
+  REQUIRE(a.host
+              ->run_in(a.m(),
+                       [&] {
+                         auto& c = a.mux.context(cluster::kRole);
+                         REQUIRE(c.disk().put("job/1", sim::Bytes{'x'}).ok());
+                         sid = c.sync(42);
+                       })
               .ok());
   CHECK(sid != 0);
   CHECK(a.role.fired.empty());
@@ -215,12 +229,14 @@ TEST_CASE("NetHost: sync(tag) fires after a put is durable; a disk failure stops
   CHECK(r.metrics().counter_value("hs_wal_appends_total") - appends0 == 1);
   CHECK((*disk)->get("job/1").has_value());
   // A cancelled sync never fires.
-  REQUIRE(a.host->run_in(a.m(), [&] {
-                  auto& c = a.mux.context(cluster::kRole);
-                  REQUIRE(c.disk().put("job/2", sim::Bytes{'y'}).ok());
-                  c.cancel_timer(c.sync(43));
-                  c.sync(44);
-                })
+  REQUIRE(a.host
+              ->run_in(a.m(),
+                       [&] {
+                         auto& c = a.mux.context(cluster::kRole);
+                         REQUIRE(c.disk().put("job/2", sim::Bytes{'y'}).ok());
+                         c.cancel_timer(c.sync(43));
+                         c.sync(44);
+                       })
               .ok());
   REQUIRE(test::run_until(r, [&] { return a.role.fired.size() == 2; }));
   test::run_for(r, 30ms);

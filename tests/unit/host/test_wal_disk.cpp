@@ -33,13 +33,15 @@ Image image(const WalDisk& d, const std::vector<std::string>& keys, const std::v
   return im;
 }
 
-void drain(runtime::Reactor& r, WalDisk& d) { REQUIRE(test::run_until(r, [&] { return !d.busy(); })); }
+void drain(runtime::Reactor& r, WalDisk& d) {
+  REQUIRE(test::run_until(r, [&] { return !d.busy(); }));
+}
 
 // Holds WAL completions until release(): "durable" happens only when the test says so.
 struct HoldIo final : wal::WalIo {
   explicit HoldIo(runtime::Reactor& r, int* released_counter) : real(wal::make_uring_io(r)), held(released_counter) {}
-  Status write_and_sync(int fd, const std::uint8_t* buf, std::size_t len, std::uint64_t off, bool sync,
-                        wal::IoDone wd, wal::IoDone sd) override {
+  Status write_and_sync(int fd, const std::uint8_t* buf, std::size_t len, std::uint64_t off, bool sync, wal::IoDone wd,
+                        wal::IoDone sd) override {
     auto* self = this;
     auto wslot = std::make_shared<wal::IoDone>(std::move(wd));
     auto sslot = std::make_shared<wal::IoDone>(std::move(sd));
