@@ -243,3 +243,71 @@ TEST_CASE("NetHost: sync(tag) fires after a put is durable; a disk failure stops
   CHECK(a.role.fired == std::vector<std::uint64_t>{42, 44});
   a.host->close();
 }
+
+TEST_CASE("NetHost: a from_node that is not the sender's address, or empty data, is dropped and counted", "[host]") {
+  runtime::Reactor r;
+  Proc b(r, fb::Role::Manager);
+  // A peer with the right secret whose RoleMessage claims another node id.
+  wire::Identity id;
+  id.node_id = "127.0.0.1:" + std::to_string(test::free_port());
+  id.role = fb::Role::Worker;
+  net::TransportConfig tc;
+  tc.enable_tcp_listen = false;
+  tc.enable_udp = false;
+  net::UvTransport raw(r, tc, id, keys());
+  REQUIRE(raw.start().ok());
+  auto send = [&](std::uint64_t from, std::vector<std::uint8_t> data) {
+    flatbuffers::FlatBufferBuilder fbb;
+    fbb.Finish(fb::CreateRoleMessage(fbb, from, fbb.CreateVector(data)));
+    REQUIRE(raw.send(endpoint(b.id), fb::Body::RoleMessage, wire::finished(fbb)).ok());
+  };
+  send(b.id, {cluster::kRole, 'x'});                   // claims to be b itself
+  send(parse_node_addr(id.node_id).value(), {});       // honest sender, empty data
+  send(parse_node_addr(id.node_id).value(), {cluster::kRole, 'o', 'k'});  // honest
+  REQUIRE(test::run_until(r, [&] { return b.role.got.size() == 1; }));
+  CHECK(b.role.got[0].second == "ok");
+  CHECK(r.metrics().counter_value("hs_host_dropped_total", {{"reason", "from_mismatch"}}) == 1);
+  CHECK(r.metrics().counter_value("hs_host_dropped_total", {{"reason", "empty"}}) == 1);
+  CHECK(b.host->stats().dropped == 2);
+  raw.close();
+}
+
+TEST_CASE("NetHost: transport backpressure is counted and logged, and start errors are clear", "[host]") {
+  runtime::Reactor r;
+  PingPong role;
+  cluster::Mux mux;
+  mux.add(cluster::kRole, &role);
+  NetHostOptions o;
+  o.listen = net::Endpoint{"127.0.0.1", test::free_port()};
+  o.role = fb::Role::Manager;
+  o.keys = keys();
+  o.transport.max_conn_write_queue = 64 << 10;  // small per-peer backlog
+  NetHost h(r, mux, o);
+  REQUIRE(h.start().ok());
+  // A peer that is not listening: frames wait in its bounded backlog until it is full.
+  const sim::NodeId dead = node_id(net::Endpoint{"127.0.0.1", test::free_port()}).value();
+  REQUIRE(h.run_in(mux, [&] {
+             for (int i = 0; i < 100; ++i) mux.context(cluster::kRole).send(dead, sim::Bytes(2000, 'z'));
+           }).ok());
+  CHECK(h.stats().send_errors > 0);
+  CHECK(h.stats().sent_tcp > 0);
+  CHECK(r.metrics().counter_value("hs_host_send_errors_total", {{"reason", "backpressure"}}) == h.stats().send_errors);
+
+  // The same port again: the second host cannot bind, and says where.
+  PingPong role2;
+  NetHost h2(r, role2, o);
+  Status st = h2.start();
+  CHECK(!st.ok());
+  CHECK(st.to_string().find(o.listen.to_string()) != std::string::npos);
+  CHECK(!h2.running());
+  // Bad options are refused before anything is bound.
+  NetHostOptions bad = o;
+  bad.listen = net::Endpoint{"0.0.0.0", 7000};
+  NetHost h3(r, role2, bad);
+  CHECK(h3.start().code() == Errc::invalid_argument);
+  bad = o;
+  bad.role = fb::Role::Unknown;
+  NetHost h4(r, role2, bad);
+  CHECK(h4.start().code() == Errc::invalid_argument);
+  h.close();
+}
