@@ -236,9 +236,11 @@ void WalDisk::apply(State& s, std::uint32_t type, std::span<const std::uint8_t> 
   }
 }
 
-Status WalDisk::check_usable() const {
-  if (!health_.ok())
+Status WalDisk::check_usable() {
+  if (!health_.ok()) {
+    refused_unavailable_.inc();
     return make_error(Errc::unavailable, fmt::format("disk {} has failed: {}", opts_.dir, health_.to_string()));
+  }
   return ok_status();
 }
 

@@ -113,7 +113,7 @@ class WalDisk final : public DurableDisk {
   void on_durable(wal::Lsn lsn, const Status& st);
   void fail(const Status& st, std::string_view reason);
   void maybe_compact();
-  Status check_usable() const;
+  Status check_usable();  // counts refusals after a failure
   static void apply(State& s, std::uint32_t type, std::span<const std::uint8_t> payload);
 
   runtime::Reactor& reactor_;

@@ -261,8 +261,8 @@ TEST_CASE("NetHost: a from_node that is not the sender's address, or empty data,
     fbb.Finish(fb::CreateRoleMessage(fbb, from, fbb.CreateVector(data)));
     REQUIRE(raw.send(endpoint(b.id), fb::Body::RoleMessage, wire::finished(fbb)).ok());
   };
-  send(b.id, {cluster::kRole, 'x'});                   // claims to be b itself
-  send(parse_node_addr(id.node_id).value(), {});       // honest sender, empty data
+  send(b.id, {cluster::kRole, 'x'});                                      // claims to be b itself
+  send(parse_node_addr(id.node_id).value(), {});                          // honest sender, empty data
   send(parse_node_addr(id.node_id).value(), {cluster::kRole, 'o', 'k'});  // honest
   REQUIRE(test::run_until(r, [&] { return b.role.got.size() == 1; }));
   CHECK(b.role.got[0].second == "ok");

@@ -247,6 +247,7 @@ TEST_CASE("WalDisk: a WAL I/O error is fail-stop", "[host][disk]") {
   CHECK(disk.when_durable([&] { ++fired; }).code() == Errc::unavailable);
   CHECK(r.metrics().counter_value("hs_host_disk_errors_total", {{"reason", "wal_io"}}) == 1);
   CHECK(r.metrics().gauge_value("hs_host_disk_healthy") == 0);
+  CHECK(r.metrics().counter_value("hs_host_disk_refused_total", {{"reason", "unavailable"}}) == 2);
   CHECK(failures == 1);
 }
 
