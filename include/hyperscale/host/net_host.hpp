@@ -69,6 +69,7 @@ class NetHost final : public sim::Context {
   NetHost& operator=(const NetHost&) = delete;
 
   // Validates the options, binds TCP + UDP and calls node.on_start. Call on the reactor's thread.
+  // Installs the disk's failure callback (a disk failure stops the node); use set_stop_callback.
   Status start();
   // Orderly: stops delivering events, cancels timers, closes the transport; `done` once closed.
   void close(std::function<void()> done = {});
