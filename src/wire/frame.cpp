@@ -140,6 +140,8 @@ RoleRule role_rule(MsgType t) noexcept {
       return {G | M, M};
     case B::CrossDcAck:
       return {M, G | M};
+    case B::RoleMessage:  // narrowed to role pairs in role_allowed()
+      return {C | M | W, C | M | W};
     default:
       return {0, 0};
   }
@@ -196,7 +198,15 @@ bool role_allowed(MsgType type, fb::Role sender, fb::Role receiver) noexcept {
   if (sender == fb::Role::Unknown || receiver == fb::Role::Unknown) return false;
   if (static_cast<unsigned>(sender) > 4 || static_cast<unsigned>(receiver) > 4) return false;
   RoleRule r = role_rule(type);
-  return (r.senders & bit(sender)) != 0 && (r.receivers & bit(receiver)) != 0;
+  if ((r.senders & bit(sender)) == 0 || (r.receivers & bit(receiver)) == 0) return false;
+  if (type == MsgType::RoleMessage) {
+    // Role traffic of sans-IO nodes (host::NetHost): client<->manager, manager<->manager,
+    // manager<->worker, and worker<->worker (SWIM probes inside one membership group).
+    // Not client<->client nor client<->worker.
+    const std::uint8_t pair = static_cast<std::uint8_t>(bit(sender) | bit(receiver));
+    return pair == (C | M) || pair == M || pair == (M | W) || pair == W;
+  }
+  return true;
 }
 
 // ---- header ----

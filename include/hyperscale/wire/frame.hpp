@@ -36,7 +36,7 @@ namespace hs::wire {
 
 inline constexpr std::uint32_t kMagic = 0x48535731;  // "HSW1"
 inline constexpr std::uint8_t kMajor = 1;
-inline constexpr std::uint8_t kMinor = 0;
+inline constexpr std::uint8_t kMinor = 1;  // 1.1: RoleMessage
 inline constexpr std::size_t kHeaderSize = 24;
 inline constexpr std::size_t kNonceSize = 12;
 inline constexpr std::size_t kTagSize = 16;

@@ -21,7 +21,7 @@
                                   X(LeaseTransfer) X(LeaseTransferAck) X(StateSyncRequest) X(StateSnapshot)          \
                                       X(JobStateSync) X(JobStatusQuery) X(JobStatusPush) X(RegisterCallback) X(Ping) \
                                           X(Pong) X(RateLimitResponse) X(ErrorReply) X(SwimMessage) X(CrossDcProbe)  \
-                                              X(CrossDcAck)
+                                              X(CrossDcAck) X(RoleMessage)
 
 namespace hs::wire {
 

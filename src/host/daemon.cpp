@@ -1,0 +1,163 @@
+#include "hyperscale/host/daemon.hpp"
+
+#include "hyperscale/base/log.hpp"
+
+namespace hs::host {
+
+namespace {
+std::optional<std::string> node_addr_check(const ConfigValue& v) {
+  auto r = parse_node_addr(std::get<std::string>(v));
+  if (!r.ok()) return r.status().message();
+  return std::nullopt;
+}
+std::optional<std::string> endpoint_or_empty(const ConfigValue& v) {
+  const auto& s = std::get<std::string>(v);
+  if (s.empty()) return std::nullopt;
+  auto r = parse_listen_addr(s);
+  if (!r.ok()) return r.status().message();
+  return std::nullopt;
+}
+std::optional<std::string> durability_check(const ConfigValue& v) {
+  const auto& s = std::get<std::string>(v);
+  if (s == "fsync" || s == "none") return std::nullopt;
+  return "expected 'fsync' or 'none', got '" + s + "'";
+}
+std::optional<std::string> level_check(const ConfigValue& v) {
+  log::Level l{};
+  if (log::parse_level(std::get<std::string>(v), l)) return std::nullopt;
+  return "expected one of trace, debug, info, warn, error, off";
+}
+std::optional<std::string> not_empty(const ConfigValue& v) {
+  if (std::get<std::string>(v).empty()) return std::string("must not be empty");
+  return std::nullopt;
+}
+}  // namespace
+
+ConfigSchema common_schema() {
+  using T = ValueType;
+  ConfigSchema s;
+  s.push_back({"node.listen",
+               T::string,
+               "",
+               "TCP and UDP address of this node (IPv4:port); also its node id",
+               true,
+               {},
+               {},
+               node_addr_check});
+  s.push_back({"node.data_dir",
+               T::string,
+               "",
+               "directory of the node's WAL (one daemon per directory: LOCK file)",
+               true,
+               {},
+               {},
+               not_empty});
+  s.push_back({"admin.listen",
+               T::string,
+               "127.0.0.1:0",
+               "admin HTTP address (/metrics, /status, /healthz); port 0 = ephemeral (logged); empty = disabled",
+               false,
+               {},
+               {},
+               endpoint_or_empty});
+  s.push_back({"admin.max_connections", T::integer, "64", "admin connections open at once", false, 1, 4096, {}});
+  s.push_back({"admin.idle_timeout",
+               T::duration_ms,
+               "5s",
+               "admin connection closed if no full request by then",
+               false,
+               100,
+               600'000,
+               {}});
+  s.push_back({"wire.cluster_id",
+               T::string,
+               "hyperscale",
+               "frames with another cluster id are rejected",
+               false,
+               {},
+               {},
+               not_empty});
+  s.push_back({"wire.secret_file",
+               T::string,
+               "",
+               "file holding the cluster secret (wins over wire.secret_env)",
+               false,
+               {},
+               {},
+               {}});
+  s.push_back({"wire.secret_env",
+               T::string,
+               "HYPERSCALE_CLUSTER_SECRET",
+               "environment variable holding the cluster secret",
+               false,
+               {},
+               {},
+               {}});
+  s.push_back({"wire.previous_secret_file",
+               T::string,
+               "",
+               "previous secret, accepted for decryption (rotation)",
+               false,
+               {},
+               {},
+               {}});
+  s.push_back({"wire.max_tcp_frame_bytes", T::integer, "1048576", "largest TCP frame", false, 1024, 64 << 20, {}});
+  s.push_back({"disk.durability",
+               T::string,
+               "fsync",
+               "fsync, or none (tests only: acknowledged writes can be lost)",
+               false,
+               {},
+               {},
+               durability_check});
+  s.push_back(
+      {"disk.max_bytes", T::integer, "67108864", "bound of the live disk state (encoded bytes)", false, 4096, {}, {}});
+  s.push_back({"disk.max_keys", T::integer, "100000", "bound of the number of keys", false, 1, {}, {}});
+  s.push_back({"disk.max_logs", T::integer, "1000", "bound of the number of named logs", false, 1, {}, {}});
+  s.push_back({"disk.compact_min_bytes",
+               T::integer,
+               "67108864",
+               "WAL bytes written since the last snapshot before compaction is considered",
+               false,
+               4096,
+               {},
+               {}});
+  s.push_back({"disk.segment_bytes", T::integer, "16777216", "WAL segment size", false, 4096, 1 << 30, {}});
+  s.push_back({"log.level", T::string, "info", "trace, debug, info, warn, error or off", false, {}, {}, level_check});
+  return s;
+}
+
+Result<HostSettings> host_settings(const Config& cfg, wire::fb::Role role) {
+  HostSettings h;
+  auto listen = parse_node_addr(cfg.str("node.listen"));
+  if (!listen.ok()) return listen.status().with_context("node.listen");
+  h.net.listen = endpoint(*listen);
+  h.net.role = role;
+  h.net.cluster_id = cfg.str("wire.cluster_id");
+  h.net.limits.max_tcp_frame = static_cast<std::size_t>(cfg.integer("wire.max_tcp_frame_bytes"));
+  wire::SecretSource cur{cfg.str("wire.secret_file"), cfg.str("wire.secret_env")};
+  wire::SecretSource prev{cfg.str("wire.previous_secret_file"), ""};
+  auto keys = wire::load_keyring(cur, prev);
+  if (!keys.ok()) return keys.status().with_context("wire.secret_file / wire.secret_env");
+  h.net.keys = std::move(keys).value();
+  h.disk.dir = cfg.str("node.data_dir");
+  h.disk.durability = cfg.str("disk.durability") == "none" ? wal::Durability::none : wal::Durability::fsync;
+  h.disk.limits.max_bytes = static_cast<std::size_t>(cfg.integer("disk.max_bytes"));
+  h.disk.limits.max_keys = static_cast<std::size_t>(cfg.integer("disk.max_keys"));
+  h.disk.limits.max_logs = static_cast<std::size_t>(cfg.integer("disk.max_logs"));
+  h.disk.compact_min_bytes = static_cast<std::uint64_t>(cfg.integer("disk.compact_min_bytes"));
+  h.disk.segment_bytes = static_cast<std::uint64_t>(cfg.integer("disk.segment_bytes"));
+  const std::string& admin = cfg.str("admin.listen");
+  h.admin_enabled = !admin.empty();
+  if (h.admin_enabled) {
+    auto ep = parse_listen_addr(admin);
+    if (!ep.ok()) return ep.status().with_context("admin.listen");
+    h.admin.listen = *ep;
+  }
+  h.admin.max_connections = static_cast<std::size_t>(cfg.integer("admin.max_connections"));
+  h.admin.idle_timeout = cfg.duration("admin.idle_timeout");
+  h.log_level = cfg.str("log.level");
+  return h;
+}
+
+}  // namespace hs::host
