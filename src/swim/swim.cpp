@@ -35,6 +35,7 @@ constexpr const char* kIncKey = "swim/incarnation";
 Swim::Swim(SwimConfig cfg) : cfg_(std::move(cfg)) {
   if (cfg_.max_piggyback > kMaxGossipPerMessage) cfg_.max_piggyback = kMaxGossipPerMessage;
   if (cfg_.lhm_max < 0) cfg_.lhm_max = 0;
+  cfg_.datagram_budget = std::clamp<std::size_t>(cfg_.datagram_budget, 256, kDatagramBudget);
 }
 
 Duration Swim::scaled(Duration d) const { return d * (1 + lhm_); }
@@ -106,7 +107,7 @@ void Swim::on_start(Context& ctx) {
 }
 
 Status Swim::set_local_state(Bytes state) {
-  const std::size_t max = std::min<std::size_t>(kMaxStateBytes, kDatagramBudget - kHeaderBytes - 3 - kGossipBytes);
+  const std::size_t max = std::min<std::size_t>(kMaxStateBytes, budget() - kHeaderBytes - 3 - kGossipBytes);
   if (state.size() > max)
     return make_error(Errc::invalid_argument,
                       fmt::format("swim: role state of {} B exceeds the {} B that fit in a probe", state.size(), max));
@@ -357,7 +358,7 @@ void Swim::send(Context& ctx, NodeId to, MsgType type, std::uint32_t seq, NodeId
   m.seq = seq;
   m.target = target;
   m.state = local_state_;
-  const std::size_t room = kDatagramBudget - kHeaderBytes - 3 - m.state.size();
+  const std::size_t room = budget() - kHeaderBytes - 3 - m.state.size();
   std::size_t maxg = std::min({cfg_.max_piggyback, room / kGossipBytes, kMaxGossipPerMessage});
   if (first && maxg > 0) {
     m.gossip.push_back(*first);
@@ -408,7 +409,7 @@ void Swim::send_sync(Context& ctx, NodeId to, bool want_reply, bool sample, cons
   m.sender = self_;
   m.sender_incarnation = incarnation_;
   m.state = local_state_;
-  const std::size_t room = kDatagramBudget - kHeaderBytes - 3 - m.state.size();
+  const std::size_t room = budget() - kHeaderBytes - 3 - m.state.size();
   const std::size_t maxg = std::min(room / kGossipBytes, kMaxGossipPerMessage);
   if (notice) m.gossip.push_back(*notice);
   if (sample && m.gossip.size() < maxg) {

@@ -62,6 +62,9 @@ struct SwimConfig {
   std::uint32_t sync_every = 20;    // every this many periods, exchange a member sample (0: never)
   std::uint32_t leave_periods = 3;  // after leave(), keep gossiping this many periods, then go quiet
   std::vector<NodeId> seeds;        // start unconfirmed
+  // Bytes one SWIM datagram may take (≤ kDatagramBudget). Smaller when the datagram is carried
+  // inside a sealed frame (host::NetHost::datagram_budget() − 1 for the channel byte).
+  std::size_t datagram_budget = kDatagramBudget;
 };
 
 enum class State : std::uint8_t { alive, suspect, dead, left };
@@ -180,6 +183,7 @@ class Swim final : public sim::Node {
   }
 
   std::size_t cluster_size() const noexcept { return alive_count() + 1; }
+  std::size_t budget() const noexcept { return std::min(cfg_.datagram_budget, kDatagramBudget); }
   Duration scaled(Duration d) const;
   void lhm_delta(int d);
   void tick(Context& ctx);
