@@ -76,6 +76,7 @@ struct ElectionStats {
   std::uint64_t state_corrupt = 0;       // stored state unreadable at start: node stays passive
   std::uint64_t syncs_refused_full = 0;  // pending durable replies over the bound
   std::uint64_t term_exhausted = 0;      // term reached kMaxTerm: no further candidacy
+  std::uint64_t flap_state_dropped = 0;  // stored flap history unreadable (ignored: damping only)
 };
 
 class Election final : public sim::Node {
@@ -103,6 +104,9 @@ class Election final : public sim::Node {
   // Terms above this are refused as malformed (no overflow of term + 1).
   static constexpr std::uint64_t kMaxTerm = std::uint64_t{1} << 62;
   static constexpr std::string_view kStateKey = "election/state";
+  // Times of recent leader changes, kept across restarts so that restarting the leader again and
+  // again is damped too (LDR-05). Written without a sync: it is a heuristic, not a safety record.
+  static constexpr std::string_view kFlapKey = "election/flaps";
 
  private:
   enum class Role : std::uint8_t { follower, candidate, leader };
@@ -116,6 +120,8 @@ class Election final : public sim::Node {
   bool is_member(sim::NodeId id) const;
   void load_state(sim::Context& ctx);
   bool persist(sim::Context& ctx);  // writes (term, voted_for); false (logged, counted) on error
+  void load_flaps(sim::Context& ctx);
+  void persist_flaps(sim::Context& ctx);
   void adopt_term(sim::Context& ctx, std::uint64_t t);
   void arm_election_timer(sim::Context& ctx, Duration after);
   void arm_election_timer(sim::Context& ctx);
@@ -164,7 +170,7 @@ class Election final : public sim::Node {
 
   // leader
   std::unordered_map<sim::NodeId, Instant> acked_;  // member -> latest acked heartbeat send time
-  Instant lease_until_{0};
+  Instant lease_until_ = Instant::min();  // local times may be negative (clock offset)
   int failed_checks_ = 0;
 
   sim::TimerId election_timer_ = 0, heartbeat_timer_ = 0, lease_timer_ = 0;
