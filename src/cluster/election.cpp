@@ -380,6 +380,7 @@ void Election::on_start(sim::Context& ctx) {
 
 void Election::on_timer(sim::Context& ctx, sim::TimerId id, std::uint64_t tag) {
   if (!started_) return;
+  leading_ = role_ == Role::leader && ctx.now() < lease_until_;  // exact for this event's decisions
   if (auto it = syncs_.find(id); it != syncs_.end()) {
     const PendingSync p = it->second;
     syncs_.erase(it);
@@ -474,6 +475,7 @@ void Election::on_message(sim::Context& ctx, sim::NodeId from, std::span<const s
     log::warn(kComp, "unknown_sender", "node={} from={} bytes={}", self_, from, msg.size());
     return;
   }
+  leading_ = role_ == Role::leader && ctx.now() < lease_until_;  // exact for this event's decisions
   Reader r(msg);
   const std::uint8_t ver = r.u8();
   const std::uint8_t type = r.u8();

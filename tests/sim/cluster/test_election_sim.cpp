@@ -380,13 +380,17 @@ std::string sweep_one(std::uint64_t seed, const SweepOptions& so, std::size_t* m
       case 4:
         c.sim().heal();
         break;
-      default:  // quiet period
+      default:  // a quiet period; sometimes the victim's next fsync fails (fail-stop: it crashes)
+        if (r.chance(0.3)) (void)c.sim().set_disk_fault(victim, std::chrono::milliseconds(r.range(0, 20)), true);
         break;
     }
   }
   // Heal everything: a single leader must emerge (damping can add a cooldown).
   c.sim().heal();
-  for (sim::NodeId id : down) (void)c.sim().restart(id);
+  for (sim::NodeId id : c.ids()) {
+    (void)c.sim().set_disk_fault(id, Duration{0}, false);  // disks repaired
+    if (!c.sim().is_up(id)) (void)c.sim().restart(id);
+  }
   net.loss = std::min(net.loss, 0.02);
   const bool live = c.run_until([&] { return c.agreed_leader().has_value(); }, 90s);
   if (max_simultaneous) *max_simultaneous = c.max_simultaneous;
