@@ -83,6 +83,37 @@ void Election::load_state(sim::Context& ctx) {
   voted_for_ = has_vote ? std::optional<sim::NodeId>(vote) : std::nullopt;
 }
 
+void Election::load_flaps(sim::Context& ctx) {
+  const std::optional<sim::Bytes> raw = ctx.disk().get(std::string(kFlapKey));
+  if (!raw) return;
+  Reader r(*raw);
+  const std::uint8_t v = r.u8();
+  const std::size_t n = r.count(cfg_.flap_changes);
+  std::deque<Instant> times;
+  for (std::size_t i = 0; i < n; ++i) times.push_back(Instant{r.i64()});
+  if (!r.done() || v != kStateVersion) {
+    ++stats_.flap_state_dropped;
+    log::warn(kComp, "flap_state_dropped", "node={} key={} bytes={} error={}", self_, kFlapKey, raw->size(),
+              log::quoted(r.ok() ? "bad version or trailing bytes" : r.error()));
+    return;
+  }
+  const Instant now = ctx.now();
+  for (Instant t : times)
+    if (t <= now && t + cfg_.flap_window >= now) changes_.push_back(t);  // a time ahead of us: clock reset, drop
+}
+
+void Election::persist_flaps(sim::Context& ctx) {
+  Writer w;
+  w.u8(kStateVersion);
+  w.var(changes_.size());
+  for (Instant t : changes_) w.i64(t.count());
+  const Status st = ctx.disk().put(std::string(kFlapKey), w.out());
+  if (!st.ok()) {
+    ++stats_.disk_errors;
+    log::warn(kComp, "persist_flaps_failed", "node={} error={}", self_, log::quoted(st.message()));
+  }
+}
+
 bool Election::persist(sim::Context& ctx) {
   Writer w;
   w.u8(kStateVersion);
@@ -153,6 +184,7 @@ void Election::set_leader(sim::Context& ctx, std::optional<sim::NodeId> l) {
   ++stats_.leader_changes;
   changes_.push_back(ctx.now());
   while (changes_.size() > cfg_.flap_changes) changes_.pop_front();
+  persist_flaps(ctx);
 }
 
 void Election::become_follower(sim::Context& ctx) {
@@ -165,7 +197,7 @@ void Election::become_follower(sim::Context& ctx) {
   prevotes_.clear();
   votes_.clear();
   acked_.clear();
-  lease_until_ = Instant{0};
+  lease_until_ = Instant::min();
   failed_checks_ = 0;
   if (election_timer_ == 0) arm_election_timer(ctx);
 }
@@ -186,8 +218,10 @@ void Election::refresh(sim::Context& ctx) {
   const Instant now = ctx.now();
   leading_ = role_ == Role::leader && now < lease_until_;
   if (leading_ && lease_timer_ == 0) {
-    // Fires at the lease's end so is_leader() turns false in an event at that instant.
-    lease_timer_ = ctx.set_timer(std::max(lease_until_ - now, Duration{1}), kLeaseTimer);
+    // Fires at the lease's end so is_leader() turns false in an event at that instant. A host may
+    // fire a timer a hair early (the simulator rounds skewed clocks to the nanosecond): the floor
+    // keeps that from becoming a busy loop, and bounds how late is_leader() turns false (1 ms).
+    lease_timer_ = ctx.set_timer(std::max(lease_until_ - now, Duration{std::chrono::milliseconds(1)}), kLeaseTimer);
   }
   if (leading_ != rep_leading_ || term_ != rep_term_ || leader_ != rep_leader_) {
     rep_leading_ = leading_;
@@ -238,6 +272,7 @@ void Election::for_each_counter(const std::function<void(std::string_view, std::
   fn("state_corrupt", s.state_corrupt);
   fn("syncs_refused_full", s.syncs_refused_full);
   fn("term_exhausted", s.term_exhausted);
+  fn("flap_state_dropped", s.flap_state_dropped);
 }
 
 // ---------------------------------------------------------------- transitions
@@ -300,7 +335,7 @@ void Election::become_leader(sim::Context& ctx) {
   prevoting_ = false;
   votes_.clear();
   acked_.clear();
-  lease_until_ = Instant{0};
+  lease_until_ = Instant::min();
   failed_checks_ = 0;
   ++stats_.terms_won;
   if (election_timer_ != 0) ctx.cancel_timer(election_timer_);
@@ -333,6 +368,7 @@ void Election::on_start(sim::Context& ctx) {
     log::error(kComp, "not_a_member", "node={} members={} action=passive", self_, cfg_.members.size());
   }
   load_state(ctx);
+  load_flaps(ctx);
   // Boot quiet period: before the crash we may have acked a leader whose lease is still running;
   // refuse votes for as long as we would have after that ack.
   quiet_until_ = ctx.now() + cfg_.election_timeout_min;
@@ -344,6 +380,7 @@ void Election::on_start(sim::Context& ctx) {
 
 void Election::on_timer(sim::Context& ctx, sim::TimerId id, std::uint64_t tag) {
   if (!started_) return;
+  leading_ = role_ == Role::leader && ctx.now() < lease_until_;  // exact for this event's decisions
   if (auto it = syncs_.find(id); it != syncs_.end()) {
     const PendingSync p = it->second;
     syncs_.erase(it);
@@ -438,6 +475,7 @@ void Election::on_message(sim::Context& ctx, sim::NodeId from, std::span<const s
     log::warn(kComp, "unknown_sender", "node={} from={} bytes={}", self_, from, msg.size());
     return;
   }
+  leading_ = role_ == Role::leader && ctx.now() < lease_until_;  // exact for this event's decisions
   Reader r(msg);
   const std::uint8_t ver = r.u8();
   const std::uint8_t type = r.u8();
@@ -635,8 +673,9 @@ void Election::on_ack(sim::Context& ctx, sim::NodeId from, std::uint64_t t, std:
   const Instant now = ctx.now();
   const Instant s{sent};
   if (s > now) return decode_error(from, "ack echoes a send time in the future");
-  Instant& slot = acked_[from];  // bounded: only configured members get here
-  slot = std::max(slot, s);
+  // Bounded: only configured members get here. (Local times may be negative: no default slot.)
+  auto [it, fresh] = acked_.emplace(from, s);
+  if (!fresh) it->second = std::max(it->second, s);
   recompute_lease(now);
 }
 

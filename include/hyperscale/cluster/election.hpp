@@ -68,14 +68,15 @@ struct ElectionStats {
   std::uint64_t lease_refusals = 0;  // (pre-)votes refused because a live leader was heard recently
   std::uint64_t failed_quorum_checks = 0;
   std::uint64_t heartbeats_sent = 0, heartbeats_received = 0, acks_received = 0;
-  std::uint64_t decode_errors = 0;   // malformed, truncated, unknown type, out-of-range field
-  std::uint64_t unknown_sender = 0;  // not a configured member (or self)
-  std::uint64_t stale = 0;           // messages of an older term/round: ignored
+  std::uint64_t decode_errors = 0;       // malformed, truncated, unknown type, out-of-range field
+  std::uint64_t unknown_sender = 0;      // not a configured member (or self)
+  std::uint64_t stale = 0;               // messages of an older term/round: ignored
   std::uint64_t conflicting_leader = 0;  // two leaders claimed the same term (must stay 0)
   std::uint64_t disk_errors = 0;         // persisting the vote failed: the vote/candidacy is refused
   std::uint64_t state_corrupt = 0;       // stored state unreadable at start: node stays passive
   std::uint64_t syncs_refused_full = 0;  // pending durable replies over the bound
   std::uint64_t term_exhausted = 0;      // term reached kMaxTerm: no further candidacy
+  std::uint64_t flap_state_dropped = 0;  // stored flap history unreadable (ignored: damping only)
 };
 
 class Election final : public sim::Node {
@@ -103,10 +104,19 @@ class Election final : public sim::Node {
   // Terms above this are refused as malformed (no overflow of term + 1).
   static constexpr std::uint64_t kMaxTerm = std::uint64_t{1} << 62;
   static constexpr std::string_view kStateKey = "election/state";
+  // Times of recent leader changes, kept across restarts so that restarting the leader again and
+  // again is damped too (LDR-05). Written without a sync: it is a heuristic, not a safety record.
+  static constexpr std::string_view kFlapKey = "election/flaps";
 
  private:
   enum class Role : std::uint8_t { follower, candidate, leader };
-  enum Tag : std::uint64_t { kElectionTimer = 1, kHeartbeatTimer = 2, kLeaseTimer = 3, kSyncVote = 4, kSyncCandidacy = 5 };
+  enum Tag : std::uint64_t {
+    kElectionTimer = 1,
+    kHeartbeatTimer = 2,
+    kLeaseTimer = 3,
+    kSyncVote = 4,
+    kSyncCandidacy = 5
+  };
   struct PendingSync {
     Tag kind;
     std::uint64_t term;
@@ -116,6 +126,8 @@ class Election final : public sim::Node {
   bool is_member(sim::NodeId id) const;
   void load_state(sim::Context& ctx);
   bool persist(sim::Context& ctx);  // writes (term, voted_for); false (logged, counted) on error
+  void load_flaps(sim::Context& ctx);
+  void persist_flaps(sim::Context& ctx);
   void adopt_term(sim::Context& ctx, std::uint64_t t);
   void arm_election_timer(sim::Context& ctx, Duration after);
   void arm_election_timer(sim::Context& ctx);
@@ -164,12 +176,12 @@ class Election final : public sim::Node {
 
   // leader
   std::unordered_map<sim::NodeId, Instant> acked_;  // member -> latest acked heartbeat send time
-  Instant lease_until_{0};
+  Instant lease_until_ = Instant::min();            // local times may be negative (clock offset)
   int failed_checks_ = 0;
 
   sim::TimerId election_timer_ = 0, heartbeat_timer_ = 0, lease_timer_ = 0;
   std::unordered_map<sim::TimerId, PendingSync> syncs_;
-  std::deque<Instant> changes_;  // times of recent leader changes (at most flap_changes)
+  std::deque<Instant> changes_;                                 // times of recent leader changes (at most flap_changes)
   std::optional<std::pair<std::uint64_t, sim::NodeId>> known_;  // last (term, leader) seen
 
   // last reported to on_change
