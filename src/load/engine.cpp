@@ -53,8 +53,8 @@ struct PreparedWorkflow {
 
 namespace {
 
-using runtime::Reactor;
 using detail::ResolvedStep;
+using runtime::Reactor;
 
 constexpr std::size_t kReadBuf = 16 * 1024;
 constexpr std::size_t kMaxBodyDefault = 1 << 20;  // bodies kept for checks are capped at 1 MiB
@@ -66,8 +66,8 @@ struct RunShared {
   std::shared_ptr<const PreparedWorkflow> prep;
   std::map<std::string, std::string> ctx;  // "workflow.key" -> value
   std::vector<int> shards;
-  int control = 0;   // the control shard
-  RunId id = 0;      // unique on the control shard
+  int control = 0;  // the control shard
+  RunId id = 0;     // unique on the control shard
 };
 
 struct WfRun;
@@ -1209,7 +1209,8 @@ void shard_start(Reactor& r, std::shared_ptr<const RunShared> sh, int pos, Insta
   run->timer.data = run.get();
   WfRun& ref = *run;
   ss.runs.push_back(std::move(run));
-  if (ss.aborting) {
+  if (ss.aborting || r.stopping()) {  // shutting down (its hook may have run already): end at once
+    ss.aborting = true;
     finish(ref);
     return;
   }
@@ -1331,9 +1332,9 @@ Status resolve_steps(const Workflow& wf, std::vector<ResolvedStep>& out) {
     rs.need_body = !st.expect.body_contains.empty() || st.expect.max_body.has_value() ||
                    std::any_of(st.extract.begin(), st.extract.end(),
                                [](const Extract& x) { return x.from != Extract::From::header; });
-    rs.need_headers = !st.expect.header_name.empty() ||
-                      std::any_of(st.extract.begin(), st.extract.end(),
-                                  [](const Extract& x) { return x.from == Extract::From::header; });
+    rs.need_headers =
+        !st.expect.header_name.empty() || std::any_of(st.extract.begin(), st.extract.end(),
+                                                      [](const Extract& x) { return x.from == Extract::From::header; });
     if (!dynamic) {
       if (st.type == StepType::http) {
         const std::string body = st.body.literal();
@@ -1460,7 +1461,8 @@ Result<RunId> Runner::start(RunSpec spec, RunCallbacks cb) {
   std::shared_ptr<const RunShared> shc = sh;
   for (std::size_t pos = 0; pos < sh->shards.size(); ++pos) {
     const int p = static_cast<int>(pos);
-    Status st = r_.send(sh->shards[pos], runtime::Message([shc, p, t](Reactor& r) { shard_start(r, shc, p, Instant(t)); }));
+    Status st =
+        r_.send(sh->shards[pos], runtime::Message([shc, p, t](Reactor& r) { shard_start(r, shc, p, Instant(t)); }));
     if (!st.ok()) {
       // The ring to that shard is full (it cannot be at this rate); count the shard as finished empty.
       log::error("load", "start_send_failed", "shard={} error={}", sh->shards[pos], log::quoted(st.to_string()));
@@ -1504,7 +1506,8 @@ bool Runner::cancel(RunId id, Duration grace) {
   const int control = r_.shard_id();
   const std::int64_t g = grace.count();
   for (int s : c->sh->shards) {
-    Status st = r_.send(s, runtime::Message([control, id, g](Reactor& r) { shard_cancel(r, control, id, Duration(g)); }));
+    Status st =
+        r_.send(s, runtime::Message([control, id, g](Reactor& r) { shard_cancel(r, control, id, Duration(g)); }));
     if (!st.ok()) {
       log::error("load", "cancel_send_failed", "shard={} run={} error={}", s, id, log::quoted(st.to_string()));
       cs->msg_lost->inc();

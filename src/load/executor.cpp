@@ -32,7 +32,8 @@ Status LoadExecutor::start(std::uint64_t exec, const worker::ExecSpec& spec) {
   if (live_.count(exec) != 0) return refuse(Errc::already_exists, fmt::format("execution {} is already live", exec));
   if (spec.cores == 0) return refuse(Errc::invalid_argument, "cores = 0");
   if (spec.cores > free_.size())
-    return refuse(Errc::backpressure, fmt::format("not enough free cores: {} wanted, {} free", spec.cores, free_.size()));
+    return refuse(Errc::backpressure,
+                  fmt::format("not enough free cores: {} wanted, {} free", spec.cores, free_.size()));
   if (spec.plan.size() > opts_.max_plan_bytes)
     return refuse(Errc::invalid_argument,
                   fmt::format("plan text of {} bytes exceeds the bound {}", spec.plan.size(), opts_.max_plan_bytes));
@@ -45,7 +46,9 @@ Status LoadExecutor::start(std::uint64_t exec, const worker::ExecSpec& spec) {
                                [&](const Workflow& w) { return w.name == spec.workflow; });
   if (it == plan->workflows.end())
     return refuse(Errc::not_found, fmt::format("{}: no workflow named '{}'", file, spec.workflow));
-  if (opts_.vus_from_spec && spec.vus > 0 && it->kind == WorkflowKind::test && it->executor == load::Executor::constant_vus) it->vus = spec.vus;
+  if (opts_.vus_from_spec && spec.vus > 0 && it->kind == WorkflowKind::test &&
+      it->executor == load::Executor::constant_vus)
+    it->vus = spec.vus;
   auto prep = prepare_workflow(plan, spec.workflow);
   if (!prep.ok()) return refuse(prep.status().code(), prep.status().message());
 
@@ -109,8 +112,8 @@ void LoadExecutor::on_done(std::uint64_t exec, WorkflowResult res) {
   out.error = std::move(res.error);
   out.stats = encode_stats(res.stats);
   for (auto& [k, v] : res.published) out.published.emplace_back(workflow + "." + k, std::move(v));
-  log::info("load", "exec_done", "exec={} workflow={} outcome={} completed={} failed={}", exec,
-            log::quoted(workflow), run_end_name(res.end), out.completed, out.failed);
+  log::info("load", "exec_done", "exec={} workflow={} outcome={} completed={} failed={}", exec, log::quoted(workflow),
+            run_end_name(res.end), out.completed, out.failed);
   if (on_done_) on_done_(exec, std::move(out));
 }
 

@@ -31,8 +31,8 @@ struct Coordinator {
   Instant run_start{0};
   std::vector<bool> started;
   std::vector<Instant> started_at;
-  std::vector<RunId> run_ids;                                   // [workflow] while running
-  std::vector<std::map<std::string, std::string>> published;    // [workflow] setup values
+  std::vector<RunId> run_ids;                                 // [workflow] while running
+  std::vector<std::map<std::string, std::string>> published;  // [workflow] setup values
   uv_signal_t sigint{}, sigterm{};
   bool signals = false;
   bool aborted = false;
@@ -40,8 +40,8 @@ struct Coordinator {
   int signal_count = 0;
 
   std::size_t index_of(const std::string& name) const {
-    const auto it = std::find_if(plan->workflows.begin(), plan->workflows.end(),
-                                 [&](const Workflow& x) { return x.name == name; });
+    const auto it =
+        std::find_if(plan->workflows.begin(), plan->workflows.end(), [&](const Workflow& x) { return x.name == name; });
     return static_cast<std::size_t>(it - plan->workflows.begin());
   }
   void start_ready();

@@ -25,7 +25,7 @@
 namespace hs::load {
 
 struct LoadExecutorOptions {
-  std::size_t max_plan_bytes = 4u << 20;               // larger plan texts are refused
+  std::size_t max_plan_bytes = 4u << 20;                // larger plan texts are refused
   Duration cancel_grace = Runner::kDefaultCancelGrace;  // in-flight iterations' time to finish on cancel
   EnvLookup env = process_env();                        // ${env.NAME} in the plan text
   // true: ExecSpec.vus (> 0) replaces the file's `vus` of a constant-VUs test workflow (the manager's
@@ -65,7 +65,7 @@ class LoadExecutor : public worker::Executor {
   ProgressFn on_progress_;
   DoneFn on_done_;
   LoadExecutorOptions opts_;
-  std::vector<int> free_;              // free shards, ascending
+  std::vector<int> free_;               // free shards, ascending
   std::map<std::uint64_t, Live> live_;  // bounded by the pool: each live exec holds >= 1 core
   Runner runner_;                       // last: destroyed first, so no callback sees a dying executor
 };

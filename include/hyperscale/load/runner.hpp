@@ -46,8 +46,8 @@ const Workflow& workflow_of(const PreparedWorkflow& p);
 struct WorkflowLive {
   Duration elapsed{0};
   std::uint64_t started = 0, completed = 0, iterations_failed = 0, dropped = 0, inflight = 0;
-  std::vector<Counts> steps;        // per step, whole run so far (warmup included)
-  std::vector<Histogram> window;    // per step, latencies since the previous sample
+  std::vector<Counts> steps;      // per step, whole run so far (warmup included)
+  std::vector<Histogram> window;  // per step, latencies since the previous sample
 };
 
 enum class RunEnd : std::uint8_t { completed, failed, cancelled };
@@ -55,15 +55,15 @@ const char* run_end_name(RunEnd e);
 
 struct WorkflowResult {
   RunEnd end = RunEnd::completed;
-  std::string error;     // why it failed (end == failed): e.g. "setup did not complete"
-  WorkflowStats stats;   // exact merge of every shard; stats.outcome: completed / failed / interrupted
+  std::string error;    // why it failed (end == failed): e.g. "setup did not complete"
+  WorkflowStats stats;  // exact merge of every shard; stats.outcome: completed / failed / interrupted
   std::map<std::string, std::string> published;  // setup workflows: provide key -> value (no prefix)
 };
 
 struct RunSpec {
   std::shared_ptr<const PreparedWorkflow> workflow;
-  std::vector<int> shards;                      // distinct shard ids of the ShardSet, at least one
-  std::map<std::string, std::string> context;   // "workflow.key" -> value, for ${ctx.workflow.key}
+  std::vector<int> shards;                     // distinct shard ids of the ShardSet, at least one
+  std::map<std::string, std::string> context;  // "workflow.key" -> value, for ${ctx.workflow.key}
 };
 
 struct RunCallbacks {
@@ -77,8 +77,8 @@ using RunId = std::uint64_t;
 
 class Runner {
  public:
-  static constexpr std::size_t kMaxRuns = 1024;      // live runs per Runner; start() refuses more
-  static constexpr std::size_t kMaxContext = 4096;   // context entries per run
+  static constexpr std::size_t kMaxRuns = 1024;     // live runs per Runner; start() refuses more
+  static constexpr std::size_t kMaxContext = 4096;  // context entries per run
   static constexpr Duration kDefaultCancelGrace = std::chrono::seconds(2);
 
   // `control` must be a shard of a running ShardSet; call every member on its thread.

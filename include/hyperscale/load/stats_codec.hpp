@@ -25,6 +25,8 @@ inline constexpr std::size_t kMaxStatsBytes = 64u << 20;
 
 std::vector<std::uint8_t> encode_stats(const WorkflowStats& s);
 Result<WorkflowStats> decode_stats(const std::uint8_t* data, std::size_t size);
-inline Result<WorkflowStats> decode_stats(const std::vector<std::uint8_t>& b) { return decode_stats(b.data(), b.size()); }
+inline Result<WorkflowStats> decode_stats(const std::vector<std::uint8_t>& b) {
+  return decode_stats(b.data(), b.size());
+}
 
 }  // namespace hs::load

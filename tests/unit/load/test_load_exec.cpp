@@ -196,13 +196,13 @@ struct Worker {
     auto t = r0->after("test-check", std::chrono::milliseconds(100), [this]() {
       for (int s = 0; s < 3; ++s) {
         Status st = r0->send(s, runtime::Message([this, s](runtime::Reactor& rs) {
-          const long n = static_cast<long>(shard_run_states());
-          Status back = rs.send(0, runtime::Message([this, s, n](runtime::Reactor& rr) {
-            obs.run_states[static_cast<std::size_t>(s)] = n;
-            if (++obs.replies == 3) rr.request_node_stop("checked");
-          }));
-          if (!back.ok()) FAIL(back.to_string());
-        }));
+                               const long n = static_cast<long>(shard_run_states());
+                               Status back = rs.send(0, runtime::Message([this, s, n](runtime::Reactor& rr) {
+                                                       obs.run_states[static_cast<std::size_t>(s)] = n;
+                                                       if (++obs.replies == 3) rr.request_node_stop("checked");
+                                                     }));
+                               if (!back.ok()) FAIL(back.to_string());
+                             }));
         if (!st.ok()) FAIL(st.to_string());
       }
       return ok_status();
@@ -536,13 +536,13 @@ TEST_CASE("executor: bad requests are refused with a clear error and change noth
     const std::string good =
         "version = 1\n[[workflow]]\nname = \"w\"\nvus = 1\niterations = 1\n[[workflow.step]]\nname = "
         "\"s\"\nurl = \"http://127.0.0.1:9/\"\n";
-    try_start(1, "version = 1\n[[workflow]]\nname = \n", "w", 1);          // TOML syntax error
-    try_start(2, "version = 1\n[[workflow]]\nname = \"w\"\n", "w", 1);      // no steps: validation
-    try_start(3, good, "nope", 1);                                          // unknown workflow
-    try_start(4, good, "w", 0);                                             // no cores
-    try_start(5, good, "w", 4);                                             // more than the pool
-    try_start(6, std::string(5u << 20, '#'), "w", 1);                       // oversized plan text
-    try_start(7, good.substr(0, 40) + "\xff\xfe", "w", 1);                  // binary garbage
+    try_start(1, "version = 1\n[[workflow]]\nname = \n", "w", 1);       // TOML syntax error
+    try_start(2, "version = 1\n[[workflow]]\nname = \"w\"\n", "w", 1);  // no steps: validation
+    try_start(3, good, "nope", 1);                                      // unknown workflow
+    try_start(4, good, "w", 0);                                         // no cores
+    try_start(5, good, "w", 4);                                         // more than the pool
+    try_start(6, std::string(5u << 20, '#'), "w", 1);                   // oversized plan text
+    try_start(7, good.substr(0, 40) + "\xff\xfe", "w", 1);              // binary garbage
     free_after = self.ex->free_cores();
     live_after = self.ex->live();
     self.r0->request_node_stop("done");
@@ -559,8 +559,7 @@ TEST_CASE("executor: bad requests are refused with a clear error and change noth
   REQUIRE(live_after == 0);
 }
 
-TEST_CASE("runner: a setup workflow publishes; a dependant sees it as context; a failed setup fails",
-          "[load][exec]") {
+TEST_CASE("runner: a setup workflow publishes; a dependant sees it as context; a failed setup fails", "[load][exec]") {
   TargetProc t;
   const std::string plan = fmt::format(R"(version = 1
 [[workflow]]
@@ -639,4 +638,149 @@ url = "http://127.0.0.1:{0}/status/500"
   REQUIRE(broken.error == "a setup step failed");
   REQUIRE(broken.failed == 1);
   REQUIRE(w.obs.run_states == std::vector<long>{0, 0, 0});
+}
+
+// ---------------------------------------------------------------- Runner
+
+TEST_CASE("runner: shard lists are checked; runs may share shards; a destroyed Runner frees everything",
+          "[load][runner]") {
+  TargetProc t;
+  auto parsed = load_plan_text(fmt::format(R"(version = 1
+[[workflow]]
+name = "w"
+vus = 2
+iterations = 200
+[[workflow.step]]
+name = "get"
+url = "http://127.0.0.1:{0}/"
+
+[[workflow]]
+name = "forever"
+vus = 2
+duration = "60s"
+[[workflow.step]]
+name = "get"
+url = "http://127.0.0.1:{0}/"
+)",
+                                           t.http),
+                               "r.toml", false, process_env());
+  REQUIRE(parsed.ok());
+  auto plan = std::make_shared<const Plan>(std::move(parsed).value());
+  auto w = prepare_workflow(plan, "w");
+  auto forever = prepare_workflow(plan, "forever");
+  REQUIRE(w.ok());
+  REQUIRE(forever.ok());
+  REQUIRE_FALSE(prepare_workflow(plan, "nope").ok());
+
+  runtime::ShardSet set([] {
+    runtime::ShardSetOptions o;
+    o.shards = 3;
+    o.pin = false;
+    return o;
+  }());
+  // Written on shard 0 (or per-shard slots), read after stop().
+  std::vector<std::string> errors;
+  std::vector<WorkflowResult> results;
+  std::uint64_t sampled_completed = 0;
+  bool sampled = false, orphan_called = false, checking = false;
+  std::size_t sampled_steps = 0;
+  RunId forever_id = 0;
+  std::vector<long> states{-1, -1, -1};
+  int replies = 0;
+  std::unique_ptr<Runner> runner, doomed;
+  runtime::Reactor* r0 = nullptr;
+
+  auto check_and_stop = [&]() {
+    auto task = r0->after("test-check", std::chrono::milliseconds(200), [&]() {
+      for (int s = 0; s < 3; ++s) {
+        Status st = r0->send(s, runtime::Message([&states, &replies, s](runtime::Reactor& rs) {
+                               const long n = static_cast<long>(shard_run_states());
+                               Status back =
+                                   rs.send(0, runtime::Message([&states, &replies, s, n](runtime::Reactor& rr) {
+                                             states[static_cast<std::size_t>(s)] = n;
+                                             if (++replies == 3) rr.request_node_stop("checked");
+                                           }));
+                               if (!back.ok()) FAIL(back.to_string());
+                             }));
+        if (!st.ok()) FAIL(st.to_string());
+      }
+      return ok_status();
+    });
+    if (!task.ok()) FAIL(task.status().to_string());
+  };
+
+  REQUIRE(set.start([&](runtime::Reactor& r) {
+               if (r.shard_id() != 0) return;
+               r0 = &r;
+               runner = std::make_unique<Runner>(r);
+               doomed = std::make_unique<Runner>(r);
+               r.on_shutdown("test-runner", [&](std::function<void()> done) {
+                 runner.reset();
+                 doomed.reset();
+                 done();
+               });
+               for (const auto& bad : std::vector<std::vector<int>>{{}, {3}, {-1}, {1, 1}}) {
+                 auto id = runner->start({*w, bad, {}}, {});
+                 errors.push_back(id.ok() ? "OK" : id.status().message());
+               }
+               // A run on the doomed Runner that would go on for a minute, on shards 1 and 2 (sampled after 1.2 s:
+               // the shards send live deltas every 500 ms).
+               RunCallbacks orphan;
+               orphan.on_done = [&](WorkflowResult) { orphan_called = true; };
+               auto f = doomed->start({*forever, {1, 2}, {}}, std::move(orphan));
+               if (!f.ok()) errors.push_back(f.status().to_string());
+               // Two runs over the same shards {0, 1, 2} and {1, 2}.
+               if (f.ok()) forever_id = *f;
+               // Checks per-shard state once both runs are done and the doomed Runner is gone.
+               auto maybe_check = [&]() {
+                 if (results.size() == 2 && !doomed && !checking) {
+                   checking = true;
+                   check_and_stop();
+                 }
+               };
+               RunCallbacks cb;
+               cb.on_done = [&, maybe_check](WorkflowResult res) {
+                 results.push_back(std::move(res));
+                 maybe_check();
+               };
+               auto a = runner->start({*w, {0, 1, 2}, {}}, cb);
+               auto b = runner->start({*w, {2, 1}, {}}, cb);
+               if (!a.ok() || !b.ok()) {
+                 errors.push_back("start failed");
+                 r.request_node_stop("failed");
+                 return;
+               }
+               auto task = r.after("test-sample-and-destroy", std::chrono::milliseconds(1200), [&, maybe_check]() {
+                 WorkflowLive live;
+                 sampled = doomed->sample(forever_id, live);
+                 sampled_completed = live.completed;
+                 sampled_steps = live.steps.size();
+                 doomed.reset();  // cancels its run at once; its callback must not run
+                 maybe_check();
+                 return ok_status();
+               });
+               if (!task.ok()) FAIL(task.status().to_string());
+             })
+              .ok());
+  const auto reason = set.wait_for_stop_request(std::chrono::seconds(60));
+  set.stop();
+  const auto& c = t.stop();
+  REQUIRE(reason.has_value());
+  REQUIRE(errors.size() == 4);
+  REQUIRE(errors[0].find("no shards") != std::string::npos);
+  REQUIRE(errors[1].find("shard 3 is not in this set of 3") != std::string::npos);
+  REQUIRE(errors[2].find("shard -1 is not in this set") != std::string::npos);
+  REQUIRE(errors[3].find("listed twice") != std::string::npos);
+  REQUIRE(results.size() == 2);
+  for (const auto& res : results) {
+    REQUIRE(res.end == RunEnd::completed);
+    REQUIRE(res.stats.completed == 200);
+    REQUIRE(res.stats.steps[0].measured.ok == 200);
+  }
+  REQUIRE(sampled);
+  REQUIRE(sampled_completed > 0);
+  REQUIRE(sampled_steps == 1);
+  REQUIRE_FALSE(orphan_called);
+  REQUIRE(c.http_requests >= 400);  // + what the cancelled run did
+  REQUIRE(states == std::vector<long>{0, 0, 0});
 }
