@@ -784,3 +784,45 @@ url = "http://127.0.0.1:{0}/"
   REQUIRE(c.http_requests >= 400);  // + what the cancelled run did
   REQUIRE(states == std::vector<long>{0, 0, 0});
 }
+
+TEST_CASE("executor: with vus_from_spec, ExecSpec.vus replaces the file's VUs", "[load][exec]") {
+  TargetProc t;
+  // Each iteration outlasts the duration, so every VU starts exactly one.
+  const std::string plan = fmt::format(R"(version = 1
+[[workflow]]
+name = "w"
+vus = 5
+duration = "300ms"
+[[workflow.step]]
+name = "wait"
+url = "http://127.0.0.1:{0}/delay/600"
+)",
+                                       t.http);
+  Worker w;
+  w.on_done = [&w](std::uint64_t) { w.check_and_stop(); };
+  LoadExecutorOptions o;
+  o.vus_from_spec = true;
+  w.run(
+      [&](Worker& self) {
+        worker::ExecSpec s;
+        s.workflow = "w";
+        s.plan = bytes_of(plan);
+        s.cores = 2;
+        s.vus = 2;
+        Status st = self.ex->start(1, s);
+        if (!st.ok()) {
+          self.obs.errors.push_back(st.to_string());
+          self.r0->request_node_stop("start failed");
+        }
+      },
+      o);
+  t.stop();
+  REQUIRE(w.obs.errors.empty());
+  const auto& res = w.obs.done.at(1);
+  REQUIRE(res.outcome == worker::ExecOutcome::completed);
+  auto s = decode_stats(res.stats);
+  REQUIRE(s.ok());
+  REQUIRE(s->started == 2);
+  REQUIRE(s->completed == 2);
+  REQUIRE(res.completed == 2);
+}
