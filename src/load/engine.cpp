@@ -166,7 +166,8 @@ struct ShardState {
   bool aborting = false;
   std::function<void()> shutdown_done;
   std::array<metrics::Counter*, static_cast<int>(FailReason::kCount)> errors{};  // by reason
-  metrics::Counter* msg_lost = nullptr;
+  metrics::Counter* msg_unsent = nullptr;                                        // a ring was full
+  metrics::Counter* msg_orphan = nullptr;                                        // the run it was for was gone
 };
 
 // Messages to the control shard.
@@ -1066,8 +1067,10 @@ ShardState& state_of(Reactor& r) {
     ss.errors[static_cast<std::size_t>(i)] =
         &r.metrics().counter("hs_load_step_failures_total", "Load steps that failed, by reason",
                              {{"reason", reason_name(static_cast<FailReason>(i))}});
-  ss.msg_lost = &r.metrics().counter("hs_load_messages_lost_total",
-                                     "Load engine messages that could not be sent or whose run was gone", {});
+  ss.msg_unsent = &r.metrics().counter(
+      "hs_load_messages_lost_total", "Load engine messages that were not delivered, by reason", {{"reason", "unsent"}});
+  ss.msg_orphan = &r.metrics().counter(
+      "hs_load_messages_lost_total", "Load engine messages that were not delivered, by reason", {{"reason", "no_run"}});
   r.on_shutdown("load", [&ss](std::function<void()> done) {
     ss.aborting = true;
     for (auto& run : ss.runs) {
@@ -1257,7 +1260,7 @@ void send_final(WfRun& run) {
                            if (c == nullptr) {
                              log::warn("load", "final_without_run", "run={} workflow={}", own->id,
                                        log::quoted(own->stats.name));
-                             if (cs) cs->msg_lost->inc();
+                             if (cs) cs->msg_orphan->inc();
                              return;
                            }
                            on_final(*cs, *c, std::move(own));
@@ -1265,7 +1268,7 @@ void send_final(WfRun& run) {
   if (!st.ok()) {
     log::error("load", "final_send_failed", "workflow={} error={}", log::quoted(run.wf->name),
                log::quoted(st.to_string()));
-    ss.msg_lost->inc();
+    ss.msg_unsent->inc();
     delete fr;
   }
 }
@@ -1291,7 +1294,7 @@ void send_live(ShardState& ss) {
                              Control* c = cs ? find_control(*cs, own->id) : nullptr;
                              if (c == nullptr || static_cast<std::size_t>(own->pos) >= c->live.size()) {
                                log::debug("load", "live_without_run", "run={}", own->id);
-                               if (cs) cs->msg_lost->inc();
+                               if (cs) cs->msg_orphan->inc();
                                return;
                              }
                              if (c->window.size() < own->window.size()) c->window.resize(own->window.size());
@@ -1300,7 +1303,7 @@ void send_live(ShardState& ss) {
                            }));
     if (!st.ok()) {
       log::warn("load", "live_send_failed", "error={}", log::quoted(st.to_string()));
-      ss.msg_lost->inc();
+      ss.msg_unsent->inc();
       delete d;
     }
   }
@@ -1466,7 +1469,7 @@ Result<RunId> Runner::start(RunSpec spec, RunCallbacks cb) {
     if (!st.ok()) {
       // The ring to that shard is full (it cannot be at this rate); count the shard as finished empty.
       log::error("load", "start_send_failed", "shard={} error={}", sh->shards[pos], log::quoted(st.to_string()));
-      cs.msg_lost->inc();
+      cs.msg_unsent->inc();
       ref.shards_left--;
     }
   }
@@ -1510,7 +1513,7 @@ bool Runner::cancel(RunId id, Duration grace) {
         r_.send(s, runtime::Message([control, id, g](Reactor& r) { shard_cancel(r, control, id, Duration(g)); }));
     if (!st.ok()) {
       log::error("load", "cancel_send_failed", "shard={} run={} error={}", s, id, log::quoted(st.to_string()));
-      cs->msg_lost->inc();
+      cs->msg_unsent->inc();
     }
   }
   return true;

@@ -23,34 +23,39 @@ LoadExecutor::LoadExecutor(runtime::Reactor& control, std::vector<int> cores, Pr
 }
 
 Status LoadExecutor::start(std::uint64_t exec, const worker::ExecSpec& spec) {
-  auto refuse = [&](Errc code, std::string why) {
+  auto refuse = [&](Errc code, std::string why, const char* reason) {
     log::warn("load", "exec_refused", "exec={} job={} workflow={} reason={}", exec, log::quoted(spec.job_id),
               log::quoted(spec.workflow), log::quoted(why));
-    r_.metrics().counter("hs_load_exec_refused_total", "Executions the load executor refused to start").inc();
+    r_.metrics()
+        .counter("hs_load_exec_refused_total", "Executions the load executor refused to start, by reason",
+                 {{"reason", reason}})
+        .inc();
     return make_error(code, std::move(why));
   };
-  if (live_.count(exec) != 0) return refuse(Errc::already_exists, fmt::format("execution {} is already live", exec));
-  if (spec.cores == 0) return refuse(Errc::invalid_argument, "cores = 0");
+  if (live_.count(exec) != 0)
+    return refuse(Errc::already_exists, fmt::format("execution {} is already live", exec), "duplicate");
+  if (spec.cores == 0) return refuse(Errc::invalid_argument, "cores = 0", "cores");
   if (spec.cores > free_.size())
     return refuse(Errc::backpressure,
-                  fmt::format("not enough free cores: {} wanted, {} free", spec.cores, free_.size()));
+                  fmt::format("not enough free cores: {} wanted, {} free", spec.cores, free_.size()), "cores");
   if (spec.plan.size() > opts_.max_plan_bytes)
     return refuse(Errc::invalid_argument,
-                  fmt::format("plan text of {} bytes exceeds the bound {}", spec.plan.size(), opts_.max_plan_bytes));
+                  fmt::format("plan text of {} bytes exceeds the bound {}", spec.plan.size(), opts_.max_plan_bytes),
+                  "plan_size");
   const std::string text(spec.plan.begin(), spec.plan.end());
   const std::string file = spec.job_id.empty() ? "workflow.toml" : spec.job_id + ".toml";
   auto parsed = load_plan_text(text, file, false, opts_.env);
-  if (!parsed.ok()) return refuse(Errc::invalid_argument, parsed.status().message());
+  if (!parsed.ok()) return refuse(Errc::invalid_argument, parsed.status().message(), "plan");
   auto plan = std::make_shared<Plan>(std::move(parsed).value());
   const auto it = std::find_if(plan->workflows.begin(), plan->workflows.end(),
                                [&](const Workflow& w) { return w.name == spec.workflow; });
   if (it == plan->workflows.end())
-    return refuse(Errc::not_found, fmt::format("{}: no workflow named '{}'", file, spec.workflow));
+    return refuse(Errc::not_found, fmt::format("{}: no workflow named '{}'", file, spec.workflow), "workflow");
   if (opts_.vus_from_spec && spec.vus > 0 && it->kind == WorkflowKind::test &&
       it->executor == load::Executor::constant_vus)
     it->vus = spec.vus;
   auto prep = prepare_workflow(plan, spec.workflow);
-  if (!prep.ok()) return refuse(prep.status().code(), prep.status().message());
+  if (!prep.ok()) return refuse(prep.status().code(), prep.status().message(), "prepare");
 
   RunSpec rs;
   rs.workflow = std::move(prep).value();
@@ -68,7 +73,7 @@ Status LoadExecutor::start(std::uint64_t exec, const worker::ExecSpec& spec) {
   cb.on_done = [this, exec](WorkflowResult res) { on_done(exec, std::move(res)); };
   const std::vector<int> shards = rs.shards;
   auto id = runner_.start(std::move(rs), std::move(cb));
-  if (!id.ok()) return refuse(id.status().code(), id.status().message());
+  if (!id.ok()) return refuse(id.status().code(), id.status().message(), "runner");
   free_.erase(free_.begin(), free_.begin() + spec.cores);
   live_[exec] = Live{*id, shards, spec.workflow};
   log::info("load", "exec_start", "exec={} job={} workflow={} cores={}", exec, log::quoted(spec.job_id),
