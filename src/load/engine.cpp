@@ -21,16 +21,12 @@
 #include <regex>
 
 #include "hyperscale/base/log.hpp"
+#include "hyperscale/load/runner.hpp"
 #include "hyperscale/load/schedule.hpp"
 #include "hyperscale/runtime/shard_set.hpp"
 
 namespace hs::load {
-namespace {
-
-using runtime::Reactor;
-
-constexpr std::size_t kReadBuf = 16 * 1024;
-constexpr std::size_t kMaxBodyDefault = 1 << 20;  // bodies kept for checks are capped at 1 MiB
+namespace detail {
 
 struct ResolvedStep {
   sockaddr_storage addr{};
@@ -41,24 +37,37 @@ struct ResolvedStep {
   std::vector<int> children;
 };
 
-struct Coordinator;
-struct ShardState;
+}  // namespace detail
 
-struct RunShared {
-  const Plan* plan = nullptr;
-  int nshards = 1;
-  std::vector<std::vector<ResolvedStep>> steps;         // [workflow][step]
-  std::vector<std::map<std::string, std::string>> ctx;  // [workflow]: written by shard 0 before dispatch
-  Coordinator* coord = nullptr;                         // touched on shard 0 only
-  std::vector<ShardState*> shard_states;                // [shard]: each touched by its own shard only
-  Instant run_start{0};
-  const RunOptions* opts = nullptr;
+struct PreparedWorkflow {
+  std::shared_ptr<const Plan> plan;
+  const Workflow* wf = nullptr;
+  std::vector<detail::ResolvedStep> steps;
   SSL_CTX* tls_verify = nullptr;  // shared by every shard (OpenSSL contexts are thread-safe)
   SSL_CTX* tls_noverify = nullptr;
-  ~RunShared() {
+  ~PreparedWorkflow() {
     if (tls_verify) SSL_CTX_free(tls_verify);
     if (tls_noverify) SSL_CTX_free(tls_noverify);
   }
+};
+
+namespace {
+
+using detail::ResolvedStep;
+using runtime::Reactor;
+
+constexpr std::size_t kReadBuf = 16 * 1024;
+constexpr std::size_t kMaxBodyDefault = 1 << 20;  // bodies kept for checks are capped at 1 MiB
+
+struct ShardState;
+
+// One run, as every shard of it sees it: immutable once the start messages are sent.
+struct RunShared {
+  std::shared_ptr<const PreparedWorkflow> prep;
+  std::map<std::string, std::string> ctx;  // "workflow.key" -> value
+  std::vector<int> shards;
+  int control = 0;  // the control shard
+  RunId id = 0;     // unique on the control shard
 };
 
 struct WfRun;
@@ -119,9 +128,10 @@ struct Vu {
 };
 
 struct WfRun {
-  RunShared* sh = nullptr;
+  std::shared_ptr<const RunShared> sh;
+  const PreparedWorkflow* prep = nullptr;
   ShardState* ss = nullptr;
-  int wf_index = 0;
+  int pos = 0;  // index of this shard in sh->shards
   const Workflow* wf = nullptr;
   Driver driver;
   WorkflowStats stats;
@@ -134,32 +144,43 @@ struct WfRun {
   bool finishing = false, finished = false, in_pump = false, pump_again = false;
   std::map<std::string, std::string> provided;
   std::vector<Histogram> window;  // per step, since the last live report
-  WfRun(RunShared* s, ShardState* st, int w, Instant start)
-      : sh(s),
+  WfRun(std::shared_ptr<const RunShared> s, ShardState* st, int p, Instant start)
+      : sh(std::move(s)),
+        prep(sh->prep.get()),
         ss(st),
-        wf_index(w),
-        wf(&s->plan->workflows[static_cast<std::size_t>(w)]),
-        driver(*wf, share_for(*wf, 0, 1), start) {}
+        pos(p),
+        wf(prep->wf),
+        driver(*wf, share_for(*wf, p, static_cast<int>(sh->shards.size())), start) {}
 };
 
+struct Control;
+
+// Per shard: the runs this shard executes a share of, and the runs it controls. Created on first use
+// on the shard's thread; lives as long as the thread (a bounded, constant footprint: the runs in it
+// are freed when they end).
 struct ShardState {
   Reactor* r = nullptr;
-  RunShared* sh = nullptr;
   std::vector<std::unique_ptr<WfRun>> runs;
+  std::map<RunId, std::unique_ptr<Control>> controls;
+  RunId next_id = 1;
   bool aborting = false;
   std::function<void()> shutdown_done;
   std::array<metrics::Counter*, static_cast<int>(FailReason::kCount)> errors{};  // by reason
+  metrics::Counter* msg_unsent = nullptr;                                        // a ring was full
+  metrics::Counter* msg_orphan = nullptr;                                        // the run it was for was gone
 };
 
-// Messages to the coordinator.
+// Messages to the control shard.
 struct LiveDelta {
-  int wf = 0, shard = 0;
-  std::uint64_t started = 0, completed = 0, dropped = 0, inflight = 0;
+  RunId id = 0;
+  int pos = 0;
+  std::uint64_t started = 0, completed = 0, iterations_failed = 0, dropped = 0, inflight = 0;
   std::vector<Counts> totals;
   std::vector<Histogram> window;
 };
 struct FinalResult {
-  int wf = 0, shard = 0;
+  RunId id = 0;
+  int pos = 0;
   WorkflowStats stats;
   std::map<std::string, std::string> provided;
 };
@@ -609,7 +630,7 @@ void send_request(Conn& c) {
   } else {
     c.req.clear();
     vu.scope.steps = &vu.extracted;
-    vu.scope.ctx = &vu.run->sh->ctx[static_cast<std::size_t>(vu.run->wf_index)];
+    vu.scope.ctx = &vu.run->sh->ctx;
     if (st.type == StepType::http) {
       // Body first (Content-Length), then the head.
       c.reply.clear();
@@ -719,8 +740,8 @@ void on_connect(uv_connect_t* req, int status) {
   c->state = Conn::S::sending;
   arm_conn_timer(*c, now_of(*c->vu->run));
   if (c->st->tls) {
-    RunShared& sh = *c->vu->run->sh;
-    c->ssl = SSL_new(c->st->tls_verify ? sh.tls_verify : sh.tls_noverify);
+    const PreparedWorkflow& pw = *c->vu->run->prep;
+    c->ssl = SSL_new(c->st->tls_verify ? pw.tls_verify : pw.tls_noverify);
     if (c->ssl == nullptr) {
       tls_fail(*c, "new");
       return;
@@ -815,7 +836,7 @@ void start_step(Vu& vu, int i) {
     cp->vu = &vu;
     cp->step = i;
     cp->st = &run.wf->steps[static_cast<std::size_t>(i)];
-    cp->rs = &run.sh->steps[static_cast<std::size_t>(run.wf_index)][static_cast<std::size_t>(i)];
+    cp->rs = &run.prep->steps[static_cast<std::size_t>(i)];
     cp->rbuf_size = cp->st->type == StepType::udp ? std::max<std::size_t>(cp->st->max_reply, 1) : kReadBuf;
     cp->rbuf.reset(new char[cp->rbuf_size]);
     uv_timer_init(run.ss->r->loop(), &cp->timer);
@@ -850,7 +871,7 @@ void iteration_done(Vu& vu);
 
 void skip_children(Vu& vu, int i) {
   WfRun& run = *vu.run;
-  for (int ch : run.sh->steps[static_cast<std::size_t>(run.wf_index)][static_cast<std::size_t>(i)].children) {
+  for (int ch : run.prep->steps[static_cast<std::size_t>(i)].children) {
     if (vu.done[static_cast<std::size_t>(ch)]) continue;
     vu.done[static_cast<std::size_t>(ch)] = 1;
     vu.steps_left--;
@@ -930,7 +951,7 @@ void iteration_done(Vu& vu) {
   if (run.wf->kind == WorkflowKind::setup && !vu.iter_failed) {
     TemplateScope sc = vu.scope;
     sc.steps = &vu.extracted;
-    sc.ctx = &run.sh->ctx[static_cast<std::size_t>(run.wf_index)];
+    sc.ctx = &run.sh->ctx;
     for (const auto& [k, t] : run.wf->provide) {
       std::string v;
       render(t, sc, v);
@@ -1024,62 +1045,202 @@ void finish(WfRun& run) {
   maybe_finish(run);
 }
 
-// ---------------------------------------------------------------- coordinator (shard 0)
+// ---------------------------------------------------------------- per-shard state
 
-struct Coordinator {
-  RunShared* sh = nullptr;
-  Reactor* r = nullptr;
-  RunStats result;
-  std::vector<int> shards_left;  // per workflow: shards still running it (0 when not started)
-  std::vector<bool> started;
-  std::vector<Instant> started_at;
-  std::vector<std::vector<std::unique_ptr<LiveDelta>>> live;  // [wf][shard]
-  std::vector<std::vector<Histogram>> window;                 // [wf][step] merged last second
-  uv_signal_t sigint{}, sigterm{};
-  bool signals = false;
-  bool aborted = false;
-  bool done = false;
-  int signal_count = 0;
+// The load state of the shard running on this thread (one reactor per thread).
+thread_local std::unique_ptr<ShardState> tl_state;
 
-  void start_ready();
-  void on_final(std::unique_ptr<FinalResult> fr);
-  void report_live();
-  void abort(const std::string& why);
+ShardState* find_state(Reactor& r) { return tl_state && tl_state->r == &r ? tl_state.get() : nullptr; }
+
+void send_live(ShardState& ss);
+
+ShardState& state_of(Reactor& r) {
+  if (ShardState* ss = find_state(r)) return *ss;
+  if (tl_state) {
+    log::warn("load", "shard_state_replaced", "shard={} runs={} note=a new reactor on this thread", r.shard_id(),
+              tl_state->runs.size() + tl_state->controls.size());
+  }
+  tl_state = std::make_unique<ShardState>();
+  ShardState& ss = *tl_state;
+  ss.r = &r;
+  for (int i = 0; i < static_cast<int>(FailReason::kCount); ++i)
+    ss.errors[static_cast<std::size_t>(i)] =
+        &r.metrics().counter("hs_load_step_failures_total", "Load steps that failed, by reason",
+                             {{"reason", reason_name(static_cast<FailReason>(i))}});
+  ss.msg_unsent = &r.metrics().counter(
+      "hs_load_messages_lost_total", "Load engine messages that were not delivered, by reason", {{"reason", "unsent"}});
+  ss.msg_orphan = &r.metrics().counter(
+      "hs_load_messages_lost_total", "Load engine messages that were not delivered, by reason", {{"reason", "no_run"}});
+  r.on_shutdown("load", [&ss](std::function<void()> done) {
+    ss.aborting = true;
+    for (auto& run : ss.runs) {
+      if (run->finishing) continue;
+      interrupt_all(*run);
+      finish(*run);
+    }
+    if (ss.runs.empty())
+      done();
+    else
+      ss.shutdown_done = std::move(done);
+  });
+  auto live = r.every("load-live", std::chrono::milliseconds(500), [&ss]() {
+    send_live(ss);
+    return ok_status();
+  });
+  if (!live.ok()) log::error("load", "task_failed", "task=load-live error={}", log::quoted(live.status().to_string()));
+  return ss;
+}
+
+WfRun* find_run(ShardState& ss, int control, RunId id) {
+  for (auto& p : ss.runs)
+    if (p->sh->control == control && p->sh->id == id) return p.get();
+  return nullptr;
+}
+
+// ---------------------------------------------------------------- control side (the control shard)
+
+struct Control {
+  RunId id = 0;
+  Runner* owner = nullptr;
+  RunCallbacks cb;
+  std::shared_ptr<const RunShared> sh;
+  int shards_left = 0;
+  bool cancelled = false;
+  Instant started_at{0};
+  WorkflowStats merged;
+  std::map<std::string, std::string> provided;
+  std::vector<std::unique_ptr<LiveDelta>> live;  // [pos]: the latest delta of each shard
+  std::vector<Histogram> window;                 // [step]: merged since the last sample
+  std::optional<runtime::TaskId> progress;
 };
 
-// The coordinator of this process's run, set on shard 0's thread only.
-thread_local Coordinator* tl_coord = nullptr;
+Control* find_control(ShardState& cs, RunId id) {
+  auto it = cs.controls.find(id);
+  return it == cs.controls.end() ? nullptr : it->second.get();
+}
 
-void shard_start_workflow(ShardState& ss, int wf, Instant start) {
-  RunShared* sh = ss.sh;
-  auto run = std::make_unique<WfRun>(sh, &ss, wf, start);
+}  // namespace
+
+struct RunnerAccess {
+  static void forget(Runner& r, RunId id) {
+    auto it = std::find(r.ids_.begin(), r.ids_.end(), id);
+    if (it != r.ids_.end()) r.ids_.erase(it);
+  }
+};
+
+namespace {
+
+void fill_live(Control& c, Instant now, WorkflowLive& out) {
+  out = WorkflowLive{};
+  out.elapsed = now - c.started_at;
+  out.steps.resize(c.sh->prep->wf->steps.size());
+  for (const auto& d : c.live) {
+    if (!d) continue;
+    out.started += d->started;
+    out.completed += d->completed;
+    out.iterations_failed += d->iterations_failed;
+    out.dropped += d->dropped;
+    out.inflight += d->inflight;
+    for (std::size_t i = 0; i < out.steps.size() && i < d->totals.size(); ++i) out.steps[i].merge(d->totals[i]);
+  }
+  out.window.resize(out.steps.size());
+  for (std::size_t i = 0; i < out.window.size() && i < c.window.size(); ++i) {
+    out.window[i] = c.window[i];
+    c.window[i].reset();
+  }
+}
+
+void finish_control(ShardState& cs, Control& c) {
+  const Workflow& wf = *c.sh->prep->wf;
+  WorkflowResult res;
+  res.stats = std::move(c.merged);
+  WorkflowStats& ws = res.stats;
+  if (c.cancelled) {
+    ws.outcome = WorkflowOutcome::interrupted;
+    ws.note = "cancelled";
+    res.end = RunEnd::cancelled;
+  } else if (wf.kind == WorkflowKind::setup && (ws.completed == 0 || ws.iterations_failed > 0)) {
+    ws.outcome = WorkflowOutcome::failed;
+    ws.note = ws.completed == 0 ? "setup did not complete" : "a setup step failed";
+    res.end = RunEnd::failed;
+    res.error = ws.note;
+  } else {
+    ws.outcome = WorkflowOutcome::completed;
+  }
+  res.published = std::move(c.provided);
+  log::info("load", "workflow_done", "workflow={} outcome={} started={} completed={} dropped={} interrupted={}",
+            log::quoted(ws.name), outcome_name(ws.outcome), ws.started, ws.completed, ws.dropped, ws.interrupted);
+  if (c.progress) cs.r->cancel(*c.progress);
+  auto done = std::move(c.cb.on_done);
+  if (c.owner) RunnerAccess::forget(*c.owner, c.id);
+  cs.controls.erase(c.id);  // frees the run's control state; `c` is gone from here on
+  if (done) done(std::move(res));
+}
+
+void on_final(ShardState& cs, Control& c, std::unique_ptr<FinalResult> fr) {
+  const WorkflowStats& s = fr->stats;
+  // Keep the shard's final counts in the live view (a sample after it finished still adds up).
+  auto d = std::make_unique<LiveDelta>();
+  d->id = fr->id;
+  d->pos = fr->pos;
+  d->started = s.started;
+  d->completed = s.completed;
+  d->iterations_failed = s.iterations_failed;
+  d->dropped = s.dropped;
+  for (const auto& st : s.steps) d->totals.push_back(st.total);
+  if (static_cast<std::size_t>(fr->pos) < c.live.size()) c.live[static_cast<std::size_t>(fr->pos)] = std::move(d);
+  c.merged.merge(s);
+  for (auto& [k, v] : fr->provided) c.provided[k] = std::move(v);
+  if (--c.shards_left > 0) return;
+  finish_control(cs, c);
+}
+
+// ---------------------------------------------------------------- shard side
+
+void shard_start(Reactor& r, std::shared_ptr<const RunShared> sh, int pos, Instant start) {
+  ShardState& ss = state_of(r);
+  auto run = std::make_unique<WfRun>(std::move(sh), &ss, pos, start);
   const Workflow& w = *run->wf;
-  run->driver = Driver(w, share_for(w, ss.r->shard_id(), sh->nshards), start);
+  const int n = static_cast<int>(run->sh->shards.size());
   run->warmup_end = start + w.warmup;
   run->stats.name = w.name;
   run->stats.steps.resize(w.steps.size());
   for (std::size_t i = 0; i < w.steps.size(); ++i) run->stats.steps[i].name = w.steps[i].name;
   run->window.resize(w.steps.size());
-  const std::uint64_t slots = share_for(w, ss.r->shard_id(), sh->nshards).vus;
-  run->vus.resize(slots);
-  uv_timer_init(ss.r->loop(), &run->timer);
+  run->vus.resize(share_for(w, pos, n).vus);
+  uv_timer_init(r.loop(), &run->timer);
   run->timer.data = run.get();
   WfRun& ref = *run;
   ss.runs.push_back(std::move(run));
-  if (ss.aborting) {
+  if (ss.aborting || r.stopping()) {  // shutting down (its hook may have run already): end at once
+    ss.aborting = true;
     finish(ref);
     return;
   }
   pump(ref);
 }
 
+void shard_cancel(Reactor& r, int control, RunId id, Duration grace) {
+  ShardState* ss = find_state(r);
+  WfRun* run = ss ? find_run(*ss, control, id) : nullptr;
+  if (run == nullptr || run->finishing) return;  // already finished: its final result is on its way
+  run->driver.stop(now_of(*run), grace);
+  if (grace <= Duration{0}) {
+    interrupt_all(*run);
+    finish(*run);
+    return;
+  }
+  pump(*run);
+}
+
 void send_final(WfRun& run) {
   ShardState& ss = *run.ss;
   auto fr = new FinalResult;
-  fr->wf = run.wf_index;
-  fr->shard = ss.r->shard_id();
+  fr->id = run.sh->id;
+  fr->pos = run.pos;
   fr->stats = std::move(run.stats);
   fr->provided = std::move(run.provided);
+  const int control = run.sh->control;
   WfRun* victim = &run;
   // Free the run after the current callback returns (its handles are all closed now).
   Status d = ss.r->defer([&ss, victim]() {
@@ -1092,140 +1253,24 @@ void send_final(WfRun& run) {
     }
   });
   if (!d.ok()) log::error("load", "defer_failed", "error={}", log::quoted(d.to_string()));
-  Status st = ss.r->send(0, runtime::Message([fr](Reactor& r0) {
-                           (void)r0;
+  Status st = ss.r->send(control, runtime::Message([fr](Reactor& r0) {
                            std::unique_ptr<FinalResult> own(fr);
-                           if (tl_coord) tl_coord->on_final(std::move(own));
+                           ShardState* cs = find_state(r0);
+                           Control* c = cs ? find_control(*cs, own->id) : nullptr;
+                           if (c == nullptr) {
+                             log::warn("load", "final_without_run", "run={} workflow={}", own->id,
+                                       log::quoted(own->stats.name));
+                             if (cs) cs->msg_orphan->inc();
+                             return;
+                           }
+                           on_final(*cs, *c, std::move(own));
                          }));
   if (!st.ok()) {
     log::error("load", "final_send_failed", "workflow={} error={}", log::quoted(run.wf->name),
                log::quoted(st.to_string()));
+    ss.msg_unsent->inc();
     delete fr;
   }
-}
-
-void broadcast_start(Coordinator& co, int wf) {
-  const Instant start = co.r->clock().now();
-  co.started[static_cast<std::size_t>(wf)] = true;
-  co.started_at[static_cast<std::size_t>(wf)] = start;
-  co.shards_left[static_cast<std::size_t>(wf)] = co.sh->nshards;
-  co.live[static_cast<std::size_t>(wf)].clear();
-  co.live[static_cast<std::size_t>(wf)].resize(static_cast<std::size_t>(co.sh->nshards));
-  log::info("load", "workflow_start", "workflow={}",
-            log::quoted(co.sh->plan->workflows[static_cast<std::size_t>(wf)].name));
-  for (int s = 0; s < co.sh->nshards; ++s) {
-    RunShared* sh = co.sh;
-    const std::int64_t t = start.count();
-    Status st =
-        co.r->send(s, runtime::Message([sh, wf, t](Reactor& r) {
-                     shard_start_workflow(*sh->shard_states[static_cast<std::size_t>(r.shard_id())], wf, Instant(t));
-                   }));
-    if (!st.ok()) {
-      // The ring to that shard is full (it cannot be at this rate); count the shard as finished empty.
-      log::error("load", "start_send_failed", "shard={} error={}", s, log::quoted(st.to_string()));
-      co.shards_left[static_cast<std::size_t>(wf)]--;
-    }
-  }
-}
-
-void Coordinator::start_ready() {
-  const Plan& plan = *sh->plan;
-  bool progress = true;
-  while (progress) {
-    progress = false;
-    for (std::size_t w = 0; w < plan.workflows.size(); ++w) {
-      auto& ws = result.workflows[w];
-      if (started[w] || ws.outcome != WorkflowOutcome::pending) continue;
-      bool ready = true;
-      std::string failed_dep;
-      for (const auto& d : plan.workflows[w].depends_on) {
-        const auto it =
-            std::find_if(plan.workflows.begin(), plan.workflows.end(), [&](const Workflow& x) { return x.name == d; });
-        const auto& ds = result.workflows[static_cast<std::size_t>(it - plan.workflows.begin())];
-        if (ds.outcome == WorkflowOutcome::pending)
-          ready = false;
-        else if (ds.outcome != WorkflowOutcome::completed)
-          failed_dep = d;
-      }
-      if (!failed_dep.empty() || (aborted && ready)) {
-        ws.outcome = WorkflowOutcome::skipped;
-        ws.note = aborted ? "run aborted" : fmt::format("dependency '{}' did not complete", failed_dep);
-        log::warn("load", "workflow_skipped", "workflow={} reason={}", log::quoted(ws.name), log::quoted(ws.note));
-        progress = true;
-        continue;
-      }
-      if (!ready) continue;
-      // ctx for this workflow: what its setup dependencies provided.
-      auto& ctx = sh->ctx[w];
-      for (const auto& d : plan.workflows[w].depends_on) {
-        const auto it =
-            std::find_if(plan.workflows.begin(), plan.workflows.end(), [&](const Workflow& x) { return x.name == d; });
-        const std::size_t di = static_cast<std::size_t>(it - plan.workflows.begin());
-        for (const auto& [k, v] : sh->ctx[plan.workflows.size() + di]) ctx[d + "." + k] = v;
-      }
-      broadcast_start(*this, static_cast<int>(w));
-      progress = true;
-    }
-  }
-  bool running = false;
-  for (std::size_t w = 0; w < plan.workflows.size(); ++w)
-    running = running || (started[w] && result.workflows[w].outcome == WorkflowOutcome::pending);
-  bool pending = false;
-  for (const auto& ws : result.workflows) pending = pending || ws.outcome == WorkflowOutcome::pending;
-  if (!running && !pending && !done) {
-    done = true;
-    result.elapsed = r->clock().now() - sh->run_start;
-    report_live();
-    if (signals) {
-      uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
-      uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
-      signals = false;
-    }
-    r->request_node_stop(aborted ? "aborted" : "done");
-  }
-}
-
-void Coordinator::on_final(std::unique_ptr<FinalResult> fr) {
-  const auto w = static_cast<std::size_t>(fr->wf);
-  auto& ws = result.workflows[w];
-  ws.merge(fr->stats);
-  for (auto& [k, v] : fr->provided) sh->ctx[sh->plan->workflows.size() + w][k] = v;
-  if (--shards_left[w] > 0) return;
-  const Workflow& wf = sh->plan->workflows[w];
-  if (aborted) {
-    ws.outcome = WorkflowOutcome::interrupted;
-    ws.note = "run aborted";
-  } else if (wf.kind == WorkflowKind::setup && (ws.completed == 0 || ws.iterations_failed > 0)) {
-    ws.outcome = WorkflowOutcome::failed;
-    ws.note = ws.completed == 0 ? "setup did not complete" : "a setup step failed";
-  } else {
-    ws.outcome = WorkflowOutcome::completed;
-  }
-  log::info("load", "workflow_done", "workflow={} outcome={} started={} completed={} dropped={} interrupted={}",
-            log::quoted(ws.name), outcome_name(ws.outcome), ws.started, ws.completed, ws.dropped, ws.interrupted);
-  start_ready();
-}
-
-void Coordinator::abort(const std::string& why) {
-  if (aborted) return;
-  aborted = true;
-  result.aborted = true;
-  result.abort_reason = why;
-  log::warn("load", "run_abort", "reason={}", log::quoted(why));
-  for (int s = 0; s < sh->nshards; ++s) {
-    RunShared* shp = sh;
-    Status st = r->send(s, runtime::Message([shp](Reactor& rr) {
-                          ShardState& ss = *shp->shard_states[static_cast<std::size_t>(rr.shard_id())];
-                          ss.aborting = true;
-                          for (auto& run : ss.runs) {
-                            if (run->finishing) continue;
-                            interrupt_all(*run);
-                            finish(*run);
-                          }
-                        }));
-    if (!st.ok()) log::error("load", "abort_send_failed", "shard={} error={}", s, log::quoted(st.to_string()));
-  }
-  start_ready();
 }
 
 void send_live(ShardState& ss) {
@@ -1233,308 +1278,256 @@ void send_live(ShardState& ss) {
     WfRun& run = *rp;
     if (run.finishing) continue;
     auto* d = new LiveDelta;
-    d->wf = run.wf_index;
-    d->shard = ss.r->shard_id();
+    d->id = run.sh->id;
+    d->pos = run.pos;
     d->started = run.driver.started();
     d->completed = run.driver.completed();
+    d->iterations_failed = run.stats.iterations_failed;
     d->dropped = run.driver.dropped();
     d->inflight = run.driver.inflight();
     for (const auto& s : run.stats.steps) d->totals.push_back(s.total);
     d->window = run.window;
     for (auto& h : run.window) h.reset();
-    Status st = ss.r->send(0, runtime::Message([d](Reactor&) {
+    Status st = ss.r->send(run.sh->control, runtime::Message([d](Reactor& r0) {
                              std::unique_ptr<LiveDelta> own(d);
-                             if (!tl_coord) return;
-                             auto& slot = tl_coord->live[static_cast<std::size_t>(own->wf)];
-                             if (slot.size() <= static_cast<std::size_t>(own->shard)) return;
-                             auto& win = tl_coord->window[static_cast<std::size_t>(own->wf)];
-                             if (win.size() < own->window.size()) win.resize(own->window.size());
-                             for (std::size_t i = 0; i < own->window.size(); ++i) win[i].merge(own->window[i]);
-                             slot[static_cast<std::size_t>(own->shard)] = std::move(own);
+                             ShardState* cs = find_state(r0);
+                             Control* c = cs ? find_control(*cs, own->id) : nullptr;
+                             if (c == nullptr || static_cast<std::size_t>(own->pos) >= c->live.size()) {
+                               log::debug("load", "live_without_run", "run={}", own->id);
+                               if (cs) cs->msg_orphan->inc();
+                               return;
+                             }
+                             if (c->window.size() < own->window.size()) c->window.resize(own->window.size());
+                             for (std::size_t i = 0; i < own->window.size(); ++i) c->window[i].merge(own->window[i]);
+                             c->live[static_cast<std::size_t>(own->pos)] = std::move(own);
                            }));
     if (!st.ok()) {
       log::warn("load", "live_send_failed", "error={}", log::quoted(st.to_string()));
+      ss.msg_unsent->inc();
       delete d;
     }
   }
 }
 
-void Coordinator::report_live() {
-  if (!sh->opts->on_progress) return;
-  LiveSnapshot snap;
-  Counts live_run_counts;
-  Histogram live_run_hist;
-  double live_run_secs = 0;
-  std::uint64_t live_run_dropped = 0, live_run_sched = 0;
-  const Instant now = r->clock().now();
-  snap.elapsed = now - sh->run_start;
-  const Plan& plan = *sh->plan;
-  for (std::size_t w = 0; w < plan.workflows.size(); ++w) {
-    LiveWorkflow lw;
-    lw.name = plan.workflows[w].name;
-    lw.outcome = result.workflows[w].outcome;
-    lw.running = started[w] && lw.outcome == WorkflowOutcome::pending;
-    lw.duration = plan.workflows[w].duration;
-    lw.elapsed = started[w] ? (lw.running ? now - started_at[w] : result.workflows[w].elapsed) : Duration{0};
-    lw.steps.resize(plan.workflows[w].steps.size());
-    for (std::size_t i = 0; i < lw.steps.size(); ++i) lw.steps[i].name = plan.workflows[w].steps[i].name;
-    if (!lw.running && started[w]) {
-      const auto& ws = result.workflows[w];
-      lw.started = ws.started;
-      lw.completed = ws.completed;
-      lw.dropped = ws.dropped;
-      for (std::size_t i = 0; i < lw.steps.size() && i < ws.steps.size(); ++i) lw.steps[i].total = ws.steps[i].total;
-    } else {
-      for (const auto& d : live[w]) {
-        if (!d) continue;
-        lw.started += d->started;
-        lw.completed += d->completed;
-        lw.dropped += d->dropped;
-        lw.inflight += d->inflight;
-        for (std::size_t i = 0; i < lw.steps.size() && i < d->totals.size(); ++i) lw.steps[i].total.merge(d->totals[i]);
-      }
-    }
-    auto& win = window[w];
-    if (win.size() < lw.steps.size()) win.resize(lw.steps.size());
-    const Workflow& wf = plan.workflows[w];
-    const double secs = to_seconds(lw.elapsed);
-    const std::uint64_t sched = lw.started + lw.dropped;
-    auto judge = [&snap](const Threshold& t, const Counts& c, const Histogram& h, double s, std::uint64_t dropped,
-                         std::uint64_t scheduled) {
-      LiveThreshold lt;
-      lt.threshold = &t;
-      lt.observed = observe(t.metric, c, h, s, dropped, scheduled, lt.no_data);
-      lt.passed = !lt.no_data && compare(t.op, lt.observed, t.value);
-      snap.thresholds.push_back(lt);
-    };
-    Counts wc;
-    Histogram wh;
-    for (std::size_t i = 0; i < lw.steps.size(); ++i) {
-      lw.steps[i].rps = static_cast<double>(win[i].count());
-      lw.steps[i].p50 = win[i].quantile(0.50);
-      lw.steps[i].p95 = win[i].quantile(0.95);
-      lw.steps[i].p99 = win[i].quantile(0.99);
-      if (lw.running || started[w]) {
-        for (const auto& t : wf.steps[i].thresholds) judge(t, lw.steps[i].total, win[i], secs, lw.dropped, sched);
-        wc.merge(lw.steps[i].total);
-        wh.merge(win[i]);
-      }
-      win[i].reset();
-    }
-    if (started[w]) {
-      for (const auto& t : wf.thresholds) judge(t, wc, wh, secs, lw.dropped, sched);
-      if (wf.kind == WorkflowKind::test) {
-        live_run_counts.merge(wc);
-        live_run_hist.merge(wh);
-        live_run_secs = std::max(live_run_secs, secs);
-        live_run_dropped += lw.dropped;
-        live_run_sched += sched;
-      }
-    }
-    snap.workflows.push_back(std::move(lw));
-  }
-  for (const auto& t : plan.thresholds) {
-    LiveThreshold lt;
-    lt.threshold = &t;
-    lt.observed =
-        observe(t.metric, live_run_counts, live_run_hist, live_run_secs, live_run_dropped, live_run_sched, lt.no_data);
-    lt.passed = !lt.no_data && compare(t.op, lt.observed, t.value);
-    snap.thresholds.push_back(lt);
-  }
-  sh->opts->on_progress(snap);
-}
+// ---------------------------------------------------------------- planning
 
-// ---------------------------------------------------------------- planning helpers
-
-Status resolve_steps(const Plan& plan, RunShared& sh) {
-  sh.steps.resize(plan.workflows.size());
-  for (std::size_t w = 0; w < plan.workflows.size(); ++w) {
-    const Workflow& wf = plan.workflows[w];
-    auto& out = sh.steps[w];
-    out.resize(wf.steps.size());
-    for (std::size_t i = 0; i < wf.steps.size(); ++i) {
-      const Step& st = wf.steps[i];
-      ResolvedStep& rs = out[i];
-      for (int a : st.after) out[static_cast<std::size_t>(a)].children.push_back(static_cast<int>(i));
-      addrinfo hints{};
-      hints.ai_family = AF_UNSPEC;
-      hints.ai_socktype = st.type == StepType::udp ? SOCK_DGRAM : SOCK_STREAM;
-      addrinfo* res = nullptr;
-      const std::string port = std::to_string(st.port);
-      const int rc = getaddrinfo(st.host.c_str(), port.c_str(), &hints, &res);
-      if (rc != 0 || res == nullptr) {
-        return make_error(Errc::unavailable, fmt::format("workflow '{}' step '{}': cannot resolve host '{}': {}",
-                                                         wf.name, st.name, st.host, gai_strerror(rc)));
-      }
-      std::memcpy(&rs.addr, res->ai_addr, res->ai_addrlen);
-      freeaddrinfo(res);
-      bool dynamic = !st.path.is_static() || !st.body.is_static() || !st.send.is_static();
-      for (const auto& h : st.headers) dynamic = dynamic || !h.second.is_static();
-      rs.dynamic = dynamic;
-      rs.need_body = !st.expect.body_contains.empty() || st.expect.max_body.has_value() ||
-                     std::any_of(st.extract.begin(), st.extract.end(),
-                                 [](const Extract& x) { return x.from != Extract::From::header; });
-      rs.need_headers = !st.expect.header_name.empty() ||
-                        std::any_of(st.extract.begin(), st.extract.end(),
-                                    [](const Extract& x) { return x.from == Extract::From::header; });
-      if (!dynamic) {
-        if (st.type == StepType::http) {
-          const std::string body = st.body.literal();
-          const bool default_port = st.port == (st.tls ? 443 : 80);
-          std::string r = fmt::format("{} {} HTTP/1.1\r\nHost: {}{}\r\n", st.method, st.path.literal(), st.host,
-                                      default_port ? "" : ":" + std::to_string(st.port));
-          for (const auto& [k, v] : st.headers) r += fmt::format("{}: {}\r\n", k, v.literal());
-          if (!body.empty() || st.method == "POST" || st.method == "PUT" || st.method == "PATCH")
-            r += fmt::format("Content-Length: {}\r\n", body.size());
-          if (!st.keepalive) r += "Connection: close\r\n";
-          r += "\r\n" + body;
-          rs.request = std::move(r);
-        } else {
-          rs.request = st.send.literal();
-        }
+Status resolve_steps(const Workflow& wf, std::vector<ResolvedStep>& out) {
+  out.resize(wf.steps.size());
+  for (std::size_t i = 0; i < wf.steps.size(); ++i) {
+    const Step& st = wf.steps[i];
+    ResolvedStep& rs = out[i];
+    for (int a : st.after) out[static_cast<std::size_t>(a)].children.push_back(static_cast<int>(i));
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = st.type == StepType::udp ? SOCK_DGRAM : SOCK_STREAM;
+    addrinfo* res = nullptr;
+    const std::string port = std::to_string(st.port);
+    const int rc = getaddrinfo(st.host.c_str(), port.c_str(), &hints, &res);
+    if (rc != 0 || res == nullptr) {
+      return make_error(Errc::unavailable, fmt::format("workflow '{}' step '{}': cannot resolve host '{}': {}", wf.name,
+                                                       st.name, st.host, gai_strerror(rc)));
+    }
+    std::memcpy(&rs.addr, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    bool dynamic = !st.path.is_static() || !st.body.is_static() || !st.send.is_static();
+    for (const auto& h : st.headers) dynamic = dynamic || !h.second.is_static();
+    rs.dynamic = dynamic;
+    rs.need_body = !st.expect.body_contains.empty() || st.expect.max_body.has_value() ||
+                   std::any_of(st.extract.begin(), st.extract.end(),
+                               [](const Extract& x) { return x.from != Extract::From::header; });
+    rs.need_headers =
+        !st.expect.header_name.empty() || std::any_of(st.extract.begin(), st.extract.end(),
+                                                      [](const Extract& x) { return x.from == Extract::From::header; });
+    if (!dynamic) {
+      if (st.type == StepType::http) {
+        const std::string body = st.body.literal();
+        const bool default_port = st.port == (st.tls ? 443 : 80);
+        std::string r = fmt::format("{} {} HTTP/1.1\r\nHost: {}{}\r\n", st.method, st.path.literal(), st.host,
+                                    default_port ? "" : ":" + std::to_string(st.port));
+        for (const auto& [k, v] : st.headers) r += fmt::format("{}: {}\r\n", k, v.literal());
+        if (!body.empty() || st.method == "POST" || st.method == "PUT" || st.method == "PATCH")
+          r += fmt::format("Content-Length: {}\r\n", body.size());
+        if (!st.keepalive) r += "Connection: close\r\n";
+        r += "\r\n" + body;
+        rs.request = std::move(r);
+      } else {
+        rs.request = st.send.literal();
       }
     }
   }
   return ok_status();
 }
 
-Duration worst_case(const Plan& plan) {
-  Duration total{0};
-  for (const auto& w : plan.workflows) {
-    Duration step_max{0};
-    for (const auto& s : w.steps) step_max += s.timeout;
-    total += w.duration + std::min(w.graceful_stop, step_max + std::chrono::seconds(1)) + std::chrono::seconds(2);
-  }
-  return total + std::chrono::seconds(10);
-}
-
 }  // namespace
 
-Result<RunStats> run_plan(const Plan& plan, const RunOptions& opts) {
-  RunShared sh;
-  sh.plan = &plan;
-  sh.opts = &opts;
-  HS_TRY(resolve_steps(plan, sh));
-  bool any_tls = false;
-  for (const auto& w : plan.workflows)
-    for (const auto& st : w.steps) any_tls = any_tls || st.tls;
-  if (any_tls) {
-    sh.tls_verify = SSL_CTX_new(TLS_client_method());
-    sh.tls_noverify = SSL_CTX_new(TLS_client_method());
-    if (!sh.tls_verify || !sh.tls_noverify)
-      return make_error(Errc::internal, "OpenSSL: cannot create a TLS context: " + tls_error());
-    SSL_CTX_set_verify(sh.tls_verify, SSL_VERIFY_PEER, nullptr);
-    if (SSL_CTX_set_default_verify_paths(sh.tls_verify) != 1)
-      log::warn("load", "tls_ca_paths", "error={}", log::quoted(tls_error()));
-    SSL_CTX_set_verify(sh.tls_noverify, SSL_VERIFY_NONE, nullptr);
-  }
-  // ctx[w] is what workflow w sees; ctx[n + w] is what setup workflow w provided.
-  sh.ctx.resize(plan.workflows.size() * 2);
+// ---------------------------------------------------------------- public API
 
-  runtime::ShardSetOptions so;
-  so.shards = opts.shards;
-  so.handle_signals = false;  // the coordinator owns SIGINT/SIGTERM: it aborts the run cleanly
-  so.shutdown_bound = std::chrono::seconds(5);
-  runtime::ShardSet set(so);
-  sh.nshards = set.size();
-  std::vector<std::unique_ptr<ShardState>> states;
-  for (int i = 0; i < sh.nshards; ++i) {
-    states.push_back(std::make_unique<ShardState>());
-    sh.shard_states.push_back(states.back().get());
+const char* run_end_name(RunEnd e) {
+  switch (e) {
+    case RunEnd::completed:
+      return "completed";
+    case RunEnd::failed:
+      return "failed";
+    case RunEnd::cancelled:
+      return "cancelled";
   }
-  Coordinator co;
-  co.sh = &sh;
-  sh.coord = &co;
-  co.result.test_name = plan.test_name;
-  co.result.plan_hash = plan.hash;
-  co.result.workflows.resize(plan.workflows.size());
-  for (std::size_t w = 0; w < plan.workflows.size(); ++w) {
-    co.result.workflows[w].name = plan.workflows[w].name;
-    co.result.workflows[w].steps.resize(plan.workflows[w].steps.size());
-    for (std::size_t i = 0; i < plan.workflows[w].steps.size(); ++i)
-      co.result.workflows[w].steps[i].name = plan.workflows[w].steps[i].name;
-  }
-  co.shards_left.assign(plan.workflows.size(), 0);
-  co.started.assign(plan.workflows.size(), false);
-  co.started_at.assign(plan.workflows.size(), Instant{0});
-  co.live.resize(plan.workflows.size());
-  co.window.resize(plan.workflows.size());
-
-  Status st = set.start([&](Reactor& r) {
-    ShardState& ss = *states[static_cast<std::size_t>(r.shard_id())];
-    ss.r = &r;
-    ss.sh = &sh;
-    for (int i = 0; i < static_cast<int>(FailReason::kCount); ++i)
-      ss.errors[static_cast<std::size_t>(i)] =
-          &r.metrics().counter("hs_load_step_failures_total", "Load steps that failed, by reason",
-                               {{"reason", reason_name(static_cast<FailReason>(i))}});
-    r.on_shutdown("load", [&ss](std::function<void()> done) {
-      ss.aborting = true;
-      for (auto& run : ss.runs) {
-        if (run->finishing) continue;
-        interrupt_all(*run);
-        finish(*run);
-      }
-      if (ss.runs.empty())
-        done();
-      else
-        ss.shutdown_done = std::move(done);
-    });
-    auto live = r.every("load-live", std::chrono::milliseconds(500), [&ss]() {
-      send_live(ss);
-      return ok_status();
-    });
-    if (!live.ok())
-      log::error("load", "task_failed", "task=load-live error={}", log::quoted(live.status().to_string()));
-    if (r.shard_id() != 0) return;
-    tl_coord = &co;
-    co.r = &r;
-    sh.run_start = r.clock().now();
-    if (opts.handle_signals) {
-      for (auto* sig : {&co.sigint, &co.sigterm}) {
-        uv_signal_init(r.loop(), sig);
-        sig->data = &co;
-        uv_signal_start(
-            sig,
-            [](uv_signal_t* h, int signum) {
-              auto* c = static_cast<Coordinator*>(h->data);
-              if (++c->signal_count > 1) {
-                log::error("load", "signal_forced_exit", "signal={}", strsignal(signum));
-                std::_Exit(128 + signum);
-              }
-              c->abort(std::string("signal ") + strsignal(signum));
-            },
-            sig == &co.sigint ? SIGINT : SIGTERM);
-      }
-      co.signals = true;
-      r.on_shutdown("load-signals", [&co](std::function<void()> done) {
-        if (co.signals) {
-          uv_close(reinterpret_cast<uv_handle_t*>(&co.sigint), nullptr);
-          uv_close(reinterpret_cast<uv_handle_t*>(&co.sigterm), nullptr);
-          co.signals = false;
-        }
-        done();
-      });
-    }
-    auto rep = r.every("load-report", std::chrono::seconds(1), [&co]() {
-      // Live deltas from every shard arrive during the second; show them just after.
-      co.report_live();
-      return ok_status();
-    });
-    if (!rep.ok())
-      log::error("load", "task_failed", "task=load-report error={}", log::quoted(rep.status().to_string()));
-    co.start_ready();
-  });
-  if (!st.ok()) return st.with_context("start shards");
-  const auto reason = set.wait_for_stop_request(worst_case(plan));
-  bool hung = !reason.has_value();
-  if (hung) log::error("load", "run_overdue", "note=the run did not finish within its worst-case bound; stopping");
-  auto report = set.stop();
-  if (!report.clean) log::warn("load", "shutdown_unclean", "took_ms={:.1f}", to_millis(report.took));
-  if (hung) return make_error(Errc::internal, "the run did not finish within its worst-case time bound (see the log)");
-  RunStats out = std::move(co.result);
-  evaluate_thresholds(plan, out);
-  return out;
+  return "?";
 }
+
+Result<std::shared_ptr<const PreparedWorkflow>> prepare_workflow(std::shared_ptr<const Plan> plan,
+                                                                 const std::string& workflow) {
+  if (!plan) return make_error(Errc::invalid_argument, "prepare_workflow: no plan");
+  const auto it = std::find_if(plan->workflows.begin(), plan->workflows.end(),
+                               [&](const Workflow& w) { return w.name == workflow; });
+  if (it == plan->workflows.end())
+    return make_error(Errc::not_found, fmt::format("the plan has no workflow named '{}'", workflow));
+  auto p = std::make_shared<PreparedWorkflow>();
+  p->wf = &*it;
+  p->plan = std::move(plan);
+  HS_TRY(resolve_steps(*p->wf, p->steps));
+  const bool any_tls = std::any_of(p->wf->steps.begin(), p->wf->steps.end(), [](const Step& s) { return s.tls; });
+  if (any_tls) {
+    p->tls_verify = SSL_CTX_new(TLS_client_method());
+    p->tls_noverify = SSL_CTX_new(TLS_client_method());
+    if (!p->tls_verify || !p->tls_noverify)
+      return make_error(Errc::internal, "OpenSSL: cannot create a TLS context: " + tls_error());
+    SSL_CTX_set_verify(p->tls_verify, SSL_VERIFY_PEER, nullptr);
+    if (SSL_CTX_set_default_verify_paths(p->tls_verify) != 1)
+      log::warn("load", "tls_ca_paths", "error={}", log::quoted(tls_error()));
+    SSL_CTX_set_verify(p->tls_noverify, SSL_VERIFY_NONE, nullptr);
+  }
+  return std::shared_ptr<const PreparedWorkflow>(std::move(p));
+}
+
+const Workflow& workflow_of(const PreparedWorkflow& p) { return *p.wf; }
+
+Runner::Runner(runtime::Reactor& control) : r_(control) {}
+
+Runner::~Runner() {
+  ShardState* cs = find_state(r_);
+  if (cs == nullptr) return;
+  const std::vector<RunId> ids = ids_;
+  for (RunId id : ids) {
+    Control* c = find_control(*cs, id);
+    if (c == nullptr) continue;
+    c->owner = nullptr;
+    c->cb = RunCallbacks{};
+    if (c->progress) r_.cancel(*c->progress);
+    c->progress.reset();
+    cancel(id, Duration{0});
+  }
+  ids_.clear();
+}
+
+Result<RunId> Runner::start(RunSpec spec, RunCallbacks cb) {
+  if (!spec.workflow) return make_error(Errc::invalid_argument, "run: no workflow");
+  if (spec.shards.empty()) return make_error(Errc::invalid_argument, "run: no shards");
+  const int nset = r_.shards() ? r_.shards()->size() : 1;
+  std::vector<int> sorted = spec.shards;
+  std::sort(sorted.begin(), sorted.end());
+  if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
+    return make_error(Errc::invalid_argument, "run: a shard is listed twice");
+  for (int s : sorted)
+    if (s < 0 || s >= nset || (!r_.shards() && s != r_.shard_id()))
+      return make_error(Errc::invalid_argument, fmt::format("run: shard {} is not in this set of {}", s, nset));
+  if (ids_.size() >= kMaxRuns)
+    return make_error(Errc::backpressure, fmt::format("run: {} runs are live already", ids_.size()));
+  if (spec.context.size() > kMaxContext)
+    return make_error(Errc::invalid_argument,
+                      fmt::format("run: {} context values (at most {})", spec.context.size(), kMaxContext));
+  ShardState& cs = state_of(r_);
+  const RunId id = cs.next_id++;
+  const Workflow& wf = *spec.workflow->wf;
+  auto sh = std::make_shared<RunShared>();
+  sh->prep = std::move(spec.workflow);
+  sh->ctx = std::move(spec.context);
+  sh->shards = std::move(spec.shards);
+  sh->control = r_.shard_id();
+  sh->id = id;
+  auto c = std::make_unique<Control>();
+  c->id = id;
+  c->owner = this;
+  c->cb = std::move(cb);
+  c->sh = sh;
+  c->started_at = r_.clock().now();
+  c->merged.name = wf.name;
+  c->merged.steps.resize(wf.steps.size());
+  for (std::size_t i = 0; i < wf.steps.size(); ++i) c->merged.steps[i].name = wf.steps[i].name;
+  c->live.resize(sh->shards.size());
+  c->window.resize(wf.steps.size());
+  c->shards_left = static_cast<int>(sh->shards.size());
+  Control& ref = *c;
+  cs.controls.emplace(id, std::move(c));
+  ids_.push_back(id);
+  log::info("load", "workflow_start", "workflow={} run={} shards={}", log::quoted(wf.name), id, sh->shards.size());
+  const std::int64_t t = ref.started_at.count();
+  std::shared_ptr<const RunShared> shc = sh;
+  for (std::size_t pos = 0; pos < sh->shards.size(); ++pos) {
+    const int p = static_cast<int>(pos);
+    Status st =
+        r_.send(sh->shards[pos], runtime::Message([shc, p, t](Reactor& r) { shard_start(r, shc, p, Instant(t)); }));
+    if (!st.ok()) {
+      // The ring to that shard is full (it cannot be at this rate); count the shard as finished empty.
+      log::error("load", "start_send_failed", "shard={} error={}", sh->shards[pos], log::quoted(st.to_string()));
+      cs.msg_unsent->inc();
+      ref.shards_left--;
+    }
+  }
+  if (ref.shards_left == 0) {
+    ids_.pop_back();
+    cs.controls.erase(id);
+    return make_error(Errc::unavailable, "run: no shard could be reached");
+  }
+  if (ref.cb.on_progress) {
+    ShardState* csp = &cs;
+    Reactor* rp = &r_;
+    auto task = r_.every("load-progress", std::chrono::seconds(1), [csp, rp, id]() {
+      Control* c = find_control(*csp, id);
+      if (c == nullptr || !c->cb.on_progress) return ok_status();
+      WorkflowLive live;
+      fill_live(*c, rp->clock().now(), live);
+      auto fn = c->cb.on_progress;  // the callback may cancel or end the run
+      fn(live);
+      return ok_status();
+    });
+    if (task.ok())
+      ref.progress = *task;
+    else
+      log::error("load", "task_failed", "task=load-progress error={}", log::quoted(task.status().to_string()));
+  }
+  return id;
+}
+
+bool Runner::cancel(RunId id, Duration grace) {
+  if (std::find(ids_.begin(), ids_.end(), id) == ids_.end()) return false;
+  ShardState* cs = find_state(r_);
+  Control* c = cs ? find_control(*cs, id) : nullptr;
+  if (c == nullptr) return false;
+  c->cancelled = true;
+  log::info("load", "workflow_cancel", "workflow={} run={} grace_ms={:.0f}", log::quoted(c->merged.name), id,
+            to_millis(grace));
+  const int control = r_.shard_id();
+  const std::int64_t g = grace.count();
+  for (int s : c->sh->shards) {
+    Status st =
+        r_.send(s, runtime::Message([control, id, g](Reactor& r) { shard_cancel(r, control, id, Duration(g)); }));
+    if (!st.ok()) {
+      log::error("load", "cancel_send_failed", "shard={} run={} error={}", s, id, log::quoted(st.to_string()));
+      cs->msg_unsent->inc();
+    }
+  }
+  return true;
+}
+
+bool Runner::sample(RunId id, WorkflowLive& out) {
+  if (std::find(ids_.begin(), ids_.end(), id) == ids_.end()) return false;
+  ShardState* cs = find_state(r_);
+  Control* c = cs ? find_control(*cs, id) : nullptr;
+  if (c == nullptr) return false;
+  fill_live(*c, r_.clock().now(), out);
+  return true;
+}
+
+std::size_t shard_run_states() { return tl_state ? tl_state->runs.size() + tl_state->controls.size() : 0; }
 
 }  // namespace hs::load

@@ -19,6 +19,32 @@ void Histogram::reset() noexcept {
   min_ = ~std::uint64_t{0};
 }
 
+bool Histogram::restore(const std::vector<std::pair<std::uint32_t, std::uint64_t>>& buckets, std::uint64_t sum,
+                        std::uint64_t min, std::uint64_t max) {
+  std::uint64_t total = 0;
+  for (std::size_t k = 0; k < buckets.size(); ++k) {
+    const auto [i, n] = buckets[k];
+    if (i >= kBuckets || n == 0 || (k > 0 && i <= buckets[k - 1].first)) return false;
+    if (total + n < total) return false;
+    total += n;
+  }
+  if (total == 0) {
+    if (sum != 0 || min != 0 || max != 0) return false;
+    reset();
+    return true;
+  }
+  if (min > max || max > kMaxValue || index_of(min) != buckets.front().first || index_of(max) != buckets.back().first)
+    return false;
+  if (sum < max) return false;
+  std::fill(counts_.begin(), counts_.end(), 0);
+  for (const auto& [i, n] : buckets) counts_[i] = n;
+  count_ = total;
+  sum_ = sum;
+  min_ = min;
+  max_ = max;
+  return true;
+}
+
 std::uint64_t Histogram::upper_of(std::size_t i) noexcept {
   if (i < 2 * kSub) return i;
   const std::uint64_t j = i - 2 * kSub;

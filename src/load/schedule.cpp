@@ -116,6 +116,13 @@ void Driver::on_interrupted(std::uint64_t vu) {
     free_.push_back(vu);
 }
 
+void Driver::stop(Instant now, Duration grace) {
+  if (grace < Duration{0}) grace = Duration{0};
+  const Instant deadline = std::min(end_ + graceful_, now + grace);
+  if (now < end_) end_ = std::max(now, start_);
+  graceful_ = std::max(Duration{0}, deadline - end_);
+}
+
 Driver::Phase Driver::phase(Instant now) const {
   const bool more = share_.active && now < end_ && budget_left();
   if (more) return Phase::running;

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace hs::load {
@@ -32,6 +33,12 @@ class Histogram {
   }
   void merge(const Histogram& o) noexcept;
   void reset() noexcept;
+  // Rebuilds a histogram from its parts (stats decoding): non-empty buckets as (index, count) in
+  // ascending index order, plus sum/min/max. Returns false and leaves the histogram unchanged when the
+  // parts are inconsistent (an index out of range or out of order, a zero count, min/max outside the
+  // first/last bucket, a count overflow).
+  bool restore(const std::vector<std::pair<std::uint32_t, std::uint64_t>>& buckets, std::uint64_t sum,
+               std::uint64_t min, std::uint64_t max);
 
   std::uint64_t count() const noexcept { return count_; }
   std::uint64_t min() const noexcept { return count_ ? min_ : 0; }

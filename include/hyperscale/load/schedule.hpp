@@ -44,6 +44,9 @@ class Driver {
   Phase phase(Instant now) const;
   // After duration + graceful_stop with iterations still in flight: the caller interrupts them.
   bool graceful_expired(Instant now) const { return now >= end_ + graceful_ && inflight_ > 0; }
+  // Cancel: no iteration starts from `now` on; the ones in flight get at most `grace` (and never more
+  // than the graceful stop they already had) before graceful_expired() says to interrupt them.
+  void stop(Instant now, Duration grace);
 
   Instant start() const { return start_; }
   Instant end() const { return end_; }

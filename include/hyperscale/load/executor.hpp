@@ -1,0 +1,73 @@
+// LoadExecutor: the worker role's Executor (worker/executor.hpp) on the real load engine.
+//
+// It lives on the worker's control shard and owns a pool of free shards (cores). start() parses
+// ExecSpec.plan (the workflow file's TOML text) with the normal parser, picks ExecSpec.workflow, takes
+// `cores` shards from the pool and runs the workflow there through a load::Runner. Progress (about once
+// a second) and the result are reported through the callbacks, on the control shard. The shards go back
+// to the pool when the run ends (completed, failed or cancelled).
+//
+// Mapping: ExecProgress/ExecResult.completed = iterations that finished without a failed step,
+// .failed = iterations with a failed step. ExecResult.stats = encode_stats(the merged WorkflowStats),
+// .published = what a setup workflow provides, keyed "workflow.key" (ready to be a dependant's
+// ExecSpec.context), .error = why it failed. ExecSpec.vus is ignored unless
+// LoadExecutorOptions::vus_from_spec is set; every other parameter comes from the file.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <vector>
+
+#include "hyperscale/load/plan.hpp"
+#include "hyperscale/load/runner.hpp"
+#include "hyperscale/worker/executor.hpp"
+
+namespace hs::load {
+
+struct LoadExecutorOptions {
+  std::size_t max_plan_bytes = 4u << 20;                // larger plan texts are refused
+  Duration cancel_grace = Runner::kDefaultCancelGrace;  // in-flight iterations' time to finish on cancel
+  EnvLookup env = process_env();                        // ${env.NAME} in the plan text
+  // true: ExecSpec.vus (> 0) replaces the file's `vus` of a constant-VUs test workflow (the manager's
+  // share when it splits one workflow over several workers). false: the file's values govern.
+  bool vus_from_spec = false;
+};
+
+class LoadExecutor : public worker::Executor {
+ public:
+  using ProgressFn = std::function<void(std::uint64_t exec, worker::ExecProgress)>;
+  using DoneFn = std::function<void(std::uint64_t exec, worker::ExecResult)>;
+
+  // `control`: the shard this runs on (call every member there); `cores`: the shards it may use.
+  LoadExecutor(runtime::Reactor& control, std::vector<int> cores, ProgressFn on_progress, DoneFn on_done,
+               LoadExecutorOptions opts = {});
+  // Live executions are cancelled at once; their callbacks are not called.
+  ~LoadExecutor() override = default;
+
+  // Errors (nothing started, nothing changed): a live exec id, bad plan text (the parser's
+  // FILE:LINE:COL messages), an unknown workflow, cores = 0 or more than are free, a host that does not
+  // resolve.
+  Status start(std::uint64_t exec, const worker::ExecSpec& spec) override;
+  void cancel(std::uint64_t exec) override;
+
+  std::size_t free_cores() const noexcept { return free_.size(); }
+  std::size_t live() const noexcept { return live_.size(); }
+
+ private:
+  struct Live {
+    RunId run = 0;
+    std::vector<int> shards;
+    std::string workflow;
+  };
+  void on_done(std::uint64_t exec, WorkflowResult res);
+
+  runtime::Reactor& r_;
+  ProgressFn on_progress_;
+  DoneFn on_done_;
+  LoadExecutorOptions opts_;
+  std::vector<int> free_;               // free shards, ascending
+  std::map<std::uint64_t, Live> live_;  // bounded by the pool: each live exec holds >= 1 core
+  Runner runner_;                       // last: destroyed first, so no callback sees a dying executor
+};
+
+}  // namespace hs::load

@@ -1,0 +1,828 @@
+// The runner API and the worker-side LoadExecutor, in process: workflows run on chosen shards of a
+// 3-shard ShardSet against the built-in target (its own shard), plus the exact stats encoding.
+#include <arpa/inet.h>
+#include <fmt/format.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <random>
+#include <thread>
+
+#include "hyperscale/load/executor.hpp"
+#include "hyperscale/load/plan.hpp"
+#include "hyperscale/load/runner.hpp"
+#include "hyperscale/load/stats_codec.hpp"
+#include "hyperscale/load/target.hpp"
+#include "hyperscale/runtime/shard_set.hpp"
+
+using namespace hs;
+using namespace hs::load;
+
+namespace {
+
+// ---------------------------------------------------------------- stats encoding helpers
+
+void require_same(const Counts& a, const Counts& b) {
+  REQUIRE(a.executed == b.executed);
+  REQUIRE(a.ok == b.ok);
+  REQUIRE(a.failed == b.failed);
+  REQUIRE(a.reasons == b.reasons);
+}
+
+void require_same(const WorkflowStats& a, const WorkflowStats& b) {
+  REQUIRE(a.name == b.name);
+  REQUIRE(a.outcome == b.outcome);
+  REQUIRE(a.note == b.note);
+  REQUIRE(a.started == b.started);
+  REQUIRE(a.completed == b.completed);
+  REQUIRE(a.dropped == b.dropped);
+  REQUIRE(a.interrupted == b.interrupted);
+  REQUIRE(a.iterations_failed == b.iterations_failed);
+  REQUIRE(a.elapsed == b.elapsed);
+  REQUIRE(a.measured == b.measured);
+  REQUIRE(a.steps.size() == b.steps.size());
+  for (std::size_t i = 0; i < a.steps.size(); ++i) {
+    const StepStats& x = a.steps[i];
+    const StepStats& y = b.steps[i];
+    REQUIRE(x.name == y.name);
+    require_same(x.total, y.total);
+    require_same(x.measured, y.measured);
+    REQUIRE(x.skipped == y.skipped);
+    REQUIRE(x.latency == y.latency);  // bucket for bucket, count, sum, min, max
+    REQUIRE(x.series.size() == y.series.size());
+    for (std::size_t k = 0; k < x.series.size(); ++k) {
+      REQUIRE(x.series[k].executed == y.series[k].executed);
+      REQUIRE(x.series[k].failed == y.series[k].failed);
+    }
+  }
+}
+
+WorkflowStats synthetic(std::uint64_t seed, std::size_t requests) {
+  std::mt19937_64 rng(seed);
+  WorkflowStats s;
+  s.name = "checkout";
+  s.outcome = WorkflowOutcome::completed;
+  s.note = "";
+  s.started = requests + 3;
+  s.completed = requests;
+  s.dropped = seed % 7;
+  s.interrupted = 3;
+  s.iterations_failed = requests / 10;
+  s.elapsed = std::chrono::milliseconds(12'345 + seed);
+  s.measured = std::chrono::milliseconds(10'000 + seed);
+  s.steps.resize(3);
+  const char* names[] = {"login", "browse", "buy"};
+  for (std::size_t i = 0; i < 3; ++i) {
+    s.steps[i].name = names[i];
+    s.steps[i].skipped = seed + i;
+    for (std::size_t k = 0; k < requests; ++k) {
+      const bool ok = rng() % 10 != 0;
+      const auto why = static_cast<FailReason>(rng() % static_cast<int>(FailReason::kCount));
+      // Latencies over the whole range: exact small values, log-linear buckets, the clamp.
+      const std::uint64_t lat = k % 97 == 0 ? (std::uint64_t{1} << 50) : (rng() >> (rng() % 60));
+      s.steps[i].record(ok, why, lat, k % 5 != 0, static_cast<std::size_t>(k / 50));
+    }
+  }
+  return s;
+}
+
+// ---------------------------------------------------------------- a target and a control shard
+
+int free_port(int type) {
+  const int fd = socket(AF_INET, type, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+bool connectable(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  close(fd);
+  return ok;
+}
+
+struct TargetProc {
+  runtime::ShardSet set{[] {
+    runtime::ShardSetOptions o;
+    o.shards = 1;
+    o.pin = false;
+    return o;
+  }()};
+  Target target;
+  int http = free_port(SOCK_STREAM), tcp = free_port(SOCK_STREAM), udp = free_port(SOCK_DGRAM);
+  TargetProc() {
+    REQUIRE(set.start([this](runtime::Reactor& r) {
+                 Status st = target.start(r, {http, tcp, udp, "127.0.0.1"});
+                 if (!st.ok()) FAIL(st.to_string());
+               })
+                .ok());
+    for (int i = 0; i < 200 && !connectable(http); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const TargetCounters& stop() {
+    set.stop();
+    return target.counters();
+  }
+};
+
+worker::Bytes bytes_of(const std::string& s) { return worker::Bytes(s.begin(), s.end()); }
+
+// Everything a test observes, written on shard 0 only (or in per-shard slots) and read by the test
+// thread after the set has stopped (the join orders it).
+struct Observed {
+  std::map<std::uint64_t, worker::ExecResult> done;
+  std::map<std::uint64_t, std::vector<worker::ExecProgress>> progress;
+  std::map<std::uint64_t, Instant> done_at;
+  std::vector<std::string> errors;
+  std::vector<long> run_states{-1, -1, -1};
+  int replies = 0;
+  std::size_t free_after = 0;
+};
+
+// A 3-shard worker: shard 0 is the control shard and hosts the executor over shards {0, 1, 2}.
+struct Worker {
+  runtime::ShardSet set{[] {
+    runtime::ShardSetOptions o;
+    o.shards = 3;
+    o.pin = false;
+    return o;
+  }()};
+  Observed obs;
+  std::unique_ptr<LoadExecutor> ex;
+  runtime::Reactor* r0 = nullptr;
+
+  // Runs `body` on shard 0 once the executor exists.
+  void run(std::function<void(Worker&)> body, LoadExecutorOptions opts = {}) {
+    REQUIRE(set.start([this, body, opts](runtime::Reactor& r) {
+                 if (r.shard_id() != 0) return;
+                 r0 = &r;
+                 ex = std::make_unique<LoadExecutor>(
+                     r, std::vector<int>{0, 1, 2},
+                     [this](std::uint64_t e, worker::ExecProgress p) { obs.progress[e].push_back(p); },
+                     [this, &r](std::uint64_t e, worker::ExecResult res) {
+                       obs.done_at[e] = r.clock().now();
+                       obs.done[e] = std::move(res);
+                       if (on_done) on_done(e);
+                     },
+                     opts);
+                 r.on_shutdown("test-executor", [this](std::function<void()> done) {
+                   ex.reset();
+                   done();
+                 });
+                 body(*this);
+               })
+                .ok());
+    const auto reason = set.wait_for_stop_request(std::chrono::seconds(60));
+    set.stop();
+    REQUIRE(reason.has_value());
+  }
+  std::function<void(std::uint64_t)> on_done;
+
+  // On shard 0: after a short pause (the shards free a finished run right after reporting it), asks
+  // every shard how many runs it still holds state for, then stops the set.
+  void check_and_stop() {
+    obs.free_after = ex->free_cores();
+    auto t = r0->after("test-check", std::chrono::milliseconds(100), [this]() {
+      for (int s = 0; s < 3; ++s) {
+        Status st = r0->send(s, runtime::Message([this, s](runtime::Reactor& rs) {
+                               const long n = static_cast<long>(shard_run_states());
+                               Status back = rs.send(0, runtime::Message([this, s, n](runtime::Reactor& rr) {
+                                                       obs.run_states[static_cast<std::size_t>(s)] = n;
+                                                       if (++obs.replies == 3) rr.request_node_stop("checked");
+                                                     }));
+                               if (!back.ok()) FAIL(back.to_string());
+                             }));
+        if (!st.ok()) FAIL(st.to_string());
+      }
+      return ok_status();
+    });
+    if (!t.ok()) FAIL(t.status().to_string());
+  }
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------- stats encoding
+
+TEST_CASE("stats codec: decode(encode(x)) == x exactly, and decoded merges equal in-process merges", "[load][codec]") {
+  const WorkflowStats a = synthetic(1, 2000), b = synthetic(2, 1500), c = synthetic(3, 10);
+  for (const auto* x : {&a, &b, &c}) {
+    auto d = decode_stats(encode_stats(*x));
+    INFO(d.status().to_string());
+    REQUIRE(d.ok());
+    require_same(*d, *x);
+  }
+  WorkflowStats in_process = a;
+  in_process.merge(b);
+  in_process.merge(c);
+  WorkflowStats decoded = *decode_stats(encode_stats(a));
+  decoded.merge(*decode_stats(encode_stats(b)));
+  decoded.merge(*decode_stats(encode_stats(c)));
+  require_same(decoded, in_process);
+  // The merged stats survive another round trip (what a manager forwards to a gate).
+  require_same(*decode_stats(encode_stats(in_process)), in_process);
+  // Empty stats too.
+  WorkflowStats empty;
+  require_same(*decode_stats(encode_stats(empty)), empty);
+}
+
+TEST_CASE("stats codec: bad input is a clear error, never a crash", "[load][codec]") {
+  const auto good = encode_stats(synthetic(7, 300));
+  SECTION("every truncation") {
+    for (std::size_t n = 0; n < good.size(); ++n) {
+      auto d = decode_stats(good.data(), n);
+      INFO("prefix " << n);
+      REQUIRE_FALSE(d.ok());
+      REQUIRE(d.status().code() == Errc::invalid_argument);
+    }
+  }
+  SECTION("magic, version, trailing bytes") {
+    auto bad = good;
+    bad[0] = 'X';
+    REQUIRE(decode_stats(bad).status().message().find("bad magic") != std::string::npos);
+    bad = good;
+    bad[4] = 99;
+    REQUIRE(decode_stats(bad).status().message().find("unsupported version 99") != std::string::npos);
+    bad = good;
+    bad.push_back(0);
+    REQUIRE(decode_stats(bad).status().message().find("trailing") != std::string::npos);
+  }
+  SECTION("inconsistent counts") {
+    WorkflowStats s;
+    s.name = "w";
+    s.steps.resize(1);
+    s.steps[0].name = "s";
+    s.steps[0].record(true, FailReason::reset, 1000, true, 0);
+    auto enc = encode_stats(s);
+    // Header (5), name "w" (2), outcome (1), note "" (1), 5 counters (1 each), 2 durations (0: 1 each),
+    // step count (1), step name "s" (2); then the total counts: executed=1, ok=1, failed=0.
+    const std::size_t p = 5 + 2 + 1 + 1 + 5 + 2 + 1 + 2;  // -> total.executed
+    REQUIRE(enc[p] == 1);
+    enc[p] = 2;  // executed 2 but ok 1, failed 0
+    REQUIRE(decode_stats(enc).status().message().find("ok + failed != executed") != std::string::npos);
+  }
+  SECTION("random garbage and random corruption") {
+    std::mt19937_64 rng(42);
+    int decoded_ok = 0;
+    for (int i = 0; i < 3000; ++i) {
+      std::vector<std::uint8_t> buf;
+      if (i % 2 == 0) {
+        buf.resize(rng() % 200);
+        for (auto& x : buf) x = static_cast<std::uint8_t>(rng());
+        if (buf.size() >= 5 && i % 4 == 0) std::memcpy(buf.data(), "HSWS\x01", 5);
+      } else {
+        buf = good;
+        for (int k = 0; k < 3; ++k) buf[rng() % buf.size()] = static_cast<std::uint8_t>(rng());
+      }
+      auto d = decode_stats(buf);
+      if (d.ok()) {
+        ++decoded_ok;  // a corruption can still be a valid encoding; it must then round-trip
+        require_same(*decode_stats(encode_stats(*d)), *d);
+      } else {
+        REQUIRE_FALSE(d.status().message().empty());
+      }
+    }
+    (void)decoded_ok;
+  }
+  SECTION("oversized counts are refused before allocating") {
+    std::vector<std::uint8_t> b = {'H', 'S', 'W', 'S', 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0};
+    // step count 2^40 as a varint
+    for (int k = 0; k < 5; ++k) b.push_back(0x80);
+    b.push_back(0x20);
+    REQUIRE(decode_stats(b).status().message().find("step count") != std::string::npos);
+  }
+}
+
+// ---------------------------------------------------------------- LoadExecutor
+
+TEST_CASE("executor: two workflows run concurrently on disjoint shards with exact counts", "[load][exec]") {
+  TargetProc t;
+  const std::string plan = fmt::format(R"(version = 1
+[[workflow]]
+name = "a"
+vus = 2
+iterations = 300
+duration = "60s"
+[[workflow.step]]
+name = "get"
+url = "http://127.0.0.1:{0}/"
+expect = {{ body_contains = "ok" }}
+
+[[workflow]]
+name = "b"
+vus = 4
+iterations = 500
+duration = "60s"
+[[workflow.step]]
+name = "echo"
+method = "POST"
+url = "http://127.0.0.1:{0}/echo"
+body = "vu=${{vu}}"
+expect = {{ body_contains = "vu=" }}
+)",
+                                       t.http);
+  Worker w;
+  std::size_t free_while_running = 99;
+  w.on_done = [&w](std::uint64_t) {
+    if (w.obs.done.size() == 2) w.check_and_stop();
+  };
+  w.run([&](Worker& self) {
+    worker::ExecSpec a;
+    a.job_id = "job-1";
+    a.workflow = "a";
+    a.plan = bytes_of(plan);
+    a.cores = 1;
+    a.vus = 0;  // the file's
+    worker::ExecSpec b = a;
+    b.workflow = "b";
+    b.cores = 2;
+    Status sa = self.ex->start(1, a);
+    Status sb = self.ex->start(2, b);
+    if (!sa.ok()) self.obs.errors.push_back(sa.to_string());
+    if (!sb.ok()) self.obs.errors.push_back(sb.to_string());
+    free_while_running = self.ex->free_cores();
+    if (!sa.ok() || !sb.ok()) self.r0->request_node_stop("start failed");
+  });
+  const auto& c = t.stop();
+  INFO(fmt::format("{}", fmt::join(w.obs.errors, "; ")));
+  REQUIRE(w.obs.errors.empty());
+  REQUIRE(free_while_running == 0);  // both live at once on {0} and {1, 2}
+  REQUIRE(w.obs.done.size() == 2);
+  const std::pair<std::uint64_t, std::uint64_t> want[] = {{1, 300}, {2, 500}};
+  for (auto [e, n] : want) {
+    const auto& res = w.obs.done.at(e);
+    REQUIRE(res.outcome == worker::ExecOutcome::completed);
+    REQUIRE(res.completed == n);
+    REQUIRE(res.failed == 0);
+    REQUIRE(res.error.empty());
+    auto s = decode_stats(res.stats);
+    INFO(s.status().to_string());
+    REQUIRE(s.ok());
+    REQUIRE(s->outcome == WorkflowOutcome::completed);
+    REQUIRE(s->completed == n);
+    REQUIRE(s->steps.size() == 1);
+    REQUIRE(s->steps[0].measured.executed == n);
+    REQUIRE(s->steps[0].measured.ok == n);
+    REQUIRE(s->steps[0].latency.count() == n);
+  }
+  REQUIRE(c.http_requests == 800);
+  REQUIRE(w.obs.free_after == 3);
+  REQUIRE(w.obs.run_states == std::vector<long>{0, 0, 0});  // per-run state freed on every shard
+}
+
+TEST_CASE("executor: cancel mid-run ends quickly as cancelled and frees the cores", "[load][exec]") {
+  TargetProc t;
+  const std::string plan = fmt::format(R"(version = 1
+[[workflow]]
+name = "long"
+vus = 4
+duration = "30s"
+[[workflow.step]]
+name = "get"
+url = "http://127.0.0.1:{0}/"
+
+[[workflow]]
+name = "short"
+vus = 3
+iterations = 30
+[[workflow.step]]
+name = "get"
+url = "http://127.0.0.1:{0}/"
+)",
+                                       t.http);
+  Worker w;
+  Instant cancelled_at{0};
+  bool restarted = false;
+  w.on_done = [&](std::uint64_t e) {
+    if (e == 7) {
+      // The cores are back: all three run the next execution.
+      worker::ExecSpec s;
+      s.workflow = "short";
+      s.plan = bytes_of(plan);
+      s.cores = 3;
+      Status st = w.ex->start(8, s);
+      restarted = st.ok();
+      if (!st.ok()) {
+        w.obs.errors.push_back(st.to_string());
+        w.check_and_stop();
+      }
+      return;
+    }
+    w.check_and_stop();
+  };
+  w.run([&](Worker& self) {
+    worker::ExecSpec s;
+    s.job_id = "job-2";
+    s.workflow = "long";
+    s.plan = bytes_of(plan);
+    s.cores = 2;
+    Status st = self.ex->start(7, s);
+    if (!st.ok()) {
+      self.obs.errors.push_back(st.to_string());
+      self.r0->request_node_stop("start failed");
+      return;
+    }
+    auto task = self.r0->after("test-cancel", std::chrono::milliseconds(1500), [&self, &cancelled_at]() {
+      cancelled_at = self.r0->clock().now();
+      self.ex->cancel(7);
+      return ok_status();
+    });
+    if (!task.ok()) FAIL(task.status().to_string());
+  });
+  t.stop();
+  INFO(fmt::format("{}", fmt::join(w.obs.errors, "; ")));
+  REQUIRE(w.obs.errors.empty());
+  REQUIRE(restarted);
+  const auto& res = w.obs.done.at(7);
+  REQUIRE(res.outcome == worker::ExecOutcome::cancelled);
+  REQUIRE(res.completed > 0);
+  const auto took = w.obs.done_at.at(7) - cancelled_at;
+  INFO("cancel took " << to_millis(took) << " ms");
+  REQUIRE(took < std::chrono::seconds(2));
+  auto s = decode_stats(res.stats);
+  REQUIRE(s.ok());
+  REQUIRE(s->outcome == WorkflowOutcome::interrupted);
+  REQUIRE(s->elapsed < std::chrono::seconds(5));
+  // Progress came about once a second, cumulative.
+  REQUIRE_FALSE(w.obs.progress[7].empty());
+  REQUIRE(w.obs.progress[7].back().completed > 0);
+  REQUIRE(w.obs.progress[7].back().completed <= res.completed);
+  REQUIRE(w.obs.done.at(8).outcome == worker::ExecOutcome::completed);
+  REQUIRE(w.obs.done.at(8).completed == 30);
+  REQUIRE(w.obs.free_after == 3);
+  REQUIRE(w.obs.run_states == std::vector<long>{0, 0, 0});
+}
+
+TEST_CASE("executor: cancel abandons iterations still in flight after the grace", "[load][exec]") {
+  TargetProc t;
+  const std::string plan = fmt::format(R"(version = 1
+[[workflow]]
+name = "slow"
+vus = 4
+duration = "30s"
+[[workflow.step]]
+name = "wait"
+url = "http://127.0.0.1:{0}/delay/10000"
+timeout = "20s"
+)",
+                                       t.http);
+  Worker w;
+  Instant cancelled_at{0};
+  w.on_done = [&w](std::uint64_t) { w.check_and_stop(); };
+  LoadExecutorOptions o;
+  o.cancel_grace = std::chrono::milliseconds(300);
+  w.run(
+      [&](Worker& self) {
+        worker::ExecSpec s;
+        s.workflow = "slow";
+        s.plan = bytes_of(plan);
+        s.cores = 2;
+        Status st = self.ex->start(3, s);
+        if (!st.ok()) {
+          self.obs.errors.push_back(st.to_string());
+          self.r0->request_node_stop("start failed");
+          return;
+        }
+        auto task = self.r0->after("test-cancel", std::chrono::milliseconds(500), [&self, &cancelled_at]() {
+          cancelled_at = self.r0->clock().now();
+          self.ex->cancel(3);
+          return ok_status();
+        });
+        if (!task.ok()) FAIL(task.status().to_string());
+      },
+      o);
+  t.stop();
+  REQUIRE(w.obs.errors.empty());
+  const auto& res = w.obs.done.at(3);
+  REQUIRE(res.outcome == worker::ExecOutcome::cancelled);
+  const auto took = w.obs.done_at.at(3) - cancelled_at;
+  INFO("cancel took " << to_millis(took) << " ms");
+  REQUIRE(took >= std::chrono::milliseconds(250));
+  REQUIRE(took < std::chrono::milliseconds(1500));
+  auto s = decode_stats(res.stats);
+  REQUIRE(s.ok());
+  INFO("started=" << s->started << " completed=" << s->completed << " interrupted=" << s->interrupted
+                  << " executed=" << s->steps[0].total.executed << " failed=" << s->steps[0].total.failed);
+  REQUIRE(s->interrupted == 4);  // every VU was waiting on the slow target
+  REQUIRE(s->completed == 0);
+  REQUIRE(w.obs.run_states == std::vector<long>{0, 0, 0});
+}
+
+TEST_CASE("executor: bad requests are refused with a clear error and change nothing", "[load][exec]") {
+  Worker w;
+  std::vector<std::string> errs;
+  std::size_t free_after = 0, live_after = 99;
+  w.run([&](Worker& self) {
+    auto try_start = [&](std::uint64_t e, const std::string& text, const std::string& wf, std::uint32_t cores) {
+      worker::ExecSpec s;
+      s.job_id = "job-9";
+      s.workflow = wf;
+      s.plan = bytes_of(text);
+      s.cores = cores;
+      Status st = self.ex->start(e, s);
+      errs.push_back(st.ok() ? "OK" : st.message());
+    };
+    const std::string good =
+        "version = 1\n[[workflow]]\nname = \"w\"\nvus = 1\niterations = 1\n[[workflow.step]]\nname = "
+        "\"s\"\nurl = \"http://127.0.0.1:9/\"\n";
+    try_start(1, "version = 1\n[[workflow]]\nname = \n", "w", 1);       // TOML syntax error
+    try_start(2, "version = 1\n[[workflow]]\nname = \"w\"\n", "w", 1);  // no steps: validation
+    try_start(3, good, "nope", 1);                                      // unknown workflow
+    try_start(4, good, "w", 0);                                         // no cores
+    try_start(5, good, "w", 4);                                         // more than the pool
+    try_start(6, std::string(5u << 20, '#'), "w", 1);                   // oversized plan text
+    try_start(7, good.substr(0, 40) + "\xff\xfe", "w", 1);              // binary garbage
+    free_after = self.ex->free_cores();
+    live_after = self.ex->live();
+    self.r0->request_node_stop("done");
+  });
+  REQUIRE(errs.size() == 7);
+  for (const auto& e : errs) REQUIRE(e != "OK");
+  REQUIRE(errs[0].find("job-9.toml:3") != std::string::npos);
+  REQUIRE(errs[1].find("job-9.toml") != std::string::npos);
+  REQUIRE(errs[2].find("no workflow named 'nope'") != std::string::npos);
+  REQUIRE(errs[3].find("cores = 0") != std::string::npos);
+  REQUIRE(errs[4].find("not enough free cores: 4 wanted, 3 free") != std::string::npos);
+  REQUIRE(errs[5].find("exceeds the bound") != std::string::npos);
+  REQUIRE(free_after == 3);
+  REQUIRE(live_after == 0);
+}
+
+TEST_CASE("runner: a setup workflow publishes; a dependant sees it as context; a failed setup fails", "[load][exec]") {
+  TargetProc t;
+  const std::string plan = fmt::format(R"(version = 1
+[[workflow]]
+name = "login"
+kind = "setup"
+provide = {{ token = "${{steps.auth.token}}" }}
+[[workflow.step]]
+name = "auth"
+url = "http://127.0.0.1:{0}/json"
+extract = {{ token = {{ from = "json", path = "/token" }} }}
+
+[[workflow]]
+name = "use"
+depends_on = ["login"]
+vus = 2
+iterations = 20
+[[workflow.step]]
+name = "echo"
+method = "POST"
+url = "http://127.0.0.1:{0}/echo"
+body = "token=${{ctx.login.token}}"
+expect = {{ body_contains = "token=" }}
+
+[[workflow]]
+name = "broken"
+kind = "setup"
+[[workflow.step]]
+name = "nope"
+url = "http://127.0.0.1:{0}/status/500"
+)",
+                                       t.http);
+  Worker w;
+  w.on_done = [&](std::uint64_t e) {
+    if (e == 1) {
+      worker::ExecSpec s;
+      s.workflow = "use";
+      s.plan = bytes_of(plan);
+      s.cores = 2;
+      s.context = w.obs.done.at(1).published;
+      Status st = w.ex->start(2, s);
+      if (!st.ok()) {
+        w.obs.errors.push_back(st.to_string());
+        w.check_and_stop();
+      }
+      return;
+    }
+    if (w.obs.done.size() == 3) w.check_and_stop();
+  };
+  w.run([&](Worker& self) {
+    worker::ExecSpec s;
+    s.workflow = "login";
+    s.plan = bytes_of(plan);
+    s.cores = 1;
+    Status st = self.ex->start(1, s);
+    s.workflow = "broken";
+    Status st2 = self.ex->start(3, s);
+    if (!st.ok() || !st2.ok()) {
+      self.obs.errors.push_back(st.to_string() + " / " + st2.to_string());
+      self.r0->request_node_stop("start failed");
+    }
+  });
+  t.stop();
+  INFO(fmt::format("{}", fmt::join(w.obs.errors, "; ")));
+  REQUIRE(w.obs.errors.empty());
+  const auto& login = w.obs.done.at(1);
+  REQUIRE(login.outcome == worker::ExecOutcome::completed);
+  REQUIRE(login.published.size() == 1);
+  REQUIRE(login.published[0].first == "login.token");
+  REQUIRE_FALSE(login.published[0].second.empty());
+  const auto& use = w.obs.done.at(2);
+  REQUIRE(use.outcome == worker::ExecOutcome::completed);
+  REQUIRE(use.completed == 20);
+  REQUIRE(use.failed == 0);
+  const auto& broken = w.obs.done.at(3);
+  REQUIRE(broken.outcome == worker::ExecOutcome::failed);
+  REQUIRE(broken.error == "a setup step failed");
+  REQUIRE(broken.failed == 1);
+  REQUIRE(w.obs.run_states == std::vector<long>{0, 0, 0});
+}
+
+// ---------------------------------------------------------------- Runner
+
+TEST_CASE("runner: shard lists are checked; runs may share shards; a destroyed Runner frees everything",
+          "[load][runner]") {
+  TargetProc t;
+  auto parsed = load_plan_text(fmt::format(R"(version = 1
+[[workflow]]
+name = "w"
+vus = 2
+iterations = 200
+[[workflow.step]]
+name = "get"
+url = "http://127.0.0.1:{0}/"
+
+[[workflow]]
+name = "forever"
+vus = 2
+duration = "60s"
+[[workflow.step]]
+name = "get"
+url = "http://127.0.0.1:{0}/"
+)",
+                                           t.http),
+                               "r.toml", false, process_env());
+  REQUIRE(parsed.ok());
+  auto plan = std::make_shared<const Plan>(std::move(parsed).value());
+  auto w = prepare_workflow(plan, "w");
+  auto forever = prepare_workflow(plan, "forever");
+  REQUIRE(w.ok());
+  REQUIRE(forever.ok());
+  REQUIRE_FALSE(prepare_workflow(plan, "nope").ok());
+
+  runtime::ShardSet set([] {
+    runtime::ShardSetOptions o;
+    o.shards = 3;
+    o.pin = false;
+    return o;
+  }());
+  // Written on shard 0 (or per-shard slots), read after stop().
+  std::vector<std::string> errors;
+  std::vector<WorkflowResult> results;
+  std::uint64_t sampled_completed = 0;
+  bool sampled = false, orphan_called = false, checking = false;
+  std::size_t sampled_steps = 0;
+  RunId forever_id = 0;
+  std::vector<long> states{-1, -1, -1};
+  int replies = 0;
+  std::unique_ptr<Runner> runner, doomed;
+  runtime::Reactor* r0 = nullptr;
+
+  auto check_and_stop = [&]() {
+    auto task = r0->after("test-check", std::chrono::milliseconds(200), [&]() {
+      for (int s = 0; s < 3; ++s) {
+        Status st = r0->send(s, runtime::Message([&states, &replies, s](runtime::Reactor& rs) {
+                               const long n = static_cast<long>(shard_run_states());
+                               Status back =
+                                   rs.send(0, runtime::Message([&states, &replies, s, n](runtime::Reactor& rr) {
+                                             states[static_cast<std::size_t>(s)] = n;
+                                             if (++replies == 3) rr.request_node_stop("checked");
+                                           }));
+                               if (!back.ok()) FAIL(back.to_string());
+                             }));
+        if (!st.ok()) FAIL(st.to_string());
+      }
+      return ok_status();
+    });
+    if (!task.ok()) FAIL(task.status().to_string());
+  };
+
+  REQUIRE(set.start([&](runtime::Reactor& r) {
+               if (r.shard_id() != 0) return;
+               r0 = &r;
+               runner = std::make_unique<Runner>(r);
+               doomed = std::make_unique<Runner>(r);
+               r.on_shutdown("test-runner", [&](std::function<void()> done) {
+                 runner.reset();
+                 doomed.reset();
+                 done();
+               });
+               for (const auto& bad : std::vector<std::vector<int>>{{}, {3}, {-1}, {1, 1}}) {
+                 auto id = runner->start({*w, bad, {}}, {});
+                 errors.push_back(id.ok() ? "OK" : id.status().message());
+               }
+               // A run on the doomed Runner that would go on for a minute, on shards 1 and 2 (sampled after 1.2 s:
+               // the shards send live deltas every 500 ms).
+               RunCallbacks orphan;
+               orphan.on_done = [&](WorkflowResult) { orphan_called = true; };
+               auto f = doomed->start({*forever, {1, 2}, {}}, std::move(orphan));
+               if (!f.ok()) errors.push_back(f.status().to_string());
+               // Two runs over the same shards {0, 1, 2} and {1, 2}.
+               if (f.ok()) forever_id = *f;
+               // Checks per-shard state once both runs are done and the doomed Runner is gone.
+               auto maybe_check = [&]() {
+                 if (results.size() == 2 && !doomed && !checking) {
+                   checking = true;
+                   check_and_stop();
+                 }
+               };
+               RunCallbacks cb;
+               cb.on_done = [&, maybe_check](WorkflowResult res) {
+                 results.push_back(std::move(res));
+                 maybe_check();
+               };
+               auto a = runner->start({*w, {0, 1, 2}, {}}, cb);
+               auto b = runner->start({*w, {2, 1}, {}}, cb);
+               if (!a.ok() || !b.ok()) {
+                 errors.push_back("start failed");
+                 r.request_node_stop("failed");
+                 return;
+               }
+               auto task = r.after("test-sample-and-destroy", std::chrono::milliseconds(1200), [&, maybe_check]() {
+                 WorkflowLive live;
+                 sampled = doomed->sample(forever_id, live);
+                 sampled_completed = live.completed;
+                 sampled_steps = live.steps.size();
+                 doomed.reset();  // cancels its run at once; its callback must not run
+                 maybe_check();
+                 return ok_status();
+               });
+               if (!task.ok()) FAIL(task.status().to_string());
+             })
+              .ok());
+  const auto reason = set.wait_for_stop_request(std::chrono::seconds(60));
+  set.stop();
+  const auto& c = t.stop();
+  REQUIRE(reason.has_value());
+  REQUIRE(errors.size() == 4);
+  REQUIRE(errors[0].find("no shards") != std::string::npos);
+  REQUIRE(errors[1].find("shard 3 is not in this set of 3") != std::string::npos);
+  REQUIRE(errors[2].find("shard -1 is not in this set") != std::string::npos);
+  REQUIRE(errors[3].find("listed twice") != std::string::npos);
+  REQUIRE(results.size() == 2);
+  for (const auto& res : results) {
+    REQUIRE(res.end == RunEnd::completed);
+    REQUIRE(res.stats.completed == 200);
+    REQUIRE(res.stats.steps[0].measured.ok == 200);
+  }
+  REQUIRE(sampled);
+  REQUIRE(sampled_completed > 0);
+  REQUIRE(sampled_steps == 1);
+  REQUIRE_FALSE(orphan_called);
+  REQUIRE(c.http_requests >= 400);  // + what the cancelled run did
+  REQUIRE(states == std::vector<long>{0, 0, 0});
+}
+
+TEST_CASE("executor: with vus_from_spec, ExecSpec.vus replaces the file's VUs", "[load][exec]") {
+  TargetProc t;
+  // Each iteration outlasts the duration, so every VU starts exactly one.
+  const std::string plan = fmt::format(R"(version = 1
+[[workflow]]
+name = "w"
+vus = 5
+duration = "300ms"
+[[workflow.step]]
+name = "wait"
+url = "http://127.0.0.1:{0}/delay/600"
+)",
+                                       t.http);
+  Worker w;
+  w.on_done = [&w](std::uint64_t) { w.check_and_stop(); };
+  LoadExecutorOptions o;
+  o.vus_from_spec = true;
+  w.run(
+      [&](Worker& self) {
+        worker::ExecSpec s;
+        s.workflow = "w";
+        s.plan = bytes_of(plan);
+        s.cores = 2;
+        s.vus = 2;
+        Status st = self.ex->start(1, s);
+        if (!st.ok()) {
+          self.obs.errors.push_back(st.to_string());
+          self.r0->request_node_stop("start failed");
+        }
+      },
+      o);
+  t.stop();
+  REQUIRE(w.obs.errors.empty());
+  const auto& res = w.obs.done.at(1);
+  REQUIRE(res.outcome == worker::ExecOutcome::completed);
+  auto s = decode_stats(res.stats);
+  REQUIRE(s.ok());
+  REQUIRE(s->started == 2);
+  REQUIRE(s->completed == 2);
+  REQUIRE(res.completed == 2);
+}
