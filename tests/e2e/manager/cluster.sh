@@ -6,6 +6,7 @@
 #   (d) cancel mid-run: the job is cancelled and no worker keeps running it.
 set -u
 HS=${1:?usage: cluster.sh HYPERSCALE_EXE}
+HS=$(cd "$(dirname "$HS")" && pwd)/$(basename "$HS")  # absolute: the script cds into a temp dir
 T=$(mktemp -d /tmp/hs-cluster-e2e.XXXXXX)
 cd "$T"
 declare -A PIDS=()
