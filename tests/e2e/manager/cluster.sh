@@ -86,6 +86,11 @@ HS_WORKER_CORES=lots "$HS" worker --config w1.toml > bad2.txt 2>&1; rc=$?
 HS_SWIM_PERIOD=300ms "$HS" manager --config m1.toml --print-config > pc.txt || fail "print-config"
 grep -q 'swim.period = 300.*env HS_SWIM_PERIOD' pc.txt || { cat pc.txt; fail "print-config source"; }
 
+echo "== no manager answers: exit 5, no hang"
+DEAD=$(free_port)
+timeout 20 "$HS" --log-level error status --manager "127.0.0.1:$DEAD" --config m1.toml --request-timeout 1 > dead.txt 2>&1; rc=$?
+[[ $rc == 5 ]] && grep -q "no manager answered" dead.txt || { cat dead.txt; fail "unreachable manager exit $rc"; }
+
 echo "== start the target, 3 managers and 2 workers"
 HTTP=$(free_port)
 "$HS" --log-level warn target --http "$HTTP" > target.out 2> target.log &
