@@ -27,5 +27,8 @@ void register_wal(CLI::App& app, Command& cmd);
 // run, validate, new, ping, target (src/cli/load.cpp)
 void register_load(CLI::App& app, Command& cmd);
 void register_swim_agent(CLI::App& app, Command& cmd);
+// manager, worker (src/cli/daemons.cpp); submit, status, cancel (src/cli/client.cpp)
+void register_daemons(CLI::App& app, Command& cmd);
+void register_client(CLI::App& app, Command& cmd);
 
 }  // namespace hs::cli

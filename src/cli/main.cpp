@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   hs::cli::register_wal(app, cmd);
   hs::cli::register_load(app, cmd);
   hs::cli::register_swim_agent(app, cmd);
+  hs::cli::register_daemons(app, cmd);
+  hs::cli::register_client(app, cmd);
 
   try {
     app.parse(argc, argv);

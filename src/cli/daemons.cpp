@@ -1,0 +1,482 @@
+// `hyperscale manager` and `hyperscale worker`: the cluster daemons (docs/daemons.md).
+//
+// A daemon is one NetHost running a cluster::Mux of components, composed as in the simulated
+// datacenter (tests/sim/manager/dc.cpp):
+//   manager: Swim (kSwim) + Election (kElection) + manager::Manager (kRole), one shard;
+//   worker:  Swim (kSwim) + worker::Worker (kRole) over a load::LoadExecutor, `worker.cores` shards
+//            (the role and the executor's control on shard 0, workflows on any shard).
+// The node's disk is a WalDisk in node.data_dir; the admin port serves /metrics, /status, /healthz.
+// A disk failure stops the node (fail-stop): the daemon logs it and exits 5. SIGINT/SIGTERM stop it
+// in order (exit 0).
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cli/cluster_config.hpp"
+#include "cli/commands.hpp"
+#include "hyperscale/base/log.hpp"
+#include "hyperscale/cluster/election.hpp"
+#include "hyperscale/cluster/mux.hpp"
+#include "hyperscale/host/daemon.hpp"
+#include "hyperscale/load/executor.hpp"
+#include "hyperscale/manager/manager.hpp"
+#include "hyperscale/runtime/shard_set.hpp"
+#include "hyperscale/swim/swim.hpp"
+#include "hyperscale/worker/worker.hpp"
+
+namespace hs::cli {
+
+namespace {
+
+host::ConfigEntry entry(std::string key, host::ValueType t, std::string def, std::string doc) {
+  host::ConfigEntry e;
+  e.key = std::move(key);
+  e.type = t;
+  e.default_value = std::move(def);
+  e.doc = std::move(doc);
+  if (t == host::ValueType::duration_ms) e.min = 1, e.max = 86'400'000;
+  return e;
+}
+
+}  // namespace
+
+host::ConfigSchema cluster_schema() {
+  using host::ValueType;
+  auto s = host::common_schema();
+  auto managers = entry("cluster.managers", ValueType::string_list, "",
+                        "every manager of the datacenter as \"ip:port\" (its node.listen), self included");
+  managers.required = true;
+  managers.check = [](const host::ConfigValue& v) -> std::optional<std::string> {
+    const auto& l = std::get<std::vector<std::string>>(v);
+    if (l.empty()) return "at least one manager is required";
+    auto ids = parse_managers(l);
+    if (!ids.ok()) return ids.status().message();
+    return std::nullopt;
+  };
+  s.push_back(std::move(managers));
+  s.push_back(entry("swim.period", ValueType::duration_ms, "1s", "SWIM protocol period"));
+  s.push_back(entry("swim.probe_timeout", ValueType::duration_ms, "500ms", "SWIM direct probe timeout (< period)"));
+  s.push_back(entry("election.heartbeat", ValueType::duration_ms, "1s", "leader heartbeat / quorum check period"));
+  s.push_back(entry("election.timeout_min", ValueType::duration_ms, "5s", "election timeout, lower bound"));
+  s.push_back(entry("election.timeout_max", ValueType::duration_ms, "7s", "election timeout, upper bound"));
+  s.push_back(entry("election.lease", ValueType::duration_ms, "4s", "leader lease (< election.timeout_min)"));
+  s.push_back(entry("manager.tick", ValueType::duration_ms, "100ms", "manager scheduling / timeout check interval"));
+  s.push_back(entry("manager.worker_stale", ValueType::duration_ms, "3s",
+                    "a worker without a heartbeat this long gets no new work"));
+  s.push_back(entry("manager.dispatch_ack_timeout", ValueType::duration_ms, "1s",
+                    "an unacknowledged dispatch is re-sent after this"));
+  s.push_back(entry("manager.retention_ok", ValueType::duration_ms, "300s", "completed jobs are kept this long"));
+  s.push_back(entry("manager.retention_failed", ValueType::duration_ms, "3600s",
+                    "failed, cancelled and timed-out jobs are kept this long"));
+  auto cores = entry("worker.cores", ValueType::integer, "0", "cores (shards) offered by a worker; 0 = every CPU");
+  cores.min = 0, cores.max = 1024;
+  s.push_back(std::move(cores));
+  s.push_back(entry("worker.heartbeat", ValueType::duration_ms, "1s", "worker heartbeat to every manager"));
+  s.push_back(entry("worker.progress", ValueType::duration_ms, "1s", "worker progress report interval"));
+  s.push_back(entry("worker.orphan_grace", ValueType::duration_ms, "15s",
+                    "a workflow whose job leader died and was not replaced is cancelled after this"));
+  s.push_back(entry("worker.stop_grace", ValueType::duration_ms, "5s",
+                    "a stop not honoured by then frees the cores anyway"));
+  return s;
+}
+
+Result<std::vector<sim::NodeId>> parse_managers(const std::vector<std::string>& list) {
+  std::vector<sim::NodeId> out;
+  for (const auto& m : list) {
+    auto id = host::parse_node_addr(m);
+    if (!id.ok()) return id.status().with_context(fmt::format("manager '{}'", m));
+    for (auto o : out)
+      if (o == *id) return Status(Errc::invalid_argument, fmt::format("manager '{}' listed twice", m));
+    out.push_back(*id);
+  }
+  return out;
+}
+
+std::string json_str(const std::string& s) {
+  std::string o = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': o += "\\\""; break;
+      case '\\': o += "\\\\"; break;
+      case '\n': o += "\\n"; break;
+      case '\r': o += "\\r"; break;
+      case '\t': o += "\\t"; break;
+      default:
+        if (c < 0x20)
+          o += fmt::format("\\u{:04x}", c);
+        else
+          o += static_cast<char>(c);
+    }
+  }
+  return o + "\"";
+}
+
+namespace {
+
+using cluster::NodeId;
+
+// The NetHost's node: builds the components at start (the SWIM datagram budget is known only once
+// the host has bound its sockets) and forwards every event to the Mux.
+struct Root final : sim::Node {
+  cluster::Mux mux;
+  std::function<void()> setup;
+  void on_start(sim::Context& ctx) override {
+    if (setup) setup();
+    mux.on_start(ctx);
+  }
+  void on_message(sim::Context& ctx, NodeId from, std::span<const std::uint8_t> msg) override {
+    mux.on_message(ctx, from, msg);
+  }
+  void on_timer(sim::Context& ctx, sim::TimerId id, std::uint64_t tag) override { mux.on_timer(ctx, id, tag); }
+};
+
+swim::SwimConfig swim_config(const host::Config& c, NodeId self, const std::vector<NodeId>& managers,
+                             std::size_t budget) {
+  swim::SwimConfig s;
+  s.period = c.duration("swim.period");
+  s.probe_timeout = c.duration("swim.probe_timeout");
+  for (NodeId m : managers)
+    if (m != self) s.seeds.push_back(m);
+  s.datagram_budget = budget > 1 ? budget - 1 : 0;
+  s.refute_window = std::max<Duration>(s.refute_window, s.period * 10);
+  return s;
+}
+
+std::string prom_counter(const char* name, const char* help, const std::vector<std::pair<const char*, std::uint64_t>>& v,
+                         const char* label) {
+  std::string o = fmt::format("# HELP {} {}\n# TYPE {} counter\n", name, help, name);
+  for (auto& [k, n] : v) o += fmt::format("{}{{{}=\"{}\"}} {}\n", name, label, k, n);
+  return o;
+}
+
+std::string prom_gauges(const char* name, const char* help, const std::map<std::string, std::size_t>& v) {
+  std::string o = fmt::format("# HELP {} {}\n# TYPE {} gauge\n", name, help, name);
+  for (auto& [k, n] : v) o += fmt::format("{}{{table=\"{}\"}} {}\n", name, k, n);
+  return o;
+}
+
+struct Daemon {
+  bool is_manager = true;
+  host::Config cfg;
+  host::HostSettings settings;
+  std::vector<NodeId> managers;
+  Root root;
+  std::unique_ptr<swim::Swim> swim;
+  std::unique_ptr<cluster::Election> election;
+  std::unique_ptr<manager::Manager> mgr;
+  std::unique_ptr<load::LoadExecutor> exec;
+  std::unique_ptr<worker::Worker> wrk;
+  std::unique_ptr<host::WalDisk> disk;
+  std::unique_ptr<host::NetHost> host;
+  std::unique_ptr<host::AdminServer> admin;
+  Status failure;       // fail-stop reason
+  Status start_error;   // start failed
+  int cores = 1;
+
+  bool alive(NodeId n) const {
+    if (n == host->self()) return true;
+    auto m = swim->member(n);
+    return m && (m->state == swim::State::alive || m->state == swim::State::suspect);
+  }
+
+  void build_manager() {
+    const NodeId self = host->self();
+    swim = std::make_unique<swim::Swim>(swim_config(cfg, self, managers, host->datagram_budget()));
+    cluster::ElectionConfig ec;
+    ec.members = managers;
+    ec.heartbeat = cfg.duration("election.heartbeat");
+    ec.election_timeout_min = cfg.duration("election.timeout_min");
+    ec.election_timeout_max = cfg.duration("election.timeout_max");
+    ec.lease = cfg.duration("election.lease");
+    election = std::make_unique<cluster::Election>(ec);
+    manager::ManagerConfig mc;
+    mc.managers = managers;
+    mc.tick = cfg.duration("manager.tick");
+    mc.worker_stale = cfg.duration("manager.worker_stale");
+    mc.dispatch_ack_timeout = cfg.duration("manager.dispatch_ack_timeout");
+    mc.retention_ok = cfg.duration("manager.retention_ok");
+    mc.retention_failed = cfg.duration("manager.retention_failed");
+    mgr = std::make_unique<manager::Manager>(
+        mc, manager::Hooks{[this] { return election->is_leader(); }, [this] { return election->term(); },
+                           [this] { return election->leader(); }, [this] { return election->has_quorum(); },
+                           [this](NodeId n) { return alive(n); }});
+    root.mux.add(cluster::kSwim, swim.get());
+    root.mux.add(cluster::kElection, election.get());
+    root.mux.add(cluster::kRole, mgr.get());
+    swim->on_dead = [this](NodeId n, std::uint32_t, bool) { mgr->on_member_dead(n); };
+    election->on_change = [this](bool lead, std::uint64_t term, std::optional<NodeId> leader) {
+      log::info("manager", "leadership", "self={} is_leader={} term={} leader={}", host::node_addr_string(host->self()),
+                lead, term, leader ? host::node_addr_string(*leader) : std::string("none"));
+      mgr->on_leadership(lead);
+    };
+  }
+
+  void build_worker(runtime::Reactor& r) {
+    const NodeId self = host->self();
+    swim = std::make_unique<swim::Swim>(swim_config(cfg, self, managers, host->datagram_budget()));
+    std::vector<int> shards;
+    for (int i = 0; i < cores; ++i) shards.push_back(i);
+    // The executor's callbacks come from reactor events: deliver them as events of the node (deferred,
+    // so a callback made inside Executor::start/cancel never nests inside the role's own event).
+    exec = std::make_unique<load::LoadExecutor>(
+        r, shards,
+        [this, &r](std::uint64_t id, worker::ExecProgress p) {
+          (void)r.defer([this, id, p] {
+            if (!host || !wrk) return;
+            Status st = host->run_in(root.mux, [&] { wrk->on_exec_progress(id, p); });
+            if (!st.ok()) log::debug("worker", "progress_not_delivered", "exec={} error={}", id, log::quoted(st.to_string()));
+          });
+        },
+        [this, &r](std::uint64_t id, worker::ExecResult res) {
+          auto shared = std::make_shared<worker::ExecResult>(std::move(res));
+          Status d = r.defer([this, id, shared] {
+            if (!host || !wrk) return;
+            Status st = host->run_in(root.mux, [&] { wrk->on_exec_done(id, std::move(*shared)); });
+            if (!st.ok()) log::warn("worker", "result_not_delivered", "exec={} error={}", id, log::quoted(st.to_string()));
+          });
+          if (!d.ok()) log::error("worker", "result_lost", "exec={} error={}", id, log::quoted(d.to_string()));
+        });
+    worker::WorkerConfig wc;
+    wc.managers = managers;
+    wc.cores = static_cast<std::uint32_t>(cores);
+    wc.heartbeat = cfg.duration("worker.heartbeat");
+    wc.progress = cfg.duration("worker.progress");
+    wc.orphan_grace = cfg.duration("worker.orphan_grace");
+    wc.stop_grace = cfg.duration("worker.stop_grace");
+    wrk = std::make_unique<worker::Worker>(wc, *exec);
+    root.mux.add(cluster::kSwim, swim.get());
+    root.mux.add(cluster::kRole, wrk.get());
+    swim->on_dead = [this](NodeId n, std::uint32_t, bool) { wrk->on_member_dead(n); };
+  }
+
+  std::string status_json() const {
+    std::string o = "{";
+    o += fmt::format("\"node\":{},\"role\":{},\"running\":{}", json_str(host::node_addr_string(host->self())),
+                     is_manager ? "\"manager\"" : "\"worker\"", host->running());
+    if (mgr) {
+      auto s = mgr->node_status();
+      std::string jobs, workers;
+      for (auto& j : s.active_job_ids) jobs += (jobs.empty() ? "" : ",") + json_str(j);
+      for (auto& w : s.workers)
+        workers += fmt::format(
+            "{}{{\"node\":{},\"healthy\":{},\"health\":{},\"total_cores\":{},\"available_cores\":{},\"circuit_open\":{}}}",
+            workers.empty() ? "" : ",", json_str(host::node_addr_string(w.node)), w.healthy, w.health, w.total_cores,
+            w.available_cores, w.circuit_open);
+      o += fmt::format(
+          ",\"is_leader\":{},\"term\":{},\"leader\":{},\"worker_count\":{},\"healthy_worker_count\":{},"
+          "\"total_cores\":{},\"available_cores\":{},\"active_job_ids\":[{}],\"active_workflow_count\":{},"
+          "\"workers\":[{}]",
+          s.is_leader, s.term, s.leader ? json_str(host::node_addr_string(s.leader)) : std::string("null"),
+          s.worker_count, s.healthy_worker_count, s.total_cores, s.available_cores, jobs, s.active_workflow_count,
+          workers);
+    }
+    if (wrk) {
+      std::string live;
+      for (auto& e : wrk->live())
+        live += fmt::format("{}{{\"job_id\":{},\"workflow\":{},\"token\":{},\"cores\":{},\"leader\":{},\"completed\":{},"
+                            "\"failed\":{}}}",
+                            live.empty() ? "" : ",", json_str(e.job_id), json_str(e.workflow), e.token, e.cores,
+                            json_str(host::node_addr_string(e.leader)), e.completed, e.failed);
+      o += fmt::format(",\"cores\":{},\"used\":{},\"live\":[{}]", wrk->total_cores(), wrk->used_cores(), live);
+    }
+    return o + "}";
+  }
+
+  std::string metrics_text(runtime::Reactor& r) const {
+    std::string o = r.metrics().render_prometheus();
+    if (mgr) {
+      const auto& s = mgr->stats();
+      o += prom_counter("hs_manager_events_total", "manager role counters by event",
+                        {{"submits", s.submits},           {"accepted", s.accepted},
+                         {"rejected", s.rejected},         {"duplicates", s.duplicates},
+                         {"conflicts", s.conflicts},       {"redirects", s.redirects},
+                         {"dispatches", s.dispatches},     {"dispatch_resends", s.dispatch_resends},
+                         {"dispatch_refused", s.dispatch_refused}, {"redispatches", s.redispatches},
+                         {"results", s.results},           {"stale_results", s.stale_results},
+                         {"duplicate_results", s.duplicate_results}, {"takeovers", s.takeovers},
+                         {"transfers", s.transfers},       {"cancels", s.cancels},
+                         {"timeouts", s.timeouts},         {"stuck", s.stuck},
+                         {"cleaned", s.cleaned},           {"decode_errors", s.decode_errors},
+                         {"unknown_messages", s.unknown_messages}, {"stale_replicas", s.stale_replicas},
+                         {"fence_rejects", s.fence_rejects}, {"budget_exhausted", s.budget_exhausted},
+                         {"circuit_opened", s.circuit_opened}, {"commits", s.commits},
+                         {"commit_timeouts", s.commit_timeouts}, {"idem_evicted", s.idem_evicted},
+                         {"pulls", s.pulls},               {"replicas_dropped", s.replicas_dropped}},
+                        "event");
+      o += prom_gauges("hs_manager_table_size", "entries in each manager table", mgr->table_sizes());
+      const auto& e = election->stats();
+      o += prom_counter("hs_election_events_total", "election counters by event",
+                        {{"prevotes_started", e.prevotes_started}, {"elections_started", e.elections_started},
+                         {"terms_won", e.terms_won},               {"stepdowns", e.stepdowns},
+                         {"deposed", e.deposed},                   {"leader_changes", e.leader_changes},
+                         {"votes_granted", e.votes_granted},       {"votes_refused", e.votes_refused},
+                         {"failed_quorum_checks", e.failed_quorum_checks}, {"decode_errors", e.decode_errors},
+                         {"conflicting_leader", e.conflicting_leader}, {"disk_errors", e.disk_errors}},
+                        "event");
+      o += fmt::format("# HELP hs_election_is_leader 1 while this manager leads with a valid lease\n"
+                       "# TYPE hs_election_is_leader gauge\nhs_election_is_leader {}\n"
+                       "# HELP hs_election_term current election term\n# TYPE hs_election_term gauge\n"
+                       "hs_election_term {}\n",
+                       election->is_leader() ? 1 : 0, election->term());
+    }
+    if (wrk) {
+      const auto& s = wrk->stats();
+      o += prom_counter("hs_worker_events_total", "worker role counters by event",
+                        {{"dispatches", s.dispatches},     {"accepted", s.accepted},
+                         {"duplicates", s.duplicates},     {"fence_rejects", s.fence_rejects},
+                         {"capacity_rejects", s.capacity_rejects}, {"started", s.started},
+                         {"start_errors", s.start_errors}, {"completed", s.completed},
+                         {"failed", s.failed},             {"cancelled", s.cancelled},
+                         {"force_stops", s.force_stops},   {"orphaned", s.orphaned},
+                         {"transfers", s.transfers},       {"results_sent", s.results_sent},
+                         {"results_dropped", s.results_dropped}, {"decode_errors", s.decode_errors},
+                         {"unknown_messages", s.unknown_messages}, {"hw_evicted", s.hw_evicted}},
+                        "event");
+      o += prom_gauges("hs_worker_table_size", "entries in each worker table", wrk->table_sizes());
+      o += fmt::format("# HELP hs_worker_cores cores offered / in use\n# TYPE hs_worker_cores gauge\n"
+                       "hs_worker_cores{{state=\"total\"}} {}\nhs_worker_cores{{state=\"used\"}} {}\n",
+                       wrk->total_cores(), wrk->used_cores());
+    }
+    return o;
+  }
+
+  // On shard 0: open the disk, start the host (which builds the components) and the admin port.
+  Status start(runtime::Reactor& r) {
+    HS_ASSIGN_OR_RETURN(disk, host::WalDisk::open(r, settings.disk));
+    host = std::make_unique<host::NetHost>(r, root, settings.net, disk.get());
+    root.setup = [this, &r] {
+      if (is_manager)
+        build_manager();
+      else
+        build_worker(r);
+    };
+    host->set_stop_callback([this, &r](const Status& why) {
+      failure = why;
+      log::error(is_manager ? "manager" : "worker", "fail_stop", "self={} error={}",
+                 host::node_addr_string(host->self()), log::quoted(why.to_string()));
+      r.request_node_stop("fail-stop: " + why.to_string());
+    });
+    HS_TRY(host->start());
+    if (settings.admin_enabled) {
+      admin = std::make_unique<host::AdminServer>(
+          r, settings.admin, [this] { return status_json(); },
+          [this]() -> Status { return host->running() ? ok_status() : host->stop_reason(); });
+      admin->set_metrics_source([this, &r] { return metrics_text(r); });
+      HS_TRY(admin->start());
+    }
+    log::info(is_manager ? "manager" : "worker", "started", "self={} admin={} managers={} cores={}",
+              host::node_addr_string(host->self()),
+              admin ? fmt::format("{}:{}", admin->endpoint().host, admin->endpoint().port) : std::string("off"),
+              managers.size(), is_manager ? 0 : cores);
+    return ok_status();
+  }
+};
+
+int run_daemon(bool is_manager, const std::string& path, bool print_config) {
+  const char* name = is_manager ? "hyperscale manager" : "hyperscale worker";
+  auto cfg = host::Config::load(cluster_schema(), path);
+  if (!cfg.ok()) {
+    std::fprintf(stderr, "%s: invalid configuration:\n%s\n", name, cfg.status().message().c_str());
+    return kExitUsage;
+  }
+  if (print_config) {
+    std::fputs(cfg->dump().c_str(), stdout);
+    return kExitOk;
+  }
+  auto d = std::make_unique<Daemon>();
+  d->is_manager = is_manager;
+  d->cfg = *cfg;
+  auto settings = host::host_settings(*cfg, is_manager ? wire::fb::Role::Manager : wire::fb::Role::Worker);
+  if (!settings.ok()) {
+    std::fprintf(stderr, "%s: %s\n", name, settings.status().to_string().c_str());
+    return kExitUsage;
+  }
+  d->settings = std::move(settings).value();
+  log::Level lv;
+  if (log::parse_level(d->settings.log_level, lv) && cfg->source("log.level") != "default") log::set_level(lv);
+  auto managers = parse_managers(cfg->list("cluster.managers"));
+  if (!managers.ok()) {
+    std::fprintf(stderr, "%s: cluster.managers: %s\n", name, managers.status().message().c_str());
+    return kExitUsage;
+  }
+  d->managers = *managers;
+  auto self = host::node_id(d->settings.net.listen);
+  const bool listed = self.ok() && std::find(d->managers.begin(), d->managers.end(), *self) != d->managers.end();
+  if (is_manager && !listed) {
+    std::fprintf(stderr, "%s: node.listen %s must be one of cluster.managers\n", name, cfg->str("node.listen").c_str());
+    return kExitUsage;
+  }
+  if (!is_manager && listed) {
+    std::fprintf(stderr, "%s: node.listen %s is a manager address\n", name, cfg->str("node.listen").c_str());
+    return kExitUsage;
+  }
+  const auto cores = cfg->integer("worker.cores");
+  d->cores = is_manager ? 1 : (cores > 0 ? static_cast<int>(cores) : runtime::ShardSet::available_cores());
+
+  runtime::ShardSetOptions so;
+  so.shards = d->cores;
+  so.handle_signals = true;
+  so.pin = false;
+  runtime::ShardSet set(so);
+  Daemon* dp = d.get();
+  Status st = set.start([dp](runtime::Reactor& r) {
+    if (r.shard_id() != 0) return;
+    Status s = dp->start(r);
+    if (!s.ok()) {
+      dp->start_error = s;
+      log::error(dp->is_manager ? "manager" : "worker", "start_failed", "error={}", log::quoted(s.to_string()));
+      r.request_node_stop("start failed");
+      return;
+    }
+    r.on_shutdown("daemon", [dp](std::function<void()> done) {
+      if (dp->admin) dp->admin->close();
+      dp->exec.reset();  // cancels live executions (their callbacks are not called)
+      if (dp->host)
+        dp->host->close(std::move(done));
+      else
+        done();
+    });
+  });
+  if (!st.ok()) {
+    std::fprintf(stderr, "%s: %s\n", name, st.to_string().c_str());
+    return kExitInternal;
+  }
+  const std::string reason = set.wait_for_stop_request();
+  set.stop();
+  log::info(is_manager ? "manager" : "worker", "stopped", "reason={}", log::quoted(reason));
+  const Status failure = d->failure, start_error = d->start_error;
+  d.reset();
+  if (!start_error.ok()) {
+    std::fprintf(stderr, "%s: could not start: %s\n", name, start_error.to_string().c_str());
+    return kExitInfrastructure;
+  }
+  if (!failure.ok()) {
+    std::fprintf(stderr, "%s: stopped after a failure (fail-stop): %s\n", name, failure.to_string().c_str());
+    return kExitInfrastructure;
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void register_daemons(CLI::App& app, Command& cmd) {
+  for (bool is_manager : {true, false}) {
+    auto* sub = app.add_subcommand(is_manager ? "manager" : "worker",
+                                   is_manager ? "Run a manager daemon (takes jobs, dispatches workflows to workers)"
+                                              : "Run a worker daemon (runs dispatched workflows on its cores)");
+    auto path = std::make_shared<std::string>();
+    auto print = std::make_shared<bool>(false);
+    sub->add_option("--config", *path, "TOML config file (keys: docs/daemons.md; HS_* environment overrides)");
+    sub->add_flag("--print-config", *print, "Print every key's effective value and source, then exit");
+    sub->callback([&cmd, is_manager, path, print]() {
+      cmd.run = [is_manager, path, print]() { return run_daemon(is_manager, *path, *print); };
+    });
+  }
+}
+
+}  // namespace hs::cli

@@ -1,0 +1,253 @@
+#!/usr/bin/env bash
+# `hyperscale manager|worker|submit|status|cancel` end to end with real processes on loopback:
+#   (a) a job with an exact iteration count completes; the target served exactly that many requests;
+#   (b) SIGKILL of the worker running a workflow: the job still completes (re-dispatched);
+#   (c) SIGKILL of the leader manager: a new leader within the bound, and the job completes;
+#   (d) cancel mid-run: the job is cancelled and no worker keeps running it.
+set -u
+HS=${1:?usage: cluster.sh HYPERSCALE_EXE}
+HS=$(cd "$(dirname "$HS")" && pwd)/$(basename "$HS")  # absolute: the script cds into a temp dir
+T=$(mktemp -d /tmp/hs-cluster-e2e.XXXXXX)
+cd "$T"
+declare -A PIDS=()
+TPID=
+cleanup() {
+  for p in "${PIDS[@]}" $TPID; do kill -9 "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$T"
+}
+trap cleanup EXIT
+dump_logs() {
+  for f in "$T"/*.log; do echo "----- $f"; tail -n 60 "$f"; done >&2
+}
+fail() { echo "FAIL: $*" >&2; dump_logs; exit 1; }
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); u=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", s.getsockname()[1])); print(s.getsockname()[1])'
+}
+jget() {  # json-text python-expression-on-j
+  python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"
+}
+admin_status() { curl -s --max-time 2 "http://127.0.0.1:$1/status"; }
+wait_port() {
+  for _ in $(seq 1 400); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
+  return 1
+}
+
+echo "cluster-e2e-secret-0123456789abcdef" > secret
+names=(m1 m2 m3 w1 w2)
+declare -A PORT=() ADMIN=()
+for n in "${names[@]}"; do PORT[$n]=$(free_port); ADMIN[$n]=$(free_port); done
+MANAGERS="\"127.0.0.1:${PORT[m1]}\", \"127.0.0.1:${PORT[m2]}\", \"127.0.0.1:${PORT[m3]}\""
+MLIST="127.0.0.1:${PORT[m1]},127.0.0.1:${PORT[m2]},127.0.0.1:${PORT[m3]}"
+for n in "${names[@]}"; do
+  cat > "$n.toml" <<TOML
+[node]
+listen = "127.0.0.1:${PORT[$n]}"
+data_dir = "$T/data-$n"
+[admin]
+listen = "127.0.0.1:${ADMIN[$n]}"
+[wire]
+secret_file = "$T/secret"
+[disk]
+durability = "none"
+[cluster]
+managers = [$MANAGERS]
+[swim]
+period = "200ms"
+probe_timeout = "100ms"
+[election]
+heartbeat = "150ms"
+timeout_min = "1000ms"
+timeout_max = "1500ms"
+lease = "700ms"
+[manager]
+tick = "50ms"
+worker_stale = "1500ms"
+dispatch_ack_timeout = "500ms"
+[worker]
+cores = 1
+heartbeat = "200ms"
+progress = "200ms"
+orphan_grace = "4s"
+stop_grace = "2s"
+TOML
+done
+start() {  # name
+  local role=manager; [[ $1 == w* ]] && role=worker
+  "$HS" "$role" --config "$1.toml" > "$1.out" 2> "$1.log" &
+  PIDS[$1]=$!
+}
+
+echo "== config errors are clear (exit 2) and --print-config shows sources"
+"$HS" manager --config /nonexistent.toml > bad.txt 2>&1; rc=$?
+[[ $rc == 2 ]] || { cat bad.txt; fail "missing config exit $rc"; }
+HS_WORKER_CORES=lots "$HS" worker --config w1.toml > bad2.txt 2>&1; rc=$?
+[[ $rc == 2 ]] && grep -q "HS_WORKER_CORES" bad2.txt || { cat bad2.txt; fail "bad env exit $rc"; }
+HS_SWIM_PERIOD=300ms "$HS" manager --config m1.toml --print-config > pc.txt || fail "print-config"
+grep -q 'swim.period = 300.*env HS_SWIM_PERIOD' pc.txt || { cat pc.txt; fail "print-config source"; }
+
+echo "== no manager answers: exit 5, no hang"
+DEAD=$(free_port)
+timeout 20 "$HS" --log-level error status --manager "127.0.0.1:$DEAD" --config m1.toml --request-timeout 1 > dead.txt 2>&1; rc=$?
+[[ $rc == 5 ]] && grep -q "no manager answered" dead.txt || { cat dead.txt; fail "unreachable manager exit $rc"; }
+
+echo "== start the target, 3 managers and 2 workers"
+HTTP=$(free_port)
+"$HS" --log-level warn target --http "$HTTP" > target.out 2> target.log &
+TPID=$!
+wait_port "$HTTP" || fail "target did not start"
+for n in "${names[@]}"; do start "$n"; done
+for n in "${names[@]}"; do wait_port "${ADMIN[$n]}" || fail "$n admin port"; done
+
+leader_of() {  # prints the name of the manager that says it leads, if any (among the given)
+  for n in "$@"; do
+    local s; s=$(admin_status "${ADMIN[$n]}") || continue
+    [[ $(jget "$s" 'j.get("is_leader")') == True ]] && { echo "$n"; return 0; }
+  done
+  return 1
+}
+wait_cluster() {  # want managers...: a leader that sees `want` healthy workers
+  local want=$1; shift
+  for _ in $(seq 1 200); do
+    local l; l=$(leader_of "$@") && {
+      local s; s=$(admin_status "${ADMIN[$l]}")
+      [[ $(jget "$s" 'j["healthy_worker_count"]') == "$want" ]] && { echo "$l"; return 0; }
+    }
+    sleep 0.1
+  done
+  return 1
+}
+LEADER=$(wait_cluster 2 m1 m2 m3) || fail "no leader with 2 workers"
+echo "leader: $LEADER"
+"$HS" status --manager "$MLIST" --config m1.toml --json > ns.json || fail "status (node)"
+grep -q '"worker_count":2' ns.json || { cat ns.json; fail "node status"; }
+curl -s "http://127.0.0.1:${ADMIN[$LEADER]}/metrics" > metrics.txt
+grep -q 'hs_election_is_leader 1' metrics.txt && grep -q 'hs_manager_table_size' metrics.txt || fail "metrics"
+
+echo "== invalid workflow file: exit 2 with FILE:LINE:COL, nothing sent"
+printf 'version = 1\n[[workflow]]\nname = "w"\nvus = "x"\n' > bad.toml
+"$HS" submit --manager "$MLIST" --config m1.toml bad.toml > sub-bad.txt 2>&1; rc=$?
+[[ $rc == 2 ]] && grep -q "bad.toml:[0-9]*:[0-9]*" sub-bad.txt || { cat sub-bad.txt; fail "invalid file exit $rc"; }
+
+echo "== (a) exact counts"
+cat > exact.toml <<TOML
+version = 1
+[[workflow]]
+name = "w"
+vus = 4
+iterations = 1501
+duration = "60s"
+[[workflow.step]]
+name = "a"
+url = "http://127.0.0.1:$HTTP/"
+TOML
+timeout 60 "$HS" --log-level warn submit --manager "$MLIST" --config m1.toml exact.toml --wait --json --job-id exact-1 > a.json 2> a.err; rc=$?
+[[ $rc == 0 ]] || { cat a.json a.err; fail "(a) submit exit $rc"; }
+A=$(cat a.json)
+[[ $(jget "$A" 'j["state"]') == completed ]] || fail "(a) state: $A"
+[[ $(jget "$A" 'j["workflows"][0]["completed"]') == 1501 ]] || fail "(a) completed: $A"
+[[ $(jget "$A" 'j["workflows"][0]["stats"]["requests_ok"]') == 1501 ]] || fail "(a) requests: $A"
+kill -INT "$TPID"; wait "$TPID"; TPID=
+served=$(sed -n 's/.*served http_requests=\([0-9]*\).*/\1/p' target.out)
+[[ "$served" == 1501 ]] || { cat target.out; fail "(a) target served $served, want 1501"; }
+# Re-submitting the same job id + key is idempotent (the same job, not a second run).
+timeout 30 "$HS" --log-level warn submit --manager "$MLIST" --config m1.toml exact.toml --job-id exact-1 --json > a2.json 2>&1 || { cat a2.json; fail "(a) resubmit"; }
+"$HS" status --manager "$MLIST" --config m1.toml exact-1 --json > a3.json || fail "(a) status"
+[[ $(jget "$(cat a3.json)" 'j["state"]') == completed ]] || fail "(a) status after resubmit"
+
+HTTP2=$(free_port)
+"$HS" --log-level warn target --http "$HTTP2" > target2.out 2> target2.log &
+TPID=$!
+wait_port "$HTTP2" || fail "target 2 did not start"
+cat > long.toml <<TOML
+version = 1
+[[workflow]]
+name = "w"
+vus = 2
+duration = "5s"
+[[workflow.step]]
+name = "a"
+url = "http://127.0.0.1:$HTTP2/"
+TOML
+name_of_addr() { for n in "${names[@]}"; do [[ "127.0.0.1:${PORT[$n]}" == "$1" ]] && { echo "$n"; return 0; }; done; return 1; }
+running_worker() {  # job: name of the worker running its workflow
+  for _ in $(seq 1 100); do
+    local s; s=$("$HS" --log-level error status --manager "$MLIST" --config m1.toml "$1" --json 2>/dev/null) && {
+      local w; w=$(jget "$s" 'j["workflows"][0]["worker"] or ""')
+      local st; st=$(jget "$s" 'j["workflows"][0]["state"]')
+      [[ -n "$w" && "$st" == running ]] && { name_of_addr "$w"; return 0; }
+    }
+    sleep 0.1
+  done
+  return 1
+}
+
+echo "== (b) SIGKILL the worker running the workflow"
+timeout 90 "$HS" --log-level warn submit --manager "$MLIST" --config m1.toml long.toml --wait --json --job-id kill-worker > b.json 2> b.err &
+SUB=$!
+W=$(running_worker kill-worker) || fail "(b) no running worker"
+sleep 1
+echo "killing worker $W"
+kill -9 "${PIDS[$W]}"; unset "PIDS[$W]"
+wait "$SUB"; rc=$?
+[[ $rc == 0 ]] || { cat b.json b.err; fail "(b) submit exit $rc"; }
+B=$(cat b.json)
+[[ $(jget "$B" 'j["state"]') == completed ]] || fail "(b) state: $B"
+[[ $(jget "$B" 'j["workflows"][0]["attempts"]') -ge 2 ]] || fail "(b) not re-dispatched: $B"
+[[ $(jget "$B" 'j["workflows"][0]["worker"]') != "127.0.0.1:${PORT[$W]}" ]] || fail "(b) same worker: $B"
+LEADER=$(wait_cluster 1 m1 m2 m3) || fail "(b) the leader does not see exactly one healthy worker"
+
+echo "== (c) SIGKILL the leader manager"
+timeout 90 "$HS" --log-level warn submit --manager "$MLIST" --config m1.toml long.toml --wait --json --job-id kill-leader > c.json 2> c.err &
+SUB=$!
+running_worker kill-leader > /dev/null || fail "(c) not running"
+LEADER=$(leader_of m1 m2 m3) || fail "(c) no leader"
+echo "killing leader $LEADER"
+kill -9 "${PIDS[$LEADER]}"; unset "PIDS[$LEADER]"
+t0=$(date +%s.%N)
+REST=(); for n in m1 m2 m3; do [[ $n != "$LEADER" ]] && REST+=("$n"); done
+NEW=
+for _ in $(seq 1 100); do NEW=$(leader_of "${REST[@]}") && break; sleep 0.1; done
+[[ -n "$NEW" ]] || fail "(c) no new leader within 10s"
+elapsed=$(python3 -c "import time; print(round(time.time() - $t0, 2))")
+echo "new leader $NEW after ${elapsed}s"
+# Bound: SWIM/lease expiry + election timeout_max (1.5s) + a round; generous for ASan on a busy machine.
+python3 -c "import sys; sys.exit(0 if $elapsed < 8 else 1)" || fail "(c) new leader took ${elapsed}s"
+wait "$SUB"; rc=$?
+[[ $rc == 0 ]] || { cat c.json c.err; fail "(c) submit exit $rc"; }
+C=$(cat c.json)
+[[ $(jget "$C" 'j["state"]') == completed ]] || fail "(c) state: $C"
+[[ $(jget "$C" 'j["leader"]') != "127.0.0.1:${PORT[$LEADER]}" ]] || fail "(c) leader unchanged: $C"
+
+echo "== (d) cancel mid-run"
+cat > longer.toml <<TOML
+version = 1
+[[workflow]]
+name = "w"
+vus = 2
+duration = "60s"
+[[workflow.step]]
+name = "a"
+url = "http://127.0.0.1:$HTTP2/"
+TOML
+timeout 60 "$HS" --log-level warn submit --manager "$MLIST" --config m1.toml longer.toml --wait --json --job-id cancel-me > d.json 2> d.err &
+SUB=$!
+W=$(running_worker cancel-me) || fail "(d) not running"
+sleep 0.5
+"$HS" --log-level warn cancel --manager "$MLIST" --config m1.toml cancel-me > cancel.txt 2>&1 || { cat cancel.txt; fail "(d) cancel"; }
+wait "$SUB"; rc=$?
+[[ $rc == 4 ]] || { cat d.json d.err; fail "(d) submit exit $rc (want 4: cancelled)"; }
+[[ $(jget "$(cat d.json)" 'j["state"]') == cancelled ]] || fail "(d) state: $(cat d.json)"
+ok=
+for _ in $(seq 1 50); do
+  s=$(admin_status "${ADMIN[$W]}")
+  [[ $(jget "$s" 'len(j["live"])') == 0 && $(jget "$s" 'j["used"]') == 0 ]] && { ok=1; break; }
+  sleep 0.1
+done
+[[ -n "$ok" ]] || fail "(d) worker $W still runs it: $(admin_status "${ADMIN[$W]}")"
+
+echo "== orderly stop: SIGTERM -> exit 0"
+for n in "${!PIDS[@]}"; do kill -TERM "${PIDS[$n]}"; done
+for n in "${!PIDS[@]}"; do wait "${PIDS[$n]}"; rc=$?; [[ $rc == 0 ]] || fail "$n exited $rc on SIGTERM"; done
+PIDS=()
+echo "all checks passed"
