@@ -12,10 +12,12 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 
 #include "cli/commands.hpp"
+#include "cli/local_cluster.hpp"
 #include "hyperscale/base/log.hpp"
 #include "hyperscale/load/engine.hpp"
 #include "hyperscale/load/plan.hpp"
@@ -31,6 +33,7 @@ struct RunArgs {
   int shards = 0;
   std::string out;
   bool quiet = false;
+  bool direct = false;  // hidden: the previous engine driver (load::run_plan), for A/B benchmarks
 };
 
 int cmd_run(const RunArgs& a) {
@@ -40,8 +43,17 @@ int cmd_run(const RunArgs& a) {
     return kExitUsage;
   }
   const bool tty = isatty(STDOUT_FILENO) != 0;
-  load::RunOptions opts;
+  LocalRunOptions opts;
   opts.shards = a.shards;
+  {
+    // The job carries the file's text: the worker parses it like `validate` did.
+    std::ifstream f(a.file, std::ios::binary);
+    opts.plan_text.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+    if (!f && !f.eof()) {
+      std::fprintf(stderr, "hyperscale run: cannot read %s\n", a.file.c_str());
+      return kExitUsage;
+    }
+  }
   int last_lines = 0;
   auto last_plain = std::chrono::steady_clock::now() - std::chrono::seconds(10);
   if (!a.quiet) {
@@ -70,7 +82,15 @@ int cmd_run(const RunArgs& a) {
                 plan->workflows.size(), plan->hash.c_str());
     std::fflush(stdout);
   }
-  auto stats = load::run_plan(*plan, opts);
+  Result<load::RunStats> stats = make_error(Errc::internal, "not run");
+  if (a.direct) {
+    load::RunOptions direct;
+    direct.shards = opts.shards;
+    direct.on_progress = opts.on_progress;
+    stats = load::run_plan(*plan, direct);
+  } else {
+    stats = run_local(*plan, opts);
+  }
   if (!stats.ok()) {
     std::fprintf(stderr, "hyperscale run: %s\n", stats.status().to_string().c_str());
     return stats.status().code() == Errc::unavailable ? kExitInfrastructure : kExitInternal;
@@ -350,6 +370,8 @@ void register_load(CLI::App& app, Command& cmd) {
     sub->add_option("--out", a->out,
                     "Directory for results.json and results.csv (default: [output] dir or hs-results)");
     sub->add_flag("-q,--quiet", a->quiet, "No live view (summary only)");
+    // Hidden: run on the previous single-process driver instead of the in-process manager + worker.
+    sub->add_flag("--direct", a->direct, "Run without the in-process manager/worker (A/B benchmarks)")->group("");
     sub->callback([&cmd, a]() { cmd.run = [a]() { return cmd_run(*a); }; });
   }
   {

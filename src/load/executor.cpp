@@ -43,8 +43,11 @@ Status LoadExecutor::start(std::uint64_t exec, const worker::ExecSpec& spec) {
                   fmt::format("plan text of {} bytes exceeds the bound {}", spec.plan.size(), opts_.max_plan_bytes),
                   "plan_size");
   const std::string text(spec.plan.begin(), spec.plan.end());
-  const std::string file = spec.job_id.empty() ? "workflow.toml" : spec.job_id + ".toml";
-  auto parsed = load_plan_text(text, file, false, opts_.env);
+  // JSON plans start with '{' (TOML cannot): parse each with its own parser.
+  const auto first = text.find_first_not_of(" \t\r\n");
+  const bool json = first != std::string::npos && text[first] == '{';
+  const std::string file = (spec.job_id.empty() ? std::string("workflow") : spec.job_id) + (json ? ".json" : ".toml");
+  auto parsed = load_plan_text(text, file, json, opts_.env);
   if (!parsed.ok()) return refuse(Errc::invalid_argument, parsed.status().message(), "plan");
   auto plan = std::make_shared<Plan>(std::move(parsed).value());
   const auto it = std::find_if(plan->workflows.begin(), plan->workflows.end(),
@@ -116,7 +119,8 @@ void LoadExecutor::on_done(std::uint64_t exec, WorkflowResult res) {
   out.completed = res.stats.completed - std::min(res.stats.completed, res.stats.iterations_failed);
   out.error = std::move(res.error);
   out.stats = encode_stats(res.stats);
-  for (auto& [k, v] : res.published) out.published.emplace_back(workflow + "." + k, std::move(v));
+  // Bare keys: the manager prefixes them with the workflow name ("workflow.key") for dependants.
+  for (auto& [k, v] : res.published) out.published.emplace_back(k, std::move(v));
   log::info("load", "exec_done", "exec={} workflow={} outcome={} completed={} failed={}", exec, log::quoted(workflow),
             run_end_name(res.end), out.completed, out.failed);
   if (on_done_) on_done_(exec, std::move(out));

@@ -236,6 +236,9 @@ std::string live_text(const LiveSnapshot& snap, bool tty) {
                            s.name, s.total.executed, s.total.ok, s.total.failed, top, s.rps, fmt_ms(s.p50),
                            fmt_ms(s.p95), fmt_ms(s.p99));
       }
+    } else if (w.steps.empty()) {  // counts only (the cluster-hosted run reports iterations per workflow)
+      out += fmt::format("[{:6.1f}s] {} {:.0f}% iterations={} dropped={}\n", to_seconds(snap.elapsed), w.name,
+                         pct * 100, w.completed, w.dropped);
     } else {
       std::uint64_t total = 0, failed = 0;
       double rps = 0;

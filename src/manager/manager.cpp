@@ -898,6 +898,13 @@ void Manager::handle_result(NodeId from, ResultMsg& m) {
       return;
     }
     if (terminal(w.state)) {
+      // A stopped workflow's partial statistics can arrive after its stop was acknowledged: keep them.
+      if (w.state == WfState::cancelled && w.stats.empty() && !m.stats.empty()) {
+        w.completed = m.completed;
+        w.failed = m.failed;
+        w.stats = std::move(m.stats);
+        mark(*j);
+      }
       stats_.duplicate_results++;
       return;
     }

@@ -8,8 +8,9 @@
 //
 // Mapping: ExecProgress/ExecResult.completed = iterations that finished without a failed step,
 // .failed = iterations with a failed step. ExecResult.stats = encode_stats(the merged WorkflowStats),
-// .published = what a setup workflow provides, keyed "workflow.key" (ready to be a dependant's
-// ExecSpec.context), .error = why it failed. ExecSpec.vus is ignored unless
+// .published = what a setup workflow provides, by bare key (the manager prefixes each with the
+// workflow's name, "workflow.key", for a dependant's ExecSpec.context), .error = why it failed.
+// ExecSpec.plan may be TOML or JSON (JSON starts with '{'). ExecSpec.vus is ignored unless
 // LoadExecutorOptions::vus_from_spec is set; every other parameter comes from the file.
 #pragma once
 

@@ -128,4 +128,23 @@ timeout 120 "$HS" --log-level warn run exact.json --out json-out --quiet > run2.
 kill -INT "$TPID"; wait "$TPID"; TPID=
 served=$(sed -n 's/.*served http_requests=\([0-9]*\).*/\1/p' target.log)
 [[ "$served" == $((6002 + 500 + 1)) ]] || { cat target.log; fail "target served $served, want $((6002 + 500 + 1))"; }
+
+echo "== examples/quickstart.toml: setup value reaches dependants through the in-process manager"
+HTTP=$(free_port SOCK_STREAM); TCP=$(free_port SOCK_STREAM); UDP=$(free_port SOCK_DGRAM)
+"$HS" --log-level warn target --http "$HTTP" --tcp "$TCP" --udp "$UDP" > target2.log 2>&1 &
+TPID=$!
+wait_port "$HTTP" || fail "target did not start"
+TARGET_URL="http://127.0.0.1:$HTTP" TARGET_TCP="127.0.0.1:$TCP" TARGET_UDP="127.0.0.1:$UDP" \
+  timeout 120 "$HS" --log-level warn run "$SRC/examples/quickstart.toml" --out qs-out --quiet --shards 2 > qs.txt 2>&1
+rc=$?
+[[ $rc == 0 ]] || { cat qs.txt; fail "quickstart exited $rc"; }
+[[ $(jq_get qs-out/results.json '[w["outcome"] for w in j["workflows"]]') == "['completed', 'completed', 'completed']" ]] ||
+  fail "quickstart outcomes"
+# browse/cart sends "Bearer ${ctx.login.token}": it only renders if the setup value arrived.
+[[ $(jq_get qs-out/results.json "j['workflows'][1]['steps'][1]['failed'] == 0 and j['workflows'][1]['steps'][1]['executed'] > 0") == True ]] ||
+  fail "cart step (uses the setup token)"
+# steady: 200/s for 3 s = 600 scheduled iterations (started + dropped), exactly.
+[[ $(jq_get qs-out/results.json "j['workflows'][2]['iterations']['started'] + j['workflows'][2]['iterations']['dropped']") == 600 ]] ||
+  { cat qs-out/results.json | head -c 2000; fail "steady scheduled iterations"; }
+kill -INT "$TPID"; wait "$TPID"; TPID=
 echo "all checks passed"
