@@ -4,50 +4,76 @@ namespace hs::cluster {
 
 const char* name(JobState s) {
   switch (s) {
-    case JobState::submitted: return "submitted";
-    case JobState::running: return "running";
-    case JobState::completed: return "completed";
-    case JobState::failed: return "failed";
-    case JobState::cancelled: return "cancelled";
-    case JobState::timeout: return "timeout";
-    case JobState::partial: return "partial";
+    case JobState::submitted:
+      return "submitted";
+    case JobState::running:
+      return "running";
+    case JobState::completed:
+      return "completed";
+    case JobState::failed:
+      return "failed";
+    case JobState::cancelled:
+      return "cancelled";
+    case JobState::timeout:
+      return "timeout";
+    case JobState::partial:
+      return "partial";
   }
   return "unknown";
 }
 
 const char* name(WfState s) {
   switch (s) {
-    case WfState::pending: return "pending";
-    case WfState::dispatched: return "dispatched";
-    case WfState::running: return "running";
-    case WfState::completed: return "completed";
-    case WfState::failed: return "failed";
-    case WfState::cancelled: return "cancelled";
+    case WfState::pending:
+      return "pending";
+    case WfState::dispatched:
+      return "dispatched";
+    case WfState::running:
+      return "running";
+    case WfState::completed:
+      return "completed";
+    case WfState::failed:
+      return "failed";
+    case WfState::cancelled:
+      return "cancelled";
   }
   return "unknown";
 }
 
 const char* name(Err e) {
   switch (e) {
-    case Err::none: return "none";
-    case Err::invalid: return "invalid";
-    case Err::conflict: return "conflict";
-    case Err::not_leader: return "not_leader";
-    case Err::no_quorum: return "no_quorum";
-    case Err::overloaded: return "overloaded";
-    case Err::not_found: return "not_found";
-    case Err::fence: return "fence";
-    case Err::unavailable: return "unavailable";
+    case Err::none:
+      return "none";
+    case Err::invalid:
+      return "invalid";
+    case Err::conflict:
+      return "conflict";
+    case Err::not_leader:
+      return "not_leader";
+    case Err::no_quorum:
+      return "no_quorum";
+    case Err::overloaded:
+      return "overloaded";
+    case Err::not_found:
+      return "not_found";
+    case Err::fence:
+      return "fence";
+    case Err::unavailable:
+      return "unavailable";
   }
   return "unknown";
 }
 
 const char* name(Health h) {
   switch (h) {
-    case Health::healthy: return "healthy";
-    case Health::busy: return "busy";
-    case Health::degraded: return "degraded";
-    case Health::overloaded: return "overloaded";
+    case Health::healthy:
+      return "healthy";
+    case Health::busy:
+      return "busy";
+    case Health::degraded:
+      return "degraded";
+    case Health::overloaded:
+      return "overloaded";
   }
   return "unknown";
 }

@@ -11,17 +11,24 @@ using namespace cluster;
 namespace {
 
 constexpr std::uint64_t kTagShift = 56;
-std::uint64_t make_tag(std::uint64_t kind, std::uint64_t v) { return (kind << kTagShift) | (v & ((1ull << kTagShift) - 1)); }
+std::uint64_t make_tag(std::uint64_t kind, std::uint64_t v) {
+  return (kind << kTagShift) | (v & ((1ull << kTagShift) - 1));
+}
 
 std::string job_key(const std::string& id) { return "job/" + id; }
 
 int priority_rank(Priority p) {
   switch (p) {
-    case Priority::exclusive: return 0;
-    case Priority::high: return 1;
-    case Priority::normal: return 2;
-    case Priority::low: return 3;
-    case Priority::auto_: return 4;
+    case Priority::exclusive:
+      return 0;
+    case Priority::high:
+      return 1;
+    case Priority::normal:
+      return 2;
+    case Priority::low:
+      return 3;
+    case Priority::auto_:
+      return 4;
   }
   return 4;
 }
@@ -29,8 +36,8 @@ int priority_rank(Priority p) {
 bool valid_id(const std::string& s, std::size_t max) {
   if (s.empty() || s.size() > max) return false;
   for (char c : s) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                    c == '_' || c == '.';
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
     if (!ok) return false;
   }
   return true;
@@ -60,8 +67,8 @@ void Manager::on_start(sim::Context& ctx) {
   self_ = ctx.self();
   seen_now_ = ctx.now();
   if (std::find(cfg_.managers.begin(), cfg_.managers.end(), self_) == cfg_.managers.end()) {
-    log::error("manager", "not_configured", "self={} managers={} (this manager is not in its own manager list)",
-               self_, cfg_.managers.size());
+    log::error("manager", "not_configured", "self={} managers={} (this manager is not in its own manager list)", self_,
+               cfg_.managers.size());
   }
   load_from_disk();
   tick_timer_ = ctx.set_timer(cfg_.tick, make_tag(kTick, 0));
@@ -106,8 +113,8 @@ void Manager::load_from_disk() {
       }
       j.terminal_at = ctx_->now();
       j.cleanup_queued = true;
-      cleanup_.emplace_back(ctx_->now() + (j.rec.state == JobState::completed ? cfg_.retention_ok : cfg_.retention_failed),
-                            id);
+      cleanup_.emplace_back(
+          ctx_->now() + (j.rec.state == JobState::completed ? cfg_.retention_ok : cfg_.retention_failed), id);
     } else if (j.rec.leader == self_) {
       // Led in a previous life: release it so the DC leader takes it over with a new term.
       j.rec.leader = 0;
@@ -118,8 +125,7 @@ void Manager::load_from_disk() {
           Replicate m{j.rec};
           ctx_->send(peer, encode(MsgType::replicate, m));
         }
-      log::info("manager", "released_job", "job={} (led before restart; the DC leader takes it over)",
-                log::quoted(id));
+      log::info("manager", "released_job", "job={} (led before restart; the DC leader takes it over)", log::quoted(id));
     }
   }
   // Compact the index: only live records.
@@ -134,7 +140,8 @@ void Manager::load_from_disk() {
 
 void Manager::persist_now(Job& j) {
   Status st = ctx_->disk().put(job_key(j.rec.spec.job_id), encode_record(j.rec));
-  if (!st.ok()) log::error("manager", "persist_failed", "job={} error={}", log::quoted(j.rec.spec.job_id), st.message());
+  if (!st.ok())
+    log::error("manager", "persist_failed", "job={} error={}", log::quoted(j.rec.spec.job_id), st.message());
 }
 
 void Manager::on_timer(sim::Context& ctx, sim::TimerId, std::uint64_t tag) {
@@ -335,7 +342,8 @@ SubmitAck Manager::reject(std::uint64_t req, Err code, std::string error) {
   a.code = code;
   a.error = std::move(error);
   if (code == Err::not_leader) a.leader = hooks_.leader ? hooks_.leader().value_or(0) : 0;
-  if (code == Err::overloaded || code == Err::no_quorum || code == Err::unavailable) a.retry_after_ms = cfg_.retry_after_ms;
+  if (code == Err::overloaded || code == Err::no_quorum || code == Err::unavailable)
+    a.retry_after_ms = cfg_.retry_after_ms;
   return a;
 }
 
@@ -418,8 +426,9 @@ void Manager::handle_submit(NodeId from, Submit& m) {
         idem_.erase(it);  // a different payload under a rejected key is evaluated afresh
       } else if (e.digest != digest) {
         stats_.conflicts++;
-        SubmitAck a = reject(m.req, Err::conflict,
-                             "idempotency key '" + key + "' was used for job " + e.job_id + " with a different payload");
+        SubmitAck a =
+            reject(m.req, Err::conflict,
+                   "idempotency key '" + key + "' was used for job " + e.job_id + " with a different payload");
         reply(from, MsgType::submit_ack, a);
         return;
       } else if (Job* j = find(e.job_id)) {
@@ -467,8 +476,9 @@ void Manager::handle_submit(NodeId from, Submit& m) {
     if (j.led && !terminal(j.rec.state)) ++active;
   if (active >= cfg_.max_active_jobs || jobs_.size() >= cfg_.max_jobs) {
     stats_.rejected++;
-    SubmitAck a = reject(m.req, Err::overloaded, "too many jobs (" + std::to_string(active) + " active, " +
-                                                     std::to_string(jobs_.size()) + " held)");
+    SubmitAck a =
+        reject(m.req, Err::overloaded,
+               "too many jobs (" + std::to_string(active) + " active, " + std::to_string(jobs_.size()) + " held)");
     reply(from, MsgType::submit_ack, a);
     return;
   }
@@ -808,8 +818,7 @@ void Manager::handle_heartbeat(NodeId from, Heartbeat& m) {
     for (; i < j->rec.workflows.size(); ++i)
       if (j->rec.workflows[i].spec.name == e.workflow) break;
     const bool stale = i == j->rec.workflows.size() || terminal(j->rec.workflows[i].state) ||
-                       e.token < j->rec.workflows[i].token || j->rec.workflows[i].worker != from ||
-                       j->runs[i].stopping;
+                       e.token < j->rec.workflows[i].token || j->rec.workflows[i].worker != from || j->runs[i].stopping;
     if (stale) ack.stop.push_back(StopItem{e.job_id, e.workflow, e.token});
   }
   if (rebooted) {
@@ -845,15 +854,16 @@ void Manager::handle_dispatch_ack(NodeId from, const DispatchAck& m) {
       }
     } else {
       stats_.dispatch_refused++;
-      log::warn("manager", "dispatch_refused", "job={} workflow={} worker={} code={} error={}",
-                log::quoted(m.job_id), log::quoted(m.workflow), from, name(m.code), log::quoted(m.error));
+      log::warn("manager", "dispatch_refused", "job={} workflow={} worker={} code={} error={}", log::quoted(m.job_id),
+                log::quoted(m.workflow), from, name(m.code), log::quoted(m.error));
       circuit_error(from);
       w.state = WfState::pending;
       w.worker = 0;
       w.cores = 0;
       if (w.attempts > 0) w.attempts--;  // it never ran
       auto& run = j->runs[i];
-      run.backoff = run.backoff.count() == 0 ? cfg_.requeue_backoff : std::min(run.backoff * 2, cfg_.requeue_backoff_max);
+      run.backoff =
+          run.backoff.count() == 0 ? cfg_.requeue_backoff : std::min(run.backoff * 2, cfg_.requeue_backoff_max);
       run.retry_at = ctx_->now() + run.backoff;
     }
     mark(*j);
@@ -991,6 +1001,23 @@ void Manager::handle_transfer_ack(NodeId from, const TransferAck& m) {
 
 // ---------------------------------------------------------------- scheduling
 
+// The dispatch of workflow i as recorded: the stored original plan, VUs and cores, the current
+// token, and the values its dependencies published. A re-send is byte-for-byte the same.
+Dispatch Manager::make_dispatch(const Job& j, std::size_t i) const {
+  const auto& w = j.rec.workflows[i];
+  Dispatch d;
+  d.job_id = j.rec.spec.job_id;
+  d.workflow = w.spec.name;
+  d.token = w.token;
+  d.cores = w.cores;
+  d.vus = w.spec.vus;
+  d.plan = w.spec.plan;
+  for (const auto& dep : w.spec.deps)
+    for (const auto& other : j.rec.workflows)
+      if (other.spec.name == dep) d.context.insert(d.context.end(), other.published.begin(), other.published.end());
+  return d;
+}
+
 std::uint64_t Manager::next_token(Job& j) {
   const std::uint64_t term = hooks_.term ? hooks_.term() : 0;
   const std::uint64_t base = std::max(j.rec.leader_term, term) << 32;
@@ -1117,7 +1144,8 @@ void Manager::check_job(Job& j) {
 
 std::uint64_t Manager::elapsed_ms(const Job& j) const {
   return j.base_elapsed_ms +
-         static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(ctx_->now() - j.started).count());
+         static_cast<std::uint64_t>(
+             std::chrono::duration_cast<std::chrono::milliseconds>(ctx_->now() - j.started).count());
 }
 
 void Manager::take_over(Job& j) {
@@ -1150,7 +1178,8 @@ void Manager::take_over(Job& j) {
   }
   if (terminal(j.rec.state)) {
     for (std::size_t i = 0; i < j.rec.workflows.size(); ++i)
-      if (live(j.rec.workflows[i].state) && !j.runs[i].stopping) j.runs[i].stopping = true, j.runs[i].stop_deadline = ctx_->now() + cfg_.cancel_timeout;
+      if (live(j.rec.workflows[i].state) && !j.runs[i].stopping)
+        j.runs[i].stopping = true, j.runs[i].stop_deadline = ctx_->now() + cfg_.cancel_timeout;
   }
   mark(j);
   check_job(j);
@@ -1203,8 +1232,9 @@ void Manager::tick() {
           r.error = "the cancel could not be recorded on a quorum of managers in time; it is still being applied";
           reply(it->client, MsgType::cancel_reply, r);
         } else {
-          SubmitAck a = reject(it->req, Err::unavailable,
-                               "the job could not be recorded on a quorum of managers in time; retry with the same key");
+          SubmitAck a =
+              reject(it->req, Err::unavailable,
+                     "the job could not be recorded on a quorum of managers in time; retry with the same key");
           reply(it->client, MsgType::submit_ack, a);
         }
         it = j.waiters.erase(it);
@@ -1231,8 +1261,8 @@ void Manager::tick() {
       if (!live(w.state)) continue;
       if (run.stopping) {
         if (now >= run.stop_deadline) {
-          const std::string err = "worker " + std::to_string(w.worker) + " did not confirm the stop of '" +
-                                  w.spec.name + "'";
+          const std::string err =
+              "worker " + std::to_string(w.worker) + " did not confirm the stop of '" + w.spec.name + "'";
           if (j.rec.cancel_errors.size() < 100) j.rec.cancel_errors.push_back(err);
           log::warn("manager", "stop_unconfirmed", "job={} workflow={} worker={}", log::quoted(id),
                     log::quoted(w.spec.name), w.worker);
@@ -1251,16 +1281,7 @@ void Manager::tick() {
       if (w.state == WfState::dispatched && now >= run.ack_deadline && run.ack_deadline.count() > 0) {
         stats_.dispatch_resends++;
         circuit_error(w.worker);
-        Dispatch d;
-        d.job_id = id;
-        d.workflow = w.spec.name;
-        d.token = w.token;
-        d.cores = w.cores;
-        d.vus = w.spec.vus;
-        d.plan = w.spec.plan;
-        for (const auto& dep : w.spec.deps)
-          for (const auto& other : j.rec.workflows)
-            if (other.spec.name == dep) d.context.insert(d.context.end(), other.published.begin(), other.published.end());
+        Dispatch d = make_dispatch(j, i);
         reply(w.worker, MsgType::dispatch, d);
         run.ack_deadline = now + cfg_.dispatch_ack_timeout;
       }
@@ -1412,18 +1433,9 @@ void Manager::schedule_job(Job& j, std::map<NodeId, std::uint32_t>& used) {
     stats_.dispatches++;
     if (attempts_.size() >= 10'000) attempts_.pop_front();
     attempts_.push_back(Attempt{j.rec.spec.job_id, w.spec.name, chosen, w.token});
-    Dispatch d;
-    d.job_id = j.rec.spec.job_id;
-    d.workflow = w.spec.name;
-    d.token = w.token;
-    d.cores = want;
-    d.vus = w.spec.vus;
-    d.plan = w.spec.plan;
-    for (const auto& dep : w.spec.deps)
-      for (const auto& other : wfs)
-        if (other.spec.name == dep) d.context.insert(d.context.end(), other.published.begin(), other.published.end());
-    log::info("manager", "dispatch", "job={} workflow={} worker={} cores={} token={} attempt={}",
-              log::quoted(d.job_id), log::quoted(d.workflow), chosen, want, w.token, w.attempts);
+    Dispatch d = make_dispatch(j, i);
+    log::info("manager", "dispatch", "job={} workflow={} worker={} cores={} token={} attempt={}", log::quoted(d.job_id),
+              log::quoted(d.workflow), chosen, want, w.token, w.attempts);
     mark(j);
     send_after_sync(chosen, encode(MsgType::dispatch, d));
     if (exclusive) break;
@@ -1534,8 +1546,7 @@ cluster::NodeStatus Manager::node_status() const {
     if (!alive) continue;
     WorkerView wv;
     wv.node = wid;
-    wv.healthy = seen_now_ - info.last_heartbeat <= cfg_.worker_stale &&
-                 info.health != Health::overloaded;
+    wv.healthy = seen_now_ - info.last_heartbeat <= cfg_.worker_stale && info.health != Health::overloaded;
     wv.health = static_cast<std::uint8_t>(info.health);
     wv.total_cores = info.total;
     wv.available_cores = info.available;
@@ -1565,10 +1576,17 @@ std::map<std::string, std::size_t> Manager::table_sizes() const {
     acked += j.acked.size();
     runs += j.runs.size();
   }
-  return {{"jobs", jobs_.size()},         {"idempotency", idem_.size()},  {"idempotency_expiry", idem_expiry_.size()},
-          {"cleanup", cleanup_.size()},   {"workers", workers_.size()},   {"syncs", syncs_.size()},
-          {"waiters", waiters},           {"acked", acked},               {"runs", runs},
-          {"dirty", dirty_.size()},       {"attempt_log", attempts_.size()}};
+  return {{"jobs", jobs_.size()},
+          {"idempotency", idem_.size()},
+          {"idempotency_expiry", idem_expiry_.size()},
+          {"cleanup", cleanup_.size()},
+          {"workers", workers_.size()},
+          {"syncs", syncs_.size()},
+          {"waiters", waiters},
+          {"acked", acked},
+          {"runs", runs},
+          {"dirty", dirty_.size()},
+          {"attempt_log", attempts_.size()}};
 }
 
 }  // namespace hs::manager

@@ -31,12 +31,18 @@ Status SimExecutor::start(std::uint64_t exec, const ExecSpec& spec) {
     const std::string_view item = text.substr(pos, end - pos);
     const std::size_t eq = item.find('=');
     const std::string_view k = item.substr(0, eq), v = eq == std::string_view::npos ? "" : item.substr(eq + 1);
-    if (k == "ms") r.length = std::chrono::milliseconds(number(v));
-    else if (k == "ops") has_ops = true, ops = number(v);
-    else if (k == "fail") r.fail = std::string(v.empty() ? "application error" : v);
-    else if (k == "hang") r.hang = true;
-    else if (k == "crash") r.crash = true;
-    else if (k == "bad") return make_error(Errc::invalid_argument, "sim plan marked bad");
+    if (k == "ms")
+      r.length = std::chrono::milliseconds(number(v));
+    else if (k == "ops")
+      has_ops = true, ops = number(v);
+    else if (k == "fail")
+      r.fail = std::string(v.empty() ? "application error" : v);
+    else if (k == "hang")
+      r.hang = true;
+    else if (k == "crash")
+      r.crash = true;
+    else if (k == "bad")
+      return make_error(Errc::invalid_argument, "sim plan marked bad");
     else if (k == "publish") {
       std::size_t p = 0;
       while (p < v.size()) {

@@ -10,7 +10,9 @@ using namespace cluster;
 
 namespace {
 constexpr std::uint64_t kTagShift = 56;
-std::uint64_t make_tag(std::uint64_t kind, std::uint64_t v) { return (kind << kTagShift) | (v & ((1ull << kTagShift) - 1)); }
+std::uint64_t make_tag(std::uint64_t kind, std::uint64_t v) {
+  return (kind << kTagShift) | (v & ((1ull << kTagShift) - 1));
+}
 
 // Fence marks are persisted as records of the "fence" log: job, workflow, token.
 std::vector<std::uint8_t> mark_record(const std::string& job, const std::string& wf, std::uint64_t token) {
@@ -72,7 +74,8 @@ void Worker::set_mark(const Key& k, std::uint64_t token) {
   (void)ctx_->disk().append("fence", mark_record(k.first, k.second, m.token));
   if (++mark_log_records_ > 2 * marks_.size() + 1000) {
     (void)ctx_->disk().truncate_log("fence");
-    for (const auto& [key, mk] : marks_) (void)ctx_->disk().append("fence", mark_record(key.first, key.second, mk.token));
+    for (const auto& [key, mk] : marks_)
+      (void)ctx_->disk().append("fence", mark_record(key.first, key.second, mk.token));
     mark_log_records_ = marks_.size();
   }
 }
@@ -391,12 +394,21 @@ void Worker::finish(Exec& e, ExecResult r) {
                     : r.outcome == ExecOutcome::failed  ? Outcome::failed
                                                         : Outcome::cancelled;
   switch (o) {
-    case Outcome::completed: stats_.completed++; record(ExecEvent::completed, e.job_id, e.workflow, e.token); break;
-    case Outcome::failed: stats_.failed++; record(ExecEvent::failed, e.job_id, e.workflow, e.token); break;
-    default: stats_.cancelled++; record(ExecEvent::cancelled, e.job_id, e.workflow, e.token); break;
+    case Outcome::completed:
+      stats_.completed++;
+      record(ExecEvent::completed, e.job_id, e.workflow, e.token);
+      break;
+    case Outcome::failed:
+      stats_.failed++;
+      record(ExecEvent::failed, e.job_id, e.workflow, e.token);
+      break;
+    default:
+      stats_.cancelled++;
+      record(ExecEvent::cancelled, e.job_id, e.workflow, e.token);
+      break;
   }
-  e.result = ResultMsg{e.job_id, e.workflow, e.token, o, r.completed, r.failed, r.error, std::move(r.stats),
-                       std::move(r.published)};
+  e.result = ResultMsg{
+      e.job_id, e.workflow, e.token, o, r.completed, r.failed, r.error, std::move(r.stats), std::move(r.published)};
   e.completed = r.completed;
   e.failed = r.failed;
   log::info("worker", "workflow_done", "job={} workflow={} token={} outcome={} completed={} failed={}",
@@ -423,8 +435,11 @@ void Worker::on_member_dead(NodeId node) {
 }
 
 std::map<std::string, std::size_t> Worker::table_sizes() const {
-  return {{"execs", execs_.size()}, {"exec_ids", by_id_.size()}, {"fence_marks", marks_.size()},
-          {"pending_acks", acks_.size()}, {"exec_log", log_.size()}};
+  return {{"execs", execs_.size()},
+          {"exec_ids", by_id_.size()},
+          {"fence_marks", marks_.size()},
+          {"pending_acks", acks_.size()},
+          {"exec_log", log_.size()}};
 }
 
 }  // namespace hs::worker

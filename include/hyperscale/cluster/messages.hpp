@@ -61,10 +61,7 @@ struct Enc {
   void operator()(double& v) { w.f64(v); }
   void operator()(std::int64_t& v) { w.i64(v); }
   template <class T>
-    requires(std::is_unsigned_v<T> || std::is_enum_v<T>)
-  void operator()(T& v) {
-    w.var(static_cast<std::uint64_t>(v));
-  }
+  requires(std::is_unsigned_v<T> || std::is_enum_v<T>) void operator()(T& v) { w.var(static_cast<std::uint64_t>(v)); }
   template <class T>
   void operator()(std::vector<T>& v) {
     w.var(v.size());
@@ -76,10 +73,8 @@ struct Enc {
     (*this)(p.second);
   }
   template <class T>
-    requires requires(T t, Enc& e) { t.io(e); }
-  void operator()(T& t) {
-    t.io(*this);
-  }
+  requires requires(T t, Enc& e) { t.io(e); }
+  void operator()(T& t) { t.io(*this); }
 };
 
 struct Dec {
@@ -90,8 +85,7 @@ struct Dec {
   void operator()(double& v) { v = r.f64(); }
   void operator()(std::int64_t& v) { v = r.i64(); }
   template <class T>
-    requires(std::is_unsigned_v<T> || std::is_enum_v<T>)
-  void operator()(T& v) {
+  requires(std::is_unsigned_v<T> || std::is_enum_v<T>) void operator()(T& v) {
     const std::uint64_t x = r.var();
     using U = std::conditional_t<std::is_enum_v<T>, std::underlying_type<T>, std::type_identity<T>>::type;
     if (x > static_cast<std::uint64_t>(static_cast<U>(~U{0}))) r.fail("integer out of range");
@@ -113,15 +107,13 @@ struct Dec {
     (*this)(p.second);
   }
   template <class T>
-    requires requires(T t, Dec& d) { t.io(d); }
-  void operator()(T& t) {
-    t.io(*this);
-  }
+  requires requires(T t, Dec& d) { t.io(d); }
+  void operator()(T& t) { t.io(*this); }
 };
 
-#define HS_FIELDS(...)      \
-  template <class IO>       \
-  void io(IO& f) {          \
+#define HS_FIELDS(...)         \
+  template <class IO>          \
+  void io(IO& f) {             \
     hs_fields(f, __VA_ARGS__); \
   }
 template <class IO, class... T>
@@ -153,10 +145,10 @@ struct WorkflowSpec {
 struct JobSpec {
   std::string job_id;
   std::string idempotency_key;
-  std::uint64_t timeout_ms = 0;              // whole job; 0: none
-  std::uint64_t stuck_ms = 0;                // a running workflow without progress this long is stuck; 0: off
-  std::uint32_t retry_budget = 10;           // retries across the job (clamped)
-  std::uint32_t workflow_retries = 3;        // retries per workflow (clamped)
+  std::uint64_t timeout_ms = 0;        // whole job; 0: none
+  std::uint64_t stuck_ms = 0;          // a running workflow without progress this long is stuck; 0: off
+  std::uint32_t retry_budget = 10;     // retries across the job (clamped)
+  std::uint32_t workflow_retries = 3;  // retries per workflow (clamped)
   std::vector<WorkflowSpec> workflows;
   HS_FIELDS(job_id, idempotency_key, timeout_ms, stuck_ms, retry_budget, workflow_retries, workflows)
 };
@@ -164,14 +156,14 @@ struct JobSpec {
 // Error codes carried by replies (stable numbers; text in `error`).
 enum class Err : std::uint8_t {
   none = 0,
-  invalid,       // the request is wrong; retrying it unchanged fails again
-  conflict,      // idempotency key reused with another payload, or job id taken
-  not_leader,    // ask `leader`
-  no_quorum,     // retry later
-  overloaded,    // retry after retry_after_ms
+  invalid,     // the request is wrong; retrying it unchanged fails again
+  conflict,    // idempotency key reused with another payload, or job id taken
+  not_leader,  // ask `leader`
+  no_quorum,   // retry later
+  overloaded,  // retry after retry_after_ms
   not_found,
-  fence,         // stale fence token
-  unavailable,   // e.g. no workers, replication timed out: retry later
+  fence,        // stale fence token
+  unavailable,  // e.g. no workers, replication timed out: retry later
 };
 const char* name(Err e);
 inline bool retryable(Err e) {

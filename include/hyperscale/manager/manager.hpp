@@ -28,52 +28,51 @@ namespace hs::manager {
 using cluster::NodeId;
 
 struct ManagerConfig {
-  std::vector<NodeId> managers;                                   // configured managers of the DC, self included
-  Duration tick = std::chrono::milliseconds(100);                  // scheduling / timeout check interval
-  Duration worker_stale = std::chrono::seconds(3);                 // no heartbeat this long: not used for dispatch
-  Duration dispatch_ack_timeout = std::chrono::seconds(1);         // re-send an unacknowledged dispatch after this
-  Duration replicate_timeout = std::chrono::seconds(3);            // a submit or cancel not on a quorum by then: retryable error
-  Duration replicate_retry = std::chrono::milliseconds(500);       // re-send a replica nobody acknowledged
-  Duration transfer_retry = std::chrono::milliseconds(500);        // re-send an unacknowledged leader transfer
-  Duration pull_every = std::chrono::seconds(5);                   // a replica of a live job asks its leader this often
-  Duration cancel_timeout = std::chrono::seconds(5);               // stop confirmations awaited this long
-  Duration requeue_backoff = std::chrono::milliseconds(200);       // after a refused dispatch (doubles, capped)
+  std::vector<NodeId> managers;                             // configured managers of the DC, self included
+  Duration tick = std::chrono::milliseconds(100);           // scheduling / timeout check interval
+  Duration worker_stale = std::chrono::seconds(3);          // no heartbeat this long: not used for dispatch
+  Duration dispatch_ack_timeout = std::chrono::seconds(1);  // re-send an unacknowledged dispatch after this
+  Duration replicate_timeout = std::chrono::seconds(3);  // a submit or cancel not on a quorum by then: retryable error
+  Duration replicate_retry = std::chrono::milliseconds(500);  // re-send a replica nobody acknowledged
+  Duration transfer_retry = std::chrono::milliseconds(500);   // re-send an unacknowledged leader transfer
+  Duration pull_every = std::chrono::seconds(5);              // a replica of a live job asks its leader this often
+  Duration cancel_timeout = std::chrono::seconds(5);          // stop confirmations awaited this long
+  Duration requeue_backoff = std::chrono::milliseconds(200);  // after a refused dispatch (doubles, capped)
   Duration requeue_backoff_max = std::chrono::seconds(5);
-  Duration retention_ok = std::chrono::seconds(300);               // completed jobs kept this long
-  Duration retention_failed = std::chrono::seconds(3600);          // failed, cancelled, timed-out jobs
+  Duration retention_ok = std::chrono::seconds(300);       // completed jobs kept this long
+  Duration retention_failed = std::chrono::seconds(3600);  // failed, cancelled, timed-out jobs
   Duration idem_committed_ttl = std::chrono::seconds(300);
   Duration idem_rejected_ttl = std::chrono::seconds(60);
   std::size_t max_idempotency = 100'000;
-  std::size_t max_jobs = 10'000;          // records held (active + retained + replicas); over it: overloaded
-  std::size_t max_active_jobs = 1'000;    // non-terminal jobs this manager leads
+  std::size_t max_jobs = 10'000;        // records held (active + retained + replicas); over it: overloaded
+  std::size_t max_active_jobs = 1'000;  // non-terminal jobs this manager leads
   std::size_t max_workflows_per_job = 1'000;
   std::size_t max_workers = 10'000;
   std::size_t max_plan_bytes = 1 << 20;
-  std::uint32_t max_retry_budget = 50;    // clamp of JobSpec::retry_budget
-  std::uint32_t max_workflow_retries = 5; // clamp of JobSpec::workflow_retries
-  std::uint32_t circuit_errors = 3;       // dispatch errors within circuit_window open a worker's circuit
+  std::uint32_t max_retry_budget = 50;     // clamp of JobSpec::retry_budget
+  std::uint32_t max_workflow_retries = 5;  // clamp of JobSpec::workflow_retries
+  std::uint32_t circuit_errors = 3;        // dispatch errors within circuit_window open a worker's circuit
   Duration circuit_window = std::chrono::seconds(30);
   Duration circuit_half_open = std::chrono::seconds(10);
-  std::uint32_t retry_after_ms = 1000;    // suggested to throttled clients
+  std::uint32_t retry_after_ms = 1000;  // suggested to throttled clients
 };
 
 // Leadership and membership, provided by the node (election + SWIM) or by a test.
 struct Hooks {
-  std::function<bool()> is_leader;             // DC leader with a valid lease
-  std::function<std::uint64_t()> term;         // current election term
+  std::function<bool()> is_leader;      // DC leader with a valid lease
+  std::function<std::uint64_t()> term;  // current election term
   std::function<std::optional<NodeId>()> leader;
   std::function<bool()> has_quorum;
-  std::function<bool(NodeId)> alive;           // SWIM: alive or suspect
+  std::function<bool(NodeId)> alive;  // SWIM: alive or suspect
 };
 
 // Counters (also exported as metrics by hosts).
 struct ManagerStats {
   std::uint64_t submits = 0, accepted = 0, rejected = 0, duplicates = 0, conflicts = 0, redirects = 0, dispatches = 0,
                 dispatch_resends = 0, dispatch_refused = 0, redispatches = 0, results = 0, stale_results = 0,
-                duplicate_results = 0, takeovers = 0, transfers = 0, cancels = 0, timeouts = 0, stuck = 0,
-                cleaned = 0, decode_errors = 0, unknown_messages = 0, stale_replicas = 0, fence_rejects = 0,
-                budget_exhausted = 0, circuit_opened = 0, commits = 0, commit_timeouts = 0, idem_evicted = 0,
-                pulls = 0, replicas_dropped = 0;
+                duplicate_results = 0, takeovers = 0, transfers = 0, cancels = 0, timeouts = 0, stuck = 0, cleaned = 0,
+                decode_errors = 0, unknown_messages = 0, stale_replicas = 0, fence_rejects = 0, budget_exhausted = 0,
+                circuit_opened = 0, commits = 0, commit_timeouts = 0, idem_evicted = 0, pulls = 0, replicas_dropped = 0;
 };
 
 // One dispatch attempt, for observers (the attempt log of scenarios.md §2.4).
@@ -129,10 +128,10 @@ class Manager final : public sim::Node {
   };
   struct Job {
     cluster::JobRecord rec;
-    bool led = false;        // this manager leads it (in this life)
-    bool committed = false;  // on a quorum (leader side)
-    bool dirty = false;      // record changed since it was last persisted
-    std::uint64_t persisted_version = 0;  // durable locally
+    bool led = false;                       // this manager leads it (in this life)
+    bool committed = false;                 // on a quorum (leader side)
+    bool dirty = false;                     // record changed since it was last persisted
+    std::uint64_t persisted_version = 0;    // durable locally
     std::map<NodeId, std::uint64_t> acked;  // peer -> highest version acknowledged
     Instant replicate_at{0};
     std::uint64_t commit_version = 0;  // version a quorum must hold before the waiters are answered
@@ -163,7 +162,7 @@ class Manager final : public sim::Node {
     Instant expires{0};
   };
   struct SyncBatch {
-    std::vector<std::pair<std::string, std::uint64_t>> versions;  // job -> version made durable
+    std::vector<std::pair<std::string, std::uint64_t>> versions;      // job -> version made durable
     std::vector<std::pair<NodeId, std::vector<std::uint8_t>>> after;  // messages sent once durable
   };
 
@@ -199,6 +198,7 @@ class Manager final : public sim::Node {
   void reply(NodeId to, cluster::MsgType t, auto& msg);
   void send_after_sync(NodeId to, std::vector<std::uint8_t> bytes);
   std::uint64_t next_token(Job& j);
+  cluster::Dispatch make_dispatch(const Job& j, std::size_t i) const;
   std::optional<std::string> validate(const cluster::JobSpec& s) const;
   cluster::SubmitAck reject(std::uint64_t req, cluster::Err code, std::string error);
   bool quorum_acked(const Job& j, std::uint64_t version) const;

@@ -28,8 +28,8 @@ struct WorkerConfig {
   Duration heartbeat = std::chrono::seconds(1);
   Duration progress = std::chrono::seconds(1);
   Duration result_retry = std::chrono::seconds(1);
-  Duration orphan_grace = std::chrono::seconds(15);  // job leader dead and no takeover: cancel after this
-  Duration stop_grace = std::chrono::seconds(5);     // a stop not honoured by then: cores forced free
+  Duration orphan_grace = std::chrono::seconds(15);    // job leader dead and no takeover: cancel after this
+  Duration stop_grace = std::chrono::seconds(5);       // a stop not honoured by then: cores forced free
   Duration hw_retention = std::chrono::seconds(3600);  // fence high-water marks kept this long
   std::size_t max_hw = 100'000;
   std::size_t max_log = 100'000;
@@ -84,7 +84,7 @@ class Worker final : public sim::Node {
     NodeId leader = 0;
     std::uint64_t id = 0;
     std::uint64_t completed = 0, failed = 0;
-    bool done = false;      // finished (or forced): cores are free, the result waits for its ack
+    bool done = false;  // finished (or forced): cores are free, the result waits for its ack
     bool stopping = false;
     Instant stop_deadline{0};
     Instant orphan_deadline{-1};

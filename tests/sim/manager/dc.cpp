@@ -224,16 +224,16 @@ NodeId Dc::add_worker() {
 }
 
 void Dc::add_worker_node(NodeId w) {
-    (void)sim_->add_node(w, [this](NodeId id) {
-      auto n = std::make_unique<WorkerNode>(o_, id, managers_, all_);
-      n->exec.on_crash = [this, id] {
-        sim_->at(sim_->now(), [id](sim::Simulator& s) { (void)s.crash(id); });
-        sim_->at(sim_->now() + crash_restart_after, [id](sim::Simulator& s) {
-          if (!s.is_up(id)) (void)s.restart(id);
-        });
-      };
-      return n;
-    });
+  (void)sim_->add_node(w, [this](NodeId id) {
+    auto n = std::make_unique<WorkerNode>(o_, id, managers_, all_);
+    n->exec.on_crash = [this, id] {
+      sim_->at(sim_->now(), [id](sim::Simulator& s) { (void)s.crash(id); });
+      sim_->at(sim_->now() + crash_restart_after, [id](sim::Simulator& s) {
+        if (!s.is_up(id)) (void)s.restart(id);
+      });
+    };
+    return n;
+  });
 }
 
 SimClient& Dc::client() { return *static_cast<SimClient*>(sim_->node(client_)); }
@@ -293,10 +293,10 @@ Status Dc::check_now() {
             if (w.name == key.second && w.token != list[i].second) excused = true;  // superseded: told to stop
       }
       if (!excused)
-        return make_error(Errc::internal,
-                          fmt::format("invariant 5: job {} workflow {} runs on workers {} (token {}) and {} (token {})",
-                                      key.first, key.second, old_worker, list[i].second, list[i + 1].first,
-                                      list[i + 1].second));
+        return make_error(
+            Errc::internal,
+            fmt::format("invariant 5: job {} workflow {} runs on workers {} (token {}) and {} (token {})", key.first,
+                        key.second, old_worker, list[i].second, list[i + 1].first, list[i + 1].second));
     }
   }
   return ok_status();
@@ -389,8 +389,8 @@ Status Dc::end_checks() {
       ft->second = at;
       continue;
     }
-    return make_error(Errc::internal, fmt::format("invariant 3: key {} named jobs {} and {}", key, it->second,
-                                                  ack.job_id));
+    return make_error(Errc::internal,
+                      fmt::format("invariant 3: key {} named jobs {} and {}", key, it->second, ack.job_id));
   }
   // Invariants 1, 2, 9, 10 over every acked job still held.
   for (const auto& [key, job_id] : key_job) {
@@ -402,8 +402,8 @@ Status Dc::end_checks() {
       auto v = n->mgr.job(job_id);
       if (!v) continue;
       if (!terminal(v->state))
-        return make_error(Errc::internal, fmt::format("invariant 1: job {} is {} on manager {}", job_id,
-                                                      name(v->state), m));
+        return make_error(Errc::internal,
+                          fmt::format("invariant 1: job {} is {} on manager {}", job_id, name(v->state), m));
       if (agreed && *agreed != v->state)
         return make_error(Errc::internal, fmt::format("invariant 2: job {} is {} on one manager and {} on manager {}",
                                                       job_id, name(*agreed), name(v->state), m));
@@ -415,8 +415,8 @@ Status Dc::end_checks() {
                                                       v->retries_used, v->retry_budget));
       for (const auto& w : v->workflows)
         if (w.attempts > 1 + v->workflow_retries)
-          return make_error(Errc::internal, fmt::format("invariant 10: workflow {}/{} made {} attempts", job_id,
-                                                        w.name, w.attempts));
+          return make_error(Errc::internal,
+                            fmt::format("invariant 10: workflow {}/{} made {} attempts", job_id, w.name, w.attempts));
     }
   }
   // Invariant 4: per workflow, the tokens workers accepted rise with time.

@@ -61,7 +61,7 @@ class SimClient final : public sim::Node {
   int drop_submit_acks = 0;
   // Every submit ack received, in order (for the one-job-per-key invariant).
   std::vector<std::pair<std::string, cluster::SubmitAck>> acks;  // (idempotency key, ack)
-  std::vector<Instant> ack_times;  // parallel to acks
+  std::vector<Instant> ack_times;                                // parallel to acks
   std::map<std::uint64_t, std::string> req_key;
 
   void on_start(sim::Context& ctx) override;

@@ -487,8 +487,7 @@ TEST_CASE("DSP-04 priority and even split") {
     auto hi = wf("h", "ms=3000", 4, 4);
     hi.priority = Priority::high;
     submit_ok(dc, job("p3", {wf("a", "ms=3000", 8, 0), hi, wf("b", "ms=3000", 8, 0)}));
-    REQUIRE(dc.run_until([&] { return runner(dc, "p3", "a") && runner(dc, "p3", "b") && runner(dc, "p3", "h"); },
-                         5s));
+    REQUIRE(dc.run_until([&] { return runner(dc, "p3", "a") && runner(dc, "p3", "b") && runner(dc, "p3", "h"); }, 5s));
     auto v = *dc.job_view("p3");
     CHECK(wfv(v, "h").cores == 4);
     CHECK(wfv(v, "a").cores >= 1);
@@ -578,7 +577,12 @@ TEST_CASE("WRK-01 a workflow is re-dispatched after its worker dies") {
     const std::uint64_t token1 = dc.job_view("w1")->workflows[0].token;
     REQUIRE(dc.sim().crash(first).ok());
     const Instant t0 = dc.sim().now();
-    REQUIRE(dc.run_until([&] { const NodeId r = runner(dc, "w1", "slow"); return r != 0 && r != first; }, 20s));
+    REQUIRE(dc.run_until(
+        [&] {
+          const NodeId r = runner(dc, "w1", "slow");
+          return r != 0 && r != first;
+        },
+        20s));
     CHECK(dc.sim().now() - t0 < 16s);  // D_fd + 1 s
     const NodeId second = runner(dc, "w1", "slow");
     CHECK(second != first);
@@ -750,7 +754,12 @@ TEST_CASE("MGR-01 the job-leader manager dies and a peer takes over without rest
         for (NodeId m : dc.managers())
           if (m != l) others.push_back(m);
         dc.sim().partition({l}, others);
-        REQUIRE(dc.run_until([&] { auto nl = dc.leader(); return nl && *nl != l; }, 30s));
+        REQUIRE(dc.run_until(
+            [&] {
+              auto nl = dc.leader();
+              return nl && *nl != l;
+            },
+            30s));
         dc.sim().heal();
         dc.run_for(3s);
         REQUIRE(job_leader(dc, "m1") == l);
@@ -761,7 +770,12 @@ TEST_CASE("MGR-01 the job-leader manager dies and a peer takes over without rest
       std::uint64_t progress_before = dc.job_view("m1")->completed;
       REQUIRE(dc.sim().crash(l).ok());
       const Instant t0 = dc.sim().now();
-      REQUIRE(dc.run_until([&] { const NodeId jl = job_leader(dc, "m1"); return jl != 0 && jl != l; }, 40s));
+      REQUIRE(dc.run_until(
+          [&] {
+            const NodeId jl = job_leader(dc, "m1");
+            return jl != 0 && jl != l;
+          },
+          40s));
       CHECK(dc.sim().now() - t0 < 30s);  // D_elect + 1 s, within D_fd + G_w (15 s grace)
       const NodeId nl = job_leader(dc, "m1");
       REQUIRE(dc.run_until([&] { return dc.job_view("m1")->workflows[0].token > token_a; }, 5s));
@@ -811,7 +825,12 @@ TEST_CASE("MGR-04 a new leader rebuilds state from the workers") {
   dc.run_for(2s);
   REQUIRE(dc.sim().crash(l).ok());
   NodeId nl = 0;
-  REQUIRE(dc.run_until([&] { nl = job_leader(dc, "m4"); return nl != 0 && nl != l; }, 40s));
+  REQUIRE(dc.run_until(
+      [&] {
+        nl = job_leader(dc, "m4");
+        return nl != 0 && nl != l;
+      },
+      40s));
   dc.run_for(2s);
   auto st = dc.mgr(nl)->mgr.node_status();
   CHECK(st.active_workflow_count == 6);
@@ -1065,7 +1084,7 @@ TEST_CASE("AGG-05 progress reaches the job leader at the configured cadence") {
   REQUIRE(changes.size() > 10);
   for (std::size_t i = 1; i + 1 < changes.size(); ++i) {
     const Duration gap = changes[i] - changes[i - 1];
-    CHECK(gap >= 500ms);   // progress interval 1 s ± 50 %
+    CHECK(gap >= 500ms);  // progress interval 1 s ± 50 %
     CHECK(gap <= 1500ms);
   }
   CHECK_ENDS(dc);
@@ -1113,8 +1132,8 @@ TEST_CASE("RES-01 per-job state is freed: 10 000 jobs return every table to its 
   for (NodeId m : dc.managers()) {
     INFO("manager " << m);
     auto t = tables(m);
-    for (const char* k : {"jobs", "idempotency", "idempotency_expiry", "cleanup", "syncs", "waiters", "dirty", "acked",
-                          "runs"})
+    for (const char* k :
+         {"jobs", "idempotency", "idempotency_expiry", "cleanup", "syncs", "waiters", "dirty", "acked", "runs"})
       CHECK(t.at(k) == base.at(k));
     CHECK(dc.mgr(m)->mgr.node_status().active_job_ids.empty());
     CHECK(dc.mgr(m)->mux.live_timers() == timers_base[m]);
