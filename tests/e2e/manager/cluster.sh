@@ -4,79 +4,7 @@
 #   (b) SIGKILL of the worker running a workflow: the job still completes (re-dispatched);
 #   (c) SIGKILL of the leader manager: a new leader within the bound, and the job completes;
 #   (d) cancel mid-run: the job is cancelled and no worker keeps running it.
-set -u
-HS=${1:?usage: cluster.sh HYPERSCALE_EXE}
-HS=$(cd "$(dirname "$HS")" && pwd)/$(basename "$HS")  # absolute: the script cds into a temp dir
-T=$(mktemp -d /tmp/hs-cluster-e2e.XXXXXX)
-cd "$T"
-declare -A PIDS=()
-TPID=
-cleanup() {
-  for p in "${PIDS[@]}" $TPID; do kill -9 "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$T"
-}
-trap cleanup EXIT
-dump_logs() {
-  for f in "$T"/*.log; do echo "----- $f"; tail -n 60 "$f"; done >&2
-}
-fail() { echo "FAIL: $*" >&2; dump_logs; exit 1; }
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); u=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", s.getsockname()[1])); print(s.getsockname()[1])'
-}
-jget() {  # json-text python-expression-on-j
-  python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"
-}
-admin_status() { curl -s --max-time 2 "http://127.0.0.1:$1/status"; }
-wait_port() {
-  for _ in $(seq 1 400); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done
-  return 1
-}
-
-echo "cluster-e2e-secret-0123456789abcdef" > secret
-names=(m1 m2 m3 w1 w2)
-declare -A PORT=() ADMIN=()
-for n in "${names[@]}"; do PORT[$n]=$(free_port); ADMIN[$n]=$(free_port); done
-MANAGERS="\"127.0.0.1:${PORT[m1]}\", \"127.0.0.1:${PORT[m2]}\", \"127.0.0.1:${PORT[m3]}\""
-MLIST="127.0.0.1:${PORT[m1]},127.0.0.1:${PORT[m2]},127.0.0.1:${PORT[m3]}"
-for n in "${names[@]}"; do
-  cat > "$n.toml" <<TOML
-[node]
-listen = "127.0.0.1:${PORT[$n]}"
-data_dir = "$T/data-$n"
-[admin]
-listen = "127.0.0.1:${ADMIN[$n]}"
-[wire]
-secret_file = "$T/secret"
-[disk]
-durability = "none"
-[cluster]
-managers = [$MANAGERS]
-[swim]
-period = "200ms"
-probe_timeout = "100ms"
-[election]
-heartbeat = "150ms"
-timeout_min = "1000ms"
-timeout_max = "1500ms"
-lease = "700ms"
-[manager]
-tick = "50ms"
-worker_stale = "1500ms"
-dispatch_ack_timeout = "500ms"
-[worker]
-cores = 1
-heartbeat = "200ms"
-progress = "200ms"
-orphan_grace = "4s"
-stop_grace = "2s"
-TOML
-done
-start() {  # name
-  local role=manager; [[ $1 == w* ]] && role=worker
-  "$HS" "$role" --config "$1.toml" > "$1.out" 2> "$1.log" &
-  PIDS[$1]=$!
-}
+source "$(dirname "$0")/lib.sh" "$@"
 
 echo "== config errors are clear (exit 2) and --print-config shows sources"
 "$HS" manager --config /nonexistent.toml > bad.txt 2>&1; rc=$?
@@ -96,27 +24,8 @@ HTTP=$(free_port)
 "$HS" --log-level warn target --http "$HTTP" > target.out 2> target.log &
 TPID=$!
 wait_port "$HTTP" || fail "target did not start"
-for n in "${names[@]}"; do start "$n"; done
-for n in "${names[@]}"; do wait_port "${ADMIN[$n]}" || fail "$n admin port"; done
+start_all
 
-leader_of() {  # prints the name of the manager that says it leads, if any (among the given)
-  for n in "$@"; do
-    local s; s=$(admin_status "${ADMIN[$n]}") || continue
-    [[ $(jget "$s" 'j.get("is_leader")') == True ]] && { echo "$n"; return 0; }
-  done
-  return 1
-}
-wait_cluster() {  # want managers...: a leader that sees `want` healthy workers
-  local want=$1; shift
-  for _ in $(seq 1 200); do
-    local l; l=$(leader_of "$@") && {
-      local s; s=$(admin_status "${ADMIN[$l]}")
-      [[ $(jget "$s" 'j["healthy_worker_count"]') == "$want" ]] && { echo "$l"; return 0; }
-    }
-    sleep 0.1
-  done
-  return 1
-}
 LEADER=$(wait_cluster 2 m1 m2 m3) || fail "no leader with 2 workers"
 echo "leader: $LEADER"
 "$HS" status --manager "$MLIST" --config m1.toml --json > ns.json || fail "status (node)"
@@ -169,18 +78,6 @@ duration = "5s"
 name = "a"
 url = "http://127.0.0.1:$HTTP2/"
 TOML
-name_of_addr() { for n in "${names[@]}"; do [[ "127.0.0.1:${PORT[$n]}" == "$1" ]] && { echo "$n"; return 0; }; done; return 1; }
-running_worker() {  # job: name of the worker running its workflow
-  for _ in $(seq 1 100); do
-    local s; s=$("$HS" --log-level error status --manager "$MLIST" --config m1.toml "$1" --json 2>/dev/null) && {
-      local w; w=$(jget "$s" 'j["workflows"][0]["worker"] or ""')
-      local st; st=$(jget "$s" 'j["workflows"][0]["state"]')
-      [[ -n "$w" && "$st" == running ]] && { name_of_addr "$w"; return 0; }
-    }
-    sleep 0.1
-  done
-  return 1
-}
 
 echo "== (b) SIGKILL the worker running the workflow"
 timeout 90 "$HS" --log-level warn submit --manager "$MLIST" --config m1.toml long.toml --wait --json --job-id kill-worker > b.json 2> b.err &
