@@ -102,25 +102,39 @@ for n in "${names[@]}"; do NODES+=("$n:${PORT[$n]}:${ADMIN[$n]}"); done
 t0=$(date +%s)
 python3 "$HERE/replay_frames.py" cap.pcap "${NODES[@]}" --summary replay.json > /dev/null || fail "replay_frames.py failed"
 echo "replayed in $(($(date +%s) - t0)) s"
-SUM=$(cat replay.json)
-echo "captured: $(jget "$SUM" 'j["frames"]') frames ($(jget "$SUM" 'j["captured"]')) in $(jget "$SUM" 'j["tcp_streams"]') tcp streams"
-[[ $(jget "$SUM" 'len(j["errors"])') == 0 ]] || problem "replay send errors: $(jget "$SUM" 'j["errors"]')"
-# The capture must hold every kind of traffic the test is about.
-for k in "$W/tcp" "$FOLLOWER/tcp" "$LEADER/tcp" "$W/udp"; do
-  [[ $(jget "$SUM" "j['captured'].get('$k', 0)") -gt 0 ]] || fail "no $k frames captured: $SUM"
-done
+# One python call turns the summary into shell variables: FRAMES, STREAMS, CAPTURED, ERRORS, and per
+# node TCP_n, UDP_n, BEFORE_n; CAUGHT_k = frames captured for receiver/channel k.
+eval "$(python3 - replay.json "$W/tcp" "$FOLLOWER/tcp" "$LEADER/tcp" "$W/udp" <<'PY'
+import json, shlex, sys
+j = json.load(open(sys.argv[1]))
+print(f"FRAMES={j['frames']} STREAMS={j['tcp_streams']}")
+print("CAPTURED=" + shlex.quote(json.dumps(j["captured"], sort_keys=True)))
+print("ERRORS=" + shlex.quote("; ".join(j["errors"])))
+for n, v in j["nodes"].items():
+    print(f"TCP_{n}={v['tcp']} UDP_{n}={v['udp']} BEFORE_{n}={v['wrong_receiver_before']}")
+for i, k in enumerate(sys.argv[2:]):
+    print(f"CAUGHT_{i}={j['captured'].get(k, 0)}")
+PY
+)"
+echo "captured: $FRAMES frames ($CAPTURED) in $STREAMS tcp streams"
+[[ -z "$ERRORS" ]] || problem "replay send errors: $ERRORS"
+# The capture must hold every kind of traffic the test is about (dispatch and cancel to a worker,
+# client cancel to the follower, frames to the leader, SWIM datagrams).
+[[ $CAUGHT_0 -gt 0 && $CAUGHT_1 -gt 0 && $CAUGHT_2 -gt 0 && $CAUGHT_3 -gt 0 ]] ||
+  fail "missing traffic in the capture ($W/tcp $FOLLOWER/tcp $LEADER/tcp $W/udp): $CAPTURED"
 
 echo "== (1) every replayed frame is counted as wrong_receiver by the node it was sent to"
 deadline=$(($(date +%s) + 30))  # one bound for all nodes (the counters only lag the last datagrams)
 for n in "${names[@]}"; do
-  sent=$(jget "$SUM" "j['nodes']['$n']['tcp'] + j['nodes']['$n']['udp']")
-  want=$(($(jget "$SUM" "j['nodes']['$n']['wrong_receiver_before']") + sent))
+  tcp=TCP_$n udp=UDP_$n before=BEFORE_$n
+  sent=$((${!tcp} + ${!udp}))
+  want=$((${!before} + sent))
   got=$(wrong_receiver "${ADMIN[$n]}")
   while [[ $got -lt $want && $(date +%s) -lt $deadline ]]; do
     sleep 0.1
     got=$(wrong_receiver "${ADMIN[$n]}")
   done
-  echo "$n: sent $sent ($(jget "$SUM" "j['nodes']['$n']['tcp']") tcp, $(jget "$SUM" "j['nodes']['$n']['udp']") udp), wrong_receiver now $got (want $want)"
+  echo "$n: sent $sent (${!tcp} tcp, ${!udp} udp), wrong_receiver now $got (want $want)"
   [[ $sent -gt 0 ]] || problem "$n: nothing was replayed to it"
   [[ $got == "$want" ]] || problem "$n: wrong_receiver is $got after $sent replayed frames (want $want): replayed frames were accepted"
 done
