@@ -6,8 +6,8 @@
 # (a fresh TCP connection per frame, or one datagram). Checks:
 #   (1) every node counts each frame replayed to it in hs_wire_rejected_total{reason="wrong_receiver"}:
 #       the counter grows by exactly the number sent to it, so none was accepted;
-#   (2) no worker started a captured job again (the dispatches of victim-1 and replay-1 replayed to
-#       the other worker, which is idle once replay-1 is cancelled);
+#   (2) no worker started a captured dispatch (job + fence token) again: the dispatches of victim-1
+#       and replay-1 are replayed to the other worker, which is idle once replay-1 is cancelled;
 #   (3) a client cancel for job victim-1, captured before that job existed and replayed to the other
 #       managers while it runs, cancels nothing: victim-1 is still running.
 # Needs tcpdump (tools/setup installs it) and the right to capture on lo (root or CAP_NET_RAW); it
@@ -50,6 +50,7 @@ duration = "60s"
 name = "a"
 url = "http://127.0.0.1:$HTTP/"
 TOML
+sed 's/duration = "60s"/duration = "600s"/' long.toml > victim.toml  # outlives the replay (cancelled at the end)
 
 echo "== capture the cluster's ports on lo"
 FILTER=$(for n in "${names[@]}"; do printf 'port %s or ' "${PORT[$n]}"; done)
@@ -69,7 +70,7 @@ echo "== a cancel for a job that does not exist yet; that job runs; a second job
 timeout 30 "$HS" --log-level warn cancel --manager "127.0.0.1:${PORT[$FOLLOWER]}" --config m1.toml victim-1 > c1.txt 2>&1
 rc=$?
 [[ $rc == 2 ]] && grep -q "no job" c1.txt || { cat c1.txt; fail "cancel of a job that does not exist: exit $rc (want 2)"; }
-timeout 30 "$HS" --log-level warn submit --manager "$MLIST" --config m1.toml long.toml --job-id victim-1 --json > v.json 2> v.err ||
+timeout 30 "$HS" --log-level warn submit --manager "$MLIST" --config m1.toml victim.toml --job-id victim-1 --json > v.json 2> v.err ||
   { cat v.json v.err; fail "submit victim-1"; }
 WV=$(running_worker victim-1) || fail "victim-1 is not running"
 echo "victim-1 runs on $WV"
@@ -89,12 +90,12 @@ done
 kill -INT "$CAP"
 wait "$CAP"
 tail -n 3 tcpdump.log
-# Which worker started which job, before the replay (a re-dispatch under load is legitimate).
-declare -A STARTS=()
-for n in "${names[@]}"; do
-  [[ $n == w* ]] || continue
-  for j in victim-1 replay-1; do STARTS[$n/$j]=$(grep -c "started_workflow job=\"$j\"" "$n.log"); done
-done
+# The dispatches the capture can hold: every (job, fence token) a worker started so far. After the
+# replay no worker may start one of them again (a re-dispatch under load has a new token: legitimate).
+started() { sed -n 's/.*event=started_workflow job="\([^"]*\)".* token=\([0-9]*\).*/\1 \2/p' "$1.log"; }
+for n in "${names[@]}"; do [[ $n == w* ]] && started "$n" > "started-$n.before"; done
+cat started-w*.before | sort -u > dispatches.before
+[[ -s dispatches.before ]] || fail "no started_workflow lines before the replay"
 
 echo "== replay every captured frame to every node that was not its receiver"
 NODES=()
@@ -139,13 +140,14 @@ for n in "${names[@]}"; do
   [[ $got == "$want" ]] || problem "$n: wrong_receiver is $got after $sent replayed frames (want $want): replayed frames were accepted"
 done
 
-echo "== (2) no worker started a captured job again"
+echo "== (2) no worker started a captured dispatch again"
 for n in "${names[@]}"; do
   [[ $n == w* ]] || continue
-  for j in victim-1 replay-1; do
-    now=$(grep -c "started_workflow job=\"$j\"" "$n.log")
-    [[ $now == "${STARTS[$n/$j]}" ]] || problem "$n started $j after the replay: $(grep "started_workflow job=\"$j\"" "$n.log")"
-  done
+  started "$n" > "started-$n.after"
+  while read -r job token; do
+    b=$(grep -cx "$job $token" "started-$n.before") a=$(grep -cx "$job $token" "started-$n.after")
+    [[ $a == "$b" ]] || problem "$n started $job (token $token, a captured dispatch) after the replay"
+  done < dispatches.before
 done
 s=$(admin_status "${ADMIN[$W]}")
 [[ $(jget "$s" 'len(j["live"])') == 0 ]] || problem "$W (replay-1 was cancelled there) runs something: $s"
