@@ -7,7 +7,7 @@
 //
 // Receiver binding: a frame sent to an endpoint is sealed for that endpoint's "ip:port" text; a reply
 // for the requester's sender id. start() makes the codec accept frames sealed for the bound TCP and
-// UDP addresses besides the identity's node id (docs/wire.md §2).
+// UDP addresses besides the identity's node id (docs/wire.md §1).
 //
 // Outbound pool: per-peer and total connection limits are reserved before uv_tcp_connect, so they
 // hold however many requests arrive at once. Connections idle longer than idle_timeout close.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Receiver binding (docs/wire.md §2), end to end with real processes on loopback: real frames are
+# Receiver binding (docs/wire.md §1), end to end with real processes on loopback: real frames are
 # captured off `lo` with tcpdump while 3 managers and 2 workers run a job and clients cancel jobs
 # (leader->worker dispatch, client->manager submit and cancel, manager<->manager, worker->manager,
 # SWIM datagrams), then every captured frame is replayed to every node that was not its receiver
