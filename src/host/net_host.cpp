@@ -133,15 +133,17 @@ Status NetHost::start() {
     return st.with_context("host start");
   }
   {
-    // Measure the datagram overhead of this identity: seal a RoleMessage with a known payload.
-    // (Uses up one sequence number; the replay guard accepts gaps.)
+    // Measure the datagram overhead of this identity: seal a RoleMessage with a known payload, for
+    // the longest receiver id a peer can have (every datagram is sealed for its destination's
+    // "ip:port"). (Uses up one sequence number; the replay guard accepts gaps.)
     constexpr std::size_t kProbe = 512;
+    constexpr std::string_view kLongestNodeAddr = "255.255.255.255:65535";
     fbb_.Clear();
     auto data = fbb_.CreateVector(std::vector<std::uint8_t>(kProbe, 0));
     fbb_.Finish(wire::fb::CreateRoleMessage(fbb_, self_, data));
     std::vector<std::uint8_t> frame;
     Status st = transport_->codec().seal(wire::MsgType::RoleMessage, wire::finished(fbb_), 0, false, wire::Channel::udp,
-                                         frame, wall_time_us() / 1000);
+                                         kLongestNodeAddr, frame, wall_time_us() / 1000);
     if (!st.ok()) return st.with_context("host start: measuring the datagram overhead");
     const std::size_t overhead = frame.size() - kProbe + 8;  // + flatbuffers alignment padding
     datagram_budget_ = opts_.limits.max_udp_datagram > overhead ? opts_.limits.max_udp_datagram - overhead : 0;

@@ -228,6 +228,7 @@ Status UvTransport::start() {
     int len = sizeof(name);
     uv_tcp_getsockname(&listener_, reinterpret_cast<sockaddr*>(&name), &len);
     tcp_ep_ = endpoint_of(reinterpret_cast<sockaddr*>(&name));
+    HS_TRY(codec_.accept_receiver(tcp_ep_.to_string()));  // frames sealed for the address peers dial
   }
   if (cfg_.enable_udp) {
     uv_ip4_addr(cfg_.listen_host.c_str(), cfg_.udp_port, &sa);
@@ -256,6 +257,7 @@ Status UvTransport::start() {
     int len = sizeof(name);
     uv_udp_getsockname(&udp_, reinterpret_cast<sockaddr*>(&name), &len);
     udp_ep_ = endpoint_of(reinterpret_cast<sockaddr*>(&name));
+    HS_TRY(codec_.accept_receiver(udp_ep_.to_string()));
   }
   std::weak_ptr<UvTransport*> weak = alive_;
   auto task = reactor_.every("net.sweep", cfg_.sweep_period, [weak]() -> Status {
@@ -473,9 +475,9 @@ void UvTransport::on_connected(Conn& c, int status) {
 }
 
 Status UvTransport::write_frame(Conn& c, wire::MsgType type, std::span<const std::uint8_t> body, std::uint64_t corr,
-                                bool is_reply) {
+                                bool is_reply, std::string_view receiver) {
   const std::size_t before = c.out.size();
-  HS_TRY(codec_.seal(type, body, corr, is_reply, Channel::tcp, c.out, wall_ms()));
+  HS_TRY(codec_.seal(type, body, corr, is_reply, Channel::tcp, receiver, c.out, wall_ms()));
   queued_bytes_ += c.out.size() - before;
   if (!c.dirty) {
     c.dirty = true;
@@ -506,7 +508,7 @@ Status UvTransport::enqueue(const Endpoint& to, wire::MsgType type, std::span<co
       send_errors_backpressure_.inc();
       return make_error(Errc::backpressure, fmt::format("write queue to {} full ({} bytes)", p->key, c->queued()));
     }
-    HS_TRY(write_frame(*c, type, body, corr, is_reply));
+    HS_TRY(write_frame(*c, type, body, corr, is_reply, p->key));
     if (used) *used = c;
     return ok_status();
   }
@@ -516,7 +518,7 @@ Status UvTransport::enqueue(const Endpoint& to, wire::MsgType type, std::span<co
                                                       p->key, p->backlog.size(), p->failures));
   }
   const std::size_t before = p->backlog.size();
-  HS_TRY(codec_.seal(type, body, corr, is_reply, Channel::tcp, p->backlog, wall_ms()));
+  HS_TRY(codec_.seal(type, body, corr, is_reply, Channel::tcp, p->key, p->backlog, wall_ms()));
   queued_bytes_ += p->backlog.size() - before;
   if (used) *used = nullptr;
   return ok_status();
@@ -553,13 +555,18 @@ Status UvTransport::request(const Endpoint& to, wire::MsgType type, std::span<co
 }
 
 Status UvTransport::send_datagram(const Endpoint& to, wire::MsgType type, std::span<const std::uint8_t> body) {
+  return send_datagram_for(to, to.to_string(), type, body);
+}
+
+Status UvTransport::send_datagram_for(const Endpoint& to, std::string_view receiver, wire::MsgType type,
+                                      std::span<const std::uint8_t> body) {
   if (closed_ || !started_ || !cfg_.enable_udp) return make_error(Errc::unavailable, "udp not running");
   sockaddr_in sa{};
   if (uv_ip4_addr(to.host.c_str(), to.port, &sa) != 0 || to.port == 0)
     return make_error(Errc::invalid_argument,
                       fmt::format("datagram peer {} is not a numeric IPv4 endpoint", to.to_string()));
   udp_out_.clear();
-  HS_TRY(codec_.seal(type, body, 0, false, Channel::udp, udp_out_, wall_ms()));
+  HS_TRY(codec_.seal(type, body, 0, false, Channel::udp, receiver, udp_out_, wall_ms()));
   uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(udp_out_.data()), static_cast<unsigned>(udp_out_.size()));
   int rc = uv_udp_try_send(&udp_, &b, 1, reinterpret_cast<const sockaddr*>(&sa));
   if (rc == UV_EAGAIN) {
@@ -743,17 +750,19 @@ void UvTransport::dispatch(wire::Decoded&& d, const Endpoint& from, Conn* c) {
   if (in.expects_reply) {
     std::weak_ptr<UvTransport*> weak = alive_;
     const std::uint64_t conn_id = c->id, corr = d.correlation;
-    resp = Responder([weak, conn_id, corr](wire::MsgType type, std::span<const std::uint8_t> body) -> Status {
-      auto p = weak.lock();
-      if (!p || !*p) return make_error(Errc::unavailable, "transport gone");
-      return (*p)->reply_on(conn_id, corr, type, body);
-    });
+    // A reply is sealed for the requester (its authenticated sender id).
+    resp = Responder(
+        [weak, conn_id, corr, to = d.sender_id](wire::MsgType type, std::span<const std::uint8_t> body) -> Status {
+          auto p = weak.lock();
+          if (!p || !*p) return make_error(Errc::unavailable, "transport gone");
+          return (*p)->reply_on(conn_id, corr, type, body, to);
+        });
   } else if (c == nullptr) {
     std::weak_ptr<UvTransport*> weak = alive_;
-    resp = Responder([weak, from](wire::MsgType type, std::span<const std::uint8_t> body) -> Status {
+    resp = Responder([weak, from, to = d.sender_id](wire::MsgType type, std::span<const std::uint8_t> body) -> Status {
       auto p = weak.lock();
       if (!p || !*p) return make_error(Errc::unavailable, "transport gone");
-      return (*p)->send_datagram(from, type, body);
+      return (*p)->send_datagram_for(from, to, type, body);
     });
   }
   auto h = handlers_.find(static_cast<std::uint8_t>(d.type));
@@ -778,7 +787,7 @@ void UvTransport::dispatch(wire::Decoded&& d, const Endpoint& from, Conn* c) {
 }
 
 Status UvTransport::reply_on(std::uint64_t conn_id, std::uint64_t corr, wire::MsgType type,
-                             std::span<const std::uint8_t> body) {
+                             std::span<const std::uint8_t> body, std::string_view receiver) {
   auto it = conns_.find(conn_id);
   if (it == conns_.end() || it->second->st != Conn::St::open)
     return make_error(Errc::unavailable, "the connection the request came on is closed");
@@ -788,7 +797,7 @@ Status UvTransport::reply_on(std::uint64_t conn_id, std::uint64_t corr, wire::Ms
     send_errors_backpressure_.inc();
     return make_error(Errc::backpressure, fmt::format("write queue to {} full", c.remote.to_string()));
   }
-  return write_frame(c, type, body, corr, true);
+  return write_frame(c, type, body, corr, true, receiver);
 }
 
 void UvTransport::complete(std::uint64_t corr, Result<wire::Decoded> r) {

@@ -176,6 +176,8 @@ std::string_view reject_name(Reject r) noexcept {
       return "type_mismatch";
     case Reject::wrong_cluster:
       return "wrong_cluster";
+    case Reject::wrong_receiver:
+      return "wrong_receiver";
     case Reject::role_not_allowed:
       return "role_not_allowed";
     case Reject::replay:
@@ -413,20 +415,43 @@ void FrameCodec::note_reject(Reject r, Channel ch, std::string_view peer, std::s
   log_.log(r, ch, peer, detail, now);
 }
 
+Status FrameCodec::accept_receiver(std::string name) {
+  if (name.empty()) return make_error(Errc::invalid_argument, "receiver name is empty");
+  if (is_receiver(name)) return ok_status();
+  if (receiver_names_.size() >= kMaxReceiverNames)
+    return make_error(Errc::invalid_argument, fmt::format("node {} already accepts {} receiver names; not adding {}",
+                                                          self_.node_id, receiver_names_.size(), name));
+  receiver_names_.push_back(std::move(name));
+  return ok_status();
+}
+
+bool FrameCodec::is_receiver(std::string_view name) const noexcept {
+  if (name.empty()) return false;
+  if (name == self_.node_id) return true;
+  for (const auto& n : receiver_names_)
+    if (name == n) return true;
+  return false;
+}
+
 Status FrameCodec::seal(MsgType type, std::span<const std::uint8_t> body, std::uint64_t correlation, bool is_reply,
-                        Channel ch, std::vector<std::uint8_t>& out, std::int64_t now_ms) {
-  HS_TRY(seal_raw(type, body, correlation, is_reply, ch, out, now_ms, next_seq_, self_));
+                        Channel ch, std::string_view receiver, std::vector<std::uint8_t>& out, std::int64_t now_ms) {
+  if (receiver.empty())
+    return make_error(Errc::invalid_argument,
+                      fmt::format("{} frame has no receiver: every frame is sealed for one node", type_name(type)));
+  HS_TRY(seal_raw(type, body, correlation, is_reply, ch, receiver, out, now_ms, next_seq_, self_));
   ++next_seq_;
   return ok_status();
 }
 
 Status FrameCodec::seal_raw(MsgType type, std::span<const std::uint8_t> body, std::uint64_t correlation, bool is_reply,
-                            Channel ch, std::vector<std::uint8_t>& out, std::int64_t now_ms, std::uint64_t sequence,
-                            const Identity& as) {
+                            Channel ch, std::string_view receiver, std::vector<std::uint8_t>& out, std::int64_t now_ms,
+                            std::uint64_t sequence, const Identity& as) {
   if (ctx_ == nullptr) return make_error(Errc::internal, "cipher context allocation failed");
   fbb_.Clear();
   auto cluster = fbb_.CreateString(as.cluster_id);
   auto sender = fbb_.CreateString(as.node_id);
+  flatbuffers::Offset<flatbuffers::String> recv;
+  if (!receiver.empty()) recv = fbb_.CreateString(receiver.data(), receiver.size());
   fbb_.ForceVectorAlignment(body.size(), 1, 16);
   auto bodyv = fbb_.CreateVector(body.data(), body.size());
   fb::EnvelopeBuilder eb(fbb_);
@@ -440,6 +465,7 @@ Status FrameCodec::seal_raw(MsgType type, std::span<const std::uint8_t> body, st
   eb.add_correlation(correlation);
   eb.add_is_reply(is_reply);
   eb.add_body(bodyv);
+  if (!receiver.empty()) eb.add_receiver_id(recv);
   fbb_.Finish(eb.Finish());
   const std::size_t plain = fbb_.GetSize();
   const std::size_t total = kHeaderSize + plain + kTagSize;
@@ -527,6 +553,16 @@ DecodeResult FrameCodec::decode(std::span<const std::uint8_t> frame, Channel ch,
     return fail(Reject::wrong_cluster,
                 fmt::format("cluster_id={}", env->cluster_id() ? env->cluster_id()->str() : std::string("<none>")));
   d.sender_id = env->sender_id() ? env->sender_id()->str() : std::string();
+  // The receiver binding: a frame sealed for another node (captured and replayed to this one) or
+  // carrying no receiver (a peer older than 1.2) is dropped here, before the replay guard records
+  // its sequence and before any handler sees it.
+  if (env->receiver_id() == nullptr)
+    return fail(Reject::wrong_receiver,
+                fmt::format("no receiver_id: sender={} speaks minor {}; minor >= 2 required", d.sender_id, h.minor));
+  if (!is_receiver(env->receiver_id()->string_view()))
+    return fail(Reject::wrong_receiver,
+                fmt::format("receiver_id={} self={} sender={} type={}", env->receiver_id()->str(), self_.node_id,
+                            d.sender_id, type_name(type)));
   d.sender_role = env->sender_role();
   if (!role_allowed(type, d.sender_role, self_.role))
     return fail(Reject::role_not_allowed,

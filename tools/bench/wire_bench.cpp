@@ -121,7 +121,8 @@ std::size_t overhead_bytes() {
   wire::FrameCodec c(ident("gate-bench", fb::Role::Gate), bench_keys(), wire::Limits{}, reg);
   auto body = ping_body();
   std::vector<std::uint8_t> out;
-  if (!c.seal(fb::Body::Ping, body, 1, false, wire::Channel::tcp, out, wall_time_us() / 1000).ok()) std::abort();
+  if (!c.seal(fb::Body::Ping, body, 1, false, wire::Channel::tcp, "mgr-bench", out, wall_time_us() / 1000).ok())
+    std::abort();
   return out.size() - body.size();
 }
 

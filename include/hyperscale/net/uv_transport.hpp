@@ -5,6 +5,10 @@
 // allocation. Any rejection on a TCP connection closes that connection; on UDP the datagram is dropped.
 // Every rejection is counted in hs_wire_rejected_total{reason} and logged (rate-limited).
 //
+// Receiver binding: a frame sent to an endpoint is sealed for that endpoint's "ip:port" text; a reply
+// for the requester's sender id. start() makes the codec accept frames sealed for the bound TCP and
+// UDP addresses besides the identity's node id (docs/wire.md §1).
+//
 // Outbound pool: per-peer and total connection limits are reserved before uv_tcp_connect, so they
 // hold however many requests arrive at once. Connections idle longer than idle_timeout close.
 // Failed connects back off exponentially with jitter; frames wait in a bounded per-peer backlog and
@@ -97,10 +101,14 @@ class UvTransport final : public Transport {
   friend struct ConnAccess;
   Status enqueue(const Endpoint& to, wire::MsgType type, std::span<const std::uint8_t> body, std::uint64_t corr,
                  bool is_reply, Conn** used);
-  Status reply_on(std::uint64_t conn_id, std::uint64_t corr, wire::MsgType type, std::span<const std::uint8_t> body);
+  Status reply_on(std::uint64_t conn_id, std::uint64_t corr, wire::MsgType type, std::span<const std::uint8_t> body,
+                  std::string_view receiver);
+  // send_datagram() sealed for `receiver` (a UDP reply: the requester's sender id, not its socket).
+  Status send_datagram_for(const Endpoint& to, std::string_view receiver, wire::MsgType type,
+                           std::span<const std::uint8_t> body);
   void check_all_closed();
-  Status write_frame(Conn& c, wire::MsgType type, std::span<const std::uint8_t> body, std::uint64_t corr,
-                     bool is_reply);
+  Status write_frame(Conn& c, wire::MsgType type, std::span<const std::uint8_t> body, std::uint64_t corr, bool is_reply,
+                     std::string_view receiver);
   Peer* peer_for(const Endpoint& to, Status& err);
   Conn* pick_conn(Peer& p);
   Conn* open_conn(Peer& p);

@@ -36,7 +36,7 @@ namespace hs::wire {
 
 inline constexpr std::uint32_t kMagic = 0x48535731;  // "HSW1"
 inline constexpr std::uint8_t kMajor = 1;
-inline constexpr std::uint8_t kMinor = 1;  // 1.1: RoleMessage
+inline constexpr std::uint8_t kMinor = 2;  // 1.1: RoleMessage; 1.2: Envelope.receiver_id (required)
 inline constexpr std::size_t kHeaderSize = 24;
 inline constexpr std::size_t kNonceSize = 12;
 inline constexpr std::size_t kTagSize = 16;
@@ -54,6 +54,7 @@ enum class Reject : std::uint8_t {
   verify_failed,     // the envelope or body failed the FlatBuffers verifier
   type_mismatch,     // envelope says something the header contradicts
   wrong_cluster,
+  wrong_receiver,  // sealed for another node (a frame replayed to a node it was not sent to), or no receiver
   role_not_allowed,
   replay,          // (sender, incarnation, sequence) seen already, or older than the window
   stale,           // timestamp older than max_age
@@ -144,6 +145,10 @@ class ReplayGuard {
 };
 
 // ---- codec ----
+// A node's node id is the text a sender puts in Envelope.receiver_id to reach it: for a daemon
+// (host::NetHost) its listen address "ip:port". A transport that listens on sockets also accepts
+// frames sealed for its bound addresses (FrameCodec::accept_receiver), so nodes named otherwise
+// (tests, benchmarks) are reachable by address.
 struct Identity {
   std::string cluster_id = "hyperscale";
   std::string node_id;
@@ -206,13 +211,23 @@ class FrameCodec {
   const Limits& limits() const noexcept { return limits_; }
 
   // Appends one sealed frame carrying `body` (a finished FlatBuffer whose root is `type`'s table) to
-  // `out`. Fails with invalid_argument if the frame would exceed the channel's limit.
+  // `out`, bound to `receiver` (the node id / address of the one node that may accept it; a reply
+  // goes to the request's sender_id). Fails with invalid_argument if the frame would exceed the
+  // channel's limit or `receiver` is empty.
   Status seal(MsgType type, std::span<const std::uint8_t> body, std::uint64_t correlation, bool is_reply, Channel ch,
-              std::vector<std::uint8_t>& out, std::int64_t now_ms);
-  // As seal(), with explicit sequence and incarnation (tests: replays, forged senders).
+              std::string_view receiver, std::vector<std::uint8_t>& out, std::int64_t now_ms);
+  // As seal(), with explicit sequence and incarnation (tests: replays, forged senders). An empty
+  // `receiver` leaves the field out, as a peer older than protocol 1.2 would.
   Status seal_raw(MsgType type, std::span<const std::uint8_t> body, std::uint64_t correlation, bool is_reply,
-                  Channel ch, std::vector<std::uint8_t>& out, std::int64_t now_ms, std::uint64_t sequence,
-                  const Identity& as);
+                  Channel ch, std::string_view receiver, std::vector<std::uint8_t>& out, std::int64_t now_ms,
+                  std::uint64_t sequence, const Identity& as);
+
+  // Also accept frames sealed for `name` (besides self().node_id): the transport registers the
+  // addresses it is bound to. At most kMaxReceiverNames names; fails with invalid_argument past that
+  // or for an empty name.
+  static constexpr std::size_t kMaxReceiverNames = 4;
+  Status accept_receiver(std::string name);
+  bool is_receiver(std::string_view name) const noexcept;
 
   // Decodes one complete frame (exactly the bytes of one frame for TCP; a whole datagram for UDP).
   // Pure apart from the replay guard. Counting and logging are separate (note_reject) so the stream
@@ -235,6 +250,7 @@ class FrameCodec {
                  std::vector<std::uint8_t>& plain);
 
   Identity self_;
+  std::vector<std::string> receiver_names_;  // bounded by kMaxReceiverNames
   Keyring keys_;
   Limits limits_;
   ReplayGuard guard_;

@@ -68,7 +68,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (rest.size() < 1) return 0;
       auto type = static_cast<MsgType>(rest[0]);
       std::vector<std::uint8_t> frame;
-      if (s.tx->seal(type, rest.subspan(1), 1, false, Channel::tcp, frame, kNow).ok()) {
+      if (s.tx->seal(type, rest.subspan(1), 1, false, Channel::tcp, "mgr-1", frame, kNow).ok()) {
         auto r = s.rx->decode(frame, Channel::tcp, kNow);
         if (r.ok()) (void)verify_body(r.msg.type, r.msg.body);
       }

@@ -106,7 +106,7 @@ TEST_CASE("RoleMessage role matrix: client<->manager, manager<->manager, manager
   CHECK(!ok(R::Client, R::Client));
   CHECK(!ok(R::Gate, R::Manager));
   CHECK(!ok(R::Unknown, R::Manager));
-  CHECK(wire::kMinor == 1);
+  CHECK(wire::kMinor == 2);
 }
 
 TEST_CASE("NetHost: role messages over TCP and SWIM datagrams over UDP arrive with the sender's id", "[host]") {
@@ -277,6 +277,66 @@ TEST_CASE("NetHost: a from_node that is not the sender's address, or empty data,
   CHECK(r.metrics().counter_value("hs_host_dropped_total", {{"reason", "empty"}}) == 1);
   CHECK(b.host->stats().dropped == 2);
   raw.close();
+}
+
+TEST_CASE("NetHost: a frame captured on its way to one node and replayed to another is dropped there", "[host]") {
+  runtime::Reactor r;
+  Proc a(r, fb::Role::Manager), b(r, fb::Role::Worker), c(r, fb::Role::Worker);
+  // What a sends b, sealed exactly as NetHost::send seals it (for b's address), once over TCP and
+  // once as a SWIM datagram.
+  auto sealed_for_b = [&](std::uint8_t channel, wire::Channel ch) {
+    flatbuffers::FlatBufferBuilder fbb;
+    fbb.Finish(fb::CreateRoleMessage(fbb, a.id, fbb.CreateVector(std::vector<std::uint8_t>{channel, 'g', 'o'})));
+    std::vector<std::uint8_t> frame;
+    REQUIRE(a.host->transport()
+                .codec()
+                .seal(fb::Body::RoleMessage, wire::finished(fbb), 0, false, ch, node_addr_string(b.id), frame,
+                      wall_time_us() / 1000)
+                .ok());
+    return frame;
+  };
+  auto tcp_send = [](sim::NodeId to, const std::vector<std::uint8_t>& frame) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<std::uint16_t>(to & 0xffff));
+    sa.sin_addr.s_addr = htonl(static_cast<std::uint32_t>(to >> 16));
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0);
+    REQUIRE(::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(frame.size()));
+    return fd;
+  };
+  auto udp_send = [](sim::NodeId to, const std::vector<std::uint8_t>& frame) {
+    int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<std::uint16_t>(to & 0xffff));
+    sa.sin_addr.s_addr = htonl(static_cast<std::uint32_t>(to >> 16));
+    REQUIRE(::sendto(fd, frame.data(), frame.size(), 0, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) ==
+            static_cast<ssize_t>(frame.size()));
+    ::close(fd);
+  };
+  auto wrong = [&] { return c.host->transport().codec().rejected(wire::Reject::wrong_receiver); };
+  const auto before = wrong();
+
+  auto tcp_frame = sealed_for_b(cluster::kRole, wire::Channel::tcp);
+  int fd = tcp_send(c.id, tcp_frame);  // replayed to c
+  REQUIRE(test::run_until(r, [&] { return wrong() == before + 1; }));
+  ::close(fd);
+  fd = tcp_send(b.id, tcp_frame);  // the intended receiver
+  REQUIRE(test::run_until(r, [&] { return b.role.got.size() == 1; }));
+  ::close(fd);
+  CHECK(b.role.got[0] == std::make_pair(a.id, std::string{'g', 'o'}));
+
+  auto dgram = sealed_for_b(cluster::kSwim, wire::Channel::udp);
+  udp_send(c.id, dgram);
+  REQUIRE(test::run_until(r, [&] { return wrong() == before + 2; }));
+  udp_send(b.id, dgram);
+  REQUIRE(test::run_until(r, [&] { return b.swim.got.size() == 1; }));
+
+  CHECK(c.role.got.empty());
+  CHECK(c.swim.got.empty());
+  CHECK(wrong() == before + 2);
+  CHECK(r.metrics().counter_value("hs_wire_rejected_total", {{"reason", "wrong_receiver"}}) == before + 2);
 }
 
 TEST_CASE("NetHost: transport backpressure is counted and logged, and start errors are clear", "[host]") {

@@ -133,14 +133,16 @@ struct Fixture {
     REQUIRE(run_until(r, [&] { return done; }));
     CHECK(got == nonce);
   }
-  // Seals a frame the way a (mis)configured peer would.
+  // Seals a frame the way a (mis)configured peer would; for the server unless `receiver` is given.
   std::vector<std::uint8_t> frame(const wire::Identity& as, const char* secret, fb::Body type,
-                                  std::span<const std::uint8_t> body, std::int64_t ts_ms = 0) {
+                                  std::span<const std::uint8_t> body, std::int64_t ts_ms = 0,
+                                  std::string receiver = "mgr-1") {
     metrics::Registry reg;
     wire::FrameCodec c(as, keys(secret), wire::Limits{}, reg);
     std::vector<std::uint8_t> out;
-    REQUIRE(
-        c.seal_raw(type, body, 77, false, wire::Channel::tcp, out, ts_ms ? ts_ms : wall_time_us() / 1000, 1, as).ok());
+    REQUIRE(c.seal_raw(type, body, 77, false, wire::Channel::tcp, receiver, out, ts_ms ? ts_ms : wall_time_us() / 1000,
+                       1, as)
+                .ok());
     return out;
   }
 };
@@ -245,6 +247,26 @@ TEST_CASE("Bad inputs on TCP: dropped, counted, connection closed, others unaffe
     expect_rejected(second, Reject::replay, before);
     CHECK(f.answered == answered + 2);  // only the original and the good client's request
   }
+  SECTION("a frame sealed for another node (captured and replayed here), or for no node") {
+    auto fr = f.frame(good_id, kSecret, fb::Body::Ping, body, 0, "mgr-2");
+    Raw raw(f.server.tcp_endpoint());
+    auto before = f.rejected(Reject::wrong_receiver);
+    int answered = f.answered;
+    raw.write(fr);
+    expect_rejected(raw, Reject::wrong_receiver, before);
+    CHECK(f.answered == answered + 1);  // only the good client's request reached the handler
+    auto none = f.frame(good_id, kSecret, fb::Body::Ping, body, 0, "");
+    Raw raw2(f.server.tcp_endpoint());
+    raw2.write(none);
+    expect_rejected(raw2, Reject::wrong_receiver, before + 1);
+    // Nothing was recorded by the replay guard: the same sender and sequence, sealed for the server's
+    // address (what a peer dialling it uses), is accepted.
+    auto mine = f.frame(good_id, kSecret, fb::Body::Ping, body, 0, f.server.tcp_endpoint().to_string());
+    Raw raw3(f.server.tcp_endpoint());
+    answered = f.answered;
+    raw3.write(mine);
+    REQUIRE(run_until(f.r, [&] { return f.answered == answered + 1; }));
+  }
   SECTION("wrong cluster id") {
     auto id = good_id;
     id.cluster_id = "someone-else";
@@ -290,15 +312,25 @@ TEST_CASE("Bad inputs on TCP: dropped, counted, connection closed, others unaffe
 TEST_CASE("UDP datagrams: delivered, and garbage is dropped and counted without side effects", "[net]") {
   Fixture f;
   int got = 0;
+  int replies = 0;
   f.server.on(fb::Body::SwimMessage, [&](const Inbound& in, const Responder& resp) {
     CHECK(wire::body_as<fb::SwimMessage>(in.body)->seq() == 7);
     CHECK(resp.can_reply());
     ++got;
+    // The reply datagram is sealed for the sender's id ("gate-1"), and the sender accepts it.
+    flatbuffers::FlatBufferBuilder ack;
+    ack.Finish(fb::CreateSwimMessageDirect(ack, fb::SwimKind::Ack, 8, "mgr-1"));
+    CHECK(resp.reply(fb::Body::SwimMessage, wire::finished(ack)).ok());
+  });
+  f.client.on(fb::Body::SwimMessage, [&](const Inbound& in, const Responder&) {
+    CHECK(wire::body_as<fb::SwimMessage>(in.body)->seq() == 8);
+    CHECK(in.sender_id == "mgr-1");
+    ++replies;
   });
   flatbuffers::FlatBufferBuilder b;
   b.Finish(fb::CreateSwimMessageDirect(b, fb::SwimKind::Probe, 7, "gate-1"));
   REQUIRE(f.client.send_datagram(f.server.udp_endpoint(), fb::Body::SwimMessage, wire::finished(b)).ok());
-  REQUIRE(run_until(f.r, [&] { return got == 1; }));
+  REQUIRE(run_until(f.r, [&] { return got == 1 && replies == 1; }));
   // Too large for a datagram: refused at the sender.
   std::vector<std::uint8_t> big(2000, 1);
   flatbuffers::FlatBufferBuilder b2;

@@ -49,7 +49,7 @@ TEST_CASE("A sealed frame round-trips and carries envelope fields", "[wire]") {
   Pair p;
   std::vector<std::uint8_t> out;
   auto body = ping_body(42, 100);
-  REQUIRE(p.tx.seal(fb::Body::Ping, body, 9, false, Channel::tcp, out, kNow).ok());
+  REQUIRE(p.tx.seal(fb::Body::Ping, body, 9, false, Channel::tcp, "mgr-1", out, kNow).ok());
   CHECK(out.size() > kHeaderSize + kTagSize + body.size());
   auto r = p.rx.decode(out, Channel::tcp, kNow);
   REQUIRE(r.ok());
@@ -67,7 +67,7 @@ TEST_CASE("Every bad input is rejected with its reason", "[wire]") {
   Pair p;
   std::vector<std::uint8_t> good;
   auto body = ping_body(1);
-  REQUIRE(p.tx.seal(fb::Body::Ping, body, 0, false, Channel::tcp, good, kNow).ok());
+  REQUIRE(p.tx.seal(fb::Body::Ping, body, 0, false, Channel::tcp, "mgr-1", good, kNow).ok());
 
   SECTION("truncated") {
     for (std::size_t n : {std::size_t{0}, std::size_t{3}, kHeaderSize - 1, kHeaderSize, good.size() - 1}) {
@@ -119,8 +119,8 @@ TEST_CASE("Every bad input is rejected with its reason", "[wire]") {
   }
   SECTION("stale and future timestamps") {
     std::vector<std::uint8_t> old, fut;
-    REQUIRE(p.tx.seal(fb::Body::Ping, body, 0, false, Channel::tcp, old, kNow - 301'000).ok());
-    REQUIRE(p.tx.seal(fb::Body::Ping, body, 0, false, Channel::tcp, fut, kNow + 61'000).ok());
+    REQUIRE(p.tx.seal(fb::Body::Ping, body, 0, false, Channel::tcp, "mgr-1", old, kNow - 301'000).ok());
+    REQUIRE(p.tx.seal(fb::Body::Ping, body, 0, false, Channel::tcp, "mgr-1", fut, kNow + 61'000).ok());
     CHECK(p.rx.decode(old, Channel::tcp, kNow).reason == Reject::stale);
     CHECK(p.rx.decode(fut, Channel::tcp, kNow).reason == Reject::future);
   }
@@ -128,7 +128,7 @@ TEST_CASE("Every bad input is rejected with its reason", "[wire]") {
     std::vector<std::uint8_t> f;
     Identity as = p.tx.self();
     as.cluster_id = "other-cluster";
-    REQUIRE(p.tx.seal_raw(fb::Body::Ping, body, 0, false, Channel::tcp, f, kNow, 100, as).ok());
+    REQUIRE(p.tx.seal_raw(fb::Body::Ping, body, 0, false, Channel::tcp, "mgr-1", f, kNow, 100, as).ok());
     CHECK(p.rx.decode(f, Channel::tcp, kNow).reason == Reject::wrong_cluster);
   }
   SECTION("role not allowed for the message") {
@@ -137,32 +137,103 @@ TEST_CASE("Every bad input is rejected with its reason", "[wire]") {
     as.role = fb::Role::Client;  // clients never dispatch workflows
     flatbuffers::FlatBufferBuilder b;
     b.Finish(fb::CreateWorkflowDispatchDirect(b, "job", "wf"));
-    REQUIRE(p.tx.seal_raw(fb::Body::WorkflowDispatch, finished(b), 0, false, Channel::tcp, f, kNow, 100, as).ok());
+    REQUIRE(
+        p.tx.seal_raw(fb::Body::WorkflowDispatch, finished(b), 0, false, Channel::tcp, "mgr-1", f, kNow, 100, as).ok());
     CHECK(p.rx.decode(f, Channel::tcp, kNow).reason == Reject::role_not_allowed);
   }
   SECTION("payload that fails the verifier") {
     std::vector<std::uint8_t> junk = {0xff, 0xff, 0xff, 0x7f, 1, 2, 3, 4, 5, 6, 7, 8};
     std::vector<std::uint8_t> f;
-    REQUIRE(p.tx.seal(fb::Body::Ping, junk, 0, false, Channel::tcp, f, kNow).ok());
+    REQUIRE(p.tx.seal(fb::Body::Ping, junk, 0, false, Channel::tcp, "mgr-1", f, kNow).ok());
     CHECK(p.rx.decode(f, Channel::tcp, kNow).reason == Reject::verify_failed);
   }
   SECTION("a datagram with trailing bytes") {
     std::vector<std::uint8_t> f;
-    REQUIRE(p.tx.seal(fb::Body::Ping, body, 0, false, Channel::udp, f, kNow).ok());
+    REQUIRE(p.tx.seal(fb::Body::Ping, body, 0, false, Channel::udp, "mgr-1", f, kNow).ok());
     f.push_back(0);
     CHECK(p.rx.decode(f, Channel::udp, kNow).reason == Reject::trailing_bytes);
+  }
+}
+
+TEST_CASE("Receiver binding: a frame sealed for one node is refused by every other, before the replay guard",
+          "[wire]") {
+  // A leader seals a dispatch for worker B; an attacker captures it and replays it to worker C.
+  const char* secret = "0123456789abcdef-secret";
+  metrics::Registry reg_l, reg_b, reg_c;
+  FrameCodec leader(ident("127.0.0.1:7101", fb::Role::Manager), ring(secret), Limits{}, reg_l);
+  FrameCodec b(ident("127.0.0.1:7201", fb::Role::Worker), ring(secret), Limits{}, reg_b);
+  FrameCodec c(ident("127.0.0.1:7202", fb::Role::Worker), ring(secret), Limits{}, reg_c);
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(fb::CreateWorkflowDispatchDirect(fbb, "replay-1", "wf-1"));
+  std::vector<std::uint8_t> f;
+  REQUIRE(
+      leader.seal(fb::Body::WorkflowDispatch, finished(fbb), 0, false, Channel::tcp, "127.0.0.1:7201", f, kNow).ok());
+  const std::uint64_t seq = leader.sequence() - 1;
+
+  for (Channel ch : {Channel::tcp, Channel::udp}) {
+    auto r = c.decode(f, ch, kNow);
+    CHECK(r.reason == Reject::wrong_receiver);
+    CHECK(r.detail.find("receiver_id=127.0.0.1:7201 self=127.0.0.1:7202") != std::string::npos);
+    c.note_reject(r.reason, ch, "127.0.0.1:40000", r.detail, Instant{std::chrono::seconds(1)});
+  }
+  CHECK(c.rejected(Reject::wrong_receiver) == 2);
+  CHECK(reg_c.counter_value("hs_wire_rejected_total", {{"reason", "wrong_receiver"}}) == 2);
+  CHECK(reg_c.counter_value("hs_wire_rejected_total", {{"reason", "replay"}}) == 0);
+  CHECK(reg_c.counter_value("hs_wire_frames_decoded_total") == 0);
+
+  // C's replay guard recorded nothing: the same sender, incarnation and sequence sealed for C is accepted.
+  std::vector<std::uint8_t> for_c;
+  REQUIRE(leader
+              .seal_raw(fb::Body::WorkflowDispatch, finished(fbb), 0, false, Channel::tcp, "127.0.0.1:7202", for_c,
+                        kNow, seq, leader.self())
+              .ok());
+  CHECK(c.decode(for_c, Channel::tcp, kNow).ok());
+  // B, the intended receiver, still accepts the original once; a second copy is a replay.
+  auto rb = b.decode(f, Channel::tcp, kNow);
+  REQUIRE(rb.ok());
+  CHECK(body_as<fb::WorkflowDispatch>(rb.msg.body)->job_id()->str() == "replay-1");
+  CHECK(b.decode(f, Channel::tcp, kNow).reason == Reject::replay);
+
+  SECTION("a frame without a receiver (a peer older than protocol 1.2) is refused") {
+    Identity old = leader.self();
+    old.minor = 1;
+    std::vector<std::uint8_t> g;
+    REQUIRE(
+        leader.seal_raw(fb::Body::WorkflowDispatch, finished(fbb), 0, false, Channel::tcp, "", g, kNow, seq + 1, old)
+            .ok());
+    auto r = b.decode(g, Channel::tcp, kNow);
+    CHECK(r.reason == Reject::wrong_receiver);
+    CHECK(r.detail.find("no receiver_id") != std::string::npos);
+    // seal() never makes such a frame.
+    std::vector<std::uint8_t> h;
+    CHECK(leader.seal(fb::Body::Ping, ping_body(1), 0, false, Channel::tcp, "", h, kNow).code() ==
+          Errc::invalid_argument);
+    CHECK(h.empty());
+  }
+  SECTION("a node also accepts the names it registers (its bound addresses), and no more than a few") {
+    std::vector<std::uint8_t> g;
+    REQUIRE(
+        leader.seal(fb::Body::WorkflowDispatch, finished(fbb), 0, false, Channel::udp, "10.0.0.7:7201", g, kNow).ok());
+    CHECK(b.decode(g, Channel::udp, kNow).reason == Reject::wrong_receiver);
+    REQUIRE(b.accept_receiver("10.0.0.7:7201").ok());
+    CHECK(b.decode(g, Channel::udp, kNow).ok());
+    CHECK(b.accept_receiver("").code() == Errc::invalid_argument);
+    for (int i = 0; i < 3; ++i) REQUIRE(b.accept_receiver("10.0.0.8:" + std::to_string(i + 1)).ok());
+    CHECK(b.accept_receiver("10.0.0.9:1").code() == Errc::invalid_argument);
+    CHECK(b.accept_receiver("10.0.0.7:7201").ok());  // already accepted: no change
+    CHECK(!b.is_receiver("10.0.0.9:1"));
   }
 }
 
 TEST_CASE("Frame limits are enforced when sealing and decoding", "[wire]") {
   Pair p;
   std::vector<std::uint8_t> out;
-  CHECK(p.tx.seal(fb::Body::Ping, ping_body(1, 1500), 0, false, Channel::udp, out, kNow).code() ==
+  CHECK(p.tx.seal(fb::Body::Ping, ping_body(1, 1500), 0, false, Channel::udp, "mgr-1", out, kNow).code() ==
         Errc::invalid_argument);
   CHECK(out.empty());
-  REQUIRE(p.tx.seal(fb::Body::Ping, ping_body(1, 1500), 0, false, Channel::tcp, out, kNow).ok());
+  REQUIRE(p.tx.seal(fb::Body::Ping, ping_body(1, 1500), 0, false, Channel::tcp, "mgr-1", out, kNow).ok());
   CHECK(p.rx.decode(out, Channel::udp, kNow).reason == Reject::oversize);
-  CHECK(p.tx.seal(fb::Body::Ping, ping_body(1, 2 << 20), 0, false, Channel::tcp, out, kNow).code() ==
+  CHECK(p.tx.seal(fb::Body::Ping, ping_body(1, 2 << 20), 0, false, Channel::tcp, "mgr-1", out, kNow).code() ==
         Errc::invalid_argument);
 }
 
@@ -190,8 +261,8 @@ TEST_CASE("Key rotation: the previous key opens frames until it is dropped", "[w
   FrameCodec tx_old(ident("gate-1", fb::Role::Gate), Keyring{oldk, {}}, Limits{}, reg);
   FrameCodec rx(ident("mgr-1", fb::Role::Manager), Keyring{newk, oldk}, Limits{}, reg);
   std::vector<std::uint8_t> f1, f2;
-  REQUIRE(tx_old.seal(fb::Body::Ping, ping_body(1), 0, false, Channel::tcp, f1, kNow).ok());
-  REQUIRE(tx_old.seal(fb::Body::Ping, ping_body(2), 0, false, Channel::tcp, f2, kNow).ok());
+  REQUIRE(tx_old.seal(fb::Body::Ping, ping_body(1), 0, false, Channel::tcp, "mgr-1", f1, kNow).ok());
+  REQUIRE(tx_old.seal(fb::Body::Ping, ping_body(2), 0, false, Channel::tcp, "mgr-1", f2, kNow).ok());
   auto r = rx.decode(f1, Channel::tcp, kNow);
   REQUIRE(r.ok());
   CHECK(r.msg.used_previous_key);
@@ -278,7 +349,7 @@ TEST_CASE("Versioning: a newer minor is accepted and negotiated down; unknown fi
   b.AddElement<std::uint64_t>(10, 0xabcdef, 0);  // slot 3: a field added by a later minor
   b.Finish(flatbuffers::Offset<void>(b.EndTable(start)));
   std::vector<std::uint8_t> f;
-  REQUIRE(p.tx.seal_raw(fb::Body::Ping, finished(b), 0, false, Channel::tcp, f, kNow, 1, newer).ok());
+  REQUIRE(p.tx.seal_raw(fb::Body::Ping, finished(b), 0, false, Channel::tcp, "mgr-1", f, kNow, 1, newer).ok());
   auto r = p.rx.decode(f, Channel::tcp, kNow);
   REQUIRE(r.ok());
   CHECK(r.msg.peer_minor == 5);
