@@ -46,7 +46,7 @@ expect_config_error() {
   local pats=() envs=()
   while [[ $# -gt 0 && $1 != -- ]]; do pats+=("$1"); shift; done
   [[ $# -gt 0 ]] && shift && envs=("$@")
-  env "${envs[@]}" "$HS" "$role" --config "$file" > "$name.stdout" 2> "$name.err"; local rc=$?
+  timeout 30 env "${envs[@]}" "$HS" "$role" --config "$file" > "$name.stdout" 2> "$name.err"; local rc=$?
   [[ $rc == 2 ]] || { cat "$name.err"; fail "$name: exit $rc, want 2"; }
   for p in "${pats[@]}"; do grep -qF -- "$p" "$name.err" || { cat "$name.err"; fail "$name: no '$p' in the error"; }; done
   [[ ! -s "$name.stdout" ]] || { cat "$name.stdout"; fail "$name: something started"; }
@@ -79,7 +79,7 @@ expect_config_error orphan worker plainw.toml \
   'worker.orphan_grace = 5s (env HS_WORKER_ORPHAN_GRACE), election.timeout_max = 7s (default): worker.orphan_grace must be longer than election.timeout_max' \
   -- HS_WORKER_ORPHAN_GRACE=5s
 # Every broken relation at once, and --print-config refuses too.
-HS_ELECTION_LEASE=10s HS_WORKER_HEARTBEAT=2s "$HS" manager --config plain.toml --print-config > pc-bad.txt 2>&1; rc=$?
+HS_ELECTION_LEASE=10s HS_WORKER_HEARTBEAT=2s timeout 30 "$HS" manager --config plain.toml --print-config > pc-bad.txt 2>&1; rc=$?
 [[ $rc == 2 && $(grep -c ' = .*(.*), .* = .*(.*): ' pc-bad.txt) == 2 ]] || { cat pc-bad.txt; fail "print-config with broken relations: exit $rc"; }
 # The test profile of lib.sh (docs/daemons.md) satisfies every relation.
 "$HS" manager --config m1.toml --print-config > /dev/null || fail "the test profile breaks a relation"
