@@ -14,6 +14,9 @@ namespace hs::cli {
 // role is accepted and ignored (one file can describe a whole test cluster).
 host::ConfigSchema cluster_schema();
 
+// The relations between those keys the protocols rely on (checked with Config::check at load).
+std::vector<host::ConfigRelation> cluster_relations();
+
 // Parses cluster.managers ("ip:port" each) into node ids; errors name the entry.
 Result<std::vector<sim::NodeId>> parse_managers(const std::vector<std::string>& list);
 

@@ -60,14 +60,18 @@ host::ConfigSchema cluster_schema() {
   };
   s.push_back(std::move(managers));
   s.push_back(entry("swim.period", ValueType::duration_ms, "1s", "SWIM protocol period"));
-  s.push_back(entry("swim.probe_timeout", ValueType::duration_ms, "500ms", "SWIM direct probe timeout (< period)"));
-  s.push_back(entry("election.heartbeat", ValueType::duration_ms, "1s", "leader heartbeat / quorum check period"));
+  s.push_back(entry("swim.probe_timeout", ValueType::duration_ms, "500ms",
+                    "SWIM direct probe timeout (below 5/9 of swim.period)"));
+  s.push_back(entry("election.heartbeat", ValueType::duration_ms, "1s",
+                    "leader heartbeat / quorum check period (below election.lease)"));
   s.push_back(entry("election.timeout_min", ValueType::duration_ms, "5s", "election timeout, lower bound"));
-  s.push_back(entry("election.timeout_max", ValueType::duration_ms, "7s", "election timeout, upper bound"));
-  s.push_back(entry("election.lease", ValueType::duration_ms, "4s", "leader lease (< election.timeout_min)"));
+  s.push_back(entry("election.timeout_max", ValueType::duration_ms, "7s",
+                    "election timeout, upper bound (at least election.timeout_min)"));
+  s.push_back(
+      entry("election.lease", ValueType::duration_ms, "4s", "leader lease (at most 90 % of election.timeout_min)"));
   s.push_back(entry("manager.tick", ValueType::duration_ms, "100ms", "manager scheduling / timeout check interval"));
   s.push_back(entry("manager.worker_stale", ValueType::duration_ms, "3s",
-                    "a worker without a heartbeat this long gets no new work"));
+                    "a worker without a heartbeat this long gets no new work (at least 2 x worker.heartbeat)"));
   s.push_back(entry("manager.dispatch_ack_timeout", ValueType::duration_ms, "1s",
                     "an unacknowledged dispatch is re-sent after this"));
   s.push_back(entry("manager.retention_ok", ValueType::duration_ms, "300s", "completed jobs are kept this long"));
@@ -79,10 +83,53 @@ host::ConfigSchema cluster_schema() {
   s.push_back(entry("worker.heartbeat", ValueType::duration_ms, "1s", "worker heartbeat to every manager"));
   s.push_back(entry("worker.progress", ValueType::duration_ms, "1s", "worker progress report interval"));
   s.push_back(entry("worker.orphan_grace", ValueType::duration_ms, "15s",
-                    "a workflow whose job leader died and was not replaced is cancelled after this"));
+                    "a workflow whose job leader died and was not replaced is cancelled after this "
+                    "(longer than election.timeout_max)"));
   s.push_back(entry("worker.stop_grace", ValueType::duration_ms, "5s",
                     "a stop not honoured by then frees the cores anyway"));
   return s;
+}
+
+std::vector<host::ConfigRelation> cluster_relations() {
+  // Every relation between keys that SWIM, the election, the manager and the worker rely on.
+  // Relations across roles (worker.* against manager.* / election.*) are checked by every process
+  // on the values it sees: keep these keys the same in every file of a cluster.
+  const auto d = [](const host::Config& c, const char* k) { return c.duration(k); };
+  std::vector<host::ConfigRelation> r;
+  r.push_back({{"swim.probe_timeout", "swim.period"},
+               "swim.probe_timeout must be below 5/9 of swim.period",
+               "a failed direct probe is followed by indirect probes whose proxies answer a nack after "
+               "probe_timeout x 4/5; both waits must fit in one period, or every missed probe lowers the "
+               "node's own health",
+               [d](const host::Config& c) { return d(c, "swim.probe_timeout") * 9 < d(c, "swim.period") * 5; }});
+  r.push_back({{"election.heartbeat", "election.lease"},
+               "election.heartbeat must be shorter than election.lease",
+               "a leader keeps its lease only if a quorum acks a heartbeat within every lease",
+               [d](const host::Config& c) { return d(c, "election.heartbeat") < d(c, "election.lease"); }});
+  r.push_back({{"election.heartbeat", "election.timeout_min"},
+               "election.heartbeat must be shorter than election.timeout_min",
+               "followers that do not hear the leader within the timeout start an election",
+               [d](const host::Config& c) { return d(c, "election.heartbeat") < d(c, "election.timeout_min"); }});
+  r.push_back({{"election.lease", "election.timeout_min"},
+               fmt::format("election.lease must be at most {} % of election.timeout_min", cluster::kMaxLeasePercent),
+               "the old leader's lease must end before another manager can be elected, with a clock-drift margin",
+               [d](const host::Config& c) {
+                 return d(c, "election.lease") * 100 <= d(c, "election.timeout_min") * cluster::kMaxLeasePercent;
+               }});
+  r.push_back({{"election.timeout_min", "election.timeout_max"},
+               "election.timeout_min must not be above election.timeout_max",
+               "the election timeout is drawn from [timeout_min, timeout_max]",
+               [d](const host::Config& c) { return d(c, "election.timeout_min") <= d(c, "election.timeout_max"); }});
+  r.push_back({{"worker.heartbeat", "manager.worker_stale"},
+               "manager.worker_stale must be at least 2 x worker.heartbeat",
+               "a worker whose heartbeat is late once must not lose its work to staleness",
+               [d](const host::Config& c) { return d(c, "worker.heartbeat") * 2 <= d(c, "manager.worker_stale"); }});
+  r.push_back({{"worker.orphan_grace", "election.timeout_max"},
+               "worker.orphan_grace must be longer than election.timeout_max",
+               "after the job's leader dies a new leader must be elected and take the job over before the "
+               "worker gives it up",
+               [d](const host::Config& c) { return d(c, "worker.orphan_grace") > d(c, "election.timeout_max"); }});
+  return r;
 }
 
 Result<std::vector<sim::NodeId>> parse_managers(const std::vector<std::string>& list) {
@@ -361,14 +408,24 @@ struct Daemon {
                  host::node_addr_string(host->self()), log::quoted(why.to_string()));
       r.request_node_stop("fail-stop: " + why.to_string());
     });
-    HS_TRY(host->start());
+    // The admin port first: a taken port stops the start before the node joins the cluster.
     if (settings.admin_enabled) {
       admin = std::make_unique<host::AdminServer>(
           r, settings.admin, [this] { return status_json(); },
           [this]() -> Status { return host->running() ? ok_status() : host->stop_reason(); });
       admin->set_metrics_source([this, &r] { return metrics_text(r); });
-      HS_TRY(admin->start());
+      if (Status st = admin->start(); !st.ok())
+        return st.with_context(fmt::format(
+            "admin.listen {} ({}): cannot listen (another daemon on this host may use it); set admin.listen "
+            "(env HS_ADMIN_LISTEN) to a free address, \"127.0.0.1:0\" for an ephemeral port, or \"\" to disable it",
+            settings.admin.listen.to_string(), cfg.source("admin.listen")));
     }
+    HS_TRY(host->start());
+    if (admin)
+      std::printf("admin: http://%s (GET /status /metrics /healthz)\n", admin->endpoint().to_string().c_str());
+    else
+      std::printf("admin: off (admin.listen is empty)\n");
+    std::fflush(stdout);
     log::info(is_manager ? "manager" : "worker", "started", "self={} admin={} managers={} cores={}",
               host::node_addr_string(host->self()),
               admin ? fmt::format("{}:{}", admin->endpoint().host, admin->endpoint().port) : std::string("off"),
@@ -384,6 +441,13 @@ int run_daemon(bool is_manager, const std::string& path, bool print_config) {
     std::fprintf(stderr, "%s: invalid configuration:\n%s\n", name, cfg.status().message().c_str());
     return kExitUsage;
   }
+  // Values settled from other keys, then the relations between keys: nothing starts otherwise.
+  Status settled = host::resolve_admin_listen(*cfg);
+  if (settled.ok()) settled = cfg->check(cluster_relations());
+  if (!settled.ok()) {
+    std::fprintf(stderr, "%s: invalid configuration:\n%s\n", name, settled.message().c_str());
+    return kExitUsage;
+  }
   if (print_config) {
     std::fputs(cfg->dump().c_str(), stdout);
     return kExitOk;
@@ -397,6 +461,7 @@ int run_daemon(bool is_manager, const std::string& path, bool print_config) {
     return kExitUsage;
   }
   d->settings = std::move(settings).value();
+  if (auto w = host::admin_exposure_warning(d->settings)) std::fprintf(stderr, "%s: warning: %s\n", name, w->c_str());
   log::Level lv;
   if (log::parse_level(d->settings.log_level, lv) && cfg->source("log.level") != "default") log::set_level(lv);
   auto managers = parse_managers(cfg->list("cluster.managers"));
@@ -426,13 +491,8 @@ int run_daemon(bool is_manager, const std::string& path, bool print_config) {
   Daemon* dp = d.get();
   Status st = set.start([dp](runtime::Reactor& r) {
     if (r.shard_id() != 0) return;
-    Status s = dp->start(r);
-    if (!s.ok()) {
-      dp->start_error = s;
-      log::error(dp->is_manager ? "manager" : "worker", "start_failed", "error={}", log::quoted(s.to_string()));
-      r.request_node_stop("start failed");
-      return;
-    }
+    // Registered first: a start that fails half-way (e.g. the node port taken after the admin port
+    // opened) closes what it opened too.
     r.on_shutdown("daemon", [dp](std::function<void()> done) {
       if (dp->admin) dp->admin->close();
       dp->exec.reset();  // cancels live executions (their callbacks are not called)
@@ -441,6 +501,12 @@ int run_daemon(bool is_manager, const std::string& path, bool print_config) {
       else
         done();
     });
+    Status s = dp->start(r);
+    if (!s.ok()) {
+      dp->start_error = s;
+      log::error(dp->is_manager ? "manager" : "worker", "start_failed", "error={}", log::quoted(s.to_string()));
+      r.request_node_stop("start failed");
+    }
   });
   if (!st.ok()) {
     std::fprintf(stderr, "%s: %s\n", name, st.to_string().c_str());

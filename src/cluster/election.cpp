@@ -1,7 +1,10 @@
 #include "hyperscale/cluster/election.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <functional>
+#include <stdexcept>
 #include <string>
 
 #include "hyperscale/base/log.hpp"
@@ -34,24 +37,32 @@ sim::Bytes header(MsgType t) {
 
 }  // namespace
 
+Status check_config(const ElectionConfig& c) {
+  const auto ms = [](Duration d) { return to_millis(d); };
+  if (c.heartbeat <= Duration{0})
+    return make_error(Errc::invalid_argument, fmt::format("heartbeat ({} ms) must be positive", ms(c.heartbeat)));
+  if (c.lease <= c.heartbeat)
+    return make_error(Errc::invalid_argument,
+                      fmt::format("lease ({} ms) must be longer than heartbeat ({} ms)", ms(c.lease), ms(c.heartbeat)));
+  if (c.election_timeout_min <= c.heartbeat)
+    return make_error(Errc::invalid_argument,
+                      fmt::format("election_timeout_min ({} ms) must be longer than heartbeat ({} ms)",
+                                  ms(c.election_timeout_min), ms(c.heartbeat)));
+  if (c.lease * 100 > c.election_timeout_min * kMaxLeasePercent)
+    return make_error(Errc::invalid_argument,
+                      fmt::format("lease ({} ms) must be at most {} % of election_timeout_min ({} ms)", ms(c.lease),
+                                  kMaxLeasePercent, ms(c.election_timeout_min)));
+  if (c.election_timeout_max < c.election_timeout_min)
+    return make_error(Errc::invalid_argument,
+                      fmt::format("election_timeout_max ({} ms) must not be below election_timeout_min ({} ms)",
+                                  ms(c.election_timeout_max), ms(c.election_timeout_min)));
+  return ok_status();
+}
+
 Election::Election(ElectionConfig cfg) : cfg_(std::move(cfg)) {
   std::sort(cfg_.members.begin(), cfg_.members.end());
   cfg_.members.erase(std::unique(cfg_.members.begin(), cfg_.members.end()), cfg_.members.end());
-  if (cfg_.heartbeat <= Duration{0}) cfg_.heartbeat = std::chrono::seconds(1);
-  if (cfg_.election_timeout_min <= cfg_.heartbeat) {
-    log::warn(kComp, "config_clamped", "field=election_timeout_min was_ms={} now_ms={}",
-              to_millis(cfg_.election_timeout_min), to_millis(cfg_.heartbeat * 5));
-    cfg_.election_timeout_min = cfg_.heartbeat * 5;
-  }
-  if (cfg_.election_timeout_max < cfg_.election_timeout_min) cfg_.election_timeout_max = cfg_.election_timeout_min;
-  // Lease safety needs lease < election_timeout_min with a drift margin; keep at least 10 %.
-  const Duration max_lease = cfg_.election_timeout_min * 9 / 10;
-  if (cfg_.lease > max_lease || cfg_.lease <= cfg_.heartbeat) {
-    const Duration fixed = std::max(std::min(cfg_.lease, max_lease), cfg_.heartbeat * 2);
-    log::warn(kComp, "config_clamped", "field=lease was_ms={} now_ms={} election_timeout_min_ms={}",
-              to_millis(cfg_.lease), to_millis(std::min(fixed, max_lease)), to_millis(cfg_.election_timeout_min));
-    cfg_.lease = std::min(fixed, max_lease);
-  }
+  if (Status st = check_config(cfg_); !st.ok()) throw std::invalid_argument("ElectionConfig: " + st.message());
   if (cfg_.stepdown_failed_checks < 1) cfg_.stepdown_failed_checks = 1;
   if (cfg_.flap_changes < 1) cfg_.flap_changes = 1;
   if (cfg_.max_pending_syncs < 1) cfg_.max_pending_syncs = 1;

@@ -458,6 +458,52 @@ std::string Config::dump() const {
   return out;
 }
 
+Status Config::check(const std::vector<ConfigRelation>& relations) const {
+  std::vector<std::string> errors;
+  for (const auto& r : relations) {
+    if (r.keys.empty() || !r.holds)
+      throw std::logic_error(fmt::format("config: relation '{}' has no keys or no check", r.rule));
+    for (const auto& k : r.keys)
+      if (items_.find(k) == items_.end())
+        throw std::logic_error(fmt::format("config: relation '{}' names key '{}', not in the schema", r.rule, k));
+    if (r.holds(*this)) continue;
+    std::string line;
+    for (const auto& k : r.keys)
+      line += fmt::format("{}{} = {} ({})", line.empty() ? "" : ", ", k, display(k), source(k));
+    line += ": " + r.rule;
+    if (!r.why.empty()) line += " (" + r.why + ")";
+    errors.push_back(std::move(line));
+  }
+  if (errors.empty()) return ok_status();
+  std::string msg;
+  for (const auto& e : errors) msg += (msg.empty() ? "" : "\n") + e;
+  return make_error(Errc::invalid_argument, std::move(msg));
+}
+
+Status Config::set(std::string_view key, std::string_view text, std::string source) {
+  auto it = items_.find(key);
+  if (it == items_.end()) throw std::logic_error(fmt::format("config: key '{}' is not in the schema", key));
+  const ConfigEntry& e = schema_[it->second.index];
+  auto v = from_text(e, text);
+  if (auto* msg = std::get_if<std::string>(&v))
+    return make_error(Errc::invalid_argument, fmt::format("{}: {} ({})", e.key, *msg, source));
+  if (auto msg = check_value(e, std::get<ConfigValue>(v)))
+    return make_error(Errc::invalid_argument, fmt::format("{}: {} ({})", e.key, *msg, source));
+  it->second.value = std::get<ConfigValue>(std::move(v));
+  it->second.source = std::move(source);
+  return ok_status();
+}
+
+std::string Config::display(std::string_view key) const {
+  auto it = items_.find(key);
+  if (it == items_.end()) throw std::logic_error(fmt::format("config: key '{}' is not in the schema", key));
+  if (const auto* d = std::get_if<Duration>(&it->second.value)) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*d).count();
+    return ms != 0 && ms % 1000 == 0 ? fmt::format("{}s", ms / 1000) : fmt::format("{}ms", ms);
+  }
+  return value_text(it->second.value);
+}
+
 std::string schema_markdown(const ConfigSchema& schema) {
   std::string out = "| key | environment | type | default | description |\n|---|---|---|---|---|\n";
   auto esc = [](std::string_view s) {

@@ -1,5 +1,7 @@
 #include "hyperscale/host/daemon.hpp"
 
+#include <fmt/format.h>
+
 #include "hyperscale/base/log.hpp"
 
 namespace hs::host {
@@ -10,9 +12,9 @@ std::optional<std::string> node_addr_check(const ConfigValue& v) {
   if (!r.ok()) return r.status().message();
   return std::nullopt;
 }
-std::optional<std::string> endpoint_or_empty(const ConfigValue& v) {
+std::optional<std::string> admin_addr_check(const ConfigValue& v) {
   const auto& s = std::get<std::string>(v);
-  if (s.empty()) return std::nullopt;
+  if (s.empty() || s == kAdminAuto) return std::nullopt;
   auto r = parse_listen_addr(s);
   if (!r.ok()) return r.status().message();
   return std::nullopt;
@@ -54,12 +56,13 @@ ConfigSchema common_schema() {
                not_empty});
   s.push_back({"admin.listen",
                T::string,
-               "127.0.0.1:0",
-               "admin HTTP address (/metrics, /status, /healthz); port 0 = ephemeral (logged); empty = disabled",
+               std::string(kAdminAuto),
+               "admin HTTP address (/metrics, /status, /healthz; no authentication): auto = 127.0.0.1 at the "
+               "node.listen port + 1000; or IP:PORT (port 0 = ephemeral); empty = disabled",
                false,
                {},
                {},
-               endpoint_or_empty});
+               admin_addr_check});
   s.push_back({"admin.max_connections", T::integer, "64", "admin connections open at once", false, 1, 4096, {}});
   s.push_back({"admin.idle_timeout",
                T::duration_ms,
@@ -127,6 +130,37 @@ ConfigSchema common_schema() {
   return s;
 }
 
+Result<std::string> auto_admin_listen(const Config& cfg) {
+  auto node = parse_node_addr(cfg.str("node.listen"));
+  if (!node.ok()) return node.status().with_context("node.listen");
+  const int port = endpoint(*node).port + kAdminPortOffset;
+  if (port > 65535)
+    return make_error(Errc::invalid_argument,
+                      fmt::format("admin.listen = \"auto\" ({}), node.listen = {} ({}): the admin port would be {} + "
+                                  "{} = {}, above 65535; set admin.listen to \"127.0.0.1:PORT\"",
+                                  cfg.source("admin.listen"), cfg.display("node.listen"), cfg.source("node.listen"),
+                                  endpoint(*node).port, kAdminPortOffset, port));
+  return fmt::format("127.0.0.1:{}", port);
+}
+
+Status resolve_admin_listen(Config& cfg) {
+  if (cfg.str("admin.listen") != kAdminAuto) return ok_status();
+  HS_ASSIGN_OR_RETURN(auto addr, auto_admin_listen(cfg));
+  return cfg.set(
+      "admin.listen", addr,
+      fmt::format("{} (auto: 127.0.0.1, node.listen port + {})", cfg.source("admin.listen"), kAdminPortOffset));
+}
+
+bool is_loopback(const net::Endpoint& ep) { return ep.host.rfind("127.", 0) == 0; }
+
+std::optional<std::string> admin_exposure_warning(const HostSettings& h) {
+  if (!h.admin_enabled || is_loopback(h.admin.listen)) return std::nullopt;
+  return fmt::format(
+      "admin.listen {} is not a loopback address: the admin port has no authentication, so anyone who "
+      "can reach it reads /status and /metrics; bind it to 127.0.0.1 unless a firewall guards it",
+      h.admin.listen.to_string());
+}
+
 Result<HostSettings> host_settings(const Config& cfg, wire::fb::Role role) {
   HostSettings h;
   auto listen = parse_node_addr(cfg.str("node.listen"));
@@ -147,7 +181,12 @@ Result<HostSettings> host_settings(const Config& cfg, wire::fb::Role role) {
   h.disk.limits.max_logs = static_cast<std::size_t>(cfg.integer("disk.max_logs"));
   h.disk.compact_min_bytes = static_cast<std::uint64_t>(cfg.integer("disk.compact_min_bytes"));
   h.disk.segment_bytes = static_cast<std::uint64_t>(cfg.integer("disk.segment_bytes"));
-  const std::string& admin = cfg.str("admin.listen");
+  std::string admin = cfg.str("admin.listen");
+  if (admin == kAdminAuto) {
+    auto a = auto_admin_listen(cfg);
+    if (!a.ok()) return a.status();
+    admin = *a;
+  }
   h.admin_enabled = !admin.empty();
   if (h.admin_enabled) {
     auto ep = parse_listen_addr(admin);

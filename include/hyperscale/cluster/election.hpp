@@ -12,7 +12,9 @@
 //  - flap damping: after `flap_changes` leader changes within `flap_window`, a new candidacy waits
 //    until `flap_cooldown` has passed since the last change.
 // Safety of leases across nodes needs lease < election_timeout_min (with margin for clock drift):
-// see docs/election.md. The constructor clamps a config that violates it (and logs it).
+// see docs/election.md. check_config() states every relation the protocol relies on; the
+// constructor requires them (std::invalid_argument otherwise: a daemon checks its config keys
+// for the same relations at load, so a running node never meets a broken config).
 //
 // Everything is a function of events: time from ctx.now(), randomness from ctx.rng().
 #pragma once
@@ -54,6 +56,17 @@ struct ElectionConfig {
   // Bound of queued durable-vote replies (each waits for one ctx.sync()).
   std::size_t max_pending_syncs = 64;
 };
+
+// A lease may be at most this share of election_timeout_min: the rest is the clock-drift margin
+// (90 % tolerates ±11 % rate drift, docs/election.md).
+inline constexpr int kMaxLeasePercent = 90;
+
+// The relations ElectionConfig must satisfy, each with the fields and values in the error:
+//   heartbeat > 0; heartbeat < lease (a lease outlives the gap between two quorum-acked heartbeats);
+//   heartbeat < election_timeout_min (followers hear the leader before they time out);
+//   lease <= election_timeout_min × kMaxLeasePercent / 100 (lease safety);
+//   election_timeout_min <= election_timeout_max.
+Status check_config(const ElectionConfig& c);
 
 struct ElectionStats {
   std::uint64_t prevotes_started = 0;   // pre-vote rounds this node began

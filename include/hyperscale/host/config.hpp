@@ -12,6 +12,10 @@
 //   duration_ms  milliseconds: a TOML integer, or text "250ms", "5s", "2m", "1h", or a bare number
 //   bool         true/false (environment also 1/0, yes/no)
 //   string_list  a TOML array of strings; in the environment, comma-separated
+//
+// Relations between keys (e.g. election.lease below election.timeout_min) are checked once every
+// key has its value: Config::check(relations) reports each broken one with every key it relates,
+// that key's value and where the value came from.
 #pragma once
 
 #include <cstdint>
@@ -46,6 +50,18 @@ struct ConfigEntry {
 
 using ConfigSchema = std::vector<ConfigEntry>;
 
+class Config;
+
+// A rule over several keys that must hold once every key has its value (file + environment +
+// defaults). A broken rule is reported as
+//   `election.lease = 10s (m1.toml:12:9), election.timeout_min = 5s (default): RULE (WHY)`.
+struct ConfigRelation {
+  std::vector<std::string> keys;  // every key the rule reads (all in the schema), named in the error
+  std::string rule;               // what must hold, e.g. "election.lease must be below election.timeout_min"
+  std::string why;                // what relies on it (the consequence of breaking it)
+  std::function<bool(const Config&)> holds;
+};
+
 // The environment variable name of a key: "node.listen" -> "HS_NODE_LISTEN".
 std::string env_name(std::string_view key);
 
@@ -79,6 +95,19 @@ class Config {
 
   // `--print-config`: every key with its effective value (TOML syntax) and its source.
   std::string dump() const;
+
+  // Checks relations between keys; every broken one is reported, one per line (invalid_argument).
+  // A relation naming a key that is not in the schema is a programming error (std::logic_error).
+  Status check(const std::vector<ConfigRelation>& relations) const;
+
+  // Replaces the value of `key` by `text` (parsed and checked like an environment value) with the
+  // given source. For values settled after loading from other keys (e.g. admin.listen "auto"), so
+  // that dump() shows what is used. Errors name the key; the config is unchanged then.
+  Status set(std::string_view key, std::string_view text, std::string source);
+
+  // The effective value in a short human form for messages: durations as "250ms" / "5s",
+  // strings quoted, lists as in TOML.
+  std::string display(std::string_view key) const;
 
  private:
   struct Item {

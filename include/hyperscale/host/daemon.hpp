@@ -4,6 +4,10 @@
 // (tests/unit/host/test_host.cpp "daemon wiring" shows the whole sequence).
 #pragma once
 
+#include <optional>
+#include <string>
+#include <string_view>
+
 #include "hyperscale/host/admin.hpp"
 #include "hyperscale/host/config.hpp"
 #include "hyperscale/host/net_host.hpp"
@@ -25,5 +29,19 @@ struct HostSettings {
 // Builds the options from a Config loaded with (a superset of) common_schema(); loads the cluster
 // secret (file or environment variable) and derives the keys. Errors name the key.
 Result<HostSettings> host_settings(const Config& cfg, wire::fb::Role role);
+
+// admin.listen = "auto" (the default): loopback, at the node.listen port + kAdminPortOffset, so
+// every daemon of a host gets its own documented admin port (node 7101 -> admin 127.0.0.1:8101).
+inline constexpr std::string_view kAdminAuto = "auto";
+inline constexpr int kAdminPortOffset = 1000;
+// The address "auto" stands for; an error (naming node.listen) if the port would pass 65535.
+Result<std::string> auto_admin_listen(const Config& cfg);
+// Replaces admin.listen "auto" by that address in the config (source "default (auto: ...)"), so
+// --print-config shows the address used. Call it after Config::load.
+Status resolve_admin_listen(Config& cfg);
+// "127.x.x.x".
+bool is_loopback(const net::Endpoint& ep);
+// A warning text when the admin port is enabled on a non-loopback address (it has no authentication).
+std::optional<std::string> admin_exposure_warning(const HostSettings& h);
 
 }  // namespace hs::host

@@ -127,3 +127,35 @@ running_worker() {  # job: name of the worker running its first workflow (polls 
   done
   return 1
 }
+addr_of() { echo "127.0.0.1:${PORT[$1]}"; }  # name -> its node address
+job_json() {  # job: its view as JSON from any manager (fails if none answers)
+  "$HS" --log-level error status --manager "$MLIST" --config m1.toml "$1" --json 2>/dev/null
+}
+wait_job() {  # job python-condition-on-j [tries]: polls the job's view until the condition holds; prints it
+  local tries=${3:-200}
+  for _ in $(seq 1 "$tries"); do
+    local s; s=$(job_json "$1") && [[ $(jget "$s" "bool($2)") == True ]] && { echo "$s"; return 0; }
+    sleep 0.1
+  done
+  return 1
+}
+wait_live_on() {  # worker job: polls the worker's own /status until it runs (live) an execution of the job
+  for _ in $(seq 1 200); do
+    local s; s=$(admin_status "${ADMIN[$1]}") &&
+      [[ $(jget "$s" "any(e['job_id'] == '$2' for e in j['live'])") == True ]] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+wait_idle() {  # worker: polls its /status until nothing is live and no core is used
+  for _ in $(seq 1 200); do
+    local s; s=$(admin_status "${ADMIN[$1]}") &&
+      [[ $(jget "$s" 'len(j["live"]) == 0 and j["used"] == 0') == True ]] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+wait_file_line() {  # file regex: polls until a line of the file matches
+  for _ in $(seq 1 400); do grep -qE "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+  return 1
+}

@@ -364,12 +364,36 @@ TEST_CASE("a disk that refuses the write refuses the vote") {
   CHECK(read_vote_resp(ctx.sent[0].second).second == false);
 }
 
-TEST_CASE("a config whose lease is not below the election timeout is clamped") {
+TEST_CASE("a config that breaks a relation the protocol relies on is refused, naming the fields") {
   QuietLogs q;
+  CHECK(check_config(cfg3()).ok());
+  auto refused = [](ElectionConfig c, const std::string& words) {
+    INFO(words);
+    const Status st = check_config(c);
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.message().find(words) != std::string::npos);
+    CHECK_THROWS_AS(Election(c), std::invalid_argument);
+  };
   ElectionConfig c = cfg3();
-  c.lease = 10s;
+  c.lease = 10s;  // above 90 % of election_timeout_min (5 s)
+  refused(c, "lease (10000 ms) must be at most 90 % of election_timeout_min (5000 ms)");
+  c = cfg3();
+  c.lease = 4501ms;
+  refused(c, "lease (4501 ms)");
+  c = cfg3();
+  c.heartbeat = 4s;  // not below the lease (4 s)
+  refused(c, "lease (4000 ms) must be longer than heartbeat (4000 ms)");
+  c = cfg3();
+  c.heartbeat = 0s;
+  refused(c, "heartbeat (0 ms) must be positive");
+  c = cfg3();
+  c.election_timeout_min = 9s;
+  c.election_timeout_max = 2s;
+  refused(c, "election_timeout_max (2000 ms) must not be below election_timeout_min (9000 ms)");
+  c = cfg3();
+  c.lease = 4500ms;  // exactly 90 %: allowed
   Election e(c);
-  CHECK(e.config().lease < e.config().election_timeout_min);
+  CHECK(e.config().lease == 4500ms);
   CHECK(e.quorum() == 2);
   ElectionConfig one;
   one.members = {5, 5};

@@ -5,6 +5,7 @@
 
 #include "helpers.hpp"
 #include "hyperscale/host/config.hpp"
+#include "hyperscale/host/daemon.hpp"
 
 using namespace hs;
 using namespace hs::host;
@@ -160,4 +161,127 @@ TEST_CASE("Config: the schema renders as a markdown table", "[host][config]") {
   CHECK(md.find("| `node.cores` | `HS_NODE_CORES` | int [1..256] | `4` | cores |") != std::string::npos);
   CHECK(md.find("| `cluster.name` | `HS_CLUSTER_NAME` | string | (required) | required name |") != std::string::npos);
   CHECK(md.find("seed \\| peers") != std::string::npos);
+}
+
+namespace {
+
+// Relations over the test schema: the heartbeat below a bound taken from another key.
+std::vector<ConfigRelation> relations() {
+  std::vector<ConfigRelation> r;
+  r.push_back(
+      {{"node.heartbeat", "node.cores"},
+       "node.heartbeat must be below node.cores seconds",
+       "a toy rule",
+       [](const Config& c) { return c.duration("node.heartbeat") < std::chrono::seconds(c.integer("node.cores")); }});
+  r.push_back({{"node.verbose", "cluster.seeds"}, "node.verbose needs cluster.seeds", "", [](const Config& c) {
+                 return !c.boolean("node.verbose") || !c.list("cluster.seeds").empty();
+               }});
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("Config: relations between keys are checked once every key has its value", "[host][config]") {
+  // Defaults (heartbeat 1s, cores 4) satisfy them.
+  auto ok = parse("cluster.name = \"x\"\n");
+  REQUIRE(ok.ok());
+  CHECK(ok->check(relations()).ok());
+  // A file value against a default: both keys, their values and their sources are named.
+  auto c = parse("cluster.name = \"x\"\nnode.heartbeat = \"5s\"\n");
+  REQUIRE(c.ok());
+  Status st = c->check(relations());
+  REQUIRE(!st.ok());
+  CHECK(st.code() == Errc::invalid_argument);
+  CHECK(st.message() ==
+        "node.heartbeat = 5s (d.toml:2:18), node.cores = 4 (default): node.heartbeat must be below node.cores "
+        "seconds (a toy rule)");
+  // An environment value against a file value; sub-second durations in ms.
+  c = parse("cluster.name = \"x\"\nnode.cores = 1\n", {{"HS_NODE_HEARTBEAT", "1500ms"}});
+  REQUIRE(c.ok());
+  st = c->check(relations());
+  REQUIRE(!st.ok());
+  CHECK(st.message() ==
+        "node.heartbeat = 1500ms (env HS_NODE_HEARTBEAT), node.cores = 1 (d.toml:2:14): node.heartbeat must be below "
+        "node.cores seconds (a toy rule)");
+  // Every broken relation is reported, one per line; a rule without a reason has no parentheses.
+  c = parse("cluster.name = \"x\"\nnode.verbose = true\nnode.heartbeat = 4000\n");
+  REQUIRE(c.ok());
+  st = c->check(relations());
+  REQUIRE(!st.ok());
+  CHECK(st.message() ==
+        "node.heartbeat = 4s (d.toml:3:18), node.cores = 4 (default): node.heartbeat must be below node.cores seconds "
+        "(a toy rule)\n"
+        "node.verbose = true (d.toml:2:16), cluster.seeds = [] (default): node.verbose needs cluster.seeds");
+  // A relation over a key that is not in the schema is a programming error.
+  std::vector<ConfigRelation> bad = {{{"node.nope"}, "x", "", [](const Config&) { return true; }}};
+  CHECK_THROWS_AS(c->check(bad), std::logic_error);
+}
+
+TEST_CASE("Config: set() replaces a value after loading, checked like an environment value", "[host][config]") {
+  auto c = parse("cluster.name = \"x\"\n");
+  REQUIRE(c.ok());
+  REQUIRE(c->set("node.cores", "12", "default (derived)").ok());
+  CHECK(c->integer("node.cores") == 12);
+  CHECK(c->source("node.cores") == "default (derived)");
+  CHECK(c->dump().find("node.cores = 12") != std::string::npos);
+  CHECK(c->dump().find("# default (derived)") != std::string::npos);
+  // A bad value changes nothing and names the key.
+  Status st = c->set("node.cores", "1000", "x");
+  REQUIRE(!st.ok());
+  CHECK(st.message() == "node.cores: 1000 is above the maximum 256 (x)");
+  CHECK(c->integer("node.cores") == 12);
+  CHECK_THROWS_AS(c->set("no.such", "1", "x"), std::logic_error);
+  CHECK(c->display("node.heartbeat") == "1s");
+  CHECK(c->display("node.listen") == "\"127.0.0.1:7101\"");
+}
+
+TEST_CASE("admin.listen: the default is loopback at the node port + 1000, shown by --print-config", "[host][config]") {
+  const Config::Env base = {{"HS_NODE_LISTEN", "127.0.0.1:7101"},
+                            {"HS_NODE_DATA_DIR", "/tmp/unused"},
+                            {"HS_WIRE_SECRET_ENV", "HOST_TEST_ADMIN_SECRET"}};
+  auto c = Config::parse(common_schema(), "", "", base);
+  REQUIRE(c.ok());
+  CHECK(c->str("admin.listen") == "auto");
+  REQUIRE(resolve_admin_listen(*c).ok());
+  CHECK(c->str("admin.listen") == "127.0.0.1:8101");
+  CHECK(c->source("admin.listen") == "default (auto: 127.0.0.1, node.listen port + 1000)");
+  CHECK(c->dump().find("admin.listen = \"127.0.0.1:8101\"") != std::string::npos);
+  // host_settings gives the same address without resolving first; loopback: no warning.
+  auto plain = Config::parse(common_schema(), "", "", base);
+  REQUIRE(plain.ok());
+  ::setenv("HOST_TEST_ADMIN_SECRET", "admin-listen-test-secret-0123456789", 1);
+  auto h = host_settings(*plain, wire::fb::Role::Manager);
+  REQUIRE(h.ok());
+  CHECK(h->admin_enabled);
+  CHECK(h->admin.listen.to_string() == "127.0.0.1:8101");
+  CHECK(!admin_exposure_warning(*h).has_value());
+  // An explicit address is kept as given (port 0: ephemeral); "" disables the port.
+  auto e = Config::parse(
+      common_schema(), "", "",
+      {{"HS_NODE_LISTEN", "127.0.0.1:7101"}, {"HS_NODE_DATA_DIR", "/tmp/unused"}, {"HS_ADMIN_LISTEN", "127.0.0.1:0"}});
+  REQUIRE(e.ok());
+  REQUIRE(resolve_admin_listen(*e).ok());
+  CHECK(e->str("admin.listen") == "127.0.0.1:0");
+  CHECK(e->source("admin.listen") == "env HS_ADMIN_LISTEN");
+  // A node port whose + 1000 passes 65535: an error naming both keys.
+  auto high = Config::parse(common_schema(), "", "",
+                            {{"HS_NODE_LISTEN", "127.0.0.1:65000"}, {"HS_NODE_DATA_DIR", "/tmp/unused"}});
+  REQUIRE(high.ok());
+  Status st = resolve_admin_listen(*high);
+  REQUIRE(!st.ok());
+  CHECK(
+      st.message().find("admin.listen = \"auto\" (default), node.listen = \"127.0.0.1:65000\" (env HS_NODE_LISTEN)") !=
+      std::string::npos);
+  CHECK(st.message().find("66000, above 65535") != std::string::npos);
+  // Any non-loopback address warns: the admin port has no authentication.
+  Config::Env exposed = base;
+  exposed["HS_ADMIN_LISTEN"] = "0.0.0.0:9000";
+  auto open = Config::parse(common_schema(), "", "", exposed);
+  REQUIRE(open.ok());
+  auto oh = host_settings(*open, wire::fb::Role::Manager);
+  REQUIRE(oh.ok());
+  auto w = admin_exposure_warning(*oh);
+  REQUIRE(w.has_value());
+  CHECK(w->find("admin.listen 0.0.0.0:9000 is not a loopback address: the admin port has no authentication") !=
+        std::string::npos);
 }
