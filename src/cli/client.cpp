@@ -8,16 +8,25 @@
 // Exit codes: 0 ok (job completed); 2 invalid input (bad workflow file, rejected job, unknown job);
 // 3 the job failed or ended partial; 4 the job was cancelled or timed out; 5 no manager answered
 // (unreachable, no leader in time).
+//
+// Reaching the cluster (every command): one request waits at most --request-timeout for its reply;
+// a manager that refuses the connection, or closes it on our frames, is left at once for the next
+// one and not tried again for a while (Targets); not_leader replies are followed unless they name a
+// manager that just failed; the whole command gives up after --deadline, or earlier when every
+// manager refused us twice in a row. Failures are summarised once per command, not logged per try.
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -32,6 +41,7 @@
 #include "hyperscale/base/log.hpp"
 #include "hyperscale/cluster/messages.hpp"
 #include "hyperscale/cluster/mux.hpp"
+#include "hyperscale/host/address.hpp"
 #include "hyperscale/host/daemon.hpp"
 #include "hyperscale/load/plan.hpp"
 #include "hyperscale/load/stats_codec.hpp"
@@ -55,6 +65,7 @@ struct ClientArgs {
   bool wait = false, json = false;
   double timeout_s = 0;          // job timeout sent with the job (0: none)
   double request_timeout_s = 5;  // one manager's reply
+  double deadline_s = 20;        // the whole attempt to reach the cluster
   double wait_timeout_s = 0;     // --wait gives up after this (0: never)
 };
 
@@ -105,6 +116,26 @@ std::uint16_t pick_free_port() {
   return port;
 }
 
+// Why a request got no usable reply.
+enum class Fail : std::uint8_t { none, refused, closed, no_reply, send_failed, malformed };
+const char* fail_name(Fail f) {
+  switch (f) {
+    case Fail::none: return "ok";
+    case Fail::refused: return "unreachable";
+    case Fail::closed: return "closed";
+    case Fail::no_reply: return "no_reply";
+    case Fail::send_failed: return "send_failed";
+    case Fail::malformed: return "malformed";
+  }
+  return "unknown";
+}
+template <typename Reply>
+struct Outcome {
+  std::optional<Reply> reply;
+  Fail fail = Fail::none;
+  std::string detail;
+};
+
 class Client {
  public:
   explicit Client(const char* name) : name_(name) {}
@@ -125,11 +156,16 @@ class Client {
       auto eq = kv.find('=');
       if (eq != std::string::npos && kv.rfind("HS_", 0) == 0) env[kv.substr(0, eq)] = kv.substr(eq + 1);
     }
+    // --manager wins over cluster.managers of --config and HS_CLUSTER_MANAGERS; its values are checked
+    // here so that an error names the option the user typed.
     std::string managers;
     for (const auto& m : a.managers) {
-      std::stringstream ss(m);
-      for (std::string item; std::getline(ss, item, ',');)
-        if (!item.empty()) managers += (managers.empty() ? "" : ",") + item;
+      if (m.empty()) continue;
+      if (auto id = host::parse_node_addr(m); !id.ok()) {
+        std::fprintf(stderr, "%s: --manager %s: %s\n", name_, m.c_str(), id.status().message().c_str());
+        return kExitUsage;
+      }
+      managers += (managers.empty() ? "" : ",") + m;
     }
     if (!managers.empty()) env["HS_CLUSTER_MANAGERS"] = managers;
     env["HS_NODE_DATA_DIR"] = "/nonexistent/hyperscale-client";  // the client keeps nothing on disk
@@ -156,7 +192,8 @@ class Client {
       }
       auto ids = parse_managers(cfg->list("cluster.managers"));
       if (!ids.ok()) {
-        std::fprintf(stderr, "%s: --manager: %s\n", name_, ids.status().message().c_str());
+        std::fprintf(stderr, "%s: %s: %s\n", name_, a.managers.empty() ? "cluster.managers" : "--manager",
+                     ids.status().message().c_str());
         return kExitUsage;
       }
       managers_ = *ids;
@@ -179,26 +216,55 @@ class Client {
 
   const std::vector<NodeId>& managers() const { return managers_; }
 
-  // Sends one request and waits for its reply (nullopt: none within `timeout`).
+  // Sends one request and waits for its reply, or until the transport shows that this request
+  // cannot be answered: the connection was refused (or timed out), or the manager closed it after
+  // our frames went out (what a node does with frames it cannot authenticate).
   template <typename Reply, typename Msg>
-  std::optional<Reply> call(NodeId to, MsgType t, Msg& m, Duration timeout) {
+  Outcome<Reply> call(NodeId to, MsgType t, Msg& m, Duration timeout) {
+    Outcome<Reply> out;
     m.req = next_req_++;
     auto bytes = cluster::encode(t, m);
     bytes.insert(bytes.begin(), static_cast<std::uint8_t>(cluster::kRole));
+    const net::Endpoint ep = host::endpoint(to);
+    const net::PeerLink before = host_->transport().peer_link(ep);
     Status st = host_->run([&](sim::Context& ctx) { ctx.send(to, std::move(bytes)); });
     if (!st.ok()) {
-      log::warn("client", "send_failed", "to={} error={}", host::node_addr_string(to), log::quoted(st.to_string()));
-      return std::nullopt;
+      out.fail = Fail::send_failed;
+      out.detail = st.to_string();
+      return out;
     }
     const std::uint64_t req = m.req;
-    pump([&] { return node_.replies.count(req) > 0; }, timeout);
+    net::PeerLink now;
+    auto link_failed = [&] {
+      now = host_->transport().peer_link(ep);
+      return now.connect_failures_total > before.connect_failures_total ||
+             now.closed_after_send > before.closed_after_send;
+    };
+    pump([&] { return node_.replies.count(req) > 0 || link_failed(); }, timeout);
     auto it = node_.replies.find(req);
-    if (it == node_.replies.end()) return std::nullopt;
+    if (it == node_.replies.end()) {
+      if (now.closed_after_send > before.closed_after_send) {
+        out.fail = Fail::closed;
+        out.detail = "closed the connection on our frames without answering";
+      } else if (now.connect_failures_total > before.connect_failures_total) {
+        out.fail = Fail::refused;
+        out.detail = now.last_connect_error.empty() ? "cannot connect" : now.last_connect_error;
+      } else {
+        out.fail = Fail::no_reply;
+        out.detail = fmt::format("no reply within {:.1f}s", std::chrono::duration<double>(timeout).count());
+      }
+      return out;
+    }
     Reply r;
     const bool ok = cluster::decode(it->second.second, r);
     node_.replies.erase(it);
-    if (!ok) return std::nullopt;
-    return r;
+    if (!ok) {
+      out.fail = Fail::malformed;
+      out.detail = "malformed reply";
+      return out;
+    }
+    out.reply = std::move(r);
+    return out;
   }
 
   void sleep_for(Duration d) {
@@ -328,29 +394,208 @@ void print_job(const cluster::JobView& v) {
   }
 }
 
-// Polls the job until it is terminal, following the leader and moving to another manager when one
-// does not answer. Returns the final view, or nullopt when no manager answered for `give_up`.
-std::optional<cluster::JobView> wait_job(Client& c, const ClientArgs& a, const std::string& job, NodeId first) {
+// The managers a command may ask, and what each did the last time. A manager that failed at the
+// connection level (refused, closed on us) or did not reply is "down" for a short while: it is not
+// picked again, and a not_leader redirect naming it is not followed, until every other manager has
+// had its turn. Bounded: the configured managers plus at most kMaxExtra leaders learned from replies.
+class Targets {
+ public:
+  explicit Targets(const std::vector<NodeId>& managers) : order_(managers) {
+    for (NodeId m : managers) seen_[m];
+  }
+
+  NodeId first() const { return order_.front(); }
+  // The next configured manager after `after` that is not down; when all are down, the one whose
+  // down time ends first (so a restarted manager is found again).
+  NodeId next(NodeId after) const {
+    const auto now = Clk::now();
+    std::size_t start = 0;
+    for (std::size_t i = 0; i < order_.size(); ++i)
+      if (order_[i] == after) start = i + 1;
+    NodeId best = order_[start % order_.size()];
+    for (std::size_t k = 0; k < order_.size(); ++k) {
+      const NodeId m = order_[(start + k) % order_.size()];
+      if (!down(m, now)) return m;
+      if (seen_.at(m).down_until < seen_.at(best).down_until) best = m;
+    }
+    return best;
+  }
+  bool down(NodeId m, Clk::time_point now = Clk::now()) const {
+    auto it = seen_.find(m);
+    return it != seen_.end() && it->second.down_until > now;
+  }
+  void failed(NodeId m, Fail f, const std::string& detail) {
+    State* st = state(m);
+    if (st == nullptr) return;
+    st->last = f;
+    st->detail = detail;
+    ++st->fails[static_cast<std::size_t>(f)];
+    st->streak = f == Fail::refused || f == Fail::closed ? st->streak + 1 : 0;
+    // Long enough that the other managers get their turn first; short enough for a restart.
+    st->down_until = Clk::now() + std::chrono::milliseconds(f == Fail::no_reply ? 2000 : 500);
+  }
+  void answered(NodeId m) {
+    if (State* st = state(m)) {
+      st->last = Fail::none;
+      st->streak = 0;
+      st->down_until = {};
+      st->answered = true;
+    }
+  }
+  // Every configured manager refused us, or closed the connection on us, at least twice in a row:
+  // nothing is listening, or nobody accepts our frames. Waiting out the deadline would not help.
+  bool hopeless() const {
+    for (NodeId m : order_)
+      if (!gone(m)) return false;
+    return true;
+  }
+  bool gone(NodeId m) const {
+    auto it = seen_.find(m);
+    return it != seen_.end() && it->second.streak >= 2;
+  }
+  bool all_closed_on_us() const {
+    for (NodeId m : order_)
+      if (seen_.at(m).last != Fail::closed) return false;
+    return true;
+  }
+  // One line: what each manager did ("127.0.0.1:7101 unreachable: connection refused (x3)").
+  std::string summary() const {
+    std::string out;
+    for (NodeId m : order_) {
+      const State& st = seen_.at(m);
+      std::uint32_t n = 0;
+      for (auto c : st.fails) n += c;
+      if (n == 0 && !st.answered) continue;
+      out += out.empty() ? "" : "; ";
+      out += host::node_addr_string(m);
+      if (st.last == Fail::none) {
+        out += " answered";
+      } else {
+        out += fmt::format(" {}: {}", fail_name(st.last), st.detail);
+        if (n > 1) out += fmt::format(" (x{})", n);
+      }
+    }
+    return out.empty() ? std::string("no manager was tried") : out;
+  }
+  // Advice for the user when the failures say something specific.
+  std::string hint() const {
+    if (all_closed_on_us())
+      return "every manager closed the connection on our frames without answering: they were most likely "
+             "rejected as unauthenticated (the cluster secret -- wire.secret_file / wire.secret_env -- or "
+             "wire.cluster_id differs from the managers'; see the managers' hs_wire_rejected_total)";
+    bool refused = true;
+    for (NodeId m : order_) refused = refused && seen_.at(m).last == Fail::refused;
+    if (refused) return "nothing accepts connections at these addresses: are the managers running, and is --manager right?";
+    return "";
+  }
+
+ private:
+  static constexpr std::size_t kMaxExtra = 16;
+  struct State {
+    Fail last = Fail::none;
+    std::string detail;
+    std::array<std::uint32_t, 6> fails{};
+    std::uint32_t streak = 0;
+    Clk::time_point down_until{};
+    bool answered = false;
+  };
+  State* state(NodeId m) {
+    auto it = seen_.find(m);
+    if (it != seen_.end()) return &it->second;
+    if (seen_.size() >= order_.size() + kMaxExtra) return nullptr;  // a leader learned from a reply
+    return &seen_[m];
+  }
+  std::vector<NodeId> order_;
+  std::map<NodeId, State> seen_;
+};
+
+// How a command ended when it could not reach the cluster.
+int unreachable(const char* name, const std::string& what, const Targets& t, const ClientArgs& a) {
+  std::fprintf(stderr, "%s: %s: %s\n", name, what.c_str(), t.summary().c_str());
+  const std::string h = t.hint();
+  if (!h.empty()) std::fprintf(stderr, "%s: %s\n", name, h.c_str());
+  else
+    std::fprintf(stderr, "%s: gave up after %.1fs (--deadline; --request-timeout %.1fs per reply)\n", name,
+                 a.deadline_s, a.request_timeout_s);
+  return kExitInfrastructure;
+}
+
+// Sends a request that only the datacenter leader (or the job's leader) answers with success:
+// follows not_leader redirects (at most 3 in a row, never to a manager that just failed), retries
+// retryable errors with the same request, moves on at once from a manager that failed. Returns the
+// final reply (accepted, or rejected for good), or nullopt when the cluster could not be reached
+// before the deadline (`t` says why).
+template <typename Reply, typename Msg>
+std::optional<std::pair<Reply, NodeId>> ask_leader(Client& c, Targets& t, const ClientArgs& a, MsgType type,
+                                                   const Msg& msg, const std::function<bool(const Reply&)>& final) {
+  const auto deadline = Clk::now() + secs(a.deadline_s);
+  NodeId target = t.first();
+  int redirects = 0;
+  while (Clk::now() < deadline && !t.hopeless()) {
+    Msg m = msg;
+    const auto left = std::chrono::duration_cast<Duration>(deadline - Clk::now());
+    auto r = c.call<Reply>(target, type, m, std::min(secs(a.request_timeout_s), left));
+    if (!r.reply) {
+      t.failed(target, r.fail, r.detail);
+      target = t.next(target);
+      redirects = 0;
+      // Everyone is down at the moment: wait a little instead of spinning on refusals.
+      if (t.down(target)) c.sleep_for(std::chrono::milliseconds(200));
+      continue;
+    }
+    t.answered(target);
+    const Reply& rep = *r.reply;
+    if (final(rep) || !cluster::retryable(rep.code)) return std::pair<Reply, NodeId>{rep, target};
+    if (rep.code == cluster::Err::not_leader && rep.leader != 0 && rep.leader != target && !t.down(rep.leader) &&
+        redirects < 3) {
+      ++redirects;
+      target = rep.leader;
+      continue;
+    }
+    redirects = 0;
+    if (rep.code == cluster::Err::not_leader) target = t.next(target);
+    std::uint32_t wait_ms = 250;
+    if constexpr (requires { rep.retry_after_ms; }) wait_ms = std::clamp<std::uint32_t>(rep.retry_after_ms, 100, 2000);
+    c.sleep_for(std::chrono::milliseconds(wait_ms));
+  }
+  return std::nullopt;
+}
+
+// Polls the job until it is terminal, following the job's leader and moving to another manager
+// when one does not answer. Returns the final view, or nullopt when no manager answered for
+// --deadline, or --wait-timeout passed.
+std::optional<cluster::JobView> wait_job(Client& c, Targets& t, const ClientArgs& a, const std::string& job,
+                                         NodeId first) {
   NodeId target = first;
-  std::size_t rr = 0;
   auto last_answer = Clk::now();
-  const auto give_up = std::max(secs(a.request_timeout_s) * 6, secs(30));
   const auto deadline = a.wait_timeout_s > 0 ? Clk::now() + secs(a.wait_timeout_s) : Clk::time_point::max();
   while (Clk::now() < deadline) {
     cluster::StatusQuery q{0, job};
     auto r = c.call<cluster::StatusReply>(target, MsgType::status_query, q, secs(std::min(a.request_timeout_s, 2.0)));
-    if (r && r->found) {
+    if (r.reply && r.reply->found) {
+      t.answered(target);
       last_answer = Clk::now();
-      if (job_done(r->job.state)) return r->job;
-      if (r->job.leader != 0 && r->job.leader != target) target = r->job.leader;
+      if (job_done(r.reply->job.state)) return r.reply->job;
+      const NodeId leader = r.reply->job.leader;
+      if (leader != 0 && leader != target && !t.down(leader)) target = leader;
     } else {
-      if (Clk::now() - last_answer > give_up) return std::nullopt;
-      target = c.managers()[rr++ % c.managers().size()];
+      if (r.reply) t.answered(target);  // answered, but holds no copy of the job: ask another
+      else t.failed(target, r.fail, r.detail);
+      if (Clk::now() - last_answer > secs(a.deadline_s)) {
+        std::fprintf(stderr, "hyperscale submit: no manager answered about job %s for %.1fs (--deadline): %s\n",
+                     job.c_str(), a.deadline_s, t.summary().c_str());
+        return std::nullopt;
+      }
+      target = t.next(target);
     }
     c.sleep_for(std::chrono::milliseconds(250));
   }
-  std::fprintf(stderr, "hyperscale submit: --wait-timeout reached before the job finished\n");
+  std::fprintf(stderr, "hyperscale submit: --wait-timeout reached before job %s finished\n", job.c_str());
   return std::nullopt;
+}
+
+std::string leader_text(NodeId leader) {
+  return leader != 0 ? host::node_addr_string(leader) : std::string("none yet");
 }
 
 int cmd_submit(const ClientArgs& a) {
@@ -392,63 +637,28 @@ int cmd_submit(const ClientArgs& a) {
   }
   Client c(name);
   if (int rc = c.start(a); rc != kExitOk) return rc;
-
-  // Submit: follow not_leader redirects, retry retryable errors with the same key, move to another
-  // manager when one does not answer.
-  const auto deadline = Clk::now() + std::max(secs(a.request_timeout_s) * 4, secs(20));
-  NodeId target = c.managers()[0];
-  std::size_t rr = 1;
-  int redirects = 0;
-  std::optional<cluster::SubmitAck> accepted;
-  std::string last_error = "no manager answered";
-  while (Clk::now() < deadline) {
-    cluster::Submit m{0, spec};
-    auto ack = c.call<cluster::SubmitAck>(target, MsgType::submit, m, secs(a.request_timeout_s));
-    if (!ack) {
-      last_error = fmt::format("no reply from {}", host::node_addr_string(target));
-      log::warn("client", "no_reply", "manager={}", host::node_addr_string(target));
-      target = c.managers()[rr++ % c.managers().size()];
-      redirects = 0;
-      continue;
-    }
-    if (ack->accepted) {
-      accepted = ack;
-      break;
-    }
-    last_error = fmt::format("{} ({})", ack->error, cluster::name(ack->code));
-    if (ack->code == cluster::Err::not_leader && ack->leader != 0 && redirects < 3) {
-      ++redirects;
-      target = ack->leader;
-      continue;
-    }
-    if (!cluster::retryable(ack->code)) {
-      std::fprintf(stderr, "%s: job rejected: %s\n", name, ack->error.c_str());
-      return kExitUsage;
-    }
-    redirects = 0;
-    if (ack->code == cluster::Err::not_leader) target = c.managers()[rr++ % c.managers().size()];
-    c.sleep_for(std::chrono::milliseconds(std::clamp<std::uint32_t>(ack->retry_after_ms, 100, 2000)));
+  Targets t(c.managers());
+  auto got = ask_leader<cluster::SubmitAck>(c, t, a, MsgType::submit, cluster::Submit{0, spec},
+                                            [](const cluster::SubmitAck& r) { return r.accepted; });
+  if (!got) return unreachable(name, "could not submit the job", t, a);
+  const cluster::SubmitAck& ack = got->first;
+  if (!ack.accepted) {
+    std::fprintf(stderr, "%s: job rejected: %s (%s)\n", name, ack.error.c_str(), cluster::name(ack.code));
+    return kExitUsage;
   }
-  if (!accepted) {
-    std::fprintf(stderr, "%s: could not submit the job: %s\n", name, last_error.c_str());
-    return kExitInfrastructure;
-  }
-  const NodeId leader = accepted->leader != 0 ? accepted->leader : target;
+  // The manager names the job's leader (a replica answering a repeat submit names the leader it
+  // knows, not itself); "none yet" while a takeover is in progress.
   if (!a.wait) {
     if (a.json)
-      std::printf("{\"job_id\":%s,\"leader\":%s}\n", json_str(accepted->job_id).c_str(), addr_or_null(leader).c_str());
+      std::printf("{\"job_id\":%s,\"leader\":%s}\n", json_str(ack.job_id).c_str(), addr_or_null(ack.leader).c_str());
     else
-      std::printf("submitted job %s (leader %s)\n", accepted->job_id.c_str(), host::node_addr_string(leader).c_str());
+      std::printf("submitted job %s (leader %s)\n", ack.job_id.c_str(), leader_text(ack.leader).c_str());
     return kExitOk;
   }
-  if (!a.json) std::printf("submitted job %s; waiting\n", accepted->job_id.c_str());
+  if (!a.json) std::printf("submitted job %s (leader %s); waiting\n", ack.job_id.c_str(), leader_text(ack.leader).c_str());
   std::fflush(stdout);
-  auto v = wait_job(c, a, accepted->job_id, target);
-  if (!v) {
-    std::fprintf(stderr, "%s: lost contact with every manager while waiting for job %s\n", name,
-                 accepted->job_id.c_str());
-    return kExitInfrastructure;
-  }
+  auto v = wait_job(c, t, a, ack.job_id, ack.leader != 0 ? ack.leader : got->second);
+  if (!v) return kExitInfrastructure;
   if (a.json)
     std::printf("%s\n", job_json(*v).c_str());
   else
@@ -456,110 +666,129 @@ int cmd_submit(const ClientArgs& a) {
   return exit_for(v->state);
 }
 
+void print_node_status(const cluster::NodeStatus& r, bool json) {
+  if (!json) {
+    std::printf("manager %s: leader=%s term=%llu (this node leads: %s) workers=%u healthy=%u cores=%u/%u free, "
+                "active jobs=%zu workflows=%u\n",
+                host::node_addr_string(r.node).c_str(), r.leader ? host::node_addr_string(r.leader).c_str() : "none",
+                static_cast<unsigned long long>(r.term), r.is_leader ? "yes" : "no", r.worker_count,
+                r.healthy_worker_count, r.available_cores, r.total_cores, r.active_job_ids.size(),
+                r.active_workflow_count);
+    return;
+  }
+  std::string workers;
+  for (auto& w : r.workers)
+    workers += fmt::format("{}{{\"node\":{},\"healthy\":{},\"total_cores\":{},\"available_cores\":{}}}",
+                           workers.empty() ? "" : ",", json_str(host::node_addr_string(w.node)), w.healthy,
+                           w.total_cores, w.available_cores);
+  std::string jobs;
+  for (auto& j : r.active_job_ids) {
+    if (!jobs.empty()) jobs += ',';
+    jobs += json_str(j);
+  }
+  std::printf(
+      "{\"node\":%s,\"is_leader\":%s,\"term\":%llu,\"leader\":%s,\"worker_count\":%u,\"healthy_worker_count\":%u,"
+      "\"total_cores\":%u,\"available_cores\":%u,\"active_job_ids\":[%s],\"active_workflow_count\":%u,"
+      "\"workers\":[%s]}\n",
+      json_str(host::node_addr_string(r.node)).c_str(), r.is_leader ? "true" : "false",
+      static_cast<unsigned long long>(r.term), addr_or_null(r.leader).c_str(), r.worker_count, r.healthy_worker_count,
+      r.total_cores, r.available_cores, jobs.c_str(), r.active_workflow_count, workers.c_str());
+}
+
+// `status` asks each manager in turn (any copy of the job will do) until one has the job, every
+// manager said it has none, or the deadline passes.
 int cmd_status(const ClientArgs& a) {
   const char* name = "hyperscale status";
   Client c(name);
   if (int rc = c.start(a); rc != kExitOk) return rc;
-  for (std::size_t i = 0; i < c.managers().size(); ++i) {
-    const NodeId to = c.managers()[i];
+  Targets t(c.managers());
+  const auto deadline = Clk::now() + secs(a.deadline_s);
+  std::map<NodeId, bool> said_not_found;
+  NodeId target = t.first();
+  while (Clk::now() < deadline && !t.hopeless()) {
+    const auto timeout = std::min(secs(a.request_timeout_s), std::chrono::duration_cast<Duration>(deadline - Clk::now()));
     if (a.job.empty()) {
       cluster::NodeQuery q{0};
-      auto r = c.call<cluster::NodeStatus>(to, MsgType::node_query, q, secs(a.request_timeout_s));
-      if (!r) continue;
-      std::string workers;
-      for (auto& w : r->workers)
-        workers += fmt::format("{}{{\"node\":{},\"healthy\":{},\"total_cores\":{},\"available_cores\":{}}}",
-                               workers.empty() ? "" : ",", json_str(host::node_addr_string(w.node)), w.healthy,
-                               w.total_cores, w.available_cores);
-      std::string jobs;
-      for (auto& j : r->active_job_ids) jobs += (jobs.empty() ? "" : ",") + json_str(j);
-      if (a.json)
-        std::printf(
-            "{\"node\":%s,\"is_leader\":%s,\"term\":%llu,\"leader\":%s,\"worker_count\":%u,\"healthy_worker_count\":%u,"
-            "\"total_cores\":%u,\"available_cores\":%u,\"active_job_ids\":[%s],\"active_workflow_count\":%u,"
-            "\"workers\":[%s]}\n",
-            json_str(host::node_addr_string(r->node)).c_str(), r->is_leader ? "true" : "false",
-            static_cast<unsigned long long>(r->term), addr_or_null(r->leader).c_str(), r->worker_count,
-            r->healthy_worker_count, r->total_cores, r->available_cores, jobs.c_str(), r->active_workflow_count,
-            workers.c_str());
-      else
-        std::printf("manager %s: leader=%s term=%llu (this node leads: %s) workers=%u healthy=%u cores=%u/%u free, "
-                    "active jobs=%zu workflows=%u\n",
-                    host::node_addr_string(r->node).c_str(),
-                    r->leader ? host::node_addr_string(r->leader).c_str() : "none",
-                    static_cast<unsigned long long>(r->term), r->is_leader ? "yes" : "no", r->worker_count,
-                    r->healthy_worker_count, r->available_cores, r->total_cores, r->active_job_ids.size(),
-                    r->active_workflow_count);
-      return kExitOk;
+      auto r = c.call<cluster::NodeStatus>(target, MsgType::node_query, q, timeout);
+      if (r.reply) {
+        print_node_status(*r.reply, a.json);
+        return kExitOk;
+      }
+      t.failed(target, r.fail, r.detail);
+    } else {
+      cluster::StatusQuery q{0, a.job};
+      auto r = c.call<cluster::StatusReply>(target, MsgType::status_query, q, timeout);
+      if (r.reply && r.reply->found) {
+        if (a.json)
+          std::printf("%s\n", job_json(r.reply->job).c_str());
+        else
+          print_job(r.reply->job);
+        return kExitOk;
+      }
+      if (r.reply) {
+        t.answered(target);
+        said_not_found[target] = true;
+      } else {
+        t.failed(target, r.fail, r.detail);
+      }
+      // Settled: every manager said it has no copy, or refused us twice in a row.
+      bool settled = !said_not_found.empty();
+      for (NodeId m : c.managers()) settled = settled && (said_not_found.count(m) > 0 || t.gone(m));
+      if (settled) {
+        std::fprintf(stderr,
+                     "%s: job %s not found: it was never submitted to this cluster, or it ended longer ago than "
+                     "the managers keep jobs (manager.retention_ok, default 300s, for completed jobs; "
+                     "manager.retention_failed, default 3600s, for the others)\n",
+                     name, a.job.c_str());
+        if (said_not_found.size() < c.managers().size())
+          std::fprintf(stderr, "%s: not every manager could be asked: %s\n", name, t.summary().c_str());
+        return kExitUsage;
+      }
     }
-    cluster::StatusQuery q{0, a.job};
-    auto r = c.call<cluster::StatusReply>(to, MsgType::status_query, q, secs(a.request_timeout_s));
-    if (!r) continue;
-    if (!r->found) {
-      if (i + 1 < c.managers().size()) continue;  // another manager may hold it
-      std::fprintf(stderr, "%s: job %s not found\n", name, a.job.c_str());
-      return kExitUsage;
-    }
-    if (a.json)
-      std::printf("%s\n", job_json(r->job).c_str());
-    else
-      print_job(r->job);
-    return kExitOk;
+    NodeId n = t.next(target);
+    for (std::size_t k = 0; k < c.managers().size() && said_not_found.count(n); ++k) n = t.next(n);
+    target = n;
+    if (t.down(target)) c.sleep_for(std::chrono::milliseconds(200));
   }
-  std::fprintf(stderr, "%s: no manager answered within %.1fs\n", name, a.request_timeout_s);
-  return kExitInfrastructure;
+  return unreachable(name, "no manager answered", t, a);
 }
 
 int cmd_cancel(const ClientArgs& a) {
   const char* name = "hyperscale cancel";
   Client c(name);
   if (int rc = c.start(a); rc != kExitOk) return rc;
-  const auto deadline = Clk::now() + std::max(secs(a.request_timeout_s) * 4, secs(20));
-  NodeId target = c.managers()[0];
-  std::size_t rr = 1;
-  int redirects = 0;
-  std::string last_error = "no manager answered";
-  while (Clk::now() < deadline) {
-    cluster::CancelJob m{0, a.job, 0, "hyperscale cancel"};
-    auto r = c.call<cluster::CancelReply>(target, MsgType::cancel_job, m, secs(a.request_timeout_s));
-    if (!r) {
-      last_error = fmt::format("no reply from {}", host::node_addr_string(target));
-      target = c.managers()[rr++ % c.managers().size()];
-      redirects = 0;
-      continue;
-    }
-    if (r->success || r->already_cancelled || r->already_completed) {
-      if (r->already_completed)
-        std::printf("job %s had already finished\n", a.job.c_str());
-      else if (r->already_cancelled)
-        std::printf("job %s was already cancelled\n", a.job.c_str());
-      else
-        std::printf("job %s cancelled (%u workflows stopped)\n", a.job.c_str(), r->cancelled_workflow_count);
-      return kExitOk;
-    }
-    last_error = r->error;
-    if (r->code == cluster::Err::not_leader && r->leader != 0 && redirects < 3) {
-      ++redirects;
-      target = r->leader;
-      continue;
-    }
-    if (!cluster::retryable(r->code)) {
-      std::fprintf(stderr, "%s: %s\n", name, r->error.c_str());
-      return kExitUsage;
-    }
-    redirects = 0;
-    if (r->code == cluster::Err::not_leader) target = c.managers()[rr++ % c.managers().size()];
-    c.sleep_for(std::chrono::milliseconds(250));
+  Targets t(c.managers());
+  auto got = ask_leader<cluster::CancelReply>(
+      c, t, a, MsgType::cancel_job, cluster::CancelJob{0, a.job, 0, "hyperscale cancel"},
+      [](const cluster::CancelReply& r) { return r.success || r.already_cancelled || r.already_completed; });
+  if (!got) return unreachable(name, fmt::format("could not cancel job {}", a.job), t, a);
+  const cluster::CancelReply& r = got->first;
+  if (r.already_completed) {
+    std::printf("job %s had already finished\n", a.job.c_str());
+  } else if (r.already_cancelled) {
+    std::printf("job %s was already cancelled\n", a.job.c_str());
+  } else if (r.success) {
+    std::printf("job %s cancelled (%u workflows stopped)\n", a.job.c_str(), r.cancelled_workflow_count);
+  } else {
+    std::fprintf(stderr, "%s: %s (%s)\n", name, r.error.c_str(), cluster::name(r.code));
+    return kExitUsage;
   }
-  std::fprintf(stderr, "%s: could not cancel job %s: %s\n", name, a.job.c_str(), last_error.c_str());
-  return kExitInfrastructure;
+  return kExitOk;
 }
 
 void common_opts(CLI::App* sub, ClientArgs& a) {
-  sub->add_option("--manager", a.managers, "Manager HOST:PORT (repeat or comma-separate; default: cluster.managers)");
+  // One value per use (repeat the option, or comma-separate): a positional argument after it is
+  // never taken for an address.
+  sub->add_option("--manager", a.managers, "Manager HOST:PORT (repeat or comma-separate; default: cluster.managers)")
+      ->allow_extra_args(false)
+      ->delimiter(',');
   sub->add_option("--config", a.config, "Cluster config file (the secret and cluster.managers; docs/daemons.md)");
   sub->add_option("--request-timeout", a.request_timeout_s, "Seconds to wait for one manager's reply")
       ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
+  sub->add_option("--deadline", a.deadline_s,
+                  "Seconds to keep trying to reach the cluster (leader changes included) before exit 5")
+      ->check(CLI::Range(0.1, 86400.0))
       ->capture_default_str();
 }
 
@@ -579,7 +808,10 @@ void register_client(CLI::App& app, Command& cmd) {
         ->check(CLI::Range(0.0, 1e7));
     sub->add_option("--wait-timeout", a->wait_timeout_s, "With --wait: give up after this many seconds (0: never)")
         ->check(CLI::Range(0.0, 1e7));
-    sub->callback([&cmd, a]() { cmd.run = [a]() { return cmd_submit(*a); }; });
+    sub->callback([&cmd, a]() {
+      cmd.run = [a]() { return cmd_submit(*a); };
+      cmd.default_log_level = log::Level::warn;
+    });
   }
   {
     auto a = std::make_shared<ClientArgs>();
@@ -587,14 +819,20 @@ void register_client(CLI::App& app, Command& cmd) {
     common_opts(sub, *a);
     sub->add_option("job", a->job, "Job id");
     sub->add_flag("--json", a->json, "Print JSON");
-    sub->callback([&cmd, a]() { cmd.run = [a]() { return cmd_status(*a); }; });
+    sub->callback([&cmd, a]() {
+      cmd.run = [a]() { return cmd_status(*a); };
+      cmd.default_log_level = log::Level::warn;
+    });
   }
   {
     auto a = std::make_shared<ClientArgs>();
     auto* sub = app.add_subcommand("cancel", "Cancel a job");
     common_opts(sub, *a);
     sub->add_option("job", a->job, "Job id")->required();
-    sub->callback([&cmd, a]() { cmd.run = [a]() { return cmd_cancel(*a); }; });
+    sub->callback([&cmd, a]() {
+      cmd.run = [a]() { return cmd_cancel(*a); };
+      cmd.default_log_level = log::Level::warn;
+    });
   }
 }
 

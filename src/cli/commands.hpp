@@ -6,6 +6,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "hyperscale/base/log.hpp"
+
 namespace hs::cli {
 
 // Exit codes shared by every subcommand (see docs/cli.md).
@@ -20,6 +22,9 @@ enum ExitCode : int {
 
 struct Command {
   std::function<int()> run;
+  // The log level when --log-level is not given (client commands: warn, so a run prints only what
+  // needs attention and its own summary).
+  log::Level default_log_level = log::Level::info;
 };
 
 void register_demo(CLI::App& app, Command& cmd);

@@ -26,8 +26,8 @@ int main(int argc, char** argv) {
     const int rc = app.exit(e);
     return rc == 0 ? 0 : hs::cli::kExitUsage;
   }
-  hs::log::Level lv;
-  if (!hs::log::parse_level(level, lv)) {
+  hs::log::Level lv = cmd.default_log_level;
+  if (app.get_option("--log-level")->count() > 0 && !hs::log::parse_level(level, lv)) {
     std::fprintf(stderr, "hyperscale: --log-level: unknown level '%s' (trace|debug|info|warn|error|off)\n",
                  level.c_str());
     return hs::cli::kExitUsage;

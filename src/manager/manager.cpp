@@ -409,6 +409,7 @@ void Manager::handle_submit(NodeId from, Submit& m) {
     a.req = m.req;
     a.accepted = true;
     a.job_id = j.rec.spec.job_id;
+    a.leader = j.rec.leader;  // the job's leader, not this manager: a replica may be answering
     reply(from, MsgType::submit_ack, a);
   };
   if (!key.empty()) {
@@ -782,6 +783,7 @@ void Manager::answer_waiters(Job& j, bool ok, Err code, const std::string& error
       if (ok) {
         a.accepted = true;
         a.job_id = j.rec.spec.job_id;
+        a.leader = j.rec.leader;
       }
       reply(w.client, MsgType::submit_ack, a);
     }

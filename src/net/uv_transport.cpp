@@ -40,6 +40,9 @@ struct UvTransport::Peer {
   std::vector<Conn*> conns;           // reserved slots: connecting, open and closing connections
   std::vector<std::uint8_t> backlog;  // sealed frames waiting for a connection
   std::uint32_t failures = 0;
+  std::uint64_t failures_total = 0;
+  std::string last_connect_error;
+  std::uint64_t closed_after_send = 0;
   Instant next_attempt{0};
   Instant last_used{0};
 };
@@ -56,6 +59,7 @@ struct UvTransport::Conn {
   enum class St { connecting, open, closing } st = St::connecting;
   Instant opened_at{0};
   Instant last_activity{0};
+  std::uint64_t bytes_written = 0;  // acknowledged by libuv as written
   // reading
   bool in_frame = false;
   Instant frame_started{0};
@@ -339,6 +343,19 @@ std::size_t UvTransport::peer_conns(const Endpoint& to) const {
   return it == peers_.end() ? 0 : it->second->conns.size();
 }
 
+PeerLink UvTransport::peer_link(const Endpoint& to) const {
+  PeerLink l;
+  auto it = peers_.find(to.to_string());
+  if (it == peers_.end()) return l;
+  const Peer& p = *it->second;
+  l.known = true;
+  l.connect_failures = p.failures;
+  l.connect_failures_total = p.failures_total;
+  l.last_connect_error = p.last_connect_error;
+  l.closed_after_send = p.closed_after_send;
+  return l;
+}
+
 Duration UvTransport::backoff_delay(std::uint32_t failures) {
   double base = static_cast<double>(cfg_.backoff_initial.count());
   double cap = static_cast<double>(cfg_.backoff_max.count());
@@ -436,9 +453,15 @@ void UvTransport::on_connected(Conn& c, int status) {
     ++connect_failures_;
     connect_failures_ctr_.inc();
     ++p.failures;
+    ++p.failures_total;
+    p.last_connect_error = uv_strerror(status);
     p.next_attempt = reactor_.clock().now() + backoff_delay(p.failures);
-    log::warn("net", "connect_failed", "peer={} error={} failures={} retry_in_ms={:.0f}", p.key,
-              log::quoted(uv_strerror(status)), p.failures, to_millis(p.next_attempt - reactor_.clock().now()));
+    // A peer that stays down would fill the log: the first failure of a streak and every 16th after
+    // it are warnings, the rest debug lines (every failure is counted either way).
+    const bool loud = p.failures == 1 || p.failures % 16 == 0;
+    log::logf(loud ? log::Level::warn : log::Level::debug, "net", "connect_failed",
+             "peer={} error={} failures={} retry_in_ms={:.0f}", p.key, log::quoted(p.last_connect_error), p.failures,
+             to_millis(p.next_attempt - reactor_.clock().now()));
     close_conn(c, "connect_failed");
     return;
   }
@@ -613,6 +636,7 @@ void UvTransport::flush_conn(Conn& c) {
 void UvTransport::on_written(Conn& c, std::size_t bytes, int status) {
   c.in_libuv -= bytes;
   queued_bytes_ -= bytes;
+  if (status == 0) c.bytes_written += bytes;
   c.last_activity = reactor_.clock().now();
   if (status != 0 && status != UV_ECANCELED) close_conn(c, uv_strerror(status));
 }
@@ -877,8 +901,11 @@ void UvTransport::sweep() {
     ++connect_failures_;
     connect_failures_ctr_.inc();
     ++p.failures;
+    ++p.failures_total;
+    p.last_connect_error = "connect timed out";
     p.next_attempt = now + backoff_delay(p.failures);
-    log::warn("net", "connect_timeout", "peer={} failures={}", p.key, p.failures);
+    log::logf(p.failures == 1 || p.failures % 16 == 0 ? log::Level::warn : log::Level::debug, "net", "connect_timeout",
+             "peer={} failures={}", p.key, p.failures);
     close_conn(*c, "connect_timeout");
   }
   // Peers with waiting frames and no connection: reconnect once the backoff has passed.
@@ -914,6 +941,8 @@ void UvTransport::close_conn(Conn& c, std::string_view why) {
       why != "connect_timeout" && why != "yield_slot" && c.outbound)
     conn_closed_error_.inc();
   uv_read_stop(reinterpret_cast<uv_stream_t*>(&c.tcp));
+  // The peer hung up on frames we sent: what a node does to frames it cannot authenticate.
+  if (c.outbound && was_open && why == "eof" && c.bytes_written > 0 && c.peer != nullptr) ++c.peer->closed_after_send;
   std::vector<std::uint64_t> failed;
   if (c.outbound && !was_open && c.peer != nullptr && !closed_) {
     // Never connected: its frames go back to the peer's backlog for the next attempt.

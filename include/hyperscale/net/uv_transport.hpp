@@ -63,6 +63,16 @@ struct TransportStats {
   std::size_t largest_frame_buffer = 0;  // largest receive buffer ever allocated for one frame
 };
 
+// What this transport has seen of one peer's reachability (for a client to tell "refused" from "no
+// reply" from "the peer closed on us": a peer that authenticates nothing closes the connection).
+struct PeerLink {
+  bool known = false;                  // the transport has a peer entry for this endpoint
+  std::uint32_t connect_failures = 0;  // consecutive failed connects (0 after a success)
+  std::uint64_t connect_failures_total = 0;
+  std::string last_connect_error;      // libuv's text of the last failed connect ("connection refused")
+  std::uint64_t closed_after_send = 0;  // connections the peer closed (EOF) after frames went out on them
+};
+
 class UvTransport final : public Transport {
  public:
   UvTransport(runtime::Reactor& reactor, TransportConfig cfg, wire::Identity self, wire::Keyring keys,
@@ -91,6 +101,7 @@ class UvTransport final : public Transport {
   wire::FrameCodec& codec() noexcept { return codec_; }
   TransportStats stats() const;
   std::size_t peer_conns(const Endpoint& to) const;
+  PeerLink peer_link(const Endpoint& to) const;
   // Drops idle connections and retries peers now (tests).
   void sweep_now() { sweep(); }
 

@@ -277,6 +277,7 @@ TEST_CASE("SUB-02 a retry after a lost ack returns the same job") {
   REQUIRE(same);
   CHECK(same->accepted);
   CHECK(same->job_id == "s2");
+  CHECK(same->leader == l);  // every accepted ack names the job's leader
   NodeId other = dc.managers()[0] == l ? dc.managers()[1] : dc.managers()[0];
   auto spec2 = spec;
   spec2.job_id = "s2-retry";  // a client that made a new id but kept its key
@@ -285,6 +286,7 @@ TEST_CASE("SUB-02 a retry after a lost ack returns the same job") {
   const auto& a2 = dc.client().reply(r2)->submit;
   CHECK(a2.accepted);
   CHECK(a2.job_id == "s2");
+  CHECK(a2.leader == l);  // a replica answering a repeat names the job's leader, not itself
   CHECK(dc.final_state("s2", 20s) == JobState::completed);
   CHECK(starts(dc, "s2", "a") == 1);
   CHECK_FALSE(dc.job_view("s2-retry").has_value());

@@ -652,3 +652,39 @@ TEST_CASE("A flood of bad frames is counted in full but logged at a bounded rate
   CHECK(cap.find({"event=frame_rejected", "reason=bad_magic"}).size() <= 10);
   f.good_client_answered(9);
 }
+
+TEST_CASE("peer_link tells a refused connection from a peer that closed on our frames", "[net]") {
+  runtime::Reactor r;
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0);
+  socklen_t len = sizeof(sa);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  ::close(fd);
+  const Endpoint dead{"127.0.0.1", ntohs(sa.sin_port)};
+  // The server only accepts another secret: it closes the connection on every frame of ours.
+  UvTransport server(r, fast_config(), ident("mgr-1", fb::Role::Manager), keys("a-different-cluster-secret"));
+  auto cc = fast_config();
+  cc.enable_tcp_listen = false;
+  UvTransport client(r, cc, ident("gate-1", fb::Role::Gate), keys());
+  REQUIRE(server.start().ok());
+  REQUIRE(client.start().ok());
+
+  CHECK_FALSE(client.peer_link(dead).known);
+  REQUIRE(client.send(dead, fb::Body::Ping, ping(1)).ok());
+  REQUIRE(run_until(r, [&] { return client.peer_link(dead).connect_failures_total >= 1; }));
+  auto l = client.peer_link(dead);
+  CHECK(l.known);
+  CHECK(l.connect_failures >= 1);
+  CHECK(l.last_connect_error.find("refused") != std::string::npos);
+  CHECK(l.closed_after_send == 0);
+
+  REQUIRE(client.send(server.tcp_endpoint(), fb::Body::Ping, ping(2)).ok());
+  REQUIRE(run_until(r, [&] { return client.peer_link(server.tcp_endpoint()).closed_after_send == 1; }));
+  auto s = client.peer_link(server.tcp_endpoint());
+  CHECK(s.connect_failures == 0);
+  CHECK(s.connect_failures_total == 0);
+  CHECK(server.codec().rejected(wire::Reject::auth_failed) == 1);
+}

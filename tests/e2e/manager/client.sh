@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The client commands as a new user types them (issue 20, defects 1, 5, 6 and the client's messages):
+#   - `--manager` takes one value per use: the positional job file / job id after it is not swallowed;
+#   - a manager that refuses connections is left at once; an unreachable cluster exits 5 quickly,
+#     with one summary instead of a warning per retry;
+#   - a repeat submit answered by a replica names the job's leader, not the replica;
+#   - a wrong cluster secret is reported as rejected frames, not as a dead manager;
+#   - an unknown job's "not found" mentions retention.
+source "$(dirname "$0")/lib.sh" "$@" m1 m2 m3 w1
+
+elapsed_since() { python3 -c "import time; print(round(time.time() - $1, 2))"; }
+below() { python3 -c "import sys; sys.exit(0 if $1 < $2 else 1)"; }
+
+start_target HTTP
+start_all
+LEADER=$(wait_cluster 1 m1 m2 m3) || fail "no leader with 1 worker"
+echo "leader: $LEADER"
+cat > job.toml <<TOML
+version = 1
+[[workflow]]
+name = "w"
+vus = 2
+iterations = 50
+duration = "60s"
+[[workflow.step]]
+name = "a"
+url = "http://127.0.0.1:$HTTP/"
+TOML
+M1="127.0.0.1:${PORT[m1]}"; M2="127.0.0.1:${PORT[m2]}"; M3="127.0.0.1:${PORT[m3]}"
+
+echo "== (1) --manager before the positional argument (the docs' order)"
+timeout 60 "$HS" submit --config m1.toml --manager "$M1" job.toml --wait --job-id order-1 > o1.txt 2>&1; rc=$?
+[[ $rc == 0 ]] || { cat o1.txt; fail "submit --config F --manager A FILE --wait: exit $rc"; }
+grep -q "job order-1: completed" o1.txt || { cat o1.txt; fail "order-1 not completed"; }
+"$HS" status --manager "$M1" order-1 --config m1.toml > o2.txt 2>&1 || { cat o2.txt; fail "status --manager A JOB --config F"; }
+grep -q "job order-1: completed" o2.txt || { cat o2.txt; fail "status output"; }
+# Repeated and comma-separated forms both work.
+"$HS" status --manager "$M1" --manager "$M2" order-1 --config m1.toml > o3.txt 2>&1 || { cat o3.txt; fail "repeated --manager"; }
+"$HS" status --manager "$M1,$M2" order-1 --config m1.toml > o4.txt 2>&1 || { cat o4.txt; fail "comma-separated --manager"; }
+# A bad address is reported against --manager, not an environment variable the user never set.
+"$HS" status --manager not-an-address order-1 --config m1.toml > o5.txt 2>&1; rc=$?
+[[ $rc == 2 ]] && grep -q -- "--manager not-an-address" o5.txt && ! grep -q HS_CLUSTER_MANAGERS o5.txt ||
+  { cat o5.txt; fail "bad --manager: exit $rc"; }
+
+echo "== (5) a refused manager is left at once"
+DEAD=$(free_port)
+t0=$(date +%s.%N)
+timeout 60 "$HS" submit --config m1.toml --manager "127.0.0.1:$DEAD" --manager "$M1,$M2,$M3" job.toml --job-id refused-1 > r1.txt 2>&1; rc=$?
+el=$(elapsed_since "$t0")
+[[ $rc == 0 ]] || { cat r1.txt; fail "submit with a dead first manager: exit $rc"; }
+echo "submit with a refused first manager took ${el}s (request timeout 5s)"
+below "$el" 4 || { cat r1.txt; fail "a refused manager cost ${el}s: the client waited for a reply that could not come"; }
+echo "== (5) an unreachable cluster exits 5 quickly with one summary"
+t0=$(date +%s.%N)
+timeout 60 "$HS" status --manager "127.0.0.1:$DEAD" --config m1.toml --request-timeout 1 > r2.txt 2>&1; rc=$?
+el=$(elapsed_since "$t0")
+echo "unreachable manager: exit $rc after ${el}s"
+[[ $rc == 5 ]] || { cat r2.txt; fail "unreachable: exit $rc"; }
+below "$el" 5 || { cat r2.txt; fail "unreachable manager took ${el}s"; }
+grep -q "unreachable: connection refused" r2.txt || { cat r2.txt; fail "no summary naming the refusal"; }
+warns=$(grep -c "level=warn" r2.txt)
+[[ $warns -le 1 ]] || { cat r2.txt; fail "$warns warning lines for one dead manager"; }
+# The total deadline bounds a command that gets no reply at all (a stopped process).
+SILENT=$(free_port)  # a listener that accepts connections and never answers
+python3 -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1]))); s.listen(16); time.sleep(120)' "$SILENT" &
+PIDS[silent]=$!
+wait_port "$SILENT" || fail "silent listener"
+t0=$(date +%s.%N)
+timeout 60 "$HS" status --manager "127.0.0.1:$SILENT" --config m1.toml --request-timeout 0.5 --deadline 2 > r3.txt 2>&1; rc=$?
+el=$(elapsed_since "$t0")
+kill "${PIDS[silent]}"; unset "PIDS[silent]"
+echo "silent peer: exit $rc after ${el}s (--deadline 2)"
+[[ $rc == 5 ]] || { cat r3.txt; fail "silent peer: exit $rc"; }
+below "$el" 6 || { cat r3.txt; fail "--deadline 2 took ${el}s"; }
+
+echo "== (6) a repeat submit answered by a replica names the job's leader"
+LEADER=$(wait_cluster 1 m1 m2 m3) || fail "no leader"
+FOLLOWER=; for n in m1 m2 m3; do [[ $n != "$LEADER" ]] && { FOLLOWER=$n; break; }; done
+timeout 60 "$HS" submit --config m1.toml --manager "127.0.0.1:${PORT[$LEADER]}" job.toml --job-id repeat-1 > p1.txt 2>&1 ||
+  { cat p1.txt; fail "first submit"; }
+# Wait until the follower holds its copy of the job (a replica answers only then).
+ok=
+for _ in $(seq 1 100); do
+  s=$("$HS" status --manager "127.0.0.1:${PORT[$FOLLOWER]}" --config m1.toml repeat-1 --json --deadline 1 2>/dev/null) && { ok=1; break; }
+  sleep 0.1
+done
+[[ -n $ok ]] || fail "the follower never held job repeat-1"
+timeout 60 "$HS" submit --config m1.toml --manager "127.0.0.1:${PORT[$FOLLOWER]}" job.toml --job-id repeat-1 > p2.txt 2>&1 ||
+  { cat p2.txt; fail "repeat submit"; }
+grep -q "submitted job repeat-1 (leader 127.0.0.1:${PORT[$LEADER]})" p2.txt ||
+  { cat p2.txt; fail "repeat submit should name the leader 127.0.0.1:${PORT[$LEADER]}, not the replica ${PORT[$FOLLOWER]}"; }
+
+echo "== a wrong cluster secret is named as such"
+echo "another-secret-0123456789abcdef" > wrong-secret
+sed "s|secret_file = .*|secret_file = \"$T/wrong-secret\"|" m1.toml > wrong.toml
+t0=$(date +%s.%N)
+timeout 60 "$HS" status --manager "$MLIST" --config wrong.toml --request-timeout 2 > s1.txt 2>&1; rc=$?
+el=$(elapsed_since "$t0")
+echo "wrong secret: exit $rc after ${el}s"
+[[ $rc == 5 ]] && grep -q "unauthenticated" s1.txt || { cat s1.txt; fail "wrong secret: exit $rc, no mention of rejected frames"; }
+
+echo "== an unknown job: not found, with retention named"
+"$HS" status --manager "$MLIST" --config m1.toml no-such-job > n1.txt 2>&1; rc=$?
+[[ $rc == 2 ]] && grep -q "retention" n1.txt || { cat n1.txt; fail "unknown job: exit $rc"; }
+echo "all checks passed"
