@@ -4,6 +4,10 @@
 # daemons and wait on observed cluster states. Nothing here sleeps for a fixed time to let something
 # happen: every wait polls an observed state with a bound.
 set -u
+# The system interpreter, not a version-manager shim on PATH: the scripts call python3 hundreds of
+# times, and a shim costs seconds per call on a loaded machine (a wait loop then misses what it
+# waits for). Only the standard library is used.
+if [[ -x /usr/bin/python3 ]]; then python3() { /usr/bin/python3 "$@"; }; fi
 HS=${1:?usage: SCRIPT HYPERSCALE_EXE}
 HS=$(cd "$(dirname "$HS")" && pwd)/$(basename "$HS")  # absolute: the script cds into a temp dir
 shift
