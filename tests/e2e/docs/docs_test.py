@@ -46,6 +46,8 @@ FENCED_PROGRAMS = {
 INLINE_PROGRAMS = {"hyperscale", "meson", "ninja", "perf"}
 PATH_PROGRAM = re.compile(r"^(tools/|build[\w.-]*/|\./)")
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+# Options a command accepts but its --help does not show (hidden on purpose).
+HIDDEN_OPTIONS = {("run", "--direct")}  # A/B benchmark switch (docs/load.md)
 PLACEHOLDER_TOKEN = re.compile(r"^[A-Z][A-Z_]*(:[A-Z_]+)?$")
 
 
@@ -162,6 +164,8 @@ def extract(src):
 
 
 def is_placeholder(word):
+    if word in ("|", "||", "&&"):  # shell operators
+        return False
     return (PLACEHOLDER_TOKEN.match(word) is not None or any(s in word for s in ("[", "]", "…", "...", "|"))
             or re.search(r"<[^>]*>", word) is not None)
 
@@ -221,9 +225,10 @@ class Checker:
         for a in args:
             if not re.match(r"^[a-z][a-z-]*$", a):
                 break
-            h = self.help(path)
-            # CLI11 lists subcommands under "SUBCOMMANDS:" as indented names
-            if h is None or not re.search(rf"(?m)^SUBCOMMANDS:(?:\n.*)*?\n\s+{re.escape(a)}\s", h):
+            h = self.help(path) or ""
+            # CLI11 lists subcommands after "Subcommands:", one indented name per line
+            names = set(re.findall(r"(?m)^  ([a-z][\w-]*)(?:\s|$)", h.split("Subcommands:", 1)[1])) if "Subcommands:" in h else set()
+            if a not in names:
                 break
             path.append(a)
         return path, args[len(path):]
@@ -243,18 +248,19 @@ class Checker:
             # the leading plain words are the subcommand path (`a|b` = alternatives); options follow
             lead = []
             for a in args:
-                if a.startswith("-") or a.startswith("[") or (is_placeholder(a) and "|" not in a):
+                if not re.match(r"^[a-z][a-z|-]*$", a):
                     break
                 lead.append(a)
             alts = lead[0].split("|") if lead and "|" in lead[0] else [None]
             for alt in alts:
                 path, rest = self.subcommands(([alt] + lead[1:]) if alt else lead)
-                if rest and (kind == "mention" or not is_placeholder(rest[0])):
+                if rest and kind != "command":
                     problems.append(f"`{' '.join(rest)}` is not a subcommand of `hyperscale {' '.join(path)}`")
                     continue
                 h = self.help(path) or ""
                 for opt in re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", " ".join(args)):
-                    if not re.search(rf"(?<![\w-]){re.escape(opt)}(?![\w-])", h):
+                    if (tuple(path) + (opt,)) not in HIDDEN_OPTIONS and not re.search(
+                            rf"(?<![\w-]){re.escape(opt)}(?![\w-])", h):
                         problems.append(f"option {opt} is not in `hyperscale {' '.join(path)} --help`")
         elif prog.startswith("tools/"):
             p = self.src / prog
@@ -310,7 +316,8 @@ class Sandbox:
         self.bin.mkdir()
         (self.bin / "hyperscale").symlink_to(hs)
         self.env = dict(os.environ, PATH=f"{self.bin}:{os.environ.get('PATH', '/usr/bin:/bin')}")
-        self.env.pop("HS_LOG_LEVEL", None)
+        for k in [k for k in self.env if k.startswith("HS_") or k == "DOCS_TEST_IN_NAMESPACE"]:
+            del self.env[k]  # an unknown HS_* variable is a config error for the daemons
 
     def popen(self, argv_or_script, log, cwd=None, env=None, shell=False):
         out = open(self.dir / log, "wb")
@@ -433,21 +440,35 @@ class Daemon:
             raise RuntimeError(f"after SIGINT: exit {rc}, want 0 and `{want_in_output}`; output:\n{self.sb.log(self.log)}")
 
 
+def run_load(sb, text, env=None):
+    """A load run: exit 0, or 3 when only thresholds failed (latency thresholds depend on how loaded the
+    machine is; the command itself worked: it ran every workflow and wrote its results)."""
+    name = "cmd-" + re.sub(r"\W", "_", text)[:60] + ".log"
+    p = sb.popen(text, name, shell=True, env=env)
+    try:
+        rc = p.wait(timeout=180)
+    except subprocess.TimeoutExpired:
+        rc = "timeout (180s)"
+    stop_group(p)
+    out = (sb.dir / name).read_text(errors="replace")
+    thresholds_only = rc == 3 and re.search(r"FAIL, \d+ threshold\(s\) failed", out) and "results: " in out
+    if rc != 0 and not thresholds_only:
+        raise RuntimeError(f"exit {rc} (want 0, or 3 for thresholds only); output:\n{sb.log(name)}")
+    if rc == 3:
+        print(f"     (`{text}`: thresholds failed on this machine: tolerated)")
+
+
 def runners(sb, state):
-    """Single documented commands this test runs, in this order. Each returns nothing or raises."""
+    """Single documented commands this test runs, in this order (None: a step of the test, not a docs
+    command). Each raises on failure."""
 
     def version():
         out = run_simple(sb, "hyperscale --version")
         if not out.startswith("hyperscale "):
             raise RuntimeError(f"unexpected output {out!r}")
 
-    def target():  # runs until `stop target` below; the load commands after it use it
-        state["target"] = Daemon(sb, "hyperscale target --http 8080",
-                                 lambda d: port_open(8080) and port_open(9000), "the target on :8080 and :9000")
-
-    def run_file():  # README's example file name; the file is examples/quickstart.toml
-        shutil.copy(sb.dir / "examples" / "quickstart.toml", sb.dir / "file.toml")
-        run_simple(sb, "hyperscale run file.toml", timeout=180)
+    def target_http():  # docs/cli.md: `hyperscale new` writes a template for `hyperscale target --http 8080`
+        state["target"] = Daemon(sb, "hyperscale target --http 8080", lambda d: port_open(8080), "the target on :8080")
 
     def new_my():
         run_simple(sb, "build-release/hyperscale new my.toml")
@@ -455,13 +476,21 @@ def runners(sb, state):
             raise RuntimeError("my.toml was not written")
 
     def run_my():
-        run_simple(sb, "build-release/hyperscale run my.toml", timeout=180)
+        run_load(sb, "build-release/hyperscale run my.toml")
 
     def stop_target():
         state.pop("target").stop("served http_requests=")
 
+    def target_all():  # `hyperscale target` with no flags: HTTP 8080, TCP 9000, UDP 9001 (examples/quickstart.toml)
+        state["target"] = Daemon(sb, "hyperscale target", lambda d: port_open(8080) and port_open(9000),
+                                 "the target on :8080 and :9000")
+
+    def run_file():  # README's example file name; the file is examples/quickstart.toml
+        shutil.copy(sb.dir / "examples" / "quickstart.toml", sb.dir / "file.toml")
+        run_load(sb, "hyperscale run file.toml")
+
     def demo():  # HYPERSCALE= skips tools/demo's own tools/setup + release build (tools/test builds it)
-        run_simple(sb, "tools/demo", timeout=180, env=dict(sb.env, HYPERSCALE=str(sb.hs)))
+        run_load(sb, "tools/demo", env=dict(sb.env, HYPERSCALE=str(sb.hs)))
 
     def swim_agent():
         text = "hyperscale swim-agent --bind 127.0.0.1:7001 --seeds 127.0.0.1:7001,127.0.0.1:7002 --period-ms 200"
@@ -470,10 +499,12 @@ def runners(sb, state):
 
     return [
         ("hyperscale --version", version),
-        ("hyperscale target --http 8080", target),
-        ("hyperscale run file.toml", run_file),
+        ("hyperscale target --http 8080", target_http),
         ("build-release/hyperscale new my.toml", new_my),
         ("build-release/hyperscale run my.toml", run_my),
+        (None, stop_target),
+        (None, target_all),
+        ("hyperscale run file.toml", run_file),
         (None, stop_target),
         ("tools/demo", demo),
         ("hyperscale swim-agent --bind 127.0.0.1:7001 --seeds 127.0.0.1:7001,127.0.0.1:7002 --period-ms 200",
@@ -485,14 +516,14 @@ def runners(sb, state):
 
 def enter_namespaces(argv):
     """Re-executes this script as PID 1 of new network + PID namespaces (root only), with lo up."""
-    if os.environ.get("HS_DOCS_TEST_NS") == "1":
+    if os.environ.get("DOCS_TEST_IN_NAMESPACE") == "1":
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
         return
     if os.geteuid() != 0 or not shutil.which("unshare"):
         print("docs test: needs root and unshare(1) for a private network namespace (the docs use fixed "
               "ports); skipped", file=sys.stderr)
         sys.exit(77)
-    env = dict(os.environ, HS_DOCS_TEST_NS="1")
+    env = dict(os.environ, DOCS_TEST_IN_NAMESPACE="1")
     r = subprocess.run(["unshare", "--net", "--pid", "--fork", "--kill-child", sys.executable, *argv], env=env)
     sys.exit(r.returncode)
 
@@ -521,10 +552,10 @@ def main():
     for c in cmds:
         kind = classify(c)
         how = None
-        if kind == "command":
-            if c.block in run_blocks:
-                how = f"run: the block at {c.block}"
-            elif c.text in run_texts:
+        if c.block in run_blocks:
+            how = f"run: the block at {c.block}"
+        elif kind == "command":
+            if c.text in run_texts:
                 how = "run: " + c.text
             elif c.text in manifest:
                 no, who, text = manifest[c.text]
