@@ -320,10 +320,10 @@ class Sandbox:
             del self.env[k]  # an unknown HS_* variable is a config error for the daemons
 
     def popen(self, argv_or_script, log, cwd=None, env=None, shell=False):
-        out = open(self.dir / log, "wb")
         argv = ["bash", "-euo", "pipefail", "-c", argv_or_script] if shell else argv_or_script
-        return subprocess.Popen(argv, cwd=cwd or self.dir, env=env or self.env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        with open(self.dir / log, "wb") as out:
+            return subprocess.Popen(argv, cwd=cwd or self.dir, env=env or self.env, stdout=out,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
     def log(self, name, tail=60):
         p = self.dir / name
