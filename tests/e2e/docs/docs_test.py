@@ -524,7 +524,7 @@ def enter_namespaces(argv):
               "ports); skipped", file=sys.stderr)
         sys.exit(77)
     env = dict(os.environ, DOCS_TEST_IN_NAMESPACE="1")
-    r = subprocess.run(["unshare", "--net", "--pid", "--fork", "--kill-child", sys.executable, *argv], env=env)
+    r = subprocess.run(["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", sys.executable, *argv], env=env)
     sys.exit(r.returncode)
 
 
