@@ -431,6 +431,7 @@ class Targets {
     st->detail = detail;
     ++st->fails[static_cast<std::size_t>(f)];
     st->streak = f == Fail::refused || f == Fail::closed ? st->streak + 1 : 0;
+    if (st->streak == 1) st->streak_since = Clk::now();
     // Long enough that the other managers get their turn first; short enough for a restart.
     st->down_until = Clk::now() + std::chrono::milliseconds(f == Fail::no_reply ? 2000 : 500);
   }
@@ -442,7 +443,8 @@ class Targets {
       st->answered = true;
     }
   }
-  // Every configured manager refused us, or closed the connection on us, at least twice in a row:
+  // Every configured manager refused us, or closed the connection on us, at least twice in a row
+  // and for kGiveUpAfter (long enough for daemons started just before the command to listen):
   // nothing is listening, or nobody accepts our frames. Waiting out the deadline would not help.
   bool hopeless() const {
     for (NodeId m : order_)
@@ -451,7 +453,7 @@ class Targets {
   }
   bool gone(NodeId m) const {
     auto it = seen_.find(m);
-    return it != seen_.end() && it->second.streak >= 2;
+    return it != seen_.end() && it->second.streak >= 2 && Clk::now() - it->second.streak_since >= kGiveUpAfter;
   }
   bool all_closed_on_us() const {
     for (NodeId m : order_)
@@ -491,11 +493,13 @@ class Targets {
 
  private:
   static constexpr std::size_t kMaxExtra = 16;
+  static constexpr auto kGiveUpAfter = std::chrono::seconds(3);
   struct State {
     Fail last = Fail::none;
     std::string detail;
     std::array<std::uint32_t, 6> fails{};
     std::uint32_t streak = 0;
+    Clk::time_point streak_since{};
     Clk::time_point down_until{};
     bool answered = false;
   };
