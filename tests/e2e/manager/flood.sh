@@ -21,7 +21,7 @@ grep -q 'max_inbound_conns = 4096' pc.txt && grep -q 'preauth_timeout_ms = 1500.
 
 echo "== one manager, leading"
 start_all
-for _ in $(seq 1 200); do leader_of m1 > /dev/null && break; sleep 0.05; done
+for _ in $(seq 1 600); do leader_of m1 > /dev/null && break; sleep 0.05; done
 leader_of m1 > /dev/null || fail "m1 never led"
 
 status_ms() {  # runs status once; prints "rc elapsed_ms"
