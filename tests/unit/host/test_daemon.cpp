@@ -230,17 +230,18 @@ TEST_CASE("daemon config: every wire.* / net.* transport key is a daemon key, ch
   // File and environment values reach the transport options.
   auto c = Config::parse(schema, "[net]\nmax_inbound_conns = 100\npreauth_timeout_ms = 500\n", "m.toml", [&] {
     auto e = env;
-    e["HS_NET_MAX_PREAUTH_CONNS"] = "40";
+    e["HS_NET_MAX_PREAUTH_CONNS"] = "100";
     e["HS_WIRE_MAX_UDP_DATAGRAM_BYTES"] = "1200";
     return e;
   }());
   REQUIRE(c.ok());
   auto s = host_settings(*c, fb::Role::Manager);
+  INFO(s.status().to_string());
   REQUIRE(s.ok());
   CHECK(s->net.transport.max_inbound_conns == 100);
   CHECK(s->net.transport.preauth_timeout == 500ms);
-  CHECK(s->net.transport.max_preauth_conns == 40);
-  CHECK(s->net.transport.max_preauth_per_source == 32 * 2);  // default
+  CHECK(s->net.transport.max_preauth_conns == 100);
+  CHECK(s->net.transport.max_preauth_per_source == 64);  // default
   CHECK(s->net.limits.max_udp_datagram == 1200);
   CHECK(c->dump().find("max_inbound_conns = 100") != std::string::npos);  // --print-config
   // A bad value is an error naming the key and its place.
