@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "hyperscale/base/log.hpp"
+#include "hyperscale/net/config.hpp"
 
 namespace hs::host {
 
@@ -33,6 +34,67 @@ std::optional<std::string> not_empty(const ConfigValue& v) {
   if (std::get<std::string>(v).empty()) return std::string("must not be empty");
   return std::nullopt;
 }
+// net.* keys the daemon derives from node.listen: it listens on TCP and UDP at that one address.
+bool derived_from_listen(std::string_view key) {
+  return key == "net.listen_host" || key == "net.tcp_port" || key == "net.udp_port";
+}
+
+// Every wire.* / net.* key of net::config_key_info(), typed and bounded as the transport parses it;
+// the value is checked by net::set_config itself, so the error is the transport's own.
+void add_net_keys(ConfigSchema& s) {
+  const net::NetConfig defaults;
+  for (const net::KeyInfo& k : net::config_key_info()) {
+    ConfigEntry e;
+    e.key = std::string(k.key);
+    e.doc = std::string(k.doc);
+    if (derived_from_listen(k.key)) {
+      // Listed so that setting one gets a clear error instead of "unknown key" (empty / 0: unset).
+      const bool is_port = k.kind == net::KeyKind::port;
+      e.type = is_port ? ValueType::integer : ValueType::string;
+      e.default_value = is_port ? "0" : "";
+      e.doc = "not settable: derived from node.listen (TCP and UDP listen on that address)";
+      e.check = [](const ConfigValue& v) -> std::optional<std::string> {
+        const bool unset =
+            std::holds_alternative<std::string>(v) ? std::get<std::string>(v).empty() : std::get<std::int64_t>(v) == 0;
+        if (unset) return std::nullopt;
+        return std::string(
+            "derived from node.listen (the daemon listens on TCP and UDP at that address); set "
+            "node.listen instead");
+      };
+      s.push_back(std::move(e));
+      continue;
+    }
+    auto def = net::get_config(defaults, k.key);
+    e.default_value = def.ok() ? *def : "";
+    const std::string key = e.key;
+    if (k.kind == net::KeyKind::string) {
+      e.type = ValueType::string;
+      e.check = [key](const ConfigValue& v) -> std::optional<std::string> {
+        net::NetConfig scratch;
+        Status st = net::set_config(scratch, key, std::get<std::string>(v));
+        if (st.ok()) return std::nullopt;
+        return st.message();
+      };
+    } else {
+      e.type = ValueType::integer;
+      e.min = static_cast<std::int64_t>(k.min);
+      e.max = static_cast<std::int64_t>(k.max);
+    }
+    s.push_back(std::move(e));
+  }
+}
+
+// The config's wire.* / net.* values through net::set_config, then net::validate (cross-field).
+Status net_settings(const Config& cfg, net::NetConfig& nc) {
+  for (const net::KeyInfo& k : net::config_key_info()) {
+    if (derived_from_listen(k.key)) continue;
+    const std::string text = k.kind == net::KeyKind::string ? cfg.str(k.key) : std::to_string(cfg.integer(k.key));
+    Status st = net::set_config(nc, k.key, text);
+    if (!st.ok()) return make_error(Errc::invalid_argument, fmt::format("{} ({})", st.message(), cfg.source(k.key)));
+  }
+  return net::validate(nc);
+}
+
 }  // namespace
 
 ConfigSchema common_schema() {
@@ -72,39 +134,7 @@ ConfigSchema common_schema() {
                100,
                600'000,
                {}});
-  s.push_back({"wire.cluster_id",
-               T::string,
-               "hyperscale",
-               "frames with another cluster id are rejected",
-               false,
-               {},
-               {},
-               not_empty});
-  s.push_back({"wire.secret_file",
-               T::string,
-               "",
-               "file holding the cluster secret (wins over wire.secret_env)",
-               false,
-               {},
-               {},
-               {}});
-  s.push_back({"wire.secret_env",
-               T::string,
-               "HYPERSCALE_CLUSTER_SECRET",
-               "environment variable holding the cluster secret",
-               false,
-               {},
-               {},
-               {}});
-  s.push_back({"wire.previous_secret_file",
-               T::string,
-               "",
-               "previous secret, accepted for decryption (rotation)",
-               false,
-               {},
-               {},
-               {}});
-  s.push_back({"wire.max_tcp_frame_bytes", T::integer, "1048576", "largest TCP frame", false, 1024, 64 << 20, {}});
+  add_net_keys(s);
   s.push_back({"disk.durability",
                T::string,
                "fsync",
@@ -167,11 +197,12 @@ Result<HostSettings> host_settings(const Config& cfg, wire::fb::Role role) {
   if (!listen.ok()) return listen.status().with_context("node.listen");
   h.net.listen = endpoint(*listen);
   h.net.role = role;
-  h.net.cluster_id = cfg.str("wire.cluster_id");
-  h.net.limits.max_tcp_frame = static_cast<std::size_t>(cfg.integer("wire.max_tcp_frame_bytes"));
-  wire::SecretSource cur{cfg.str("wire.secret_file"), cfg.str("wire.secret_env")};
-  wire::SecretSource prev{cfg.str("wire.previous_secret_file"), ""};
-  auto keys = wire::load_keyring(cur, prev);
+  net::NetConfig nc;
+  HS_TRY(net_settings(cfg, nc));
+  h.net.cluster_id = nc.cluster_id;
+  h.net.limits = nc.limits;
+  h.net.transport = nc.transport;  // NetHost sets listen host / ports from node.listen
+  auto keys = wire::load_keyring(nc.secret, nc.previous_secret);
   if (!keys.ok()) return keys.status().with_context("wire.secret_file / wire.secret_env");
   h.net.keys = std::move(keys).value();
   h.disk.dir = cfg.str("node.data_dir");

@@ -1,6 +1,7 @@
 #include "hyperscale/net/uv_transport.hpp"
 
 #include <openssl/rand.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cstring>
@@ -57,6 +58,8 @@ struct UvTransport::Conn {
   Peer* peer = nullptr;
   Endpoint remote;
   enum class St { connecting, open, closing } st = St::connecting;
+  bool preauth = false;  // inbound, accepted, no valid frame yet (in preauth_)
+  bool authed = false;   // inbound, past its first valid frame (counted in inbound_authed_)
   Instant opened_at{0};
   Instant last_activity{0};
   std::uint64_t bytes_written = 0;  // acknowledged by libuv as written
@@ -77,6 +80,16 @@ struct UvTransport::Conn {
 };
 
 namespace {
+
+// Why a pre-auth connection was closed: index into preauth_closed_ and the log slots.
+enum PreauthReason : std::size_t { kPreauthTimeout = 0, kPreauthEvicted, kPreauthEvictedSource, kPreauthFdLimit };
+constexpr std::string_view kPreauthReasonName[] = {"preauth_timeout", "preauth_evicted", "preauth_evicted_source",
+                                                   "preauth_fd_limit"};
+// Log slots beyond the pre-auth reasons.
+enum LogKind : std::size_t { kLogAcceptFdLimit = 4, kLogAcceptError, kLogInboundRefused };
+constexpr std::uint32_t kLogPerSecond = 5;
+// Descriptors kept free below RLIMIT_NOFILE for real peers, files and outbound connections.
+constexpr std::uint64_t kFdReserve = 32;
 
 struct WriteReq {
   uv_write_t req{};
@@ -170,8 +183,14 @@ UvTransport::UvTransport(runtime::Reactor& reactor, TransportConfig cfg, wire::I
       unhandled_(reactor.metrics().counter("hs_net_unhandled_total", "Messages with no registered handler")),
       handler_errors_(
           reactor.metrics().counter("hs_net_handler_errors_total", "Handlers or reply callbacks that threw")),
-      refused_inbound_(reactor.metrics().counter("hs_net_inbound_refused_total",
-                                                 "Inbound connections closed at once: inbound limit reached")),
+      refused_inbound_(
+          reactor.metrics().counter("hs_net_inbound_refused_total",
+                                    "Inbound connections closed at their first valid frame: inbound limit reached")),
+      accept_fd_limit_(reactor.metrics().counter("hs_net_accept_errors_total", "accept() failures, by reason",
+                                                 {{"reason", "fd_limit"}})),
+      accept_error_(reactor.metrics().counter("hs_net_accept_errors_total", "accept() failures, by reason",
+                                              {{"reason", "error"}})),
+      preauth_gauge_(reactor.metrics().gauge("hs_net_preauth_conns", "Inbound connections without a valid frame yet")),
       outbound_gauge_(reactor.metrics().gauge("hs_net_conns", "Open connections", {{"dir", "outbound"}})),
       inbound_gauge_(reactor.metrics().gauge("hs_net_conns", "Open connections", {{"dir", "inbound"}})) {
   if (cfg_.seed == 0) {
@@ -180,6 +199,9 @@ UvTransport::UvTransport(runtime::Reactor& reactor, TransportConfig cfg, wire::I
       s = static_cast<std::uint64_t>(wall_time_us());
     rng_.reseed(s);
   }
+  for (std::size_t i = 0; i < preauth_closed_.size(); ++i)
+    preauth_closed_[i] = &reactor.metrics().counter("hs_net_conn_closed_total", "Connections closed, by reason",
+                                                    {{"reason", std::string(kPreauthReasonName[i])}});
   read_buf_.resize(64 * 1024);
   dgram_buf_.resize(64 * 1024);
   std::weak_ptr<UvTransport*> weak = alive_;
@@ -210,6 +232,15 @@ Status UvTransport::start() {
   if (started_) return make_error(Errc::already_exists, "transport already started");
   started_ = true;
   uv_loop_t* loop = reactor_.loop();
+  if (rlimit lim{}; getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY) {
+    fd_limit_ = static_cast<std::uint64_t>(lim.rlim_cur);
+    const std::uint64_t want = cfg_.max_inbound_conns + cfg_.max_preauth_conns + cfg_.max_conns_total + 2 * kFdReserve;
+    if (cfg_.enable_tcp_listen && want > fd_limit_)
+      log::warn("net", "fd_limit_low",
+                "limit={} wanted={} note=inbound+preauth+outbound connection limits exceed RLIMIT_NOFILE; near the "
+                "limit the oldest pre-auth connections are closed (hs_net_accept_errors_total{{reason=fd_limit}})",
+                fd_limit_, want);
+  }
   int rc = uv_timer_init(loop, &deadline_timer_);
   if (rc != 0) return errno_status("uv_timer_init", -rc);
   deadline_timer_.data = this;
@@ -330,6 +361,7 @@ TransportStats UvTransport::stats() const {
   s.outbound_conns = outbound_;
   s.outbound_conns_max = outbound_max_;
   s.inbound_conns = inbound_;
+  s.preauth_conns = preauth_.size();
   s.pending_requests = pending_.size();
   s.queued_bytes = queued_bytes_;
   s.connect_attempts = connect_attempts_;
@@ -645,7 +677,19 @@ void UvTransport::on_written(Conn& c, std::size_t bytes, int status) {
 
 void UvTransport::on_accept(int status) {
   if (status != 0) {
-    log::warn("net", "accept_failed", "error={}", log::quoted(uv_strerror(status)));
+    if (status == UV_EMFILE || status == UV_ENFILE) {
+      // Out of descriptors: libuv drops the waiting connections. Free one held by the oldest
+      // unauthenticated connection so the next real peer can be accepted.
+      accept_fd_limit_.inc();
+      note_limited(
+          kLogAcceptFdLimit, "accept_fd_limit",
+          fmt::format("error={} inbound={} preauth={}", log::quoted(uv_strerror(status)), inbound_, preauth_.size()));
+      for (int i = 0; i < 8 && !preauth_.empty(); ++i)
+        close_preauth(*conns_.at(*preauth_.begin()), kPreauthFdLimit, "descriptors needed to accept");
+    } else {
+      accept_error_.inc();
+      note_limited(kLogAcceptError, "accept_failed", fmt::format("error={}", log::quoted(uv_strerror(status))));
+    }
     return;
   }
   auto* c = new Conn();
@@ -674,12 +718,20 @@ void UvTransport::on_accept(int status) {
   int len = sizeof(name);
   uv_tcp_getpeername(&c->tcp, reinterpret_cast<sockaddr*>(&name), &len);
   c->remote = endpoint_of(reinterpret_cast<sockaddr*>(&name));
-  if (inbound_ > cfg_.max_inbound_conns) {
-    refused_inbound_.inc();
-    log::warn("net", "inbound_refused", "peer={} inbound={} limit={}", c->remote.to_string(), inbound_,
-              cfg_.max_inbound_conns);
-    close_conn(*c, "inbound_limit");
-    return;
+  admit_preauth(*c);
+  // Descriptors are allocated lowest first, so this one's number tells how close the process is to
+  // its limit. Near it, the oldest unauthenticated connection gives its descriptor back before
+  // accept() starts failing (libuv would then drop waiting connections, real peers included).
+  uv_os_fd_t fd = -1;
+  if (fd_limit_ > 0 && uv_fileno(reinterpret_cast<uv_handle_t*>(&c->tcp), &fd) == 0 &&
+      static_cast<std::uint64_t>(fd) + kFdReserve >= fd_limit_) {
+    accept_fd_limit_.inc();
+    note_limited(kLogAcceptFdLimit, "accept_fd_limit",
+                 fmt::format("fd={} limit={} reserve={} inbound={} preauth={}", fd, fd_limit_, kFdReserve, inbound_,
+                             preauth_.size()));
+    Conn& oldest = *conns_.at(*preauth_.begin());
+    close_preauth(oldest, kPreauthFdLimit, "descriptor headroom");
+    if (&oldest == c) return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
   rc = ConnAccess::start_reading(*c);
@@ -733,6 +785,20 @@ void UvTransport::on_frame(Conn& c) {
     reject(c, r.reason, r.detail);
     return;
   }
+  if (c.preauth) {
+    // The first valid frame: the connection now takes an authenticated inbound slot.
+    preauth_forget(c);
+    if (inbound_authed_ >= cfg_.max_inbound_conns) {
+      refused_inbound_.inc();
+      note_limited(kLogInboundRefused, "inbound_refused",
+                   fmt::format("peer={} sender={} authenticated={} limit={}", c.remote.to_string(),
+                               log::quoted(r.msg.sender_id), inbound_authed_, cfg_.max_inbound_conns));
+      close_conn(c, "inbound_limit");
+      return;
+    }
+    c.authed = true;
+    ++inbound_authed_;
+  }
   dispatch(std::move(r.msg), c.remote, &c);
 }
 
@@ -744,6 +810,64 @@ void UvTransport::on_udp(const std::uint8_t* data, std::size_t n, const sockaddr
     return;
   }
   dispatch(std::move(r.msg), from, nullptr);
+}
+
+// ---- pre-auth inbound connections ----
+
+void UvTransport::admit_preauth(Conn& c) {
+  // Make room first: the oldest pre-auth connection of this source, then the oldest of all.
+  if (cfg_.max_preauth_per_source > 0) {
+    auto it = preauth_by_source_.find(c.remote.host);
+    if (it != preauth_by_source_.end() && it->second.size() >= cfg_.max_preauth_per_source)
+      close_preauth(*conns_.at(*it->second.begin()), kPreauthEvictedSource,
+                    fmt::format("source {} has {} pre-auth connections (limit {})", c.remote.host, it->second.size(),
+                                cfg_.max_preauth_per_source));
+  }
+  if (!preauth_.empty() && preauth_.size() >= cfg_.max_preauth_conns)
+    close_preauth(*conns_.at(*preauth_.begin()), kPreauthEvicted,
+                  fmt::format("{} pre-auth connections (limit {})", preauth_.size(), cfg_.max_preauth_conns));
+  c.preauth = true;
+  preauth_.insert(c.id);
+  preauth_by_source_[c.remote.host].insert(c.id);
+  preauth_gauge_.set(static_cast<double>(preauth_.size()));
+}
+
+void UvTransport::preauth_forget(Conn& c) {
+  if (!c.preauth) return;
+  c.preauth = false;
+  preauth_.erase(c.id);
+  auto it = preauth_by_source_.find(c.remote.host);
+  if (it != preauth_by_source_.end()) {
+    it->second.erase(c.id);
+    if (it->second.empty()) preauth_by_source_.erase(it);
+  }
+  preauth_gauge_.set(static_cast<double>(preauth_.size()));
+}
+
+void UvTransport::close_preauth(Conn& c, std::size_t reason, std::string_view detail) {
+  preauth_closed_[reason]->inc();
+  note_limited(
+      reason, "preauth_closed",
+      fmt::format("peer={} reason={} age_ms={:.0f} detail={}", c.remote.to_string(), kPreauthReasonName[reason],
+                  to_millis(reactor_.clock().now() - c.opened_at), log::quoted(detail)));
+  close_conn(c, kPreauthReasonName[reason]);
+}
+
+void UvTransport::note_limited(std::size_t kind, std::string_view event, std::string_view what) {
+  LogSlot& s = log_slots_.at(kind);
+  const std::int64_t second = reactor_.clock().now().count() / 1'000'000'000;
+  if (s.second != second) {
+    if (s.suppressed > 0) log::warn("net", "warnings_suppressed", "event={} count={} window_s=1", event, s.suppressed);
+    s.second = second;
+    s.logged = 0;
+    s.suppressed = 0;
+  }
+  if (s.logged < kLogPerSecond) {
+    ++s.logged;
+    log::warn("net", event, "{}", what);
+  } else {
+    ++s.suppressed;
+  }
 }
 
 void UvTransport::reject(Conn& c, Reject r, std::string_view detail) {
@@ -874,6 +998,23 @@ void UvTransport::on_deadline_timer() {
 
 void UvTransport::sweep() {
   const Instant now = reactor_.clock().now();
+  // Pre-auth connections past their deadline, oldest first. After a stalled loop (this sweep much
+  // later than the last) their first frames may be waiting unread: judge them next sweep.
+  const bool loop_ran =
+      last_sweep_.count() == 0 || now - last_sweep_ <= std::max(cfg_.preauth_timeout / 2, 4 * cfg_.sweep_period);
+  last_sweep_ = now;
+  std::vector<Conn*> late;
+  if (loop_ran) {
+    for (std::uint64_t id : preauth_) {
+      Conn* c = conns_.at(id);
+      if (now - c->opened_at <= cfg_.preauth_timeout) break;  // ids follow accept order
+      late.push_back(c);
+    }
+  }
+  for (Conn* c : late)
+    close_preauth(*c, kPreauthTimeout,
+                  fmt::format("no valid frame within {:.0f} ms ({} bytes of a frame received)",
+                              to_millis(cfg_.preauth_timeout), c->in_frame ? std::max(c->hdr_have, c->frame_have) : 0));
   std::vector<Conn*> stalled, idle, slow_connect;
   for (auto& [id, c] : conns_) {
     if (c->st == Conn::St::closing) continue;
@@ -935,6 +1076,11 @@ void UvTransport::close_conn(Conn& c, std::string_view why) {
   if (c.st == Conn::St::closing) return;
   const bool was_open = c.was_open;
   c.st = Conn::St::closing;
+  preauth_forget(c);
+  if (c.authed) {
+    c.authed = false;
+    --inbound_authed_;
+  }
   log::debug("net", "conn_closing", "id={} peer={} dir={} reason={}", c.id, c.remote.to_string(),
              c.outbound ? "out" : "in", log::quoted(why));
   if (why != "idle" && why != "eof" && why != "transport_closed" && why != "connect_failed" &&

@@ -15,7 +15,9 @@
 
 namespace hs::host {
 
-// node.listen, node.data_dir, admin.*, wire.*, disk.*, log.level (docs/host.md lists them).
+// node.listen, node.data_dir, admin.*, wire.*, net.*, disk.*, log.level (docs/host.md lists them).
+// The wire.* / net.* keys are every key of net::config_key_info() (except net.listen_host / tcp_port /
+// udp_port, which node.listen sets: setting one is refused), checked by net::set_config.
 ConfigSchema common_schema();
 
 struct HostSettings {
@@ -26,8 +28,9 @@ struct HostSettings {
   std::string log_level;
 };
 
-// Builds the options from a Config loaded with (a superset of) common_schema(); loads the cluster
-// secret (file or environment variable) and derives the keys. Errors name the key.
+// Builds the options from a Config loaded with (a superset of) common_schema(): the wire.* / net.*
+// values through net::set_config and net::validate (cross-field rules) into NetHostOptions; loads the
+// cluster secret (file or environment variable) and derives the keys. Errors name the key.
 Result<HostSettings> host_settings(const Config& cfg, wire::fb::Role role);
 
 // admin.listen = "auto" (the default): loopback, at the node.listen port + kAdminPortOffset, so

@@ -3,6 +3,7 @@
 // lists every key with its default.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,5 +29,20 @@ Status set_config(NetConfig& cfg, std::string_view key, std::string_view value);
 Status validate(const NetConfig& cfg);
 // Every accepted key, in documentation order.
 std::vector<std::string_view> config_keys();
+
+// What a key holds, for loaders that type-check values themselves (the daemon's config schema).
+enum class KeyKind { string, size, millis, port };  // size/millis/port: a decimal integer in [min, max]
+struct KeyInfo {
+  std::string_view key;
+  KeyKind kind = KeyKind::string;
+  std::uint64_t min = 0, max = 0;
+  bool allow_empty = true;  // string keys
+  std::string_view doc;
+};
+// Every key with its kind, bounds and a one-line description, in documentation order.
+std::vector<KeyInfo> config_key_info();
+// The text form of a key's value in `cfg` (a default-constructed NetConfig gives the defaults);
+// set_config(cfg, key, get_config(cfg, key)) changes nothing.
+Result<std::string> get_config(const NetConfig& cfg, std::string_view key);
 
 }  // namespace hs::net

@@ -9,6 +9,16 @@
 // for the requester's sender id. start() makes the codec accept frames sealed for the bound TCP and
 // UDP addresses besides the identity's node id (docs/wire.md §1).
 //
+// Inbound connections are "pre-auth" until their first frame decodes (authenticated, right cluster,
+// allowed role); only then do they take one of max_inbound_conns slots. Pre-auth connections are
+// bounded in total (max_preauth_conns) and per source IP (max_preauth_per_source): a new connection
+// over a bound evicts the oldest pre-auth connection (of that source first), so idle or slow
+// unauthenticated connections can never keep a real peer out, and accepting never stops because of
+// them. A pre-auth connection without a valid frame within preauth_timeout is closed. Every such
+// close is counted in hs_net_conn_closed_total{reason=preauth_*} and logged (rate-limited); accept
+// errors (fd limit) in hs_net_accept_errors_total{reason}, and at the fd limit the oldest pre-auth
+// connection is closed to free a descriptor.
+//
 // Outbound pool: per-peer and total connection limits are reserved before uv_tcp_connect, so they
 // hold however many requests arrive at once. Connections idle longer than idle_timeout close.
 // Failed connects back off exponentially with jitter; frames wait in a bounded per-peer backlog and
@@ -19,7 +29,9 @@
 #include <uv.h>
 
 #include <memory>
+#include <array>
 #include <queue>
+#include <set>
 #include <unordered_map>
 #include <vector>
 
@@ -36,9 +48,12 @@ struct TransportConfig {
   bool enable_tcp_listen = true;
   bool enable_udp = true;
   std::size_t max_conns_per_peer = 4;
-  std::size_t max_conns_total = 1024;  // outbound
-  std::size_t max_inbound_conns = 4096;
-  std::size_t open_new_at_inflight = 16;  // open another connection to a peer past this many requests
+  std::size_t max_conns_total = 1024;                  // outbound
+  std::size_t max_inbound_conns = 4096;                // authenticated inbound connections
+  std::size_t max_preauth_conns = 512;                 // inbound connections without a valid frame yet
+  std::size_t max_preauth_per_source = 64;             // of those, from one source IP
+  Duration preauth_timeout = std::chrono::seconds(2);  // first valid frame due by then (from accept)
+  std::size_t open_new_at_inflight = 16;               // open another connection to a peer past this many requests
   Duration idle_timeout = std::chrono::seconds(60);
   Duration connect_timeout = std::chrono::seconds(5);
   Duration frame_deadline = std::chrono::seconds(5);
@@ -55,7 +70,8 @@ struct TransportConfig {
 struct TransportStats {
   std::size_t outbound_conns = 0;
   std::size_t outbound_conns_max = 0;  // high-water mark
-  std::size_t inbound_conns = 0;
+  std::size_t inbound_conns = 0;       // pre-auth included
+  std::size_t preauth_conns = 0;       // inbound, no valid frame yet
   std::size_t pending_requests = 0;
   std::size_t queued_bytes = 0;
   std::uint64_t connect_attempts = 0;
@@ -138,6 +154,10 @@ class UvTransport final : public Transport {
   void arm_deadline_timer();
   void on_deadline_timer();
   void sweep();
+  void admit_preauth(Conn& c);
+  void preauth_forget(Conn& c);
+  void close_preauth(Conn& c, std::size_t reason, std::string_view detail);
+  void note_limited(std::size_t kind, std::string_view event, std::string_view what);
   void on_udp(const std::uint8_t* data, std::size_t n, const sockaddr* addr);
   Duration backoff_delay(std::uint32_t failures);
   std::int64_t wall_ms() const;
@@ -166,6 +186,21 @@ class UvTransport final : public Transport {
   std::uint64_t next_conn_id_ = 1;
   std::uint64_t next_corr_ = 1;
   std::size_t outbound_ = 0, outbound_max_ = 0, inbound_ = 0;
+  std::size_t inbound_authed_ = 0;  // inbound connections past their first valid frame
+  // Pre-auth inbound connections by id (ids grow with accept order: the first is the oldest), in
+  // total and per source IP. Bounded by max_preauth_conns; an entry leaves when its connection
+  // authenticates or closes, a source's set when it empties.
+  std::set<std::uint64_t> preauth_;
+  std::unordered_map<std::string, std::set<std::uint64_t>> preauth_by_source_;
+  Instant last_sweep_{0};
+  std::uint64_t fd_limit_ = 0;  // RLIMIT_NOFILE at start; 0: unknown / unlimited
+  // Rate-limited warnings (at most kLogPerSecond lines per kind and second, then one summary).
+  struct LogSlot {
+    std::int64_t second = -1;
+    std::uint32_t logged = 0;
+    std::uint64_t suppressed = 0;
+  };
+  std::array<LogSlot, 8> log_slots_{};
   std::size_t queued_bytes_ = 0;
   std::uint64_t connect_attempts_ = 0, connect_failures_ = 0;
   std::size_t largest_frame_buffer_ = 0;
@@ -190,6 +225,11 @@ class UvTransport final : public Transport {
   metrics::Counter& unhandled_;
   metrics::Counter& handler_errors_;
   metrics::Counter& refused_inbound_;
+  // hs_net_conn_closed_total{reason=preauth_timeout|preauth_evicted|preauth_evicted_source|preauth_fd_limit}
+  std::array<metrics::Counter*, 4> preauth_closed_{};
+  metrics::Counter& accept_fd_limit_;
+  metrics::Counter& accept_error_;
+  metrics::Gauge& preauth_gauge_;
   metrics::Gauge& outbound_gauge_;
   metrics::Gauge& inbound_gauge_;
 };

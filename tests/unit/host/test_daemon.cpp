@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -11,6 +12,7 @@
 #include "helpers.hpp"
 #include "hyperscale/cluster/mux.hpp"
 #include "hyperscale/host/daemon.hpp"
+#include "hyperscale/net/config.hpp"
 
 using namespace hs;
 using namespace hs::host;
@@ -212,4 +214,57 @@ TEST_CASE("daemon wiring: docs/host.md carries the current common schema table",
   if (const char* out = std::getenv("HOST_SCHEMA_OUT")) std::ofstream(out) << md;  // to regenerate the docs
   INFO("expected table (regenerate docs/host.md section 6 with it):\n" << md);
   CHECK(ss.str().find(md) != std::string::npos);
+}
+
+TEST_CASE("daemon config: every wire.* / net.* transport key is a daemon key, checked by the transport",
+          "[host][daemon][config]") {
+  ::setenv("HOST_TEST_NET_SECRET", "net-keys-test-secret-0123456789", 1);
+  const Config::Env env{{"HS_NODE_LISTEN", "127.0.0.1:7301"},
+                        {"HS_NODE_DATA_DIR", "/tmp/hs-net-keys"},
+                        {"HS_WIRE_SECRET_ENV", "HOST_TEST_NET_SECRET"}};
+  const auto schema = common_schema();
+  for (std::string_view k : net::config_keys()) {
+    INFO(k);
+    CHECK(std::any_of(schema.begin(), schema.end(), [&](const ConfigEntry& e) { return e.key == k; }));
+  }
+  // File and environment values reach the transport options.
+  auto c = Config::parse(schema, "[net]\nmax_inbound_conns = 100\npreauth_timeout_ms = 500\n", "m.toml", [&] {
+    auto e = env;
+    e["HS_NET_MAX_PREAUTH_CONNS"] = "100";
+    e["HS_WIRE_MAX_UDP_DATAGRAM_BYTES"] = "1200";
+    return e;
+  }());
+  REQUIRE(c.ok());
+  auto s = host_settings(*c, fb::Role::Manager);
+  INFO(s.status().to_string());
+  REQUIRE(s.ok());
+  CHECK(s->net.transport.max_inbound_conns == 100);
+  CHECK(s->net.transport.preauth_timeout == 500ms);
+  CHECK(s->net.transport.max_preauth_conns == 100);
+  CHECK(s->net.transport.max_preauth_per_source == 64);  // default
+  CHECK(s->net.limits.max_udp_datagram == 1200);
+  CHECK(c->dump().find("max_inbound_conns = 100") != std::string::npos);  // --print-config
+  // A bad value is an error naming the key and its place.
+  auto bad = Config::parse(schema, "[net]\nmax_inbound_conns = 0\n", "m.toml", env);
+  REQUIRE(!bad.ok());
+  CHECK(bad.status().message().find("m.toml:2:") != std::string::npos);
+  CHECK(bad.status().message().find("net.max_inbound_conns") != std::string::npos);
+  auto bad_env = Config::parse(schema, "", "m.toml", [&] {
+    auto e = env;
+    e["HS_NET_PREAUTH_TIMEOUT_MS"] = "soon";
+    return e;
+  }());
+  REQUIRE(!bad_env.ok());
+  CHECK(bad_env.status().message().find("HS_NET_PREAUTH_TIMEOUT_MS") != std::string::npos);
+  // Cross-field rules of net::validate, naming the keys.
+  auto cross = Config::parse(schema, "[net]\nmax_preauth_conns = 10\nmax_preauth_per_source = 20\n", "m.toml", env);
+  REQUIRE(cross.ok());
+  auto cs = host_settings(*cross, fb::Role::Manager);
+  REQUIRE(!cs.ok());
+  CHECK(cs.status().message().find("net.max_preauth_per_source") != std::string::npos);
+  // Listen host and ports come from node.listen: setting them is refused, not silently ignored.
+  auto twice = Config::parse(schema, "[net]\ntcp_port = 7000\n", "m.toml", env);
+  REQUIRE(!twice.ok());
+  CHECK(twice.status().message().find("net.tcp_port") != std::string::npos);
+  CHECK(twice.status().message().find("derived from node.listen") != std::string::npos);
 }

@@ -10,7 +10,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <functional>
+#include <optional>
 #include <thread>
 
 #include "hyperscale/base/log.hpp"
@@ -68,8 +70,15 @@ std::vector<std::uint8_t> ping(std::uint64_t nonce) {
 // A raw blocking client socket for sending hand-made bytes.
 struct Raw {
   int fd = -1;
-  explicit Raw(const Endpoint& to) {
+  // `from`: the local (source) IPv4 address to bind, e.g. another loopback address; empty: any.
+  explicit Raw(const Endpoint& to, const char* from = nullptr) {
     fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (from != nullptr) {
+      sockaddr_in local{};
+      local.sin_family = AF_INET;
+      inet_pton(AF_INET, from, &local.sin_addr);
+      REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof(local)) == 0);
+    }
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
     sa.sin_port = htons(to.port);
@@ -637,6 +646,36 @@ TEST_CASE("Config keys: set, refuse bad values unchanged, validate cross-field r
   CHECK(config_keys().size() >= 25);
 }
 
+TEST_CASE("Config keys: pre-auth limits; every key reads back its text form", "[net][config][preauth]") {
+  NetConfig c;
+  CHECK(get_config(c, "net.max_preauth_conns").value() == "512");
+  CHECK(get_config(c, "net.max_preauth_per_source").value() == "64");
+  CHECK(get_config(c, "net.preauth_timeout_ms").value() == "2000");
+  REQUIRE(set_config(c, "net.preauth_timeout_ms", "750").ok());
+  CHECK(c.transport.preauth_timeout == 750ms);
+  REQUIRE(set_config(c, "net.max_preauth_conns", "100").ok());
+  REQUIRE(set_config(c, "net.max_preauth_per_source", "101").ok());
+  Status v = validate(c);
+  CHECK(v.code() == Errc::invalid_argument);
+  CHECK(v.message().find("net.max_preauth_per_source") != std::string::npos);
+  CHECK(set_config(c, "net.max_preauth_conns", "0").code() == Errc::invalid_argument);
+  CHECK(c.transport.max_preauth_conns == 100);
+  // get/set round trip over every key leaves the config unchanged; every key has a description.
+  const NetConfig defaults;
+  NetConfig copy;
+  REQUIRE(config_key_info().size() == config_keys().size());
+  for (const KeyInfo& k : config_key_info()) {
+    INFO(k.key);
+    CHECK(!k.doc.empty());
+    auto text = get_config(defaults, k.key);
+    REQUIRE(text.ok());
+    if (text->empty() && !k.allow_empty) continue;
+    REQUIRE(set_config(copy, k.key, *text).ok());
+    CHECK(get_config(copy, k.key).value() == *text);
+  }
+  CHECK(get_config(c, "net.nope").status().code() == Errc::invalid_argument);
+}
+
 TEST_CASE("A flood of bad frames is counted in full but logged at a bounded rate", "[net]") {
   Fixture f;
   runtime::LogCapture cap;
@@ -687,4 +726,132 @@ TEST_CASE("peer_link tells a refused connection from a peer that closed on our f
   CHECK(s.connect_failures == 0);
   CHECK(s.connect_failures_total == 0);
   CHECK(server.codec().rejected(wire::Reject::auth_failed) == 1);
+
+namespace {
+
+// A server that answers Ping, with the pre-auth limits of the test, and a client transport.
+struct PreauthFixture {
+  runtime::Reactor r;
+  UvTransport server;
+  UvTransport client;
+  explicit PreauthFixture(TransportConfig sc)
+      : server(r, sc, ident("mgr-1", fb::Role::Manager), keys()),
+        client(
+            r,
+            [] {
+              auto c = fast_config();
+              c.enable_tcp_listen = false;
+              return c;
+            }(),
+            ident("gate-1", fb::Role::Gate), keys()) {
+    REQUIRE(server.start().ok());
+    REQUIRE(client.start().ok());
+    server.on(fb::Body::Ping, [](const Inbound& in, const Responder& resp) {
+      flatbuffers::FlatBufferBuilder b;
+      b.Finish(fb::CreatePong(b, wire::body_as<fb::Ping>(in.body)->nonce()));
+      REQUIRE(resp.reply(fb::Body::Pong, wire::finished(b)).ok());
+    });
+  }
+  std::uint64_t closed(const char* reason) {
+    return r.metrics().counter_value("hs_net_conn_closed_total", {{"reason", reason}});
+  }
+  // Sends a Ping from `from` and waits (bounded) for its outcome.
+  Result<wire::Decoded> ping_from(UvTransport& from, std::uint64_t nonce) {
+    std::optional<Result<wire::Decoded>> got;
+    auto body = ping(nonce);
+    REQUIRE(from.request(server.tcp_endpoint(), fb::Body::Ping, body, 2s,
+                         [&](Result<wire::Decoded> res) { got.emplace(std::move(res)); })
+                .ok());
+    REQUIRE(run_until(r, [&] { return got.has_value(); }));
+    return std::move(*got);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("Pre-auth: idle unauthenticated connections never lock a real peer out", "[net][preauth]") {
+  auto sc = fast_config();
+  sc.max_inbound_conns = 1;
+  sc.max_preauth_conns = 8;  // the total bound acts here (the per-source one stays at its default)
+  sc.preauth_timeout = 60s;  // only the bound acts here
+  PreauthFixture f(sc);
+  // More idle connections (nothing sent) than the inbound and pre-auth limits together.
+  std::vector<std::unique_ptr<Raw>> idle;
+  for (int i = 0; i < 20; ++i) idle.push_back(std::make_unique<Raw>(f.server.tcp_endpoint()));
+  REQUIRE(run_until(f.r, [&] { return f.closed("preauth_evicted") == 12; }));
+  CHECK(f.server.stats().preauth_conns == 8);
+  // The oldest were closed (EOF on them), the newest 8 still hold their pre-auth slots.
+  for (int i = 0; i < 12; ++i) CHECK(idle[i]->closed_by_peer());
+  for (int i = 12; i < 20; ++i) CHECK(!idle[i]->closed_by_peer());
+  // A real peer gets in: its connection evicts the oldest idle one, its first frame authenticates it.
+  auto t0 = std::chrono::steady_clock::now();
+  auto reply = f.ping_from(f.client, 7);
+  REQUIRE(reply.ok());
+  CHECK(wire::body_as<fb::Pong>(reply->body)->nonce() == 7);
+  CHECK(std::chrono::steady_clock::now() - t0 < 1s);
+  CHECK(f.closed("preauth_evicted") == 13);
+  CHECK(idle[12]->closed_by_peer());
+  CHECK(f.server.stats().preauth_conns == 7);  // the peer's connection left the pre-auth set
+  REQUIRE(run_until(f.r, [&] { return f.server.stats().inbound_conns == 8; }));  // 7 idle + the peer
+  CHECK(f.closed("preauth_evicted_source") == 0);
+  // Authenticated connections keep net.max_inbound_conns: a second authenticated peer over the
+  // limit (1) is closed at its first frame and counted; the first one keeps working.
+  UvTransport other(
+      f.r,
+      [] {
+        auto c = fast_config();
+        c.enable_tcp_listen = false;
+        return c;
+      }(),
+      ident("gate-2", fb::Role::Gate), keys());
+  REQUIRE(other.start().ok());
+  auto refused = f.ping_from(other, 8);
+  CHECK(refused.status().code() == Errc::unavailable);
+  CHECK(f.r.metrics().counter_value("hs_net_inbound_refused_total") == 1);
+  auto again = f.ping_from(f.client, 9);
+  REQUIRE(again.ok());
+}
+
+TEST_CASE("Pre-auth: a connection without a valid frame in time is closed; authenticated ones stay", "[net][preauth]") {
+  auto sc = fast_config();
+  sc.preauth_timeout = 200ms;
+  sc.frame_deadline = 30s;  // the pre-auth timeout acts on its own, not through the frame deadline
+  PreauthFixture f(sc);
+  REQUIRE(f.ping_from(f.client, 1).ok());  // authenticated before the idle ones arrive
+  Raw silent(f.server.tcp_endpoint());
+  Raw slow(f.server.tcp_endpoint());
+  std::uint8_t hdr[wire::kHeaderSize] = {};
+  std::memcpy(hdr, "HSF1", 4);
+  slow.write(std::span(hdr, 2));  // a frame begun and never finished
+  REQUIRE(run_until(
+      f.r, [&] { return silent.closed_by_peer() && slow.closed_by_peer(); }, 3s));
+  CHECK(f.closed("preauth_timeout") == 2);
+  CHECK(f.server.stats().preauth_conns == 0);
+  // The authenticated connection, older than both, was not touched: same connection, still answers.
+  REQUIRE(run_until(f.r, [&] { return f.server.stats().inbound_conns == 1; }));
+  CHECK(f.client.stats().connect_attempts == 1);
+  REQUIRE(f.ping_from(f.client, 2).ok());
+  CHECK(f.client.stats().connect_attempts == 1);
+}
+
+TEST_CASE("Pre-auth: the per-source bound evicts that source's oldest connection", "[net][preauth]") {
+  auto sc = fast_config();
+  sc.max_preauth_conns = 16;
+  sc.max_preauth_per_source = 3;
+  sc.preauth_timeout = 60s;
+  PreauthFixture f(sc);
+  // Two connections from 127.0.0.3 first (the oldest overall), then five from 127.0.0.2.
+  std::vector<std::unique_ptr<Raw>> other, flood;
+  for (int i = 0; i < 2; ++i) other.push_back(std::make_unique<Raw>(f.server.tcp_endpoint(), "127.0.0.3"));
+  for (int i = 0; i < 5; ++i) flood.push_back(std::make_unique<Raw>(f.server.tcp_endpoint(), "127.0.0.2"));
+  REQUIRE(run_until(f.r, [&] { return f.closed("preauth_evicted_source") == 2; }));
+  REQUIRE(run_until(f.r, [&] { return f.server.stats().inbound_conns == 5; }));
+  CHECK(f.server.stats().preauth_conns == 5);
+  CHECK(flood[0]->closed_by_peer());
+  CHECK(flood[1]->closed_by_peer());
+  for (int i = 2; i < 5; ++i) CHECK(!flood[i]->closed_by_peer());
+  for (auto& o : other) CHECK(!o->closed_by_peer());  // older, but from another source
+  CHECK(f.closed("preauth_evicted") == 0);
+  // A real peer from the flooded source still gets in.
+  REQUIRE(f.ping_from(f.client, 3).ok());
 }
