@@ -235,6 +235,18 @@ Status UvTransport::start() {
   if (rlimit lim{}; getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY) {
     fd_limit_ = static_cast<std::uint64_t>(lim.rlim_cur);
     const std::uint64_t want = cfg_.max_inbound_conns + cfg_.max_preauth_conns + cfg_.max_conns_total + 2 * kFdReserve;
+    // The soft limit is often 1024 while the hard one is far higher: raise the soft limit (this
+    // process only) as far as the connection limits need before deciding that it is too low.
+    if (cfg_.enable_tcp_listen && want > fd_limit_ && lim.rlim_max > lim.rlim_cur) {
+      rlimit raised = lim;
+      raised.rlim_cur = lim.rlim_max == RLIM_INFINITY ? want : std::min<rlim_t>(lim.rlim_max, want);
+      if (setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+        log::info("net", "fd_limit_raised", "from={} to={}", fd_limit_, static_cast<std::uint64_t>(raised.rlim_cur));
+        fd_limit_ = static_cast<std::uint64_t>(raised.rlim_cur);
+      } else {
+        log::info("net", "fd_limit_raise_failed", "error={}", log::quoted(std::strerror(errno)));
+      }
+    }
     if (cfg_.enable_tcp_listen && want > fd_limit_)
       log::warn("net", "fd_limit_low",
                 "limit={} wanted={} note=inbound+preauth+outbound connection limits exceed RLIMIT_NOFILE; near the "
