@@ -726,6 +726,7 @@ TEST_CASE("peer_link tells a refused connection from a peer that closed on our f
   CHECK(s.connect_failures == 0);
   CHECK(s.connect_failures_total == 0);
   CHECK(server.codec().rejected(wire::Reject::auth_failed) == 1);
+}
 
 namespace {
 
