@@ -246,7 +246,9 @@ class Client {
       if (now.closed_after_send > before.closed_after_send) {
         out.fail = Fail::closed;
         out.detail = "closed the connection on our frames without answering";
-      } else if (now.connect_failures_total > before.connect_failures_total) {
+      } else if (now.connect_failures_total > before.connect_failures_total || now.connect_failures > 0) {
+        // Failed to connect during this request, or still in the backoff after failed connects
+        // (no connection since): unreachable either way, not a manager that is slow to answer.
         out.fail = Fail::refused;
         out.detail = now.last_connect_error.empty() ? "cannot connect" : now.last_connect_error;
       } else {
@@ -455,10 +457,14 @@ class Targets {
     auto it = seen_.find(m);
     return it != seen_.end() && it->second.streak >= 2 && Clk::now() - it->second.streak_since >= kGiveUpAfter;
   }
-  bool all_closed_on_us() const {
-    for (NodeId m : order_)
-      if (seen_.at(m).last != Fail::closed) return false;
-    return true;
+  // No manager answered, and some closed the connection on our frames.
+  bool closed_on_us() const {
+    bool closed = false;
+    for (NodeId m : order_) {
+      if (seen_.at(m).answered) return false;
+      closed = closed || seen_.at(m).last == Fail::closed;
+    }
+    return closed;
   }
   // One line: what each manager did ("127.0.0.1:7101 unreachable: connection refused (x3)").
   std::string summary() const {
@@ -481,8 +487,8 @@ class Targets {
   }
   // Advice for the user when the failures say something specific.
   std::string hint() const {
-    if (all_closed_on_us())
-      return "every manager closed the connection on our frames without answering: they were most likely "
+    if (closed_on_us())
+      return "managers closed the connection on our frames without answering: they were most likely "
              "rejected as unauthenticated (the cluster secret -- wire.secret_file / wire.secret_env -- or "
              "wire.cluster_id differs from the managers'; see the managers' hs_wire_rejected_total)";
     bool refused = true;

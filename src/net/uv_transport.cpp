@@ -62,7 +62,7 @@ struct UvTransport::Conn {
   bool authed = false;   // inbound, past its first valid frame (counted in inbound_authed_)
   Instant opened_at{0};
   Instant last_activity{0};
-  std::uint64_t bytes_written = 0;  // acknowledged by libuv as written
+  std::uint64_t bytes_written = 0;  // handed to the socket
   // reading
   bool in_frame = false;
   Instant frame_started{0};
@@ -674,13 +674,14 @@ void UvTransport::flush_conn(Conn& c) {
     queued_bytes_ -= w->buf.size();
     delete w;
     close_conn(c, uv_strerror(rc));
+    return;
   }
+  c.bytes_written += b.len;
 }
 
 void UvTransport::on_written(Conn& c, std::size_t bytes, int status) {
   c.in_libuv -= bytes;
   queued_bytes_ -= bytes;
-  if (status == 0) c.bytes_written += bytes;
   c.last_activity = reactor_.clock().now();
   if (status != 0 && status != UV_ECANCELED) close_conn(c, uv_strerror(status));
 }
@@ -1099,8 +1100,10 @@ void UvTransport::close_conn(Conn& c, std::string_view why) {
       why != "connect_timeout" && why != "yield_slot" && c.outbound)
     conn_closed_error_.inc();
   uv_read_stop(reinterpret_cast<uv_stream_t*>(&c.tcp));
-  // The peer hung up on frames we sent: what a node does to frames it cannot authenticate.
-  if (c.outbound && was_open && why == "eof" && c.bytes_written > 0 && c.peer != nullptr) ++c.peer->closed_after_send;
+  // The peer hung up on frames we sent (end of stream, or a reset when our bytes were still unread
+  // there): what a node does to frames it cannot authenticate.
+  const bool peer_hung_up = why == "eof" || why == uv_strerror(UV_ECONNRESET) || why == uv_strerror(UV_EPIPE);
+  if (c.outbound && was_open && peer_hung_up && c.bytes_written > 0 && c.peer != nullptr) ++c.peer->closed_after_send;
   std::vector<std::uint64_t> failed;
   if (c.outbound && !was_open && c.peer != nullptr && !closed_) {
     // Never connected: its frames go back to the peer's backlog for the next attempt.

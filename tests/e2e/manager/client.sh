@@ -62,7 +62,7 @@ warns=$(grep -c "level=warn" r2.txt)
 [[ $warns -le 1 ]] || { cat r2.txt; fail "$warns warning lines for one dead manager"; }
 # The total deadline bounds a command that gets no reply at all (a stopped process).
 SILENT=$(free_port)  # a listener that accepts connections and never answers
-python3 -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1]))); s.listen(16); time.sleep(120)' "$SILENT" &
+python3 -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1]))); s.listen(16); time.sleep(120)' "$SILENT" > /dev/null 2>&1 &
 PIDS[silent]=$!
 wait_port "$SILENT" || fail "silent listener"
 t0=$(date +%s.%N)

@@ -4,10 +4,6 @@
 # daemons and wait on observed cluster states. Nothing here sleeps for a fixed time to let something
 # happen: every wait polls an observed state with a bound.
 set -u
-# The system interpreter, not a version-manager shim on PATH: the scripts call python3 hundreds of
-# times, and a shim costs seconds per call on a loaded machine (a wait loop then misses what it
-# waits for). Only the standard library is used.
-if [[ -x /usr/bin/python3 ]]; then python3() { /usr/bin/python3 "$@"; }; fi
 HS=${1:?usage: SCRIPT HYPERSCALE_EXE}
 HS=$(cd "$(dirname "$HS")" && pwd)/$(basename "$HS")  # absolute: the script cds into a temp dir
 shift
@@ -15,6 +11,13 @@ names=("$@")
 [[ ${#names[@]} -gt 0 ]] || names=(m1 m2 m3 w1 w2)
 T=$(mktemp -d /tmp/hs-cluster-e2e.XXXXXX)
 cd "$T"
+# The system interpreter, not a version-manager shim on PATH: the scripts call python3 hundreds of
+# times, and a shim costs seconds per call on a loaded machine (a wait loop then misses what it
+# waits for). A link, not a shell function, so `python3 ... &` leaves $! = the interpreter itself
+# (killable). Only the standard library is used.
+if [[ -x /usr/bin/python3 ]]; then
+  mkdir -p "$T/bin" && ln -s /usr/bin/python3 "$T/bin/python3" && PATH="$T/bin:$PATH"
+fi
 declare -A PIDS=()
 TPID=
 EXTRA_CLEANUP=()

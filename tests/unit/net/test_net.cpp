@@ -68,6 +68,19 @@ std::vector<std::uint8_t> ping(std::uint64_t nonce) {
 }
 
 // A raw blocking client socket for sending hand-made bytes.
+// A loopback port with nothing listening (bound once, then closed).
+Endpoint dead_endpoint() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0);
+  socklen_t len = sizeof(sa);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  ::close(fd);
+  return Endpoint{"127.0.0.1", ntohs(sa.sin_port)};
+}
+
 struct Raw {
   int fd = -1;
   // `from`: the local (source) IPv4 address to bind, e.g. another loopback address; empty: any.
@@ -437,15 +450,7 @@ TEST_CASE("Pool: the total limit holds across peers and every request still comp
 TEST_CASE("Pool: a dead peer is retried with backoff; its requests time out instead of hanging", "[net][pool]") {
   runtime::Reactor r;
   // A port with nothing listening.
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0);
-  socklen_t len = sizeof(sa);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-  ::close(fd);
-  Endpoint dead{"127.0.0.1", ntohs(sa.sin_port)};
+  const Endpoint dead = dead_endpoint();
 
   auto cfg = fast_config();
   cfg.enable_tcp_listen = false;
@@ -694,15 +699,7 @@ TEST_CASE("A flood of bad frames is counted in full but logged at a bounded rate
 
 TEST_CASE("peer_link tells a refused connection from a peer that closed on our frames", "[net]") {
   runtime::Reactor r;
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0);
-  socklen_t len = sizeof(sa);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-  ::close(fd);
-  const Endpoint dead{"127.0.0.1", ntohs(sa.sin_port)};
+  const Endpoint dead = dead_endpoint();
   // The server only accepts another secret: it closes the connection on every frame of ours.
   UvTransport server(r, fast_config(), ident("mgr-1", fb::Role::Manager), keys("a-different-cluster-secret"));
   auto cc = fast_config();
