@@ -729,10 +729,18 @@ int cmd_status(const ClientArgs& a) {
       cluster::StatusQuery q{0, a.job};
       auto r = c.call<cluster::StatusReply>(target, MsgType::status_query, q, timeout);
       if (r.reply && r.reply->found) {
+        // A replica's copy can lag the job's leader: show the leader's own view when it answers.
+        cluster::JobView view = r.reply->job;
+        const NodeId leader = view.leader;
+        if (leader != 0 && leader != target && !t.down(leader)) {
+          cluster::StatusQuery lq{0, a.job};
+          auto lr = c.call<cluster::StatusReply>(leader, MsgType::status_query, lq, timeout);
+          if (lr.reply && lr.reply->found) view = lr.reply->job;
+        }
         if (a.json)
-          std::printf("%s\n", job_json(r.reply->job).c_str());
+          std::printf("%s\n", job_json(view).c_str());
         else
-          print_job(r.reply->job);
+          print_job(view);
         return kExitOk;
       }
       if (r.reply) {

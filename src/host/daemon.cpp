@@ -51,7 +51,9 @@ void add_net_keys(ConfigSchema& s) {
       // Listed so that setting one gets a clear error instead of "unknown key" (empty / 0: unset).
       const bool is_port = k.kind == net::KeyKind::port;
       e.type = is_port ? ValueType::integer : ValueType::string;
-      e.default_value = is_port ? "0" : "";
+      // Built, then moved: assigning a 1-character literal trips GCC 12's -Wrestrict at -O3 (a false
+      // positive, GCC PR 105329).
+      e.default_value = is_port ? std::string("0") : std::string();
       e.doc = "not settable: derived from node.listen (TCP and UDP listen on that address)";
       e.check = [](const ConfigValue& v) -> std::optional<std::string> {
         const bool unset =
