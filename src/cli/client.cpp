@@ -86,11 +86,20 @@ struct ClientNode final : sim::Node {
       req = m.req;
     };
     switch (type) {
-      case MsgType::submit_ack: take(cluster::SubmitAck{}); break;
-      case MsgType::status_reply: take(cluster::StatusReply{}); break;
-      case MsgType::cancel_reply: take(cluster::CancelReply{}); break;
-      case MsgType::node_status: take(cluster::NodeStatus{}); break;
-      default: return;
+      case MsgType::submit_ack:
+        take(cluster::SubmitAck{});
+        break;
+      case MsgType::status_reply:
+        take(cluster::StatusReply{});
+        break;
+      case MsgType::cancel_reply:
+        take(cluster::CancelReply{});
+        break;
+      case MsgType::node_status:
+        take(cluster::NodeStatus{});
+        break;
+      default:
+        return;
     }
     if (!ok) {
       ++malformed;
@@ -120,12 +129,18 @@ std::uint16_t pick_free_port() {
 enum class Fail : std::uint8_t { none, refused, closed, no_reply, send_failed, malformed };
 const char* fail_name(Fail f) {
   switch (f) {
-    case Fail::none: return "ok";
-    case Fail::refused: return "unreachable";
-    case Fail::closed: return "closed";
-    case Fail::no_reply: return "no_reply";
-    case Fail::send_failed: return "send_failed";
-    case Fail::malformed: return "malformed";
+    case Fail::none:
+      return "ok";
+    case Fail::refused:
+      return "unreachable";
+    case Fail::closed:
+      return "closed";
+    case Fail::no_reply:
+      return "no_reply";
+    case Fail::send_failed:
+      return "send_failed";
+    case Fail::malformed:
+      return "malformed";
   }
   return "unknown";
 }
@@ -295,38 +310,53 @@ Duration secs(double s) { return std::chrono::duration_cast<Duration>(std::chron
 
 const char* job_state_name(cluster::JobState s) {
   switch (s) {
-    case cluster::JobState::submitted: return "submitted";
-    case cluster::JobState::running: return "running";
-    case cluster::JobState::completed: return "completed";
-    case cluster::JobState::failed: return "failed";
-    case cluster::JobState::cancelled: return "cancelled";
-    case cluster::JobState::timeout: return "timeout";
-    case cluster::JobState::partial: return "partial";
+    case cluster::JobState::submitted:
+      return "submitted";
+    case cluster::JobState::running:
+      return "running";
+    case cluster::JobState::completed:
+      return "completed";
+    case cluster::JobState::failed:
+      return "failed";
+    case cluster::JobState::cancelled:
+      return "cancelled";
+    case cluster::JobState::timeout:
+      return "timeout";
+    case cluster::JobState::partial:
+      return "partial";
   }
   return "unknown";
 }
 const char* wf_state_name(cluster::WfState s) {
   switch (s) {
-    case cluster::WfState::pending: return "pending";
-    case cluster::WfState::dispatched: return "dispatched";
-    case cluster::WfState::running: return "running";
-    case cluster::WfState::completed: return "completed";
-    case cluster::WfState::failed: return "failed";
-    case cluster::WfState::cancelled: return "cancelled";
+    case cluster::WfState::pending:
+      return "pending";
+    case cluster::WfState::dispatched:
+      return "dispatched";
+    case cluster::WfState::running:
+      return "running";
+    case cluster::WfState::completed:
+      return "completed";
+    case cluster::WfState::failed:
+      return "failed";
+    case cluster::WfState::cancelled:
+      return "cancelled";
   }
   return "unknown";
 }
-bool job_done(cluster::JobState s) {
-  return s != cluster::JobState::submitted && s != cluster::JobState::running;
-}
+bool job_done(cluster::JobState s) { return s != cluster::JobState::submitted && s != cluster::JobState::running; }
 int exit_for(cluster::JobState s) {
   switch (s) {
-    case cluster::JobState::completed: return kExitOk;
+    case cluster::JobState::completed:
+      return kExitOk;
     case cluster::JobState::failed:
-    case cluster::JobState::partial: return kExitThresholds;
+    case cluster::JobState::partial:
+      return kExitThresholds;
     case cluster::JobState::cancelled:
-    case cluster::JobState::timeout: return kExitAborted;
-    default: return kExitOk;
+    case cluster::JobState::timeout:
+      return kExitAborted;
+    default:
+      return kExitOk;
   }
 }
 std::string addr_or_null(NodeId n) { return n ? json_str(host::node_addr_string(n)) : std::string("null"); }
@@ -493,7 +523,8 @@ class Targets {
              "wire.cluster_id differs from the managers'; see the managers' hs_wire_rejected_total)";
     bool refused = true;
     for (NodeId m : order_) refused = refused && seen_.at(m).last == Fail::refused;
-    if (refused) return "nothing accepts connections at these addresses: are the managers running, and is --manager right?";
+    if (refused)
+      return "nothing accepts connections at these addresses: are the managers running, and is --manager right?";
     return "";
   }
 
@@ -523,7 +554,8 @@ class Targets {
 int unreachable(const char* name, const std::string& what, const Targets& t, const ClientArgs& a) {
   std::fprintf(stderr, "%s: %s: %s\n", name, what.c_str(), t.summary().c_str());
   const std::string h = t.hint();
-  if (!h.empty()) std::fprintf(stderr, "%s: %s\n", name, h.c_str());
+  if (!h.empty())
+    std::fprintf(stderr, "%s: %s\n", name, h.c_str());
   else
     std::fprintf(stderr, "%s: gave up after %.1fs (--deadline; --request-timeout %.1fs per reply)\n", name,
                  a.deadline_s, a.request_timeout_s);
@@ -589,8 +621,10 @@ std::optional<cluster::JobView> wait_job(Client& c, Targets& t, const ClientArgs
       const NodeId leader = r.reply->job.leader;
       if (leader != 0 && leader != target && !t.down(leader)) target = leader;
     } else {
-      if (r.reply) t.answered(target);  // answered, but holds no copy of the job: ask another
-      else t.failed(target, r.fail, r.detail);
+      if (r.reply)
+        t.answered(target);  // answered, but holds no copy of the job: ask another
+      else
+        t.failed(target, r.fail, r.detail);
       if (Clk::now() - last_answer > secs(a.deadline_s)) {
         std::fprintf(stderr, "hyperscale submit: no manager answered about job %s for %.1fs (--deadline): %s\n",
                      job.c_str(), a.deadline_s, t.summary().c_str());
@@ -665,7 +699,8 @@ int cmd_submit(const ClientArgs& a) {
       std::printf("submitted job %s (leader %s)\n", ack.job_id.c_str(), leader_text(ack.leader).c_str());
     return kExitOk;
   }
-  if (!a.json) std::printf("submitted job %s (leader %s); waiting\n", ack.job_id.c_str(), leader_text(ack.leader).c_str());
+  if (!a.json)
+    std::printf("submitted job %s (leader %s); waiting\n", ack.job_id.c_str(), leader_text(ack.leader).c_str());
   std::fflush(stdout);
   auto v = wait_job(c, t, a, ack.job_id, ack.leader != 0 ? ack.leader : got->second);
   if (!v) return kExitInfrastructure;
@@ -678,12 +713,12 @@ int cmd_submit(const ClientArgs& a) {
 
 void print_node_status(const cluster::NodeStatus& r, bool json) {
   if (!json) {
-    std::printf("manager %s: leader=%s term=%llu (this node leads: %s) workers=%u healthy=%u cores=%u/%u free, "
-                "active jobs=%zu workflows=%u\n",
-                host::node_addr_string(r.node).c_str(), r.leader ? host::node_addr_string(r.leader).c_str() : "none",
-                static_cast<unsigned long long>(r.term), r.is_leader ? "yes" : "no", r.worker_count,
-                r.healthy_worker_count, r.available_cores, r.total_cores, r.active_job_ids.size(),
-                r.active_workflow_count);
+    std::printf(
+        "manager %s: leader=%s term=%llu (this node leads: %s) workers=%u healthy=%u cores=%u/%u free, "
+        "active jobs=%zu workflows=%u\n",
+        host::node_addr_string(r.node).c_str(), r.leader ? host::node_addr_string(r.leader).c_str() : "none",
+        static_cast<unsigned long long>(r.term), r.is_leader ? "yes" : "no", r.worker_count, r.healthy_worker_count,
+        r.available_cores, r.total_cores, r.active_job_ids.size(), r.active_workflow_count);
     return;
   }
   std::string workers;
@@ -716,7 +751,8 @@ int cmd_status(const ClientArgs& a) {
   std::map<NodeId, bool> said_not_found;
   NodeId target = t.first();
   while (Clk::now() < deadline && !t.hopeless()) {
-    const auto timeout = std::min(secs(a.request_timeout_s), std::chrono::duration_cast<Duration>(deadline - Clk::now()));
+    const auto timeout =
+        std::min(secs(a.request_timeout_s), std::chrono::duration_cast<Duration>(deadline - Clk::now()));
     if (a.job.empty()) {
       cluster::NodeQuery q{0};
       auto r = c.call<cluster::NodeStatus>(target, MsgType::node_query, q, timeout);

@@ -85,8 +85,8 @@ host::ConfigSchema cluster_schema() {
   s.push_back(entry("worker.orphan_grace", ValueType::duration_ms, "15s",
                     "a workflow whose job leader died and was not replaced is cancelled after this "
                     "(longer than election.timeout_max)"));
-  s.push_back(entry("worker.stop_grace", ValueType::duration_ms, "5s",
-                    "a stop not honoured by then frees the cores anyway"));
+  s.push_back(
+      entry("worker.stop_grace", ValueType::duration_ms, "5s", "a stop not honoured by then frees the cores anyway"));
   return s;
 }
 
@@ -148,11 +148,21 @@ std::string json_str(const std::string& s) {
   std::string o = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': o += "\\\""; break;
-      case '\\': o += "\\\\"; break;
-      case '\n': o += "\\n"; break;
-      case '\r': o += "\\r"; break;
-      case '\t': o += "\\t"; break;
+      case '"':
+        o += "\\\"";
+        break;
+      case '\\':
+        o += "\\\\";
+        break;
+      case '\n':
+        o += "\\n";
+        break;
+      case '\r':
+        o += "\\r";
+        break;
+      case '\t':
+        o += "\\t";
+        break;
       default:
         if (c < 0x20)
           o += fmt::format("\\u{:04x}", c);
@@ -194,8 +204,8 @@ swim::SwimConfig swim_config(const host::Config& c, NodeId self, const std::vect
   return s;
 }
 
-std::string prom_counter(const char* name, const char* help, const std::vector<std::pair<const char*, std::uint64_t>>& v,
-                         const char* label) {
+std::string prom_counter(const char* name, const char* help,
+                         const std::vector<std::pair<const char*, std::uint64_t>>& v, const char* label) {
   std::string o = fmt::format("# HELP {} {}\n# TYPE {} counter\n", name, help, name);
   for (auto& [k, n] : v) o += fmt::format("{}{{{}=\"{}\"}} {}\n", name, label, k, n);
   return o;
@@ -221,8 +231,8 @@ struct Daemon {
   std::unique_ptr<host::WalDisk> disk;
   std::unique_ptr<host::NetHost> host;
   std::unique_ptr<host::AdminServer> admin;
-  Status failure;       // fail-stop reason
-  Status start_error;   // start failed
+  Status failure;      // fail-stop reason
+  Status start_error;  // start failed
   int cores = 1;
 
   bool alive(NodeId n) const {
@@ -276,7 +286,8 @@ struct Daemon {
           (void)r.defer([this, id, p] {
             if (!host || !wrk) return;
             Status st = host->run_in(root.mux, [&] { wrk->on_exec_progress(id, p); });
-            if (!st.ok()) log::debug("worker", "progress_not_delivered", "exec={} error={}", id, log::quoted(st.to_string()));
+            if (!st.ok())
+              log::debug("worker", "progress_not_delivered", "exec={} error={}", id, log::quoted(st.to_string()));
           });
         },
         [this, &r](std::uint64_t id, worker::ExecResult res) {
@@ -284,7 +295,8 @@ struct Daemon {
           Status d = r.defer([this, id, shared] {
             if (!host || !wrk) return;
             Status st = host->run_in(root.mux, [&] { wrk->on_exec_done(id, std::move(*shared)); });
-            if (!st.ok()) log::warn("worker", "result_not_delivered", "exec={} error={}", id, log::quoted(st.to_string()));
+            if (!st.ok())
+              log::warn("worker", "result_not_delivered", "exec={} error={}", id, log::quoted(st.to_string()));
           });
           if (!d.ok()) log::error("worker", "result_lost", "exec={} error={}", id, log::quoted(d.to_string()));
         });
@@ -311,7 +323,8 @@ struct Daemon {
       for (auto& j : s.active_job_ids) jobs += (jobs.empty() ? "" : ",") + json_str(j);
       for (auto& w : s.workers)
         workers += fmt::format(
-            "{}{{\"node\":{},\"healthy\":{},\"health\":{},\"total_cores\":{},\"available_cores\":{},\"circuit_open\":{}}}",
+            "{}{{\"node\":{},\"healthy\":{},\"health\":{},\"total_cores\":{},\"available_cores\":{},\"circuit_open\":{}"
+            "}}",
             workers.empty() ? "" : ",", json_str(host::node_addr_string(w.node)), w.healthy, w.health, w.total_cores,
             w.available_cores, w.circuit_open);
       o += fmt::format(
@@ -325,10 +338,11 @@ struct Daemon {
     if (wrk) {
       std::string live;
       for (auto& e : wrk->live())
-        live += fmt::format("{}{{\"job_id\":{},\"workflow\":{},\"token\":{},\"cores\":{},\"leader\":{},\"completed\":{},"
-                            "\"failed\":{}}}",
-                            live.empty() ? "" : ",", json_str(e.job_id), json_str(e.workflow), e.token, e.cores,
-                            json_str(host::node_addr_string(e.leader)), e.completed, e.failed);
+        live += fmt::format(
+            "{}{{\"job_id\":{},\"workflow\":{},\"token\":{},\"cores\":{},\"leader\":{},\"completed\":{},"
+            "\"failed\":{}}}",
+            live.empty() ? "" : ",", json_str(e.job_id), json_str(e.workflow), e.token, e.cores,
+            json_str(host::node_addr_string(e.leader)), e.completed, e.failed);
       o += fmt::format(",\"cores\":{},\"used\":{},\"live\":[{}]", wrk->total_cores(), wrk->used_cores(), live);
     }
     return o + "}";
@@ -339,55 +353,87 @@ struct Daemon {
     if (mgr) {
       const auto& s = mgr->stats();
       o += prom_counter("hs_manager_events_total", "manager role counters by event",
-                        {{"submits", s.submits},           {"accepted", s.accepted},
-                         {"rejected", s.rejected},         {"duplicates", s.duplicates},
-                         {"conflicts", s.conflicts},       {"redirects", s.redirects},
-                         {"dispatches", s.dispatches},     {"dispatch_resends", s.dispatch_resends},
-                         {"dispatch_refused", s.dispatch_refused}, {"redispatches", s.redispatches},
-                         {"results", s.results},           {"stale_results", s.stale_results},
-                         {"duplicate_results", s.duplicate_results}, {"takeovers", s.takeovers},
-                         {"transfers", s.transfers},       {"cancels", s.cancels},
-                         {"timeouts", s.timeouts},         {"stuck", s.stuck},
-                         {"cleaned", s.cleaned},           {"decode_errors", s.decode_errors},
-                         {"unknown_messages", s.unknown_messages}, {"stale_replicas", s.stale_replicas},
-                         {"fence_rejects", s.fence_rejects}, {"budget_exhausted", s.budget_exhausted},
-                         {"circuit_opened", s.circuit_opened}, {"commits", s.commits},
-                         {"commit_timeouts", s.commit_timeouts}, {"idem_evicted", s.idem_evicted},
-                         {"pulls", s.pulls},               {"replicas_dropped", s.replicas_dropped}},
+                        {{"submits", s.submits},
+                         {"accepted", s.accepted},
+                         {"rejected", s.rejected},
+                         {"duplicates", s.duplicates},
+                         {"conflicts", s.conflicts},
+                         {"redirects", s.redirects},
+                         {"dispatches", s.dispatches},
+                         {"dispatch_resends", s.dispatch_resends},
+                         {"dispatch_refused", s.dispatch_refused},
+                         {"redispatches", s.redispatches},
+                         {"results", s.results},
+                         {"stale_results", s.stale_results},
+                         {"duplicate_results", s.duplicate_results},
+                         {"takeovers", s.takeovers},
+                         {"transfers", s.transfers},
+                         {"cancels", s.cancels},
+                         {"timeouts", s.timeouts},
+                         {"stuck", s.stuck},
+                         {"cleaned", s.cleaned},
+                         {"decode_errors", s.decode_errors},
+                         {"unknown_messages", s.unknown_messages},
+                         {"stale_replicas", s.stale_replicas},
+                         {"fence_rejects", s.fence_rejects},
+                         {"budget_exhausted", s.budget_exhausted},
+                         {"circuit_opened", s.circuit_opened},
+                         {"commits", s.commits},
+                         {"commit_timeouts", s.commit_timeouts},
+                         {"idem_evicted", s.idem_evicted},
+                         {"pulls", s.pulls},
+                         {"replicas_dropped", s.replicas_dropped}},
                         "event");
       o += prom_gauges("hs_manager_table_size", "entries in each manager table", mgr->table_sizes());
       const auto& e = election->stats();
       o += prom_counter("hs_election_events_total", "election counters by event",
-                        {{"prevotes_started", e.prevotes_started}, {"elections_started", e.elections_started},
-                         {"terms_won", e.terms_won},               {"stepdowns", e.stepdowns},
-                         {"deposed", e.deposed},                   {"leader_changes", e.leader_changes},
-                         {"votes_granted", e.votes_granted},       {"votes_refused", e.votes_refused},
-                         {"failed_quorum_checks", e.failed_quorum_checks}, {"decode_errors", e.decode_errors},
-                         {"conflicting_leader", e.conflicting_leader}, {"disk_errors", e.disk_errors}},
+                        {{"prevotes_started", e.prevotes_started},
+                         {"elections_started", e.elections_started},
+                         {"terms_won", e.terms_won},
+                         {"stepdowns", e.stepdowns},
+                         {"deposed", e.deposed},
+                         {"leader_changes", e.leader_changes},
+                         {"votes_granted", e.votes_granted},
+                         {"votes_refused", e.votes_refused},
+                         {"failed_quorum_checks", e.failed_quorum_checks},
+                         {"decode_errors", e.decode_errors},
+                         {"conflicting_leader", e.conflicting_leader},
+                         {"disk_errors", e.disk_errors}},
                         "event");
-      o += fmt::format("# HELP hs_election_is_leader 1 while this manager leads with a valid lease\n"
-                       "# TYPE hs_election_is_leader gauge\nhs_election_is_leader {}\n"
-                       "# HELP hs_election_term current election term\n# TYPE hs_election_term gauge\n"
-                       "hs_election_term {}\n",
-                       election->is_leader() ? 1 : 0, election->term());
+      o += fmt::format(
+          "# HELP hs_election_is_leader 1 while this manager leads with a valid lease\n"
+          "# TYPE hs_election_is_leader gauge\nhs_election_is_leader {}\n"
+          "# HELP hs_election_term current election term\n# TYPE hs_election_term gauge\n"
+          "hs_election_term {}\n",
+          election->is_leader() ? 1 : 0, election->term());
     }
     if (wrk) {
       const auto& s = wrk->stats();
       o += prom_counter("hs_worker_events_total", "worker role counters by event",
-                        {{"dispatches", s.dispatches},     {"accepted", s.accepted},
-                         {"duplicates", s.duplicates},     {"fence_rejects", s.fence_rejects},
-                         {"capacity_rejects", s.capacity_rejects}, {"started", s.started},
-                         {"start_errors", s.start_errors}, {"completed", s.completed},
-                         {"failed", s.failed},             {"cancelled", s.cancelled},
-                         {"force_stops", s.force_stops},   {"orphaned", s.orphaned},
-                         {"transfers", s.transfers},       {"results_sent", s.results_sent},
-                         {"results_dropped", s.results_dropped}, {"decode_errors", s.decode_errors},
-                         {"unknown_messages", s.unknown_messages}, {"hw_evicted", s.hw_evicted}},
+                        {{"dispatches", s.dispatches},
+                         {"accepted", s.accepted},
+                         {"duplicates", s.duplicates},
+                         {"fence_rejects", s.fence_rejects},
+                         {"capacity_rejects", s.capacity_rejects},
+                         {"started", s.started},
+                         {"start_errors", s.start_errors},
+                         {"completed", s.completed},
+                         {"failed", s.failed},
+                         {"cancelled", s.cancelled},
+                         {"force_stops", s.force_stops},
+                         {"orphaned", s.orphaned},
+                         {"transfers", s.transfers},
+                         {"results_sent", s.results_sent},
+                         {"results_dropped", s.results_dropped},
+                         {"decode_errors", s.decode_errors},
+                         {"unknown_messages", s.unknown_messages},
+                         {"hw_evicted", s.hw_evicted}},
                         "event");
       o += prom_gauges("hs_worker_table_size", "entries in each worker table", wrk->table_sizes());
-      o += fmt::format("# HELP hs_worker_cores cores offered / in use\n# TYPE hs_worker_cores gauge\n"
-                       "hs_worker_cores{{state=\"total\"}} {}\nhs_worker_cores{{state=\"used\"}} {}\n",
-                       wrk->total_cores(), wrk->used_cores());
+      o += fmt::format(
+          "# HELP hs_worker_cores cores offered / in use\n# TYPE hs_worker_cores gauge\n"
+          "hs_worker_cores{{state=\"total\"}} {}\nhs_worker_cores{{state=\"used\"}} {}\n",
+          wrk->total_cores(), wrk->used_cores());
     }
     return o;
   }

@@ -504,8 +504,8 @@ void UvTransport::on_connected(Conn& c, int status) {
     // it are warnings, the rest debug lines (every failure is counted either way).
     const bool loud = p.failures == 1 || p.failures % 16 == 0;
     log::logf(loud ? log::Level::warn : log::Level::debug, "net", "connect_failed",
-             "peer={} error={} failures={} retry_in_ms={:.0f}", p.key, log::quoted(p.last_connect_error), p.failures,
-             to_millis(p.next_attempt - reactor_.clock().now()));
+              "peer={} error={} failures={} retry_in_ms={:.0f}", p.key, log::quoted(p.last_connect_error), p.failures,
+              to_millis(p.next_attempt - reactor_.clock().now()));
     close_conn(c, "connect_failed");
     return;
   }
@@ -1059,7 +1059,7 @@ void UvTransport::sweep() {
     p.last_connect_error = "connect timed out";
     p.next_attempt = now + backoff_delay(p.failures);
     log::logf(p.failures == 1 || p.failures % 16 == 0 ? log::Level::warn : log::Level::debug, "net", "connect_timeout",
-             "peer={} failures={}", p.key, p.failures);
+              "peer={} failures={}", p.key, p.failures);
     close_conn(*c, "connect_timeout");
   }
   // Peers with waiting frames and no connection: reconnect once the backoff has passed.

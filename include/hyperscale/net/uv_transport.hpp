@@ -85,7 +85,7 @@ struct PeerLink {
   bool known = false;                  // the transport has a peer entry for this endpoint
   std::uint32_t connect_failures = 0;  // consecutive failed connects (0 after a success)
   std::uint64_t connect_failures_total = 0;
-  std::string last_connect_error;      // libuv's text of the last failed connect ("connection refused")
+  std::string last_connect_error;       // libuv's text of the last failed connect ("connection refused")
   std::uint64_t closed_after_send = 0;  // connections the peer closed (EOF) after frames went out on them
 };
 
