@@ -123,9 +123,12 @@ wait_cluster() {  # want managers...: a leader that sees `want` healthy workers
   return 1
 }
 name_of_addr() { for n in "${names[@]}"; do [[ "127.0.0.1:${PORT[$n]}" == "$1" ]] && { echo "$n"; return 0; }; done; return 1; }
+job_json() {  # job: its view as JSON from any manager (fails if none answers)
+  "$HS" --log-level error status --manager "$MLIST" --config m1.toml "$1" --json 2>/dev/null
+}
 running_worker() {  # job: name of the worker running its first workflow (polls the job's status)
   for _ in $(seq 1 200); do
-    local s; s=$("$HS" --log-level error status --manager "$MLIST" --config m1.toml "$1" --json 2>/dev/null) && {
+    local s; s=$(job_json "$1") && {
       local w; w=$(jget "$s" 'j["workflows"][0]["worker"] or ""')
       local st; st=$(jget "$s" 'j["workflows"][0]["state"]')
       [[ -n "$w" && "$st" == running ]] && { name_of_addr "$w"; return 0; }
@@ -135,9 +138,6 @@ running_worker() {  # job: name of the worker running its first workflow (polls 
   return 1
 }
 addr_of() { echo "127.0.0.1:${PORT[$1]}"; }  # name -> its node address
-job_json() {  # job: its view as JSON from any manager (fails if none answers)
-  "$HS" --log-level error status --manager "$MLIST" --config m1.toml "$1" --json 2>/dev/null
-}
 wait_job() {  # job python-condition-on-j [tries]: polls the job's view until the condition holds; prints it
   local tries=${3:-200}
   for _ in $(seq 1 "$tries"); do
@@ -146,21 +146,18 @@ wait_job() {  # job python-condition-on-j [tries]: polls the job's view until th
   done
   return 1
 }
-wait_live_on() {  # worker job: polls the worker's own /status until it runs (live) an execution of the job
+wait_admin() {  # node python-condition-on-j: polls the node's own /status until the condition holds
   for _ in $(seq 1 200); do
-    local s; s=$(admin_status "${ADMIN[$1]}") &&
-      [[ $(jget "$s" "any(e['job_id'] == '$2' for e in j['live'])") == True ]] && return 0
+    local s; s=$(admin_status "${ADMIN[$1]}") && [[ $(jget "$s" "bool($2)") == True ]] && return 0
     sleep 0.1
   done
   return 1
 }
+wait_live_on() {  # worker job: polls the worker's own /status until it runs (live) an execution of the job
+  wait_admin "$1" "any(e['job_id'] == '$2' for e in j['live'])"
+}
 wait_idle() {  # worker: polls its /status until nothing is live and no core is used
-  for _ in $(seq 1 200); do
-    local s; s=$(admin_status "${ADMIN[$1]}") &&
-      [[ $(jget "$s" 'len(j["live"]) == 0 and j["used"] == 0') == True ]] && return 0
-    sleep 0.1
-  done
-  return 1
+  wait_admin "$1" 'len(j["live"]) == 0 and j["used"] == 0'
 }
 wait_file_line() {  # file regex: polls until a line of the file matches
   for _ in $(seq 1 400); do grep -qE "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
