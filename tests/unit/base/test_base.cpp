@@ -7,6 +7,7 @@
 #include <set>
 
 #include "hyperscale/base/alloc.hpp"
+#include "hyperscale/base/assert.hpp"
 #include "hyperscale/base/log.hpp"
 #include "hyperscale/base/metrics.hpp"
 #include "hyperscale/base/random.hpp"
@@ -215,4 +216,39 @@ TEST_CASE("mimalloc is linked and is the global allocator", "[base][alloc]") {
 #endif
   std::free(m);
   delete[] p;
+}
+
+namespace {
+struct AssertTrip {
+  std::string where, condition, values;
+};
+[[noreturn]] void throwing_assert_handler(std::string_view file, int line, std::string_view condition,
+                                          std::string_view values) {
+  throw AssertTrip{fmt::format("{}:{}", file, line), std::string(condition), std::string(values)};
+}
+}  // namespace
+
+TEST_CASE("HS_ASSERT passes silently and reports a broken invariant with its values") {
+  hs::set_assert_handler(&throwing_assert_handler);
+  int formatted = 0;
+  auto count = [&] { return ++formatted; };
+  HS_ASSERT(1 + 1 == 2, "never formatted {}", count());
+  CHECK(formatted == 0);  // values are formatted only on failure
+  const std::uint64_t token = 3, last = 7;
+  try {
+    HS_ASSERT(token > last, "token={} last={}", token, last);
+    FAIL("HS_ASSERT did not trip");
+  } catch (const AssertTrip& t) {
+    CHECK(t.condition == "token > last");
+    CHECK(t.values == "token=3 last=7");
+    CHECK(t.where.find("test_base.cpp:") != std::string::npos);
+  }
+  try {
+    HS_ASSERT(false);
+    FAIL("HS_ASSERT did not trip");
+  } catch (const AssertTrip& t) {
+    CHECK(t.condition == "false");
+    CHECK(t.values.empty());
+  }
+  hs::set_assert_handler(nullptr);
 }
