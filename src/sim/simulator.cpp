@@ -91,6 +91,7 @@ struct Simulator::NodeSlot {
   Duration fsync_delay{0};
   bool fail_sync = false;
   std::uint64_t sent = 0;
+  std::unique_ptr<Context> ctx;  // created at the first event; outlives every Node of the slot
 };
 
 class Simulator::Ctx final : public Context {
@@ -374,7 +375,10 @@ Status Simulator::dispatch(Event& e) {
   }
   NodeSlot& s = *it->second;
   s.clock.global = now_;
-  Ctx ctx(*this, s);
+  // One Context per node slot, valid for as long as the simulator: a node may keep it and use it
+  // from a call made during any of its events (the node contract).
+  if (!s.ctx) s.ctx = std::make_unique<Ctx>(*this, s);
+  Context& ctx = *s.ctx;
   switch (e.kind) {
     case Event::kStart:
       if (!s.up || e.epoch != s.epoch) return ok_status();

@@ -38,6 +38,16 @@ class Disk {
   // Every record of `log` in append order (empty if the log does not exist).
   virtual std::vector<Bytes> read_log(const std::string& log) const = 0;
   virtual Status truncate_log(const std::string& log) = 0;
+  // Replaces the whole log with `records`. Default: truncate then re-append (not atomic; disks
+  // that can do better override it).
+  virtual Status replace_log(const std::string& log, std::span<const Bytes> records) {
+    Status s = truncate_log(log);
+    for (const auto& r : records) {
+      if (!s.ok()) break;
+      s = append(log, r);
+    }
+    return s;
+  }
 };
 
 // In-memory Disk with hard bounds (total bytes, keys, logs). Over a bound a write is refused with
@@ -67,6 +77,9 @@ class MemDisk final : public Disk {
   std::map<std::string, std::vector<Bytes>> logs_;
 };
 
+// The Context a node is given stays valid for the node's lifetime (simulator and real hosts keep
+// one per node), so a node may keep a pointer to it and use it from a call made during any of its
+// events; using it outside the node's events is not allowed.
 class Context {
  public:
   virtual ~Context() = default;

@@ -1,0 +1,92 @@
+// Encoding of libraft's RPCs and of the Raft storage records (private to the cluster module).
+//
+// Wire (one message = one datagram on the node contract, version byte first):
+//   u8 version=1, u8 type, then the fields of that RPC as varints; entries as
+//   {var term, u8 entry type, bytes data}; configurations as {count, {var id, str address, u8 role}}.
+// Storage (records of the disk log `<storage_name>`):
+//   kEntry {var index, var term, u8 type, bytes data}
+//   kTruncate {var index}                 every stored entry >= index is gone
+//   kSnapshot {var index, var term, var conf_index, configuration, bytes data}
+// A compaction rewrites the log atomically as [kSnapshot, kEntry...] (Disk::replace_log).
+// Decoders verify every length against its bound and what is left before reading.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "hyperscale/base/status.hpp"
+#include "hyperscale/sim/node.hpp"
+
+extern "C" {
+#include <raft.h>
+}
+
+namespace hs::cluster::raftc {
+
+inline constexpr std::uint8_t kWireVersion = 1;
+inline constexpr std::size_t kMaxEntries = 100'000;
+inline constexpr std::size_t kMaxServers = 64;
+inline constexpr std::size_t kMaxAddress = 64;
+inline constexpr std::size_t kMaxData = 64u << 20;
+
+// ---- storage ----
+enum RecordKind : std::uint8_t { kEntry = 1, kTruncate = 2, kSnapshot = 3 };
+
+struct Server {
+  std::uint64_t id = 0;
+  std::string address;
+  int role = 0;
+};
+
+struct StoredEntry {
+  std::uint64_t index = 0, term = 0;
+  std::uint16_t type = 0;
+  sim::Bytes data;
+};
+
+struct StoredSnapshot {
+  std::uint64_t index = 0, term = 0, conf_index = 0;
+  std::vector<Server> conf;
+  sim::Bytes data;
+};
+
+sim::Bytes encode_entry(std::uint64_t index, const raft_entry& e);
+sim::Bytes encode_entry(const StoredEntry& e);
+sim::Bytes encode_truncate(std::uint64_t index);
+sim::Bytes encode_snapshot(const raft_snapshot& s);
+
+// The log replayed: the latest snapshot (if any) and the entries that follow it in the log, which
+// start at `first` (entries may begin at or before snapshot->index: the trailing entries).
+struct Replayed {
+  std::optional<StoredSnapshot> snapshot;
+  std::uint64_t first = 1;  // index of entries.front(); when empty, the next index to append
+  std::vector<StoredEntry> entries;
+};
+Result<Replayed> replay(const std::vector<sim::Bytes>& records);
+
+sim::Bytes encode_meta(std::uint64_t term, std::uint64_t vote);
+Status decode_meta(std::span<const std::uint8_t> in, std::uint64_t& term, std::uint64_t& vote);
+
+// ---- conversion to libraft structures (memory from raft_malloc; ownership passes to libraft) ----
+// Fills a raft configuration; RAFT_* error code on failure (0 on success).
+int to_raft_configuration(const std::vector<Server>& servers, raft_configuration* out);
+std::vector<Server> from_raft_configuration(const raft_configuration& c);
+// entries[] in one batch allocation, as libraft expects from load() and received AppendEntries.
+int to_raft_entries(const std::vector<StoredEntry>& in, raft_entry** out, std::size_t* n);
+raft_snapshot* to_raft_snapshot(const StoredSnapshot& s);  // nullptr when out of memory
+
+// ---- wire ----
+// Encodes `m` (server_id/address are not sent: the sender is the transport's `from`).
+// An AppendEntries over max_bytes keeps only the entries that fit (at least one): *cut is set.
+// Fails (empty Result) for an InstallSnapshot over max_bytes.
+Result<sim::Bytes> encode_message(const raft_message& m, std::size_t max_bytes, bool* cut);
+// Decodes into `out`, allocating entries/configuration/data with raft_malloc; on error nothing
+// is left allocated. `out.server_id`/`server_address` are left for the caller to set.
+Status decode_message(std::span<const std::uint8_t> in, raft_message& out);
+// Frees what decode_message allocated (for messages that are dropped instead of delivered).
+void free_message(raft_message& m);
+
+}  // namespace hs::cluster::raftc
