@@ -7,6 +7,7 @@
 // durable (a vote, a term, entries), so nothing is communicated that a crash could take back.
 #include "hyperscale/cluster/raft.hpp"
 
+#include <cstdint>
 #include <deque>
 #include <map>
 #include <optional>
@@ -211,6 +212,7 @@ class RaftNode::Impl {
     Done done;
     Status status;
     std::uint64_t index;
+    std::uint64_t result;
   };
   struct Barrier {
     struct raft_barrier req;
@@ -256,7 +258,7 @@ class RaftNode::Impl {
     while (!completions_.empty()) {
       Completion c = std::move(completions_.front());
       completions_.pop_front();
-      c.done(c.status, c.index);
+      c.done(c.status, c.index, c.result);
     }
     if (changed && on_change_) on_change_();
   }
@@ -649,9 +651,9 @@ class RaftNode::Impl {
   static int fsm_apply(raft_fsm* fsm, const raft_buffer* buf, void** result) {
     Impl* s = static_cast<Impl*>(fsm->data);
     const std::uint64_t index = s->raft_.last_applied + 1;
-    s->sm_.apply(index, {static_cast<const std::uint8_t*>(buf->base), buf->len});
+    const std::uint64_t out = s->sm_.apply(index, {static_cast<const std::uint8_t*>(buf->base), buf->len});
     ++s->counters_.applied;
-    *result = nullptr;
+    *result = reinterpret_cast<void*>(static_cast<std::uintptr_t>(out));
     return 0;
   }
 
@@ -685,7 +687,7 @@ class RaftNode::Impl {
 
   // ---------------------------------------------------------------- callbacks
 
-  static void applied_cb(struct raft_apply* req, int status, void*) {
+  static void applied_cb(struct raft_apply* req, int status, void* result) {
     auto* a = static_cast<Apply*>(req->data);
     Impl* s = a->self;
     --s->pending_;
@@ -696,7 +698,8 @@ class RaftNode::Impl {
     Status st = status == 0 ? ok_status()
                             : make_error(status == RAFT_LEADERSHIPLOST ? Errc::unavailable : Errc::cancelled,
                                          fmt::format("raft: {}", raft_strerror(status)));
-    s->completions_.push_back(Completion{std::move(done), std::move(st), index});
+    s->completions_.push_back(Completion{std::move(done), std::move(st), index,
+                                         static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(result))});
   }
 
   static void transfer_cb(struct raft_transfer* req) { static_cast<Impl*>(req->data)->transfer_active_ = false; }

@@ -59,16 +59,19 @@ struct RaftConfig {
 class StateMachine {
  public:
   virtual ~StateMachine() = default;
-  virtual void apply(std::uint64_t index, std::span<const std::uint8_t> command) = 0;
+  // Returns an outcome code handed to the proposer's Done on the node that proposed it (e.g.
+  // "refused: job already terminal"); the same on every member, since apply is deterministic.
+  virtual std::uint64_t apply(std::uint64_t index, std::span<const std::uint8_t> command) = 0;
   virtual sim::Bytes snapshot() = 0;
   virtual Status restore(std::span<const std::uint8_t> snapshot) = 0;
 };
 
 class RaftNode final : public sim::Node {
  public:
-  // status ok: committed and applied at `index`. Otherwise the command may or may not commit
-  // later (leadership lost) or will not (refused); `index` is 0 if it never entered the log.
-  using Done = std::function<void(const Status& status, std::uint64_t index)>;
+  // status ok: committed and applied at `index`, and `result` is what StateMachine::apply returned.
+  // Otherwise the command may or may not commit later (leadership lost) or will not (refused);
+  // `index` is 0 if it never entered the log.
+  using Done = std::function<void(const Status& status, std::uint64_t index, std::uint64_t result)>;
 
   RaftNode(RaftConfig config, StateMachine& fsm);
   ~RaftNode() override;

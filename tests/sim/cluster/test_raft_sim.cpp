@@ -41,7 +41,7 @@ struct HashMachine final : cluster::StateMachine {
   World* world = nullptr;
   NodeId id = 0;
   std::uint64_t index = 0, hash = 1469598103934665603ull;
-  void apply(std::uint64_t i, std::span<const std::uint8_t> cmd) override;
+  std::uint64_t apply(std::uint64_t i, std::span<const std::uint8_t> cmd) override;
   sim::Bytes snapshot() override {
     cluster::Writer w;
     w.var(index);
@@ -146,8 +146,11 @@ struct World {
     std::string cmd = fmt::format("cmd-{}", next_cmd++);
     sim::Bytes bytes(cmd.begin(), cmd.end());
     const bool forced = force == m.sm.id;
-    Status s = m.raft.propose(bytes, [this, cmd, forced](const Status& st, std::uint64_t index) {
+    Status s = m.raft.propose(bytes, [this, cmd, forced](const Status& st, std::uint64_t index, std::uint64_t result) {
       if (!st.ok()) return;
+      if (result != index && violation.empty()) {
+        violation = fmt::format("apply result {} reached the proposer of index {}", result, index);
+      }
       if (forced) ++forced_acks;
       auto [it, fresh] = acked.emplace(index, cmd);
       if (!fresh && it->second != cmd && violation.empty()) {
@@ -195,7 +198,7 @@ void Member::on_timer(sim::Context& ctx, sim::TimerId id, std::uint64_t tag) {
   if ((world->proposing && raft.is_ready_leader()) || world->force == sm.id) world->propose_from(*this);
 }
 
-void HashMachine::apply(std::uint64_t i, std::span<const std::uint8_t> cmd) {
+std::uint64_t HashMachine::apply(std::uint64_t i, std::span<const std::uint8_t> cmd) {
   // Indexes grow strictly; gaps are entries that are not commands (configuration, barriers).
   if (i <= index && world->violation.empty()) {
     world->violation = fmt::format("member {} applied index {} after {}", id, i, index);
@@ -210,6 +213,7 @@ void HashMachine::apply(std::uint64_t i, std::span<const std::uint8_t> cmd) {
   if (a != world->acked.end() && std::string(cmd.begin(), cmd.end()) != a->second && world->violation.empty()) {
     world->violation = fmt::format("member {} applied another command at acknowledged index {}", id, i);
   }
+  return index;
 }
 
 Status HashMachine::restore(std::span<const std::uint8_t> data) {

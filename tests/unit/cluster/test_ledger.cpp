@@ -1,0 +1,183 @@
+// JobLedger rules, one by one (the state machine every manager applies in Raft log order).
+#include <catch2/catch.hpp>
+
+#include "hyperscale/cluster/ledger.hpp"
+
+using namespace hs;
+using namespace hs::cluster;
+
+namespace {
+
+JobSpec spec(const std::string& id, const std::string& key, std::size_t workflows = 2) {
+  JobSpec s;
+  s.job_id = id;
+  s.idempotency_key = key;
+  for (std::size_t i = 0; i < workflows; ++i) {
+    WorkflowSpec w;
+    w.name = "wf" + std::to_string(i);
+    s.workflows.push_back(w);
+  }
+  return s;
+}
+
+struct Fixture {
+  JobLedger ledger{JobLedger::Limits{.max_jobs = 3}};
+  std::uint64_t index = 0;
+
+  LedgerOutcome run(LedgerEntry e) {
+    auto bytes = encode_entry(e);
+    return static_cast<LedgerOutcome>(ledger.apply(++index, bytes));
+  }
+  LedgerOutcome accept(const std::string& id, const std::string& key, std::uint64_t digest = 7) {
+    LedgerEntry e;
+    e.op = LedgerOp::accept;
+    e.job_id = id;
+    e.spec = spec(id, key);
+    e.digest = digest;
+    return run(e);
+  }
+  LedgerOutcome dispatch(const std::string& id, std::uint32_t wf, std::uint64_t token, NodeId worker = 9) {
+    LedgerEntry e;
+    e.op = LedgerOp::dispatch;
+    e.job_id = id;
+    e.workflow = wf;
+    e.token = token;
+    e.worker = worker;
+    e.cores = 1;
+    return run(e);
+  }
+  LedgerOutcome wf_done(const std::string& id, std::uint32_t wf, std::uint64_t token, WfState s = WfState::completed) {
+    LedgerEntry e;
+    e.op = LedgerOp::wf_done;
+    e.job_id = id;
+    e.workflow = wf;
+    e.token = token;
+    e.state = static_cast<std::uint8_t>(s);
+    e.completed = 100;
+    return run(e);
+  }
+  LedgerOutcome simple(LedgerOp op, const std::string& id, JobState s = JobState::completed) {
+    LedgerEntry e;
+    e.op = op;
+    e.job_id = id;
+    e.state = static_cast<std::uint8_t>(s);
+    return run(e);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("ledger: accept, duplicates, conflicts and the job bound") {
+  Fixture f;
+  CHECK(f.accept("a", "key-a") == LedgerOutcome::applied);
+  CHECK(f.accept("a", "key-a") == LedgerOutcome::duplicate);    // same id, same payload
+  CHECK(f.accept("a", "key-a", 8) == LedgerOutcome::conflict);  // same id, other payload
+  CHECK(f.accept("b", "key-a") == LedgerOutcome::conflict);     // key taken by another job
+  CHECK(f.ledger.job_for_key("key-a") == std::optional<std::string>("a"));
+  CHECK(f.accept("b", "") == LedgerOutcome::applied);
+  CHECK(f.accept("c", "key-c") == LedgerOutcome::applied);
+  CHECK(f.accept("d", "key-d") == LedgerOutcome::full);  // max_jobs = 3
+  CHECK(f.ledger.size() == 3);
+  REQUIRE(f.ledger.job("a") != nullptr);
+  CHECK(f.ledger.job("a")->workflows.size() == 2);
+  CHECK(f.ledger.job("a")->state == JobState::submitted);
+}
+
+TEST_CASE("ledger: tokens carry the term and only grow; an older term's command is refused") {
+  Fixture f;
+  REQUIRE(f.accept("a", "k") == LedgerOutcome::applied);
+  CHECK(make_token(5, 1) > make_token(4, 999));
+  CHECK(token_term(make_token(5, 1)) == 5);
+  CHECK(f.dispatch("a", 0, make_token(5, 1)) == LedgerOutcome::applied);
+  CHECK(f.ledger.job("a")->state == JobState::running);
+  // A deposed leader of term 4 still proposing: its token is below the job's high-water mark.
+  CHECK(f.dispatch("a", 1, make_token(4, 7)) == LedgerOutcome::stale_token);
+  CHECK(f.dispatch("a", 0, make_token(5, 1)) == LedgerOutcome::stale_token);  // the same token again
+  CHECK(f.dispatch("a", 0, make_token(6, 1)) == LedgerOutcome::applied);      // a re-dispatch by the next leader
+  CHECK(f.ledger.job("a")->workflows[0].attempts == 2);
+  CHECK(f.ledger.job("a")->workflows[0].token == make_token(6, 1));
+  CHECK(f.dispatch("a", 5, make_token(7, 1)) == LedgerOutcome::unknown_job);  // no workflow 5
+  CHECK(f.dispatch("zz", 0, make_token(7, 1)) == LedgerOutcome::unknown_job);
+}
+
+TEST_CASE("ledger: nothing is dispatched after a cancel is accepted") {
+  Fixture f;
+  REQUIRE(f.accept("a", "k") == LedgerOutcome::applied);
+  REQUIRE(f.dispatch("a", 0, make_token(2, 1)) == LedgerOutcome::applied);
+  CHECK(f.simple(LedgerOp::cancel, "a") == LedgerOutcome::applied);
+  CHECK(f.ledger.job("a")->cancel_requested);
+  CHECK(f.dispatch("a", 1, make_token(2, 2)) == LedgerOutcome::cancelled);
+  CHECK(f.dispatch("a", 0, make_token(3, 1)) == LedgerOutcome::cancelled);
+  CHECK(f.ledger.job("a")->workflows[1].state == WfState::pending);
+}
+
+TEST_CASE("ledger: results count only for the current attempt and only while the job lives") {
+  Fixture f;
+  REQUIRE(f.accept("a", "k") == LedgerOutcome::applied);
+  REQUIRE(f.dispatch("a", 0, make_token(2, 1)) == LedgerOutcome::applied);
+  REQUIRE(f.dispatch("a", 0, make_token(3, 1)) == LedgerOutcome::applied);   // re-dispatched
+  CHECK(f.wf_done("a", 0, make_token(2, 1)) == LedgerOutcome::stale_token);  // late result of attempt 1
+  CHECK(f.wf_done("a", 0, make_token(3, 1)) == LedgerOutcome::applied);
+  CHECK(f.wf_done("a", 0, make_token(3, 1)) == LedgerOutcome::wf_terminal);  // a duplicate result
+  CHECK(f.ledger.job("a")->workflows[0].completed == 100);
+  REQUIRE(f.dispatch("a", 1, make_token(3, 2)) == LedgerOutcome::applied);
+  CHECK(f.simple(LedgerOp::job_done, "a", JobState::timeout) == LedgerOutcome::applied);
+  // After the job timed out, the result of the still-running workflow changes nothing.
+  CHECK(f.wf_done("a", 1, make_token(3, 2)) == LedgerOutcome::job_terminal);
+  CHECK(f.ledger.job("a")->workflows[1].state == WfState::dispatched);
+  CHECK(f.ledger.job("a")->workflows[1].completed == 0);
+}
+
+TEST_CASE("ledger: a terminal job never changes state again") {
+  Fixture f;
+  REQUIRE(f.accept("a", "k") == LedgerOutcome::applied);
+  REQUIRE(f.simple(LedgerOp::cancel, "a") == LedgerOutcome::applied);
+  REQUIRE(f.simple(LedgerOp::job_done, "a", JobState::cancelled) == LedgerOutcome::applied);
+  CHECK(f.simple(LedgerOp::job_done, "a", JobState::completed) == LedgerOutcome::job_terminal);
+  CHECK(f.simple(LedgerOp::cancel, "a") == LedgerOutcome::job_terminal);
+  CHECK(f.dispatch("a", 0, make_token(9, 1)) == LedgerOutcome::job_terminal);
+  CHECK(f.ledger.job("a")->state == JobState::cancelled);
+  // job_done must carry a terminal state.
+  REQUIRE(f.accept("b", "kb") == LedgerOutcome::applied);
+  CHECK(f.simple(LedgerOp::job_done, "b", JobState::running) == LedgerOutcome::malformed);
+  CHECK(f.ledger.job("b")->state == JobState::submitted);
+}
+
+TEST_CASE("ledger: retire forgets a terminal job and frees its key; a live job stays") {
+  Fixture f;
+  REQUIRE(f.accept("a", "k") == LedgerOutcome::applied);
+  CHECK(f.simple(LedgerOp::retire, "a") == LedgerOutcome::not_terminal);
+  REQUIRE(f.simple(LedgerOp::job_done, "a", JobState::completed) == LedgerOutcome::applied);
+  CHECK(f.simple(LedgerOp::retire, "a") == LedgerOutcome::applied);
+  CHECK(f.ledger.job("a") == nullptr);
+  CHECK_FALSE(f.ledger.job_for_key("k").has_value());
+  CHECK(f.ledger.size() == 0);
+  CHECK(f.simple(LedgerOp::retire, "a") == LedgerOutcome::unknown_job);
+  CHECK(f.accept("a2", "k") == LedgerOutcome::applied);  // the key is free again
+}
+
+TEST_CASE("ledger: snapshots restore the same state; a bad snapshot or entry changes nothing") {
+  Fixture f;
+  REQUIRE(f.accept("a", "k") == LedgerOutcome::applied);
+  REQUIRE(f.dispatch("a", 0, make_token(2, 1)) == LedgerOutcome::applied);
+  REQUIRE(f.accept("b", "") == LedgerOutcome::applied);
+  const auto snap = f.ledger.snapshot();
+  JobLedger other;
+  REQUIRE(other.restore(snap).ok());
+  CHECK(other.snapshot() == snap);
+  CHECK(other.job_for_key("k") == std::optional<std::string>("a"));
+  CHECK(other.applied_index() == f.ledger.applied_index());
+
+  auto bad = snap;
+  bad.resize(bad.size() / 2);
+  CHECK_FALSE(other.restore(bad).ok());
+  CHECK(other.snapshot() == snap);  // unchanged
+  bad = snap;
+  bad[0] = 99;
+  CHECK(other.restore(bad).code() == Errc::corruption);
+
+  const std::vector<std::uint8_t> junk{1, 200, 3};
+  CHECK(static_cast<LedgerOutcome>(f.ledger.apply(++f.index, junk)) == LedgerOutcome::malformed);
+  CHECK(f.ledger.malformed() == 1);
+  CHECK(f.ledger.size() == 2);
+}
