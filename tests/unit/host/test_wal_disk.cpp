@@ -20,11 +20,11 @@ std::string cat(std::string_view prefix, std::uint64_t n) {
   return s;
 }
 
-sim::Bytes bytes(std::string_view s) { return sim::Bytes(s.begin(), s.end()); }
+node::Bytes bytes(std::string_view s) { return node::Bytes(s.begin(), s.end()); }
 
 struct Image {
-  std::map<std::string, sim::Bytes> kv;
-  std::map<std::string, std::vector<sim::Bytes>> logs;
+  std::map<std::string, node::Bytes> kv;
+  std::map<std::string, std::vector<node::Bytes>> logs;
   friend bool operator==(const Image&, const Image&) = default;
 };
 
@@ -127,13 +127,13 @@ TEST_CASE("WalDisk: compaction keeps the WAL bounded over 10 000 put/erase cycle
   REQUIRE(d.ok());
   WalDisk& disk = **d;
   // A small permanent state, plus per-job state that is erased at cleanup.
-  for (int i = 0; i < 20; ++i) REQUIRE(disk.put(cat("keep/", i), sim::Bytes(64, 'k')).ok());
+  for (int i = 0; i < 20; ++i) REQUIRE(disk.put(cat("keep/", i), node::Bytes(64, 'k')).ok());
   std::uint64_t max_size = 0;
   std::uint64_t written = 0;
   for (int cycle = 0; cycle < 10'000; ++cycle) {
     const std::string key = cat("job/", cycle);
-    REQUIRE(disk.put(key, sim::Bytes(100, static_cast<std::uint8_t>(cycle))).ok());
-    REQUIRE(disk.append(cat("job-log/", cycle % 7), sim::Bytes(20, 'l')).ok());
+    REQUIRE(disk.put(key, node::Bytes(100, static_cast<std::uint8_t>(cycle))).ok());
+    REQUIRE(disk.append(cat("job-log/", cycle % 7), node::Bytes(20, 'l')).ok());
     REQUIRE(disk.erase(key).ok());
     if (cycle % 7 == 6)
       for (int l = 0; l < 7; ++l) REQUIRE(disk.truncate_log(cat("job-log/", l)).ok());
@@ -180,7 +180,7 @@ TEST_CASE("WalDisk: bounds refuse writes and change nothing", "[host][disk]") {
   CHECK(!disk.get("c"));
   REQUIRE(disk.append("l1", bytes("x")).ok());
   CHECK(disk.append("l2", bytes("x")).code() == Errc::backpressure);
-  CHECK(disk.put("a", sim::Bytes(1000, 'x')).code() == Errc::backpressure);
+  CHECK(disk.put("a", node::Bytes(1000, 'x')).code() == Errc::backpressure);
   CHECK(*disk.get("a") == bytes("1"));
   CHECK(r.metrics().counter_value("hs_host_disk_refused_total", {{"reason", "bounds"}}) == 3);
   drain(r, disk);
