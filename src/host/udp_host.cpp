@@ -148,9 +148,11 @@ void UdpHost::export_metrics() {
     if (now > last) reg.counter(name, help, std::move(labels)).inc(now - last);
     last = now;
   };
-  for (std::size_t i = 1; i < static_cast<std::size_t>(DecodeError::kCount); ++i)
+  for (std::size_t i = 1; i < static_cast<std::size_t>(swim::DecodeError::kCount); ++i) {
+    const auto reason = swim::decode_error_name(static_cast<swim::DecodeError>(i));
     bump("hs_swim_decode_errors_total", "SWIM datagrams rejected by the decoder, by reason", s.decode_errors[i],
-         exported_.decode_errors[i], {{"reason", std::string(swim::decode_error_name(static_cast<swim::DecodeError>(i)))}});
+         exported_.decode_errors[i], {{"reason", std::string(reason)}});
+  }
   bump("hs_swim_messages_sent_total", "SWIM datagrams sent", s.sent, exported_.sent);
   bump("hs_swim_messages_received_total", "SWIM datagrams accepted", s.received, exported_.received);
   bump("hs_swim_suspicions_total", "members suspected", s.suspicions, exported_.suspicions);

@@ -137,6 +137,10 @@ Result<std::unique_ptr<WalDisk>> WalDisk::open(runtime::Reactor& reactor, WalDis
     ++replayed;
     if (replacing && r.type != kReplaceRec && r.type != kReplaceEnd && r.type != kReplaceAbort)
       return corrupt(r, fmt::format("record type {} inside a replace_log run", r.type));
+    if (r.type >= kReplaceBegin && r.type <= kReplaceAbort) {
+      ++since_records;  // a replace run is never part of a snapshot
+      since_bytes += wal::encoded_size(r.payload.size());
+    }
     switch (r.type) {
       case kReplaceBegin:
         if (building) return corrupt(r, "replace_log run inside a snapshot");
@@ -157,8 +161,6 @@ Result<std::unique_ptr<WalDisk>> WalDisk::open(runtime::Reactor& reactor, WalDis
           return corrupt(r, "replace_log end does not match its begin");
         replace(live, replacing->log, std::move(replacing->records));
         replacing.reset();
-        ++since_records;
-        since_bytes += wal::encoded_size(r.payload.size());
         return;
       case kReplaceAbort:
         replacing.reset();

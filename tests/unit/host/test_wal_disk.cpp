@@ -304,3 +304,108 @@ TEST_CASE("WalDisk: an unfinished snapshot (crash while compacting) is ignored a
   CHECK(*(*d)->get("a") == bytes("1"));
   CHECK(*(*d)->get("c") == bytes("3"));
 }
+
+TEST_CASE("WalDisk: replace_log swaps a log's content; the new log survives reopen and a snapshot", "[host][disk]") {
+  test::TempDir dir;
+  runtime::Reactor r;
+  const std::vector<sim::Bytes> fresh = {bytes("job-7"), bytes("job-9")};
+  {
+    auto d = WalDisk::open(r, opts(dir.path));
+    REQUIRE(d.ok());
+    WalDisk& disk = **d;
+    for (int i = 0; i < 10; ++i) REQUIRE(disk.append("jobs", bytes(cat("job-", i))).ok());
+    REQUIRE(disk.append("other", bytes("kept")).ok());
+    const std::size_t before = disk.stats().live_bytes;
+    REQUIRE(disk.replace_log("jobs", fresh).ok());
+    CHECK(disk.read_log("jobs") == fresh);
+    CHECK(disk.stats().live_bytes < before);
+    REQUIRE(disk.replace_log("gone", std::vector<sim::Bytes>{bytes("x")}).ok());  // creates a log
+    REQUIRE(disk.replace_log("gone", {}).ok());                                    // no records: removed
+    REQUIRE(disk.replace_log("never", {}).ok());                                   // nothing to remove
+    CHECK(disk.stats().logs == 2);
+    drain(r, disk);
+  }
+  {
+    auto d = WalDisk::open(r, opts(dir.path));
+    REQUIRE(d.ok());
+    CHECK((*d)->read_log("jobs") == fresh);
+    CHECK((*d)->read_log("other") == std::vector<sim::Bytes>{bytes("kept")});
+    CHECK((*d)->read_log("gone").empty());
+    const std::size_t live = (*d)->stats().live_bytes;
+    REQUIRE((*d)->compact().ok());
+    REQUIRE((*d)->replace_log("jobs", std::vector<sim::Bytes>{bytes("after-snapshot")}).ok());
+    CHECK((*d)->stats().live_bytes != live);
+    drain(r, **d);
+  }
+  auto d = WalDisk::open(r, opts(dir.path));
+  REQUIRE(d.ok());
+  CHECK((*d)->read_log("jobs") == std::vector<sim::Bytes>{bytes("after-snapshot")});
+  CHECK((*d)->read_log("other") == std::vector<sim::Bytes>{bytes("kept")});
+}
+
+TEST_CASE("WalDisk: a refused replace_log leaves the old log, in memory and after reopen", "[host][disk]") {
+  test::TempDir dir;
+  runtime::Reactor r;
+  WalDiskOptions o = opts(dir.path);
+  o.limits.max_logs = 1;
+  o.limits.max_bytes = 400;
+  const std::vector<sim::Bytes> old = {bytes("a"), bytes("b")};
+  {
+    auto d = WalDisk::open(r, o);
+    REQUIRE(d.ok());
+    WalDisk& disk = **d;
+    for (const auto& rec : old) REQUIRE(disk.append("jobs", rec).ok());
+    // Over the byte bound, a second log over the log bound, a record over the WAL's record limit.
+    CHECK(disk.replace_log("jobs", std::vector<sim::Bytes>{sim::Bytes(500, 'x')}).code() == Errc::backpressure);
+    CHECK(disk.replace_log("other", std::vector<sim::Bytes>{bytes("x")}).code() == Errc::backpressure);
+    CHECK(disk.replace_log("jobs", std::vector<sim::Bytes>{sim::Bytes(5u << 20, 'x')}).code() ==
+          Errc::invalid_argument);
+    CHECK(disk.read_log("jobs") == old);
+    CHECK(disk.read_log("other").empty());
+    CHECK(r.metrics().counter_value("hs_host_disk_refused_total", {{"reason", "bounds"}}) == 2);
+    CHECK(r.metrics().counter_value("hs_host_disk_refused_total", {{"reason", "too_large"}}) == 1);
+    CHECK(disk.health().ok());  // a refusal is not a failure
+    drain(r, disk);
+  }
+  auto d = WalDisk::open(r, o);
+  REQUIRE(d.ok());
+  CHECK((*d)->read_log("jobs") == old);
+  CHECK((*d)->read_log("other").empty());
+}
+
+TEST_CASE("WalDisk: a crash in the middle of replace_log leaves the old log, never a mix or an empty one",
+          "[host][disk]") {
+  test::TempDir dir;
+  runtime::Reactor r;
+  const std::vector<sim::Bytes> old = {bytes("j1"), bytes("j2"), bytes("j3")};
+  {
+    auto d = WalDisk::open(r, opts(dir.path));
+    REQUIRE(d.ok());
+    for (const auto& rec : old) REQUIRE((*d)->append("jobs", rec).ok());
+    drain(r, **d);
+  }
+  {
+    // What a crash after replace_begin and one new record leaves: append them with a raw WAL.
+    wal::WalOptions wo;
+    wo.dir = dir.path;
+    wo.segment_bytes = 4096;
+    auto w = wal::Wal::open(r, wo);
+    REQUIRE(w.ok());
+    const std::vector<std::uint8_t> begin = {'j', 'o', 'b', 's'};
+    const std::vector<std::uint8_t> rec = {4, 0, 0, 0, 'j', 'o', 'b', 's', 'n', 'e', 'w'};  // "jobs": "new"
+    bool done = false;
+    REQUIRE((*w)->append(8, begin, [](Status) {}).ok());  // replace_begin
+    REQUIRE((*w)->append(9, rec, [&](Status st) { done = st.ok(); }).ok());  // replace_rec
+    REQUIRE(test::run_until(r, [&] { return done; }));
+  }
+  {
+    auto d = WalDisk::open(r, opts(dir.path));
+    REQUIRE(d.ok());
+    CHECK((*d)->read_log("jobs") == old);  // the unfinished run did not touch the log
+    REQUIRE((*d)->append("jobs", bytes("j4")).ok());  // after the abort record: a normal write
+    drain(r, **d);
+  }
+  auto d = WalDisk::open(r, opts(dir.path));
+  REQUIRE(d.ok());
+  CHECK((*d)->read_log("jobs") == std::vector<sim::Bytes>{bytes("j1"), bytes("j2"), bytes("j3"), bytes("j4")});
+}
