@@ -308,7 +308,7 @@ TEST_CASE("WalDisk: an unfinished snapshot (crash while compacting) is ignored a
 TEST_CASE("WalDisk: replace_log swaps a log's content; the new log survives reopen and a snapshot", "[host][disk]") {
   test::TempDir dir;
   runtime::Reactor r;
-  const std::vector<sim::Bytes> fresh = {bytes("job-7"), bytes("job-9")};
+  const std::vector<node::Bytes> fresh = {bytes("job-7"), bytes("job-9")};
   {
     auto d = WalDisk::open(r, opts(dir.path));
     REQUIRE(d.ok());
@@ -319,7 +319,7 @@ TEST_CASE("WalDisk: replace_log swaps a log's content; the new log survives reop
     REQUIRE(disk.replace_log("jobs", fresh).ok());
     CHECK(disk.read_log("jobs") == fresh);
     CHECK(disk.stats().live_bytes < before);
-    REQUIRE(disk.replace_log("gone", std::vector<sim::Bytes>{bytes("x")}).ok());  // creates a log
+    REQUIRE(disk.replace_log("gone", std::vector<node::Bytes>{bytes("x")}).ok());  // creates a log
     REQUIRE(disk.replace_log("gone", {}).ok());                                    // no records: removed
     REQUIRE(disk.replace_log("never", {}).ok());                                   // nothing to remove
     CHECK(disk.stats().logs == 2);
@@ -329,18 +329,18 @@ TEST_CASE("WalDisk: replace_log swaps a log's content; the new log survives reop
     auto d = WalDisk::open(r, opts(dir.path));
     REQUIRE(d.ok());
     CHECK((*d)->read_log("jobs") == fresh);
-    CHECK((*d)->read_log("other") == std::vector<sim::Bytes>{bytes("kept")});
+    CHECK((*d)->read_log("other") == std::vector<node::Bytes>{bytes("kept")});
     CHECK((*d)->read_log("gone").empty());
     const std::size_t live = (*d)->stats().live_bytes;
     REQUIRE((*d)->compact().ok());
-    REQUIRE((*d)->replace_log("jobs", std::vector<sim::Bytes>{bytes("after-snapshot")}).ok());
+    REQUIRE((*d)->replace_log("jobs", std::vector<node::Bytes>{bytes("after-snapshot")}).ok());
     CHECK((*d)->stats().live_bytes != live);
     drain(r, **d);
   }
   auto d = WalDisk::open(r, opts(dir.path));
   REQUIRE(d.ok());
-  CHECK((*d)->read_log("jobs") == std::vector<sim::Bytes>{bytes("after-snapshot")});
-  CHECK((*d)->read_log("other") == std::vector<sim::Bytes>{bytes("kept")});
+  CHECK((*d)->read_log("jobs") == std::vector<node::Bytes>{bytes("after-snapshot")});
+  CHECK((*d)->read_log("other") == std::vector<node::Bytes>{bytes("kept")});
 }
 
 TEST_CASE("WalDisk: a refused replace_log leaves the old log, in memory and after reopen", "[host][disk]") {
@@ -349,16 +349,16 @@ TEST_CASE("WalDisk: a refused replace_log leaves the old log, in memory and afte
   WalDiskOptions o = opts(dir.path);
   o.limits.max_logs = 1;
   o.limits.max_bytes = 400;
-  const std::vector<sim::Bytes> old = {bytes("a"), bytes("b")};
+  const std::vector<node::Bytes> old = {bytes("a"), bytes("b")};
   {
     auto d = WalDisk::open(r, o);
     REQUIRE(d.ok());
     WalDisk& disk = **d;
     for (const auto& rec : old) REQUIRE(disk.append("jobs", rec).ok());
     // Over the byte bound, a second log over the log bound, a record over the WAL's record limit.
-    CHECK(disk.replace_log("jobs", std::vector<sim::Bytes>{sim::Bytes(500, 'x')}).code() == Errc::backpressure);
-    CHECK(disk.replace_log("other", std::vector<sim::Bytes>{bytes("x")}).code() == Errc::backpressure);
-    CHECK(disk.replace_log("jobs", std::vector<sim::Bytes>{sim::Bytes(5u << 20, 'x')}).code() ==
+    CHECK(disk.replace_log("jobs", std::vector<node::Bytes>{node::Bytes(500, 'x')}).code() == Errc::backpressure);
+    CHECK(disk.replace_log("other", std::vector<node::Bytes>{bytes("x")}).code() == Errc::backpressure);
+    CHECK(disk.replace_log("jobs", std::vector<node::Bytes>{node::Bytes(5u << 20, 'x')}).code() ==
           Errc::invalid_argument);
     CHECK(disk.read_log("jobs") == old);
     CHECK(disk.read_log("other").empty());
@@ -377,7 +377,7 @@ TEST_CASE("WalDisk: a crash in the middle of replace_log leaves the old log, nev
           "[host][disk]") {
   test::TempDir dir;
   runtime::Reactor r;
-  const std::vector<sim::Bytes> old = {bytes("j1"), bytes("j2"), bytes("j3")};
+  const std::vector<node::Bytes> old = {bytes("j1"), bytes("j2"), bytes("j3")};
   {
     auto d = WalDisk::open(r, opts(dir.path));
     REQUIRE(d.ok());
@@ -407,5 +407,5 @@ TEST_CASE("WalDisk: a crash in the middle of replace_log leaves the old log, nev
   }
   auto d = WalDisk::open(r, opts(dir.path));
   REQUIRE(d.ok());
-  CHECK((*d)->read_log("jobs") == std::vector<sim::Bytes>{bytes("j1"), bytes("j2"), bytes("j3"), bytes("j4")});
+  CHECK((*d)->read_log("jobs") == std::vector<node::Bytes>{bytes("j1"), bytes("j2"), bytes("j3"), bytes("j4")});
 }
