@@ -1,6 +1,6 @@
 // Client commands of a cluster: `hyperscale submit | status | cancel` (docs/daemons.md).
 //
-// The client is a small sim::Node run by a NetHost on a free loopback port (wire role Client) with
+// The client is a small node::Node run by a NetHost on a free loopback port (wire role Client) with
 // the cluster's secret, loaded like a daemon's (--config FILE and/or the HS_* environment: the
 // secret from wire.secret_file or the variable named by wire.secret_env). It speaks the role
 // protocol (cluster/messages.hpp) on channel kRole: Submit, StatusQuery, CancelJob, NodeQuery.
@@ -70,12 +70,12 @@ struct ClientArgs {
 };
 
 // Receives replies and keeps them by request id.
-struct ClientNode final : sim::Node {
+struct ClientNode final : node::Node {
   std::map<std::uint64_t, std::pair<MsgType, std::vector<std::uint8_t>>> replies;
   std::uint64_t malformed = 0;
-  void on_start(sim::Context&) override {}
-  void on_timer(sim::Context&, sim::TimerId, std::uint64_t) override {}
-  void on_message(sim::Context&, NodeId from, std::span<const std::uint8_t> msg) override {
+  void on_start(node::Context&) override {}
+  void on_timer(node::Context&, node::TimerId, std::uint64_t) override {}
+  void on_message(node::Context&, NodeId from, std::span<const std::uint8_t> msg) override {
     if (msg.size() < 2 || msg[0] != cluster::kRole) return;  // SWIM etc. are not for a client
     const auto type = static_cast<MsgType>(msg[1]);
     const auto body = msg.subspan(2);
@@ -242,7 +242,7 @@ class Client {
     bytes.insert(bytes.begin(), static_cast<std::uint8_t>(cluster::kRole));
     const net::Endpoint ep = host::endpoint(to);
     const net::PeerLink before = host_->transport().peer_link(ep);
-    Status st = host_->run([&](sim::Context& ctx) { ctx.send(to, std::move(bytes)); });
+    Status st = host_->run([&](node::Context& ctx) { ctx.send(to, std::move(bytes)); });
     if (!st.ok()) {
       out.fail = Fail::send_failed;
       out.detail = st.to_string();

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "hyperscale/host/config.hpp"
-#include "hyperscale/sim/node.hpp"
+#include "hyperscale/node/node.hpp"
 
 namespace hs::cli {
 
@@ -18,7 +18,7 @@ host::ConfigSchema cluster_schema();
 std::vector<host::ConfigRelation> cluster_relations();
 
 // Parses cluster.managers ("ip:port" each) into node ids; errors name the entry.
-Result<std::vector<sim::NodeId>> parse_managers(const std::vector<std::string>& list);
+Result<std::vector<node::NodeId>> parse_managers(const std::vector<std::string>& list);
 
 // JSON string literal (quotes included) of `s`.
 std::string json_str(const std::string& s);

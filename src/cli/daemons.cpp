@@ -3,7 +3,7 @@
 // A daemon is one NetHost running a cluster::Mux of components, composed as in the simulated
 // datacenter (tests/sim/manager/dc.cpp):
 //   manager: Swim (kSwim) + Election (kElection) + manager::Manager (kRole), one shard;
-//   worker:  Swim (kSwim) + worker::Worker (kRole) over a load::LoadExecutor, `worker.cores` shards
+//   worker:  Swim (kSwim) + worker::Worker (kRole) over a host::LoadExecutor, `worker.cores` shards
 //            (the role and the executor's control on shard 0, workflows on any shard).
 // The node's disk is a WalDisk in node.data_dir; the admin port serves /metrics, /status, /healthz.
 // A disk failure stops the node (fail-stop): the daemon logs it and exits 5. SIGINT/SIGTERM stop it
@@ -23,7 +23,7 @@
 #include "hyperscale/cluster/election.hpp"
 #include "hyperscale/cluster/mux.hpp"
 #include "hyperscale/host/daemon.hpp"
-#include "hyperscale/load/executor.hpp"
+#include "hyperscale/host/load_executor.hpp"
 #include "hyperscale/manager/manager.hpp"
 #include "hyperscale/runtime/shard_set.hpp"
 #include "hyperscale/swim/swim.hpp"
@@ -132,8 +132,8 @@ std::vector<host::ConfigRelation> cluster_relations() {
   return r;
 }
 
-Result<std::vector<sim::NodeId>> parse_managers(const std::vector<std::string>& list) {
-  std::vector<sim::NodeId> out;
+Result<std::vector<node::NodeId>> parse_managers(const std::vector<std::string>& list) {
+  std::vector<node::NodeId> out;
   for (const auto& m : list) {
     auto id = host::parse_node_addr(m);
     if (!id.ok()) return id.status().with_context(fmt::format("manager '{}'", m));
@@ -179,17 +179,17 @@ using cluster::NodeId;
 
 // The NetHost's node: builds the components at start (the SWIM datagram budget is known only once
 // the host has bound its sockets) and forwards every event to the Mux.
-struct Root final : sim::Node {
+struct Root final : node::Node {
   cluster::Mux mux;
   std::function<void()> setup;
-  void on_start(sim::Context& ctx) override {
+  void on_start(node::Context& ctx) override {
     if (setup) setup();
     mux.on_start(ctx);
   }
-  void on_message(sim::Context& ctx, NodeId from, std::span<const std::uint8_t> msg) override {
+  void on_message(node::Context& ctx, NodeId from, std::span<const std::uint8_t> msg) override {
     mux.on_message(ctx, from, msg);
   }
-  void on_timer(sim::Context& ctx, sim::TimerId id, std::uint64_t tag) override { mux.on_timer(ctx, id, tag); }
+  void on_timer(node::Context& ctx, node::TimerId id, std::uint64_t tag) override { mux.on_timer(ctx, id, tag); }
 };
 
 swim::SwimConfig swim_config(const host::Config& c, NodeId self, const std::vector<NodeId>& managers,
@@ -226,7 +226,7 @@ struct Daemon {
   std::unique_ptr<swim::Swim> swim;
   std::unique_ptr<cluster::Election> election;
   std::unique_ptr<manager::Manager> mgr;
-  std::unique_ptr<load::LoadExecutor> exec;
+  std::unique_ptr<host::LoadExecutor> exec;
   std::unique_ptr<worker::Worker> wrk;
   std::unique_ptr<host::WalDisk> disk;
   std::unique_ptr<host::NetHost> host;
@@ -280,7 +280,7 @@ struct Daemon {
     for (int i = 0; i < cores; ++i) shards.push_back(i);
     // The executor's callbacks come from reactor events: deliver them as events of the node (deferred,
     // so a callback made inside Executor::start/cancel never nests inside the role's own event).
-    exec = std::make_unique<load::LoadExecutor>(
+    exec = std::make_unique<host::LoadExecutor>(
         r, shards,
         [this, &r](std::uint64_t id, worker::ExecProgress p) {
           (void)r.defer([this, id, p] {
@@ -382,7 +382,8 @@ struct Daemon {
                          {"commit_timeouts", s.commit_timeouts},
                          {"idem_evicted", s.idem_evicted},
                          {"pulls", s.pulls},
-                         {"replicas_dropped", s.replicas_dropped}},
+                         {"replicas_dropped", s.replicas_dropped},
+                         {"disk_errors", s.disk_errors}},
                         "event");
       o += prom_gauges("hs_manager_table_size", "entries in each manager table", mgr->table_sizes());
       const auto& e = election->stats();
@@ -427,7 +428,8 @@ struct Daemon {
                          {"results_dropped", s.results_dropped},
                          {"decode_errors", s.decode_errors},
                          {"unknown_messages", s.unknown_messages},
-                         {"hw_evicted", s.hw_evicted}},
+                         {"hw_evicted", s.hw_evicted},
+                         {"disk_errors", s.disk_errors}},
                         "event");
       o += prom_gauges("hs_worker_table_size", "entries in each worker table", wrk->table_sizes());
       o += fmt::format(

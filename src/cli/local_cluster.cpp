@@ -17,19 +17,20 @@
 #include "hyperscale/base/metrics.hpp"
 #include "hyperscale/cluster/messages.hpp"
 #include "hyperscale/cluster/mux.hpp"
-#include "hyperscale/load/executor.hpp"
+#include "hyperscale/host/load_executor.hpp"
 #include "hyperscale/load/runner.hpp"
 #include "hyperscale/load/stats_codec.hpp"
 #include "hyperscale/manager/manager.hpp"
 #include "hyperscale/runtime/reactor.hpp"
 #include "hyperscale/runtime/shard_set.hpp"
+#include "hyperscale/sim/mem_disk.hpp"
 #include "hyperscale/worker/worker.hpp"
 
 namespace hs::cli {
 namespace {
 
 using runtime::Reactor;
-using sim::NodeId;
+using node::NodeId;
 using namespace std::chrono_literals;
 
 constexpr NodeId kManagerId = 1, kWorkerId = 2, kClientId = 3;
@@ -42,29 +43,29 @@ metrics::Counter& dropped_counter(Reactor& r, const char* reason) {
 
 class Cluster;
 
-// One hosted node: its sim::Context on shard 0's reactor.
-class HostedNode final : public sim::Context {
+// One hosted node: its node::Context on shard 0's reactor.
+class HostedNode final : public node::Context {
  public:
-  HostedNode(Cluster& c, NodeId id, sim::Node& node, std::uint64_t seed);
+  HostedNode(Cluster& c, NodeId id, node::Node& node, std::uint64_t seed);
   ~HostedNode() override { cancel_all(); }
   NodeId self() const override { return id_; }
   const Clock& clock() const override;
   Rng& rng() override { return rng_; }
-  void send(NodeId to, sim::Bytes msg) override;
-  sim::TimerId set_timer(Duration after, std::uint64_t tag) override;
-  void cancel_timer(sim::TimerId id) override;
-  sim::Disk& disk() override { return disk_; }
+  void send(NodeId to, node::Bytes msg) override;
+  node::TimerId set_timer(Duration after, std::uint64_t tag) override;
+  void cancel_timer(node::TimerId id) override;
+  node::Disk& disk() override { return disk_; }
   void cancel_all();
-  sim::Node& node() { return node_; }
+  node::Node& node() { return node_; }
 
  private:
   Cluster& c_;
   NodeId id_;
-  sim::Node& node_;
+  node::Node& node_;
   Rng rng_;
   sim::MemDisk disk_{sim::MemDisk::Limits{1u << 30, 1'000'000, 1'000}};
-  sim::TimerId next_timer_ = 1;
-  std::unordered_map<sim::TimerId, runtime::TaskId> timers_;  // live timers only
+  node::TimerId next_timer_ = 1;
+  std::unordered_map<node::TimerId, runtime::TaskId> timers_;  // live timers only
 };
 
 class Cluster {
@@ -72,7 +73,7 @@ class Cluster {
   Cluster(Reactor& r, const load::Plan& plan, const LocalRunOptions& opts, std::vector<int> shards);
   ~Cluster();
   void start();
-  void deliver(NodeId from, NodeId to, sim::Bytes msg);
+  void deliver(NodeId from, NodeId to, node::Bytes msg);
   void abort(const std::string& why);
   Reactor& reactor() { return r_; }
   bool finished() const { return finished_; }
@@ -82,7 +83,7 @@ class Cluster {
  private:
   struct Pending {
     NodeId from, to;
-    sim::Bytes bytes;
+    node::Bytes bytes;
   };
   void on_client_message(std::span<const std::uint8_t> msg);
   void watch();
@@ -96,7 +97,7 @@ class Cluster {
   std::string job_id_;
   cluster::JobSpec spec_;
   manager::Manager mgr_;
-  std::unique_ptr<load::LoadExecutor> exec_;
+  std::unique_ptr<host::LoadExecutor> exec_;
   std::unique_ptr<worker::Worker> wrk_;
   cluster::Mux mgr_mux_, wrk_mux_;
   std::unique_ptr<HostedNode> mgr_node_, wrk_node_;
@@ -111,12 +112,12 @@ class Cluster {
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // deferred deliveries check it
 };
 
-HostedNode::HostedNode(Cluster& c, NodeId id, sim::Node& node, std::uint64_t seed)
+HostedNode::HostedNode(Cluster& c, NodeId id, node::Node& node, std::uint64_t seed)
     : c_(c), id_(id), node_(node), rng_(seed) {}
 const Clock& HostedNode::clock() const { return c_.reactor().clock(); }
-void HostedNode::send(NodeId to, sim::Bytes msg) { c_.deliver(id_, to, std::move(msg)); }
-sim::TimerId HostedNode::set_timer(Duration after, std::uint64_t tag) {
-  const sim::TimerId t = next_timer_++;
+void HostedNode::send(NodeId to, node::Bytes msg) { c_.deliver(id_, to, std::move(msg)); }
+node::TimerId HostedNode::set_timer(Duration after, std::uint64_t tag) {
+  const node::TimerId t = next_timer_++;
   auto task = c_.reactor().after("local-node-timer", after, [this, t, tag]() {
     timers_.erase(t);
     node_.on_timer(*this, t, tag);
@@ -131,7 +132,7 @@ sim::TimerId HostedNode::set_timer(Duration after, std::uint64_t tag) {
   timers_[t] = *task;
   return t;
 }
-void HostedNode::cancel_timer(sim::TimerId id) {
+void HostedNode::cancel_timer(node::TimerId id) {
   auto it = timers_.find(id);
   if (it == timers_.end()) return;
   c_.reactor().cancel(it->second);
@@ -169,9 +170,9 @@ Cluster::Cluster(Reactor& r, const load::Plan& plan, const LocalRunOptions& opts
                                             []() -> std::optional<NodeId> { return kManagerId; },
                                             [] { return true; }, [](NodeId) { return true; }}) {
   const int cores = static_cast<int>(shards.size());
-  load::LoadExecutorOptions eo;
+  host::LoadExecutorOptions eo;
   eo.cancel_grace = Duration{0};  // as before: an abort abandons iterations in flight at once
-  exec_ = std::make_unique<load::LoadExecutor>(
+  exec_ = std::make_unique<host::LoadExecutor>(
       r_, std::move(shards),
       [this](std::uint64_t exec, worker::ExecProgress p) {
         wrk_mux_.run(*wrk_node_, [&] { wrk_->on_exec_progress(exec, p); });
@@ -243,7 +244,7 @@ void Cluster::send_submit() {
   deliver(kClientId, kManagerId, std::move(bytes));
 }
 
-void Cluster::deliver(NodeId from, NodeId to, sim::Bytes msg) {
+void Cluster::deliver(NodeId from, NodeId to, node::Bytes msg) {
   if (pending_.size() >= kMaxInFlight) {
     log::warn("local", "message_dropped", "from={} to={} reason=queue_full", from, to);
     dropped_counter(r_, "queue_full").inc();

@@ -1,7 +1,7 @@
 // `hyperscale run` on the cluster roles: a manager node and a worker node (cluster::Mux each) hosted in
 // this process on shard 0 of a ShardSet, joined by an in-process transport (messages delivered with
 // Reactor::defer: asynchronous like the network, never re-entrant). The worker runs workflows through a
-// load::LoadExecutor over every shard; a local client submits the plan as one job and collects the
+// host::LoadExecutor over every shard; a local client submits the plan as one job and collects the
 // per-workflow statistics from the manager's job view. Same code paths as a cluster, no sockets.
 #pragma once
 

@@ -9,7 +9,7 @@
 #include "cli/commands.hpp"
 #include "hyperscale/base/log.hpp"
 #include "hyperscale/runtime/shard_set.hpp"
-#include "hyperscale/swim/udp_host.hpp"
+#include "hyperscale/host/udp_host.hpp"
 
 namespace hs::cli {
 namespace {
@@ -26,7 +26,7 @@ struct AgentArgs {
 };
 
 int run_agent(const AgentArgs& a) {
-  auto self = swim::parse_udp_addr(a.bind);
+  auto self = host::parse_node_addr(a.bind);
   if (!self.ok()) {
     std::fprintf(stderr, "hyperscale swim-agent: --bind: %s\n", self.status().message().c_str());
     return kExitUsage;
@@ -51,7 +51,7 @@ int run_agent(const AgentArgs& a) {
   std::stringstream ss(a.seeds);
   for (std::string item; std::getline(ss, item, ',');) {
     if (item.empty()) continue;
-    auto id = swim::parse_udp_addr(item);
+    auto id = host::parse_node_addr(item);
     if (!id.ok()) {
       std::fprintf(stderr, "hyperscale swim-agent: --seeds: %s\n", id.status().message().c_str());
       return kExitUsage;
@@ -69,21 +69,21 @@ int run_agent(const AgentArgs& a) {
   opts.handle_signals = true;
   opts.shutdown_bound = std::chrono::seconds(2);
   runtime::ShardSet set(opts);
-  std::unique_ptr<swim::UdpHost> host;
+  std::unique_ptr<host::UdpHost> host;
   Status start_error;
-  const std::string me = swim::udp_addr_string(*self);
+  const std::string me = host::node_addr_string(*self);
   Status st = set.start([&](runtime::Reactor& r) {
-    host = std::make_unique<swim::UdpHost>(r, *self, cfg, static_cast<std::uint64_t>(wall_time_us()) ^ *self);
+    host = std::make_unique<host::UdpHost>(r, *self, cfg, static_cast<std::uint64_t>(wall_time_us()) ^ *self);
     swim::Swim& sw = host->swim();
     if (Status ss = sw.set_local_state(swim::Bytes(a.state.begin(), a.state.end())); !ss.ok())
       log::warn("swim", "state_refused", "self={} error={}", me, log::quoted(ss.to_string()));
     sw.on_change = [me](const swim::MemberEvent& e) {
       log::info("swim", "member_change", "self={} node={} from={} to={} inc={} joined={}", me,
-                swim::udp_addr_string(e.node), swim::state_name(e.from), swim::state_name(e.to), e.incarnation,
+                host::node_addr_string(e.node), swim::state_name(e.from), swim::state_name(e.to), e.incarnation,
                 e.joined);
     };
-    sw.on_dead = [me](sim::NodeId node, std::uint32_t inc, bool left) {
-      log::info("swim", "member_dead", "self={} node={} inc={} left={}", me, swim::udp_addr_string(node), inc, left);
+    sw.on_dead = [me](node::NodeId node, std::uint32_t inc, bool left) {
+      log::info("swim", "member_dead", "self={} node={} inc={} left={}", me, host::node_addr_string(node), inc, left);
     };
     Status s = host->start();
     if (!s.ok()) {

@@ -27,8 +27,8 @@ enum MsgType : std::uint8_t {
   kAck = 6,          // {term, sent echoed, ok}
 };
 
-sim::Bytes header(MsgType t) {
-  sim::Bytes b;
+node::Bytes header(MsgType t) {
+  node::Bytes b;
   b.reserve(24);
   b.push_back(kVersion);
   b.push_back(t);
@@ -68,14 +68,14 @@ Election::Election(ElectionConfig cfg) : cfg_(std::move(cfg)) {
   if (cfg_.max_pending_syncs < 1) cfg_.max_pending_syncs = 1;
 }
 
-bool Election::is_member(sim::NodeId id) const {
+bool Election::is_member(node::NodeId id) const {
   return std::binary_search(cfg_.members.begin(), cfg_.members.end(), id);
 }
 
 // ---------------------------------------------------------------- persistence
 
-void Election::load_state(sim::Context& ctx) {
-  const std::optional<sim::Bytes> raw = ctx.disk().get(std::string(kStateKey));
+void Election::load_state(node::Context& ctx) {
+  const std::optional<node::Bytes> raw = ctx.disk().get(std::string(kStateKey));
   if (!raw) return;  // fresh node: term 0, no vote
   Reader r(*raw);
   const std::uint8_t v = r.u8();
@@ -91,11 +91,11 @@ void Election::load_state(sim::Context& ctx) {
     return;
   }
   term_ = t;
-  voted_for_ = has_vote ? std::optional<sim::NodeId>(vote) : std::nullopt;
+  voted_for_ = has_vote ? std::optional<node::NodeId>(vote) : std::nullopt;
 }
 
-void Election::load_flaps(sim::Context& ctx) {
-  const std::optional<sim::Bytes> raw = ctx.disk().get(std::string(kFlapKey));
+void Election::load_flaps(node::Context& ctx) {
+  const std::optional<node::Bytes> raw = ctx.disk().get(std::string(kFlapKey));
   if (!raw) return;
   Reader r(*raw);
   const std::uint8_t v = r.u8();
@@ -113,7 +113,7 @@ void Election::load_flaps(sim::Context& ctx) {
     if (t <= now && t + cfg_.flap_window >= now) changes_.push_back(t);  // a time ahead of us: clock reset, drop
 }
 
-void Election::persist_flaps(sim::Context& ctx) {
+void Election::persist_flaps(node::Context& ctx) {
   Writer w;
   w.u8(kStateVersion);
   w.var(changes_.size());
@@ -125,7 +125,7 @@ void Election::persist_flaps(sim::Context& ctx) {
   }
 }
 
-bool Election::persist(sim::Context& ctx) {
+bool Election::persist(node::Context& ctx) {
   Writer w;
   w.u8(kStateVersion);
   w.var(term_);
@@ -140,13 +140,13 @@ bool Election::persist(sim::Context& ctx) {
   return true;
 }
 
-void Election::queue_sync(sim::Context& ctx, Tag kind, std::uint64_t term, sim::NodeId to) {
+void Election::queue_sync(node::Context& ctx, Tag kind, std::uint64_t term, node::NodeId to) {
   if (syncs_.size() >= cfg_.max_pending_syncs) {
     ++stats_.syncs_refused_full;
     log::warn(kComp, "sync_refused_full", "node={} pending={} term={} to={}", self_, syncs_.size(), term, to);
     return;
   }
-  const sim::TimerId id = ctx.sync(kind);
+  const node::TimerId id = ctx.sync(kind);
   if (id == 0) {  // the host refused (disk failure: the node is being stopped)
     ++stats_.disk_errors;
     log::error(kComp, "sync_failed", "node={} term={}", self_, term);
@@ -157,22 +157,22 @@ void Election::queue_sync(sim::Context& ctx, Tag kind, std::uint64_t term, sim::
 
 // ---------------------------------------------------------------- helpers
 
-void Election::decode_error(sim::NodeId from, const char* why) {
+void Election::decode_error(node::NodeId from, const char* why) {
   ++stats_.decode_errors;
   log::warn(kComp, "decode_error", "node={} from={} error={}", self_, from, log::quoted(why));
 }
 
-void Election::broadcast(sim::Context& ctx, const sim::Bytes& msg) {
-  for (sim::NodeId m : cfg_.members)
+void Election::broadcast(node::Context& ctx, const node::Bytes& msg) {
+  for (node::NodeId m : cfg_.members)
     if (m != self_) ctx.send(m, msg);
 }
 
-void Election::arm_election_timer(sim::Context& ctx, Duration after) {
+void Election::arm_election_timer(node::Context& ctx, Duration after) {
   if (election_timer_ != 0) ctx.cancel_timer(election_timer_);
   election_timer_ = ctx.set_timer(after, kElectionTimer);
 }
 
-void Election::arm_election_timer(sim::Context& ctx) {
+void Election::arm_election_timer(node::Context& ctx) {
   const Duration d{ctx.rng().range(cfg_.election_timeout_min.count(), cfg_.election_timeout_max.count())};
   arm_election_timer(ctx, d);
 }
@@ -187,7 +187,7 @@ bool Election::damped(Instant now) {
   return changes_.size() >= cfg_.flap_changes && now < changes_.back() + cfg_.flap_cooldown;
 }
 
-void Election::set_leader(sim::Context& ctx, std::optional<sim::NodeId> l) {
+void Election::set_leader(node::Context& ctx, std::optional<node::NodeId> l) {
   leader_ = l;
   if (!l) return;
   if (known_ && known_->first == term_ && known_->second == *l) return;
@@ -198,7 +198,7 @@ void Election::set_leader(sim::Context& ctx, std::optional<sim::NodeId> l) {
   persist_flaps(ctx);
 }
 
-void Election::become_follower(sim::Context& ctx) {
+void Election::become_follower(node::Context& ctx) {
   if (heartbeat_timer_ != 0) ctx.cancel_timer(heartbeat_timer_);
   if (lease_timer_ != 0) ctx.cancel_timer(lease_timer_);
   heartbeat_timer_ = lease_timer_ = 0;
@@ -213,7 +213,7 @@ void Election::become_follower(sim::Context& ctx) {
   if (election_timer_ == 0) arm_election_timer(ctx);
 }
 
-void Election::adopt_term(sim::Context& ctx, std::uint64_t t) {
+void Election::adopt_term(node::Context& ctx, std::uint64_t t) {
   if (role_ == Role::leader) {
     ++stats_.deposed;
     log::info(kComp, "deposed", "node={} term={} new_term={}", self_, term_, t);
@@ -225,7 +225,7 @@ void Election::adopt_term(sim::Context& ctx, std::uint64_t t) {
   (void)persist(ctx);  // logged and counted; a lost term bump cannot cause a double vote
 }
 
-void Election::refresh(sim::Context& ctx) {
+void Election::refresh(node::Context& ctx) {
   const Instant now = ctx.now();
   leading_ = role_ == Role::leader && now < lease_until_;
   if (leading_ && lease_timer_ == 0) {
@@ -288,7 +288,7 @@ void Election::for_each_counter(const std::function<void(std::string_view, std::
 
 // ---------------------------------------------------------------- transitions
 
-void Election::start_prevote(sim::Context& ctx) {
+void Election::start_prevote(node::Context& ctx) {
   role_ = Role::follower;
   announced_ = false;
   votes_.clear();
@@ -310,7 +310,7 @@ void Election::start_prevote(sim::Context& ctx) {
     start_candidacy(ctx);
     return;
   }
-  sim::Bytes m = header(kPreVoteReq);
+  node::Bytes m = header(kPreVoteReq);
   Writer w;
   w.out() = std::move(m);
   w.var(term_ + 1);
@@ -318,11 +318,11 @@ void Election::start_prevote(sim::Context& ctx) {
   broadcast(ctx, w.out());
 }
 
-void Election::start_candidacy(sim::Context& ctx) {
+void Election::start_candidacy(node::Context& ctx) {
   prevoting_ = false;
   prevotes_.clear();
   const std::uint64_t old_term = term_;
-  const std::optional<sim::NodeId> old_vote = voted_for_;
+  const std::optional<node::NodeId> old_vote = voted_for_;
   term_ = term_ + 1;
   voted_for_ = self_;
   if (!persist(ctx)) {  // no durable vote, no candidacy
@@ -341,7 +341,7 @@ void Election::start_candidacy(sim::Context& ctx) {
   queue_sync(ctx, kSyncCandidacy, term_, self_);
 }
 
-void Election::become_leader(sim::Context& ctx) {
+void Election::become_leader(node::Context& ctx) {
   role_ = Role::leader;
   prevoting_ = false;
   votes_.clear();
@@ -358,7 +358,7 @@ void Election::become_leader(sim::Context& ctx) {
   heartbeat_timer_ = ctx.set_timer(cfg_.heartbeat, kHeartbeatTimer);
 }
 
-void Election::send_heartbeats(sim::Context& ctx) {
+void Election::send_heartbeats(node::Context& ctx) {
   const Instant now = ctx.now();
   recompute_lease(now);
   Writer w;
@@ -371,7 +371,7 @@ void Election::send_heartbeats(sim::Context& ctx) {
 
 // ---------------------------------------------------------------- events
 
-void Election::on_start(sim::Context& ctx) {
+void Election::on_start(node::Context& ctx) {
   self_ = ctx.self();
   started_ = true;
   if (!is_member(self_)) {
@@ -389,7 +389,7 @@ void Election::on_start(sim::Context& ctx) {
   refresh(ctx);
 }
 
-void Election::on_timer(sim::Context& ctx, sim::TimerId id, std::uint64_t tag) {
+void Election::on_timer(node::Context& ctx, node::TimerId id, std::uint64_t tag) {
   if (!started_) return;
   leading_ = role_ == Role::leader && ctx.now() < lease_until_;  // exact for this event's decisions
   if (auto it = syncs_.find(id); it != syncs_.end()) {
@@ -479,7 +479,7 @@ void Election::on_timer(sim::Context& ctx, sim::TimerId id, std::uint64_t tag) {
   refresh(ctx);
 }
 
-void Election::on_message(sim::Context& ctx, sim::NodeId from, std::span<const std::uint8_t> msg) {
+void Election::on_message(node::Context& ctx, node::NodeId from, std::span<const std::uint8_t> msg) {
   if (!started_) return;
   if (from == self_ || !is_member(from)) {
     ++stats_.unknown_sender;
@@ -546,7 +546,7 @@ void Election::on_message(sim::Context& ctx, sim::NodeId from, std::span<const s
   refresh(ctx);
 }
 
-void Election::on_prevote_req(sim::Context& ctx, sim::NodeId from, std::uint64_t t, std::uint64_t round) {
+void Election::on_prevote_req(node::Context& ctx, node::NodeId from, std::uint64_t t, std::uint64_t round) {
   const Instant now = ctx.now();
   bool grant = false;
   const char* why = "";
@@ -577,7 +577,7 @@ void Election::on_prevote_req(sim::Context& ctx, sim::NodeId from, std::uint64_t
   ctx.send(from, w.take());
 }
 
-void Election::on_prevote_resp(sim::Context& ctx, sim::NodeId from, std::uint64_t t, std::uint64_t round,
+void Election::on_prevote_resp(node::Context& ctx, node::NodeId from, std::uint64_t t, std::uint64_t round,
                                bool granted) {
   if (t > term_) {
     adopt_term(ctx, t);
@@ -592,7 +592,7 @@ void Election::on_prevote_resp(sim::Context& ctx, sim::NodeId from, std::uint64_
   if (prevotes_.size() >= quorum()) start_candidacy(ctx);
 }
 
-void Election::on_vote_req(sim::Context& ctx, sim::NodeId from, std::uint64_t t) {
+void Election::on_vote_req(node::Context& ctx, node::NodeId from, std::uint64_t t) {
   const Instant now = ctx.now();
   auto refuse = [&](const char* why) {
     ++stats_.votes_refused;
@@ -623,7 +623,7 @@ void Election::on_vote_req(sim::Context& ctx, sim::NodeId from, std::uint64_t t)
   queue_sync(ctx, kSyncVote, term_, from);  // the reply goes out once the vote is durable
 }
 
-void Election::on_vote_resp(sim::Context& ctx, sim::NodeId from, std::uint64_t t, bool granted) {
+void Election::on_vote_resp(node::Context& ctx, node::NodeId from, std::uint64_t t, bool granted) {
   if (t > term_) {
     adopt_term(ctx, t);
     return;
@@ -637,7 +637,7 @@ void Election::on_vote_resp(sim::Context& ctx, sim::NodeId from, std::uint64_t t
   if (announced_ && votes_.size() >= quorum()) become_leader(ctx);
 }
 
-void Election::on_heartbeat(sim::Context& ctx, sim::NodeId from, std::uint64_t t, std::int64_t sent) {
+void Election::on_heartbeat(node::Context& ctx, node::NodeId from, std::uint64_t t, std::int64_t sent) {
   ++stats_.heartbeats_received;
   auto reply = [&](bool ok) {
     Writer w;
@@ -671,7 +671,7 @@ void Election::on_heartbeat(sim::Context& ctx, sim::NodeId from, std::uint64_t t
   reply(true);
 }
 
-void Election::on_ack(sim::Context& ctx, sim::NodeId from, std::uint64_t t, std::int64_t sent, bool ok) {
+void Election::on_ack(node::Context& ctx, node::NodeId from, std::uint64_t t, std::int64_t sent, bool ok) {
   ++stats_.acks_received;
   if (t > term_) {
     adopt_term(ctx, t);

@@ -190,7 +190,7 @@ std::optional<std::string> JobLedger::job_for_key(const std::string& key) const 
   return it->second;
 }
 
-sim::Bytes JobLedger::snapshot() {
+node::Bytes JobLedger::snapshot() {
   SnapshotImage img;
   img.applied = applied_;
   img.jobs.reserve(jobs_.size());

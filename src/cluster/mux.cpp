@@ -6,7 +6,7 @@
 
 namespace hs::cluster {
 
-class Mux::Port final : public sim::Context {
+class Mux::Port final : public node::Context {
  public:
   Port(Mux& mux, Channel ch) : mux_(mux), ch_(ch) {}
   NodeId self() const override { return outer().self(); }
@@ -16,24 +16,24 @@ class Mux::Port final : public sim::Context {
     msg.insert(msg.begin(), static_cast<std::uint8_t>(ch_));
     outer().send(to, std::move(msg));
   }
-  sim::TimerId set_timer(Duration after, std::uint64_t tag) override {
-    const sim::TimerId id = outer().set_timer(after, tag);
+  node::TimerId set_timer(Duration after, std::uint64_t tag) override {
+    const node::TimerId id = outer().set_timer(after, tag);
     if (id != 0) mux_.timers_[id] = ch_;
     return id;
   }
-  void cancel_timer(sim::TimerId id) override {
+  void cancel_timer(node::TimerId id) override {
     mux_.timers_.erase(id);
     outer().cancel_timer(id);
   }
-  sim::Disk& disk() override { return outer().disk(); }
-  sim::TimerId sync(std::uint64_t tag) override {
-    const sim::TimerId id = outer().sync(tag);
+  node::Disk& disk() override { return outer().disk(); }
+  node::TimerId sync(std::uint64_t tag) override {
+    const node::TimerId id = outer().sync(tag);
     if (id != 0) mux_.timers_[id] = ch_;
     return id;
   }
 
  private:
-  sim::Context& outer() const {
+  node::Context& outer() const {
     if (mux_.outer_ == nullptr) throw std::logic_error("cluster::Mux: context used outside an event of its node");
     return *mux_.outer_;
   }
@@ -43,16 +43,16 @@ class Mux::Port final : public sim::Context {
 
 // Binds the outer context for one event; restores the previous binding (events may nest through run()).
 struct Mux::Bind {
-  Bind(Mux& m, sim::Context& ctx) : m_(m), prev_(m.outer_) { m.outer_ = &ctx; }
+  Bind(Mux& m, node::Context& ctx) : m_(m), prev_(m.outer_) { m.outer_ = &ctx; }
   ~Bind() { m_.outer_ = prev_; }
   Mux& m_;
-  sim::Context* prev_;
+  node::Context* prev_;
 };
 
 Mux::Mux() = default;
 Mux::~Mux() = default;
 
-void Mux::add(Channel ch, sim::Node* component) {
+void Mux::add(Channel ch, node::Node* component) {
   if (ch == 0 || ch >= kMaxChannel || component == nullptr || nodes_[ch] != nullptr)
     throw std::invalid_argument("cluster::Mux::add: bad or duplicate channel");
   nodes_[ch] = component;
@@ -60,22 +60,22 @@ void Mux::add(Channel ch, sim::Node* component) {
   order_.push_back(ch);
 }
 
-sim::Context& Mux::context(Channel ch) {
+node::Context& Mux::context(Channel ch) {
   if (ch >= kMaxChannel || !ports_[ch]) throw std::invalid_argument("cluster::Mux::context: no such channel");
   return *ports_[ch];
 }
 
-void Mux::run(sim::Context& outer, const std::function<void()>& fn) {
+void Mux::run(node::Context& outer, const std::function<void()>& fn) {
   Bind b(*this, outer);
   fn();
 }
 
-void Mux::on_start(sim::Context& ctx) {
+void Mux::on_start(node::Context& ctx) {
   Bind b(*this, ctx);
   for (Channel ch : order_) nodes_[ch]->on_start(*ports_[ch]);
 }
 
-void Mux::on_message(sim::Context& ctx, NodeId from, std::span<const std::uint8_t> msg) {
+void Mux::on_message(node::Context& ctx, NodeId from, std::span<const std::uint8_t> msg) {
   if (msg.empty() || msg[0] >= kMaxChannel || nodes_[msg[0]] == nullptr) {
     ++unrouted_;
     log::warn("mux", "unrouted_message", "from={} channel={} bytes={}", from, msg.empty() ? -1 : int(msg[0]),
@@ -87,7 +87,7 @@ void Mux::on_message(sim::Context& ctx, NodeId from, std::span<const std::uint8_
   nodes_[ch]->on_message(*ports_[ch], from, msg.subspan(1));
 }
 
-void Mux::on_timer(sim::Context& ctx, sim::TimerId id, std::uint64_t tag) {
+void Mux::on_timer(node::Context& ctx, node::TimerId id, std::uint64_t tag) {
   auto it = timers_.find(id);
   if (it == timers_.end()) return;  // cancelled after it was queued
   const Channel ch = it->second;

@@ -46,7 +46,7 @@ class RaftNode::Impl {
 
   // ---------------------------------------------------------------- node events
 
-  void start(sim::Context& ctx) {
+  void start(node::Context& ctx) {
     ctx_ = &ctx;
     HS_ASSERT(!cfg_.voters.empty(), "raft: no voters configured");
     HS_ASSERT(addresses_.count(ctx.self()) == 1, "raft: this node {} is not a voter", ctx.self());
@@ -75,7 +75,7 @@ class RaftNode::Impl {
     after_event();
   }
 
-  void message(sim::Context& ctx, sim::NodeId from, std::span<const std::uint8_t> bytes) {
+  void message(node::Context& ctx, node::NodeId from, std::span<const std::uint8_t> bytes) {
     ctx_ = &ctx;
     if (!running()) return;
     auto it = addresses_.find(from);
@@ -116,7 +116,7 @@ class RaftNode::Impl {
     after_event();
   }
 
-  void timer(sim::Context& ctx, std::uint64_t tag) {
+  void timer(node::Context& ctx, std::uint64_t tag) {
     ctx_ = &ctx;
     if (tag == kTagTick) {
       tick_timer_ = 0;
@@ -134,7 +134,7 @@ class RaftNode::Impl {
 
   // ---------------------------------------------------------------- API
 
-  Status propose(sim::Bytes command, Done done) {
+  Status propose(node::Bytes command, Done done) {
     if (!running()) return make_error(Errc::unavailable, "raft: not running");
     if (raft_state(&raft_) != RAFT_LEADER) {
       ++counters_.proposals_refused;
@@ -167,7 +167,7 @@ class RaftNode::Impl {
     return ok_status();
   }
 
-  Status transfer(sim::NodeId to) {
+  Status transfer(node::NodeId to) {
     if (!running() || raft_state(&raft_) != RAFT_LEADER) return make_error(Errc::unavailable, "raft: not the leader");
     if (transfer_active_) return make_error(Errc::already_exists, "raft: a leadership transfer is in progress");
     transfer_req_.data = this;
@@ -184,7 +184,7 @@ class RaftNode::Impl {
   bool is_leader() const noexcept { return running() && raft_state(const_cast<raft*>(&raft_)) == RAFT_LEADER; }
   bool is_ready_leader() const noexcept { return is_leader() && ready_term_ == term(); }
   std::uint64_t term() const noexcept { return inited_ ? raft_.current_term : 0; }
-  sim::NodeId leader_id() const noexcept {
+  node::NodeId leader_id() const noexcept {
     if (!running()) return 0;
     raft_id id = 0;
     const char* addr = nullptr;
@@ -236,7 +236,7 @@ class RaftNode::Impl {
     }
     const std::uint64_t t = term();
     const bool lead = is_leader();
-    const sim::NodeId l = leader_id();
+    const node::NodeId l = leader_id();
     const bool ready = is_ready_leader();
     bool changed = false;
     if (t != seen_term_ || lead != seen_leader_ || l != seen_leader_id_) {
@@ -328,7 +328,7 @@ class RaftNode::Impl {
 
   void arm_tick() { tick_timer_ = ctx_->set_timer(std::chrono::milliseconds(tick_ms_), kTagTick); }
 
-  void send_now(sim::NodeId to, sim::Bytes msg) {
+  void send_now(node::NodeId to, node::Bytes msg) {
     ++counters_.sent;
     ctx_->send(to, std::move(msg));
   }
@@ -613,7 +613,7 @@ class RaftNode::Impl {
     Impl* s = self(io);
     if (s->failed_) return RAFT_IOERR;
     req->cb = cb;
-    std::vector<sim::Bytes> records;
+    std::vector<node::Bytes> records;
     records.push_back(raftc::encode_snapshot(*snap));
     if (trailing > 0) {
       // Keep the entries after index - trailing (libraft may still send them to a follower).
@@ -659,7 +659,7 @@ class RaftNode::Impl {
 
   static int fsm_snapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n) {
     Impl* s = static_cast<Impl*>(fsm->data);
-    sim::Bytes data = s->sm_.snapshot();
+    node::Bytes data = s->sm_.snapshot();
     *bufs = static_cast<raft_buffer*>(raft_malloc(sizeof(raft_buffer)));
     if (*bufs == nullptr) return RAFT_NOMEM;
     (*bufs)[0].base = raft_malloc(data.empty() ? 1 : data.size());
@@ -723,12 +723,12 @@ class RaftNode::Impl {
     int status;
   };
   struct Held {
-    sim::NodeId to;
-    sim::Bytes msg;
+    node::NodeId to;
+    node::Bytes msg;
     std::uint64_t seq;
   };
 
-  sim::Context* ctx_ = nullptr;
+  node::Context* ctx_ = nullptr;
   raft raft_{};
   raft_io io_{};
   raft_fsm fsm_{};
@@ -737,19 +737,19 @@ class RaftNode::Impl {
   bool transfer_active_ = false;
   bool inited_ = false;
   bool closing_ = false;
-  std::map<sim::NodeId, std::string> addresses_;  // bounded by the configured voters
+  std::map<node::NodeId, std::string> addresses_;  // bounded by the configured voters
   std::string meta_key_;
   std::uint64_t meta_term_ = 0, meta_vote_ = 0;
   std::uint64_t last_index_ = 0;
   std::size_t log_records_ = 0;
-  sim::NodeId answering_ = 0;        // the leader whose AppendEntries is being received
+  node::NodeId answering_ = 0;        // the leader whose AppendEntries is being received
   std::uint64_t answering_end_ = 0;  // its prev_log_index + n_entries
   std::size_t pending_ = 0;
 
   unsigned tick_ms_ = 100;
   raft_io_tick_cb tick_cb_ = nullptr;
   raft_io_recv_cb recv_cb_ = nullptr;
-  sim::TimerId tick_timer_ = 0;
+  node::TimerId tick_timer_ = 0;
   bool flush_armed_ = false;
 
   std::uint64_t write_seq_ = 0, synced_seq_ = 0, requested_seq_ = 0;
@@ -764,7 +764,7 @@ class RaftNode::Impl {
   std::deque<Completion> completions_;  // bounded by max_pending_proposals
   std::uint64_t seen_term_ = 0;
   bool seen_leader_ = false;
-  sim::NodeId seen_leader_id_ = 0;
+  node::NodeId seen_leader_id_ = 0;
 };
 
 // -------------------------------------------------------------------- RaftNode
@@ -772,17 +772,17 @@ class RaftNode::Impl {
 RaftNode::RaftNode(RaftConfig config, StateMachine& fsm) : impl_(std::make_unique<Impl>(std::move(config), fsm)) {}
 RaftNode::~RaftNode() = default;
 
-void RaftNode::on_start(sim::Context& ctx) { impl_->start(ctx); }
-void RaftNode::on_message(sim::Context& ctx, sim::NodeId from, std::span<const std::uint8_t> msg) {
+void RaftNode::on_start(node::Context& ctx) { impl_->start(ctx); }
+void RaftNode::on_message(node::Context& ctx, node::NodeId from, std::span<const std::uint8_t> msg) {
   impl_->message(ctx, from, msg);
 }
-void RaftNode::on_timer(sim::Context& ctx, sim::TimerId, std::uint64_t tag) { impl_->timer(ctx, tag); }
-Status RaftNode::propose(sim::Bytes command, Done done) { return impl_->propose(std::move(command), std::move(done)); }
-Status RaftNode::transfer_leadership(sim::NodeId to) { return impl_->transfer(to); }
+void RaftNode::on_timer(node::Context& ctx, node::TimerId, std::uint64_t tag) { impl_->timer(ctx, tag); }
+Status RaftNode::propose(node::Bytes command, Done done) { return impl_->propose(std::move(command), std::move(done)); }
+Status RaftNode::transfer_leadership(node::NodeId to) { return impl_->transfer(to); }
 bool RaftNode::is_leader() const noexcept { return impl_->is_leader(); }
 bool RaftNode::is_ready_leader() const noexcept { return impl_->is_ready_leader(); }
 std::uint64_t RaftNode::term() const noexcept { return impl_->term(); }
-sim::NodeId RaftNode::leader_id() const noexcept { return impl_->leader_id(); }
+node::NodeId RaftNode::leader_id() const noexcept { return impl_->leader_id(); }
 std::uint64_t RaftNode::commit_index() const noexcept { return impl_->commit_index(); }
 std::uint64_t RaftNode::last_applied() const noexcept { return impl_->last_applied(); }
 std::uint64_t RaftNode::last_index() const noexcept { return impl_->last_index(); }

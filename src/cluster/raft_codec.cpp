@@ -45,7 +45,7 @@ Status reader_status(const Reader& r, const char* what) {
 
 // ---------------------------------------------------------------- storage
 
-sim::Bytes encode_entry(std::uint64_t index, const raft_entry& e) {
+node::Bytes encode_entry(std::uint64_t index, const raft_entry& e) {
   Writer w;
   w.u8(kEntry);
   w.var(index);
@@ -55,7 +55,7 @@ sim::Bytes encode_entry(std::uint64_t index, const raft_entry& e) {
   return w.take();
 }
 
-sim::Bytes encode_entry(const StoredEntry& e) {
+node::Bytes encode_entry(const StoredEntry& e) {
   Writer w;
   w.u8(kEntry);
   w.var(e.index);
@@ -65,14 +65,14 @@ sim::Bytes encode_entry(const StoredEntry& e) {
   return w.take();
 }
 
-sim::Bytes encode_truncate(std::uint64_t index) {
+node::Bytes encode_truncate(std::uint64_t index) {
   Writer w;
   w.u8(kTruncate);
   w.var(index);
   return w.take();
 }
 
-sim::Bytes encode_snapshot(const raft_snapshot& s) {
+node::Bytes encode_snapshot(const raft_snapshot& s) {
   Writer w;
   w.u8(kSnapshot);
   w.var(s.index);
@@ -89,7 +89,7 @@ sim::Bytes encode_snapshot(const raft_snapshot& s) {
   return w.take();
 }
 
-Result<Replayed> replay(const std::vector<sim::Bytes>& records) {
+Result<Replayed> replay(const std::vector<node::Bytes>& records) {
   Replayed out;
   std::size_t pos = 0;
   for (const auto& rec : records) {
@@ -146,7 +146,7 @@ Result<Replayed> replay(const std::vector<sim::Bytes>& records) {
   return out;
 }
 
-sim::Bytes encode_meta(std::uint64_t term, std::uint64_t vote) {
+node::Bytes encode_meta(std::uint64_t term, std::uint64_t vote) {
   Writer w;
   w.u8(1);
   w.var(term);
@@ -237,7 +237,7 @@ raft_snapshot* to_raft_snapshot(const StoredSnapshot& s) {
 
 // ---------------------------------------------------------------- wire
 
-Result<sim::Bytes> encode_message(const raft_message& m, std::size_t max_bytes, bool* cut) {
+Result<node::Bytes> encode_message(const raft_message& m, std::size_t max_bytes, bool* cut) {
   *cut = false;
   Writer w;
   w.u8(kWireVersion);

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "hyperscale/base/status.hpp"
-#include "hyperscale/sim/node.hpp"
+#include "hyperscale/node/node.hpp"
 
 extern "C" {
 #include <raft.h>
@@ -44,19 +44,19 @@ struct Server {
 struct StoredEntry {
   std::uint64_t index = 0, term = 0;
   std::uint16_t type = 0;
-  sim::Bytes data;
+  node::Bytes data;
 };
 
 struct StoredSnapshot {
   std::uint64_t index = 0, term = 0, conf_index = 0;
   std::vector<Server> conf;
-  sim::Bytes data;
+  node::Bytes data;
 };
 
-sim::Bytes encode_entry(std::uint64_t index, const raft_entry& e);
-sim::Bytes encode_entry(const StoredEntry& e);
-sim::Bytes encode_truncate(std::uint64_t index);
-sim::Bytes encode_snapshot(const raft_snapshot& s);
+node::Bytes encode_entry(std::uint64_t index, const raft_entry& e);
+node::Bytes encode_entry(const StoredEntry& e);
+node::Bytes encode_truncate(std::uint64_t index);
+node::Bytes encode_snapshot(const raft_snapshot& s);
 
 // The log replayed: the latest snapshot (if any) and the entries that follow it in the log, which
 // start at `first` (entries may begin at or before snapshot->index: the trailing entries).
@@ -65,9 +65,9 @@ struct Replayed {
   std::uint64_t first = 1;  // index of entries.front(); when empty, the next index to append
   std::vector<StoredEntry> entries;
 };
-Result<Replayed> replay(const std::vector<sim::Bytes>& records);
+Result<Replayed> replay(const std::vector<node::Bytes>& records);
 
-sim::Bytes encode_meta(std::uint64_t term, std::uint64_t vote);
+node::Bytes encode_meta(std::uint64_t term, std::uint64_t vote);
 Status decode_meta(std::span<const std::uint8_t> in, std::uint64_t& term, std::uint64_t& vote);
 
 // ---- conversion to libraft structures (memory from raft_malloc; ownership passes to libraft) ----
@@ -82,7 +82,7 @@ raft_snapshot* to_raft_snapshot(const StoredSnapshot& s);  // nullptr when out o
 // Encodes `m` (server_id/address are not sent: the sender is the transport's `from`).
 // An AppendEntries over max_bytes keeps only the entries that fit (at least one): *cut is set.
 // Fails (empty Result) for an InstallSnapshot over max_bytes.
-Result<sim::Bytes> encode_message(const raft_message& m, std::size_t max_bytes, bool* cut);
+Result<node::Bytes> encode_message(const raft_message& m, std::size_t max_bytes, bool* cut);
 // Decodes into `out`, allocating entries/configuration/data with raft_malloc; on error nothing
 // is left allocated. `out.server_id`/`server_address` are left for the caller to set.
 Status decode_message(std::span<const std::uint8_t> in, raft_message& out);

@@ -74,7 +74,7 @@ constexpr std::string_view kDropped = "Role messages received and not delivered,
 constexpr std::string_view kSent = "Role messages sent, by channel";
 }  // namespace
 
-NetHost::NetHost(runtime::Reactor& reactor, sim::Node& node, NetHostOptions opts, DurableDisk* disk)
+NetHost::NetHost(runtime::Reactor& reactor, node::Node& node, NetHostOptions opts, DurableDisk* disk)
     : reactor_(reactor),
       node_(node),
       opts_(std::move(opts)),
@@ -216,7 +216,7 @@ void NetHost::close(std::function<void()> done) {
   }
 }
 
-Status NetHost::run(const std::function<void(sim::Context&)>& fn) {
+Status NetHost::run(const std::function<void(node::Context&)>& fn) {
   if (!running_) {
     return make_error(Errc::unavailable, fmt::format("host {}: node is not running{}", node_addr_string(self_),
                                                      stop_reason_.ok() ? "" : " (" + stop_reason_.to_string() + ")"));
@@ -259,7 +259,7 @@ void NetHost::on_role_message(const net::Inbound& in) {
 
 // ---- send ----
 
-void NetHost::send(NodeId to, sim::Bytes msg) {
+void NetHost::send(NodeId to, node::Bytes msg) {
   if (!running_) {
     err_unavailable_.inc();
     ++stats_.send_errors;
@@ -332,9 +332,9 @@ void NetHost::count_send_error(const Status& st, NodeId to, bool datagram) {
 
 // ---- timers, sync, disk ----
 
-sim::TimerId NetHost::set_timer(Duration after, std::uint64_t tag) {
+node::TimerId NetHost::set_timer(Duration after, std::uint64_t tag) {
   if (!running_) return 0;
-  const sim::TimerId id = next_timer_++;
+  const node::TimerId id = next_timer_++;
   std::weak_ptr<NetHost*> weak = alive_;
   auto t = reactor_.after("host.timer", after < Duration{0} ? Duration{0} : after, [weak, id, tag]() -> Status {
     if (auto p = weak.lock(); p && *p) {
@@ -355,12 +355,12 @@ sim::TimerId NetHost::set_timer(Duration after, std::uint64_t tag) {
   return id;
 }
 
-void NetHost::fire_timer(sim::TimerId id, std::uint64_t tag) {
+void NetHost::fire_timer(node::TimerId id, std::uint64_t tag) {
   timers_gauge_.set(static_cast<double>(timers_.size() + syncs_.size()));
   deliver("timer", [&] { node_.on_timer(*this, id, tag); });
 }
 
-void NetHost::cancel_timer(sim::TimerId id) {
+void NetHost::cancel_timer(node::TimerId id) {
   if (auto it = timers_.find(id); it != timers_.end()) {
     reactor_.cancel(it->second);
     timers_.erase(it);
@@ -369,9 +369,9 @@ void NetHost::cancel_timer(sim::TimerId id) {
   timers_gauge_.set(static_cast<double>(timers_.size() + syncs_.size()));
 }
 
-sim::Disk& NetHost::disk() { return disk_ != nullptr ? static_cast<sim::Disk&>(*disk_) : mem_disk_; }
+node::Disk& NetHost::disk() { return disk_ != nullptr ? static_cast<node::Disk&>(*disk_) : mem_disk_; }
 
-sim::TimerId NetHost::sync(std::uint64_t tag) {
+node::TimerId NetHost::sync(std::uint64_t tag) {
   if (disk_ == nullptr) return set_timer(Duration{0}, tag);
   if (!running_) return 0;
   if (syncs_.size() >= opts_.max_pending_syncs) {
@@ -380,7 +380,7 @@ sim::TimerId NetHost::sync(std::uint64_t tag) {
                opts_.max_pending_syncs);
     return 0;
   }
-  const sim::TimerId id = next_timer_++;
+  const node::TimerId id = next_timer_++;
   std::weak_ptr<NetHost*> weak = alive_;
   Status st = disk_->when_durable([weak, id, tag]() {
     if (auto p = weak.lock(); p && *p) {

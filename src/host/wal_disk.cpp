@@ -16,6 +16,11 @@ namespace {
 //   put:        u32 key_len | key | value          erase:        key
 //   append:     u32 log_len | log | record         truncate_log: log
 //   snap_begin: (empty)     snap_end: u64 records in the snapshot     snap_abort: (empty)
+//   replace_begin: log      replace_rec: u32 log_len | log | record   replace_end: u64 records
+//   replace_abort: (empty)
+// A replace_log is one contiguous run replace_begin, replace_rec x N, replace_end: replay applies it
+// only at its replace_end, so a crash in the middle leaves the old log (open closes the run with
+// replace_abort, as it does an unfinished snapshot).
 enum RecType : std::uint32_t {
   kPut = 1,
   kErase = 2,
@@ -24,6 +29,10 @@ enum RecType : std::uint32_t {
   kSnapBegin = 5,
   kSnapEnd = 6,
   kSnapAbort = 7,
+  kReplaceBegin = 8,
+  kReplaceRec = 9,
+  kReplaceEnd = 10,
+  kReplaceAbort = 11,
 };
 
 constexpr std::size_t kLenSize = 4;
@@ -117,12 +126,45 @@ Result<std::unique_ptr<WalDisk>> WalDisk::open(runtime::Reactor& reactor, WalDis
   State live;
   std::optional<State> building;
   std::uint64_t building_count = 0;
+  std::optional<PendingReplace> replacing;  // an open replace_begin .. replace_end run
   std::uint64_t since_records = 0, since_bytes = 0, replayed = 0;
   Status bad;
+  auto corrupt = [&](const wal::RecordView& r, std::string_view what) {
+    bad = make_error(Errc::corruption, fmt::format("disk {}: {} at lsn {}", d->opts_.dir, what, r.lsn));
+  };
   auto visit = [&](const wal::RecordView& r) {
     if (!bad.ok()) return;
     ++replayed;
+    if (replacing && r.type != kReplaceRec && r.type != kReplaceEnd && r.type != kReplaceAbort)
+      return corrupt(r, fmt::format("record type {} inside a replace_log run", r.type));
+    if (r.type >= kReplaceBegin && r.type <= kReplaceAbort) {
+      ++since_records;  // a replace run is never part of a snapshot
+      since_bytes += wal::encoded_size(r.payload.size());
+    }
     switch (r.type) {
+      case kReplaceBegin:
+        if (building) return corrupt(r, "replace_log run inside a snapshot");
+        replacing.emplace();
+        replacing->log.assign(reinterpret_cast<const char*>(r.payload.data()), r.payload.size());
+        return;
+      case kReplaceRec: {
+        std::string name;
+        std::span<const std::uint8_t> data;
+        if (!replacing) return corrupt(r, "replace_log record outside a run");
+        if (!decode_named(r.payload, name, data) || name != replacing->log)
+          return corrupt(r, "malformed replace_log record");
+        replacing->records.emplace_back(data.begin(), data.end());
+        return;
+      }
+      case kReplaceEnd:
+        if (!replacing || r.payload.size() != 8 || get_u64(r.payload.data()) != replacing->records.size())
+          return corrupt(r, "replace_log end does not match its begin");
+        replace(live, replacing->log, std::move(replacing->records));
+        replacing.reset();
+        return;
+      case kReplaceAbort:
+        replacing.reset();
+        return;
       case kSnapBegin:
         building.emplace();
         building_count = 0;
@@ -177,6 +219,8 @@ Result<std::unique_ptr<WalDisk>> WalDisk::open(runtime::Reactor& reactor, WalDis
     return bad;
   }
   d->wal_ = std::move(w).value();
+  d->max_payload_ = wo.max_payload;
+  d->max_queued_bytes_ = wo.max_queued_bytes;
   d->state_ = std::move(live);
   d->records_since_snapshot_ = since_records;
   d->bytes_since_snapshot_ = since_bytes;
@@ -190,6 +234,12 @@ Result<std::unique_ptr<WalDisk>> WalDisk::open(runtime::Reactor& reactor, WalDis
     log::warn("host", "disk_snapshot_unfinished", "dir={} records={} action=abort_record", log::quoted(d->opts_.dir),
               building_count);
     HS_TRY(d->write(kSnapAbort, {}));
+  }
+  if (replacing) {
+    // A crash in the middle of a replace_log: the old log stands; close the run.
+    log::warn("host", "disk_replace_unfinished", "dir={} log={} records={} action=abort_record",
+              log::quoted(d->opts_.dir), log::quoted(replacing->log), replacing->records.size());
+    HS_TRY(d->write(kReplaceAbort, {}));
   }
   log::info("host", "disk_open", "dir={} records={} keys={} logs={} live_bytes={} durability={}",
             log::quoted(d->opts_.dir), replayed, d->state_.kv.size(), d->state_.logs.size(), d->state_.bytes,
@@ -206,7 +256,7 @@ void WalDisk::apply(State& s, std::uint32_t type, std::span<const std::uint8_t> 
       auto it = s.kv.find(name);
       if (it != s.kv.end()) s.bytes -= entry_bytes(name.size(), it->second.size());
       s.bytes += entry_bytes(name.size(), data.size());
-      s.kv[name] = sim::Bytes(data.begin(), data.end());
+      s.kv[name] = node::Bytes(data.begin(), data.end());
       return;
     }
     case kErase: {
@@ -234,6 +284,17 @@ void WalDisk::apply(State& s, std::uint32_t type, std::span<const std::uint8_t> 
     default:
       return;
   }
+}
+
+void WalDisk::replace(State& s, const std::string& log, std::vector<node::Bytes> records) {
+  auto it = s.logs.find(log);
+  if (it != s.logs.end()) {
+    for (auto& r : it->second) s.bytes -= entry_bytes(log.size(), r.size());
+    s.logs.erase(it);
+  }
+  if (records.empty()) return;
+  for (auto& r : records) s.bytes += entry_bytes(log.size(), r.size());
+  s.logs[log] = std::move(records);
 }
 
 Status WalDisk::check_usable() {
@@ -321,7 +382,7 @@ Status WalDisk::put(const std::string& key, std::span<const std::uint8_t> value)
   return ok_status();
 }
 
-std::optional<sim::Bytes> WalDisk::get(const std::string& key) const {
+std::optional<node::Bytes> WalDisk::get(const std::string& key) const {
   auto it = state_.kv.find(key);
   if (it == state_.kv.end()) return std::nullopt;
   return it->second;
@@ -356,9 +417,9 @@ Status WalDisk::append(const std::string& log, std::span<const std::uint8_t> rec
   return ok_status();
 }
 
-std::vector<sim::Bytes> WalDisk::read_log(const std::string& log) const {
+std::vector<node::Bytes> WalDisk::read_log(const std::string& log) const {
   auto it = state_.logs.find(log);
-  return it == state_.logs.end() ? std::vector<sim::Bytes>{} : it->second;
+  return it == state_.logs.end() ? std::vector<node::Bytes>{} : it->second;
 }
 
 Status WalDisk::truncate_log(const std::string& log) {
@@ -367,6 +428,66 @@ Status WalDisk::truncate_log(const std::string& log) {
   scratch_.assign(log.begin(), log.end());
   HS_TRY(write(kTruncateLog, scratch_));
   apply(state_, kTruncateLog, scratch_);
+  live_bytes_.set(static_cast<double>(state_.bytes));
+  maybe_compact();
+  return ok_status();
+}
+
+Status WalDisk::replace_log(const std::string& log, std::span<const node::Bytes> records) {
+  HS_TRY(check_usable());
+  auto it = state_.logs.find(log);
+  if (it == state_.logs.end() && records.empty()) return ok_status();
+  std::size_t old = 0, add = 0, wal_bytes = 0;
+  if (it != state_.logs.end())
+    for (const auto& r : it->second) old += entry_bytes(log.size(), r.size());
+  for (const auto& r : records) {
+    if (kLenSize + log.size() + r.size() > max_payload_) {
+      refused_too_large_.inc();
+      return make_error(Errc::invalid_argument, fmt::format("disk: replace_log {}: a record of {} bytes exceeds {}",
+                                                            log, r.size(), max_payload_));
+    }
+    add += entry_bytes(log.size(), r.size());
+    wal_bytes += wal::encoded_size(kLenSize + log.size() + r.size());
+  }
+  if (it == state_.logs.end() && state_.logs.size() >= opts_.limits.max_logs) {
+    refused_bounds_.inc();
+    return make_error(Errc::backpressure, fmt::format("disk: log limit {} reached", opts_.limits.max_logs));
+  }
+  if (state_.bytes - old + add > opts_.limits.max_bytes) {
+    refused_bounds_.inc();
+    return make_error(Errc::backpressure, fmt::format("disk: byte limit {} reached", opts_.limits.max_bytes));
+  }
+  // The whole run must fit in the WAL's queue now: a refusal in the middle could not be undone.
+  wal_bytes += wal::encoded_size(log.size()) + wal::encoded_size(8);
+  if (wal_->queued_bytes() + wal_bytes > max_queued_bytes_) {
+    reactor_.metrics()
+        .counter("hs_host_disk_refused_total", "Disk writes refused, by reason", {{"reason", "wal_backpressure"}})
+        .inc();
+    log::warn("host", "disk_write_refused", "dir={} reason=wal_backpressure op=replace_log log={} bytes={} queued_bytes={}",
+              log::quoted(opts_.dir), log::quoted(log), wal_bytes, wal_->queued_bytes());
+    return make_error(Errc::backpressure, fmt::format("disk: replace_log {} of {} bytes does not fit the WAL queue "
+                                                      "({} of {} bytes queued)",
+                                                      log, wal_bytes, wal_->queued_bytes(), max_queued_bytes_));
+  }
+  scratch_.assign(log.begin(), log.end());
+  HS_TRY(write(kReplaceBegin, scratch_));  // refused: nothing written, the old log stands
+  // From here the run is contiguous (nothing else writes meanwhile). A write refused now leaves an
+  // open run this process cannot close: fail-stop; the next open discards the run (old log).
+  Status st;
+  for (std::size_t i = 0; st.ok() && i < records.size(); ++i) {
+    encode_named(scratch_, log, records[i]);
+    st = write(kReplaceRec, scratch_);
+  }
+  if (st.ok()) {
+    scratch_.clear();
+    put_u64(scratch_, records.size());
+    st = write(kReplaceEnd, scratch_);
+  }
+  if (!st.ok()) {
+    fail(st, "replace_log");
+    return make_error(Errc::unavailable, st.with_context("disk replace_log").to_string());
+  }
+  replace(state_, log, std::vector<node::Bytes>(records.begin(), records.end()));
   live_bytes_.set(static_cast<double>(state_.bytes));
   maybe_compact();
   return ok_status();

@@ -62,7 +62,7 @@ bool Manager::leads(const std::string& job_id) const {
 
 // ---------------------------------------------------------------- lifecycle
 
-void Manager::on_start(sim::Context& ctx) {
+void Manager::on_start(node::Context& ctx) {
   ctx_ = &ctx;
   self_ = ctx.self();
   seen_now_ = ctx.now();
@@ -129,12 +129,7 @@ void Manager::load_from_disk() {
     }
   }
   // Compact the index: only live records.
-  (void)ctx_->disk().truncate_log("jobs");
-  for (auto& [id, j] : jobs_) {
-    (void)j;
-    const std::vector<std::uint8_t> name(id.begin(), id.end());
-    (void)ctx_->disk().append("jobs", name);
-  }
+  compact_index();
   if (!jobs_.empty()) log::info("manager", "recovered", "jobs={}", jobs_.size());
 }
 
@@ -144,7 +139,7 @@ void Manager::persist_now(Job& j) {
     log::error("manager", "persist_failed", "job={} error={}", log::quoted(j.rec.spec.job_id), st.message());
 }
 
-void Manager::on_timer(sim::Context& ctx, sim::TimerId, std::uint64_t tag) {
+void Manager::on_timer(node::Context& ctx, node::TimerId, std::uint64_t tag) {
   ctx_ = &ctx;
   seen_now_ = ctx.now();
   const std::uint64_t kind = tag >> kTagShift;
@@ -218,7 +213,7 @@ static bool parse(std::span<const std::uint8_t> body, T& m, ManagerStats& st, No
   return false;
 }
 
-void Manager::on_message(sim::Context& ctx, NodeId from, std::span<const std::uint8_t> msg) {
+void Manager::on_message(node::Context& ctx, NodeId from, std::span<const std::uint8_t> msg) {
   ctx_ = &ctx;
   seen_now_ = ctx.now();
   if (msg.empty()) {
@@ -1474,11 +1469,22 @@ void Manager::forget(const std::string& id) {
   // The index log is compacted when it has grown well past the live set.
   if (++forgotten_since_compact_ > std::max<std::size_t>(1000, jobs_.size())) {
     forgotten_since_compact_ = 0;
-    (void)ctx_->disk().truncate_log("jobs");
-    for (const auto& [jid, j] : jobs_) {
-      (void)j;
-      (void)ctx_->disk().append("jobs", std::vector<std::uint8_t>(jid.begin(), jid.end()));
-    }
+    compact_index();
+  }
+}
+
+void Manager::compact_index() {
+  // One atomic replace: a crash leaves the old index or the new one, never an index missing live jobs.
+  std::vector<node::Bytes> names;
+  names.reserve(jobs_.size());
+  for (const auto& [id, j] : jobs_) {
+    (void)j;
+    names.emplace_back(id.begin(), id.end());
+  }
+  if (Status st = ctx_->disk().replace_log("jobs", names); !st.ok()) {
+    stats_.disk_errors++;
+    log::error("manager", "index_compact_failed", "jobs={} error={} (the old index stands)", jobs_.size(),
+               log::quoted(st.to_string()));
   }
 }
 
@@ -1521,7 +1527,7 @@ void Manager::flush() {
   dirty_.clear();
   if (open_batch_.versions.empty() && open_batch_.after.empty()) return;
   const std::uint64_t seq = next_sync_++;
-  const sim::TimerId t = ctx_->sync(make_tag(kSync, seq));
+  const node::TimerId t = ctx_->sync(make_tag(kSync, seq));
   if (t == 0) {
     log::error("manager", "sync_failed", "batch={} (the disk failed; nothing in it is acknowledged)", seq);
     open_batch_ = SyncBatch{};

@@ -12,59 +12,6 @@
 
 namespace hs::sim {
 
-// ---------------- MemDisk ----------------
-
-Status MemDisk::put(const std::string& key, std::span<const std::uint8_t> value) {
-  auto it = kv_.find(key);
-  const std::size_t old = it == kv_.end() ? 0 : it->second.size() + key.size();
-  const std::size_t add = value.size() + key.size();
-  if (it == kv_.end() && kv_.size() >= limits_.max_keys)
-    return make_error(Errc::backpressure, fmt::format("disk: key limit {} reached", limits_.max_keys));
-  if (bytes_ - old + add > limits_.max_bytes)
-    return make_error(Errc::backpressure, fmt::format("disk: byte limit {} reached", limits_.max_bytes));
-  bytes_ = bytes_ - old + add;
-  kv_[key] = Bytes(value.begin(), value.end());
-  return ok_status();
-}
-
-std::optional<Bytes> MemDisk::get(const std::string& key) const {
-  auto it = kv_.find(key);
-  if (it == kv_.end()) return std::nullopt;
-  return it->second;
-}
-
-Status MemDisk::erase(const std::string& key) {
-  auto it = kv_.find(key);
-  if (it == kv_.end()) return make_error(Errc::not_found, "disk: no key " + key);
-  bytes_ -= it->second.size() + key.size();
-  kv_.erase(it);
-  return ok_status();
-}
-
-Status MemDisk::append(const std::string& log, std::span<const std::uint8_t> record) {
-  auto it = logs_.find(log);
-  if (it == logs_.end() && logs_.size() >= limits_.max_logs)
-    return make_error(Errc::backpressure, fmt::format("disk: log limit {} reached", limits_.max_logs));
-  if (bytes_ + record.size() > limits_.max_bytes)
-    return make_error(Errc::backpressure, fmt::format("disk: byte limit {} reached", limits_.max_bytes));
-  bytes_ += record.size();
-  logs_[log].emplace_back(record.begin(), record.end());
-  return ok_status();
-}
-
-std::vector<Bytes> MemDisk::read_log(const std::string& log) const {
-  auto it = logs_.find(log);
-  return it == logs_.end() ? std::vector<Bytes>{} : it->second;
-}
-
-Status MemDisk::truncate_log(const std::string& log) {
-  auto it = logs_.find(log);
-  if (it == logs_.end()) return make_error(Errc::not_found, "disk: no log " + log);
-  for (auto& r : it->second) bytes_ -= r.size();
-  logs_.erase(it);
-  return ok_status();
-}
-
 // ---------------- clock ----------------
 
 Instant NodeClock::now() const noexcept {
@@ -75,44 +22,44 @@ Instant NodeClock::now() const noexcept {
 // ---------------- simulator ----------------
 
 struct Simulator::NodeSlot {
-  NodeId id = 0;
+  node::NodeId id = 0;
   Factory factory;
-  std::unique_ptr<Node> node;
+  std::unique_ptr<node::Node> node;
   MemDisk disk;
   NodeClock clock;
   Rng rng{0};
   std::uint64_t epoch = 0;  // bumped on crash: stale timers/messages are dropped
   bool up = false;
   bool ever_started = false;
-  std::unordered_map<TimerId, bool> live_timers;  // set on creation, erased on fire/cancel
-  TimerId next_timer = 1;
+  std::unordered_map<node::TimerId, bool> live_timers;  // set on creation, erased on fire/cancel
+  node::TimerId next_timer = 1;
   double slow_factor = 1.0;
   Duration slow_unit{0};
   Duration fsync_delay{0};
   bool fail_sync = false;
   std::uint64_t sent = 0;
-  std::unique_ptr<Context> ctx;  // created at the first event; outlives every Node of the slot
+  std::unique_ptr<node::Context> ctx;  // created at the first event; outlives every Node of the slot
 };
 
-class Simulator::Ctx final : public Context {
+class Simulator::Ctx final : public node::Context {
  public:
   Ctx(Simulator& s, NodeSlot& n) : sim_(s), n_(n) {}
-  NodeId self() const override { return n_.id; }
+  node::NodeId self() const override { return n_.id; }
   const Clock& clock() const override { return n_.clock; }
   Rng& rng() override { return n_.rng; }
-  void send(NodeId to, Bytes msg) override { sim_.send_from(n_.id, to, std::move(msg)); }
-  TimerId set_timer(Duration after, std::uint64_t tag) override { return sim_.set_timer_for(n_.id, after, tag); }
-  void cancel_timer(TimerId id) override { n_.live_timers.erase(id); }
-  TimerId sync(std::uint64_t tag) override {
+  void send(node::NodeId to, node::Bytes msg) override { sim_.send_from(n_.id, to, std::move(msg)); }
+  node::TimerId set_timer(Duration after, std::uint64_t tag) override { return sim_.set_timer_for(n_.id, after, tag); }
+  void cancel_timer(node::TimerId id) override { n_.live_timers.erase(id); }
+  node::TimerId sync(std::uint64_t tag) override {
     if (n_.fail_sync) {
       n_.fail_sync = false;
-      const NodeId id = n_.id;
+      const node::NodeId id = n_.id;
       sim_.at(sim_.now(), [id](Simulator& s) { (void)s.crash(id); });
       return 0;
     }
     return sim_.set_timer_for(n_.id, n_.fsync_delay, tag);
   }
-  Disk& disk() override { return n_.disk; }
+  node::Disk& disk() override { return n_.disk; }
 
  private:
   Simulator& sim_;
@@ -155,7 +102,7 @@ bool Simulator::push(Event e) {
   return true;
 }
 
-Status Simulator::add_node(NodeId id, Factory factory) {
+Status Simulator::add_node(node::NodeId id, Factory factory) {
   if (nodes_.count(id)) return make_error(Errc::already_exists, fmt::format("sim: node {} exists", id));
   if (nodes_.size() >= opts_.max_nodes)
     return make_error(Errc::backpressure, fmt::format("sim: node limit {} reached", opts_.max_nodes));
@@ -168,7 +115,7 @@ Status Simulator::add_node(NodeId id, Factory factory) {
   return ok_status();
 }
 
-Status Simulator::start(NodeId id) {
+Status Simulator::start(node::NodeId id) {
   auto it = nodes_.find(id);
   if (it == nodes_.end()) return make_error(Errc::not_found, fmt::format("sim: no node {}", id));
   NodeSlot& s = *it->second;
@@ -187,7 +134,7 @@ Status Simulator::start(NodeId id) {
 }
 
 void Simulator::start_all() {
-  for (NodeId id : order_) {
+  for (node::NodeId id : order_) {
     if (!nodes_[id]->up) {
       Status st = start(id);
       if (!st.ok()) log::error("sim", "start_failed", "node={} error={}", id, log::quoted(st.to_string()));
@@ -195,7 +142,7 @@ void Simulator::start_all() {
   }
 }
 
-Status Simulator::crash(NodeId id) {
+Status Simulator::crash(node::NodeId id) {
   auto it = nodes_.find(id);
   if (it == nodes_.end()) return make_error(Errc::not_found, fmt::format("sim: no node {}", id));
   NodeSlot& s = *it->second;
@@ -209,48 +156,48 @@ Status Simulator::crash(NodeId id) {
   return ok_status();
 }
 
-Status Simulator::restart(NodeId id) {
+Status Simulator::restart(node::NodeId id) {
   auto it = nodes_.find(id);
   if (it == nodes_.end()) return make_error(Errc::not_found, fmt::format("sim: no node {}", id));
   if (it->second->up) return make_error(Errc::invalid_argument, fmt::format("sim: node {} is up", id));
   return start(id);
 }
 
-bool Simulator::is_up(NodeId id) const {
+bool Simulator::is_up(node::NodeId id) const {
   auto it = nodes_.find(id);
   return it != nodes_.end() && it->second->up;
 }
 
-Node* Simulator::node(NodeId id) {
+node::Node* Simulator::node(node::NodeId id) {
   auto it = nodes_.find(id);
   return it == nodes_.end() || !it->second->up ? nullptr : it->second->node.get();
 }
 
-Disk* Simulator::disk(NodeId id) {
+node::Disk* Simulator::disk(node::NodeId id) {
   auto it = nodes_.find(id);
   return it == nodes_.end() ? nullptr : &it->second->disk;
 }
 
-std::vector<NodeId> Simulator::node_ids() const { return order_; }
+std::vector<node::NodeId> Simulator::node_ids() const { return order_; }
 
-std::uint64_t Simulator::sent_by(NodeId id) const {
+std::uint64_t Simulator::sent_by(node::NodeId id) const {
   auto it = nodes_.find(id);
   return it == nodes_.end() ? 0 : it->second->sent;
 }
 
-void Simulator::partition(const std::vector<NodeId>& a, const std::vector<NodeId>& b) {
-  for (NodeId x : a)
-    for (NodeId y : b) {
+void Simulator::partition(const std::vector<node::NodeId>& a, const std::vector<node::NodeId>& b) {
+  for (node::NodeId x : a)
+    for (node::NodeId y : b) {
       blocks_.insert({x, y});
       blocks_.insert({y, x});
     }
 }
-void Simulator::block(NodeId from, NodeId to) { blocks_.insert({from, to}); }
-void Simulator::unblock(NodeId from, NodeId to) { blocks_.erase({from, to}); }
+void Simulator::block(node::NodeId from, node::NodeId to) { blocks_.insert({from, to}); }
+void Simulator::unblock(node::NodeId from, node::NodeId to) { blocks_.erase({from, to}); }
 void Simulator::heal() { blocks_.clear(); }
-bool Simulator::blocked(NodeId from, NodeId to) const { return blocks_.count({from, to}) != 0; }
+bool Simulator::blocked(node::NodeId from, node::NodeId to) const { return blocks_.count({from, to}) != 0; }
 
-Status Simulator::set_clock_skew(NodeId id, Duration offset, double rate) {
+Status Simulator::set_clock_skew(node::NodeId id, Duration offset, double rate) {
   auto it = nodes_.find(id);
   if (it == nodes_.end()) return make_error(Errc::not_found, fmt::format("sim: no node {}", id));
   if (!(rate > 0.5 && rate < 2.0)) return make_error(Errc::invalid_argument, "sim: clock rate must be in (0.5, 2)");
@@ -259,7 +206,7 @@ Status Simulator::set_clock_skew(NodeId id, Duration offset, double rate) {
   return ok_status();
 }
 
-Status Simulator::set_slow(NodeId id, double factor, Duration unit) {
+Status Simulator::set_slow(node::NodeId id, double factor, Duration unit) {
   auto it = nodes_.find(id);
   if (it == nodes_.end()) return make_error(Errc::not_found, fmt::format("sim: no node {}", id));
   if (!(factor >= 1.0)) return make_error(Errc::invalid_argument, "sim: slow factor must be >= 1");
@@ -268,7 +215,7 @@ Status Simulator::set_slow(NodeId id, double factor, Duration unit) {
   return ok_status();
 }
 
-Status Simulator::set_disk_fault(NodeId id, Duration fsync_delay, bool fail_sync) {
+Status Simulator::set_disk_fault(node::NodeId id, Duration fsync_delay, bool fail_sync) {
   auto it = nodes_.find(id);
   if (it == nodes_.end()) return make_error(Errc::not_found, fmt::format("sim: no node {}", id));
   if (fsync_delay < Duration{0}) return make_error(Errc::invalid_argument, "sim: fsync delay must be >= 0");
@@ -283,7 +230,7 @@ Instant Simulator::slow_delay(NodeSlot& s, Instant t) {
   return t + Duration{static_cast<std::int64_t>(rng_.next_double() * max_extra)};
 }
 
-void Simulator::send_from(NodeId from, NodeId to, Bytes msg) {
+void Simulator::send_from(node::NodeId from, node::NodeId to, node::Bytes msg) {
   counters_.sent++;
   auto fit = nodes_.find(from);
   if (fit != nodes_.end()) fit->second->sent++;
@@ -321,7 +268,7 @@ void Simulator::send_from(NodeId from, NodeId to, Bytes msg) {
     counters_.dropped_loss++;
     return;
   }
-  auto payload = std::make_shared<Bytes>(std::move(msg));
+  auto payload = std::make_shared<node::Bytes>(std::move(msg));
   Event e{};
   e.kind = Event::kMessage;
   e.to = to;
@@ -337,9 +284,9 @@ void Simulator::send_from(NodeId from, NodeId to, Bytes msg) {
   }
 }
 
-TimerId Simulator::set_timer_for(NodeId id, Duration after, std::uint64_t tag) {
+node::TimerId Simulator::set_timer_for(node::NodeId id, Duration after, std::uint64_t tag) {
   NodeSlot& s = *nodes_.at(id);
-  const TimerId tid = s.next_timer++;
+  const node::TimerId tid = s.next_timer++;
   if (after < Duration{0}) after = Duration{0};
   // The node asked for `after` on its own (skewed) clock.
   Duration global_after{static_cast<std::int64_t>(static_cast<double>(after.count()) / s.clock.rate)};
@@ -378,7 +325,7 @@ Status Simulator::dispatch(Event& e) {
   // One Context per node slot, valid for as long as the simulator: a node may keep it and use it
   // from a call made during any of its events (the node contract).
   if (!s.ctx) s.ctx = std::make_unique<Ctx>(*this, s);
-  Context& ctx = *s.ctx;
+  node::Context& ctx = *s.ctx;
   switch (e.kind) {
     case Event::kStart:
       if (!s.up || e.epoch != s.epoch) return ok_status();

@@ -551,7 +551,7 @@ void Swim::housekeeping(Context& ctx) {
 
 // ---------------- events ----------------
 
-void Swim::on_timer(Context& ctx, sim::TimerId, std::uint64_t t) {
+void Swim::on_timer(Context& ctx, node::TimerId, std::uint64_t t) {
   if (!started_) return;
   const auto kind = static_cast<TimerKind>(t >> 56);
   const std::uint64_t v = t & ((1ull << 56) - 1);

@@ -29,7 +29,7 @@ Worker::~Worker() = default;
 
 void Worker::send(NodeId to, MsgType t, auto& msg) { ctx_->send(to, encode(t, msg)); }
 
-void Worker::on_start(sim::Context& ctx) {
+void Worker::on_start(node::Context& ctx) {
   ctx_ = &ctx;
   boot_ = ctx.rng().next_u64() | 1;
   load_marks();
@@ -55,9 +55,7 @@ void Worker::load_marks() {
     m.at = now;
   }
   // Rewrite the log with only the live marks (keeps it bounded across restarts).
-  (void)ctx_->disk().truncate_log("fence");
-  for (const auto& [k, m] : marks_) (void)ctx_->disk().append("fence", mark_record(k.first, k.second, m.token));
-  mark_log_records_ = marks_.size();
+  compact_marks();
 }
 
 void Worker::set_mark(const Key& k, std::uint64_t token) {
@@ -72,12 +70,21 @@ void Worker::set_mark(const Key& k, std::uint64_t token) {
   m.token = std::max(m.token, token);
   m.at = ctx_->now();
   (void)ctx_->disk().append("fence", mark_record(k.first, k.second, m.token));
-  if (++mark_log_records_ > 2 * marks_.size() + 1000) {
-    (void)ctx_->disk().truncate_log("fence");
-    for (const auto& [key, mk] : marks_)
-      (void)ctx_->disk().append("fence", mark_record(key.first, key.second, mk.token));
-    mark_log_records_ = marks_.size();
+  if (++mark_log_records_ > 2 * marks_.size() + 1000) compact_marks();
+}
+
+void Worker::compact_marks() {
+  // One atomic replace: a crash leaves the old log or the new one, never a log missing live marks.
+  std::vector<node::Bytes> records;
+  records.reserve(marks_.size());
+  for (const auto& [key, mk] : marks_) records.push_back(mark_record(key.first, key.second, mk.token));
+  if (Status st = ctx_->disk().replace_log("fence", records); !st.ok()) {
+    stats_.disk_errors++;
+    log::error("worker", "fence_compact_failed", "marks={} error={} (the old fence log stands)", marks_.size(),
+               log::quoted(st.to_string()));
+    return;
   }
+  mark_log_records_ = marks_.size();
 }
 
 void Worker::record(ExecEvent::Kind k, const std::string& job, const std::string& wf, std::uint64_t token) {
@@ -94,7 +101,7 @@ std::vector<ExecReport> Worker::live() const {
   return out;
 }
 
-void Worker::on_timer(sim::Context& ctx, sim::TimerId, std::uint64_t tag) {
+void Worker::on_timer(node::Context& ctx, node::TimerId, std::uint64_t tag) {
   ctx_ = &ctx;
   const std::uint64_t kind = tag >> kTagShift;
   const std::uint64_t v = tag & ((1ull << kTagShift) - 1);
@@ -181,7 +188,7 @@ static bool parse(std::span<const std::uint8_t> body, T& m, WorkerStats& st, Nod
   return false;
 }
 
-void Worker::on_message(sim::Context& ctx, NodeId from, std::span<const std::uint8_t> msg) {
+void Worker::on_message(node::Context& ctx, NodeId from, std::span<const std::uint8_t> msg) {
   ctx_ = &ctx;
   if (msg.empty()) {
     stats_.decode_errors++;

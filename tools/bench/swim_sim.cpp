@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "hyperscale/base/log.hpp"
-#include "hyperscale/swim/sim_cluster.hpp"
+#include "support/sim_cluster.hpp"
 
 using namespace hs;
 using namespace hs::swim;

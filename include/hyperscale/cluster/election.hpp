@@ -31,14 +31,14 @@
 #include <vector>
 
 #include "hyperscale/base/time.hpp"
-#include "hyperscale/sim/node.hpp"
+#include "hyperscale/node/node.hpp"
 
 namespace hs::cluster {
 
 struct ElectionConfig {
   // The CONFIGURED members of this role cluster, including self. quorum = members.size()/2 + 1,
   // never a count of who is alive.
-  std::vector<sim::NodeId> members;
+  std::vector<node::NodeId> members;
   Duration heartbeat = std::chrono::seconds(1);  // leader -> followers; also the quorum-check period
   // Randomized per round in [min, max] from ctx.rng(). A follower that heard from a leader less
   // than election_timeout_min ago refuses pre-votes and votes.
@@ -92,19 +92,19 @@ struct ElectionStats {
   std::uint64_t flap_state_dropped = 0;  // stored flap history unreadable (ignored: damping only)
 };
 
-class Election final : public sim::Node {
+class Election final : public node::Node {
  public:
   explicit Election(ElectionConfig cfg);
 
-  void on_start(sim::Context& ctx) override;
-  void on_message(sim::Context& ctx, sim::NodeId from, std::span<const std::uint8_t> msg) override;
-  void on_timer(sim::Context& ctx, sim::TimerId id, std::uint64_t tag) override;
+  void on_start(node::Context& ctx) override;
+  void on_message(node::Context& ctx, node::NodeId from, std::span<const std::uint8_t> msg) override;
+  void on_timer(node::Context& ctx, node::TimerId id, std::uint64_t tag) override;
 
   bool is_leader() const noexcept { return leading_; }  // leader with a valid lease (as of the last event)
   std::uint64_t term() const noexcept { return term_; }
-  std::optional<sim::NodeId> leader() const noexcept { return leader_; }
+  std::optional<node::NodeId> leader() const noexcept { return leader_; }
   bool has_quorum() const noexcept { return leading_; }  // leader: a quorum acked within the lease
-  std::optional<sim::NodeId> voted_for() const noexcept { return voted_for_; }
+  std::optional<node::NodeId> voted_for() const noexcept { return voted_for_; }
   std::size_t quorum() const noexcept { return cfg_.members.size() / 2 + 1; }
   const ElectionConfig& config() const noexcept { return cfg_; }
   const ElectionStats& stats() const noexcept { return stats_; }
@@ -112,7 +112,7 @@ class Election final : public sim::Node {
   void for_each_counter(const std::function<void(std::string_view, std::uint64_t)>& fn) const;
 
   // Every change of (is_leader, term, leader).
-  std::function<void(bool is_leader, std::uint64_t term, std::optional<sim::NodeId> leader)> on_change;
+  std::function<void(bool is_leader, std::uint64_t term, std::optional<node::NodeId> leader)> on_change;
 
   // Terms above this are refused as malformed (no overflow of term + 1).
   static constexpr std::uint64_t kMaxTerm = std::uint64_t{1} << 62;
@@ -133,74 +133,74 @@ class Election final : public sim::Node {
   struct PendingSync {
     Tag kind;
     std::uint64_t term;
-    sim::NodeId to;
+    node::NodeId to;
   };
 
-  bool is_member(sim::NodeId id) const;
-  void load_state(sim::Context& ctx);
-  bool persist(sim::Context& ctx);  // writes (term, voted_for); false (logged, counted) on error
-  void load_flaps(sim::Context& ctx);
-  void persist_flaps(sim::Context& ctx);
-  void adopt_term(sim::Context& ctx, std::uint64_t t);
-  void arm_election_timer(sim::Context& ctx, Duration after);
-  void arm_election_timer(sim::Context& ctx);
-  void start_prevote(sim::Context& ctx);
-  void start_candidacy(sim::Context& ctx);
-  void become_leader(sim::Context& ctx);
-  void become_follower(sim::Context& ctx);
-  void send_heartbeats(sim::Context& ctx);
+  bool is_member(node::NodeId id) const;
+  void load_state(node::Context& ctx);
+  bool persist(node::Context& ctx);  // writes (term, voted_for); false (logged, counted) on error
+  void load_flaps(node::Context& ctx);
+  void persist_flaps(node::Context& ctx);
+  void adopt_term(node::Context& ctx, std::uint64_t t);
+  void arm_election_timer(node::Context& ctx, Duration after);
+  void arm_election_timer(node::Context& ctx);
+  void start_prevote(node::Context& ctx);
+  void start_candidacy(node::Context& ctx);
+  void become_leader(node::Context& ctx);
+  void become_follower(node::Context& ctx);
+  void send_heartbeats(node::Context& ctx);
   void recompute_lease(Instant now);
-  void set_leader(sim::Context& ctx, std::optional<sim::NodeId> l);
+  void set_leader(node::Context& ctx, std::optional<node::NodeId> l);
   bool hears_live_leader(Instant now) const;
   bool damped(Instant now);
-  void queue_sync(sim::Context& ctx, Tag kind, std::uint64_t term, sim::NodeId to);
-  void broadcast(sim::Context& ctx, const sim::Bytes& msg);
-  void refresh(sim::Context& ctx);  // recomputes leading_, fires on_change
-  void decode_error(sim::NodeId from, const char* why);
+  void queue_sync(node::Context& ctx, Tag kind, std::uint64_t term, node::NodeId to);
+  void broadcast(node::Context& ctx, const node::Bytes& msg);
+  void refresh(node::Context& ctx);  // recomputes leading_, fires on_change
+  void decode_error(node::NodeId from, const char* why);
 
-  void on_prevote_req(sim::Context& ctx, sim::NodeId from, std::uint64_t term, std::uint64_t round);
-  void on_prevote_resp(sim::Context& ctx, sim::NodeId from, std::uint64_t term, std::uint64_t round, bool granted);
-  void on_vote_req(sim::Context& ctx, sim::NodeId from, std::uint64_t term);
-  void on_vote_resp(sim::Context& ctx, sim::NodeId from, std::uint64_t term, bool granted);
-  void on_heartbeat(sim::Context& ctx, sim::NodeId from, std::uint64_t term, std::int64_t sent);
-  void on_ack(sim::Context& ctx, sim::NodeId from, std::uint64_t term, std::int64_t sent, bool ok);
+  void on_prevote_req(node::Context& ctx, node::NodeId from, std::uint64_t term, std::uint64_t round);
+  void on_prevote_resp(node::Context& ctx, node::NodeId from, std::uint64_t term, std::uint64_t round, bool granted);
+  void on_vote_req(node::Context& ctx, node::NodeId from, std::uint64_t term);
+  void on_vote_resp(node::Context& ctx, node::NodeId from, std::uint64_t term, bool granted);
+  void on_heartbeat(node::Context& ctx, node::NodeId from, std::uint64_t term, std::int64_t sent);
+  void on_ack(node::Context& ctx, node::NodeId from, std::uint64_t term, std::int64_t sent, bool ok);
 
   ElectionConfig cfg_;
   ElectionStats stats_;
-  sim::NodeId self_ = 0;
+  node::NodeId self_ = 0;
   bool started_ = false;
   bool passive_ = false;  // stored state unreadable: never vote or campaign
 
   // persisted
   std::uint64_t term_ = 0;
-  std::optional<sim::NodeId> voted_for_;
+  std::optional<node::NodeId> voted_for_;
 
   Role role_ = Role::follower;
-  std::optional<sim::NodeId> leader_;
+  std::optional<node::NodeId> leader_;
   bool leading_ = false;
   Instant quiet_until_{0};  // refuse (pre-)votes before this: a live leader was heard (or we just booted)
 
   // pre-vote / candidacy (members only: bounded by the configuration)
   bool prevoting_ = false;
   std::uint64_t round_ = 0;
-  std::unordered_set<sim::NodeId> prevotes_;
-  std::unordered_set<sim::NodeId> votes_;
+  std::unordered_set<node::NodeId> prevotes_;
+  std::unordered_set<node::NodeId> votes_;
   bool announced_ = false;  // candidacy durable and vote requests sent
 
   // leader
-  std::unordered_map<sim::NodeId, Instant> acked_;  // member -> latest acked heartbeat send time
+  std::unordered_map<node::NodeId, Instant> acked_;  // member -> latest acked heartbeat send time
   Instant lease_until_ = Instant::min();            // local times may be negative (clock offset)
   int failed_checks_ = 0;
 
-  sim::TimerId election_timer_ = 0, heartbeat_timer_ = 0, lease_timer_ = 0;
-  std::unordered_map<sim::TimerId, PendingSync> syncs_;
+  node::TimerId election_timer_ = 0, heartbeat_timer_ = 0, lease_timer_ = 0;
+  std::unordered_map<node::TimerId, PendingSync> syncs_;
   std::deque<Instant> changes_;                                 // times of recent leader changes (at most flap_changes)
-  std::optional<std::pair<std::uint64_t, sim::NodeId>> known_;  // last (term, leader) seen
+  std::optional<std::pair<std::uint64_t, node::NodeId>> known_;  // last (term, leader) seen
 
   // last reported to on_change
   bool rep_leading_ = false;
   std::uint64_t rep_term_ = 0;
-  std::optional<sim::NodeId> rep_leader_;
+  std::optional<node::NodeId> rep_leader_;
 };
 
 }  // namespace hs::cluster

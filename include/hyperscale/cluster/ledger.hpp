@@ -106,7 +106,7 @@ class JobLedger final : public StateMachine {
   explicit JobLedger(Limits limits) : limits_(limits) {}
 
   std::uint64_t apply(std::uint64_t index, std::span<const std::uint8_t> command) override;
-  sim::Bytes snapshot() override;
+  node::Bytes snapshot() override;
   Status restore(std::span<const std::uint8_t> snapshot) override;
 
   const LedgerJob* job(const std::string& id) const;

@@ -14,11 +14,11 @@
 #include <vector>
 
 #include "hyperscale/cluster/codec.hpp"
-#include "hyperscale/sim/node.hpp"
+#include "hyperscale/node/node.hpp"
 
 namespace hs::cluster {
 
-using sim::NodeId;
+using node::NodeId;
 
 inline constexpr std::size_t kMaxString = 64 * 1024;
 inline constexpr std::size_t kMaxBlob = 4 * 1024 * 1024;

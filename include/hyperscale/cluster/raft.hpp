@@ -31,14 +31,14 @@
 
 #include "hyperscale/base/status.hpp"
 #include "hyperscale/base/time.hpp"
-#include "hyperscale/sim/node.hpp"
+#include "hyperscale/node/node.hpp"
 
 namespace hs::cluster {
 
 struct RaftConfig {
   // Every voter of the cluster, this node included; the same list on every member (the bootstrap
   // configuration). Ids must be non-zero.
-  std::vector<sim::NodeId> voters;
+  std::vector<node::NodeId> voters;
   Duration heartbeat = std::chrono::milliseconds(100);
   Duration election = std::chrono::milliseconds(1000);  // randomized to [1x, 2x) by libraft
   // An InstallSnapshot not answered in this time is sent again (a lost one must not stall a
@@ -62,11 +62,11 @@ class StateMachine {
   // Returns an outcome code handed to the proposer's Done on the node that proposed it (e.g.
   // "refused: job already terminal"); the same on every member, since apply is deterministic.
   virtual std::uint64_t apply(std::uint64_t index, std::span<const std::uint8_t> command) = 0;
-  virtual sim::Bytes snapshot() = 0;
+  virtual node::Bytes snapshot() = 0;
   virtual Status restore(std::span<const std::uint8_t> snapshot) = 0;
 };
 
-class RaftNode final : public sim::Node {
+class RaftNode final : public node::Node {
  public:
   // status ok: committed and applied at `index`, and `result` is what StateMachine::apply returned.
   // Otherwise the command may or may not commit later (leadership lost) or will not (refused);
@@ -78,22 +78,22 @@ class RaftNode final : public sim::Node {
   RaftNode(const RaftNode&) = delete;
   RaftNode& operator=(const RaftNode&) = delete;
 
-  void on_start(sim::Context& ctx) override;
-  void on_message(sim::Context& ctx, sim::NodeId from, std::span<const std::uint8_t> msg) override;
-  void on_timer(sim::Context& ctx, sim::TimerId id, std::uint64_t tag) override;
+  void on_start(node::Context& ctx) override;
+  void on_message(node::Context& ctx, node::NodeId from, std::span<const std::uint8_t> msg) override;
+  void on_timer(node::Context& ctx, node::TimerId id, std::uint64_t tag) override;
 
   // Appends a command (leader only; otherwise Errc::unavailable with the leader's id in the text).
   // Call from within an event of this node.
-  Status propose(sim::Bytes command, Done done);
+  Status propose(node::Bytes command, Done done);
   // Hands leadership to `to` (0: the most up-to-date follower). Leader only.
-  Status transfer_leadership(sim::NodeId to);
+  Status transfer_leadership(node::NodeId to);
 
   bool is_leader() const noexcept;
   // Leader whose state machine holds everything committed before its term (its term's barrier
   // entry is applied). A role acts on the ledger (dispatch, answers) only when this is true.
   bool is_ready_leader() const noexcept;
   std::uint64_t term() const noexcept;
-  sim::NodeId leader_id() const noexcept;  // 0 when none is known
+  node::NodeId leader_id() const noexcept;  // 0 when none is known
   std::uint64_t commit_index() const noexcept;
   std::uint64_t last_applied() const noexcept;
   std::uint64_t last_index() const noexcept;

@@ -1,4 +1,4 @@
-// Addressing of real processes: a process's sim::NodeId is its listen address packed as
+// Addressing of real processes: a process's node::NodeId is its listen address packed as
 // (IPv4 << 16) | port, with TCP and UDP on the same port, so an id is all a role needs to reach a
 // peer (the same encoding as swim::UdpHost). Port 0 and the unspecified address 0.0.0.0 are not
 // valid node addresses.
@@ -9,11 +9,11 @@
 
 #include "hyperscale/base/status.hpp"
 #include "hyperscale/net/transport.hpp"
-#include "hyperscale/sim/node.hpp"
+#include "hyperscale/node/node.hpp"
 
 namespace hs::host {
 
-using sim::NodeId;
+using node::NodeId;
 
 // "127.0.0.1:7101" -> id. Numeric IPv4 only, port 1..65535, not 0.0.0.0.
 Result<NodeId> parse_node_addr(std::string_view text);

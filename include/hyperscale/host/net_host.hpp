@@ -1,4 +1,4 @@
-// NetHost: runs one sans-IO sim::Node (in a daemon, a cluster::Mux of components) on a
+// NetHost: runs one sans-IO node::Node (in a daemon, a cluster::Mux of components) on a
 // runtime::Reactor over real sockets (net::UvTransport) and a real disk (host::WalDisk).
 //
 //   NodeId   = (IPv4 << 16) | port of the listen address; TCP and UDP listen on that one port
@@ -30,7 +30,8 @@
 #include "hyperscale/host/wal_disk.hpp"
 #include "hyperscale/net/uv_transport.hpp"
 #include "hyperscale/runtime/reactor.hpp"
-#include "hyperscale/sim/node.hpp"
+#include "hyperscale/node/node.hpp"
+#include "hyperscale/sim/mem_disk.hpp"
 
 namespace hs::host {
 
@@ -59,11 +60,11 @@ struct NetHostStats {
   std::size_t pending_syncs = 0;
 };
 
-class NetHost final : public sim::Context {
+class NetHost final : public node::Context {
  public:
   // `node` and `disk` are not owned and must outlive the host. Without a disk the node gets an
   // in-memory sim::MemDisk (writes durable on return; sync = a zero-delay timer).
-  NetHost(runtime::Reactor& reactor, sim::Node& node, NetHostOptions opts, DurableDisk* disk = nullptr);
+  NetHost(runtime::Reactor& reactor, node::Node& node, NetHostOptions opts, DurableDisk* disk = nullptr);
   ~NetHost() override;
   NetHost(const NetHost&) = delete;
   NetHost& operator=(const NetHost&) = delete;
@@ -82,11 +83,11 @@ class NetHost final : public sim::Context {
 
   // Runs a host-originated call (an executor result, an admin command) inside an event of the node.
   // Fails with `unavailable` once the node is stopped. With a cluster::Mux node use run_in().
-  Status run(const std::function<void(sim::Context&)>& fn);
+  Status run(const std::function<void(node::Context&)>& fn);
   // mux.run(*this, fn): the Mux binds its components' contexts to this host for the call.
   template <typename MuxT>
   Status run_in(MuxT& mux, const std::function<void()>& fn) {
-    return run([&](sim::Context& ctx) { mux.run(ctx, fn); });
+    return run([&](node::Context& ctx) { mux.run(ctx, fn); });
   }
 
   net::UvTransport& transport() noexcept { return *transport_; }
@@ -96,19 +97,19 @@ class NetHost final : public sim::Context {
   std::size_t datagram_budget() const noexcept { return datagram_budget_; }
   NetHostStats stats() const;
 
-  // ---- sim::Context ----
+  // ---- node::Context ----
   NodeId self() const override { return self_; }
   const Clock& clock() const override { return reactor_.clock(); }
   Rng& rng() override { return rng_; }
-  void send(NodeId to, sim::Bytes msg) override;
-  sim::TimerId set_timer(Duration after, std::uint64_t tag) override;
-  void cancel_timer(sim::TimerId id) override;
-  sim::Disk& disk() override;
-  sim::TimerId sync(std::uint64_t tag) override;
+  void send(NodeId to, node::Bytes msg) override;
+  node::TimerId set_timer(Duration after, std::uint64_t tag) override;
+  void cancel_timer(node::TimerId id) override;
+  node::Disk& disk() override;
+  node::TimerId sync(std::uint64_t tag) override;
 
  private:
   void on_role_message(const net::Inbound& in);
-  void fire_timer(sim::TimerId id, std::uint64_t tag);
+  void fire_timer(node::TimerId id, std::uint64_t tag);
   // Runs one node event; an exception is logged, counted and (by default) stops the node.
   template <typename F>
   void deliver(std::string_view event, F&& f);
@@ -116,7 +117,7 @@ class NetHost final : public sim::Context {
   void cancel_all_timers();
 
   runtime::Reactor& reactor_;
-  sim::Node& node_;
+  node::Node& node_;
   NetHostOptions opts_;
   DurableDisk* disk_;
   sim::MemDisk mem_disk_;
@@ -128,9 +129,9 @@ class NetHost final : public sim::Context {
   Status stop_reason_;
   std::function<void(const Status&)> on_stop_;
   std::shared_ptr<NetHost*> alive_;
-  std::unordered_map<sim::TimerId, runtime::TaskId> timers_;
-  std::unordered_set<sim::TimerId> syncs_;  // sync barriers not yet fired
-  sim::TimerId next_timer_ = 1;
+  std::unordered_map<node::TimerId, runtime::TaskId> timers_;
+  std::unordered_set<node::TimerId> syncs_;  // sync barriers not yet fired
+  node::TimerId next_timer_ = 1;
   std::size_t datagram_budget_ = 0;
   flatbuffers::FlatBufferBuilder fbb_{256};
   std::int64_t log_second_ = -1;

@@ -1,5 +1,6 @@
-// WalDisk: the sim::Disk of a real process, kept in memory and made durable by a hs::wal::Wal in a
-// data directory. Every put / erase / append / truncate_log is one WAL record; at open the WAL is
+// WalDisk: the node::Disk of a real process, kept in memory and made durable by a hs::wal::Wal in a
+// data directory. Every put / erase / append / truncate_log is one WAL record (a replace_log is one
+// contiguous run of records, applied whole or not at all); at open the WAL is
 // replayed into memory, so get() and read_log() are memory reads.
 //
 // Durability: a write is visible to reads at once and durable once its record is fsynced.
@@ -30,13 +31,14 @@
 #include "hyperscale/base/metrics.hpp"
 #include "hyperscale/base/small_fn.hpp"
 #include "hyperscale/runtime/reactor.hpp"
-#include "hyperscale/sim/node.hpp"
+#include "hyperscale/node/node.hpp"
+#include "hyperscale/sim/mem_disk.hpp"
 #include "hyperscale/wal/wal.hpp"
 
 namespace hs::host {
 
-// A sim::Disk with a durability barrier and a fail-stop signal (what NetHost needs from storage).
-class DurableDisk : public sim::Disk {
+// A node::Disk with a durability barrier and a fail-stop signal (what NetHost needs from storage).
+class DurableDisk : public node::Disk {
  public:
   // Runs `fn` once every write made before this call is durable. Fails (and never runs fn) when the
   // disk has failed; fn never runs if the disk fails before the writes are durable.
@@ -78,13 +80,18 @@ class WalDisk final : public DurableDisk {
   WalDisk(const WalDisk&) = delete;
   WalDisk& operator=(const WalDisk&) = delete;
 
-  // ---- sim::Disk ----
+  // ---- node::Disk ----
   Status put(const std::string& key, std::span<const std::uint8_t> value) override;
-  std::optional<sim::Bytes> get(const std::string& key) const override;
+  std::optional<node::Bytes> get(const std::string& key) const override;
   Status erase(const std::string& key) override;
   Status append(const std::string& log, std::span<const std::uint8_t> record) override;
-  std::vector<sim::Bytes> read_log(const std::string& log) const override;
+  std::vector<node::Bytes> read_log(const std::string& log) const override;
   Status truncate_log(const std::string& log) override;
+  // One contiguous WAL run (replace_begin, the records, replace_end) applied at replay only when its
+  // end was read, so a crash leaves the old log or the new one. Refused (nothing changes) over a
+  // bound, when a record exceeds the WAL's record limit, or when the run does not fit the WAL queue
+  // now; a WAL refusal in the middle of the run is fail-stop.
+  Status replace_log(const std::string& log, std::span<const node::Bytes> records) override;
 
   // ---- DurableDisk ----
   Status when_durable(SmallFn<void()> fn) override;
@@ -100,9 +107,13 @@ class WalDisk final : public DurableDisk {
 
  private:
   struct State {
-    std::map<std::string, sim::Bytes> kv;
-    std::map<std::string, std::vector<sim::Bytes>> logs;
+    std::map<std::string, node::Bytes> kv;
+    std::map<std::string, std::vector<node::Bytes>> logs;
     std::size_t bytes = 0;
+  };
+  struct PendingReplace {
+    std::string log;
+    std::vector<node::Bytes> records;
   };
   struct Waiter {
     wal::Lsn lsn;  // runs once every record below lsn+1 is durable
@@ -115,6 +126,7 @@ class WalDisk final : public DurableDisk {
   void maybe_compact();
   Status check_usable();  // counts refusals after a failure
   static void apply(State& s, std::uint32_t type, std::span<const std::uint8_t> payload);
+  static void replace(State& s, const std::string& log, std::vector<node::Bytes> records);
 
   runtime::Reactor& reactor_;
   WalDiskOptions opts_;
@@ -123,6 +135,8 @@ class WalDisk final : public DurableDisk {
   Status health_;
   std::function<void(const Status&)> on_failure_;
   std::shared_ptr<WalDisk*> alive_;  // WAL completions after destruction see nullptr
+  std::size_t max_payload_ = 0;       // the WAL's record payload limit
+  std::size_t max_queued_bytes_ = 0;  // the WAL's queue bound
   wal::Lsn last_lsn_ = 0;            // LSN of the newest record written (0: none)
   wal::Lsn durable_through_ = 0;     // every record <= this is durable
   std::deque<Waiter> waiters_;

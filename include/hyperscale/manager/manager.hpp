@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "hyperscale/cluster/messages.hpp"
-#include "hyperscale/sim/node.hpp"
+#include "hyperscale/node/node.hpp"
 
 namespace hs::manager {
 
@@ -72,7 +72,7 @@ struct ManagerStats {
                 dispatch_resends = 0, dispatch_refused = 0, redispatches = 0, results = 0, stale_results = 0,
                 duplicate_results = 0, takeovers = 0, transfers = 0, cancels = 0, timeouts = 0, stuck = 0, cleaned = 0,
                 decode_errors = 0, unknown_messages = 0, stale_replicas = 0, fence_rejects = 0, budget_exhausted = 0,
-                circuit_opened = 0, commits = 0, commit_timeouts = 0, idem_evicted = 0, pulls = 0, replicas_dropped = 0;
+                circuit_opened = 0, commits = 0, commit_timeouts = 0, idem_evicted = 0, pulls = 0, replicas_dropped = 0, disk_errors = 0;
 };
 
 // One dispatch attempt, for observers (the attempt log of scenarios.md §2.4).
@@ -82,14 +82,14 @@ struct Attempt {
   std::uint64_t token = 0;
 };
 
-class Manager final : public sim::Node {
+class Manager final : public node::Node {
  public:
   Manager(ManagerConfig cfg, Hooks hooks);
   ~Manager() override;
 
-  void on_start(sim::Context& ctx) override;
-  void on_message(sim::Context& ctx, NodeId from, std::span<const std::uint8_t> msg) override;
-  void on_timer(sim::Context& ctx, sim::TimerId id, std::uint64_t tag) override;
+  void on_start(node::Context& ctx) override;
+  void on_message(node::Context& ctx, NodeId from, std::span<const std::uint8_t> msg) override;
+  void on_timer(node::Context& ctx, node::TimerId id, std::uint64_t tag) override;
 
   // From SWIM (wired by the node): a member was declared dead or left.
   void on_member_dead(NodeId node);
@@ -208,6 +208,7 @@ class Manager final : public sim::Node {
   std::uint32_t free_cores(NodeId w, const WorkerInfo& info) const;
   void expire();
   void forget(const std::string& id);
+  void compact_index();  // rewrites the "jobs" index log with the live jobs (Disk::replace_log)
   void load_from_disk();
   void persist_now(Job& j);
   cluster::JobView view(const Job& j) const;
@@ -216,7 +217,7 @@ class Manager final : public sim::Node {
 
   ManagerConfig cfg_;
   Hooks hooks_;
-  sim::Context* ctx_ = nullptr;
+  node::Context* ctx_ = nullptr;
   NodeId self_ = 0;
   std::map<std::string, Job> jobs_;
   std::map<std::string, IdemEntry> idem_;
@@ -228,7 +229,7 @@ class Manager final : public sim::Node {
   std::map<std::uint64_t, SyncBatch> syncs_;  // sync tag -> batch waiting to be durable
   SyncBatch open_batch_;
   std::uint64_t next_sync_ = 1;
-  sim::TimerId tick_timer_ = 0;
+  node::TimerId tick_timer_ = 0;
   Instant seen_now_{0};  // time of the latest event (observers read it between events)
   std::deque<Attempt> attempts_;
   ManagerStats stats_;

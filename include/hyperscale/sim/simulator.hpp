@@ -23,7 +23,8 @@
 #include "hyperscale/base/random.hpp"
 #include "hyperscale/base/status.hpp"
 #include "hyperscale/base/time.hpp"
-#include "hyperscale/sim/node.hpp"
+#include "hyperscale/node/node.hpp"
+#include "hyperscale/sim/mem_disk.hpp"
 
 namespace hs::sim {
 
@@ -56,7 +57,7 @@ class NodeClock final : public Clock {
 
 class Simulator {
  public:
-  using Factory = std::function<std::unique_ptr<Node>(NodeId)>;
+  using Factory = std::function<std::unique_ptr<node::Node>(node::NodeId)>;
   using Invariant = std::function<Status(Simulator&)>;
 
   explicit Simulator(SimOptions opts);
@@ -65,45 +66,45 @@ class Simulator {
   Simulator& operator=(const Simulator&) = delete;
 
   // Adds a node (not started). The factory is called now and again on every restart.
-  Status add_node(NodeId id, Factory factory);
+  Status add_node(node::NodeId id, Factory factory);
   // Starts a node (on_start runs at the current virtual time, as an event).
-  Status start(NodeId id);
+  Status start(node::NodeId id);
   void start_all();
   // Crash: the Node object is destroyed now; its pending timers are dropped, and so are messages
   // that reach it while it is down; its Disk survives.
-  Status crash(NodeId id);
+  Status crash(node::NodeId id);
   // Restart a crashed node: a fresh Node from the factory, same Disk, on_start runs.
-  Status restart(NodeId id);
-  bool is_up(NodeId id) const;
-  Node* node(NodeId id);  // nullptr if unknown or down
-  Disk* disk(NodeId id);
-  std::vector<NodeId> node_ids() const;
+  Status restart(node::NodeId id);
+  bool is_up(node::NodeId id) const;
+  node::Node* node(node::NodeId id);  // nullptr if unknown or down
+  node::Disk* disk(node::NodeId id);
+  std::vector<node::NodeId> node_ids() const;
 
   // ---- network faults ----
   NetworkOptions& net() noexcept { return opts_.net; }
   // Blocks every link from any node in `a` to any node in `b` and back.
-  void partition(const std::vector<NodeId>& a, const std::vector<NodeId>& b);
+  void partition(const std::vector<node::NodeId>& a, const std::vector<node::NodeId>& b);
   // Blocks only from -> to.
-  void block(NodeId from, NodeId to);
-  void unblock(NodeId from, NodeId to);
+  void block(node::NodeId from, node::NodeId to);
+  void unblock(node::NodeId from, node::NodeId to);
   void heal();  // removes every block
-  bool blocked(NodeId from, NodeId to) const;
+  bool blocked(node::NodeId from, node::NodeId to) const;
   // Drops every message for which `drop(from, to, bytes)` returns true (scenarios' drop_msg fault,
   // e.g. one message type on one link). Counted in counters().dropped_filter. nullptr removes it.
-  using Filter = std::function<bool(NodeId from, NodeId to, const Bytes& msg)>;
+  using Filter = std::function<bool(node::NodeId from, node::NodeId to, const node::Bytes& msg)>;
   void set_filter(Filter f) { filter_ = std::move(f); }
 
   // ---- node faults ----
   // This node's clock reads global × rate + offset (rate 1.0 and offset 0 by default).
-  Status set_clock_skew(NodeId id, Duration offset, double rate);
+  Status set_clock_skew(node::NodeId id, Duration offset, double rate);
   // Every message the node receives is handled late, by a random extra delay up to
   // (factor − 1) × unit, while its timers still fire on time: an overloaded event loop whose
   // datagrams wait in the socket buffer (libuv runs due timers before polling for I/O).
   // factor 1.0 switches it off.
-  Status set_slow(NodeId id, double factor, Duration unit);
+  Status set_slow(node::NodeId id, double factor, Duration unit);
   // Disk faults: every Context::sync of the node completes `fsync_delay` later; with `fail_sync`
   // the next sync fails instead and the node crashes (fail-stop, like a real WAL I/O error).
-  Status set_disk_fault(NodeId id, Duration fsync_delay, bool fail_sync);
+  Status set_disk_fault(node::NodeId id, Duration fsync_delay, bool fail_sync);
 
   // ---- running ----
   Instant now() const noexcept { return now_; }
@@ -128,7 +129,7 @@ class Simulator {
   };
   const Counters& counters() const noexcept { return counters_; }
   // Datagrams sent by each node since the simulator was created.
-  std::uint64_t sent_by(NodeId id) const;
+  std::uint64_t sent_by(node::NodeId id) const;
 
  private:
   struct NodeSlot;
@@ -137,12 +138,12 @@ class Simulator {
     Instant t;
     std::uint64_t seq;
     enum Kind : std::uint8_t { kStart, kMessage, kTimer, kScript } kind;
-    NodeId to = 0;
-    NodeId from = 0;
+    node::NodeId to = 0;
+    node::NodeId from = 0;
     std::uint64_t epoch = 0;  // node incarnation in the simulator; stale events are dropped
-    TimerId timer = 0;
+    node::TimerId timer = 0;
     std::uint64_t tag = 0;
-    std::shared_ptr<Bytes> payload;
+    std::shared_ptr<node::Bytes> payload;
     std::shared_ptr<std::function<void(Simulator&)>> script;
   };
   struct Later {
@@ -150,8 +151,8 @@ class Simulator {
   };
 
   bool push(Event e);
-  void send_from(NodeId from, NodeId to, Bytes msg);
-  TimerId set_timer_for(NodeId id, Duration after, std::uint64_t tag);
+  void send_from(node::NodeId from, node::NodeId to, node::Bytes msg);
+  node::TimerId set_timer_for(node::NodeId id, Duration after, std::uint64_t tag);
   Instant slow_delay(NodeSlot& s, Instant t);
   void mix(std::uint64_t v) noexcept;
   void note(const Event& e, const char* what);
@@ -164,9 +165,9 @@ class Simulator {
   std::uint64_t events_ = 0;
   std::uint64_t hash_ = 1469598103934665603ull;
   std::priority_queue<Event, std::vector<Event>, Later> queue_;
-  std::unordered_map<NodeId, std::unique_ptr<NodeSlot>> nodes_;
-  std::vector<NodeId> order_;  // insertion order: deterministic iteration
-  std::set<std::pair<NodeId, NodeId>> blocks_;
+  std::unordered_map<node::NodeId, std::unique_ptr<NodeSlot>> nodes_;
+  std::vector<node::NodeId> order_;  // insertion order: deterministic iteration
+  std::set<std::pair<node::NodeId, node::NodeId>> blocks_;
   Invariant invariant_;
   Filter filter_;
   Counters counters_;

@@ -1,5 +1,5 @@
 // SWIM failure detector and membership with the Lifeguard extensions, as a sans-IO state machine
-// (a sim::Node). It runs unchanged in the deterministic simulator and over UDP (swim::UdpHost).
+// (a node::Node). It runs unchanged in the deterministic simulator and over UDP (swim::UdpHost).
 //
 // Per protocol period (scaled by the local health multiplier, LHM):
 //   1. probe the next member of a shuffled round-robin list (reshuffled every cycle): ping, wait
@@ -28,14 +28,14 @@
 #include <string_view>
 #include <vector>
 
-#include "hyperscale/sim/node.hpp"
+#include "hyperscale/node/node.hpp"
 #include "hyperscale/swim/codec.hpp"
 
 namespace hs::swim {
 
-using sim::Bytes;
-using sim::Context;
-using sim::NodeId;
+using node::Bytes;
+using node::Context;
+using node::NodeId;
 
 struct SwimConfig {
   Duration period = std::chrono::seconds(1);
@@ -96,14 +96,14 @@ struct SwimStats {
   std::uint64_t decode_errors_total() const noexcept;
 };
 
-class Swim final : public sim::Node {
+class Swim final : public node::Node {
  public:
   explicit Swim(SwimConfig cfg);
 
-  // ---- sim::Node ----
+  // ---- node::Node ----
   void on_start(Context& ctx) override;
   void on_message(Context& ctx, NodeId from, std::span<const std::uint8_t> msg) override;
-  void on_timer(Context& ctx, sim::TimerId id, std::uint64_t tag) override;
+  void on_timer(Context& ctx, node::TimerId id, std::uint64_t tag) override;
 
   // ---- callbacks (set before on_start) ----
   // Every state change of a member (join, suspect, alive again, dead, left).

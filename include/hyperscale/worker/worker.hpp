@@ -14,7 +14,7 @@
 #include <utility>
 
 #include "hyperscale/cluster/messages.hpp"
-#include "hyperscale/sim/node.hpp"
+#include "hyperscale/node/node.hpp"
 #include "hyperscale/worker/executor.hpp"
 
 namespace hs::worker {
@@ -39,7 +39,7 @@ struct WorkerStats {
   std::uint64_t dispatches = 0, accepted = 0, duplicates = 0, fence_rejects = 0, capacity_rejects = 0, started = 0,
                 start_errors = 0, completed = 0, failed = 0, cancelled = 0, force_stops = 0, orphaned = 0,
                 transfers = 0, results_sent = 0, results_dropped = 0, decode_errors = 0, unknown_messages = 0,
-                hw_evicted = 0;
+                hw_evicted = 0, disk_errors = 0;
 };
 
 // The execution log of scenarios.md §2.4 (bounded).
@@ -50,14 +50,14 @@ struct ExecEvent {
   Instant at{0};
 };
 
-class Worker final : public sim::Node {
+class Worker final : public node::Node {
  public:
   Worker(WorkerConfig cfg, Executor& exec);
   ~Worker() override;
 
-  void on_start(sim::Context& ctx) override;
-  void on_message(sim::Context& ctx, NodeId from, std::span<const std::uint8_t> msg) override;
-  void on_timer(sim::Context& ctx, sim::TimerId id, std::uint64_t tag) override;
+  void on_start(node::Context& ctx) override;
+  void on_message(node::Context& ctx, NodeId from, std::span<const std::uint8_t> msg) override;
+  void on_timer(node::Context& ctx, node::TimerId id, std::uint64_t tag) override;
 
   // From the host's executor (during an event of this node; see cluster::Mux::run).
   void on_exec_progress(std::uint64_t exec, const ExecProgress& p);
@@ -105,12 +105,13 @@ class Worker final : public sim::Node {
   void send_result(Exec& e);
   void record(ExecEvent::Kind k, const std::string& job, const std::string& wf, std::uint64_t token);
   void set_mark(const Key& k, std::uint64_t token);
+  void compact_marks();  // rewrites the "fence" log with the live marks (Disk::replace_log)
   void load_marks();
   void send(NodeId to, cluster::MsgType t, auto& msg);
 
   WorkerConfig cfg_;
   Executor& exec_;
-  sim::Context* ctx_ = nullptr;
+  node::Context* ctx_ = nullptr;
   std::uint64_t boot_ = 0;
   cluster::Health health_ = cluster::Health::healthy;
   std::map<Key, Exec> execs_;

@@ -34,25 +34,25 @@ std::string replay(std::uint64_t seed) {
 class Cluster {
  public:
   Cluster(std::size_t n, std::uint64_t seed, ElectionConfig base = {}) : sim_(opts(seed)) {
-    for (sim::NodeId id = 1; id <= n; ++id) ids_.push_back(id);
+    for (node::NodeId id = 1; id <= n; ++id) ids_.push_back(id);
     base.members = ids_;
     cfg_ = base;
-    for (sim::NodeId id : ids_) {
-      REQUIRE(sim_.add_node(id, [this](sim::NodeId) { return std::make_unique<Election>(cfg_); }).ok());
+    for (node::NodeId id : ids_) {
+      REQUIRE(sim_.add_node(id, [this](node::NodeId) { return std::make_unique<Election>(cfg_); }).ok());
     }
     sim_.set_invariant([this](sim::Simulator&) { return check(); });
     sim_.start_all();
   }
 
   sim::Simulator& sim() { return sim_; }
-  const std::vector<sim::NodeId>& ids() const { return ids_; }
-  Election* e(sim::NodeId id) { return dynamic_cast<Election*>(sim_.node(id)); }
+  const std::vector<node::NodeId>& ids() const { return ids_; }
+  Election* e(node::NodeId id) { return dynamic_cast<Election*>(sim_.node(id)); }
   bool strict_instant = true;
   std::size_t max_simultaneous = 0;
 
   Status check() {
     std::size_t leaders = 0;
-    for (sim::NodeId id : ids_) {
+    for (node::NodeId id : ids_) {
       Election* x = e(id);
       if (x == nullptr) continue;
       if (x->voted_for()) {
@@ -75,9 +75,9 @@ class Cluster {
 
   // The one node every live member agrees on: it is_leader() and every other live node is in its
   // term and follows it.
-  std::optional<sim::NodeId> agreed_leader() {
-    std::optional<sim::NodeId> l;
-    for (sim::NodeId id : ids_) {
+  std::optional<node::NodeId> agreed_leader() {
+    std::optional<node::NodeId> l;
+    for (node::NodeId id : ids_) {
       Election* x = e(id);
       if (x && x->is_leader()) {
         if (l) return std::nullopt;
@@ -86,7 +86,7 @@ class Cluster {
     }
     if (!l) return std::nullopt;
     const std::uint64_t t = e(*l)->term();
-    for (sim::NodeId id : ids_) {
+    for (node::NodeId id : ids_) {
       Election* x = e(id);
       if (x && (x->term() != t || x->leader() != *l)) return std::nullopt;
     }
@@ -110,7 +110,7 @@ class Cluster {
   }
   const Status& status() const { return st_; }
   // Crash, keeping the node's counters (a restart starts from zero).
-  Status crash(sim::NodeId id) {
+  Status crash(node::NodeId id) {
     if (Election* x = e(id)) retired_.push_back(x->stats());
     return sim_.crash(id);
   }
@@ -118,7 +118,7 @@ class Cluster {
   std::uint64_t total(std::uint64_t ElectionStats::*f) {
     std::uint64_t s = 0;
     for (const ElectionStats& r : retired_) s += r.*f;
-    for (sim::NodeId id : ids_)
+    for (node::NodeId id : ids_)
       if (Election* x = e(id)) s += x->stats().*f;
     return s;
   }
@@ -131,10 +131,10 @@ class Cluster {
     return o;
   }
   sim::Simulator sim_;
-  std::vector<sim::NodeId> ids_;
+  std::vector<node::NodeId> ids_;
   ElectionConfig cfg_;
-  std::map<std::uint64_t, sim::NodeId> leader_of_term_;
-  std::map<std::pair<sim::NodeId, std::uint64_t>, sim::NodeId> votes_;
+  std::map<std::uint64_t, node::NodeId> leader_of_term_;
+  std::map<std::pair<node::NodeId, std::uint64_t>, node::NodeId> votes_;
   std::vector<ElectionStats> retired_;
   Status st_;
 };
@@ -154,7 +154,7 @@ TEST_CASE("one leader emerges among 3 and among 5; all agree on leader and term"
       Cluster c(n, seed);
       INFO("n=" << n << " " << fail_report(c, seed));
       REQUIRE(c.run_until([&] { return c.agreed_leader().has_value(); }, 20s));
-      const sim::NodeId l = *c.agreed_leader();
+      const node::NodeId l = *c.agreed_leader();
       const std::uint64_t t = c.e(l)->term();
       // Stable: nothing changes in a minute of a healthy network.
       REQUIRE(c.run_for(60s).ok());
@@ -173,7 +173,7 @@ TEST_CASE("LDR-01: the leader crashes; exactly one new leader with a higher term
     INFO(fail_report(c, seed));
     REQUIRE(c.run_until([&] { return c.agreed_leader().has_value(); }, 20s));
     REQUIRE(c.run_for(std::chrono::milliseconds(c.sim().rng().range(0, 3000))).ok());
-    const sim::NodeId old = *c.agreed_leader();
+    const node::NodeId old = *c.agreed_leader();
     const std::uint64_t old_term = c.e(old)->term();
     REQUIRE(c.crash(old).ok());
     REQUIRE(c.run_until(
@@ -182,9 +182,9 @@ TEST_CASE("LDR-01: the leader crashes; exactly one new leader with a higher term
           return l && *l != old;
         },
         15s));
-    const sim::NodeId nl = *c.agreed_leader();
+    const node::NodeId nl = *c.agreed_leader();
     CHECK(c.e(nl)->term() > old_term);
-    for (sim::NodeId id : c.ids())
+    for (node::NodeId id : c.ids())
       if (id != old) CHECK(c.e(id)->leader() == nl);
     // The old leader comes back: it follows, and does not disrupt the new leader.
     REQUIRE(c.sim().restart(old).ok());
@@ -201,7 +201,7 @@ TEST_CASE("LDR-03: no majority, nobody leads; after the heal exactly one leader"
     Cluster c(3, seed);
     INFO(fail_report(c, seed));
     REQUIRE(c.run_until([&] { return c.agreed_leader().has_value(); }, 20s));
-    const sim::NodeId old = *c.agreed_leader();
+    const node::NodeId old = *c.agreed_leader();
     const std::uint64_t term_before = c.e(old)->term();
     const std::uint64_t elections_before = c.total(&ElectionStats::elections_started);
     c.sim().partition({1}, {2, 3});
@@ -209,19 +209,19 @@ TEST_CASE("LDR-03: no majority, nobody leads; after the heal exactly one leader"
     // Lease 4 s, then 3 failed checks at 1 s: the leader loses is_leader() within ~5 s and steps
     // down within ~8 s.
     REQUIRE(c.run_for(5s).ok());
-    for (sim::NodeId id : c.ids()) CHECK_FALSE(c.e(id)->is_leader());
+    for (node::NodeId id : c.ids()) CHECK_FALSE(c.e(id)->is_leader());
     REQUIRE(c.run_for(4s).ok());
     CHECK(c.e(old)->stats().stepdowns == 1);
     CHECK(c.e(old)->stats().failed_quorum_checks == 3);
     // 3 x D_elect: nobody leads, nobody has quorum, and pre-vote keeps terms from inflating.
     for (int i = 0; i < 75; ++i) {
       REQUIRE(c.run_for(1s).ok());
-      for (sim::NodeId id : c.ids()) {
+      for (node::NodeId id : c.ids()) {
         CHECK_FALSE(c.e(id)->is_leader());
         CHECK_FALSE(c.e(id)->has_quorum());
       }
     }
-    for (sim::NodeId id : c.ids()) CHECK(c.e(id)->term() == term_before);
+    for (node::NodeId id : c.ids()) CHECK(c.e(id)->term() == term_before);
     CHECK(c.total(&ElectionStats::elections_started) == elections_before);  // no candidacy without a quorum
     CHECK(c.total(&ElectionStats::prevotes_started) > 0);
     c.sim().heal();
@@ -237,13 +237,13 @@ TEST_CASE("LDR-03: kill 2 of 3; the survivor never becomes leader") {
     Cluster c(3, seed);
     INFO(fail_report(c, seed));
     REQUIRE(c.run_until([&] { return c.agreed_leader().has_value(); }, 20s));
-    const sim::NodeId l = *c.agreed_leader();
+    const node::NodeId l = *c.agreed_leader();
     const std::uint64_t term = c.e(l)->term();
     // Kill the leader and one follower (and, the other half of the seeds, both followers).
-    std::vector<sim::NodeId> others;
-    for (sim::NodeId id : c.ids())
+    std::vector<node::NodeId> others;
+    for (node::NodeId id : c.ids())
       if (id != l) others.push_back(id);
-    sim::NodeId survivor;
+    node::NodeId survivor;
     if (seed % 2 == 0) {
       REQUIRE(c.crash(l).ok());
       REQUIRE(c.crash(others[0]).ok());
@@ -297,7 +297,7 @@ TEST_CASE("LDR-05: restarting the leader 4 times within 60 s is damped; one stab
     // Damping delays the candidacies once 4 changes are seen within the window.
     REQUIRE(c.run_until([&] { return c.agreed_leader().has_value(); }, 60s));
     const Instant stable_at = c.sim().now();
-    const sim::NodeId l = *c.agreed_leader();
+    const node::NodeId l = *c.agreed_leader();
     const std::uint64_t t = c.e(l)->term();
     REQUIRE(c.run_for(60s).ok());
     CHECK(c.agreed_leader() == l);
@@ -339,21 +339,21 @@ std::string sweep_one(std::uint64_t seed, const SweepOptions& so, std::size_t* m
   net.duplicate = r.next_double() * 0.05;
   net.reorder = r.next_double() * 0.10;
   net.reorder_delay = std::chrono::milliseconds(r.range(10, 500));
-  for (sim::NodeId id : c.ids()) {
+  for (node::NodeId id : c.ids()) {
     const Duration offset = std::chrono::milliseconds(r.range(-10'000, 10'000));
     const double rate = 1.0 + (r.next_double() * 2 - 1) * so.max_rate_skew;
     (void)c.sim().set_clock_skew(id, offset, rate);
     (void)c.sim().set_disk_fault(id, std::chrono::milliseconds(r.range(0, 20)), false);
     if (r.chance(0.2)) (void)c.sim().set_slow(id, 1.0 + r.next_double() * 20, 10ms);
   }
-  std::set<sim::NodeId> down;
+  std::set<node::NodeId> down;
   Instant t = Instant{0};
   while (true) {
     t += std::chrono::milliseconds(r.range(500, 8000));
     if (t > Instant{150s}) break;
     const Status st = c.sim().run_until(t);
     if (!st.ok()) return fmt::format("n={} {}", n, st.message()) + "\n" + fail_report(c, seed);
-    const sim::NodeId victim = c.ids()[r.below(n)];
+    const node::NodeId victim = c.ids()[r.below(n)];
     if (tot) ++tot->faults;
     switch (r.below(6)) {
       case 0:  // crash (the leader half of the time)
@@ -372,8 +372,8 @@ std::string sweep_one(std::uint64_t seed, const SweepOptions& so, std::size_t* m
         }
         break;
       case 2: {  // two-way partition into two random groups
-        std::vector<sim::NodeId> a, b;
-        for (sim::NodeId id : c.ids()) (r.chance(0.5) ? a : b).push_back(id);
+        std::vector<node::NodeId> a, b;
+        for (node::NodeId id : c.ids()) (r.chance(0.5) ? a : b).push_back(id);
         c.sim().heal();
         c.sim().partition(a, b);
         break;
@@ -391,7 +391,7 @@ std::string sweep_one(std::uint64_t seed, const SweepOptions& so, std::size_t* m
   }
   // Heal everything: a single leader must emerge (damping can add a cooldown).
   c.sim().heal();
-  for (sim::NodeId id : c.ids()) {
+  for (node::NodeId id : c.ids()) {
     (void)c.sim().set_disk_fault(id, Duration{0}, false);  // disks repaired
     if (!c.sim().is_up(id)) (void)c.sim().restart(id);
   }
@@ -430,7 +430,7 @@ std::vector<double> time_to_new_leader(std::size_t n, ElectionConfig cfg, std::s
     Cluster c(n, seed, cfg);
     if (!c.run_until([&] { return c.agreed_leader().has_value(); }, 60s)) continue;
     REQUIRE(c.run_for(std::chrono::milliseconds(c.sim().rng().range(0, 5000))).ok());
-    const sim::NodeId old = *c.agreed_leader();
+    const node::NodeId old = *c.agreed_leader();
     REQUIRE(c.crash(old).ok());
     const Instant t0 = c.sim().now();
     const bool ok = c.run_until(
@@ -521,13 +521,13 @@ TEST_CASE("time to a new leader after the leader crashes (virtual time; printed 
 
 namespace {
 // A process as the roles will build it: a Mux with the election on its channel.
-struct Proc final : sim::Node {
+struct Proc final : node::Node {
   explicit Proc(ElectionConfig cfg) : e(std::move(cfg)) { mux.add(kElection, &e); }
-  void on_start(sim::Context& ctx) override { mux.on_start(ctx); }
-  void on_message(sim::Context& ctx, sim::NodeId from, std::span<const std::uint8_t> m) override {
+  void on_start(node::Context& ctx) override { mux.on_start(ctx); }
+  void on_message(node::Context& ctx, node::NodeId from, std::span<const std::uint8_t> m) override {
     mux.on_message(ctx, from, m);
   }
-  void on_timer(sim::Context& ctx, sim::TimerId id, std::uint64_t tag) override { mux.on_timer(ctx, id, tag); }
+  void on_timer(node::Context& ctx, node::TimerId id, std::uint64_t tag) override { mux.on_timer(ctx, id, tag); }
   Election e;
   Mux mux;
 };
@@ -542,13 +542,13 @@ TEST_CASE("inside a Mux on channel kElection: a leader is elected and re-elected
     sim::Simulator s(o);
     ElectionConfig cfg;
     cfg.members = {1, 2, 3};
-    for (sim::NodeId id : cfg.members)
-      REQUIRE(s.add_node(id, [&](sim::NodeId) { return std::make_unique<Proc>(cfg); }).ok());
-    for (sim::NodeId id : cfg.members) REQUIRE(s.set_disk_fault(id, 5ms, false).ok());
+    for (node::NodeId id : cfg.members)
+      REQUIRE(s.add_node(id, [&](node::NodeId) { return std::make_unique<Proc>(cfg); }).ok());
+    for (node::NodeId id : cfg.members) REQUIRE(s.set_disk_fault(id, 5ms, false).ok());
     s.start_all();
     auto leaders = [&] {
-      std::vector<sim::NodeId> l;
-      for (sim::NodeId id : cfg.members)
+      std::vector<node::NodeId> l;
+      for (node::NodeId id : cfg.members)
         if (auto* p = dynamic_cast<Proc*>(s.node(id)); p && p->e.is_leader()) l.push_back(id);
       return l;
     };
@@ -560,7 +560,7 @@ TEST_CASE("inside a Mux on channel kElection: a leader is elected and re-elected
     auto l2 = leaders();
     REQUIRE(l2.size() == 1);
     CHECK(l2[0] != l[0]);
-    for (sim::NodeId id : cfg.members)
+    for (node::NodeId id : cfg.members)
       if (auto* p = dynamic_cast<Proc*>(s.node(id))) {
         CHECK(p->mux.unrouted() == 0);
         CHECK(p->e.stats().decode_errors == 0);

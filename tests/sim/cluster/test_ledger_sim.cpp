@@ -21,7 +21,7 @@
 using namespace hs;
 using namespace hs::cluster;
 using namespace std::chrono_literals;
-using sim::NodeId;
+using node::NodeId;
 
 namespace {
 
@@ -34,11 +34,11 @@ struct CheckedLedger final : StateMachine {
   NodeId id = 0;
   JobLedger ledger{JobLedger::Limits{.max_jobs = 64}};
   std::uint64_t apply(std::uint64_t index, std::span<const std::uint8_t> cmd) override;
-  sim::Bytes snapshot() override { return ledger.snapshot(); }
+  node::Bytes snapshot() override { return ledger.snapshot(); }
   Status restore(std::span<const std::uint8_t> s) override { return ledger.restore(s); }
 };
 
-struct Member final : sim::Node {
+struct Member final : node::Node {
   World* world;
   CheckedLedger sm;
   RaftNode raft;
@@ -47,15 +47,15 @@ struct Member final : sim::Node {
     sm.world = w;
     sm.id = id;
   }
-  void on_start(sim::Context& ctx) override {
+  void on_start(node::Context& ctx) override {
     raft.on_start(ctx);
     ctx.set_timer(15ms, kWorkTag);
   }
-  void on_message(sim::Context& ctx, NodeId from, std::span<const std::uint8_t> m) override {
+  void on_message(node::Context& ctx, NodeId from, std::span<const std::uint8_t> m) override {
     raft.on_message(ctx, from, m);
   }
-  void on_timer(sim::Context& ctx, sim::TimerId id, std::uint64_t tag) override;
-  void propose_some(sim::Context& ctx);
+  void on_timer(node::Context& ctx, node::TimerId id, std::uint64_t tag) override;
+  void propose_some(node::Context& ctx);
 };
 
 struct World {
@@ -64,7 +64,7 @@ struct World {
   std::string violation;
   bool working = false;
   std::uint64_t next_job = 0;
-  std::map<std::uint64_t, sim::Bytes> state_at;             // index -> ledger snapshot after it
+  std::map<std::uint64_t, node::Bytes> state_at;             // index -> ledger snapshot after it
   std::map<std::string, JobState> terminal_state;           // job -> its terminal state (first seen)
   std::map<std::string, std::uint64_t> cancel_acked_index;  // job -> index of an acknowledged cancel
   std::set<std::string> accepted_acked;
@@ -141,7 +141,7 @@ std::uint64_t CheckedLedger::apply(std::uint64_t index, std::span<const std::uin
   return out;
 }
 
-void Member::on_timer(sim::Context& ctx, sim::TimerId id, std::uint64_t tag) {
+void Member::on_timer(node::Context& ctx, node::TimerId id, std::uint64_t tag) {
   if (tag != kWorkTag) return raft.on_timer(ctx, id, tag);
   ctx.set_timer(15ms, kWorkTag);
   if (world->working && raft.is_ready_leader()) propose_some(ctx);
@@ -149,7 +149,7 @@ void Member::on_timer(sim::Context& ctx, sim::TimerId id, std::uint64_t tag) {
 
 // One command chosen from the applied ledger (what a real leader does): accept a new job, dispatch
 // a pending workflow, cancel, report a workflow done, end a job, or retire an ended one.
-void Member::propose_some(sim::Context& ctx) {
+void Member::propose_some(node::Context& ctx) {
   const auto& jobs = sm.ledger.jobs();
   LedgerEntry e;
   e.term = raft.term();

@@ -26,7 +26,7 @@ using namespace hs;
 using namespace std::chrono_literals;
 using cluster::RaftConfig;
 using cluster::RaftNode;
-using sim::NodeId;
+using node::NodeId;
 
 namespace {
 
@@ -42,7 +42,7 @@ struct HashMachine final : cluster::StateMachine {
   NodeId id = 0;
   std::uint64_t index = 0, hash = 1469598103934665603ull;
   std::uint64_t apply(std::uint64_t i, std::span<const std::uint8_t> cmd) override;
-  sim::Bytes snapshot() override {
+  node::Bytes snapshot() override {
     cluster::Writer w;
     w.var(index);
     w.var(hash);
@@ -55,7 +55,7 @@ struct HashMachine final : cluster::StateMachine {
 // node's own timer (a proposal is made inside an event of the node, as RaftNode requires).
 constexpr std::uint64_t kProposeTag = 1ull << 61;
 
-struct Member final : sim::Node {
+struct Member final : node::Node {
   World* world;
   HashMachine sm;
   RaftNode raft;
@@ -63,14 +63,14 @@ struct Member final : sim::Node {
     sm.world = w;
     sm.id = id;
   }
-  void on_start(sim::Context& ctx) override {
+  void on_start(node::Context& ctx) override {
     raft.on_start(ctx);
     ctx.set_timer(std::chrono::milliseconds(20), kProposeTag);
   }
-  void on_message(sim::Context& ctx, NodeId from, std::span<const std::uint8_t> msg) override {
+  void on_message(node::Context& ctx, NodeId from, std::span<const std::uint8_t> msg) override {
     raft.on_message(ctx, from, msg);
   }
-  void on_timer(sim::Context& ctx, sim::TimerId id, std::uint64_t tag) override;
+  void on_timer(node::Context& ctx, node::TimerId id, std::uint64_t tag) override;
 };
 
 struct World {
@@ -144,7 +144,7 @@ struct World {
 
   void propose_from(Member& m) {
     std::string cmd = fmt::format("cmd-{}", next_cmd++);
-    sim::Bytes bytes(cmd.begin(), cmd.end());
+    node::Bytes bytes(cmd.begin(), cmd.end());
     const bool forced = force == m.sm.id;
     Status s = m.raft.propose(bytes, [this, cmd, forced](const Status& st, std::uint64_t index, std::uint64_t result) {
       if (!st.ok()) return;
@@ -192,7 +192,7 @@ struct World {
   }
 };
 
-void Member::on_timer(sim::Context& ctx, sim::TimerId id, std::uint64_t tag) {
+void Member::on_timer(node::Context& ctx, node::TimerId id, std::uint64_t tag) {
   if (tag != kProposeTag) return raft.on_timer(ctx, id, tag);
   ctx.set_timer(std::chrono::milliseconds(world->fast ? 10 : 20), kProposeTag);
   if ((world->proposing && raft.is_ready_leader()) || world->force == sm.id) world->propose_from(*this);

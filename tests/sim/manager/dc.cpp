@@ -59,8 +59,8 @@ const SimClient::Reply* SimClient::reply(std::uint64_t req) const {
   auto it = replies_.find(req);
   return it == replies_.end() || !it->second.done ? nullptr : &it->second;
 }
-void SimClient::on_start(sim::Context& ctx) { ctx.set_timer(10ms, 0); }
-void SimClient::on_timer(sim::Context& ctx, sim::TimerId, std::uint64_t) {
+void SimClient::on_start(node::Context& ctx) { ctx.set_timer(10ms, 0); }
+void SimClient::on_timer(node::Context& ctx, node::TimerId, std::uint64_t) {
   while (!out_.empty()) {
     auto& bytes = out_.front().second;
     bytes.insert(bytes.begin(), static_cast<std::uint8_t>(kRole));
@@ -69,7 +69,7 @@ void SimClient::on_timer(sim::Context& ctx, sim::TimerId, std::uint64_t) {
   }
   ctx.set_timer(10ms, 0);
 }
-void SimClient::on_message(sim::Context& ctx, NodeId, std::span<const std::uint8_t> msg) {
+void SimClient::on_message(node::Context& ctx, NodeId, std::span<const std::uint8_t> msg) {
   if (msg.size() < 2 || msg[0] != kRole) return;
   const auto type = static_cast<MsgType>(msg[1]);
   const auto body = msg.subspan(2);
@@ -187,7 +187,7 @@ WorkerNode::WorkerNode(const DcOptions& o, NodeId s, const std::vector<NodeId>& 
   swim.on_dead = [this](NodeId n, std::uint32_t, bool) { wrk.on_member_dead(n); };
 }
 
-void WorkerNode::on_start(sim::Context& ctx) {
+void WorkerNode::on_start(node::Context& ctx) {
   exec.attach(&wrk, &mux.context(kExec));
   mux.on_start(ctx);
 }

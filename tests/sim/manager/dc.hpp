@@ -19,7 +19,7 @@
 #include "hyperscale/manager/manager.hpp"
 #include "hyperscale/sim/simulator.hpp"
 #include "hyperscale/swim/swim.hpp"
-#include "hyperscale/worker/sim_executor.hpp"
+#include "support/sim_executor.hpp"
 #include "hyperscale/worker/worker.hpp"
 
 namespace hs::simdc {
@@ -41,7 +41,7 @@ struct DcOptions {
 };
 
 // A client: requests are queued from test scripts and sent on the client's next tick (10 ms).
-class SimClient final : public sim::Node {
+class SimClient final : public node::Node {
  public:
   struct Reply {
     bool done = false;
@@ -64,9 +64,9 @@ class SimClient final : public sim::Node {
   std::vector<Instant> ack_times;                                // parallel to acks
   std::map<std::uint64_t, std::string> req_key;
 
-  void on_start(sim::Context& ctx) override;
-  void on_message(sim::Context& ctx, NodeId from, std::span<const std::uint8_t> msg) override;
-  void on_timer(sim::Context& ctx, sim::TimerId id, std::uint64_t tag) override;
+  void on_start(node::Context& ctx) override;
+  void on_message(node::Context& ctx, NodeId from, std::span<const std::uint8_t> msg) override;
+  void on_timer(node::Context& ctx, node::TimerId id, std::uint64_t tag) override;
 
  private:
   std::uint64_t next_ = 1;
@@ -74,28 +74,28 @@ class SimClient final : public sim::Node {
   std::map<std::uint64_t, Reply> replies_;
 };
 
-struct ManagerNode final : public sim::Node {
+struct ManagerNode final : public node::Node {
   ManagerNode(const DcOptions& o, NodeId self, const std::vector<NodeId>& managers, const std::vector<NodeId>& all);
   swim::Swim swim;
   cluster::Election election;
   manager::Manager mgr;
   cluster::Mux mux;
   bool alive(NodeId n) const;
-  void on_start(sim::Context& ctx) override { mux.on_start(ctx); }
-  void on_message(sim::Context& ctx, NodeId f, std::span<const std::uint8_t> m) override { mux.on_message(ctx, f, m); }
-  void on_timer(sim::Context& ctx, sim::TimerId id, std::uint64_t tag) override { mux.on_timer(ctx, id, tag); }
+  void on_start(node::Context& ctx) override { mux.on_start(ctx); }
+  void on_message(node::Context& ctx, NodeId f, std::span<const std::uint8_t> m) override { mux.on_message(ctx, f, m); }
+  void on_timer(node::Context& ctx, node::TimerId id, std::uint64_t tag) override { mux.on_timer(ctx, id, tag); }
   NodeId self;
 };
 
-struct WorkerNode final : public sim::Node {
+struct WorkerNode final : public node::Node {
   WorkerNode(const DcOptions& o, NodeId self, const std::vector<NodeId>& managers, const std::vector<NodeId>& all);
   swim::Swim swim;
   worker::SimExecutor exec;
   worker::Worker wrk;
   cluster::Mux mux;
-  void on_start(sim::Context& ctx) override;
-  void on_message(sim::Context& ctx, NodeId f, std::span<const std::uint8_t> m) override { mux.on_message(ctx, f, m); }
-  void on_timer(sim::Context& ctx, sim::TimerId id, std::uint64_t tag) override { mux.on_timer(ctx, id, tag); }
+  void on_start(node::Context& ctx) override;
+  void on_message(node::Context& ctx, NodeId f, std::span<const std::uint8_t> m) override { mux.on_message(ctx, f, m); }
+  void on_timer(node::Context& ctx, node::TimerId id, std::uint64_t tag) override { mux.on_timer(ctx, id, tag); }
 };
 
 class Dc {

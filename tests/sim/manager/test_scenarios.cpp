@@ -607,7 +607,7 @@ TEST_CASE("WRK-01 a workflow is re-dispatched after its worker dies") {
     Dc dc(t5(22));
     boot(dc);
     NodeId victim = 0;
-    dc.sim().set_filter([&](NodeId from, NodeId, const sim::Bytes& m) {
+    dc.sim().set_filter([&](NodeId from, NodeId, const node::Bytes& m) {
       if (m.size() >= 2 && m[0] == kRole && m[1] == static_cast<std::uint8_t>(MsgType::dispatch_ack) && victim == 0) {
         victim = from;
         dc.sim().at(dc.sim().now(), [from](sim::Simulator& s) { (void)s.crash(from); });
@@ -919,7 +919,7 @@ TEST_CASE("CAN-05 lost cancels, unreachable workers and workflows that will not 
     submit_ok(dc, job("c5a", {wf("a", "ms=60000", 1, 2)}));
     REQUIRE(dc.run_until([&] { return runner(dc, "c5a", "a") != 0; }, 5s));
     const NodeId w = runner(dc, "c5a", "a");
-    dc.sim().set_filter([w](NodeId, NodeId to, const sim::Bytes& m) {
+    dc.sim().set_filter([w](NodeId, NodeId to, const node::Bytes& m) {
       return to == w && m.size() >= 2 && m[0] == kRole && m[1] == static_cast<std::uint8_t>(MsgType::stop_exec);
     });
     const std::uint64_t req = dc.client().cancel(l, "c5a");

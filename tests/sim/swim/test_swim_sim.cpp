@@ -6,7 +6,7 @@
 #include <cstdio>
 
 #include "hyperscale/base/log.hpp"
-#include "hyperscale/swim/sim_cluster.hpp"
+#include "support/sim_cluster.hpp"
 
 using namespace hs;
 using namespace hs::swim;

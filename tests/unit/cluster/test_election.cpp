@@ -7,6 +7,7 @@
 #include "hyperscale/base/log.hpp"
 #include "hyperscale/cluster/codec.hpp"
 #include "hyperscale/cluster/election.hpp"
+#include "hyperscale/sim/mem_disk.hpp"
 
 using namespace hs;
 using namespace hs::cluster;
@@ -20,28 +21,28 @@ struct QuietLogs {
 };
 
 // A Context whose effects are recorded; timers fire only when the test says so.
-class FakeCtx final : public sim::Context {
+class FakeCtx final : public node::Context {
  public:
-  FakeCtx(sim::NodeId self, sim::MemDisk& disk) : self_(self), disk_(disk) {}
-  sim::NodeId self() const override { return self_; }
+  FakeCtx(node::NodeId self, sim::MemDisk& disk) : self_(self), disk_(disk) {}
+  node::NodeId self() const override { return self_; }
   const Clock& clock() const override { return clock_; }
   Rng& rng() override { return rng_; }
-  void send(sim::NodeId to, sim::Bytes msg) override { sent.emplace_back(to, std::move(msg)); }
-  sim::TimerId set_timer(Duration after, std::uint64_t tag) override {
-    const sim::TimerId id = next_++;
+  void send(node::NodeId to, node::Bytes msg) override { sent.emplace_back(to, std::move(msg)); }
+  node::TimerId set_timer(Duration after, std::uint64_t tag) override {
+    const node::TimerId id = next_++;
     timers[id] = {clock_.now() + after, tag};
     return id;
   }
-  void cancel_timer(sim::TimerId id) override { timers.erase(id); }
-  sim::Disk& disk() override { return disk_; }
-  sim::TimerId sync(std::uint64_t tag) override {
-    const sim::TimerId id = set_timer(Duration{0}, tag);
+  void cancel_timer(node::TimerId id) override { timers.erase(id); }
+  node::Disk& disk() override { return disk_; }
+  node::TimerId sync(std::uint64_t tag) override {
+    const node::TimerId id = set_timer(Duration{0}, tag);
     syncs.push_back(id);
     return id;
   }
 
   // Fires every timer due at or before now + d (in time order), advancing the clock.
-  void advance(sim::Node& n, Duration d) {
+  void advance(node::Node& n, Duration d) {
     const Instant end = clock_.now() + d;
     for (;;) {
       auto best = timers.end();
@@ -56,10 +57,10 @@ class FakeCtx final : public sim::Context {
     clock_.set(end);
   }
   // Completes pending syncs only.
-  void complete_syncs(sim::Node& n) {
+  void complete_syncs(node::Node& n) {
     auto ids = std::move(syncs);
     syncs.clear();
-    for (sim::TimerId id : ids) {
+    for (node::TimerId id : ids) {
       auto it = timers.find(id);
       if (it == timers.end()) continue;
       const std::uint64_t tag = it->second.second;
@@ -68,16 +69,16 @@ class FakeCtx final : public sim::Context {
     }
   }
 
-  std::vector<std::pair<sim::NodeId, sim::Bytes>> sent;
-  std::map<sim::TimerId, std::pair<Instant, std::uint64_t>> timers;
-  std::vector<sim::TimerId> syncs;
+  std::vector<std::pair<node::NodeId, node::Bytes>> sent;
+  std::map<node::TimerId, std::pair<Instant, std::uint64_t>> timers;
+  std::vector<node::TimerId> syncs;
   ManualClock clock_{Instant{1000s}};
 
  private:
-  sim::NodeId self_;
+  node::NodeId self_;
   sim::MemDisk& disk_;
   Rng rng_{7};
-  sim::TimerId next_ = 1;
+  node::TimerId next_ = 1;
 };
 
 ElectionConfig cfg3() {
@@ -86,7 +87,7 @@ ElectionConfig cfg3() {
   return c;
 }
 
-sim::Bytes msg(std::uint8_t type, std::initializer_list<std::uint64_t> vars, std::optional<bool> flag = {}) {
+node::Bytes msg(std::uint8_t type, std::initializer_list<std::uint64_t> vars, std::optional<bool> flag = {}) {
   Writer w;
   w.u8(1);
   w.u8(type);
@@ -94,8 +95,8 @@ sim::Bytes msg(std::uint8_t type, std::initializer_list<std::uint64_t> vars, std
   if (flag) w.b(*flag);
   return w.take();
 }
-sim::Bytes vote_req(std::uint64_t term) { return msg(3, {term}); }
-sim::Bytes heartbeat(std::uint64_t term, std::int64_t sent) {
+node::Bytes vote_req(std::uint64_t term) { return msg(3, {term}); }
+node::Bytes heartbeat(std::uint64_t term, std::int64_t sent) {
   Writer w;
   w.u8(1);
   w.u8(5);
@@ -105,7 +106,7 @@ sim::Bytes heartbeat(std::uint64_t term, std::int64_t sent) {
 }
 
 // (term, granted) of a vote response.
-std::pair<std::uint64_t, bool> read_vote_resp(const sim::Bytes& b) {
+std::pair<std::uint64_t, bool> read_vote_resp(const node::Bytes& b) {
   Reader r(b);
   REQUIRE(r.u8() == 1);
   REQUIRE(r.u8() == 4);
@@ -117,9 +118,9 @@ std::pair<std::uint64_t, bool> read_vote_resp(const sim::Bytes& b) {
 
 struct Snapshot {
   std::uint64_t term;
-  std::optional<sim::NodeId> vote, leader;
+  std::optional<node::NodeId> vote, leader;
   bool leading;
-  std::optional<sim::Bytes> disk;
+  std::optional<node::Bytes> disk;
   bool operator==(const Snapshot&) const = default;
 };
 Snapshot snap(const Election& e, const sim::MemDisk& d) {
@@ -138,7 +139,7 @@ TEST_CASE("a vote is sent only after it is durable, and a restarted node does no
     ctx.advance(e, 6s);  // past the boot quiet period (its own pre-vote goes out: ignore it)
     ctx.sent.clear();
     e.on_message(ctx, 1, vote_req(e.term() + 1));
-    CHECK(e.voted_for() == sim::NodeId{1});
+    CHECK(e.voted_for() == node::NodeId{1});
     CHECK(e.stats().votes_granted == 1);
     CHECK(ctx.sent.empty());  // not before the sync completes
     REQUIRE(disk.get(std::string(Election::kStateKey)).has_value());
@@ -155,7 +156,7 @@ TEST_CASE("a vote is sent only after it is durable, and a restarted node does no
   ctx.sent.clear();
   e.on_start(ctx);
   CHECK(e.term() == voted_term);
-  CHECK(e.voted_for() == sim::NodeId{1});
+  CHECK(e.voted_for() == node::NodeId{1});
   // Inside the boot quiet period every vote is refused.
   e.on_message(ctx, 3, vote_req(voted_term));
   REQUIRE(ctx.sent.size() == 1);
@@ -166,7 +167,7 @@ TEST_CASE("a vote is sent only after it is durable, and a restarted node does no
   ctx.complete_syncs(e);
   REQUIRE(ctx.sent.size() == 1);
   CHECK(read_vote_resp(ctx.sent[0].second) == std::make_pair(voted_term, false));  // already voted for 1
-  CHECK(e.voted_for() == sim::NodeId{1});
+  CHECK(e.voted_for() == node::NodeId{1});
   // The same candidate asking again (duplicate request) gets the same answer.
   ctx.sent.clear();
   e.on_message(ctx, 1, vote_req(voted_term));
@@ -179,7 +180,7 @@ TEST_CASE("a vote is sent only after it is durable, and a restarted node does no
   ctx.complete_syncs(e);
   REQUIRE(ctx.sent.size() == 1);
   CHECK(read_vote_resp(ctx.sent[0].second) == std::make_pair(voted_term + 1, true));
-  CHECK(e.voted_for() == sim::NodeId{3});
+  CHECK(e.voted_for() == node::NodeId{3});
 }
 
 TEST_CASE("a candidacy is announced only after the term and self-vote are durable") {
@@ -201,7 +202,7 @@ TEST_CASE("a candidacy is announced only after the term and self-vote are durabl
   w.b(true);
   e.on_message(ctx, 2, w.take());
   CHECK(e.term() == 1);
-  CHECK(e.voted_for() == sim::NodeId{1});
+  CHECK(e.voted_for() == node::NodeId{1});
   CHECK(e.stats().elections_started == 1);
   CHECK(ctx.sent.empty());
   ctx.complete_syncs(e);
@@ -209,7 +210,7 @@ TEST_CASE("a candidacy is announced only after the term and self-vote are durabl
   // A vote from 3 wins the term; leadership (is_leader) needs a quorum ack of a heartbeat.
   ctx.sent.clear();
   e.on_message(ctx, 3, msg(4, {1}, true));
-  CHECK(e.leader() == sim::NodeId{1});
+  CHECK(e.leader() == node::NodeId{1});
   CHECK_FALSE(e.is_leader());
   CHECK(e.stats().terms_won == 1);
   REQUIRE(ctx.sent.size() == 2);  // heartbeats
@@ -231,7 +232,7 @@ TEST_CASE("a candidacy is announced only after the term and self-vote are durabl
   // checks the leader steps down.
   ctx.advance(e, 4s + 1ms);
   CHECK_FALSE(e.is_leader());
-  CHECK(e.leader() == sim::NodeId{1});
+  CHECK(e.leader() == node::NodeId{1});
   ctx.advance(e, 3s);
   CHECK(e.stats().stepdowns == 1);
   CHECK(e.stats().failed_quorum_checks == 3);
@@ -245,13 +246,13 @@ TEST_CASE("malformed input is counted as a decode error and changes nothing") {
   Election e(cfg3());
   e.on_start(ctx);
   e.on_message(ctx, 1, heartbeat(3, ctx.now().count()));  // follow 1 in term 3
-  REQUIRE(e.leader() == sim::NodeId{1});
+  REQUIRE(e.leader() == node::NodeId{1});
   REQUIRE(e.term() == 3);
   ctx.sent.clear();
   const Snapshot before = snap(e, disk);
   const auto timers_before = ctx.timers;
 
-  std::vector<sim::Bytes> bad = {
+  std::vector<node::Bytes> bad = {
       {},                              // empty
       {1},                             // no type
       {2, 5, 3, 0},                    // unknown version
@@ -275,12 +276,12 @@ TEST_CASE("malformed input is counted as a decode error and changes nothing") {
   // An over-long varint.
   bad.push_back({1, 3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01});
   // Every strict prefix of valid messages.
-  for (const sim::Bytes& good : {vote_req(9), heartbeat(9, 12345), msg(4, {9}, true), msg(2, {9, 4}, true)})
+  for (const node::Bytes& good : {vote_req(9), heartbeat(9, 12345), msg(4, {9}, true), msg(2, {9, 4}, true)})
     for (std::size_t n = 0; n < good.size(); ++n) bad.emplace_back(good.begin(), good.begin() + n);
   // Random bytes.
   Rng rng(99);
   for (int i = 0; i < 2000; ++i) {
-    sim::Bytes b(rng.below(24));
+    node::Bytes b(rng.below(24));
     for (auto& c : b) c = static_cast<std::uint8_t>(rng.next_u64());
     if (b.size() >= 2 && b[0] == 1 && b[1] >= 1 && b[1] <= 6) b[0] = 0;  // keep it invalid: bad version
     bad.push_back(b);
@@ -317,7 +318,7 @@ TEST_CASE("an ack echoing a send time in the future is dropped") {
   e.on_message(ctx, 2, w.take());
   ctx.complete_syncs(e);
   e.on_message(ctx, 2, msg(4, {1}, true));
-  REQUIRE(e.leader() == sim::NodeId{1});
+  REQUIRE(e.leader() == node::NodeId{1});
   Writer a;
   a.u8(1);
   a.u8(6);
@@ -333,7 +334,7 @@ TEST_CASE("an ack echoing a send time in the future is dropped") {
 TEST_CASE("an unreadable stored state makes the node passive: it never votes or campaigns") {
   QuietLogs q;
   sim::MemDisk disk;
-  const sim::Bytes junk = {9, 9, 9};
+  const node::Bytes junk = {9, 9, 9};
   REQUIRE(disk.put(std::string(Election::kStateKey), junk).ok());
   FakeCtx ctx(2, disk);
   Election e(cfg3());
@@ -408,7 +409,7 @@ TEST_CASE("a single-member cluster elects itself") {
   c.members = {1};
   Election e(c);
   int changes = 0;
-  e.on_change = [&](bool, std::uint64_t, std::optional<sim::NodeId>) { ++changes; };
+  e.on_change = [&](bool, std::uint64_t, std::optional<node::NodeId>) { ++changes; };
   e.on_start(ctx);
   ctx.advance(e, 8s);
   CHECK(e.is_leader());

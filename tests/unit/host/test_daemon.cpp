@@ -22,12 +22,12 @@ namespace fb = hs::wire::fb;
 namespace {
 
 // A role component that stores each message durably and answers only after sync.
-struct DurableEcho final : sim::Node {
-  std::map<std::uint64_t, std::pair<sim::NodeId, std::string>> waiting;  // sync tag -> reply
+struct DurableEcho final : node::Node {
+  std::map<std::uint64_t, std::pair<node::NodeId, std::string>> waiting;  // sync tag -> reply
   std::vector<std::string> got;
   std::uint64_t next_tag = 1;
-  void on_start(sim::Context&) override {}
-  void on_message(sim::Context& c, sim::NodeId from, std::span<const std::uint8_t> msg) override {
+  void on_start(node::Context&) override {}
+  void on_message(node::Context& c, node::NodeId from, std::span<const std::uint8_t> msg) override {
     std::string s(msg.begin(), msg.end());
     got.push_back(s);
     if (s.rfind("ack:", 0) == 0) return;
@@ -36,10 +36,10 @@ struct DurableEcho final : sim::Node {
     waiting[tag] = {from, "ack:" + s};
     c.sync(tag);
   }
-  void on_timer(sim::Context& c, sim::TimerId, std::uint64_t tag) override {
+  void on_timer(node::Context& c, node::TimerId, std::uint64_t tag) override {
     auto it = waiting.find(tag);
     if (it == waiting.end()) return;
-    c.send(it->second.first, sim::Bytes(it->second.second.begin(), it->second.second.end()));
+    c.send(it->second.first, node::Bytes(it->second.second.begin(), it->second.second.end()));
     waiting.erase(it);
   }
 };
@@ -115,7 +115,7 @@ TEST_CASE("daemon wiring: Config -> WalDisk + NetHost + AdminServer; durable ech
   CHECK(w.admin == nullptr);
   REQUIRE(w.host->run_in(w.mux,
                          [&] {
-                           w.mux.context(cluster::kRole).send(m.host->self(), sim::Bytes{'h', 'i'});
+                           w.mux.context(cluster::kRole).send(m.host->self(), node::Bytes{'h', 'i'});
                          })
               .ok());
   REQUIRE(test::run_until(r, [&] { return !w.echo.got.empty(); }));
@@ -174,7 +174,7 @@ TEST_CASE("daemon wiring: a WAL I/O error stops the node (fail-stop) and /health
               ->run_in(d.mux,
                        [&] {
                          auto& ctx = d.mux.context(cluster::kRole);
-                         REQUIRE(ctx.disk().put("job/1", sim::Bytes{'x'}).ok());
+                         REQUIRE(ctx.disk().put("job/1", node::Bytes{'x'}).ok());
                          ctx.sync(99);
                        })
               .ok());
@@ -187,7 +187,7 @@ TEST_CASE("daemon wiring: a WAL I/O error stops the node (fail-stop) and /health
   auto h = test::http(r, d.admin->endpoint().port, "GET /healthz HTTP/1.1\r\n\r\n");
   CHECK(h.status() == 503);
   CHECK(h.body().find("disk failed") != std::string::npos);
-  CHECK(d.host->run([](sim::Context&) {}).code() == Errc::unavailable);
+  CHECK(d.host->run([](node::Context&) {}).code() == Errc::unavailable);
 }
 
 TEST_CASE("daemon wiring: the common schema is valid and documented", "[host][daemon]") {

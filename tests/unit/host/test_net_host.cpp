@@ -28,27 +28,27 @@ const char* kSecret = "host-test-secret-0123456789";
 wire::Keyring keys(const char* secret = kSecret) { return wire::Keyring{wire::Key::derive(secret).value(), {}}; }
 
 // Role-channel component: answers "ping" with "pong", records what it got, fires timers.
-struct PingPong final : sim::Node {
-  std::vector<std::pair<sim::NodeId, std::string>> got;
+struct PingPong final : node::Node {
+  std::vector<std::pair<node::NodeId, std::string>> got;
   std::vector<std::uint64_t> fired;
-  sim::Context* ctx = nullptr;
-  void on_start(sim::Context& c) override { ctx = &c; }
-  void on_message(sim::Context& c, sim::NodeId from, std::span<const std::uint8_t> msg) override {
+  node::Context* ctx = nullptr;
+  void on_start(node::Context& c) override { ctx = &c; }
+  void on_message(node::Context& c, node::NodeId from, std::span<const std::uint8_t> msg) override {
     std::string s(msg.begin(), msg.end());
     got.emplace_back(from, s);
-    if (s == "ping") c.send(from, sim::Bytes{'p', 'o', 'n', 'g'});
+    if (s == "ping") c.send(from, node::Bytes{'p', 'o', 'n', 'g'});
   }
-  void on_timer(sim::Context&, sim::TimerId, std::uint64_t tag) override { fired.push_back(tag); }
+  void on_timer(node::Context&, node::TimerId, std::uint64_t tag) override { fired.push_back(tag); }
 };
 
 // SWIM-channel component: records datagrams.
-struct Gossip final : sim::Node {
-  std::vector<std::pair<sim::NodeId, std::string>> got;
-  void on_start(sim::Context&) override {}
-  void on_message(sim::Context&, sim::NodeId from, std::span<const std::uint8_t> msg) override {
+struct Gossip final : node::Node {
+  std::vector<std::pair<node::NodeId, std::string>> got;
+  void on_start(node::Context&) override {}
+  void on_message(node::Context&, node::NodeId from, std::span<const std::uint8_t> msg) override {
     got.emplace_back(from, std::string(msg.begin(), msg.end()));
   }
-  void on_timer(sim::Context&, sim::TimerId, std::uint64_t) override {}
+  void on_timer(node::Context&, node::TimerId, std::uint64_t) override {}
 };
 
 struct Proc {
@@ -56,7 +56,7 @@ struct Proc {
   Gossip swim;
   cluster::Mux mux;
   std::unique_ptr<NetHost> host;
-  sim::NodeId id = 0;
+  node::NodeId id = 0;
   Proc(runtime::Reactor& r, fb::Role role_kind, const char* secret = kSecret, DurableDisk* disk = nullptr) {
     mux.add(cluster::kSwim, &swim);
     mux.add(cluster::kRole, &role);
@@ -114,7 +114,7 @@ TEST_CASE("NetHost: role messages over TCP and SWIM datagrams over UDP arrive wi
   Proc a(r, fb::Role::Manager), b(r, fb::Role::Worker);
   REQUIRE(a.host->run_in(a.m(),
                          [&] {
-                           a.mux.context(cluster::kRole).send(b.id, sim::Bytes{'p', 'i', 'n', 'g'});
+                           a.mux.context(cluster::kRole).send(b.id, node::Bytes{'p', 'i', 'n', 'g'});
                          })
               .ok());
   REQUIRE(test::run_until(r, [&] { return !a.role.got.empty(); }));
@@ -126,7 +126,7 @@ TEST_CASE("NetHost: role messages over TCP and SWIM datagrams over UDP arrive wi
 
   REQUIRE(a.host->run_in(a.m(),
                          [&] {
-                           a.mux.context(cluster::kSwim).send(b.id, sim::Bytes{'p', 'r', 'o', 'b', 'e'});
+                           a.mux.context(cluster::kSwim).send(b.id, node::Bytes{'p', 'r', 'o', 'b', 'e'});
                          })
               .ok());
   REQUIRE(test::run_until(r, [&] { return !b.swim.got.empty(); }));
@@ -142,15 +142,15 @@ TEST_CASE("NetHost: role messages over TCP and SWIM datagrams over UDP arrive wi
   INFO("datagram budget " << budget);
   CHECK(budget > 1100);
   CHECK(budget < 1400);
-  REQUIRE(a.host->run_in(a.m(), [&] { a.mux.context(cluster::kSwim).send(b.id, sim::Bytes(budget - 1, 'y')); }).ok());
+  REQUIRE(a.host->run_in(a.m(), [&] { a.mux.context(cluster::kSwim).send(b.id, node::Bytes(budget - 1, 'y')); }).ok());
   REQUIRE(test::run_until(r, [&] { return b.swim.got.size() == 2; }));
   CHECK(b.swim.got[1].second.size() == budget - 1);
   CHECK(a.host->stats().send_errors == 0);
-  REQUIRE(a.host->run_in(a.m(), [&] { a.mux.context(cluster::kSwim).send(b.id, sim::Bytes(budget + 40, 'x')); }).ok());
+  REQUIRE(a.host->run_in(a.m(), [&] { a.mux.context(cluster::kSwim).send(b.id, node::Bytes(budget + 40, 'x')); }).ok());
   CHECK(a.host->stats().send_errors == 1);
   CHECK(r.metrics().counter_value("hs_host_send_errors_total", {{"reason", "too_large"}}) == 1);
   // The same size over the role channel (TCP) is fine.
-  REQUIRE(a.host->run_in(a.m(), [&] { a.mux.context(cluster::kRole).send(b.id, sim::Bytes(2000, 'x')); }).ok());
+  REQUIRE(a.host->run_in(a.m(), [&] { a.mux.context(cluster::kRole).send(b.id, node::Bytes(2000, 'x')); }).ok());
   REQUIRE(test::run_until(r, [&] { return b.role.got.size() == 2; }));
   CHECK(b.role.got[1].second.size() == 2000);
   a.host->close();
@@ -165,10 +165,10 @@ TEST_CASE("NetHost: a peer with the wrong secret is rejected and counted; nothin
   REQUIRE(
       bad.host->run_in(bad.m(),
                        [&] {
-                         bad.mux.context(cluster::kRole).send(good.id, sim::Bytes{'p', 'i', 'n', 'g'});
+                         bad.mux.context(cluster::kRole).send(good.id, node::Bytes{'p', 'i', 'n', 'g'});
                        })
           .ok());
-  REQUIRE(bad.host->run_in(bad.m(), [&] { bad.mux.context(cluster::kSwim).send(good.id, sim::Bytes{'x'}); }).ok());
+  REQUIRE(bad.host->run_in(bad.m(), [&] { bad.mux.context(cluster::kSwim).send(good.id, node::Bytes{'x'}); }).ok());
   REQUIRE(test::run_until(
       r, [&] { return good.host->transport().codec().rejected(wire::Reject::auth_failed) >= before + 2; }));
   test::run_for(r, 50ms);
@@ -180,7 +180,7 @@ TEST_CASE("NetHost: a peer with the wrong secret is rejected and counted; nothin
 TEST_CASE("NetHost: timers fire once, cancelled timers never; run() after stop is refused", "[host]") {
   runtime::Reactor r;
   Proc a(r, fb::Role::Manager);
-  sim::TimerId t1 = 0, t2 = 0, t3 = 0;
+  node::TimerId t1 = 0, t2 = 0, t3 = 0;
   REQUIRE(a.host
               ->run_in(a.m(),
                        [&] {
@@ -202,11 +202,11 @@ TEST_CASE("NetHost: timers fire once, cancelled timers never; run() after stop i
   // A node that throws is stopped (fail-stop) and its stop callback runs once.
   int stops = 0;
   a.host->set_stop_callback([&](const Status&) { ++stops; });
-  Status st = a.host->run([](sim::Context&) { throw std::runtime_error("boom"); });
+  Status st = a.host->run([](node::Context&) { throw std::runtime_error("boom"); });
   CHECK(!st.ok());
   CHECK(stops == 1);
   CHECK(!a.host->running());
-  CHECK(a.host->run([](sim::Context&) {}).code() == Errc::unavailable);
+  CHECK(a.host->run([](node::Context&) {}).code() == Errc::unavailable);
   CHECK(r.metrics().counter_value("hs_host_node_errors_total") == 1);
   CHECK(r.metrics().counter_value("hs_host_stops_total") == 1);
 }
@@ -220,12 +220,12 @@ TEST_CASE("NetHost: sync(tag) fires after a put is durable; a disk failure stops
   REQUIRE(disk.ok());
   Proc a(r, fb::Role::Manager, kSecret, disk->get());
   const auto appends0 = r.metrics().counter_value("hs_wal_appends_total");
-  sim::TimerId sid = 0;
+  node::TimerId sid = 0;
   REQUIRE(a.host
               ->run_in(a.m(),
                        [&] {
                          auto& c = a.mux.context(cluster::kRole);
-                         REQUIRE(c.disk().put("job/1", sim::Bytes{'x'}).ok());
+                         REQUIRE(c.disk().put("job/1", node::Bytes{'x'}).ok());
                          sid = c.sync(42);
                        })
               .ok());
@@ -240,7 +240,7 @@ TEST_CASE("NetHost: sync(tag) fires after a put is durable; a disk failure stops
               ->run_in(a.m(),
                        [&] {
                          auto& c = a.mux.context(cluster::kRole);
-                         REQUIRE(c.disk().put("job/2", sim::Bytes{'y'}).ok());
+                         REQUIRE(c.disk().put("job/2", node::Bytes{'y'}).ok());
                          c.cancel_timer(c.sync(43));
                          c.sync(44);
                        })
@@ -295,7 +295,7 @@ TEST_CASE("NetHost: a frame captured on its way to one node and replayed to anot
                 .ok());
     return frame;
   };
-  auto tcp_send = [](sim::NodeId to, const std::vector<std::uint8_t>& frame) {
+  auto tcp_send = [](node::NodeId to, const std::vector<std::uint8_t>& frame) {
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
@@ -305,7 +305,7 @@ TEST_CASE("NetHost: a frame captured on its way to one node and replayed to anot
     REQUIRE(::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(frame.size()));
     return fd;
   };
-  auto udp_send = [](sim::NodeId to, const std::vector<std::uint8_t>& frame) {
+  auto udp_send = [](node::NodeId to, const std::vector<std::uint8_t>& frame) {
     int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
@@ -352,9 +352,9 @@ TEST_CASE("NetHost: transport backpressure is counted and logged, and start erro
   NetHost h(r, mux, o);
   REQUIRE(h.start().ok());
   // A peer that is not listening: frames wait in its bounded backlog until it is full.
-  const sim::NodeId dead = node_id(net::Endpoint{"127.0.0.1", test::free_port()}).value();
+  const node::NodeId dead = node_id(net::Endpoint{"127.0.0.1", test::free_port()}).value();
   REQUIRE(h.run_in(mux, [&] {
-             for (int i = 0; i < 100; ++i) mux.context(cluster::kRole).send(dead, sim::Bytes(2000, 'z'));
+             for (int i = 0; i < 100; ++i) mux.context(cluster::kRole).send(dead, node::Bytes(2000, 'z'));
            }).ok());
   CHECK(h.stats().send_errors > 0);
   CHECK(h.stats().sent_tcp > 0);

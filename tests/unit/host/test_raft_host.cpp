@@ -28,7 +28,7 @@ struct Member {
   std::unique_ptr<WalDisk> disk;
   std::unique_ptr<NetHost> host;
 
-  Member(runtime::Reactor& r, const std::string& dir, net::Endpoint listen, const std::vector<sim::NodeId>& voters) {
+  Member(runtime::Reactor& r, const std::string& dir, net::Endpoint listen, const std::vector<node::NodeId>& voters) {
     cluster::RaftConfig cfg;
     cfg.voters = voters;
     cfg.heartbeat = 50ms;
@@ -69,7 +69,7 @@ TEST_CASE("RaftNode on NetHost + WalDisk: elect, commit on all, recover a member
   runtime::Reactor r;
   std::vector<test::TempDir> dirs(3);
   std::vector<net::Endpoint> eps;
-  std::vector<sim::NodeId> ids;
+  std::vector<node::NodeId> ids;
   for (int i = 0; i < 3; ++i) {
     eps.push_back(net::Endpoint{"127.0.0.1", test::free_port()});
     ids.push_back(node_id(eps.back()).value());

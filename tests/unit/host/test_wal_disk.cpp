@@ -20,11 +20,11 @@ std::string cat(std::string_view prefix, std::uint64_t n) {
   return s;
 }
 
-sim::Bytes bytes(std::string_view s) { return sim::Bytes(s.begin(), s.end()); }
+node::Bytes bytes(std::string_view s) { return node::Bytes(s.begin(), s.end()); }
 
 struct Image {
-  std::map<std::string, sim::Bytes> kv;
-  std::map<std::string, std::vector<sim::Bytes>> logs;
+  std::map<std::string, node::Bytes> kv;
+  std::map<std::string, std::vector<node::Bytes>> logs;
   friend bool operator==(const Image&, const Image&) = default;
 };
 
@@ -127,13 +127,13 @@ TEST_CASE("WalDisk: compaction keeps the WAL bounded over 10 000 put/erase cycle
   REQUIRE(d.ok());
   WalDisk& disk = **d;
   // A small permanent state, plus per-job state that is erased at cleanup.
-  for (int i = 0; i < 20; ++i) REQUIRE(disk.put(cat("keep/", i), sim::Bytes(64, 'k')).ok());
+  for (int i = 0; i < 20; ++i) REQUIRE(disk.put(cat("keep/", i), node::Bytes(64, 'k')).ok());
   std::uint64_t max_size = 0;
   std::uint64_t written = 0;
   for (int cycle = 0; cycle < 10'000; ++cycle) {
     const std::string key = cat("job/", cycle);
-    REQUIRE(disk.put(key, sim::Bytes(100, static_cast<std::uint8_t>(cycle))).ok());
-    REQUIRE(disk.append(cat("job-log/", cycle % 7), sim::Bytes(20, 'l')).ok());
+    REQUIRE(disk.put(key, node::Bytes(100, static_cast<std::uint8_t>(cycle))).ok());
+    REQUIRE(disk.append(cat("job-log/", cycle % 7), node::Bytes(20, 'l')).ok());
     REQUIRE(disk.erase(key).ok());
     if (cycle % 7 == 6)
       for (int l = 0; l < 7; ++l) REQUIRE(disk.truncate_log(cat("job-log/", l)).ok());
@@ -180,7 +180,7 @@ TEST_CASE("WalDisk: bounds refuse writes and change nothing", "[host][disk]") {
   CHECK(!disk.get("c"));
   REQUIRE(disk.append("l1", bytes("x")).ok());
   CHECK(disk.append("l2", bytes("x")).code() == Errc::backpressure);
-  CHECK(disk.put("a", sim::Bytes(1000, 'x')).code() == Errc::backpressure);
+  CHECK(disk.put("a", node::Bytes(1000, 'x')).code() == Errc::backpressure);
   CHECK(*disk.get("a") == bytes("1"));
   CHECK(r.metrics().counter_value("hs_host_disk_refused_total", {{"reason", "bounds"}}) == 3);
   drain(r, disk);
@@ -303,4 +303,109 @@ TEST_CASE("WalDisk: an unfinished snapshot (crash while compacting) is ignored a
   REQUIRE(d.ok());
   CHECK(*(*d)->get("a") == bytes("1"));
   CHECK(*(*d)->get("c") == bytes("3"));
+}
+
+TEST_CASE("WalDisk: replace_log swaps a log's content; the new log survives reopen and a snapshot", "[host][disk]") {
+  test::TempDir dir;
+  runtime::Reactor r;
+  const std::vector<node::Bytes> fresh = {bytes("job-7"), bytes("job-9")};
+  {
+    auto d = WalDisk::open(r, opts(dir.path));
+    REQUIRE(d.ok());
+    WalDisk& disk = **d;
+    for (int i = 0; i < 10; ++i) REQUIRE(disk.append("jobs", bytes(cat("job-", i))).ok());
+    REQUIRE(disk.append("other", bytes("kept")).ok());
+    const std::size_t before = disk.stats().live_bytes;
+    REQUIRE(disk.replace_log("jobs", fresh).ok());
+    CHECK(disk.read_log("jobs") == fresh);
+    CHECK(disk.stats().live_bytes < before);
+    REQUIRE(disk.replace_log("gone", std::vector<node::Bytes>{bytes("x")}).ok());  // creates a log
+    REQUIRE(disk.replace_log("gone", {}).ok());                                    // no records: removed
+    REQUIRE(disk.replace_log("never", {}).ok());                                   // nothing to remove
+    CHECK(disk.stats().logs == 2);
+    drain(r, disk);
+  }
+  {
+    auto d = WalDisk::open(r, opts(dir.path));
+    REQUIRE(d.ok());
+    CHECK((*d)->read_log("jobs") == fresh);
+    CHECK((*d)->read_log("other") == std::vector<node::Bytes>{bytes("kept")});
+    CHECK((*d)->read_log("gone").empty());
+    const std::size_t live = (*d)->stats().live_bytes;
+    REQUIRE((*d)->compact().ok());
+    REQUIRE((*d)->replace_log("jobs", std::vector<node::Bytes>{bytes("after-snapshot")}).ok());
+    CHECK((*d)->stats().live_bytes != live);
+    drain(r, **d);
+  }
+  auto d = WalDisk::open(r, opts(dir.path));
+  REQUIRE(d.ok());
+  CHECK((*d)->read_log("jobs") == std::vector<node::Bytes>{bytes("after-snapshot")});
+  CHECK((*d)->read_log("other") == std::vector<node::Bytes>{bytes("kept")});
+}
+
+TEST_CASE("WalDisk: a refused replace_log leaves the old log, in memory and after reopen", "[host][disk]") {
+  test::TempDir dir;
+  runtime::Reactor r;
+  WalDiskOptions o = opts(dir.path);
+  o.limits.max_logs = 1;
+  o.limits.max_bytes = 400;
+  const std::vector<node::Bytes> old = {bytes("a"), bytes("b")};
+  {
+    auto d = WalDisk::open(r, o);
+    REQUIRE(d.ok());
+    WalDisk& disk = **d;
+    for (const auto& rec : old) REQUIRE(disk.append("jobs", rec).ok());
+    // Over the byte bound, a second log over the log bound, a record over the WAL's record limit.
+    CHECK(disk.replace_log("jobs", std::vector<node::Bytes>{node::Bytes(500, 'x')}).code() == Errc::backpressure);
+    CHECK(disk.replace_log("other", std::vector<node::Bytes>{bytes("x")}).code() == Errc::backpressure);
+    CHECK(disk.replace_log("jobs", std::vector<node::Bytes>{node::Bytes(5u << 20, 'x')}).code() ==
+          Errc::invalid_argument);
+    CHECK(disk.read_log("jobs") == old);
+    CHECK(disk.read_log("other").empty());
+    CHECK(r.metrics().counter_value("hs_host_disk_refused_total", {{"reason", "bounds"}}) == 2);
+    CHECK(r.metrics().counter_value("hs_host_disk_refused_total", {{"reason", "too_large"}}) == 1);
+    CHECK(disk.health().ok());  // a refusal is not a failure
+    drain(r, disk);
+  }
+  auto d = WalDisk::open(r, o);
+  REQUIRE(d.ok());
+  CHECK((*d)->read_log("jobs") == old);
+  CHECK((*d)->read_log("other").empty());
+}
+
+TEST_CASE("WalDisk: a crash in the middle of replace_log leaves the old log, never a mix or an empty one",
+          "[host][disk]") {
+  test::TempDir dir;
+  runtime::Reactor r;
+  const std::vector<node::Bytes> old = {bytes("j1"), bytes("j2"), bytes("j3")};
+  {
+    auto d = WalDisk::open(r, opts(dir.path));
+    REQUIRE(d.ok());
+    for (const auto& rec : old) REQUIRE((*d)->append("jobs", rec).ok());
+    drain(r, **d);
+  }
+  {
+    // What a crash after replace_begin and one new record leaves: append them with a raw WAL.
+    wal::WalOptions wo;
+    wo.dir = dir.path;
+    wo.segment_bytes = 4096;
+    auto w = wal::Wal::open(r, wo);
+    REQUIRE(w.ok());
+    const std::vector<std::uint8_t> begin = {'j', 'o', 'b', 's'};
+    const std::vector<std::uint8_t> rec = {4, 0, 0, 0, 'j', 'o', 'b', 's', 'n', 'e', 'w'};  // "jobs": "new"
+    bool done = false;
+    REQUIRE((*w)->append(8, begin, [](Status) {}).ok());  // replace_begin
+    REQUIRE((*w)->append(9, rec, [&](Status st) { done = st.ok(); }).ok());  // replace_rec
+    REQUIRE(test::run_until(r, [&] { return done; }));
+  }
+  {
+    auto d = WalDisk::open(r, opts(dir.path));
+    REQUIRE(d.ok());
+    CHECK((*d)->read_log("jobs") == old);  // the unfinished run did not touch the log
+    REQUIRE((*d)->append("jobs", bytes("j4")).ok());  // after the abort record: a normal write
+    drain(r, **d);
+  }
+  auto d = WalDisk::open(r, opts(dir.path));
+  REQUIRE(d.ok());
+  CHECK((*d)->read_log("jobs") == std::vector<node::Bytes>{bytes("j1"), bytes("j2"), bytes("j3"), bytes("j4")});
 }

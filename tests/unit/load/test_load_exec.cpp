@@ -10,7 +10,7 @@
 #include <random>
 #include <thread>
 
-#include "hyperscale/load/executor.hpp"
+#include "hyperscale/host/load_executor.hpp"
 #include "hyperscale/load/plan.hpp"
 #include "hyperscale/load/runner.hpp"
 #include "hyperscale/load/stats_codec.hpp"
@@ -21,6 +21,8 @@
 using namespace hs;
 using namespace hs::load;
 using namespace hs::load::testing;
+using hs::host::LoadExecutor;
+using hs::host::LoadExecutorOptions;
 
 namespace {
 

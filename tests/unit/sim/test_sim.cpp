@@ -5,6 +5,7 @@
 #include "hyperscale/sim/simulator.hpp"
 
 using namespace hs;
+using namespace hs::node;
 using namespace hs::sim;
 using namespace std::chrono_literals;
 
@@ -213,6 +214,36 @@ TEST_CASE("MemDisk: key/value and logs, bounded, refusals change nothing") {
   CHECK(d.read_log("wal").empty());
   CHECK(d.erase("zz").code() == Errc::not_found);
   REQUIRE(d.erase("a").ok());
+}
+
+TEST_CASE("MemDisk: replace_log swaps a log's content at once; a refusal leaves the old log") {
+  MemDisk d(MemDisk::Limits{16, 10, 2});
+  REQUIRE(d.append("idx", Bytes{1}).ok());
+  REQUIRE(d.append("idx", Bytes{2}).ok());
+  REQUIRE(d.append("idx", Bytes{3}).ok());
+  const std::vector<Bytes> fresh = {Bytes{7, 7}, Bytes{8}};
+  REQUIRE(d.replace_log("idx", fresh).ok());
+  CHECK(d.read_log("idx") == fresh);
+  CHECK(d.bytes() == 3);
+  // Over the byte bound (the new content replaces the old one in the count): refused, old log stands.
+  CHECK(d.replace_log("idx", std::vector<Bytes>{Bytes(17, 1)}).code() == Errc::backpressure);
+  CHECK(d.read_log("idx") == fresh);
+  CHECK(d.bytes() == 3);
+  // 16 bytes fit once the 3 old ones are gone.
+  REQUIRE(d.replace_log("idx", std::vector<Bytes>{Bytes(16, 1)}).ok());
+  CHECK(d.bytes() == 16);
+  // A new log is created (within the log bound); a third one is refused.
+  REQUIRE(d.replace_log("idx", std::vector<Bytes>{Bytes{5}}).ok());
+  REQUIRE(d.replace_log("other", std::vector<Bytes>{Bytes{6}}).ok());
+  CHECK(d.read_log("other") == std::vector<Bytes>{Bytes{6}});
+  CHECK(d.replace_log("third", std::vector<Bytes>{Bytes{1}}).code() == Errc::backpressure);
+  CHECK(d.read_log("third").empty());
+  // No records: the log is gone (and replacing a missing log with nothing is fine).
+  REQUIRE(d.replace_log("other", {}).ok());
+  CHECK(d.read_log("other").empty());
+  REQUIRE(d.replace_log("never", {}).ok());
+  REQUIRE(d.replace_log("third", std::vector<Bytes>{Bytes{1}}).ok());  // room for a log again
+  CHECK(d.bytes() == 2);
 }
 
 TEST_CASE("seeds_to_run honours HS_SIM_SEED for replay") {

@@ -6,7 +6,7 @@
 #include "hyperscale/base/log.hpp"
 #include "hyperscale/swim/codec.hpp"
 #include "hyperscale/swim/swim.hpp"
-#include "hyperscale/swim/udp_host.hpp"
+#include "hyperscale/sim/mem_disk.hpp"
 
 using namespace hs;
 using namespace hs::swim;
@@ -14,7 +14,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct FakeCtx final : sim::Context {
+struct FakeCtx final : node::Context {
   NodeId id = 1;
   ManualClock clk;
   Rng r{1};
@@ -27,11 +27,11 @@ struct FakeCtx final : sim::Context {
   std::vector<Sent> sent;
   struct Timer {
     Instant due;
-    sim::TimerId id;
+    node::TimerId id;
     std::uint64_t tag;
   };
   std::vector<Timer> timers;
-  sim::TimerId next = 1;
+  node::TimerId next = 1;
   bool ticks = true;  // false: the periodic probe timer never fires (isolates one rule)
 
   NodeId self() const override { return id; }
@@ -42,14 +42,14 @@ struct FakeCtx final : sim::Context {
     REQUIRE(decode(msg, m) == DecodeError::none);
     sent.push_back(Sent{to, m, msg.size()});
   }
-  sim::TimerId set_timer(Duration after, std::uint64_t tag) override {
+  node::TimerId set_timer(Duration after, std::uint64_t tag) override {
     timers.push_back(Timer{clk.now() + after, next, tag});
     return next++;
   }
-  void cancel_timer(sim::TimerId t) override {
+  void cancel_timer(node::TimerId t) override {
     std::erase_if(timers, [t](const Timer& x) { return x.id == t; });
   }
-  sim::Disk& disk() override { return d; }
+  node::Disk& disk() override { return d; }
 
   // Advances time by `d`, firing due timers in order.
   void advance(Swim& s, Duration d) {
@@ -182,17 +182,6 @@ TEST_CASE("encode refuses messages over the datagram budget") {
   m.state.resize(kMaxStateBytes + 1);
   m.gossip.clear();
   CHECK_FALSE(encode(m, b).ok());
-}
-
-TEST_CASE("udp addresses map to node ids and back; bad ones are refused") {
-  auto id = parse_udp_addr("127.0.0.1:7001");
-  REQUIRE(id.ok());
-  CHECK(udp_addr_string(*id) == "127.0.0.1:7001");
-  CHECK_FALSE(parse_udp_addr("127.0.0.1").ok());
-  CHECK_FALSE(parse_udp_addr("127.0.0.1:0").ok());
-  CHECK_FALSE(parse_udp_addr("127.0.0.1:70000").ok());
-  CHECK_FALSE(parse_udp_addr("localhost:7000").ok());
-  CHECK_FALSE(parse_udp_addr("1.2.3.4:12x").ok());
 }
 
 // ---------------- state machine rules ----------------

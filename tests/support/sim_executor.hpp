@@ -1,3 +1,4 @@
+// Test support (tests/support, library hs_test_support): a test double, not part of any production library.
 // A synthetic Executor for the simulator (scenarios.md §2.2 workloads). It is a component of the
 // worker's Mux (channel kExec) so that its timers run on the worker's node; the plan is a short
 // text of `;`-separated options:
@@ -14,16 +15,16 @@
 #include <functional>
 #include <map>
 
-#include "hyperscale/sim/node.hpp"
+#include "hyperscale/node/node.hpp"
 #include "hyperscale/worker/executor.hpp"
 
 namespace hs::worker {
 
 class Worker;
 
-class SimExecutor final : public Executor, public sim::Node {
+class SimExecutor final : public Executor, public node::Node {
  public:
-  void attach(Worker* w, sim::Context* ctx) {
+  void attach(Worker* w, node::Context* ctx) {
     worker_ = w;
     ctx_ = ctx;
   }
@@ -34,9 +35,9 @@ class SimExecutor final : public Executor, public sim::Node {
   Status start(std::uint64_t exec, const ExecSpec& spec) override;
   void cancel(std::uint64_t exec) override;
 
-  void on_start(sim::Context& ctx) override { ctx_ = &ctx; }
-  void on_message(sim::Context&, sim::NodeId, std::span<const std::uint8_t>) override {}
-  void on_timer(sim::Context& ctx, sim::TimerId id, std::uint64_t tag) override;
+  void on_start(node::Context& ctx) override { ctx_ = &ctx; }
+  void on_message(node::Context&, node::NodeId, std::span<const std::uint8_t>) override {}
+  void on_timer(node::Context& ctx, node::TimerId id, std::uint64_t tag) override;
   std::size_t live() const noexcept { return runs_.size(); }
 
  private:
@@ -50,7 +51,7 @@ class SimExecutor final : public Executor, public sim::Node {
     KeyValues publish;
   };
   Worker* worker_ = nullptr;
-  sim::Context* ctx_ = nullptr;
+  node::Context* ctx_ = nullptr;
   std::map<std::uint64_t, Run> runs_;
 };
 

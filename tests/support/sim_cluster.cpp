@@ -1,4 +1,4 @@
-#include "hyperscale/swim/sim_cluster.hpp"
+#include "support/sim_cluster.hpp"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "hyperscale/load/executor.hpp"
+#include "hyperscale/host/load_executor.hpp"
 
 #include <fmt/format.h>
 
@@ -8,7 +8,16 @@
 #include "hyperscale/load/stats_codec.hpp"
 #include "hyperscale/runtime/reactor.hpp"
 
-namespace hs::load {
+namespace hs::host {
+
+using load::prepare_workflow;
+using load::RunCallbacks;
+using load::RunEnd;
+using load::RunSpec;
+using load::Workflow;
+using load::WorkflowKind;
+using load::WorkflowLive;
+using load::WorkflowResult;
 
 LoadExecutor::LoadExecutor(runtime::Reactor& control, std::vector<int> cores, ProgressFn on_progress, DoneFn on_done,
                            LoadExecutorOptions opts)
@@ -47,9 +56,9 @@ Status LoadExecutor::start(std::uint64_t exec, const worker::ExecSpec& spec) {
   const auto first = text.find_first_not_of(" \t\r\n");
   const bool json = first != std::string::npos && text[first] == '{';
   const std::string file = (spec.job_id.empty() ? std::string("workflow") : spec.job_id) + (json ? ".json" : ".toml");
-  auto parsed = load_plan_text(text, file, json, opts_.env);
+  auto parsed = load::load_plan_text(text, file, json, opts_.env);
   if (!parsed.ok()) return refuse(Errc::invalid_argument, parsed.status().message(), "plan");
-  auto plan = std::make_shared<Plan>(std::move(parsed).value());
+  auto plan = std::make_shared<load::Plan>(std::move(parsed).value());
   const auto it = std::find_if(plan->workflows.begin(), plan->workflows.end(),
                                [&](const Workflow& w) { return w.name == spec.workflow; });
   if (it == plan->workflows.end())
@@ -118,12 +127,12 @@ void LoadExecutor::on_done(std::uint64_t exec, WorkflowResult res) {
   out.failed = res.stats.iterations_failed;
   out.completed = res.stats.completed - std::min(res.stats.completed, res.stats.iterations_failed);
   out.error = std::move(res.error);
-  out.stats = encode_stats(res.stats);
+  out.stats = load::encode_stats(res.stats);
   // Bare keys: the manager prefixes them with the workflow name ("workflow.key") for dependants.
   for (auto& [k, v] : res.published) out.published.emplace_back(k, std::move(v));
   log::info("load", "exec_done", "exec={} workflow={} outcome={} completed={} failed={}", exec, log::quoted(workflow),
-            run_end_name(res.end), out.completed, out.failed);
+            load::run_end_name(res.end), out.completed, out.failed);
   if (on_done_) on_done_(exec, std::move(out));
 }
 
-}  // namespace hs::load
+}  // namespace hs::host

@@ -1,4 +1,6 @@
-// LoadExecutor: the worker role's Executor (worker/executor.hpp) on the real load engine.
+// LoadExecutor: the worker role's Executor (worker/executor.hpp) on the real load engine. It is the
+// adapter between a worker and the load engine, so it lives on the host side: `load` never includes
+// a role header (docs/architecture.md).
 //
 // It lives on the worker's control shard and owns a pool of free shards (cores). start() parses
 // ExecSpec.plan (the workflow file's TOML text) with the normal parser, picks ExecSpec.workflow, takes
@@ -23,12 +25,12 @@
 #include "hyperscale/load/runner.hpp"
 #include "hyperscale/worker/executor.hpp"
 
-namespace hs::load {
+namespace hs::host {
 
 struct LoadExecutorOptions {
   std::size_t max_plan_bytes = 4u << 20;                // larger plan texts are refused
-  Duration cancel_grace = Runner::kDefaultCancelGrace;  // in-flight iterations' time to finish on cancel
-  EnvLookup env = process_env();                        // ${env.NAME} in the plan text
+  Duration cancel_grace = load::Runner::kDefaultCancelGrace;  // in-flight iterations' time to finish on cancel
+  load::EnvLookup env = load::process_env();                        // ${env.NAME} in the plan text
   // true: ExecSpec.vus (> 0) replaces the file's `vus` of a constant-VUs test workflow (the manager's
   // share when it splits one workflow over several workers). false: the file's values govern.
   bool vus_from_spec = false;
@@ -56,11 +58,11 @@ class LoadExecutor : public worker::Executor {
 
  private:
   struct Live {
-    RunId run = 0;
+    load::RunId run = 0;
     std::vector<int> shards;
     std::string workflow;
   };
-  void on_done(std::uint64_t exec, WorkflowResult res);
+  void on_done(std::uint64_t exec, load::WorkflowResult res);
 
   runtime::Reactor& r_;
   ProgressFn on_progress_;
@@ -68,7 +70,7 @@ class LoadExecutor : public worker::Executor {
   LoadExecutorOptions opts_;
   std::vector<int> free_;               // free shards, ascending
   std::map<std::uint64_t, Live> live_;  // bounded by the pool: each live exec holds >= 1 core
-  Runner runner_;                       // last: destroyed first, so no callback sees a dying executor
+  load::Runner runner_;                       // last: destroyed first, so no callback sees a dying executor
 };
 
-}  // namespace hs::load
+}  // namespace hs::host

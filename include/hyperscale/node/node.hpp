@@ -1,6 +1,8 @@
-// The sans-IO node interface: protocol state machines (SWIM, elections, roles) implement Node and
-// reach the outside world only through a Context. The deterministic simulator provides one Context
-// per simulated node; real hosts (e.g. swim::UdpHost) provide a Context backed by a libuv loop.
+// The node contract: the interfaces a sans-IO role is written against. Protocol state machines
+// (SWIM, elections, the manager and worker roles) implement Node and reach the outside world only
+// through a Context. The deterministic simulator (sim/) provides one Context per simulated node; the
+// real hosts (host::NetHost, host::UdpHost) provide a Context backed by a libuv loop and the WAL.
+// This module depends on base only, and the role libraries link base and node only (docs/architecture.md).
 //
 // Rules for Node code: no sockets, no threads, no std::chrono::steady_clock, no global randomness.
 // Time comes from ctx.clock(), randomness from ctx.rng(), effects go through ctx.send / set_timer /
@@ -8,7 +10,6 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -18,16 +19,18 @@
 #include "hyperscale/base/status.hpp"
 #include "hyperscale/base/time.hpp"
 
-namespace hs::sim {
+namespace hs::node {
 
 // A node address. In the simulator ids are small integers; over UDP an id encodes IPv4 + port
-// (see swim/udp_host.hpp), so an id is all a protocol needs to reach a peer.
+// (see host/udp_host.hpp and host/address.hpp), so an id is all a protocol needs to reach a peer.
 using NodeId = std::uint64_t;
 using TimerId = std::uint64_t;
 using Bytes = std::vector<std::uint8_t>;
 
 // Durable storage that survives a crash/restart of its node: a bounded key/value map plus named
-// append-only logs. Writes are durable when the call returns (the simulator has no torn writes yet).
+// append-only logs. A write is visible to reads when it returns and durable after Context::sync
+// fires (an in-memory disk is durable at once; a WAL-backed one after its group commit). A refused
+// write (over a bound, or the disk has failed) returns an error and changes nothing.
 class Disk {
  public:
   virtual ~Disk() = default;
@@ -37,44 +40,13 @@ class Disk {
   virtual Status append(const std::string& log, std::span<const std::uint8_t> record) = 0;
   // Every record of `log` in append order (empty if the log does not exist).
   virtual std::vector<Bytes> read_log(const std::string& log) const = 0;
+  // Removes `log` (not_found if it does not exist).
   virtual Status truncate_log(const std::string& log) = 0;
-  // Replaces the whole log with `records`. Default: truncate then re-append (not atomic; disks
-  // that can do better override it).
-  virtual Status replace_log(const std::string& log, std::span<const Bytes> records) {
-    Status s = truncate_log(log);
-    for (const auto& r : records) {
-      if (!s.ok()) break;
-      s = append(log, r);
-    }
-    return s;
-  }
-};
-
-// In-memory Disk with hard bounds (total bytes, keys, logs). Over a bound a write is refused with
-// Errc::backpressure and nothing changes.
-class MemDisk final : public Disk {
- public:
-  struct Limits {
-    std::size_t max_bytes = 64 << 20;
-    std::size_t max_keys = 100'000;
-    std::size_t max_logs = 1'000;
-  };
-  MemDisk() : MemDisk(Limits{}) {}
-  explicit MemDisk(Limits limits) : limits_(limits) {}
-
-  Status put(const std::string& key, std::span<const std::uint8_t> value) override;
-  std::optional<Bytes> get(const std::string& key) const override;
-  Status erase(const std::string& key) override;
-  Status append(const std::string& log, std::span<const std::uint8_t> record) override;
-  std::vector<Bytes> read_log(const std::string& log) const override;
-  Status truncate_log(const std::string& log) override;
-  std::size_t bytes() const noexcept { return bytes_; }
-
- private:
-  Limits limits_;
-  std::size_t bytes_ = 0;
-  std::map<std::string, Bytes> kv_;
-  std::map<std::string, std::vector<Bytes>> logs_;
+  // Atomically replaces the content of `log`: afterwards it holds exactly `records` (no records:
+  // the log is removed; a missing log is created). A crash at any point leaves either the old log or
+  // the new one, never a mix or a truncated log; a refusal or failure leaves the old one. Use it to
+  // compact a log instead of truncate_log + append, which has a window with an empty log.
+  virtual Status replace_log(const std::string& log, std::span<const Bytes> records) = 0;
 };
 
 // The Context a node is given stays valid for the node's lifetime (simulator and real hosts keep
@@ -109,4 +81,4 @@ class Node {
   virtual void on_timer(Context& ctx, TimerId id, std::uint64_t tag) = 0;
 };
 
-}  // namespace hs::sim
+}  // namespace hs::node

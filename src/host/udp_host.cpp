@@ -1,4 +1,4 @@
-#include "hyperscale/swim/udp_host.hpp"
+#include "hyperscale/host/udp_host.hpp"
 
 #include <arpa/inet.h>
 
@@ -6,28 +6,7 @@
 
 #include "hyperscale/base/log.hpp"
 
-namespace hs::swim {
-
-Result<NodeId> parse_udp_addr(std::string_view text) {
-  const auto colon = text.rfind(':');
-  if (colon == std::string_view::npos)
-    return make_error(Errc::invalid_argument, fmt::format("address '{}': expected IPv4:port", text));
-  const std::string host(text.substr(0, colon));
-  const std::string_view port_s = text.substr(colon + 1);
-  unsigned port = 0;
-  auto [p, ec] = std::from_chars(port_s.data(), port_s.data() + port_s.size(), port);
-  if (ec != std::errc() || p != port_s.data() + port_s.size() || port == 0 || port > 65535)
-    return make_error(Errc::invalid_argument, fmt::format("address '{}': bad port '{}'", text, port_s));
-  in_addr a{};
-  if (::inet_pton(AF_INET, host.c_str(), &a) != 1)
-    return make_error(Errc::invalid_argument, fmt::format("address '{}': bad IPv4 address '{}'", text, host));
-  return (static_cast<NodeId>(ntohl(a.s_addr)) << 16) | port;
-}
-
-std::string udp_addr_string(NodeId id) {
-  const auto ip = static_cast<std::uint32_t>(id >> 16);
-  return fmt::format("{}.{}.{}.{}:{}", ip >> 24, (ip >> 16) & 0xff, (ip >> 8) & 0xff, ip & 0xff, id & 0xffff);
-}
+namespace hs::host {
 
 namespace {
 sockaddr_in to_sockaddr(NodeId id) {
@@ -39,7 +18,7 @@ sockaddr_in to_sockaddr(NodeId id) {
 }
 }  // namespace
 
-UdpHost::UdpHost(runtime::Reactor& reactor, NodeId self, SwimConfig cfg, std::uint64_t seed)
+UdpHost::UdpHost(runtime::Reactor& reactor, NodeId self, swim::SwimConfig cfg, std::uint64_t seed)
     : reactor_(reactor),
       self_(self),
       swim_(std::move(cfg)),
@@ -66,7 +45,7 @@ Status UdpHost::start() {
   open_ = true;
   sockaddr_in sa = to_sockaddr(self_);
   rc = uv_udp_bind(&udp_, reinterpret_cast<const sockaddr*>(&sa), 0);
-  if (rc != 0) return errno_status(fmt::format("swim udp bind {}", udp_addr_string(self_)), -rc);
+  if (rc != 0) return errno_status(fmt::format("swim udp bind {}", node_addr_string(self_)), -rc);
   rc = uv_udp_recv_start(
       &udp_,
       [](uv_handle_t* h, size_t, uv_buf_t* buf) {
@@ -109,13 +88,13 @@ void UdpHost::on_recv(ssize_t nread, const uv_buf_t* buf, const sockaddr* addr) 
   if (nread == 0 && addr == nullptr) return;  // libuv: nothing more to read
   if (nread < 0) {
     recv_errors_.inc();
-    log::warn("swim", "udp_recv_failed", "self={} error={}", udp_addr_string(self_),
+    log::warn("swim", "udp_recv_failed", "self={} error={}", node_addr_string(self_),
               log::quoted(uv_strerror(static_cast<int>(nread))));
     return;
   }
   if (addr == nullptr || addr->sa_family != AF_INET) {
     not_ipv4_.inc();
-    log::warn("swim", "udp_dropped", "self={} reason=not_ipv4", udp_addr_string(self_));
+    log::warn("swim", "udp_dropped", "self={} reason=not_ipv4", node_addr_string(self_));
     return;
   }
   const auto* sin = reinterpret_cast<const sockaddr_in*>(addr);
@@ -125,20 +104,20 @@ void UdpHost::on_recv(ssize_t nread, const uv_buf_t* buf, const sockaddr* addr) 
       std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(buf->base), static_cast<std::size_t>(nread)));
 }
 
-void UdpHost::send(NodeId to, Bytes msg) {
+void UdpHost::send(NodeId to, node::Bytes msg) {
   if (!open_ || closing_) return;
   sockaddr_in sa = to_sockaddr(to);
   uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(msg.data()), static_cast<unsigned>(msg.size()));
   const int rc = uv_udp_try_send(&udp_, &b, 1, reinterpret_cast<const sockaddr*>(&sa));
   if (rc < 0) {
     send_errors_.inc();
-    log::warn("swim", "udp_send_failed", "self={} to={} error={}", udp_addr_string(self_), udp_addr_string(to),
+    log::warn("swim", "udp_send_failed", "self={} to={} error={}", node_addr_string(self_), node_addr_string(to),
               log::quoted(uv_strerror(rc)));
   }
 }
 
-sim::TimerId UdpHost::set_timer(Duration after, std::uint64_t tag) {
-  const sim::TimerId id = next_timer_++;
+node::TimerId UdpHost::set_timer(Duration after, std::uint64_t tag) {
+  const node::TimerId id = next_timer_++;
   auto t = reactor_.after("swim-timer", after, [this, id, tag]() {
     timers_.erase(id);
     swim_.on_timer(*this, id, tag);
@@ -146,7 +125,7 @@ sim::TimerId UdpHost::set_timer(Duration after, std::uint64_t tag) {
   });
   if (!t.ok()) {
     timer_errors_.inc();
-    log::error("swim", "timer_refused", "self={} error={}", udp_addr_string(self_),
+    log::error("swim", "timer_refused", "self={} error={}", node_addr_string(self_),
                log::quoted(t.status().to_string()));
     return id;
   }
@@ -154,7 +133,7 @@ sim::TimerId UdpHost::set_timer(Duration after, std::uint64_t tag) {
   return id;
 }
 
-void UdpHost::cancel_timer(sim::TimerId id) {
+void UdpHost::cancel_timer(node::TimerId id) {
   auto it = timers_.find(id);
   if (it == timers_.end()) return;
   reactor_.cancel(it->second);
@@ -162,16 +141,18 @@ void UdpHost::cancel_timer(sim::TimerId id) {
 }
 
 void UdpHost::export_metrics() {
-  const SwimStats& s = swim_.stats();
+  const swim::SwimStats& s = swim_.stats();
   auto& reg = reactor_.metrics();
   auto bump = [&](std::string_view name, std::string_view help, std::uint64_t now, std::uint64_t& last,
                   metrics::Labels labels = {}) {
     if (now > last) reg.counter(name, help, std::move(labels)).inc(now - last);
     last = now;
   };
-  for (std::size_t i = 1; i < static_cast<std::size_t>(DecodeError::kCount); ++i)
+  for (std::size_t i = 1; i < static_cast<std::size_t>(swim::DecodeError::kCount); ++i) {
+    const auto reason = swim::decode_error_name(static_cast<swim::DecodeError>(i));
     bump("hs_swim_decode_errors_total", "SWIM datagrams rejected by the decoder, by reason", s.decode_errors[i],
-         exported_.decode_errors[i], {{"reason", std::string(decode_error_name(static_cast<DecodeError>(i)))}});
+         exported_.decode_errors[i], {{"reason", std::string(reason)}});
+  }
   bump("hs_swim_messages_sent_total", "SWIM datagrams sent", s.sent, exported_.sent);
   bump("hs_swim_messages_received_total", "SWIM datagrams accepted", s.received, exported_.received);
   bump("hs_swim_suspicions_total", "members suspected", s.suspicions, exported_.suspicions);
@@ -185,4 +166,4 @@ void UdpHost::export_metrics() {
   reg.gauge("hs_swim_members", "members alive or suspect").set(static_cast<double>(swim_.alive_count()));
 }
 
-}  // namespace hs::swim
+}  // namespace hs::host

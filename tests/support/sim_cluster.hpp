@@ -1,3 +1,4 @@
+// Test support (tests/support, library hs_test_support): a test double, not part of any production library.
 // A cluster of Swim nodes inside the deterministic simulator, with everything the tests and the
 // swim-sim benchmark observe: every death and suspicion as seen by every member, and a check that
 // each node reports a death exactly once per transition.

@@ -1,4 +1,4 @@
-#include "hyperscale/worker/sim_executor.hpp"
+#include "support/sim_executor.hpp"
 
 #include <charconv>
 #include <string_view>
@@ -72,7 +72,7 @@ void SimExecutor::cancel(std::uint64_t exec) {
   ctx_->set_timer(std::chrono::milliseconds(20), exec);
 }
 
-void SimExecutor::on_timer(sim::Context& ctx, sim::TimerId, std::uint64_t exec) {
+void SimExecutor::on_timer(node::Context& ctx, node::TimerId, std::uint64_t exec) {
   ctx_ = &ctx;
   auto it = runs_.find(exec);
   if (it == runs_.end() || worker_ == nullptr) return;
