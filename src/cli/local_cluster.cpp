@@ -29,8 +29,8 @@
 namespace hs::cli {
 namespace {
 
-using runtime::Reactor;
 using node::NodeId;
+using runtime::Reactor;
 using namespace std::chrono_literals;
 
 constexpr NodeId kManagerId = 1, kWorkerId = 2, kClientId = 3;

@@ -463,8 +463,9 @@ Status WalDisk::replace_log(const std::string& log, std::span<const node::Bytes>
     reactor_.metrics()
         .counter("hs_host_disk_refused_total", "Disk writes refused, by reason", {{"reason", "wal_backpressure"}})
         .inc();
-    log::warn("host", "disk_write_refused", "dir={} reason=wal_backpressure op=replace_log log={} bytes={} queued_bytes={}",
-              log::quoted(opts_.dir), log::quoted(log), wal_bytes, wal_->queued_bytes());
+    log::warn("host", "disk_write_refused",
+              "dir={} reason=wal_backpressure op=replace_log log={} bytes={} queued_bytes={}", log::quoted(opts_.dir),
+              log::quoted(log), wal_bytes, wal_->queued_bytes());
     return make_error(Errc::backpressure, fmt::format("disk: replace_log {} of {} bytes does not fit the WAL queue "
                                                       "({} of {} bytes queued)",
                                                       log, wal_bytes, wal_->queued_bytes(), max_queued_bytes_));

@@ -189,12 +189,12 @@ class Election final : public node::Node {
 
   // leader
   std::unordered_map<node::NodeId, Instant> acked_;  // member -> latest acked heartbeat send time
-  Instant lease_until_ = Instant::min();            // local times may be negative (clock offset)
+  Instant lease_until_ = Instant::min();             // local times may be negative (clock offset)
   int failed_checks_ = 0;
 
   node::TimerId election_timer_ = 0, heartbeat_timer_ = 0, lease_timer_ = 0;
   std::unordered_map<node::TimerId, PendingSync> syncs_;
-  std::deque<Instant> changes_;                                 // times of recent leader changes (at most flap_changes)
+  std::deque<Instant> changes_;  // times of recent leader changes (at most flap_changes)
   std::optional<std::pair<std::uint64_t, node::NodeId>> known_;  // last (term, leader) seen
 
   // last reported to on_change

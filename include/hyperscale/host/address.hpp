@@ -1,6 +1,6 @@
 // Addressing of real processes: a process's node::NodeId is its listen address packed as
 // (IPv4 << 16) | port, with TCP and UDP on the same port, so an id is all a role needs to reach a
-// peer (the same encoding as swim::UdpHost). Port 0 and the unspecified address 0.0.0.0 are not
+// peer (the same encoding host::UdpHost uses). Port 0 and the unspecified address 0.0.0.0 are not
 // valid node addresses.
 #pragma once
 

@@ -28,9 +28,9 @@
 namespace hs::host {
 
 struct LoadExecutorOptions {
-  std::size_t max_plan_bytes = 4u << 20;                // larger plan texts are refused
+  std::size_t max_plan_bytes = 4u << 20;                      // larger plan texts are refused
   Duration cancel_grace = load::Runner::kDefaultCancelGrace;  // in-flight iterations' time to finish on cancel
-  load::EnvLookup env = load::process_env();                        // ${env.NAME} in the plan text
+  load::EnvLookup env = load::process_env();                  // ${env.NAME} in the plan text
   // true: ExecSpec.vus (> 0) replaces the file's `vus` of a constant-VUs test workflow (the manager's
   // share when it splits one workflow over several workers). false: the file's values govern.
   bool vus_from_spec = false;
@@ -70,7 +70,7 @@ class LoadExecutor : public worker::Executor {
   LoadExecutorOptions opts_;
   std::vector<int> free_;               // free shards, ascending
   std::map<std::uint64_t, Live> live_;  // bounded by the pool: each live exec holds >= 1 core
-  load::Runner runner_;                       // last: destroyed first, so no callback sees a dying executor
+  load::Runner runner_;                 // last: destroyed first, so no callback sees a dying executor
 };
 
 }  // namespace hs::host

@@ -134,11 +134,11 @@ class WalDisk final : public DurableDisk {
   State state_;
   Status health_;
   std::function<void(const Status&)> on_failure_;
-  std::shared_ptr<WalDisk*> alive_;  // WAL completions after destruction see nullptr
+  std::shared_ptr<WalDisk*> alive_;   // WAL completions after destruction see nullptr
   std::size_t max_payload_ = 0;       // the WAL's record payload limit
   std::size_t max_queued_bytes_ = 0;  // the WAL's queue bound
-  wal::Lsn last_lsn_ = 0;            // LSN of the newest record written (0: none)
-  wal::Lsn durable_through_ = 0;     // every record <= this is durable
+  wal::Lsn last_lsn_ = 0;             // LSN of the newest record written (0: none)
+  wal::Lsn durable_through_ = 0;      // every record <= this is durable
   std::deque<Waiter> waiters_;
   bool compacting_ = false;
   wal::Lsn snapshot_begin_ = 0;

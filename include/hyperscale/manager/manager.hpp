@@ -72,7 +72,8 @@ struct ManagerStats {
                 dispatch_resends = 0, dispatch_refused = 0, redispatches = 0, results = 0, stale_results = 0,
                 duplicate_results = 0, takeovers = 0, transfers = 0, cancels = 0, timeouts = 0, stuck = 0, cleaned = 0,
                 decode_errors = 0, unknown_messages = 0, stale_replicas = 0, fence_rejects = 0, budget_exhausted = 0,
-                circuit_opened = 0, commits = 0, commit_timeouts = 0, idem_evicted = 0, pulls = 0, replicas_dropped = 0, disk_errors = 0;
+                circuit_opened = 0, commits = 0, commit_timeouts = 0, idem_evicted = 0, pulls = 0, replicas_dropped = 0,
+                disk_errors = 0;
 };
 
 // One dispatch attempt, for observers (the attempt log of scenarios.md §2.4).

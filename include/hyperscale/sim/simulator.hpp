@@ -125,7 +125,8 @@ class Simulator {
   std::vector<std::string> trace_tail() const;
   struct Counters {
     std::uint64_t sent = 0, delivered = 0, dropped_loss = 0, dropped_partition = 0, dropped_down = 0,
-                  dropped_oversize = 0, dropped_filter = 0, duplicated = 0, reordered = 0, timers_fired = 0, refused_events = 0;
+                  dropped_oversize = 0, dropped_filter = 0, duplicated = 0, reordered = 0, timers_fired = 0,
+                  refused_events = 0;
   };
   const Counters& counters() const noexcept { return counters_; }
   // Datagrams sent by each node since the simulator was created.

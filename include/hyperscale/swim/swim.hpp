@@ -1,5 +1,5 @@
 // SWIM failure detector and membership with the Lifeguard extensions, as a sans-IO state machine
-// (a node::Node). It runs unchanged in the deterministic simulator and over UDP (swim::UdpHost).
+// (a node::Node). It runs unchanged in the deterministic simulator and over UDP (host::UdpHost).
 //
 // Per protocol period (scaled by the local health multiplier, LHM):
 //   1. probe the next member of a shuffled round-robin list (reshuffled every cycle): ping, wait

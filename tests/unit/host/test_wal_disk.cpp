@@ -394,14 +394,14 @@ TEST_CASE("WalDisk: a crash in the middle of replace_log leaves the old log, nev
     const std::vector<std::uint8_t> begin = {'j', 'o', 'b', 's'};
     const std::vector<std::uint8_t> rec = {4, 0, 0, 0, 'j', 'o', 'b', 's', 'n', 'e', 'w'};  // "jobs": "new"
     bool done = false;
-    REQUIRE((*w)->append(8, begin, [](Status) {}).ok());  // replace_begin
+    REQUIRE((*w)->append(8, begin, [](Status) {}).ok());                     // replace_begin
     REQUIRE((*w)->append(9, rec, [&](Status st) { done = st.ok(); }).ok());  // replace_rec
     REQUIRE(test::run_until(r, [&] { return done; }));
   }
   {
     auto d = WalDisk::open(r, opts(dir.path));
     REQUIRE(d.ok());
-    CHECK((*d)->read_log("jobs") == old);  // the unfinished run did not touch the log
+    CHECK((*d)->read_log("jobs") == old);             // the unfinished run did not touch the log
     REQUIRE((*d)->append("jobs", bytes("j4")).ok());  // after the abort record: a normal write
     drain(r, **d);
   }

@@ -557,7 +557,8 @@ url = "http://127.0.0.1:{0}/status/500"
       s.workflow = "use";
       s.plan = bytes_of(plan);
       s.cores = 2;
-      for (const auto& [k, v] : w.obs.done.at(1).published) s.context.emplace_back("login." + k, v);  // as the manager does
+      for (const auto& [k, v] : w.obs.done.at(1).published)
+        s.context.emplace_back("login." + k, v);  // as the manager does
       Status st = w.ex->start(2, s);
       if (!st.ok()) {
         w.obs.errors.push_back(st.to_string());
