@@ -10,6 +10,7 @@ AssertHandler g_handler = nullptr;
 }
 
 void set_assert_handler(AssertHandler h) noexcept { g_handler = h; }
+AssertHandler assert_handler() noexcept { return g_handler; }
 
 void assert_failed(std::string_view file, int line, std::string_view condition, std::string_view values) {
   log::logf(log::Level::error, "assert", "assertion_failed", "file={} line={} condition={} values={}", file, line,

@@ -127,7 +127,16 @@ class RaftNode::Impl {
       flush_armed_ = false;
       flush();
     } else if ((tag & kTagSyncBit) != 0) {
-      synced(tag & ~kTagSyncBit);
+      if ((tag & node::kSyncFailed) != 0) {
+        // The barrier failed (fsync error): nothing it covered may be counted as durable, and
+        // what libraft was told is pending can never complete. Fail-stop.
+        failed_ = true;
+        ++counters_.storage_errors;
+        log::logf(log::Level::error, "raft", "sync_failed", "node={} barrier={}", ctx.self(),
+                  tag & ~(kTagSyncBit | node::kSyncFailed));
+      } else {
+        synced(tag & ~kTagSyncBit);
+      }
     }
     after_event();
   }

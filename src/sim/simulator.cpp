@@ -8,9 +8,39 @@
 
 #include <fmt/format.h>
 
+#include "hyperscale/base/assert.hpp"
 #include "hyperscale/base/log.hpp"
 
 namespace hs::sim {
+
+namespace {
+// Thrown by the assertion handler the simulator installs during run_until: it unwinds out of the
+// node's event back to run_until, which stops the run (assert handlers must not return).
+struct AssertionFailed {
+  std::string what;
+};
+
+void throw_on_assert(std::string_view file, int line, std::string_view condition, std::string_view values) {
+  throw AssertionFailed{fmt::format("{}:{}: {}{}{}{}", file, line, condition, values.empty() ? "" : " (", values,
+                                    values.empty() ? "" : ")")};
+}
+
+// Installs throw_on_assert for one run_until and restores the previous handler after it.
+class AssertScope {
+ public:
+  AssertScope() : prev_(assert_handler()) { set_assert_handler(&throw_on_assert); }
+  ~AssertScope() { set_assert_handler(prev_); }
+  AssertScope(const AssertScope&) = delete;
+  AssertScope& operator=(const AssertScope&) = delete;
+
+ private:
+  AssertHandler prev_;
+};
+
+// The disk's random stream: a function of the seed and the node id only, so it does not take draws
+// from the simulator's stream (adding disk faults does not shift network draws).
+std::uint64_t disk_seed(std::uint64_t seed, NodeId id) { return seed ^ (id * 0x9E3779B97F4A7C15ull) ^ 0xD15C0000ull; }
+}  // namespace
 
 // ---------------- clock ----------------
 
@@ -22,10 +52,12 @@ Instant NodeClock::now() const noexcept {
 // ---------------- simulator ----------------
 
 struct Simulator::NodeSlot {
-  node::NodeId id = 0;
+  explicit NodeSlot(std::uint64_t dseed) : fdisk(disk, dseed) {}
+  NodeId id = 0;
   Factory factory;
   std::unique_ptr<node::Node> node;
   MemDisk disk;
+  FaultyDisk fdisk;  // what the node and the test see; wraps `disk`
   NodeClock clock;
   Rng rng{0};
   std::uint64_t epoch = 0;  // bumped on crash: stale timers/messages are dropped
@@ -39,6 +71,13 @@ struct Simulator::NodeSlot {
   bool fail_sync = false;
   std::uint64_t sent = 0;
   std::unique_ptr<node::Context> ctx;  // created at the first event; outlives every Node of the slot
+  std::unordered_map<TimerId, std::uint64_t> syncs;  // sync timer -> barrier position (erased on completion)
+  bool disk_stalled = false;
+  std::vector<Event> stalled_syncs;  // completions held by a stall, in arrival order
+  bool paused = false;
+  std::deque<Event> held;  // events held while paused, in arrival order
+  std::size_t held_messages = 0;
+  Instant slow_fifo{0};  // a slow node reads each ordered link's messages in order
 };
 
 class Simulator::Ctx final : public node::Context {
@@ -57,9 +96,12 @@ class Simulator::Ctx final : public node::Context {
       sim_.at(sim_.now(), [id](Simulator& s) { (void)s.crash(id); });
       return 0;
     }
-    return sim_.set_timer_for(n_.id, n_.fsync_delay, tag);
+    const std::uint64_t pos = n_.fdisk.sync_begin();
+    const TimerId tid = sim_.set_timer_for(n_.id, n_.fsync_delay, tag);
+    if (n_.live_timers.count(tid) != 0) n_.syncs.emplace(tid, pos);
+    return tid;
   }
-  node::Disk& disk() override { return n_.disk; }
+  Disk& disk() override { return n_.fdisk; }
 
  private:
   Simulator& sim_;
@@ -106,7 +148,7 @@ Status Simulator::add_node(node::NodeId id, Factory factory) {
   if (nodes_.count(id)) return make_error(Errc::already_exists, fmt::format("sim: node {} exists", id));
   if (nodes_.size() >= opts_.max_nodes)
     return make_error(Errc::backpressure, fmt::format("sim: node limit {} reached", opts_.max_nodes));
-  auto slot = std::make_unique<NodeSlot>();
+  auto slot = std::make_unique<NodeSlot>(disk_seed(opts_.seed, id));
   slot->id = id;
   slot->factory = std::move(factory);
   slot->rng = rng_.fork();
@@ -151,6 +193,13 @@ Status Simulator::crash(node::NodeId id) {
   s.up = false;
   s.epoch++;
   s.live_timers.clear();
+  s.syncs.clear();
+  s.stalled_syncs.clear();
+  counters_.dropped_down += s.held_messages;
+  s.held.clear();
+  s.held_messages = 0;
+  s.paused = false;
+  s.fdisk.crash();
   mix(0xC4A5u);
   mix(id);
   return ok_status();
@@ -175,7 +224,81 @@ node::Node* Simulator::node(node::NodeId id) {
 
 node::Disk* Simulator::disk(node::NodeId id) {
   auto it = nodes_.find(id);
-  return it == nodes_.end() ? nullptr : &it->second->disk;
+  return it == nodes_.end() ? nullptr : &it->second->fdisk;
+}
+
+FaultyDisk* Simulator::disk_faults(NodeId id) {
+  auto it = nodes_.find(id);
+  return it == nodes_.end() ? nullptr : &it->second->fdisk;
+}
+
+Status Simulator::stall_disk(NodeId id, bool stalled) {
+  auto it = nodes_.find(id);
+  if (it == nodes_.end()) return make_error(Errc::not_found, fmt::format("sim: no node {}", id));
+  NodeSlot& s = *it->second;
+  s.disk_stalled = stalled;
+  mix(0x57A11u);
+  mix(id);
+  mix(stalled ? 1 : 0);
+  if (!stalled) {
+    std::vector<Event> held = std::move(s.stalled_syncs);
+    s.stalled_syncs.clear();
+    for (Event& e : held) {
+      e.t = now_;
+      push(std::move(e));
+    }
+  }
+  return ok_status();
+}
+
+Status Simulator::pause(NodeId id) {
+  auto it = nodes_.find(id);
+  if (it == nodes_.end()) return make_error(Errc::not_found, fmt::format("sim: no node {}", id));
+  NodeSlot& s = *it->second;
+  if (!s.up) return make_error(Errc::invalid_argument, fmt::format("sim: node {} is not up", id));
+  if (s.paused) return make_error(Errc::invalid_argument, fmt::format("sim: node {} is already paused", id));
+  s.paused = true;
+  mix(0x9A05Eu);
+  mix(id);
+  return ok_status();
+}
+
+Status Simulator::resume(NodeId id) {
+  auto it = nodes_.find(id);
+  if (it == nodes_.end()) return make_error(Errc::not_found, fmt::format("sim: no node {}", id));
+  NodeSlot& s = *it->second;
+  if (!s.paused) return make_error(Errc::invalid_argument, fmt::format("sim: node {} is not paused", id));
+  s.paused = false;
+  mix(0x2E5u);
+  mix(id);
+  std::deque<Event> held = std::move(s.held);
+  s.held.clear();
+  s.held_messages = 0;
+  for (Event& e : held) {
+    e.t = now_;
+    push(std::move(e));
+  }
+  return ok_status();
+}
+
+bool Simulator::is_paused(NodeId id) const {
+  auto it = nodes_.find(id);
+  return it != nodes_.end() && it->second->paused;
+}
+
+void Simulator::hold(NodeSlot& s, Event e) {
+  if (e.kind == Event::kMessage) {
+    if (s.held_messages >= opts_.max_paused_messages) {
+      counters_.dropped_paused++;
+      log::debug("sim", "message_dropped", "reason=paused_queue_full node={} from={} held={}", s.id, e.from,
+                 s.held_messages);
+      return;
+    }
+    s.held_messages++;
+  }
+  counters_.held_paused++;
+  note(e, "held");
+  s.held.push_back(std::move(e));
 }
 
 std::vector<node::NodeId> Simulator::node_ids() const { return order_; }
@@ -185,19 +308,103 @@ std::uint64_t Simulator::sent_by(node::NodeId id) const {
   return it == nodes_.end() ? 0 : it->second->sent;
 }
 
-void Simulator::partition(const std::vector<node::NodeId>& a, const std::vector<node::NodeId>& b) {
-  for (node::NodeId x : a)
-    for (node::NodeId y : b) {
-      blocks_.insert({x, y});
-      blocks_.insert({y, x});
+void Simulator::partition(const std::vector<NodeId>& a, const std::vector<NodeId>& b) {
+  for (NodeId x : a)
+    for (NodeId y : b) {
+      block(x, y);
+      block(y, x);
     }
 }
-void Simulator::block(node::NodeId from, node::NodeId to) { blocks_.insert({from, to}); }
-void Simulator::unblock(node::NodeId from, node::NodeId to) { blocks_.erase({from, to}); }
-void Simulator::heal() { blocks_.clear(); }
-bool Simulator::blocked(node::NodeId from, node::NodeId to) const { return blocks_.count({from, to}) != 0; }
+void Simulator::block(NodeId from, NodeId to) {
+  blocks_.insert({from, to});
+  cut(from, to, std::nullopt);
+}
+void Simulator::unblock(NodeId from, NodeId to) { blocks_.erase({from, to}); }
+void Simulator::heal() {
+  blocks_.clear();
+  channel_blocks_.clear();
+}
+bool Simulator::blocked(NodeId from, NodeId to) const { return blocks_.count({from, to}) != 0; }
 
-Status Simulator::set_clock_skew(node::NodeId id, Duration offset, double rate) {
+void Simulator::block_channel(NodeId from, NodeId to, ChannelId ch) {
+  channel_blocks_.insert({from, to, ch});
+  cut(from, to, ch);
+}
+void Simulator::unblock_channel(NodeId from, NodeId to, ChannelId ch) { channel_blocks_.erase({from, to, ch}); }
+void Simulator::partition_channel(const std::vector<NodeId>& a, const std::vector<NodeId>& b, ChannelId ch) {
+  for (NodeId x : a)
+    for (NodeId y : b) {
+      block_channel(x, y, ch);
+      block_channel(y, x, ch);
+    }
+}
+bool Simulator::blocked(NodeId from, NodeId to, ChannelId ch) const {
+  return blocked(from, to) || channel_blocks_.count({from, to, ch}) != 0;
+}
+
+// A cut resets the ordered links it covers: messages in flight on them are dropped at arrival.
+void Simulator::cut(NodeId from, NodeId to, std::optional<ChannelId> ch) {
+  ++cut_gen_;
+  if (ch) {
+    auto it = links_.find({from, to, *ch});
+    if (it != links_.end()) it->second.cut_at = cut_gen_;
+    return;
+  }
+  for (auto it = links_.lower_bound({from, to, ChannelId{0}}); it != links_.end(); ++it) {
+    if (std::get<0>(it->first) != from || std::get<1>(it->first) != to) break;
+    it->second.cut_at = cut_gen_;
+  }
+}
+
+Instant Simulator::ordered_time(NodeId from, NodeId to, ChannelId ch, Instant t) {
+  if (links_.size() >= opts_.max_ordered_links && links_.count({from, to, ch}) == 0) {
+    // Evict idle links: nothing is in flight on a link whose last delivery is in the past.
+    for (auto it = links_.begin(); it != links_.end();) it = it->second.last < now_ ? links_.erase(it) : std::next(it);
+  }
+  OrderedLink& l = links_[{from, to, ch}];
+  if (t < l.last) t = l.last;
+  l.last = t;
+  return t;
+}
+
+Result<Simulator::FilterId> Simulator::add_filter(Filter f) {
+  if (!f) return make_error(Errc::invalid_argument, "sim: add_filter: empty filter");
+  if (filters_.size() >= opts_.max_filters)
+    return make_error(Errc::backpressure, fmt::format("sim: filter limit {} reached", opts_.max_filters));
+  const FilterId id = next_filter_++;
+  filters_.emplace_back(id, std::move(f));
+  return id;
+}
+
+Status Simulator::remove_filter(FilterId id) {
+  for (auto it = filters_.begin(); it != filters_.end(); ++it)
+    if (it->first == id) {
+      filters_.erase(it);
+      return ok_status();
+    }
+  return make_error(Errc::not_found, fmt::format("sim: no filter {}", id));
+}
+
+Status Simulator::set_channel(ChannelId ch, ChannelOptions o) {
+  const NetworkOptions& n = o.net;
+  auto prob = [](double p) { return p >= 0.0 && p <= 1.0; };
+  if (!prob(n.loss) || !prob(n.duplicate) || !prob(n.reorder))
+    return make_error(Errc::invalid_argument, fmt::format("sim: channel {}: probabilities must be in [0, 1]", ch));
+  if (n.min_latency < Duration{0} || n.mean_extra_latency < Duration{0} || n.reorder_delay < Duration{0})
+    return make_error(Errc::invalid_argument, fmt::format("sim: channel {}: negative latency", ch));
+  channels_[ch] = std::move(o);
+  return ok_status();
+}
+
+Status Simulator::add_invariant(std::string name, Invariant inv) {
+  if (!inv) return make_error(Errc::invalid_argument, "sim: add_invariant: empty invariant " + name);
+  if (invariants_.size() >= opts_.max_invariants)
+    return make_error(Errc::backpressure, fmt::format("sim: invariant limit {} reached", opts_.max_invariants));
+  invariants_.emplace_back(std::move(name), std::move(inv));
+  return ok_status();
+}
+
+Status Simulator::set_clock_skew(NodeId id, Duration offset, double rate) {
   auto it = nodes_.find(id);
   if (it == nodes_.end()) return make_error(Errc::not_found, fmt::format("sim: no node {}", id));
   if (!(rate > 0.5 && rate < 2.0)) return make_error(Errc::invalid_argument, "sim: clock rate must be in (0.5, 2)");
@@ -242,25 +449,31 @@ void Simulator::send_from(node::NodeId from, node::NodeId to, node::Bytes msg) {
     counters_.dropped_oversize++;
     return;
   }
-  if (filter_ && filter_(from, to, msg)) {
+  bool filtered = filter_ && filter_(from, to, msg);
+  for (std::size_t i = 0; !filtered && i < filters_.size(); ++i) filtered = filters_[i].second(from, to, msg);
+  if (filtered) {
     counters_.dropped_filter++;
     mix(0xF117u);
     return;
   }
+  const ChannelId ch = channel_of(msg);
+  auto chan = channels_.find(ch);
+  const NetworkOptions& net = chan == channels_.end() ? opts_.net : chan->second.net;
+  const bool ordered = chan != channels_.end() && chan->second.ordered;
   // Every random draw happens whatever the outcome, so one fault does not shift the others.
-  const bool lost = rng_.chance(opts_.net.loss);
-  const bool dup = rng_.chance(opts_.net.duplicate);
-  const bool reorder = rng_.chance(opts_.net.reorder);
+  const bool lost = rng_.chance(net.loss);
+  const bool dup = rng_.chance(net.duplicate);
+  const bool reorder = rng_.chance(net.reorder) && !ordered;
   auto latency = [&]() {
-    const double mean = static_cast<double>(opts_.net.mean_extra_latency.count());
+    const double mean = static_cast<double>(net.mean_extra_latency.count());
     const double u = rng_.next_double();
-    Duration d = opts_.net.min_latency + Duration{static_cast<std::int64_t>(-std::log1p(-u) * mean)};
+    Duration d = net.min_latency + Duration{static_cast<std::int64_t>(-std::log1p(-u) * mean)};
     return d;
   };
   Duration d1 = latency();
   Duration d2 = latency();
-  Duration extra{static_cast<std::int64_t>(rng_.next_double() * static_cast<double>(opts_.net.reorder_delay.count()))};
-  if (blocked(from, to)) {
+  Duration extra{static_cast<std::int64_t>(rng_.next_double() * static_cast<double>(net.reorder_delay.count()))};
+  if (blocked(from, to) || (!channel_blocks_.empty() && channel_blocks_.count({from, to, ch}) != 0)) {
     counters_.dropped_partition++;
     return;
   }
@@ -275,11 +488,19 @@ void Simulator::send_from(node::NodeId from, node::NodeId to, node::Bytes msg) {
   e.from = from;
   e.payload = payload;
   e.t = now_ + d1 + (reorder ? extra : Duration{0});
+  if (ordered) {
+    e.ordered = true;
+    e.channel = ch;
+    e.sent_gen = cut_gen_;
+    auto tit = nodes_.find(to);
+    e.to_epoch = tit == nodes_.end() ? 0 : tit->second->epoch;
+    e.t = ordered_time(from, to, ch, e.t);
+  }
   if (reorder) counters_.reordered++;
   push(e);
   if (dup) {
     counters_.duplicated++;
-    e.t = now_ + d2;
+    e.t = ordered ? ordered_time(from, to, ch, now_ + d2) : now_ + d2;
     push(e);
   }
 }
@@ -329,18 +550,41 @@ Status Simulator::dispatch(Event& e) {
   switch (e.kind) {
     case Event::kStart:
       if (!s.up || e.epoch != s.epoch) return ok_status();
+      if (s.paused) {
+        hold(s, std::move(e));
+        return ok_status();
+      }
       note(e, "start");
       s.node->on_start(ctx);
       break;
     case Event::kMessage: {
+      // An ordered (TCP-like) link reaching the network end: a cut since the send, or a new
+      // incarnation of the receiver, reset the connection and what was in flight on it is gone.
+      if (e.ordered && !e.arrived) {
+        auto l = links_.find({e.from, e.to, e.channel});
+        if ((l != links_.end() && l->second.cut_at > e.sent_gen) || e.to_epoch != s.epoch) {
+          counters_.dropped_cut++;
+          note(e, "cut");
+          return ok_status();
+        }
+        e.arrived = true;  // in the receiver's socket buffer now: later cuts do not touch it
+      }
       if (!s.up) {
         counters_.dropped_down++;
+        return ok_status();
+      }
+      if (s.paused) {
+        hold(s, std::move(e));
         return ok_status();
       }
       // A slow node handles the message late (re-queued once with its processing delay).
       if (s.slow_factor > 1.0 && e.epoch == 0) {
         e.epoch = 1;
         e.t = slow_delay(s, now_);
+        if (e.ordered) {
+          if (e.t < s.slow_fifo) e.t = s.slow_fifo;
+          s.slow_fifo = e.t;
+        }
         push(e);
         return ok_status();
       }
@@ -349,23 +593,50 @@ Status Simulator::dispatch(Event& e) {
       s.node->on_message(ctx, e.from, std::span<const std::uint8_t>(e.payload->data(), e.payload->size()));
       break;
     }
-    case Event::kTimer: {
-      if (!s.up || e.epoch != s.epoch) return ok_status();
-      auto t = s.live_timers.find(e.timer);
-      if (t == s.live_timers.end()) return ok_status();
-      s.live_timers.erase(t);
-      counters_.timers_fired++;
-      note(e, "timer");
-      s.node->on_timer(ctx, e.timer, e.tag);
-      break;
-    }
+    case Event::kTimer:
+      return dispatch_timer(s, e);
     case Event::kScript:
       break;
   }
   return ok_status();
 }
 
+Status Simulator::dispatch_timer(NodeSlot& s, Event& e) {
+  if (!s.up || e.epoch != s.epoch) return ok_status();
+  // A sync barrier completes on the disk (even if the node cancelled its timer or is paused: the
+  // kernel does the fsync) unless the disk is stalled; a failed one is reported in the tag.
+  if (auto sp = s.syncs.find(e.timer); sp != s.syncs.end()) {
+    if (s.disk_stalled) {
+      counters_.syncs_stalled++;
+      note(e, "sync_stalled");
+      s.stalled_syncs.push_back(std::move(e));
+      return ok_status();
+    }
+    const Status st = s.fdisk.sync_end(sp->second);
+    s.syncs.erase(sp);
+    if (!st.ok()) {
+      e.tag |= kSyncFailed;
+      mix(0x5F41u);
+      log::debug("sim", "sync_failed", "node={} t={:.6f}s error={}", s.id, to_seconds(now_), log::quoted(st.message()));
+    }
+  }
+  if (s.paused) {
+    hold(s, std::move(e));
+    return ok_status();
+  }
+  auto t = s.live_timers.find(e.timer);
+  if (t == s.live_timers.end()) return ok_status();
+  s.live_timers.erase(t);
+  counters_.timers_fired++;
+  note(e, "timer");
+  Ctx ctx(*this, s);
+  s.node->on_timer(ctx, e.timer, e.tag);
+  return ok_status();
+}
+
 Status Simulator::run_until(Instant t) {
+  if (!sticky_.ok()) return sticky_;
+  AssertScope assert_scope;
   while (!queue_.empty() && queue_.top().t <= t) {
     Event e = queue_.top();
     queue_.pop();
@@ -381,18 +652,44 @@ Status Simulator::run_until(Instant t) {
       for (std::uint8_t b : *e.payload) h = h * 131 + b;
       mix(h);
     }
-    HS_TRY(dispatch(e));
-    if (invariant_) {
-      Status st = invariant_(*this);
-      if (!st.ok()) {
-        log::error("sim", "invariant_failed", "seed={} t={:.6f}s error={}", opts_.seed, to_seconds(now_),
-                   log::quoted(st.message()));
-        return st.with_context(fmt::format("seed {} at t={:.6f}s", opts_.seed, to_seconds(now_)));
-      }
+    try {
+      HS_TRY(dispatch(e));
+      HS_TRY(check_invariants());
+    } catch (const AssertionFailed& a) {
+      log::error("sim", "assertion_failed", "seed={} t={:.6f}s where={}", opts_.seed, to_seconds(now_),
+                 log::quoted(a.what));
+      sticky_ = fail_run(make_error(Errc::internal, "assertion failed: " + a.what));
+      return sticky_;
     }
   }
   if (now_ < t) now_ = t;
   return ok_status();
+}
+
+Status Simulator::check_invariants() {
+  if (invariant_) {
+    Status st = invariant_(*this);
+    if (!st.ok()) {
+      log::error("sim", "invariant_failed", "seed={} t={:.6f}s error={}", opts_.seed, to_seconds(now_),
+                 log::quoted(st.message()));
+      return fail_run(st);
+    }
+  }
+  for (auto& [name, inv] : invariants_) {
+    Status st = inv(*this);
+    if (!st.ok()) {
+      log::error("sim", "invariant_failed", "seed={} t={:.6f}s invariant={} error={}", opts_.seed, to_seconds(now_),
+                 log::quoted(name), log::quoted(st.message()));
+      return fail_run(st.with_context(fmt::format("invariant '{}'", name)));
+    }
+  }
+  return ok_status();
+}
+
+Status Simulator::fail_run(Status st) {
+  Status out = st.with_context(fmt::format("seed {} at t={:.6f}s", opts_.seed, to_seconds(now_)));
+  failure_ = out.message();
+  return out;
 }
 
 std::vector<std::uint64_t> seeds_to_run(std::size_t count) {

@@ -19,6 +19,7 @@ namespace hs {
 // harness that stops the run). Set before shard threads start; process-global.
 using AssertHandler = void (*)(std::string_view file, int line, std::string_view condition, std::string_view values);
 void set_assert_handler(AssertHandler h) noexcept;  // nullptr restores the default (abort)
+AssertHandler assert_handler() noexcept;            // the handler set now (nullptr: the default)
 
 [[noreturn]] void assert_failed(std::string_view file, int line, std::string_view condition, std::string_view values);
 

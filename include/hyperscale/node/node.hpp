@@ -28,9 +28,11 @@ using TimerId = std::uint64_t;
 using Bytes = std::vector<std::uint8_t>;
 
 // Durable storage that survives a crash/restart of its node: a bounded key/value map plus named
-// append-only logs. A write is visible to reads when it returns and durable after Context::sync
-// fires (an in-memory disk is durable at once; a WAL-backed one after its group commit). A refused
-// write (over a bound, or the disk has failed) returns an error and changes nothing.
+// append-only logs. A write is visible to reads when it returns; it is only sure to survive a crash
+// once a Context::sync made after it has fired (an in-memory disk is durable at once, a WAL-backed
+// one after its group commit; the simulator's FaultyDisk can lose or tear unsynced writes, see
+// sim/faulty_disk.hpp). A refused write (over a bound, or the disk has failed) returns an error and
+// changes nothing.
 class Disk {
  public:
   virtual ~Disk() = default;
@@ -68,10 +70,15 @@ class Context {
   virtual Disk& disk() = 0;
   // Durability barrier: Node::on_timer(ctx, id, tag) runs once every disk() write made before this
   // call is durable (group commit on real hosts). If the disk fails, the host stops the node
-  // (fail-stop) and the timer never fires, so nothing waiting on it is acknowledged.
-  // The default suits a Disk whose writes are durable when they return.
+  // (fail-stop) and the timer never fires, so nothing waiting on it is acknowledged. A host may
+  // instead return the error: the timer then fires with kSyncFailed set in its tag and the writes
+  // stay not durable (the simulator's fail_next_syncs fault; a node that ignores unknown tags
+  // acknowledges nothing). The default suits a Disk whose writes are durable when they return.
   virtual TimerId sync(std::uint64_t tag) { return set_timer(Duration{0}, tag); }
 };
+
+// Set in the tag of a sync barrier's timer when the barrier failed (see Context::sync).
+inline constexpr std::uint64_t kSyncFailed = std::uint64_t{1} << 63;
 
 class Node {
  public:
