@@ -288,16 +288,61 @@ void Swim::declare_dead(Context& ctx, NodeId id, Member& m) {
   set_state(ctx, id, m, left ? State::left : State::dead, m.incarnation);
 }
 
-void Swim::send_verify(Context& ctx, NodeId id, Member& m) {
+void Swim::send_verify(Context& ctx, NodeId id, Member& m, bool staged) {
   m.verify_seq = next_seq_++;
   if (next_seq_ == 0) next_seq_ = 1;
   m.verify_sent = ctx.now();
+  m.verify_at = ctx.now();
+  m.verify_stage = staged ? 1 : 0;
+  m.verify_relayed = false;
   stats_.verify_pings++;
   send(ctx, id, MsgType::ping, m.verify_seq, id);
+  if (staged) ctx.set_timer(scaled(cfg_.probe_timeout), tag(kVerifyTimeout, id));
+}
+
+std::set<NodeId> Swim::pick_proxies(Context& ctx, NodeId target) {
+  // k other members (confirmed, alive), chosen at random.
+  std::set<NodeId> proxies;
+  for (std::size_t tries = 0; tries < cfg_.indirect_k * 4 && proxies.size() < cfg_.indirect_k && !probe_list_.empty();
+       ++tries) {
+    NodeId id = probe_list_[ctx.rng().below(probe_list_.size())];
+    if (id == target || proxies.count(id)) continue;
+    auto it = members_.find(id);
+    if (it == members_.end() || it->second.state != State::alive || !it->second.confirmed) continue;
+    proxies.insert(id);
+  }
+  return proxies;
+}
+
+void Swim::verify_step(Context& ctx, NodeId id) {
+  auto it = members_.find(id);
+  if (it == members_.end()) return;
+  Member& m = it->second;
+  if (m.verify_stage == 0 || m.verify_seq == 0) return;
+  if (ctx.now() - m.verify_at < scaled(cfg_.probe_timeout)) return;  // a timer of an earlier check
+  if (m.state != State::suspect || !m.suspicion || m.verify_relayed) {
+    m.verify_stage = 0;  // cleared meanwhile, or reachable through a proxy: nothing of our own to add
+    return;
+  }
+  if (m.verify_stage == 1) {
+    for (NodeId p : pick_proxies(ctx, id)) {
+      send(ctx, p, MsgType::ping_req, m.verify_seq, id);
+      stats_.ping_reqs_sent++;
+    }
+    send(ctx, id, MsgType::ping, m.verify_seq, id);
+    m.verify_stage = 2;
+    m.verify_at = ctx.now();
+    ctx.set_timer(scaled(cfg_.probe_timeout), tag(kVerifyTimeout, id));
+    return;
+  }
+  // Neither the member nor any proxy answered: our own evidence, like a failed probe.
+  m.verify_stage = 0;
+  apply(ctx, Gossip{GossipKind::suspect, id, m.incarnation, self_}, self_);
 }
 
 void Swim::proof_of_life(Context& ctx, NodeId id, Member& m) {
   m.verify_seq = 0;
+  m.verify_stage = 0;
   if (m.state != State::suspect || !m.suspicion) return;
   stats_.suspicions_disproved++;
   log::debug("swim", "suspicion_disproved", "self={} node={} inc={} reason=acked_our_ping", self_, id, m.incarnation);
@@ -406,7 +451,7 @@ void Swim::apply_claim(Context& ctx, NodeId id, Member& m, const Gossip& g, Node
   enqueue(relay);
   // Others say it is failing: check it ourselves (at most once a period per member).
   if (from != self_ && (m.verify_sent < Instant{0} || ctx.now() - m.verify_sent >= cfg_.period))
-    send_verify(ctx, id, m);
+    send_verify(ctx, id, m, true);
 }
 
 // ---------------- sending ----------------
@@ -634,15 +679,7 @@ void Swim::on_timer(Context& ctx, sim::TimerId, std::uint64_t t) {
       if (!probe_.active || probe_.seq != v || probe_.acked || probe_.indirect) break;
       probe_.indirect = true;
       // Ask k other members (confirmed, alive) to probe the target for us.
-      std::set<NodeId> proxies;
-      for (std::size_t tries = 0;
-           tries < cfg_.indirect_k * 4 && proxies.size() < cfg_.indirect_k && !probe_list_.empty(); ++tries) {
-        NodeId id = probe_list_[ctx.rng().below(probe_list_.size())];
-        if (id == probe_.target || proxies.count(id)) continue;
-        auto it = members_.find(id);
-        if (it == members_.end() || it->second.state != State::alive || !it->second.confirmed) continue;
-        proxies.insert(id);
-      }
+      const std::set<NodeId> proxies = pick_proxies(ctx, probe_.target);
       for (NodeId p : proxies) {
         send(ctx, p, MsgType::ping_req, probe_.seq, probe_.target);
         stats_.ping_reqs_sent++;
@@ -662,7 +699,7 @@ void Swim::on_timer(Context& ctx, sim::TimerId, std::uint64_t t) {
         // Only others' claims so far: one direct check of our own before we call it dead.
         s.final_check = true;
         stats_.final_checks++;
-        send_verify(ctx, v, m);
+        send_verify(ctx, v, m, false);
         s.deadline = ctx.now() + scaled(cfg_.probe_timeout);
         ctx.set_timer(s.deadline - ctx.now(), tag(kSuspicionTimer, v));
         break;
@@ -670,6 +707,9 @@ void Swim::on_timer(Context& ctx, sim::TimerId, std::uint64_t t) {
       declare_dead(ctx, v, m);
       break;
     }
+    case kVerifyTimeout:
+      verify_step(ctx, v);
+      break;
     case kRelayNack: {
       auto it = relays_.find(static_cast<std::uint32_t>(v));
       if (it == relays_.end() || it->second.acked) break;
@@ -732,6 +772,13 @@ void Swim::on_message(Context& ctx, NodeId from, std::span<const std::uint8_t> b
         if (mit != members_.end() && (own_probe || mit->second.verify_seq == msg.seq)) {
           proof_of_life(ctx, msg.sender, mit->second);
           if (!own_probe) break;
+        }
+      } else if (!own_probe && msg.seq != 0) {
+        // A proxy relayed an ack to our check: no proof (a proxy could lie), but no evidence of ours either.
+        auto mit = members_.find(msg.target);
+        if (mit != members_.end() && mit->second.verify_seq == msg.seq) {
+          mit->second.verify_relayed = true;
+          break;
         }
       }
       if (own_probe) {

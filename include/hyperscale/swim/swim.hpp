@@ -16,9 +16,11 @@
 // is accepted only at the incarnation we know for the member: a third party cannot raise a
 // member's incarnation (only the member does, by refuting). A confirmation counts only when the
 // member that sends it made the claim itself (origin = transport sender) and counts once per
-// member. When the suspicion was started by others' claims alone, we ping the suspect once
-// ourselves (at once, and again at expiry); an ack from the suspect itself to one of our pings
-// proves it alive and clears our suspicion. A "left" is believed at once only from the member itself.
+// member. When others' claims start our suspicion we check the suspect like a probe (ping, then
+// ping-req + a second ping); no answer at all is our own evidence (a confirmation by us). An ack
+// from the suspect itself to one of our pings proves it alive and clears our suspicion; if the
+// deadline comes before we found evidence ourselves, one last ping decides. A "left" is believed
+// at once only from the member itself.
 // A member suspected (or declared dead) at its own incarnation refutes by bumping its
 // incarnation and gossiping alive. Alive needs a strictly higher incarnation to override
 // suspect/dead, so an old incarnation can never resurrect a dead member.
@@ -168,8 +170,13 @@ class Swim final : public sim::Node {
     Instant since{0};         // time of the last state change
     Instant heard{0};         // last direct message
     Instant last_notice{-1};  // last "you are dead" notice sent to it
-    Instant verify_sent{-1};  // last verification ping (a suspicion we did not see ourselves)
+    // Our own check of a member others claim is failing: ping, then ping-req through proxies
+    // plus a second ping; no answer at all counts as our own evidence (a confirmation by us).
+    Instant verify_sent{-1};  // last verification ping
+    Instant verify_at{-1};    // when the current stage started
     std::uint32_t verify_seq = 0;
+    std::uint8_t verify_stage = 0;  // 0 idle, 1 direct ping out, 2 proxies asked
+    bool verify_relayed = false;    // a proxy relayed an ack: reachable, so no evidence of ours
     Bytes role_state;
     std::optional<Suspicion> suspicion;
   };
@@ -194,7 +201,14 @@ class Swim final : public sim::Node {
     bool acked = false;
   };
 
-  enum TimerKind : std::uint64_t { kTick = 1, kProbeTimeout, kSuspicionTimer, kRelayNack, kRelayExpire };
+  enum TimerKind : std::uint64_t {
+    kTick = 1,
+    kProbeTimeout,
+    kSuspicionTimer,
+    kRelayNack,
+    kRelayExpire,
+    kVerifyTimeout
+  };
   static std::uint64_t tag(TimerKind k, std::uint64_t v) {
     return (static_cast<std::uint64_t>(k) << 56) | (v & ((1ull << 56) - 1));
   }
@@ -217,7 +231,10 @@ class Swim final : public sim::Node {
   // `from`: the member whose datagram carried `g` (self_ for our own conclusions).
   void apply(Context& ctx, const Gossip& g, NodeId from);
   void apply_claim(Context& ctx, NodeId id, Member& m, const Gossip& g, NodeId from);
-  void send_verify(Context& ctx, NodeId id, Member& m);
+  // staged: run the direct → indirect check (on suspicion start); else one ping (final check).
+  void send_verify(Context& ctx, NodeId id, Member& m, bool staged);
+  void verify_step(Context& ctx, NodeId id);
+  std::set<NodeId> pick_proxies(Context& ctx, NodeId target);
   void proof_of_life(Context& ctx, NodeId id, Member& m);
   void refute(Context& ctx, std::uint32_t seen);
   void set_state(Context& ctx, NodeId id, Member& m, State s, std::uint32_t inc);

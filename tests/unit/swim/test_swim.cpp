@@ -415,6 +415,9 @@ TEST_CASE("suspicion timeout: independent confirmations bring death earlier, nev
     Fixture f(cfg, many);
     f.ctx.ticks = false;
     deliver(f.w(), f.ctx, msg(MsgType::sync, 3, 0, 0, 0, {{GossipKind::suspect, 2, 0, 3}}));
+    // Our own check of 2 is answered through a proxy: no evidence of ours (only others' claims count).
+    for (auto& x : f.ctx.take())
+      if (x.to == 2 && x.m.type == MsgType::ping) deliver(f.w(), f.ctx, msg(MsgType::ack, 5, 0, x.m.seq, 2));
     for (int i = 0; i < confirmations; ++i) {
       const auto from = static_cast<NodeId>(10 + i);
       deliver(f.w(), f.ctx, msg(MsgType::sync, from, 0, 0, 0, {{GossipKind::suspect, 2, 0, from}}));
@@ -536,25 +539,59 @@ TEST_CASE("a dead claim from another member only starts our suspicion; the suspe
   CHECK(f.w().member(2)->state == State::alive);
 }
 
-TEST_CASE("our own suspicion started by others' claims kills only after our own check goes unanswered") {
+TEST_CASE("a suspicion started by others' claims: our own check (ping, then proxies) confirms it if unanswered") {
   SwimConfig cfg;
   Fixture f(cfg);
   f.ctx.ticks = false;
   deliver(f.w(), f.ctx, msg(MsgType::sync, 3, 0, 0, 0, {{GossipKind::suspect, 2, 0, 3}}));
+  auto out = f.ctx.take();
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].to == 2);
+  CHECK(out[0].m.type == MsgType::ping);
+  const auto seq = out[0].m.seq;
+  // No ack within the probe timeout: k proxies are asked, and a second direct ping goes out.
+  f.ctx.advance(f.w(), cfg.probe_timeout);
+  out = f.ctx.take();
+  std::size_t reqs = 0, pings = 0;
+  for (auto& x : out) {
+    if (x.m.type == MsgType::ping_req && x.m.seq == seq && x.m.target == 2 && x.to != 2) ++reqs;
+    if (x.m.type == MsgType::ping && x.m.seq == seq && x.to == 2) ++pings;
+  }
+  CHECK(reqs == 3);
+  CHECK(pings == 1);
+  // Still nothing: our own evidence, a confirmation by us that we gossip first-hand.
+  f.ctx.advance(f.w(), cfg.probe_timeout);
+  out = f.ctx.take();
+  CHECK(f.w().member(2)->state == State::suspect);
   const Duration tmax = f.w().suspicion_max();
-  f.ctx.take();
+  f.ctx.advance(f.w(), tmax - 2 * cfg.probe_timeout - 1s);  // T(1) < Tmax: dead before it
+  CHECK(f.w().member(2)->state == State::dead);
+  CHECK(f.w().stats().final_checks == 0);  // we had checked it ourselves
+  REQUIRE(f.dead.size() == 1);
+  CHECK(f.dead[0] == std::make_pair(NodeId{2}, false));
+  CHECK(count_to(f, 2, State::dead) == 1);
+}
+
+TEST_CASE("a suspicion started by others' claims, our check answered only through a proxy: one final check at expiry") {
+  SwimConfig cfg;
+  Fixture f(cfg);
+  f.ctx.ticks = false;
+  deliver(f.w(), f.ctx, msg(MsgType::sync, 3, 0, 0, 0, {{GossipKind::suspect, 2, 0, 3}}));
+  auto out = f.ctx.take();
+  REQUIRE(out.size() == 1);
+  deliver(f.w(), f.ctx, msg(MsgType::ack, 4, 0, out[0].m.seq, 2));  // relayed by proxy 4: no proof
+  CHECK(f.w().member(2)->state == State::suspect);
+  const Duration tmax = f.w().suspicion_max();
   f.ctx.advance(f.w(), tmax);
   CHECK(f.w().member(2)->state == State::suspect);
   CHECK(f.w().stats().final_checks == 1);
-  auto out = f.ctx.take();
+  out = f.ctx.take();
   REQUIRE(out.size() == 1);  // the final direct check
   CHECK(out[0].to == 2);
   CHECK(out[0].m.type == MsgType::ping);
   f.ctx.advance(f.w(), cfg.probe_timeout);
   CHECK(f.w().member(2)->state == State::dead);
   REQUIRE(f.dead.size() == 1);
-  CHECK(f.dead[0] == std::make_pair(NodeId{2}, false));
-  CHECK(count_to(f, 2, State::dead) == 1);
 }
 
 TEST_CASE("claims above the incarnation a member announced are refused; only the member raises it") {
