@@ -695,8 +695,9 @@ void Swim::on_timer(Context& ctx, sim::TimerId, std::uint64_t t) {
       Member& m = it->second;
       Suspicion& s = *m.suspicion;
       if (ctx.now() < s.deadline) break;
-      if (!s.confirmers.count(self_) && !s.final_check) {
-        // Only others' claims so far: one direct check of our own before we call it dead.
+      if (!s.final_check) {
+        // One last direct ping before we call it dead: a live member that lost a few datagrams (or
+        // cannot refute because a liar used up its refutations) answers it.
         s.final_check = true;
         stats_.final_checks++;
         send_verify(ctx, v, m, false);

@@ -18,9 +18,8 @@
 // member that sends it made the claim itself (origin = transport sender) and counts once per
 // member. When others' claims start our suspicion we check the suspect like a probe (ping, then
 // ping-req + a second ping); no answer at all is our own evidence (a confirmation by us). An ack
-// from the suspect itself to one of our pings proves it alive and clears our suspicion; if the
-// deadline comes before we found evidence ourselves, one last ping decides. A "left" is believed
-// at once only from the member itself.
+// from the suspect itself to one of our pings proves it alive and clears our suspicion; at the
+// deadline one last ping decides. A "left" is believed at once only from the member itself.
 // A member suspected (or declared dead) at its own incarnation refutes by bumping its
 // incarnation and gossiping alive. Alive needs a strictly higher incarnation to override
 // suspect/dead, so an old incarnation can never resurrect a dead member.
