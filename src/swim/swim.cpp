@@ -297,6 +297,7 @@ void Swim::send_verify(Context& ctx, NodeId id, Member& m, bool staged) {
   m.verify_relayed = false;
   stats_.verify_pings++;
   send(ctx, id, MsgType::ping, m.verify_seq, id);
+  if (!staged) send(ctx, id, MsgType::ping, m.verify_seq, id);  // the last check: twice, against a lost datagram
   if (staged) ctx.set_timer(scaled(cfg_.probe_timeout), tag(kVerifyTimeout, id));
 }
 
@@ -341,6 +342,7 @@ void Swim::verify_step(Context& ctx, NodeId id) {
 }
 
 void Swim::proof_of_life(Context& ctx, NodeId id, Member& m) {
+  m.proof = ctx.now();
   m.verify_seq = 0;
   m.verify_stage = 0;
   if (m.state != State::suspect || !m.suspicion) return;
@@ -426,6 +428,8 @@ void Swim::apply_claim(Context& ctx, NodeId id, Member& m, const Gossip& g, Node
     return;
   }
   if (!m.confirmed) return;  // unconfirmed peers are never suspected
+  if (from != self_ && m.state == State::alive && m.proof >= Instant{0} && ctx.now() - m.proof < cfg_.period)
+    return;  // it answered our own ping less than a period ago: that outweighs another member's word
   // Only a first-hand claim (made by the member that sent it to us, or our own) confirms; a member
   // repeating itself counts once.
   const NodeId confirmer = g.origin == from ? from : 0;

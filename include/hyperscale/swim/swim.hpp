@@ -172,6 +172,7 @@ class Swim final : public sim::Node {
     // Our own check of a member others claim is failing: ping, then ping-req through proxies
     // plus a second ping; no answer at all counts as our own evidence (a confirmation by us).
     Instant verify_sent{-1};  // last verification ping
+    Instant proof{-1};        // last ack from it to one of our own pings
     Instant verify_at{-1};    // when the current stage started
     std::uint32_t verify_seq = 0;
     std::uint8_t verify_stage = 0;  // 0 idle, 1 direct ping out, 2 proxies asked

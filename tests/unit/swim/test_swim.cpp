@@ -586,7 +586,7 @@ TEST_CASE("a suspicion started by others' claims, our check answered only throug
   CHECK(f.w().member(2)->state == State::suspect);
   CHECK(f.w().stats().final_checks == 1);
   out = f.ctx.take();
-  REQUIRE(out.size() == 1);  // the final direct check
+  REQUIRE(out.size() == 2);  // the final direct check, sent twice
   CHECK(out[0].to == 2);
   CHECK(out[0].m.type == MsgType::ping);
   f.ctx.advance(f.w(), cfg.probe_timeout);
