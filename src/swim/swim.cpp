@@ -55,7 +55,8 @@ Duration Swim::suspicion_timeout(const Suspicion& s) const {
   const std::size_t n = cluster_size();
   const std::size_t k = n >= 2 ? std::min(cfg_.suspicion_k, n - 2) : 0;
   if (k < 1) return s.tmin;
-  const double c = static_cast<double>(s.confirmers.size() - 1);  // the first suspecter is not a confirmation
+  // The first first-hand claimer is not a confirmation; a suspicion started by a relayed claim has none.
+  const double c = s.confirmers.empty() ? 0.0 : static_cast<double>(s.confirmers.size() - 1);
   const double frac = std::log(c + 1.0) / std::log(static_cast<double>(k) + 1.0);
   const double t = static_cast<double>(s.tmax.count()) - static_cast<double>((s.tmax - s.tmin).count()) * frac;
   return std::max(s.tmin, Duration{static_cast<std::int64_t>(t)});
@@ -225,7 +226,7 @@ void Swim::heard_from(Context& ctx, NodeId from, std::uint32_t inc) {
   m.confirmed = true;
   if (gone(m.state)) {
     if (inc > m.incarnation) {
-      apply(ctx, Gossip{GossipKind::alive, from, inc, from});
+      apply(ctx, Gossip{GossipKind::alive, from, inc, from}, from);
     } else if (m.last_notice < Instant{0} || ctx.now() - m.last_notice >= cfg_.period) {
       // It talks to us but we hold it dead at its incarnation: tell it, so it refutes and rejoins.
       m.last_notice = ctx.now();
@@ -235,7 +236,7 @@ void Swim::heard_from(Context& ctx, NodeId from, std::uint32_t inc) {
     }
     return;
   }
-  if (inc > m.incarnation) apply(ctx, Gossip{GossipKind::alive, from, inc, from});
+  if (inc > m.incarnation) apply(ctx, Gossip{GossipKind::alive, from, inc, from}, from);
 }
 
 void Swim::refute(Context& ctx, std::uint32_t seen) {
@@ -256,14 +257,15 @@ void Swim::refute(Context& ctx, std::uint32_t seen) {
   log::debug("swim", "refuted", "self={} inc={}", self_, incarnation_);
 }
 
-void Swim::start_suspicion(Context& ctx, NodeId id, Member& m, std::uint32_t inc, NodeId origin) {
+void Swim::start_suspicion(Context& ctx, NodeId id, Member& m, NodeId confirmer, bool left) {
   Suspicion s;
   s.start = ctx.now();
   const Duration tmin = suspicion_min();
   s.tmin = tmin * (1 + lhm_);
   s.tmax = std::chrono::duration_cast<Duration>(s.tmin * cfg_.suspicion_beta);
-  s.confirmers.insert(origin);
-  set_state(ctx, id, m, State::suspect, inc);
+  if (confirmer != 0) s.confirmers.insert(confirmer);
+  s.left = left;
+  set_state(ctx, id, m, State::suspect, m.incarnation);
   s.deadline = s.start + suspicion_timeout(s);
   m.suspicion = std::move(s);
   stats_.suspicions++;
@@ -272,6 +274,7 @@ void Swim::start_suspicion(Context& ctx, NodeId id, Member& m, std::uint32_t inc
 
 void Swim::reschedule_suspicion(Context& ctx, NodeId id, Member& m) {
   Suspicion& s = *m.suspicion;
+  if (s.final_check) return;  // our own last check is under way: its answer decides
   const Instant d = s.start + suspicion_timeout(s);
   if (d < s.deadline) {
     s.deadline = d;
@@ -280,15 +283,95 @@ void Swim::reschedule_suspicion(Context& ctx, NodeId id, Member& m) {
 }
 
 void Swim::declare_dead(Context& ctx, NodeId id, Member& m) {
-  enqueue(Gossip{GossipKind::dead, id, m.incarnation, self_});
-  set_state(ctx, id, m, State::dead, m.incarnation);
+  const bool left = m.suspicion && m.suspicion->left;
+  enqueue(Gossip{left ? GossipKind::left : GossipKind::dead, id, m.incarnation, self_});
+  set_state(ctx, id, m, left ? State::left : State::dead, m.incarnation);
 }
 
-void Swim::apply(Context& ctx, const Gossip& g) {
+void Swim::send_verify(Context& ctx, NodeId id, Member& m, bool staged) {
+  m.verify_seq = next_seq_++;
+  if (next_seq_ == 0) next_seq_ = 1;
+  m.verify_sent = ctx.now();
+  m.verify_at = ctx.now();
+  m.verify_stage = staged ? 1 : 0;
+  m.verify_relayed = false;
+  stats_.verify_pings++;
+  send(ctx, id, MsgType::ping, m.verify_seq, id);
+  if (!staged) send(ctx, id, MsgType::ping, m.verify_seq, id);  // the last check: twice, against a lost datagram
+  if (staged) ctx.set_timer(scaled(cfg_.probe_timeout), tag(kVerifyTimeout, id));
+}
+
+std::set<NodeId> Swim::pick_proxies(Context& ctx, NodeId target) {
+  // k other members (confirmed, alive), chosen at random.
+  std::set<NodeId> proxies;
+  for (std::size_t tries = 0; tries < cfg_.indirect_k * 4 && proxies.size() < cfg_.indirect_k && !probe_list_.empty();
+       ++tries) {
+    NodeId id = probe_list_[ctx.rng().below(probe_list_.size())];
+    if (id == target || proxies.count(id)) continue;
+    auto it = members_.find(id);
+    if (it == members_.end() || it->second.state != State::alive || !it->second.confirmed) continue;
+    proxies.insert(id);
+  }
+  return proxies;
+}
+
+void Swim::verify_step(Context& ctx, NodeId id) {
+  auto it = members_.find(id);
+  if (it == members_.end()) return;
+  Member& m = it->second;
+  if (m.verify_stage == 0 || m.verify_seq == 0) return;
+  if (ctx.now() - m.verify_at < scaled(cfg_.probe_timeout)) return;  // a timer of an earlier check
+  if (m.state != State::suspect || !m.suspicion || m.verify_relayed) {
+    m.verify_stage = 0;  // cleared meanwhile, or reachable through a proxy: nothing of our own to add
+    return;
+  }
+  if (m.verify_stage == 1) {
+    for (NodeId p : pick_proxies(ctx, id)) {
+      send(ctx, p, MsgType::ping_req, m.verify_seq, id);
+      stats_.ping_reqs_sent++;
+    }
+    send(ctx, id, MsgType::ping, m.verify_seq, id);
+    m.verify_stage = 2;
+    m.verify_at = ctx.now();
+    ctx.set_timer(scaled(cfg_.probe_timeout), tag(kVerifyTimeout, id));
+    return;
+  }
+  // Neither the member nor any proxy answered: our own evidence, like a failed probe.
+  m.verify_stage = 0;
+  apply(ctx, Gossip{GossipKind::suspect, id, m.incarnation, self_}, self_);
+}
+
+void Swim::proof_of_life(Context& ctx, NodeId id, Member& m) {
+  m.proof = ctx.now();
+  m.verify_seq = 0;
+  m.verify_stage = 0;
+  if (m.state != State::suspect || !m.suspicion) return;
+  stats_.suspicions_disproved++;
+  log::debug("swim", "suspicion_disproved", "self={} node={} inc={} reason=acked_our_ping", self_, id, m.incarnation);
+  set_state(ctx, id, m, State::alive, m.incarnation);
+  // Stop spreading a suspicion we no longer hold.
+  auto git = gossip_.find(id);
+  if (git != gossip_.end() && git->second.g.kind == GossipKind::suspect) {
+    gossip_order_.erase(key_of(git->first, git->second));
+    gossip_.erase(git);
+  }
+}
+
+void Swim::apply(Context& ctx, const Gossip& g, NodeId from) {
   if (g.node == self_) {
     if (g.kind == GossipKind::alive) {
       if (g.incarnation > incarnation_) refute(ctx, g.incarnation);  // an older life of ours claims more
     } else if (!leaving_ && g.incarnation >= incarnation_) {         // a leaving node does not argue
+      if (g.incarnation - incarnation_ >= cfg_.max_incarnation_jump) {
+        // Nobody who follows the rules holds us that far above what we announced, and a refutation
+        // that high would be refused by the members that know our real incarnation.
+        const auto n = ++stats_.claims_rejected;
+        if (n == 1 || n % 1000 == 0)
+          log::warn("swim", "claim_rejected",
+                    "self={} from={} kind={} node=self inc={} own={} reason=incarnation_jump count={}", self_, from,
+                    static_cast<int>(g.kind), g.incarnation, incarnation_, n);
+        return;
+      }
       refute(ctx, g.incarnation);
     }
     return;
@@ -301,7 +384,8 @@ void Swim::apply(Context& ctx, const Gossip& g) {
     }
     Member& m = it->second;
     if (g.incarnation <= m.incarnation) return;
-    if (g.incarnation - m.incarnation > cfg_.max_incarnation_jump) {
+    // The member itself may announce any incarnation; a relayed record is bounded.
+    if (from != g.node && g.incarnation - m.incarnation > cfg_.max_incarnation_jump) {
       stats_.incarnation_jumps_rejected++;
       log::warn("swim", "incarnation_jump_rejected", "self={} node={} known={} claimed={}", self_, g.node,
                 m.incarnation, g.incarnation);
@@ -318,31 +402,60 @@ void Swim::apply(Context& ctx, const Gossip& g) {
   }
   if (it == members_.end()) return;  // nothing to suspect or bury
   Member& m = it->second;
-  if (gone(m.state) || g.incarnation < m.incarnation) return;
-  if (g.incarnation - m.incarnation > cfg_.max_incarnation_jump) {
-    stats_.incarnation_jumps_rejected++;
-    log::warn("swim", "incarnation_jump_rejected", "self={} node={} known={} claimed={}", self_, g.node, m.incarnation,
-              g.incarnation);
-    return;
-  }
-  if (g.kind == GossipKind::suspect) {
-    if (m.state == State::suspect && g.incarnation == m.incarnation && m.suspicion) {
-      Suspicion& s = *m.suspicion;
-      if (!s.confirmers.count(g.origin) && s.confirmers.size() < cfg_.max_confirmers) {
-        s.confirmers.insert(g.origin);
-        reschedule_suspicion(ctx, g.node, m);
-        enqueue(g);  // re-gossip confirmations
-      }
-      return;
-    }
-    if (!m.confirmed) return;  // unconfirmed peers are never suspected
-    start_suspicion(ctx, g.node, m, g.incarnation, g.origin);
+  if (gone(m.state)) return;
+  if (g.kind == GossipKind::left && from == g.node) {  // the member announces its own leave
+    if (g.incarnation < m.incarnation) return;
     enqueue(g);
+    set_state(ctx, g.node, m, State::left, g.incarnation);
     return;
   }
-  // dead or left
-  enqueue(g);
-  set_state(ctx, g.node, m, g.kind == GossipKind::left ? State::left : State::dead, g.incarnation);
+  apply_claim(ctx, g.node, m, g, from);
+}
+
+// A suspect or dead claim, or a leave relayed by a third party, about a member we hold alive or
+// suspect. It starts or confirms our own suspicion; only the expiry of that suspicion kills.
+void Swim::apply_claim(Context& ctx, NodeId id, Member& m, const Gossip& g, NodeId from) {
+  if (g.incarnation < m.incarnation) return;  // stale: the member has refuted since
+  // A relayed leave carries the incarnation the member bumped to when leaving.
+  const std::uint32_t allowed = m.incarnation + (g.kind == GossipKind::left ? 1 : 0);
+  if (g.incarnation > allowed) {
+    // Only the member raises its own incarnation: a claim above what it announced is refused.
+    const auto n = ++stats_.claims_rejected;
+    if (n == 1 || n % 1000 == 0)
+      log::warn("swim", "claim_rejected",
+                "self={} from={} kind={} node={} inc={} known={} reason=above_announced_incarnation count={}", self_,
+                from, static_cast<int>(g.kind), id, g.incarnation, m.incarnation, n);
+    return;
+  }
+  if (!m.confirmed) return;  // unconfirmed peers are never suspected
+  if (from != self_ && m.state == State::alive && m.proof >= Instant{0} && ctx.now() - m.proof < cfg_.period)
+    return;  // it answered our own ping less than a period ago: that outweighs another member's word
+  // Only a first-hand claim (made by the member that sent it to us, or our own) confirms; a member
+  // repeating itself counts once.
+  const NodeId confirmer = g.origin == from ? from : 0;
+  const bool left = g.kind == GossipKind::left;
+  // What we pass on is our suspicion, whatever the claim said (a leave stays a leave).
+  const Gossip relay{left ? GossipKind::left : GossipKind::suspect, id, left ? g.incarnation : m.incarnation, g.origin};
+  if (m.state == State::suspect && m.suspicion) {
+    Suspicion& s = *m.suspicion;
+    bool news = false;
+    if (left && !s.left) {
+      s.left = true;
+      news = true;
+    }
+    if (confirmer != 0 && !s.confirmers.count(confirmer) && s.confirmers.size() < cfg_.max_confirmers) {
+      s.confirmers.insert(confirmer);
+      reschedule_suspicion(ctx, id, m);
+      news = true;
+    }
+    if (news) enqueue(relay);  // re-gossip confirmations
+    return;
+  }
+  start_suspicion(ctx, id, m, confirmer, left);
+  enqueue(relay);
+  // Others say it is failing: check it ourselves (at most once a period per member).
+  if (from != self_ && (m.verify_sent < Instant{0} || ctx.now() - m.verify_sent >= cfg_.period))
+    send_verify(ctx, id, m, true);
 }
 
 // ---------------- sending ----------------
@@ -364,6 +477,12 @@ void Swim::send(Context& ctx, NodeId to, MsgType type, std::uint32_t seq, NodeId
     m.gossip.push_back(*first);
     --maxg;
   }
+  // While leaving, every datagram says so: a leave is believed at once only from the member itself.
+  const Gossip leave_record{GossipKind::left, self_, incarnation_, self_};
+  if (leaving_ && maxg > 0 && !(first && *first == leave_record)) {
+    m.gossip.push_back(leave_record);
+    --maxg;
+  }
   if (maxg > 0 && !gossip_.empty()) {
     const double n = static_cast<double>(cluster_size());
     const std::uint32_t limit =
@@ -377,6 +496,7 @@ void Swim::send(Context& ctx, NodeId to, MsgType type, std::uint32_t seq, NodeId
     for (NodeId id : pick) {
       auto it = gossip_.find(id);
       if (first && it->second.g == *first) continue;
+      if (leaving_ && it->second.g == leave_record) continue;
       m.gossip.push_back(it->second.g);
       gossip_order_.erase(key_of(id, it->second));
       if (++it->second.transmits >= limit) {
@@ -518,7 +638,7 @@ void Swim::finish_probe(Context& ctx) {
     stats_.unconfirmed_probe_failures++;
     return;
   }
-  apply(ctx, Gossip{GossipKind::suspect, probe_.target, it->second.incarnation, self_});
+  apply(ctx, Gossip{GossipKind::suspect, probe_.target, it->second.incarnation, self_}, self_);
 }
 
 void Swim::housekeeping(Context& ctx) {
@@ -563,15 +683,7 @@ void Swim::on_timer(Context& ctx, node::TimerId, std::uint64_t t) {
       if (!probe_.active || probe_.seq != v || probe_.acked || probe_.indirect) break;
       probe_.indirect = true;
       // Ask k other members (confirmed, alive) to probe the target for us.
-      std::set<NodeId> proxies;
-      for (std::size_t tries = 0;
-           tries < cfg_.indirect_k * 4 && proxies.size() < cfg_.indirect_k && !probe_list_.empty(); ++tries) {
-        NodeId id = probe_list_[ctx.rng().below(probe_list_.size())];
-        if (id == probe_.target || proxies.count(id)) continue;
-        auto it = members_.find(id);
-        if (it == members_.end() || it->second.state != State::alive || !it->second.confirmed) continue;
-        proxies.insert(id);
-      }
+      const std::set<NodeId> proxies = pick_proxies(ctx, probe_.target);
       for (NodeId p : proxies) {
         send(ctx, p, MsgType::ping_req, probe_.seq, probe_.target);
         stats_.ping_reqs_sent++;
@@ -584,10 +696,25 @@ void Swim::on_timer(Context& ctx, node::TimerId, std::uint64_t t) {
     case kSuspicionTimer: {
       auto it = members_.find(v);
       if (it == members_.end() || it->second.state != State::suspect || !it->second.suspicion) break;
-      if (ctx.now() < it->second.suspicion->deadline) break;
-      declare_dead(ctx, v, it->second);
+      Member& m = it->second;
+      Suspicion& s = *m.suspicion;
+      if (ctx.now() < s.deadline) break;
+      if (!s.final_check) {
+        // One last direct ping before we call it dead: a live member that lost a few datagrams (or
+        // cannot refute because a liar used up its refutations) answers it.
+        s.final_check = true;
+        stats_.final_checks++;
+        send_verify(ctx, v, m, false);
+        s.deadline = ctx.now() + scaled(cfg_.probe_timeout);
+        ctx.set_timer(s.deadline - ctx.now(), tag(kSuspicionTimer, v));
+        break;
+      }
+      declare_dead(ctx, v, m);
       break;
     }
+    case kVerifyTimeout:
+      verify_step(ctx, v);
+      break;
     case kRelayNack: {
       auto it = relays_.find(static_cast<std::uint32_t>(v));
       if (it == relays_.end() || it->second.acked) break;
@@ -630,7 +757,7 @@ void Swim::on_message(Context& ctx, NodeId from, std::span<const std::uint8_t> b
   }
   stats_.received++;
   heard_from(ctx, msg.sender, msg.sender_incarnation);
-  for (const Gossip& g : msg.gossip) apply(ctx, g);
+  for (const Gossip& g : msg.gossip) apply(ctx, g, msg.sender);
   if (!msg.state.empty()) {
     auto it = members_.find(msg.sender);
     if (it != members_.end() && it->second.role_state != msg.state) {
@@ -643,7 +770,23 @@ void Swim::on_message(Context& ctx, NodeId from, std::span<const std::uint8_t> b
       send(ctx, msg.sender, MsgType::ack, msg.seq, self_);
       break;
     case MsgType::ack: {
-      if (probe_.active && msg.seq == probe_.seq && msg.target == probe_.target) {
+      const bool own_probe = probe_.active && msg.seq == probe_.seq && msg.target == probe_.target;
+      if (msg.sender == msg.target && msg.seq != 0) {
+        // The member itself answered one of our own pings: it is alive now, whatever others claim.
+        auto mit = members_.find(msg.sender);
+        if (mit != members_.end() && (own_probe || mit->second.verify_seq == msg.seq)) {
+          proof_of_life(ctx, msg.sender, mit->second);
+          if (!own_probe) break;
+        }
+      } else if (!own_probe && msg.seq != 0) {
+        // A proxy relayed an ack to our check: no proof (a proxy could lie), but no evidence of ours either.
+        auto mit = members_.find(msg.target);
+        if (mit != members_.end() && mit->second.verify_seq == msg.seq) {
+          mit->second.verify_relayed = true;
+          break;
+        }
+      }
+      if (own_probe) {
         if (!probe_.acked) {
           probe_.acked = true;
           stats_.acks++;

@@ -10,7 +10,9 @@ SimCluster::SimCluster(ClusterOptions opts) : opts_(std::move(opts)) {
   sim_ = std::make_unique<sim::Simulator>(opts_.sim);
   std::vector<NodeId> all;
   for (NodeId i = 1; i <= opts_.n; ++i) all.push_back(i);
-  for (NodeId id : all) {
+  std::vector<NodeId> swims = all;
+  for (const auto& [id, factory] : opts_.extra_nodes) all.push_back(id);
+  for (NodeId id : swims) {
     Status st = sim_->add_node(id, [this, id, all](NodeId) {
       SwimConfig cfg = opts_.cfg;
       if (!opts_.bootstrap_full && cfg.seeds.empty()) cfg.seeds = {1, 2};
@@ -35,13 +37,25 @@ SimCluster::SimCluster(ClusterOptions opts) : opts_(std::move(opts)) {
     });
     if (!st.ok() && failure_.ok()) failure_ = st;
   }
+  for (const auto& [id, factory] : opts_.extra_nodes) {
+    Status st = sim_->add_node(id, factory);
+    if (!st.ok() && failure_.ok()) failure_ = st;
+  }
   if (opts_.check_invariants) sim_->set_invariant([this](sim::Simulator&) { return check(); });
   sim_->start_all();
 }
 
-Swim* SimCluster::swim(NodeId id) { return static_cast<Swim*>(sim_->node(id)); }
+bool SimCluster::is_extra(NodeId id) const {
+  return std::any_of(opts_.extra_nodes.begin(), opts_.extra_nodes.end(), [id](const auto& e) { return e.first == id; });
+}
 
-std::vector<NodeId> SimCluster::ids() const { return sim_->node_ids(); }
+Swim* SimCluster::swim(NodeId id) { return is_extra(id) ? nullptr : static_cast<Swim*>(sim_->node(id)); }
+
+std::vector<NodeId> SimCluster::ids() const {
+  std::vector<NodeId> out = sim_->node_ids();
+  std::erase_if(out, [this](NodeId id) { return is_extra(id); });
+  return out;
+}
 
 std::uint32_t SimCluster::max_incarnation(NodeId id) const {
   auto it = max_inc_.find(id);

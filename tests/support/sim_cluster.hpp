@@ -21,6 +21,10 @@ struct ClusterOptions {
   // while); false: nodes join through seeds (node 1 and 2).
   bool bootstrap_full = false;
   bool check_invariants = true;  // run invariant checks after every event (O(n²): small clusters)
+  // Other nodes in the same simulator (e.g. a rogue member written by a test). They are members
+  // (bootstrap_full includes them) but not Swim nodes: swim() is nullptr for them, and ids(),
+  // all_see(), converged() and the invariants cover the Swim nodes only.
+  std::vector<std::pair<NodeId, sim::Simulator::Factory>> extra_nodes;
 };
 
 struct Observation {
@@ -55,6 +59,7 @@ class SimCluster {
 
  private:
   Status check();
+  bool is_extra(NodeId id) const;
 
   ClusterOptions opts_;
   std::unique_ptr<sim::Simulator> sim_;

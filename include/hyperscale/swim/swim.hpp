@@ -10,7 +10,17 @@
 // A suspicion expires after T(C) = max(Tmin, Tmax − (Tmax − Tmin)·ln(C+1)/ln(K+1)) where C counts
 // independent confirmations (Lifeguard's dynamic suspicion timeout); Tmin and Tmax are scaled by
 // LHM when the suspicion starts; confirmations only ever bring the deadline earlier.
-// A member suspected (or declared dead) at an incarnation ≥ its own refutes by bumping its
+// Only a node's OWN suspicion kills: a member becomes dead here when our suspicion of it expires.
+// A "suspect" or "dead" claim gossiped by another member (and a leave relayed by a third party)
+// only starts or confirms our suspicion — a dead claim is no stronger than a suspect claim — and
+// is accepted only at the incarnation we know for the member: a third party cannot raise a
+// member's incarnation (only the member does, by refuting). A confirmation counts only when the
+// member that sends it made the claim itself (origin = transport sender) and counts once per
+// member. When others' claims start our suspicion we check the suspect like a probe (ping, then
+// ping-req + a second ping); no answer at all is our own evidence (a confirmation by us). An ack
+// from the suspect itself to one of our pings proves it alive and clears our suspicion; at the
+// deadline one last ping decides. A "left" is believed at once only from the member itself.
+// A member suspected (or declared dead) at its own incarnation refutes by bumping its
 // incarnation and gossiping alive. Alive needs a strictly higher incarnation to override
 // suspect/dead, so an old incarnation can never resurrect a dead member.
 // Gossip rides on every ping/ack/ping-req (bounded buffer, each update sent ⌈λ·ln(n+1)⌉ times,
@@ -92,6 +102,10 @@ struct SwimStats {
                 incarnation_jumps_rejected = 0, gossip_evicted = 0, forgotten = 0, unconfirmed_dropped = 0,
                 wrong_target = 0, from_self = 0, sender_mismatch = 0, unconfirmed_probe_failures = 0, stale_acks = 0,
                 encode_errors = 0, dead_notices = 0;
+  // Forged or mistaken claims: suspect/dead/left claims above the incarnation the member announced
+  // (refused); suspicions dropped because the suspect itself acked our ping; our own pings to a
+  // member others claim is failing; suspicions that expired before we had checked the member.
+  std::uint64_t claims_rejected = 0, suspicions_disproved = 0, verify_pings = 0, final_checks = 0;
   std::uint64_t decode_errors[static_cast<std::size_t>(DecodeError::kCount)] = {};
   std::uint64_t decode_errors_total() const noexcept;
 };
@@ -144,7 +158,9 @@ class Swim final : public node::Node {
     Instant start{0};
     Duration tmin{0}, tmax{0};
     Instant deadline{0};
-    std::set<NodeId> confirmers;
+    std::set<NodeId> confirmers;  // members that made the claim first-hand (self: our own probe failed)
+    bool left = false;            // a leave relayed by a third party: report "left" on expiry
+    bool final_check = false;     // expiry already extended once for our own direct check
   };
   struct Member {
     State state = State::alive;
@@ -153,6 +169,14 @@ class Swim final : public node::Node {
     Instant since{0};         // time of the last state change
     Instant heard{0};         // last direct message
     Instant last_notice{-1};  // last "you are dead" notice sent to it
+    // Our own check of a member others claim is failing: ping, then ping-req through proxies
+    // plus a second ping; no answer at all counts as our own evidence (a confirmation by us).
+    Instant verify_sent{-1};  // last verification ping
+    Instant proof{-1};        // last ack from it to one of our own pings
+    Instant verify_at{-1};    // when the current stage started
+    std::uint32_t verify_seq = 0;
+    std::uint8_t verify_stage = 0;  // 0 idle, 1 direct ping out, 2 proxies asked
+    bool verify_relayed = false;    // a proxy relayed an ack: reachable, so no evidence of ours
     Bytes role_state;
     std::optional<Suspicion> suspicion;
   };
@@ -177,7 +201,14 @@ class Swim final : public node::Node {
     bool acked = false;
   };
 
-  enum TimerKind : std::uint64_t { kTick = 1, kProbeTimeout, kSuspicionTimer, kRelayNack, kRelayExpire };
+  enum TimerKind : std::uint64_t {
+    kTick = 1,
+    kProbeTimeout,
+    kSuspicionTimer,
+    kRelayNack,
+    kRelayExpire,
+    kVerifyTimeout
+  };
   static std::uint64_t tag(TimerKind k, std::uint64_t v) {
     return (static_cast<std::uint64_t>(k) << 56) | (v & ((1ull << 56) - 1));
   }
@@ -197,12 +228,20 @@ class Swim final : public node::Node {
   void encode_and_send(Context& ctx, NodeId to, const Message& m);
   Duration suspicion_timeout(const Suspicion& s) const;
   void heard_from(Context& ctx, NodeId from, std::uint32_t inc);
-  void apply(Context& ctx, const Gossip& g);
+  // `from`: the member whose datagram carried `g` (self_ for our own conclusions).
+  void apply(Context& ctx, const Gossip& g, NodeId from);
+  void apply_claim(Context& ctx, NodeId id, Member& m, const Gossip& g, NodeId from);
+  // staged: run the direct → indirect check (on suspicion start); else one ping (final check).
+  void send_verify(Context& ctx, NodeId id, Member& m, bool staged);
+  void verify_step(Context& ctx, NodeId id);
+  std::set<NodeId> pick_proxies(Context& ctx, NodeId target);
+  void proof_of_life(Context& ctx, NodeId id, Member& m);
   void refute(Context& ctx, std::uint32_t seen);
   void set_state(Context& ctx, NodeId id, Member& m, State s, std::uint32_t inc);
   Member* add_member(Context& ctx, NodeId id, std::uint32_t inc, bool confirmed);
   void enqueue(const Gossip& g);
-  void start_suspicion(Context& ctx, NodeId id, Member& m, std::uint32_t inc, NodeId origin);
+  // confirmer: the first-hand claimer, or 0 when the claim was relayed.
+  void start_suspicion(Context& ctx, NodeId id, Member& m, NodeId confirmer, bool left);
   void reschedule_suspicion(Context& ctx, NodeId id, Member& m);
   void declare_dead(Context& ctx, NodeId id, Member& m);
   void housekeeping(Context& ctx);

@@ -1,6 +1,7 @@
 // Unit tests of the SWIM state machine rules, driven by hand through a fake Context.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 
 #include "hyperscale/base/log.hpp"
@@ -249,8 +250,10 @@ TEST_CASE("refutations are rate limited") {
 
 TEST_CASE("an old incarnation cannot resurrect a dead member; a newer one can") {
   Fixture f;
+  f.ctx.ticks = false;
   deliver(f.w(), f.ctx, msg(MsgType::sync, 3, 0, 0, 0, {{GossipKind::alive, 2, 5, 2}}));
   deliver(f.w(), f.ctx, msg(MsgType::sync, 3, 0, 0, 0, {{GossipKind::dead, 2, 5, 3}}));
+  f.ctx.advance(f.w(), 60s);  // our own suspicion expires unanswered
   REQUIRE(f.w().member(2)->state == State::dead);
   deliver(f.w(), f.ctx, msg(MsgType::sync, 3, 0, 0, 0, {{GossipKind::alive, 2, 5, 2}}));
   deliver(f.w(), f.ctx, msg(MsgType::sync, 3, 0, 0, 0, {{GossipKind::alive, 2, 4, 2}}));
@@ -272,13 +275,15 @@ TEST_CASE("an old incarnation cannot resurrect a dead member; a newer one can") 
 
 TEST_CASE("death is reported exactly once per transition") {
   Fixture f;
+  f.ctx.ticks = false;
   deliver(f.w(), f.ctx, msg(MsgType::sync, 3, 0, 0, 0, {{GossipKind::dead, 4, 0, 3}}));
   deliver(f.w(), f.ctx, msg(MsgType::sync, 5, 0, 0, 0, {{GossipKind::dead, 4, 0, 5}}));
+  f.ctx.advance(f.w(), 60s);
   deliver(f.w(), f.ctx, msg(MsgType::sync, 5, 0, 0, 0, {{GossipKind::left, 4, 0, 5}}));
   deliver(f.w(), f.ctx, msg(MsgType::sync, 5, 0, 0, 0, {{GossipKind::suspect, 4, 0, 5}}));
   CHECK(f.dead.size() == 1);
   deliver(f.w(), f.ctx, msg(MsgType::sync, 5, 0, 0, 0, {{GossipKind::alive, 4, 1, 4}}));
-  deliver(f.w(), f.ctx, msg(MsgType::sync, 5, 0, 0, 0, {{GossipKind::left, 4, 1, 4}}));
+  deliver(f.w(), f.ctx, msg(MsgType::sync, 4, 1, 0, 0, {{GossipKind::left, 4, 1, 4}}));  // from 4 itself
   REQUIRE(f.dead.size() == 2);
   CHECK(f.dead[1] == std::make_pair(NodeId{4}, true));
 }
@@ -399,10 +404,19 @@ TEST_CASE("suspicion timeout: independent confirmations bring death earlier, nev
     Fixture f(cfg, many);
     f.ctx.ticks = false;
     deliver(f.w(), f.ctx, msg(MsgType::sync, 3, 0, 0, 0, {{GossipKind::suspect, 2, 0, 3}}));
-    for (int i = 0; i < confirmations; ++i)
-      deliver(f.w(), f.ctx, msg(MsgType::sync, 4, 0, 0, 0, {{GossipKind::suspect, 2, 0, static_cast<NodeId>(10 + i)}}));
-    // Echoes of the same confirmation do not count twice.
+    // Our own check of 2 is answered through a proxy: no evidence of ours (only others' claims count).
+    for (auto& x : f.ctx.take())
+      if (x.to == 2 && x.m.type == MsgType::ping) deliver(f.w(), f.ctx, msg(MsgType::ack, 5, 0, x.m.seq, 2));
+    for (int i = 0; i < confirmations; ++i) {
+      const auto from = static_cast<NodeId>(10 + i);
+      deliver(f.w(), f.ctx, msg(MsgType::sync, from, 0, 0, 0, {{GossipKind::suspect, 2, 0, from}}));
+    }
+    // Echoes of the same confirmation do not count twice; a member repeating itself counts once;
+    // a claim relayed (or forged) in another member's name is no confirmation.
     deliver(f.w(), f.ctx, msg(MsgType::sync, 4, 0, 0, 0, {{GossipKind::suspect, 2, 0, 3}}));
+    deliver(f.w(), f.ctx, msg(MsgType::sync, 3, 0, 0, 0, {{GossipKind::dead, 2, 0, 3}}));
+    for (NodeId forged = 10; forged < 20; ++forged)
+      deliver(f.w(), f.ctx, msg(MsgType::sync, 4, 0, 0, 0, {{GossipKind::dead, 2, 0, forged}}));
     Duration t{0};
     while (f.w().member(2)->state != State::dead && t < 200s) {
       f.ctx.advance(f.w(), 100ms);
@@ -413,10 +427,12 @@ TEST_CASE("suspicion timeout: independent confirmations bring death earlier, nev
   const Duration none = time_to_death(0), one = time_to_death(1), three = time_to_death(3), ten = time_to_death(10);
   const double n = 20;
   const double tmin = 4.0 * std::log10(n), tmax = 3 * tmin;
-  CHECK(to_seconds(none) == Approx(tmax).margin(0.11));
+  // Only others' claims: at expiry one direct ping of our own, unanswered for a probe timeout.
+  const double check = to_seconds(cfg.probe_timeout);
+  CHECK(to_seconds(none) == Approx(tmax + check).margin(0.11));
   CHECK(one < none);
   CHECK(three < one);
-  CHECK(to_seconds(three) == Approx(tmin).margin(0.11));
+  CHECK(to_seconds(three) == Approx(tmin + check).margin(0.11));
   CHECK(ten == three);  // never below Tmin
 }
 
@@ -473,4 +489,144 @@ TEST_CASE("incarnation is persisted and a restart comes back higher") {
   Swim b(SwimConfig{});
   b.on_start(ctx);  // same disk
   CHECK(b.incarnation() == 2);
+}
+
+// ---------------- forged claims (issue 21, defect 8) ----------------
+
+namespace {
+std::size_t count_to(const Fixture& f, NodeId node, State to) {
+  return static_cast<std::size_t>(std::count_if(f.changes.begin(), f.changes.end(),
+                                                [&](const MemberEvent& e) { return e.node == node && e.to == to; }));
+}
+}  // namespace
+
+TEST_CASE("a dead claim from another member only starts our suspicion; the suspect's ack clears it") {
+  Fixture f;
+  f.ctx.ticks = false;
+  deliver(f.w(), f.ctx, msg(MsgType::sync, 3, 0, 0, 0, {{GossipKind::dead, 2, 0, 3}}));
+  CHECK(f.w().member(2)->state == State::suspect);  // no stronger than a suspect claim
+  CHECK(f.dead.empty());
+  // We check it ourselves at once: a ping to the suspect.
+  auto out = f.ctx.take();
+  FakeCtx::Sent verify{};
+  for (auto& x : out)
+    if (x.to == 2 && x.m.type == MsgType::ping) verify = x;
+  REQUIRE(verify.to == 2);
+  CHECK(f.w().stats().verify_pings == 1);
+  // The same member repeating the claim, and the claim in other members' names, change nothing.
+  for (int i = 0; i < 20; ++i)
+    deliver(f.w(), f.ctx, msg(MsgType::sync, 3, 0, 0, 0, {{GossipKind::dead, 2, 0, static_cast<NodeId>(3 + i % 3)}}));
+  CHECK(f.dead.empty());
+  // An ack from a proxy is no proof; an ack from the suspect itself is.
+  deliver(f.w(), f.ctx, msg(MsgType::ack, 4, 0, verify.m.seq, 2));
+  CHECK(f.w().member(2)->state == State::suspect);
+  deliver(f.w(), f.ctx, msg(MsgType::ack, 2, 0, verify.m.seq, 2));
+  CHECK(f.w().member(2)->state == State::alive);
+  CHECK(f.w().stats().suspicions_disproved == 1);
+  f.ctx.advance(f.w(), 60s);
+  CHECK(f.dead.empty());
+  CHECK(f.w().member(2)->state == State::alive);
+}
+
+TEST_CASE("a suspicion started by others' claims: our own check (ping, then proxies) confirms it if unanswered") {
+  SwimConfig cfg;
+  Fixture f(cfg);
+  f.ctx.ticks = false;
+  deliver(f.w(), f.ctx, msg(MsgType::sync, 3, 0, 0, 0, {{GossipKind::suspect, 2, 0, 3}}));
+  auto out = f.ctx.take();
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].to == 2);
+  CHECK(out[0].m.type == MsgType::ping);
+  const auto seq = out[0].m.seq;
+  // No ack within the probe timeout: k proxies are asked, and a second direct ping goes out.
+  f.ctx.advance(f.w(), cfg.probe_timeout);
+  out = f.ctx.take();
+  std::size_t reqs = 0, pings = 0;
+  for (auto& x : out) {
+    if (x.m.type == MsgType::ping_req && x.m.seq == seq && x.m.target == 2 && x.to != 2) ++reqs;
+    if (x.m.type == MsgType::ping && x.m.seq == seq && x.to == 2) ++pings;
+  }
+  CHECK(reqs == 3);
+  CHECK(pings == 1);
+  // Still nothing: our own evidence, a confirmation by us that we gossip first-hand.
+  f.ctx.advance(f.w(), cfg.probe_timeout);
+  out = f.ctx.take();
+  CHECK(f.w().member(2)->state == State::suspect);
+  const Duration tmax = f.w().suspicion_max();
+  f.ctx.advance(f.w(), tmax - 2 * cfg.probe_timeout - 1s);  // T(1) + one last ping < Tmax: dead before it
+  CHECK(f.w().member(2)->state == State::dead);
+  CHECK(f.w().stats().final_checks == 1);  // one last ping at the deadline
+  REQUIRE(f.dead.size() == 1);
+  CHECK(f.dead[0] == std::make_pair(NodeId{2}, false));
+  CHECK(count_to(f, 2, State::dead) == 1);
+}
+
+TEST_CASE("a suspicion started by others' claims, our check answered only through a proxy: one final check at expiry") {
+  SwimConfig cfg;
+  Fixture f(cfg);
+  f.ctx.ticks = false;
+  deliver(f.w(), f.ctx, msg(MsgType::sync, 3, 0, 0, 0, {{GossipKind::suspect, 2, 0, 3}}));
+  auto out = f.ctx.take();
+  REQUIRE(out.size() == 1);
+  deliver(f.w(), f.ctx, msg(MsgType::ack, 4, 0, out[0].m.seq, 2));  // relayed by proxy 4: no proof
+  CHECK(f.w().member(2)->state == State::suspect);
+  const Duration tmax = f.w().suspicion_max();
+  f.ctx.advance(f.w(), tmax);
+  CHECK(f.w().member(2)->state == State::suspect);
+  CHECK(f.w().stats().final_checks == 1);
+  out = f.ctx.take();
+  REQUIRE(out.size() == 2);  // the final direct check, sent twice
+  CHECK(out[0].to == 2);
+  CHECK(out[0].m.type == MsgType::ping);
+  f.ctx.advance(f.w(), cfg.probe_timeout);
+  CHECK(f.w().member(2)->state == State::dead);
+  REQUIRE(f.dead.size() == 1);
+}
+
+TEST_CASE("claims above the incarnation a member announced are refused; only the member raises it") {
+  Fixture f;
+  f.ctx.ticks = false;
+  deliver(f.w(), f.ctx, msg(MsgType::sync, 3, 0, 0, 0, {{GossipKind::suspect, 2, 1, 3}}));
+  deliver(f.w(), f.ctx, msg(MsgType::sync, 3, 0, 0, 0, {{GossipKind::dead, 2, 999, 3}}));
+  deliver(f.w(), f.ctx, msg(MsgType::sync, 3, 0, 0, 0, {{GossipKind::left, 2, 2, 2}}));  // a relayed leave: ≤ +1
+  CHECK(f.w().member(2)->state == State::alive);
+  CHECK(f.w().member(2)->incarnation == 0);
+  CHECK(f.w().stats().claims_rejected == 3);
+  // The member itself announces a higher incarnation (any size): believed.
+  deliver(f.w(), f.ctx, msg(MsgType::sync, 2, 4000, 0, 0));
+  CHECK(f.w().member(2)->incarnation == 4000);
+  // Claims about us far above what we announced are not refuted (no refute token, no jump).
+  const auto inc0 = f.w().incarnation();
+  deliver(f.w(), f.ctx, msg(MsgType::sync, 3, 0, 0, 0, {{GossipKind::dead, 1, inc0 + 5000, 3}}));
+  CHECK(f.w().incarnation() == inc0);
+  CHECK(f.w().stats().refutations == 0);
+  CHECK(f.dead.empty());
+}
+
+TEST_CASE("a leave is believed at once from the member itself; relayed, it is a suspicion reported as left") {
+  Fixture f;
+  f.ctx.ticks = false;
+  deliver(f.w(), f.ctx, msg(MsgType::sync, 2, 1, 0, 0, {{GossipKind::left, 2, 1, 2}}));
+  CHECK(f.w().member(2)->state == State::left);
+  REQUIRE(f.dead.size() == 1);
+  CHECK(f.dead[0] == std::make_pair(NodeId{2}, true));
+  deliver(f.w(), f.ctx, msg(MsgType::sync, 3, 0, 0, 0, {{GossipKind::left, 4, 1, 4}}));
+  CHECK(f.w().member(4)->state == State::suspect);
+  CHECK(f.dead.size() == 1);
+  f.ctx.advance(f.w(), 60s);  // 4 is gone quiet: our own suspicion expires
+  CHECK(f.w().member(4)->state == State::left);
+  REQUIRE(f.dead.size() == 2);
+  CHECK(f.dead[1] == std::make_pair(NodeId{4}, true));
+}
+
+TEST_CASE("a suspect's own refutation clears the suspicion") {
+  Fixture f;
+  f.ctx.ticks = false;
+  deliver(f.w(), f.ctx, msg(MsgType::sync, 3, 0, 0, 0, {{GossipKind::suspect, 2, 0, 3}}));
+  REQUIRE(f.w().member(2)->state == State::suspect);
+  deliver(f.w(), f.ctx, msg(MsgType::sync, 4, 0, 0, 0, {{GossipKind::alive, 2, 1, 2}}));  // relayed refutation
+  CHECK(f.w().member(2)->state == State::alive);
+  CHECK(f.w().member(2)->incarnation == 1);
+  f.ctx.advance(f.w(), 60s);
+  CHECK(f.dead.empty());
 }
