@@ -629,8 +629,8 @@ Status Simulator::dispatch_timer(NodeSlot& s, Event& e) {
   s.live_timers.erase(t);
   counters_.timers_fired++;
   note(e, "timer");
-  Ctx ctx(*this, s);
-  s.node->on_timer(ctx, e.timer, e.tag);
+  if (!s.ctx) s.ctx = std::make_unique<Ctx>(*this, s);
+  s.node->on_timer(*s.ctx, e.timer, e.tag);
   return ok_status();
 }
 
