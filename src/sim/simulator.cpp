@@ -397,7 +397,7 @@ Status Simulator::set_channel(ChannelId ch, ChannelOptions o) {
 }
 
 Status Simulator::add_invariant(std::string name, Invariant inv) {
-  if (!inv) return make_error(Errc::invalid_argument, "sim: add_invariant: empty invariant " + name);
+  if (!inv) return make_error(Errc::invalid_argument, fmt::format("sim: add_invariant: empty invariant {}", name));
   if (invariants_.size() >= opts_.max_invariants)
     return make_error(Errc::backpressure, fmt::format("sim: invariant limit {} reached", opts_.max_invariants));
   invariants_.emplace_back(std::move(name), std::move(inv));
@@ -658,7 +658,7 @@ Status Simulator::run_until(Instant t) {
     } catch (const AssertionFailed& a) {
       log::error("sim", "assertion_failed", "seed={} t={:.6f}s where={}", opts_.seed, to_seconds(now_),
                  log::quoted(a.what));
-      sticky_ = fail_run(make_error(Errc::internal, "assertion failed: " + a.what));
+      sticky_ = fail_run(make_error(Errc::internal, fmt::format("assertion failed: {}", a.what)));
       return sticky_;
     }
   }

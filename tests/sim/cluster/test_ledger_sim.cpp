@@ -158,7 +158,7 @@ void Member::propose_some(node::Context& ctx) {
     e.op = LedgerOp::accept;
     e.job_id = fmt::format("job-{}", world->next_job++);
     e.spec.job_id = e.job_id;
-    e.spec.idempotency_key = "key-" + e.job_id;
+    e.spec.idempotency_key = fmt::format("key-{}", e.job_id);
     e.spec.workflows.resize(1 + ctx.rng().below(3));
     e.digest = 1;
   } else {

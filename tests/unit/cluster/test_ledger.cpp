@@ -1,6 +1,8 @@
 // JobLedger rules, one by one (the state machine every manager applies in Raft log order).
 #include <catch2/catch.hpp>
 
+#include <fmt/format.h>
+
 #include "hyperscale/cluster/ledger.hpp"
 
 using namespace hs;
@@ -14,7 +16,7 @@ JobSpec spec(const std::string& id, const std::string& key, std::size_t workflow
   s.idempotency_key = key;
   for (std::size_t i = 0; i < workflows; ++i) {
     WorkflowSpec w;
-    w.name = "wf" + std::to_string(i);
+    w.name = fmt::format("wf{}", i);
     s.workflows.push_back(w);
   }
   return s;

@@ -57,7 +57,7 @@ cluster::LedgerEntry accept_entry(const std::string& id) {
   e.op = cluster::LedgerOp::accept;
   e.job_id = id;
   e.spec.job_id = id;
-  e.spec.idempotency_key = "key-" + id;
+  e.spec.idempotency_key = fmt::format("key-{}", id);
   e.spec.workflows.resize(1);
   e.digest = 1;
   return e;

@@ -4,6 +4,8 @@
 // fault's effect next to the same run without it.
 #include <catch2/catch.hpp>
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <map>
 
@@ -400,7 +402,7 @@ Simulator::Factory writer(Seen* seen, int synced, int writes) {
     auto n = std::make_unique<FnNode>();
     n->start = [=](Context& ctx) {
       for (int i = 0; i < writes; ++i) {
-        seen->writes.push_back(ctx.disk().put("w" + std::to_string(i), Bytes{static_cast<std::uint8_t>(i)}));
+        seen->writes.push_back(ctx.disk().put(fmt::format("w{}", i), Bytes{static_cast<std::uint8_t>(i)}));
         if (i + 1 == synced) ctx.sync(100 + static_cast<std::uint64_t>(i));
       }
     };
@@ -495,7 +497,7 @@ TEST_CASE("disk: writes after the last completed sync are lost at a crash (kAll)
       CHECK(s.disk(1)->get("w0"));
       CHECK(s.disk(1)->get("w1"));
       for (int i = 2; i < 5; ++i)
-        CHECK(s.disk(1)->get("w" + std::to_string(i)).has_value() == (mode == CrashLoss::kNone));
+        CHECK(s.disk(1)->get(fmt::format("w{}", i)).has_value() == (mode == CrashLoss::kNone));
       CHECK(s.disk_faults(1)->counters().lost_at_crash == (mode == CrashLoss::kAll ? 3u : 0u));
     }
   }
