@@ -33,7 +33,8 @@ unsigned to_ms(Duration d) {
 class RaftNode::Impl {
  public:
   Impl(RaftConfig c, StateMachine& sm) : cfg_(std::move(c)), sm_(sm) {
-    meta_key_ = cfg_.storage_name + "/meta";
+    meta_keys_[0] = cfg_.storage_name + "/meta.0";
+    meta_keys_[1] = cfg_.storage_name + "/meta.1";
     for (auto id : cfg_.voters) addresses_[id] = fmt::format("{}", id);
   }
 
@@ -300,7 +301,10 @@ class RaftNode::Impl {
   }
 
   int bootstrap_if_pristine() {
-    if (ctx_->disk().get(meta_key_).has_value() || !ctx_->disk().read_log(cfg_.storage_name).empty()) return 0;
+    if (ctx_->disk().get(meta_keys_[0]).has_value() || ctx_->disk().get(meta_keys_[1]).has_value() ||
+        !ctx_->disk().read_log(cfg_.storage_name).empty()) {
+      return 0;
+    }
     raft_configuration conf;
     std::vector<raftc::Server> servers;
     for (auto id : cfg_.voters) servers.push_back({id, addresses_[id], RAFT_VOTER});
@@ -456,17 +460,36 @@ class RaftNode::Impl {
     *start_index = 1;
     *entries = nullptr;
     *n_entries = 0;
-    if (auto meta = s->ctx_->disk().get(s->meta_key_)) {
-      std::uint64_t t = 0, v = 0;
-      Status st = raftc::decode_meta(*meta, t, v);
-      if (!st.ok()) return s->load_error(st);
-      *term = t;
-      *voted_for = v;
-      s->meta_term_ = t;
-      s->meta_vote_ = v;
+    // The newest valid slot wins; a torn slot (its write was never synced) is skipped.
+    bool any = false, valid = false;
+    for (const auto& key : s->meta_keys_) {
+      auto bytes = s->ctx_->disk().get(key);
+      if (!bytes) continue;
+      any = true;
+      raftc::Meta m;
+      Status st = raftc::decode_meta(*bytes, m);
+      if (!st.ok()) {
+        ++s->counters_.torn_records;
+        log::logf(log::Level::warn, "raft", "meta_slot_skipped", "node={} key={} error={}", s->ctx_->self(),
+                  log::quoted(key), log::quoted(st.to_string()));
+        continue;
+      }
+      if (!valid || m.seq > s->meta_.seq) s->meta_ = m;
+      valid = true;
     }
-    auto replayed = raftc::replay(s->ctx_->disk().read_log(s->cfg_.storage_name));
+    if (any && !valid) return s->load_error(make_error(Errc::corruption, "raft: no valid term/vote record"));
+    *term = s->meta_.term;
+    *voted_for = s->meta_.vote;
+    auto records = s->ctx_->disk().read_log(s->cfg_.storage_name);
+    const std::uint64_t torn_before = s->counters_.torn_records;
+    auto replayed = raftc::replay(records, &s->counters_.torn_records);
     if (!replayed.ok()) return s->load_error(replayed.status());
+    if (s->counters_.torn_records != torn_before) {
+      // Remove the torn tail from the disk too, or the next append would land after it.
+      records.pop_back();
+      log::logf(log::Level::warn, "raft", "torn_tail_dropped", "node={} records={}", s->ctx_->self(), records.size());
+      if (!s->write_ok(s->ctx_->disk().replace_log(s->cfg_.storage_name, records), "drop torn tail")) return RAFT_IOERR;
+    }
     if (replayed->snapshot) {
       *snapshot = raftc::to_raft_snapshot(*replayed->snapshot);
       if (*snapshot == nullptr) return RAFT_NOMEM;
@@ -509,7 +532,7 @@ class RaftNode::Impl {
 
   static int io_bootstrap(raft_io* io, const raft_configuration* conf) {
     Impl* s = self(io);
-    if (s->meta_term_ != 0 || s->last_index_ != 0) return RAFT_CANTBOOTSTRAP;
+    if (s->meta_.term != 0 || s->last_index_ != 0) return RAFT_CANTBOOTSTRAP;
     raft_buffer buf;
     int rv = raft_configuration_encode(conf, &buf);
     if (rv != 0) return rv;
@@ -526,9 +549,9 @@ class RaftNode::Impl {
   }
 
   bool put_meta(std::uint64_t term, std::uint64_t vote) {
-    if (!write_ok(ctx_->disk().put(meta_key_, raftc::encode_meta(term, vote)), "term/vote")) return false;
-    meta_term_ = term;
-    meta_vote_ = vote;
+    raftc::Meta m{meta_.seq + 1, term, vote};
+    if (!write_ok(ctx_->disk().put(meta_keys_[m.seq % 2], raftc::encode_meta(m)), "term/vote")) return false;
+    meta_ = m;
     ensure_sync();
     return true;
   }
@@ -536,14 +559,14 @@ class RaftNode::Impl {
   static int io_set_term(raft_io* io, raft_term term) {
     Impl* s = self(io);
     if (s->failed_) return RAFT_IOERR;
-    HS_ASSERT(term >= s->meta_term_, "raft: term must not go back: {} -> {}", s->meta_term_, term);
+    HS_ASSERT(term >= s->meta_.term, "raft: term must not go back: {} -> {}", s->meta_.term, term);
     return s->put_meta(term, 0) ? 0 : RAFT_IOERR;
   }
 
   static int io_set_vote(raft_io* io, raft_id id) {
     Impl* s = self(io);
     if (s->failed_) return RAFT_IOERR;
-    return s->put_meta(s->meta_term_, id) ? 0 : RAFT_IOERR;
+    return s->put_meta(s->meta_.term, id) ? 0 : RAFT_IOERR;
   }
 
   static int io_send(raft_io* io, raft_io_send* req, const raft_message* m, raft_io_send_cb cb) {
@@ -747,11 +770,11 @@ class RaftNode::Impl {
   bool inited_ = false;
   bool closing_ = false;
   std::map<node::NodeId, std::string> addresses_;  // bounded by the configured voters
-  std::string meta_key_;
-  std::uint64_t meta_term_ = 0, meta_vote_ = 0;
+  std::string meta_keys_[2];
+  raftc::Meta meta_;
   std::uint64_t last_index_ = 0;
   std::size_t log_records_ = 0;
-  node::NodeId answering_ = 0;        // the leader whose AppendEntries is being received
+  node::NodeId answering_ = 0;       // the leader whose AppendEntries is being received
   std::uint64_t answering_end_ = 0;  // its prev_log_index + n_entries
   std::size_t pending_ = 0;
 

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "hyperscale/base/crc32c.hpp"
 #include "hyperscale/cluster/codec.hpp"
 
 namespace hs::cluster::raftc {
@@ -42,6 +43,8 @@ Status reader_status(const Reader& r, const char* what) {
 }
 
 }  // namespace
+
+Result<Replayed> replay_records(const std::vector<node::Bytes>& records);
 
 // ---------------------------------------------------------------- storage
 
@@ -89,7 +92,18 @@ node::Bytes encode_snapshot(const raft_snapshot& s) {
   return w.take();
 }
 
-Result<Replayed> replay(const std::vector<node::Bytes>& records) {
+Result<Replayed> replay(const std::vector<node::Bytes>& records, std::uint64_t* torn) {
+  Result<Replayed> all = replay_records(records);
+  if (all.ok() || records.empty()) return all;
+  // A torn last record: replay without it (it was never synced, so never acknowledged).
+  std::vector<node::Bytes> head(records.begin(), records.end() - 1);
+  Result<Replayed> rest = replay_records(head);
+  if (!rest.ok()) return all;  // the damage is not (only) at the tail: report the first error
+  if (torn != nullptr) ++*torn;
+  return rest;
+}
+
+Result<Replayed> replay_records(const std::vector<node::Bytes>& records) {
   Replayed out;
   std::size_t pos = 0;
   for (const auto& rec : records) {
@@ -146,19 +160,29 @@ Result<Replayed> replay(const std::vector<node::Bytes>& records) {
   return out;
 }
 
-node::Bytes encode_meta(std::uint64_t term, std::uint64_t vote) {
+node::Bytes encode_meta(const Meta& m) {
   Writer w;
-  w.u8(1);
-  w.var(term);
-  w.var(vote);
+  w.u8(2);
+  w.var(m.seq);
+  w.var(m.term);
+  w.var(m.vote);
+  const std::uint32_t crc = crc32c::value(w.out().data(), w.out().size());
+  for (int i = 0; i < 4; ++i) w.u8(static_cast<std::uint8_t>(crc >> (8 * i)));
   return w.take();
 }
 
-Status decode_meta(std::span<const std::uint8_t> in, std::uint64_t& term, std::uint64_t& vote) {
-  Reader r(in);
-  if (r.u8() != 1) r.fail("unknown version");
-  term = r.var();
-  vote = r.var();
+Status decode_meta(std::span<const std::uint8_t> in, Meta& out) {
+  if (in.size() < 5) return make_error(Errc::corruption, "raft term/vote record: too short");
+  const auto body = in.first(in.size() - 4);
+  std::uint32_t crc = 0;
+  for (int i = 0; i < 4; ++i) crc |= static_cast<std::uint32_t>(in[in.size() - 4 + i]) << (8 * i);
+  if (crc32c::value(body.data(), body.size()) != crc)
+    return make_error(Errc::corruption, "raft term/vote record: bad checksum");
+  Reader r(body);
+  if (r.u8() != 2) r.fail("unknown version");
+  out.seq = r.var();
+  out.term = r.var();
+  out.vote = r.var();
   return reader_status(r, "raft term/vote record");
 }
 

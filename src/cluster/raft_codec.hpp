@@ -65,10 +65,18 @@ struct Replayed {
   std::uint64_t first = 1;  // index of entries.front(); when empty, the next index to append
   std::vector<StoredEntry> entries;
 };
-Result<Replayed> replay(const std::vector<node::Bytes>& records);
+// A last record that does not decode is a torn tail (a write cut by a crash before it was synced,
+// so never acknowledged): it is dropped and counted in *torn. Anywhere else it is corruption.
+Result<Replayed> replay(const std::vector<node::Bytes>& records, std::uint64_t* torn = nullptr);
 
-node::Bytes encode_meta(std::uint64_t term, std::uint64_t vote);
-Status decode_meta(std::span<const std::uint8_t> in, std::uint64_t& term, std::uint64_t& vote);
+// Term and vote live in two slots written alternately (`seq` counts the writes), each record
+// checksummed (CRC32C): a write torn by a crash damages only the slot being written, and the other
+// slot still holds the previous value. load picks the valid record with the highest seq.
+struct Meta {
+  std::uint64_t seq = 0, term = 0, vote = 0;
+};
+node::Bytes encode_meta(const Meta& m);
+Status decode_meta(std::span<const std::uint8_t> in, Meta& out);
 
 // ---- conversion to libraft structures (memory from raft_malloc; ownership passes to libraft) ----
 // Fills a raft configuration; RAFT_* error code on failure (0 on success).

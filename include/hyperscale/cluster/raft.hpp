@@ -110,7 +110,9 @@ class RaftNode final : public node::Node {
     std::uint64_t cut_batches = 0, oversize_dropped = 0, held_for_sync = 0, held_dropped = 0;
     std::uint64_t storage_errors = 0, proposals = 0, proposals_refused = 0, applied = 0;
     std::uint64_t snapshots_taken = 0, snapshots_installed = 0, syncs = 0;
-    std::uint64_t commit_clamped = 0;  // libraft 0.15 stale-suffix workaround applied (raft.cpp)
+    std::uint64_t commit_clamped = 0;
+    std::uint64_t torn_records = 0;  // torn (never synced) storage records skipped at load  // libraft 0.15
+                                     // stale-suffix workaround applied (raft.cpp)
   };
   const Counters& counters() const noexcept;
 
