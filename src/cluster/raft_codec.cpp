@@ -37,6 +37,18 @@ std::vector<Server> get_conf(Reader& r) {
 
 void put_raft_conf(Writer& w, const raft_configuration& c) { put_conf(w, from_raft_configuration(c)); }
 
+// The payload of an entry as it goes to disk and on the wire. libraft 0.15 leaves a barrier
+// entry's buffer uninitialised (raft_barrier mallocs it and never writes it); nothing reads it, but
+// stored or sent as is it would make the log and the simulator's trace depend on heap garbage.
+void put_entry_data(Writer& w, const raft_entry& e) {
+  if (e.type == RAFT_BARRIER) {
+    w.var(e.buf.len);
+    w.out().insert(w.out().end(), e.buf.len, 0);
+    return;
+  }
+  w.bytes({static_cast<const std::uint8_t*>(e.buf.base), e.buf.len});
+}
+
 Status reader_status(const Reader& r, const char* what) {
   if (r.ok() && r.done()) return ok_status();
   return make_error(Errc::corruption, fmt::format("{}: {}", what, r.ok() ? "trailing bytes" : r.error()));
@@ -54,7 +66,7 @@ node::Bytes encode_entry(std::uint64_t index, const raft_entry& e) {
   w.var(index);
   w.var(e.term);
   w.u8(static_cast<std::uint8_t>(e.type));
-  w.bytes({static_cast<const std::uint8_t*>(e.buf.base), e.buf.len});
+  put_entry_data(w, e);
   return w.take();
 }
 
@@ -303,7 +315,7 @@ Result<node::Bytes> encode_message(const raft_message& m, std::size_t max_bytes,
       for (std::size_t i = 0; i < n; ++i) {
         w.var(a.entries[i].term);
         w.u8(static_cast<std::uint8_t>(a.entries[i].type));
-        w.bytes({static_cast<const std::uint8_t*>(a.entries[i].buf.base), a.entries[i].buf.len});
+        put_entry_data(w, a.entries[i]);
       }
       break;
     }

@@ -412,7 +412,10 @@ TEST_CASE("raft: same seed, same trace") {
     REQUIRE(w.sim.run_for(4s).ok());
     return std::make_pair(w.sim.trace_hash(), w.acked.size());
   };
-  CHECK(run(5) == run(5));
+  const auto a = run(5), b = run(5), c = run(6);
+  CAPTURE(a.first, a.second, b.first, b.second, c.first);
+  CHECK(a == b);
+  CHECK(a.first != c.first);
 }
 
 // Disk faults on one member (the leader or a follower) under a steady stream of proposals. A member
