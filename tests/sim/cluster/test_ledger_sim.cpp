@@ -17,6 +17,7 @@
 
 #include "hyperscale/cluster/ledger.hpp"
 #include "hyperscale/sim/simulator.hpp"
+#include "faults.hpp"
 
 using namespace hs;
 using namespace hs::cluster;
@@ -64,7 +65,7 @@ struct World {
   std::string violation;
   bool working = false;
   std::uint64_t next_job = 0;
-  std::map<std::uint64_t, node::Bytes> state_at;             // index -> ledger snapshot after it
+  std::map<std::uint64_t, node::Bytes> state_at;            // index -> ledger snapshot after it
   std::map<std::string, JobState> terminal_state;           // job -> its terminal state (first seen)
   std::map<std::string, std::uint64_t> cancel_acked_index;  // job -> index of an acknowledged cancel
   std::set<std::string> accepted_acked;
@@ -214,26 +215,7 @@ TEST_CASE("ledger on raft: mixed faults keep the ledger identical and its rules 
     w.working = true;
     Rng rng(seed);
     const Instant end = w.sim.now() + 15s;
-    for (Instant t = w.sim.now() + 400ms; t < end; t += std::chrono::milliseconds(400 + rng.below(900))) {
-      const NodeId victim = w.ids[rng.below(w.ids.size())];
-      const int kind = static_cast<int>(rng.below(3));
-      w.sim.at(t, [&w, victim, kind](sim::Simulator& s) {
-        if (kind == 0) {
-          if (s.is_up(victim))
-            (void)s.crash(victim);
-          else
-            (void)s.restart(victim);
-        } else if (kind == 1) {
-          std::vector<NodeId> rest;
-          for (auto id : w.ids) {
-            if (id != victim) rest.push_back(id);
-          }
-          s.partition({victim}, rest);
-        } else {
-          s.heal();
-        }
-      });
-    }
+    simtest::schedule_faults(w.sim, w.ids, rng, w.sim.now() + 400ms, end, 400ms, 900, false);
     INFO("seed " << 5000 + seed);
     REQUIRE(w.sim.run_until(end).ok());
     w.working = false;

@@ -21,6 +21,7 @@
 #include "hyperscale/cluster/codec.hpp"
 #include "hyperscale/cluster/raft.hpp"
 #include "hyperscale/sim/simulator.hpp"
+#include "faults.hpp"
 
 using namespace hs;
 using namespace std::chrono_literals;
@@ -175,6 +176,38 @@ struct World {
       if (pred()) return true;
     }
     return pred();
+  }
+
+  std::uint64_t last_acked() const { return acked.empty() ? 0 : acked.rbegin()->first; }
+
+  bool all_applied(std::uint64_t target) {
+    for (auto id : ids) {
+      if (member(id) == nullptr || member(id)->sm.index < target) return false;
+    }
+    return true;
+  }
+
+  // Runs until every member has applied every acknowledged proposal (read again at each check:
+  // proposals in flight may still be acknowledged meanwhile) or `limit` passes; on a timeout,
+  // reports each member's view of the log so the seed can be diagnosed.
+  bool wait_all_applied(Duration limit) {
+    if (run_until_pred(limit, [&] { return all_applied(last_acked()); })) return true;
+    const std::uint64_t target = last_acked();
+    for (auto id : ids) {
+      Member* m = member(id);
+      if (m == nullptr) {
+        WARN(fmt::format("member {}: down", id));
+        continue;
+      }
+      const auto& c = m->raft.counters();
+      WARN(
+          fmt::format("member {}: applied {} target {} term {} leader {} ready {} failed {} commit {} last {} "
+                      "sent {} recv {} held {} storage_errors {} decode_errors {} torn {}",
+                      id, m->sm.index, target, m->raft.term(), m->raft.leader_id(), m->raft.is_ready_leader(),
+                      m->raft.failed(), m->raft.commit_index(), m->raft.last_index(), c.sent, c.received,
+                      c.held_for_sync, c.storage_errors, c.decode_errors, c.torn_records));
+    }
+    return false;
   }
 
   // At the end: every member up has applied every acknowledged command at its index.
@@ -337,28 +370,7 @@ TEST_CASE("raft: mixed faults over many seeds keep every safety property") {
     const Instant end = w.sim.now() + 20s;
     w.propose_until(end);
     // A fault every ~700 ms: crash/restart a member, partition one away, heal, or skew a clock.
-    for (Instant t = w.sim.now() + 500ms; t < end; t += std::chrono::milliseconds(300 + rng.below(800))) {
-      const NodeId victim = w.ids[rng.below(w.ids.size())];
-      const int kind = static_cast<int>(rng.below(4));
-      w.sim.at(t, [&w, victim, kind](sim::Simulator& s) {
-        if (kind == 0) {
-          if (s.is_up(victim))
-            (void)s.crash(victim);
-          else
-            (void)s.restart(victim);
-        } else if (kind == 1) {
-          std::vector<NodeId> rest;
-          for (auto id : w.ids) {
-            if (id != victim) rest.push_back(id);
-          }
-          s.partition({victim}, rest);
-        } else if (kind == 2) {
-          s.heal();
-        } else {
-          (void)s.set_clock_skew(victim, std::chrono::milliseconds(static_cast<int>(s.rng().below(200))), 1.0);
-        }
-      });
-    }
+    simtest::schedule_faults(w.sim, w.ids, rng, w.sim.now() + 500ms, end, 300ms, 800, true);
     const Status run = w.sim.run_until(end);
     INFO("seed " << 1000 + seed);
     REQUIRE(run.ok());
@@ -368,31 +380,7 @@ TEST_CASE("raft: mixed faults over many seeds keep every safety property") {
       if (!w.sim.is_up(id)) REQUIRE(w.sim.restart(id).ok());
     }
     w.sim.net().loss = 0;
-    const std::uint64_t target = w.acked.empty() ? 0 : w.acked.rbegin()->first;
-    const bool caught_up = w.run_until_pred(30s, [&] {
-      for (auto id : w.ids) {
-        if (w.member(id) == nullptr || w.member(id)->sm.index < target) return false;
-      }
-      return true;
-    });
-    if (!caught_up) {
-      for (auto id : w.ids) {
-        Member* m = w.member(id);
-        const auto& c = m->raft.counters();
-        WARN(
-            fmt::format("member {}: applied {} target {} term {} leader {} ready {} failed {} commit {} last {} "
-                        "sent {} recv {} held {} storage_errors {} decode_errors {}",
-                        id, m->sm.index, target, m->raft.term(), m->raft.leader_id(), m->raft.is_ready_leader(),
-                        m->raft.failed(), m->raft.commit_index(), m->raft.last_index(), c.sent, c.received,
-                        c.held_for_sync, c.storage_errors, c.decode_errors));
-      }
-    }
-    REQUIRE(w.run_until_pred(30s, [&] {
-      for (auto id : w.ids) {
-        if (w.member(id) == nullptr || w.member(id)->sm.index < target) return false;
-      }
-      return true;
-    }));
+    REQUIRE(w.wait_all_applied(60s));
     w.check_all_applied();
     // Liveness once the faults stop: proposals commit again.
     const std::size_t before = w.acked.size();
@@ -460,13 +448,7 @@ TEST_CASE("raft: disk faults (refused write, failed fsync, full, stall) on the l
         REQUIRE(w.sim.restart(victim).ok());
       }
       REQUIRE(w.sim.run_for(3s).ok());
-      const std::uint64_t target = w.acked.rbegin()->first;
-      REQUIRE(w.run_until_pred(15s, [&] {
-        for (auto id : w.ids) {
-          if (w.member(id) == nullptr || w.member(id)->sm.index < target) return false;
-        }
-        return true;
-      }));
+      REQUIRE(w.wait_all_applied(15s));
       w.check_all_applied();
     }
   }
@@ -503,30 +485,7 @@ TEST_CASE("raft: crashes lose or tear unsynced writes; every acknowledged propos
     for (auto id : w.ids) {
       if (!w.sim.is_up(id)) REQUIRE(w.sim.restart(id).ok());
     }
-    const std::uint64_t target = w.acked.empty() ? 0 : w.acked.rbegin()->first;
-    const bool caught_up = w.run_until_pred(30s, [&] {
-      for (auto id : w.ids) {
-        if (w.member(id) == nullptr || w.member(id)->sm.index < target) return false;
-      }
-      return true;
-    });
-    if (!caught_up) {
-      for (auto id : w.ids) {
-        Member* m = w.member(id);
-        const auto& c = m->raft.counters();
-        WARN(fmt::format(
-            "member {}: applied {} target {} term {} leader {} ready {} failed {} commit {} last {} "
-            "storage_errors {} torn {}",
-            id, m->sm.index, target, m->raft.term(), m->raft.leader_id(), m->raft.is_ready_leader(), m->raft.failed(),
-            m->raft.commit_index(), m->raft.last_index(), c.storage_errors, c.torn_records));
-      }
-    }
-    REQUIRE(w.run_until_pred(30s, [&] {
-      for (auto id : w.ids) {
-        if (w.member(id) == nullptr || w.member(id)->sm.index < target) return false;
-      }
-      return true;
-    }));
+    REQUIRE(w.wait_all_applied(60s));
     w.check_all_applied();
     for (auto id : w.ids) torn += w.member(id)->raft.counters().torn_records;
   }
