@@ -507,7 +507,6 @@ class RaftNode::Impl {
       return rv;
     }
     s->last_index_ = replayed->entries.empty() ? replayed->first - 1 : replayed->entries.back().index;
-    s->log_records_ = 0;
     log::logf(log::Level::info, "raft", "loaded", "node={} term={} vote={} snapshot={} first={} last={}",
               s->ctx_->self(), *term, *voted_for, replayed->snapshot ? replayed->snapshot->index : 0, replayed->first,
               s->last_index_);
@@ -620,7 +619,6 @@ class RaftNode::Impl {
         return RAFT_IOERR;
       }
       s->last_index_ = index;
-      ++s->log_records_;
     }
     s->appends_.push_back(PendingAppend{req, s->write_seq_});
     s->ensure_sync();
@@ -634,7 +632,6 @@ class RaftNode::Impl {
     if (!s->write_ok(s->ctx_->disk().append(s->cfg_.storage_name, raftc::encode_truncate(index)), "truncate")) {
       return RAFT_IOERR;
     }
-    ++s->log_records_;
     if (index <= s->last_index_) s->last_index_ = index - 1;
     s->ensure_sync();
     return 0;
@@ -659,7 +656,6 @@ class RaftNode::Impl {
       s->last_index_ = snap->index;  // an installed snapshot replaces the whole log
     }
     if (!s->write_ok(s->ctx_->disk().replace_log(s->cfg_.storage_name, records), "snapshot")) return RAFT_IOERR;
-    s->log_records_ = records.size();
     if (trailing == 0) {
       ++s->counters_.snapshots_installed;
     } else {
@@ -773,7 +769,6 @@ class RaftNode::Impl {
   std::string meta_keys_[2];
   raftc::Meta meta_;
   std::uint64_t last_index_ = 0;
-  std::size_t log_records_ = 0;
   node::NodeId answering_ = 0;       // the leader whose AppendEntries is being received
   std::uint64_t answering_end_ = 0;  // its prev_log_index + n_entries
   std::size_t pending_ = 0;
