@@ -34,8 +34,8 @@ enum class MsgType : std::uint8_t {
   cancel_workflow,
   node_query,
   node_status,
-  replicate,
-  replicate_ack,
+  retired_replicate,      // 10, 11: the hand-made record replication (the ledger is on Raft now);
+  retired_replicate_ack,  // never sent, counted as unknown if received
   heartbeat,
   heartbeat_ack,
   dispatch,
@@ -45,10 +45,10 @@ enum class MsgType : std::uint8_t {
   result_ack,
   stop_exec,
   stop_ack,
-  transfer,
-  transfer_ack,
-  pull,        // a replica asks the job leader for its latest record
-  pull_reply,  // the leader does not hold the job (any more)
+  retired_transfer,  // 21-24: per-job leader transfer and pulls, retired with per-job leaders: the
+  retired_transfer_ack,  // Raft leader leads every job, and a worker follows the leader of the
+  retired_pull,          // highest term it has heard (HeartbeatAck.term)
+  retired_pull_reply,
   kCount
 };
 
@@ -275,58 +275,6 @@ struct NodeStatus {
             active_job_ids, active_workflow_count, workers)
 };
 
-// ---- manager <-> manager: job records ----
-struct WorkflowRecord {
-  WorkflowSpec spec;
-  WfState state = WfState::pending;
-  std::uint32_t attempts = 0;  // dispatches made (1 + retries)
-  NodeId worker = 0;
-  std::uint64_t token = 0;
-  std::uint32_t cores = 0;
-  std::uint64_t completed = 0, failed = 0;
-  std::string error;
-  std::vector<std::uint8_t> stats;
-  KeyValues published;
-  std::vector<NodeId> excluded;  // workers this workflow failed on
-  HS_FIELDS(spec, state, attempts, worker, token, cores, completed, failed, error, stats, published, excluded)
-};
-struct JobRecord {
-  JobSpec spec;
-  std::uint64_t digest = 0;
-  std::uint64_t version = 0;
-  JobState state = JobState::submitted;
-  NodeId leader = 0;
-  std::uint64_t leader_term = 0;
-  std::uint64_t token_hw = 0;  // highest fence token issued for the job
-  std::uint32_t retries_used = 0;
-  std::uint64_t elapsed_ms = 0;  // at the last replication (a new leader resumes the timeout from here)
-  bool cancel_requested = false;
-  std::string error;
-  std::vector<WorkflowRecord> workflows;
-  std::vector<std::string> cancel_errors;
-  HS_FIELDS(spec, digest, version, state, leader, leader_term, token_hw, retries_used, elapsed_ms, cancel_requested,
-            error, workflows, cancel_errors)
-};
-struct Replicate {
-  JobRecord record;
-  HS_FIELDS(record)
-};
-struct ReplicateAck {
-  std::string job_id;
-  std::uint64_t version = 0;
-  HS_FIELDS(job_id, version)
-};
-
-struct Pull {
-  std::string job_id;
-  HS_FIELDS(job_id)
-};
-struct PullReply {
-  std::string job_id;
-  bool found = false;
-  HS_FIELDS(job_id, found)
-};
-
 // ---- worker <-> manager ----
 enum class Health : std::uint8_t { healthy = 0, busy, degraded, overloaded };
 const char* name(Health h);
@@ -353,10 +301,14 @@ struct StopItem {
   std::uint64_t token = 0;
   HS_FIELDS(job_id, workflow, token)
 };
+// A worker obeys `stop` only from a leader whose term is at least the highest term it has heard
+// from any manager, and sends results and progress to the leader of the highest term.
 struct HeartbeatAck {
   bool is_leader = false;
   std::vector<StopItem> stop;  // executions that must stop (cancelled, stale token, unknown job)
-  HS_FIELDS(is_leader, stop)
+  std::uint64_t term = 0;      // the sender's Raft term
+  NodeId leader = 0;           // the leader the sender knows (itself when is_leader), 0: none
+  HS_FIELDS(is_leader, stop, term, leader)
 };
 struct Dispatch {
   std::string job_id;
@@ -366,7 +318,8 @@ struct Dispatch {
   std::uint32_t vus = 1;
   std::vector<std::uint8_t> plan;
   KeyValues context;
-  HS_FIELDS(job_id, workflow, token, cores, vus, plan, context)
+  std::uint64_t term = 0;  // the sender's Raft term: refused below the highest term the worker heard
+  HS_FIELDS(job_id, workflow, token, cores, vus, plan, context, term)
 };
 struct DispatchAck {
   std::string job_id;
@@ -375,7 +328,9 @@ struct DispatchAck {
   bool accepted = false;
   Err code = Err::none;
   std::string error;
-  HS_FIELDS(job_id, workflow, token, accepted, code, error)
+  std::uint32_t available_cores = 0;  // the worker's free cores when it answered (a capacity refusal
+                                      // is Err::overloaded: refresh capacity, never a circuit error)
+  HS_FIELDS(job_id, workflow, token, accepted, code, error, available_cores)
 };
 struct Progress {
   std::string job_id;
@@ -406,7 +361,8 @@ struct StopExec {  // cancel one execution (token must match the worker's curren
   std::string job_id;
   std::string workflow;
   std::uint64_t token = 0;
-  HS_FIELDS(job_id, workflow, token)
+  std::uint64_t term = 0;  // the sender's Raft term: refused below the highest term the worker heard
+  HS_FIELDS(job_id, workflow, token, term)
 };
 struct StopAck {
   std::string job_id;
@@ -415,22 +371,6 @@ struct StopAck {
   bool stopped = false;  // false: it was not running there (already finished or unknown)
   HS_FIELDS(job_id, workflow, token, stopped)
 };
-struct Transfer {  // a new job leader takes over a running execution
-  std::string job_id;
-  std::string workflow;
-  std::uint64_t token = 0;  // new token, must be higher than the worker's
-  NodeId leader = 0;
-  HS_FIELDS(job_id, workflow, token, leader)
-};
-struct TransferAck {
-  std::string job_id;
-  std::string workflow;
-  std::uint64_t token = 0;
-  bool accepted = false;
-  bool running = false;  // the execution is live there
-  HS_FIELDS(job_id, workflow, token, accepted, running)
-};
-
 template <class T>
 std::vector<std::uint8_t> encode(MsgType t, T& msg) {
   Enc e;

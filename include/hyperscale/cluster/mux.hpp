@@ -24,7 +24,7 @@ namespace hs::cluster {
 using node::Bytes;
 using node::NodeId;
 
-enum Channel : std::uint8_t { kSwim = 1, kElection = 2, kRole = 3, kExec = 4, kMaxChannel = 8 };
+enum Channel : std::uint8_t { kSwim = 1, kRaft = 2, kRole = 3, kExec = 4, kMaxChannel = 8 };
 
 class Mux final : public node::Node {
  public:
