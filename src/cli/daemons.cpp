@@ -2,7 +2,7 @@
 //
 // A daemon is one NetHost running a cluster::Mux of components, composed as in the simulated
 // datacenter (tests/sim/manager/dc.cpp):
-//   manager: Swim (kSwim) + Election (kElection) + manager::Manager (kRole), one shard;
+//   manager: Swim (kSwim) + manager::Manager (kRole) with its RaftNode (kRaft), one shard;
 //   worker:  Swim (kSwim) + worker::Worker (kRole) over a host::LoadExecutor, `worker.cores` shards
 //            (the role and the executor's control on shard 0, workflows on any shard).
 // The node's disk is a WalDisk in node.data_dir; the admin port serves /metrics, /status, /healthz.
@@ -20,7 +20,7 @@
 #include "cli/cluster_config.hpp"
 #include "cli/commands.hpp"
 #include "hyperscale/base/log.hpp"
-#include "hyperscale/cluster/election.hpp"
+#include "hyperscale/cluster/raft.hpp"
 #include "hyperscale/cluster/mux.hpp"
 #include "hyperscale/host/daemon.hpp"
 #include "hyperscale/host/load_executor.hpp"
@@ -62,18 +62,18 @@ host::ConfigSchema cluster_schema() {
   s.push_back(entry("swim.period", ValueType::duration_ms, "1s", "SWIM protocol period"));
   s.push_back(entry("swim.probe_timeout", ValueType::duration_ms, "500ms",
                     "SWIM direct probe timeout (below 5/9 of swim.period)"));
-  s.push_back(entry("election.heartbeat", ValueType::duration_ms, "1s",
-                    "leader heartbeat / quorum check period (below election.lease)"));
-  s.push_back(entry("election.timeout_min", ValueType::duration_ms, "5s", "election timeout, lower bound"));
-  s.push_back(entry("election.timeout_max", ValueType::duration_ms, "7s",
-                    "election timeout, upper bound (at least election.timeout_min)"));
-  s.push_back(
-      entry("election.lease", ValueType::duration_ms, "4s", "leader lease (at most 90 % of election.timeout_min)"));
+  s.push_back(entry("raft.heartbeat", ValueType::duration_ms, "200ms",
+                    "Raft leader heartbeat (below raft.election_timeout)"));
+  s.push_back(entry("raft.election_timeout", ValueType::duration_ms, "2s",
+                    "Raft election timeout, randomised in [t, 2t); a leader that hears no majority for t steps down"));
   s.push_back(entry("manager.tick", ValueType::duration_ms, "100ms", "manager scheduling / timeout check interval"));
   s.push_back(entry("manager.worker_stale", ValueType::duration_ms, "3s",
                     "a worker without a heartbeat this long gets no new work (at least 2 x worker.heartbeat)"));
   s.push_back(entry("manager.dispatch_ack_timeout", ValueType::duration_ms, "1s",
                     "an unacknowledged dispatch is re-sent after this"));
+  s.push_back(entry("manager.exec_timeout", ValueType::duration_ms, "12s",
+                    "a running workflow whose worker has not heartbeated to the leader this long is re-dispatched "
+                    "(longer than worker.orphan_grace)"));
   s.push_back(entry("manager.retention_ok", ValueType::duration_ms, "300s", "completed jobs are kept this long"));
   s.push_back(entry("manager.retention_failed", ValueType::duration_ms, "3600s",
                     "failed, cancelled and timed-out jobs are kept this long"));
@@ -82,17 +82,17 @@ host::ConfigSchema cluster_schema() {
   s.push_back(std::move(cores));
   s.push_back(entry("worker.heartbeat", ValueType::duration_ms, "1s", "worker heartbeat to every manager"));
   s.push_back(entry("worker.progress", ValueType::duration_ms, "1s", "worker progress report interval"));
-  s.push_back(entry("worker.orphan_grace", ValueType::duration_ms, "15s",
-                    "a workflow whose job leader died and was not replaced is cancelled after this "
-                    "(longer than election.timeout_max)"));
+  s.push_back(entry("worker.orphan_grace", ValueType::duration_ms, "8s",
+                    "a workflow no leader confirmed for this long is stopped "
+                    "(longer than 2 x raft.election_timeout)"));
   s.push_back(
       entry("worker.stop_grace", ValueType::duration_ms, "5s", "a stop not honoured by then frees the cores anyway"));
   return s;
 }
 
 std::vector<host::ConfigRelation> cluster_relations() {
-  // Every relation between keys that SWIM, the election, the manager and the worker rely on.
-  // Relations across roles (worker.* against manager.* / election.*) are checked by every process
+  // Every relation between keys that SWIM, Raft, the manager and the worker rely on.
+  // Relations across roles (worker.* against manager.* / raft.*) are checked by every process
   // on the values it sees: keep these keys the same in every file of a cluster.
   const auto d = [](const host::Config& c, const char* k) { return c.duration(k); };
   std::vector<host::ConfigRelation> r;
@@ -102,33 +102,23 @@ std::vector<host::ConfigRelation> cluster_relations() {
                "probe_timeout x 4/5; both waits must fit in one period, or every missed probe lowers the "
                "node's own health",
                [d](const host::Config& c) { return d(c, "swim.probe_timeout") * 9 < d(c, "swim.period") * 5; }});
-  r.push_back({{"election.heartbeat", "election.lease"},
-               "election.heartbeat must be shorter than election.lease",
-               "a leader keeps its lease only if a quorum acks a heartbeat within every lease",
-               [d](const host::Config& c) { return d(c, "election.heartbeat") < d(c, "election.lease"); }});
-  r.push_back({{"election.heartbeat", "election.timeout_min"},
-               "election.heartbeat must be shorter than election.timeout_min",
+  r.push_back({{"raft.heartbeat", "raft.election_timeout"},
+               "raft.heartbeat must be shorter than raft.election_timeout",
                "followers that do not hear the leader within the timeout start an election",
-               [d](const host::Config& c) { return d(c, "election.heartbeat") < d(c, "election.timeout_min"); }});
-  r.push_back({{"election.lease", "election.timeout_min"},
-               fmt::format("election.lease must be at most {} % of election.timeout_min", cluster::kMaxLeasePercent),
-               "the old leader's lease must end before another manager can be elected, with a clock-drift margin",
-               [d](const host::Config& c) {
-                 return d(c, "election.lease") * 100 <= d(c, "election.timeout_min") * cluster::kMaxLeasePercent;
-               }});
-  r.push_back({{"election.timeout_min", "election.timeout_max"},
-               "election.timeout_min must not be above election.timeout_max",
-               "the election timeout is drawn from [timeout_min, timeout_max]",
-               [d](const host::Config& c) { return d(c, "election.timeout_min") <= d(c, "election.timeout_max"); }});
+               [d](const host::Config& c) { return d(c, "raft.heartbeat") < d(c, "raft.election_timeout"); }});
   r.push_back({{"worker.heartbeat", "manager.worker_stale"},
                "manager.worker_stale must be at least 2 x worker.heartbeat",
                "a worker whose heartbeat is late once must not lose its work to staleness",
                [d](const host::Config& c) { return d(c, "worker.heartbeat") * 2 <= d(c, "manager.worker_stale"); }});
-  r.push_back({{"worker.orphan_grace", "election.timeout_max"},
-               "worker.orphan_grace must be longer than election.timeout_max",
-               "after the job's leader dies a new leader must be elected and take the job over before the "
-               "worker gives it up",
-               [d](const host::Config& c) { return d(c, "worker.orphan_grace") > d(c, "election.timeout_max"); }});
+  r.push_back({{"worker.orphan_grace", "raft.election_timeout"},
+               "worker.orphan_grace must be longer than 2 x raft.election_timeout",
+               "after the leader is lost a new one must be elected and confirm the work before the worker gives "
+               "it up",
+               [d](const host::Config& c) { return d(c, "worker.orphan_grace") > 2 * d(c, "raft.election_timeout"); }});
+  r.push_back({{"worker.orphan_grace", "manager.exec_timeout"},
+               "manager.exec_timeout must be longer than worker.orphan_grace",
+               "a worker the leader cannot hear stops its unconfirmed work before the leader runs it elsewhere",
+               [d](const host::Config& c) { return d(c, "worker.orphan_grace") < d(c, "manager.exec_timeout"); }});
   return r;
 }
 
@@ -224,7 +214,6 @@ struct Daemon {
   std::vector<NodeId> managers;
   Root root;
   std::unique_ptr<swim::Swim> swim;
-  std::unique_ptr<cluster::Election> election;
   std::unique_ptr<manager::Manager> mgr;
   std::unique_ptr<host::LoadExecutor> exec;
   std::unique_ptr<worker::Worker> wrk;
@@ -244,33 +233,26 @@ struct Daemon {
   void build_manager() {
     const NodeId self = host->self();
     swim = std::make_unique<swim::Swim>(swim_config(cfg, self, managers, host->datagram_budget()));
-    cluster::ElectionConfig ec;
-    ec.members = managers;
-    ec.heartbeat = cfg.duration("election.heartbeat");
-    ec.election_timeout_min = cfg.duration("election.timeout_min");
-    ec.election_timeout_max = cfg.duration("election.timeout_max");
-    ec.lease = cfg.duration("election.lease");
-    election = std::make_unique<cluster::Election>(ec);
+    cluster::RaftConfig rc;
+    rc.voters = managers;
+    rc.heartbeat = cfg.duration("raft.heartbeat");
+    rc.election = cfg.duration("raft.election_timeout");
+    // One Raft message per transport frame (wire.max_tcp_frame_bytes), with room for the envelope.
+    const std::size_t frame = settings.net.limits.max_tcp_frame;
+    rc.max_message_bytes = frame > 64 * 1024 ? frame - 16 * 1024 : frame / 2;
     manager::ManagerConfig mc;
     mc.managers = managers;
     mc.tick = cfg.duration("manager.tick");
     mc.worker_stale = cfg.duration("manager.worker_stale");
     mc.dispatch_ack_timeout = cfg.duration("manager.dispatch_ack_timeout");
+    mc.exec_timeout = cfg.duration("manager.exec_timeout");
     mc.retention_ok = cfg.duration("manager.retention_ok");
     mc.retention_failed = cfg.duration("manager.retention_failed");
-    mgr = std::make_unique<manager::Manager>(
-        mc, manager::Hooks{[this] { return election->is_leader(); }, [this] { return election->term(); },
-                           [this] { return election->leader(); }, [this] { return election->has_quorum(); },
-                           [this](NodeId n) { return alive(n); }});
+    mgr = std::make_unique<manager::Manager>(mc, rc, [this](NodeId n) { return alive(n); });
     root.mux.add(cluster::kSwim, swim.get());
-    root.mux.add(cluster::kElection, election.get());
     root.mux.add(cluster::kRole, mgr.get());
+    root.mux.add(cluster::kRaft, &mgr->raft());
     swim->on_dead = [this](NodeId n, std::uint32_t, bool) { mgr->on_member_dead(n); };
-    election->on_change = [this](bool lead, std::uint64_t term, std::optional<NodeId> leader) {
-      log::info("manager", "leadership", "self={} is_leader={} term={} leader={}", host::node_addr_string(host->self()),
-                lead, term, leader ? host::node_addr_string(*leader) : std::string("none"));
-      mgr->on_leadership(lead);
-    };
   }
 
   void build_worker(runtime::Reactor& r) {
@@ -362,51 +344,59 @@ struct Daemon {
                          {"dispatches", s.dispatches},
                          {"dispatch_resends", s.dispatch_resends},
                          {"dispatch_refused", s.dispatch_refused},
+                         {"capacity_refusals", s.capacity_refusals},
                          {"redispatches", s.redispatches},
                          {"results", s.results},
                          {"stale_results", s.stale_results},
                          {"duplicate_results", s.duplicate_results},
                          {"takeovers", s.takeovers},
-                         {"transfers", s.transfers},
                          {"cancels", s.cancels},
                          {"timeouts", s.timeouts},
                          {"stuck", s.stuck},
                          {"cleaned", s.cleaned},
                          {"decode_errors", s.decode_errors},
                          {"unknown_messages", s.unknown_messages},
-                         {"stale_replicas", s.stale_replicas},
                          {"fence_rejects", s.fence_rejects},
                          {"budget_exhausted", s.budget_exhausted},
                          {"circuit_opened", s.circuit_opened},
-                         {"commits", s.commits},
-                         {"commit_timeouts", s.commit_timeouts},
-                         {"idem_evicted", s.idem_evicted},
-                         {"pulls", s.pulls},
-                         {"replicas_dropped", s.replicas_dropped},
-                         {"disk_errors", s.disk_errors}},
+                         {"proposals", s.proposals},
+                         {"proposals_failed", s.proposals_failed},
+                         {"rejections_evicted", s.rejections_evicted},
+                         {"silent_workers", s.silent_workers},
+                         {"stops_sent", s.stops_sent},
+                         {"stops_unconfirmed", s.stops_unconfirmed},
+                         {"checkpoints", s.checkpoints},
+                         {"timer_errors", s.timer_errors}},
                         "event");
       o += prom_gauges("hs_manager_table_size", "entries in each manager table", mgr->table_sizes());
-      const auto& e = election->stats();
-      o += prom_counter("hs_election_events_total", "election counters by event",
-                        {{"prevotes_started", e.prevotes_started},
-                         {"elections_started", e.elections_started},
-                         {"terms_won", e.terms_won},
-                         {"stepdowns", e.stepdowns},
-                         {"deposed", e.deposed},
-                         {"leader_changes", e.leader_changes},
-                         {"votes_granted", e.votes_granted},
-                         {"votes_refused", e.votes_refused},
-                         {"failed_quorum_checks", e.failed_quorum_checks},
+      const auto& rn = mgr->raft();
+      const auto& e = rn.counters();
+      o += prom_counter("hs_raft_events_total", "Raft log counters by event",
+                        {{"sent", e.sent},
+                         {"received", e.received},
                          {"decode_errors", e.decode_errors},
-                         {"conflicting_leader", e.conflicting_leader},
-                         {"disk_errors", e.disk_errors}},
+                         {"unknown_sender", e.unknown_sender},
+                         {"cut_batches", e.cut_batches},
+                         {"oversize_dropped", e.oversize_dropped},
+                         {"held_for_sync", e.held_for_sync},
+                         {"held_dropped", e.held_dropped},
+                         {"storage_errors", e.storage_errors},
+                         {"proposals", e.proposals},
+                         {"proposals_refused", e.proposals_refused},
+                         {"applied", e.applied},
+                         {"snapshots_taken", e.snapshots_taken},
+                         {"snapshots_installed", e.snapshots_installed},
+                         {"syncs", e.syncs},
+                         {"commit_clamped", e.commit_clamped},
+                         {"torn_records", e.torn_records}},
                         "event");
       o += fmt::format(
-          "# HELP hs_election_is_leader 1 while this manager leads with a valid lease\n"
-          "# TYPE hs_election_is_leader gauge\nhs_election_is_leader {}\n"
-          "# HELP hs_election_term current election term\n# TYPE hs_election_term gauge\n"
-          "hs_election_term {}\n",
-          election->is_leader() ? 1 : 0, election->term());
+          "# HELP hs_raft_is_leader 1 while this manager is the ready Raft leader\n"
+          "# TYPE hs_raft_is_leader gauge\nhs_raft_is_leader {}\n"
+          "# HELP hs_raft_term current Raft term\n# TYPE hs_raft_term gauge\nhs_raft_term {}\n"
+          "# HELP hs_raft_commit_index highest committed log index\n# TYPE hs_raft_commit_index gauge\n"
+          "hs_raft_commit_index {}\n",
+          mgr->is_leader() ? 1 : 0, rn.term(), rn.commit_index());
     }
     if (wrk) {
       const auto& s = wrk->stats();

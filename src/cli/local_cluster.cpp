@@ -148,7 +148,16 @@ manager::ManagerConfig manager_config() {
   c.managers = {kManagerId};
   c.tick = 5ms;  // dispatch happens in the tick: keep startup and dependency latency small
   c.max_plan_bytes = 4u << 20;
-  c.replicate_timeout = std::chrono::hours(24);  // quorum of one: commits on the local sync
+  return c;
+}
+
+// One voter: Raft elects it at start and commits each entry on the local sync.
+cluster::RaftConfig raft_config() {
+  cluster::RaftConfig c;
+  c.voters = {kManagerId};
+  c.heartbeat = 10ms;
+  c.election = 100ms;
+  c.max_message_bytes = 8u << 20;  // plans are up to 4 MiB (max_plan_bytes)
   return c;
 }
 
@@ -166,9 +175,7 @@ Cluster::Cluster(Reactor& r, const load::Plan& plan, const LocalRunOptions& opts
     : r_(r),
       plan_(plan),
       opts_(opts),
-      mgr_(manager_config(), manager::Hooks{[] { return true; }, [] { return std::uint64_t{1}; },
-                                            []() -> std::optional<NodeId> { return kManagerId; },
-                                            [] { return true; }, [](NodeId) { return true; }}) {
+      mgr_(manager_config(), raft_config(), [](NodeId) { return true; }) {
   const int cores = static_cast<int>(shards.size());
   host::LoadExecutorOptions eo;
   eo.cancel_grace = Duration{0};  // as before: an abort abandons iterations in flight at once
@@ -183,6 +190,7 @@ Cluster::Cluster(Reactor& r, const load::Plan& plan, const LocalRunOptions& opts
       eo);
   wrk_ = std::make_unique<worker::Worker>(worker_config(cores), *exec_);
   mgr_mux_.add(cluster::kRole, &mgr_);
+  mgr_mux_.add(cluster::kRaft, &mgr_.raft());
   wrk_mux_.add(cluster::kRole, wrk_.get());
   mgr_node_ = std::make_unique<HostedNode>(*this, kManagerId, mgr_mux_, 1);
   wrk_node_ = std::make_unique<HostedNode>(*this, kWorkerId, wrk_mux_, 2);

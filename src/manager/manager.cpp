@@ -1,7 +1,13 @@
+// The manager role: lifecycle, leadership, the client protocol and job views. Scheduling, worker
+// traffic and the background concerns are in dispatch.cpp. See manager.hpp and docs/cluster.md.
 #include "hyperscale/manager/manager.hpp"
 
-#include <algorithm>
+#include <fmt/format.h>
 
+#include <algorithm>
+#include <exception>
+
+#include "hyperscale/base/assert.hpp"
 #include "hyperscale/base/log.hpp"
 
 namespace hs::manager {
@@ -10,54 +16,75 @@ using namespace cluster;
 
 namespace {
 
-constexpr std::uint64_t kTagShift = 56;
-std::uint64_t make_tag(std::uint64_t kind, std::uint64_t v) {
-  return (kind << kTagShift) | (v & ((1ull << kTagShift) - 1));
-}
-
-std::string job_key(const std::string& id) { return "job/" + id; }
-
-int priority_rank(Priority p) {
-  switch (p) {
-    case Priority::exclusive:
-      return 0;
-    case Priority::high:
-      return 1;
-    case Priority::normal:
-      return 2;
-    case Priority::low:
-      return 3;
-    case Priority::auto_:
-      return 4;
-  }
-  return 4;
-}
-
 bool valid_id(const std::string& s, std::size_t max) {
   if (s.empty() || s.size() > max) return false;
-  for (char c : s) {
-    const bool ok =
-        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
-    if (!ok) return false;
-  }
-  return true;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+           c == '.';
+  });
 }
 
 bool live(WfState s) { return s == WfState::dispatched || s == WfState::running; }
 
-}  // namespace
-
-Manager::Manager(ManagerConfig cfg, Hooks hooks) : cfg_(std::move(cfg)), hooks_(std::move(hooks)) {}
-Manager::~Manager() = default;
-
-Manager::Job* Manager::find(const std::string& id) {
-  auto it = jobs_.find(id);
-  return it == jobs_.end() ? nullptr : &it->second;
+const char* concern_name(std::uint64_t c) {
+  switch (c) {
+    case 1:
+      return "schedule";
+    case 2:
+      return "liveness";
+    case 3:
+      return "deadlines";
+    case 4:
+      return "retention";
+    default:
+      return "unknown";
+  }
 }
 
-bool Manager::leads(const std::string& job_id) const {
-  auto it = jobs_.find(job_id);
-  return it != jobs_.end() && it->second.led;
+// The dependency graph has no cycle (Kahn's algorithm).
+bool acyclic(const JobSpec& s) {
+  std::vector<int> indeg(s.workflows.size(), 0);
+  for (std::size_t i = 0; i < s.workflows.size(); ++i) indeg[i] = static_cast<int>(s.workflows[i].deps.size());
+  std::vector<std::size_t> ready;
+  for (std::size_t i = 0; i < indeg.size(); ++i)
+    if (indeg[i] == 0) ready.push_back(i);
+  std::size_t seen = 0;
+  while (!ready.empty()) {
+    const std::size_t i = ready.back();
+    ready.pop_back();
+    ++seen;
+    for (std::size_t k = 0; k < s.workflows.size(); ++k)
+      for (const auto& d : s.workflows[k].deps)
+        if (d == s.workflows[i].name && --indeg[k] == 0) ready.push_back(k);
+  }
+  return seen == s.workflows.size();
+}
+
+}  // namespace
+
+Manager::Manager(ManagerConfig cfg, RaftConfig raft, std::function<bool(NodeId)> alive)
+    : cfg_(std::move(cfg)), alive_(std::move(alive)), ledger_(JobLedger::Limits{cfg_.max_jobs}) {
+  if (raft.voters.empty()) raft.voters = cfg_.managers;
+  raft_ = std::make_unique<RaftNode>(std::move(raft), ledger_);
+  raft_->set_on_change([this] { on_raft_change(); });
+}
+
+Manager::~Manager() = default;
+
+bool Manager::is_leader() const noexcept { return leading_ && raft_->is_ready_leader(); }
+
+bool Manager::leads(const std::string& job_id) const { return is_leader() && ledger_.job(job_id) != nullptr; }
+
+std::optional<std::size_t> Manager::wf_index(const LedgerJob& j, const std::string& name) {
+  for (std::size_t i = 0; i < j.spec.workflows.size(); ++i)
+    if (j.spec.workflows[i].name == name) return i;
+  return std::nullopt;
+}
+
+Manager::Run* Manager::run_of(const std::string& id, std::size_t i) {
+  auto it = live_.find(id);
+  if (it == live_.end() || i >= it->second.runs.size()) return nullptr;
+  return &it->second.runs[i];
 }
 
 // ---------------------------------------------------------------- lifecycle
@@ -66,140 +93,193 @@ void Manager::on_start(node::Context& ctx) {
   ctx_ = &ctx;
   self_ = ctx.self();
   seen_now_ = ctx.now();
-  if (std::find(cfg_.managers.begin(), cfg_.managers.end(), self_) == cfg_.managers.end()) {
-    log::error("manager", "not_configured", "self={} managers={} (this manager is not in its own manager list)", self_,
-               cfg_.managers.size());
-  }
-  load_from_disk();
-  tick_timer_ = ctx.set_timer(cfg_.tick, make_tag(kTick, 0));
-  flush();
-}
-
-void Manager::load_from_disk() {
-  // Records were written under "job/<id>"; the Disk has no key listing, so an index log names them.
-  for (const auto& entry : ctx_->disk().read_log("jobs")) {
-    const std::string id(entry.begin(), entry.end());
-    if (jobs_.count(id) != 0) continue;
-    auto bytes = ctx_->disk().get(job_key(id));
-    if (!bytes) continue;  // erased at cleanup
-    JobRecord rec;
-    const char* why = nullptr;
-    if (!decode(*bytes, rec, &why)) {
-      stats_.decode_errors++;
-      log::error("manager", "record_corrupt", "job={} error={} (record skipped)", log::quoted(id), why);
-      continue;
-    }
-    Job& j = jobs_[id];
-    j.rec = std::move(rec);
-    j.persisted_version = j.rec.version;
-    j.runs.resize(j.rec.workflows.size());
-    j.started = ctx_->now();
-    j.base_elapsed_ms = j.rec.elapsed_ms;
-    const bool all_done = std::all_of(j.rec.workflows.begin(), j.rec.workflows.end(),
-                                      [](const WorkflowRecord& w) { return terminal(w.state); });
-    if (!j.rec.spec.idempotency_key.empty() && idem_.size() < cfg_.max_idempotency) {
-      IdemEntry e;
-      e.job_id = id;
-      e.digest = j.rec.digest;
-      e.expires = ctx_->now() + cfg_.idem_committed_ttl;
-      idem_[j.rec.spec.idempotency_key] = e;
-      idem_expiry_.emplace_back(e.expires, j.rec.spec.idempotency_key);
-    }
-    if (terminal(j.rec.state) && all_done) {
-      if (j.rec.leader == self_) {
-        // Finished under this manager: keep pushing the final record until every peer has it.
-        j.led = true;
-        j.committed = true;
-      }
-      j.terminal_at = ctx_->now();
-      j.cleanup_queued = true;
-      cleanup_.emplace_back(
-          ctx_->now() + (j.rec.state == JobState::completed ? cfg_.retention_ok : cfg_.retention_failed), id);
-    } else if (j.rec.leader == self_) {
-      // Led in a previous life: release it so the DC leader takes it over with a new term.
-      j.rec.leader = 0;
-      j.rec.version++;
-      persist_now(j);
-      for (NodeId peer : cfg_.managers)
-        if (peer != self_) {
-          Replicate m{j.rec};
-          ctx_->send(peer, encode(MsgType::replicate, m));
-        }
-      log::info("manager", "released_job", "job={} (led before restart; the DC leader takes it over)", log::quoted(id));
-    }
-  }
-  // Compact the index: only live records.
-  compact_index();
-  if (!jobs_.empty()) log::info("manager", "recovered", "jobs={}", jobs_.size());
-}
-
-void Manager::persist_now(Job& j) {
-  Status st = ctx_->disk().put(job_key(j.rec.spec.job_id), encode_record(j.rec));
-  if (!st.ok())
-    log::error("manager", "persist_failed", "job={} error={}", log::quoted(j.rec.spec.job_id), st.message());
+  HS_ASSERT(std::find(cfg_.managers.begin(), cfg_.managers.end(), self_) != cfg_.managers.end(),
+            "manager: self {} is not in its own manager list ({} managers)", self_, cfg_.managers.size());
+  for (std::uint64_t c = kSchedule; c < kConcerns; ++c) ctx.set_timer(cfg_.tick, c);
+  on_raft_change();  // the RaftNode may have started (and led) before this component
 }
 
 void Manager::on_timer(node::Context& ctx, node::TimerId, std::uint64_t tag) {
   ctx_ = &ctx;
   seen_now_ = ctx.now();
-  const std::uint64_t kind = tag >> kTagShift;
-  const std::uint64_t v = tag & ((1ull << kTagShift) - 1);
-  if (kind == kTick) {
-    tick_timer_ = ctx.set_timer(cfg_.tick, make_tag(kTick, 0));
-    tick();
-  } else if (kind == kSync) {
-    auto it = syncs_.find(v);
-    if (it == syncs_.end()) return;
-    SyncBatch batch = std::move(it->second);
-    syncs_.erase(it);
-    for (auto& [id, version] : batch.versions) {
-      Job* j = find(id);
-      if (j == nullptr) continue;
-      j->persisted_version = std::max(j->persisted_version, version);
-      if (j->led) replicate(*j);
-    }
-    for (auto& [to, bytes] : batch.after) ctx.send(to, std::move(bytes));
-    for (auto& [id, version] : batch.versions) {
-      Job* j = find(id);
-      if (j != nullptr && j->led && !j->waiters.empty() && quorum_acked(*j, j->commit_version))
-        answer_waiters(*j, true, Err::none, "");
-    }
+  if (tag < kSchedule || tag >= kConcerns) {
+    log::error("manager", "unknown_timer", "tag={}", tag);
+    return;
   }
-  flush();
+  const Duration every = tag == kRetention ? std::max<Duration>(cfg_.tick, std::chrono::seconds(1)) : cfg_.tick;
+  ctx.set_timer(every, tag);  // re-armed first: a failed pass does not stop the concern
+  run_concern(static_cast<Concern>(tag));
 }
 
-void Manager::on_member_dead(NodeId node) {
-  if (ctx_ == nullptr) return;
-  auto w = workers_.find(node);
-  if (w != workers_.end()) {
-    log::warn("manager", "worker_dead", "worker={} cores={}", node, w->second.total);
-    workers_.erase(w);
+// The error hook of every concern: a pass that throws is logged with its name and counted; the
+// concern runs again at its next period.
+void Manager::run_concern(Concern c) {
+  try {
+    if (!is_leader()) {
+      if (c == kRetention) retention_pass();  // remembered rejections expire on every manager
+      return;
+    }
+    switch (c) {
+      case kSchedule:
+        schedule_pass();
+        break;
+      case kLiveness:
+        liveness_pass();
+        break;
+      case kDeadlines:
+        deadlines_pass();
+        break;
+      case kRetention:
+        retention_pass();
+        break;
+      default:
+        break;
+    }
+  } catch (const std::exception& e) {
+    stats_.timer_errors++;
+    log::error("manager", "concern_failed", "concern={} error={}", concern_name(c), log::quoted(e.what()));
   }
-  for (auto& [id, j] : jobs_) {
-    if (!j.led) continue;
-    for (std::size_t i = 0; i < j.rec.workflows.size(); ++i) {
-      auto& wf = j.rec.workflows[i];
-      if (live(wf.state) && wf.worker == node) {
-        if (j.runs[i].stopping) {
-          wf.state = WfState::cancelled;
-          j.runs[i].stopping = false;
-          mark(j);
-        } else {
-          lose_attempt(j, i, "worker died", true);
+}
+
+void Manager::on_raft_change() {
+  if (ctx_ == nullptr) return;
+  seen_now_ = ctx_->now();
+  const bool ready = raft_->is_ready_leader();
+  if (ready == leading_) return;
+  leading_ = ready;
+  if (ready) {
+    leading_since_ = ctx_->now();
+    log::info("manager", "leading", "self={} term={} jobs={}", self_, raft_->term(), ledger_.size());
+    adopt();
+  } else {
+    log::info("manager", "not_leading", "self={} term={} leader={}", self_, raft_->term(), raft_->leader_id());
+    live_.clear();  // in-flight proposals answer their clients through their Done
+  }
+}
+
+// A new ready leader: every job of the ledger is led from here. Runs follow the ledger's tokens;
+// whether each live attempt still runs is learned from the workers' heartbeats (or a re-sent
+// dispatch with the same token, which a worker that has it answers as a duplicate).
+void Manager::adopt() {
+  live_.clear();
+  const Instant now = ctx_->now();
+  for (const auto& [id, j] : ledger_.jobs()) {
+    Live& l = live_of(id, j);
+    bool any_live = false;
+    for (std::size_t i = 0; i < j.workflows.size(); ++i) {
+      if (!live(j.workflows[i].state)) continue;
+      any_live = true;
+      l.runs[i].ack_deadline = now + cfg_.worker_stale;
+    }
+    if (any_live || !terminal(j.state)) stats_.takeovers++;
+    reconcile(id);
+  }
+}
+
+Manager::Live& Manager::live_of(const std::string& id, const LedgerJob& j) {
+  auto [it, fresh] = live_.try_emplace(id);
+  Live& l = it->second;
+  if (fresh) {
+    l.started = ctx_->now();
+    l.base_elapsed_ms = j.elapsed_ms;
+    l.runs.resize(j.workflows.size());
+    l.token_issued = j.token_hw;
+    for (std::size_t i = 0; i < j.workflows.size(); ++i) {
+      l.runs[i].token = j.workflows[i].token;
+      l.runs[i].last_progress = ctx_->now();
+      l.runs[i].completed = j.workflows[i].completed;
+      l.runs[i].failed = j.workflows[i].failed;
+    }
+  }
+  return l;
+}
+
+// Brings the leader's view of a job in line with the ledger after an entry applied: a new token
+// starts a new run; live workflows of an ended job, or whose stop was requested, are stopped.
+void Manager::reconcile(const std::string& id) {
+  if (!is_leader()) return;
+  const LedgerJob* j = ledger_.job(id);
+  if (j == nullptr) {
+    live_.erase(id);
+    return;
+  }
+  Live& l = live_of(id, *j);
+  l.token_issued = std::max(l.token_issued, j->token_hw);
+  for (std::size_t i = 0; i < j->workflows.size(); ++i) {
+    const LedgerWorkflow& w = j->workflows[i];
+    Run& r = l.runs[i];
+    if (w.token != r.token) {
+      const Run old = r;
+      r = Run{};
+      r.token = w.token;
+      r.retry_at = old.retry_at;
+      r.backoff = old.backoff;
+      r.ack_deadline = ctx_->now() + cfg_.dispatch_ack_timeout + cfg_.tick;
+      r.last_progress = ctx_->now();
+    }
+    if (live(w.state) && (terminal(j->state) || w.stop_requested) && !r.stopping)
+      send_stop(id, i, terminal(j->state) ? name(j->state) : "workflow cancelled");
+  }
+  const bool all_done = std::all_of(j->workflows.begin(), j->workflows.end(),
+                                    [](const LedgerWorkflow& w) { return terminal(w.state); });
+  if (terminal(j->state) && all_done && l.terminal_at.count() < 0) l.terminal_at = ctx_->now();
+}
+
+LedgerEntry Manager::entry(LedgerOp op, const std::string& job_id) const {
+  LedgerEntry e;
+  e.op = op;
+  e.term = raft_->term();
+  e.job_id = job_id;
+  e.elapsed_ms = ledger_.job(job_id) != nullptr ? elapsed_ms(job_id) : 0;
+  return e;
+}
+
+bool Manager::propose(LedgerEntry e, OnApplied applied, OnFailed failed) {
+  stats_.proposals++;
+  const LedgerOp op = e.op;
+  const std::string job = e.job_id;
+  std::weak_ptr<bool> owner = token_;
+  Status st = raft_->propose(
+      encode_entry(e), [this, owner, op, job, applied = std::move(applied), failed](const Status& s, std::uint64_t,
+                                                                                    std::uint64_t result) {
+        if (owner.expired()) return;
+        if (ctx_ != nullptr) seen_now_ = ctx_->now();
+        if (!s.ok()) {
+          stats_.proposals_failed++;
+          log::info("manager", "entry_not_committed", "op={} job={} error={}", static_cast<int>(op),
+                    log::quoted(job), log::quoted(s.to_string()));
+          if (failed) failed(s);
+          return;
         }
-      }
-    }
-    check_job(j);
+        if (applied) applied(static_cast<LedgerOutcome>(result));
+        reconcile(job);
+      });
+  if (!st.ok()) {
+    stats_.proposals_failed++;
+    log::warn("manager", "entry_refused", "op={} job={} error={}", static_cast<int>(op), log::quoted(job),
+              log::quoted(st.to_string()));
+    if (failed) failed(st);
+    return false;
   }
-  flush();
+  return true;
 }
 
-void Manager::on_leadership(bool is_leader) {
-  if (ctx_ == nullptr) return;
-  if (is_leader) {
-    tick();
-    flush();
+std::uint64_t Manager::elapsed_ms(const std::string& id) const {
+  auto it = live_.find(id);
+  if (it == live_.end()) {
+    const LedgerJob* j = ledger_.job(id);
+    return j == nullptr ? 0 : j->elapsed_ms;
   }
+  const auto ran = std::chrono::duration_cast<std::chrono::milliseconds>(ctx_->now() - it->second.started).count();
+  return it->second.base_elapsed_ms + static_cast<std::uint64_t>(std::max<std::int64_t>(0, ran));
+}
+
+std::vector<std::pair<std::uint64_t, std::uint64_t>> Manager::progress_of(const std::string& id) const {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+  auto it = live_.find(id);
+  if (it == live_.end()) return out;
+  for (const Run& r : it->second.runs) out.emplace_back(r.completed, r.failed);
+  return out;
 }
 
 // ---------------------------------------------------------------- messages
@@ -218,125 +298,54 @@ void Manager::on_message(node::Context& ctx, NodeId from, std::span<const std::u
   seen_now_ = ctx.now();
   if (msg.empty()) {
     stats_.decode_errors++;
+    log::warn("manager", "decode_error", "from={} error=\"empty message\"", from);
     return;
   }
-  const auto type = static_cast<MsgType>(msg[0]);
-  const auto body = msg.subspan(1);
+  dispatch_message(from, static_cast<MsgType>(msg[0]), msg.subspan(1));
+}
+
+void Manager::dispatch_message(NodeId from, MsgType type, std::span<const std::uint8_t> body) {
+#define HS_ON(TYPE, STRUCT, CALL)                                          \
+  case MsgType::TYPE: {                                                    \
+    STRUCT m;                                                              \
+    if (parse(body, m, stats_, from, #TYPE)) CALL;                         \
+    return;                                                                \
+  }
   switch (type) {
-    case MsgType::submit: {
-      Submit m;
-      if (parse(body, m, stats_, from, "submit")) handle_submit(from, m);
-      break;
-    }
-    case MsgType::status_query: {
-      StatusQuery m;
-      if (parse(body, m, stats_, from, "status_query")) handle_status(from, m);
-      break;
-    }
-    case MsgType::cancel_job: {
-      CancelJob m;
-      if (parse(body, m, stats_, from, "cancel_job")) handle_cancel(from, m);
-      break;
-    }
-    case MsgType::cancel_workflow: {
-      CancelWorkflow m;
-      if (parse(body, m, stats_, from, "cancel_workflow")) handle_cancel_workflow(from, m);
-      break;
-    }
+    HS_ON(submit, Submit, handle_submit(from, m))
+    HS_ON(status_query, StatusQuery, handle_status(from, m))
+    HS_ON(cancel_job, CancelJob, handle_cancel(from, m))
+    HS_ON(cancel_workflow, CancelWorkflow, handle_cancel_workflow(from, m))
+    HS_ON(heartbeat, Heartbeat, handle_heartbeat(from, m))
+    HS_ON(dispatch_ack, DispatchAck, handle_dispatch_ack(from, m))
+    HS_ON(progress, Progress, handle_progress(from, m))
+    HS_ON(result, ResultMsg, handle_result(from, m))
+    HS_ON(stop_ack, StopAck, handle_stop_ack(from, m))
     case MsgType::node_query: {
       NodeQuery m;
-      if (parse(body, m, stats_, from, "node_query")) {
-        NodeStatus st = node_status();
-        st.req = m.req;
-        reply(from, MsgType::node_status, st);
-      }
-      break;
-    }
-    case MsgType::replicate: {
-      Replicate m;
-      if (parse(body, m, stats_, from, "replicate")) handle_replicate(from, m);
-      break;
-    }
-    case MsgType::replicate_ack: {
-      ReplicateAck m;
-      if (parse(body, m, stats_, from, "replicate_ack")) handle_replicate_ack(from, m);
-      break;
-    }
-    case MsgType::heartbeat: {
-      Heartbeat m;
-      if (parse(body, m, stats_, from, "heartbeat")) handle_heartbeat(from, m);
-      break;
-    }
-    case MsgType::dispatch_ack: {
-      DispatchAck m;
-      if (parse(body, m, stats_, from, "dispatch_ack")) handle_dispatch_ack(from, m);
-      break;
-    }
-    case MsgType::progress: {
-      Progress m;
-      if (parse(body, m, stats_, from, "progress")) handle_progress(from, m);
-      break;
-    }
-    case MsgType::result: {
-      ResultMsg m;
-      if (parse(body, m, stats_, from, "result")) handle_result(from, m);
-      break;
-    }
-    case MsgType::stop_ack: {
-      StopAck m;
-      if (parse(body, m, stats_, from, "stop_ack")) handle_stop_ack(from, m);
-      break;
-    }
-    case MsgType::pull: {
-      Pull m;
-      if (!parse(body, m, stats_, from, "pull")) break;
-      Job* j = find(m.job_id);
-      if (j != nullptr && j->led) {
-        Replicate r{j->rec};
-        r.record.version = j->persisted_version;
-        if (r.record.version == j->rec.version) reply(from, MsgType::replicate, r);
-      } else if (j == nullptr) {
-        PullReply r{m.job_id, false};
-        reply(from, MsgType::pull_reply, r);
-      }
-      break;
-    }
-    case MsgType::pull_reply: {
-      PullReply m;
-      if (!parse(body, m, stats_, from, "pull_reply")) break;
-      Job* j = find(m.job_id);
-      if (j != nullptr && !j->led && !m.found && j->rec.leader == from) {
-        // The job's leader no longer holds it: it ended and was cleaned up while this replica
-        // missed the final record. The leader is authoritative; drop the stale copy.
-        stats_.replicas_dropped++;
-        log::warn("manager", "stale_replica_dropped", "job={} leader={} state={}", log::quoted(m.job_id), from,
-                  name(j->rec.state));
-        forget(m.job_id);
-      }
-      break;
-    }
-    case MsgType::transfer_ack: {
-      TransferAck m;
-      if (parse(body, m, stats_, from, "transfer_ack")) handle_transfer_ack(from, m);
-      break;
+      if (!parse(body, m, stats_, from, "node_query")) return;
+      NodeStatus st = node_status();
+      st.req = m.req;
+      reply(from, MsgType::node_status, st);
+      return;
     }
     default:
       stats_.unknown_messages++;
-      log::warn("manager", "unknown_message", "from={} type={}", from, int(msg[0]));
-      break;
+      log::warn("manager", "unknown_message", "from={} type={}", from, static_cast<int>(type));
+      return;
   }
-  flush();
+#undef HS_ON
 }
 
 void Manager::reply(NodeId to, MsgType t, auto& msg) { ctx_->send(to, encode(t, msg)); }
 
-SubmitAck Manager::reject(std::uint64_t req, Err code, std::string error) {
+SubmitAck Manager::reject(std::uint64_t req, Err code, std::string error) const {
   SubmitAck a;
   a.req = req;
   a.accepted = false;
   a.code = code;
   a.error = std::move(error);
-  if (code == Err::not_leader) a.leader = hooks_.leader ? hooks_.leader().value_or(0) : 0;
+  if (code == Err::not_leader) a.leader = raft_->leader_id();
   if (code == Err::overloaded || code == Err::no_quorum || code == Err::unavailable)
     a.retry_after_ms = cfg_.retry_after_ms;
   return a;
@@ -347,234 +356,199 @@ std::optional<std::string> Manager::validate(const JobSpec& s) const {
   if (s.idempotency_key.size() > 256) return "idempotency key longer than 256 bytes";
   if (s.workflows.empty()) return "the job has no workflows";
   if (s.workflows.size() > cfg_.max_workflows_per_job)
-    return "the job has " + std::to_string(s.workflows.size()) + " workflows; the limit is " +
-           std::to_string(cfg_.max_workflows_per_job);
+    return fmt::format("the job has {} workflows; the limit is {}", s.workflows.size(), cfg_.max_workflows_per_job);
   if (s.timeout_ms > 7ull * 24 * 3600 * 1000) return "timeout longer than 7 days";
   std::map<std::string, std::size_t> index;
   for (std::size_t i = 0; i < s.workflows.size(); ++i) {
     const auto& w = s.workflows[i];
-    if (!valid_id(w.name, 128)) return "workflow name '" + w.name + "' must be 1-128 characters of [A-Za-z0-9._-]";
-    if (!index.emplace(w.name, i).second) return "duplicate workflow name '" + w.name + "'";
-    if (w.vus == 0) return "workflow '" + w.name + "': vus must be at least 1";
-    if (w.plan.size() > cfg_.max_plan_bytes) return "workflow '" + w.name + "': plan larger than the limit";
+    if (!valid_id(w.name, 128)) return fmt::format("workflow name '{}' must be 1-128 characters of [A-Za-z0-9._-]", w.name);
+    if (!index.emplace(w.name, i).second) return fmt::format("duplicate workflow name '{}'", w.name);
+    if (w.vus == 0) return fmt::format("workflow '{}': vus must be at least 1", w.name);
+    if (w.plan.size() > cfg_.max_plan_bytes) return fmt::format("workflow '{}': plan larger than the limit", w.name);
   }
   std::uint32_t largest = 0;
   for (const auto& [id, info] : workers_)
-    if (hooks_.alive && hooks_.alive(id)) largest = std::max(largest, info.total);
+    if (!alive_ || alive_(id)) largest = std::max(largest, info.total);
   for (const auto& w : s.workflows) {
     for (const auto& d : w.deps) {
-      if (index.count(d) == 0) return "workflow '" + w.name + "' depends on unknown workflow '" + d + "'";
-      if (d == w.name) return "workflow '" + w.name + "' depends on itself";
+      if (index.count(d) == 0) return fmt::format("workflow '{}' depends on unknown workflow '{}'", w.name, d);
+      if (d == w.name) return fmt::format("workflow '{}' depends on itself", w.name);
     }
     if (largest > 0 && w.cores > largest)
-      return "workflow '" + w.name + "' needs " + std::to_string(w.cores) + " cores; the largest worker has " +
-             std::to_string(largest);
+      return fmt::format("workflow '{}' needs {} cores; the largest worker has {}", w.name, w.cores, largest);
   }
-  // Cycle check: Kahn's algorithm.
-  std::vector<int> indeg(s.workflows.size(), 0);
-  for (std::size_t i = 0; i < s.workflows.size(); ++i) indeg[i] = static_cast<int>(s.workflows[i].deps.size());
-  std::vector<std::size_t> ready;
-  for (std::size_t i = 0; i < indeg.size(); ++i)
-    if (indeg[i] == 0) ready.push_back(i);
-  std::size_t seen = 0;
-  while (!ready.empty()) {
-    const std::size_t i = ready.back();
-    ready.pop_back();
-    ++seen;
-    for (std::size_t k = 0; k < s.workflows.size(); ++k)
-      for (const auto& d : s.workflows[k].deps)
-        if (d == s.workflows[i].name && --indeg[k] == 0) ready.push_back(k);
-  }
-  if (seen != s.workflows.size()) return "the workflow dependencies form a cycle";
+  if (!acyclic(s)) return "the workflow dependencies form a cycle";
+  // The accept entry carries the whole job and must fit one Raft message (libraft 0.15 sends an
+  // entry whole); leave room for the entry's other fields and the message header.
+  JobSpec copy = s;
+  Enc enc;
+  enc(copy);
+  const std::size_t limit = raft_->config().max_message_bytes;
+  if (enc.w.out().size() + 1024 > limit)
+    return fmt::format("the job is {} bytes encoded; the limit is {} (one replicated log entry)", enc.w.out().size(),
+                       limit - 1024);
   return std::nullopt;
+}
+
+void Manager::remember_rejection(const std::string& key, std::uint64_t digest, const SubmitAck& a) {
+  if (key.empty()) return;
+  while (rejections_.size() >= cfg_.max_rejections && !rejection_expiry_.empty()) {
+    auto it = rejections_.find(rejection_expiry_.front().second);
+    if (it != rejections_.end() && it->second.expires == rejection_expiry_.front().first) {
+      rejections_.erase(it);
+      stats_.rejections_evicted++;
+    }
+    rejection_expiry_.pop_front();
+  }
+  if (rejections_.size() >= cfg_.max_rejections) return;
+  const Instant expires = ctx_->now() + cfg_.idem_rejected_ttl;
+  rejections_[key] = Rejection{digest, a, expires};
+  rejection_expiry_.emplace_back(expires, key);
+}
+
+// A submission the ledger (or an in-flight accept) already answers: the same job again, a key
+// reused, a remembered rejection. Returns true when it was answered.
+bool Manager::answer_known(NodeId from, const Submit& m, std::uint64_t digest) {
+  const JobSpec& spec = m.spec;
+  const std::string& key = spec.idempotency_key;
+  auto accepted = [&](const std::string& job_id) {
+    stats_.duplicates++;
+    SubmitAck a;
+    a.req = m.req;
+    a.accepted = true;
+    a.job_id = job_id;
+    a.leader = raft_->leader_id();
+    reply(from, MsgType::submit_ack, a);
+    return true;
+  };
+  auto conflict = [&](std::string why) {
+    stats_.conflicts++;
+    SubmitAck a = reject(m.req, Err::conflict, std::move(why));
+    reply(from, MsgType::submit_ack, a);
+    return true;
+  };
+  if (!key.empty()) {
+    if (auto r = rejections_.find(key); r != rejections_.end()) {
+      if (r->second.digest != digest) {
+        rejections_.erase(r);  // a different payload under a rejected key is evaluated afresh
+      } else {
+        SubmitAck a = r->second.ack;
+        a.req = m.req;
+        stats_.rejected++;
+        reply(from, MsgType::submit_ack, a);
+        return true;
+      }
+    }
+    if (auto id = ledger_.job_for_key(key)) {
+      const LedgerJob* j = ledger_.job(*id);
+      if (j != nullptr && j->digest == digest) return accepted(*id);
+      return conflict(fmt::format("idempotency key '{}' was used for job {} with a different payload", key, *id));
+    }
+  }
+  if (const LedgerJob* j = ledger_.job(spec.job_id)) {
+    if (j->digest == digest && j->spec.idempotency_key == key) return accepted(spec.job_id);
+    return conflict(fmt::format("job id '{}' already exists with another payload", spec.job_id));
+  }
+  if (auto w = accepts_.find(spec.job_id); w != accepts_.end()) {
+    if (w->second.digest != digest || w->second.key != key)
+      return conflict(fmt::format("job id '{}' is being recorded with another payload", spec.job_id));
+    if (waiters_ >= cfg_.max_waiters) {
+      SubmitAck a = reject(m.req, Err::overloaded, "too many clients waiting for their jobs to be recorded");
+      reply(from, MsgType::submit_ack, a);
+      return true;
+    }
+    stats_.duplicates++;
+    w->second.clients.emplace_back(from, m.req);
+    ++waiters_;
+    return true;
+  }
+  return false;
 }
 
 void Manager::handle_submit(NodeId from, Submit& m) {
   stats_.submits++;
-  JobSpec& spec = m.spec;
-  const std::uint64_t digest = digest_of(spec);
-  const std::string key = spec.idempotency_key;
-  auto answer_existing = [&](Job& j) {
-    stats_.duplicates++;
-    if (j.led && !j.committed) {
-      j.waiters.push_back(Waiter{from, m.req, false, 0, ctx_->now() + cfg_.replicate_timeout});
-      return;
-    }
-    SubmitAck a;
-    a.req = m.req;
-    a.accepted = true;
-    a.job_id = j.rec.spec.job_id;
-    a.leader = j.rec.leader;  // the job's leader, not this manager: a replica may be answering
-    reply(from, MsgType::submit_ack, a);
-  };
-  if (!key.empty()) {
-    auto it = idem_.find(key);
-    if (it != idem_.end()) {
-      IdemEntry& e = it->second;
-      if (e.rejected) {
-        if (e.digest == digest) {
-          SubmitAck a = e.rejection;
-          a.req = m.req;
-          stats_.rejected++;
-          reply(from, MsgType::submit_ack, a);
-          return;
-        }
-        idem_.erase(it);  // a different payload under a rejected key is evaluated afresh
-      } else if (e.digest != digest) {
-        stats_.conflicts++;
-        SubmitAck a =
-            reject(m.req, Err::conflict,
-                   "idempotency key '" + key + "' was used for job " + e.job_id + " with a different payload");
-        reply(from, MsgType::submit_ack, a);
-        return;
-      } else if (Job* j = find(e.job_id)) {
-        answer_existing(*j);
-        return;
-      } else {
-        idem_.erase(it);  // the job was cleaned up: the key is free again
-      }
-    }
-  }
-  if (Job* j = find(spec.job_id)) {
-    if (j->rec.digest == digest && j->rec.spec.idempotency_key == key) {
-      answer_existing(*j);
-    } else {
-      stats_.conflicts++;
-      SubmitAck a = reject(m.req, Err::conflict, "job id '" + spec.job_id + "' already exists with another payload");
-      reply(from, MsgType::submit_ack, a);
-    }
-    return;
-  }
-  if (!hooks_.is_leader || !hooks_.is_leader()) {
+  const std::uint64_t digest = digest_of(m.spec);
+  if (answer_known(from, m, digest)) return;
+  if (!is_leader()) {
     stats_.redirects++;
     SubmitAck a = reject(m.req, Err::not_leader, "this manager is not the datacenter leader");
     reply(from, MsgType::submit_ack, a);
     return;
   }
-  if (auto err = validate(spec)) {
+  if (auto err = validate(m.spec)) {
     stats_.rejected++;
     SubmitAck a = reject(m.req, Err::invalid, *err);
-    log::info("manager", "submit_rejected", "job={} error={}", log::quoted(spec.job_id), log::quoted(*err));
-    if (!key.empty() && idem_.size() < cfg_.max_idempotency) {
-      IdemEntry e;
-      e.digest = digest;
-      e.rejected = true;
-      e.rejection = a;
-      e.expires = ctx_->now() + cfg_.idem_rejected_ttl;
-      idem_[key] = e;
-      idem_expiry_.emplace_back(e.expires, key);
-    }
+    log::info("manager", "submit_rejected", "job={} error={}", log::quoted(m.spec.job_id), log::quoted(*err));
+    remember_rejection(m.spec.idempotency_key, digest, a);
     reply(from, MsgType::submit_ack, a);
     return;
   }
-  std::size_t active = 0;
-  for (const auto& [id, j] : jobs_)
-    if (j.led && !terminal(j.rec.state)) ++active;
-  if (active >= cfg_.max_active_jobs || jobs_.size() >= cfg_.max_jobs) {
+  std::size_t active = accepts_.size();
+  for (const auto& [id, j] : ledger_.jobs())
+    if (!terminal(j.state)) ++active;
+  if (active >= cfg_.max_active_jobs || ledger_.size() + accepts_.size() >= cfg_.max_jobs ||
+      waiters_ >= cfg_.max_waiters) {
     stats_.rejected++;
-    SubmitAck a =
-        reject(m.req, Err::overloaded,
-               "too many jobs (" + std::to_string(active) + " active, " + std::to_string(jobs_.size()) + " held)");
+    SubmitAck a = reject(m.req, Err::overloaded,
+                         fmt::format("too many jobs ({} active, {} held, {} waiting)", active, ledger_.size(), waiters_));
     reply(from, MsgType::submit_ack, a);
     return;
   }
-  if (!hooks_.has_quorum || !hooks_.has_quorum()) {
-    stats_.rejected++;
-    SubmitAck a = reject(m.req, Err::no_quorum, "no quorum of managers: the job cannot be recorded safely");
-    reply(from, MsgType::submit_ack, a);
-    return;
-  }
-  if (!key.empty() && idem_.size() >= cfg_.max_idempotency) {
-    // Evict the entry closest to expiry (the oldest) rather than refuse.
-    while (!idem_expiry_.empty() && idem_.size() >= cfg_.max_idempotency) {
-      auto [when, k] = idem_expiry_.front();
-      idem_expiry_.pop_front();
-      auto it = idem_.find(k);
-      if (it != idem_.end() && it->second.expires == when) {
-        idem_.erase(it);
-        stats_.idem_evicted++;
-      }
-    }
-  }
+  propose_accept(from, m, digest);
+}
+
+void Manager::propose_accept(NodeId from, Submit& m, std::uint64_t digest) {
+  JobSpec& spec = m.spec;
+  spec.retry_budget = std::min(spec.retry_budget, cfg_.max_retry_budget);
+  spec.workflow_retries = std::min(spec.workflow_retries, cfg_.max_workflow_retries);
   const std::string id = spec.job_id;
-  Job& j = jobs_[id];
-  j.rec.spec = std::move(spec);
-  j.rec.spec.retry_budget = std::min(j.rec.spec.retry_budget, cfg_.max_retry_budget);
-  j.rec.spec.workflow_retries = std::min(j.rec.spec.workflow_retries, cfg_.max_workflow_retries);
-  j.rec.digest = digest;
-  j.rec.state = JobState::submitted;
-  j.rec.leader = self_;
-  j.rec.leader_term = hooks_.term ? hooks_.term() : 0;
-  j.rec.token_hw = 0;
-  for (auto& w : j.rec.spec.workflows) {
-    WorkflowRecord r;
-    r.spec = w;
-    j.rec.workflows.push_back(std::move(r));
-  }
-  j.runs.resize(j.rec.workflows.size());
-  j.led = true;
-  j.started = ctx_->now();
-  j.waiters.push_back(Waiter{from, m.req, false, 0, ctx_->now() + cfg_.replicate_timeout});
-  j.commit_version = 1;
-  (void)ctx_->disk().append("jobs", std::vector<std::uint8_t>(id.begin(), id.end()));
-  if (!key.empty()) {
-    IdemEntry e;
-    e.job_id = id;
-    e.digest = digest;
-    e.expires = ctx_->now() + cfg_.idem_committed_ttl;
-    idem_[key] = e;
-    idem_expiry_.emplace_back(e.expires, key);
-  }
-  log::info("manager", "job_received", "job={} workflows={} from={}", log::quoted(id), j.rec.workflows.size(), from);
-  mark(j);
-}
-
-cluster::JobView Manager::view(const Job& j) const {
-  JobView v;
-  v.job_id = j.rec.spec.job_id;
-  v.state = j.rec.state;
-  v.leader = j.rec.leader;
-  v.retries_used = j.rec.retries_used;
-  v.retry_budget = j.rec.spec.retry_budget;
-  v.workflow_retries = j.rec.spec.workflow_retries;
-  v.error = j.rec.error;
-  v.cancel_errors = j.rec.cancel_errors;
-  for (std::size_t i = 0; i < j.rec.workflows.size(); ++i) {
-    const auto& w = j.rec.workflows[i];
-    WorkflowView wv;
-    wv.name = w.spec.name;
-    wv.state = w.state;
-    wv.completed = w.completed;
-    wv.failed = w.failed;
-    wv.attempts = w.attempts;
-    wv.cores = w.cores;
-    wv.worker = w.worker;
-    wv.token = w.token;
-    wv.error = w.error;
-    wv.stats = w.stats;
-    wv.published = w.published;
-    wv.enqueued = w.state == WfState::pending && j.led && i < j.runs.size() && j.runs[i].retry_at.count() >= 0 &&
-                  !terminal(j.rec.state);
-    v.completed += w.completed;
-    v.failed += w.failed;
-    v.workflows.push_back(std::move(wv));
-  }
-  return v;
-}
-
-std::optional<cluster::JobView> Manager::job(const std::string& id) const {
-  auto it = jobs_.find(id);
-  if (it == jobs_.end()) return std::nullopt;
-  return view(it->second);
+  Waiters& w = accepts_[id];
+  w.digest = digest;
+  w.key = spec.idempotency_key;
+  w.clients.emplace_back(from, m.req);
+  ++waiters_;
+  LedgerEntry e = entry(LedgerOp::accept, id);
+  e.spec = std::move(spec);
+  e.digest = digest;
+  log::info("manager", "job_received", "job={} workflows={} from={}", log::quoted(id), e.spec.workflows.size(), from);
+  auto answer = [this, id](bool ok, Err code, const std::string& error) {
+    auto it = accepts_.find(id);
+    if (it == accepts_.end()) return;
+    for (const auto& [client, req] : it->second.clients) {
+      SubmitAck a = ok ? SubmitAck{} : reject(req, code, error);
+      a.req = req;
+      if (ok) a.accepted = true, a.job_id = id, a.leader = raft_->leader_id();
+      reply(client, MsgType::submit_ack, a);
+    }
+    waiters_ -= it->second.clients.size();
+    accepts_.erase(it);
+  };
+  propose(
+      std::move(e),
+      [this, answer, id](LedgerOutcome o) {
+        if (o == LedgerOutcome::applied || o == LedgerOutcome::duplicate) {
+          stats_.accepted++;
+          answer(true, Err::none, "");
+        } else if (o == LedgerOutcome::full) {
+          stats_.rejected++;
+          answer(false, Err::overloaded, "the job ledger is full");
+        } else {
+          stats_.conflicts++;
+          answer(false, Err::conflict, fmt::format("job '{}' conflicts with a recorded job ({})", id, name(o)));
+        }
+      },
+      [answer](const Status& st) {
+        answer(false, Err::unavailable,
+               fmt::format("the job could not be recorded ({}); retry with the same key", st.message()));
+      });
 }
 
 void Manager::handle_status(NodeId from, const StatusQuery& m) {
   StatusReply r;
   r.req = m.req;
-  auto it = jobs_.find(m.job_id);
-  if (it != jobs_.end()) {
+  if (const LedgerJob* j = ledger_.job(m.job_id)) {
     r.found = true;
-    r.job = view(it->second);
+    r.job = view(m.job_id, *j);
   }
   reply(from, MsgType::status_reply, r);
 }
@@ -583,975 +557,174 @@ void Manager::handle_cancel(NodeId from, const CancelJob& m) {
   stats_.cancels++;
   CancelReply r;
   r.req = m.req;
-  Job* j = find(m.job_id);
-  if (j == nullptr) {
-    r.code = Err::not_found;
-    r.error = "no job '" + m.job_id + "'";
-    reply(from, MsgType::cancel_reply, r);
-    return;
-  }
-  if (!j->led) {
+  const LedgerJob* j = ledger_.job(m.job_id);
+  if (!is_leader()) {
     r.code = Err::not_leader;
-    r.error = "this manager does not lead the job";
-    r.leader = j->rec.leader;
-    reply(from, MsgType::cancel_reply, r);
-    return;
-  }
-  if (m.fence != 0 && m.fence != j->rec.token_hw) {
+    r.error = "this manager is not the datacenter leader";
+    r.leader = raft_->leader_id();
+  } else if (j == nullptr) {
+    r.code = Err::not_found;
+    r.error = fmt::format("no job '{}'", m.job_id);
+  } else if (m.fence != 0 && m.fence != j->token_hw) {
     stats_.fence_rejects++;
     r.code = Err::fence;
-    r.error = "stale fence token " + std::to_string(m.fence) + " (current " + std::to_string(j->rec.token_hw) + ")";
-    reply(from, MsgType::cancel_reply, r);
-    return;
-  }
-  if (j->rec.state == JobState::cancelled) {
+    r.error = fmt::format("stale fence token {} (current {})", m.fence, j->token_hw);
+  } else if (j->state == JobState::cancelled) {
     r.success = true;
     r.already_cancelled = true;
-    if (!j->waiters.empty()) {  // the first cancel is not yet on a quorum: answer both together
-      j->waiters.push_back(Waiter{from, m.req, true, 0, ctx_->now() + cfg_.replicate_timeout});
+  } else if (terminal(j->state)) {
+    r.already_completed = true;
+    r.error = fmt::format("the job already ended: {}", name(j->state));
+  } else {
+    Live& l = live_of(m.job_id, *j);
+    if (waiters_ >= cfg_.max_waiters) {
+      r.code = Err::overloaded;
+      r.error = "too many clients waiting for their requests to be recorded";
+      reply(from, MsgType::cancel_reply, r);
       return;
     }
-    reply(from, MsgType::cancel_reply, r);
-    return;
-  }
-  if (terminal(j->rec.state)) {
-    r.already_completed = true;
-    r.error = std::string("the job already ended: ") + name(j->rec.state);
-    reply(from, MsgType::cancel_reply, r);
-    return;
-  }
-  std::uint32_t count = 0;
-  for (const auto& w : j->rec.workflows)
-    if (!terminal(w.state)) ++count;
-  j->rec.cancel_requested = true;
-  finish_job(*j, JobState::cancelled, m.reason.empty() ? "cancelled by request" : m.reason);
-  j->waiters.push_back(Waiter{from, m.req, true, count, ctx_->now() + cfg_.replicate_timeout});
-  j->commit_version = j->rec.version + 1;
-  log::info("manager", "job_cancelled", "job={} workflows={}", log::quoted(m.job_id), count);
-}
-
-void Manager::handle_cancel_workflow(NodeId from, const CancelWorkflow& m) {
-  CancelReply r;
-  r.req = m.req;
-  Job* j = find(m.job_id);
-  if (j == nullptr || !j->led) {
-    r.code = j == nullptr ? Err::not_found : Err::not_leader;
-    r.error = j == nullptr ? "no job '" + m.job_id + "'" : "this manager does not lead the job";
-    if (j != nullptr) r.leader = j->rec.leader;
-    reply(from, MsgType::cancel_reply, r);
-    return;
-  }
-  std::size_t i = 0;
-  for (; i < j->rec.workflows.size(); ++i)
-    if (j->rec.workflows[i].spec.name == m.workflow) break;
-  if (i == j->rec.workflows.size()) {
-    r.code = Err::not_found;
-    r.error = "job '" + m.job_id + "' has no workflow '" + m.workflow + "'";
-    reply(from, MsgType::cancel_reply, r);
-    return;
-  }
-  auto& w = j->rec.workflows[i];
-  if (w.state == WfState::cancelled) {
-    r.success = true;
-    r.already_cancelled = true;
-  } else if (terminal(w.state)) {
-    r.already_completed = true;
-    r.error = std::string("the workflow already ended: ") + name(w.state);
-  } else {
-    r.success = true;
-    r.cancelled_workflow_count = 1;
-    if (live(w.state)) {
-      stop_workflow(*j, i, "workflow cancelled by request");
-    } else {
-      w.state = WfState::cancelled;
-      w.error = "cancelled by request";
-    }
-    mark(*j);
-    j->waiters.push_back(Waiter{from, m.req, true, 1, ctx_->now() + cfg_.replicate_timeout});
-    j->commit_version = j->rec.version + 1;
-    check_job(*j);
+    l.cancel_waiters.emplace_back(from, m.req);
+    ++waiters_;
+    if (l.cancel_waiters.size() > 1) return;  // the first cancel is in flight: answered together
+    l.cancel_count = static_cast<std::uint32_t>(std::count_if(
+        j->workflows.begin(), j->workflows.end(), [](const LedgerWorkflow& w) { return !terminal(w.state); }));
+    LedgerEntry e = entry(LedgerOp::cancel, m.job_id);
+    e.error = m.reason.empty() ? "cancelled by request" : m.reason;
+    e.progress = progress_of(m.job_id);
+    const std::string id = m.job_id;
+    auto answer = [this, id](bool ok, LedgerOutcome o, const std::string& error) {
+      auto it = live_.find(id);
+      if (it == live_.end()) return;
+      const LedgerJob* job = ledger_.job(id);
+      for (const auto& [client, req] : it->second.cancel_waiters) {
+        CancelReply c;
+        c.req = req;
+        c.success = ok && (o == LedgerOutcome::applied || (job && job->state == JobState::cancelled));
+        c.cancelled_workflow_count = o == LedgerOutcome::applied ? it->second.cancel_count : 0;
+        c.already_cancelled = ok && o != LedgerOutcome::applied && c.success;
+        c.already_completed = ok && !c.success;
+        if (!ok) c.code = Err::unavailable, c.error = error;
+        if (ok && !c.success) c.error = fmt::format("the job already ended: {}", job ? name(job->state) : "retired");
+        reply(client, MsgType::cancel_reply, c);
+      }
+      waiters_ -= it->second.cancel_waiters.size();
+      it->second.cancel_waiters.clear();
+    };
+    log::info("manager", "job_cancel", "job={} workflows={}", log::quoted(id), l.cancel_count);
+    propose(
+        std::move(e), [answer](LedgerOutcome o) { answer(true, o, ""); },
+        [answer](const Status& st) {
+          answer(false, LedgerOutcome::applied,
+                 fmt::format("the cancel could not be recorded ({}); retry it", st.message()));
+        });
     return;
   }
   reply(from, MsgType::cancel_reply, r);
 }
 
-void Manager::handle_replicate(NodeId from, Replicate& m) {
-  JobRecord& rec = m.record;
-  const std::string id = rec.spec.job_id;
-  if (!valid_id(id, 64) || rec.workflows.size() > cfg_.max_workflows_per_job) {
-    stats_.decode_errors++;
-    log::warn("manager", "bad_replica", "from={} job={}", from, log::quoted(id));
-    return;
-  }
-  Job* j = find(id);
-  if (j != nullptr) {
-    const auto mine = std::make_pair(j->rec.leader_term, j->rec.version);
-    const auto theirs = std::make_pair(rec.leader_term, rec.version);
-    if (theirs < mine) {
-      stats_.stale_replicas++;
-      Replicate newer{j->rec};
-      reply(from, MsgType::replicate, newer);  // let a stale leader learn who leads now
-      return;
-    }
-    if (theirs == mine) {
-      ReplicateAck a{id, rec.version};
-      if (j->persisted_version >= rec.version) reply(from, MsgType::replicate_ack, a);
-      return;
-    }
-    if (j->led && rec.leader != self_) {
-      log::warn("manager", "job_leadership_lost", "job={} new_leader={} term={}", log::quoted(id), rec.leader,
-                rec.leader_term);
-      j->led = false;
-      answer_waiters(*j, false, Err::not_leader, "job leadership moved");
-    }
+void Manager::handle_cancel_workflow(NodeId from, const CancelWorkflow& m) {
+  CancelReply r;
+  r.req = m.req;
+  const LedgerJob* j = ledger_.job(m.job_id);
+  const auto i = j ? wf_index(*j, m.workflow) : std::nullopt;
+  if (!is_leader()) {
+    r.code = Err::not_leader;
+    r.error = "this manager is not the datacenter leader";
+    r.leader = raft_->leader_id();
+  } else if (j == nullptr || !i) {
+    r.code = Err::not_found;
+    r.error = j == nullptr ? fmt::format("no job '{}'", m.job_id)
+                           : fmt::format("job '{}' has no workflow '{}'", m.job_id, m.workflow);
+  } else if (j->workflows[*i].state == WfState::cancelled || j->workflows[*i].stop_requested) {
+    r.success = true;
+    r.already_cancelled = true;
+  } else if (terminal(j->workflows[*i].state)) {
+    r.already_completed = true;
+    r.error = fmt::format("the workflow already ended: {}", name(j->workflows[*i].state));
   } else {
-    if (jobs_.size() >= cfg_.max_jobs) {
-      log::error("manager", "replica_refused", "job={} held={} (job table full)", log::quoted(id), jobs_.size());
-      return;
-    }
-    j = &jobs_[id];
-    j->started = ctx_->now();
-    (void)ctx_->disk().append("jobs", std::vector<std::uint8_t>(id.begin(), id.end()));
-  }
-  j->rec = std::move(rec);
-  j->runs.resize(j->rec.workflows.size());
-  j->base_elapsed_ms = j->rec.elapsed_ms;
-  j->started = ctx_->now();
-  const std::string& key = j->rec.spec.idempotency_key;
-  if (!key.empty() && idem_.count(key) == 0 && idem_.size() < cfg_.max_idempotency) {
-    IdemEntry e;
-    e.job_id = id;
-    e.digest = j->rec.digest;
-    e.expires = ctx_->now() + cfg_.idem_committed_ttl;
-    idem_[key] = e;
-    idem_expiry_.emplace_back(e.expires, key);
-  }
-  persist_now(*j);
-  open_batch_.versions.emplace_back(id, j->rec.version);
-  ReplicateAck a{id, j->rec.version};
-  open_batch_.after.emplace_back(from, encode(MsgType::replicate_ack, a));
-  check_job(*j);
-}
-
-void Manager::handle_replicate_ack(NodeId from, const ReplicateAck& m) {
-  Job* j = find(m.job_id);
-  if (j == nullptr || !j->led) return;
-  auto& v = j->acked[from];
-  v = std::max(v, m.version);
-  if (!j->waiters.empty() && quorum_acked(*j, j->commit_version)) answer_waiters(*j, true, Err::none, "");
-}
-
-bool Manager::quorum_acked(const Job& j, std::uint64_t version) const {
-  if (version == 0) return false;
-  std::size_t n = j.persisted_version >= version ? 1 : 0;
-  for (NodeId peer : cfg_.managers) {
-    if (peer == self_) continue;
-    auto it = j.acked.find(peer);
-    if (it != j.acked.end() && it->second >= version) ++n;
-  }
-  return n >= quorum();
-}
-
-void Manager::answer_waiters(Job& j, bool ok, Err code, const std::string& error) {
-  if (ok && !j.committed) {
-    j.committed = true;
-    stats_.commits++;
-    stats_.accepted++;
-    if (j.rec.state == JobState::submitted) {
-      j.rec.state = JobState::running;
-      mark(j);
-    }
-  }
-  for (const Waiter& w : j.waiters) {
-    if (w.cancel) {
-      CancelReply r;
-      r.req = w.req;
-      r.success = ok;
-      r.cancelled_workflow_count = w.cancelled_count;
-      r.already_cancelled = ok && w.cancelled_count == 0;
-      r.code = code;
-      r.error = error;
-      reply(w.client, MsgType::cancel_reply, r);
-    } else {
-      SubmitAck a = ok ? SubmitAck{} : reject(w.req, code, error);
-      a.req = w.req;
-      if (ok) {
-        a.accepted = true;
-        a.job_id = j.rec.spec.job_id;
-        a.leader = j.rec.leader;
-      }
-      reply(w.client, MsgType::submit_ack, a);
-    }
-  }
-  j.waiters.clear();
-}
-
-void Manager::handle_heartbeat(NodeId from, Heartbeat& m) {
-  auto it = workers_.find(from);
-  if (it == workers_.end()) {
-    if (workers_.size() >= cfg_.max_workers) {
-      log::error("manager", "worker_refused", "worker={} (worker table full: {})", from, workers_.size());
-      return;
-    }
-    log::info("manager", "worker_registered", "worker={} cores={}", from, m.total_cores);
-    it = workers_.emplace(from, WorkerInfo{}).first;
-  }
-  WorkerInfo& info = it->second;
-  const bool rebooted = info.last_heartbeat.count() != 0 && m.boot != 0 && info.boot != m.boot;
-  info.total = m.total_cores;
-  info.available = m.available_cores;
-  info.health = m.health;
-  info.last_heartbeat = ctx_->now();
-  info.execs = m.execs;
-  info.boot = m.boot;
-  HeartbeatAck ack;
-  ack.is_leader = hooks_.is_leader && hooks_.is_leader();
-  std::set<std::pair<std::string, std::string>> reported;
-  for (const auto& e : m.execs) {
-    reported.emplace(e.job_id, e.workflow);
-    Job* j = find(e.job_id);
-    if (j == nullptr || !j->led) continue;
-    std::size_t i = 0;
-    for (; i < j->rec.workflows.size(); ++i)
-      if (j->rec.workflows[i].spec.name == e.workflow) break;
-    const bool stale = i == j->rec.workflows.size() || terminal(j->rec.workflows[i].state) ||
-                       e.token < j->rec.workflows[i].token || j->rec.workflows[i].worker != from || j->runs[i].stopping;
-    if (stale) ack.stop.push_back(StopItem{e.job_id, e.workflow, e.token});
-  }
-  if (rebooted) {
-    // The worker restarted without being declared dead: whatever it ran is gone.
-    for (auto& [id, j] : jobs_) {
-      if (!j.led) continue;
-      for (std::size_t i = 0; i < j.rec.workflows.size(); ++i) {
-        auto& w = j.rec.workflows[i];
-        if (live(w.state) && w.worker == from && reported.count({id, w.spec.name}) == 0)
-          lose_attempt(j, i, "worker restarted", true);
-      }
-    }
-  }
-  reply(from, MsgType::heartbeat_ack, ack);
-}
-
-void Manager::handle_dispatch_ack(NodeId from, const DispatchAck& m) {
-  Job* j = find(m.job_id);
-  if (j == nullptr || !j->led) return;
-  for (std::size_t i = 0; i < j->rec.workflows.size(); ++i) {
-    auto& w = j->rec.workflows[i];
-    if (w.spec.name != m.workflow) continue;
-    if (w.token != m.token || w.worker != from || w.state != WfState::dispatched) return;
-    auto winfo = workers_.find(from);
-    if (m.accepted) {
-      w.state = WfState::running;
-      j->runs[i].last_progress = ctx_->now();
-      if (winfo != workers_.end() && winfo->second.half_open_probe) {
-        winfo->second.open = false;
-        winfo->second.half_open_probe = false;
-        winfo->second.errors.clear();
-        log::info("manager", "circuit_closed", "worker={}", from);
-      }
-    } else {
-      stats_.dispatch_refused++;
-      log::warn("manager", "dispatch_refused", "job={} workflow={} worker={} code={} error={}", log::quoted(m.job_id),
-                log::quoted(m.workflow), from, name(m.code), log::quoted(m.error));
-      circuit_error(from);
-      w.state = WfState::pending;
-      w.worker = 0;
-      w.cores = 0;
-      if (w.attempts > 0) w.attempts--;  // it never ran
-      auto& run = j->runs[i];
-      run.backoff =
-          run.backoff.count() == 0 ? cfg_.requeue_backoff : std::min(run.backoff * 2, cfg_.requeue_backoff_max);
-      run.retry_at = ctx_->now() + run.backoff;
-    }
-    mark(*j);
+    LedgerEntry e = entry(LedgerOp::cancel_wf, m.job_id);
+    e.workflow = static_cast<std::uint32_t>(*i);
+    e.error = "cancelled by request";
+    const std::uint64_t req = m.req;
+    propose(
+        std::move(e),
+        [this, from, req](LedgerOutcome o) {
+          CancelReply c;
+          c.req = req;
+          c.success = o == LedgerOutcome::applied || o == LedgerOutcome::duplicate;
+          c.cancelled_workflow_count = o == LedgerOutcome::applied ? 1 : 0;
+          c.already_cancelled = o == LedgerOutcome::duplicate;
+          c.already_completed = !c.success;
+          if (!c.success) c.error = fmt::format("the workflow already ended ({})", name(o));
+          reply(from, MsgType::cancel_reply, c);
+        },
+        [this, from, req](const Status& st) {
+          CancelReply c;
+          c.req = req;
+          c.code = Err::unavailable;
+          c.error = fmt::format("the cancel could not be recorded ({}); retry it", st.message());
+          reply(from, MsgType::cancel_reply, c);
+        });
     return;
   }
+  reply(from, MsgType::cancel_reply, r);
 }
 
-void Manager::handle_progress(NodeId from, const Progress& m) {
-  Job* j = find(m.job_id);
-  if (j == nullptr || !j->led) return;
-  for (std::size_t i = 0; i < j->rec.workflows.size(); ++i) {
-    auto& w = j->rec.workflows[i];
-    if (w.spec.name != m.workflow) continue;
-    if (w.token != m.token || w.worker != from || terminal(w.state)) return;
-    if (w.state == WfState::dispatched) w.state = WfState::running;
-    auto& run = j->runs[i];
-    if (m.completed != run.last_completed || m.failed != run.last_failed) {
-      run.last_completed = m.completed;
-      run.last_failed = m.failed;
-      run.last_progress = ctx_->now();
+// ---------------------------------------------------------------- views
+
+JobView Manager::view(const std::string& id, const LedgerJob& j) const {
+  JobView v;
+  v.job_id = id;
+  v.state = j.state;
+  v.leader = raft_->leader_id();
+  v.retries_used = j.retries_used;
+  v.retry_budget = j.spec.retry_budget;
+  v.workflow_retries = j.spec.workflow_retries;
+  v.error = j.error;
+  v.cancel_errors = j.cancel_errors;
+  auto l = live_.find(id);
+  for (std::size_t i = 0; i < j.workflows.size(); ++i) {
+    const auto& w = j.workflows[i];
+    const Run* r = l != live_.end() && i < l->second.runs.size() ? &l->second.runs[i] : nullptr;
+    WorkflowView wv;
+    wv.name = j.spec.workflows[i].name;
+    wv.state = w.state;
+    wv.completed = w.completed;
+    wv.failed = w.failed;
+    if (r != nullptr && live(w.state) && !terminal(j.state) && r->token == w.token) {
+      if (r->acked) wv.state = WfState::running;
+      wv.completed = std::max(wv.completed, r->completed);
+      wv.failed = std::max(wv.failed, r->failed);
     }
-    w.completed = std::max(w.completed, m.completed);
-    w.failed = std::max(w.failed, m.failed);
-    return;
+    wv.attempts = w.attempts;
+    wv.cores = w.cores;
+    wv.worker = w.worker;
+    wv.token = w.token;
+    wv.error = w.error;
+    wv.stats = w.stats;
+    wv.published = w.published;
+    wv.enqueued = w.state == WfState::pending && r != nullptr && r->waiting_cores && !terminal(j.state);
+    v.completed += wv.completed;
+    v.failed += wv.failed;
+    v.workflows.push_back(std::move(wv));
   }
+  return v;
 }
 
-void Manager::handle_result(NodeId from, ResultMsg& m) {
-  ResultAck ack{m.job_id, m.workflow, m.token};
-  Job* j = find(m.job_id);
-  if (j == nullptr) {
-    reply(from, MsgType::result_ack, ack);  // nobody wants it any more: let the worker drop it
-    return;
-  }
-  if (!j->led) return;  // the leader will answer; the worker keeps it until then
-  reply(from, MsgType::result_ack, ack);
-  for (std::size_t i = 0; i < j->rec.workflows.size(); ++i) {
-    auto& w = j->rec.workflows[i];
-    if (w.spec.name != m.workflow) continue;
-    if (w.token != m.token) {
-      stats_.stale_results++;
-      return;
-    }
-    if (terminal(w.state)) {
-      // A stopped workflow's partial statistics can arrive after its stop was acknowledged: keep them.
-      if (w.state == WfState::cancelled && w.stats.empty() && !m.stats.empty()) {
-        w.completed = m.completed;
-        w.failed = m.failed;
-        w.stats = std::move(m.stats);
-        mark(*j);
-      }
-      stats_.duplicate_results++;
-      return;
-    }
-    stats_.results++;
-    auto& run = j->runs[i];
-    switch (m.outcome) {
-      case Outcome::completed:
-        w.state = WfState::completed;
-        break;
-      case Outcome::failed:
-        w.state = WfState::failed;
-        w.error = m.error;
-        break;
-      case Outcome::cancelled:
-        if (run.stopping || terminal(j->rec.state)) {
-          w.state = WfState::cancelled;
-          if (w.error.empty()) w.error = m.error;
-        } else {
-          lose_attempt(*j, i, "cancelled on the worker: " + m.error, false);
-          check_job(*j);
-          return;
-        }
-        break;
-      case Outcome::lost:
-        lose_attempt(*j, i, "lost on the worker: " + m.error, true);
-        check_job(*j);
-        return;
-    }
-    run.stopping = false;
-    w.completed = m.completed;
-    w.failed = m.failed;
-    w.stats = std::move(m.stats);
-    w.published.clear();
-    for (auto& [k, v] : m.published) w.published.emplace_back(w.spec.name + "." + k, std::move(v));
-    log::info("manager", "workflow_done", "job={} workflow={} state={} completed={} failed={} token={}",
-              log::quoted(m.job_id), log::quoted(m.workflow), name(w.state), w.completed, w.failed, w.token);
-    mark(*j);
-    check_job(*j);
-    return;
-  }
+std::optional<JobView> Manager::job(const std::string& id) const {
+  const LedgerJob* j = ledger_.job(id);
+  if (j == nullptr) return std::nullopt;
+  return view(id, *j);
 }
 
-void Manager::handle_stop_ack(NodeId from, const StopAck& m) {
-  Job* j = find(m.job_id);
-  if (j == nullptr || !j->led) return;
-  for (std::size_t i = 0; i < j->rec.workflows.size(); ++i) {
-    auto& w = j->rec.workflows[i];
-    if (w.spec.name != m.workflow || w.token != m.token || w.worker != from) continue;
-    if (j->runs[i].stopping && !terminal(w.state)) {
-      w.state = WfState::cancelled;
-      j->runs[i].stopping = false;
-      mark(*j);
-      check_job(*j);
-    }
-    return;
-  }
-}
-
-void Manager::handle_transfer_ack(NodeId from, const TransferAck& m) {
-  Job* j = find(m.job_id);
-  if (j == nullptr || !j->led) return;
-  for (std::size_t i = 0; i < j->rec.workflows.size(); ++i) {
-    auto& w = j->rec.workflows[i];
-    if (w.spec.name != m.workflow || w.worker != from) continue;
-    auto& run = j->runs[i];
-    if (!run.transfer_pending || m.token != w.token) return;
-    run.transfer_pending = false;
-    if (!m.accepted) {
-      log::warn("manager", "transfer_refused", "job={} workflow={} worker={} token={} (a newer leader holds it)",
-                log::quoted(m.job_id), log::quoted(m.workflow), from, m.token);
-      return;
-    }
-    if (!m.running) {
-      lose_attempt(*j, i, "not running on the worker at takeover", false);
-    } else {
-      run.last_progress = ctx_->now();
-      if (w.state == WfState::dispatched) w.state = WfState::running;
-    }
-    mark(*j);
-    check_job(*j);
-    return;
-  }
-}
-
-// ---------------------------------------------------------------- scheduling
-
-// The dispatch of workflow i as recorded: the stored original plan, VUs and cores, the current
-// token, and the values its dependencies published. A re-send is byte-for-byte the same.
-Dispatch Manager::make_dispatch(const Job& j, std::size_t i) const {
-  const auto& w = j.rec.workflows[i];
-  Dispatch d;
-  d.job_id = j.rec.spec.job_id;
-  d.workflow = w.spec.name;
-  d.token = w.token;
-  d.cores = w.cores;
-  d.vus = w.spec.vus;
-  d.plan = w.spec.plan;
-  for (const auto& dep : w.spec.deps)
-    for (const auto& other : j.rec.workflows)
-      if (other.spec.name == dep) d.context.insert(d.context.end(), other.published.begin(), other.published.end());
-  return d;
-}
-
-std::uint64_t Manager::next_token(Job& j) {
-  const std::uint64_t term = hooks_.term ? hooks_.term() : 0;
-  const std::uint64_t base = std::max(j.rec.leader_term, term) << 32;
-  j.rec.token_hw = std::max(j.rec.token_hw + 1, base);
-  return j.rec.token_hw;
-}
-
-bool Manager::eligible(NodeId w, const WorkerInfo& info) const {
-  if (hooks_.alive && !hooks_.alive(w)) return false;
-  if (ctx_->now() - info.last_heartbeat > cfg_.worker_stale) return false;
-  if (info.health == Health::overloaded) return false;
-  if (info.open && (ctx_->now() < info.open_until || info.half_open_probe)) return false;
-  return true;
-}
-
-void Manager::circuit_error(NodeId worker) {
-  auto it = workers_.find(worker);
-  if (it == workers_.end()) return;
-  WorkerInfo& info = it->second;
-  const Instant now = ctx_->now();
-  info.errors.push_back(now);
-  while (!info.errors.empty() && now - info.errors.front() > cfg_.circuit_window) info.errors.pop_front();
-  while (info.errors.size() > cfg_.circuit_errors * 4) info.errors.pop_front();
-  if (info.half_open_probe || (!info.open && info.errors.size() >= cfg_.circuit_errors)) {
-    if (!info.open) stats_.circuit_opened++;
-    info.open = true;
-    info.half_open_probe = false;
-    info.open_until = now + cfg_.circuit_half_open;
-    log::warn("manager", "circuit_open", "worker={} errors={} until_ms={}", worker, info.errors.size(),
-              std::chrono::duration_cast<std::chrono::milliseconds>(info.open_until).count());
-  }
-}
-
-void Manager::lose_attempt(Job& j, std::size_t i, const std::string& why, bool exclude) {
-  auto& w = j.rec.workflows[i];
-  auto& run = j.runs[i];
-  const NodeId worker = w.worker;
-  if (exclude && worker != 0 && std::find(w.excluded.begin(), w.excluded.end(), worker) == w.excluded.end() &&
-      w.excluded.size() < 1000)
-    w.excluded.push_back(worker);
-  run = WfRun{};
-  w.worker = 0;
-  w.cores = 0;
-  const std::uint32_t retries = w.attempts > 0 ? w.attempts - 1 : 0;
-  if (terminal(j.rec.state)) {
-    w.state = WfState::cancelled;
-  } else if (retries < j.rec.spec.workflow_retries && j.rec.retries_used < j.rec.spec.retry_budget) {
-    j.rec.retries_used++;
-    w.state = WfState::pending;
-    stats_.redispatches++;
-    log::warn("manager", "workflow_retry", "job={} workflow={} worker={} reason={} attempt={} retries_used={}/{}",
-              log::quoted(j.rec.spec.job_id), log::quoted(w.spec.name), worker, log::quoted(why), w.attempts,
-              j.rec.retries_used, j.rec.spec.retry_budget);
-  } else {
-    w.state = WfState::failed;
-    w.error = "retry budget exhausted: " + why;
-    stats_.budget_exhausted++;
-    log::warn("manager", "workflow_failed", "job={} workflow={} reason={}", log::quoted(j.rec.spec.job_id),
-              log::quoted(w.spec.name), log::quoted(w.error));
-  }
-  mark(j);
-}
-
-void Manager::stop_workflow(Job& j, std::size_t i, const std::string& why) {
-  auto& w = j.rec.workflows[i];
-  auto& run = j.runs[i];
-  if (w.error.empty()) w.error = why;
-  run.stopping = true;
-  run.stop_deadline = ctx_->now() + cfg_.cancel_timeout;
-  StopExec s{j.rec.spec.job_id, w.spec.name, w.token};
-  reply(w.worker, MsgType::stop_exec, s);
-}
-
-void Manager::finish_job(Job& j, JobState s, const std::string& error) {
-  for (std::size_t i = 0; i < j.rec.workflows.size(); ++i) {
-    auto& w = j.rec.workflows[i];
-    if (terminal(w.state)) continue;
-    if (live(w.state)) {
-      if (!j.runs[i].stopping) stop_workflow(j, i, std::string("job ") + name(s));
-    } else {
-      w.state = WfState::cancelled;
-      w.error = std::string("job ") + name(s);
-    }
-  }
-  if (!terminal(j.rec.state)) {
-    j.rec.state = s;
-    j.rec.error = error;
-    if (s == JobState::timeout) stats_.timeouts++;
-    log::info("manager", "job_finished", "job={} state={} error={}", log::quoted(j.rec.spec.job_id), name(s),
-              log::quoted(error));
-  }
-  mark(j);
-  check_job(j);
-}
-
-void Manager::check_job(Job& j) {
-  const auto& wfs = j.rec.workflows;
-  const bool all_done = std::all_of(wfs.begin(), wfs.end(), [](const WorkflowRecord& w) { return terminal(w.state); });
-  if (!all_done) return;
-  if (!terminal(j.rec.state) && j.led && j.committed) {
-    bool any_failed = false, any_cancelled = false;
-    for (const auto& w : wfs) {
-      any_failed |= w.state == WfState::failed;
-      any_cancelled |= w.state == WfState::cancelled;
-    }
-    j.rec.state = any_failed ? JobState::failed : any_cancelled ? JobState::partial : JobState::completed;
-    if (any_failed) {
-      for (const auto& w : wfs)
-        if (w.state == WfState::failed) {
-          j.rec.error = "workflow '" + w.spec.name + "' failed: " + w.error;
-          break;
-        }
-    }
-    log::info("manager", "job_finished", "job={} state={}", log::quoted(j.rec.spec.job_id), name(j.rec.state));
-    mark(j);
-  }
-  if (terminal(j.rec.state) && !j.cleanup_queued) {
-    j.cleanup_queued = true;
-    j.terminal_at = ctx_->now();
-    const Duration keep = j.rec.state == JobState::completed ? cfg_.retention_ok : cfg_.retention_failed;
-    cleanup_.emplace_back(ctx_->now() + keep, j.rec.spec.job_id);
-  }
-}
-
-std::uint64_t Manager::elapsed_ms(const Job& j) const {
-  return j.base_elapsed_ms +
-         static_cast<std::uint64_t>(
-             std::chrono::duration_cast<std::chrono::milliseconds>(ctx_->now() - j.started).count());
-}
-
-void Manager::take_over(Job& j) {
-  stats_.takeovers++;
-  const NodeId old = j.rec.leader;
-  j.led = true;
-  j.committed = true;
-  j.rec.leader = self_;
-  j.rec.leader_term = hooks_.term ? hooks_.term() : j.rec.leader_term + 1;
-  j.base_elapsed_ms = j.rec.elapsed_ms;
-  j.started = ctx_->now();
-  j.acked.clear();
-  j.runs.assign(j.rec.workflows.size(), WfRun{});
-  log::warn("manager", "job_takeover", "job={} old_leader={} term={}", log::quoted(j.rec.spec.job_id), old,
-            j.rec.leader_term);
-  for (std::size_t i = 0; i < j.rec.workflows.size(); ++i) {
-    auto& w = j.rec.workflows[i];
-    if (!live(w.state)) continue;
-    if (hooks_.alive && !hooks_.alive(w.worker)) {
-      lose_attempt(j, i, "worker gone at takeover", true);
-      continue;
-    }
-    w.token = next_token(j);
-    j.runs[i].transfer_pending = true;
-    j.runs[i].transfer_deadline = ctx_->now() + cfg_.transfer_retry;
-    j.runs[i].last_progress = ctx_->now();
-    Transfer t{j.rec.spec.job_id, w.spec.name, w.token, self_};
-    stats_.transfers++;
-    send_after_sync(w.worker, encode(MsgType::transfer, t));
-  }
-  if (terminal(j.rec.state)) {
-    for (std::size_t i = 0; i < j.rec.workflows.size(); ++i)
-      if (live(j.rec.workflows[i].state) && !j.runs[i].stopping)
-        j.runs[i].stopping = true, j.runs[i].stop_deadline = ctx_->now() + cfg_.cancel_timeout;
-  }
-  mark(j);
-  check_job(j);
-}
-
-std::uint32_t Manager::free_cores(NodeId w, const WorkerInfo& info) const {
-  (void)w;
-  return info.available;
-}
-
-void Manager::tick() {
-  const Instant now = ctx_->now();
-  const bool leader = hooks_.is_leader && hooks_.is_leader();
-  // Takeovers: the DC leader adopts live jobs whose leader is gone (or released them).
-  if (leader) {
-    for (auto& [id, j] : jobs_) {
-      if (j.led) continue;
-      const bool unfinished =
-          !terminal(j.rec.state) || std::any_of(j.rec.workflows.begin(), j.rec.workflows.end(),
-                                                [](const WorkflowRecord& w) { return live(w.state); });
-      if (!unfinished) continue;
-      const bool orphan = j.rec.leader == 0 || j.rec.leader == self_ || (hooks_.alive && !hooks_.alive(j.rec.leader));
-      if (orphan) take_over(j);
-    }
-  }
-  // Replicas of unfinished jobs check with the job's leader now and then (anti-entropy).
-  std::vector<std::pair<NodeId, std::string>> pulls;
-  for (auto& [id, j] : jobs_) {
-    if (j.led || terminal(j.rec.state) || j.rec.leader == 0 || j.rec.leader == self_) continue;
-    if (now < j.pull_at) continue;
-    j.pull_at = now + cfg_.pull_every;
-    if (hooks_.alive && !hooks_.alive(j.rec.leader)) continue;
-    pulls.emplace_back(j.rec.leader, id);
-  }
-  for (auto& [to, id] : pulls) {
-    stats_.pulls++;
-    Pull p{id};
-    reply(to, MsgType::pull, p);
-  }
-  // Commit deadlines, replication retries, timeouts, stuck workflows, stop and transfer deadlines.
-  for (auto& [id, j] : jobs_) {
-    if (!j.led) continue;
-    for (auto it = j.waiters.begin(); it != j.waiters.end();) {
-      if (now >= it->deadline) {
-        stats_.commit_timeouts++;
-        if (it->cancel) {
-          CancelReply r;
-          r.req = it->req;
-          r.code = Err::unavailable;
-          r.error = "the cancel could not be recorded on a quorum of managers in time; it is still being applied";
-          reply(it->client, MsgType::cancel_reply, r);
-        } else {
-          SubmitAck a =
-              reject(it->req, Err::unavailable,
-                     "the job could not be recorded on a quorum of managers in time; retry with the same key");
-          reply(it->client, MsgType::submit_ack, a);
-        }
-        it = j.waiters.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    if (j.persisted_version > 0 && now >= j.replicate_at) {
-      bool behind = false;
-      for (NodeId peer : cfg_.managers) {
-        if (peer == self_) continue;
-        auto a = j.acked.find(peer);
-        if (a == j.acked.end() || a->second < j.persisted_version) behind = true;
-      }
-      if (behind) replicate(j);
-    }
-    if (!j.committed) continue;
-    if (!terminal(j.rec.state) && j.rec.spec.timeout_ms > 0 && elapsed_ms(j) >= j.rec.spec.timeout_ms) {
-      finish_job(j, JobState::timeout, "job timed out after " + std::to_string(j.rec.spec.timeout_ms) + " ms");
-    }
-    for (std::size_t i = 0; i < j.rec.workflows.size(); ++i) {
-      auto& w = j.rec.workflows[i];
-      auto& run = j.runs[i];
-      if (!live(w.state)) continue;
-      if (run.stopping) {
-        if (now >= run.stop_deadline) {
-          const std::string err =
-              "worker " + std::to_string(w.worker) + " did not confirm the stop of '" + w.spec.name + "'";
-          if (j.rec.cancel_errors.size() < 100) j.rec.cancel_errors.push_back(err);
-          log::warn("manager", "stop_unconfirmed", "job={} workflow={} worker={}", log::quoted(id),
-                    log::quoted(w.spec.name), w.worker);
-          w.state = WfState::cancelled;
-          run.stopping = false;
-          mark(j);
-          check_job(j);
-        }
-        continue;
-      }
-      if (run.transfer_pending && now >= run.transfer_deadline) {
-        Transfer t{id, w.spec.name, w.token, self_};
-        reply(w.worker, MsgType::transfer, t);
-        run.transfer_deadline = now + cfg_.transfer_retry;
-      }
-      if (w.state == WfState::dispatched && now >= run.ack_deadline && run.ack_deadline.count() > 0) {
-        stats_.dispatch_resends++;
-        circuit_error(w.worker);
-        Dispatch d = make_dispatch(j, i);
-        reply(w.worker, MsgType::dispatch, d);
-        run.ack_deadline = now + cfg_.dispatch_ack_timeout;
-      }
-      if (w.state == WfState::running && j.rec.spec.stuck_ms > 0 &&
-          now - run.last_progress >= std::chrono::milliseconds(j.rec.spec.stuck_ms)) {
-        stats_.stuck++;
-        log::warn("manager", "workflow_stuck", "job={} workflow={} worker={} no_progress_ms={}", log::quoted(id),
-                  log::quoted(w.spec.name), w.worker, j.rec.spec.stuck_ms);
-        StopExec s{id, w.spec.name, w.token};
-        reply(w.worker, MsgType::stop_exec, s);
-        lose_attempt(j, i, "stuck: no progress for " + std::to_string(j.rec.spec.stuck_ms) + " ms", true);
-      }
-    }
-    check_job(j);
-  }
-  // Dispatch, oldest job first.
-  std::map<NodeId, std::uint32_t> used;
-  for (const auto& [wid, info] : workers_) used[wid] = info.total > info.available ? info.total - info.available : 0;
-  // Reported usage lags our own dispatches: count ours that the worker has not reported yet.
-  for (const auto& [id, j] : jobs_) {
-    if (!j.led) continue;
-    for (const auto& w : j.rec.workflows) {
-      if (!live(w.state)) continue;
-      auto info = workers_.find(w.worker);
-      if (info == workers_.end()) continue;
-      bool reported = false;
-      for (const auto& e : info->second.execs)
-        if (e.job_id == id && e.workflow == w.spec.name) reported = true;
-      if (!reported) used[w.worker] += w.cores;
-    }
-  }
-  for (auto& [id, j] : jobs_) {
-    if (!j.led || !j.committed || terminal(j.rec.state)) continue;
-    schedule_job(j, used);
-  }
-  expire();
-}
-
-void Manager::schedule_job(Job& j, std::map<NodeId, std::uint32_t>& used) {
-  const Instant now = ctx_->now();
-  auto& wfs = j.rec.workflows;
-  // Dependants of failed or cancelled workflows never run.
-  bool changed = true;
-  while (changed) {
-    changed = false;
-    for (auto& w : wfs) {
-      if (w.state != WfState::pending) continue;
-      for (const auto& d : w.spec.deps) {
-        for (const auto& o : wfs) {
-          if (o.spec.name != d) continue;
-          if (o.state == WfState::failed || o.state == WfState::cancelled) {
-            w.state = o.state == WfState::failed ? WfState::failed : WfState::cancelled;
-            w.error = "dependency '" + d + "' " + name(o.state);
-            changed = true;
-            mark(j);
-          }
-        }
-        if (w.state != WfState::pending) break;
-      }
-    }
-  }
-  bool exclusive_live = false;
-  bool any_live = false;
-  for (const auto& w : wfs) {
-    if (live(w.state)) {
-      any_live = true;
-      if (w.spec.priority == Priority::exclusive) exclusive_live = true;
-    }
-  }
-  if (exclusive_live) return;
-  std::vector<std::size_t> ready;
-  for (std::size_t i = 0; i < wfs.size(); ++i) {
-    const auto& w = wfs[i];
-    if (w.state != WfState::pending || now < j.runs[i].retry_at) continue;
-    bool deps_done = true;
-    for (const auto& d : w.spec.deps)
-      for (const auto& o : wfs)
-        if (o.spec.name == d && o.state != WfState::completed) deps_done = false;
-    if (deps_done) ready.push_back(i);
-  }
-  if (ready.empty()) {
-    check_job(j);
-    return;
-  }
-  std::stable_sort(ready.begin(), ready.end(), [&](std::size_t a, std::size_t b) {
-    return priority_rank(wfs[a].spec.priority) < priority_rank(wfs[b].spec.priority);
-  });
-  std::size_t auto_left = 0;
-  for (std::size_t i : ready)
-    if (wfs[i].spec.cores == 0 && wfs[i].spec.priority != Priority::exclusive) ++auto_left;
-  for (std::size_t i : ready) {
-    auto& w = wfs[i];
-    const bool exclusive = w.spec.priority == Priority::exclusive;
-    if (exclusive && any_live) break;  // it waits until the job's other workflows are done
-    // Candidates in order of health, then free cores.
-    // Workers this workflow already failed on are used only when no other eligible worker exists
-    // (a lost worker that came back is better than none).
-    std::vector<std::pair<NodeId, std::uint32_t>> cands;
-    std::uint32_t total_free = 0;
-    for (int pass = 0; pass < 2 && cands.empty(); ++pass) {
-      total_free = 0;
-      for (const auto& [wid, info] : workers_) {
-        if (!eligible(wid, info)) continue;
-        if (pass == 0 && std::find(w.excluded.begin(), w.excluded.end(), wid) != w.excluded.end()) continue;
-        const std::uint32_t u = used[wid];
-        const std::uint32_t f = info.total > u ? info.total - u : 0;
-        total_free += f;
-        cands.emplace_back(wid, f);
-      }
-    }
-    std::stable_sort(cands.begin(), cands.end(), [&](const auto& a, const auto& b) {
-      const auto ha = static_cast<int>(workers_.at(a.first).health), hb = static_cast<int>(workers_.at(b.first).health);
-      if (ha != hb) return ha < hb;
-      return a.second > b.second;
-    });
-    std::uint32_t want = w.spec.cores;
-    NodeId chosen = 0;
-    for (const auto& [wid, f] : cands) {
-      std::uint32_t need = want;
-      if (exclusive) {
-        need = workers_.at(wid).total;
-        if (f < need) continue;
-      } else if (need == 0) {
-        const std::uint32_t share = auto_left > 0 ? total_free / static_cast<std::uint32_t>(auto_left) : f;
-        need = std::max<std::uint32_t>(1, std::min<std::uint32_t>({share, f, std::max<std::uint32_t>(1, w.spec.vus)}));
-      }
-      if (need == 0 || f < need) continue;
-      chosen = wid;
-      want = need;
-      break;
-    }
-    if (w.spec.cores == 0 && !exclusive && auto_left > 0) --auto_left;
-    if (chosen == 0) {
-      j.runs[i].retry_at = Instant{0};  // enqueued: waits for cores
-      continue;
-    }
-    WorkerInfo& info = workers_.at(chosen);
-    if (info.open) info.half_open_probe = true;
-    used[chosen] += want;
-    w.state = WfState::dispatched;
-    w.worker = chosen;
-    w.cores = want;
-    w.token = next_token(j);
-    w.attempts++;
-    any_live = true;
-    auto& run = j.runs[i];
-    run.ack_deadline = now + cfg_.dispatch_ack_timeout + cfg_.tick;
-    run.last_progress = now;
-    stats_.dispatches++;
-    if (attempts_.size() >= 10'000) attempts_.pop_front();
-    attempts_.push_back(Attempt{j.rec.spec.job_id, w.spec.name, chosen, w.token});
-    Dispatch d = make_dispatch(j, i);
-    log::info("manager", "dispatch", "job={} workflow={} worker={} cores={} token={} attempt={}", log::quoted(d.job_id),
-              log::quoted(d.workflow), chosen, want, w.token, w.attempts);
-    mark(j);
-    send_after_sync(chosen, encode(MsgType::dispatch, d));
-    if (exclusive) break;
-  }
-}
-
-void Manager::expire() {
-  const Instant now = ctx_->now();
-  while (!idem_expiry_.empty() && idem_expiry_.front().first <= now) {
-    auto [when, key] = idem_expiry_.front();
-    idem_expiry_.pop_front();
-    auto it = idem_.find(key);
-    if (it != idem_.end() && it->second.expires <= now) idem_.erase(it);
-  }
-  // Cleanup times differ by outcome, so scan the (bounded) queue for due entries.
-  for (auto it = cleanup_.begin(); it != cleanup_.end();) {
-    if (it->first <= now) {
-      forget(it->second);
-      it = cleanup_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-}
-
-void Manager::forget(const std::string& id) {
-  auto it = jobs_.find(id);
-  if (it == jobs_.end()) return;
-  if (!it->second.waiters.empty()) answer_waiters(it->second, false, Err::unavailable, "job cleaned up");
-  (void)ctx_->disk().erase(job_key(id));
-  dirty_.erase(id);
-  jobs_.erase(it);
-  stats_.cleaned++;
-  // The index log is compacted when it has grown well past the live set.
-  if (++forgotten_since_compact_ > std::max<std::size_t>(1000, jobs_.size())) {
-    forgotten_since_compact_ = 0;
-    compact_index();
-  }
-}
-
-void Manager::compact_index() {
-  // One atomic replace: a crash leaves the old index or the new one, never an index missing live jobs.
-  std::vector<node::Bytes> names;
-  names.reserve(jobs_.size());
-  for (const auto& [id, j] : jobs_) {
-    (void)j;
-    names.emplace_back(id.begin(), id.end());
-  }
-  if (Status st = ctx_->disk().replace_log("jobs", names); !st.ok()) {
-    stats_.disk_errors++;
-    log::error("manager", "index_compact_failed", "jobs={} error={} (the old index stands)", jobs_.size(),
-               log::quoted(st.to_string()));
-  }
-}
-
-void Manager::send_after_sync(NodeId to, std::vector<std::uint8_t> bytes) {
-  open_batch_.after.emplace_back(to, std::move(bytes));
-}
-
-void Manager::replicate(Job& j) {
-  j.replicate_at = ctx_->now() + cfg_.replicate_retry;
-  Replicate m{j.rec};
-  m.record.version = j.persisted_version;
-  if (m.record.version != j.rec.version) return;  // a newer version is on its way to the disk
-  auto bytes = encode(MsgType::replicate, m);
-  for (NodeId peer : cfg_.managers) {
-    if (peer == self_) continue;
-    auto a = j.acked.find(peer);
-    if (a != j.acked.end() && a->second >= j.persisted_version) continue;
-    if (hooks_.alive && !hooks_.alive(peer)) continue;
-    ctx_->send(peer, bytes);
-  }
-}
-
-void Manager::mark(Job& j) {
-  j.dirty = true;
-  dirty_.insert(j.rec.spec.job_id);
-}
-
-void Manager::flush() {
-  if (ctx_ == nullptr) return;
-  for (const auto& id : dirty_) {
-    Job* j = find(id);
-    if (j == nullptr || !j->dirty) continue;
-    j->dirty = false;
-    if (!j->led) continue;
-    j->rec.version++;
-    j->rec.elapsed_ms = elapsed_ms(*j);
-    persist_now(*j);
-    open_batch_.versions.emplace_back(id, j->rec.version);
-  }
-  dirty_.clear();
-  if (open_batch_.versions.empty() && open_batch_.after.empty()) return;
-  const std::uint64_t seq = next_sync_++;
-  const node::TimerId t = ctx_->sync(make_tag(kSync, seq));
-  if (t == 0) {
-    log::error("manager", "sync_failed", "batch={} (the disk failed; nothing in it is acknowledged)", seq);
-    open_batch_ = SyncBatch{};
-    return;
-  }
-  syncs_.emplace(seq, std::move(open_batch_));
-  open_batch_ = SyncBatch{};
-}
-
-std::vector<std::uint8_t> Manager::encode_record(JobRecord& rec) {
-  Enc e;
-  e(rec);
-  return e.w.take();
-}
-
-cluster::NodeStatus Manager::node_status() const {
+NodeStatus Manager::node_status() const {
   NodeStatus st;
   st.node = self_;
-  st.is_leader = hooks_.is_leader && hooks_.is_leader();
-  st.term = hooks_.term ? hooks_.term() : 0;
-  st.leader = hooks_.leader ? hooks_.leader().value_or(0) : 0;
+  st.is_leader = is_leader();
+  st.term = raft_->term();
+  st.leader = raft_->leader_id();
   for (const auto& [wid, info] : workers_) {
-    const bool alive = !hooks_.alive || hooks_.alive(wid);
-    if (!alive) continue;
+    if (alive_ && !alive_(wid)) continue;
     WorkerView wv;
     wv.node = wid;
     wv.healthy = seen_now_ - info.last_heartbeat <= cfg_.worker_stale && info.health != Health::overloaded;
@@ -1565,9 +738,9 @@ cluster::NodeStatus Manager::node_status() const {
     st.available_cores += info.available;
     st.workers.push_back(wv);
   }
-  for (const auto& [id, j] : jobs_) {
-    bool active = !terminal(j.rec.state);
-    for (const auto& w : j.rec.workflows)
+  for (const auto& [id, j] : ledger_.jobs()) {
+    bool active = !terminal(j.state);
+    for (const auto& w : j.workflows)
       if (live(w.state)) {
         active = true;
         st.active_workflow_count++;
@@ -1578,22 +751,16 @@ cluster::NodeStatus Manager::node_status() const {
 }
 
 std::map<std::string, std::size_t> Manager::table_sizes() const {
-  std::size_t waiters = 0, acked = 0, runs = 0;
-  for (const auto& [id, j] : jobs_) {
-    waiters += j.waiters.size();
-    acked += j.acked.size();
-    runs += j.runs.size();
-  }
-  return {{"jobs", jobs_.size()},
-          {"idempotency", idem_.size()},
-          {"idempotency_expiry", idem_expiry_.size()},
-          {"cleanup", cleanup_.size()},
-          {"workers", workers_.size()},
-          {"syncs", syncs_.size()},
-          {"waiters", waiters},
-          {"acked", acked},
+  std::size_t runs = 0;
+  for (const auto& [id, l] : live_) runs += l.runs.size();
+  return {{"jobs", ledger_.size()},
+          {"live_jobs", live_.size()},
           {"runs", runs},
-          {"dirty", dirty_.size()},
+          {"accepts_in_flight", accepts_.size()},
+          {"waiters", waiters_},
+          {"rejections", rejections_.size()},
+          {"rejection_expiry", rejection_expiry_.size()},
+          {"workers", workers_.size()},
           {"attempt_log", attempts_.size()}};
 }
 

@@ -1,22 +1,35 @@
 // JobLedger: the replicated job state of a role cluster (managers of a datacenter; gates later),
 // as the deterministic state machine of a RaftNode. Every change the cluster must not forget is a
-// log entry; every member applies the committed entries in order and holds the same ledger.
+// log entry; every member applies the committed entries in order and holds the same ledger. The
+// leader acts (dispatches, answers clients, sends stops) only on applied entries.
 //
 // Entries (LedgerOp) and the rules apply() enforces, identically on every member:
-//   accept    a job with its plan and idempotency key. A known job id is a duplicate (no change);
-//             a known key with another job id is a conflict; over max_jobs it is refused.
-//   dispatch  a workflow to a worker with a fence token. The token carries the proposer's Raft
-//             term in its high 32 bits (make_token) and must be above the workflow's current token;
-//             refused after a cancel was accepted (nothing starts after a cancel is acknowledged),
-//             on a terminal job or workflow, and on an unknown job or workflow.
-//   cancel    sets cancel_requested on a live job; a terminal job is unchanged (terminal stays
-//             terminal, and a cancel never revives anything).
-//   wf_done   a workflow's terminal state, accepted only for the workflow's current token and only
-//             while the job is live: a late result of an older attempt, or any result after the job
-//             ended, changes nothing.
-//   job_done  the job's terminal state; once terminal a job never changes state again.
-//   retire    forgets a terminal job (retention over) and its idempotency key.
-// Each apply returns an LedgerOutcome (to the proposer's Done). HS_ASSERT states the invariants the
+//   accept      a job with its plan and idempotency key. A known job id or key with the same
+//               payload is a duplicate (no change), with another payload a conflict; over
+//               max_jobs it is refused (full).
+//   dispatch    a workflow to a worker with a fence token. The token carries the proposer's Raft
+//               term in its high 32 bits (make_token) and must be above every token of the job;
+//               refused after a cancel or on a terminal job (nothing starts after a cancel is
+//               acknowledged), on a terminal, live or stop-requested workflow.
+//   wf_lost     the current attempt ended without a result (worker dead or silent, refused, stuck).
+//               A refusal (`uncounted`) puts the workflow back to pending without spending a retry;
+//               otherwise a retry is spent if the workflow's and the job's budgets allow, else the
+//               workflow fails. On a terminal job or a stop-requested workflow it becomes cancelled.
+//   wf_done     the current attempt's result: only for the current token of a live workflow. On a
+//               terminal job the workflow becomes cancelled and the job's totals do not change (a
+//               late result never changes a terminal job).
+//   cancel      the job is cancelled (terminal at once): pending workflows are cancelled, live ones
+//               keep running until their stop is confirmed (wf_done/wf_lost), with the totals the
+//               leader saw frozen into the entry.
+//   cancel_wf   one workflow: pending -> cancelled; live -> stop requested.
+//   job_done    a terminal state decided by the leader (timeout); like cancel otherwise.
+//   checkpoint  the leader's elapsed time and live totals (so a new leader resumes the timeout and
+//               the totals); never changes a state.
+//   retire      forgets a terminal job (retention over) and its idempotency key.
+// After each entry, pending workflows whose dependency failed or was cancelled fail or are
+// cancelled, and a live job whose workflows are all terminal ends: failed if one failed, partial if
+// one was cancelled, completed otherwise. Once terminal, a job never changes state again.
+// Each apply returns a LedgerOutcome (to the proposer's Done). HS_ASSERT states the invariants the
 // rules rely on: a workflow's token only grows, a terminal job or workflow never leaves its state,
 // applied indexes only grow. The ledger is bounded by max_jobs (retire frees a slot).
 #pragma once
@@ -33,7 +46,18 @@
 
 namespace hs::cluster {
 
-enum class LedgerOp : std::uint8_t { accept = 1, dispatch, cancel, wf_done, job_done, retire };
+enum class LedgerOp : std::uint8_t {
+  accept = 1,
+  dispatch,
+  cancel,
+  wf_done,
+  job_done,
+  retire,
+  wf_lost,
+  cancel_wf,
+  checkpoint,
+  kLast = checkpoint
+};
 
 enum class LedgerOutcome : std::uint64_t {
   applied = 0,
@@ -43,8 +67,9 @@ enum class LedgerOutcome : std::uint64_t {
   unknown_job,   // the job (or workflow index) does not exist
   job_terminal,  // the job ended: nothing changes it any more
   cancelled,     // dispatch after a cancel was accepted
-  stale_token,   // dispatch: token not above the current one; wf_done: not the current token
+  stale_token,   // dispatch: token not above the current one; wf_done/wf_lost: not the current token
   wf_terminal,   // the workflow ended already
+  wf_busy,       // dispatch of a workflow that is live or whose stop was requested
   not_terminal,  // retire of a live job
   malformed,     // the entry did not decode (counted; never expected from our own proposers)
 };
@@ -54,15 +79,23 @@ const char* name(LedgerOutcome o);
 inline std::uint64_t make_token(std::uint64_t term, std::uint32_t seq) { return (term << 32) | seq; }
 inline std::uint64_t token_term(std::uint64_t token) { return token >> 32; }
 
+inline constexpr std::size_t kMaxExcluded = 64;      // workers a workflow failed on, remembered
+inline constexpr std::size_t kMaxCancelErrors = 100;  // unconfirmed stops noted per job
+
 struct LedgerWorkflow {
   WfState state = WfState::pending;
   NodeId worker = 0;
   std::uint64_t token = 0;
-  std::uint32_t attempts = 0;
+  std::uint32_t attempts = 0;  // dispatches that counted (1 + retries)
   std::uint32_t cores = 0;
   std::uint64_t completed = 0, failed = 0;
   std::string error;
-  HS_FIELDS(state, worker, token, attempts, cores, completed, failed, error)
+  bool stop_requested = false;
+  std::vector<NodeId> excluded;  // workers this workflow failed on (bounded)
+  std::vector<std::uint8_t> stats;
+  KeyValues published;  // "<workflow>.<key>" values for dependants
+  HS_FIELDS(state, worker, token, attempts, cores, completed, failed, error, stop_requested, excluded, stats,
+            published)
 };
 
 struct LedgerJob {
@@ -74,7 +107,11 @@ struct LedgerJob {
   std::uint64_t accepted_index = 0;  // log index of the accept entry
   std::uint64_t token_hw = 0;        // highest token issued for the job
   std::vector<LedgerWorkflow> workflows;
-  HS_FIELDS(spec, digest, state, cancel_requested, error, accepted_index, token_hw, workflows)
+  std::uint32_t retries_used = 0;
+  std::uint64_t elapsed_ms = 0;  // the highest elapsed time a leader recorded
+  std::vector<std::string> cancel_errors;
+  HS_FIELDS(spec, digest, state, cancel_requested, error, accepted_index, token_hw, workflows, retries_used,
+            elapsed_ms, cancel_errors)
 };
 
 // One log entry. Fields that an op does not use stay at their defaults.
@@ -91,7 +128,15 @@ struct LedgerEntry {
   std::uint8_t state = 0;   // wf_done: WfState; job_done: JobState
   std::uint64_t completed = 0, failed = 0;
   std::string error;
-  HS_FIELDS(op, term, job_id, spec, digest, workflow, worker, token, cores, state, completed, failed, error)
+  std::uint64_t elapsed_ms = 0;  // every op: the proposer's view of the job's elapsed time
+  bool uncounted = false;        // wf_lost: a refusal (no retry spent)
+  bool exclude = false;          // wf_lost: remember the worker as failed for this workflow
+  std::string note;              // wf_lost/wf_done: appended to the job's cancel_errors
+  std::vector<std::uint8_t> stats;                          // wf_done
+  KeyValues published;                                      // wf_done
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> progress;  // cancel/job_done/checkpoint: per workflow
+  HS_FIELDS(op, term, job_id, spec, digest, workflow, worker, token, cores, state, completed, failed, error,
+            elapsed_ms, uncounted, exclude, note, stats, published, progress)
 };
 
 std::vector<std::uint8_t> encode_entry(LedgerEntry& e);
@@ -120,10 +165,14 @@ class JobLedger final : public StateMachine {
  private:
   LedgerOutcome apply_entry(std::uint64_t index, LedgerEntry& e);
   LedgerOutcome accept(std::uint64_t index, LedgerEntry& e);
+  LedgerOutcome on_job(LedgerJob& j, LedgerEntry& e);
   LedgerOutcome dispatch(LedgerJob& j, const LedgerEntry& e);
-  LedgerOutcome wf_done(LedgerJob& j, const LedgerEntry& e);
-  LedgerOutcome job_done(LedgerJob& j, const LedgerEntry& e);
+  LedgerOutcome wf_done(LedgerJob& j, LedgerEntry& e);
+  LedgerOutcome wf_lost(LedgerJob& j, const LedgerEntry& e);
+  LedgerOutcome end_job(LedgerJob& j, const LedgerEntry& e, JobState s);
+  LedgerOutcome cancel_wf(LedgerJob& j, const LedgerEntry& e);
   LedgerOutcome retire(const std::string& id);
+  static void settle(LedgerJob& j);  // dependency cascade, then the job's end when all are terminal
 
   Limits limits_;
   std::map<std::string, LedgerJob> jobs_;    // bounded by limits_.max_jobs

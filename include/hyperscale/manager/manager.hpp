@@ -1,26 +1,32 @@
 // The manager role of one datacenter, as a sans-IO state machine (a component on channel kRole of
-// the node's Mux). It takes jobs from clients, records them durably and on a quorum of the
-// configured managers before acknowledging, dispatches each workflow onto worker cores with a fence
-// token, follows progress and results, re-dispatches work lost with a worker, takes over jobs whose
-// leader died, enforces cancellation and timeouts, and forgets every finished job after its
-// retention. See docs/cluster.md for the protocol and the rules it keeps.
+// the node's Mux, next to its RaftNode on kRaft). Job state lives in a JobLedger replicated by Raft
+// (cluster/ledger.hpp): the manager proposes entries and acts only on applied ones. The Raft leader,
+// once ready (its term's barrier applied), leads every job: it takes submissions and cancels and
+// answers them after their entry commits, dispatches workflows onto worker cores with fence tokens
+// that carry its term (only after the dispatch entry commits), follows progress and results,
+// re-dispatches work lost with a worker (dead to SWIM, silent to this manager, restarted or stuck),
+// enforces timeouts and forgets every finished job after its retention. Followers answer status
+// from their applied ledger and redirect the rest. See docs/cluster.md.
 //
-// Leadership and membership come from outside through Hooks (the election component and SWIM), so
-// the role can be tested alone. Time, randomness, messages, timers and the disk come from the
-// Context. Every table is bounded (ManagerConfig), and table_sizes() reports each one.
+// Leader-side soft state (what workers reported, backoffs, stop deadlines) is rebuilt from the
+// ledger and the workers' heartbeats when a manager becomes the ready leader, and dropped when it
+// stops being it. Every table is bounded (ManagerConfig), and table_sizes() reports each one.
+// Background work runs on named timers, one per concern (schedule, liveness, deadlines, retention),
+// each with an error hook that logs and counts a failed pass.
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
-#include <set>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
+#include "hyperscale/cluster/ledger.hpp"
 #include "hyperscale/cluster/messages.hpp"
+#include "hyperscale/cluster/raft.hpp"
 #include "hyperscale/node/node.hpp"
 
 namespace hs::manager {
@@ -29,26 +35,27 @@ using cluster::NodeId;
 
 struct ManagerConfig {
   std::vector<NodeId> managers;                             // configured managers of the DC, self included
-  Duration tick = std::chrono::milliseconds(100);           // scheduling / timeout check interval
+  Duration tick = std::chrono::milliseconds(100);           // scheduling and liveness pass interval
   Duration worker_stale = std::chrono::seconds(3);          // no heartbeat this long: not used for dispatch
   Duration dispatch_ack_timeout = std::chrono::seconds(1);  // re-send an unacknowledged dispatch after this
-  Duration replicate_timeout = std::chrono::seconds(3);  // a submit or cancel not on a quorum by then: retryable error
-  Duration replicate_retry = std::chrono::milliseconds(500);  // re-send a replica nobody acknowledged
-  Duration transfer_retry = std::chrono::milliseconds(500);   // re-send an unacknowledged leader transfer
-  Duration pull_every = std::chrono::seconds(5);              // a replica of a live job asks its leader this often
+  // Per-execution liveness, independent of SWIM: a live workflow whose worker has not heartbeated to
+  // the leader for this long is lost and re-dispatched (workers stop unconfirmed work sooner:
+  // WorkerConfig::orphan_grace).
+  Duration exec_timeout = std::chrono::seconds(12);
   Duration cancel_timeout = std::chrono::seconds(5);          // stop confirmations awaited this long
   Duration requeue_backoff = std::chrono::milliseconds(200);  // after a refused dispatch (doubles, capped)
   Duration requeue_backoff_max = std::chrono::seconds(5);
+  Duration checkpoint_every = std::chrono::seconds(5);     // elapsed time and live totals into the ledger
   Duration retention_ok = std::chrono::seconds(300);       // completed jobs kept this long
   Duration retention_failed = std::chrono::seconds(3600);  // failed, cancelled, timed-out jobs
-  Duration idem_committed_ttl = std::chrono::seconds(300);
-  Duration idem_rejected_ttl = std::chrono::seconds(60);
-  std::size_t max_idempotency = 100'000;
-  std::size_t max_jobs = 10'000;        // records held (active + retained + replicas); over it: overloaded
-  std::size_t max_active_jobs = 1'000;  // non-terminal jobs this manager leads
+  Duration idem_rejected_ttl = std::chrono::seconds(60);   // a rejected submission is remembered this long
+  std::size_t max_rejections = 100'000;                    // remembered rejections (oldest evicted)
+  std::size_t max_jobs = 10'000;        // ledger records (active + retained); over it: overloaded
+  std::size_t max_active_jobs = 1'000;  // non-terminal jobs
   std::size_t max_workflows_per_job = 1'000;
   std::size_t max_workers = 10'000;
-  std::size_t max_plan_bytes = 1 << 20;
+  std::size_t max_plan_bytes = 1 << 20;  // per workflow; a whole job must also fit one Raft message
+  std::size_t max_waiters = 10'000;  // clients waiting for an entry to commit (over it: overloaded)
   std::uint32_t max_retry_budget = 50;     // clamp of JobSpec::retry_budget
   std::uint32_t max_workflow_retries = 5;  // clamp of JobSpec::workflow_retries
   std::uint32_t circuit_errors = 3;        // dispatch errors within circuit_window open a worker's circuit
@@ -57,23 +64,14 @@ struct ManagerConfig {
   std::uint32_t retry_after_ms = 1000;  // suggested to throttled clients
 };
 
-// Leadership and membership, provided by the node (election + SWIM) or by a test.
-struct Hooks {
-  std::function<bool()> is_leader;      // DC leader with a valid lease
-  std::function<std::uint64_t()> term;  // current election term
-  std::function<std::optional<NodeId>()> leader;
-  std::function<bool()> has_quorum;
-  std::function<bool(NodeId)> alive;  // SWIM: alive or suspect
-};
-
 // Counters (also exported as metrics by hosts).
 struct ManagerStats {
   std::uint64_t submits = 0, accepted = 0, rejected = 0, duplicates = 0, conflicts = 0, redirects = 0, dispatches = 0,
-                dispatch_resends = 0, dispatch_refused = 0, redispatches = 0, results = 0, stale_results = 0,
-                duplicate_results = 0, takeovers = 0, transfers = 0, cancels = 0, timeouts = 0, stuck = 0, cleaned = 0,
-                decode_errors = 0, unknown_messages = 0, stale_replicas = 0, fence_rejects = 0, budget_exhausted = 0,
-                circuit_opened = 0, commits = 0, commit_timeouts = 0, idem_evicted = 0, pulls = 0, replicas_dropped = 0,
-                disk_errors = 0;
+                dispatch_resends = 0, dispatch_refused = 0, capacity_refusals = 0, redispatches = 0, results = 0,
+                stale_results = 0, duplicate_results = 0, takeovers = 0, cancels = 0, timeouts = 0, stuck = 0,
+                cleaned = 0, decode_errors = 0, unknown_messages = 0, fence_rejects = 0, budget_exhausted = 0,
+                circuit_opened = 0, proposals = 0, proposals_failed = 0, rejections_evicted = 0, silent_workers = 0,
+                stops_sent = 0, stops_unconfirmed = 0, checkpoints = 0, timer_errors = 0;
 };
 
 // One dispatch attempt, for observers (the attempt log of scenarios.md §2.4).
@@ -85,8 +83,12 @@ struct Attempt {
 
 class Manager final : public node::Node {
  public:
-  Manager(ManagerConfig cfg, Hooks hooks);
+  // `alive` is SWIM's view (alive or suspect); `raft` carries the ledger (register raft() in the
+  // node's Mux on kRaft). cfg.max_jobs bounds the ledger.
+  Manager(ManagerConfig cfg, cluster::RaftConfig raft, std::function<bool(NodeId)> alive);
   ~Manager() override;
+  Manager(const Manager&) = delete;
+  Manager& operator=(const Manager&) = delete;
 
   void on_start(node::Context& ctx) override;
   void on_message(node::Context& ctx, NodeId from, std::span<const std::uint8_t> msg) override;
@@ -94,55 +96,50 @@ class Manager final : public node::Node {
 
   // From SWIM (wired by the node): a member was declared dead or left.
   void on_member_dead(NodeId node);
-  // From the election: leadership changed (a new leader adopts orphaned jobs at once).
-  void on_leadership(bool is_leader);
+
+  cluster::RaftNode& raft() noexcept { return *raft_; }
+  const cluster::RaftNode& raft() const noexcept { return *raft_; }
+  const cluster::JobLedger& ledger() const noexcept { return ledger_; }
 
   // ---- observation ----
   NodeId self() const noexcept { return self_; }
+  bool is_leader() const noexcept;  // the ready Raft leader: it leads every job
   const ManagerStats& stats() const noexcept { return stats_; }
   cluster::NodeStatus node_status() const;
   std::optional<cluster::JobView> job(const std::string& id) const;
-  // Sizes of every table, by name (jobs, idempotency, expiry queues, workers, waiters, ...).
+  // Sizes of every table, by name (ledger jobs, live runs, rejections, workers, waiters, ...).
   std::map<std::string, std::size_t> table_sizes() const;
   // Every dispatch this manager made (bounded ring of the last 10 000).
   const std::deque<Attempt>& attempts() const noexcept { return attempts_; }
   bool leads(const std::string& job_id) const;
 
  private:
-  struct Waiter {  // a client waiting for a commit
-    NodeId client = 0;
-    std::uint64_t req = 0;
-    bool cancel = false;  // a cancel reply (else a submit ack)
-    std::uint32_t cancelled_count = 0;
-    Instant deadline{0};
-  };
-  struct WfRun {  // leader-side, not persisted
-    Instant last_progress{0};
-    std::uint64_t last_completed = 0, last_failed = 0;
+  struct Run {  // one workflow's current attempt, as the leader follows it
+    std::uint64_t token = 0;  // the ledger token this run follows (a new token resets the run)
+    bool acked = false;       // the worker confirmed it (dispatch ack or heartbeat)
     Instant ack_deadline{0};
+    Instant last_progress{0};
+    std::uint64_t completed = 0, failed = 0;
     Instant retry_at{0};
     Duration backoff{0};
+    bool waiting_cores = false;  // ready, but no worker has the cores
     bool stopping = false;
     Instant stop_deadline{0};
-    bool transfer_pending = false;
-    Instant transfer_deadline{0};
+    bool proposing = false;  // an entry about this workflow is in flight
+    NodeId reserved = 0;     // dispatch in flight: cores held on this worker
+    std::uint32_t reserved_cores = 0;
   };
-  struct Job {
-    cluster::JobRecord rec;
-    bool led = false;                       // this manager leads it (in this life)
-    bool committed = false;                 // on a quorum (leader side)
-    bool dirty = false;                     // record changed since it was last persisted
-    std::uint64_t persisted_version = 0;    // durable locally
-    std::map<NodeId, std::uint64_t> acked;  // peer -> highest version acknowledged
-    Instant replicate_at{0};
-    std::uint64_t commit_version = 0;  // version a quorum must hold before the waiters are answered
-    std::vector<Waiter> waiters;
-    std::vector<WfRun> runs;
+  struct Live {  // one job, leader side
+    std::vector<Run> runs;
     Instant started{0};
     std::uint64_t base_elapsed_ms = 0;
     Instant terminal_at{-1};
-    bool cleanup_queued = false;
-    Instant pull_at{0};
+    Instant next_checkpoint{0};
+    std::uint64_t checkpointed = 0;  // sum of the totals at the last checkpoint
+    bool proposing = false;          // a job-level entry (cancel, timeout, retire) is in flight
+    std::uint64_t token_issued = 0;  // highest token this leader proposed for the job
+    std::vector<std::pair<NodeId, std::uint64_t>> cancel_waiters;  // (client, req) of an in-flight cancel
+    std::uint32_t cancel_count = 0;
   };
   struct WorkerInfo {
     std::uint32_t total = 0, available = 0;
@@ -155,83 +152,90 @@ class Manager final : public node::Node {
     bool half_open_probe = false;
     std::uint64_t boot = 0;
   };
-  struct IdemEntry {
-    std::string job_id;
+  struct Rejection {
     std::uint64_t digest = 0;
-    bool rejected = false;
-    cluster::SubmitAck rejection;
+    cluster::SubmitAck ack;
     Instant expires{0};
   };
-  struct SyncBatch {
-    std::vector<std::pair<std::string, std::uint64_t>> versions;      // job -> version made durable
-    std::vector<std::pair<NodeId, std::vector<std::uint8_t>>> after;  // messages sent once durable
+  struct Waiters {  // clients of one in-flight accept
+    std::uint64_t digest = 0;
+    std::string key;
+    std::vector<std::pair<NodeId, std::uint64_t>> clients;
   };
+  enum Concern : std::uint64_t { kSchedule = 1, kLiveness, kDeadlines, kRetention, kConcerns };
 
-  enum Tag : std::uint64_t { kTick = 1, kSync = 2 };
-
-  // handlers
+  // messages
+  void dispatch_message(NodeId from, cluster::MsgType type, std::span<const std::uint8_t> body);
   void handle_submit(NodeId from, cluster::Submit& m);
+  bool answer_known(NodeId from, const cluster::Submit& m, std::uint64_t digest);
+  void propose_accept(NodeId from, cluster::Submit& m, std::uint64_t digest);
   void handle_status(NodeId from, const cluster::StatusQuery& m);
   void handle_cancel(NodeId from, const cluster::CancelJob& m);
   void handle_cancel_workflow(NodeId from, const cluster::CancelWorkflow& m);
-  void handle_replicate(NodeId from, cluster::Replicate& m);
-  void handle_replicate_ack(NodeId from, const cluster::ReplicateAck& m);
   void handle_heartbeat(NodeId from, cluster::Heartbeat& m);
+  void collect_stops(NodeId from, const cluster::Heartbeat& m, cluster::HeartbeatAck& ack);
   void handle_dispatch_ack(NodeId from, const cluster::DispatchAck& m);
   void handle_progress(NodeId from, const cluster::Progress& m);
   void handle_result(NodeId from, cluster::ResultMsg& m);
   void handle_stop_ack(NodeId from, const cluster::StopAck& m);
-  void handle_transfer_ack(NodeId from, const cluster::TransferAck& m);
 
-  // machinery
-  void tick();
-  void schedule_job(Job& j, std::map<NodeId, std::uint32_t>& used);
-  void check_job(Job& j);
-  void finish_job(Job& j, cluster::JobState s, const std::string& error);
-  void stop_workflow(Job& j, std::size_t i, const std::string& why);
-  void lose_attempt(Job& j, std::size_t i, const std::string& why, bool exclude);
-  void take_over(Job& j);
-  void mark(Job& j);
-  static std::vector<std::uint8_t> encode_record(cluster::JobRecord& rec);
-  void flush();
-  void replicate(Job& j);
-  void answer_waiters(Job& j, bool ok, cluster::Err code, const std::string& error);
+  // leadership and the ledger
+  void on_raft_change();
+  void adopt();
+  Live& live_of(const std::string& id, const cluster::LedgerJob& j);
+  void reconcile(const std::string& id);
+  using OnApplied = std::function<void(cluster::LedgerOutcome)>;
+  using OnFailed = std::function<void(const Status&)>;
+  bool propose(cluster::LedgerEntry e, OnApplied applied, OnFailed failed = nullptr);
+  cluster::LedgerEntry entry(cluster::LedgerOp op, const std::string& job_id) const;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> progress_of(const std::string& id) const;
+  void lose(const std::string& id, std::size_t i, const std::string& why, bool exclude, bool uncounted = false,
+            std::string note = {});
+
+  // concerns (one timer each)
+  void run_concern(Concern c);
+  void schedule_pass();
+  void schedule_job(const std::string& id, const cluster::LedgerJob& j, std::map<NodeId, std::uint32_t>& used);
+  std::map<NodeId, std::uint32_t> cores_in_use() const;
+  NodeId choose_worker(const cluster::LedgerJob& j, std::size_t i, std::uint32_t& cores, std::size_t auto_left,
+                       const std::map<NodeId, std::uint32_t>& used) const;
+  void propose_dispatch(const std::string& id, std::size_t i, NodeId worker, std::uint32_t cores);
+  void liveness_pass();
+  void check_run(const std::string& id, const cluster::LedgerJob& j, std::size_t i);
+  void deadlines_pass();
+  void retention_pass();
+
+  // helpers
+  void send_dispatch(const std::string& id, std::size_t i);
+  void send_stop(const std::string& id, std::size_t i, const char* why);
   void reply(NodeId to, cluster::MsgType t, auto& msg);
-  void send_after_sync(NodeId to, std::vector<std::uint8_t> bytes);
-  std::uint64_t next_token(Job& j);
-  cluster::Dispatch make_dispatch(const Job& j, std::size_t i) const;
   std::optional<std::string> validate(const cluster::JobSpec& s) const;
-  cluster::SubmitAck reject(std::uint64_t req, cluster::Err code, std::string error);
-  bool quorum_acked(const Job& j, std::uint64_t version) const;
-  std::size_t quorum() const { return cfg_.managers.size() / 2 + 1; }
+  cluster::SubmitAck reject(std::uint64_t req, cluster::Err code, std::string error) const;
+  void remember_rejection(const std::string& key, std::uint64_t digest, const cluster::SubmitAck& a);
   void circuit_error(NodeId worker);
   bool eligible(NodeId w, const WorkerInfo& info) const;
-  std::uint32_t free_cores(NodeId w, const WorkerInfo& info) const;
-  void expire();
-  void forget(const std::string& id);
-  void compact_index();  // rewrites the "jobs" index log with the live jobs (Disk::replace_log)
-  void load_from_disk();
-  void persist_now(Job& j);
-  cluster::JobView view(const Job& j) const;
-  std::uint64_t elapsed_ms(const Job& j) const;
-  Job* find(const std::string& id);
+  std::uint64_t elapsed_ms(const std::string& id) const;
+  std::uint64_t next_token(const std::string& id, const cluster::LedgerJob& j);
+  cluster::JobView view(const std::string& id, const cluster::LedgerJob& j) const;
+  Run* run_of(const std::string& id, std::size_t i);
+  static std::optional<std::size_t> wf_index(const cluster::LedgerJob& j, const std::string& name);
 
   ManagerConfig cfg_;
-  Hooks hooks_;
+  std::function<bool(NodeId)> alive_;
+  cluster::JobLedger ledger_;
+  std::unique_ptr<cluster::RaftNode> raft_;
+  std::shared_ptr<bool> token_ = std::make_shared<bool>(true);  // proposals' callbacks check it is alive
   node::Context* ctx_ = nullptr;
   NodeId self_ = 0;
-  std::map<std::string, Job> jobs_;
-  std::map<std::string, IdemEntry> idem_;
-  std::deque<std::pair<Instant, std::string>> idem_expiry_;  // (expires, key), in insertion order per TTL
-  std::deque<std::pair<Instant, std::string>> cleanup_;      // (when, job id)
+  bool leading_ = false;     // ready leader as of the last on_raft_change
+  Instant leading_since_{0};
+  std::map<std::string, Live> live_;                  // leader only; one per ledger job
+  std::map<std::string, Waiters> accepts_;            // submissions whose accept entry is in flight
+  std::map<std::string, Rejection> rejections_;       // idempotency key -> remembered rejection
+  std::deque<std::pair<Instant, std::string>> rejection_expiry_;
   std::map<NodeId, WorkerInfo> workers_;
-  std::set<std::string> dirty_;
-  std::size_t forgotten_since_compact_ = 0;
-  std::map<std::uint64_t, SyncBatch> syncs_;  // sync tag -> batch waiting to be durable
-  SyncBatch open_batch_;
-  std::uint64_t next_sync_ = 1;
-  node::TimerId tick_timer_ = 0;
-  Instant seen_now_{0};  // time of the latest event (observers read it between events)
+  std::size_t waiters_ = 0;  // clients waiting on in-flight entries (bounded by max_waiters)
+  Instant seen_now_{0};      // time of the latest event (observers read it between events)
   std::deque<Attempt> attempts_;
   ManagerStats stats_;
 };

@@ -42,6 +42,7 @@ std::uint64_t SimClient::status(NodeId to, const std::string& job) {
 }
 std::uint64_t SimClient::cancel(NodeId to, const std::string& job, std::uint64_t fence) {
   CancelJob m{next_++, job, fence, ""};
+  req_cancel[m.req] = job;
   out_.emplace_back(to, encode(MsgType::cancel_job, m));
   return m.req;
 }
@@ -101,6 +102,7 @@ void SimClient::on_message(node::Context& ctx, NodeId, std::span<const std::uint
     case MsgType::cancel_reply: {
       CancelReply a;
       if (!decode(body, a)) return;
+      if (a.success && req_cancel.count(a.req) != 0) cancel_acks.emplace(req_cancel[a.req], ctx.now());
       auto& r = replies_[a.req];
       r.done = true;
       r.cancel = a;
@@ -132,10 +134,10 @@ swim::SwimConfig swim_cfg(NodeId self, const std::vector<NodeId>& all) {
 }
 }  // namespace
 
-static ElectionConfig election_cfg(const DcOptions& o, const std::vector<NodeId>& managers) {
-  ElectionConfig c;
-  c.members = managers;
-  if (o.tune_election) o.tune_election(c);
+static RaftConfig raft_cfg(const DcOptions& o, const std::vector<NodeId>& managers) {
+  RaftConfig c;
+  c.voters = managers;
+  if (o.tune_raft) o.tune_raft(c);
   return c;
 }
 
@@ -148,19 +150,13 @@ static manager::ManagerConfig manager_cfg(const DcOptions& o, const std::vector<
 
 ManagerNode::ManagerNode(const DcOptions& o, NodeId s, const std::vector<NodeId>& managers,
                          const std::vector<NodeId>& all)
-    : swim(swim_cfg(s, all)),
-      election(election_cfg(o, managers)),
-      mgr(manager_cfg(o, managers),
-          manager::Hooks{[this] { return election.is_leader(); }, [this] { return election.term(); },
-                         [this] { return election.leader(); }, [this] { return election.has_quorum(); },
-                         [this](NodeId n) { return alive(n); }}),
+    : swim(swim_cfg(s, all)), mgr(manager_cfg(o, managers), raft_cfg(o, managers), [this](NodeId n) { return alive(n); }),
       self(s) {
   mux.add(kSwim, &swim);
-  mux.add(kElection, &election);
   mux.add(kRole, &mgr);
+  mux.add(kRaft, &mgr.raft());
   if (o.on_swim) swim.on_change = [this, f = o.on_swim](const swim::MemberEvent& e) { f(self, e); };
   swim.on_dead = [this](NodeId n, std::uint32_t, bool) { mgr.on_member_dead(n); };
-  election.on_change = [this](bool lead, std::uint64_t, std::optional<NodeId>) { mgr.on_leadership(lead); };
 }
 
 bool ManagerNode::alive(NodeId n) const {
@@ -199,6 +195,7 @@ Dc::Dc(DcOptions o) : o_(std::move(o)) {
   so.seed = o_.seed;
   so.net = o_.net;
   sim_ = std::make_unique<sim::Simulator>(so);
+  sim_->set_channel_of(sim::Simulator::mux_channel);  // per-channel faults: SWIM, Raft, role traffic
   o_.on_swim = [this](NodeId observer, const swim::MemberEvent& e) { swim_events.emplace_back(observer, e); };
   NodeId next = 1;
   for (int i = 0; i < o_.managers; ++i) managers_.push_back(next++);
@@ -244,22 +241,53 @@ std::optional<NodeId> Dc::leader() {
   std::optional<NodeId> found;
   for (NodeId m : managers_) {
     auto* n = mgr(m);
-    if (n == nullptr || !n->election.is_leader()) continue;
+    if (n == nullptr || !n->mgr.is_leader()) continue;
     if (found) return std::nullopt;
     found = m;
   }
   return found;
 }
 
+// Every ledger, whenever it applied something: a job seen terminal on a manager stays terminal in
+// the same state there (issue 21: a lagging leader must never revert committed state); every token
+// a ledger ever held is recorded as committed (end_checks: no worker ran anything else).
+Status Dc::check_ledger(NodeId m) {
+  auto* n = mgr(m);
+  if (n == nullptr) return ok_status();
+  const std::uint64_t applied = n->mgr.raft().last_applied();
+  auto& seen = applied_seen_[m];
+  if (applied == seen) return ok_status();
+  seen = applied;
+  const auto& jobs = n->mgr.ledger().jobs();
+  for (auto it = terminal_on_.lower_bound({m, std::string()}); it != terminal_on_.end() && it->first.first == m;) {
+    if (jobs.count(it->first.second) == 0)
+      it = terminal_on_.erase(it);  // retired (or not loaded yet after a restart)
+    else
+      ++it;
+  }
+  for (const auto& [id, j] : jobs) {
+    for (std::size_t i = 0; i < j.workflows.size(); ++i)
+      if (j.workflows[i].token != 0) committed_.emplace(id, j.spec.workflows[i].name, j.workflows[i].token);
+    auto t = terminal_on_.find({m, id});
+    if (t != terminal_on_.end() && t->second != j.state)
+      return make_error(Errc::internal, fmt::format("invariant 11: job {} was {} on manager {} and is now {}", id,
+                                                    name(t->second), m, name(j.state)));
+    if (terminal(j.state)) terminal_on_.emplace(std::make_pair(m, id), j.state);
+  }
+  return ok_status();
+}
+
 Status Dc::check_now() {
+  for (NodeId m : managers_)
+    if (Status st = check_ledger(m); !st.ok()) return st;
   // Invariant 8: one leader per term.
   for (NodeId m : managers_) {
     auto* n = mgr(m);
-    if (n == nullptr || !n->election.is_leader()) continue;
-    auto [it, fresh] = term_leader_.emplace(n->election.term(), m);
+    if (n == nullptr || !n->mgr.raft().is_leader()) continue;
+    auto [it, fresh] = term_leader_.emplace(n->mgr.raft().term(), m);
     if (!fresh && it->second != m)
       return make_error(Errc::internal, fmt::format("invariant 8: managers {} and {} both led term {}", it->second, m,
-                                                    n->election.term()));
+                                                    n->mgr.raft().term()));
     if (last_leader_ != m) {
       last_leader_ = m;
       ++leader_changes;
@@ -371,7 +399,7 @@ Status Dc::end_checks() {
   run_for(3s);  // recovery slack: replicas catch up with the job leaders' last records
   if (!failure_.ok()) return failure_;
   // Invariant 3: one job per idempotency key.
-  // Within the committed TTL (a key may name a new job once its entry expired).
+  // While the job is held (a key may name a new job once its job was retired).
   manager::ManagerConfig mc;
   if (o_.tune_manager) o_.tune_manager(mc);
   std::map<std::string, std::string> key_job;
@@ -384,7 +412,7 @@ Status Dc::end_checks() {
     auto [it, fresh] = key_job.emplace(key, ack.job_id);
     auto ft = key_first.emplace(key, at).first;
     if (fresh || it->second == ack.job_id) continue;
-    if (at - ft->second > mc.idem_committed_ttl) {  // the key had expired: a new job is allowed
+    if (at - ft->second > mc.retention_ok) {  // the job was retired with its key: a new job is allowed
       it->second = ack.job_id;
       ft->second = at;
       continue;
@@ -417,6 +445,25 @@ Status Dc::end_checks() {
         if (w.attempts > 1 + v->workflow_retries)
           return make_error(Errc::internal,
                             fmt::format("invariant 10: workflow {}/{} made {} attempts", job_id, w.name, w.attempts));
+    }
+  }
+  // Invariant 12: nothing starts after a cancel was acknowledged; invariant 13: a worker starts only
+  // attempts a ledger committed (no command of a deposed leader takes effect).
+  for (NodeId w : workers_) {
+    auto* n = wrk(w);
+    if (n == nullptr) continue;
+    for (const auto& e : n->wrk.log()) {
+      if (e.kind != worker::ExecEvent::started) continue;
+      auto c = client().cancel_acks.find(e.job_id);
+      if (c != client().cancel_acks.end() && e.at > c->second)
+        return make_error(Errc::internal, fmt::format("invariant 12: {}/{} started on worker {} at {} ms, after its "
+                                                      "cancel was acknowledged at {} ms",
+                                                      e.job_id, e.workflow, w, e.at.count() / 1'000'000,
+                                                      c->second.count() / 1'000'000));
+      if (o_.check_each_event && committed_.count({e.job_id, e.workflow, e.token}) == 0)
+        return make_error(Errc::internal,
+                          fmt::format("invariant 13: worker {} started {}/{} with token {}, which no ledger committed",
+                                      w, e.job_id, e.workflow, e.token));
     }
   }
   // Invariant 4: per workflow, the tokens workers accepted rise with time.

@@ -1,4 +1,4 @@
-// One simulated datacenter for the scenario tests: managers (SWIM + election + manager role),
+// One simulated datacenter for the scenario tests: managers (SWIM + Raft + manager role),
 // workers (SWIM + worker role + synthetic executor) and a client, on the deterministic simulator.
 // Every event is followed by the invariant checks of scenarios.md §4 that can be judged at any
 // instant; end_checks() judges the ones that need the whole run.
@@ -11,9 +11,10 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
-#include "hyperscale/cluster/election.hpp"
+#include "hyperscale/cluster/raft.hpp"
 #include "hyperscale/cluster/messages.hpp"
 #include "hyperscale/cluster/mux.hpp"
 #include "hyperscale/manager/manager.hpp"
@@ -36,7 +37,7 @@ struct DcOptions {
   sim::NetworkOptions net;
   std::function<void(manager::ManagerConfig&)> tune_manager;
   std::function<void(worker::WorkerConfig&)> tune_worker;
-  std::function<void(cluster::ElectionConfig&)> tune_election;
+  std::function<void(cluster::RaftConfig&)> tune_raft;
   std::function<void(NodeId observer, const swim::MemberEvent&)> on_swim;  // set by Dc
 };
 
@@ -63,6 +64,8 @@ class SimClient final : public node::Node {
   std::vector<std::pair<std::string, cluster::SubmitAck>> acks;  // (idempotency key, ack)
   std::vector<Instant> ack_times;                                // parallel to acks
   std::map<std::uint64_t, std::string> req_key;
+  std::map<std::uint64_t, std::string> req_cancel;  // cancel request -> job
+  std::map<std::string, Instant> cancel_acks;       // job -> first successful cancel reply
 
   void on_start(node::Context& ctx) override;
   void on_message(node::Context& ctx, NodeId from, std::span<const std::uint8_t> msg) override;
@@ -77,8 +80,7 @@ class SimClient final : public node::Node {
 struct ManagerNode final : public node::Node {
   ManagerNode(const DcOptions& o, NodeId self, const std::vector<NodeId>& managers, const std::vector<NodeId>& all);
   swim::Swim swim;
-  cluster::Election election;
-  manager::Manager mgr;
+  manager::Manager mgr;  // owns the ledger and its RaftNode (mgr.raft(), on kRaft)
   cluster::Mux mux;
   bool alive(NodeId n) const;
   void on_start(node::Context& ctx) override { mux.on_start(ctx); }
@@ -133,6 +135,7 @@ class Dc {
 
  private:
   Status check_now();
+  Status check_ledger(NodeId m);
   void add_worker_node(NodeId id);
   DcOptions o_;
   std::unique_ptr<sim::Simulator> sim_;
@@ -140,8 +143,10 @@ class Dc {
   NodeId client_ = 0;
   Status failure_;
   std::map<std::uint64_t, NodeId> term_leader_;
-  std::map<std::string, cluster::JobState> terminal_seen_;
   std::optional<NodeId> last_leader_;
+  std::map<NodeId, std::uint64_t> applied_seen_;                            // manager -> last applied index seen
+  std::map<std::pair<NodeId, std::string>, cluster::JobState> terminal_on_;  // (manager, job) seen terminal
+  std::set<std::tuple<std::string, std::string, std::uint64_t>> committed_;   // (job, workflow, token) in a ledger
 };
 
 cluster::JobSpec job(const std::string& id, std::vector<cluster::WorkflowSpec> wfs);

@@ -7,34 +7,13 @@
 
 #include <fmt/format.h>
 
-#include "dc.hpp"
+#include "scenario_util.hpp"
 #include "hyperscale/base/log.hpp"
 
 using namespace hs;
 using namespace hs::simdc;
 using namespace hs::cluster;
 using namespace std::chrono_literals;
-
-#define CHECK_ENDS(dc)                  \
-  do {                                  \
-    const auto st_ = (dc).end_checks(); \
-    INFO(st_.message());                \
-    CHECK(st_.ok());                    \
-  } while (0)
-
-namespace {
-NodeId wait_leader(Dc& dc, Duration limit = 20s) {
-  std::optional<NodeId> l;
-  dc.run_until([&] { return (l = dc.leader()).has_value(); }, limit);
-  REQUIRE(dc.status().ok());
-  REQUIRE(l.has_value());
-  return *l;
-}
-bool workers_registered(Dc& dc, NodeId m, std::size_t n) {
-  auto* node = dc.mgr(m);
-  return node != nullptr && node->mgr.node_status().healthy_worker_count == n;
-}
-}  // namespace
 
 TEST_CASE("SUB-01 happy path: a job completes, status only moves forward, cores return") {
   Dc dc(DcOptions{});
@@ -66,72 +45,16 @@ TEST_CASE("SUB-01 happy path: a job completes, status only moves forward, cores 
   CHECK_ENDS(dc);
 }
 
-namespace {
-struct Quiet {
-  Quiet() { hs::log::set_level(std::getenv("HS_TEST_LOG") ? hs::log::Level::info : hs::log::Level::error); }
-} quiet;
-
-DcOptions t5(std::uint64_t seed = 1) {  // 3 managers, 4 workers × 2 cores
-  DcOptions o;
-  o.seed = seed;
-  o.managers = 3;
-  o.workers = 4;
-  o.cores = 2;
-  return o;
-}
-
-NodeId boot(Dc& dc) {
-  const NodeId l = wait_leader(dc);
-  REQUIRE(dc.run_until([&] { return workers_registered(dc, l, dc.workers().size()); }, 10s));
-  return l;
-}
-
-JobSpec submit_ok(Dc& dc, JobSpec spec) {
-  auto ack = dc.submit_and_wait(spec);
-  REQUIRE(ack);
-  INFO(ack->error);
-  REQUIRE(ack->accepted);
-  return spec;
-}
-
-// Worker running a workflow of a job (0 if none).
-NodeId runner(Dc& dc, const std::string& job, const std::string& w) {
-  for (NodeId id : dc.workers()) {
-    auto* n = dc.wrk(id);
-    if (n == nullptr) continue;
-    for (const auto& e : n->wrk.live())
-      if (e.job_id == job && e.workflow == w) return id;
-  }
-  return 0;
-}
-
-std::size_t starts(Dc& dc, const std::string& job, const std::string& w) {
-  std::size_t n = 0;
-  for (NodeId id : dc.workers())
-    if (auto* node = dc.wrk(id))
-      for (const auto& e : node->wrk.log())
-        if (e.kind == worker::ExecEvent::started && e.job_id == job && e.workflow == w) ++n;
-  return n;
-}
-
-const WorkflowView& wfv(const JobView& v, const std::string& name) {
-  for (const auto& w : v.workflows)
-    if (w.name == name) return w;
-  FAIL("no workflow " << name);
-  return v.workflows.front();
-}
-}  // namespace
-
 TEST_CASE("MEM-01 cold start converges without false deaths") {
   Dc dc(t5());
   const NodeId l = boot(dc);
   dc.run_for(2s);
-  const auto term = dc.mgr(l)->election.term();
+  const auto term = dc.mgr(l)->mgr.raft().term();
   for (NodeId m : dc.managers()) {
     auto* n = dc.mgr(m);
-    CHECK(n->election.leader() == l);
-    CHECK(n->election.term() == term);
-    CHECK(n->election.is_leader() == (m == l));
+    CHECK(n->mgr.raft().leader_id() == l);
+    CHECK(n->mgr.raft().term() == term);
+    CHECK(n->mgr.is_leader() == (m == l));
     auto st = n->mgr.node_status();
     CHECK(st.worker_count == 4);
     CHECK(st.healthy_worker_count == 4);
@@ -174,7 +97,7 @@ TEST_CASE("LDR-01 a manager leader crash leads to one new leader (idle and busy)
     DYNAMIC_SECTION((busy ? "busy" : "idle")) {
       Dc dc(t5(busy ? 7 : 3));
       const NodeId old = boot(dc);
-      const auto old_term = dc.mgr(old)->election.term();
+      const auto old_term = dc.mgr(old)->mgr.raft().term();
       if (busy) submit_ok(dc, job("busy", {wf("a", "ms=40000", 2, 2), wf("b", "ms=40000", 2, 2)}));
       dc.run_for(3s);
       REQUIRE(dc.sim().crash(old).ok());
@@ -182,13 +105,13 @@ TEST_CASE("LDR-01 a manager leader crash leads to one new leader (idle and busy)
       std::optional<NodeId> nl;
       REQUIRE(dc.run_until([&] { return (nl = dc.leader()).has_value() && *nl != old; }, 30s));
       CHECK(dc.sim().now() - t0 < 25s);  // D_elect
-      const auto term = dc.mgr(*nl)->election.term();
+      const auto term = dc.mgr(*nl)->mgr.raft().term();
       CHECK(term > old_term);
       dc.run_for(2s);
       for (NodeId m : dc.managers())
         if (auto* n = dc.mgr(m)) {
-          CHECK(n->election.leader() == *nl);
-          CHECK(n->election.term() == term);
+          CHECK(n->mgr.raft().leader_id() == *nl);
+          CHECK(n->mgr.raft().term() == term);
         }
       if (busy) CHECK(dc.final_state("busy", 90s) == JobState::completed);
       CHECK_ENDS(dc);
@@ -205,10 +128,10 @@ TEST_CASE("LDR-03 with no majority nobody leads and submissions are refused, not
   // Kill the two others: the survivor (the old leader) must step down.
   REQUIRE(dc.sim().crash(others[0]).ok());
   REQUIRE(dc.sim().crash(others[1]).ok());
-  REQUIRE(dc.run_until([&] { return !dc.mgr(l)->election.is_leader(); }, 20s));
+  REQUIRE(dc.run_until([&] { return !dc.mgr(l)->mgr.is_leader(); }, 20s));
   dc.run_for(20s);
-  CHECK_FALSE(dc.mgr(l)->election.is_leader());
-  CHECK_FALSE(dc.mgr(l)->election.has_quorum());
+  CHECK_FALSE(dc.mgr(l)->mgr.is_leader());
+  CHECK_FALSE(dc.mgr(l)->mgr.raft().is_leader());
   const std::uint64_t req = dc.client().submit(l, job("nq", {wf("a", "ms=100")}));
   REQUIRE(dc.run_until([&] { return dc.client().reply(req) != nullptr; }, 5s));
   const auto& r = dc.client().reply(req)->submit;
@@ -259,9 +182,9 @@ TEST_CASE("LDR-05 leadership flapping is damped and no job is lost or duplicated
     CHECK(terminal(*st));
     CHECK(starts(dc, id, "a") <= 2);  // re-run only after its worker or leader was lost
   }
-  std::uint64_t elections = 0;
-  for (NodeId m : dc.managers()) elections += dc.mgr(m)->election.stats().elections_started;
-  CHECK(elections < 30);
+  std::uint64_t terms = 0;  // every election, won or not, raises the term
+  for (NodeId m : dc.managers()) terms = std::max(terms, dc.mgr(m)->mgr.raft().term());
+  CHECK(terms < 30);
   CHECK(dc.leader().has_value());
   CHECK_ENDS(dc);
 }
@@ -378,7 +301,7 @@ TEST_CASE("SUB-07 invalid submissions are rejected without side effects") {
     for (NodeId m : dc.managers()) CHECK_FALSE(dc.mgr(m)->mgr.job(c.spec.job_id).has_value());
   }
   CHECK(dc.mgr(l)->mgr.stats().dispatches == dispatches);
-  CHECK(dc.mgr(l)->election.is_leader());
+  CHECK(dc.mgr(l)->mgr.is_leader());
   CHECK_ENDS(dc);
 }
 
@@ -744,58 +667,39 @@ NodeId job_leader(Dc& dc, const std::string& id) {
 }
 }  // namespace
 
-TEST_CASE("MGR-01 the job-leader manager dies and a peer takes over without restarting work") {
-  for (bool job_leader_is_dc_leader : {true, false}) {
-    DYNAMIC_SECTION((job_leader_is_dc_leader ? "job leader is the DC leader" : "job leader is not the DC leader")) {
-      Dc dc(t5(job_leader_is_dc_leader ? 51 : 52));
-      const NodeId l = boot(dc);
-      submit_ok(dc, job("m1", {wf("a", "ms=60000", 2, 2), wf("b", "ms=60000", 2, 2)}));
-      REQUIRE(dc.run_until([&] { return runner(dc, "m1", "a") && runner(dc, "m1", "b"); }, 5s));
-      REQUIRE(job_leader(dc, "m1") == l);
-      if (!job_leader_is_dc_leader) {
-        // Move DC leadership away while l stays alive (cut l off from the other managers only).
-        std::vector<NodeId> others;
-        for (NodeId m : dc.managers())
-          if (m != l) others.push_back(m);
-        dc.sim().partition({l}, others);
-        REQUIRE(dc.run_until(
-            [&] {
-              auto nl = dc.leader();
-              return nl && *nl != l;
-            },
-            30s));
-        dc.sim().heal();
-        dc.run_for(3s);
-        REQUIRE(job_leader(dc, "m1") == l);
-        REQUIRE(dc.leader() != l);
-      }
-      const std::uint64_t token_a = dc.job_view("m1")->workflows[0].token;
-      const NodeId ra = runner(dc, "m1", "a"), rb = runner(dc, "m1", "b");
-      std::uint64_t progress_before = dc.job_view("m1")->completed;
-      REQUIRE(dc.sim().crash(l).ok());
-      const Instant t0 = dc.sim().now();
-      REQUIRE(dc.run_until(
-          [&] {
-            const NodeId jl = job_leader(dc, "m1");
-            return jl != 0 && jl != l;
-          },
-          40s));
-      CHECK(dc.sim().now() - t0 < 30s);  // D_elect + 1 s, within D_fd + G_w (15 s grace)
-      const NodeId nl = job_leader(dc, "m1");
-      REQUIRE(dc.run_until([&] { return dc.job_view("m1")->workflows[0].token > token_a; }, 5s));
-      REQUIRE(dc.final_state("m1", 120s) == JobState::completed);
-      auto v = *dc.job_view("m1");
-      CHECK(v.leader == nl);
-      CHECK(wfv(v, "a").worker == ra);  // the same worker and attempt carried on
-      CHECK(wfv(v, "b").worker == rb);
-      CHECK(starts(dc, "m1", "a") == 1);
-      CHECK(starts(dc, "m1", "b") == 1);
-      CHECK(v.completed == 2 * 2 * 600);  // 2 workflows × 2 VUs × 600 steps
-      CHECK(v.completed >= progress_before);
-      CHECK(dc.mgr(nl)->mgr.stats().takeovers >= 1);
-      CHECK_ENDS(dc);
-    }
-  }
+// The Raft leader leads every job: when it dies, the next ready leader carries on with the same
+// attempts (same workers, same tokens: the ledger holds them), confirmed by the workers' heartbeats.
+TEST_CASE("MGR-01 the leader manager dies and a peer takes over without restarting work") {
+  Dc dc(t5(51));
+  const NodeId l = boot(dc);
+  submit_ok(dc, job("m1", {wf("a", "ms=60000", 2, 2), wf("b", "ms=60000", 2, 2)}));
+  REQUIRE(dc.run_until([&] { return runner(dc, "m1", "a") && runner(dc, "m1", "b"); }, 5s));
+  REQUIRE(job_leader(dc, "m1") == l);
+  const std::uint64_t token_a = dc.job_view("m1")->workflows[0].token;
+  const NodeId ra = runner(dc, "m1", "a"), rb = runner(dc, "m1", "b");
+  std::uint64_t progress_before = dc.job_view("m1")->completed;
+  REQUIRE(dc.sim().crash(l).ok());
+  const Instant t0 = dc.sim().now();
+  REQUIRE(dc.run_until(
+      [&] {
+        const NodeId jl = job_leader(dc, "m1");
+        return jl != 0 && jl != l;
+      },
+      40s));
+  CHECK(dc.sim().now() - t0 < 30s);
+  const NodeId nl = job_leader(dc, "m1");
+  REQUIRE(dc.final_state("m1", 120s) == JobState::completed);
+  auto v = *dc.job_view("m1");
+  CHECK(v.leader == nl);
+  CHECK(wfv(v, "a").worker == ra);  // the same worker and attempt carried on
+  CHECK(wfv(v, "b").worker == rb);
+  CHECK(wfv(v, "a").token == token_a);
+  CHECK(starts(dc, "m1", "a") == 1);
+  CHECK(starts(dc, "m1", "b") == 1);
+  CHECK(v.completed == 2 * 2 * 600);  // 2 workflows × 2 VUs × 600 steps
+  CHECK(v.completed >= progress_before);
+  CHECK(dc.mgr(nl)->mgr.stats().takeovers >= 1);
+  CHECK_ENDS(dc);
 }
 
 TEST_CASE("MGR-03 a follower manager dies without disturbing work") {
@@ -809,7 +713,7 @@ TEST_CASE("MGR-03 a follower manager dies without disturbing work") {
   REQUIRE(dc.sim().crash(follower).ok());
   REQUIRE(dc.final_state("m3", 30s) == JobState::completed);
   CHECK(dc.mgr(l)->mgr.stats().redispatches == 0);
-  CHECK(dc.mgr(l)->election.is_leader());
+  CHECK(dc.mgr(l)->mgr.is_leader());
   CHECK(starts(dc, "m3", "a") == 1);
   // Quorum (2 of 3) still takes jobs.
   submit_ok(dc, job("m3b", {wf("a", "ms=100")}));

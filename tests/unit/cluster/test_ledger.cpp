@@ -58,6 +58,18 @@ struct Fixture {
     e.completed = 100;
     return run(e);
   }
+  LedgerOutcome lost(const std::string& id, std::uint32_t wf, std::uint64_t token, bool uncounted = false,
+                     bool exclude = true) {
+    LedgerEntry e;
+    e.op = LedgerOp::wf_lost;
+    e.job_id = id;
+    e.workflow = wf;
+    e.token = token;
+    e.uncounted = uncounted;
+    e.exclude = exclude;
+    e.error = "worker died";
+    return run(e);
+  }
   LedgerOutcome simple(LedgerOp op, const std::string& id, JobState s = JobState::completed) {
     LedgerEntry e;
     e.op = op;
@@ -94,7 +106,10 @@ TEST_CASE("ledger: tokens carry the term and only grow; an older term's command 
   CHECK(f.ledger.job("a")->state == JobState::running);
   // A deposed leader of term 4 still proposing: its token is below the job's high-water mark.
   CHECK(f.dispatch("a", 1, make_token(4, 7)) == LedgerOutcome::stale_token);
-  CHECK(f.dispatch("a", 0, make_token(5, 1)) == LedgerOutcome::stale_token);  // the same token again
+  CHECK(f.dispatch("a", 0, make_token(5, 1)) == LedgerOutcome::wf_busy);  // the same token again: it is live
+  CHECK(f.lost("a", 0, make_token(4, 1)) == LedgerOutcome::stale_token);   // not the current attempt
+  CHECK(f.lost("a", 0, make_token(5, 1)) == LedgerOutcome::applied);
+  CHECK(f.dispatch("a", 0, make_token(5, 1)) == LedgerOutcome::stale_token);  // a token is never reused
   CHECK(f.dispatch("a", 0, make_token(6, 1)) == LedgerOutcome::applied);      // a re-dispatch by the next leader
   CHECK(f.ledger.job("a")->workflows[0].attempts == 2);
   CHECK(f.ledger.job("a")->workflows[0].token == make_token(6, 1));
@@ -108,15 +123,19 @@ TEST_CASE("ledger: nothing is dispatched after a cancel is accepted") {
   REQUIRE(f.dispatch("a", 0, make_token(2, 1)) == LedgerOutcome::applied);
   CHECK(f.simple(LedgerOp::cancel, "a") == LedgerOutcome::applied);
   CHECK(f.ledger.job("a")->cancel_requested);
-  CHECK(f.dispatch("a", 1, make_token(2, 2)) == LedgerOutcome::cancelled);
-  CHECK(f.dispatch("a", 0, make_token(3, 1)) == LedgerOutcome::cancelled);
-  CHECK(f.ledger.job("a")->workflows[1].state == WfState::pending);
+  CHECK(f.ledger.job("a")->state == JobState::cancelled);  // terminal at once
+  CHECK(f.dispatch("a", 1, make_token(2, 2)) == LedgerOutcome::job_terminal);
+  CHECK(f.lost("a", 0, make_token(2, 1)) == LedgerOutcome::applied);  // the running one stopped...
+  CHECK(f.dispatch("a", 0, make_token(3, 1)) == LedgerOutcome::job_terminal);  // ...and is not retried
+  CHECK(f.ledger.job("a")->workflows[0].state == WfState::cancelled);
+  CHECK(f.ledger.job("a")->workflows[1].state == WfState::cancelled);
 }
 
 TEST_CASE("ledger: results count only for the current attempt and only while the job lives") {
   Fixture f;
   REQUIRE(f.accept("a", "k") == LedgerOutcome::applied);
   REQUIRE(f.dispatch("a", 0, make_token(2, 1)) == LedgerOutcome::applied);
+  REQUIRE(f.lost("a", 0, make_token(2, 1)) == LedgerOutcome::applied);
   REQUIRE(f.dispatch("a", 0, make_token(3, 1)) == LedgerOutcome::applied);   // re-dispatched
   CHECK(f.wf_done("a", 0, make_token(2, 1)) == LedgerOutcome::stale_token);  // late result of attempt 1
   CHECK(f.wf_done("a", 0, make_token(3, 1)) == LedgerOutcome::applied);
@@ -124,17 +143,20 @@ TEST_CASE("ledger: results count only for the current attempt and only while the
   CHECK(f.ledger.job("a")->workflows[0].completed == 100);
   REQUIRE(f.dispatch("a", 1, make_token(3, 2)) == LedgerOutcome::applied);
   CHECK(f.simple(LedgerOp::job_done, "a", JobState::timeout) == LedgerOutcome::applied);
-  // After the job timed out, the result of the still-running workflow changes nothing.
-  CHECK(f.wf_done("a", 1, make_token(3, 2)) == LedgerOutcome::job_terminal);
+  // After the job timed out, the result of the still-running workflow only confirms it ended: it
+  // is cancelled, and the job's totals and state do not change (issue 21, defect 5).
   CHECK(f.ledger.job("a")->workflows[1].state == WfState::dispatched);
+  CHECK(f.wf_done("a", 1, make_token(3, 2)) == LedgerOutcome::applied);
+  CHECK(f.ledger.job("a")->workflows[1].state == WfState::cancelled);
   CHECK(f.ledger.job("a")->workflows[1].completed == 0);
+  CHECK(f.ledger.job("a")->state == JobState::timeout);
 }
 
 TEST_CASE("ledger: a terminal job never changes state again") {
   Fixture f;
   REQUIRE(f.accept("a", "k") == LedgerOutcome::applied);
   REQUIRE(f.simple(LedgerOp::cancel, "a") == LedgerOutcome::applied);
-  REQUIRE(f.simple(LedgerOp::job_done, "a", JobState::cancelled) == LedgerOutcome::applied);
+  CHECK(f.simple(LedgerOp::job_done, "a", JobState::cancelled) == LedgerOutcome::job_terminal);
   CHECK(f.simple(LedgerOp::job_done, "a", JobState::completed) == LedgerOutcome::job_terminal);
   CHECK(f.simple(LedgerOp::cancel, "a") == LedgerOutcome::job_terminal);
   CHECK(f.dispatch("a", 0, make_token(9, 1)) == LedgerOutcome::job_terminal);
@@ -182,4 +204,113 @@ TEST_CASE("ledger: snapshots restore the same state; a bad snapshot or entry cha
   CHECK(static_cast<LedgerOutcome>(f.ledger.apply(++f.index, junk)) == LedgerOutcome::malformed);
   CHECK(f.ledger.malformed() == 1);
   CHECK(f.ledger.size() == 2);
+}
+
+TEST_CASE("ledger: a lost attempt spends a retry while the budgets allow; a refusal spends none") {
+  Fixture f;
+  LedgerEntry e;
+  e.op = LedgerOp::accept;
+  e.job_id = "a";
+  e.spec = spec("a", "k", 1);
+  e.spec.workflow_retries = 2;
+  e.spec.retry_budget = 1;
+  REQUIRE(f.run(e) == LedgerOutcome::applied);
+  REQUIRE(f.dispatch("a", 0, make_token(1, 1), 7) == LedgerOutcome::applied);
+  CHECK(f.lost("a", 0, make_token(1, 1), /*uncounted=*/true, /*exclude=*/false) == LedgerOutcome::applied);
+  const LedgerJob* j = f.ledger.job("a");
+  CHECK(j->workflows[0].state == WfState::pending);
+  CHECK(j->workflows[0].attempts == 0);  // a refusal never ran
+  CHECK(j->retries_used == 0);
+  CHECK(j->workflows[0].excluded.empty());
+  REQUIRE(f.dispatch("a", 0, make_token(1, 2), 7) == LedgerOutcome::applied);
+  CHECK(f.lost("a", 0, make_token(1, 2)) == LedgerOutcome::applied);
+  CHECK(j->workflows[0].state == WfState::pending);
+  CHECK(j->retries_used == 1);
+  CHECK(j->workflows[0].excluded == std::vector<NodeId>{7});
+  REQUIRE(f.dispatch("a", 0, make_token(1, 3), 8) == LedgerOutcome::applied);
+  CHECK(f.lost("a", 0, make_token(1, 3)) == LedgerOutcome::applied);  // the job's budget (1) is spent
+  CHECK(j->workflows[0].state == WfState::failed);
+  CHECK(j->workflows[0].error == "retry budget exhausted: worker died");
+  CHECK(j->state == JobState::failed);  // every workflow ended, one failed
+  CHECK(j->retries_used == 1);
+}
+
+TEST_CASE("ledger: dependants of a failed workflow fail; the job's end follows its workflows") {
+  Fixture f;
+  LedgerEntry e;
+  e.op = LedgerOp::accept;
+  e.job_id = "a";
+  e.spec = spec("a", "k", 3);
+  e.spec.workflows[2].deps = {"wf0"};
+  REQUIRE(f.run(e) == LedgerOutcome::applied);
+  REQUIRE(f.dispatch("a", 0, make_token(1, 1)) == LedgerOutcome::applied);
+  REQUIRE(f.dispatch("a", 1, make_token(1, 2)) == LedgerOutcome::applied);
+  CHECK(f.wf_done("a", 0, make_token(1, 1), WfState::failed) == LedgerOutcome::applied);
+  const LedgerJob* j = f.ledger.job("a");
+  CHECK(j->workflows[2].state == WfState::failed);
+  CHECK(j->workflows[2].error == "dependency 'wf0' failed");
+  CHECK(j->state == JobState::running);  // wf1 still runs
+  CHECK(f.wf_done("a", 1, make_token(1, 2)) == LedgerOutcome::applied);
+  CHECK(j->state == JobState::failed);
+  CHECK(j->error.rfind("workflow 'wf0' failed", 0) == 0);
+}
+
+TEST_CASE("ledger: cancelling one workflow stops it and the job ends partial") {
+  Fixture f;
+  REQUIRE(f.accept("a", "k") == LedgerOutcome::applied);
+  REQUIRE(f.dispatch("a", 0, make_token(1, 1)) == LedgerOutcome::applied);
+  LedgerEntry c;
+  c.op = LedgerOp::cancel_wf;
+  c.job_id = "a";
+  c.workflow = 0;
+  CHECK(f.run(c) == LedgerOutcome::applied);
+  const LedgerJob* j = f.ledger.job("a");
+  CHECK(j->workflows[0].stop_requested);
+  CHECK(j->workflows[0].state == WfState::dispatched);  // until the stop is confirmed
+  CHECK(f.run(c) == LedgerOutcome::duplicate);
+  CHECK(f.dispatch("a", 0, make_token(1, 2)) == LedgerOutcome::wf_busy);
+  c.workflow = 1;
+  CHECK(f.run(c) == LedgerOutcome::applied);  // pending: cancelled at once
+  CHECK(j->workflows[1].state == WfState::cancelled);
+  CHECK(f.wf_done("a", 0, make_token(1, 1)) == LedgerOutcome::applied);  // it finished while stopping
+  CHECK(j->workflows[0].state == WfState::cancelled);
+  CHECK(j->state == JobState::partial);
+}
+
+TEST_CASE("ledger: checkpoints carry elapsed time and live totals, and freeze with a cancel") {
+  Fixture f;
+  REQUIRE(f.accept("a", "k") == LedgerOutcome::applied);
+  REQUIRE(f.dispatch("a", 0, make_token(1, 1)) == LedgerOutcome::applied);
+  LedgerEntry e;
+  e.op = LedgerOp::checkpoint;
+  e.job_id = "a";
+  e.elapsed_ms = 4000;
+  e.progress = {{50, 2}, {0, 0}};
+  CHECK(f.run(e) == LedgerOutcome::applied);
+  const LedgerJob* j = f.ledger.job("a");
+  CHECK(j->elapsed_ms == 4000);
+  CHECK(j->workflows[0].completed == 50);
+  e.elapsed_ms = 1000;  // an older view never lowers it
+  e.progress = {{10, 0}};
+  CHECK(f.run(e) == LedgerOutcome::applied);
+  CHECK(j->elapsed_ms == 4000);
+  CHECK(j->workflows[0].completed == 50);
+  LedgerEntry c;
+  c.op = LedgerOp::cancel;
+  c.job_id = "a";
+  c.progress = {{70, 3}, {0, 0}};
+  REQUIRE(f.run(c) == LedgerOutcome::applied);
+  CHECK(j->workflows[0].completed == 70);
+  LedgerEntry late;  // the stopped workflow's own result arrives with higher totals: ignored
+  late.op = LedgerOp::wf_done;
+  late.job_id = "a";
+  late.workflow = 0;
+  late.token = make_token(1, 1);
+  late.state = static_cast<std::uint8_t>(WfState::completed);
+  late.completed = 500;
+  CHECK(f.run(late) == LedgerOutcome::applied);
+  CHECK(j->workflows[0].completed == 70);
+  CHECK(j->workflows[0].state == WfState::cancelled);
+  CHECK(j->state == JobState::cancelled);
+  CHECK(f.run(e) == LedgerOutcome::job_terminal);
 }

@@ -1,0 +1,209 @@
+// Issue 21: the eight failures fault-injection found in the hand-made replication of job records,
+// each as a scenario on the simulated datacenter (managers on Raft + JobLedger, workers fenced by
+// term). Every event is followed by the instant invariants of dc.cpp (one leader per term, a job
+// seen terminal on a manager stays so, cores never overcommitted, one live attempt), and
+// end_checks() judges the rest (nothing starts after an acknowledged cancel, a worker only runs
+// attempts a ledger committed). Defect 8 (forged death claims) is a SWIM scenario:
+// tests/sim/swim/test_swim_sim.cpp, "forged suspect/dead/left claims ...".
+#include <catch2/catch.hpp>
+
+#include <fmt/format.h>
+
+#include "scenario_util.hpp"
+
+using namespace hs;
+using namespace hs::simdc;
+using namespace hs::cluster;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::vector<NodeId> others(const Dc& dc, NodeId m) {
+  std::vector<NodeId> out;
+  for (NodeId x : dc.managers())
+    if (x != m) out.push_back(x);
+  return out;
+}
+
+std::size_t events(Dc& dc, const std::string& job, const std::string& w, worker::ExecEvent::Kind k) {
+  std::size_t n = 0;
+  for (NodeId id : dc.workers())
+    if (auto* node = dc.wrk(id))
+      for (const auto& e : node->wrk.log())
+        if (e.kind == k && e.job_id == job && e.workflow == w) ++n;
+  return n;
+}
+
+const SimClient::Reply* cancel_and_wait(Dc& dc, NodeId to, const std::string& job) {
+  const std::uint64_t req = dc.client().cancel(to, job);
+  const SimClient::Reply* r = nullptr;
+  dc.run_until([&] { return (r = dc.client().reply(req)) != nullptr; }, 10s);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("R1 a lagging manager never overwrites committed state: an acknowledged cancel stays") {
+  for (std::uint64_t seed : {201, 202, 203, 204}) {
+    DYNAMIC_SECTION("seed " << seed) {
+      Dc dc(t5(seed));
+      const NodeId l = boot(dc);
+      submit_ok(dc, job("r1", {wf("a", "ms=60000", 1, 1), wf("b", "ms=60000", 1, 1)}));
+      REQUIRE(dc.run_until([&] { return runner(dc, "r1", "a") && runner(dc, "r1", "b"); }, 10s));
+      const NodeId lagging = others(dc, l)[0], current = others(dc, l)[1];
+      // The leader's log stops reaching one manager; the cancel commits on the other two.
+      dc.sim().block_channel(l, lagging, kRaft);
+      const auto* r = cancel_and_wait(dc, l, "r1");
+      REQUIRE(r != nullptr);
+      REQUIRE(r->cancel.success);
+      dc.cancel_acked.insert("r1");
+      // The old leader is cut off from both managers (its workers still reach it).
+      dc.sim().unblock_channel(l, lagging, kRaft);
+      dc.sim().partition({l}, {lagging, current});
+      std::optional<NodeId> nl;
+      REQUIRE(dc.run_until([&] { return (nl = dc.leader()).has_value() && *nl != l; }, 30s));
+      CHECK(*nl == current);  // the lagging manager cannot collect a majority without the cancel
+      dc.run_for(5s);
+      dc.sim().heal();
+      REQUIRE(dc.final_state("r1", 60s) == JobState::cancelled);
+      for (NodeId m : dc.managers()) CHECK(dc.mgr(m)->mgr.job("r1")->state == JobState::cancelled);
+      CHECK(starts(dc, "r1", "a") == 1);
+      CHECK(starts(dc, "r1", "b") == 1);
+      CHECK_ENDS(dc);
+    }
+  }
+}
+
+TEST_CASE("R2 acknowledged jobs finish when their leader restarts at once") {
+  for (Duration down : {Duration{500ms}, Duration{5s}}) {
+    DYNAMIC_SECTION("down " << std::chrono::duration_cast<std::chrono::milliseconds>(down).count() << " ms") {
+      Dc dc(t5(211));
+      const NodeId l = boot(dc);
+      for (int i = 0; i < 5; ++i) submit_ok(dc, job(fmt::format("r2-{}", i), {wf("a", "ms=3000", 1, 1)}));
+      REQUIRE(dc.sim().crash(l).ok());
+      dc.run_for(down);
+      REQUIRE(dc.sim().restart(l).ok());
+      for (int i = 0; i < 5; ++i) {
+        INFO("job " << i);
+        CHECK(dc.final_state(fmt::format("r2-{}", i), 60s) == JobState::completed);
+      }
+      CHECK_ENDS(dc);
+    }
+  }
+}
+
+TEST_CASE("R3 a deposed leader still reaching the workers commands nothing") {
+  Dc dc(t5(221));
+  const NodeId l = boot(dc);
+  submit_ok(dc, job("r3", {wf("a", "ms=30000", 1, 1), wf("b", "ms=30000", 1, 1)}));
+  REQUIRE(dc.run_until([&] { return runner(dc, "r3", "a") && runner(dc, "r3", "b"); }, 10s));
+  const NodeId ra = runner(dc, "r3", "a");
+  // Cut the leader off from the other managers only: it still reaches every worker.
+  dc.sim().partition({l}, others(dc, l));
+  REQUIRE(dc.run_until([&] { return !dc.mgr(l)->mgr.is_leader(); }, 10s));  // check-quorum
+  std::optional<NodeId> nl;
+  REQUIRE(dc.run_until([&] { return (nl = dc.leader()).has_value() && *nl != l; }, 30s));
+  // A worker dies while the old leader is cut off: only the current leader may run its work again.
+  REQUIRE(dc.sim().crash(ra).ok());
+  dc.run_for(20s);
+  dc.sim().heal();
+  REQUIRE(dc.final_state("r3", 120s) == JobState::completed);
+  CHECK(starts(dc, "r3", "a") == 2);  // the original and one re-dispatch by the current leader
+  CHECK(starts(dc, "r3", "b") == 1);  // never stopped nor restarted
+  CHECK(events(dc, "r3", "b", worker::ExecEvent::cancelled) == 0);
+  CHECK_ENDS(dc);  // invariant 13: every start was committed
+}
+
+TEST_CASE("R4 a new leader carries running work on without a transfer or a stop") {
+  Dc dc(t5(231));
+  const NodeId l = boot(dc);
+  submit_ok(dc, job("r4", {wf("a", "ms=30000", 2, 2), wf("b", "ms=30000", 2, 2)}));
+  REQUIRE(dc.run_until([&] { return runner(dc, "r4", "a") && runner(dc, "r4", "b"); }, 10s));
+  const std::uint64_t ta = dc.job_view("r4")->workflows[0].token;
+  // No dispatch from anyone gets through: the next leader must confirm the work from heartbeats.
+  auto f = dc.sim().add_filter([](NodeId, NodeId, const node::Bytes& m) {
+    return m.size() > 1 && m[0] == kRole && m[1] == static_cast<std::uint8_t>(MsgType::dispatch);
+  });
+  REQUIRE(f.ok());
+  REQUIRE(dc.sim().crash(l).ok());
+  std::optional<NodeId> nl;
+  REQUIRE(dc.run_until([&] { return (nl = dc.leader()).has_value() && *nl != l; }, 30s));
+  REQUIRE(dc.run_until([&] { return dc.job_view("r4")->workflows[0].state == WfState::running; }, 10s));
+  REQUIRE(dc.sim().remove_filter(*f).ok());
+  REQUIRE(dc.final_state("r4", 90s) == JobState::completed);
+  CHECK(starts(dc, "r4", "a") == 1);
+  CHECK(starts(dc, "r4", "b") == 1);
+  CHECK(events(dc, "r4", "a", worker::ExecEvent::cancelled) == 0);
+  CHECK(events(dc, "r4", "b", worker::ExecEvent::cancelled) == 0);
+  CHECK(dc.job_view("r4")->workflows[0].token == ta);
+  CHECK_ENDS(dc);
+}
+
+TEST_CASE("R5 a result that arrives after the job ended changes nothing") {
+  DcOptions o = t5(241);
+  o.workers = 2;
+  Dc dc(o);
+  boot(dc);
+  JobSpec spec = job("r5", {wf("a", "ms=20000", 2, 1)});
+  spec.timeout_ms = 6000;
+  submit_ok(dc, spec);
+  NodeId w = 0;
+  REQUIRE(dc.run_until([&] { return (w = runner(dc, "r5", "a")) != 0; }, 10s));
+  dc.run_for(2s);
+  dc.sim().partition({w}, dc.managers());  // its result cannot reach anyone
+  REQUIRE(dc.final_state("r5", 60s) == JobState::timeout);
+  const JobView before = *dc.job_view("r5");
+  dc.sim().heal();
+  dc.run_for(30s);  // the worker delivers what it has; the leader acknowledges and ignores it
+  const JobView after = *dc.job_view("r5");
+  CHECK(after.state == JobState::timeout);
+  CHECK(after.completed == before.completed);
+  CHECK(after.failed == before.failed);
+  CHECK(after.workflows[0].state == before.workflows[0].state);
+  for (NodeId m : dc.managers()) CHECK(dc.mgr(m)->mgr.job("r5")->completed == before.completed);
+  CHECK_ENDS(dc);
+}
+
+TEST_CASE("R6 a dispatch refused for capacity is retried within a heartbeat and opens no circuit") {
+  DcOptions o;
+  o.managers = 3;
+  o.workers = 1;
+  o.cores = 1;
+  o.seed = 251;
+  Dc dc(o);
+  const NodeId l = boot(dc);
+  auto* w = dc.wrk(dc.workers()[0]);
+  w->wrk.refuse_capacity_next = 3;  // three races for the last core, lost
+  const Instant t0 = dc.sim().now();
+  submit_ok(dc, job("r6", {wf("a", "ms=1000")}));
+  REQUIRE(dc.run_until([&] { return starts(dc, "r6", "a") == 1; }, 30s));
+  CHECK(dc.sim().now() - t0 < 5s);  // about one heartbeat per refusal, not a circuit's half-open wait
+  const NodeId nl = dc.leader().value_or(l);
+  CHECK(dc.mgr(nl)->mgr.stats().circuit_opened == 0);
+  CHECK(dc.mgr(nl)->mgr.stats().capacity_refusals == 3);
+  CHECK(dc.final_state("r6", 20s) == JobState::completed);
+  CHECK(dc.job_view("r6")->workflows[0].attempts == 1);  // refusals spend no retry
+  CHECK_ENDS(dc);
+}
+
+TEST_CASE("R7 a worker SWIM sees but the leader cannot hear loses its work to another worker") {
+  DcOptions o = t5(261);
+  o.workers = 2;
+  o.cores = 1;
+  Dc dc(o);
+  boot(dc);
+  submit_ok(dc, job("r7", {wf("a", "ms=40000")}));
+  NodeId w = 0;
+  REQUIRE(dc.run_until([&] { return (w = runner(dc, "r7", "a")) != 0; }, 10s));
+  for (NodeId m : dc.managers()) {  // role traffic only: SWIM still sees the worker alive
+    dc.sim().block_channel(w, m, kRole);
+    dc.sim().block_channel(m, w, kRole);
+  }
+  NodeId other = 0;
+  REQUIRE(dc.run_until([&] { return (other = runner(dc, "r7", "a")) != 0 && other != w; }, 40s));
+  CHECK(events(dc, "r7", "a", worker::ExecEvent::cancelled) == 1);  // the unconfirmed copy stopped itself
+  REQUIRE(dc.final_state("r7", 90s) == JobState::completed);
+  CHECK(starts(dc, "r7", "a") == 2);
+  for (const auto& [observer, e] : dc.swim_events) CHECK_FALSE((e.node == w && e.to == swim::State::dead));
+  CHECK_ENDS(dc);
+}
