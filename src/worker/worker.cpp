@@ -14,6 +14,7 @@ using namespace cluster;
 namespace {
 constexpr std::uint64_t kTagShift = 56;
 constexpr std::uint64_t kTagValue = (1ull << kTagShift) - 1;
+constexpr std::size_t kMaxAcksPerDispatch = 8;  // answers waiting for one dispatch's sync barrier
 std::uint64_t make_tag(std::uint64_t kind, std::uint64_t v) { return (kind << kTagShift) | (v & kTagValue); }
 
 long long ms(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
@@ -440,7 +441,12 @@ bool Worker::refuse_duplicate(NodeId from, const Dispatch& d, DispatchAck& ack) 
   log::info("worker", "duplicate_dispatch", "from={} job={} workflow={} token={} done={}", from, log::quoted(d.job_id),
             log::quoted(d.workflow), d.token, e.done);
   if (auto pending = acks_.find(e.ack_seq); e.ack_seq != 0 && pending != acks_.end()) {
-    pending->second.push_back(PendingAck{from, ack});  // answered with the first, once the mark is durable
+    // Answered with the first, once the mark is durable (a few answers are enough: the rest are dropped).
+    if (pending->second.size() < kMaxAcksPerDispatch)
+      pending->second.push_back(PendingAck{from, ack});
+    else
+      log::warn("worker", "duplicate_unanswered", "from={} job={} workflow={} token={} (already {} answers pending)",
+                from, log::quoted(d.job_id), log::quoted(d.workflow), d.token, kMaxAcksPerDispatch);
     return true;
   }
   send(from, MsgType::dispatch_ack, ack);
