@@ -1,8 +1,11 @@
 #include "hyperscale/worker/worker.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 #include "hyperscale/base/log.hpp"
+#include "hyperscale/cluster/ledger.hpp"
 
 namespace hs::worker {
 
@@ -10,9 +13,11 @@ using namespace cluster;
 
 namespace {
 constexpr std::uint64_t kTagShift = 56;
-std::uint64_t make_tag(std::uint64_t kind, std::uint64_t v) {
-  return (kind << kTagShift) | (v & ((1ull << kTagShift) - 1));
-}
+constexpr std::uint64_t kTagValue = (1ull << kTagShift) - 1;
+constexpr std::size_t kMaxAcksPerDispatch = 8;  // answers waiting for one dispatch's sync barrier
+std::uint64_t make_tag(std::uint64_t kind, std::uint64_t v) { return (kind << kTagShift) | (v & kTagValue); }
+
+long long ms(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
 
 // Fence marks are persisted as records of the "fence" log: job, workflow, token.
 std::vector<std::uint8_t> mark_record(const std::string& job, const std::string& wf, std::uint64_t token) {
@@ -22,12 +27,31 @@ std::vector<std::uint8_t> mark_record(const std::string& job, const std::string&
   w.var(token);
   return w.take();
 }
+
+template <class T>
+bool parse(std::span<const std::uint8_t> body, T& m, WorkerStats& st, NodeId from, const char* what) {
+  const char* why = nullptr;
+  if (decode(body, m, &why)) return true;
+  st.decode_errors++;
+  log::warn("worker", "decode_error", "from={} type={} error={}", from, what, why);
+  return false;
+}
 }  // namespace
 
 Worker::Worker(WorkerConfig cfg, Executor& exec) : cfg_(std::move(cfg)), exec_(exec) {}
 Worker::~Worker() = default;
 
 void Worker::send(NodeId to, MsgType t, auto& msg) { ctx_->send(to, encode(t, msg)); }
+
+// To the leader of the highest term heard; to every manager while that leader is not known.
+void Worker::send_to_leader(MsgType t, auto& msg) {
+  if (leader_ != 0) {
+    send(leader_, t, msg);
+    return;
+  }
+  const auto bytes = encode(t, msg);
+  for (NodeId m : cfg_.managers) ctx_->send(m, bytes);
+}
 
 void Worker::on_start(node::Context& ctx) {
   ctx_ = &ctx;
@@ -36,8 +60,11 @@ void Worker::on_start(node::Context& ctx) {
   next_heartbeat_ = ctx.now();
   next_progress_ = ctx.now() + cfg_.progress;
   ctx.set_timer(Duration{0}, make_tag(kTick, 0));
-  log::info("worker", "started", "cores={} managers={}", cfg_.cores, cfg_.managers.size());
+  log::info("worker", "started", "cores={} managers={} orphan_grace_ms={}", cfg_.cores, cfg_.managers.size(),
+            ms(cfg_.orphan_grace));
 }
+
+// ---------------------------------------------------------------- fence marks
 
 void Worker::load_marks() {
   const Instant now = ctx_->now();
@@ -58,8 +85,13 @@ void Worker::load_marks() {
   compact_marks();
 }
 
-void Worker::set_mark(const Key& k, std::uint64_t token) {
-  if (marks_.size() >= cfg_.max_hw && marks_.count(k) == 0) {
+// The mark is raised in memory only once its record is written: a refused write changes nothing, so
+// the leader's retry with the same token is not fenced by a mark that never reached the disk.
+Status Worker::set_mark(const Key& k, std::uint64_t token) {
+  auto mk = marks_.find(k);
+  const std::uint64_t hw = std::max(token, mk == marks_.end() ? 0 : mk->second.token);
+  if (Status st = ctx_->disk().append("fence", mark_record(k.first, k.second, hw)); !st.ok()) return st;
+  if (mk == marks_.end() && marks_.size() >= cfg_.max_hw) {
     // Evict the oldest mark (well past any live job at the default bounds).
     auto oldest = std::min_element(marks_.begin(), marks_.end(),
                                    [](const auto& a, const auto& b) { return a.second.at < b.second.at; });
@@ -67,10 +99,10 @@ void Worker::set_mark(const Key& k, std::uint64_t token) {
     stats_.hw_evicted++;
   }
   Mark& m = marks_[k];
-  m.token = std::max(m.token, token);
+  m.token = hw;
   m.at = ctx_->now();
-  (void)ctx_->disk().append("fence", mark_record(k.first, k.second, m.token));
   if (++mark_log_records_ > 2 * marks_.size() + 1000) compact_marks();
+  return ok_status();
 }
 
 void Worker::compact_marks() {
@@ -96,72 +128,87 @@ std::vector<ExecReport> Worker::live() const {
   std::vector<ExecReport> out;
   for (const auto& [k, e] : execs_) {
     if (e.done) continue;
-    out.push_back(ExecReport{e.job_id, e.workflow, e.token, e.cores, e.leader, e.completed, e.failed});
+    out.push_back(ExecReport{e.job_id, e.workflow, e.token, e.cores, leader_, e.completed, e.failed});
   }
   return out;
 }
 
+// ---------------------------------------------------------------- timers
+
 void Worker::on_timer(node::Context& ctx, node::TimerId, std::uint64_t tag) {
   ctx_ = &ctx;
+  const bool sync_failed = (tag & node::kSyncFailed) != 0;
+  tag &= ~node::kSyncFailed;
   const std::uint64_t kind = tag >> kTagShift;
-  const std::uint64_t v = tag & ((1ull << kTagShift) - 1);
   if (kind == kTick) {
     ctx.set_timer(cfg_.tick, make_tag(kTick, 0));
     tick();
   } else if (kind == kAck) {
-    auto it = acks_.find(v);
-    if (it == acks_.end()) return;
-    for (auto& [to, bytes] : it->second) ctx.send(to, std::move(bytes));
-    acks_.erase(it);
+    on_sync(tag & kTagValue, sync_failed);
+  } else {
+    log::error("worker", "unknown_timer", "tag={} (ignored)", tag);
   }
+}
+
+// A dispatch's fence mark is durable (or its barrier failed): acknowledge, or unwind and refuse.
+void Worker::on_sync(std::uint64_t seq, bool failed) {
+  auto it = acks_.find(seq);
+  if (it == acks_.end()) return;
+  std::vector<PendingAck> batch = std::move(it->second);
+  acks_.erase(it);
+  for (PendingAck& p : batch) {
+    if (failed) {
+      unwind_unsynced(p);
+      continue;
+    }
+    send(p.to, MsgType::dispatch_ack, p.ack);
+    auto e = execs_.find({p.ack.job_id, p.ack.workflow});
+    if (e == execs_.end() || e->second.ack_seq != seq) continue;
+    e->second.ack_seq = 0;
+    if (e->second.done) send_result(e->second);  // it finished before its ack could go out
+  }
+}
+
+// The sync barrier covering a dispatch's fence mark failed: the dispatch must not be acknowledged as
+// accepted. Its execution is cancelled and forgotten (nothing about it was reported yet: progress and
+// results wait for the ack), its cores freed, and the dispatch refused. The mark stays raised in
+// memory (the write may still reach the disk), so a retry needs a new token.
+void Worker::unwind_unsynced(PendingAck& p) {
+  auto it = execs_.find({p.ack.job_id, p.ack.workflow});
+  if (it != execs_.end() && it->second.token == p.ack.token && it->second.ack_seq != 0) {
+    Exec& e = it->second;
+    stats_.sync_failures++;
+    stats_.disk_errors++;
+    log::error("worker", "dispatch_unwound",
+               "job={} workflow={} token={} done={} (the fence mark's sync failed: execution cancelled, dispatch "
+               "refused)",
+               log::quoted(e.job_id), log::quoted(e.workflow), e.token, e.done);
+    if (!e.done) {
+      exec_.cancel(e.id);
+      used_ -= e.cores;
+    } else {
+      stats_.results_dropped++;
+    }
+    record(ExecEvent::rejected, e.job_id, e.workflow, e.token);
+    by_id_.erase(e.id);
+    execs_.erase(it);
+  }
+  p.ack.accepted = false;
+  p.ack.code = Err::unavailable;
+  p.ack.error = "fence mark not durable: the sync barrier failed";
+  p.ack.available_cores = free_cores();
+  send(p.to, MsgType::dispatch_ack, p.ack);
 }
 
 void Worker::tick() {
   const Instant now = ctx_->now();
-  if (now >= next_heartbeat_) {
-    next_heartbeat_ = now + cfg_.heartbeat;
-    Heartbeat hb;
-    hb.total_cores = cfg_.cores;
-    hb.available_cores = cfg_.cores - used_;
-    hb.health = health_;
-    hb.execs = live();
-    hb.boot = boot_;
-    auto bytes = encode(MsgType::heartbeat, hb);
-    for (NodeId m : cfg_.managers) ctx_->send(m, bytes);
-  }
-  if (now >= next_progress_) {
-    next_progress_ = now + cfg_.progress;
-    for (auto& [k, e] : execs_) {
-      if (e.done) continue;
-      Progress p{e.job_id, e.workflow, e.token, e.completed, e.failed};
-      send(e.leader, MsgType::progress, p);
-    }
-  }
+  if (now >= next_heartbeat_) heartbeat();
+  if (now >= next_progress_) send_progress();
   for (auto it = execs_.begin(); it != execs_.end();) {
     Exec& e = it->second;
-    if (!e.done && e.stopping && now >= e.stop_deadline) {
-      stats_.force_stops++;
-      log::warn("worker", "force_stop", "job={} workflow={} token={} grace_ms={} (the execution ignored its stop)",
-                log::quoted(e.job_id), log::quoted(e.workflow), e.token,
-                std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.stop_grace).count());
-      ExecResult r;
-      r.outcome = ExecOutcome::cancelled;
-      r.completed = e.completed;
-      r.failed = e.failed;
-      r.error = "the execution did not stop within the grace; its cores were forced free";
-      finish(e, std::move(r));
-    }
-    if (!e.done && !e.stopping && e.orphan_deadline.count() >= 0 && now >= e.orphan_deadline) {
-      stats_.orphaned++;
-      log::warn("worker", "orphan_cancelled", "job={} workflow={} leader={} (no new job leader within the grace)",
-                log::quoted(e.job_id), log::quoted(e.workflow), e.leader);
-      stop(e, "orphaned");
-    }
-    if (e.done && now >= e.resend_at) {
-      if (e.orphan_deadline.count() >= 0 && now >= e.orphan_deadline + cfg_.orphan_grace + cfg_.stop_grace) {
-        stats_.results_dropped++;
-        log::warn("worker", "result_dropped", "job={} workflow={} token={} (its job leader is gone)",
-                  log::quoted(e.job_id), log::quoted(e.workflow), e.token);
+    check_exec(e, now);
+    if (e.done && e.ack_seq == 0 && now >= e.resend_at) {
+      if (expire_result(e, now)) {
         by_id_.erase(e.id);
         it = execs_.erase(it);
         continue;
@@ -179,19 +226,69 @@ void Worker::tick() {
   }
 }
 
-template <class T>
-static bool parse(std::span<const std::uint8_t> body, T& m, WorkerStats& st, NodeId from, const char* what) {
-  const char* why = nullptr;
-  if (decode(body, m, &why)) return true;
-  st.decode_errors++;
-  log::warn("worker", "decode_error", "from={} type={} error={}", from, what, why);
-  return false;
+void Worker::heartbeat() {
+  next_heartbeat_ = ctx_->now() + cfg_.heartbeat;
+  Heartbeat hb;
+  hb.total_cores = cfg_.cores;
+  hb.available_cores = free_cores();
+  hb.health = health_;
+  hb.execs = live();
+  hb.boot = boot_;
+  const auto bytes = encode(MsgType::heartbeat, hb);
+  for (NodeId m : cfg_.managers) ctx_->send(m, bytes);
 }
+
+void Worker::send_progress() {
+  next_progress_ = ctx_->now() + cfg_.progress;
+  for (auto& [k, e] : execs_) {
+    if (e.done || e.ack_seq != 0) continue;
+    Progress p{e.job_id, e.workflow, e.token, e.completed, e.failed};
+    send_to_leader(MsgType::progress, p);
+  }
+}
+
+// Force-frees an execution that ignored its stop; stops one that no leader confirmed for orphan_grace.
+void Worker::check_exec(Exec& e, Instant now) {
+  if (e.done) return;
+  if (e.stopping && now >= e.stop_deadline) {
+    stats_.force_stops++;
+    log::warn("worker", "force_stop", "job={} workflow={} token={} grace_ms={} (the execution ignored its stop)",
+              log::quoted(e.job_id), log::quoted(e.workflow), e.token, ms(cfg_.stop_grace));
+    ExecResult r;
+    r.outcome = ExecOutcome::cancelled;
+    r.completed = e.completed;
+    r.failed = e.failed;
+    r.error = "the execution did not stop within the grace; its cores were forced free";
+    finish(e, std::move(r));
+    return;
+  }
+  if (!e.stopping && now - e.confirmed_at >= cfg_.orphan_grace) {
+    stats_.orphaned++;
+    log::warn("worker", "orphan_cancelled",
+              "job={} workflow={} token={} dispatched_by={} leader={} term={} (no leader confirmed it for {} ms)",
+              log::quoted(e.job_id), log::quoted(e.workflow), e.token, e.dispatched_by, leader_, leader_term_,
+              ms(now - e.confirmed_at));
+    stop(e, "orphaned: no leader confirmed it");
+  }
+}
+
+// Drops a result unacknowledged for result_keep (the leaders lost interest, or none was reachable).
+bool Worker::expire_result(const Exec& e, Instant now) {
+  if (now - e.done_at < cfg_.result_keep) return false;
+  stats_.results_dropped++;
+  log::warn("worker", "result_dropped",
+            "job={} workflow={} token={} leader={} term={} (unacknowledged for {} ms; result_keep)",
+            log::quoted(e.job_id), log::quoted(e.workflow), e.token, leader_, leader_term_, ms(now - e.done_at));
+  return true;
+}
+
+// ---------------------------------------------------------------- messages
 
 void Worker::on_message(node::Context& ctx, NodeId from, std::span<const std::uint8_t> msg) {
   ctx_ = &ctx;
   if (msg.empty()) {
     stats_.decode_errors++;
+    log::warn("worker", "decode_error", "from={} error=\"empty message\"", from);
     return;
   }
   const auto body = msg.subspan(1);
@@ -203,69 +300,17 @@ void Worker::on_message(node::Context& ctx, NodeId from, std::span<const std::ui
     }
     case MsgType::result_ack: {
       ResultAck a;
-      if (!parse(body, a, stats_, from, "result_ack")) break;
-      auto it = execs_.find({a.job_id, a.workflow});
-      if (it != execs_.end() && it->second.done && it->second.token == a.token) {
-        by_id_.erase(it->second.id);
-        execs_.erase(it);
-      }
+      if (parse(body, a, stats_, from, "result_ack")) handle_result_ack(a);
       break;
     }
     case MsgType::stop_exec: {
       StopExec s;
-      if (!parse(body, s, stats_, from, "stop_exec")) break;
-      StopAck ack{s.job_id, s.workflow, s.token, false};
-      auto it = execs_.find({s.job_id, s.workflow});
-      if (it != execs_.end() && !it->second.done && it->second.token <= s.token) {
-        stop(it->second, "stop requested");
-        ack.stopped = true;
-      }
-      send(from, MsgType::stop_ack, ack);
+      if (parse(body, s, stats_, from, "stop_exec")) handle_stop(from, s);
       break;
     }
     case MsgType::heartbeat_ack: {
       HeartbeatAck a;
-      if (!parse(body, a, stats_, from, "heartbeat_ack")) break;
-      for (const auto& item : a.stop) {
-        auto it = execs_.find({item.job_id, item.workflow});
-        if (it != execs_.end() && !it->second.done && it->second.token == item.token)
-          stop(it->second, "stopped by the job leader (stale or cancelled)");
-      }
-      break;
-    }
-    case MsgType::transfer: {
-      Transfer t;
-      if (!parse(body, t, stats_, from, "transfer")) break;
-      const Key k{t.job_id, t.workflow};
-      TransferAck ack{t.job_id, t.workflow, t.token, false, false};
-      auto mk = marks_.find(k);
-      const std::uint64_t hw = mk == marks_.end() ? 0 : mk->second.token;
-      if (t.token <= hw) {
-        stats_.fence_rejects++;
-        log::warn("worker", "transfer_refused", "job={} workflow={} token={} high_water={}", log::quoted(t.job_id),
-                  log::quoted(t.workflow), t.token, hw);
-        send(from, MsgType::transfer_ack, ack);
-        break;
-      }
-      set_mark(k, t.token);
-      ack.accepted = true;
-      auto it = execs_.find(k);
-      if (it != execs_.end()) {
-        Exec& e = it->second;
-        e.token = t.token;
-        e.leader = t.leader;
-        e.orphan_deadline = Instant{-1};
-        e.result.token = t.token;
-        e.resend_at = ctx_->now();
-        ack.running = true;
-        stats_.transfers++;
-        log::info("worker", "transfer", "job={} workflow={} new_leader={} token={}", log::quoted(t.job_id),
-                  log::quoted(t.workflow), t.leader, t.token);
-      }
-      // Acknowledge once the new mark is durable.
-      const std::uint64_t seq = next_ack_++;
-      acks_[seq].emplace_back(from, encode(MsgType::transfer_ack, ack));
-      if (ctx_->sync(make_tag(kAck, seq)) == 0) acks_.erase(seq);
+      if (parse(body, a, stats_, from, "heartbeat_ack")) handle_heartbeat_ack(from, a);
       break;
     }
     default:
@@ -275,82 +320,216 @@ void Worker::on_message(node::Context& ctx, NodeId from, std::span<const std::ui
   }
 }
 
+void Worker::learn(std::uint64_t term, NodeId leader) {
+  if (term < leader_term_) return;
+  if (term > leader_term_) {
+    log::info("worker", "term_advanced", "term={} previous={} leader={}", term, leader_term_, leader);
+    leader_term_ = term;
+    set_leader(leader);  // 0: the old term's leader is deposed and the new one is not known yet
+    return;
+  }
+  if (leader != 0) set_leader(leader);
+}
+
+void Worker::set_leader(NodeId leader) {
+  if (leader == leader_) return;
+  log::info("worker", "leader_changed", "term={} leader={} previous={} (pending results re-sent)", leader_term_, leader,
+            leader_);
+  leader_ = leader;
+  stats_.leader_changes++;
+  for (auto& [k, e] : execs_)
+    if (e.done && e.ack_seq == 0) send_result(e);
+}
+
+void Worker::handle_heartbeat_ack(NodeId from, const HeartbeatAck& a) {
+  learn(a.term, a.is_leader ? from : a.leader);
+  if (!a.is_leader || a.term < leader_term_) {
+    if (!a.stop.empty()) {
+      stats_.ignored_stop_lists++;
+      log::info("worker", "stop_list_ignored", "from={} is_leader={} term={} leader_term={} items={}", from,
+                a.is_leader, a.term, leader_term_, a.stop.size());
+    }
+    return;
+  }
+  for (const auto& item : a.stop) {
+    auto it = execs_.find({item.job_id, item.workflow});
+    if (it != execs_.end() && !it->second.done && it->second.token == item.token)
+      stop(it->second, "stopped by the leader (stale or cancelled)");
+  }
+  // Every execution the leader did not ask to stop is confirmed: the leader of the highest term
+  // knows this worker and wants its live work to go on.
+  const Instant now = ctx_->now();
+  for (auto& [k, e] : execs_)
+    if (!e.done && !e.stopping) e.confirmed_at = now;
+}
+
+void Worker::handle_stop(NodeId from, const StopExec& s) {
+  StopAck ack{s.job_id, s.workflow, s.token, false};
+  if (s.term < leader_term_) {
+    stats_.deposed_rejects++;
+    log::warn("worker", "stop_refused", "from={} job={} workflow={} token={} reason={}", from, log::quoted(s.job_id),
+              log::quoted(s.workflow), s.token,
+              log::quoted(fmt::format("from a deposed leader: term {} < {}", s.term, leader_term_)));
+    send(from, MsgType::stop_ack, ack);
+    return;
+  }
+  learn(s.term, from);
+  auto it = execs_.find({s.job_id, s.workflow});
+  if (it != execs_.end() && !it->second.done && it->second.token <= s.token) {
+    stop(it->second, "stop requested");
+    ack.stopped = true;
+  }
+  send(from, MsgType::stop_ack, ack);
+}
+
+void Worker::handle_result_ack(const ResultAck& a) {
+  auto it = execs_.find({a.job_id, a.workflow});
+  if (it == execs_.end() || !it->second.done || it->second.ack_seq != 0 || it->second.token != a.token) return;
+  by_id_.erase(it->second.id);
+  execs_.erase(it);
+}
+
+// ---------------------------------------------------------------- dispatch
+
 void Worker::handle_dispatch(NodeId from, Dispatch& d) {
   stats_.dispatches++;
-  const Key k{d.job_id, d.workflow};
-  DispatchAck ack{d.job_id, d.workflow, d.token, false, Err::none, ""};
-  auto it = execs_.find(k);
-  if (it != execs_.end() && it->second.token == d.token) {
-    stats_.duplicates++;
-    ack.accepted = true;
-    send(from, MsgType::dispatch_ack, ack);
-    return;
-  }
+  DispatchAck ack{d.job_id, d.workflow, d.token, false, Err::none, "", free_cores()};
+  if (refuse_deposed(from, d, ack)) return;
+  learn(d.term, from);  // only a leader dispatches: the sender leads its term
+  if (refuse_duplicate(from, d, ack)) return;
   record(ExecEvent::received, d.job_id, d.workflow, d.token);
-  auto mk = marks_.find(k);
-  const std::uint64_t hw = mk == marks_.end() ? 0 : mk->second.token;
-  if (d.token <= hw) {
-    stats_.fence_rejects++;
-    ack.code = Err::fence;
-    ack.error = "stale fence token " + std::to_string(d.token) + " (seen " + std::to_string(hw) + ")";
-    log::warn("worker", "dispatch_refused", "job={} workflow={} reason={}", log::quoted(d.job_id),
-              log::quoted(d.workflow), log::quoted(ack.error));
-    record(ExecEvent::rejected, d.job_id, d.workflow, d.token);
-    send(from, MsgType::dispatch_ack, ack);
+  if (refuse_fence(from, d, ack)) return;
+  const Key k{d.job_id, d.workflow};
+  supersede(k);
+  if (refuse_resources(from, d, ack)) return;
+  if (Status st = set_mark(k, d.token); !st.ok()) {
+    stats_.disk_errors++;
+    log::error("worker", "fence_mark_failed", "job={} workflow={} token={} error={}", log::quoted(d.job_id),
+               log::quoted(d.workflow), d.token, log::quoted(st.to_string()));
+    refuse(from, d, ack, Err::unavailable, "fence mark not durable: " + st.message());
     return;
   }
-  if (it != execs_.end()) {
-    // An older attempt of the same workflow is still here: it is superseded.
-    Exec& old = it->second;
-    if (!old.done) {
-      exec_.cancel(old.id);
-      used_ -= old.cores;
-    }
-    by_id_.erase(old.id);
-    execs_.erase(it);
+  start_exec(from, d, ack);
+}
+
+void Worker::refuse(NodeId from, const Dispatch& d, DispatchAck& ack, Err code, std::string error) {
+  ack.accepted = false;
+  ack.code = code;
+  ack.error = std::move(error);
+  ack.available_cores = free_cores();
+  log::warn("worker", "dispatch_refused", "from={} job={} workflow={} token={} term={} code={} reason={}", from,
+            log::quoted(d.job_id), log::quoted(d.workflow), d.token, d.term, name(code), log::quoted(ack.error));
+  record(ExecEvent::rejected, d.job_id, d.workflow, d.token);
+  send(from, MsgType::dispatch_ack, ack);
+}
+
+bool Worker::refuse_deposed(NodeId from, const Dispatch& d, DispatchAck& ack) {
+  if (d.term >= leader_term_) return false;
+  stats_.deposed_rejects++;
+  refuse(from, d, ack, Err::fence, fmt::format("from a deposed leader: term {} < {}", d.term, leader_term_));
+  return true;
+}
+
+// The same token again: the leader missed the ack (or the result). Nothing starts a second time.
+bool Worker::refuse_duplicate(NodeId from, const Dispatch& d, DispatchAck& ack) {
+  auto it = execs_.find({d.job_id, d.workflow});
+  if (it == execs_.end() || it->second.token != d.token) return false;
+  Exec& e = it->second;
+  stats_.duplicates++;
+  if (!e.done && !e.stopping) e.confirmed_at = ctx_->now();
+  ack.accepted = true;
+  log::info("worker", "duplicate_dispatch", "from={} job={} workflow={} token={} done={}", from, log::quoted(d.job_id),
+            log::quoted(d.workflow), d.token, e.done);
+  if (auto pending = acks_.find(e.ack_seq); e.ack_seq != 0 && pending != acks_.end()) {
+    // Answered with the first, once the mark is durable (a few answers are enough: the rest are dropped).
+    if (pending->second.size() < kMaxAcksPerDispatch)
+      pending->second.push_back(PendingAck{from, ack});
+    else
+      log::warn("worker", "duplicate_unanswered", "from={} job={} workflow={} token={} (already {} answers pending)",
+                from, log::quoted(d.job_id), log::quoted(d.workflow), d.token, kMaxAcksPerDispatch);
+    return true;
   }
+  send(from, MsgType::dispatch_ack, ack);
+  if (e.done) send_result(e);  // the leader evidently lacks it
+  return true;
+}
+
+bool Worker::refuse_fence(NodeId from, const Dispatch& d, DispatchAck& ack) {
+  auto mk = marks_.find({d.job_id, d.workflow});
+  const std::uint64_t hw = mk == marks_.end() ? 0 : mk->second.token;
+  if (d.token > hw) return false;  // a token of a lower term is numerically lower (term << 32 | seq)
+  stats_.fence_rejects++;
+  refuse(from, d, ack, Err::fence,
+         fmt::format("stale fence token {} (term {}); seen {} (term {})", d.token, token_term(d.token), hw,
+                     token_term(hw)));
+  return true;
+}
+
+bool Worker::refuse_resources(NodeId from, const Dispatch& d, DispatchAck& ack) {
   if (fail_next_dispatches > 0) {
     --fail_next_dispatches;
-    ack.code = Err::unavailable;
-    ack.error = "injected dispatch failure";
-    record(ExecEvent::rejected, d.job_id, d.workflow, d.token);
-    send(from, MsgType::dispatch_ack, ack);
-    return;
+    refuse(from, d, ack, Err::unavailable, "injected dispatch failure");
+    return true;
   }
-  if (d.cores == 0 || d.cores > cfg_.cores - used_) {
+  if (d.cores == 0) {
+    refuse(from, d, ack, Err::invalid, "a dispatch needs at least 1 core");
+    return true;
+  }
+  if (d.cores > free_cores()) {
     stats_.capacity_rejects++;
-    ack.code = Err::unavailable;
-    ack.error = "needs " + std::to_string(d.cores) + " cores; " + std::to_string(cfg_.cores - used_) + " free";
-    record(ExecEvent::rejected, d.job_id, d.workflow, d.token);
-    send(from, MsgType::dispatch_ack, ack);
+    refuse(from, d, ack, Err::overloaded, fmt::format("needs {} cores; {} free", d.cores, free_cores()));
+    return true;
+  }
+  return false;
+}
+
+// An older attempt of the same workflow (lower token) is still here: it is superseded.
+void Worker::supersede(const Key& k) {
+  auto it = execs_.find(k);
+  if (it == execs_.end()) return;
+  Exec& old = it->second;
+  log::info("worker", "superseded", "job={} workflow={} token={} done={}", log::quoted(old.job_id),
+            log::quoted(old.workflow), old.token, old.done);
+  if (!old.done) {
+    exec_.cancel(old.id);
+    used_ -= old.cores;
+  }
+  by_id_.erase(old.id);
+  execs_.erase(it);
+}
+
+// The fence mark is written; the ack waits for it to be durable (on_sync). The execution starts now:
+// if the barrier fails it is cancelled and the dispatch refused, and until the ack has gone out
+// nothing about it (progress, result) is reported.
+void Worker::start_exec(NodeId from, Dispatch& d, DispatchAck& ack) {
+  const std::uint64_t seq = next_ack_++;
+  if (ctx_->sync(make_tag(kAck, seq)) == 0) {
+    stats_.sync_failures++;
+    stats_.disk_errors++;
+    refuse(from, d, ack, Err::unavailable, "fence mark not durable: the sync barrier was refused");
     return;
   }
-  set_mark(k, d.token);
+  const Key k{d.job_id, d.workflow};
   Exec& e = execs_[k];
   e.job_id = d.job_id;
   e.workflow = d.workflow;
   e.token = d.token;
   e.cores = d.cores;
-  e.leader = from;
+  e.dispatched_by = from;
   e.id = next_exec_++;
+  e.ack_seq = seq;
+  e.confirmed_at = ctx_->now();
   by_id_[e.id] = k;
   used_ += d.cores;
   stats_.accepted++;
   ack.accepted = true;
-  const std::uint64_t seq = next_ack_++;
-  acks_[seq].emplace_back(from, encode(MsgType::dispatch_ack, ack));
-  if (ctx_->sync(make_tag(kAck, seq)) == 0) acks_.erase(seq);
-  ExecSpec spec;
-  spec.job_id = d.job_id;
-  spec.workflow = d.workflow;
-  spec.plan = std::move(d.plan);
-  spec.cores = d.cores;
-  spec.vus = d.vus;
-  spec.context = std::move(d.context);
+  ack.available_cores = free_cores();
+  acks_[seq].push_back(PendingAck{from, ack});
+  ExecSpec spec{d.job_id, d.workflow, std::move(d.plan), d.cores, d.vus, std::move(d.context)};
   const std::uint64_t id = e.id;
   Status st = exec_.start(id, spec);
   auto again = by_id_.find(id);
-  if (again == by_id_.end()) return;  // finished synchronously
+  if (again == by_id_.end()) return;  // gone during start (finished and dropped)
   Exec& live = execs_.at(again->second);
   if (!st.ok()) {
     stats_.start_errors++;
@@ -364,16 +543,18 @@ void Worker::handle_dispatch(NodeId from, Dispatch& d) {
   }
   stats_.started++;
   record(ExecEvent::started, d.job_id, d.workflow, d.token);
-  log::info("worker", "started_workflow", "job={} workflow={} cores={} token={}", log::quoted(d.job_id),
-            log::quoted(d.workflow), d.cores, d.token);
+  log::info("worker", "started_workflow", "job={} workflow={} cores={} token={} term={} from={}", log::quoted(d.job_id),
+            log::quoted(d.workflow), d.cores, d.token, d.term, from);
 }
+
+// ---------------------------------------------------------------- executions
 
 void Worker::stop(Exec& e, const char* why) {
   if (e.stopping || e.done) return;
   e.stopping = true;
   e.stop_deadline = ctx_->now() + cfg_.stop_grace;
   log::info("worker", "stopping", "job={} workflow={} token={} reason={}", log::quoted(e.job_id),
-            log::quoted(e.workflow), e.token, why);
+            log::quoted(e.workflow), e.token, log::quoted(why));
   exec_.cancel(e.id);
 }
 
@@ -388,7 +569,7 @@ void Worker::on_exec_progress(std::uint64_t exec, const ExecProgress& p) {
 
 void Worker::on_exec_done(std::uint64_t exec, ExecResult r) {
   auto it = by_id_.find(exec);
-  if (it == by_id_.end()) return;  // forced free earlier, or superseded
+  if (it == by_id_.end()) return;  // forced free earlier, superseded, or unwound
   Exec& e = execs_.at(it->second);
   if (e.done) return;
   finish(e, std::move(r));
@@ -396,48 +577,69 @@ void Worker::on_exec_done(std::uint64_t exec, ExecResult r) {
 
 void Worker::finish(Exec& e, ExecResult r) {
   e.done = true;
+  e.done_at = ctx_->now();
   used_ -= e.cores;
   const Outcome o = r.outcome == ExecOutcome::completed ? Outcome::completed
                     : r.outcome == ExecOutcome::failed  ? Outcome::failed
                                                         : Outcome::cancelled;
-  switch (o) {
-    case Outcome::completed:
-      stats_.completed++;
-      record(ExecEvent::completed, e.job_id, e.workflow, e.token);
-      break;
-    case Outcome::failed:
-      stats_.failed++;
-      record(ExecEvent::failed, e.job_id, e.workflow, e.token);
-      break;
-    default:
-      stats_.cancelled++;
-      record(ExecEvent::cancelled, e.job_id, e.workflow, e.token);
-      break;
-  }
+  const ExecEvent::Kind k = o == Outcome::completed ? ExecEvent::completed
+                            : o == Outcome::failed  ? ExecEvent::failed
+                                                    : ExecEvent::cancelled;
+  (o == Outcome::completed ? stats_.completed : o == Outcome::failed ? stats_.failed : stats_.cancelled)++;
+  record(k, e.job_id, e.workflow, e.token);
   e.result = ResultMsg{
       e.job_id, e.workflow, e.token, o, r.completed, r.failed, r.error, std::move(r.stats), std::move(r.published)};
   e.completed = r.completed;
   e.failed = r.failed;
   log::info("worker", "workflow_done", "job={} workflow={} token={} outcome={} completed={} failed={}",
             log::quoted(e.job_id), log::quoted(e.workflow), e.token, int(o), r.completed, r.failed);
-  send_result(e);
+  if (e.ack_seq == 0) send_result(e);  // otherwise on_sync sends it after the dispatch ack
+  bound_results(e);
+}
+
+// Keeps at most max_results finished executions waiting for their ack: the oldest other one is dropped.
+void Worker::bound_results(const Exec& keep) {
+  if (execs_.size() <= cfg_.max_results) return;
+  auto oldest = execs_.end();
+  std::size_t waiting = 0;
+  for (auto it = execs_.begin(); it != execs_.end(); ++it) {
+    if (!it->second.done || it->second.ack_seq != 0) continue;
+    ++waiting;
+    if (&it->second != &keep && (oldest == execs_.end() || it->second.done_at < oldest->second.done_at)) oldest = it;
+  }
+  if (waiting <= cfg_.max_results || oldest == execs_.end()) return;
+  stats_.results_dropped++;
+  log::warn("worker", "result_dropped", "job={} workflow={} token={} (over max_results={}; oldest dropped)",
+            log::quoted(oldest->second.job_id), log::quoted(oldest->second.workflow), oldest->second.token,
+            cfg_.max_results);
+  by_id_.erase(oldest->second.id);
+  execs_.erase(oldest);
 }
 
 void Worker::send_result(Exec& e) {
   e.resend_at = ctx_->now() + cfg_.result_retry;
+  e.result_to = leader_;
   stats_.results_sent++;
-  send(e.leader, MsgType::result, e.result);
+  send_to_leader(MsgType::result, e.result);
 }
 
 void Worker::on_member_dead(NodeId node) {
-  if (ctx_ == nullptr) return;
+  if (ctx_ == nullptr || node == 0) return;
   for (auto& [k, e] : execs_) {
-    if (e.leader == node && e.orphan_deadline.count() < 0) {
-      e.orphan_deadline = ctx_->now() + cfg_.orphan_grace;
-      log::warn("worker", "orphaned", "job={} workflow={} leader={} grace_ms={}", log::quoted(e.job_id),
-                log::quoted(e.workflow), node,
-                std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.orphan_grace).count());
+    if (!e.done || e.ack_seq != 0 || e.result_to != node) continue;
+    log::info("worker", "result_redirected", "job={} workflow={} token={} dead={} leader={} term={}",
+              log::quoted(e.job_id), log::quoted(e.workflow), e.token, node, leader_, leader_term_);
+    if (leader_ != node) {
+      send_result(e);
+      continue;
     }
+    // The leader itself died: until a new term names another, every manager gets the result.
+    e.resend_at = ctx_->now() + cfg_.result_retry;
+    e.result_to = 0;
+    stats_.results_sent++;
+    const auto bytes = encode(MsgType::result, e.result);
+    for (NodeId m : cfg_.managers)
+      if (m != node) ctx_->send(m, bytes);
   }
 }
 
