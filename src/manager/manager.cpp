@@ -337,8 +337,6 @@ void Manager::dispatch_message(NodeId from, MsgType type, std::span<const std::u
 #undef HS_ON
 }
 
-void Manager::reply(NodeId to, MsgType t, auto& msg) { ctx_->send(to, encode(t, msg)); }
-
 SubmitAck Manager::reject(std::uint64_t req, Err code, std::string error) const {
   SubmitAck a;
   a.req = req;

@@ -475,9 +475,12 @@ bool Worker::refuse_resources(NodeId from, const Dispatch& d, DispatchAck& ack) 
     refuse(from, d, ack, Err::invalid, "a dispatch needs at least 1 core");
     return true;
   }
-  if (d.cores > free_cores()) {
+  const bool race = refuse_capacity_next > 0;
+  if (race || d.cores > free_cores()) {
+    if (race) --refuse_capacity_next;
     stats_.capacity_rejects++;
-    refuse(from, d, ack, Err::overloaded, fmt::format("needs {} cores; {} free", d.cores, free_cores()));
+    const std::uint32_t free = race ? 0 : free_cores();
+    refuse(from, d, ack, Err::overloaded, fmt::format("needs {} cores; {} free", d.cores, free));
     return true;
   }
   return false;

@@ -208,7 +208,10 @@ class Manager final : public node::Node {
   // helpers
   void send_dispatch(const std::string& id, std::size_t i);
   void send_stop(const std::string& id, std::size_t i, const char* why);
-  void reply(NodeId to, cluster::MsgType t, auto& msg);
+  template <class M>
+  void reply(NodeId to, cluster::MsgType t, M& msg) {
+    ctx_->send(to, cluster::encode(t, msg));
+  }
   std::optional<std::string> validate(const cluster::JobSpec& s) const;
   cluster::SubmitAck reject(std::uint64_t req, cluster::Err code, std::string error) const;
   void remember_rejection(const std::string& key, std::uint64_t digest, const cluster::SubmitAck& a);

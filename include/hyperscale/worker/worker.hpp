@@ -80,6 +80,9 @@ class Worker final : public node::Node {
   void set_health(cluster::Health h) { health_ = h; }
   // Fault injection for tests (DSP-05): refuse the next n dispatches as if the worker were failing.
   int fail_next_dispatches = 0;
+  // Fault injection for tests (issue 21, R6): refuse the next n dispatches for capacity, as if
+  // another dispatch had just taken the free cores (a lost race).
+  int refuse_capacity_next = 0;
 
   // ---- observation ----
   const WorkerStats& stats() const noexcept { return stats_; }

@@ -221,14 +221,13 @@ TEST_CASE("SUB-02 a retry after a lost ack returns the same job") {
 TEST_CASE("SUB-04 idempotency key lifecycle") {
   DcOptions o = t5();
   o.tune_manager = [](manager::ManagerConfig& c) {
-    c.idem_committed_ttl = 5s;
     c.idem_rejected_ttl = 2s;
     c.retention_ok = 3s;
     c.retention_failed = 3s;
   };
   Dc dc(o);
   const NodeId l = boot(dc);
-  const auto baseline = dc.mgr(l)->mgr.table_sizes().at("idempotency");
+  const auto baseline = dc.mgr(l)->mgr.table_sizes().at("rejections");
   auto spec = job("k1", {wf("a", "ms=200")});
   spec.idempotency_key = "key-k1";  // (a one-character literal here trips GCC 12 -O3 -Wrestrict, PR 105329)
   submit_ok(dc, spec);
@@ -243,7 +242,7 @@ TEST_CASE("SUB-04 idempotency key lifecycle") {
   CHECK(dc.final_state("k1", 20s) == JobState::completed);
   CHECK(dc.job_view("k1")->workflows[0].completed == 2);  // 1 VU × 200 ms: the original payload
   CHECK_FALSE(dc.job_view("k1b").has_value());
-  // (b) after the committed TTL (and the job's retention) the key makes a new job.
+  // (b) once the job is retired (its retention) the key makes a new job.
   dc.run_for(8s);
   auto again = spec;
   again.job_id = "k1c";
@@ -257,7 +256,7 @@ TEST_CASE("SUB-04 idempotency key lifecycle") {
   auto r1 = dc.submit_and_wait(bad);
   REQUIRE(r1);
   CHECK(r1->code == Err::invalid);
-  CHECK(dc.mgr(l)->mgr.table_sizes().at("idempotency") >= baseline + 1);
+  CHECK(dc.mgr(l)->mgr.table_sizes().at("rejections") >= baseline + 1);
   auto r2 = dc.submit_and_wait(bad);
   REQUIRE(r2);
   CHECK(r2->error == r1->error);
@@ -269,7 +268,7 @@ TEST_CASE("SUB-04 idempotency key lifecycle") {
   CHECK(r3->accepted);
   // Every entry returns to baseline once the TTLs and retentions have passed.
   dc.run_for(15s);
-  for (NodeId m : dc.managers()) CHECK(dc.mgr(m)->mgr.table_sizes().at("idempotency") == baseline);
+  for (NodeId m : dc.managers()) CHECK(dc.mgr(m)->mgr.table_sizes().at("rejections") == baseline);
   CHECK_ENDS(dc);
 }
 
@@ -1005,7 +1004,6 @@ TEST_CASE("RES-01 per-job state is freed: 10 000 jobs return every table to its 
   o.tune_manager = [](manager::ManagerConfig& c) {
     c.retention_ok = 5s;
     c.retention_failed = 10s;
-    c.idem_committed_ttl = 5s;
     c.idem_rejected_ttl = 2s;
   };
   o.tune_worker = [](worker::WorkerConfig& c) { c.hw_retention = 10s; };
@@ -1041,7 +1039,7 @@ TEST_CASE("RES-01 per-job state is freed: 10 000 jobs return every table to its 
     INFO("manager " << m);
     auto t = tables(m);
     for (const char* k :
-         {"jobs", "idempotency", "idempotency_expiry", "cleanup", "syncs", "waiters", "dirty", "acked", "runs"})
+         {"jobs", "live_jobs", "runs", "accepts_in_flight", "waiters", "rejections", "rejection_expiry"})
       CHECK(t.at(k) == base.at(k));
     CHECK(dc.mgr(m)->mgr.node_status().active_job_ids.empty());
     CHECK(dc.mgr(m)->mux.live_timers() == timers_base[m]);
@@ -1081,7 +1079,7 @@ TEST_CASE("RES-04 the idempotency table is bounded") {
   o.managers = 1;
   o.workers = 1;
   o.check_each_event = false;
-  o.tune_manager = [](manager::ManagerConfig& c) { c.max_idempotency = 1000; };
+  o.tune_manager = [](manager::ManagerConfig& c) { c.max_rejections = 1000; };
   Dc dc(o);
   const NodeId l = boot(dc);
   for (int i = 0; i < 20'000; ++i) {
@@ -1089,10 +1087,10 @@ TEST_CASE("RES-04 the idempotency table is bounded") {
     spec.idempotency_key = fmt::format("distinct-{}", i);
     dc.client().submit(l, spec);
     if (i % 100 == 99) dc.run_for(20ms);
-    CHECK(dc.mgr(l)->mgr.table_sizes().at("idempotency") <= 1000);
+    CHECK(dc.mgr(l)->mgr.table_sizes().at("rejections") <= 1000);
   }
   dc.run_for(1s);
-  CHECK(dc.mgr(l)->mgr.table_sizes().at("idempotency") <= 1000);
+  CHECK(dc.mgr(l)->mgr.table_sizes().at("rejections") <= 1000);
   CHECK(dc.mgr(l)->mgr.stats().rejected == 20'000);
 }
 
