@@ -367,6 +367,49 @@ void free_message(raft_message& m) {
   }
 }
 
+namespace {
+
+Status decode_append_entries(Reader& r, raft_append_entries& a) {
+  a.term = r.var();
+  a.prev_log_index = r.var();
+  a.prev_log_term = r.var();
+  a.leader_commit = r.var();
+  std::vector<StoredEntry> entries(r.count(kMaxEntries));
+  for (auto& e : entries) {
+    e.term = r.var();
+    e.type = r.u8();
+    if (e.type < RAFT_COMMAND || e.type > RAFT_CHANGE) r.fail("bad entry type");
+    e.data = r.bytes(kMaxData);
+    if (!r.ok()) break;
+  }
+  HS_TRY(reader_status(r, "raft AppendEntries"));
+  std::size_t n = 0;
+  if (to_raft_entries(entries, &a.entries, &n) != 0) return make_error(Errc::backpressure, "raft: out of memory");
+  a.n_entries = static_cast<unsigned>(n);
+  return ok_status();
+}
+
+Status decode_install_snapshot(Reader& r, raft_install_snapshot& a) {
+  a.term = r.var();
+  a.last_index = r.var();
+  a.last_term = r.var();
+  const auto conf = get_conf(r);
+  a.conf_index = r.var();
+  const auto data = r.bytes(kMaxData);
+  HS_TRY(reader_status(r, "raft InstallSnapshot"));
+  if (to_raft_configuration(conf, &a.conf) != 0) return make_error(Errc::backpressure, "raft: out of memory");
+  a.data.base = raft_malloc(data.empty() ? 1 : data.size());
+  if (a.data.base == nullptr) {
+    raft_configuration_close(&a.conf);
+    return make_error(Errc::backpressure, "raft: out of memory");
+  }
+  if (!data.empty()) std::memcpy(a.data.base, data.data(), data.size());
+  a.data.len = data.size();
+  return ok_status();
+}
+
+}  // namespace
+
 Status decode_message(std::span<const std::uint8_t> in, raft_message& out) {
   std::memset(&out, 0, sizeof out);
   Reader r(in);
@@ -392,26 +435,8 @@ Status decode_message(std::span<const std::uint8_t> in, raft_message& out) {
       a.pre_vote = static_cast<raft_tribool>(pv);
       break;
     }
-    case RAFT_IO_APPEND_ENTRIES: {
-      auto& a = out.append_entries;
-      a.term = r.var();
-      a.prev_log_index = r.var();
-      a.prev_log_term = r.var();
-      a.leader_commit = r.var();
-      std::vector<StoredEntry> entries(r.count(kMaxEntries));
-      for (auto& e : entries) {
-        e.term = r.var();
-        e.type = r.u8();
-        if (e.type < RAFT_COMMAND || e.type > RAFT_CHANGE) r.fail("bad entry type");
-        e.data = r.bytes(kMaxData);
-        if (!r.ok()) break;
-      }
-      HS_TRY(reader_status(r, "raft AppendEntries"));
-      std::size_t n = 0;
-      if (to_raft_entries(entries, &a.entries, &n) != 0) return make_error(Errc::backpressure, "raft: out of memory");
-      a.n_entries = static_cast<unsigned>(n);
-      return ok_status();
-    }
+    case RAFT_IO_APPEND_ENTRIES:
+      return decode_append_entries(r, out.append_entries);
     case RAFT_IO_APPEND_ENTRIES_RESULT: {
       auto& a = out.append_entries_result;
       a.term = r.var();
@@ -419,25 +444,8 @@ Status decode_message(std::span<const std::uint8_t> in, raft_message& out) {
       a.last_log_index = r.var();
       break;
     }
-    case RAFT_IO_INSTALL_SNAPSHOT: {
-      auto& a = out.install_snapshot;
-      a.term = r.var();
-      a.last_index = r.var();
-      a.last_term = r.var();
-      const auto conf = get_conf(r);
-      a.conf_index = r.var();
-      const auto data = r.bytes(kMaxData);
-      HS_TRY(reader_status(r, "raft InstallSnapshot"));
-      if (to_raft_configuration(conf, &a.conf) != 0) return make_error(Errc::backpressure, "raft: out of memory");
-      a.data.base = raft_malloc(data.empty() ? 1 : data.size());
-      if (a.data.base == nullptr) {
-        raft_configuration_close(&a.conf);
-        return make_error(Errc::backpressure, "raft: out of memory");
-      }
-      if (!data.empty()) std::memcpy(a.data.base, data.data(), data.size());
-      a.data.len = data.size();
-      return ok_status();
-    }
+    case RAFT_IO_INSTALL_SNAPSHOT:
+      return decode_install_snapshot(r, out.install_snapshot);
     case RAFT_IO_TIMEOUT_NOW: {
       auto& a = out.timeout_now;
       a.term = r.var();

@@ -502,13 +502,24 @@ void Manager::collect_stops(NodeId from, const Heartbeat& m, HeartbeatAck& ack) 
   }
 }
 
-void Manager::handle_dispatch_ack(NodeId from, const DispatchAck& m) {
-  const LedgerJob* j = ledger_.job(m.job_id);
-  const auto i = j ? wf_index(*j, m.workflow) : std::nullopt;
-  if (!is_leader() || !i) return;
+// The leader's run of the attempt a worker reports on: this manager leads, the workflow is live,
+// and the report names its current token and worker. Otherwise nullptr (a stale or foreign report).
+Manager::Run* Manager::current_run(NodeId from, const std::string& job, const std::string& workflow,
+                                   std::uint64_t token, std::size_t& index) {
+  const LedgerJob* j = ledger_.job(job);
+  const auto i = j ? wf_index(*j, workflow) : std::nullopt;
+  if (!is_leader() || !i) return nullptr;
   const LedgerWorkflow& w = j->workflows[*i];
-  Run* r = run_of(m.job_id, *i);
-  if (r == nullptr || w.token != m.token || w.worker != from || !live(w.state)) return;
+  if (w.token != token || w.worker != from || !live(w.state)) return nullptr;
+  index = *i;
+  return run_of(job, *i);
+}
+
+void Manager::handle_dispatch_ack(NodeId from, const DispatchAck& m) {
+  std::size_t idx = 0;
+  Run* r = current_run(from, m.job_id, m.workflow, m.token, idx);
+  if (r == nullptr) return;
+  const std::optional<std::size_t> i = idx;
   auto info = workers_.find(from);
   if (m.accepted) {
     r->acked = true;
@@ -547,12 +558,9 @@ void Manager::handle_dispatch_ack(NodeId from, const DispatchAck& m) {
 }
 
 void Manager::handle_progress(NodeId from, const Progress& m) {
-  const LedgerJob* j = ledger_.job(m.job_id);
-  const auto i = j ? wf_index(*j, m.workflow) : std::nullopt;
-  if (!is_leader() || !i) return;
-  const LedgerWorkflow& w = j->workflows[*i];
-  Run* r = run_of(m.job_id, *i);
-  if (r == nullptr || w.token != m.token || w.worker != from || !live(w.state)) return;
+  std::size_t idx = 0;
+  Run* r = current_run(from, m.job_id, m.workflow, m.token, idx);
+  if (r == nullptr) return;
   r->acked = true;
   if (m.completed != r->completed || m.failed != r->failed) r->last_progress = ctx_->now();
   r->completed = std::max(r->completed, m.completed);
@@ -613,21 +621,17 @@ void Manager::handle_result(NodeId from, ResultMsg& m) {
 
 // A confirmed stop ends the attempt as cancelled, with the totals the leader saw.
 void Manager::handle_stop_ack(NodeId from, const StopAck& m) {
-  const LedgerJob* j = ledger_.job(m.job_id);
-  const auto i = j ? wf_index(*j, m.workflow) : std::nullopt;
-  if (!is_leader() || !i) return;
-  const LedgerWorkflow& w = j->workflows[*i];
-  Run* r = run_of(m.job_id, *i);
-  if (r == nullptr || !r->stopping || r->proposing || w.token != m.token || w.worker != from || !live(w.state)) return;
+  std::size_t idx = 0;
+  Run* r = current_run(from, m.job_id, m.workflow, m.token, idx);
+  if (r == nullptr || !r->stopping || r->proposing) return;
   r->proposing = true;
   LedgerEntry e = entry(LedgerOp::wf_done, m.job_id);
-  e.workflow = static_cast<std::uint32_t>(*i);
+  e.workflow = static_cast<std::uint32_t>(idx);
   e.token = m.token;
   e.state = static_cast<std::uint8_t>(WfState::cancelled);
   e.completed = r->completed;
   e.failed = r->failed;
   const std::string id = m.job_id;
-  const std::size_t idx = *i;
   auto clear = [this, id, idx] {
     if (Run* run = run_of(id, idx)) run->proposing = false;
   };

@@ -730,31 +730,37 @@ void Swim::on_timer(Context& ctx, node::TimerId, std::uint64_t t) {
   }
 }
 
-void Swim::on_message(Context& ctx, NodeId from, std::span<const std::uint8_t> bytes) {
-  if (!started_) return;
-  Message msg;
+// Decodes a message and checks who sent it and for whom; counts and logs what it refuses.
+bool Swim::admit(NodeId from, std::span<const std::uint8_t> bytes, Message& msg) {
   const DecodeError err = decode(bytes, msg);
   if (err != DecodeError::none) {
     const auto n = ++stats_.decode_errors[static_cast<std::size_t>(err)];
     if (n == 1 || n % 1000 == 0)
       log::warn("swim", "decode_error", "self={} from={} reason={} bytes={} count={}", self_, from,
                 decode_error_name(err), bytes.size(), n);
-    return;
+    return false;
   }
   if (msg.sender == self_) {
     stats_.from_self++;
-    return;
+    return false;
   }
   if (msg.sender != from) {
     stats_.sender_mismatch++;
     log::warn("swim", "sender_mismatch", "self={} from={} claimed={}", self_, from, msg.sender);
-    return;
+    return false;
   }
   if (msg.type == MsgType::ping && msg.target != self_) {
     stats_.wrong_target++;
     log::warn("swim", "wrong_target", "self={} from={} target={}", self_, from, msg.target);
-    return;
+    return false;
   }
+  return true;
+}
+
+void Swim::on_message(Context& ctx, NodeId from, std::span<const std::uint8_t> bytes) {
+  if (!started_) return;
+  Message msg;
+  if (!admit(from, bytes, msg)) return;
   stats_.received++;
   heard_from(ctx, msg.sender, msg.sender_incarnation);
   for (const Gossip& g : msg.gossip) apply(ctx, g, msg.sender);
@@ -769,63 +775,12 @@ void Swim::on_message(Context& ctx, NodeId from, std::span<const std::uint8_t> b
     case MsgType::ping:
       send(ctx, msg.sender, MsgType::ack, msg.seq, self_);
       break;
-    case MsgType::ack: {
-      const bool own_probe = probe_.active && msg.seq == probe_.seq && msg.target == probe_.target;
-      if (msg.sender == msg.target && msg.seq != 0) {
-        // The member itself answered one of our own pings: it is alive now, whatever others claim.
-        auto mit = members_.find(msg.sender);
-        if (mit != members_.end() && (own_probe || mit->second.verify_seq == msg.seq)) {
-          proof_of_life(ctx, msg.sender, mit->second);
-          if (!own_probe) break;
-        }
-      } else if (!own_probe && msg.seq != 0) {
-        // A proxy relayed an ack to our check: no proof (a proxy could lie), but no evidence of ours either.
-        auto mit = members_.find(msg.target);
-        if (mit != members_.end() && mit->second.verify_seq == msg.seq) {
-          mit->second.verify_relayed = true;
-          break;
-        }
-      }
-      if (own_probe) {
-        if (!probe_.acked) {
-          probe_.acked = true;
-          stats_.acks++;
-          lhm_delta(-1);
-        }
-        break;
-      }
-      auto r = relays_.find(msg.seq);
-      if (r != relays_.end() && msg.sender == r->second.target) {
-        send(ctx, r->second.origin, MsgType::ack, r->second.origin_seq, r->second.target);
-        relays_.erase(r);
-        break;
-      }
-      stats_.stale_acks++;
+    case MsgType::ack:
+      on_ack(ctx, msg);
       break;
-    }
-    case MsgType::ping_req: {
-      if (msg.target == self_) {  // asked to probe ourselves: answer directly
-        send(ctx, msg.sender, MsgType::ack, msg.seq, self_);
-        break;
-      }
-      if (lhm_ >= cfg_.lhm_decline_proxy) {
-        stats_.relays_declined++;
-        break;
-      }
-      if (relays_.size() >= cfg_.max_relays) {
-        stats_.relays_refused_full++;
-        log::warn("swim", "relay_refused", "self={} reason=table_full max={}", self_, cfg_.max_relays);
-        break;
-      }
-      std::uint32_t seq = next_seq_++;
-      if (next_seq_ == 0) next_seq_ = 1;
-      relays_[seq] = Relay{msg.sender, msg.seq, msg.target, false};
-      stats_.relays++;
-      send(ctx, msg.target, MsgType::ping, seq, msg.target);
-      ctx.set_timer(cfg_.probe_timeout * 4 / 5, tag(kRelayNack, seq));
-      ctx.set_timer(cfg_.probe_timeout * 2, tag(kRelayExpire, seq));
+    case MsgType::ping_req:
+      on_ping_req(ctx, msg);
       break;
-    }
     case MsgType::nack:
       if (probe_.active && msg.seq == probe_.seq) {
         probe_.nacks++;
@@ -836,6 +791,63 @@ void Swim::on_message(Context& ctx, NodeId from, std::span<const std::uint8_t> b
       if (msg.flags & 1) send_sync(ctx, msg.sender, false, true, nullptr);
       break;
   }
+}
+
+void Swim::on_ack(Context& ctx, const Message& msg) {
+  const bool own_probe = probe_.active && msg.seq == probe_.seq && msg.target == probe_.target;
+  if (msg.sender == msg.target && msg.seq != 0) {
+    // The member itself answered one of our own pings: it is alive now, whatever others claim.
+    auto mit = members_.find(msg.sender);
+    if (mit != members_.end() && (own_probe || mit->second.verify_seq == msg.seq)) {
+      proof_of_life(ctx, msg.sender, mit->second);
+      if (!own_probe) return;
+    }
+  } else if (!own_probe && msg.seq != 0) {
+    // A proxy relayed an ack to our check: no proof (a proxy could lie), but no evidence of ours either.
+    auto mit = members_.find(msg.target);
+    if (mit != members_.end() && mit->second.verify_seq == msg.seq) {
+      mit->second.verify_relayed = true;
+      return;
+    }
+  }
+  if (own_probe) {
+    if (!probe_.acked) {
+      probe_.acked = true;
+      stats_.acks++;
+      lhm_delta(-1);
+    }
+    return;
+  }
+  auto r = relays_.find(msg.seq);
+  if (r != relays_.end() && msg.sender == r->second.target) {
+    send(ctx, r->second.origin, MsgType::ack, r->second.origin_seq, r->second.target);
+    relays_.erase(r);
+    return;
+  }
+  stats_.stale_acks++;
+}
+
+void Swim::on_ping_req(Context& ctx, const Message& msg) {
+  if (msg.target == self_) {  // asked to probe ourselves: answer directly
+    send(ctx, msg.sender, MsgType::ack, msg.seq, self_);
+    return;
+  }
+  if (lhm_ >= cfg_.lhm_decline_proxy) {
+    stats_.relays_declined++;
+    return;
+  }
+  if (relays_.size() >= cfg_.max_relays) {
+    stats_.relays_refused_full++;
+    log::warn("swim", "relay_refused", "self={} reason=table_full max={}", self_, cfg_.max_relays);
+    return;
+  }
+  std::uint32_t seq = next_seq_++;
+  if (next_seq_ == 0) next_seq_ = 1;
+  relays_[seq] = Relay{msg.sender, msg.seq, msg.target, false};
+  stats_.relays++;
+  send(ctx, msg.target, MsgType::ping, seq, msg.target);
+  ctx.set_timer(cfg_.probe_timeout * 4 / 5, tag(kRelayNack, seq));
+  ctx.set_timer(cfg_.probe_timeout * 2, tag(kRelayExpire, seq));
 }
 
 }  // namespace hs::swim

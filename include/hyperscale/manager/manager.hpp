@@ -221,6 +221,8 @@ class Manager final : public node::Node {
   std::uint64_t next_token(const std::string& id, const cluster::LedgerJob& j);
   cluster::JobView view(const std::string& id, const cluster::LedgerJob& j) const;
   Run* run_of(const std::string& id, std::size_t i);
+  Run* current_run(NodeId from, const std::string& job, const std::string& workflow, std::uint64_t token,
+                   std::size_t& index);
   static std::optional<std::size_t> wf_index(const cluster::LedgerJob& j, const std::string& name);
 
   ManagerConfig cfg_;

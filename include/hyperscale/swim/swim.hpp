@@ -34,6 +34,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <tuple>
 #include <string_view>
 #include <vector>
@@ -42,6 +43,8 @@
 #include "hyperscale/swim/codec.hpp"
 
 namespace hs::swim {
+
+struct Message;  // swim/codec.hpp
 
 using node::Bytes;
 using node::Context;
@@ -228,6 +231,10 @@ class Swim final : public node::Node {
   void encode_and_send(Context& ctx, NodeId to, const Message& m);
   Duration suspicion_timeout(const Suspicion& s) const;
   void heard_from(Context& ctx, NodeId from, std::uint32_t inc);
+  // on_message in parts: admission (decode, sender and target checks), then per message type.
+  bool admit(NodeId from, std::span<const std::uint8_t> bytes, Message& msg);
+  void on_ack(Context& ctx, const Message& msg);
+  void on_ping_req(Context& ctx, const Message& msg);
   // `from`: the member whose datagram carried `g` (self_ for our own conclusions).
   void apply(Context& ctx, const Gossip& g, NodeId from);
   void apply_claim(Context& ctx, NodeId id, Member& m, const Gossip& g, NodeId from);

@@ -3,11 +3,15 @@
 // is followed by the instant invariants, and end_checks() judges the rest at the end.
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <cstdlib>
 
 #include <fmt/format.h>
 
 #include "scenario_util.hpp"
+#include "hyperscale/sim/faulty_disk.hpp"
+#include "hyperscale/sim/rogue.hpp"
+#include "hyperscale/swim/codec.hpp"
 #include "hyperscale/base/log.hpp"
 
 using namespace hs;
@@ -1094,10 +1098,102 @@ TEST_CASE("RES-04 the idempotency table is bounded") {
   CHECK(dc.mgr(l)->mgr.stats().rejected == 20'000);
 }
 
-// A mixed fault schedule over many seeds: loss, duplication, reordering, crashes and restarts of
-// managers and workers, partitions, clock skew. Every event is followed by the instant invariants;
-// at the end every acked job must be terminal and agreed on, with the other invariants holding.
-// HS_SIM_SEEDS raises the count (the opt-in soak), HS_SIM_SEED=<n> replays one seed.
+// A mixed fault schedule over many seeds: loss, duplication, reordering, crashes (losing or tearing
+// the writes not yet synced) and restarts of managers and workers, partitions, clock skew, pauses
+// (SIGSTOP), faults on one channel (SWIM, Raft or role traffic), disk faults (a refused write, an
+// fsync error, a full disk, a stalled disk), and a rogue member gossiping forged suspect/dead
+// claims. Every event is followed by the instant invariants; end_checks() judges the rest.
+namespace {
+
+constexpr NodeId kRogue = 99;
+
+// SWIM sync messages from the rogue, in its own name, claiming random members suspect or dead.
+std::optional<node::Bytes> forged_gossip(Rng& rng, const std::vector<NodeId>& members) {
+  swim::Message m;
+  m.type = swim::MsgType::sync;
+  m.sender = kRogue;
+  const swim::GossipKind kinds[] = {swim::GossipKind::suspect, swim::GossipKind::dead};
+  for (int i = 0; i < 8; ++i)
+    m.gossip.push_back(swim::Gossip{kinds[rng.below(2)], members[rng.below(members.size())],
+                                    static_cast<std::uint32_t>(rng.below(3)), kRogue});
+  node::Bytes out;
+  if (!swim::encode(m, out).ok()) return std::nullopt;
+  out.insert(out.begin(), static_cast<std::uint8_t>(kSwim));
+  return out;
+}
+
+// One fault on `victim`, undone by itself after a while where it is not permanent.
+void inject(Dc& dc, Rng& rng, NodeId victim, std::vector<NodeId>& down) {
+  auto& sim = dc.sim();
+  const Duration span = std::chrono::milliseconds(1000 + rng.below(6000));
+  std::vector<NodeId> rest;
+  for (NodeId n : dc.managers())
+    if (n != victim) rest.push_back(n);
+  for (NodeId n : dc.workers())
+    if (n != victim) rest.push_back(n);
+  switch (rng.below(9)) {
+    case 0:  // crash, losing or tearing what was not synced
+      if (!down.empty() || !sim.is_up(victim)) break;
+      if (auto* d = sim.disk_faults(victim))
+        d->set_crash_loss(std::array{sim::CrashLoss::kNone, sim::CrashLoss::kAll, sim::CrashLoss::kSuffix,
+                                     sim::CrashLoss::kTornLast}[rng.below(4)]);
+      (void)sim.crash(victim);
+      down.push_back(victim);
+      break;
+    case 1:
+      if (down.empty()) break;
+      (void)sim.restart(down.back());
+      down.pop_back();
+      break;
+    case 2:
+      sim.partition({victim}, rest);
+      sim.at(sim.now() + span, [](sim::Simulator& s) { s.heal(); });
+      break;
+    case 3:
+      (void)sim.set_clock_skew(victim, std::chrono::milliseconds(rng.range(-500, 500)),
+                               1.0 + (rng.next_double() - 0.5) * 0.01);
+      break;
+    case 4:  // SIGSTOP, then SIGCONT
+      if (!sim.is_up(victim) || sim.is_paused(victim)) break;
+      (void)sim.pause(victim);
+      sim.at(sim.now() + span, [victim](sim::Simulator& s) {
+        if (s.is_paused(victim)) (void)s.resume(victim);
+      });
+      break;
+    case 5: {  // one channel cut both ways
+      const sim::ChannelId ch = std::array{kSwim, kRaft, kRole}[rng.below(3)];
+      for (NodeId n : rest) {
+        sim.block_channel(victim, n, ch);
+        sim.block_channel(n, victim, ch);
+      }
+      sim.at(sim.now() + span, [](sim::Simulator& s) { s.heal(); });
+      break;
+    }
+    case 6: {  // a disk fault: the node fails (stops) or waits; it is restarted with a sound disk
+      auto* d = sim.disk_faults(victim);
+      if (d == nullptr || !down.empty() || !sim.is_up(victim)) break;
+      const auto k = rng.below(4);
+      if (k == 0) d->refuse_next(1);
+      if (k == 1) d->fail_next_syncs(1);
+      if (k == 2) d->set_full(true);
+      if (k == 3) (void)sim.stall_disk(victim, true);
+      sim.at(sim.now() + span, [victim](sim::Simulator& s) {
+        (void)s.stall_disk(victim, false);
+        if (auto* disk = s.disk_faults(victim)) {
+          disk->set_full(false);
+          disk->refuse_next(0);
+          disk->fail_next_syncs(0);
+        }
+      });
+      break;
+    }
+    default:
+      break;  // a quiet interval
+  }
+}
+
+}  // namespace
+
 TEST_CASE("SWEEP mixed faults keep every invariant (200 seeds)") {
   const auto seeds = sim::seeds_to_run(200);
   std::size_t acked_total = 0;
@@ -1113,6 +1209,17 @@ TEST_CASE("SWEEP mixed faults keep every invariant (200 seeds)") {
     o.net.reorder = rng.next_double() * 0.05;
     Dc dc(o);
     INFO("seed " << seed << " replay: " << sim::replay_command(seed, "test_cluster_scenarios", "SWEEP*"));
+    std::vector<NodeId> members = dc.managers();
+    members.insert(members.end(), dc.workers().begin(), dc.workers().end());
+    sim::RogueOptions ro;
+    ro.targets = members;
+    ro.every = std::chrono::milliseconds(300);
+    ro.until = Instant{60s};
+    ro.forge = [members](Rng& r, NodeId, std::uint64_t, const std::deque<node::Bytes>&) {
+      return forged_gossip(r, members);
+    };
+    REQUIRE(sim::add_rogue(dc.sim(), kRogue, ro).ok());
+    REQUIRE(dc.sim().start(kRogue).ok());
     std::optional<NodeId> l;
     dc.run_until([&] { return (l = dc.leader()).has_value(); }, 60s);
     REQUIRE(dc.status().ok());
@@ -1140,33 +1247,23 @@ TEST_CASE("SWEEP mixed faults keep every invariant (200 seeds)") {
     // Faults for 40 s: one every 4 s.
     std::vector<NodeId> down;
     for (int step = 0; step < 10; ++step) {
-      const auto kind = rng.below(5);
       const auto& pool = rng.chance(0.5) ? dc.managers() : dc.workers();
-      const NodeId victim = pool[rng.below(pool.size())];
-      if (kind == 0 && down.empty() && dc.sim().is_up(victim)) {
-        (void)dc.sim().crash(victim);
-        down.push_back(victim);
-      } else if (kind == 1 && !down.empty()) {
-        (void)dc.sim().restart(down.back());
-        down.pop_back();
-      } else if (kind == 2) {
-        std::vector<NodeId> rest;
-        for (NodeId n : dc.managers())
-          if (n != victim) rest.push_back(n);
-        for (NodeId n : dc.workers())
-          if (n != victim) rest.push_back(n);
-        dc.sim().partition({victim}, rest);
-        dc.sim().at(dc.sim().now() + std::chrono::milliseconds(1000 + rng.below(6000)),
-                    [](sim::Simulator& s) { s.heal(); });
-      } else if (kind == 3) {
-        (void)dc.sim().set_clock_skew(victim, std::chrono::milliseconds(rng.range(-500, 500)),
-                                      1.0 + (rng.next_double() - 0.5) * 0.01);
-      }
+      inject(dc, rng, pool[rng.below(pool.size())], down);
       dc.run_for(4s);
       REQUIRE(dc.status().ok());
     }
     dc.sim().heal();
-    for (NodeId n : down) (void)dc.sim().restart(n);
+    for (NodeId n : members) {
+      if (dc.sim().is_paused(n)) (void)dc.sim().resume(n);
+      (void)dc.sim().stall_disk(n, false);
+      if (auto* d = dc.sim().disk_faults(n)) d->set_full(false);
+      // A member that stopped on a disk fault comes back, as an operator would restart it.
+      const bool is_mgr = std::find(dc.managers().begin(), dc.managers().end(), n) != dc.managers().end();
+      if (!dc.sim().is_up(n) || (is_mgr && dc.mgr(n) != nullptr && dc.mgr(n)->mgr.raft().failed())) {
+        if (dc.sim().is_up(n)) (void)dc.sim().crash(n);
+        (void)dc.sim().restart(n);
+      }
+    }
     for (const auto& id : acked) {
       INFO("job " << id);
       CHECK(dc.final_state(id, 240s).has_value());
