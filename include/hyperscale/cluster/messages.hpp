@@ -121,7 +121,7 @@ struct Dec {
   template <class T>
   requires(std::is_unsigned_v<T> || std::is_enum_v<T>) void operator()(T& v) {
     const std::uint64_t x = r.var();
-    using U = std::conditional_t<std::is_enum_v<T>, std::underlying_type<T>, std::type_identity<T>>::type;
+    using U = typename std::conditional_t<std::is_enum_v<T>, std::underlying_type<T>, std::type_identity<T>>::type;
     if (x > static_cast<std::uint64_t>(static_cast<U>(~U{0}))) r.fail("integer out of range");
     v = static_cast<T>(x);
   }
