@@ -44,102 +44,12 @@ struct RoleRule {
 RoleRule role_rule(MsgType t) noexcept {
   using B = fb::Body;
   switch (t) {
-    case B::JobSubmission:
-      return {C | G, G | M};
-    case B::JobAck:
-      return {G | M, C | G};
-    case B::WorkflowDispatch:
-      return {M, W};
-    case B::WorkflowDispatchAck:
-      return {W, M};
-    case B::WorkflowProgress:
-      return {W, M};
-    case B::WorkflowProgressAck:
-      return {M, W};
-    case B::JobProgress:
-      return {M, G | C};
-    case B::JobProgressReport:
-      return {M, G};
-    case B::JobTimeoutReport:
-      return {M, G};
-    case B::JobGlobalTimeout:
-      return {G, M};
-    case B::WindowedStatsPush:
-      return {W | M | G, M | G | C};
-    case B::WorkflowFinalResult:
-      return {W, M};
-    case B::WorkflowResultPush:
-      return {M, G | C};
-    case B::JobFinalResult:
-      return {M, G | C};
-    case B::GlobalJobResult:
-      return {G, C};
-    case B::JobCancelRequest:
-      return {C | G | M, G | M};
-    case B::JobCancelResponse:
-      return {G | M, C | G | M};
-    case B::WorkflowCancelRequest:
-      return {M, W};
-    case B::WorkflowCancellationComplete:
-      return {W, M};
-    case B::JobCancellationComplete:
-      return {M | G, G | C};
-    case B::SingleWorkflowCancelRequest:
-      return {C | G | M, G | M};
-    case B::SingleWorkflowCancelResponse:
-      return {G | M, C | G | M};
-    case B::WorkerRegistration:
-      return {W, M};
-    case B::RegistrationResponse:
-      return {M | G, W | M | G};
-    case B::ManagerPeerRegistration:
-      return {M, M | G};
-    case B::GateRegistrationRequest:
-      return {G, G | M};
-    case B::GateRegistrationResponse:
-      return {G | M, G | M};
-    case B::WorkerHeartbeat:
-      return {W, M};
-    case B::ManagerHeartbeat:
-      return {M, M | G | W};
-    case B::GateHeartbeat:
-      return {G, G | M};
-    case B::JobLeadershipAnnouncement:
-      return {G | M, ANY};
-    case B::JobLeaderTransfer:
-      return {G | M, ANY};
-    case B::JobLeaderTransferAck:
-      return {ANY, G | M};
-    case B::LeaseTransfer:
-      return {G, G};
-    case B::LeaseTransferAck:
-      return {G, G};
-    case B::StateSyncRequest:
-      return {G | M | W, G | M | W};
-    case B::StateSnapshot:
-      return {G | M | W, G | M | W};
-    case B::JobStateSync:
-      return {G | M, G | M};
-    case B::JobStatusQuery:
-      return {C | G, G | M};
-    case B::JobStatusPush:
-      return {G | M, C | G};
-    case B::RegisterCallback:
-      return {C | G, G | M};
     case B::Ping:
       return {ANY, ANY};
     case B::Pong:
       return {ANY, ANY};
-    case B::RateLimitResponse:
-      return {G | M, C | G | M};
     case B::ErrorReply:
       return {ANY, ANY};
-    case B::SwimMessage:
-      return {G | M | W, G | M | W};
-    case B::CrossDcProbe:
-      return {G | M, M};
-    case B::CrossDcAck:
-      return {M, G | M};
     case B::RoleMessage:  // narrowed to role pairs in role_allowed()
       return {C | M | W, C | M | W};
     default:

@@ -10,6 +10,13 @@ namespace hs::wire {
 #define HS_CHECK_ORDER(N) static_assert(fb::BodyTraits<fb::N>::enum_value == fb::Body::N);
 HS_WIRE_MESSAGES(HS_CHECK_ORDER)
 #undef HS_CHECK_ORDER
+// The union lists exactly the types of HS_WIRE_MESSAGES (NONE excluded).
+#define HS_COUNT_ONE(N) +1
+static_assert(sizeof(fb::EnumValuesBody()) / sizeof(fb::Body) == 1 HS_WIRE_MESSAGES(HS_COUNT_ONE));
+#undef HS_COUNT_ONE
+// Numbers already on the wire never change (messages.fbs: explicit values, retired ones never reused).
+static_assert(static_cast<int>(fb::Body::Ping) == 42 && static_cast<int>(fb::Body::Pong) == 43 &&
+              static_cast<int>(fb::Body::ErrorReply) == 45 && static_cast<int>(fb::Body::RoleMessage) == 49);
 
 bool verify_body(fb::Body type, std::span<const std::uint8_t> body, std::size_t max_depth,
                  std::size_t max_tables) noexcept {
@@ -49,7 +56,15 @@ std::string_view type_name(MsgType t) noexcept {
 }
 
 bool known_type(std::uint16_t raw) noexcept {
-  return raw >= static_cast<std::uint16_t>(fb::Body::MIN) + 1 && raw <= static_cast<std::uint16_t>(fb::Body::MAX);
+  // The numbering has gaps (retired types, messages.fbs): only the listed values are known.
+  switch (raw) {
+#define HS_KNOWN_CASE(N) case static_cast<std::uint16_t>(fb::Body::N):
+    HS_WIRE_MESSAGES(HS_KNOWN_CASE)
+#undef HS_KNOWN_CASE
+    return true;
+    default:
+      return false;
+  }
 }
 
 }  // namespace hs::wire

@@ -2,6 +2,12 @@
 // strings, each length checked against what is left and a per-field bound. A Reader that meets bad
 // input stays failed (ok() == false) and returns zero values from then on, so decoders read every
 // field and check once at the end. No allocation is made from a length that was not checked.
+//
+// Records: a struct is written as a varint byte length followed by its fields (Writer::prefix_length
+// after the fields, Reader::enter/leave around them). Inside a record, reads are limited to the
+// record: a record that ends before a field (an older sender) leaves that field unread (at_end()),
+// and what is left of it after the fields a reader knows (a newer sender) is skipped by leave().
+// The rules built on this are in cluster/messages.hpp.
 #pragma once
 
 #include <cstdint>
@@ -39,6 +45,19 @@ class Writer {
     var(s.size());
     out_.insert(out_.end(), s.begin(), s.end());
   }
+  // Inserts at `at` the varint length of everything written since: the length prefix of a record
+  // whose fields were written from `at` on. Moves only those bytes.
+  void prefix_length(std::size_t at) {
+    std::uint8_t len[10];
+    std::size_t n = 0;
+    std::uint64_t v = out_.size() - at;
+    while (v >= 0x80) {
+      len[n++] = static_cast<std::uint8_t>(v | 0x80);
+      v >>= 7;
+    }
+    len[n++] = static_cast<std::uint8_t>(v);
+    out_.insert(out_.begin() + static_cast<std::ptrdiff_t>(at), len, len + n);
+  }
   std::vector<std::uint8_t>& out() noexcept { return out_; }
   std::vector<std::uint8_t> take() { return std::move(out_); }
 
@@ -48,9 +67,36 @@ class Writer {
 
 class Reader {
  public:
-  explicit Reader(std::span<const std::uint8_t> in) : in_(in) {}
+  explicit Reader(std::span<const std::uint8_t> in) : in_(in), end_(in.size()) {}
   bool ok() const noexcept { return ok_; }
+  // Everything was read (no record is open and no byte is left).
   bool done() const noexcept { return ok_ && pos_ == in_.size(); }
+  // Enters a record: reads its length, which must fit in what is left of the enclosing record (or
+  // input), and limits reading to it. Returns the enclosing limit, for leave().
+  std::size_t enter() {
+    const std::uint64_t n = var();
+    if (!ok_) return end_;
+    if (n > end_ - pos_) {
+      fail("record longer than what contains it");
+      return end_;
+    }
+    const std::size_t outer = end_;
+    end_ = pos_ + static_cast<std::size_t>(n);
+    return outer;
+  }
+  // No byte of the current record is left: the fields that follow were not written by the sender.
+  bool at_end() const noexcept { return pos_ == end_; }
+  // Leaves the record entered with enter(): skips what is left of it (fields this reader does not
+  // know) and restores the enclosing limit.
+  void leave(std::size_t outer) {
+    if (ok_) {
+      skipped_ += end_ - pos_;
+      pos_ = end_;
+    }
+    end_ = outer;
+  }
+  // Bytes skipped by leave() so far (fields of newer versions).
+  std::size_t skipped() const noexcept { return skipped_; }
   const char* error() const noexcept { return err_; }
   std::uint8_t u8() {
     if (!need(1)) return 0;
@@ -108,10 +154,10 @@ class Reader {
     return s;
   }
   // A count of elements that follow; each element takes at least one byte, so more than what is
-  // left (or more than `max`) is an error.
+  // left of the record (or more than `max`) is an error.
   std::size_t count(std::size_t max) {
     const std::uint64_t n = var();
-    if (n > max || n > in_.size() - pos_) {
+    if (n > max || n > end_ - pos_) {
       fail("count too large");
       return 0;
     }
@@ -125,7 +171,7 @@ class Reader {
  private:
   bool need(std::uint64_t n) {
     if (!ok_) return false;
-    if (n > in_.size() - pos_) {
+    if (n > end_ - pos_) {
       fail("truncated");
       return false;
     }
@@ -133,6 +179,8 @@ class Reader {
   }
   std::span<const std::uint8_t> in_;
   std::size_t pos_ = 0;
+  std::size_t end_;  // reads stop here: the end of the innermost open record, or of the input
+  std::size_t skipped_ = 0;
   bool ok_ = true;
   const char* err_ = "";
 };

@@ -1,9 +1,29 @@
 // The role protocol between clients, managers and workers (channel kRole of the Mux). Every message
-// is one type byte followed by the fields of its struct in declaration order (cluster/codec.hpp).
-// Each struct lists its fields once, in io(), which serves both encoding and decoding.
+// is one type byte followed by its struct as a record (cluster/codec.hpp): a varint byte length,
+// then the fields in the order HS_FIELDS lists them. Each struct lists its fields once, in io(),
+// which serves both encoding and decoding. A struct inside a struct (a field, or an element of a
+// vector) is a record of its own. JobLedger entries and snapshots use the same codec.
 //
-// Versioning: a decoder ignores trailing bytes it does not know (fields are only ever appended), and
-// a message type it does not know is counted and dropped.
+// Evolution rules (mixed minor versions in one cluster; tests/unit/cluster/test_codec.cpp checks
+// each, tests/fuzz/cluster/fuzz_role_codec.cpp fuzzes the decoders):
+//  1. A struct's fields are only ever appended at the end of its HS_FIELDS list, in a struct at
+//     any depth (a vector element included). Never remove, reorder or change the type of a field;
+//     one that is no longer used stays (and is sent as its default).
+//  2. A newer sender's record carries fields this decoder does not know: they are after the ones
+//     it knows and inside the record's length, so they are skipped (every record, at every depth;
+//     before records, an element of a vector could not grow: an old decoder read the new field's
+//     bytes as the next element).
+//  3. An older sender's record ends before fields this decoder knows: they keep the struct's
+//     default (decode into a default-constructed struct). A field cut in the middle, a record
+//     longer than what contains it, or bytes after the message are errors, so a message cut at
+//     any byte is refused.
+//  4. Every length is bounded: strings by kMaxString, byte strings by kMaxBlob, vectors by kMaxItems
+//     and by the bytes left, records by what contains them; integers must fit their field.
+//  5. A message type a receiver does not know is counted and dropped (manager, worker), and a type
+//     number is never reused (retired_* below). An enum field may carry a value added by a newer
+//     version: a receiver treats a value it does not name as unknown (name() says "unknown").
+//  Scalars, strings, byte strings, vectors of them and pairs (KeyValues) never change shape; only
+//  structs grow. A change these rules do not allow is a new message type.
 #pragma once
 
 #include <cstdint>
@@ -53,8 +73,13 @@ enum class MsgType : std::uint8_t {
 };
 
 // ---- field codec ----
+// field(x) is called for each field of a struct (HS_FIELDS), operator() for any value.
 struct Enc {
   Writer w;
+  template <class T>
+  void field(T& v) {
+    (*this)(v);
+  }
   void operator()(std::string& s) { w.str(s); }
   void operator()(std::vector<std::uint8_t>& b) { w.bytes(b); }
   void operator()(bool& v) { w.b(v); }
@@ -74,11 +99,20 @@ struct Enc {
   }
   template <class T>
   requires requires(T t, Enc& e) { t.io(e); }
-  void operator()(T& t) { t.io(*this); }
+  void operator()(T& t) {  // a record: the fields, then their length inserted before them
+    const std::size_t at = w.out().size();
+    t.io(*this);
+    w.prefix_length(at);
+  }
 };
 
 struct Dec {
   Reader r;
+  template <class T>
+  void field(T& v) {
+    if (r.at_end()) return;  // not written by an older sender: keeps its default
+    (*this)(v);
+  }
   void operator()(std::string& s) { s = r.str(kMaxString); }
   void operator()(std::vector<std::uint8_t>& b) { b = r.bytes(kMaxBlob); }
   void operator()(bool& v) { v = r.b(); }
@@ -87,7 +121,7 @@ struct Dec {
   template <class T>
   requires(std::is_unsigned_v<T> || std::is_enum_v<T>) void operator()(T& v) {
     const std::uint64_t x = r.var();
-    using U = std::conditional_t<std::is_enum_v<T>, std::underlying_type<T>, std::type_identity<T>>::type;
+    using U = typename std::conditional_t<std::is_enum_v<T>, std::underlying_type<T>, std::type_identity<T>>::type;
     if (x > static_cast<std::uint64_t>(static_cast<U>(~U{0}))) r.fail("integer out of range");
     v = static_cast<T>(x);
   }
@@ -108,7 +142,11 @@ struct Dec {
   }
   template <class T>
   requires requires(T t, Dec& d) { t.io(d); }
-  void operator()(T& t) { t.io(*this); }
+  void operator()(T& t) {  // a record: the fields it has, then skip those of newer versions
+    const std::size_t outer = r.enter();
+    if (r.ok()) t.io(*this);
+    r.leave(outer);
+  }
 };
 
 #define HS_FIELDS(...)         \
@@ -118,7 +156,7 @@ struct Dec {
   }
 template <class IO, class... T>
 void hs_fields(IO& f, T&... t) {
-  (f(t), ...);
+  (f.field(t), ...);
 }
 
 using KeyValues = std::vector<std::pair<std::string, std::string>>;
@@ -378,11 +416,14 @@ std::vector<std::uint8_t> encode(MsgType t, T& msg) {
   e(msg);
   return e.w.take();
 }
-// Decodes the body (after the type byte). Trailing bytes are allowed (newer minor versions).
+// Decodes the body (after the type byte) into `out`, which should be default-constructed (fields an
+// older sender did not write keep their values). The body is exactly one record: fields of a newer
+// version inside it are skipped; a byte after it is an error.
 template <class T>
 bool decode(std::span<const std::uint8_t> body, T& out, const char** why = nullptr) {
   Dec d{Reader(body)};
   d(out);
+  if (d.r.ok() && !d.r.done()) d.r.fail("bytes after the message");
   if (why != nullptr) *why = d.r.error();
   return d.r.ok();
 }

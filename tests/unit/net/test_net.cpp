@@ -175,24 +175,27 @@ TEST_CASE("Loopback request/response and one-way sends", "[net]") {
   Fixture f;
   f.good_client_answered(1);
   int oneway = 0;
-  f.server.on(fb::Body::JobStatusQuery, [&](const Inbound& in, const Responder& resp) {
+  f.server.on(fb::Body::Pong, [&](const Inbound& in, const Responder& resp) {
     CHECK(!in.expects_reply);
     CHECK(!resp.can_reply());
     CHECK(in.sender_id == "gate-1");
     ++oneway;
   });
   flatbuffers::FlatBufferBuilder b;
-  b.Finish(fb::CreateJobStatusQueryDirect(b, "job-1"));
-  for (int i = 0; i < 10; ++i)
-    REQUIRE(f.client.send(f.server.tcp_endpoint(), fb::Body::JobStatusQuery, wire::finished(b)).ok());
+  b.Finish(fb::CreatePong(b, 1));
+  for (int i = 0; i < 10; ++i) REQUIRE(f.client.send(f.server.tcp_endpoint(), fb::Body::Pong, wire::finished(b)).ok());
   REQUIRE(run_until(f.r, [&] { return oneway == 10; }));
-  // A request for a type with no handler gets an ErrorReply, not a timeout.
+  // A request for a type with no handler gets an ErrorReply (not_found), not a timeout.
   bool got_error = false;
+  flatbuffers::FlatBufferBuilder e;
+  e.Finish(fb::CreateErrorReplyDirect(e, 0, "a request of a type the server does not handle"));
   REQUIRE(f.client
-              .request(f.server.tcp_endpoint(), fb::Body::RegisterCallback, wire::finished(b), 2s,
+              .request(f.server.tcp_endpoint(), fb::Body::ErrorReply, wire::finished(e), 2s,
                        [&](Result<wire::Decoded> r) {
                          REQUIRE(r.ok());
-                         got_error = r->type == fb::Body::ErrorReply;
+                         REQUIRE(r->type == fb::Body::ErrorReply);
+                         got_error = wire::body_as<fb::ErrorReply>(r->body)->code() ==
+                                     static_cast<std::uint16_t>(Errc::not_found);
                        })
               .ok());
   REQUIRE(run_until(f.r, [&] { return got_error; }));
@@ -298,12 +301,10 @@ TEST_CASE("Bad inputs on TCP: dropped, counted, connection closed, others unaffe
     raw.write(fr);
     expect_rejected(raw, Reject::wrong_cluster, before);
   }
-  SECTION("role not allowed for the message (a worker submitting a job)") {
-    auto id = good_id;
-    id.role = fb::Role::Worker;
+  SECTION("role not allowed for the message (a gate sending role traffic)") {
     flatbuffers::FlatBufferBuilder b;
-    b.Finish(fb::CreateJobSubmissionDirect(b, "job-1"));
-    auto fr = f.frame(id, kSecret, fb::Body::JobSubmission, wire::finished(b));
+    b.Finish(fb::CreateRoleMessage(b, 1, b.CreateVector(std::vector<std::uint8_t>{3, 1})));
+    auto fr = f.frame(good_id, kSecret, fb::Body::RoleMessage, wire::finished(b));
     Raw raw(f.server.tcp_endpoint());
     auto before = f.rejected(Reject::role_not_allowed);
     raw.write(fr);
@@ -335,30 +336,29 @@ TEST_CASE("UDP datagrams: delivered, and garbage is dropped and counted without 
   Fixture f;
   int got = 0;
   int replies = 0;
-  f.server.on(fb::Body::SwimMessage, [&](const Inbound& in, const Responder& resp) {
-    CHECK(wire::body_as<fb::SwimMessage>(in.body)->seq() == 7);
+  f.server.on(fb::Body::Pong, [&](const Inbound& in, const Responder& resp) {
+    CHECK(wire::body_as<fb::Pong>(in.body)->nonce() == 7);
     CHECK(resp.can_reply());
     ++got;
     // The reply datagram is sealed for the sender's id ("gate-1"), and the sender accepts it.
     flatbuffers::FlatBufferBuilder ack;
-    ack.Finish(fb::CreateSwimMessageDirect(ack, fb::SwimKind::Ack, 8, "mgr-1"));
-    CHECK(resp.reply(fb::Body::SwimMessage, wire::finished(ack)).ok());
+    ack.Finish(fb::CreatePong(ack, 8));
+    CHECK(resp.reply(fb::Body::Pong, wire::finished(ack)).ok());
   });
-  f.client.on(fb::Body::SwimMessage, [&](const Inbound& in, const Responder&) {
-    CHECK(wire::body_as<fb::SwimMessage>(in.body)->seq() == 8);
+  f.client.on(fb::Body::Pong, [&](const Inbound& in, const Responder&) {
+    CHECK(wire::body_as<fb::Pong>(in.body)->nonce() == 8);
     CHECK(in.sender_id == "mgr-1");
     ++replies;
   });
   flatbuffers::FlatBufferBuilder b;
-  b.Finish(fb::CreateSwimMessageDirect(b, fb::SwimKind::Probe, 7, "gate-1"));
-  REQUIRE(f.client.send_datagram(f.server.udp_endpoint(), fb::Body::SwimMessage, wire::finished(b)).ok());
+  b.Finish(fb::CreatePong(b, 7));
+  REQUIRE(f.client.send_datagram(f.server.udp_endpoint(), fb::Body::Pong, wire::finished(b)).ok());
   REQUIRE(run_until(f.r, [&] { return got == 1 && replies == 1; }));
   // Too large for a datagram: refused at the sender.
   std::vector<std::uint8_t> big(2000, 1);
   flatbuffers::FlatBufferBuilder b2;
-  b2.Finish(
-      fb::CreateSwimMessageDirect(b2, fb::SwimKind::Probe, 7, "gate-1", nullptr, nullptr, nullptr, 0, nullptr, &big));
-  CHECK(f.client.send_datagram(f.server.udp_endpoint(), fb::Body::SwimMessage, wire::finished(b2)).code() ==
+  b2.Finish(fb::CreatePongDirect(b2, 7, &big));
+  CHECK(f.client.send_datagram(f.server.udp_endpoint(), fb::Body::Pong, wire::finished(b2)).code() ==
         Errc::invalid_argument);
   // Garbage datagram.
   int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
@@ -371,7 +371,7 @@ TEST_CASE("UDP datagrams: delivered, and garbage is dropped and counted without 
   REQUIRE(::sendto(fd, junk, sizeof(junk), 0, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == sizeof(junk));
   ::close(fd);
   REQUIRE(run_until(f.r, [&] { return f.rejected(wire::Reject::bad_magic) == before + 1; }));
-  REQUIRE(f.client.send_datagram(f.server.udp_endpoint(), fb::Body::SwimMessage, wire::finished(b)).ok());
+  REQUIRE(f.client.send_datagram(f.server.udp_endpoint(), fb::Body::Pong, wire::finished(b)).ok());
   REQUIRE(run_until(f.r, [&] { return got == 2; }));
 }
 
@@ -574,7 +574,7 @@ TEST_CASE("In-process transport between shards: request/reply, role check, timeo
   REQUIRE(set.start([&](runtime::Reactor& r) {
                const int i = r.shard_id();
                ts[static_cast<std::size_t>(i)] = std::make_unique<InprocTransport>(
-                   r, net, ident(i == 0 ? "mgr-0" : "wrk-1", i == 0 ? fb::Role::Manager : fb::Role::Worker));
+                   r, net, ident(i == 0 ? "mgr-0" : "gate-1", i == 0 ? fb::Role::Manager : fb::Role::Gate));
                if (i == 0) {
                  ts[0]->on(fb::Body::Ping, [](const Inbound& in, const Responder& resp) {
                    flatbuffers::FlatBufferBuilder b;
@@ -598,11 +598,11 @@ TEST_CASE("In-process transport between shards: request/reply, role check, timeo
                                      });
                        if (!st.ok()) log::error("test", "request_failed", "error={}", st.to_string());
                      }
-                     // A worker may not submit jobs: dropped and counted at the receiver, so this times out.
+                     // A gate sends no role traffic: dropped and counted at the receiver, so this times out.
                      flatbuffers::FlatBufferBuilder b;
-                     b.Finish(fb::CreateJobSubmissionDirect(b, "job"));
-                     Status st = t.request(InprocNetwork::endpoint(0), fb::Body::JobSubmission, wire::finished(b),
-                                           200ms, [&](Result<wire::Decoded> res) {
+                     b.Finish(fb::CreateRoleMessage(b, 1, b.CreateVector(std::vector<std::uint8_t>{3, 1})));
+                     Status st = t.request(InprocNetwork::endpoint(0), fb::Body::RoleMessage, wire::finished(b), 200ms,
+                                           [&](Result<wire::Decoded> res) {
                                              if (!res.ok() && res.status().code() == Errc::timeout) ++timeouts;
                                            });
                      if (!st.ok()) log::error("test", "request_failed", "error={}", st.to_string());
