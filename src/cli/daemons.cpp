@@ -62,8 +62,8 @@ host::ConfigSchema cluster_schema() {
   s.push_back(entry("swim.period", ValueType::duration_ms, "1s", "SWIM protocol period"));
   s.push_back(entry("swim.probe_timeout", ValueType::duration_ms, "500ms",
                     "SWIM direct probe timeout (below 5/9 of swim.period)"));
-  s.push_back(entry("raft.heartbeat", ValueType::duration_ms, "200ms",
-                    "Raft leader heartbeat (below raft.election_timeout)"));
+  s.push_back(
+      entry("raft.heartbeat", ValueType::duration_ms, "200ms", "Raft leader heartbeat (below raft.election_timeout)"));
   s.push_back(entry("raft.election_timeout", ValueType::duration_ms, "2s",
                     "Raft election timeout, randomised in [t, 2t); a leader that hears no majority for t steps down"));
   s.push_back(entry("manager.tick", ValueType::duration_ms, "100ms", "manager scheduling / timeout check interval"));

@@ -172,10 +172,7 @@ worker::WorkerConfig worker_config(int cores) {
 }
 
 Cluster::Cluster(Reactor& r, const load::Plan& plan, const LocalRunOptions& opts, std::vector<int> shards)
-    : r_(r),
-      plan_(plan),
-      opts_(opts),
-      mgr_(manager_config(), raft_config(), [](NodeId) { return true; }) {
+    : r_(r), plan_(plan), opts_(opts), mgr_(manager_config(), raft_config(), [](NodeId) { return true; }) {
   const int cores = static_cast<int>(shards.size());
   host::LoadExecutorOptions eo;
   eo.cancel_grace = Duration{0};  // as before: an abort abandons iterations in flight at once
@@ -232,16 +229,20 @@ void Cluster::start() {
     watch();
     return ok_status();
   });
-  if (w.ok()) watch_task_ = *w;
-  else log::error("local", "task_failed", "task=local-run-watch error={}", log::quoted(w.status().to_string()));
+  if (w.ok())
+    watch_task_ = *w;
+  else
+    log::error("local", "task_failed", "task=local-run-watch error={}", log::quoted(w.status().to_string()));
   if (opts_.on_progress) {
     auto l = r_.every("local-run-live", 1s, [this]() {
       auto v = mgr_.job(job_id_);
       report_live(v ? &*v : nullptr);
       return ok_status();
     });
-    if (l.ok()) live_task_ = *l;
-    else log::error("local", "task_failed", "task=local-run-live error={}", log::quoted(l.status().to_string()));
+    if (l.ok())
+      live_task_ = *l;
+    else
+      log::error("local", "task_failed", "task=local-run-live error={}", log::quoted(l.status().to_string()));
   }
 }
 
@@ -274,8 +275,7 @@ void Cluster::deliver(NodeId from, NodeId to, node::Bytes msg) {
   });
   if (!st.ok()) {
     pending_.pop_back();
-    log::warn("local", "message_dropped", "from={} to={} reason=defer error={}", from, to,
-              log::quoted(st.to_string()));
+    log::warn("local", "message_dropped", "from={} to={} reason=defer error={}", from, to, log::quoted(st.to_string()));
     dropped_counter(r_, "defer").inc();
   }
 }
@@ -390,7 +390,8 @@ void Cluster::finish(const cluster::JobView& v) {
     } else if (it->error.rfind("dependency '", 0) == 0) {
       const auto q = it->error.find('\'', 12);
       ws.outcome = load::WorkflowOutcome::skipped;
-      ws.note = fmt::format("dependency '{}' did not complete", it->error.substr(12, q == std::string::npos ? 0 : q - 12));
+      ws.note =
+          fmt::format("dependency '{}' did not complete", it->error.substr(12, q == std::string::npos ? 0 : q - 12));
     } else {
       ws.outcome = load::WorkflowOutcome::failed;
       ws.note = it->error.empty() ? std::string(cluster::name(it->state)) : it->error;

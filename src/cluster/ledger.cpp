@@ -10,8 +10,8 @@
 namespace hs::cluster {
 
 namespace {
-constexpr std::uint8_t kEntryVersion = 1;
-constexpr std::uint8_t kSnapshotVersion = 1;
+constexpr std::uint8_t kEntryVersion = 2;  // 2: records (codec.hpp), the ops and fields of issue 21
+constexpr std::uint8_t kSnapshotVersion = 2;
 
 bool valid_job_state(std::uint8_t s) { return s <= static_cast<std::uint8_t>(JobState::partial); }
 bool valid_wf_state(std::uint8_t s) { return s <= static_cast<std::uint8_t>(WfState::cancelled); }
@@ -203,7 +203,7 @@ LedgerOutcome JobLedger::wf_done(LedgerJob& j, LedgerEntry& e) {
     return LedgerOutcome::applied;
   }
   w.state = w.stop_requested && e.state != static_cast<std::uint8_t>(WfState::failed) ? WfState::cancelled
-                                                                                       : static_cast<WfState>(e.state);
+                                                                                      : static_cast<WfState>(e.state);
   w.completed = e.completed;
   w.failed = e.failed;
   if (!e.error.empty() || w.state != WfState::cancelled) w.error = e.error;

@@ -170,11 +170,11 @@ void Manager::schedule_job(const std::string& id, const LedgerJob& j, std::map<N
     const Run& r = l.runs[i];
     if (j.workflows[i].state != WfState::pending || j.workflows[i].stop_requested || r.proposing || now < r.retry_at)
       continue;
-    const bool deps_done = std::all_of(j.spec.workflows[i].deps.begin(), j.spec.workflows[i].deps.end(),
-                                       [&](const std::string& d) {
-                                         auto k = wf_index(j, d);
-                                         return k && j.workflows[*k].state == WfState::completed;
-                                       });
+    const bool deps_done =
+        std::all_of(j.spec.workflows[i].deps.begin(), j.spec.workflows[i].deps.end(), [&](const std::string& d) {
+          auto k = wf_index(j, d);
+          return k && j.workflows[*k].state == WfState::completed;
+        });
     if (deps_done) ready.push_back(i);
   }
   std::stable_sort(ready.begin(), ready.end(), [&](std::size_t a, std::size_t b) {
@@ -575,8 +575,10 @@ void Manager::handle_result(NodeId from, ResultMsg& m) {
   const LedgerJob* j = ledger_.job(m.job_id);
   const auto i = j ? wf_index(*j, m.workflow) : std::nullopt;
   if (!i || m.token != j->workflows[*i].token || !live(j->workflows[*i].state)) {
-    if (i && m.token == j->workflows[*i].token) stats_.duplicate_results++;
-    else stats_.stale_results++;
+    if (i && m.token == j->workflows[*i].token)
+      stats_.duplicate_results++;
+    else
+      stats_.stale_results++;
     reply(from, MsgType::result_ack, ack);  // nothing left to change: let the worker drop it
     return;
   }
@@ -635,7 +637,8 @@ void Manager::handle_stop_ack(NodeId from, const StopAck& m) {
   auto clear = [this, id, idx] {
     if (Run* run = run_of(id, idx)) run->proposing = false;
   };
-  propose(std::move(e), [clear](LedgerOutcome) { clear(); }, [clear](const Status&) { clear(); });
+  propose(
+      std::move(e), [clear](LedgerOutcome) { clear(); }, [clear](const Status&) { clear(); });
 }
 
 }  // namespace hs::manager

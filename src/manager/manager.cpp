@@ -220,8 +220,8 @@ void Manager::reconcile(const std::string& id) {
     if (live(w.state) && (terminal(j->state) || w.stop_requested) && !r.stopping)
       send_stop(id, i, terminal(j->state) ? name(j->state) : "workflow cancelled");
   }
-  const bool all_done = std::all_of(j->workflows.begin(), j->workflows.end(),
-                                    [](const LedgerWorkflow& w) { return terminal(w.state); });
+  const bool all_done =
+      std::all_of(j->workflows.begin(), j->workflows.end(), [](const LedgerWorkflow& w) { return terminal(w.state); });
   if (terminal(j->state) && all_done && l.terminal_at.count() < 0) l.terminal_at = ctx_->now();
 }
 
@@ -239,21 +239,20 @@ bool Manager::propose(LedgerEntry e, OnApplied applied, OnFailed failed) {
   const LedgerOp op = e.op;
   const std::string job = e.job_id;
   std::weak_ptr<bool> owner = token_;
-  Status st = raft_->propose(
-      encode_entry(e), [this, owner, op, job, applied = std::move(applied), failed](const Status& s, std::uint64_t,
-                                                                                    std::uint64_t result) {
-        if (owner.expired()) return;
-        if (ctx_ != nullptr) seen_now_ = ctx_->now();
-        if (!s.ok()) {
-          stats_.proposals_failed++;
-          log::info("manager", "entry_not_committed", "op={} job={} error={}", static_cast<int>(op),
-                    log::quoted(job), log::quoted(s.to_string()));
-          if (failed) failed(s);
-          return;
-        }
-        if (applied) applied(static_cast<LedgerOutcome>(result));
-        reconcile(job);
-      });
+  Status st = raft_->propose(encode_entry(e), [this, owner, op, job, applied = std::move(applied), failed](
+                                                  const Status& s, std::uint64_t, std::uint64_t result) {
+    if (owner.expired()) return;
+    if (ctx_ != nullptr) seen_now_ = ctx_->now();
+    if (!s.ok()) {
+      stats_.proposals_failed++;
+      log::info("manager", "entry_not_committed", "op={} job={} error={}", static_cast<int>(op), log::quoted(job),
+                log::quoted(s.to_string()));
+      if (failed) failed(s);
+      return;
+    }
+    if (applied) applied(static_cast<LedgerOutcome>(result));
+    reconcile(job);
+  });
   if (!st.ok()) {
     stats_.proposals_failed++;
     log::warn("manager", "entry_refused", "op={} job={} error={}", static_cast<int>(op), log::quoted(job),
@@ -305,11 +304,11 @@ void Manager::on_message(node::Context& ctx, NodeId from, std::span<const std::u
 }
 
 void Manager::dispatch_message(NodeId from, MsgType type, std::span<const std::uint8_t> body) {
-#define HS_ON(TYPE, STRUCT, CALL)                                          \
-  case MsgType::TYPE: {                                                    \
-    STRUCT m;                                                              \
-    if (parse(body, m, stats_, from, #TYPE)) CALL;                         \
-    return;                                                                \
+#define HS_ON(TYPE, STRUCT, CALL)                  \
+  case MsgType::TYPE: {                            \
+    STRUCT m;                                      \
+    if (parse(body, m, stats_, from, #TYPE)) CALL; \
+    return;                                        \
   }
   switch (type) {
     HS_ON(submit, Submit, handle_submit(from, m))
@@ -359,7 +358,8 @@ std::optional<std::string> Manager::validate(const JobSpec& s) const {
   std::map<std::string, std::size_t> index;
   for (std::size_t i = 0; i < s.workflows.size(); ++i) {
     const auto& w = s.workflows[i];
-    if (!valid_id(w.name, 128)) return fmt::format("workflow name '{}' must be 1-128 characters of [A-Za-z0-9._-]", w.name);
+    if (!valid_id(w.name, 128))
+      return fmt::format("workflow name '{}' must be 1-128 characters of [A-Za-z0-9._-]", w.name);
     if (!index.emplace(w.name, i).second) return fmt::format("duplicate workflow name '{}'", w.name);
     if (w.vus == 0) return fmt::format("workflow '{}': vus must be at least 1", w.name);
     if (w.plan.size() > cfg_.max_plan_bytes) return fmt::format("workflow '{}': plan larger than the limit", w.name);
@@ -487,8 +487,9 @@ void Manager::handle_submit(NodeId from, Submit& m) {
   if (active >= cfg_.max_active_jobs || ledger_.size() + accepts_.size() >= cfg_.max_jobs ||
       waiters_ >= cfg_.max_waiters) {
     stats_.rejected++;
-    SubmitAck a = reject(m.req, Err::overloaded,
-                         fmt::format("too many jobs ({} active, {} held, {} waiting)", active, ledger_.size(), waiters_));
+    SubmitAck a =
+        reject(m.req, Err::overloaded,
+               fmt::format("too many jobs ({} active, {} held, {} waiting)", active, ledger_.size(), waiters_));
     reply(from, MsgType::submit_ack, a);
     return;
   }

@@ -79,7 +79,7 @@ const char* name(LedgerOutcome o);
 inline std::uint64_t make_token(std::uint64_t term, std::uint32_t seq) { return (term << 32) | seq; }
 inline std::uint64_t token_term(std::uint64_t token) { return token >> 32; }
 
-inline constexpr std::size_t kMaxExcluded = 64;      // workers a workflow failed on, remembered
+inline constexpr std::size_t kMaxExcluded = 64;       // workers a workflow failed on, remembered
 inline constexpr std::size_t kMaxCancelErrors = 100;  // unconfirmed stops noted per job
 
 struct LedgerWorkflow {
@@ -94,8 +94,7 @@ struct LedgerWorkflow {
   std::vector<NodeId> excluded;  // workers this workflow failed on (bounded)
   std::vector<std::uint8_t> stats;
   KeyValues published;  // "<workflow>.<key>" values for dependants
-  HS_FIELDS(state, worker, token, attempts, cores, completed, failed, error, stop_requested, excluded, stats,
-            published)
+  HS_FIELDS(state, worker, token, attempts, cores, completed, failed, error, stop_requested, excluded, stats, published)
 };
 
 struct LedgerJob {
@@ -110,8 +109,8 @@ struct LedgerJob {
   std::uint32_t retries_used = 0;
   std::uint64_t elapsed_ms = 0;  // the highest elapsed time a leader recorded
   std::vector<std::string> cancel_errors;
-  HS_FIELDS(spec, digest, state, cancel_requested, error, accepted_index, token_hw, workflows, retries_used,
-            elapsed_ms, cancel_errors)
+  HS_FIELDS(spec, digest, state, cancel_requested, error, accepted_index, token_hw, workflows, retries_used, elapsed_ms,
+            cancel_errors)
 };
 
 // One log entry. Fields that an op does not use stay at their defaults.
@@ -128,15 +127,15 @@ struct LedgerEntry {
   std::uint8_t state = 0;   // wf_done: WfState; job_done: JobState
   std::uint64_t completed = 0, failed = 0;
   std::string error;
-  std::uint64_t elapsed_ms = 0;  // every op: the proposer's view of the job's elapsed time
-  bool uncounted = false;        // wf_lost: a refusal (no retry spent)
-  bool exclude = false;          // wf_lost: remember the worker as failed for this workflow
-  std::string note;              // wf_lost/wf_done: appended to the job's cancel_errors
-  std::vector<std::uint8_t> stats;                          // wf_done
-  KeyValues published;                                      // wf_done
+  std::uint64_t elapsed_ms = 0;     // every op: the proposer's view of the job's elapsed time
+  bool uncounted = false;           // wf_lost: a refusal (no retry spent)
+  bool exclude = false;             // wf_lost: remember the worker as failed for this workflow
+  std::string note;                 // wf_lost/wf_done: appended to the job's cancel_errors
+  std::vector<std::uint8_t> stats;  // wf_done
+  KeyValues published;              // wf_done
   std::vector<std::pair<std::uint64_t, std::uint64_t>> progress;  // cancel/job_done/checkpoint: per workflow
-  HS_FIELDS(op, term, job_id, spec, digest, workflow, worker, token, cores, state, completed, failed, error,
-            elapsed_ms, uncounted, exclude, note, stats, published, progress)
+  HS_FIELDS(op, term, job_id, spec, digest, workflow, worker, token, cores, state, completed, failed, error, elapsed_ms,
+            uncounted, exclude, note, stats, published, progress)
 };
 
 std::vector<std::uint8_t> encode_entry(LedgerEntry& e);

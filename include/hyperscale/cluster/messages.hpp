@@ -65,7 +65,7 @@ enum class MsgType : std::uint8_t {
   result_ack,
   stop_exec,
   stop_ack,
-  retired_transfer,  // 21-24: per-job leader transfer and pulls, retired with per-job leaders: the
+  retired_transfer,      // 21-24: per-job leader transfer and pulls, retired with per-job leaders: the
   retired_transfer_ack,  // Raft leader leads every job, and a worker follows the leader of the
   retired_pull,          // highest term it has heard (HeartbeatAck.term)
   retired_pull_reply,

@@ -50,12 +50,12 @@ struct ManagerConfig {
   Duration retention_failed = std::chrono::seconds(3600);  // failed, cancelled, timed-out jobs
   Duration idem_rejected_ttl = std::chrono::seconds(60);   // a rejected submission is remembered this long
   std::size_t max_rejections = 100'000;                    // remembered rejections (oldest evicted)
-  std::size_t max_jobs = 10'000;        // ledger records (active + retained); over it: overloaded
-  std::size_t max_active_jobs = 1'000;  // non-terminal jobs
+  std::size_t max_jobs = 10'000;                           // ledger records (active + retained); over it: overloaded
+  std::size_t max_active_jobs = 1'000;                     // non-terminal jobs
   std::size_t max_workflows_per_job = 1'000;
   std::size_t max_workers = 10'000;
-  std::size_t max_plan_bytes = 1 << 20;  // per workflow; a whole job must also fit one Raft message
-  std::size_t max_waiters = 10'000;  // clients waiting for an entry to commit (over it: overloaded)
+  std::size_t max_plan_bytes = 1 << 20;    // per workflow; a whole job must also fit one Raft message
+  std::size_t max_waiters = 10'000;        // clients waiting for an entry to commit (over it: overloaded)
   std::uint32_t max_retry_budget = 50;     // clamp of JobSpec::retry_budget
   std::uint32_t max_workflow_retries = 5;  // clamp of JobSpec::workflow_retries
   std::uint32_t circuit_errors = 3;        // dispatch errors within circuit_window open a worker's circuit
@@ -114,7 +114,7 @@ class Manager final : public node::Node {
   bool leads(const std::string& job_id) const;
 
  private:
-  struct Run {  // one workflow's current attempt, as the leader follows it
+  struct Run {                // one workflow's current attempt, as the leader follows it
     std::uint64_t token = 0;  // the ledger token this run follows (a new token resets the run)
     bool acked = false;       // the worker confirmed it (dispatch ack or heartbeat)
     Instant ack_deadline{0};
@@ -232,11 +232,11 @@ class Manager final : public node::Node {
   std::shared_ptr<bool> token_ = std::make_shared<bool>(true);  // proposals' callbacks check it is alive
   node::Context* ctx_ = nullptr;
   NodeId self_ = 0;
-  bool leading_ = false;     // ready leader as of the last on_raft_change
+  bool leading_ = false;  // ready leader as of the last on_raft_change
   Instant leading_since_{0};
-  std::map<std::string, Live> live_;                  // leader only; one per ledger job
-  std::map<std::string, Waiters> accepts_;            // submissions whose accept entry is in flight
-  std::map<std::string, Rejection> rejections_;       // idempotency key -> remembered rejection
+  std::map<std::string, Live> live_;             // leader only; one per ledger job
+  std::map<std::string, Waiters> accepts_;       // submissions whose accept entry is in flight
+  std::map<std::string, Rejection> rejections_;  // idempotency key -> remembered rejection
   std::deque<std::pair<Instant, std::string>> rejection_expiry_;
   std::map<NodeId, WorkerInfo> workers_;
   std::size_t waiters_ = 0;  // clients waiting on in-flight entries (bounded by max_waiters)

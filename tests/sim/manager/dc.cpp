@@ -150,7 +150,8 @@ static manager::ManagerConfig manager_cfg(const DcOptions& o, const std::vector<
 
 ManagerNode::ManagerNode(const DcOptions& o, NodeId s, const std::vector<NodeId>& managers,
                          const std::vector<NodeId>& all)
-    : swim(swim_cfg(s, all)), mgr(manager_cfg(o, managers), raft_cfg(o, managers), [this](NodeId n) { return alive(n); }),
+    : swim(swim_cfg(s, all)),
+      mgr(manager_cfg(o, managers), raft_cfg(o, managers), [this](NodeId n) { return alive(n); }),
       self(s) {
   mux.add(kSwim, &swim);
   mux.add(kRole, &mgr);

@@ -144,9 +144,9 @@ class Dc {
   Status failure_;
   std::map<std::uint64_t, NodeId> term_leader_;
   std::optional<NodeId> last_leader_;
-  std::map<NodeId, std::uint64_t> applied_seen_;                            // manager -> last applied index seen
+  std::map<NodeId, std::uint64_t> applied_seen_;                             // manager -> last applied index seen
   std::map<std::pair<NodeId, std::string>, cluster::JobState> terminal_on_;  // (manager, job) seen terminal
-  std::set<std::tuple<std::string, std::string, std::uint64_t>> committed_;   // (job, workflow, token) in a ledger
+  std::set<std::tuple<std::string, std::string, std::uint64_t>> committed_;  // (job, workflow, token) in a ledger
 };
 
 cluster::JobSpec job(const std::string& id, std::vector<cluster::WorkflowSpec> wfs);

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "scenario_util.hpp"
+#include "hyperscale/sim/faulty_disk.hpp"
 
 using namespace hs;
 using namespace hs::simdc;
@@ -207,4 +208,66 @@ TEST_CASE("R7 a worker SWIM sees but the leader cannot hear loses its work to an
   CHECK(starts(dc, "r7", "a") == 2);
   for (const auto& [observer, e] : dc.swim_events) CHECK_FALSE((e.node == w && e.to == swim::State::dead));
   CHECK_ENDS(dc);
+}
+
+// Issue 18: disk faults on the leader and on a follower while clients submit. A refused write, an
+// fsync error or a full disk stops that manager (Raft's fail-stop); a stalled disk only delays it.
+// After the faulty manager restarts on a sound disk, every acknowledged job is held by a quorum of
+// managers and finishes; nothing was acknowledged that a quorum did not store.
+TEST_CASE("D1 disk faults on the leader and on a follower lose no acknowledged job") {
+  const char* kinds[] = {"refused write", "fsync error", "full disk", "stalled disk", "torn write at a crash"};
+  for (int kind = 0; kind < 5; ++kind) {
+    for (bool on_leader : {true, false}) {
+      DYNAMIC_SECTION(kinds[kind] << (on_leader ? " on the leader" : " on a follower")) {
+        Dc dc(t5(300 + static_cast<std::uint64_t>(kind * 2) + (on_leader ? 1 : 0)));
+        const NodeId l = boot(dc);
+        const NodeId victim = on_leader ? l : others(dc, l)[0];
+        std::vector<std::uint64_t> reqs;
+        std::map<std::uint64_t, std::string> ids;
+        auto submit = [&](int i) {
+          const std::string id = fmt::format("d{}", i);
+          const std::uint64_t req = dc.client().submit(dc.leader().value_or(l), job(id, {wf("a", "ms=500")}));
+          reqs.push_back(req);
+          ids[req] = id;
+        };
+        for (int i = 0; i < 10; ++i) {
+          submit(i);
+          dc.run_for(100ms);
+        }
+        auto* disk = dc.sim().disk_faults(victim);
+        REQUIRE(disk != nullptr);
+        if (kind == 0) disk->refuse_next(1);
+        if (kind == 1) disk->fail_next_syncs(1);
+        if (kind == 2) disk->set_full(true);
+        if (kind == 3) REQUIRE(dc.sim().stall_disk(victim, true).ok());
+        if (kind == 4) disk->set_crash_loss(sim::CrashLoss::kTornLast);
+        for (int i = 10; i < 40; ++i) {
+          submit(i);
+          dc.run_for(100ms);
+          if (kind == 4 && i == 20) REQUIRE(dc.sim().crash(victim).ok());  // mid-write: the last one torn
+        }
+        dc.run_for(3s);
+        if (kind == 3) REQUIRE(dc.sim().stall_disk(victim, false).ok());
+        disk->set_full(false);
+        if (kind < 3) {  // the manager stopped itself: the operator restarts it on a sound disk
+          CHECK(dc.mgr(victim)->mgr.raft().failed());
+          REQUIRE(dc.sim().crash(victim).ok());
+        }
+        if (kind != 3) REQUIRE(dc.sim().restart(victim).ok());
+        wait_leader(dc, 30s);
+        std::vector<std::string> acked;
+        for (auto req : reqs)
+          if (auto* r = dc.client().reply(req); r != nullptr && r->submit.accepted) acked.push_back(ids[req]);
+        CHECK(acked.size() >= 20);  // the cluster kept taking jobs through the fault
+        for (const auto& id : acked) {
+          INFO("job " << id);
+          CHECK(dc.final_state(id, 60s) == JobState::completed);
+          std::size_t holders = 0;
+          for (NodeId m : dc.managers()) holders += dc.mgr(m)->mgr.ledger().job(id) != nullptr ? 1 : 0;
+          CHECK(holders >= 2);
+        }
+        CHECK_ENDS(dc);
+      }
+    }
+  }
 }

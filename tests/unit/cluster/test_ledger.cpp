@@ -107,7 +107,7 @@ TEST_CASE("ledger: tokens carry the term and only grow; an older term's command 
   // A deposed leader of term 4 still proposing: its token is below the job's high-water mark.
   CHECK(f.dispatch("a", 1, make_token(4, 7)) == LedgerOutcome::stale_token);
   CHECK(f.dispatch("a", 0, make_token(5, 1)) == LedgerOutcome::wf_busy);  // the same token again: it is live
-  CHECK(f.lost("a", 0, make_token(4, 1)) == LedgerOutcome::stale_token);   // not the current attempt
+  CHECK(f.lost("a", 0, make_token(4, 1)) == LedgerOutcome::stale_token);  // not the current attempt
   CHECK(f.lost("a", 0, make_token(5, 1)) == LedgerOutcome::applied);
   CHECK(f.dispatch("a", 0, make_token(5, 1)) == LedgerOutcome::stale_token);  // a token is never reused
   CHECK(f.dispatch("a", 0, make_token(6, 1)) == LedgerOutcome::applied);      // a re-dispatch by the next leader
@@ -125,7 +125,7 @@ TEST_CASE("ledger: nothing is dispatched after a cancel is accepted") {
   CHECK(f.ledger.job("a")->cancel_requested);
   CHECK(f.ledger.job("a")->state == JobState::cancelled);  // terminal at once
   CHECK(f.dispatch("a", 1, make_token(2, 2)) == LedgerOutcome::job_terminal);
-  CHECK(f.lost("a", 0, make_token(2, 1)) == LedgerOutcome::applied);  // the running one stopped...
+  CHECK(f.lost("a", 0, make_token(2, 1)) == LedgerOutcome::applied);           // the running one stopped...
   CHECK(f.dispatch("a", 0, make_token(3, 1)) == LedgerOutcome::job_terminal);  // ...and is not retried
   CHECK(f.ledger.job("a")->workflows[0].state == WfState::cancelled);
   CHECK(f.ledger.job("a")->workflows[1].state == WfState::cancelled);
