@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <ctime>
 
+#include "hyperscale/base/enum_names.hpp"
 #include "hyperscale/base/time.hpp"
 
 namespace hs::log {
@@ -32,23 +33,10 @@ void write_stderr(std::string_view line) noexcept {
 
 }  // namespace
 
-std::string_view level_name(Level l) noexcept {
-  switch (l) {
-    case Level::trace:
-      return "trace";
-    case Level::debug:
-      return "debug";
-    case Level::info:
-      return "info";
-    case Level::warn:
-      return "warn";
-    case Level::error:
-      return "error";
-    case Level::off:
-      return "off";
-  }
-  return "?";
-}
+constexpr EnumNames<Level, 6> kLevelNames{{"trace", "debug", "info", "warn", "error", "off"}, "?"};
+static_assert(kLevelNames.covers(Level::off));
+
+std::string_view level_name(Level l) noexcept { return kLevelNames(l); }
 
 bool parse_level(std::string_view s, Level& out) noexcept {
   for (int i = 0; i <= static_cast<int>(Level::off); ++i) {

@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "hyperscale/base/enum_names.hpp"
 #include "hyperscale/base/log.hpp"
 #include "hyperscale/load/runner.hpp"
 #include "hyperscale/load/schedule.hpp"
@@ -1362,17 +1363,11 @@ Status resolve_steps(const Workflow& wf, std::vector<ResolvedStep>& out) {
 
 // ---------------------------------------------------------------- public API
 
-const char* run_end_name(RunEnd e) {
-  switch (e) {
-    case RunEnd::completed:
-      return "completed";
-    case RunEnd::failed:
-      return "failed";
-    case RunEnd::cancelled:
-      return "cancelled";
-  }
-  return "?";
-}
+
+constexpr EnumNames<RunEnd, 3> kRunEndNames{{"completed", "failed", "cancelled"}, "?"};
+static_assert(kRunEndNames.covers(RunEnd::cancelled));
+
+const char* run_end_name(RunEnd e) { return kRunEndNames(e); }
 
 Result<std::shared_ptr<const PreparedWorkflow>> prepare_workflow(std::shared_ptr<const Plan> plan,
                                                                  const std::string& workflow) {

@@ -53,4 +53,8 @@ struct RunOptions {
 // only for infrastructure problems found before load starts (e.g. a host that does not resolve).
 Result<RunStats> run_plan(const Plan& plan, const RunOptions& opts);
 
+// The longest a run of `plan` can take when every part behaves: each workflow's duration, plus its
+// graceful stop (at most the sum of its step timeouts + 1 s) and 2 s of start/stop slack, plus 10 s for the
+// whole run. Both the local engine and the local cluster stop waiting (and abort) after it.
+Duration worst_case_run_time(const Plan& plan);
 }  // namespace hs::load
