@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "hyperscale/base/log.hpp"
+#include "hyperscale/runtime/c_boundary.hpp"
 #include "hyperscale/load/engine.hpp"
 #include "hyperscale/load/runner.hpp"
 #include "hyperscale/runtime/shard_set.hpp"
@@ -273,13 +274,15 @@ Result<RunStats> run_plan(const Plan& plan, const RunOptions& opts) {
         sig->data = &co;
         uv_signal_start(
             sig,
-            [](uv_signal_t* h, int signum) {
+            [](uv_signal_t* h, int signum) noexcept {
               auto* c = static_cast<Coordinator*>(h->data);
               if (++c->signal_count > 1) {
                 log::error("load", "signal_forced_exit", "signal={}", strsignal(signum));
                 std::_Exit(128 + signum);
               }
-              c->abort(std::string("signal ") + strsignal(signum));
+              // The abort could not even start (logged and counted): a second signal still exits at once.
+              runtime::at_c_boundary(&c->r->metrics(), "uv_signal", strsignal(signum),
+                                     [&] { c->abort(std::string("signal ") + strsignal(signum)); });
             },
             sig == &co.sigint ? SIGINT : SIGTERM);
       }
