@@ -213,9 +213,10 @@ template <typename Fn>
 void conn_callback(Conn& c, const char* callback, Fn&& fn) noexcept {
   WfRun& run = *c.vu->run;
   if (runtime::at_c_boundary(registry_of(run), callback, c.st->name, fn)) return;
+  // Close first: the failed step must not hand this connection to the next request.
   runtime::at_c_boundary(registry_of(run), "conn_recover", c.st->name, [&] {
-    step_finished(c, false, FailReason::bad_response);
     close_sock(c);
+    step_finished(c, false, FailReason::bad_response);
   });
 }
 

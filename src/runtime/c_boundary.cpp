@@ -16,7 +16,8 @@ void callback_failed(metrics::Registry* registry, std::string_view callback, std
                      std::string_view what) noexcept {
   g_callback_errors.fetch_add(1, std::memory_order_relaxed);
   try {
-    log::error("runtime", "callback_exception", "callback={} {} error={}", callback, context, log::quoted(what));
+    log::error("runtime", "callback_exception", "callback={} about={} error={}", callback, log::quoted(context),
+               log::quoted(what));
     if (registry != nullptr)
       registry
           ->counter("hs_callback_errors_total",

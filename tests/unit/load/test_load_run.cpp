@@ -371,7 +371,7 @@ url = "http://127.0.0.1:{0}/"
   on_response = nullptr;
   t.stop();
   CHECK(runtime::callback_errors_total() == before + 1);
-  CHECK(logs.contains({"callback_exception", "callback=uv_read", "home", "injected by the test"}));
+  CHECK(logs.contains({"event=callback_exception", "callback=uv_read", "about=\"home\"", "injected by the test"}));
   // That request failed and its connection closed; the other 19 went on to completion.
   REQUIRE(s.workflows[0].outcome == WorkflowOutcome::completed);
   CHECK(s.workflows[0].completed == 20);
