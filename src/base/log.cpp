@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <ctime>
 
+#include "hyperscale/base/enum_names.hpp"
 #include "hyperscale/base/time.hpp"
 
 namespace hs::log {
@@ -32,23 +33,10 @@ void write_stderr(std::string_view line) noexcept {
 
 }  // namespace
 
-std::string_view level_name(Level l) noexcept {
-  switch (l) {
-    case Level::trace:
-      return "trace";
-    case Level::debug:
-      return "debug";
-    case Level::info:
-      return "info";
-    case Level::warn:
-      return "warn";
-    case Level::error:
-      return "error";
-    case Level::off:
-      return "off";
-  }
-  return "?";
-}
+constexpr EnumNames<Level, 6> kLevelNames{{"trace", "debug", "info", "warn", "error", "off"}, "?"};
+static_assert(kLevelNames.covers(Level::off));
+
+std::string_view level_name(Level l) noexcept { return kLevelNames(l); }
 
 bool parse_level(std::string_view s, Level& out) noexcept {
   for (int i = 0; i <= static_cast<int>(Level::off); ++i) {
@@ -64,6 +52,25 @@ void set_level(Level l) noexcept { g_level = l; }
 Level level() noexcept { return g_level; }
 void set_sink(Sink* sink) noexcept { g_sink = sink; }
 void set_thread_shard(int shard) noexcept { t_shard = shard; }
+
+namespace {
+thread_local bool t_virtual = false;
+thread_local std::int64_t t_virtual_ns = 0;
+thread_local std::uint64_t t_virtual_node = 0;
+}  // namespace
+
+VirtualTimeScope::VirtualTimeScope(std::int64_t virtual_ns, std::uint64_t node) noexcept
+    : prev_active_(t_virtual), prev_ns_(t_virtual_ns), prev_node_(t_virtual_node) {
+  t_virtual = true;
+  t_virtual_ns = virtual_ns;
+  t_virtual_node = node;
+}
+
+VirtualTimeScope::~VirtualTimeScope() {
+  t_virtual = prev_active_;
+  t_virtual_ns = prev_ns_;
+  t_virtual_node = prev_node_;
+}
 int thread_shard() noexcept { return t_shard; }
 
 std::string quoted(std::string_view v) {
@@ -92,7 +99,7 @@ std::string quoted(std::string_view v) {
 void emit(Level l, std::string_view component, std::string_view event, std::string_view fields) noexcept {
   if (!enabled(l)) return;
   try {
-    const std::int64_t us = wall_time_us();
+    const std::int64_t us = t_virtual ? t_virtual_ns / 1'000 : wall_time_us();
     const std::time_t secs = static_cast<std::time_t>(us / 1'000'000);
     std::tm tm{};
     gmtime_r(&secs, &tm);
@@ -105,6 +112,7 @@ void emit(Level l, std::string_view component, std::string_view event, std::stri
     } else {
       fmt::format_to(std::back_inserter(buf), "{}", t_shard);
     }
+    if (t_virtual && t_virtual_node != 0) fmt::format_to(std::back_inserter(buf), " node={}", t_virtual_node);
     fmt::format_to(std::back_inserter(buf), " comp={} event={}", component, event);
     if (!fields.empty()) fmt::format_to(std::back_inserter(buf), " {}", fields);
     if (g_sink != nullptr) {

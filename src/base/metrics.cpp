@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "hyperscale/base/enum_names.hpp"
 #include "hyperscale/base/log.hpp"
 
 namespace hs::metrics {
@@ -44,17 +45,10 @@ std::string escape_label_value(std::string_view v) {
   return out;
 }
 
-std::string_view kind_name(Kind k) {
-  switch (k) {
-    case Kind::counter:
-      return "counter";
-    case Kind::gauge:
-      return "gauge";
-    case Kind::histogram:
-      return "histogram";
-  }
-  return "untyped";
-}
+constexpr EnumNames<Kind, 3> kKindNames{{"counter", "gauge", "histogram"}, "untyped"};
+static_assert(kKindNames.covers(Kind::histogram));
+
+std::string_view kind_name(Kind k) { return kKindNames(k); }
 
 std::string format_value(double v) {
   if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";

@@ -4,39 +4,16 @@
 
 #include <fmt/format.h>
 
+#include "hyperscale/base/enum_names.hpp"
+
 namespace hs {
 
-std::string_view errc_name(Errc c) noexcept {
-  switch (c) {
-    case Errc::ok:
-      return "ok";
-    case Errc::invalid_argument:
-      return "invalid_argument";
-    case Errc::not_found:
-      return "not_found";
-    case Errc::already_exists:
-      return "already_exists";
-    case Errc::backpressure:
-      return "backpressure";
-    case Errc::timeout:
-      return "timeout";
-    case Errc::cancelled:
-      return "cancelled";
-    case Errc::io_error:
-      return "io_error";
-    case Errc::corruption:
-      return "corruption";
-    case Errc::unavailable:
-      return "unavailable";
-    case Errc::permission_denied:
-      return "permission_denied";
-    case Errc::protocol_error:
-      return "protocol_error";
-    case Errc::internal:
-      return "internal";
-  }
-  return "unknown";
-}
+constexpr EnumNames<Errc, 13> kErrcNames{{"ok", "invalid_argument", "not_found", "already_exists", "backpressure",
+                                          "timeout", "cancelled", "io_error", "corruption", "unavailable",
+                                          "permission_denied", "protocol_error", "internal"}};
+static_assert(kErrcNames.covers(Errc::internal));
+
+std::string_view errc_name(Errc c) noexcept { return kErrcNames(c); }
 
 std::string Status::to_string() const {
   if (ok()) return "ok";

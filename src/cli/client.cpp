@@ -36,6 +36,7 @@
 #include <thread>
 #include <vector>
 
+#include "hyperscale/base/enum_names.hpp"
 #include "cli/cluster_config.hpp"
 #include "cli/commands.hpp"
 #include "hyperscale/base/log.hpp"
@@ -127,23 +128,10 @@ std::uint16_t pick_free_port() {
 
 // Why a request got no usable reply.
 enum class Fail : std::uint8_t { none, refused, closed, no_reply, send_failed, malformed };
-const char* fail_name(Fail f) {
-  switch (f) {
-    case Fail::none:
-      return "ok";
-    case Fail::refused:
-      return "unreachable";
-    case Fail::closed:
-      return "closed";
-    case Fail::no_reply:
-      return "no_reply";
-    case Fail::send_failed:
-      return "send_failed";
-    case Fail::malformed:
-      return "malformed";
-  }
-  return "unknown";
-}
+constexpr EnumNames<Fail, 6> kFailNames{{"ok", "unreachable", "closed", "no_reply", "send_failed", "malformed"}};
+static_assert(kFailNames.covers(Fail::malformed));
+
+const char* fail_name(Fail f) { return kFailNames(f); }
 template <typename Reply>
 struct Outcome {
   std::optional<Reply> reply;
@@ -308,42 +296,6 @@ class Client {
 
 Duration secs(double s) { return std::chrono::duration_cast<Duration>(std::chrono::duration<double>(s)); }
 
-const char* job_state_name(cluster::JobState s) {
-  switch (s) {
-    case cluster::JobState::submitted:
-      return "submitted";
-    case cluster::JobState::running:
-      return "running";
-    case cluster::JobState::completed:
-      return "completed";
-    case cluster::JobState::failed:
-      return "failed";
-    case cluster::JobState::cancelled:
-      return "cancelled";
-    case cluster::JobState::timeout:
-      return "timeout";
-    case cluster::JobState::partial:
-      return "partial";
-  }
-  return "unknown";
-}
-const char* wf_state_name(cluster::WfState s) {
-  switch (s) {
-    case cluster::WfState::pending:
-      return "pending";
-    case cluster::WfState::dispatched:
-      return "dispatched";
-    case cluster::WfState::running:
-      return "running";
-    case cluster::WfState::completed:
-      return "completed";
-    case cluster::WfState::failed:
-      return "failed";
-    case cluster::WfState::cancelled:
-      return "cancelled";
-  }
-  return "unknown";
-}
 bool job_done(cluster::JobState s) { return s != cluster::JobState::submitted && s != cluster::JobState::running; }
 int exit_for(cluster::JobState s) {
   switch (s) {
@@ -388,7 +340,7 @@ std::string job_json(const cluster::JobView& v) {
     wfs += fmt::format(
         "{}{{\"name\":{},\"state\":\"{}\",\"completed\":{},\"failed\":{},\"attempts\":{},\"cores\":{},\"worker\":{},"
         "\"token\":{},\"error\":{},\"published\":{{{}}},\"stats\":{}}}",
-        wfs.empty() ? "" : ",", json_str(w.name), wf_state_name(w.state), w.completed, w.failed, w.attempts, w.cores,
+        wfs.empty() ? "" : ",", json_str(w.name), cluster::name(w.state), w.completed, w.failed, w.attempts, w.cores,
         addr_or_null(w.worker), w.token, json_str(w.error), published, stats);
   }
   std::string cerr;
@@ -396,19 +348,19 @@ std::string job_json(const cluster::JobView& v) {
   return fmt::format(
       "{{\"job_id\":{},\"state\":\"{}\",\"leader\":{},\"completed\":{},\"failed\":{},\"retries_used\":{},"
       "\"retry_budget\":{},\"error\":{},\"workflows\":[{}],\"cancel_errors\":[{}]}}",
-      json_str(v.job_id), job_state_name(v.state), addr_or_null(v.leader), v.completed, v.failed, v.retries_used,
+      json_str(v.job_id), cluster::name(v.state), addr_or_null(v.leader), v.completed, v.failed, v.retries_used,
       v.retry_budget, json_str(v.error), wfs, cerr);
 }
 
 void print_job(const cluster::JobView& v) {
   std::printf("job %s: %s (leader %s) iterations completed=%llu failed=%llu retries=%u/%u\n", v.job_id.c_str(),
-              job_state_name(v.state), v.leader ? host::node_addr_string(v.leader).c_str() : "none",
+              cluster::name(v.state), v.leader ? host::node_addr_string(v.leader).c_str() : "none",
               static_cast<unsigned long long>(v.completed), static_cast<unsigned long long>(v.failed), v.retries_used,
               v.retry_budget);
   if (!v.error.empty()) std::printf("  error: %s\n", v.error.c_str());
   for (const auto& w : v.workflows) {
     std::printf("  workflow %s: %s completed=%llu failed=%llu attempts=%u worker=%s", w.name.c_str(),
-                wf_state_name(w.state), static_cast<unsigned long long>(w.completed),
+                cluster::name(w.state), static_cast<unsigned long long>(w.completed),
                 static_cast<unsigned long long>(w.failed), w.attempts,
                 w.worker ? host::node_addr_string(w.worker).c_str() : "-");
     if (!w.stats.empty()) {
@@ -562,6 +514,38 @@ int unreachable(const char* name, const std::string& what, const Targets& t, con
   return kExitInfrastructure;
 }
 
+// The next step of the client's retry loop: stop (the attempt has its answer), or ask `target`
+// after waiting `wait` (zero: at once).
+struct Next {
+  bool done = false;
+  NodeId target = 0;
+  Duration wait{};
+};
+Next finish() { return Next{true, 0, Duration::zero()}; }
+
+// Ask `next` at once, or after a little wait when it is down too (no spinning on refusals).
+Next ask_next(const Targets& t, NodeId next) {
+  return Next{false, next, t.down(next) ? Duration(std::chrono::milliseconds(200)) : Duration::zero()};
+}
+
+// The client's one retry loop: asks managers, starting with the first, one attempt at a time, until an
+// attempt finishes, --deadline passes, or every manager is hopeless. `attempt(target, timeout)` sends one
+// request (timeout: --request-timeout, cut to what is left of the deadline) and says what to do next.
+// Returns false when the cluster could not be reached in time (`t` says why).
+bool retry_managers(Client& c, Targets& t, const ClientArgs& a,
+                    const std::function<Next(NodeId target, Duration timeout)>& attempt) {
+  const auto deadline = Clk::now() + secs(a.deadline_s);
+  NodeId target = t.first();
+  while (Clk::now() < deadline && !t.hopeless()) {
+    const auto left = std::chrono::duration_cast<Duration>(deadline - Clk::now());
+    const Next n = attempt(target, std::min(secs(a.request_timeout_s), left));
+    if (n.done) return true;
+    target = n.target;
+    if (n.wait > Duration::zero()) c.sleep_for(n.wait);
+  }
+  return false;
+}
+
 // Sends a request that only the datacenter leader (or the job's leader) answers with success:
 // follows not_leader redirects (at most 3 in a row, never to a manager that just failed), retries
 // retryable errors with the same request, moves on at once from a manager that failed. Returns the
@@ -570,37 +554,34 @@ int unreachable(const char* name, const std::string& what, const Targets& t, con
 template <typename Reply, typename Msg>
 std::optional<std::pair<Reply, NodeId>> ask_leader(Client& c, Targets& t, const ClientArgs& a, MsgType type,
                                                    const Msg& msg, const std::function<bool(const Reply&)>& final) {
-  const auto deadline = Clk::now() + secs(a.deadline_s);
-  NodeId target = t.first();
+  std::optional<std::pair<Reply, NodeId>> out;
   int redirects = 0;
-  while (Clk::now() < deadline && !t.hopeless()) {
+  retry_managers(c, t, a, [&](NodeId target, Duration timeout) {
     Msg m = msg;
-    const auto left = std::chrono::duration_cast<Duration>(deadline - Clk::now());
-    auto r = c.call<Reply>(target, type, m, std::min(secs(a.request_timeout_s), left));
+    auto r = c.call<Reply>(target, type, m, timeout);
     if (!r.reply) {
       t.failed(target, r.fail, r.detail);
-      target = t.next(target);
       redirects = 0;
-      // Everyone is down at the moment: wait a little instead of spinning on refusals.
-      if (t.down(target)) c.sleep_for(std::chrono::milliseconds(200));
-      continue;
+      return ask_next(t, t.next(target));
     }
     t.answered(target);
     const Reply& rep = *r.reply;
-    if (final(rep) || !cluster::retryable(rep.code)) return std::pair<Reply, NodeId>{rep, target};
+    if (final(rep) || !cluster::retryable(rep.code)) {
+      out.emplace(rep, target);
+      return finish();
+    }
     if (rep.code == cluster::Err::not_leader && rep.leader != 0 && rep.leader != target && !t.down(rep.leader) &&
         redirects < 3) {
       ++redirects;
-      target = rep.leader;
-      continue;
+      return Next{false, rep.leader, Duration::zero()};
     }
     redirects = 0;
-    if (rep.code == cluster::Err::not_leader) target = t.next(target);
     std::uint32_t wait_ms = 250;
     if constexpr (requires { rep.retry_after_ms; }) wait_ms = std::clamp<std::uint32_t>(rep.retry_after_ms, 100, 2000);
-    c.sleep_for(std::chrono::milliseconds(wait_ms));
-  }
-  return std::nullopt;
+    return Next{false, rep.code == cluster::Err::not_leader ? t.next(target) : target,
+                std::chrono::duration_cast<Duration>(std::chrono::milliseconds(wait_ms))};
+  });
+  return out;
 }
 
 // Polls the job until it is terminal, following the job's leader and moving to another manager
@@ -747,64 +728,63 @@ int cmd_status(const ClientArgs& a) {
   Client c(name);
   if (int rc = c.start(a); rc != kExitOk) return rc;
   Targets t(c.managers());
-  const auto deadline = Clk::now() + secs(a.deadline_s);
   std::map<NodeId, bool> said_not_found;
-  NodeId target = t.first();
-  while (Clk::now() < deadline && !t.hopeless()) {
-    const auto timeout =
-        std::min(secs(a.request_timeout_s), std::chrono::duration_cast<Duration>(deadline - Clk::now()));
+  // The next manager to ask: one that has not said it has no copy, if there is one.
+  auto next_asked = [&](NodeId target) {
+    NodeId n = t.next(target);
+    for (std::size_t k = 0; k < c.managers().size() && said_not_found.count(n); ++k) n = t.next(n);
+    return n;
+  };
+  int rc = kExitOk;
+  const bool done = retry_managers(c, t, a, [&](NodeId target, Duration timeout) {
     if (a.job.empty()) {
       cluster::NodeQuery q{0};
       auto r = c.call<cluster::NodeStatus>(target, MsgType::node_query, q, timeout);
-      if (r.reply) {
-        print_node_status(*r.reply, a.json);
-        return kExitOk;
-      }
-      t.failed(target, r.fail, r.detail);
-    } else {
-      cluster::StatusQuery q{0, a.job};
-      auto r = c.call<cluster::StatusReply>(target, MsgType::status_query, q, timeout);
-      if (r.reply && r.reply->found) {
-        // A replica's copy can lag the job's leader: show the leader's own view when it answers.
-        cluster::JobView view = r.reply->job;
-        const NodeId leader = view.leader;
-        if (leader != 0 && leader != target && !t.down(leader)) {
-          cluster::StatusQuery lq{0, a.job};
-          auto lr = c.call<cluster::StatusReply>(leader, MsgType::status_query, lq, timeout);
-          if (lr.reply && lr.reply->found) view = lr.reply->job;
-        }
-        if (a.json)
-          std::printf("%s\n", job_json(view).c_str());
-        else
-          print_job(view);
-        return kExitOk;
-      }
-      if (r.reply) {
-        t.answered(target);
-        said_not_found[target] = true;
-      } else {
+      if (!r.reply) {
         t.failed(target, r.fail, r.detail);
+        return ask_next(t, next_asked(target));
       }
-      // Settled: every manager said it has no copy, or refused us twice in a row.
-      bool settled = !said_not_found.empty();
-      for (NodeId m : c.managers()) settled = settled && (said_not_found.count(m) > 0 || t.gone(m));
-      if (settled) {
-        std::fprintf(stderr,
-                     "%s: job %s not found: it was never submitted to this cluster, or it ended longer ago than "
-                     "the managers keep jobs (manager.retention_ok, default 300s, for completed jobs; "
-                     "manager.retention_failed, default 3600s, for the others)\n",
-                     name, a.job.c_str());
-        if (said_not_found.size() < c.managers().size())
-          std::fprintf(stderr, "%s: not every manager could be asked: %s\n", name, t.summary().c_str());
-        return kExitUsage;
-      }
+      print_node_status(*r.reply, a.json);
+      return finish();
     }
-    NodeId n = t.next(target);
-    for (std::size_t k = 0; k < c.managers().size() && said_not_found.count(n); ++k) n = t.next(n);
-    target = n;
-    if (t.down(target)) c.sleep_for(std::chrono::milliseconds(200));
-  }
-  return unreachable(name, "no manager answered", t, a);
+    cluster::StatusQuery q{0, a.job};
+    auto r = c.call<cluster::StatusReply>(target, MsgType::status_query, q, timeout);
+    if (r.reply && r.reply->found) {
+      // A replica's copy can lag the job's leader: show the leader's own view when it answers.
+      cluster::JobView view = r.reply->job;
+      const NodeId leader = view.leader;
+      if (leader != 0 && leader != target && !t.down(leader)) {
+        cluster::StatusQuery lq{0, a.job};
+        auto lr = c.call<cluster::StatusReply>(leader, MsgType::status_query, lq, timeout);
+        if (lr.reply && lr.reply->found) view = lr.reply->job;
+      }
+      if (a.json)
+        std::printf("%s\n", job_json(view).c_str());
+      else
+        print_job(view);
+      return finish();
+    }
+    if (r.reply) {
+      t.answered(target);
+      said_not_found[target] = true;
+    } else {
+      t.failed(target, r.fail, r.detail);
+    }
+    // Settled: every manager said it has no copy, or refused us twice in a row.
+    bool settled = !said_not_found.empty();
+    for (NodeId m : c.managers()) settled = settled && (said_not_found.count(m) > 0 || t.gone(m));
+    if (!settled) return ask_next(t, next_asked(target));
+    std::fprintf(stderr,
+                 "%s: job %s not found: it was never submitted to this cluster, or it ended longer ago than "
+                 "the managers keep jobs (manager.retention_ok, default 300s, for completed jobs; "
+                 "manager.retention_failed, default 3600s, for the others)\n",
+                 name, a.job.c_str());
+    if (said_not_found.size() < c.managers().size())
+      std::fprintf(stderr, "%s: not every manager could be asked: %s\n", name, t.summary().c_str());
+    rc = kExitUsage;
+    return finish();
+  });
+  return done ? rc : unreachable(name, "no manager answered", t, a);
 }
 
 int cmd_cancel(const ClientArgs& a) {

@@ -18,6 +18,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/local_cluster.hpp"
+#include "hyperscale/base/host_port.hpp"
 #include "hyperscale/base/log.hpp"
 #include "hyperscale/load/engine.hpp"
 #include "hyperscale/load/plan.hpp"
@@ -225,8 +226,12 @@ int cmd_ping(const std::string& url, const std::string& method, const std::strin
   const auto slash = rest.find('/');
   const std::string hp = rest.substr(0, slash);
   const std::string path = slash == std::string::npos ? "/" : rest.substr(slash);
-  std::string host = hp, port = "80";
-  if (auto c = hp.rfind(':'); c != std::string::npos) host = hp.substr(0, c), port = hp.substr(c + 1);
+  auto addr = parse_host_port(hp, HostPortRules{.default_port = 80});
+  if (!addr.ok()) {
+    std::fprintf(stderr, "hyperscale ping: %s\n", addr.status().message().c_str());
+    return kExitUsage;
+  }
+  const std::string host = addr->host, port = std::to_string(addr->port);
   using clk = std::chrono::steady_clock;
   const auto t0 = clk::now();
   addrinfo hints{};

@@ -435,16 +435,6 @@ void Cluster::report_live(const cluster::JobView* v) {
   opts_.on_progress(snap);
 }
 
-Duration worst_case(const load::Plan& plan) {
-  Duration total{0};
-  for (const auto& w : plan.workflows) {
-    Duration step_max{0};
-    for (const auto& s : w.steps) step_max += s.timeout;
-    total += w.duration + std::min(w.graceful_stop, step_max + std::chrono::seconds(1)) + std::chrono::seconds(2);
-  }
-  return total + std::chrono::seconds(10);
-}
-
 struct Signals {
   uv_signal_t sigint{}, sigterm{};
   bool open = false;
@@ -517,7 +507,7 @@ Result<load::RunStats> run_local(const load::Plan& plan, const LocalRunOptions& 
     cluster->start();
   });
   if (!st.ok()) return st.with_context("start shards");
-  const auto reason = set.wait_for_stop_request(worst_case(plan));
+  const auto reason = set.wait_for_stop_request(load::worst_case_run_time(plan));
   const bool hung = !reason.has_value();
   if (hung) log::error("load", "run_overdue", "note=the run did not finish within its worst-case bound; stopping");
   auto report = set.stop();

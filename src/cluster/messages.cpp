@@ -1,82 +1,30 @@
 #include "hyperscale/cluster/messages.hpp"
 
+#include "hyperscale/base/enum_names.hpp"
+
 namespace hs::cluster {
 
-const char* name(JobState s) {
-  switch (s) {
-    case JobState::submitted:
-      return "submitted";
-    case JobState::running:
-      return "running";
-    case JobState::completed:
-      return "completed";
-    case JobState::failed:
-      return "failed";
-    case JobState::cancelled:
-      return "cancelled";
-    case JobState::timeout:
-      return "timeout";
-    case JobState::partial:
-      return "partial";
-  }
-  return "unknown";
-}
+constexpr EnumNames<JobState, 7> kJobStateNames{
+    {"submitted", "running", "completed", "failed", "cancelled", "timeout", "partial"}};
+static_assert(kJobStateNames.covers(JobState::partial));
 
-const char* name(WfState s) {
-  switch (s) {
-    case WfState::pending:
-      return "pending";
-    case WfState::dispatched:
-      return "dispatched";
-    case WfState::running:
-      return "running";
-    case WfState::completed:
-      return "completed";
-    case WfState::failed:
-      return "failed";
-    case WfState::cancelled:
-      return "cancelled";
-  }
-  return "unknown";
-}
+const char* name(JobState s) { return kJobStateNames(s); }
 
-const char* name(Err e) {
-  switch (e) {
-    case Err::none:
-      return "none";
-    case Err::invalid:
-      return "invalid";
-    case Err::conflict:
-      return "conflict";
-    case Err::not_leader:
-      return "not_leader";
-    case Err::no_quorum:
-      return "no_quorum";
-    case Err::overloaded:
-      return "overloaded";
-    case Err::not_found:
-      return "not_found";
-    case Err::fence:
-      return "fence";
-    case Err::unavailable:
-      return "unavailable";
-  }
-  return "unknown";
-}
+constexpr EnumNames<WfState, 6> kWfStateNames{{"pending", "dispatched", "running", "completed", "failed", "cancelled"}};
+static_assert(kWfStateNames.covers(WfState::cancelled));
 
-const char* name(Health h) {
-  switch (h) {
-    case Health::healthy:
-      return "healthy";
-    case Health::busy:
-      return "busy";
-    case Health::degraded:
-      return "degraded";
-    case Health::overloaded:
-      return "overloaded";
-  }
-  return "unknown";
-}
+const char* name(WfState s) { return kWfStateNames(s); }
+
+constexpr EnumNames<Err, 9> kErrNames{
+    {"none", "invalid", "conflict", "not_leader", "no_quorum", "overloaded", "not_found", "fence", "unavailable"}};
+static_assert(kErrNames.covers(Err::unavailable));
+
+const char* name(Err e) { return kErrNames(e); }
+
+constexpr EnumNames<Health, 4> kHealthNames{{"healthy", "busy", "degraded", "overloaded"}};
+static_assert(kHealthNames.covers(Health::overloaded));
+
+const char* name(Health h) { return kHealthNames(h); }
 
 std::uint64_t digest_of(const JobSpec& spec) {
   JobSpec copy = spec;

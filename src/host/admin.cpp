@@ -3,6 +3,7 @@
 #include <string_view>
 
 #include "hyperscale/base/log.hpp"
+#include "hyperscale/runtime/c_boundary.hpp"
 
 namespace hs::host {
 
@@ -19,10 +20,19 @@ struct AdminServer::Conn {
   char read_buf[2048];
 };
 
+// The libuv callbacks enter the server through here, each at a C callback boundary: an exception is
+// logged and counted (runtime/c_boundary.hpp) and, where a connection is involved, that connection closes.
 struct AdminAccess {
-  static void on_accept(AdminServer& s, int st) { s.on_accept(st); }
-  static void on_read(AdminServer::Conn& c, ssize_t n, const uv_buf_t* b) { c.server->on_read(c, n, b); }
-  static void handle_closed(AdminServer& s) { s.handle_closed(); }
+  static void on_accept(AdminServer& s, int st) noexcept {
+    runtime::at_c_boundary(&s.reg_, "admin_accept", "", [&] { s.on_accept(st); });
+  }
+  static void on_read(AdminServer::Conn& c, ssize_t n, const uv_buf_t* b) noexcept {
+    AdminServer& s = *c.server;
+    if (!runtime::at_c_boundary(&s.reg_, "admin_read", "", [&] { s.on_read(c, n, b); })) s.close_conn(c);
+  }
+  static void handle_closed(AdminServer& s) noexcept {
+    runtime::at_c_boundary(&s.reg_, "admin_close", "", [&] { s.handle_closed(); });
+  }
   static std::unordered_map<std::uint64_t, AdminServer::Conn*>& conns(AdminServer& s) { return s.conns_; }
 };
 
@@ -61,7 +71,7 @@ Status AdminServer::start() {
   if (rc != 0) return errno_status("admin uv_tcp_init", -rc);
   ++open_handles_;
   if ((rc = uv_tcp_bind(&listener_, reinterpret_cast<const sockaddr*>(&sa), 0)) != 0 ||
-      (rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 128, [](uv_stream_t* s, int st) {
+      (rc = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_), 128, [](uv_stream_t* s, int st) noexcept {
          AdminAccess::on_accept(*static_cast<AdminServer*>(s->data), st);
        })) != 0)
     return errno_status(fmt::format("admin listen {}", opts_.listen.to_string()), -rc);
@@ -100,7 +110,7 @@ void AdminServer::close(std::function<void()> done) {
   for (Conn* c : all) close_conn(*c);
   if (started_ && open_handles_ > 0 && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&listener_)))
     uv_close(reinterpret_cast<uv_handle_t*>(&listener_),
-             [](uv_handle_t* h) { AdminAccess::handle_closed(*static_cast<AdminServer*>(h->data)); });
+             [](uv_handle_t* h) noexcept { AdminAccess::handle_closed(*static_cast<AdminServer*>(h->data)); });
   if (open_handles_ == 0 && on_closed_) {
     auto cb = std::move(on_closed_);
     on_closed_ = nullptr;
@@ -149,11 +159,13 @@ void AdminServer::on_accept(int status) {
   }
   int rc = uv_read_start(
       reinterpret_cast<uv_stream_t*>(&c->tcp),
-      [](uv_handle_t* h, size_t, uv_buf_t* b) {
+      [](uv_handle_t* h, size_t, uv_buf_t* b) noexcept {
         auto* cc = static_cast<Conn*>(h->data);
         *b = uv_buf_init(cc->read_buf, sizeof(cc->read_buf));
       },
-      [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) { AdminAccess::on_read(*static_cast<Conn*>(s->data), n, b); });
+      [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) noexcept {
+        AdminAccess::on_read(*static_cast<Conn*>(s->data), n, b);
+      });
   if (rc != 0) {
     reg_.counter("hs_admin_rejected_total", kRejected, {{"reason", "accept_error"}}).inc();
     close_conn(*c);
@@ -252,7 +264,7 @@ void AdminServer::respond(Conn& c, int code, std::string_view reason, std::strin
   if (!head) c.out += body;
   uv_buf_t b = uv_buf_init(c.out.data(), static_cast<unsigned>(c.out.size()));
   c.write_req.data = &c;
-  int rc = uv_write(&c.write_req, reinterpret_cast<uv_stream_t*>(&c.tcp), &b, 1, [](uv_write_t* req, int st) {
+  int rc = uv_write(&c.write_req, reinterpret_cast<uv_stream_t*>(&c.tcp), &b, 1, [](uv_write_t* req, int st) noexcept {
     auto* cc = static_cast<Conn*>(req->data);
     if (st < 0) log::debug("host", "admin_write_failed", "error={}", log::quoted(uv_strerror(st)));
     cc->server->close_conn(*cc);
@@ -267,7 +279,7 @@ void AdminServer::close_conn(Conn& c) {
   if (c.closing) return;
   c.closing = true;
   conns_.erase(c.id);
-  uv_close(reinterpret_cast<uv_handle_t*>(&c.tcp), [](uv_handle_t* h) {
+  uv_close(reinterpret_cast<uv_handle_t*>(&c.tcp), [](uv_handle_t* h) noexcept {
     auto* cc = static_cast<Conn*>(h->data);
     AdminServer* s = cc->server;
     delete cc;

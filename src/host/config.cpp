@@ -14,25 +14,17 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "hyperscale/base/enum_names.hpp"
+#include "hyperscale/load/toml_names.hpp"
+
 extern char** environ;
 
 namespace hs::host {
 
-std::string_view value_type_name(ValueType t) noexcept {
-  switch (t) {
-    case ValueType::string:
-      return "string";
-    case ValueType::integer:
-      return "int";
-    case ValueType::duration_ms:
-      return "duration-ms";
-    case ValueType::boolean:
-      return "bool";
-    case ValueType::string_list:
-      return "string-list";
-  }
-  return "unknown";
-}
+constexpr EnumNames<ValueType, 5> kValueTypeNames{{"string", "int", "duration-ms", "bool", "string-list"}};
+static_assert(kValueTypeNames.covers(ValueType::string_list));
+
+std::string_view value_type_name(ValueType t) noexcept { return kValueTypeNames(t); }
 
 std::string env_name(std::string_view key) {
   std::string s = "HS_";
@@ -133,54 +125,31 @@ std::variant<ConfigValue, std::string> from_text(const ConfigEntry& e, std::stri
   return std::string("unknown type");
 }
 
-std::string toml_type_name(const toml::node& n) {
-  switch (n.type()) {
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a float";
-    case toml::node_type::boolean:
-      return "a boolean";
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "an array";
-    case toml::node_type::date:
-    case toml::node_type::time:
-    case toml::node_type::date_time:
-      return "a date/time";
-    default:
-      return "a value";
-  }
-}
-
 std::variant<ConfigValue, std::string> from_toml(const ConfigEntry& e, const toml::node& n) {
   switch (e.type) {
     case ValueType::string:
       if (auto v = n.value_exact<std::string>()) return ConfigValue{*v};
-      return fmt::format("expected a string, got {}", toml_type_name(n));
+      return fmt::format("expected a string, got {}", load::toml_type_name(n));
     case ValueType::integer:
       if (auto v = n.value_exact<std::int64_t>()) return ConfigValue{*v};
-      return fmt::format("expected an integer, got {}", toml_type_name(n));
+      return fmt::format("expected an integer, got {}", load::toml_type_name(n));
     case ValueType::duration_ms:
       if (auto v = n.value_exact<std::int64_t>()) {
         if (*v < 0 || *v > INT64_MAX / 1'000'000) return fmt::format("duration {} ms out of range", *v);
         return ConfigValue{Duration(std::chrono::milliseconds(*v))};
       }
       if (auto v = n.value_exact<std::string>()) return from_text(e, *v);
-      return fmt::format("expected a duration (milliseconds, or text like \"5s\"), got {}", toml_type_name(n));
+      return fmt::format("expected a duration (milliseconds, or text like \"5s\"), got {}", load::toml_type_name(n));
     case ValueType::boolean:
       if (auto v = n.value_exact<bool>()) return ConfigValue{*v};
-      return fmt::format("expected a boolean, got {}", toml_type_name(n));
+      return fmt::format("expected a boolean, got {}", load::toml_type_name(n));
     case ValueType::string_list: {
       const toml::array* a = n.as_array();
-      if (a == nullptr) return fmt::format("expected an array of strings, got {}", toml_type_name(n));
+      if (a == nullptr) return fmt::format("expected an array of strings, got {}", load::toml_type_name(n));
       std::vector<std::string> out;
       for (std::size_t i = 0; i < a->size(); ++i) {
         auto v = (*a)[i].value_exact<std::string>();
-        if (!v) return fmt::format("element {} must be a string, got {}", i, toml_type_name((*a)[i]));
+        if (!v) return fmt::format("element {} must be a string, got {}", i, load::toml_type_name((*a)[i]));
         out.push_back(*v);
       }
       return ConfigValue{out};

@@ -2,9 +2,9 @@
 
 #include <arpa/inet.h>
 
-#include <charconv>
 #include <exception>
 
+#include "hyperscale/base/host_port.hpp"
 #include "hyperscale/base/log.hpp"
 #include "hyperscale/wire/messages.hpp"
 
@@ -13,38 +13,24 @@ namespace hs::host {
 // ---------------- addressing ----------------
 
 Result<NodeId> parse_node_addr(std::string_view text) {
-  const auto colon = text.rfind(':');
-  if (colon == std::string_view::npos)
-    return make_error(Errc::invalid_argument, fmt::format("address '{}': expected IPv4:port", text));
-  const std::string host(text.substr(0, colon));
-  const std::string_view port_s = text.substr(colon + 1);
-  unsigned port = 0;
-  auto [p, ec] = std::from_chars(port_s.data(), port_s.data() + port_s.size(), port);
-  if (port_s.empty() || ec != std::errc() || p != port_s.data() + port_s.size() || port == 0 || port > 65535)
-    return make_error(Errc::invalid_argument, fmt::format("address '{}': bad port '{}' (1..65535)", text, port_s));
+  auto hp = parse_host_port(text, HostPortRules{.form = "IPv4:port"});
+  if (!hp.ok()) return hp.status();
   in_addr a{};
-  if (::inet_pton(AF_INET, host.c_str(), &a) != 1)
-    return make_error(Errc::invalid_argument, fmt::format("address '{}': bad IPv4 address '{}'", text, host));
+  if (::inet_pton(AF_INET, hp->host.c_str(), &a) != 1)
+    return make_error(Errc::invalid_argument, fmt::format("address '{}': bad IPv4 address '{}'", text, hp->host));
   if (a.s_addr == 0)
     return make_error(Errc::invalid_argument,
                       fmt::format("address '{}': 0.0.0.0 is not a node address; listen on a concrete IPv4", text));
-  return (static_cast<NodeId>(ntohl(a.s_addr)) << 16) | port;
+  return (static_cast<NodeId>(ntohl(a.s_addr)) << 16) | hp->port;
 }
 
 Result<net::Endpoint> parse_listen_addr(std::string_view text) {
-  const auto colon = text.rfind(':');
-  if (colon == std::string_view::npos)
-    return make_error(Errc::invalid_argument, fmt::format("address '{}': expected IPv4:port", text));
-  const std::string_view port_s = text.substr(colon + 1);
-  unsigned port = 0;
-  auto [p, ec] = std::from_chars(port_s.data(), port_s.data() + port_s.size(), port);
-  if (port_s.empty() || ec != std::errc() || p != port_s.data() + port_s.size() || port > 65535)
-    return make_error(Errc::invalid_argument, fmt::format("address '{}': bad port '{}' (0..65535)", text, port_s));
-  net::Endpoint ep{std::string(text.substr(0, colon)), static_cast<std::uint16_t>(port)};
+  auto hp = parse_host_port(text, HostPortRules{.allow_port_zero = true, .form = "IPv4:port"});
+  if (!hp.ok()) return hp.status();
   in_addr a{};
-  if (::inet_pton(AF_INET, ep.host.c_str(), &a) != 1)
-    return make_error(Errc::invalid_argument, fmt::format("address '{}': bad IPv4 address '{}'", text, ep.host));
-  return ep;
+  if (::inet_pton(AF_INET, hp->host.c_str(), &a) != 1)
+    return make_error(Errc::invalid_argument, fmt::format("address '{}': bad IPv4 address '{}'", text, hp->host));
+  return net::Endpoint{std::move(hp->host), hp->port};
 }
 
 Result<NodeId> node_id(const net::Endpoint& ep) { return parse_node_addr(ep.to_string()); }

@@ -5,6 +5,7 @@
 #include <charconv>
 
 #include "hyperscale/base/log.hpp"
+#include "hyperscale/runtime/c_boundary.hpp"
 
 namespace hs::host {
 
@@ -48,12 +49,15 @@ Status UdpHost::start() {
   if (rc != 0) return errno_status(fmt::format("swim udp bind {}", node_addr_string(self_)), -rc);
   rc = uv_udp_recv_start(
       &udp_,
-      [](uv_handle_t* h, size_t, uv_buf_t* buf) {
+      [](uv_handle_t* h, size_t, uv_buf_t* buf) noexcept {
         auto* self = static_cast<UdpHost*>(h->data);
         *buf = uv_buf_init(self->recv_buf_, sizeof(self->recv_buf_));
       },
-      [](uv_udp_t* h, ssize_t nread, const uv_buf_t* buf, const sockaddr* addr, unsigned) {
-        static_cast<UdpHost*>(h->data)->on_recv(nread, buf, addr);
+      [](uv_udp_t* h, ssize_t nread, const uv_buf_t* buf, const sockaddr* addr, unsigned) noexcept {
+        // A datagram whose handling throws is dropped (logged and counted); the socket keeps reading.
+        auto* self = static_cast<UdpHost*>(h->data);
+        runtime::at_c_boundary(&self->reactor_.metrics(), "swim_udp_recv", "",
+                               [&] { self->on_recv(nread, buf, addr); });
       });
   if (rc != 0) return errno_status("swim udp recv_start", -rc);
   auto t = reactor_.every("swim-metrics", std::chrono::seconds(1), [this]() {
@@ -77,10 +81,12 @@ void UdpHost::close(std::function<void()> done) {
   }
   closing_ = true;
   on_closed_ = std::move(done);
-  uv_close(reinterpret_cast<uv_handle_t*>(&udp_), [](uv_handle_t* h) {
+  uv_close(reinterpret_cast<uv_handle_t*>(&udp_), [](uv_handle_t* h) noexcept {
     auto* self = static_cast<UdpHost*>(h->data);
     self->open_ = false;
-    if (self->on_closed_) self->on_closed_();
+    runtime::at_c_boundary(&self->reactor_.metrics(), "swim_udp_close", "", [&] {
+      if (self->on_closed_) self->on_closed_();
+    });
   });
 }
 

@@ -20,9 +20,11 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "hyperscale/base/enum_names.hpp"
 #include "hyperscale/base/log.hpp"
 #include "hyperscale/load/runner.hpp"
 #include "hyperscale/load/schedule.hpp"
+#include "hyperscale/runtime/c_boundary.hpp"
 #include "hyperscale/runtime/shard_set.hpp"
 
 namespace hs::load {
@@ -192,14 +194,51 @@ void maybe_finish(WfRun& run);
 
 Instant now_of(const WfRun& run) { return run.ss->r->clock().now(); }
 
-void on_handle_closed(uv_handle_t* h) {
+// ---------------------------------------------------------------- C callback boundaries
+// Every function handed to libuv or llhttp is noexcept and runs its body through one of these: an
+// exception is logged and counted (runtime/c_boundary.hpp), then the safe action runs.
+
+void close_sock(Conn& c);
+metrics::Registry* registry_of(const WfRun& run) { return &run.ss->r->metrics(); }
+
+// A run's own handle (its timer): nothing to fail but the run's pacing, which the next pump re-arms.
+template <typename Fn>
+void run_callback(WfRun& run, const char* callback, Fn&& fn) noexcept {
+  if (runtime::at_c_boundary(registry_of(run), callback, run.wf->name, fn)) return;
+  run.in_pump = false;  // a pump that threw must not block every later one
+}
+
+// A connection's callback: when it throws, that request fails (bad_response) and the connection closes.
+template <typename Fn>
+void conn_callback(Conn& c, const char* callback, Fn&& fn) noexcept {
+  WfRun& run = *c.vu->run;
+  if (runtime::at_c_boundary(registry_of(run), callback, c.st->name, fn)) return;
+  // Close first: the failed step must not hand this connection to the next request.
+  runtime::at_c_boundary(registry_of(run), "conn_recover", c.st->name, [&] {
+    close_sock(c);
+    step_finished(c, false, FailReason::bad_response);
+  });
+}
+
+// llhttp callbacks: when one throws, it returns an error, so llhttp_execute fails and so does the request.
+template <typename Fn>
+int http_callback(llhttp_t* p, const char* callback, Fn&& fn) noexcept {
+  auto* c = static_cast<Conn*>(p->data);
+  int rc = -1;
+  if (runtime::at_c_boundary(registry_of(*c->vu->run), callback, c->st->name, [&] { rc = fn(*c); })) return rc;
+  return -1;
+}
+
+void on_handle_closed(uv_handle_t* h) noexcept {
   auto* run = static_cast<WfRun*>(h->data);
-  run->closing_handles--;
-  maybe_finish(*run);
+  run_callback(*run, "uv_close(run)", [&] {
+    run->closing_handles--;
+    maybe_finish(*run);
+  });
 }
 
 // Conn handles keep the Conn in data, except while the run is finishing.
-void conn_on_sock_closed(uv_handle_t* h) {
+void conn_on_sock_closed(uv_handle_t* h) noexcept {
   auto* c = static_cast<Conn*>(h->data);
   WfRun& run = *c->vu->run;
   run.closing_handles--;
@@ -213,14 +252,16 @@ void conn_on_sock_closed(uv_handle_t* h) {
   c->handshaking = c->tls_write_inflight = false;
   c->tls_pending.clear();
   c->tls_wbuf.clear();
-  if (run.finishing) {
-    maybe_finish(run);
-    return;
-  }
-  if (c->pending_connect) {
-    c->pending_connect = false;
-    start_step(*c->vu, c->step);
-  }
+  conn_callback(*c, "uv_close(conn)", [&] {
+    if (run.finishing) {
+      maybe_finish(run);
+      return;
+    }
+    if (c->pending_connect) {
+      c->pending_connect = false;
+      start_step(*c->vu, c->step);
+    }
+  });
 }
 
 void close_sock(Conn& c) {
@@ -235,58 +276,64 @@ void close_sock(Conn& c) {
 
 // ---------------------------------------------------------------- HTTP response parsing
 
-int on_headers_complete(llhttp_t* p) {
-  auto* c = static_cast<Conn*>(p->data);
-  c->status = llhttp_get_status_code(p);
-  return c->head ? 1 : 0;  // a response to HEAD has no body
+int on_headers_complete(llhttp_t* p) noexcept {
+  return http_callback(p, "llhttp_on_headers_complete", [&](Conn& c) {
+    c.status = llhttp_get_status_code(p);
+    return c.head ? 1 : 0;  // a response to HEAD has no body
+  });
 }
-int on_body(llhttp_t* p, const char* at, std::size_t len) {
-  auto* c = static_cast<Conn*>(p->data);
-  c->body_len += len;
-  if (c->rs->need_body) {
-    const std::size_t cap = c->st->expect.max_body ? *c->st->expect.max_body : kMaxBodyDefault;
-    if (c->body.size() + len > cap)
-      c->body_overflow = true;
-    else
-      c->body.append(at, len);
-  }
-  return 0;
+int on_body(llhttp_t* p, const char* at, std::size_t len) noexcept {
+  return http_callback(p, "llhttp_on_body", [&](Conn& c) {
+    c.body_len += len;
+    if (c.rs->need_body) {
+      const std::size_t cap = c.st->expect.max_body ? *c.st->expect.max_body : kMaxBodyDefault;
+      if (c.body.size() + len > cap)
+        c.body_overflow = true;
+      else
+        c.body.append(at, len);
+    }
+    return 0;
+  });
 }
-int on_message_complete(llhttp_t* p) {
-  auto* c = static_cast<Conn*>(p->data);
-  c->msg_done = true;
-  c->keep_alive = llhttp_should_keep_alive(p) != 0;
-  return HPE_PAUSED;
+int on_message_complete(llhttp_t* p) noexcept {
+  return http_callback(p, "llhttp_on_message_complete", [&](Conn& c) {
+    c.msg_done = true;
+    c.keep_alive = llhttp_should_keep_alive(p) != 0;
+    return static_cast<int>(HPE_PAUSED);
+  });
 }
-int on_header_field(llhttp_t* p, const char* at, std::size_t len) {
-  auto* c = static_cast<Conn*>(p->data);
-  if (c->in_value) {
-    c->field.clear();
-    c->in_value = false;
-  }
-  c->field.append(at, len);
-  return 0;
+int on_header_field(llhttp_t* p, const char* at, std::size_t len) noexcept {
+  return http_callback(p, "llhttp_on_header_field", [&](Conn& c) {
+    if (c.in_value) {
+      c.field.clear();
+      c.in_value = false;
+    }
+    c.field.append(at, len);
+    return 0;
+  });
 }
-int on_header_value(llhttp_t* p, const char* at, std::size_t len) {
-  auto* c = static_cast<Conn*>(p->data);
-  if (!c->in_value) {
-    c->value.clear();
-    c->in_value = true;
-  }
-  c->value.append(at, len);
-  return 0;
+int on_header_value(llhttp_t* p, const char* at, std::size_t len) noexcept {
+  return http_callback(p, "llhttp_on_header_value", [&](Conn& c) {
+    if (!c.in_value) {
+      c.value.clear();
+      c.in_value = true;
+    }
+    c.value.append(at, len);
+    return 0;
+  });
 }
-int on_header_value_complete(llhttp_t* p) {
-  auto* c = static_cast<Conn*>(p->data);
-  const std::string& want = !c->st->expect.header_name.empty() ? c->st->expect.header_name : c->field;
-  bool match = strcasecmp(c->field.c_str(), want.c_str()) == 0;
-  if (c->st->expect.header_name.empty()) {
-    match = false;
-    for (const auto& x : c->st->extract)
-      if (x.from == Extract::From::header && strcasecmp(x.arg.c_str(), c->field.c_str()) == 0) match = true;
-  }
-  if (match) c->header_hit = c->value;
-  return 0;
+int on_header_value_complete(llhttp_t* p) noexcept {
+  return http_callback(p, "llhttp_on_header_value_complete", [&](Conn& c) {
+    const std::string& want = !c.st->expect.header_name.empty() ? c.st->expect.header_name : c.field;
+    bool match = strcasecmp(c.field.c_str(), want.c_str()) == 0;
+    if (c.st->expect.header_name.empty()) {
+      match = false;
+      for (const auto& x : c.st->extract)
+        if (x.from == Extract::From::header && strcasecmp(x.arg.c_str(), c.field.c_str()) == 0) match = true;
+    }
+    if (match) c.header_hit = c.value;
+    return 0;
+  });
 }
 
 const llhttp_settings_t* settings_plain() {
@@ -400,7 +447,7 @@ bool check_and_extract(Conn& c, FailReason& why) {
 
 // ---------------------------------------------------------------- request sending
 
-void on_timer(uv_timer_t* t);
+void on_timer(uv_timer_t* t) noexcept;
 
 void arm_conn_timer(Conn& c, Instant now) {
   Instant dl = c.step_deadline;
@@ -422,13 +469,16 @@ void succeed_async(Conn& c) {
   uv_timer_start(&c.timer, on_timer, 0, 0);
 }
 
-void on_write(uv_write_t* w, int status) {
+void on_write(uv_write_t* w, int status) noexcept {
   if (status == UV_ECANCELED) return;
   auto* c = static_cast<Conn*>(w->data);
-  if (status < 0 && c->state == Conn::S::receiving) step_finished(*c, false, FailReason::send_error);
+  conn_callback(*c, "uv_write", [&] {
+    if (status < 0 && c->state == Conn::S::receiving) step_finished(*c, false, FailReason::send_error);
+  });
 }
 
-void on_alloc(uv_handle_t* h, std::size_t, uv_buf_t* buf) {
+// Hands out the connection's own read buffer: nothing here can throw.
+void on_alloc(uv_handle_t* h, std::size_t, uv_buf_t* buf) noexcept {
   auto* c = static_cast<Conn*>(h->data);
   buf->base = c->rbuf.get();
   buf->len = c->rbuf_size;
@@ -453,17 +503,19 @@ void tls_fail(Conn& c, const char* what) {
 
 void tls_flush(Conn& c);
 
-void tls_on_write(uv_write_t* w, int status) {
+void tls_on_write(uv_write_t* w, int status) noexcept {
   if (status == UV_ECANCELED) return;
   auto* c = static_cast<Conn*>(w->data);
   c->tls_write_inflight = false;
   c->tls_wbuf.clear();
-  if (status < 0) {
-    if (c->state != Conn::S::idle) step_finished(*c, false, FailReason::send_error);
-    close_sock(*c);
-    return;
-  }
-  tls_flush(*c);
+  conn_callback(*c, "uv_write(tls)", [&] {
+    if (status < 0) {
+      if (c->state != Conn::S::idle) step_finished(*c, false, FailReason::send_error);
+      close_sock(*c);
+      return;
+    }
+    tls_flush(*c);
+  });
 }
 
 // Moves what OpenSSL produced into the socket: try_write first, then one uv_write at a time.
@@ -552,6 +604,7 @@ void handle_tcp_bytes(Conn& c, const char* data, std::size_t n) {
   if (st.type == StepType::http) {
     const llhttp_errno_t e = llhttp_execute(&c.parser, data, n);
     if (c.msg_done) {
+      if (testing::on_response != nullptr) testing::on_response(st.name);
       FailReason why = FailReason::bad_response;
       const bool ok = check_and_extract(c, why);
       step_finished(c, ok, why);
@@ -583,8 +636,7 @@ void handle_tcp_bytes(Conn& c, const char* data, std::size_t n) {
   if (c.state == Conn::S::receiving && c.reply.size() > cap) step_finished(c, false, FailReason::bad_response);
 }
 
-void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
-  auto* c = static_cast<Conn*>(s->data);
+void read_bytes(Conn* c, ssize_t nread) {
   if (nread == 0) return;
   if (nread < 0) {
     if (c->state == Conn::S::receiving) {
@@ -605,7 +657,6 @@ void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
     close_sock(*c);
     return;
   }
-  (void)buf;
   if (c->ssl) {
     tls_on_bytes(*c, c->rbuf.get(), static_cast<std::size_t>(nread));
     return;
@@ -617,6 +668,11 @@ void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
     return;
   }
   handle_tcp_bytes(*c, c->rbuf.get(), static_cast<std::size_t>(nread));
+}
+
+void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t*) noexcept {
+  auto* c = static_cast<Conn*>(s->data);
+  conn_callback(*c, "uv_read", [&] { read_bytes(c, nread); });
 }
 
 void send_request(Conn& c) {
@@ -713,23 +769,30 @@ void send_request(Conn& c) {
   if (st.type == StepType::tcp && st.read_none) succeed_async(c);
 }
 
-void on_udp_recv(uv_udp_t* h, ssize_t nread, const uv_buf_t* buf, const sockaddr*, unsigned) {
+void on_udp_recv(uv_udp_t* h, ssize_t nread, const uv_buf_t* buf, const sockaddr*, unsigned) noexcept {
   auto* c = static_cast<Conn*>(h->data);
   if (nread == 0) return;
   if (c->state != Conn::S::receiving) return;  // a late reply to a step that already timed out
-  if (nread < 0) {
-    step_finished(*c, false, nread == UV_ECONNREFUSED ? FailReason::refused : FailReason::reset);
-    return;
-  }
-  c->reply.assign(buf->base, static_cast<std::size_t>(nread));
-  FailReason why = FailReason::expectation;
-  step_finished(*c, check_and_extract(*c, why), why);
+  conn_callback(*c, "uv_udp_recv", [&] {
+    if (nread < 0) {
+      step_finished(*c, false, nread == UV_ECONNREFUSED ? FailReason::refused : FailReason::reset);
+      return;
+    }
+    c->reply.assign(buf->base, static_cast<std::size_t>(nread));
+    FailReason why = FailReason::expectation;
+    step_finished(*c, check_and_extract(*c, why), why);
+  });
 }
 
-void on_connect(uv_connect_t* req, int status) {
+void connected(Conn* c, int status);
+void on_connect(uv_connect_t* req, int status) noexcept {
   if (status == UV_ECANCELED) return;
   auto* c = static_cast<Conn*>(req->data);
   if (c->state != Conn::S::connecting) return;
+  conn_callback(*c, "uv_tcp_connect", [&] { connected(c, status); });
+}
+
+void connected(Conn* c, int status) {
   if (status < 0) {
     step_finished(*c, false, status == UV_ETIMEDOUT ? FailReason::connect_timeout : FailReason::refused);
     close_sock(*c);
@@ -789,8 +852,13 @@ void do_connect(Conn& c) {
   }
 }
 
-void on_timer(uv_timer_t* t) {
+void conn_timer(Conn* c);
+void on_timer(uv_timer_t* t) noexcept {
   auto* c = static_cast<Conn*>(t->data);
+  conn_callback(*c, "uv_timer(conn)", [&] { conn_timer(c); });
+}
+
+void conn_timer(Conn* c) {
   if (c->state == Conn::S::connecting || c->state == Conn::S::sending || c->state == Conn::S::receiving) {
     // libuv timers run on the loop's cached millisecond clock and can fire a little early: a deadline
     // is only declared once it has really passed, so a timed-out request's latency is >= its timeout.
@@ -962,7 +1030,10 @@ void iteration_done(Vu& vu) {
   pump(run);
 }
 
-void on_run_timer(uv_timer_t* t) { pump(*static_cast<WfRun*>(t->data)); }
+void on_run_timer(uv_timer_t* t) noexcept {
+  auto* run = static_cast<WfRun*>(t->data);
+  run_callback(*run, "uv_timer(run)", [&] { pump(*run); });
+}
 
 void interrupt_all(WfRun& run) {
   for (auto& vp : run.vus) {
@@ -1362,17 +1433,14 @@ Status resolve_steps(const Workflow& wf, std::vector<ResolvedStep>& out) {
 
 // ---------------------------------------------------------------- public API
 
-const char* run_end_name(RunEnd e) {
-  switch (e) {
-    case RunEnd::completed:
-      return "completed";
-    case RunEnd::failed:
-      return "failed";
-    case RunEnd::cancelled:
-      return "cancelled";
-  }
-  return "?";
-}
+namespace testing {
+void (*on_response)(std::string_view step) = nullptr;
+}  // namespace testing
+
+constexpr EnumNames<RunEnd, 3> kRunEndNames{{"completed", "failed", "cancelled"}, "?"};
+static_assert(kRunEndNames.covers(RunEnd::cancelled));
+
+const char* run_end_name(RunEnd e) { return kRunEndNames(e); }
 
 Result<std::shared_ptr<const PreparedWorkflow>> prepare_workflow(std::shared_ptr<const Plan> plan,
                                                                  const std::string& workflow) {

@@ -13,7 +13,10 @@
 #include <set>
 #include <sstream>
 
+#include "hyperscale/base/enum_names.hpp"
+#include "hyperscale/base/host_port.hpp"
 #include "hyperscale/load/plan.hpp"
+#include "hyperscale/load/toml_names.hpp"
 
 namespace hs::load {
 namespace {
@@ -126,25 +129,6 @@ struct Ctx {
   }
 };
 
-std::string type_name(const toml::node& n) {
-  switch (n.type()) {
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a number";
-    case toml::node_type::boolean:
-      return "a boolean";
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::array:
-      return "an array";
-    default:
-      return "a date/time";
-  }
-}
-
 // Reports keys of `t` that are not in `allowed`.
 void check_keys(Ctx& c, const toml::table& t, const std::string& path, std::initializer_list<const char*> allowed) {
   for (auto&& [k, v] : t) {
@@ -162,7 +146,7 @@ std::optional<std::string> get_string(Ctx& c, const toml::table& t, const char* 
     return std::nullopt;
   }
   if (!n->is_string()) {
-    c.err(n, path + "." + key, fmt::format("'{}' must be a string, not {}", key, type_name(*n)));
+    c.err(n, path + "." + key, fmt::format("'{}' must be a string, not {}", key, toml_type_name(*n)));
     return std::nullopt;
   }
   return n->as_string()->get();
@@ -173,7 +157,7 @@ std::optional<std::int64_t> get_int(Ctx& c, const toml::table& t, const char* ke
   const toml::node* n = t.get(key);
   if (n == nullptr) return std::nullopt;
   if (!n->is_integer()) {
-    c.err(n, path + "." + key, fmt::format("'{}' must be an integer, not {}", key, type_name(*n)));
+    c.err(n, path + "." + key, fmt::format("'{}' must be an integer, not {}", key, toml_type_name(*n)));
     return std::nullopt;
   }
   const std::int64_t v = n->as_integer()->get();
@@ -188,7 +172,7 @@ std::optional<bool> get_bool(Ctx& c, const toml::table& t, const char* key, cons
   const toml::node* n = t.get(key);
   if (n == nullptr) return std::nullopt;
   if (!n->is_boolean()) {
-    c.err(n, path + "." + key, fmt::format("'{}' must be true or false, not {}", key, type_name(*n)));
+    c.err(n, path + "." + key, fmt::format("'{}' must be true or false, not {}", key, toml_type_name(*n)));
     return std::nullopt;
   }
   return n->as_boolean()->get();
@@ -216,7 +200,7 @@ std::optional<std::vector<std::string>> get_string_list(Ctx& c, const toml::tabl
   std::vector<std::string> out;
   for (auto& el : *n->as_array()) {
     if (!el.is_string()) {
-      c.err(&el, path + "." + key, fmt::format("'{}' must hold strings only, found {}", key, type_name(el)));
+      c.err(&el, path + "." + key, fmt::format("'{}' must hold strings only, found {}", key, toml_type_name(el)));
       return std::nullopt;
     }
     out.push_back(el.as_string()->get());
@@ -532,29 +516,10 @@ std::optional<Template> templ(Ctx& c, const toml::node* n, const std::string& pa
 }
 
 bool split_host_port(const std::string& hp, std::string& host, std::uint16_t& port, std::uint16_t default_port) {
-  std::string h = hp;
-  std::string p;
-  if (!h.empty() && h[0] == '[') {
-    const auto e = h.find(']');
-    if (e == std::string::npos) return false;
-    p = e + 1 < h.size() && h[e + 1] == ':' ? h.substr(e + 2) : "";
-    h = h.substr(1, e - 1);
-  } else if (auto colon = h.rfind(':'); colon != std::string::npos) {
-    p = h.substr(colon + 1);
-    h = h.substr(0, colon);
-  }
-  if (h.empty()) return false;
-  host = h;
-  if (p.empty()) {
-    if (default_port == 0) return false;
-    port = default_port;
-    return true;
-  }
-  for (char ch : p)
-    if (!std::isdigit(static_cast<unsigned char>(ch))) return false;
-  const long v = std::strtol(p.c_str(), nullptr, 10);
-  if (v < 1 || v > 65535) return false;
-  port = static_cast<std::uint16_t>(v);
+  auto parsed = parse_host_port(hp, HostPortRules{.default_port = default_port});
+  if (!parsed.ok()) return false;
+  host = std::move(parsed->host);
+  port = parsed->port;
   return true;
 }
 
@@ -1419,39 +1384,12 @@ std::string plan_to_json(const Plan& p) {
   return j.dump();
 }
 
-std::string metric_name(Metric m) {
-  switch (m) {
-    case Metric::min:
-      return "min";
-    case Metric::mean:
-      return "mean";
-    case Metric::p50:
-      return "p50";
-    case Metric::p75:
-      return "p75";
-    case Metric::p90:
-      return "p90";
-    case Metric::p95:
-      return "p95";
-    case Metric::p99:
-      return "p99";
-    case Metric::p999:
-      return "p99.9";
-    case Metric::p9999:
-      return "p99.99";
-    case Metric::max:
-      return "max";
-    case Metric::error_rate:
-      return "error_rate";
-    case Metric::errors:
-      return "errors";
-    case Metric::rps:
-      return "rps";
-    case Metric::dropped_rate:
-      return "dropped_rate";
-  }
-  return "?";
-}
+constexpr EnumNames<Metric, 14> kMetricNames{{"min", "mean", "p50", "p75", "p90", "p95", "p99", "p99.9", "p99.99",
+                                              "max", "error_rate", "errors", "rps", "dropped_rate"},
+                                             "?"};
+static_assert(kMetricNames.covers(Metric::dropped_rate));
+
+std::string metric_name(Metric m) { return kMetricNames(m); }
 
 bool metric_is_latency(Metric m) {
   return m == Metric::min || m == Metric::mean || m == Metric::p50 || m == Metric::p75 || m == Metric::p90 ||

@@ -11,6 +11,7 @@
 #include <memory>
 
 #include "hyperscale/base/log.hpp"
+#include "hyperscale/runtime/c_boundary.hpp"
 #include "hyperscale/load/engine.hpp"
 #include "hyperscale/load/runner.hpp"
 #include "hyperscale/runtime/shard_set.hpp"
@@ -150,10 +151,7 @@ void Coordinator::abort(const std::string& why) {
 void Coordinator::report_live() {
   if (!opts->on_progress) return;
   LiveSnapshot snap;
-  Counts live_run_counts;
-  Histogram live_run_hist;
-  double live_run_secs = 0;
-  std::uint64_t live_run_dropped = 0, live_run_sched = 0;
+  RunTotals run;
   const Instant now = r->clock().now();
   snap.elapsed = now - run_start;
   WorkflowLive wl;
@@ -186,11 +184,8 @@ void Coordinator::report_live() {
     const std::uint64_t sched = lw.started + lw.dropped;
     auto judge = [&snap](const Threshold& t, const Counts& c, const Histogram& h, double s, std::uint64_t dropped,
                          std::uint64_t scheduled) {
-      LiveThreshold lt;
-      lt.threshold = &t;
-      lt.observed = observe(t.metric, c, h, s, dropped, scheduled, lt.no_data);
-      lt.passed = !lt.no_data && compare(t.op, lt.observed, t.value);
-      snap.thresholds.push_back(lt);
+      const Judged j = judge_threshold(t, c, h, s, dropped, scheduled);
+      snap.thresholds.push_back(LiveThreshold{&t, j.observed, j.passed, j.no_data});
     };
     Counts wc;
     Histogram wh;
@@ -207,28 +202,20 @@ void Coordinator::report_live() {
     }
     if (started[w]) {
       for (const auto& t : wf.thresholds) judge(t, wc, wh, secs, lw.dropped, sched);
-      if (wf.kind == WorkflowKind::test) {
-        live_run_counts.merge(wc);
-        live_run_hist.merge(wh);
-        live_run_secs = std::max(live_run_secs, secs);
-        live_run_dropped += lw.dropped;
-        live_run_sched += sched;
-      }
+      run.add(wf, wc, wh, secs, lw.dropped, sched);
     }
     snap.workflows.push_back(std::move(lw));
   }
   for (const auto& t : plan->thresholds) {
-    LiveThreshold lt;
-    lt.threshold = &t;
-    lt.observed =
-        observe(t.metric, live_run_counts, live_run_hist, live_run_secs, live_run_dropped, live_run_sched, lt.no_data);
-    lt.passed = !lt.no_data && compare(t.op, lt.observed, t.value);
-    snap.thresholds.push_back(lt);
+    const Judged j = run.judge(t);
+    snap.thresholds.push_back(LiveThreshold{&t, j.observed, j.passed, j.no_data});
   }
   opts->on_progress(snap);
 }
 
-Duration worst_case(const Plan& plan) {
+}  // namespace
+
+Duration worst_case_run_time(const Plan& plan) {
   Duration total{0};
   for (const auto& w : plan.workflows) {
     Duration step_max{0};
@@ -237,8 +224,6 @@ Duration worst_case(const Plan& plan) {
   }
   return total + std::chrono::seconds(10);
 }
-
-}  // namespace
 
 Result<RunStats> run_plan(const Plan& plan, const RunOptions& opts) {
   Coordinator co;
@@ -289,13 +274,15 @@ Result<RunStats> run_plan(const Plan& plan, const RunOptions& opts) {
         sig->data = &co;
         uv_signal_start(
             sig,
-            [](uv_signal_t* h, int signum) {
+            [](uv_signal_t* h, int signum) noexcept {
               auto* c = static_cast<Coordinator*>(h->data);
               if (++c->signal_count > 1) {
                 log::error("load", "signal_forced_exit", "signal={}", strsignal(signum));
                 std::_Exit(128 + signum);
               }
-              c->abort(std::string("signal ") + strsignal(signum));
+              // The abort could not even start (logged and counted): a second signal still exits at once.
+              runtime::at_c_boundary(&c->r->metrics(), "uv_signal", strsignal(signum),
+                                     [&] { c->abort(std::string("signal ") + strsignal(signum)); });
             },
             sig == &co.sigint ? SIGINT : SIGTERM);
       }
@@ -315,7 +302,7 @@ Result<RunStats> run_plan(const Plan& plan, const RunOptions& opts) {
     co.start_ready();
   });
   if (!st.ok()) return st.with_context("start shards");
-  const auto reason = set.wait_for_stop_request(worst_case(plan));
+  const auto reason = set.wait_for_stop_request(worst_case_run_time(plan));
   bool hung = !reason.has_value();
   if (hung) log::error("load", "run_overdue", "note=the run did not finish within its worst-case bound; stopping");
   auto report = set.stop();

@@ -2,49 +2,22 @@
 
 #include <algorithm>
 
+#include "hyperscale/base/enum_names.hpp"
+
 namespace hs::load {
 
-const char* reason_name(FailReason r) {
-  switch (r) {
-    case FailReason::refused:
-      return "refused";
-    case FailReason::connect_timeout:
-      return "connect_timeout";
-    case FailReason::timeout:
-      return "timeout";
-    case FailReason::reset:
-      return "reset";
-    case FailReason::bad_response:
-      return "bad_response";
-    case FailReason::unexpected_status:
-      return "unexpected_status";
-    case FailReason::expectation:
-      return "expectation";
-    case FailReason::send_error:
-      return "send_error";
-    case FailReason::tls:
-      return "tls";
-    case FailReason::kCount:
-      break;
-  }
-  return "?";
-}
+constexpr EnumNames<FailReason, 9> kFailReasonNames{{"refused", "connect_timeout", "timeout", "reset", "bad_response",
+                                                     "unexpected_status", "expectation", "send_error", "tls"},
+                                                    "?"};
+static_assert(kFailReasonNames.covers(FailReason::kCount, true));
 
-const char* outcome_name(WorkflowOutcome o) {
-  switch (o) {
-    case WorkflowOutcome::pending:
-      return "pending";
-    case WorkflowOutcome::completed:
-      return "completed";
-    case WorkflowOutcome::failed:
-      return "failed";
-    case WorkflowOutcome::skipped:
-      return "skipped";
-    case WorkflowOutcome::interrupted:
-      return "interrupted";
-  }
-  return "?";
-}
+const char* reason_name(FailReason r) { return kFailReasonNames(r); }
+
+constexpr EnumNames<WorkflowOutcome, 5> kOutcomeNames{{"pending", "completed", "failed", "skipped", "interrupted"},
+                                                      "?"};
+static_assert(kOutcomeNames.covers(WorkflowOutcome::interrupted));
+
+const char* outcome_name(WorkflowOutcome o) { return kOutcomeNames(o); }
 
 void StepStats::merge(const StepStats& o) {
   total.merge(o.total);
@@ -146,24 +119,36 @@ bool compare(CmpOp op, double v, double limit) {
   return false;
 }
 
+Judged judge_threshold(const Threshold& t, const Counts& c, const Histogram& h, double seconds, std::uint64_t dropped,
+                       std::uint64_t scheduled) {
+  Judged j;
+  j.observed = observe(t.metric, c, h, seconds, dropped, scheduled, j.no_data);
+  // No data never passes a latency or error-rate bound silently: it fails and says so.
+  j.passed = !j.no_data && compare(t.op, j.observed, t.value);
+  return j;
+}
+
+void RunTotals::add(const Workflow& wf, const Counts& c, const Histogram& h, double secs, std::uint64_t wf_dropped,
+                    std::uint64_t wf_scheduled) {
+  if (wf.kind != WorkflowKind::test) return;
+  counts.merge(c);
+  latency.merge(h);
+  seconds = std::max(seconds, secs);
+  dropped += wf_dropped;
+  scheduled += wf_scheduled;
+}
+
 namespace {
 void judge(const Threshold& t, const Counts& c, const Histogram& h, double seconds, std::uint64_t dropped,
            std::uint64_t scheduled, RunStats& out) {
-  ThresholdResult r;
-  r.threshold = t;
-  r.observed = observe(t.metric, c, h, seconds, dropped, scheduled, r.no_data);
-  // No data never passes a latency or error-rate bound silently: it fails and says so.
-  r.passed = !r.no_data && compare(t.op, r.observed, t.value);
-  out.thresholds.push_back(std::move(r));
+  const Judged j = judge_threshold(t, c, h, seconds, dropped, scheduled);
+  out.thresholds.push_back(ThresholdResult{t, j.observed, j.passed, j.no_data});
 }
 }  // namespace
 
 void evaluate_thresholds(const Plan& plan, RunStats& stats) {
   stats.thresholds.clear();
-  Counts run_c;
-  Histogram run_h;
-  double run_secs = 0;
-  std::uint64_t run_dropped = 0, run_sched = 0;
+  RunTotals run;
   for (std::size_t w = 0; w < plan.workflows.size() && w < stats.workflows.size(); ++w) {
     const Workflow& wf = plan.workflows[w];
     const WorkflowStats& ws = stats.workflows[w];
@@ -175,15 +160,12 @@ void evaluate_thresholds(const Plan& plan, RunStats& stats) {
     const Counts c = ws.measured_counts();
     const Histogram h = ws.merged_latency();
     for (const auto& t : wf.thresholds) judge(t, c, h, secs, ws.dropped, sched, stats);
-    if (wf.kind == WorkflowKind::test) {
-      run_c.merge(c);
-      run_h.merge(h);
-      run_secs = std::max(run_secs, secs);
-      run_dropped += ws.dropped;
-      run_sched += sched;
-    }
+    run.add(wf, c, h, secs, ws.dropped, sched);
   }
-  for (const auto& t : plan.thresholds) judge(t, run_c, run_h, run_secs, run_dropped, run_sched, stats);
+  for (const auto& t : plan.thresholds) {
+    const Judged j = run.judge(t);
+    stats.thresholds.push_back(ThresholdResult{t, j.observed, j.passed, j.no_data});
+  }
 }
 
 }  // namespace hs::load

@@ -6,9 +6,11 @@
 
 #include <cstring>
 #include <list>
+#include <memory>
 #include <string>
 
 #include "hyperscale/base/log.hpp"
+#include "hyperscale/runtime/c_boundary.hpp"
 
 namespace hs::load {
 
@@ -64,7 +66,9 @@ struct Target::Impl {
     return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
   }
 
-  static void alloc(uv_handle_t*, std::size_t, uv_buf_t* b) {
+  metrics::Registry* registry() const { return &r->metrics(); }
+
+  static void alloc(uv_handle_t*, std::size_t, uv_buf_t* b) noexcept {
     static thread_local char buf[64 * 1024];  // read callbacks consume it before the next read
     b->base = buf;
     b->len = sizeof buf;
@@ -73,9 +77,9 @@ struct Target::Impl {
   void close_http(HttpConn& hc) {
     if (hc.closing) return;
     hc.closing = true;
-    uv_close(reinterpret_cast<uv_handle_t*>(&hc.timer), [](uv_handle_t* h) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&hc.timer), [](uv_handle_t* h) noexcept {
       auto* hc2 = static_cast<HttpConn*>(h->data);
-      uv_close(reinterpret_cast<uv_handle_t*>(&hc2->tcp), [](uv_handle_t* h2) {
+      uv_close(reinterpret_cast<uv_handle_t*>(&hc2->tcp), [](uv_handle_t* h2) noexcept {
         auto* hc3 = static_cast<HttpConn*>(h2->data);
         hc3->t->http_conns.erase(hc3->self);
       });
@@ -89,7 +93,7 @@ struct Target::Impl {
     w->close_after = close_after;
     w->w.data = w;
     uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
-    const int rc = uv_write(&w->w, s, &b, 1, [](uv_write_t* req, int status) {
+    const int rc = uv_write(&w->w, s, &b, 1, [](uv_write_t* req, int status) noexcept {
       std::unique_ptr<WriteReq> own(static_cast<WriteReq*>(req->data));
       if (status == UV_ECANCELED) return;
       auto* hc = static_cast<HttpConn*>(own->conn);
@@ -128,11 +132,13 @@ struct Target::Impl {
       hc.waiting = true;
       uv_timer_start(
           &hc.timer,
-          [](uv_timer_t* t) {
+          [](uv_timer_t* t) noexcept {
             auto* hc2 = static_cast<HttpConn*>(t->data);
-            hc2->waiting = false;
-            hc2->t->respond(*hc2, 200, "ok\n");
-            hc2->t->process(*hc2);
+            hc2->t->guarded(*hc2, "target_delay_timer", [&] {
+              hc2->waiting = false;
+              hc2->t->respond(*hc2, 200, "ok\n");
+              hc2->t->process(*hc2);
+            });
           },
           static_cast<std::uint64_t>(ms), 0);
     } else if (u == "/echo") {
@@ -147,6 +153,13 @@ struct Target::Impl {
     } else {
       respond(hc, 200, "ok\n");
     }
+  }
+
+  // Runs a connection's callback body; when it throws, that connection is closed.
+  template <typename Fn>
+  void guarded(HttpConn& hc, const char* callback, Fn&& fn) noexcept {
+    if (runtime::at_c_boundary(registry(), callback, hc.url, fn)) return;
+    close_http(hc);
   }
 
   void process(HttpConn& hc) {
@@ -190,12 +203,18 @@ struct Target::Impl {
     return ok_status();
   }
 
-  static void on_http_conn(uv_stream_t* srv, int status) {
+  static void on_http_conn(uv_stream_t* srv, int status) noexcept {
     auto* self = static_cast<Impl*>(srv->data);
     if (status < 0) {
       log::warn("target", "accept_failed", "error={}", uv_strerror(status));
       return;
     }
+    // Nothing to close yet when this throws (the list refused the new connection): logged and counted.
+    runtime::at_c_boundary(self->registry(), "target_http_accept", "", [&] { self->accept_http(srv); });
+  }
+
+  void accept_http(uv_stream_t* srv) {
+    Impl* self = this;
     self->http_conns.emplace_back();
     HttpConn& hc = self->http_conns.back();
     hc.self = std::prev(self->http_conns.end());
@@ -212,75 +231,90 @@ struct Target::Impl {
     uv_tcp_nodelay(&hc.tcp, 1);
     llhttp_init(&hc.parser, HTTP_REQUEST, &self->settings);
     hc.parser.data = &hc;
-    uv_read_start(reinterpret_cast<uv_stream_t*>(&hc.tcp), alloc, [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
-      auto* hc2 = static_cast<HttpConn*>(s->data);
-      if (n < 0) {
-        hc2->t->close_http(*hc2);
-        return;
-      }
-      if (hc2->in.size() + static_cast<std::size_t>(n) > kMaxInput) {
-        hc2->t->c.bad_requests++;
-        hc2->t->close_http(*hc2);
-        return;
-      }
-      hc2->in.append(b->base, static_cast<std::size_t>(n));
-      hc2->t->process(*hc2);
-    });
+    uv_read_start(reinterpret_cast<uv_stream_t*>(&hc.tcp), alloc,
+                  [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) noexcept {
+                    auto* hc2 = static_cast<HttpConn*>(s->data);
+                    if (n < 0) {
+                      hc2->t->close_http(*hc2);
+                      return;
+                    }
+                    if (hc2->in.size() + static_cast<std::size_t>(n) > kMaxInput) {
+                      hc2->t->c.bad_requests++;
+                      hc2->t->close_http(*hc2);
+                      return;
+                    }
+                    hc2->t->guarded(*hc2, "target_http_read", [&] {
+                      hc2->in.append(b->base, static_cast<std::size_t>(n));
+                      hc2->t->process(*hc2);
+                    });
+                  });
   }
 
-  static void on_echo_conn(uv_stream_t* srv, int status) {
+  static void on_echo_conn(uv_stream_t* srv, int status) noexcept {
     auto* self = static_cast<Impl*>(srv->data);
     if (status < 0) {
       log::warn("target", "accept_failed", "error={}", uv_strerror(status));
       return;
     }
+    runtime::at_c_boundary(self->registry(), "target_echo_accept", "", [&] { self->accept_echo(srv); });
+  }
+
+  static void close_echo(EchoConn& e) noexcept {
+    if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&e.tcp))) return;
+    uv_close(reinterpret_cast<uv_handle_t*>(&e.tcp), [](uv_handle_t* h) noexcept {
+      auto* e2 = static_cast<EchoConn*>(h->data);
+      e2->t->echo_conns.erase(e2->self);
+    });
+  }
+
+  void accept_echo(uv_stream_t* srv) {
+    Impl* self = this;
     self->echo_conns.emplace_back();
     EchoConn& ec = self->echo_conns.back();
     ec.self = std::prev(self->echo_conns.end());
     ec.t = self;
     uv_tcp_init(self->r->loop(), &ec.tcp);
     ec.tcp.data = &ec;
-    auto close_echo = [](EchoConn& e) {
-      if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&e.tcp))) return;
-      uv_close(reinterpret_cast<uv_handle_t*>(&e.tcp), [](uv_handle_t* h) {
-        auto* e2 = static_cast<EchoConn*>(h->data);
-        e2->t->echo_conns.erase(e2->self);
-      });
-    };
     if (uv_accept(srv, reinterpret_cast<uv_stream_t*>(&ec.tcp)) != 0 || self->echo_conns.size() > kMaxConns) {
       close_echo(ec);
       return;
     }
     self->c.tcp_connections++;
     uv_tcp_nodelay(&ec.tcp, 1);
-    uv_read_start(reinterpret_cast<uv_stream_t*>(&ec.tcp), alloc, [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
-      auto* e = static_cast<EchoConn*>(s->data);
-      if (n < 0) {
-        if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&e->tcp)))
-          uv_close(reinterpret_cast<uv_handle_t*>(&e->tcp), [](uv_handle_t* h) {
-            auto* e2 = static_cast<EchoConn*>(h->data);
-            e2->t->echo_conns.erase(e2->self);
-          });
-        return;
-      }
-      e->t->c.tcp_bytes += static_cast<std::uint64_t>(n);
-      e->t->write(s, nullptr, std::string(b->base, static_cast<std::size_t>(n)), false);
-    });
+    uv_read_start(reinterpret_cast<uv_stream_t*>(&ec.tcp), alloc,
+                  [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) noexcept {
+                    auto* e = static_cast<EchoConn*>(s->data);
+                    if (n < 0) {
+                      close_echo(*e);
+                      return;
+                    }
+                    e->t->c.tcp_bytes += static_cast<std::uint64_t>(n);
+                    if (!runtime::at_c_boundary(e->t->registry(), "target_echo_read", "", [&] {
+                          e->t->write(s, nullptr, std::string(b->base, static_cast<std::size_t>(n)), false);
+                        }))
+                      close_echo(*e);
+                  });
   }
 
   Status start(runtime::Reactor& rr, const TargetOptions& o) {
     r = &rr;
     opts = o;
     llhttp_settings_init(&settings);
-    settings.on_url = [](llhttp_t* p, const char* at, std::size_t len) {
-      static_cast<HttpConn*>(p->data)->url.append(at, len);
-      return 0;
+    // An llhttp callback that throws returns an error: the request is answered 400 and the connection closed.
+    settings.on_url = [](llhttp_t* p, const char* at, std::size_t len) noexcept {
+      auto* hc = static_cast<HttpConn*>(p->data);
+      return runtime::at_c_boundary(hc->t->registry(), "target_llhttp_on_url", "", [&] { hc->url.append(at, len); })
+                 ? 0
+                 : -1;
     };
-    settings.on_body = [](llhttp_t* p, const char* at, std::size_t len) {
-      static_cast<HttpConn*>(p->data)->body.append(at, len);
-      return 0;
+    settings.on_body = [](llhttp_t* p, const char* at, std::size_t len) noexcept {
+      auto* hc = static_cast<HttpConn*>(p->data);
+      return runtime::at_c_boundary(hc->t->registry(), "target_llhttp_on_body", hc->url,
+                                    [&] { hc->body.append(at, len); })
+                 ? 0
+                 : -1;
     };
-    settings.on_message_complete = [](llhttp_t*) { return static_cast<int>(HPE_PAUSED); };
+    settings.on_message_complete = [](llhttp_t*) noexcept { return static_cast<int>(HPE_PAUSED); };
     if (o.http_port >= 0) {
       HS_TRY(listen_tcp(&http_srv, o.http_port, on_http_conn, http_port));
       http_on = true;
@@ -297,17 +331,20 @@ struct Target::Impl {
       int rc = uv_udp_bind(&udp, reinterpret_cast<sockaddr*>(&addr), 0);
       if (rc == 0)
         rc = uv_udp_recv_start(
-            &udp, alloc, [](uv_udp_t* h, ssize_t n, const uv_buf_t* b, const sockaddr* from, unsigned) {
+            &udp, alloc, [](uv_udp_t* h, ssize_t n, const uv_buf_t* b, const sockaddr* from, unsigned) noexcept {
               auto* self = static_cast<Impl*>(h->data);
               if (n <= 0 || from == nullptr) return;
               self->c.udp_datagrams++;
-              auto* req = new UdpReq;
-              req->data.assign(b->base, static_cast<std::size_t>(n));
-              req->s.data = req;
-              uv_buf_t out = uv_buf_init(req->data.data(), static_cast<unsigned>(req->data.size()));
-              if (uv_udp_send(&req->s, h, &out, 1, from,
-                              [](uv_udp_send_t* s, int) { delete static_cast<UdpReq*>(s->data); }) != 0)
-                delete req;
+              // A datagram that cannot be echoed (out of memory) is dropped, logged and counted.
+              runtime::at_c_boundary(self->registry(), "target_udp_recv", "", [&] {
+                auto req = std::make_unique<UdpReq>();
+                req->data.assign(b->base, static_cast<std::size_t>(n));
+                req->s.data = req.get();
+                uv_buf_t out = uv_buf_init(req->data.data(), static_cast<unsigned>(req->data.size()));
+                if (uv_udp_send(&req->s, h, &out, 1, from,
+                                [](uv_udp_send_t* s, int) noexcept { delete static_cast<UdpReq*>(s->data); }) == 0)
+                  req.release();
+              });
             });
       if (rc != 0) {
         uv_close(reinterpret_cast<uv_handle_t*>(&udp), nullptr);
@@ -325,7 +362,7 @@ struct Target::Impl {
       for (auto& hc : http_conns) close_http(hc);
       for (auto& ec : echo_conns)
         if (!uv_is_closing(reinterpret_cast<uv_handle_t*>(&ec.tcp)))
-          uv_close(reinterpret_cast<uv_handle_t*>(&ec.tcp), [](uv_handle_t* h) {
+          uv_close(reinterpret_cast<uv_handle_t*>(&ec.tcp), [](uv_handle_t* h) noexcept {
             auto* e2 = static_cast<EchoConn*>(h->data);
             e2->t->echo_conns.erase(e2->self);
           });

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "hyperscale/base/host_port.hpp"
 #include "hyperscale/base/log.hpp"
 
 namespace hs::net {
@@ -14,20 +15,11 @@ using wire::Channel;
 using wire::Reject;
 
 Result<Endpoint> Endpoint::parse(std::string_view s) {
-  auto colon = s.rfind(':');
-  if (colon == std::string_view::npos || colon == 0 || colon + 1 >= s.size())
-    return make_error(Errc::invalid_argument, fmt::format("endpoint {}: expected host:port", log::quoted(s)));
-  unsigned port = 0;
-  for (char ch : s.substr(colon + 1)) {
-    if (ch < '0' || ch > '9' || port > 65535)
-      return make_error(Errc::invalid_argument, fmt::format("endpoint {}: bad port", log::quoted(s)));
-    port = port * 10 + static_cast<unsigned>(ch - '0');
-  }
-  if (port == 0 || port > 65535)
-    return make_error(Errc::invalid_argument, fmt::format("endpoint {}: port out of range", log::quoted(s)));
+  auto hp = parse_host_port(s);
+  if (!hp.ok()) return hp.status();
   Endpoint e;
-  e.host = std::string(s.substr(0, colon));
-  e.port = static_cast<std::uint16_t>(port);
+  e.host = std::move(hp->host);
+  e.port = hp->port;
   sockaddr_in sa{};
   if (uv_ip4_addr(e.host.c_str(), e.port, &sa) != 0)
     return make_error(Errc::invalid_argument, fmt::format("endpoint {}: not a numeric IPv4 address", log::quoted(s)));

@@ -2,21 +2,15 @@
 
 #include <exception>
 
+#include "hyperscale/base/enum_names.hpp"
 #include "hyperscale/base/log.hpp"
 
 namespace hs::runtime {
 
-std::string_view policy_name(TaskPolicy p) noexcept {
-  switch (p) {
-    case TaskPolicy::keep_going:
-      return "keep_going";
-    case TaskPolicy::restart_with_backoff:
-      return "restart_with_backoff";
-    case TaskPolicy::stop_node:
-      return "stop_node";
-  }
-  return "?";
-}
+constexpr EnumNames<TaskPolicy, 3> kPolicyNames{{"keep_going", "restart_with_backoff", "stop_node"}, "?"};
+static_assert(kPolicyNames.covers(TaskPolicy::stop_node));
+
+std::string_view policy_name(TaskPolicy p) noexcept { return kPolicyNames(p); }
 
 void report_task_error(metrics::Registry& metrics, std::string_view task, std::string_view error,
                        std::string_view extra_fields) {

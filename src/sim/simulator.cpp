@@ -652,6 +652,8 @@ Status Simulator::run_until(Instant t) {
       for (std::uint8_t b : *e.payload) h = h * 131 + b;
       mix(h);
     }
+    // The lines logged while this event runs (role code included) carry its virtual time and node.
+    const log::VirtualTimeScope log_time(now_.count(), e.kind == Event::kScript ? 0 : e.to);
     try {
       HS_TRY(dispatch(e));
       HS_TRY(check_invariants());

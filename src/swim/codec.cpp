@@ -2,39 +2,16 @@
 
 #include <fmt/format.h>
 
+#include "hyperscale/base/enum_names.hpp"
+
 namespace hs::swim {
 
-std::string_view decode_error_name(DecodeError e) noexcept {
-  switch (e) {
-    case DecodeError::none:
-      return "none";
-    case DecodeError::too_short:
-      return "too_short";
-    case DecodeError::bad_magic:
-      return "bad_magic";
-    case DecodeError::bad_version:
-      return "bad_version";
-    case DecodeError::bad_type:
-      return "bad_type";
-    case DecodeError::oversize:
-      return "oversize";
-    case DecodeError::truncated_state:
-      return "truncated_state";
-    case DecodeError::state_too_large:
-      return "state_too_large";
-    case DecodeError::truncated_gossip:
-      return "truncated_gossip";
-    case DecodeError::too_many_gossip:
-      return "too_many_gossip";
-    case DecodeError::bad_gossip_kind:
-      return "bad_gossip_kind";
-    case DecodeError::trailing_bytes:
-      return "trailing_bytes";
-    case DecodeError::kCount:
-      break;
-  }
-  return "unknown";
-}
+constexpr EnumNames<DecodeError, 12> kDecodeErrorNames{
+    {"none", "too_short", "bad_magic", "bad_version", "bad_type", "oversize", "truncated_state", "state_too_large",
+     "truncated_gossip", "too_many_gossip", "bad_gossip_kind", "trailing_bytes"}};
+static_assert(kDecodeErrorNames.covers(DecodeError::kCount, true));
+
+std::string_view decode_error_name(DecodeError e) noexcept { return kDecodeErrorNames(e); }
 
 namespace {
 

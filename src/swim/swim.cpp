@@ -3,23 +3,15 @@
 #include <algorithm>
 #include <cmath>
 
+#include "hyperscale/base/enum_names.hpp"
 #include "hyperscale/base/log.hpp"
 
 namespace hs::swim {
 
-std::string_view state_name(State s) noexcept {
-  switch (s) {
-    case State::alive:
-      return "alive";
-    case State::suspect:
-      return "suspect";
-    case State::dead:
-      return "dead";
-    case State::left:
-      return "left";
-  }
-  return "unknown";
-}
+constexpr EnumNames<State, 4> kStateNames{{"alive", "suspect", "dead", "left"}};
+static_assert(kStateNames.covers(State::left));
+
+std::string_view state_name(State s) noexcept { return kStateNames(s); }
 
 std::uint64_t SwimStats::decode_errors_total() const noexcept {
   std::uint64_t t = 0;

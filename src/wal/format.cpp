@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "hyperscale/base/enum_names.hpp"
 #include "hyperscale/base/crc32c.hpp"
 
 namespace hs::wal {
@@ -80,23 +81,11 @@ bool decode_segment_header(std::span<const std::uint8_t> b, Lsn& first_lsn, std:
   return true;
 }
 
-const char* record_check_name(RecordCheck c) noexcept {
-  switch (c) {
-    case RecordCheck::ok:
-      return "ok";
-    case RecordCheck::short_header:
-      return "short_header";
-    case RecordCheck::short_payload:
-      return "short_payload";
-    case RecordCheck::bad_length:
-      return "bad_length";
-    case RecordCheck::bad_crc:
-      return "crc_mismatch";
-    case RecordCheck::bad_lsn:
-      return "lsn_out_of_sequence";
-  }
-  return "unknown";
-}
+constexpr EnumNames<RecordCheck, 6> kRecordCheckNames{
+    {"ok", "short_header", "short_payload", "bad_length", "crc_mismatch", "lsn_out_of_sequence"}};
+static_assert(kRecordCheckNames.covers(RecordCheck::bad_lsn));
+
+const char* record_check_name(RecordCheck c) noexcept { return kRecordCheckNames(c); }
 
 RecordCheck decode_record(std::span<const std::uint8_t> b, Lsn expected_lsn, RecordView& out, std::size_t& size) {
   if (b.size() < kRecordHeaderSize) return RecordCheck::short_header;

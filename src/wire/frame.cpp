@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "hyperscale/base/enum_names.hpp"
 #include "hyperscale/base/log.hpp"
 #include "hyperscale/base/random.hpp"
 
@@ -64,47 +65,13 @@ std::string trim(std::string s) {
 
 }  // namespace
 
-std::string_view reject_name(Reject r) noexcept {
-  switch (r) {
-    case Reject::none:
-      return "none";
-    case Reject::truncated:
-      return "truncated";
-    case Reject::bad_magic:
-      return "bad_magic";
-    case Reject::version_mismatch:
-      return "version_mismatch";
-    case Reject::oversize:
-      return "oversize";
-    case Reject::unknown_type:
-      return "unknown_type";
-    case Reject::auth_failed:
-      return "auth_failed";
-    case Reject::verify_failed:
-      return "verify_failed";
-    case Reject::type_mismatch:
-      return "type_mismatch";
-    case Reject::wrong_cluster:
-      return "wrong_cluster";
-    case Reject::wrong_receiver:
-      return "wrong_receiver";
-    case Reject::role_not_allowed:
-      return "role_not_allowed";
-    case Reject::replay:
-      return "replay";
-    case Reject::stale:
-      return "stale";
-    case Reject::future:
-      return "future";
-    case Reject::stalled:
-      return "stalled";
-    case Reject::trailing_bytes:
-      return "trailing_bytes";
-    case Reject::kCount:
-      break;
-  }
-  return "unknown";
-}
+constexpr EnumNames<Reject, 17> kRejectNames{{"none", "truncated", "bad_magic", "version_mismatch", "oversize",
+                                              "unknown_type", "auth_failed", "verify_failed", "type_mismatch",
+                                              "wrong_cluster", "wrong_receiver", "role_not_allowed", "replay", "stale",
+                                              "future", "stalled", "trailing_bytes"}};
+static_assert(kRejectNames.covers(Reject::kCount, true));
+
+std::string_view reject_name(Reject r) noexcept { return kRejectNames(r); }
 
 bool role_allowed(MsgType type, fb::Role sender, fb::Role receiver) noexcept {
   if (sender == fb::Role::Unknown || receiver == fb::Role::Unknown) return false;

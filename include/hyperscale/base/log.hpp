@@ -10,6 +10,7 @@
 // write(2), so lines from different shards never interleave.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -38,6 +39,24 @@ void set_sink(Sink* sink) noexcept;
 
 // The shard id printed on lines from this thread; -1 (printed as "main") outside shard threads.
 void set_thread_shard(int shard) noexcept;
+
+// Virtual time for the lines of this thread (the simulator's hook). While a scope lives, `ts=` is
+// `virtual_ns` (counted from the Unix epoch: virtual t=0 prints as 1970-01-01T00:00:00.000000Z) instead of
+// the wall clock, and a non-zero `node` adds `node=<id>` after the shard. The simulator opens one around
+// each event it delivers, so the role code's lines carry the virtual time of the event they belong to.
+// Scopes nest; the destructor restores what was there before.
+class VirtualTimeScope {
+ public:
+  VirtualTimeScope(std::int64_t virtual_ns, std::uint64_t node) noexcept;
+  ~VirtualTimeScope();
+  VirtualTimeScope(const VirtualTimeScope&) = delete;
+  VirtualTimeScope& operator=(const VirtualTimeScope&) = delete;
+
+ private:
+  bool prev_active_;
+  std::int64_t prev_ns_;
+  std::uint64_t prev_node_;
+};
 int thread_shard() noexcept;
 
 // Emits one line. `fields` is appended verbatim after the standard prefix.

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "hyperscale/base/status.hpp"
@@ -52,5 +53,17 @@ struct RunOptions {
 // Runs the plan to completion and returns the merged statistics with thresholds evaluated. Errors
 // only for infrastructure problems found before load starts (e.g. a host that does not resolve).
 Result<RunStats> run_plan(const Plan& plan, const RunOptions& opts);
+
+// The longest a run of `plan` can take when every part behaves: each workflow's duration, plus its
+// graceful stop (at most the sum of its step timeouts + 1 s) and 2 s of start/stop slack, plus 10 s for the
+// whole run. Both the local engine and the local cluster stop waiting (and abort) after it.
+Duration worst_case_run_time(const Plan& plan);
+
+namespace testing {
+// Called on the shard's thread with the step's name when an HTTP response has been read, before it is
+// checked (nullptr, the default: not called). Tests make it throw to show that the engine's C callback
+// boundaries hold: the exception fails that request, is logged and counted, and the run goes on.
+extern void (*on_response)(std::string_view step);
+}  // namespace testing
 
 }  // namespace hs::load

@@ -110,6 +110,29 @@ struct RunStats {
 double observe(Metric m, const Counts& c, const Histogram& h, double seconds, std::uint64_t dropped,
                std::uint64_t scheduled, bool& no_data);
 bool compare(CmpOp op, double observed, double limit);
+
+// One threshold judged on some statistics (a step's, a workflow's or the run's). No data never passes.
+struct Judged {
+  double observed = 0;
+  bool passed = false;
+  bool no_data = false;
+};
+Judged judge_threshold(const Threshold& t, const Counts& c, const Histogram& h, double seconds, std::uint64_t dropped,
+                       std::uint64_t scheduled);
+
+// The statistics plan-level thresholds are judged on, for the final result and the live view alike: the test
+// workflows' counts and latency merged (setup workflows do not count), the longest one's time, drops and
+// scheduled iterations summed.
+struct RunTotals {
+  Counts counts;
+  Histogram latency;
+  double seconds = 0;
+  std::uint64_t dropped = 0, scheduled = 0;
+
+  void add(const Workflow& wf, const Counts& c, const Histogram& h, double secs, std::uint64_t wf_dropped,
+           std::uint64_t wf_scheduled);
+  Judged judge(const Threshold& t) const { return judge_threshold(t, counts, latency, seconds, dropped, scheduled); }
+};
 // Evaluates every threshold of the plan on the merged stats (fills stats.thresholds).
 void evaluate_thresholds(const Plan& plan, RunStats& stats);
 

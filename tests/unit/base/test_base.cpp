@@ -8,6 +8,8 @@
 
 #include "hyperscale/base/alloc.hpp"
 #include "hyperscale/base/assert.hpp"
+#include "hyperscale/base/enum_names.hpp"
+#include "hyperscale/base/host_port.hpp"
 #include "hyperscale/base/log.hpp"
 #include "hyperscale/base/metrics.hpp"
 #include "hyperscale/base/random.hpp"
@@ -16,6 +18,39 @@
 #include "hyperscale/base/time.hpp"
 
 using namespace hs;
+
+namespace {
+enum class Colour : std::uint8_t { red, green, blue };
+enum class Signed : int { a, b, kCount };
+}  // namespace
+
+TEST_CASE("EnumNames names every enumerator and falls back outside the table", "[base][enum_names]") {
+  constexpr EnumNames<Colour, 3> names{{"red", "green", "blue"}};
+  STATIC_REQUIRE(names.covers(Colour::blue));
+  CHECK(std::string_view(names(Colour::red)) == "red");
+  CHECK(std::string_view(names(Colour::blue)) == "blue");
+  CHECK(std::string_view(names(static_cast<Colour>(7))) == "unknown");  // a corrupt byte is not an index
+
+  // A table that misses an enumerator or has an empty name does not cover the enum.
+  constexpr EnumNames<Colour, 2> short_table{{"red", "green"}};
+  STATIC_REQUIRE_FALSE(short_table.covers(Colour::blue));
+  constexpr EnumNames<Colour, 3> hole{{"red", "", "blue"}};
+  STATIC_REQUIRE_FALSE(hole.covers(Colour::blue));
+  constexpr EnumNames<Colour, 3> unset{{"red", "green"}};  // the third name left null
+  STATIC_REQUIRE_FALSE(unset.covers(Colour::blue));
+
+  // A kCount sentinel is exclusive; a negative value and the sentinel itself get the fallback.
+  constexpr EnumNames<Signed, 2> s{{"a", "b"}, "?"};
+  STATIC_REQUIRE(s.covers(Signed::kCount, true));
+  STATIC_REQUIRE_FALSE(s.covers(Signed::kCount));
+  CHECK(std::string_view(s(static_cast<Signed>(-1))) == "?");
+  CHECK(std::string_view(s(Signed::kCount)) == "?");
+
+  // The project's tables answer through the helper.
+  CHECK(log::level_name(log::Level::off) == "off");
+  CHECK(errc_name(Errc::internal) == "internal");
+  CHECK(errc_name(static_cast<Errc>(200)) == "unknown");
+}
 
 TEST_CASE("Status and Result carry errors with context", "[base]") {
   Status ok;
@@ -251,4 +286,39 @@ TEST_CASE("HS_ASSERT passes silently and reports a broken invariant with its val
     CHECK(t.values.empty());
   }
   hs::set_assert_handler(nullptr);
+}
+
+TEST_CASE("parse_host_port splits host:port once for every caller", "[base][host_port]") {
+  auto a = parse_host_port("127.0.0.1:7101");
+  REQUIRE(a.ok());
+  CHECK(a->host == "127.0.0.1");
+  CHECK(a->port == 7101);
+  auto v6 = parse_host_port("[::1]:443");
+  REQUIRE(v6.ok());
+  CHECK(v6->host == "::1");
+  CHECK(v6->port == 443);
+  // A default port makes the port optional, with or without brackets.
+  auto d = parse_host_port("example.com", HostPortRules{.default_port = 80});
+  REQUIRE(d.ok());
+  CHECK(d->host == "example.com");
+  CHECK(d->port == 80);
+  auto d6 = parse_host_port("[::1]", HostPortRules{.default_port = 80});
+  REQUIRE(d6.ok());
+  CHECK(d6->port == 80);
+  // Port 0 only where allowed (a listen address may ask for an ephemeral port).
+  CHECK_FALSE(parse_host_port("127.0.0.1:0").ok());
+  auto z = parse_host_port("0.0.0.0:0", HostPortRules{.allow_port_zero = true});
+  REQUIRE(z.ok());
+  CHECK(z->port == 0);
+  // Bad input: a clear error that quotes the text.
+  for (const char* bad : {"", "host", ":80", "h:", "h:65536", "h:-1", "h:8o", "h:123456", "[::1", "[::1]x", "[]:80"}) {
+    INFO(bad);
+    auto r = parse_host_port(bad);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.status().code() == Errc::invalid_argument);
+    CHECK(r.status().message().find(fmt::format("address '{}'", bad)) != std::string::npos);
+  }
+  auto form = parse_host_port("nocolon", HostPortRules{.form = "IPv4:port"});
+  REQUIRE_FALSE(form.ok());
+  CHECK(form.status().message() == "address 'nocolon': expected IPv4:port");
 }

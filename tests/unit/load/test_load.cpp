@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <random>
 
+#include "hyperscale/load/engine.hpp"
 #include "hyperscale/load/histogram.hpp"
 #include "hyperscale/load/plan.hpp"
 #include "hyperscale/load/report.hpp"
@@ -524,4 +525,33 @@ errors = "== 0"
   skipped.workflows.resize(1);
   skipped.workflows[0].outcome = WorkflowOutcome::skipped;
   REQUIRE(exit_code_for(skipped) == 3);
+}
+
+TEST_CASE("worst_case_run_time bounds a run by durations, graceful stops and step timeouts", "[load][plan]") {
+  using std::chrono::seconds;
+  Plan plan;
+  CHECK(worst_case_run_time(plan) == seconds(10));  // an empty plan: only the run's slack
+  Workflow a;
+  a.duration = seconds(60);
+  a.graceful_stop = seconds(30);
+  a.steps.resize(2);
+  a.steps[0].timeout = seconds(2);
+  a.steps[1].timeout = seconds(3);  // the graceful stop is cut to the steps' timeouts + 1 s = 6 s
+  Workflow b;
+  b.duration = seconds(5);
+  b.graceful_stop = seconds(1);  // shorter than b's step timeout (5 s default) + 1 s
+  b.steps.resize(1);
+  plan.workflows = {a, b};
+  CHECK(worst_case_run_time(plan) == seconds((60 + 6 + 2) + (5 + 1 + 2) + 10));
+}
+
+TEST_CASE("parse: a value of the wrong TOML type is named by its type", "[load][parse]") {
+  // One name table for every TOML reader (plan files here, daemon config in host): a float is "a float"
+  // and a date "a date", not a catch-all.
+  auto f = parse(std::string(kMinimal) + "[[workflow]]\nname = 1.5\n");
+  REQUIRE_FALSE(f.ok());
+  CHECK(f.status().message().find("'name' must be a string, not a float") != std::string::npos);
+  auto d = parse(std::string(kMinimal) + "[[workflow]]\nname = 1979-05-27\n");
+  REQUIRE_FALSE(d.ok());
+  CHECK(d.status().message().find("'name' must be a string, not a date") != std::string::npos);
 }

@@ -7,12 +7,15 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <stdexcept>
 #include <thread>
 
 #include "hyperscale/load/engine.hpp"
 #include "hyperscale/load/plan.hpp"
 #include "hyperscale/load/report.hpp"
 #include "hyperscale/load/target.hpp"
+#include "hyperscale/runtime/c_boundary.hpp"
+#include "hyperscale/runtime/log_capture.hpp"
 #include "hyperscale/runtime/shard_set.hpp"
 #include "target_fixture.hpp"
 
@@ -337,4 +340,42 @@ url = "http://127.0.0.1:{}/delay/5000"
   REQUIRE(w.completed == 0);
   REQUIRE(step(s, 0, 0).measured.executed == 0);  // interrupted, not failed
   REQUIRE(s.elapsed < std::chrono::seconds(2));
+}
+
+namespace {
+int g_responses = 0;  // touched only by the one shard that runs the single VU, read after the run
+}  // namespace
+
+TEST_CASE("run: an exception in a response handler fails that request at the C callback boundary; the run goes on",
+          "[load][run][c_boundary]") {
+  TargetProc t;
+  const Plan p = must_parse(fmt::format(R"(version = 1
+[[workflow]]
+name = "w"
+vus = 1
+iterations = 20
+duration = "60s"
+[[workflow.step]]
+name = "home"
+url = "http://127.0.0.1:{0}/"
+)",
+                                        t.http));
+  runtime::LogCapture logs;
+  g_responses = 0;
+  // The 5th response's handler throws inside libuv's read callback (uv_read -> llhttp -> checks).
+  on_response = [](std::string_view) {
+    if (++g_responses == 5) throw std::runtime_error("injected by the test");
+  };
+  const std::uint64_t before = runtime::callback_errors_total();
+  const RunStats s = must_run(p, 1);
+  on_response = nullptr;
+  t.stop();
+  CHECK(runtime::callback_errors_total() == before + 1);
+  CHECK(logs.contains({"event=callback_exception", "callback=uv_read", "about=\"home\"", "injected by the test"}));
+  // That request failed and its connection closed; the other 19 went on to completion.
+  REQUIRE(s.workflows[0].outcome == WorkflowOutcome::completed);
+  CHECK(s.workflows[0].completed == 20);
+  CHECK(step(s, 0, 0).measured.executed == 20);
+  CHECK(step(s, 0, 0).measured.ok == 19);
+  CHECK(step(s, 0, 0).measured.reasons[static_cast<std::size_t>(FailReason::bad_response)] == 1);
 }

@@ -2,6 +2,7 @@
 
 #include <map>
 
+#include "hyperscale/base/log.hpp"
 #include "hyperscale/sim/simulator.hpp"
 
 using namespace hs;
@@ -252,4 +253,38 @@ TEST_CASE("seeds_to_run honours HS_SIM_SEED for replay") {
   unsetenv("HS_SIM_SEED");
   CHECK(seeds_to_run(3) == std::vector<std::uint64_t>{1, 2, 3});
   CHECK(replay_command(5, "/bin/t", "x y").find("HS_SIM_SEED=5 /bin/t 'x y'") != std::string::npos);
+}
+
+namespace {
+// Keeps the lines logged while it is installed (the simulator runs on this one thread).
+struct LineSink final : log::Sink {
+  std::vector<std::string> lines;
+  LineSink() { log::set_sink(this); }
+  ~LineSink() override { log::set_sink(nullptr); }
+  void write(log::Level, std::string_view line) noexcept override { lines.emplace_back(line); }
+};
+// Role code as the simulator runs it: logs from a timer it set for 1.5 s after start.
+struct Logger final : Node {
+  void on_start(Context& ctx) override { ctx.set_timer(1500ms, 1); }
+  void on_message(Context&, NodeId, std::span<const std::uint8_t>) override {}
+  void on_timer(Context&, TimerId, std::uint64_t) override { log::warn("role", "tick", "what=from_role_code"); }
+};
+}  // namespace
+
+TEST_CASE("role code's log lines inside the simulator carry virtual time and the node id") {
+  LineSink sink;
+  Simulator s(SimOptions{});
+  REQUIRE(s.add_node(7, [](NodeId) { return std::make_unique<Logger>(); }).ok());
+  s.start_all();
+  REQUIRE(s.run_for(2s).ok());
+  std::vector<std::string> ticks;
+  for (const auto& l : sink.lines)
+    if (l.find("event=tick") != std::string::npos) ticks.push_back(l);
+  REQUIRE(ticks.size() == 1);
+  // Virtual t = 1.5 s from the simulation's start (the epoch), not the wall clock.
+  CHECK(ticks[0].rfind("ts=1970-01-01T00:00:01.500000Z level=warn shard=main node=7 comp=role event=tick", 0) == 0);
+  // Outside the simulator's events the wall clock is back.
+  log::warn("test", "after");
+  CHECK(sink.lines.back().rfind("ts=1970", 0) == std::string::npos);
+  CHECK(sink.lines.back().find("node=") == std::string::npos);
 }
