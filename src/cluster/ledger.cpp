@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "hyperscale/base/assert.hpp"
+#include "hyperscale/base/enum_names.hpp"
 #include "hyperscale/base/log.hpp"
 
 namespace hs::cluster {
@@ -23,35 +24,12 @@ struct SnapshotImage {
 };
 }  // namespace
 
-const char* name(LedgerOutcome o) {
-  switch (o) {
-    case LedgerOutcome::applied:
-      return "applied";
-    case LedgerOutcome::duplicate:
-      return "duplicate";
-    case LedgerOutcome::conflict:
-      return "conflict";
-    case LedgerOutcome::full:
-      return "full";
-    case LedgerOutcome::unknown_job:
-      return "unknown_job";
-    case LedgerOutcome::job_terminal:
-      return "job_terminal";
-    case LedgerOutcome::cancelled:
-      return "cancelled";
-    case LedgerOutcome::stale_token:
-      return "stale_token";
-    case LedgerOutcome::wf_terminal:
-      return "wf_terminal";
-    case LedgerOutcome::wf_busy:
-      return "wf_busy";
-    case LedgerOutcome::not_terminal:
-      return "not_terminal";
-    case LedgerOutcome::malformed:
-      return "malformed";
-  }
-  return "?";
-}
+constexpr EnumNames<LedgerOutcome, 12> kOutcomeNames{{"applied", "duplicate", "conflict", "full", "unknown_job",
+                                                     "job_terminal", "cancelled", "stale_token", "wf_terminal",
+                                                     "wf_busy", "not_terminal", "malformed"}};
+static_assert(kOutcomeNames.covers(LedgerOutcome::malformed));
+
+const char* name(LedgerOutcome o) { return kOutcomeNames(o); }
 
 std::vector<std::uint8_t> encode_entry(LedgerEntry& e) {
   Enc enc;

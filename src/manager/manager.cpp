@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <exception>
 
 #include "hyperscale/base/assert.hpp"
@@ -26,20 +27,9 @@ bool valid_id(const std::string& s, std::size_t max) {
 
 bool live(WfState s) { return s == WfState::dispatched || s == WfState::running; }
 
-const char* concern_name(std::uint64_t c) {
-  switch (c) {
-    case 1:
-      return "schedule";
-    case 2:
-      return "liveness";
-    case 3:
-      return "deadlines";
-    case 4:
-      return "retention";
-    default:
-      return "unknown";
-  }
-}
+// Timer tags of the concerns (Manager::Concern: 1..4).
+constexpr std::array<const char*, 5> kConcernNames{"none", "schedule", "liveness", "deadlines", "retention"};
+const char* concern_name(std::uint64_t c) { return c < kConcernNames.size() ? kConcernNames[c] : "unknown"; }
 
 // The dependency graph has no cycle (Kahn's algorithm).
 bool acyclic(const JobSpec& s) {
