@@ -3,7 +3,7 @@
 #   - `--manager` takes one value per use: the positional job file / job id after it is not swallowed;
 #   - a manager that refuses connections is left at once; an unreachable cluster exits 5 quickly,
 #     with one summary instead of a warning per retry;
-#   - a repeat submit answered by a replica names the job's leader, not the replica;
+#   - a repeat submit answered by a follower names the leader (it leads every job), not the follower;
 #   - a wrong cluster secret is reported as rejected frames, not as a dead manager;
 #   - an unknown job's "not found" mentions retention.
 source "$(dirname "$0")/lib.sh" "$@" m1 m2 m3 w1
@@ -73,7 +73,7 @@ echo "silent peer: exit $rc after ${el}s (--deadline 2)"
 [[ $rc == 5 ]] || { cat r3.txt; fail "silent peer: exit $rc"; }
 below "$el" 6 || { cat r3.txt; fail "--deadline 2 took ${el}s"; }
 
-echo "== (6) a repeat submit answered by a replica names the job's leader"
+echo "== (6) a repeat submit answered by a follower names the leader"
 LEADER=$(wait_cluster 1 m1 m2 m3) || fail "no leader"
 FOLLOWER=; for n in m1 m2 m3; do [[ $n != "$LEADER" ]] && { FOLLOWER=$n; break; }; done
 timeout 60 "$HS" submit --config m1.toml --manager "127.0.0.1:${PORT[$LEADER]}" job.toml --job-id repeat-1 > p1.txt 2>&1 ||

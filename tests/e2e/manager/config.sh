@@ -54,32 +54,36 @@ expect_config_error() {
 }
 
 echo "== relations between keys: exit 2, both keys with values and sources"
-expect_config_error lease manager plain.toml \
-  'election.lease = 10s (env HS_ELECTION_LEASE), election.timeout_min = 5s (default): election.lease must be at most 90 % of election.timeout_min' \
-  -- HS_ELECTION_LEASE=10s
 printf '[swim]\nprobe_timeout = "2s"\n' > probe.toml
 cat plain.toml >> probe.toml
 expect_config_error probe manager probe.toml \
   "swim.probe_timeout = 2s (probe.toml:2:17), swim.period = 1s (default): swim.probe_timeout must be below 5/9 of swim.period"
 expect_config_error probe-nack manager plain.toml \
   'swim.probe_timeout = 600ms (env HS_SWIM_PROBE_TIMEOUT), swim.period = 1s (default)' -- HS_SWIM_PROBE_TIMEOUT=600ms
-expect_config_error timeouts manager plain.toml \
-  'election.timeout_min = 9s (env HS_ELECTION_TIMEOUT_MIN), election.timeout_max = 2s (env HS_ELECTION_TIMEOUT_MAX): election.timeout_min must not be above election.timeout_max' \
-  -- HS_ELECTION_TIMEOUT_MIN=9s HS_ELECTION_TIMEOUT_MAX=2s
-expect_config_error heartbeat-lease manager plain.toml \
-  'election.heartbeat = 4s (env HS_ELECTION_HEARTBEAT), election.lease = 4s (default): election.heartbeat must be shorter than election.lease' \
-  -- HS_ELECTION_HEARTBEAT=4s
-expect_config_error heartbeat-timeout manager plain.toml \
-  'election.heartbeat = 6s (env HS_ELECTION_HEARTBEAT), election.timeout_min = 5s (default): election.heartbeat must be shorter than election.timeout_min' \
-  -- HS_ELECTION_HEARTBEAT=6s
+expect_config_error raft-heartbeat manager plain.toml \
+  'raft.heartbeat = 2s (env HS_RAFT_HEARTBEAT), raft.election_timeout = 2s (default): raft.heartbeat must be shorter than raft.election_timeout' \
+  -- HS_RAFT_HEARTBEAT=2s
+printf '[raft]\nelection_timeout = "150ms"\n' > raft.toml
+cat plain.toml >> raft.toml
+expect_config_error raft-timeout manager raft.toml \
+  'raft.heartbeat = 200ms (default), raft.election_timeout = 150ms (raft.toml:2:20): raft.heartbeat must be shorter than raft.election_timeout'
 expect_config_error stale worker plainw.toml \
   'worker.heartbeat = 2s (env HS_WORKER_HEARTBEAT), manager.worker_stale = 3s (default): manager.worker_stale must be at least 2 x worker.heartbeat' \
   -- HS_WORKER_HEARTBEAT=2s
 expect_config_error orphan worker plainw.toml \
-  'worker.orphan_grace = 5s (env HS_WORKER_ORPHAN_GRACE), election.timeout_max = 7s (default): worker.orphan_grace must be longer than election.timeout_max' \
-  -- HS_WORKER_ORPHAN_GRACE=5s
+  'worker.orphan_grace = 4s (env HS_WORKER_ORPHAN_GRACE), raft.election_timeout = 2s (default): worker.orphan_grace must be longer than 2 x raft.election_timeout' \
+  -- HS_WORKER_ORPHAN_GRACE=4s
+expect_config_error orphan-election manager plain.toml \
+  'worker.orphan_grace = 8s (default), raft.election_timeout = 4s (env HS_RAFT_ELECTION_TIMEOUT): worker.orphan_grace must be longer than 2 x raft.election_timeout' \
+  -- HS_RAFT_ELECTION_TIMEOUT=4s
+expect_config_error exec worker plainw.toml \
+  'worker.orphan_grace = 12s (env HS_WORKER_ORPHAN_GRACE), manager.exec_timeout = 12s (default): manager.exec_timeout must be longer than worker.orphan_grace' \
+  -- HS_WORKER_ORPHAN_GRACE=12s
+expect_config_error exec-manager manager plain.toml \
+  'worker.orphan_grace = 8s (default), manager.exec_timeout = 5s (env HS_MANAGER_EXEC_TIMEOUT): manager.exec_timeout must be longer than worker.orphan_grace' \
+  -- HS_MANAGER_EXEC_TIMEOUT=5s
 # Every broken relation at once, and --print-config refuses too.
-HS_ELECTION_LEASE=10s HS_WORKER_HEARTBEAT=2s timeout 30 "$HS" manager --config plain.toml --print-config > pc-bad.txt 2>&1; rc=$?
+HS_RAFT_HEARTBEAT=2s HS_WORKER_HEARTBEAT=2s timeout 30 "$HS" manager --config plain.toml --print-config > pc-bad.txt 2>&1; rc=$?
 [[ $rc == 2 && $(grep -c ' = .*(.*), .* = .*(.*): ' pc-bad.txt) == 2 ]] || { cat pc-bad.txt; fail "print-config with broken relations: exit $rc"; }
 # The test profile of lib.sh (docs/daemons.md) satisfies every relation.
 "$HS" manager --config m1.toml --print-config > /dev/null || fail "the test profile breaks a relation"

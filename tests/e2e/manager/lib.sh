@@ -69,15 +69,14 @@ managers = [$MANAGERS]
 [swim]
 period = "200ms"
 probe_timeout = "100ms"
-[election]
-heartbeat = "150ms"
-timeout_min = "1000ms"
-timeout_max = "1500ms"
-lease = "700ms"
+[raft]
+heartbeat = "100ms"
+election_timeout = "1000ms"
 [manager]
 tick = "50ms"
 worker_stale = "1500ms"
 dispatch_ack_timeout = "500ms"
+exec_timeout = "6s"
 [worker]
 cores = 1
 heartbeat = "200ms"
