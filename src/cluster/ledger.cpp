@@ -176,8 +176,14 @@ LedgerOutcome JobLedger::wf_done(LedgerJob& j, LedgerEntry& e) {
   if (terminal(w.state)) return LedgerOutcome::wf_terminal;
   if (e.token != w.token || !live_wf(w)) return LedgerOutcome::stale_token;  // a late result of an older attempt
   note(j, e.note);
-  if (terminal(j.state)) {  // the stop of a cancelled or timed-out job confirmed: totals stay frozen
+  if (terminal(j.state)) {
+    // The stopped attempt of a cancelled or timed-out job reports its own end: it is cancelled,
+    // with the statistics it gathered until it stopped. The leader proposes this only while it
+    // waits for the stop (cancel_timeout); once the workflow is terminal nothing changes it.
     w.state = WfState::cancelled;
+    w.completed = std::max(w.completed, e.completed);
+    w.failed = std::max(w.failed, e.failed);
+    if (!e.stats.empty()) w.stats = std::move(e.stats);
     return LedgerOutcome::applied;
   }
   w.state = w.stop_requested && e.state != static_cast<std::uint8_t>(WfState::failed) ? WfState::cancelled

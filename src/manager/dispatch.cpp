@@ -621,11 +621,13 @@ void Manager::handle_result(NodeId from, ResultMsg& m) {
       [clear](const Status&) { clear(); });
 }
 
-// A confirmed stop ends the attempt as cancelled, with the totals the leader saw.
+// A worker that stopped the attempt sends its result (with the statistics gathered until then)
+// next: the leader waits for it until the stop deadline. A worker that does not run the attempt
+// ends it at once, cancelled with the totals the leader saw.
 void Manager::handle_stop_ack(NodeId from, const StopAck& m) {
   std::size_t idx = 0;
   Run* r = current_run(from, m.job_id, m.workflow, m.token, idx);
-  if (r == nullptr || !r->stopping || r->proposing) return;
+  if (r == nullptr || !r->stopping || r->proposing || m.stopped) return;
   r->proposing = true;
   LedgerEntry e = entry(LedgerOp::wf_done, m.job_id);
   e.workflow = static_cast<std::uint32_t>(idx);

@@ -16,8 +16,9 @@
 //               otherwise a retry is spent if the workflow's and the job's budgets allow, else the
 //               workflow fails. On a terminal job or a stop-requested workflow it becomes cancelled.
 //   wf_done     the current attempt's result: only for the current token of a live workflow. On a
-//               terminal job the workflow becomes cancelled and the job's totals do not change (a
-//               late result never changes a terminal job).
+//               terminal job it is the stopped attempt's end: cancelled, with what it gathered (the
+//               leader proposes it only while it waits for the stop; after that the workflow is
+//               terminal and a late result changes nothing).
 //   cancel      the job is cancelled (terminal at once): pending workflows are cancelled, live ones
 //               keep running until their stop is confirmed (wf_done/wf_lost), with the totals the
 //               leader saw frozen into the entry.

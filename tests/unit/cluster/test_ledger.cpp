@@ -143,13 +143,15 @@ TEST_CASE("ledger: results count only for the current attempt and only while the
   CHECK(f.ledger.job("a")->workflows[0].completed == 100);
   REQUIRE(f.dispatch("a", 1, make_token(3, 2)) == LedgerOutcome::applied);
   CHECK(f.simple(LedgerOp::job_done, "a", JobState::timeout) == LedgerOutcome::applied);
-  // After the job timed out, the result of the still-running workflow only confirms it ended: it
-  // is cancelled, and the job's totals and state do not change (issue 21, defect 5).
+  // After the job timed out, the stopped workflow's own end is recorded (cancelled, with what it
+  // gathered); the job's state does not change, and once the workflow is terminal a late result
+  // changes nothing (issue 21, defect 5).
   CHECK(f.ledger.job("a")->workflows[1].state == WfState::dispatched);
   CHECK(f.wf_done("a", 1, make_token(3, 2)) == LedgerOutcome::applied);
   CHECK(f.ledger.job("a")->workflows[1].state == WfState::cancelled);
-  CHECK(f.ledger.job("a")->workflows[1].completed == 0);
+  CHECK(f.ledger.job("a")->workflows[1].completed == 100);
   CHECK(f.ledger.job("a")->state == JobState::timeout);
+  CHECK(f.wf_done("a", 1, make_token(3, 2)) == LedgerOutcome::wf_terminal);
 }
 
 TEST_CASE("ledger: a terminal job never changes state again") {
@@ -301,14 +303,20 @@ TEST_CASE("ledger: checkpoints carry elapsed time and live totals, and freeze wi
   c.progress = {{70, 3}, {0, 0}};
   REQUIRE(f.run(c) == LedgerOutcome::applied);
   CHECK(j->workflows[0].completed == 70);
-  LedgerEntry late;  // the stopped workflow's own result arrives with higher totals: ignored
+  LedgerEntry lost;  // the stop was never confirmed: the workflow ends with the frozen totals
+  lost.op = LedgerOp::wf_lost;
+  lost.job_id = "a";
+  lost.workflow = 0;
+  lost.token = make_token(1, 1);
+  CHECK(f.run(lost) == LedgerOutcome::applied);
+  LedgerEntry late;  // its own result arrives after that: it changes nothing
   late.op = LedgerOp::wf_done;
   late.job_id = "a";
   late.workflow = 0;
   late.token = make_token(1, 1);
   late.state = static_cast<std::uint8_t>(WfState::completed);
   late.completed = 500;
-  CHECK(f.run(late) == LedgerOutcome::applied);
+  CHECK(f.run(late) == LedgerOutcome::wf_terminal);
   CHECK(j->workflows[0].completed == 70);
   CHECK(j->workflows[0].state == WfState::cancelled);
   CHECK(j->state == JobState::cancelled);
