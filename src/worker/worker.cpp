@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "hyperscale/base/assert.hpp"
 #include "hyperscale/base/log.hpp"
 #include "hyperscale/cluster/ledger.hpp"
 
@@ -185,7 +186,7 @@ void Worker::unwind_unsynced(PendingAck& p) {
                log::quoted(e.job_id), log::quoted(e.workflow), e.token, e.done);
     if (!e.done) {
       exec_.cancel(e.id);
-      used_ -= e.cores;
+      release_cores(e.cores);
     } else {
       stats_.results_dropped++;
     }
@@ -412,6 +413,11 @@ void Worker::handle_dispatch(NodeId from, Dispatch& d) {
   start_exec(from, d, ack);
 }
 
+void Worker::release_cores(std::uint32_t n) {
+  HS_ASSERT(n <= used_, "worker: releasing {} cores with {} in use", n, used_);
+  used_ -= n;
+}
+
 void Worker::refuse(NodeId from, const Dispatch& d, DispatchAck& ack, Err code, std::string error) {
   ack.accepted = false;
   ack.code = code;
@@ -495,7 +501,7 @@ void Worker::supersede(const Key& k) {
             log::quoted(old.workflow), old.token, old.done);
   if (!old.done) {
     exec_.cancel(old.id);
-    used_ -= old.cores;
+    release_cores(old.cores);
   }
   by_id_.erase(old.id);
   execs_.erase(it);
@@ -524,6 +530,8 @@ void Worker::start_exec(NodeId from, Dispatch& d, DispatchAck& ack) {
   e.confirmed_at = ctx_->now();
   by_id_[e.id] = k;
   used_ += d.cores;
+  HS_ASSERT(used_ <= cfg_.cores, "worker: {} cores in use of {} (job {} workflow {})", used_, cfg_.cores, d.job_id,
+            d.workflow);
   stats_.accepted++;
   ack.accepted = true;
   ack.available_cores = free_cores();
@@ -581,7 +589,7 @@ void Worker::on_exec_done(std::uint64_t exec, ExecResult r) {
 void Worker::finish(Exec& e, ExecResult r) {
   e.done = true;
   e.done_at = ctx_->now();
-  used_ -= e.cores;
+  release_cores(e.cores);
   const Outcome o = r.outcome == ExecOutcome::completed ? Outcome::completed
                     : r.outcome == ExecOutcome::failed  ? Outcome::failed
                                                         : Outcome::cancelled;

@@ -156,6 +156,7 @@ class Worker final : public node::Node {
   void compact_marks();  // rewrites the "fence" log with the live marks (Disk::replace_log)
   void load_marks();
   void send(NodeId to, cluster::MsgType t, auto& msg);
+  void release_cores(std::uint32_t n);  // HS_ASSERT: never below zero
 
   WorkerConfig cfg_;
   Executor& exec_;

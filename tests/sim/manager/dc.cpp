@@ -467,20 +467,31 @@ Status Dc::end_checks() {
                                       w, e.job_id, e.workflow, e.token));
     }
   }
-  // Invariant 4: per workflow, the tokens workers accepted rise with time.
-  std::map<std::pair<std::string, std::string>, std::vector<std::pair<Instant, std::uint64_t>>> starts;
+  // Invariant 4 (scenarios.md §4): a worker never accepts a token lower than the highest it has seen
+  // for the workflow, and a (workflow, token) pair is accepted at most once. (Across workers a late
+  // dispatch may still start an attempt the ledger has since superseded: the leader's next
+  // heartbeat reply stops it, and invariant 5 allows such a copy.)
+  std::map<std::tuple<NodeId, std::string, std::string>, std::vector<std::pair<Instant, std::uint64_t>>> starts;
+  std::map<std::tuple<std::string, std::string, std::uint64_t>, NodeId> accepted_by;
   for (NodeId w : workers_) {
     auto* n = wrk(w);
     if (n == nullptr) continue;
-    for (const auto& e : n->wrk.log())
-      if (e.kind == worker::ExecEvent::started) starts[{e.job_id, e.workflow}].emplace_back(e.at, e.token);
+    for (const auto& e : n->wrk.log()) {
+      if (e.kind != worker::ExecEvent::started) continue;
+      starts[{w, e.job_id, e.workflow}].emplace_back(e.at, e.token);
+      auto [it, fresh] = accepted_by.emplace(std::make_tuple(e.job_id, e.workflow, e.token), w);
+      if (!fresh)
+        return make_error(Errc::internal, fmt::format("invariant 4: {}/{} token {} accepted twice (workers {} and {})",
+                                                      e.job_id, e.workflow, e.token, it->second, w));
+    }
   }
   for (auto& [key, list] : starts) {
     std::sort(list.begin(), list.end());
     for (std::size_t i = 1; i < list.size(); ++i)
       if (list[i].second <= list[i - 1].second)
-        return make_error(Errc::internal, fmt::format("invariant 4: {}/{} accepted token {} after {}", key.first,
-                                                      key.second, list[i].second, list[i - 1].second));
+        return make_error(Errc::internal,
+                          fmt::format("invariant 4: worker {} accepted {}/{} token {} after {}", std::get<0>(key),
+                                      std::get<1>(key), std::get<2>(key), list[i].second, list[i - 1].second));
   }
   return ok_status();
 }
