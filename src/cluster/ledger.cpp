@@ -25,8 +25,8 @@ struct SnapshotImage {
 }  // namespace
 
 constexpr EnumNames<LedgerOutcome, 12> kOutcomeNames{{"applied", "duplicate", "conflict", "full", "unknown_job",
-                                                     "job_terminal", "cancelled", "stale_token", "wf_terminal",
-                                                     "wf_busy", "not_terminal", "malformed"}};
+                                                      "job_terminal", "cancelled", "stale_token", "wf_terminal",
+                                                      "wf_busy", "not_terminal", "malformed"}};
 static_assert(kOutcomeNames.covers(LedgerOutcome::malformed));
 
 const char* name(LedgerOutcome o) { return kOutcomeNames(o); }
