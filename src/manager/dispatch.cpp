@@ -85,6 +85,26 @@ void Manager::send_stop(const std::string& id, std::size_t i, const char* why) {
   reply(w.worker, MsgType::stop_exec, s);
 }
 
+// Proposes an entry about one workflow's current attempt; the run is marked while the entry is in
+// flight (one at a time per attempt) and unmarked, with any cores it reserved, when it completes.
+void Manager::propose_for_run(LedgerEntry e, OnApplied applied) {
+  const std::string id = e.job_id;
+  const std::size_t i = e.workflow;
+  Run* r = run_of(id, i);
+  HS_ASSERT(r != nullptr && !r->proposing, "manager: entry for job {} workflow {} without a free run", id, i);
+  r->proposing = true;
+  auto clear = [this, id, i] {
+    if (Run* run = run_of(id, i)) run->proposing = false, run->reserved = 0, run->reserved_cores = 0;
+  };
+  propose(
+      std::move(e),
+      [clear, applied = std::move(applied)](LedgerOutcome o) {
+        clear();
+        if (applied) applied(o);
+      },
+      [clear](const Status&) { clear(); });
+}
+
 // The current attempt of workflow i ended without a result. The ledger decides what follows (a
 // retry, a failure, or cancelled when the job ended); one entry per attempt is in flight.
 void Manager::lose(const std::string& id, std::size_t i, const std::string& why, bool exclude, bool uncounted,
@@ -92,7 +112,6 @@ void Manager::lose(const std::string& id, std::size_t i, const std::string& why,
   const LedgerJob* j = ledger_.job(id);
   Run* r = run_of(id, i);
   if (j == nullptr || r == nullptr || r->proposing || !live(j->workflows[i].state)) return;
-  r->proposing = true;
   LedgerEntry e = entry(LedgerOp::wf_lost, id);
   e.workflow = static_cast<std::uint32_t>(i);
   e.token = j->workflows[i].token;
@@ -103,20 +122,13 @@ void Manager::lose(const std::string& id, std::size_t i, const std::string& why,
   e.note = std::move(note);
   log::warn("manager", "attempt_lost", "job={} workflow={} worker={} token={} reason={} counted={}", log::quoted(id),
             log::quoted(j->spec.workflows[i].name), e.worker, e.token, log::quoted(why), !uncounted);
-  auto clear = [this, id, i] {
-    if (Run* run = run_of(id, i)) run->proposing = false;
-  };
-  propose(
-      std::move(e),
-      [this, id, i, clear, uncounted](LedgerOutcome o) {
-        clear();
-        const LedgerJob* job = ledger_.job(id);
-        if (o != LedgerOutcome::applied || job == nullptr) return;
-        const LedgerWorkflow& w = job->workflows[i];
-        if (w.state == WfState::pending && !uncounted) stats_.redispatches++;
-        if (w.state == WfState::failed) stats_.budget_exhausted++;
-      },
-      [clear](const Status&) { clear(); });
+  propose_for_run(std::move(e), [this, id, i, uncounted](LedgerOutcome o) {
+    const LedgerJob* job = ledger_.job(id);
+    if (o != LedgerOutcome::applied || job == nullptr) return;
+    const LedgerWorkflow& w = job->workflows[i];
+    if (w.state == WfState::pending && !uncounted) stats_.redispatches++;
+    if (w.state == WfState::failed) stats_.budget_exhausted++;
+  });
 }
 
 // ---------------------------------------------------------------- schedule
@@ -242,7 +254,6 @@ void Manager::propose_dispatch(const std::string& id, std::size_t i, NodeId work
   Run& r = *run_of(id, i);
   WorkerInfo& info = workers_.at(worker);
   if (info.open) info.half_open_probe = true;
-  r.proposing = true;
   r.reserved = worker;
   r.reserved_cores = cores;
   LedgerEntry e = entry(LedgerOp::dispatch, id);
@@ -251,27 +262,19 @@ void Manager::propose_dispatch(const std::string& id, std::size_t i, NodeId work
   e.cores = cores;
   e.token = next_token(id, *j);
   const std::uint64_t token = e.token;
-  auto clear = [this, id, i] {
-    if (Run* run = run_of(id, i)) run->proposing = false, run->reserved = 0, run->reserved_cores = 0;
-  };
-  propose(
-      std::move(e),
-      [this, id, i, worker, cores, token, clear](LedgerOutcome o) {
-        clear();
-        const LedgerJob* job = ledger_.job(id);
-        if (o != LedgerOutcome::applied || job == nullptr || job->workflows[i].token != token) {
-          log::info("manager", "dispatch_not_recorded", "job={} workflow={} outcome={}", log::quoted(id), i, name(o));
-          return;
-        }
-        reconcile(id);  // the run follows the new token before the worker can answer
-        stats_.dispatches++;
-        if (attempts_.size() >= 10'000) attempts_.pop_front();
-        attempts_.push_back(Attempt{id, job->spec.workflows[i].name, worker, token});
-        log::info("manager", "dispatch", "job={} workflow={} worker={} cores={} token={} attempt={}", log::quoted(id),
-                  log::quoted(job->spec.workflows[i].name), worker, cores, token, job->workflows[i].attempts);
-        send_dispatch(id, i);
-      },
-      [clear](const Status&) { clear(); });
+  propose_for_run(std::move(e), [this, id, i, worker, cores, token](LedgerOutcome o) {
+    const LedgerJob* job = ledger_.job(id);
+    if (o != LedgerOutcome::applied || job == nullptr || job->workflows[i].token != token) {
+      log::info("manager", "dispatch_not_recorded", "job={} workflow={} outcome={}", log::quoted(id), i, name(o));
+      return;
+    }
+    stats_.dispatches++;
+    if (attempts_.size() >= 10'000) attempts_.pop_front();
+    attempts_.push_back(Attempt{id, job->spec.workflows[i].name, worker, token});
+    log::info("manager", "dispatch", "job={} workflow={} worker={} cores={} token={} attempt={}", log::quoted(id),
+              log::quoted(job->spec.workflows[i].name), worker, cores, token, job->workflows[i].attempts);
+    send_dispatch(id, i);
+  });
 }
 
 bool Manager::eligible(NodeId w, const WorkerInfo& info) const {
@@ -519,7 +522,6 @@ void Manager::handle_dispatch_ack(NodeId from, const DispatchAck& m) {
   std::size_t idx = 0;
   Run* r = current_run(from, m.job_id, m.workflow, m.token, idx);
   if (r == nullptr) return;
-  const std::optional<std::size_t> i = idx;
   auto info = workers_.find(from);
   if (m.accepted) {
     r->acked = true;
@@ -544,17 +546,17 @@ void Manager::handle_dispatch_ack(NodeId from, const DispatchAck& m) {
       info->second.half_open_probe = false;
     }
     r->retry_at = ctx_->now();
-    lose(m.job_id, *i, m.error, false, true);
+    lose(m.job_id, idx, m.error, false, true);
     return;
   }
   if (m.code == Err::fence) {  // the worker saw this token already and no longer has it
-    lose(m.job_id, *i, "refused by the worker: " + m.error, false);
+    lose(m.job_id, idx, "refused by the worker: " + m.error, false);
     return;
   }
   circuit_error(from);
   r->backoff = r->backoff.count() == 0 ? cfg_.requeue_backoff : std::min(r->backoff * 2, cfg_.requeue_backoff_max);
   r->retry_at = ctx_->now() + r->backoff;
-  lose(m.job_id, *i, "refused by the worker: " + m.error, false, true);
+  lose(m.job_id, idx, "refused by the worker: " + m.error, false, true);
 }
 
 void Manager::handle_progress(NodeId from, const Progress& m) {
@@ -591,7 +593,6 @@ void Manager::handle_result(NodeId from, ResultMsg& m) {
     return;
   }
   stats_.results++;
-  r->proposing = true;
   LedgerEntry e = entry(LedgerOp::wf_done, m.job_id);
   e.workflow = static_cast<std::uint32_t>(*i);
   e.token = m.token;
@@ -606,19 +607,10 @@ void Manager::handle_result(NodeId from, ResultMsg& m) {
   log::info("manager", "workflow_result", "job={} workflow={} outcome={} completed={} failed={} token={}",
             log::quoted(m.job_id), log::quoted(m.workflow), static_cast<int>(m.outcome), m.completed, m.failed,
             m.token);
-  const std::string id = m.job_id;
-  const std::size_t idx = *i;
-  auto clear = [this, id, idx] {
-    if (Run* run = run_of(id, idx)) run->proposing = false;
-  };
-  propose(
-      std::move(e),
-      [this, from, ack, clear](LedgerOutcome) {
-        clear();
-        ResultAck a = ack;
-        reply(from, MsgType::result_ack, a);
-      },
-      [clear](const Status&) { clear(); });
+  propose_for_run(std::move(e), [this, from, ack](LedgerOutcome) {
+    ResultAck a = ack;
+    reply(from, MsgType::result_ack, a);
+  });
 }
 
 // A worker that stopped the attempt sends its result (with the statistics gathered until then)
@@ -628,19 +620,13 @@ void Manager::handle_stop_ack(NodeId from, const StopAck& m) {
   std::size_t idx = 0;
   Run* r = current_run(from, m.job_id, m.workflow, m.token, idx);
   if (r == nullptr || !r->stopping || r->proposing || m.stopped) return;
-  r->proposing = true;
   LedgerEntry e = entry(LedgerOp::wf_done, m.job_id);
   e.workflow = static_cast<std::uint32_t>(idx);
   e.token = m.token;
   e.state = static_cast<std::uint8_t>(WfState::cancelled);
   e.completed = r->completed;
   e.failed = r->failed;
-  const std::string id = m.job_id;
-  auto clear = [this, id, idx] {
-    if (Run* run = run_of(id, idx)) run->proposing = false;
-  };
-  propose(
-      std::move(e), [clear](LedgerOutcome) { clear(); }, [clear](const Status&) { clear(); });
+  propose_for_run(std::move(e), nullptr);
 }
 
 }  // namespace hs::manager

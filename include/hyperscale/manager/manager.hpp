@@ -187,6 +187,7 @@ class Manager final : public node::Node {
   using OnApplied = std::function<void(cluster::LedgerOutcome)>;
   using OnFailed = std::function<void(const Status&)>;
   bool propose(cluster::LedgerEntry e, OnApplied applied, OnFailed failed = nullptr);
+  void propose_for_run(cluster::LedgerEntry e, OnApplied applied);
   cluster::LedgerEntry entry(cluster::LedgerOp op, const std::string& job_id) const;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> progress_of(const std::string& id) const;
   void lose(const std::string& id, std::size_t i, const std::string& why, bool exclude, bool uncounted = false,
