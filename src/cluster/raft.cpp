@@ -819,4 +819,16 @@ const RaftConfig& RaftNode::config() const noexcept { return impl_->cfg_; }
 void RaftNode::set_on_change(std::function<void()> fn) { impl_->on_change_ = std::move(fn); }
 const RaftNode::Counters& RaftNode::counters() const noexcept { return impl_->counters_; }
 
+Result<StoredCommands> read_stored_commands(const std::vector<node::Bytes>& records) {
+  HS_ASSIGN_OR_RETURN(raftc::Replayed r, raftc::replay(records));
+  StoredCommands out;
+  if (r.snapshot) {
+    out.snapshot_index = r.snapshot->index;
+    out.snapshot = std::move(r.snapshot->data);
+  }
+  for (auto& e : r.entries)
+    if (e.index > out.snapshot_index && e.type == RAFT_COMMAND) out.commands.emplace_back(e.index, std::move(e.data));
+  return out;
+}
+
 }  // namespace hs::cluster

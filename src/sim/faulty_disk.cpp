@@ -38,7 +38,7 @@ void FaultyDisk::set_full(bool full) noexcept {
 
 void FaultyDisk::set_crash_loss(CrashLoss mode) {
   mode_ = mode;
-  if (mode == CrashLoss::kNone) {
+  if (!journaling()) {
     journal_.clear();
     journal_bytes_ = 0;
     durable_ = seq_;
@@ -70,7 +70,7 @@ Status FaultyDisk::check_space(const char* op, const std::string& name, std::siz
 void FaultyDisk::record(Undo u) {
   counters_.writes++;
   u.seq = ++seq_;
-  if (mode_ == CrashLoss::kNone) {
+  if (!journaling()) {
     durable_ = seq_;
     return;
   }
@@ -88,7 +88,7 @@ void FaultyDisk::record(Undo u) {
 Status FaultyDisk::put(const std::string& key, std::span<const std::uint8_t> value) {
   HS_TRY(check_refused("put", key));
   std::optional<Bytes> old;
-  if (cap_ || mode_ != CrashLoss::kNone) old = base_.get(key);
+  if (cap_ || journaling()) old = base_.get(key);
   const std::size_t before = old ? old->size() + key.size() : 0;
   const std::size_t after = value.size() + key.size();
   HS_TRY(check_space("put", key, after > before ? after - before : 0));
@@ -100,7 +100,7 @@ Status FaultyDisk::put(const std::string& key, std::span<const std::uint8_t> val
 Status FaultyDisk::erase(const std::string& key) {
   HS_TRY(check_refused("erase", key));
   std::optional<Bytes> old;
-  if (mode_ != CrashLoss::kNone) old = base_.get(key);
+  if (journaling()) old = base_.get(key);
   HS_TRY(base_.erase(key));
   record(Undo{Undo::kErase, 0, key, std::move(old), {}});
   return ok_status();
@@ -117,7 +117,7 @@ Status FaultyDisk::append(const std::string& log, std::span<const std::uint8_t> 
 Status FaultyDisk::truncate_log(const std::string& log) {
   HS_TRY(check_refused("truncate_log", log));
   std::vector<Bytes> old;
-  if (mode_ != CrashLoss::kNone) old = base_.read_log(log);
+  if (journaling()) old = base_.read_log(log);
   HS_TRY(base_.truncate_log(log));
   record(Undo{Undo::kTruncate, 0, log, std::nullopt, std::move(old)});
   return ok_status();
@@ -131,7 +131,7 @@ Status FaultyDisk::replace_log(const std::string& log, std::span<const Bytes> re
   for (const auto& r : old) before += r.size();
   HS_TRY(check_space("replace_log", log, after > before ? after - before : 0));  // a compaction frees room
   HS_TRY(base_.replace_log(log, records));
-  if (mode_ == CrashLoss::kNone) old.clear();
+  if (!journaling()) old.clear();
   record(Undo{Undo::kReplace, 0, log, std::nullopt, std::move(old)});
   return ok_status();
 }
@@ -208,6 +208,21 @@ void FaultyDisk::tear(const Undo& u) {
     restore_failed(base_.append(u.name, torn), "append", u.name);
   }
   counters_.torn_at_crash++;
+}
+
+void FaultyDisk::track_durable(bool on) {
+  track_ = on;
+  if (!journaling()) set_crash_loss(mode_);
+}
+
+std::vector<Bytes> FaultyDisk::durable_log(const std::string& log) const {
+  std::vector<Bytes> recs = base_.read_log(log);
+  for (auto it = journal_.rbegin(); it != journal_.rend(); ++it) {
+    if (it->name != log) continue;
+    if (it->kind == Undo::kAppend && !recs.empty()) recs.pop_back();
+    if (it->kind == Undo::kTruncate || it->kind == Undo::kReplace) recs = it->old_records;
+  }
+  return recs;
 }
 
 void FaultyDisk::crash() {

@@ -25,8 +25,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "hyperscale/base/status.hpp"
@@ -110,9 +112,8 @@ class RaftNode final : public node::Node {
     std::uint64_t cut_batches = 0, oversize_dropped = 0, held_for_sync = 0, held_dropped = 0;
     std::uint64_t storage_errors = 0, proposals = 0, proposals_refused = 0, applied = 0;
     std::uint64_t snapshots_taken = 0, snapshots_installed = 0, syncs = 0;
-    std::uint64_t commit_clamped = 0;
-    std::uint64_t torn_records = 0;  // torn (never synced) storage records skipped at load  // libraft 0.15
-                                     // stale-suffix workaround applied (raft.cpp)
+    std::uint64_t commit_clamped = 0;  // libraft 0.15 stale-suffix workaround applied (raft.cpp)
+    std::uint64_t torn_records = 0;    // torn (never synced) storage records skipped at load
   };
   const Counters& counters() const noexcept;
 
@@ -121,5 +122,16 @@ class RaftNode final : public node::Node {
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+// What a RaftNode's storage log holds, for checkers that read a node's disk (the simulator's
+// "nothing acknowledged that a quorum did not store"): the latest snapshot's state-machine data and
+// the command entries stored after it, committed or not, in log order. A torn last record is skipped
+// as at load; any other undecodable record is an error.
+struct StoredCommands {
+  std::optional<node::Bytes> snapshot;
+  std::uint64_t snapshot_index = 0;
+  std::vector<std::pair<std::uint64_t, node::Bytes>> commands;  // (index, command)
+};
+Result<StoredCommands> read_stored_commands(const std::vector<node::Bytes>& records);
 
 }  // namespace hs::cluster

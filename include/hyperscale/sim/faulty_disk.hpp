@@ -32,13 +32,14 @@
 // A write of 0 or 1 byte cannot be partial: it is undone. erase and truncate_log are metadata
 // operations and atomic: a torn one is undone.
 //
-// Bookkeeping: while the crash-loss mode is not kNone, every successful write records how to undo it
-// (a journal, newest last). A completed barrier drops the entries it covers. The journal is bounded
-// (max_unsynced_writes entries and max_unsynced_bytes of saved data): past a bound its oldest entry is
-// dropped, i.e. that write became durable early (the kernel wrote the page back on its own), counted
-// in counters().journal_evicted. Setting kNone drops the journal (everything written so far counts as
-// durable). Randomness (refusal draws, suffix length, tear length) comes from the disk's own Rng, so
-// enabling a disk fault never shifts the network's random draws.
+// Bookkeeping: while the crash-loss mode is not kNone (or track_durable is on), every successful
+// write records how to undo it (a journal, newest last). A completed barrier drops the entries it
+// covers. The journal is bounded (max_unsynced_writes entries and max_unsynced_bytes of saved data):
+// past a bound its oldest entry is dropped, i.e. that write became durable early (the kernel wrote
+// the page back on its own), counted in counters().journal_evicted. Setting kNone without tracking
+// drops the journal (everything written so far counts as durable). Randomness (refusal draws, suffix
+// length, tear length) comes from the disk's own Rng, so enabling a disk fault never shifts the
+// network's random draws.
 #pragma once
 
 #include <cstdint>
@@ -59,10 +60,10 @@ namespace hs::sim {
 using node::Bytes;
 using node::Context;
 using node::Disk;
+using node::kSyncFailed;
 using node::Node;
 using node::NodeId;
 using node::TimerId;
-using node::kSyncFailed;
 
 enum class CrashLoss : std::uint8_t { kNone, kAll, kSuffix, kTornLast };
 
@@ -113,6 +114,12 @@ class FaultyDisk final : public Disk {
   void crash();
 
   // ---- observation ----
+  // Keep the journal of unsynced writes even when a crash loses nothing (kNone), so durable_log()
+  // can tell written from durable in every mode (checkers of "acknowledged only when durable").
+  void track_durable(bool on);
+  // The records of `log` a crash that lost every unsynced write would leave (what is durable now).
+  // Without a journal (kNone and not tracking) every write counts as durable.
+  std::vector<Bytes> durable_log(const std::string& log) const;
   std::size_t unsynced_writes() const noexcept { return journal_.size(); }
   bool full() const noexcept { return cap_.has_value(); }
   const Counters& counters() const noexcept { return counters_; }
@@ -127,6 +134,7 @@ class FaultyDisk final : public Disk {
     std::vector<Bytes> old_records;  // kTruncate, kReplace: the log before
     std::size_t saved_bytes() const noexcept;
   };
+  bool journaling() const noexcept { return mode_ != CrashLoss::kNone || track_; }
   Status check_refused(const char* op, const std::string& name);
   Status check_space(const char* op, const std::string& name, std::size_t grows_by);
   void record(Undo u);
@@ -144,6 +152,7 @@ class FaultyDisk final : public Disk {
   std::optional<std::size_t> cap_;  // set while full
   std::uint64_t seq_ = 0;           // successful writes so far (barrier positions)
   std::uint64_t durable_ = 0;       // writes up to this position are durable
+  bool track_ = false;              // keep the journal in kNone too (track_durable)
   std::deque<Undo> journal_;        // unsynced writes, oldest first
   std::size_t journal_bytes_ = 0;
   Counters counters_;

@@ -4,6 +4,10 @@
 
 #include <algorithm>
 
+#include "hyperscale/base/assert.hpp"
+#include "hyperscale/cluster/ledger.hpp"
+#include "hyperscale/sim/faulty_disk.hpp"
+
 namespace hs::simdc {
 
 using namespace cluster;
@@ -208,7 +212,18 @@ Dc::Dc(DcOptions o) : o_(std::move(o)) {
     (void)sim_->add_node(m, [this](NodeId id) { return std::make_unique<ManagerNode>(o_, id, managers_, all_); });
   for (NodeId w : workers_) add_worker_node(w);
   (void)sim_->add_node(client_, [](NodeId) { return std::make_unique<SimClient>(); });
-  if (o_.check_each_event) sim_->set_invariant([this](sim::Simulator&) { return check_now(); });
+  storage_name_ = raft_cfg(o_, managers_).storage_name;
+  if (o_.check_each_event) {
+    for (NodeId m : managers_)
+      if (auto* d = sim_->disk_faults(m)) d->track_durable(true);
+    // Watches every reply a manager sends to the client, and lets it through.
+    auto watch = sim_->add_filter([this](NodeId from, NodeId to, const node::Bytes& msg) {
+      observe_reply(from, to, msg);
+      return false;
+    });
+    HS_ASSERT(watch.ok(), "dc: cannot install the acknowledgement watch: {}", watch.status().to_string());
+    sim_->set_invariant([this](sim::Simulator&) { return check_now(); });
+  }
   sim_->start_all();
 }
 
@@ -278,7 +293,59 @@ Status Dc::check_ledger(NodeId m) {
   return ok_status();
 }
 
+void Dc::observe_reply(NodeId from, NodeId to, const node::Bytes& msg) {
+  if (to != client_ || msg.size() < 2 || msg[0] != kRole) return;
+  const auto body = std::span<const std::uint8_t>(msg).subspan(2);
+  if (msg[1] == static_cast<std::uint8_t>(MsgType::submit_ack)) {
+    SubmitAck a;
+    if (decode(body, a) && a.accepted) acks_sent_.push_back({from, a.job_id, false});
+  } else if (msg[1] == static_cast<std::uint8_t>(MsgType::cancel_reply)) {
+    CancelReply a;
+    if (!decode(body, a) || !a.success) return;
+    auto it = client().req_cancel.find(a.req);
+    if (it != client().req_cancel.end()) acks_sent_.push_back({from, it->second, true});
+  }
+}
+
+// WAL-03: nothing is acknowledged that a quorum did not store. For every acknowledgement sent in
+// this event, the managers' durable Raft logs (what a crash losing every unsynced write would leave,
+// crashed managers included) are replayed into scratch ledgers: a quorum of them must hold the job
+// (a submit) or hold it terminal (a cancel).
+Status Dc::check_stored() {
+  std::vector<Ack> acks;
+  acks.swap(acks_sent_);
+  std::vector<std::unique_ptr<JobLedger>> stored;
+  for (NodeId m : managers_) {
+    auto* disk = sim_->disk_faults(m);
+    if (disk == nullptr) continue;
+    auto read = read_stored_commands(disk->durable_log(storage_name_));
+    if (!read.ok())
+      return make_error(Errc::internal, fmt::format("WAL-03: manager {}'s durable log does not read: {}", m,
+                                                    read.status().to_string()));
+    auto l = std::make_unique<JobLedger>();
+    if (read->snapshot) HS_TRY(l->restore(*read->snapshot));
+    for (const auto& [index, cmd] : read->commands) l->apply(index, cmd);
+    stored.push_back(std::move(l));
+  }
+  const std::size_t quorum = managers_.size() / 2 + 1;
+  for (const auto& a : acks) {
+    std::size_t holders = 0;
+    for (const auto& l : stored) {
+      const LedgerJob* j = l->job(a.job);
+      holders += j != nullptr && (!a.cancel || terminal(j->state)) ? 1 : 0;
+    }
+    ++acks_checked;
+    if (holders < quorum)
+      return make_error(Errc::internal,
+                        fmt::format("WAL-03: manager {} acknowledged the {} of job {} stored durably on {} of {} "
+                                    "managers (quorum {})",
+                                    a.by, a.cancel ? "cancel" : "submit", a.job, holders, managers_.size(), quorum));
+  }
+  return ok_status();
+}
+
 Status Dc::check_now() {
+  if (!acks_sent_.empty()) HS_TRY(check_stored());
   for (NodeId m : managers_)
     if (Status st = check_ledger(m); !st.ok()) return st;
   // Invariant 8: one leader per term.

@@ -132,10 +132,15 @@ class Dc {
   std::vector<std::pair<NodeId, swim::MemberEvent>> swim_events;
   // Adds and starts a worker with a new identity (membership churn).
   NodeId add_worker();
+  // Acknowledgements (accepted submits, successful cancels) checked against what a quorum of
+  // managers held durably when they were sent (WAL-03, after every event).
+  std::size_t acks_checked = 0;
 
  private:
   Status check_now();
   Status check_ledger(NodeId m);
+  Status check_stored();
+  void observe_reply(NodeId from, NodeId to, const node::Bytes& msg);
   void add_worker_node(NodeId id);
   DcOptions o_;
   std::unique_ptr<sim::Simulator> sim_;
@@ -147,6 +152,13 @@ class Dc {
   std::map<NodeId, std::uint64_t> applied_seen_;                             // manager -> last applied index seen
   std::map<std::pair<NodeId, std::string>, cluster::JobState> terminal_on_;  // (manager, job) seen terminal
   std::set<std::tuple<std::string, std::string, std::uint64_t>> committed_;  // (job, workflow, token) in a ledger
+  struct Ack {
+    NodeId by = 0;
+    std::string job;
+    bool cancel = false;  // a successful cancel (else an accepted submit)
+  };
+  std::vector<Ack> acks_sent_;  // sent during the current event, checked at its end
+  std::string storage_name_;    // the managers' Raft storage log
 };
 
 cluster::JobSpec job(const std::string& id, std::vector<cluster::WorkflowSpec> wfs);

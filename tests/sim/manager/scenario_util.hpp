@@ -11,6 +11,12 @@
 
 namespace hs::simdc {
 
+// The run hit no invariant violation (the violation's message is shown when it did).
+#define REQUIRE_DC_OK(dc)          \
+  do {                             \
+    INFO((dc).status().message()); \
+    REQUIRE((dc).status().ok());   \
+  } while (0)
 #define CHECK_ENDS(dc)                  \
   do {                                  \
     const auto st_ = (dc).end_checks(); \
@@ -21,7 +27,7 @@ namespace hs::simdc {
 inline NodeId wait_leader(Dc& dc, Duration limit = 20s) {
   std::optional<NodeId> l;
   dc.run_until([&] { return (l = dc.leader()).has_value(); }, limit);
-  REQUIRE(dc.status().ok());
+  REQUIRE_DC_OK(dc);
   REQUIRE(l.has_value());
   return *l;
 }

@@ -503,6 +503,41 @@ TEST_CASE("disk: writes after the last completed sync are lost at a crash (kAll)
   }
 }
 
+TEST_CASE("disk: durable_log is what a crash losing every unsynced write would leave, in every mode") {
+  for (const CrashLoss mode : {CrashLoss::kNone, CrashLoss::kAll, CrashLoss::kTornLast}) {
+    DYNAMIC_SECTION("mode " << static_cast<int>(mode)) {
+      MemDisk m;
+      FaultyDisk d(m, 3);
+      d.set_crash_loss(mode);
+      d.track_durable(true);
+      REQUIRE(d.append("log", b({0})).ok());
+      REQUIRE(d.append("log", b({1})).ok());
+      REQUIRE(d.sync_end(d.sync_begin()).ok());
+      REQUIRE(d.append("log", b({2})).ok());  // unsynced
+      REQUIRE(d.put("log", b({9})).ok());     // a key of the same name is not the log
+      CHECK(d.read_log("log").size() == 3);
+      CHECK(d.durable_log("log") == std::vector<Bytes>{b({0}), b({1})});
+      // An unsynced compaction: the durable log is still the old one.
+      const std::vector<Bytes> compacted{b({7})};
+      REQUIRE(d.replace_log("log", compacted).ok());
+      REQUIRE(d.append("log", b({8})).ok());
+      CHECK(d.durable_log("log") == std::vector<Bytes>{b({0}), b({1})});
+      REQUIRE(d.sync_end(d.sync_begin()).ok());
+      CHECK(d.durable_log("log") == std::vector<Bytes>{b({7}), b({8})});
+      REQUIRE(d.truncate_log("log").ok());
+      CHECK(d.durable_log("log") == std::vector<Bytes>{b({7}), b({8})});
+      CHECK(d.read_log("log").empty());
+    }
+  }
+  SECTION("without tracking, kNone keeps no journal: every write counts as durable") {
+    MemDisk m;
+    FaultyDisk d(m, 3);
+    REQUIRE(d.append("log", b({0})).ok());
+    CHECK(d.durable_log("log").size() == 1);
+    CHECK(d.unsynced_writes() == 0);
+  }
+}
+
 TEST_CASE("disk: unsynced writes lost as a suffix (kSuffix): what survives is a prefix in write order") {
   std::map<std::size_t, int> kept_counts;
   for (std::uint64_t seed = 1; seed <= 60; ++seed) {
