@@ -342,6 +342,7 @@ struct Daemon {
                          {"conflicts", s.conflicts},
                          {"redirects", s.redirects},
                          {"dispatches", s.dispatches},
+                         {"dispatches_withheld", s.dispatches_withheld},
                          {"dispatch_resends", s.dispatch_resends},
                          {"dispatch_refused", s.dispatch_refused},
                          {"capacity_refusals", s.capacity_refusals},

@@ -268,6 +268,14 @@ void Manager::propose_dispatch(const std::string& id, std::size_t i, NodeId work
       log::info("manager", "dispatch_not_recorded", "job={} workflow={} outcome={}", log::quoted(id), i, name(o));
       return;
     }
+    if (terminal(job->state)) {
+      // The job ended (a cancel committed in the same batch): nothing may start now. The run's stop
+      // is confirmed by the worker, which never saw this token.
+      stats_.dispatches_withheld++;
+      log::info("manager", "dispatch_withheld", "job={} workflow={} token={} job_state={}", log::quoted(id),
+                log::quoted(job->spec.workflows[i].name), token, name(job->state));
+      return;
+    }
     stats_.dispatches++;
     if (attempts_.size() >= 10'000) attempts_.pop_front();
     attempts_.push_back(Attempt{id, job->spec.workflows[i].name, worker, token});

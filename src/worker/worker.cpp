@@ -380,6 +380,17 @@ void Worker::handle_stop(NodeId from, const StopExec& s) {
     stop(it->second, "stop requested");
     ack.stopped = true;
   }
+  // The leader wants nothing up to this token running. A dispatch of it may still be on its way
+  // (the stop overtook it): raise the fence so it is refused when it comes.
+  const Key k{s.job_id, s.workflow};
+  if (auto mk = marks_.find(k); mk == marks_.end() || mk->second.token < s.token) {
+    if (Status st = set_mark(k, s.token); !st.ok()) {
+      stats_.disk_errors++;
+      log::error("worker", "stop_fence_failed",
+                 "job={} workflow={} token={} error={} (a late dispatch of it would start)", log::quoted(s.job_id),
+                 log::quoted(s.workflow), s.token, log::quoted(st.to_string()));
+    }
+  }
   send(from, MsgType::stop_ack, ack);
 }
 

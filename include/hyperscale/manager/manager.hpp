@@ -67,11 +67,11 @@ struct ManagerConfig {
 // Counters (also exported as metrics by hosts).
 struct ManagerStats {
   std::uint64_t submits = 0, accepted = 0, rejected = 0, duplicates = 0, conflicts = 0, redirects = 0, dispatches = 0,
-                dispatch_resends = 0, dispatch_refused = 0, capacity_refusals = 0, redispatches = 0, results = 0,
-                stale_results = 0, duplicate_results = 0, takeovers = 0, cancels = 0, timeouts = 0, stuck = 0,
-                cleaned = 0, decode_errors = 0, unknown_messages = 0, fence_rejects = 0, budget_exhausted = 0,
-                circuit_opened = 0, proposals = 0, proposals_failed = 0, rejections_evicted = 0, silent_workers = 0,
-                stops_sent = 0, stops_unconfirmed = 0, checkpoints = 0, timer_errors = 0;
+                dispatches_withheld = 0, dispatch_resends = 0, dispatch_refused = 0, capacity_refusals = 0,
+                redispatches = 0, results = 0, stale_results = 0, duplicate_results = 0, takeovers = 0, cancels = 0,
+                timeouts = 0, stuck = 0, cleaned = 0, decode_errors = 0, unknown_messages = 0, fence_rejects = 0,
+                budget_exhausted = 0, circuit_opened = 0, proposals = 0, proposals_failed = 0, rejections_evicted = 0,
+                silent_workers = 0, stops_sent = 0, stops_unconfirmed = 0, checkpoints = 0, timer_errors = 0;
 };
 
 // One dispatch attempt, for observers (the attempt log of scenarios.md §2.4).

@@ -220,6 +220,20 @@ TEST_CASE("worker: a stop from a lower term is refused; the current leader's sto
   CHECK(r.wrk().stats().cancelled == 1);
 }
 
+TEST_CASE("worker: a stop that overtakes its dispatch fences it: the late dispatch is refused and nothing starts") {
+  Rig r;
+  const Dispatch d = Rig::dispatch("a", 5, 3);
+  // The leader cancelled the job and stopped the attempt before its dispatch arrived.
+  CHECK_FALSE(r.stop_and_wait(kM1, StopExec{"job", "a", d.token, 5}).stopped);
+  const DispatchAck ack = r.dispatch_and_wait(kM1, d);
+  CHECK_FALSE(ack.accepted);
+  CHECK(ack.code == Err::fence);
+  CHECK(r.w().exec.started.empty());
+  CHECK(r.wrk().used_cores() == 0);
+  // A later attempt (a higher token) is not affected.
+  CHECK(r.dispatch_and_wait(kM1, Rig::dispatch("a", 5, 4)).accepted);
+}
+
 TEST_CASE("worker: a heartbeat reply's stop list is obeyed only from the leader of the highest term") {
   Rig r;
   const Dispatch d = Rig::dispatch("a", 5, 1);
