@@ -5,6 +5,9 @@
 // end_checks() judges the rest (nothing starts after an acknowledged cancel, a worker only runs
 // attempts a ledger committed). Defect 8 (forged death claims) is a SWIM scenario:
 // tests/sim/swim/test_swim_sim.cpp, "forged suspect/dead/left claims ...".
+//
+// Against the pre-Raft code (commit 01d2096; the port is on side branch `oldrepl`), R1, R4, R6, R7
+// and the variants R1b, R2b, R3b, R5b fail; R2, R3 and R5 as scripted do not reach the old causes.
 #include <catch2/catch.hpp>
 
 #include <fmt/format.h>
@@ -210,6 +213,128 @@ TEST_CASE("R7 a worker SWIM sees but the leader cannot hear loses its work to an
   CHECK_ENDS(dc);
 }
 
+// The scripts below reach the old code's causes more directly (issue 21 evidence: on the pre-Raft
+// code, commit 01d2096, each fails in most or all seeds; side branch `oldrepl`).
+TEST_CASE("R1b an acknowledged cancel stays when the old leader is cut off from managers and workers") {
+  for (std::uint64_t seed : {201, 202, 203, 204}) {
+    DYNAMIC_SECTION("seed " << seed) {
+      Dc dc(t5(seed));
+      const NodeId l = boot(dc);
+      submit_ok(dc, job("r1", {wf("a", "ms=60000", 1, 1), wf("b", "ms=60000", 1, 1)}));
+      REQUIRE(dc.run_until([&] { return runner(dc, "r1", "a") && runner(dc, "r1", "b"); }, 10s));
+      const NodeId lagging = others(dc, l)[0], current = others(dc, l)[1];
+      dc.sim().block_channel(l, lagging, kRaft);
+      const auto* r = cancel_and_wait(dc, l, "r1");
+      REQUIRE(r != nullptr);
+      REQUIRE(r->cancel.success);
+      dc.cancel_acked.insert("r1");
+      dc.sim().unblock_channel(l, lagging, kRaft);
+      dc.sim().partition({l}, {lagging, current});
+      dc.sim().partition({l}, dc.workers());  // and from the workers
+      std::optional<NodeId> nl;
+      REQUIRE(dc.run_until([&] { return (nl = dc.leader()).has_value() && *nl != l; }, 30s));
+      CHECK(*nl == current);
+      dc.run_for(5s);
+      dc.sim().heal();
+      REQUIRE(dc.final_state("r1", 60s) == JobState::cancelled);
+      for (NodeId m : dc.managers()) CHECK(dc.mgr(m)->mgr.job("r1")->state == JobState::cancelled);
+      CHECK(starts(dc, "r1", "a") == 1);
+      CHECK(starts(dc, "r1", "b") == 1);
+      CHECK_ENDS(dc);
+    }
+  }
+}
+
+// The old code's restarted manager released its jobs with one message; here nothing is released,
+// and the nearest script loses the restarted manager's first Raft messages to its peers (200 ms).
+TEST_CASE("R2b acknowledged jobs finish when the restarted leader's first messages are lost") {
+  for (std::uint64_t seed : {211}) {
+    for (Duration down : {Duration{500ms}, Duration{5s}}) {
+      DYNAMIC_SECTION("seed " << seed << " down " << std::chrono::duration_cast<std::chrono::milliseconds>(down).count()
+                              << " ms") {
+        Dc dc(t5(seed));
+        const NodeId l = boot(dc);
+        for (int i = 0; i < 5; ++i) submit_ok(dc, job(fmt::format("r2-{}", i), {wf("a", "ms=3000", 1, 1)}));
+        REQUIRE(dc.sim().crash(l).ok());
+        dc.run_for(down);
+        for (NodeId m : others(dc, l)) dc.sim().block_channel(l, m, kRaft);
+        REQUIRE(dc.sim().restart(l).ok());
+        dc.run_for(200ms);
+        for (NodeId m : others(dc, l)) dc.sim().unblock_channel(l, m, kRaft);
+        for (int i = 0; i < 5; ++i) {
+          INFO("job " << i);
+          CHECK(dc.final_state(fmt::format("r2-{}", i), 60s) == JobState::completed);
+        }
+        CHECK_ENDS(dc);
+      }
+    }
+  }
+}
+
+TEST_CASE("R3b a deposed leader silent on SWIM commands nothing") {
+  for (std::uint64_t seed : {221}) {
+    DYNAMIC_SECTION("seed " << seed) {
+      Dc dc(t5(seed));
+      const NodeId l = boot(dc);
+      submit_ok(dc, job("r3", {wf("a", "ms=30000", 1, 1), wf("b", "ms=30000", 1, 1)}));
+      REQUIRE(dc.run_until([&] { return runner(dc, "r3", "a") && runner(dc, "r3", "b"); }, 10s));
+      const NodeId ra = runner(dc, "r3", "a");
+      REQUIRE(runner(dc, "r3", "b") != ra);
+      dc.sim().partition({l}, others(dc, l));
+      auto f = dc.sim().add_filter(
+          [l](NodeId a, NodeId, const node::Bytes& m) { return a == l && !m.empty() && m[0] == kSwim; });
+      REQUIRE(f.ok());
+      REQUIRE(dc.run_until([&] { return !dc.mgr(l)->mgr.is_leader(); }, 10s));
+      std::optional<NodeId> nl;
+      REQUIRE(dc.run_until([&] { return (nl = dc.leader()).has_value() && *nl != l; }, 30s));
+      REQUIRE(dc.sim().crash(ra).ok());
+      dc.run_for(20s);
+      dc.sim().heal();
+      REQUIRE(dc.sim().remove_filter(*f).ok());
+      REQUIRE(dc.final_state("r3", 120s) == JobState::completed);
+      CHECK(starts(dc, "r3", "a") == 1);
+      CHECK(starts(dc, "r3", "b") == 1);
+      CHECK(events(dc, "r3", "b", worker::ExecEvent::cancelled) == 0);
+      CHECK_ENDS(dc);
+    }
+  }
+}
+
+TEST_CASE("R5b a result that completes during the partition changes nothing after the timeout") {
+  for (std::uint64_t seed : {241}) {
+    for (std::string plan : {"ms=20000", "ms=8000"}) {
+      DYNAMIC_SECTION("seed " << seed << " " << plan) {
+        DcOptions o = t5(seed);
+        o.workers = 2;
+        Dc dc(o);
+        boot(dc);
+        JobSpec spec = job("r5", {wf("a", plan, 2, 1)});
+        spec.timeout_ms = 6000;
+        submit_ok(dc, spec);
+        NodeId w = 0;
+        REQUIRE(dc.run_until([&] { return (w = runner(dc, "r5", "a")) != 0; }, 10s));
+        dc.run_for(2s);
+        dc.sim().partition({w}, dc.managers());
+        REQUIRE(dc.final_state("r5", 60s) == JobState::timeout);
+        const JobView before = *dc.job_view("r5");
+        // The execution ends during the partition (it may stop itself first: per-execution liveness).
+        REQUIRE(dc.run_until([&] { return runner(dc, "r5", "a") == 0; }, 30s));
+        INFO("worker events: completed " << events(dc, "r5", "a", worker::ExecEvent::completed) << ", cancelled "
+                                         << events(dc, "r5", "a", worker::ExecEvent::cancelled));
+        dc.sim().heal();
+        dc.run_for(30s);
+        const JobView after = *dc.job_view("r5");
+        CHECK(after.state == JobState::timeout);
+        CHECK(after.completed == before.completed);
+        CHECK(after.failed == before.failed);
+        CHECK(after.workflows[0].state == before.workflows[0].state);
+        for (NodeId m : dc.managers()) CHECK(dc.mgr(m)->mgr.job("r5")->completed == before.completed);
+        CHECK_ENDS(dc);
+      }
+    }
+  }
+}
+
 // Issue 18: disk faults on the leader and on a follower while clients submit. A refused write, an
 // fsync error or a full disk stops that manager (Raft's fail-stop); a stalled disk only delays it.
 // After the faulty manager restarts on a sound disk, every acknowledged job is held by a quorum of
@@ -258,7 +383,8 @@ TEST_CASE("D1 disk faults on the leader and on a follower lose no acknowledged j
         std::vector<std::string> acked;
         for (auto req : reqs)
           if (auto* r = dc.client().reply(req); r != nullptr && r->submit.accepted) acked.push_back(ids[req]);
-        CHECK(acked.size() >= 20);  // the cluster kept taking jobs through the fault
+        CHECK(acked.size() >= 20);               // the cluster kept taking jobs through the fault
+        CHECK(dc.acks_checked >= acked.size());  // WAL-03 judged each acknowledgement when it was sent
         for (const auto& id : acked) {
           INFO("job " << id);
           CHECK(dc.final_state(id, 60s) == JobState::completed);
