@@ -389,7 +389,11 @@ struct Daemon {
                          {"snapshots_installed", e.snapshots_installed},
                          {"syncs", e.syncs},
                          {"commit_clamped", e.commit_clamped},
-                         {"torn_records", e.torn_records}},
+                         {"torn_records", e.torn_records},
+                         {"fragments_sent", e.fragments_sent},
+                         {"fragments_received", e.fragments_received},
+                         {"reassembled", e.reassembled},
+                         {"reassembly_refused", e.reassembly_refused}},
                         "event");
       o += fmt::format(
           "# HELP hs_raft_is_leader 1 while this manager is the ready Raft leader\n"

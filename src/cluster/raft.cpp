@@ -53,6 +53,10 @@ class RaftNode::Impl {
     HS_ASSERT(addresses_.count(ctx.self()) == 1, "raft: this node {} is not a voter", ctx.self());
     HS_ASSERT(cfg_.heartbeat < cfg_.election, "raft: heartbeat {} ms must be under the election timeout {} ms",
               to_ms(cfg_.heartbeat), to_ms(cfg_.election));
+    // Fragment ids unique per incarnation (a receiver ignores ids it has recently finished): the
+    // start time in the high bits, a counter in the low 16.
+    fragment_ids_ = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(ctx.now()).count())
+                    << 16;
     init_io();
     const std::string& self_addr = addresses_[ctx.self()];
     int rv = raft_init(&raft_, &io_, &fsm_, ctx.self(), self_addr.c_str());
@@ -84,6 +88,12 @@ class RaftNode::Impl {
       ++counters_.unknown_sender;
       log::logf(log::Level::warn, "raft", "unknown_sender", "node={} from={} bytes={}", ctx.self(), from, bytes.size());
       return;
+    }
+    std::optional<node::Bytes> whole;
+    if (raftc::is_fragment(bytes)) {
+      whole = reassemble(from, bytes);
+      if (!whole) return;
+      bytes = *whole;
     }
     raft_message m;
     Status s = raftc::decode_message(bytes, m);
@@ -346,6 +356,40 @@ class RaftNode::Impl {
     ctx_->send(to, std::move(msg));
   }
 
+  // Nothing leaves before a sync barrier covers every write made so far (see the header).
+  void send_or_hold(node::NodeId to, node::Bytes msg) {
+    if (synced_seq_ >= write_seq_) {
+      send_now(to, std::move(msg));
+    } else if (held_.size() >= cfg_.max_held_messages) {
+      ++counters_.held_dropped;  // a lost message: Raft retries it (heartbeats, timeouts)
+      log::logf(log::Level::warn, "raft", "held_full", "node={} to={} held={}", ctx_->self(), to, held_.size());
+    } else {
+      ++counters_.held_for_sync;
+      held_.push_back(Held{to, std::move(msg), write_seq_});
+      ensure_sync();
+    }
+  }
+
+  // A fragment: kept until its message is whole. Returns the whole message, or nothing yet.
+  std::optional<node::Bytes> reassemble(node::NodeId from, std::span<const std::uint8_t> bytes) {
+    ++counters_.fragments_received;
+    raftc::Fragment f;
+    std::string why;
+    Status st = raftc::decode_fragment(bytes, f);
+    node::Bytes whole;
+    const auto out = st.ok() ? reassembly_.add(from, std::move(f), cfg_.max_snapshot_bytes, &whole, &why)
+                             : raftc::Reassembly::Outcome::refused;
+    if (!st.ok()) why = st.to_string();
+    if (out == raftc::Reassembly::Outcome::refused) {
+      ++counters_.reassembly_refused;
+      log::logf(log::Level::warn, "raft", "fragment_refused", "node={} from={} error={}", ctx_->self(), from,
+                log::quoted(why));
+    }
+    if (out != raftc::Reassembly::Outcome::complete) return std::nullopt;
+    ++counters_.reassembled;
+    return whole;
+  }
+
   void synced(std::uint64_t seq) {
     if (seq > synced_seq_) synced_seq_ = seq;
     while (!held_.empty() && held_.front().seq <= synced_seq_) {
@@ -582,7 +626,9 @@ class RaftNode::Impl {
       m = &clamped;
       ++s->counters_.commit_clamped;
     }
-    auto bytes = raftc::encode_message(*m, s->cfg_.max_message_bytes, &cut);
+    const std::size_t limit =
+        m->type == RAFT_IO_APPEND_ENTRIES ? s->cfg_.max_message_bytes : s->cfg_.max_snapshot_bytes;
+    auto bytes = raftc::encode_message(*m, limit, &cut);
     int status = 0;
     if (!bytes.ok()) {
       ++s->counters_.oversize_dropped;
@@ -591,16 +637,14 @@ class RaftNode::Impl {
       status = RAFT_TOOBIG;
     } else {
       if (cut) ++s->counters_.cut_batches;
-      if (s->synced_seq_ >= s->write_seq_) {
-        s->send_now(m->server_id, std::move(*bytes));
-      } else if (s->held_.size() >= s->cfg_.max_held_messages) {
-        ++s->counters_.held_dropped;  // a lost message: Raft retries it (heartbeats, timeouts)
-        log::logf(log::Level::warn, "raft", "held_full", "node={} to={} held={}", s->ctx_->self(), m->server_id,
-                  s->held_.size());
+      if (bytes->size() <= s->cfg_.max_message_bytes) {
+        s->send_or_hold(m->server_id, std::move(*bytes));
       } else {
-        ++s->counters_.held_for_sync;
-        s->held_.push_back(Held{m->server_id, std::move(*bytes), s->write_seq_});
-        s->ensure_sync();
+        auto pieces = raftc::fragment(*bytes, ++s->fragment_ids_, s->cfg_.max_message_bytes);
+        s->counters_.fragments_sent += pieces.size();
+        log::logf(log::Level::info, "raft", "send_fragmented", "node={} to={} type={} bytes={} fragments={}",
+                  s->ctx_->self(), m->server_id, m->type, bytes->size(), pieces.size());
+        for (auto& p : pieces) s->send_or_hold(m->server_id, std::move(p));
       }
     }
     s->sends_.push_back(PendingSend{req, status});
@@ -784,7 +828,9 @@ class RaftNode::Impl {
   std::deque<PendingSnapPut> snap_puts_;  // at most one at a time in libraft
   std::deque<PendingSend> sends_;         // drained at every flush
   std::deque<raft_io_snapshot_get*> snap_gets_;
-  std::deque<Held> held_;  // bounded by cfg_.max_held_messages
+  std::deque<Held> held_;         // bounded by cfg_.max_held_messages
+  raftc::Reassembly reassembly_;  // one message at a time, at most cfg_.max_snapshot_bytes
+  std::uint64_t fragment_ids_ = 0;
 
   std::uint64_t ready_term_ = 0;
   bool seen_ready_ = false;

@@ -1,9 +1,11 @@
 #include "raft_codec.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
 
+#include "hyperscale/base/assert.hpp"
 #include "hyperscale/base/crc32c.hpp"
 #include "hyperscale/cluster/codec.hpp"
 
@@ -457,6 +459,111 @@ Status decode_message(std::span<const std::uint8_t> in, raft_message& out) {
       return make_error(Errc::protocol_error, fmt::format("raft message: unknown type {}", out.type));
   }
   return reader_status(r, "raft message");
+}
+
+// -------------------------------------------------------------------- fragments
+
+bool is_fragment(std::span<const std::uint8_t> in) {
+  return in.size() >= 2 && in[0] == kWireVersion && in[1] == kFragment;
+}
+
+std::vector<node::Bytes> fragment(std::span<const std::uint8_t> whole, std::uint64_t id, std::size_t max_bytes) {
+  constexpr std::size_t kHeader = 2 + 5 * 10;  // version, type, id, index, count, total, the chunk's length
+  HS_ASSERT(max_bytes > kHeader, "raft: fragment size {} leaves no room after the header", max_bytes);
+  const std::size_t step = max_bytes - kHeader;
+  const std::size_t count = (whole.size() + step - 1) / step;
+  std::vector<node::Bytes> out;
+  out.reserve(count);
+  for (std::size_t i = 0; i < count; ++i) {
+    Writer w;
+    w.u8(kWireVersion);
+    w.u8(kFragment);
+    w.var(id);
+    w.var(i);
+    w.var(count);
+    w.var(whole.size());
+    w.bytes(whole.subspan(i * step, std::min(step, whole.size() - i * step)));
+    out.push_back(std::move(w.out()));
+  }
+  return out;
+}
+
+Status decode_fragment(std::span<const std::uint8_t> in, Fragment& out) {
+  Reader r(in);
+  if (r.u8() != kWireVersion || r.u8() != kFragment) return make_error(Errc::protocol_error, "raft fragment: not one");
+  out.id = r.var();
+  const std::uint64_t index = r.var(), count = r.var();
+  out.total = r.var();
+  out.chunk = r.bytes(kMaxData);
+  HS_TRY(reader_status(r, "raft fragment"));
+  if (count == 0 || count > kMaxFragments || index >= count)
+    return make_error(Errc::protocol_error,
+                      fmt::format("raft fragment: index {} of {} (at most {})", index, count, kMaxFragments));
+  if (out.chunk.empty() || out.chunk.size() > out.total)
+    return make_error(Errc::protocol_error,
+                      fmt::format("raft fragment: chunk of {} bytes in a message of {}", out.chunk.size(), out.total));
+  out.index = static_cast<std::uint32_t>(index);
+  out.count = static_cast<std::uint32_t>(count);
+  return ok_status();
+}
+
+bool Reassembly::recent(std::uint64_t from, std::uint64_t id) const {
+  return std::find(recent_.begin(), recent_.end(), std::make_pair(from, id)) != recent_.end();
+}
+
+void Reassembly::retire() {
+  if (recent_.size() < kRecent)
+    recent_.emplace_back(from_, id_);
+  else
+    recent_[recent_next_++ % kRecent] = {from_, id_};
+  chunks_.clear();
+  chunks_.shrink_to_fit();
+  held_ = 0;
+  have_ = 0;
+}
+
+Reassembly::Outcome Reassembly::add(std::uint64_t from, Fragment f, std::size_t max_total, node::Bytes* whole,
+                                    std::string* why) {
+  if (recent(from, f.id)) return Outcome::stale;
+  const bool current = !chunks_.empty() && from == from_ && f.id == id_;
+  if (!current) {
+    if (f.total > max_total) {
+      *why = fmt::format("message of {} bytes over the reassembly limit of {}", f.total, max_total);
+      return Outcome::refused;
+    }
+    if (!chunks_.empty()) {
+      ++replaced_;
+      retire();
+    }
+    from_ = from;
+    id_ = f.id;
+    total_ = f.total;
+    chunks_.resize(f.count);
+  }
+  if (f.count != chunks_.size() || f.total != total_) {
+    *why = fmt::format("fragment {} says {} fragments of {} bytes; the message has {} of {}", f.index, f.count, f.total,
+                       chunks_.size(), total_);
+    return Outcome::refused;
+  }
+  if (!chunks_[f.index].empty()) return Outcome::duplicate;
+  if (held_ + f.chunk.size() > total_) {
+    *why = fmt::format("fragments hold more than the message's {} bytes", total_);
+    retire();
+    return Outcome::refused;
+  }
+  held_ += f.chunk.size();
+  chunks_[f.index] = std::move(f.chunk);
+  if (++have_ < chunks_.size()) return Outcome::partial;
+  if (held_ != total_) {
+    *why = fmt::format("fragments hold {} bytes; the message has {}", held_, total_);
+    retire();
+    return Outcome::refused;
+  }
+  whole->clear();
+  whole->reserve(total_);
+  for (const auto& c : chunks_) whole->insert(whole->end(), c.begin(), c.end());
+  retire();
+  return Outcome::complete;
 }
 
 }  // namespace hs::cluster::raftc

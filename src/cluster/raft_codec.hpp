@@ -97,4 +97,47 @@ Status decode_message(std::span<const std::uint8_t> in, raft_message& out);
 // Frees what decode_message allocated (for messages that are dropped instead of delivered).
 void free_message(raft_message& m);
 
+// ---- fragments ----
+// A message over the transport's limit (an InstallSnapshot: libraft 0.15 sends a snapshot whole and
+// cannot split it) travels as fragments, each one transport message:
+//   u8 version=1, u8 kFragment, var id, var index, var count, var total, bytes chunk
+// `id` names the message (unique per sender incarnation), `total` is the whole message's length.
+// The receiver reassembles (Reassembly) and decodes the whole as usual.
+inline constexpr std::uint8_t kFragment = 0xF0;  // outside libraft's message types
+inline constexpr std::size_t kMaxFragments = 1u << 16;
+bool is_fragment(std::span<const std::uint8_t> in);
+// Splits `whole` into fragments of at most max_bytes each (max_bytes > the 52-byte header).
+std::vector<node::Bytes> fragment(std::span<const std::uint8_t> whole, std::uint64_t id, std::size_t max_bytes);
+struct Fragment {
+  std::uint64_t id = 0, total = 0;
+  std::uint32_t index = 0, count = 0;
+  node::Bytes chunk;
+};
+Status decode_fragment(std::span<const std::uint8_t> in, Fragment& out);
+
+// The one message being reassembled on a node (only a leader sends snapshots, so one at a time is
+// enough: a fragment of another message replaces an unfinished one). Bounded: a message over
+// `max_total` bytes is refused at its first fragment; fragments of a message recently completed or
+// replaced are ignored (a ring of the last kRecent ids), so a duplicate cannot restart it.
+class Reassembly {
+ public:
+  enum class Outcome { partial, complete, duplicate, stale, refused };
+  // On `complete`, *whole holds the message and the slot is free again.
+  Outcome add(std::uint64_t from, Fragment f, std::size_t max_total, node::Bytes* whole, std::string* why);
+  std::size_t bytes_held() const noexcept { return held_; }
+  std::uint64_t replaced() const noexcept { return replaced_; }
+
+ private:
+  static constexpr std::size_t kRecent = 8;
+  void retire();
+  bool recent(std::uint64_t from, std::uint64_t id) const;
+  std::uint64_t from_ = 0, id_ = 0, total_ = 0;
+  std::uint32_t have_ = 0;
+  std::size_t held_ = 0;
+  std::vector<node::Bytes> chunks_;                              // empty: no message in progress
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> recent_;  // (from, id), at most kRecent
+  std::size_t recent_next_ = 0;
+  std::uint64_t replaced_ = 0;
+};
+
 }  // namespace hs::cluster::raftc

@@ -49,8 +49,13 @@ struct RaftConfig {
   unsigned snapshot_threshold = 256;  // entries between snapshots
   unsigned snapshot_trailing = 64;    // entries kept after a snapshot
   // An AppendEntries whose encoding would exceed this is cut to the entries that fit (at least
-  // one); libraft resends the rest. An InstallSnapshot over it is dropped and counted.
+  // one); libraft resends the rest. A message still over it (an InstallSnapshot, one large entry)
+  // is sent as fragments of at most this size and reassembled by the receiver.
   std::size_t max_message_bytes = 60 * 1024;
+  // The largest message (in practice: a snapshot) sent or reassembled; one over it is dropped and
+  // counted (oversize_dropped, reassembly_refused). A receiver holds at most one message being
+  // reassembled, so this also bounds that memory.
+  std::size_t max_snapshot_bytes = 256u << 20;
   std::size_t max_pending_proposals = 4096;  // propose() refuses with backpressure past this
   std::size_t max_held_messages = 65'536;    // messages waiting for a sync barrier
   std::string storage_name = "raft";         // disk key prefix and log name
@@ -114,6 +119,7 @@ class RaftNode final : public node::Node {
     std::uint64_t snapshots_taken = 0, snapshots_installed = 0, syncs = 0;
     std::uint64_t commit_clamped = 0;  // libraft 0.15 stale-suffix workaround applied (raft.cpp)
     std::uint64_t torn_records = 0;    // torn (never synced) storage records skipped at load
+    std::uint64_t fragments_sent = 0, fragments_received = 0, reassembled = 0, reassembly_refused = 0;
   };
   const Counters& counters() const noexcept;
 

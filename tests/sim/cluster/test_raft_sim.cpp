@@ -47,8 +47,10 @@ struct HashMachine final : cluster::StateMachine {
     cluster::Writer w;
     w.var(index);
     w.var(hash);
+    w.bytes(node::Bytes(padding(), 0x5A));  // a large state machine (fragmented snapshots)
     return w.take();
   }
+  std::size_t padding() const;
   Status restore(std::span<const std::uint8_t> data) override;
 };
 
@@ -83,7 +85,8 @@ struct World {
   std::set<std::pair<NodeId, std::uint64_t>> ready_seen;  // (leader, term) checked when it became ready
   std::string violation;
   std::uint64_t next_cmd = 0;
-  bool fast = false;  // propose every 10 ms instead of 20
+  bool fast = false;             // propose every 10 ms instead of 20
+  std::size_t snapshot_pad = 0;  // bytes every snapshot carries besides (index, hash)
 
   static sim::SimOptions options(std::uint64_t seed) {
     sim::SimOptions o;
@@ -249,11 +252,15 @@ std::uint64_t HashMachine::apply(std::uint64_t i, std::span<const std::uint8_t> 
   return index;
 }
 
+std::size_t HashMachine::padding() const { return world->snapshot_pad; }
+
 Status HashMachine::restore(std::span<const std::uint8_t> data) {
   cluster::Reader r(data);
   index = r.var();
   hash = r.var();
-  if (!r.done()) return make_error(Errc::corruption, "bad test snapshot");
+  const node::Bytes pad = r.bytes(64u << 20);
+  if (!r.ok() || !r.done()) return make_error(Errc::corruption, "bad test snapshot");
+  if (pad.size() != padding()) return make_error(Errc::corruption, "test snapshot padding of another size");
   auto [it, fresh] = world->hash_at.emplace(index, hash);
   if (!fresh && it->second != hash && world->violation.empty()) {
     world->violation = fmt::format("member {} restored a snapshot at {} that diverges", id, index);
@@ -353,6 +360,70 @@ TEST_CASE("raft: a member that missed many entries is brought up to date by a sn
   REQUIRE(w.run_until_pred(10s, [&] { return w.member(lagger)->sm.index >= target; }));
   CHECK(w.member(lagger)->raft.counters().snapshots_installed >= 1);
   w.check_all_applied();
+}
+
+// libraft 0.15 sends a snapshot whole; one larger than a transport message goes as fragments,
+// reassembled by the receiver, through loss, duplication and reordering of the fragments.
+TEST_CASE("raft: a snapshot larger than a message is sent in fragments and installed") {
+  RaftConfig c = fast_config();
+  c.max_message_bytes = 1024;
+  for (const bool lossy : {false, true}) {
+    DYNAMIC_SECTION((lossy ? "lossy, duplicating, reordering network" : "clean network")) {
+      World w(23, 3, c);
+      w.sim.net().max_message_bytes = c.max_message_bytes;  // the transport takes nothing larger
+      w.snapshot_pad = 20 * 1024;                           // a snapshot of ~20 KiB: ~21 fragments
+      w.sim.start_all();
+      REQUIRE(w.run_until_pred(10s, [&] { return w.leader() != 0; }));
+      NodeId lagger = 0;
+      for (auto id : w.ids)
+        if (id != w.leader()) lagger = id;
+      REQUIRE(w.sim.crash(lagger).ok());
+      w.fast = true;
+      w.propose_until(w.sim.now() + 2s);
+      REQUIRE(w.sim.run_for(2s).ok());
+      REQUIRE(w.acked.size() > 100);  // the entries the lagger misses are compacted away
+      if (lossy) {
+        w.sim.net().loss = 0.05;
+        w.sim.net().duplicate = 0.05;
+        w.sim.net().reorder = 0.2;
+      }
+      REQUIRE(w.sim.restart(lagger).ok());
+      const std::uint64_t target = w.acked.rbegin()->first;
+      REQUIRE(w.run_until_pred(60s, [&] { return w.member(lagger)->sm.index >= target; }));
+      const auto& got = w.member(lagger)->raft.counters();
+      CHECK(got.snapshots_installed >= 1);
+      CHECK(got.reassembled >= 1);
+      CHECK(got.fragments_received >= 21);
+      std::uint64_t dropped = 0, sent = 0;
+      for (auto id : w.ids) dropped += w.member(id)->raft.counters().oversize_dropped;
+      for (auto id : w.ids) sent += w.member(id)->raft.counters().fragments_sent;
+      CHECK(dropped == 0);
+      CHECK(sent >= 21);
+      w.check_all_applied();
+    }
+  }
+}
+
+TEST_CASE("raft: a snapshot over max_snapshot_bytes is not sent; the limit is counted") {
+  RaftConfig c = fast_config();
+  c.max_message_bytes = 1024;
+  c.max_snapshot_bytes = 8 * 1024;
+  World w(29, 3, c);
+  w.sim.net().max_message_bytes = c.max_message_bytes;
+  w.snapshot_pad = 20 * 1024;
+  w.sim.start_all();
+  REQUIRE(w.run_until_pred(10s, [&] { return w.leader() != 0; }));
+  const NodeId leader = w.leader();
+  NodeId lagger = 0;
+  for (auto id : w.ids)
+    if (id != leader) lagger = id;
+  REQUIRE(w.sim.crash(lagger).ok());
+  w.fast = true;
+  w.propose_until(w.sim.now() + 2s);
+  REQUIRE(w.sim.run_for(2s).ok());
+  REQUIRE(w.sim.restart(lagger).ok());
+  REQUIRE(w.run_until_pred(10s, [&] { return w.member(leader)->raft.counters().oversize_dropped > 0; }));
+  CHECK(w.member(lagger)->raft.counters().snapshots_installed == 0);
 }
 
 TEST_CASE("raft: mixed faults over many seeds keep every safety property") {
