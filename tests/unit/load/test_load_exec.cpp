@@ -994,3 +994,46 @@ url = "http://127.0.0.1:{0}/"
   REQUIRE(w.obs.free_after == 3);
   REQUIRE(w.obs.run_states == std::vector<long>{0, 0, 0});
 }
+
+TEST_CASE("executor: with vus_from_spec, a part's ExecSpec.vus is the whole workflow's VUs", "[load][exec][parts]") {
+  TargetProc t;
+  // Each iteration outlasts the duration, so every VU starts exactly one.
+  const std::string plan = fmt::format(R"(version = 1
+[[workflow]]
+name = "w"
+vus = 5
+duration = "300ms"
+[[workflow.step]]
+name = "wait"
+url = "http://127.0.0.1:{0}/delay/600"
+)",
+                                       t.http);
+  Worker w;
+  w.on_done = [&w](std::uint64_t) { w.check_and_stop(); };
+  LoadExecutorOptions o;
+  o.vus_from_spec = true;
+  w.run(
+      [&](Worker& self) {
+        worker::ExecSpec s;
+        s.workflow = "w";
+        s.plan = bytes_of(plan);
+        s.cores = 2;
+        s.vus = 9;  // over 3 global shards: 3 each; this part is global shards [1, 3)
+        s.shard_first = 1;
+        s.shard_total = 3;
+        Status st = self.ex->start(1, s);
+        if (!st.ok()) {
+          self.obs.errors.push_back(st.to_string());
+          self.r0->request_node_stop("start failed");
+        }
+      },
+      o);
+  t.stop();
+  REQUIRE(w.obs.errors.empty());
+  const auto& res = w.obs.done.at(1);
+  REQUIRE(res.outcome == worker::ExecOutcome::completed);
+  auto s = decode_stats(res.stats);
+  REQUIRE(s.ok());
+  REQUIRE(s->started == 6);
+  REQUIRE(res.completed == 6);
+}
