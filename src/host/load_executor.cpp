@@ -44,6 +44,14 @@ Status LoadExecutor::start(std::uint64_t exec, const worker::ExecSpec& spec) {
   if (live_.count(exec) != 0)
     return refuse(Errc::already_exists, fmt::format("execution {} is already live", exec), "duplicate");
   if (spec.cores == 0) return refuse(Errc::invalid_argument, "cores = 0", "cores");
+  if (spec.shard_total == 0 && spec.shard_first != 0)
+    return refuse(Errc::invalid_argument,
+                  fmt::format("shard_first = {} without shard_total (a part needs both)", spec.shard_first), "part");
+  if (spec.shard_total > 0 && std::uint64_t{spec.shard_first} + spec.cores > spec.shard_total)
+    return refuse(Errc::invalid_argument,
+                  fmt::format("part of {} cores from global shard {} is beyond the workflow's {} shards", spec.cores,
+                              spec.shard_first, spec.shard_total),
+                  "part");
   if (spec.cores > free_.size())
     return refuse(Errc::backpressure,
                   fmt::format("not enough free cores: {} wanted, {} free", spec.cores, free_.size()), "cores");
@@ -72,6 +80,7 @@ Status LoadExecutor::start(std::uint64_t exec, const worker::ExecSpec& spec) {
   RunSpec rs;
   rs.workflow = std::move(prep).value();
   rs.shards.assign(free_.begin(), free_.begin() + spec.cores);
+  if (spec.shard_total > 0) rs.part = load::RunPart{spec.shard_first, spec.shard_total};
   for (const auto& [k, v] : spec.context) rs.context[k] = v;
   RunCallbacks cb;
   if (on_progress_) {
@@ -88,8 +97,8 @@ Status LoadExecutor::start(std::uint64_t exec, const worker::ExecSpec& spec) {
   if (!id.ok()) return refuse(id.status().code(), id.status().message(), "runner");
   free_.erase(free_.begin(), free_.begin() + spec.cores);
   live_[exec] = Live{*id, shards, spec.workflow};
-  log::info("load", "exec_start", "exec={} job={} workflow={} cores={}", exec, log::quoted(spec.job_id),
-            log::quoted(spec.workflow), spec.cores);
+  log::info("load", "exec_start", "exec={} job={} workflow={} cores={} shard_first={} shard_total={}", exec,
+            log::quoted(spec.job_id), log::quoted(spec.workflow), spec.cores, spec.shard_first, spec.shard_total);
   return ok_status();
 }
 

@@ -68,9 +68,14 @@ struct RunShared {
   std::shared_ptr<const PreparedWorkflow> prep;
   std::map<std::string, std::string> ctx;  // "workflow.key" -> value
   std::vector<int> shards;
+  int first = 0;    // global shard of shards[0] (RunSpec::part; 0 without one)
+  int total = 0;    // global shards of the workflow (shards.size() without a part)
   int control = 0;  // the control shard
   RunId id = 0;     // unique on the control shard
 };
+
+// The share of the shard at `pos` in sh.shards: global shard first + pos of total.
+ShardShare share_at(const RunShared& sh, int pos) { return share_for(*sh.prep->wf, sh.first + pos, sh.total); }
 
 struct WfRun;
 struct Vu;
@@ -147,12 +152,7 @@ struct WfRun {
   std::map<std::string, std::string> provided;
   std::vector<Histogram> window;  // per step, since the last live report
   WfRun(std::shared_ptr<const RunShared> s, ShardState* st, int p, Instant start)
-      : sh(std::move(s)),
-        prep(sh->prep.get()),
-        ss(st),
-        pos(p),
-        wf(prep->wf),
-        driver(*wf, share_for(*wf, p, static_cast<int>(sh->shards.size())), start) {}
+      : sh(std::move(s)), prep(sh->prep.get()), ss(st), pos(p), wf(prep->wf), driver(*wf, share_at(*sh, p), start) {}
 };
 
 struct Control;
@@ -1272,13 +1272,12 @@ void shard_start(Reactor& r, std::shared_ptr<const RunShared> sh, int pos, Insta
   ShardState& ss = state_of(r);
   auto run = std::make_unique<WfRun>(std::move(sh), &ss, pos, start);
   const Workflow& w = *run->wf;
-  const int n = static_cast<int>(run->sh->shards.size());
   run->warmup_end = start + w.warmup;
   run->stats.name = w.name;
   run->stats.steps.resize(w.steps.size());
   for (std::size_t i = 0; i < w.steps.size(); ++i) run->stats.steps[i].name = w.steps[i].name;
   run->window.resize(w.steps.size());
-  run->vus.resize(share_for(w, pos, n).vus);
+  run->vus.resize(share_at(*run->sh, pos).vus);
   uv_timer_init(r.loop(), &run->timer);
   run->timer.data = run.get();
   WfRun& ref = *run;
@@ -1498,6 +1497,23 @@ Result<RunId> Runner::start(RunSpec spec, RunCallbacks cb) {
   for (int s : sorted)
     if (s < 0 || s >= nset || (!r_.shards() && s != r_.shard_id()))
       return make_error(Errc::invalid_argument, fmt::format("run: shard {} is not in this set of {}", s, nset));
+  const Workflow& wf = *spec.workflow->wf;
+  const std::uint64_t n = spec.shards.size();
+  RunPart part{0, static_cast<std::uint32_t>(n)};
+  if (spec.part) {
+    part = *spec.part;
+    if (part.total == 0) return make_error(Errc::invalid_argument, "run: part of a workflow of 0 shards in total");
+    if (part.total > kMaxGlobalShards)
+      return make_error(Errc::invalid_argument,
+                        fmt::format("run: part of a workflow of {} shards (at most {})", part.total, kMaxGlobalShards));
+    if (std::uint64_t{part.first} + n > part.total)
+      return make_error(Errc::invalid_argument, fmt::format("run: part [{}, {}) is beyond the workflow's {} shards",
+                                                            part.first, std::uint64_t{part.first} + n, part.total));
+    if (wf.kind == WorkflowKind::setup && part.first != 0)
+      return make_error(
+          Errc::invalid_argument,
+          fmt::format("run: setup workflow '{}' runs as one part, from global shard 0 (not {})", wf.name, part.first));
+  }
   if (ids_.size() >= kMaxRuns)
     return make_error(Errc::backpressure, fmt::format("run: {} runs are live already", ids_.size()));
   if (spec.context.size() > kMaxContext)
@@ -1505,11 +1521,12 @@ Result<RunId> Runner::start(RunSpec spec, RunCallbacks cb) {
                       fmt::format("run: {} context values (at most {})", spec.context.size(), kMaxContext));
   ShardState& cs = state_of(r_);
   const RunId id = cs.next_id++;
-  const Workflow& wf = *spec.workflow->wf;
   auto sh = std::make_shared<RunShared>();
   sh->prep = std::move(spec.workflow);
   sh->ctx = std::move(spec.context);
   sh->shards = std::move(spec.shards);
+  sh->first = static_cast<int>(part.first);
+  sh->total = static_cast<int>(part.total);
   sh->control = r_.shard_id();
   sh->id = id;
   auto c = std::make_unique<Control>();
@@ -1527,7 +1544,8 @@ Result<RunId> Runner::start(RunSpec spec, RunCallbacks cb) {
   Control& ref = *c;
   cs.controls.emplace(id, std::move(c));
   ids_.push_back(id);
-  log::info("load", "workflow_start", "workflow={} run={} shards={}", log::quoted(wf.name), id, sh->shards.size());
+  log::info("load", "workflow_start", "workflow={} run={} shards={} global_first={} global_total={}",
+            log::quoted(wf.name), id, sh->shards.size(), sh->first, sh->total);
   const std::int64_t t = ref.started_at.count();
   std::shared_ptr<const RunShared> shc = sh;
   for (std::size_t pos = 0; pos < sh->shards.size(); ++pos) {

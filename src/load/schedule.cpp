@@ -1,5 +1,7 @@
 #include "hyperscale/load/schedule.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 namespace hs::load {
@@ -39,6 +41,41 @@ ShardShare share_for(const Workflow& wf, int shard, int shards) {
     }
   }
   return s;
+}
+
+Result<std::vector<PartShare>> split_parts(const Workflow& wf, const std::vector<std::uint32_t>& cores_per_part) {
+  if (cores_per_part.empty()) return make_error(Errc::invalid_argument, "split_parts: no parts");
+  std::uint64_t total = 0;
+  for (std::size_t k = 0; k < cores_per_part.size(); ++k) {
+    if (cores_per_part[k] == 0)
+      return make_error(Errc::invalid_argument, fmt::format("split_parts: part {} has 0 cores", k));
+    total += cores_per_part[k];
+    if (total > kMaxGlobalShards)
+      return make_error(Errc::invalid_argument,
+                        fmt::format("split_parts: more than {} cores in total", kMaxGlobalShards));
+  }
+  const int shards = static_cast<int>(total);
+  const bool arrival = wf.kind == WorkflowKind::test && wf.executor == Executor::constant_arrival_rate;
+  std::vector<PartShare> out;
+  out.reserve(cores_per_part.size());
+  std::uint32_t first = 0;
+  for (std::uint32_t cores : cores_per_part) {
+    PartShare p;
+    p.first_shard = first;
+    p.shards = cores;
+    if (wf.iterations || wf.kind == WorkflowKind::setup) p.iterations = 0;
+    for (std::uint32_t i = 0; i < cores; ++i) {
+      const int g = static_cast<int>(first + i);
+      const ShardShare s = share_for(wf, g, shards);
+      if (s.active) p.active = true;
+      p.vus += s.vus;
+      if (s.iterations) *p.iterations += *s.iterations;
+      if (arrival) p.max_vus += split(wf.max_vus, g, shards);
+    }
+    first += cores;
+    out.push_back(p);
+  }
+  return out;
 }
 
 Driver::Driver(const Workflow& wf, ShardShare share, Instant start)

@@ -357,7 +357,11 @@ struct Dispatch {
   std::vector<std::uint8_t> plan;
   KeyValues context;
   std::uint64_t term = 0;  // the sender's Raft term: refused below the highest term the worker heard
-  HS_FIELDS(job_id, workflow, token, cores, vus, plan, context, term)
+  // A part of a workflow spread over several workers (docs/load.md, "Parts"): the worker's `cores`
+  // shards are the workflow's global shards [shard_first, shard_first + cores) of shard_total.
+  // shard_total = 0: the whole workflow on this worker's cores (shard_first must then be 0).
+  std::uint32_t shard_first = 0, shard_total = 0;
+  HS_FIELDS(job_id, workflow, token, cores, vus, plan, context, term, shard_first, shard_total)
 };
 struct DispatchAck {
   std::string job_id;

@@ -14,6 +14,9 @@
 // workflow's name, "workflow.key", for a dependant's ExecSpec.context), .error = why it failed.
 // ExecSpec.plan may be TOML or JSON (JSON starts with '{'). ExecSpec.vus is ignored unless
 // LoadExecutorOptions::vus_from_spec is set; every other parameter comes from the file.
+// Parts (ExecSpec.shard_total > 0): the `cores` shards run the workflow's global shards
+// [shard_first, shard_first + cores) of shard_total (load::RunPart, docs/load.md "Parts"); every figure
+// in the file (and ExecSpec.vus with vus_from_spec) is the whole workflow's, the part takes its share.
 #pragma once
 
 #include <cstdint>
@@ -48,8 +51,9 @@ class LoadExecutor : public worker::Executor {
   ~LoadExecutor() override = default;
 
   // Errors (nothing started, nothing changed): a live exec id, bad plan text (the parser's
-  // FILE:LINE:COL messages), an unknown workflow, cores = 0 or more than are free, a host that does not
-  // resolve.
+  // FILE:LINE:COL messages), an unknown workflow, cores = 0 or more than are free, a part beyond its
+  // total (or shard_first without shard_total, a setup workflow's part not from global shard 0), a host
+  // that does not resolve.
   Status start(std::uint64_t exec, const worker::ExecSpec& spec) override;
   void cancel(std::uint64_t exec) override;
 

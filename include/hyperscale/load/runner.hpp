@@ -6,6 +6,7 @@
 // twice a second, and its exact statistics when it is done. Every callback runs on the control shard.
 // Several runs can be live at once (on disjoint shards, or shared ones: each shard keeps per-run state).
 // All per-run state, on the control shard and on every shard, is freed when the run ends.
+// A run may be one part of a workflow spread over several workers (RunSpec::part, RunPart below).
 //
 //   auto prep = prepare_workflow(plan, "browse");        // resolves hosts, pre-serialises requests
 //   Runner runner(reactor);                               // on the control shard's thread
@@ -60,10 +61,21 @@ struct WorkflowResult {
   std::map<std::string, std::string> published;  // setup workflows: provide key -> value (no prefix)
 };
 
+// A run as one part of a workflow spread over several workers (docs/load.md, "Parts"): the workflow
+// runs on `total` global shards in all, and this run's i-th listed shard is global shard `first + i`
+// (its share is share_for(wf, first + i, total), arrivals included). Needs total > 0,
+// first + shards.size() <= total, total <= kMaxGlobalShards; a setup workflow only with first = 0.
+struct RunPart {
+  std::uint32_t first = 0;
+  std::uint32_t total = 0;
+};
+
 struct RunSpec {
   std::shared_ptr<const PreparedWorkflow> workflow;
   std::vector<int> shards;                     // distinct shard ids of the ShardSet, at least one
   std::map<std::string, std::string> context;  // "workflow.key" -> value, for ${ctx.workflow.key}
+  // nullopt: the whole workflow on these shards (the same as {first 0, total shards.size()}).
+  std::optional<RunPart> part = std::nullopt;
 };
 
 struct RunCallbacks {
@@ -88,7 +100,7 @@ class Runner {
   // Cancels the live runs at once (grace 0); their callbacks are not called any more.
   ~Runner();
 
-  // Starts the run. Errors (nothing started): bad shard list, too many runs, oversized context.
+  // Starts the run. Errors (nothing started): bad shard list, bad part, too many runs, oversized context.
   Result<RunId> start(RunSpec spec, RunCallbacks cb);
   // Stops starting iterations; iterations in flight get `grace` to finish, then are abandoned
   // (counted as interrupted). on_done follows with RunEnd::cancelled. False if `id` is not live.

@@ -7,20 +7,48 @@
 #include <optional>
 #include <vector>
 
+#include "hyperscale/base/status.hpp"
 #include "hyperscale/base/time.hpp"
 #include "hyperscale/load/plan.hpp"
 
 namespace hs::load {
 
-// One shard's part of a workflow (even split, remainder to the first shards).
+// One shard's part of a workflow (even split, remainder to the first shards). `shard` and `shards` are
+// global: a workflow spread over several workers (a "part" each, below) runs on `shards` shards in
+// total, and a worker's local shard i of the part starting at global shard f is global shard f + i.
 struct ShardShare {
-  int shard = 0;
-  int shards = 1;
+  int shard = 0;                            // global shard index in [0, shards)
+  int shards = 1;                           // global shard count
   std::uint64_t vus = 0;                    // constant-vus: VUs on this shard; arrival rate: max in flight
   std::optional<std::uint64_t> iterations;  // cap on iterations started on this shard
   bool active = true;                       // false: this shard has nothing to do
 };
 ShardShare share_for(const Workflow& wf, int shard, int shards);
+
+// Parts: one workflow over several workers (docs/load.md, "Parts"). A workflow that runs on C cores in
+// total is ONE generator of C global shards; a part is the contiguous range of global shards
+// [first_shard, first_shard + shards) one worker runs (its local shard i is global shard first_shard + i,
+// see RunSpec::part in runner.hpp). Every figure of a part is the sum of share_for() over its global
+// shards, so the parts of a workflow add up exactly to the workflow, and their merged arrival schedule is
+// the one of a single generator (global arrival j runs on global shard j mod C).
+inline constexpr std::uint32_t kMaxGlobalShards = 1u << 20;  // cores one workflow may run on in total
+struct PartShare {
+  std::uint32_t first_shard = 0;  // first global shard of the part
+  std::uint32_t shards = 0;       // its global shard count (= the cores it runs on)
+  // The sum of its shards' ShardShare::vus. constant-vus: its VUs (proportional to its cores; the parts
+  // sum to `vus`). constant-arrival-rate: its cap on iterations in flight as its shards apply it (each
+  // shard at least 1, so the parts may sum to more than `max_vus` when it is below the cores). setup: 1
+  // on the part holding global shard 0, 0 elsewhere.
+  std::uint64_t vus = 0;
+  std::optional<std::uint64_t> iterations;  // with an `iterations` budget: its share (the parts sum to it)
+  std::uint64_t max_vus = 0;                // constant-arrival-rate: its share of `max_vus` (sums to it); else 0
+  bool active = false;                      // false: the part has nothing to do (need not be dispatched)
+};
+// Splits `wf` over parts of cores_per_part[k] cores each, in that order (part k's first shard is the sum
+// of the cores before it). Errors (nothing returned): no parts, a part of 0 cores, more than
+// kMaxGlobalShards cores in total. A setup workflow stays one part: only the part holding global shard 0
+// is active (vus 1, iterations 1); the others get nothing.
+Result<std::vector<PartShare>> split_parts(const Workflow& wf, const std::vector<std::uint32_t>& cores_per_part);
 
 class Driver {
  public:

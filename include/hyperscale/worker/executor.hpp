@@ -25,6 +25,10 @@ struct ExecSpec {
   std::uint32_t cores = 1;
   std::uint32_t vus = 1;
   KeyValues context;  // values published by the workflows this one depends on ("workflow.key" -> value)
+  // A part of a workflow spread over several workers: the `cores` shards are its global shards
+  // [shard_first, shard_first + cores) of shard_total (cluster::Dispatch). shard_total 0: the whole workflow.
+  std::uint32_t shard_first = 0;
+  std::uint32_t shard_total = 0;
 };
 
 struct ExecProgress {

@@ -210,6 +210,204 @@ TEST_CASE("setup workflows run exactly once, on shard 0", "[load][schedule]") {
   for (int s = 1; s < 4; ++s) REQUIRE_FALSE(share_for(wf, s, 4).active);
 }
 
+// ------------------------------------------------------------------ parts: one workflow over several workers
+
+namespace {
+// The shares of every global shard of every part, as a worker running the part computes them: its local
+// shard i is global shard first_shard + i of the workflow's total.
+std::vector<ShardShare> part_shards(const Workflow& wf, const PartShare& p, std::uint32_t total) {
+  std::vector<ShardShare> out;
+  for (std::uint32_t i = 0; i < p.shards; ++i)
+    out.push_back(share_for(wf, static_cast<int>(p.first_shard + i), static_cast<int>(total)));
+  return out;
+}
+
+// Arrival rate: the intended start of every iteration a shard starts (nothing completes; slots suffice).
+std::vector<Instant> arrivals(const Workflow& wf, const ShardShare& sh) {
+  Driver d(wf, sh, Instant{0});
+  std::vector<Driver::Start> out;
+  d.poll(Instant{0} + wf.duration + std::chrono::seconds(1), out);
+  REQUIRE(d.dropped() == 0);
+  std::vector<Instant> t;
+  for (const auto& s : out) t.push_back(s.intended);
+  return t;
+}
+
+// Constant VUs: drives a shard's Driver to the end (every iteration takes 1 ms); iterations started.
+std::uint64_t run_closed(const Workflow& wf, const ShardShare& sh) {
+  Driver d(wf, sh, Instant{0});
+  std::vector<Driver::Start> out;
+  Instant t{0};
+  d.poll(t, out);
+  while (d.phase(t) != Driver::Phase::done) {
+    t += std::chrono::milliseconds(1);
+    for (const auto& s : out) d.on_done(s.vu, t);
+    out.clear();
+    d.poll(t, out);
+    if (t > Instant{0} + wf.duration) FAIL("did not finish");
+  }
+  return d.started();
+}
+}  // namespace
+
+TEST_CASE("parts: constant VUs split proportionally to cores; iterations sum exactly", "[load][schedule][parts]") {
+  const std::vector<std::uint32_t> cores{1, 2, 3};
+  for (std::uint64_t vus : {6u, 2u, 600u}) {
+    for (std::optional<std::uint64_t> iters : {std::optional<std::uint64_t>{}, std::optional<std::uint64_t>{3000},
+                                               std::optional<std::uint64_t>{7}, std::optional<std::uint64_t>{5}}) {
+      Workflow wf;
+      wf.vus = vus;
+      wf.iterations = iters;
+      wf.duration = std::chrono::seconds(100);
+      CAPTURE(vus, iters.value_or(0));
+      auto parts = split_parts(wf, cores);
+      REQUIRE(parts.ok());
+      REQUIRE(parts->size() == 3);
+      std::uint64_t vus_sum = 0, iter_sum = 0, started = 0;
+      std::uint32_t first = 0;
+      for (std::size_t k = 0; k < 3; ++k) {
+        const PartShare& p = (*parts)[k];
+        REQUIRE(p.first_shard == first);
+        REQUIRE(p.shards == cores[k]);
+        first += p.shards;
+        // Proportional to cores when the VUs divide evenly (6 -> 1, 2, 3; 600 -> 100, 200, 300).
+        if (vus % 6 == 0) REQUIRE(p.vus == vus / 6 * cores[k]);
+        vus_sum += p.vus;
+        REQUIRE(p.iterations.has_value() == iters.has_value());
+        REQUIRE(p.max_vus == 0);
+        std::uint64_t shard_vus = 0, shard_iters = 0;
+        bool any_active = false;
+        for (const ShardShare& sh : part_shards(wf, p, 6)) {
+          shard_vus += sh.vus;
+          if (sh.iterations) shard_iters += *sh.iterations;
+          any_active = any_active || sh.active;
+          if (iters) started += run_closed(wf, sh);  // what the part's shards actually start
+        }
+        REQUIRE(p.vus == shard_vus);
+        REQUIRE(p.active == any_active);
+        if (iters) {
+          REQUIRE(*p.iterations == shard_iters);
+          iter_sum += *p.iterations;
+        }
+      }
+      REQUIRE(vus_sum == vus);
+      if (iters) {
+        REQUIRE(iter_sum == *iters);
+        REQUIRE(started == *iters);
+      }
+    }
+  }
+  // vus 6, iterations 3000 over cores (1, 2, 3): 500, 1000, 1500.
+  Workflow wf;
+  wf.vus = 6;
+  wf.iterations = 3000;
+  auto parts = split_parts(wf, cores);
+  REQUIRE(parts.ok());
+  REQUIRE(*(*parts)[0].iterations == 500);
+  REQUIRE(*(*parts)[1].iterations == 1000);
+  REQUIRE(*(*parts)[2].iterations == 1500);
+  // vus 2 over 6 cores: the part of 3 cores gets no VU and nothing to do.
+  wf.vus = 2;
+  wf.iterations = 5;
+  parts = split_parts(wf, cores);
+  REQUIRE(parts.ok());
+  REQUIRE((*parts)[0].vus == 1);
+  REQUIRE((*parts)[1].vus == 1);
+  REQUIRE((*parts)[2].vus == 0);
+  REQUIRE_FALSE((*parts)[2].active);
+}
+
+TEST_CASE("parts: the merged arrival schedule of all parts is exactly one generator's", "[load][schedule][parts]") {
+  for (std::optional<std::uint64_t> iters :
+       {std::optional<std::uint64_t>{}, std::optional<std::uint64_t>{7}, std::optional<std::uint64_t>{3000}}) {
+    Workflow wf;
+    wf.executor = Executor::constant_arrival_rate;
+    wf.rate = 7;  // 7 per 100 ms: spacing 14.285714 ms, not a whole number of ns per shard
+    wf.time_unit = std::chrono::milliseconds(100);
+    wf.max_vus = 6000;
+    wf.duration = std::chrono::seconds(1);
+    wf.iterations = iters;
+    CAPTURE(iters.value_or(0));
+    // One generator: 1 shard, and 6 shards of one machine.
+    std::vector<Instant> one = arrivals(wf, share_for(wf, 0, 1));
+    std::vector<Instant> six;
+    for (int s = 0; s < 6; ++s)
+      for (Instant t : arrivals(wf, share_for(wf, s, 6))) six.push_back(t);
+    // Parts of 1, 2 and 3 cores.
+    auto parts = split_parts(wf, {1, 2, 3});
+    REQUIRE(parts.ok());
+    std::vector<Instant> merged;
+    std::uint64_t max_vus_sum = 0;
+    for (const PartShare& p : *parts) {
+      max_vus_sum += p.max_vus;
+      std::vector<Instant> mine;
+      for (const ShardShare& sh : part_shards(wf, p, 6))
+        for (Instant t : arrivals(wf, sh)) mine.push_back(t);
+      if (p.iterations && *iters <= 70) REQUIRE(mine.size() == *p.iterations);  // 70 arrivals in the duration
+      merged.insert(merged.end(), mine.begin(), mine.end());
+    }
+    REQUIRE(max_vus_sum == 6000);
+    REQUIRE(one.size() == (iters ? std::min<std::uint64_t>(*iters, 70) : 70));
+    std::sort(one.begin(), one.end());
+    std::sort(six.begin(), six.end());
+    std::sort(merged.begin(), merged.end());
+    REQUIRE(six == one);
+    REQUIRE(merged == one);  // interleaved like one generator, not bunched per part
+  }
+}
+
+TEST_CASE("parts: max_vus splits exactly; setup workflows stay one part; bad input is an error",
+          "[load][schedule][parts]") {
+  Workflow wf;
+  wf.executor = Executor::constant_arrival_rate;
+  wf.rate = 10;
+  for (std::uint64_t m : {7u, 4u, 6u, 1000u}) {
+    wf.max_vus = m;
+    auto parts = split_parts(wf, {1, 2, 3});
+    REQUIRE(parts.ok());
+    std::uint64_t sum = 0;
+    for (const PartShare& p : *parts) {
+      sum += p.max_vus;
+      REQUIRE(p.vus >= p.shards);  // every shard may run at least one iteration at a time
+      REQUIRE(p.vus >= p.max_vus);
+      REQUIRE(p.active);
+      REQUIRE_FALSE(p.iterations.has_value());
+    }
+    REQUIRE(sum == m);
+  }
+  wf.max_vus = 7;  // global shards get 2, 1, 1, 1, 1, 1
+  auto parts = split_parts(wf, {1, 2, 3});
+  REQUIRE(parts.ok());
+  REQUIRE((*parts)[0].max_vus == 2);
+  REQUIRE((*parts)[1].max_vus == 2);
+  REQUIRE((*parts)[2].max_vus == 3);
+
+  Workflow setup;
+  setup.kind = WorkflowKind::setup;
+  setup.vus = 50;
+  for (const auto& cores : std::vector<std::vector<std::uint32_t>>{{1, 2, 3}, {3, 1}, {1}}) {
+    auto sp = split_parts(setup, cores);
+    REQUIRE(sp.ok());
+    REQUIRE(sp->size() == cores.size());
+    for (std::size_t k = 0; k < sp->size(); ++k) {
+      const PartShare& p = (*sp)[k];
+      REQUIRE(p.active == (k == 0));
+      REQUIRE(p.vus == (k == 0 ? 1u : 0u));
+      REQUIRE(p.iterations == std::optional<std::uint64_t>(k == 0 ? 1u : 0u));
+    }
+  }
+
+  const auto bad = [&](const std::vector<std::uint32_t>& cores) {
+    auto r = split_parts(wf, cores);
+    REQUIRE_FALSE(r.ok());
+    return r.status().message();
+  };
+  REQUIRE(bad({}).find("no parts") != std::string::npos);
+  REQUIRE(bad({1, 0, 2}).find("part 1 has 0 cores") != std::string::npos);
+  REQUIRE(bad({kMaxGlobalShards, 1}).find("cores in total") != std::string::npos);
+  REQUIRE(split_parts(wf, {kMaxGlobalShards}).ok());
+}
+
 // ------------------------------------------------------------------ parsing and validation
 
 TEST_CASE("parse: a full file becomes a normalised plan with a stable hash", "[load][parse]") {

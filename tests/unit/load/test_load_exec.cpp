@@ -13,6 +13,7 @@
 #include "hyperscale/host/load_executor.hpp"
 #include "hyperscale/load/plan.hpp"
 #include "hyperscale/load/runner.hpp"
+#include "hyperscale/load/schedule.hpp"
 #include "hyperscale/load/stats_codec.hpp"
 #include "hyperscale/load/target.hpp"
 #include "hyperscale/runtime/shard_set.hpp"
@@ -785,4 +786,254 @@ url = "http://127.0.0.1:{0}/delay/600"
   REQUIRE(s->started == 2);
   REQUIRE(s->completed == 2);
   REQUIRE(res.completed == 2);
+}
+
+// ---------------------------------------------------------------- parts: one workflow over several workers
+
+TEST_CASE("runner: a workflow run as 3 parts (1, 2, 3 of 6 global shards) does exactly its iterations",
+          "[load][runner][parts]") {
+  TargetProc t;
+  auto parsed = load_plan_text(fmt::format(R"(version = 1
+[[workflow]]
+name = "closed"
+vus = 6
+iterations = 30
+duration = "60s"
+[[workflow.step]]
+name = "get"
+url = "http://127.0.0.1:{0}/"
+expect = {{ body_contains = "ok" }}
+
+[[workflow]]
+name = "open"
+executor = "constant-arrival-rate"
+rate = 300
+max_vus = 60
+iterations = 30
+duration = "60s"
+[[workflow.step]]
+name = "get"
+url = "http://127.0.0.1:{0}/"
+
+[[workflow]]
+name = "once"
+kind = "setup"
+[[workflow.step]]
+name = "get"
+url = "http://127.0.0.1:{0}/"
+)",
+                                           t.http),
+                               "p.toml", false, process_env());
+  REQUIRE(parsed.ok());
+  auto plan = std::make_shared<const Plan>(std::move(parsed).value());
+  auto closed = prepare_workflow(plan, "closed");
+  auto open = prepare_workflow(plan, "open");
+  auto once = prepare_workflow(plan, "once");
+  REQUIRE(closed.ok());
+  REQUIRE(open.ok());
+  REQUIRE(once.ok());
+
+  runtime::ShardSet set([] {
+    runtime::ShardSetOptions o;
+    o.shards = 3;
+    o.pin = false;
+    return o;
+  }());
+  // Written on shard 0, read after stop(). Parts may share shards (each shard keeps per-run state): the
+  // parts of 1, 2 and 3 shards run on {0}, {1, 2} and {0, 1, 2} of this 3-shard set.
+  struct Part {
+    std::vector<int> shards;
+    RunPart part;
+  };
+  const std::vector<Part> parts{{{0}, {0, 6}}, {{1, 2}, {1, 6}}, {{0, 1, 2}, {3, 6}}};
+  std::vector<std::string> errors;
+  std::size_t live_after_bad = 99;
+  std::map<std::string, std::vector<WorkflowResult>> results;  // workflow -> [part]
+  std::unique_ptr<Runner> runner;
+  REQUIRE(set.start([&](runtime::Reactor& r) {
+               if (r.shard_id() != 0) return;
+               runner = std::make_unique<Runner>(r);
+               r.on_shutdown("test-runner", [&](std::function<void()> done) {
+                 runner.reset();
+                 done();
+               });
+               // Bad parts: refused, nothing started.
+               const std::vector<RunSpec> bad{
+                   {*closed, {0}, {}, RunPart{0, 0}},
+                   {*closed, {1, 2}, {}, RunPart{5, 6}},
+                   {*closed, {0}, {}, RunPart{0, kMaxGlobalShards + 1}},
+                   {*once, {0}, {}, RunPart{1, 3}},
+               };
+               for (const auto& spec : bad) {
+                 auto id = runner->start(spec, {});
+                 errors.push_back(id.ok() ? "OK" : id.status().message());
+               }
+               live_after_bad = runner->live();
+               for (const auto* wf : {&*closed, &*open}) {
+                 const std::string name = workflow_of(**wf).name;
+                 results[name].resize(parts.size());
+                 for (std::size_t k = 0; k < parts.size(); ++k) {
+                   RunCallbacks cb;
+                   runtime::Reactor* rp = &r;
+                   cb.on_done = [&results, rp, name, k](WorkflowResult res) {
+                     results[name][k] = std::move(res);
+                     bool all = true;
+                     for (const auto& [n, v] : results)
+                       for (const auto& x : v) all = all && !x.stats.name.empty();
+                     if (all) rp->request_node_stop("parts done");
+                   };
+                   auto id = runner->start({*wf, parts[k].shards, {}, parts[k].part}, std::move(cb));
+                   if (!id.ok()) {
+                     errors.push_back(id.status().to_string());
+                     r.request_node_stop("start failed");
+                   }
+                 }
+               }
+             })
+              .ok());
+  const auto reason = set.wait_for_stop_request(std::chrono::seconds(60));
+  set.stop();
+  const auto& c = t.stop();
+  REQUIRE(reason.has_value());
+  INFO(fmt::format("{}", fmt::join(errors, "; ")));
+  REQUIRE(errors.size() == 4);
+  REQUIRE(errors[0].find("0 shards in total") != std::string::npos);
+  REQUIRE(errors[1].find("part [5, 7) is beyond the workflow's 6 shards") != std::string::npos);
+  REQUIRE(errors[2].find("at most") != std::string::npos);
+  REQUIRE(errors[3].find("setup workflow 'once' runs as one part") != std::string::npos);
+  REQUIRE(live_after_bad == 0);
+  // Global shards get 5 iterations each: the parts do 5, 10 and 15, 30 in all, as one run on 6 shards.
+  const std::uint64_t want[] = {5, 10, 15};
+  std::uint64_t closed_sum = 0, open_started = 0;
+  for (std::size_t k = 0; k < parts.size(); ++k) {
+    CAPTURE(k);
+    const WorkflowResult& a = results.at("closed")[k];
+    REQUIRE(a.end == RunEnd::completed);
+    REQUIRE(a.stats.started == want[k]);
+    REQUIRE(a.stats.completed == want[k]);
+    REQUIRE(a.stats.steps[0].measured.ok == want[k]);
+    closed_sum += a.stats.completed;
+    const WorkflowResult& b = results.at("open")[k];
+    REQUIRE(b.end == RunEnd::completed);
+    REQUIRE(b.stats.started + b.stats.dropped == want[k]);  // its arrivals; drops (none expected) counted
+    REQUIRE(b.stats.completed == b.stats.started);
+    open_started += b.stats.started;
+  }
+  REQUIRE(closed_sum == 30);
+  REQUIRE(c.http_requests == 30 + open_started);  // nothing from the refused parts
+}
+
+TEST_CASE("executor: ExecSpec shard_first/shard_total run a part; a bad part is refused and starts nothing",
+          "[load][exec][parts]") {
+  TargetProc t;
+  const std::string plan = fmt::format(R"(version = 1
+[[workflow]]
+name = "w"
+vus = 3
+iterations = 30
+duration = "60s"
+[[workflow.step]]
+name = "get"
+url = "http://127.0.0.1:{0}/"
+expect = {{ body_contains = "ok" }}
+
+[[workflow]]
+name = "once"
+kind = "setup"
+[[workflow.step]]
+name = "get"
+url = "http://127.0.0.1:{0}/"
+)",
+                                       t.http);
+  Worker w;
+  std::vector<std::string> bad;
+  std::size_t free_after_bad = 0, live_after_bad = 99;
+  w.on_done = [&w](std::uint64_t) {
+    if (w.obs.done.size() == 2) w.check_and_stop();
+  };
+  w.run([&](Worker& self) {
+    auto spec = [&](const std::string& wf, std::uint32_t cores, std::uint32_t first, std::uint32_t total) {
+      worker::ExecSpec s;
+      s.job_id = "job-p";
+      s.workflow = wf;
+      s.plan = bytes_of(plan);
+      s.cores = cores;
+      s.shard_first = first;
+      s.shard_total = total;
+      return s;
+    };
+    for (const auto& s : {spec("w", 1, 2, 0), spec("w", 2, 2, 3), spec("w", 3, 0, 2), spec("once", 1, 1, 3)}) {
+      Status st = self.ex->start(10 + bad.size(), s);
+      bad.push_back(st.ok() ? "OK" : st.message());
+    }
+    free_after_bad = self.ex->free_cores();
+    live_after_bad = self.ex->live();
+    // The workflow's 3 global shards as two parts on this worker: [0, 1) and [1, 3).
+    Status a = self.ex->start(1, spec("w", 1, 0, 3));
+    Status b = self.ex->start(2, spec("w", 2, 1, 3));
+    if (!a.ok()) self.obs.errors.push_back(a.to_string());
+    if (!b.ok()) self.obs.errors.push_back(b.to_string());
+    if (!a.ok() || !b.ok()) self.r0->request_node_stop("start failed");
+  });
+  const auto& c = t.stop();
+  INFO(fmt::format("{} | {}", fmt::join(w.obs.errors, "; "), fmt::join(bad, "; ")));
+  REQUIRE(w.obs.errors.empty());
+  REQUIRE(bad.size() == 4);
+  REQUIRE(bad[0].find("shard_first = 2 without shard_total") != std::string::npos);
+  REQUIRE(bad[1].find("part of 2 cores from global shard 2 is beyond the workflow's 3 shards") != std::string::npos);
+  REQUIRE(bad[2].find("part of 3 cores from global shard 0 is beyond the workflow's 2 shards") != std::string::npos);
+  REQUIRE(bad[3].find("setup workflow 'once' runs as one part") != std::string::npos);
+  REQUIRE(free_after_bad == 3);
+  REQUIRE(live_after_bad == 0);
+  REQUIRE(w.obs.done.size() == 2);
+  REQUIRE(w.obs.done.at(1).outcome == worker::ExecOutcome::completed);
+  REQUIRE(w.obs.done.at(2).outcome == worker::ExecOutcome::completed);
+  REQUIRE(w.obs.done.at(1).completed == 10);  // 30 iterations over 3 global shards: 10, then 10 + 10
+  REQUIRE(w.obs.done.at(2).completed == 20);
+  REQUIRE(c.http_requests == 30);
+  REQUIRE(w.obs.free_after == 3);
+  REQUIRE(w.obs.run_states == std::vector<long>{0, 0, 0});
+}
+
+TEST_CASE("executor: with vus_from_spec, a part's ExecSpec.vus is the whole workflow's VUs", "[load][exec][parts]") {
+  TargetProc t;
+  // Each iteration outlasts the duration, so every VU starts exactly one.
+  const std::string plan = fmt::format(R"(version = 1
+[[workflow]]
+name = "w"
+vus = 5
+duration = "300ms"
+[[workflow.step]]
+name = "wait"
+url = "http://127.0.0.1:{0}/delay/600"
+)",
+                                       t.http);
+  Worker w;
+  w.on_done = [&w](std::uint64_t) { w.check_and_stop(); };
+  LoadExecutorOptions o;
+  o.vus_from_spec = true;
+  w.run(
+      [&](Worker& self) {
+        worker::ExecSpec s;
+        s.workflow = "w";
+        s.plan = bytes_of(plan);
+        s.cores = 2;
+        s.vus = 9;  // over 3 global shards: 3 each; this part is global shards [1, 3)
+        s.shard_first = 1;
+        s.shard_total = 3;
+        Status st = self.ex->start(1, s);
+        if (!st.ok()) {
+          self.obs.errors.push_back(st.to_string());
+          self.r0->request_node_stop("start failed");
+        }
+      },
+      o);
+  t.stop();
+  REQUIRE(w.obs.errors.empty());
+  const auto& res = w.obs.done.at(1);
+  REQUIRE(res.outcome == worker::ExecOutcome::completed);
+  auto s = decode_stats(res.stats);
+  REQUIRE(s.ok());
+  REQUIRE(s->started == 6);
+  REQUIRE(res.completed == 6);
 }
