@@ -1177,7 +1177,8 @@ struct Control {
   std::shared_ptr<const RunShared> sh;
   int shards_left = 0;
   bool cancelled = false;
-  Instant started_at{0};
+  Instant started_at{0};   // the schedule's start (RunSpec::start_at, or when start() ran)
+  Duration start_late{0};  // how late start() ran after RunSpec::start_at
   WorkflowStats merged;
   std::map<std::string, std::string> provided;
   std::vector<std::unique_ptr<LiveDelta>> live;  // [pos]: the latest delta of each shard
@@ -1203,7 +1204,7 @@ namespace {
 
 void fill_live(Control& c, Instant now, WorkflowLive& out) {
   out = WorkflowLive{};
-  out.elapsed = now - c.started_at;
+  out.elapsed = now > c.started_at ? now - c.started_at : Duration{0};  // 0 until a start_at
   out.steps.resize(c.sh->prep->wf->steps.size());
   for (const auto& d : c.live) {
     if (!d) continue;
@@ -1239,6 +1240,7 @@ void finish_control(ShardState& cs, Control& c) {
     ws.outcome = WorkflowOutcome::completed;
   }
   res.published = std::move(c.provided);
+  res.start_late = c.start_late;
   log::info("load", "workflow_done", "workflow={} outcome={} started={} completed={} dropped={} interrupted={}",
             log::quoted(ws.name), outcome_name(ws.outcome), ws.started, ws.completed, ws.dropped, ws.interrupted);
   if (c.progress) cs.r->cancel(*c.progress);
@@ -1514,6 +1516,12 @@ Result<RunId> Runner::start(RunSpec spec, RunCallbacks cb) {
           Errc::invalid_argument,
           fmt::format("run: setup workflow '{}' runs as one part, from global shard 0 (not {})", wf.name, part.first));
   }
+  const Instant now = r_.clock().now();
+  if (spec.start_at && *spec.start_at > now + kMaxStartAhead)
+    return make_error(Errc::invalid_argument,
+                      fmt::format("run: start time {} ms ahead (at most {} ms)",
+                                  std::chrono::duration_cast<std::chrono::milliseconds>(*spec.start_at - now).count(),
+                                  std::chrono::duration_cast<std::chrono::milliseconds>(kMaxStartAhead).count()));
   if (ids_.size() >= kMaxRuns)
     return make_error(Errc::backpressure, fmt::format("run: {} runs are live already", ids_.size()));
   if (spec.context.size() > kMaxContext)
@@ -1534,7 +1542,8 @@ Result<RunId> Runner::start(RunSpec spec, RunCallbacks cb) {
   c->owner = this;
   c->cb = std::move(cb);
   c->sh = sh;
-  c->started_at = r_.clock().now();
+  c->started_at = spec.start_at.value_or(now);
+  if (c->started_at < now) c->start_late = now - c->started_at;
   c->merged.name = wf.name;
   c->merged.steps.resize(wf.steps.size());
   for (std::size_t i = 0; i < wf.steps.size(); ++i) c->merged.steps[i].name = wf.steps[i].name;
@@ -1544,8 +1553,12 @@ Result<RunId> Runner::start(RunSpec spec, RunCallbacks cb) {
   Control& ref = *c;
   cs.controls.emplace(id, std::move(c));
   ids_.push_back(id);
-  log::info("load", "workflow_start", "workflow={} run={} shards={} global_first={} global_total={}",
-            log::quoted(wf.name), id, sh->shards.size(), sh->first, sh->total);
+  log::info("load", "workflow_start", "workflow={} run={} shards={} global_first={} global_total={} start_in_ms={}",
+            log::quoted(wf.name), id, sh->shards.size(), sh->first, sh->total,
+            std::chrono::duration_cast<std::chrono::milliseconds>(ref.started_at - now).count());
+  if (ref.start_late > Duration{0})
+    log::warn("load", "workflow_start_late", "workflow={} run={} late_ms={} (the schedule keeps its start)",
+              log::quoted(wf.name), id, std::chrono::duration_cast<std::chrono::milliseconds>(ref.start_late).count());
   const std::int64_t t = ref.started_at.count();
   std::shared_ptr<const RunShared> shc = sh;
   for (std::size_t pos = 0; pos < sh->shards.size(); ++pos) {

@@ -59,6 +59,7 @@ struct WorkflowResult {
   std::string error;    // why it failed (end == failed): e.g. "setup did not complete"
   WorkflowStats stats;  // exact merge of every shard; stats.outcome: completed / failed / interrupted
   std::map<std::string, std::string> published;  // setup workflows: provide key -> value (no prefix)
+  Duration start_late{0};  // how long after RunSpec::start_at the run was started (0: on time or none)
 };
 
 // A run as one part of a workflow spread over several workers (docs/load.md, "Parts"): the workflow
@@ -76,6 +77,13 @@ struct RunSpec {
   std::map<std::string, std::string> context;  // "workflow.key" -> value, for ${ctx.workflow.key}
   // nullopt: the whole workflow on these shards (the same as {first 0, total shards.size()}).
   std::optional<RunPart> part = std::nullopt;
+  // The instant (the control shard's clock) at which every shard starts the workflow's schedule, so
+  // that the parts of one workflow on several workers start together. nullopt: now. More than
+  // kMaxStartAhead ahead is an error. An instant already past still anchors the schedule: the
+  // arrivals due since are issued at once (or dropped, counted, when no VU slot is free) and their
+  // latency, measured from the intended time, includes the lateness; constant-VUs runs end at the
+  // shared end. WorkflowResult::start_late says how late the run started.
+  std::optional<Instant> start_at = std::nullopt;
 };
 
 struct RunCallbacks {
@@ -92,6 +100,7 @@ class Runner {
   static constexpr std::size_t kMaxRuns = 1024;     // live runs per Runner; start() refuses more
   static constexpr std::size_t kMaxContext = 4096;  // context entries per run
   static constexpr Duration kDefaultCancelGrace = std::chrono::seconds(2);
+  static constexpr Duration kMaxStartAhead = std::chrono::seconds(60);  // RunSpec::start_at bound
 
   // `control` must be a shard of a running ShardSet; call every member on its thread.
   explicit Runner(runtime::Reactor& control);
@@ -100,7 +109,8 @@ class Runner {
   // Cancels the live runs at once (grace 0); their callbacks are not called any more.
   ~Runner();
 
-  // Starts the run. Errors (nothing started): bad shard list, bad part, too many runs, oversized context.
+  // Starts the run. Errors (nothing started): bad shard list, bad part, a start_at too far ahead, too
+  // many runs, oversized context.
   Result<RunId> start(RunSpec spec, RunCallbacks cb);
   // Stops starting iterations; iterations in flight get `grace` to finish, then are abandoned
   // (counted as interrupted). on_done follows with RunEnd::cancelled. False if `id` is not live.

@@ -1037,3 +1037,84 @@ url = "http://127.0.0.1:{0}/delay/600"
   REQUIRE(s->started == 6);
   REQUIRE(res.completed == 6);
 }
+
+TEST_CASE("runner: start_at anchors the schedule: a run waits for it, a late one keeps it and says how late",
+          "[load][runner][parts]") {
+  TargetProc t;
+  auto parsed = load_plan_text(fmt::format(R"(version = 1
+[[workflow]]
+name = "w"
+vus = 2
+iterations = 6
+duration = "60s"
+[[workflow.step]]
+name = "get"
+url = "http://127.0.0.1:{0}/"
+)",
+                                           t.http),
+                               "p.toml", false, process_env());
+  REQUIRE(parsed.ok());
+  auto plan = std::make_shared<const Plan>(std::move(parsed).value());
+  auto wf = prepare_workflow(plan, "w");
+  REQUIRE(wf.ok());
+  runtime::ShardSet set([] {
+    runtime::ShardSetOptions o;
+    o.shards = 2;
+    o.pin = false;
+    return o;
+  }());
+  constexpr auto kAhead = std::chrono::milliseconds(400), kLate = std::chrono::milliseconds(250);
+  std::string too_far;
+  Instant called{0}, ahead_at{0}, ahead_done{0}, late_at{0};
+  std::optional<WorkflowResult> ahead, late;
+  std::unique_ptr<Runner> runner;
+  REQUIRE(set.start([&](runtime::Reactor& r) {
+               if (r.shard_id() != 0) return;
+               runner = std::make_unique<Runner>(r);
+               r.on_shutdown("test-runner", [&](std::function<void()> done) {
+                 runner.reset();
+                 done();
+               });
+               runtime::Reactor* rp = &r;
+               auto both = [&, rp] {
+                 if (ahead && late) rp->request_node_stop("done");
+               };
+               called = r.clock().now();
+               auto far = runner->start({*wf, {0}, {}, std::nullopt, called + Runner::kMaxStartAhead + 1s}, {});
+               too_far = far.ok() ? "OK" : far.status().message();
+               ahead_at = called + kAhead;
+               RunCallbacks a;
+               a.on_done = [&, rp, both](WorkflowResult res) {
+                 ahead_done = rp->clock().now();
+                 ahead = std::move(res);
+                 both();
+               };
+               late_at = called - kLate;
+               RunCallbacks b;
+               b.on_done = [&, both](WorkflowResult res) {
+                 late = std::move(res);
+                 both();
+               };
+               auto ida = runner->start({*wf, {0}, {}, std::nullopt, ahead_at}, std::move(a));
+               auto idb = runner->start({*wf, {1}, {}, std::nullopt, late_at}, std::move(b));
+               if (!ida.ok() || !idb.ok()) r.request_node_stop("start failed");
+             })
+              .ok());
+  const auto reason = set.wait_for_stop_request(std::chrono::seconds(60));
+  set.stop();
+  t.stop();
+  REQUIRE(reason.has_value());
+  CHECK(too_far.find("ahead (at most 60000 ms)") != std::string::npos);
+  REQUIRE(ahead.has_value());
+  REQUIRE(late.has_value());
+  // The early run waited for its start: it ended at least kAhead after the call, and its elapsed time
+  // counts from the announced start, not from the call.
+  CHECK(ahead->stats.completed == 6);
+  CHECK(ahead->start_late == Duration{0});
+  CHECK(ahead_done - called >= kAhead);
+  CHECK(ahead->stats.elapsed <= ahead_done - ahead_at);
+  // The late run started at least kLate after its start and kept it: its elapsed time includes the lateness.
+  CHECK(late->stats.completed == 6);
+  CHECK(late->start_late >= kLate);
+  CHECK(late->stats.elapsed >= kLate);
+}
