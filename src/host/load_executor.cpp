@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "hyperscale/base/log.hpp"
+#include "hyperscale/base/time.hpp"
 #include "hyperscale/load/stats_codec.hpp"
 #include "hyperscale/runtime/reactor.hpp"
 
@@ -81,6 +82,12 @@ Status LoadExecutor::start(std::uint64_t exec, const worker::ExecSpec& spec) {
   rs.workflow = std::move(prep).value();
   rs.shards.assign(free_.begin(), free_.begin() + spec.cores);
   if (spec.shard_total > 0) rs.part = load::RunPart{spec.shard_first, spec.shard_total};
+  if (spec.start_at_unix_ms != 0) {
+    // The one place a wall clock sets a schedule: a start time shared by several machines can only be
+    // said in wall time. It becomes an instant of the control shard's monotonic clock here.
+    const std::int64_t in_us = static_cast<std::int64_t>(spec.start_at_unix_ms) * 1000 - wall_time_us();
+    rs.start_at = r_.clock().now() + std::chrono::microseconds(in_us);
+  }
   for (const auto& [k, v] : spec.context) rs.context[k] = v;
   RunCallbacks cb;
   if (on_progress_) {

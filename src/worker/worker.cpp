@@ -547,8 +547,8 @@ void Worker::start_exec(NodeId from, Dispatch& d, DispatchAck& ack) {
   ack.accepted = true;
   ack.available_cores = free_cores();
   acks_[seq].push_back(PendingAck{from, ack});
-  ExecSpec spec{d.job_id, d.workflow,           std::move(d.plan), d.cores,
-                d.vus,    std::move(d.context), d.shard_first,     d.shard_total};
+  ExecSpec spec{d.job_id,      d.workflow,    std::move(d.plan), d.cores, d.vus, std::move(d.context),
+                d.shard_first, d.shard_total, d.start_at_unix_ms};
   const std::uint64_t id = e.id;
   Status st = exec_.start(id, spec);
   auto again = by_id_.find(id);

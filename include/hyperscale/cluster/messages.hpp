@@ -361,7 +361,9 @@ struct Dispatch {
   // shards are the workflow's global shards [shard_first, shard_first + cores) of shard_total.
   // shard_total = 0: the whole workflow on this worker's cores (shard_first must then be 0).
   std::uint32_t shard_first = 0, shard_total = 0;
-  HS_FIELDS(job_id, workflow, token, cores, vus, plan, context, term, shard_first, shard_total)
+  // The wall-clock time (Unix ms) every part of the workflow starts its schedule at; 0: at once.
+  std::uint64_t start_at_unix_ms = 0;
+  HS_FIELDS(job_id, workflow, token, cores, vus, plan, context, term, shard_first, shard_total, start_at_unix_ms)
 };
 struct DispatchAck {
   std::string job_id;

@@ -29,6 +29,9 @@ struct ExecSpec {
   // [shard_first, shard_first + cores) of shard_total (cluster::Dispatch). shard_total 0: the whole workflow.
   std::uint32_t shard_first = 0;
   std::uint32_t shard_total = 0;
+  // The wall-clock time (Unix ms) the schedule starts at, the same for every part (cluster::Dispatch);
+  // 0: at once. A worker whose clock is off by s starts s early or late (docs/load.md, "Parts").
+  std::uint64_t start_at_unix_ms = 0;
 };
 
 struct ExecProgress {

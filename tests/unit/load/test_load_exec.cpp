@@ -1118,3 +1118,52 @@ url = "http://127.0.0.1:{0}/"
   CHECK(late->start_late >= kLate);
   CHECK(late->stats.elapsed >= kLate);
 }
+
+TEST_CASE("executor: ExecSpec.start_at_unix_ms starts the run at that wall-clock time; too far ahead is refused",
+          "[load][exec][parts]") {
+  TargetProc t;
+  const std::string plan = fmt::format(R"(version = 1
+[[workflow]]
+name = "w"
+vus = 1
+iterations = 3
+duration = "60s"
+[[workflow.step]]
+name = "get"
+url = "http://127.0.0.1:{0}/"
+)",
+                                       t.http);
+  Worker w;
+  Instant called{0}, done_at{0};
+  std::string far;
+  w.on_done = [&](std::uint64_t) {
+    done_at = MonotonicClock::instance().now();
+    w.check_and_stop();
+  };
+  w.run([&](Worker& self) {
+    worker::ExecSpec s;
+    s.job_id = "job-s";
+    s.workflow = "w";
+    s.plan = bytes_of(plan);
+    s.cores = 1;
+    s.start_at_unix_ms = static_cast<std::uint64_t>(wall_time_us() / 1000) + 120'000;
+    Status st = self.ex->start(9, s);
+    far = st.ok() ? "OK" : st.message();
+    s.start_at_unix_ms = static_cast<std::uint64_t>(wall_time_us() / 1000) + 400;
+    called = MonotonicClock::instance().now();
+    Status a = self.ex->start(1, s);
+    if (!a.ok()) {
+      self.obs.errors.push_back(a.to_string());
+      self.r0->request_node_stop("start failed");
+    }
+  });
+  const auto& c = t.stop();
+  INFO(fmt::format("{}", fmt::join(w.obs.errors, "; ")));
+  REQUIRE(w.obs.errors.empty());
+  CHECK(far.find("ahead (at most 60000 ms)") != std::string::npos);
+  REQUIRE(w.obs.done.size() == 1);
+  CHECK(w.obs.done.at(1).completed == 3);
+  CHECK(c.http_requests == 3);
+  // The start was announced 400 ms ahead (less the part of a millisecond lost to rounding).
+  CHECK(done_at - called >= std::chrono::milliseconds(399));
+}

@@ -319,11 +319,12 @@ TEST_CASE("worker: a dispatch over the free cores is refused as overloaded with 
   CHECK(r.w().exec.started.size() == 1);
 }
 
-TEST_CASE("worker: a dispatch's part (shard_first, shard_total) reaches the executor; none means the whole workflow") {
+TEST_CASE("worker: a dispatch's part and start time reach the executor; none means the whole workflow at once") {
   Rig r;
   Dispatch d = Rig::dispatch("part", 5, 1, 2);
   d.shard_first = 3;
   d.shard_total = 7;
+  d.start_at_unix_ms = 1'700'000'000'123;
   REQUIRE(r.dispatch_and_wait(kM1, d).accepted);
   REQUIRE(r.dispatch_and_wait(kM1, Rig::dispatch("whole", 5, 2, 1)).accepted);
   REQUIRE(r.w().exec.started.size() == 2);
@@ -332,9 +333,11 @@ TEST_CASE("worker: a dispatch's part (shard_first, shard_total) reaches the exec
   CHECK(part.cores == 2);
   CHECK(part.shard_first == 3);
   CHECK(part.shard_total == 7);
+  CHECK(part.start_at_unix_ms == 1'700'000'000'123);
   const worker::ExecSpec& whole = r.w().exec.started[1];
   CHECK(whole.shard_first == 0);
   CHECK(whole.shard_total == 0);
+  CHECK(whole.start_at_unix_ms == 0);
 }
 
 TEST_CASE("worker: a fence mark that cannot be written refuses the dispatch and starts nothing") {
