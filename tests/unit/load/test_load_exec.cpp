@@ -746,10 +746,21 @@ url = "http://127.0.0.1:{0}/"
   REQUIRE(states == std::vector<long>{0, 0, 0});
 }
 
-TEST_CASE("executor: with vus_from_spec, ExecSpec.vus replaces the file's VUs", "[load][exec]") {
-  TargetProc t;
-  // Each iteration outlasts the duration, so every VU starts exactly one.
-  const std::string plan = fmt::format(R"(version = 1
+// With vus_from_spec, ExecSpec.vus is the whole workflow's VUs: on the whole workflow it replaces the
+// file's `vus`; on a part (shard_first/shard_total) the part takes its share of it.
+TEST_CASE("executor: with vus_from_spec, ExecSpec.vus replaces the file's VUs; a part takes its share",
+          "[load][exec][parts]") {
+  struct Case {
+    const char* name;
+    std::uint32_t vus, shard_first, shard_total;
+    std::uint64_t started;
+  };
+  // A part of global shards [1, 3) of 3 with 9 VUs: 3 per global shard, 6 on this part.
+  for (const Case& k : {Case{"whole workflow", 2, 0, 0, 2}, Case{"part [1, 3) of 3", 9, 1, 3, 6}}) {
+    DYNAMIC_SECTION(k.name) {
+      TargetProc t;
+      // Each iteration outlasts the duration, so every VU starts exactly one.
+      const std::string plan = fmt::format(R"(version = 1
 [[workflow]]
 name = "w"
 vus = 5
@@ -758,34 +769,38 @@ duration = "300ms"
 name = "wait"
 url = "http://127.0.0.1:{0}/delay/600"
 )",
-                                       t.http);
-  Worker w;
-  w.on_done = [&w](std::uint64_t) { w.check_and_stop(); };
-  LoadExecutorOptions o;
-  o.vus_from_spec = true;
-  w.run(
-      [&](Worker& self) {
-        worker::ExecSpec s;
-        s.workflow = "w";
-        s.plan = bytes_of(plan);
-        s.cores = 2;
-        s.vus = 2;
-        Status st = self.ex->start(1, s);
-        if (!st.ok()) {
-          self.obs.errors.push_back(st.to_string());
-          self.r0->request_node_stop("start failed");
-        }
-      },
-      o);
-  t.stop();
-  REQUIRE(w.obs.errors.empty());
-  const auto& res = w.obs.done.at(1);
-  REQUIRE(res.outcome == worker::ExecOutcome::completed);
-  auto s = decode_stats(res.stats);
-  REQUIRE(s.ok());
-  REQUIRE(s->started == 2);
-  REQUIRE(s->completed == 2);
-  REQUIRE(res.completed == 2);
+                                           t.http);
+      Worker w;
+      w.on_done = [&w](std::uint64_t) { w.check_and_stop(); };
+      LoadExecutorOptions o;
+      o.vus_from_spec = true;
+      w.run(
+          [&](Worker& self) {
+            worker::ExecSpec s;
+            s.workflow = "w";
+            s.plan = bytes_of(plan);
+            s.cores = 2;
+            s.vus = k.vus;
+            s.shard_first = k.shard_first;
+            s.shard_total = k.shard_total;
+            Status st = self.ex->start(1, s);
+            if (!st.ok()) {
+              self.obs.errors.push_back(st.to_string());
+              self.r0->request_node_stop("start failed");
+            }
+          },
+          o);
+      t.stop();
+      REQUIRE(w.obs.errors.empty());
+      const auto& res = w.obs.done.at(1);
+      REQUIRE(res.outcome == worker::ExecOutcome::completed);
+      auto s = decode_stats(res.stats);
+      REQUIRE(s.ok());
+      REQUIRE(s->started == k.started);
+      REQUIRE(s->completed == k.started);
+      REQUIRE(res.completed == k.started);
+    }
+  }
 }
 
 // ---------------------------------------------------------------- parts: one workflow over several workers
@@ -993,49 +1008,6 @@ url = "http://127.0.0.1:{0}/"
   REQUIRE(c.http_requests == 30);
   REQUIRE(w.obs.free_after == 3);
   REQUIRE(w.obs.run_states == std::vector<long>{0, 0, 0});
-}
-
-TEST_CASE("executor: with vus_from_spec, a part's ExecSpec.vus is the whole workflow's VUs", "[load][exec][parts]") {
-  TargetProc t;
-  // Each iteration outlasts the duration, so every VU starts exactly one.
-  const std::string plan = fmt::format(R"(version = 1
-[[workflow]]
-name = "w"
-vus = 5
-duration = "300ms"
-[[workflow.step]]
-name = "wait"
-url = "http://127.0.0.1:{0}/delay/600"
-)",
-                                       t.http);
-  Worker w;
-  w.on_done = [&w](std::uint64_t) { w.check_and_stop(); };
-  LoadExecutorOptions o;
-  o.vus_from_spec = true;
-  w.run(
-      [&](Worker& self) {
-        worker::ExecSpec s;
-        s.workflow = "w";
-        s.plan = bytes_of(plan);
-        s.cores = 2;
-        s.vus = 9;  // over 3 global shards: 3 each; this part is global shards [1, 3)
-        s.shard_first = 1;
-        s.shard_total = 3;
-        Status st = self.ex->start(1, s);
-        if (!st.ok()) {
-          self.obs.errors.push_back(st.to_string());
-          self.r0->request_node_stop("start failed");
-        }
-      },
-      o);
-  t.stop();
-  REQUIRE(w.obs.errors.empty());
-  const auto& res = w.obs.done.at(1);
-  REQUIRE(res.outcome == worker::ExecOutcome::completed);
-  auto s = decode_stats(res.stats);
-  REQUIRE(s.ok());
-  REQUIRE(s->started == 6);
-  REQUIRE(res.completed == 6);
 }
 
 TEST_CASE("runner: start_at anchors the schedule: a run waits for it, a late one keeps it and says how late",
