@@ -6,7 +6,7 @@
 // attempts a ledger committed). Defect 8 (forged death claims) is a SWIM scenario:
 // tests/sim/swim/test_swim_sim.cpp, "forged suspect/dead/left claims ...".
 //
-// Against the pre-Raft code (commit 01d2096; the port is on side branch `oldrepl`), R1, R4, R6, R7
+// Ported to the pre-Raft code (commit 01d2096; figures in the closing note of issues 18/21), R1, R4, R6, R7
 // and the variants R1b, R2b, R3b, R5b fail; R2, R3 and R5 as scripted do not reach the old causes.
 #include <catch2/catch.hpp>
 
@@ -214,7 +214,7 @@ TEST_CASE("R7 a worker SWIM sees but the leader cannot hear loses its work to an
 }
 
 // The scripts below reach the old code's causes more directly (issue 21 evidence: on the pre-Raft
-// code, commit 01d2096, each fails in most or all seeds; side branch `oldrepl`).
+// code, commit 01d2096, each fails in most or all seeds).
 TEST_CASE("R1b an acknowledged cancel stays when the old leader is cut off from managers and workers") {
   for (std::uint64_t seed : {201, 202, 203, 204}) {
     DYNAMIC_SECTION("seed " << seed) {
