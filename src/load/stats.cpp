@@ -46,18 +46,6 @@ void WorkflowStats::merge(const WorkflowStats& o) {
   }
 }
 
-Counts WorkflowStats::measured_counts() const {
-  Counts c;
-  for (const auto& s : steps) c.merge(s.measured);
-  return c;
-}
-
-Histogram WorkflowStats::merged_latency() const {
-  Histogram h;
-  for (const auto& s : steps) h.merge(s.latency);
-  return h;
-}
-
 double observe(Metric m, const Counts& c, const Histogram& h, double seconds, std::uint64_t dropped,
                std::uint64_t scheduled, bool& no_data) {
   no_data = false;

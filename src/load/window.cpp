@@ -191,18 +191,6 @@ Result<std::vector<Window>> decode_windows(const std::uint8_t* data, std::size_t
 
 // --- merger ---------------------------------------------------------------------------------------
 
-Counts MergedTotals::measured_counts() const {
-  Counts c;
-  for (const auto& s : steps) c.merge(s.measured);
-  return c;
-}
-
-Histogram MergedTotals::merged_latency() const {
-  Histogram h;
-  for (const auto& s : steps) h.merge(s.latency);
-  return h;
-}
-
 void WindowMerger::SparseHist::merge(const Histogram& h) {
   if (h.count() == 0) return;
   const auto& cs = h.counts();

@@ -73,6 +73,21 @@ struct StepStats {
   void merge(const StepStats& o);
 };
 
+// A workflow's steps merged: their measured counts and their latency (any step type with `measured`
+// and `latency`: StepStats, and the window merger's WindowStep).
+template <typename Step>
+Counts sum_measured(const std::vector<Step>& steps) {
+  Counts c;
+  for (const auto& s : steps) c.merge(s.measured);
+  return c;
+}
+template <typename Step>
+Histogram sum_latency(const std::vector<Step>& steps) {
+  Histogram h;
+  for (const auto& s : steps) h.merge(s.latency);
+  return h;
+}
+
 enum class WorkflowOutcome { pending, completed, failed, skipped, interrupted };
 const char* outcome_name(WorkflowOutcome o);
 
@@ -85,8 +100,8 @@ struct WorkflowStats {
   Duration measured{0};  // elapsed minus warmup (the rps denominator)
   std::vector<StepStats> steps;
   void merge(const WorkflowStats& o);
-  Counts measured_counts() const;
-  Histogram merged_latency() const;
+  Counts measured_counts() const { return sum_measured(steps); }
+  Histogram merged_latency() const { return sum_latency(steps); }
 };
 
 struct ThresholdResult {

@@ -135,8 +135,8 @@ struct MergedWindow {
 struct MergedTotals {
   std::vector<WindowStep> steps;  // every step, in the merger's order; merged + late windows
   WindowIterations iterations;
-  Counts measured_counts() const;
-  Histogram merged_latency() const;
+  Counts measured_counts() const { return sum_measured(steps); }
+  Histogram merged_latency() const { return sum_latency(steps); }
 };
 
 // Merges the windows of every part of one workflow of one job. Bounded: a ring of max_windows merged
