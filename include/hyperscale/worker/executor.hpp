@@ -32,11 +32,17 @@ struct ExecSpec {
   // The wall-clock time (Unix ms) the schedule starts at, the same for every part (cluster::Dispatch);
   // 0: at once. A worker whose clock is off by s starts s early or late (docs/load.md, "Parts").
   std::uint64_t start_at_unix_ms = 0;
+  // A part re-dispatched after its worker was lost: iterations of the part's share that an earlier
+  // attempt already accounted for (acknowledged done, or declared lost); this attempt runs the rest
+  // of an `iterations` budget. 0: the whole share. Duration-based parts ignore it: the shared
+  // start_at (in the past by now) already places them in their schedule.
+  std::uint64_t skip_iterations = 0;
 };
 
 struct ExecProgress {
   std::uint64_t completed = 0;  // cumulative since start
   std::uint64_t failed = 0;
+  std::uint64_t started = 0;  // iterations begun, cumulative (completed + failed + in flight)
 };
 
 enum class ExecOutcome : std::uint8_t { completed, failed, cancelled };
