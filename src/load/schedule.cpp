@@ -78,6 +78,26 @@ Result<std::vector<PartShare>> split_parts(const Workflow& wf, const std::vector
   return out;
 }
 
+std::vector<ShardShare> part_shares(const Workflow& wf, std::uint32_t first, std::uint32_t shards, std::uint32_t total,
+                                    std::uint64_t skip_iterations) {
+  std::vector<ShardShare> out;
+  out.reserve(shards);
+  const bool skippable = wf.kind == WorkflowKind::test && wf.iterations.has_value();
+  std::uint64_t skip = skippable ? skip_iterations : 0;
+  for (std::uint32_t i = 0; i < shards; ++i) {
+    ShardShare s = share_for(wf, static_cast<int>(first + i), static_cast<int>(total));
+    if (skip > 0 && s.iterations) {
+      const std::uint64_t k = std::min(skip, *s.iterations);
+      s.skipped = k;
+      *s.iterations -= k;
+      skip -= k;
+      if (*s.iterations == 0) s.active = false;
+    }
+    out.push_back(s);
+  }
+  return out;
+}
+
 Driver::Driver(const Workflow& wf, ShardShare share, Instant start)
     : executor_(wf.kind == WorkflowKind::setup ? Executor::constant_vus : wf.executor),
       share_(share),
@@ -97,6 +117,7 @@ Driver::Driver(const Workflow& wf, ShardShare share, Instant start)
   } else {
     free_.reserve(share_.vus);
     for (std::uint64_t v = share_.vus; v > 0; --v) free_.push_back(v - 1);
+    next_k_ = share_.skipped;  // the arrivals an earlier attempt accounted for are not run again
   }
 }
 

@@ -22,6 +22,10 @@ struct ShardShare {
   std::uint64_t vus = 0;                    // constant-vus: VUs on this shard; arrival rate: max in flight
   std::optional<std::uint64_t> iterations;  // cap on iterations started on this shard
   bool active = true;                       // false: this shard has nothing to do
+  // Iterations of this shard's budget an earlier attempt already accounted for (part_shares below),
+  // already taken off `iterations`. Arrival rate: the shard's first arrival is its `skipped`-th, so the
+  // arrivals it still runs keep their place in the schedule.
+  std::uint64_t skipped = 0;
 };
 ShardShare share_for(const Workflow& wf, int shard, int shards);
 
@@ -49,6 +53,16 @@ struct PartShare {
 // kMaxGlobalShards cores in total. A setup workflow stays one part: only the part holding global shard 0
 // is active (vus 1, iterations 1); the others get nothing.
 Result<std::vector<PartShare>> split_parts(const Workflow& wf, const std::vector<std::uint32_t>& cores_per_part);
+
+// The shares of the `shards` global shards [first, first + shards) of a workflow of `total` global shards
+// (share_for of each), for a part run again after its worker was lost: `skip_iterations` of the part's
+// `iterations` budget were accounted for by an earlier attempt. The skip is taken from the shards in
+// order, each giving up to its share (ShardShare::skipped), so the part runs max(0, budget - skip)
+// iterations in all; a shard left with none is inactive. Ignored (shares as share_for gives them) for a
+// workflow without an `iterations` budget and for a setup workflow (it runs once, whole). The caller
+// checks first + shards <= total.
+std::vector<ShardShare> part_shares(const Workflow& wf, std::uint32_t first, std::uint32_t shards, std::uint32_t total,
+                                    std::uint64_t skip_iterations = 0);
 
 class Driver {
  public:

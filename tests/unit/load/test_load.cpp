@@ -356,6 +356,93 @@ TEST_CASE("parts: the merged arrival schedule of all parts is exactly one genera
   }
 }
 
+TEST_CASE("parts: a re-dispatched part skips the iterations accounted for, from its first shard on",
+          "[load][schedule][parts]") {
+  // 3000 iterations over parts of 1, 2, 3 of 6 global shards: 500 per global shard; parts 500, 1000, 1500.
+  Workflow wf;
+  wf.vus = 6;
+  wf.iterations = 3000;
+  wf.duration = std::chrono::seconds(100);
+  auto parts = split_parts(wf, {1, 2, 3});
+  REQUIRE(parts.ok());
+  struct Case {
+    std::uint64_t skip;
+    std::vector<std::uint64_t> left;  // per part: iterations per shard after the skip
+  };
+  const std::vector<std::vector<Case>> cases{
+      {{0, {500}}, {499, {1}}, {500, {0}}, {501, {0}}, {1'000'000, {0}}},
+      {{0, {500, 500}}, {700, {0, 300}}, {500, {0, 500}}, {1000, {0, 0}}, {1001, {0, 0}}},
+      {{200, {300, 500, 500}}, {1499, {0, 0, 1}}, {std::uint64_t{1} << 63, {0, 0, 0}}},
+  };
+  for (std::size_t k = 0; k < 3; ++k) {
+    const PartShare& p = (*parts)[k];
+    for (const Case& c : cases[k]) {
+      CAPTURE(k, c.skip);
+      const auto shares = part_shares(wf, p.first_shard, p.shards, 6, c.skip);
+      REQUIRE(shares.size() == p.shards);
+      std::uint64_t started = 0, skipped = 0;
+      for (std::size_t i = 0; i < shares.size(); ++i) {
+        const ShardShare& sh = shares[i];
+        const ShardShare whole = share_for(wf, static_cast<int>(p.first_shard + i), 6);
+        REQUIRE(sh.shard == whole.shard);
+        REQUIRE(sh.vus == whole.vus);
+        REQUIRE(sh.iterations == std::optional<std::uint64_t>(c.left[i]));
+        REQUIRE(sh.skipped + c.left[i] == *whole.iterations);
+        REQUIRE(sh.active == (c.left[i] > 0));
+        skipped += sh.skipped;
+        started += run_closed(wf, sh);  // what the shard actually starts
+      }
+      REQUIRE(skipped == std::min(c.skip, *p.iterations));
+      REQUIRE(started == *p.iterations - std::min(c.skip, *p.iterations));
+    }
+    // No skip: exactly share_for's shares.
+    const auto plain = part_shares(wf, p.first_shard, p.shards, 6);
+    for (std::size_t i = 0; i < plain.size(); ++i) {
+      REQUIRE(plain[i].iterations == share_for(wf, static_cast<int>(p.first_shard + i), 6).iterations);
+      REQUIRE(plain[i].skipped == 0);
+    }
+  }
+
+  // Arrival rate with a budget: a shard's remaining arrivals are its last ones, at their scheduled times.
+  Workflow open;
+  open.executor = Executor::constant_arrival_rate;
+  open.rate = 7;
+  open.time_unit = std::chrono::milliseconds(100);
+  open.max_vus = 6000;
+  open.duration = std::chrono::seconds(1);
+  open.iterations = 60;  // 10 per global shard (70 arrivals fit the duration)
+  for (std::uint64_t skip : {0u, 4u, 10u, 13u, 25u, 30u, 31u}) {
+    CAPTURE(skip);
+    const auto shares = part_shares(open, 3, 3, 6, skip);  // the part [3, 6) of 6: 30 iterations
+    std::uint64_t started = 0;
+    for (std::size_t i = 0; i < shares.size(); ++i) {
+      const std::vector<Instant> all = arrivals(open, share_for(open, static_cast<int>(3 + i), 6));
+      const std::vector<Instant> mine = shares[i].active ? arrivals(open, shares[i]) : std::vector<Instant>{};
+      REQUIRE(all.size() == 10);
+      REQUIRE(mine.size() + shares[i].skipped == all.size());
+      REQUIRE(std::equal(mine.begin(), mine.end(), all.end() - static_cast<std::ptrdiff_t>(mine.size())));
+      started += mine.size();
+    }
+    REQUIRE(started == 30 - std::min<std::uint64_t>(skip, 30));
+  }
+
+  // No `iterations` budget (duration only), or a setup workflow: the skip is ignored.
+  Workflow timed = open;
+  timed.iterations.reset();
+  Workflow setup;
+  setup.kind = WorkflowKind::setup;
+  for (const Workflow* w : {&timed, &setup}) {
+    const auto shares = part_shares(*w, 0, 2, 2, 1000);
+    for (int i = 0; i < 2; ++i) {
+      const ShardShare want = share_for(*w, i, 2);
+      REQUIRE(shares[static_cast<std::size_t>(i)].skipped == 0);
+      REQUIRE(shares[static_cast<std::size_t>(i)].iterations == want.iterations);
+      REQUIRE(shares[static_cast<std::size_t>(i)].active == want.active);
+    }
+  }
+  REQUIRE(arrivals(timed, part_shares(timed, 0, 1, 2, 1000)[0]).size() == 35);  // even arrivals of 70
+}
+
 TEST_CASE("parts: max_vus splits exactly; setup workflows stay one part; bad input is an error",
           "[load][schedule][parts]") {
   Workflow wf;
