@@ -72,10 +72,12 @@ struct RunShared {
   int total = 0;    // global shards of the workflow (shards.size() without a part)
   int control = 0;  // the control shard
   RunId id = 0;     // unique on the control shard
+  // [pos]: the share of the shard at `pos` in `shards`, global shard first + pos of total, less its part
+  // of RunSpec::skip_iterations (part_shares).
+  std::vector<ShardShare> shares;
 };
 
-// The share of the shard at `pos` in sh.shards: global shard first + pos of total.
-ShardShare share_at(const RunShared& sh, int pos) { return share_for(*sh.prep->wf, sh.first + pos, sh.total); }
+ShardShare share_at(const RunShared& sh, int pos) { return sh.shares[static_cast<std::size_t>(pos)]; }
 
 struct WfRun;
 struct Vu;
@@ -1537,6 +1539,10 @@ Result<RunId> Runner::start(RunSpec spec, RunCallbacks cb) {
   sh->total = static_cast<int>(part.total);
   sh->control = r_.shard_id();
   sh->id = id;
+  sh->shares =
+      part_shares(wf, part.first, static_cast<std::uint32_t>(sh->shards.size()), part.total, spec.skip_iterations);
+  std::uint64_t budget = 0;  // iterations this run may still start (with an `iterations` budget)
+  for (const ShardShare& s : sh->shares) budget += s.iterations.value_or(0);
   auto c = std::make_unique<Control>();
   c->id = id;
   c->owner = this;
@@ -1553,9 +1559,12 @@ Result<RunId> Runner::start(RunSpec spec, RunCallbacks cb) {
   Control& ref = *c;
   cs.controls.emplace(id, std::move(c));
   ids_.push_back(id);
-  log::info("load", "workflow_start", "workflow={} run={} shards={} global_first={} global_total={} start_in_ms={}",
+  log::info("load", "workflow_start",
+            "workflow={} run={} shards={} global_first={} global_total={} start_in_ms={} skip_iterations={} "
+            "iterations={}",
             log::quoted(wf.name), id, sh->shards.size(), sh->first, sh->total,
-            std::chrono::duration_cast<std::chrono::milliseconds>(ref.started_at - now).count());
+            std::chrono::duration_cast<std::chrono::milliseconds>(ref.started_at - now).count(), spec.skip_iterations,
+            wf.iterations || wf.kind == WorkflowKind::setup ? fmt::format("{}", budget) : std::string("none"));
   if (ref.start_late > Duration{0})
     log::warn("load", "workflow_start_late", "workflow={} run={} late_ms={} (the schedule keeps its start)",
               log::quoted(wf.name), id, std::chrono::duration_cast<std::chrono::milliseconds>(ref.start_late).count());

@@ -84,6 +84,14 @@ struct RunSpec {
   // latency, measured from the intended time, includes the lateness; constant-VUs runs end at the
   // shared end. WorkflowResult::start_late says how late the run started.
   std::optional<Instant> start_at = std::nullopt;
+  // A part run again after the worker running it was lost: iterations of its `iterations` budget (the
+  // sum of its shards' shares) an earlier attempt already accounted for. They are taken from its shards
+  // in the order listed, each giving up to its share (load::part_shares), so the run starts
+  // max(0, budget - skip_iterations) iterations in all; a skip of the whole budget or more runs none and
+  // completes at once. Arrival rate: a shard's remaining arrivals keep their place in the schedule.
+  // Ignored for a workflow without an `iterations` budget (duration only: start_at already places the
+  // run in its schedule) and for a setup workflow (it runs once, whole).
+  std::uint64_t skip_iterations = 0;
 };
 
 struct RunCallbacks {

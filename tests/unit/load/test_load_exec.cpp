@@ -938,6 +938,141 @@ url = "http://127.0.0.1:{0}/"
   REQUIRE(c.http_requests == 30 + open_started);  // nothing from the refused parts
 }
 
+TEST_CASE("runner: a re-dispatched part runs its share less skip_iterations; duration-only parts ignore it",
+          "[load][runner][parts]") {
+  TargetProc t;
+  auto parsed = load_plan_text(fmt::format(R"(version = 1
+[[workflow]]
+name = "closed"
+vus = 6
+iterations = 3000
+duration = "60s"
+[[workflow.step]]
+name = "get"
+url = "http://127.0.0.1:{0}/"
+expect = {{ body_contains = "ok" }}
+
+[[workflow]]
+name = "open"
+executor = "constant-arrival-rate"
+rate = 3000
+max_vus = 60
+iterations = 600
+duration = "60s"
+[[workflow.step]]
+name = "get"
+url = "http://127.0.0.1:{0}/"
+
+[[workflow]]
+name = "timed"
+executor = "constant-arrival-rate"
+rate = 100
+max_vus = 60
+duration = "500ms"
+[[workflow.step]]
+name = "get"
+url = "http://127.0.0.1:{0}/"
+)",
+                                           t.http),
+                               "p.toml", false, process_env());
+  REQUIRE(parsed.ok());
+  auto plan = std::make_shared<const Plan>(std::move(parsed).value());
+  auto closed = prepare_workflow(plan, "closed");
+  auto open = prepare_workflow(plan, "open");
+  auto timed = prepare_workflow(plan, "timed");
+  REQUIRE(closed.ok());
+  REQUIRE(open.ok());
+  REQUIRE(timed.ok());
+
+  runtime::ShardSet set([] {
+    runtime::ShardSetOptions o;
+    o.shards = 3;
+    o.pin = false;
+    return o;
+  }());
+  struct Run {
+    std::shared_ptr<const PreparedWorkflow> wf;
+    std::vector<int> shards;
+    std::optional<RunPart> part;
+    std::uint64_t skip;
+    std::uint64_t want;  // iterations started (closed), or started + dropped (arrival rate)
+    bool far_start = false;
+  };
+  // Parts of 1, 2 and 3 of 6 global shards. closed: 500 iterations per global shard (parts 500, 1000,
+  // 1500), skips taken from a part's first shard on; open: 100 per global shard (100, 200, 300).
+  const std::vector<Run> runs{
+      {*closed, {0}, RunPart{0, 6}, 0, 500},
+      {*closed, {1, 2}, RunPart{1, 6}, 700, 300},
+      {*closed, {0, 1, 2}, RunPart{3, 6}, 200, 1300},
+      {*open, {0}, RunPart{0, 6}, 30, 70},
+      {*open, {1, 2}, RunPart{1, 6}, 150, 50},
+      {*open, {0, 1, 2}, RunPart{3, 6}, 0, 300},
+      // A skip beyond the share: nothing to run, done at once (not at its start 30 s ahead), not an error.
+      {*closed, {2}, RunPart{0, 6}, 501, 0, true},
+      // Duration only: 50 arrivals in 500 ms (25 on the even global shard of 2); the skip is ignored.
+      {*timed, {1}, RunPart{0, 2}, 1000, 25},
+      {*timed, {2}, std::nullopt, 7, 50},
+  };
+  std::vector<std::optional<WorkflowResult>> results(runs.size());
+  std::vector<std::string> errors;
+  Instant far_at{0}, far_done{0};
+  std::unique_ptr<Runner> runner;
+  REQUIRE(set.start([&](runtime::Reactor& r) {
+               if (r.shard_id() != 0) return;
+               runner = std::make_unique<Runner>(r);
+               r.on_shutdown("test-runner", [&](std::function<void()> done) {
+                 runner.reset();
+                 done();
+               });
+               runtime::Reactor* rp = &r;
+               far_at = r.clock().now() + std::chrono::seconds(30);
+               for (std::size_t k = 0; k < runs.size(); ++k) {
+                 RunSpec spec{runs[k].wf, runs[k].shards, {}, runs[k].part};
+                 spec.skip_iterations = runs[k].skip;
+                 if (runs[k].far_start) spec.start_at = far_at;
+                 RunCallbacks cb;
+                 cb.on_done = [&, rp, k](WorkflowResult res) {
+                   if (runs[k].far_start) far_done = rp->clock().now();
+                   results[k] = std::move(res);
+                   if (std::all_of(results.begin(), results.end(), [](const auto& x) { return x.has_value(); }))
+                     rp->request_node_stop("runs done");
+                 };
+                 auto id = runner->start(std::move(spec), std::move(cb));
+                 if (!id.ok()) {
+                   errors.push_back(id.status().to_string());
+                   r.request_node_stop("start failed");
+                 }
+               }
+             })
+              .ok());
+  const auto reason = set.wait_for_stop_request(std::chrono::seconds(60));
+  set.stop();
+  const auto& c = t.stop();
+  REQUIRE(reason.has_value());
+  INFO(fmt::format("{}", fmt::join(errors, "; ")));
+  REQUIRE(errors.empty());
+  std::uint64_t closed_sum = 0, open_sum = 0, requests = 0;
+  for (std::size_t k = 0; k < runs.size(); ++k) {
+    CAPTURE(k, runs[k].skip);
+    REQUIRE(results[k].has_value());
+    const WorkflowResult& res = *results[k];
+    REQUIRE(res.end == RunEnd::completed);
+    REQUIRE(res.stats.completed == res.stats.started);
+    REQUIRE(res.stats.steps[0].measured.failed == 0);
+    const bool closed_loop = workflow_of(*runs[k].wf).executor == Executor::constant_vus;
+    REQUIRE((closed_loop ? res.stats.started : res.stats.started + res.stats.dropped) == runs[k].want);
+    if (closed_loop) REQUIRE(res.stats.dropped == 0);
+    if (k < 3) closed_sum += res.stats.started;
+    if (k >= 3 && k < 6) open_sum += res.stats.started + res.stats.dropped;
+    requests += res.stats.started;
+  }
+  // The three parts of a workflow together: its budget less their skips.
+  REQUIRE(closed_sum == 3000 - (0 + 700 + 200));
+  REQUIRE(open_sum == 600 - (30 + 150 + 0));
+  REQUIRE(far_done < far_at);
+  REQUIRE(c.http_requests == requests);
+}
+
 TEST_CASE("executor: ExecSpec shard_first/shard_total run a part; a bad part is refused and starts nothing",
           "[load][exec][parts]") {
   TargetProc t;
