@@ -82,6 +82,7 @@ Status LoadExecutor::start(std::uint64_t exec, const worker::ExecSpec& spec) {
   rs.workflow = std::move(prep).value();
   rs.shards.assign(free_.begin(), free_.begin() + spec.cores);
   if (spec.shard_total > 0) rs.part = load::RunPart{spec.shard_first, spec.shard_total};
+  rs.skip_iterations = spec.skip_iterations;
   if (spec.start_at_unix_ms != 0) {
     // The one place a wall clock sets a schedule: a start time shared by several machines can only be
     // said in wall time. It becomes an instant of the control shard's monotonic clock here.
@@ -95,6 +96,10 @@ Status LoadExecutor::start(std::uint64_t exec, const worker::ExecSpec& spec) {
       worker::ExecProgress p;
       p.failed = l.iterations_failed;
       p.completed = l.completed - std::min(l.completed, l.iterations_failed);
+      // Iterations begun: finished ones (ok or failed), the ones in flight and the interrupted ones. Each
+      // shard reports its counters from one instant, so started >= completed + failed already; the max
+      // keeps that promise to the worker even if a report were ever torn.
+      p.started = std::max(l.started, p.completed + p.failed);
       on_progress_(exec, p);
     };
   }
@@ -104,8 +109,10 @@ Status LoadExecutor::start(std::uint64_t exec, const worker::ExecSpec& spec) {
   if (!id.ok()) return refuse(id.status().code(), id.status().message(), "runner");
   free_.erase(free_.begin(), free_.begin() + spec.cores);
   live_[exec] = Live{*id, shards, spec.workflow};
-  log::info("load", "exec_start", "exec={} job={} workflow={} cores={} shard_first={} shard_total={}", exec,
-            log::quoted(spec.job_id), log::quoted(spec.workflow), spec.cores, spec.shard_first, spec.shard_total);
+  log::info("load", "exec_start",
+            "exec={} job={} workflow={} cores={} shard_first={} shard_total={} skip_iterations={}", exec,
+            log::quoted(spec.job_id), log::quoted(spec.workflow), spec.cores, spec.shard_first, spec.shard_total,
+            spec.skip_iterations);
   return ok_status();
 }
 

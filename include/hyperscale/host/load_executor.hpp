@@ -9,7 +9,9 @@
 // to the pool when the run ends (completed, failed or cancelled).
 //
 // Mapping: ExecProgress/ExecResult.completed = iterations that finished without a failed step,
-// .failed = iterations with a failed step. ExecResult.stats = encode_stats(the merged WorkflowStats),
+// .failed = iterations with a failed step; ExecProgress.started = iterations begun (those two, the
+// ones in flight and any interrupted; never less than completed + failed).
+// ExecResult.stats = encode_stats(the merged WorkflowStats),
 // .published = what a setup workflow provides, by bare key (the manager prefixes each with the
 // workflow's name, "workflow.key", for a dependant's ExecSpec.context), .error = why it failed.
 // ExecSpec.plan may be TOML or JSON (JSON starts with '{'). ExecSpec.vus is ignored unless
@@ -17,6 +19,8 @@
 // Parts (ExecSpec.shard_total > 0): the `cores` shards run the workflow's global shards
 // [shard_first, shard_first + cores) of shard_total (load::RunPart, docs/load.md "Parts"); every figure
 // in the file (and ExecSpec.vus with vus_from_spec) is the whole workflow's, the part takes its share.
+// ExecSpec.skip_iterations becomes RunSpec::skip_iterations (a re-dispatched part runs what is left of
+// its `iterations` share).
 #pragma once
 
 #include <cstdint>

@@ -1073,6 +1073,83 @@ url = "http://127.0.0.1:{0}/"
   REQUIRE(c.http_requests == requests);
 }
 
+TEST_CASE("executor: progress.started >= completed + failed and equal at rest; ExecSpec.skip_iterations reaches a part",
+          "[load][exec][parts]") {
+  TargetProc t;
+  // "paced": 3 iterations, 1.2 s apart (the pause), so progress (about once a second) lands at least once
+  // while the VU rests; iteration i asks for status 20i and only 200 passes: 1 completed, 2 failed.
+  const std::string plan = fmt::format(R"(version = 1
+[[workflow]]
+name = "paced"
+vus = 1
+iterations = 3
+pause = "1200ms"
+duration = "60s"
+[[workflow.step]]
+name = "get"
+url = "http://127.0.0.1:{0}/status/20${{iteration}}"
+expect = {{ status = [200] }}
+
+[[workflow]]
+name = "w"
+vus = 3
+iterations = 30
+duration = "60s"
+[[workflow.step]]
+name = "get"
+url = "http://127.0.0.1:{0}/"
+)",
+                                       t.http);
+  Worker w;
+  w.on_done = [&w](std::uint64_t) {
+    if (w.obs.done.size() == 2) w.check_and_stop();
+  };
+  w.run([&](Worker& self) {
+    worker::ExecSpec a;
+    a.job_id = "job-k";
+    a.workflow = "paced";
+    a.plan = bytes_of(plan);
+    a.cores = 1;
+    // The part [1, 3) of 3 global shards (10 + 10 iterations) again, 13 of them accounted for already.
+    worker::ExecSpec b = a;
+    b.workflow = "w";
+    b.cores = 2;
+    b.shard_first = 1;
+    b.shard_total = 3;
+    b.skip_iterations = 13;
+    for (auto [e, s] : {std::pair{std::uint64_t{1}, &a}, std::pair{std::uint64_t{2}, &b}}) {
+      Status st = self.ex->start(e, *s);
+      if (!st.ok()) {
+        self.obs.errors.push_back(st.to_string());
+        self.r0->request_node_stop("start failed");
+      }
+    }
+  });
+  const auto& c = t.stop();
+  INFO(fmt::format("{}", fmt::join(w.obs.errors, "; ")));
+  REQUIRE(w.obs.errors.empty());
+  const auto& res = w.obs.done.at(1);
+  REQUIRE(res.outcome == worker::ExecOutcome::completed);
+  REQUIRE(res.completed == 1);
+  REQUIRE(res.failed == 2);
+  const auto& reports = w.obs.progress[1];
+  REQUIRE_FALSE(reports.empty());
+  bool resting = false;  // a report with every iteration begun also finished
+  for (const worker::ExecProgress& p : reports) {
+    INFO("started=" << p.started << " completed=" << p.completed << " failed=" << p.failed);
+    REQUIRE(p.started >= p.completed + p.failed);
+    REQUIRE(p.started <= 3);
+    resting = resting || (p.started >= 1 && p.started == p.completed + p.failed);
+  }
+  REQUIRE(resting);
+  REQUIRE(reports.back().started <= res.completed + res.failed);
+  REQUIRE(w.obs.done.at(2).outcome == worker::ExecOutcome::completed);
+  REQUIRE(w.obs.done.at(2).completed == 20 - 13);
+  REQUIRE(c.http_requests == 3 + 7);
+  REQUIRE(w.obs.free_after == 3);
+  REQUIRE(w.obs.run_states == std::vector<long>{0, 0, 0});
+}
+
 TEST_CASE("executor: ExecSpec shard_first/shard_total run a part; a bad part is refused and starts nothing",
           "[load][exec][parts]") {
   TargetProc t;
