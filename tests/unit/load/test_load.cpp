@@ -356,7 +356,7 @@ TEST_CASE("parts: the merged arrival schedule of all parts is exactly one genera
   }
 }
 
-TEST_CASE("parts: a re-dispatched part skips the iterations accounted for, from its first shard on",
+TEST_CASE("parts: a re-dispatched part skips the iterations accounted for from its first shard on",
           "[load][schedule][parts]") {
   // 3000 iterations over parts of 1, 2, 3 of 6 global shards: 500 per global shard; parts 500, 1000, 1500.
   Workflow wf;
