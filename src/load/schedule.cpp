@@ -82,18 +82,31 @@ std::vector<ShardShare> part_shares(const Workflow& wf, std::uint32_t first, std
                                     std::uint64_t skip_iterations) {
   std::vector<ShardShare> out;
   out.reserve(shards);
-  const bool skippable = wf.kind == WorkflowKind::test && wf.iterations.has_value();
-  std::uint64_t skip = skippable ? skip_iterations : 0;
+  std::uint64_t budget = 0;
+  std::size_t with_budget = 0;  // shards with iterations to give
   for (std::uint32_t i = 0; i < shards; ++i) {
-    ShardShare s = share_for(wf, static_cast<int>(first + i), static_cast<int>(total));
-    if (skip > 0 && s.iterations) {
-      const std::uint64_t k = std::min(skip, *s.iterations);
-      s.skipped = k;
-      *s.iterations -= k;
-      skip -= k;
-      if (*s.iterations == 0) s.active = false;
-    }
-    out.push_back(s);
+    out.push_back(share_for(wf, static_cast<int>(first + i), static_cast<int>(total)));
+    const std::uint64_t n = out.back().iterations.value_or(0);
+    budget += n;
+    if (n > 0) ++with_budget;
+  }
+  if (wf.kind != WorkflowKind::test || !wf.iterations) return out;  // nothing to skip
+  // Spread evenly over the shards that have iterations, the earlier ones taking the remainder, each at
+  // most its share; `left` always fits in the shares still to come, so the total skipped is exact.
+  std::uint64_t left = std::min(skip_iterations, budget);
+  std::uint64_t rest = budget;  // iterations of the shards from this one on
+  std::size_t j = 0;
+  for (ShardShare& s : out) {
+    const std::uint64_t n = s.iterations.value_or(0);
+    if (n == 0) continue;
+    rest -= n;
+    const std::uint64_t even = left / (with_budget - j) + (left % (with_budget - j) != 0 ? 1 : 0);
+    const std::uint64_t k = std::min(n, std::max(even, left > rest ? left - rest : 0));
+    s.skipped = k;
+    *s.iterations = n - k;
+    if (*s.iterations == 0) s.active = false;
+    left -= k;
+    ++j;
   }
   return out;
 }

@@ -85,8 +85,8 @@ struct RunSpec {
   // shared end. WorkflowResult::start_late says how late the run started.
   std::optional<Instant> start_at = std::nullopt;
   // A part run again after the worker running it was lost: iterations of its `iterations` budget (the
-  // sum of its shards' shares) an earlier attempt already accounted for. They are taken from its shards
-  // in the order listed, each giving up to its share (load::part_shares), so the run starts
+  // sum of its shards' shares) an earlier attempt already accounted for. They are spread evenly over its
+  // shards, none giving more than its share (load::part_shares), so the run starts
   // max(0, budget - skip_iterations) iterations in all; a skip of the whole budget or more runs none and
   // completes at once. Arrival rate: a shard's remaining arrivals keep their place in the schedule.
   // Ignored for a workflow without an `iterations` budget (duration only: start_at already places the

@@ -56,11 +56,13 @@ Result<std::vector<PartShare>> split_parts(const Workflow& wf, const std::vector
 
 // The shares of the `shards` global shards [first, first + shards) of a workflow of `total` global shards
 // (share_for of each), for a part run again after its worker was lost: `skip_iterations` of the part's
-// `iterations` budget were accounted for by an earlier attempt. The skip is taken from the shards in
-// order, each giving up to its share (ShardShare::skipped), so the part runs max(0, budget - skip)
-// iterations in all; a shard left with none is inactive. Ignored (shares as share_for gives them) for a
-// workflow without an `iterations` budget and for a setup workflow (it runs once, whole). The caller
-// checks first + shards <= total.
+// `iterations` budget were accounted for by an earlier attempt. The skip is spread evenly over the
+// shards that have iterations (ShardShare::skipped; earlier shards take the remainder, none more than its
+// share), as the earlier attempt ran them side by side: the part keeps all its VUs busy, and with the
+// arrival rate each shard resumes near where it stopped. The part runs max(0, budget - skip) iterations
+// in all; a shard left with none is inactive. Ignored (shares as share_for gives them) for a workflow
+// without an `iterations` budget and for a setup workflow (it runs once, whole). The caller checks
+// first + shards <= total.
 std::vector<ShardShare> part_shares(const Workflow& wf, std::uint32_t first, std::uint32_t shards, std::uint32_t total,
                                     std::uint64_t skip_iterations = 0);
 

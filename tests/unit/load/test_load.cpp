@@ -356,7 +356,7 @@ TEST_CASE("parts: the merged arrival schedule of all parts is exactly one genera
   }
 }
 
-TEST_CASE("parts: a re-dispatched part skips the iterations accounted for from its first shard on",
+TEST_CASE("parts: a re-dispatched part skips the iterations accounted for evenly over its shards",
           "[load][schedule][parts]") {
   // 3000 iterations over parts of 1, 2, 3 of 6 global shards: 500 per global shard; parts 500, 1000, 1500.
   Workflow wf;
@@ -371,8 +371,8 @@ TEST_CASE("parts: a re-dispatched part skips the iterations accounted for from i
   };
   const std::vector<std::vector<Case>> cases{
       {{0, {500}}, {499, {1}}, {500, {0}}, {501, {0}}, {1'000'000, {0}}},
-      {{0, {500, 500}}, {700, {0, 300}}, {500, {0, 500}}, {1000, {0, 0}}, {1001, {0, 0}}},
-      {{200, {300, 500, 500}}, {1499, {0, 0, 1}}, {std::uint64_t{1} << 63, {0, 0, 0}}},
+      {{0, {500, 500}}, {700, {150, 150}}, {501, {249, 250}}, {999, {0, 1}}, {1000, {0, 0}}, {1001, {0, 0}}},
+      {{200, {433, 433, 434}}, {1499, {0, 0, 1}}, {std::uint64_t{1} << 63, {0, 0, 0}}},
   };
   for (std::size_t k = 0; k < 3; ++k) {
     const PartShare& p = (*parts)[k];
@@ -402,6 +402,20 @@ TEST_CASE("parts: a re-dispatched part skips the iterations accounted for from i
       REQUIRE(plain[i].skipped == 0);
     }
   }
+
+  // A shard without VUs has no iterations and gives none: 2 VUs over 6 global shards, 10 iterations (5, 5,
+  // then 0 on shards 2 to 5); the part [1, 3) has 5 + 0.
+  Workflow few = wf;
+  few.vus = 2;
+  few.iterations = 10;
+  const auto sp = part_shares(few, 1, 2, 6, 3);
+  REQUIRE(sp.size() == 2);
+  REQUIRE(sp[0].iterations == std::optional<std::uint64_t>(2));
+  REQUIRE(sp[0].skipped == 3);
+  REQUIRE(sp[0].active);
+  REQUIRE(sp[1].iterations == std::optional<std::uint64_t>(0));
+  REQUIRE(sp[1].skipped == 0);
+  REQUIRE_FALSE(sp[1].active);
 
   // Arrival rate with a budget: a shard's remaining arrivals are its last ones, at their scheduled times.
   Workflow open;

@@ -999,7 +999,7 @@ url = "http://127.0.0.1:{0}/"
     bool far_start = false;
   };
   // Parts of 1, 2 and 3 of 6 global shards. closed: 500 iterations per global shard (parts 500, 1000,
-  // 1500), skips taken from a part's first shard on; open: 100 per global shard (100, 200, 300).
+  // 1500), a skip spread over a part's shards; open: 100 per global shard (100, 200, 300).
   const std::vector<Run> runs{
       {*closed, {0}, RunPart{0, 6}, 0, 500},
       {*closed, {1, 2}, RunPart{1, 6}, 700, 300},
