@@ -658,6 +658,7 @@ int cmd_submit(const ClientArgs& a) {
     ws.cores = 0;
     ws.priority = static_cast<cluster::Priority>(static_cast<int>(w.priority));
     ws.plan.assign(text.begin(), text.end());
+    ws.one_part = w.kind == load::WorkflowKind::setup;  // a setup workflow runs once, on one worker
     spec.workflows.push_back(std::move(ws));
   }
   Client c(name);

@@ -50,6 +50,7 @@ class HostedNode final : public node::Context {
   ~HostedNode() override { cancel_all(); }
   NodeId self() const override { return id_; }
   const Clock& clock() const override;
+  std::uint64_t wall_ms() const override { return static_cast<std::uint64_t>(wall_time_us() / 1000); }
   Rng& rng() override { return rng_; }
   void send(NodeId to, node::Bytes msg) override;
   node::TimerId set_timer(Duration after, std::uint64_t tag) override;
@@ -205,6 +206,7 @@ Cluster::Cluster(Reactor& r, const load::Plan& plan, const LocalRunOptions& opts
     ws.cores = 0;  // the manager splits the free cores evenly among workflows ready together
     ws.priority = static_cast<cluster::Priority>(static_cast<std::uint8_t>(w.priority));
     ws.plan.assign(opts.plan_text.begin(), opts.plan_text.end());
+    ws.one_part = w.kind == load::WorkflowKind::setup;  // a setup workflow runs once, on one worker
     spec_.workflows.push_back(std::move(ws));
   }
   result_.test_name = plan.test_name;

@@ -11,6 +11,7 @@ class Mux::Port final : public node::Context {
   Port(Mux& mux, Channel ch) : mux_(mux), ch_(ch) {}
   NodeId self() const override { return outer().self(); }
   const Clock& clock() const override { return outer().clock(); }
+  std::uint64_t wall_ms() const override { return outer().wall_ms(); }
   Rng& rng() override { return outer().rng(); }
   void send(NodeId to, Bytes msg) override {
     msg.insert(msg.begin(), static_cast<std::uint8_t>(ch_));

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <set>
+#include <tuple>
 
 #include "hyperscale/base/assert.hpp"
 #include "hyperscale/base/log.hpp"
@@ -50,51 +51,60 @@ std::uint64_t Manager::next_token(const std::string& id, const LedgerJob& j) {
   return token;
 }
 
-// The dispatch of workflow i as recorded: the stored plan, VUs and cores, the current token and the
-// values its dependencies published. A re-send is the same dispatch.
-void Manager::send_dispatch(const std::string& id, std::size_t i) {
+// The dispatch of a part as recorded: the stored plan and VUs, the part's shards, cores, token and
+// skip, the workflow's shared start and the values its dependencies published. A re-send is the
+// same dispatch.
+void Manager::send_dispatch(const std::string& id, Slot s) {
   const LedgerJob* j = ledger_.job(id);
-  if (j == nullptr) return;
-  const LedgerWorkflow& w = j->workflows[i];
-  const WorkflowSpec& spec = j->spec.workflows[i];
+  if (j == nullptr || s.part >= j->workflows[s.wf].parts.size()) return;
+  const LedgerWorkflow& w = j->workflows[s.wf];
+  const LedgerPart& p = w.parts[s.part];
+  const WorkflowSpec& spec = j->spec.workflows[s.wf];
   Dispatch d;
   d.job_id = id;
   d.workflow = spec.name;
-  d.token = w.token;
-  d.cores = w.cores;
+  d.part = s.part;
+  d.token = p.token;
+  d.cores = p.cores;
   d.vus = spec.vus;
   d.plan = spec.plan;
   d.term = raft_->term();
+  d.shard_first = p.shard_first;
+  d.shard_total = w.shard_total;
+  d.start_at_unix_ms = w.start_at_ms;
+  d.skip_iterations = p.skip;
   for (const auto& dep : spec.deps)
     if (auto k = wf_index(*j, dep))
       d.context.insert(d.context.end(), j->workflows[*k].published.begin(), j->workflows[*k].published.end());
-  reply(w.worker, MsgType::dispatch, d);
+  reply(p.worker, MsgType::dispatch, d);
 }
 
-void Manager::send_stop(const std::string& id, std::size_t i, const char* why) {
+void Manager::send_stop(const std::string& id, Slot s, const char* why) {
   const LedgerJob* j = ledger_.job(id);
-  Run* r = run_of(id, i);
-  if (j == nullptr || r == nullptr) return;
-  const LedgerWorkflow& w = j->workflows[i];
+  Run* r = run_of(id, s);
+  if (j == nullptr || r == nullptr || s.part >= j->workflows[s.wf].parts.size()) return;
+  const LedgerPart& p = j->workflows[s.wf].parts[s.part];
   r->stopping = true;
   r->stop_deadline = ctx_->now() + cfg_.cancel_timeout;
   stats_.stops_sent++;
-  StopExec s{id, j->spec.workflows[i].name, w.token, raft_->term()};
-  log::info("manager", "stop", "job={} workflow={} worker={} token={} reason={}", log::quoted(id),
-            log::quoted(s.workflow), w.worker, w.token, why);
-  reply(w.worker, MsgType::stop_exec, s);
+  StopExec stop{id, j->spec.workflows[s.wf].name, p.token, raft_->term(), s.part};
+  log::info("manager", "stop", "job={} workflow={} part={} worker={} token={} reason={}", log::quoted(id),
+            log::quoted(stop.workflow), s.part, p.worker, p.token, why);
+  reply(p.worker, MsgType::stop_exec, stop);
 }
 
-// Proposes an entry about one workflow's current attempt; the run is marked while the entry is in
-// flight (one at a time per attempt) and unmarked, with any cores it reserved, when it completes.
+// Proposes an entry about one part's current attempt (or a workflow's split: part 0); the run is
+// marked while the entry is in flight (one at a time per attempt) and unmarked, with any cores it
+// reserved, when it completes.
 void Manager::propose_for_run(LedgerEntry e, OnApplied applied) {
   const std::string id = e.job_id;
-  const std::size_t i = e.workflow;
-  Run* r = run_of(id, i);
-  HS_ASSERT(r != nullptr && !r->proposing, "manager: entry for job {} workflow {} without a free run", id, i);
+  const Slot s{e.workflow, e.part};
+  Run* r = run_of(id, s);
+  HS_ASSERT(r != nullptr && !r->proposing, "manager: entry for job {} workflow {} part {} without a free run", id, s.wf,
+            s.part);
   r->proposing = true;
-  auto clear = [this, id, i] {
-    if (Run* run = run_of(id, i)) run->proposing = false, run->reserved = 0, run->reserved_cores = 0;
+  auto clear = [this, id, s] {
+    if (Run* run = run_of(id, s)) run->proposing = false, run->reserved.clear();
   };
   propose(
       std::move(e),
@@ -105,53 +115,71 @@ void Manager::propose_for_run(LedgerEntry e, OnApplied applied) {
       [clear](const Status&) { clear(); });
 }
 
-// The current attempt of workflow i ended without a result. The ledger decides what follows (a
-// retry, a failure, or cancelled when the job ended); one entry per attempt is in flight.
-void Manager::lose(const std::string& id, std::size_t i, const std::string& why, bool exclude, bool uncounted,
+// The current attempt of a part ended without a result. The ledger decides what follows (a retry of
+// the part with what it had not done, a failure, or cancelled when the job ended); one entry per
+// attempt is in flight. What the worker last reported of the attempt goes with it.
+void Manager::lose(const std::string& id, Slot s, const std::string& why, bool exclude, bool uncounted,
                    std::string note) {
   const LedgerJob* j = ledger_.job(id);
-  Run* r = run_of(id, i);
-  if (j == nullptr || r == nullptr || r->proposing || !live(j->workflows[i].state)) return;
+  Run* r = run_of(id, s);
+  if (j == nullptr || r == nullptr || r->proposing || s.part >= j->workflows[s.wf].parts.size()) return;
+  const LedgerPart& p = j->workflows[s.wf].parts[s.part];
+  if (!live(p.state)) return;
   LedgerEntry e = entry(LedgerOp::wf_lost, id);
-  e.workflow = static_cast<std::uint32_t>(i);
-  e.token = j->workflows[i].token;
-  e.worker = j->workflows[i].worker;
+  e.workflow = static_cast<std::uint32_t>(s.wf);
+  e.part = s.part;
+  e.token = p.token;
+  e.worker = p.worker;
+  e.completed = r->completed;
+  e.failed = r->failed;
+  e.started = r->started;
   e.error = why;
   e.exclude = exclude;
   e.uncounted = uncounted;
   e.note = std::move(note);
-  log::warn("manager", "attempt_lost", "job={} workflow={} worker={} token={} reason={} counted={}", log::quoted(id),
-            log::quoted(j->spec.workflows[i].name), e.worker, e.token, log::quoted(why), !uncounted);
-  propose_for_run(std::move(e), [this, id, i, uncounted](LedgerOutcome o) {
+  log::warn("manager", "attempt_lost",
+            "job={} workflow={} part={} worker={} token={} reason={} counted={} completed={} failed={} started={}",
+            log::quoted(id), log::quoted(j->spec.workflows[s.wf].name), s.part, e.worker, e.token, log::quoted(why),
+            !uncounted, e.completed, e.failed, e.started);
+  propose_for_run(std::move(e), [this, id, s, uncounted](LedgerOutcome o) {
     const LedgerJob* job = ledger_.job(id);
     if (o != LedgerOutcome::applied || job == nullptr) return;
-    const LedgerWorkflow& w = job->workflows[i];
-    if (w.state == WfState::pending && !uncounted) stats_.redispatches++;
-    if (w.state == WfState::failed) stats_.budget_exhausted++;
+    const LedgerPart& part = job->workflows[s.wf].parts[s.part];
+    if (part.state == WfState::pending && !uncounted) stats_.redispatches++;
+    if (part.state == WfState::failed) stats_.budget_exhausted++;
   });
 }
 
 // ---------------------------------------------------------------- schedule
 
+std::vector<Manager::Slot> Manager::live_parts(const LedgerJob& j) {
+  std::vector<Slot> out;
+  for (std::size_t i = 0; i < j.workflows.size(); ++i)
+    for (std::size_t k = 0; k < j.workflows[i].parts.size(); ++k)
+      if (live(j.workflows[i].parts[k].state)) out.push_back(Slot{i, static_cast<std::uint32_t>(k)});
+  return out;
+}
+
 // Cores in use per worker: what each reported, plus our dispatches it has not reported yet, plus
-// dispatches still being recorded.
+// placements still being recorded.
 std::map<NodeId, std::uint32_t> Manager::cores_in_use() const {
   std::map<NodeId, std::uint32_t> used;
   for (const auto& [wid, info] : workers_) used[wid] = info.total > info.available ? info.total - info.available : 0;
   for (const auto& [id, l] : live_) {
     const LedgerJob* j = ledger_.job(id);
     if (j == nullptr) continue;
-    for (std::size_t i = 0; i < j->workflows.size(); ++i) {
-      const auto& w = j->workflows[i];
-      const Run& r = l.runs[i];
-      if (r.reserved != 0) used[r.reserved] += r.reserved_cores;
-      if (!live(w.state)) continue;
-      auto info = workers_.find(w.worker);
+    for (const auto& runs : l.runs)
+      for (const Run& r : runs)
+        for (const auto& [wid, n] : r.reserved) used[wid] += n;
+    for (const Slot& s : live_parts(*j)) {
+      const LedgerPart& p = j->workflows[s.wf].parts[s.part];
+      auto info = workers_.find(p.worker);
       if (info == workers_.end()) continue;
+      const std::string& name = j->spec.workflows[s.wf].name;
       const bool reported = std::any_of(info->second.execs.begin(), info->second.execs.end(), [&](const auto& e) {
-        return e.job_id == id && e.workflow == j->spec.workflows[i].name;
+        return e.job_id == id && e.workflow == name && e.part == s.part;
       });
-      if (!reported) used[w.worker] += w.cores;
+      if (!reported) used[p.worker] += p.cores;
     }
   }
   return used;
@@ -172,15 +200,33 @@ void Manager::schedule_job(const std::string& id, const LedgerJob& j, std::map<N
   const Instant now = ctx_->now();
   bool any_live = false, exclusive_live = false;
   for (std::size_t i = 0; i < j.workflows.size(); ++i) {
-    if (!live(j.workflows[i].state) && l.runs[i].reserved == 0) continue;
+    const bool reserved =
+        std::any_of(l.runs[i].begin(), l.runs[i].end(), [](const Run& r) { return !r.reserved.empty(); });
+    if (!live(j.workflows[i].state) && !reserved) continue;
     any_live = true;
     exclusive_live |= j.spec.workflows[i].priority == Priority::exclusive;
+  }
+  // Lost parts of live workflows first: they hold the rest of their workflow back.
+  for (std::size_t i = 0; i < j.workflows.size(); ++i) {
+    const LedgerWorkflow& w = j.workflows[i];
+    if (terminal(w.state) || w.stop_requested) continue;
+    for (std::uint32_t k = 0; k < w.parts.size(); ++k) {
+      Run& r = l.runs[i][k];
+      if (w.parts[k].state != WfState::pending || r.proposing || now < r.retry_at) continue;
+      std::uint32_t cores = 0;
+      const NodeId chosen = place_part(j, Slot{i, k}, cores, used);
+      r.waiting_cores = chosen == 0;
+      if (chosen == 0) continue;
+      used[chosen] += cores;
+      propose_dispatch(id, Slot{i, k}, chosen, cores);
+    }
   }
   if (exclusive_live) return;
   std::vector<std::size_t> ready;
   for (std::size_t i = 0; i < j.workflows.size(); ++i) {
-    const Run& r = l.runs[i];
-    if (j.workflows[i].state != WfState::pending || j.workflows[i].stop_requested || r.proposing || now < r.retry_at)
+    const Run& r = l.runs[i][0];
+    const LedgerWorkflow& w = j.workflows[i];
+    if (w.state != WfState::pending || !w.parts.empty() || w.stop_requested || r.proposing || now < r.retry_at)
       continue;
     const bool deps_done =
         std::all_of(j.spec.workflows[i].deps.begin(), j.spec.workflows[i].deps.end(), [&](const std::string& d) {
@@ -198,50 +244,91 @@ void Manager::schedule_job(const std::string& id, const LedgerJob& j, std::map<N
   for (std::size_t i : ready) {
     const bool exclusive = j.spec.workflows[i].priority == Priority::exclusive;
     if (exclusive && any_live) break;  // it waits until the job's other workflows are done
-    std::uint32_t cores = 0;
-    const NodeId chosen = choose_worker(j, i, cores, auto_left, used);
+    const Placement where = place_workflow(j, i, auto_left, used);
     if (j.spec.workflows[i].cores == 0 && !exclusive && auto_left > 0) --auto_left;
-    l.runs[i].waiting_cores = chosen == 0;
-    if (chosen == 0) continue;
-    used[chosen] += cores;
+    l.runs[i][0].waiting_cores = where.empty();
+    if (where.empty()) continue;
+    for (const auto& [wid, n] : where) used[wid] += n;
     any_live = true;
-    propose_dispatch(id, i, chosen, cores);
+    propose_split(id, i, where);
     if (exclusive) break;
   }
 }
 
-// Candidates in order of health, then free cores. Workers this workflow already failed on are used
-// only when no other eligible worker exists (a lost worker that came back is better than none).
-NodeId Manager::choose_worker(const LedgerJob& j, std::size_t i, std::uint32_t& cores, std::size_t auto_left,
-                              const std::map<NodeId, std::uint32_t>& used) const {
-  const WorkflowSpec& spec = j.spec.workflows[i];
-  const auto& excluded = j.workflows[i].excluded;
+// Eligible workers with their free cores, healthiest first, then most free. Workers in `excluded`
+// are used only when no other eligible worker exists (a lost worker that came back is better than
+// none).
+std::vector<std::pair<NodeId, std::uint32_t>> Manager::candidates(const std::vector<NodeId>& excluded,
+                                                                  const std::map<NodeId, std::uint32_t>& used) const {
   std::vector<std::pair<NodeId, std::uint32_t>> cands;
-  std::uint32_t total_free = 0;
   for (int pass = 0; pass < 2 && cands.empty(); ++pass) {
-    total_free = 0;
     for (const auto& [wid, info] : workers_) {
       if (!eligible(wid, info)) continue;
       if (pass == 0 && std::find(excluded.begin(), excluded.end(), wid) != excluded.end()) continue;
       auto u = used.find(wid);
       const std::uint32_t in_use = u == used.end() ? 0 : u->second;
       const std::uint32_t f = info.total > in_use ? info.total - in_use : 0;
-      total_free += f;
-      cands.emplace_back(wid, f);
+      if (f > 0) cands.emplace_back(wid, f);
     }
   }
   std::stable_sort(cands.begin(), cands.end(), [&](const auto& a, const auto& b) {
     const auto ha = static_cast<int>(workers_.at(a.first).health), hb = static_cast<int>(workers_.at(b.first).health);
     return ha != hb ? ha < hb : a.second > b.second;
   });
-  for (const auto& [wid, f] : cands) {
-    std::uint32_t need = spec.cores;
-    if (spec.priority == Priority::exclusive) {
-      need = workers_.at(wid).total;
-    } else if (need == 0) {
-      const std::uint32_t share = auto_left > 0 ? total_free / static_cast<std::uint32_t>(auto_left) : f;
-      need = std::max<std::uint32_t>(1, std::min<std::uint32_t>({share, f, std::max<std::uint32_t>(1, spec.vus)}));
+  return cands;
+}
+
+// Where a workflow's parts go: `cores` cores in all (its cores key; by default its share of what is
+// free, among the job's workflows ready together; exclusive: every free core), at most one core per
+// VU, taken from the best workers first, one part per worker. A one-part workflow (setup) takes its
+// cores on one worker. Empty: not enough free cores now.
+Manager::Placement Manager::place_workflow(const LedgerJob& j, std::size_t i, std::size_t auto_left,
+                                           const std::map<NodeId, std::uint32_t>& used) const {
+  const WorkflowSpec& spec = j.spec.workflows[i];
+  const auto cands = candidates({}, used);
+  std::uint64_t total_free = 0;
+  for (const auto& c : cands) total_free += c.second;
+  const std::uint64_t vus = std::max<std::uint32_t>(1, spec.vus);
+  std::uint64_t need = spec.cores;
+  if (spec.priority == Priority::exclusive) {
+    need = std::min(total_free, vus);
+  } else if (need == 0) {
+    const std::uint64_t share = auto_left > 0 ? total_free / auto_left : total_free;
+    need = std::min({share, total_free, vus});
+  }
+  need = std::min<std::uint64_t>(need, kMaxShardTotal);
+  if (need == 0 && total_free > 0) need = 1;
+  Placement where;
+  if (need == 0 || cands.empty()) return where;
+  if (spec.one_part) {
+    for (const auto& [wid, f] : cands) {
+      const std::uint64_t take = spec.cores > 0 ? need : std::min<std::uint64_t>(need, f);
+      if (f >= take) return Placement{{wid, static_cast<std::uint32_t>(take)}};
     }
+    return where;
+  }
+  std::uint64_t left = need;
+  for (const auto& [wid, f] : cands) {
+    if (left == 0 || where.size() >= kMaxParts) break;
+    const auto take = static_cast<std::uint32_t>(std::min<std::uint64_t>(left, f));
+    where.emplace_back(wid, take);
+    left -= take;
+  }
+  if (left > 0) where.clear();  // its cores key asks for more than is free: wait
+  return where;
+}
+
+// Where a lost part goes again: one worker with the part's cores free (a part of a split keeps its
+// shards; a whole-workflow part may take what one worker has, up to its VUs).
+NodeId Manager::place_part(const LedgerJob& j, Slot s, std::uint32_t& cores,
+                           const std::map<NodeId, std::uint32_t>& used) const {
+  const LedgerWorkflow& w = j.workflows[s.wf];
+  const LedgerPart& p = w.parts[s.part];
+  const WorkflowSpec& spec = j.spec.workflows[s.wf];
+  for (const auto& [wid, f] : candidates(p.excluded, used)) {
+    std::uint32_t need = p.cores;
+    if (w.shard_total == 0 && spec.cores == 0)
+      need = std::max<std::uint32_t>(1, std::min<std::uint32_t>(f, std::max<std::uint32_t>(1, spec.vus)));
     if (need == 0 || f < need) continue;
     cores = need;
     return wid;
@@ -249,40 +336,85 @@ NodeId Manager::choose_worker(const LedgerJob& j, std::size_t i, std::uint32_t& 
   return 0;
 }
 
-void Manager::propose_dispatch(const std::string& id, std::size_t i, NodeId worker, std::uint32_t cores) {
+// One entry places every part of a workflow; once it is applied each part's dispatch goes out, with
+// the start time they share.
+void Manager::propose_split(const std::string& id, std::size_t i, const Placement& where) {
   const LedgerJob* j = ledger_.job(id);
-  Run& r = *run_of(id, i);
+  Run& r = *run_of(id, Slot{i, 0});
+  LedgerEntry e = entry(LedgerOp::split, id);
+  e.workflow = static_cast<std::uint32_t>(i);
+  std::uint32_t next = 0;
+  for (const auto& [wid, n] : where) {
+    WorkerInfo& info = workers_.at(wid);
+    if (info.open) info.half_open_probe = true;
+    e.parts.push_back(PartAssign{wid, n, next, next_token(id, *j)});
+    next += n;
+  }
+  e.shard_total = where.size() > 1 ? next : 0;
+  if (where.size() > 1)
+    e.start_at_ms =
+        ctx_->wall_ms() + static_cast<std::uint64_t>(
+                              std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.part_start_delay).count());
+  r.reserved = where;
+  const std::vector<PartAssign> parts = e.parts;
+  propose_for_run(std::move(e), [this, id, i, parts](LedgerOutcome o) {
+    const LedgerJob* job = ledger_.job(id);
+    if (o != LedgerOutcome::applied || job == nullptr || job->workflows[i].parts.size() != parts.size() ||
+        job->workflows[i].parts[0].token != parts[0].token) {
+      log::info("manager", "split_not_recorded", "job={} workflow={} parts={} outcome={}", log::quoted(id), i,
+                parts.size(), name(o));
+      return;
+    }
+    for (std::uint32_t k = 0; k < parts.size(); ++k) sent_dispatch(id, Slot{i, k});
+  });
+}
+
+// A lost part placed again: same shards, a new worker and token, what it had done skipped.
+void Manager::propose_dispatch(const std::string& id, Slot s, NodeId worker, std::uint32_t cores) {
+  const LedgerJob* j = ledger_.job(id);
+  Run& r = *run_of(id, s);
   WorkerInfo& info = workers_.at(worker);
   if (info.open) info.half_open_probe = true;
-  r.reserved = worker;
-  r.reserved_cores = cores;
+  r.reserved = {{worker, cores}};
   LedgerEntry e = entry(LedgerOp::dispatch, id);
-  e.workflow = static_cast<std::uint32_t>(i);
+  e.workflow = static_cast<std::uint32_t>(s.wf);
+  e.part = s.part;
   e.worker = worker;
   e.cores = cores;
   e.token = next_token(id, *j);
   const std::uint64_t token = e.token;
-  propose_for_run(std::move(e), [this, id, i, worker, cores, token](LedgerOutcome o) {
+  propose_for_run(std::move(e), [this, id, s, token](LedgerOutcome o) {
     const LedgerJob* job = ledger_.job(id);
-    if (o != LedgerOutcome::applied || job == nullptr || job->workflows[i].token != token) {
-      log::info("manager", "dispatch_not_recorded", "job={} workflow={} outcome={}", log::quoted(id), i, name(o));
+    if (o != LedgerOutcome::applied || job == nullptr || job->workflows[s.wf].parts[s.part].token != token) {
+      log::info("manager", "dispatch_not_recorded", "job={} workflow={} part={} outcome={}", log::quoted(id), s.wf,
+                s.part, name(o));
       return;
     }
-    if (terminal(job->state)) {
-      // The job ended (a cancel committed in the same batch): nothing may start now. The run's stop
-      // is confirmed by the worker, which never saw this token.
-      stats_.dispatches_withheld++;
-      log::info("manager", "dispatch_withheld", "job={} workflow={} token={} job_state={}", log::quoted(id),
-                log::quoted(job->spec.workflows[i].name), token, name(job->state));
-      return;
-    }
-    stats_.dispatches++;
-    if (attempts_.size() >= 10'000) attempts_.pop_front();
-    attempts_.push_back(Attempt{id, job->spec.workflows[i].name, worker, token});
-    log::info("manager", "dispatch", "job={} workflow={} worker={} cores={} token={} attempt={}", log::quoted(id),
-              log::quoted(job->spec.workflows[i].name), worker, cores, token, job->workflows[i].attempts);
-    send_dispatch(id, i);
+    sent_dispatch(id, s);
   });
+}
+
+// A recorded placement goes out to its worker, unless the job ended meanwhile (a cancel committed in
+// the same batch): nothing may start then. Its run's stop is confirmed by the worker, which never
+// saw this token.
+void Manager::sent_dispatch(const std::string& id, Slot s) {
+  const LedgerJob* job = ledger_.job(id);
+  const LedgerPart& p = job->workflows[s.wf].parts[s.part];
+  const std::string& name = job->spec.workflows[s.wf].name;
+  if (terminal(job->state)) {
+    stats_.dispatches_withheld++;
+    log::info("manager", "dispatch_withheld", "job={} workflow={} part={} token={} job_state={}", log::quoted(id),
+              log::quoted(name), s.part, p.token, cluster::name(job->state));
+    return;
+  }
+  stats_.dispatches++;
+  if (attempts_.size() >= 10'000) attempts_.pop_front();
+  attempts_.push_back(Attempt{id, name, p.worker, p.token, s.part});
+  log::info("manager", "dispatch",
+            "job={} workflow={} part={} worker={} cores={} shards={}+{}/{} skip={} token={} attempt={}",
+            log::quoted(id), log::quoted(name), s.part, p.worker, p.cores, p.shard_first, p.cores,
+            job->workflows[s.wf].shard_total, p.skip, p.token, p.attempts);
+  send_dispatch(id, s);
 }
 
 bool Manager::eligible(NodeId w, const WorkerInfo& info) const {
@@ -314,50 +446,50 @@ void Manager::circuit_error(NodeId worker) {
 // ---------------------------------------------------------------- liveness
 
 void Manager::liveness_pass() {
-  std::vector<std::pair<std::string, std::size_t>> todo;
+  std::vector<std::pair<std::string, Slot>> todo;
   for (const auto& [id, j] : ledger_.jobs())
-    for (std::size_t i = 0; i < j.workflows.size(); ++i)
-      if (live(j.workflows[i].state)) todo.emplace_back(id, i);
-  for (const auto& [id, i] : todo)
-    if (const LedgerJob* j = ledger_.job(id)) check_run(id, *j, i);
+    for (const Slot& s : live_parts(j)) todo.emplace_back(id, s);
+  for (const auto& [id, s] : todo)
+    if (const LedgerJob* j = ledger_.job(id)) check_run(id, *j, s);
 }
 
 // One live attempt: its stop deadline, an unacknowledged dispatch, a silent worker (per-execution
-// liveness, whatever SWIM says), a stuck workflow.
-void Manager::check_run(const std::string& id, const LedgerJob& j, std::size_t i) {
-  Run* r = run_of(id, i);
-  if (r == nullptr || r->proposing) return;
-  const LedgerWorkflow& w = j.workflows[i];
-  const std::string& name = j.spec.workflows[i].name;
+// liveness, whatever SWIM says), a stuck part.
+void Manager::check_run(const std::string& id, const LedgerJob& j, Slot s) {
+  Run* r = run_of(id, s);
+  if (r == nullptr || r->proposing || s.part >= j.workflows[s.wf].parts.size()) return;
+  const LedgerPart& p = j.workflows[s.wf].parts[s.part];
+  if (!live(p.state)) return;
+  const std::string& name = j.spec.workflows[s.wf].name;
   const Instant now = ctx_->now();
   if (r->stopping) {
     if (now < r->stop_deadline) return;
     stats_.stops_unconfirmed++;
-    lose(id, i, "stop not confirmed", false, false,
-         fmt::format("worker {} did not confirm the stop of '{}'", w.worker, name));
+    lose(id, s, "stop not confirmed", false, false,
+         fmt::format("worker {} did not confirm the stop of '{}' part {}", p.worker, name, s.part));
     return;
   }
-  auto info = workers_.find(w.worker);
+  auto info = workers_.find(p.worker);
   const Instant heard = std::max(info == workers_.end() ? Instant{0} : info->second.last_heartbeat, leading_since_);
   if (now - heard >= cfg_.exec_timeout) {
     stats_.silent_workers++;
-    lose(id, i, fmt::format("no heartbeat from worker {} for {} ms", w.worker, ms(now - heard)), true);
+    lose(id, s, fmt::format("no heartbeat from worker {} for {} ms", p.worker, ms(now - heard)), true);
     return;
   }
   if (!r->acked && now >= r->ack_deadline) {
     stats_.dispatch_resends++;
-    circuit_error(w.worker);
+    circuit_error(p.worker);
     r->ack_deadline = now + cfg_.dispatch_ack_timeout;
-    send_dispatch(id, i);
+    send_dispatch(id, s);
     return;
   }
   if (r->acked && j.spec.stuck_ms > 0 && now - r->last_progress >= std::chrono::milliseconds(j.spec.stuck_ms)) {
     stats_.stuck++;
-    log::warn("manager", "workflow_stuck", "job={} workflow={} worker={} no_progress_ms={}", log::quoted(id),
-              log::quoted(name), w.worker, j.spec.stuck_ms);
-    StopExec s{id, name, w.token, raft_->term()};
-    reply(w.worker, MsgType::stop_exec, s);
-    lose(id, i, fmt::format("stuck: no progress for {} ms", j.spec.stuck_ms), true);
+    log::warn("manager", "workflow_stuck", "job={} workflow={} part={} worker={} no_progress_ms={}", log::quoted(id),
+              log::quoted(name), s.part, p.worker, j.spec.stuck_ms);
+    StopExec stop{id, name, p.token, raft_->term(), s.part};
+    reply(p.worker, MsgType::stop_exec, stop);
+    lose(id, s, fmt::format("stuck: no progress for {} ms", j.spec.stuck_ms), true);
   }
 }
 
@@ -369,11 +501,11 @@ void Manager::on_member_dead(NodeId node) {
     workers_.erase(w);
   }
   if (!is_leader()) return;
-  std::vector<std::pair<std::string, std::size_t>> lost;
+  std::vector<std::pair<std::string, Slot>> lost;
   for (const auto& [id, j] : ledger_.jobs())
-    for (std::size_t i = 0; i < j.workflows.size(); ++i)
-      if (live(j.workflows[i].state) && j.workflows[i].worker == node) lost.emplace_back(id, i);
-  for (const auto& [id, i] : lost) lose(id, i, "worker died", true);
+    for (const Slot& s : live_parts(j))
+      if (j.workflows[s.wf].parts[s.part].worker == node) lost.emplace_back(id, s);
+  for (const auto& [id, s] : lost) lose(id, s, "worker died", true);
 }
 
 // ---------------------------------------------------------------- deadlines, retention
@@ -389,7 +521,7 @@ void Manager::deadlines_pass() {
       LedgerEntry e = entry(LedgerOp::job_done, id);
       e.state = static_cast<std::uint8_t>(JobState::timeout);
       e.error = fmt::format("job timed out after {} ms", j.spec.timeout_ms);
-      e.progress = progress_of(id);
+      e.part_progress = progress_of(id);
       log::info("manager", "job_timeout", "job={} timeout_ms={}", log::quoted(id), j.spec.timeout_ms);
       auto clear = [this, id] {
         if (auto it = live_.find(id); it != live_.end()) it->second.proposing = false;
@@ -404,12 +536,13 @@ void Manager::deadlines_pass() {
       continue;
     }
     std::uint64_t total = 0;
-    for (const Run& r : l.runs) total += r.completed + r.failed;
+    for (const auto& runs : l.runs)
+      for (const Run& r : runs) total += r.completed + r.failed;
     if (now < l.next_checkpoint || total == l.checkpointed) continue;
     l.next_checkpoint = now + cfg_.checkpoint_every;
     l.checkpointed = total;
     LedgerEntry e = entry(LedgerOp::checkpoint, id);
-    e.progress = progress_of(id);
+    e.part_progress = progress_of(id);
     stats_.checkpoints++;
     propose(std::move(e), nullptr);
   }
@@ -470,40 +603,43 @@ void Manager::handle_heartbeat(NodeId from, Heartbeat& m) {
   if (ack.is_leader) collect_stops(from, m, ack);
   if (ack.is_leader && rebooted) {
     // The worker restarted without being declared dead: whatever it ran and did not report is gone.
-    std::set<std::pair<std::string, std::string>> reported;
-    for (const auto& e : m.execs) reported.emplace(e.job_id, e.workflow);
-    std::vector<std::pair<std::string, std::size_t>> lost;
+    std::set<std::tuple<std::string, std::string, std::uint32_t>> reported;
+    for (const auto& e : m.execs) reported.emplace(e.job_id, e.workflow, e.part);
+    std::vector<std::pair<std::string, Slot>> lost;
     for (const auto& [id, j] : ledger_.jobs())
-      for (std::size_t i = 0; i < j.workflows.size(); ++i)
-        if (live(j.workflows[i].state) && j.workflows[i].worker == from &&
-            reported.count({id, j.spec.workflows[i].name}) == 0)
-          lost.emplace_back(id, i);
-    for (const auto& [id, i] : lost) lose(id, i, "worker restarted", true);
+      for (const Slot& s : live_parts(j))
+        if (j.workflows[s.wf].parts[s.part].worker == from &&
+            reported.count({id, j.spec.workflows[s.wf].name, s.part}) == 0)
+          lost.emplace_back(id, s);
+    for (const auto& [id, s] : lost) lose(id, s, "worker restarted", true);
   }
   reply(from, MsgType::heartbeat_ack, ack);
 }
 
 // The ready leader judges every execution a worker reports against the ledger: the current
-// attempt is confirmed; an older token, an ended or unknown workflow, or one being stopped, stops.
+// attempt of a part is confirmed; an older token, an ended or unknown part, or one being stopped,
+// stops.
 void Manager::collect_stops(NodeId from, const Heartbeat& m, HeartbeatAck& ack) {
   for (const auto& e : m.execs) {
     const LedgerJob* j = ledger_.job(e.job_id);
     const auto i = j ? wf_index(*j, e.workflow) : std::nullopt;
-    if (j == nullptr || !i) {
-      ack.stop.push_back(StopItem{e.job_id, e.workflow, e.token});
+    if (j == nullptr || !i || e.part >= std::max<std::size_t>(1, j->workflows[*i].parts.size())) {
+      ack.stop.push_back(StopItem{e.job_id, e.workflow, e.token, e.part});
       continue;
     }
     const LedgerWorkflow& w = j->workflows[*i];
-    if (e.token > w.token) {
+    const std::uint64_t token = w.parts.empty() ? 0 : w.parts[e.part].token;
+    if (e.token > token) {
       stats_.fence_rejects++;  // never issued by this ledger: not ours to judge
-      log::warn("manager", "unknown_token", "worker={} job={} workflow={} token={} ledger_token={}", from,
-                log::quoted(e.job_id), log::quoted(e.workflow), e.token, w.token);
+      log::warn("manager", "unknown_token", "worker={} job={} workflow={} part={} token={} ledger_token={}", from,
+                log::quoted(e.job_id), log::quoted(e.workflow), e.part, e.token, token);
       continue;
     }
-    Run* r = run_of(e.job_id, *i);
-    const bool current = e.token == w.token && w.worker == from && live(w.state);
+    const LedgerPart& p = w.parts[e.part];
+    Run* r = run_of(e.job_id, Slot{*i, e.part});
+    const bool current = e.token == p.token && p.worker == from && live(p.state);
     if (!current || terminal(j->state) || w.stop_requested || (r != nullptr && r->stopping)) {
-      ack.stop.push_back(StopItem{e.job_id, e.workflow, e.token});
+      ack.stop.push_back(StopItem{e.job_id, e.workflow, e.token, e.part});
       continue;
     }
     if (r != nullptr && !r->acked) {
@@ -513,22 +649,22 @@ void Manager::collect_stops(NodeId from, const Heartbeat& m, HeartbeatAck& ack) 
   }
 }
 
-// The leader's run of the attempt a worker reports on: this manager leads, the workflow is live,
-// and the report names its current token and worker. Otherwise nullptr (a stale or foreign report).
-Manager::Run* Manager::current_run(NodeId from, const std::string& job, const std::string& workflow,
-                                   std::uint64_t token, std::size_t& index) {
+// The leader's run of the attempt a worker reports on: this manager leads, the part is live, and
+// the report names its current token and worker. Otherwise nullptr (a stale or foreign report).
+Manager::Run* Manager::current_run(NodeId from, const std::string& job, const std::string& workflow, std::uint32_t part,
+                                   std::uint64_t token, Slot& slot) {
   const LedgerJob* j = ledger_.job(job);
   const auto i = j ? wf_index(*j, workflow) : std::nullopt;
-  if (!is_leader() || !i) return nullptr;
-  const LedgerWorkflow& w = j->workflows[*i];
-  if (w.token != token || w.worker != from || !live(w.state)) return nullptr;
-  index = *i;
-  return run_of(job, *i);
+  if (!is_leader() || !i || part >= j->workflows[*i].parts.size()) return nullptr;
+  const LedgerPart& p = j->workflows[*i].parts[part];
+  if (p.token != token || p.worker != from || !live(p.state)) return nullptr;
+  slot = Slot{*i, part};
+  return run_of(job, slot);
 }
 
 void Manager::handle_dispatch_ack(NodeId from, const DispatchAck& m) {
-  std::size_t idx = 0;
-  Run* r = current_run(from, m.job_id, m.workflow, m.token, idx);
+  Slot s;
+  Run* r = current_run(from, m.job_id, m.workflow, m.part, m.token, s);
   if (r == nullptr) return;
   auto info = workers_.find(from);
   if (m.accepted) {
@@ -543,8 +679,8 @@ void Manager::handle_dispatch_ack(NodeId from, const DispatchAck& m) {
     return;
   }
   stats_.dispatch_refused++;
-  log::warn("manager", "dispatch_refused", "job={} workflow={} worker={} code={} error={}", log::quoted(m.job_id),
-            log::quoted(m.workflow), from, name(m.code), log::quoted(m.error));
+  log::warn("manager", "dispatch_refused", "job={} workflow={} part={} worker={} code={} error={}",
+            log::quoted(m.job_id), log::quoted(m.workflow), m.part, from, name(m.code), log::quoted(m.error));
   if (m.code == Err::overloaded) {
     // Lost a race for cores: refresh the worker's capacity and try again at the next pass. Not an
     // error of the worker, so its circuit stays closed.
@@ -554,55 +690,59 @@ void Manager::handle_dispatch_ack(NodeId from, const DispatchAck& m) {
       info->second.half_open_probe = false;
     }
     r->retry_at = ctx_->now();
-    lose(m.job_id, idx, m.error, false, true);
+    lose(m.job_id, s, m.error, false, true);
     return;
   }
   if (m.code == Err::fence) {  // the worker saw this token already and no longer has it
-    lose(m.job_id, idx, "refused by the worker: " + m.error, false);
+    lose(m.job_id, s, "refused by the worker: " + m.error, false);
     return;
   }
   circuit_error(from);
   r->backoff = r->backoff.count() == 0 ? cfg_.requeue_backoff : std::min(r->backoff * 2, cfg_.requeue_backoff_max);
   r->retry_at = ctx_->now() + r->backoff;
-  lose(m.job_id, idx, "refused by the worker: " + m.error, false, true);
+  lose(m.job_id, s, "refused by the worker: " + m.error, false, true);
 }
 
 void Manager::handle_progress(NodeId from, const Progress& m) {
-  std::size_t idx = 0;
-  Run* r = current_run(from, m.job_id, m.workflow, m.token, idx);
+  Slot s;
+  Run* r = current_run(from, m.job_id, m.workflow, m.part, m.token, s);
   if (r == nullptr) return;
   r->acked = true;
   if (m.completed != r->completed || m.failed != r->failed) r->last_progress = ctx_->now();
   r->completed = std::max(r->completed, m.completed);
   r->failed = std::max(r->failed, m.failed);
+  r->started = std::max({r->started, m.started, r->completed + r->failed});
 }
 
 // A result is acknowledged to the worker only once the ledger holds what it changed (or it is
 // stale and changes nothing): the worker re-sends it until then, to whoever leads.
 void Manager::handle_result(NodeId from, ResultMsg& m) {
   if (!is_leader()) return;  // the leader answers; the worker keeps the result until then
-  ResultAck ack{m.job_id, m.workflow, m.token};
+  ResultAck ack{m.job_id, m.workflow, m.token, m.part};
   const LedgerJob* j = ledger_.job(m.job_id);
   const auto i = j ? wf_index(*j, m.workflow) : std::nullopt;
-  if (!i || m.token != j->workflows[*i].token || !live(j->workflows[*i].state)) {
-    if (i && m.token == j->workflows[*i].token)
+  const LedgerPart* p = i && m.part < j->workflows[*i].parts.size() ? &j->workflows[*i].parts[m.part] : nullptr;
+  if (p == nullptr || m.token != p->token || !live(p->state)) {
+    if (p != nullptr && m.token == p->token)
       stats_.duplicate_results++;
     else
       stats_.stale_results++;
     reply(from, MsgType::result_ack, ack);  // nothing left to change: let the worker drop it
     return;
   }
-  Run* r = run_of(m.job_id, *i);
+  const Slot s{*i, m.part};
+  Run* r = run_of(m.job_id, s);
   if (r == nullptr || r->proposing) return;  // an entry for this attempt is in flight; the worker re-sends
   const bool stopping = r->stopping || terminal(j->state) || j->workflows[*i].stop_requested;
   if (m.outcome == Outcome::lost || (m.outcome == Outcome::cancelled && !stopping)) {
-    lose(m.job_id, *i, fmt::format("{} on the worker: {}", m.outcome == Outcome::lost ? "lost" : "cancelled", m.error),
+    lose(m.job_id, s, fmt::format("{} on the worker: {}", m.outcome == Outcome::lost ? "lost" : "cancelled", m.error),
          m.outcome == Outcome::lost);
     return;
   }
   stats_.results++;
   LedgerEntry e = entry(LedgerOp::wf_done, m.job_id);
   e.workflow = static_cast<std::uint32_t>(*i);
+  e.part = m.part;
   e.token = m.token;
   e.state = static_cast<std::uint8_t>(m.outcome == Outcome::completed ? WfState::completed
                                       : m.outcome == Outcome::failed  ? WfState::failed
@@ -612,8 +752,8 @@ void Manager::handle_result(NodeId from, ResultMsg& m) {
   e.error = m.error;
   e.stats = std::move(m.stats);
   for (auto& [k, v] : m.published) e.published.emplace_back(m.workflow + "." + k, std::move(v));
-  log::info("manager", "workflow_result", "job={} workflow={} outcome={} completed={} failed={} token={}",
-            log::quoted(m.job_id), log::quoted(m.workflow), static_cast<int>(m.outcome), m.completed, m.failed,
+  log::info("manager", "workflow_result", "job={} workflow={} part={} outcome={} completed={} failed={} token={}",
+            log::quoted(m.job_id), log::quoted(m.workflow), m.part, static_cast<int>(m.outcome), m.completed, m.failed,
             m.token);
   propose_for_run(std::move(e), [this, from, ack](LedgerOutcome) {
     ResultAck a = ack;
@@ -625,11 +765,12 @@ void Manager::handle_result(NodeId from, ResultMsg& m) {
 // next: the leader waits for it until the stop deadline. A worker that does not run the attempt
 // ends it at once, cancelled with the totals the leader saw.
 void Manager::handle_stop_ack(NodeId from, const StopAck& m) {
-  std::size_t idx = 0;
-  Run* r = current_run(from, m.job_id, m.workflow, m.token, idx);
+  Slot s;
+  Run* r = current_run(from, m.job_id, m.workflow, m.part, m.token, s);
   if (r == nullptr || !r->stopping || r->proposing || m.stopped) return;
   LedgerEntry e = entry(LedgerOp::wf_done, m.job_id);
-  e.workflow = static_cast<std::uint32_t>(idx);
+  e.workflow = static_cast<std::uint32_t>(s.wf);
+  e.part = s.part;
   e.token = m.token;
   e.state = static_cast<std::uint8_t>(WfState::cancelled);
   e.completed = r->completed;

@@ -71,10 +71,10 @@ std::optional<std::size_t> Manager::wf_index(const LedgerJob& j, const std::stri
   return std::nullopt;
 }
 
-Manager::Run* Manager::run_of(const std::string& id, std::size_t i) {
+Manager::Run* Manager::run_of(const std::string& id, Slot s) {
   auto it = live_.find(id);
-  if (it == live_.end() || i >= it->second.runs.size()) return nullptr;
-  return &it->second.runs[i];
+  if (it == live_.end() || s.wf >= it->second.runs.size() || s.part >= it->second.runs[s.wf].size()) return nullptr;
+  return &it->second.runs[s.wf][s.part];
 }
 
 // ---------------------------------------------------------------- lifecycle
@@ -155,12 +155,9 @@ void Manager::adopt() {
   const Instant now = ctx_->now();
   for (const auto& [id, j] : ledger_.jobs()) {
     Live& l = live_of(id, j);
-    bool any_live = false;
-    for (std::size_t i = 0; i < j.workflows.size(); ++i) {
-      if (!live(j.workflows[i].state)) continue;
-      any_live = true;
-      l.runs[i].ack_deadline = now + cfg_.worker_stale;
-    }
+    const auto parts = live_parts(j);
+    for (const Slot& s : parts) l.runs[s.wf][s.part].ack_deadline = now + cfg_.worker_stale;
+    const bool any_live = !parts.empty();
     if (any_live || !terminal(j.state)) stats_.takeovers++;
     reconcile(id);
   }
@@ -175,10 +172,16 @@ Manager::Live& Manager::live_of(const std::string& id, const LedgerJob& j) {
     l.runs.resize(j.workflows.size());
     l.token_issued = j.token_hw;
     for (std::size_t i = 0; i < j.workflows.size(); ++i) {
-      l.runs[i].token = j.workflows[i].token;
-      l.runs[i].last_progress = ctx_->now();
-      l.runs[i].completed = j.workflows[i].completed;
-      l.runs[i].failed = j.workflows[i].failed;
+      const auto& parts = j.workflows[i].parts;
+      l.runs[i].resize(std::max<std::size_t>(1, parts.size()));
+      for (std::size_t k = 0; k < parts.size(); ++k) {  // the current attempts' acknowledged totals
+        Run& r = l.runs[i][k];
+        r.token = parts[k].token;
+        r.last_progress = ctx_->now();
+        r.completed = parts[k].completed - parts[k].base_completed;
+        r.failed = parts[k].failed - parts[k].base_failed;
+        r.started = parts[k].started;
+      }
     }
   }
   return l;
@@ -197,18 +200,22 @@ void Manager::reconcile(const std::string& id) {
   l.token_issued = std::max(l.token_issued, j->token_hw);
   for (std::size_t i = 0; i < j->workflows.size(); ++i) {
     const LedgerWorkflow& w = j->workflows[i];
-    Run& r = l.runs[i];
-    if (w.token != r.token) {
-      const Run old = r;
-      r = Run{};
-      r.token = w.token;
-      r.retry_at = old.retry_at;
-      r.backoff = old.backoff;
-      r.ack_deadline = ctx_->now() + cfg_.dispatch_ack_timeout + cfg_.tick;
-      r.last_progress = ctx_->now();
+    if (l.runs[i].size() < w.parts.size()) l.runs[i].resize(w.parts.size());
+    for (std::uint32_t k = 0; k < w.parts.size(); ++k) {
+      const LedgerPart& p = w.parts[k];
+      Run& r = l.runs[i][k];
+      if (p.token != r.token) {
+        const Run old = r;
+        r = Run{};
+        r.token = p.token;
+        r.retry_at = old.retry_at;
+        r.backoff = old.backoff;
+        r.ack_deadline = ctx_->now() + cfg_.dispatch_ack_timeout + cfg_.tick;
+        r.last_progress = ctx_->now();
+      }
+      if (live(p.state) && (terminal(j->state) || w.stop_requested) && !r.stopping)
+        send_stop(id, Slot{i, k}, terminal(j->state) ? name(j->state) : "workflow stopped");
     }
-    if (live(w.state) && (terminal(j->state) || w.stop_requested) && !r.stopping)
-      send_stop(id, i, terminal(j->state) ? name(j->state) : "workflow cancelled");
   }
   const bool all_done =
       std::all_of(j->workflows.begin(), j->workflows.end(), [](const LedgerWorkflow& w) { return terminal(w.state); });
@@ -263,11 +270,18 @@ std::uint64_t Manager::elapsed_ms(const std::string& id) const {
   return it->second.base_elapsed_ms + static_cast<std::uint64_t>(std::max<std::int64_t>(0, ran));
 }
 
-std::vector<std::pair<std::uint64_t, std::uint64_t>> Manager::progress_of(const std::string& id) const {
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+// What the workers reported of every live part's current attempt.
+std::vector<PartProgress> Manager::progress_of(const std::string& id) const {
+  std::vector<PartProgress> out;
   auto it = live_.find(id);
-  if (it == live_.end()) return out;
-  for (const Run& r : it->second.runs) out.emplace_back(r.completed, r.failed);
+  const LedgerJob* j = ledger_.job(id);
+  if (it == live_.end() || j == nullptr) return out;
+  for (const Slot& s : live_parts(*j)) {
+    if (s.wf >= it->second.runs.size() || s.part >= it->second.runs[s.wf].size()) continue;
+    const Run& r = it->second.runs[s.wf][s.part];
+    if (r.token != j->workflows[s.wf].parts[s.part].token) continue;
+    out.push_back(PartProgress{static_cast<std::uint32_t>(s.wf), s.part, r.completed, r.failed, r.started});
+  }
   return out;
 }
 
@@ -355,15 +369,20 @@ std::optional<std::string> Manager::validate(const JobSpec& s) const {
     if (w.plan.size() > cfg_.max_plan_bytes) return fmt::format("workflow '{}': plan larger than the limit", w.name);
   }
   std::uint32_t largest = 0;
+  std::uint64_t total = 0;  // a workflow of several parts may take cores on every worker
   for (const auto& [id, info] : workers_)
-    if (!alive_ || alive_(id)) largest = std::max(largest, info.total);
+    if (!alive_ || alive_(id)) largest = std::max(largest, info.total), total += info.total;
   for (const auto& w : s.workflows) {
     for (const auto& d : w.deps) {
       if (index.count(d) == 0) return fmt::format("workflow '{}' depends on unknown workflow '{}'", w.name, d);
       if (d == w.name) return fmt::format("workflow '{}' depends on itself", w.name);
     }
-    if (largest > 0 && w.cores > largest)
-      return fmt::format("workflow '{}' needs {} cores; the largest worker has {}", w.name, w.cores, largest);
+    if (w.one_part && largest > 0 && w.cores > largest)
+      return fmt::format("workflow '{}' runs on one worker and needs {} cores; the largest worker has {}", w.name,
+                         w.cores, largest);
+    if (total > 0 && w.cores > total)
+      return fmt::format("workflow '{}' needs {} cores; the datacenter's workers have {} in all", w.name, w.cores,
+                         total);
   }
   if (!acyclic(s)) return "the workflow dependencies form a cycle";
   // The accept entry carries the whole job and must fit one Raft message (libraft 0.15 sends an
@@ -579,7 +598,7 @@ void Manager::handle_cancel(NodeId from, const CancelJob& m) {
         j->workflows.begin(), j->workflows.end(), [](const LedgerWorkflow& w) { return !terminal(w.state); }));
     LedgerEntry e = entry(LedgerOp::cancel, m.job_id);
     e.error = m.reason.empty() ? "cancelled by request" : m.reason;
-    e.progress = progress_of(m.job_id);
+    e.part_progress = progress_of(m.job_id);
     const std::string id = m.job_id;
     auto answer = [this, id](bool ok, LedgerOutcome o, const std::string& error) {
       auto it = live_.find(id);
@@ -672,19 +691,35 @@ JobView Manager::view(const std::string& id, const LedgerJob& j) const {
   v.error = j.error;
   v.cancel_errors = j.cancel_errors;
   auto l = live_.find(id);
+  auto run = [&](std::size_t i, std::size_t k) -> const Run* {
+    if (l == live_.end() || i >= l->second.runs.size() || k >= l->second.runs[i].size()) return nullptr;
+    return &l->second.runs[i][k];
+  };
   for (std::size_t i = 0; i < j.workflows.size(); ++i) {
     const auto& w = j.workflows[i];
-    const Run* r = l != live_.end() && i < l->second.runs.size() ? &l->second.runs[i] : nullptr;
     WorkflowView wv;
     wv.name = j.spec.workflows[i].name;
     wv.state = w.state;
-    wv.completed = w.completed;
-    wv.failed = w.failed;
-    if (r != nullptr && live(w.state) && !terminal(j.state) && r->token == w.token) {
-      if (r->acked) wv.state = WfState::running;
-      wv.completed = std::max(wv.completed, r->completed);
-      wv.failed = std::max(wv.failed, r->failed);
+    wv.shard_total = w.shard_total;
+    wv.lost = w.lost;
+    bool any_running = false;
+    for (std::size_t k = 0; k < w.parts.size();
+         ++k) {  // a part's totals: the ledger's, or what its worker reported since
+      const LedgerPart& p = w.parts[k];
+      const Run* r = run(i, k);
+      PartView pv{p.state,     p.worker, p.token, p.attempts, p.shard_first, p.cores,
+                  p.completed, p.failed, p.lost,  p.error,    p.stats};
+      if (r != nullptr && live(p.state) && !terminal(j.state) && r->token == p.token) {
+        if (r->acked) pv.state = WfState::running;
+        pv.completed = std::max(pv.completed, p.base_completed + r->completed);
+        pv.failed = std::max(pv.failed, p.base_failed + r->failed);
+      }
+      any_running |= pv.state == WfState::running;
+      wv.completed += pv.completed;
+      wv.failed += pv.failed;
+      wv.parts.push_back(std::move(pv));
     }
+    if (live(w.state) && any_running) wv.state = WfState::running;
     wv.attempts = w.attempts;
     wv.cores = w.cores;
     wv.worker = w.worker;
@@ -692,7 +727,13 @@ JobView Manager::view(const std::string& id, const LedgerJob& j) const {
     wv.error = w.error;
     wv.stats = w.stats;
     wv.published = w.published;
-    wv.enqueued = w.state == WfState::pending && r != nullptr && r->waiting_cores && !terminal(j.state);
+    const Run* r0 = run(i, 0);
+    wv.enqueued = !terminal(j.state) && r0 != nullptr &&
+                  ((w.state == WfState::pending && r0->waiting_cores) ||
+                   std::any_of(w.parts.begin(), w.parts.end(), [&](const LedgerPart& p) {
+                     const Run* r = run(i, &p - w.parts.data());
+                     return p.state == WfState::pending && r != nullptr && r->waiting_cores;
+                   }));
     v.completed += wv.completed;
     v.failed += wv.failed;
     v.workflows.push_back(std::move(wv));
@@ -741,7 +782,8 @@ NodeStatus Manager::node_status() const {
 
 std::map<std::string, std::size_t> Manager::table_sizes() const {
   std::size_t runs = 0;
-  for (const auto& [id, l] : live_) runs += l.runs.size();
+  for (const auto& [id, l] : live_)
+    for (const auto& parts : l.runs) runs += parts.size();
   return {{"jobs", ledger_.size()},
           {"live_jobs", live_.size()},
           {"runs", runs},

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
@@ -14,6 +15,9 @@
 namespace hs::sim {
 
 namespace {
+// The virtual wall clock of every simulated node starts here (2027-01-15, Unix ms) and follows the
+// node's clock, skew included.
+constexpr std::uint64_t kSimWallEpochMs = 1'800'000'000'000;
 // Thrown by the assertion handler the simulator installs during run_until: it unwinds out of the
 // node's event back to run_until, which stops the run (assert handlers must not return).
 struct AssertionFailed {
@@ -70,7 +74,7 @@ struct Simulator::NodeSlot {
   Duration fsync_delay{0};
   bool fail_sync = false;
   std::uint64_t sent = 0;
-  std::unique_ptr<node::Context> ctx;  // created at the first event; outlives every Node of the slot
+  std::unique_ptr<node::Context> ctx;                // created at the first event; outlives every Node of the slot
   std::unordered_map<TimerId, std::uint64_t> syncs;  // sync timer -> barrier position (erased on completion)
   bool disk_stalled = false;
   std::vector<Event> stalled_syncs;  // completions held by a stall, in arrival order
@@ -85,6 +89,9 @@ class Simulator::Ctx final : public node::Context {
   Ctx(Simulator& s, NodeSlot& n) : sim_(s), n_(n) {}
   node::NodeId self() const override { return n_.id; }
   const Clock& clock() const override { return n_.clock; }
+  std::uint64_t wall_ms() const override {
+    return kSimWallEpochMs + static_cast<std::uint64_t>(std::max<std::int64_t>(0, n_.clock.now().count() / 1'000'000));
+  }
   Rng& rng() override { return n_.rng; }
   void send(node::NodeId to, node::Bytes msg) override { sim_.send_from(n_.id, to, std::move(msg)); }
   node::TimerId set_timer(Duration after, std::uint64_t tag) override { return sim_.set_timer_for(n_.id, after, tag); }

@@ -20,12 +20,14 @@ std::uint64_t make_tag(std::uint64_t kind, std::uint64_t v) { return (kind << kT
 
 long long ms(Duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); }
 
-// Fence marks are persisted as records of the "fence" log: job, workflow, token.
-std::vector<std::uint8_t> mark_record(const std::string& job, const std::string& wf, std::uint64_t token) {
+// Fence marks are persisted as records of the "fence" log: job, workflow, token, part (records
+// written before parts end after the token: part 0).
+std::vector<std::uint8_t> mark_record(const ExecKey& k, std::uint64_t token) {
   Writer w;
-  w.str(job);
-  w.str(wf);
+  w.str(k.job);
+  w.str(k.workflow);
   w.var(token);
+  w.var(k.part);
   return w.take();
 }
 
@@ -71,14 +73,19 @@ void Worker::load_marks() {
   const Instant now = ctx_->now();
   for (const auto& rec : ctx_->disk().read_log("fence")) {
     Reader r(rec);
-    std::string job = r.str(256), wf = r.str(256);
+    ExecKey k;
+    k.job = r.str(256);
+    k.workflow = r.str(256);
     const std::uint64_t token = r.var();
+    const std::uint64_t part = r.ok() && !r.at_end() ? r.var() : 0;
+    if (r.ok() && part > UINT32_MAX) r.fail("part out of range");
     if (!r.ok()) {
       stats_.decode_errors++;
       log::error("worker", "fence_record_corrupt", "error={} (record skipped)", r.error());
       continue;
     }
-    Mark& m = marks_[{job, wf}];
+    k.part = static_cast<std::uint32_t>(part);
+    Mark& m = marks_[k];
     m.token = std::max(m.token, token);
     m.at = now;
   }
@@ -91,7 +98,7 @@ void Worker::load_marks() {
 Status Worker::set_mark(const Key& k, std::uint64_t token) {
   auto mk = marks_.find(k);
   const std::uint64_t hw = std::max(token, mk == marks_.end() ? 0 : mk->second.token);
-  if (Status st = ctx_->disk().append("fence", mark_record(k.first, k.second, hw)); !st.ok()) return st;
+  if (Status st = ctx_->disk().append("fence", mark_record(k, hw)); !st.ok()) return st;
   if (mk == marks_.end() && marks_.size() >= cfg_.max_hw) {
     // Evict the oldest mark (well past any live job at the default bounds).
     auto oldest = std::min_element(marks_.begin(), marks_.end(),
@@ -110,7 +117,7 @@ void Worker::compact_marks() {
   // One atomic replace: a crash leaves the old log or the new one, never a log missing live marks.
   std::vector<node::Bytes> records;
   records.reserve(marks_.size());
-  for (const auto& [key, mk] : marks_) records.push_back(mark_record(key.first, key.second, mk.token));
+  for (const auto& [key, mk] : marks_) records.push_back(mark_record(key, mk.token));
   if (Status st = ctx_->disk().replace_log("fence", records); !st.ok()) {
     stats_.disk_errors++;
     log::error("worker", "fence_compact_failed", "marks={} error={} (the old fence log stands)", marks_.size(),
@@ -120,16 +127,16 @@ void Worker::compact_marks() {
   mark_log_records_ = marks_.size();
 }
 
-void Worker::record(ExecEvent::Kind k, const std::string& job, const std::string& wf, std::uint64_t token) {
+void Worker::record(ExecEvent::Kind k, const ExecKey& key, std::uint64_t token) {
   if (log_.size() >= cfg_.max_log) log_.pop_front();
-  log_.push_back(ExecEvent{k, job, wf, token, ctx_->now()});
+  log_.push_back(ExecEvent{k, key.job, key.workflow, token, ctx_->now(), key.part});
 }
 
 std::vector<ExecReport> Worker::live() const {
   std::vector<ExecReport> out;
   for (const auto& [k, e] : execs_) {
     if (e.done) continue;
-    out.push_back(ExecReport{e.job_id, e.workflow, e.token, e.cores, leader_, e.completed, e.failed});
+    out.push_back(ExecReport{e.job_id, e.workflow, e.token, e.cores, leader_, e.completed, e.failed, e.part});
   }
   return out;
 }
@@ -163,7 +170,7 @@ void Worker::on_sync(std::uint64_t seq, bool failed) {
       continue;
     }
     send(p.to, MsgType::dispatch_ack, p.ack);
-    auto e = execs_.find({p.ack.job_id, p.ack.workflow});
+    auto e = execs_.find(ExecKey{p.ack.job_id, p.ack.workflow, p.ack.part});
     if (e == execs_.end() || e->second.ack_seq != seq) continue;
     e->second.ack_seq = 0;
     if (e->second.done) send_result(e->second);  // it finished before its ack could go out
@@ -175,7 +182,7 @@ void Worker::on_sync(std::uint64_t seq, bool failed) {
 // results wait for the ack), its cores freed, and the dispatch refused. The mark stays raised in
 // memory (the write may still reach the disk), so a retry needs a new token.
 void Worker::unwind_unsynced(PendingAck& p) {
-  auto it = execs_.find({p.ack.job_id, p.ack.workflow});
+  auto it = execs_.find(ExecKey{p.ack.job_id, p.ack.workflow, p.ack.part});
   if (it != execs_.end() && it->second.token == p.ack.token && it->second.ack_seq != 0) {
     Exec& e = it->second;
     stats_.sync_failures++;
@@ -190,7 +197,7 @@ void Worker::unwind_unsynced(PendingAck& p) {
     } else {
       stats_.results_dropped++;
     }
-    record(ExecEvent::rejected, e.job_id, e.workflow, e.token);
+    record(ExecEvent::rejected, it->first, e.token);
     by_id_.erase(e.id);
     execs_.erase(it);
   }
@@ -243,7 +250,7 @@ void Worker::send_progress() {
   next_progress_ = ctx_->now() + cfg_.progress;
   for (auto& [k, e] : execs_) {
     if (e.done || e.ack_seq != 0) continue;
-    Progress p{e.job_id, e.workflow, e.token, e.completed, e.failed};
+    Progress p{e.job_id, e.workflow, e.token, e.completed, e.failed, e.part, e.started};
     send_to_leader(MsgType::progress, p);
   }
 }
@@ -353,7 +360,7 @@ void Worker::handle_heartbeat_ack(NodeId from, const HeartbeatAck& a) {
     return;
   }
   for (const auto& item : a.stop) {
-    auto it = execs_.find({item.job_id, item.workflow});
+    auto it = execs_.find(ExecKey{item.job_id, item.workflow, item.part});
     if (it != execs_.end() && !it->second.done && it->second.token == item.token)
       stop(it->second, "stopped by the leader (stale or cancelled)");
   }
@@ -365,7 +372,7 @@ void Worker::handle_heartbeat_ack(NodeId from, const HeartbeatAck& a) {
 }
 
 void Worker::handle_stop(NodeId from, const StopExec& s) {
-  StopAck ack{s.job_id, s.workflow, s.token, false};
+  StopAck ack{s.job_id, s.workflow, s.token, false, s.part};
   if (s.term < leader_term_) {
     stats_.deposed_rejects++;
     log::warn("worker", "stop_refused", "from={} job={} workflow={} token={} reason={}", from, log::quoted(s.job_id),
@@ -375,14 +382,14 @@ void Worker::handle_stop(NodeId from, const StopExec& s) {
     return;
   }
   learn(s.term, from);
-  auto it = execs_.find({s.job_id, s.workflow});
+  const ExecKey k{s.job_id, s.workflow, s.part};
+  auto it = execs_.find(k);
   if (it != execs_.end() && !it->second.done && it->second.token <= s.token) {
     stop(it->second, "stop requested");
     ack.stopped = true;
   }
   // The leader wants nothing up to this token running. A dispatch of it may still be on its way
   // (the stop overtook it): raise the fence so it is refused when it comes.
-  const Key k{s.job_id, s.workflow};
   if (auto mk = marks_.find(k); mk == marks_.end() || mk->second.token < s.token) {
     if (Status st = set_mark(k, s.token); !st.ok()) {
       stats_.disk_errors++;
@@ -395,7 +402,7 @@ void Worker::handle_stop(NodeId from, const StopExec& s) {
 }
 
 void Worker::handle_result_ack(const ResultAck& a) {
-  auto it = execs_.find({a.job_id, a.workflow});
+  auto it = execs_.find(ExecKey{a.job_id, a.workflow, a.part});
   if (it == execs_.end() || !it->second.done || it->second.ack_seq != 0 || it->second.token != a.token) return;
   by_id_.erase(it->second.id);
   execs_.erase(it);
@@ -405,13 +412,13 @@ void Worker::handle_result_ack(const ResultAck& a) {
 
 void Worker::handle_dispatch(NodeId from, Dispatch& d) {
   stats_.dispatches++;
-  DispatchAck ack{d.job_id, d.workflow, d.token, false, Err::none, "", free_cores()};
+  DispatchAck ack{d.job_id, d.workflow, d.token, false, Err::none, "", free_cores(), d.part};
+  const ExecKey k{d.job_id, d.workflow, d.part};
   if (refuse_deposed(from, d, ack)) return;
   learn(d.term, from);  // only a leader dispatches: the sender leads its term
   if (refuse_duplicate(from, d, ack)) return;
-  record(ExecEvent::received, d.job_id, d.workflow, d.token);
+  record(ExecEvent::received, k, d.token);
   if (refuse_fence(from, d, ack)) return;
-  const Key k{d.job_id, d.workflow};
   supersede(k);
   if (refuse_resources(from, d, ack)) return;
   if (Status st = set_mark(k, d.token); !st.ok()) {
@@ -436,7 +443,7 @@ void Worker::refuse(NodeId from, const Dispatch& d, DispatchAck& ack, Err code, 
   ack.available_cores = free_cores();
   log::warn("worker", "dispatch_refused", "from={} job={} workflow={} token={} term={} code={} reason={}", from,
             log::quoted(d.job_id), log::quoted(d.workflow), d.token, d.term, name(code), log::quoted(ack.error));
-  record(ExecEvent::rejected, d.job_id, d.workflow, d.token);
+  record(ExecEvent::rejected, ExecKey{d.job_id, d.workflow, d.part}, d.token);
   send(from, MsgType::dispatch_ack, ack);
 }
 
@@ -449,7 +456,7 @@ bool Worker::refuse_deposed(NodeId from, const Dispatch& d, DispatchAck& ack) {
 
 // The same token again: the leader missed the ack (or the result). Nothing starts a second time.
 bool Worker::refuse_duplicate(NodeId from, const Dispatch& d, DispatchAck& ack) {
-  auto it = execs_.find({d.job_id, d.workflow});
+  auto it = execs_.find(ExecKey{d.job_id, d.workflow, d.part});
   if (it == execs_.end() || it->second.token != d.token) return false;
   Exec& e = it->second;
   stats_.duplicates++;
@@ -472,7 +479,7 @@ bool Worker::refuse_duplicate(NodeId from, const Dispatch& d, DispatchAck& ack) 
 }
 
 bool Worker::refuse_fence(NodeId from, const Dispatch& d, DispatchAck& ack) {
-  auto mk = marks_.find({d.job_id, d.workflow});
+  auto mk = marks_.find(ExecKey{d.job_id, d.workflow, d.part});
   const std::uint64_t hw = mk == marks_.end() ? 0 : mk->second.token;
   if (d.token > hw) return false;  // a token of a lower term is numerically lower (term << 32 | seq)
   stats_.fence_rejects++;
@@ -529,10 +536,11 @@ void Worker::start_exec(NodeId from, Dispatch& d, DispatchAck& ack) {
     refuse(from, d, ack, Err::unavailable, "fence mark not durable: the sync barrier was refused");
     return;
   }
-  const Key k{d.job_id, d.workflow};
+  const ExecKey k{d.job_id, d.workflow, d.part};
   Exec& e = execs_[k];
   e.job_id = d.job_id;
   e.workflow = d.workflow;
+  e.part = d.part;
   e.token = d.token;
   e.cores = d.cores;
   e.dispatched_by = from;
@@ -547,8 +555,8 @@ void Worker::start_exec(NodeId from, Dispatch& d, DispatchAck& ack) {
   ack.accepted = true;
   ack.available_cores = free_cores();
   acks_[seq].push_back(PendingAck{from, ack});
-  ExecSpec spec{d.job_id,      d.workflow,    std::move(d.plan), d.cores, d.vus, std::move(d.context),
-                d.shard_first, d.shard_total, d.start_at_unix_ms};
+  ExecSpec spec{d.job_id,      d.workflow,    std::move(d.plan),  d.cores,           d.vus, std::move(d.context),
+                d.shard_first, d.shard_total, d.start_at_unix_ms, d.skip_iterations, d.part};
   const std::uint64_t id = e.id;
   Status st = exec_.start(id, spec);
   auto again = by_id_.find(id);
@@ -565,9 +573,11 @@ void Worker::start_exec(NodeId from, Dispatch& d, DispatchAck& ack) {
     return;
   }
   stats_.started++;
-  record(ExecEvent::started, d.job_id, d.workflow, d.token);
-  log::info("worker", "started_workflow", "job={} workflow={} cores={} token={} term={} from={}", log::quoted(d.job_id),
-            log::quoted(d.workflow), d.cores, d.token, d.term, from);
+  record(ExecEvent::started, k, d.token);
+  log::info("worker", "started_workflow",
+            "job={} workflow={} part={} cores={} shards={}+{}/{} skip={} token={} term={} from={}",
+            log::quoted(d.job_id), log::quoted(d.workflow), d.part, d.cores, d.shard_first, d.cores, d.shard_total,
+            d.skip_iterations, d.token, d.term, from);
 }
 
 // ---------------------------------------------------------------- executions
@@ -588,6 +598,7 @@ void Worker::on_exec_progress(std::uint64_t exec, const ExecProgress& p) {
   if (e.done) return;
   e.completed = std::max(e.completed, p.completed);
   e.failed = std::max(e.failed, p.failed);
+  e.started = std::max({e.started, p.started, e.completed + e.failed});
 }
 
 void Worker::on_exec_done(std::uint64_t exec, ExecResult r) {
@@ -609,9 +620,10 @@ void Worker::finish(Exec& e, ExecResult r) {
                             : o == Outcome::failed  ? ExecEvent::failed
                                                     : ExecEvent::cancelled;
   (o == Outcome::completed ? stats_.completed : o == Outcome::failed ? stats_.failed : stats_.cancelled)++;
-  record(k, e.job_id, e.workflow, e.token);
+  record(k, ExecKey{e.job_id, e.workflow, e.part}, e.token);
   e.result = ResultMsg{
-      e.job_id, e.workflow, e.token, o, r.completed, r.failed, r.error, std::move(r.stats), std::move(r.published)};
+      e.job_id, e.workflow, e.token, o, r.completed, r.failed, r.error, std::move(r.stats), std::move(r.published),
+      e.part};
   e.completed = r.completed;
   e.failed = r.failed;
   log::info("worker", "workflow_done", "job={} workflow={} token={} outcome={} completed={} failed={}",

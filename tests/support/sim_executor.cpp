@@ -1,5 +1,6 @@
 #include "support/sim_executor.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <string_view>
 
@@ -15,14 +16,24 @@ std::uint64_t number(std::string_view v) {
   std::from_chars(v.data(), v.data() + v.size(), n);
   return n;
 }
+
+// The share of `n` that global shards [first, first + count) of `total` get (even split, the
+// remainder to the first shards). total 0: the whole.
+std::uint64_t part_share(std::uint64_t n, std::uint32_t first, std::uint32_t count, std::uint32_t total) {
+  if (total == 0) return n;
+  std::uint64_t sum = 0;
+  for (std::uint32_t g = first; g < first + count; ++g) sum += n / total + (g < n % total ? 1 : 0);
+  return sum;
+}
 }  // namespace
 
 Status SimExecutor::start(std::uint64_t exec, const ExecSpec& spec) {
   started.push_back(spec);
   Run r;
   r.length = std::chrono::milliseconds(1000);
-  std::uint64_t ops = 0;
-  bool has_ops = false;
+  std::uint64_t ops = 0, iters = 0;
+  std::int64_t fail_part = -1;
+  bool has_ops = false, has_iters = false;
   const std::string_view text(reinterpret_cast<const char*>(spec.plan.data()), spec.plan.size());
   std::size_t pos = 0;
   while (pos <= text.size()) {
@@ -35,6 +46,10 @@ Status SimExecutor::start(std::uint64_t exec, const ExecSpec& spec) {
       r.length = std::chrono::milliseconds(number(v));
     else if (k == "ops")
       has_ops = true, ops = number(v);
+    else if (k == "iters")
+      has_iters = true, iters = number(v);
+    else if (k == "failpart")
+      fail_part = static_cast<std::int64_t>(number(v));
     else if (k == "fail")
       r.fail = std::string(v.empty() ? "application error" : v);
     else if (k == "hang")
@@ -57,8 +72,15 @@ Status SimExecutor::start(std::uint64_t exec, const ExecSpec& spec) {
     }
     pos = end + 1;
   }
+  r.vus = part_share(spec.vus, spec.shard_first, spec.cores, spec.shard_total);
   const std::uint64_t per_vu = has_ops ? ops : static_cast<std::uint64_t>(r.length / kStep);
-  r.total = per_vu * spec.vus;
+  r.total = per_vu * r.vus;
+  if (has_iters) {
+    const std::uint64_t share = part_share(iters, spec.shard_first, spec.cores, spec.shard_total);
+    r.total = share - std::min(share, spec.skip_iterations);
+  }
+  r.key = {spec.job_id, spec.workflow, spec.part};
+  if (fail_part >= 0 && fail_part != static_cast<std::int64_t>(spec.part)) r.fail.clear();
   r.start = ctx_->now();
   runs_[exec] = std::move(r);
   ctx_->set_timer(kStep, exec);
@@ -89,13 +111,14 @@ void SimExecutor::on_timer(node::Context& ctx, node::TimerId, std::uint64_t exec
   }
   const double frac = r.length.count() > 0 ? std::min(1.0, double(elapsed.count()) / double(r.length.count())) : 1.0;
   r.done = static_cast<std::uint64_t>(frac * double(r.total));
+  done_by_part[r.key] = r.done;
   if (r.crash && !r.crashed && frac >= 0.5) {
     r.crashed = true;
     if (on_crash) on_crash();
     return;
   }
   if (frac < 1.0 || r.hang) {
-    if (!r.hang) worker_->on_exec_progress(exec, ExecProgress{r.done, 0});
+    if (!r.hang) worker_->on_exec_progress(exec, ExecProgress{r.done, 0, std::min(r.total, r.done + r.vus)});
     ctx.set_timer(kStep, exec);
     return;
   }

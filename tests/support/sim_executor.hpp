@@ -4,7 +4,13 @@
 // text of `;`-separated options:
 //   ms=N          run for N ms (default 1000)
 //   ops=N         each VU performs exactly N actions (default: 10 per second per VU)
+//   iters=N       the workflow performs exactly N iterations in all (a budget: a part does its share,
+//                 less the skip of a re-placed part), spread evenly over the run
+// A part (ExecSpec shard_first/shard_total) gets the sum of its global shards' even shares of the
+// VUs and of an iters budget (shard g of T: N / T, plus one if g < N % T), as the load engine does.
+// Progress reports started = done + the part's VUs (one iteration in flight per VU), capped.
 //   fail=TEXT     end with an application error
+//   failpart=K    ... only part K of a split workflow (with fail=)
 //   hang          never finish and ignore cancellation (W-hang)
 //   crash         call on_crash halfway through (the test crashes the node: W-crash)
 //   bad           refuse to start (a plan the worker cannot run)
@@ -14,6 +20,8 @@
 
 #include <functional>
 #include <map>
+#include <string>
+#include <tuple>
 
 #include "hyperscale/node/node.hpp"
 #include "hyperscale/worker/executor.hpp"
@@ -39,6 +47,8 @@ class SimExecutor final : public Executor, public node::Node {
   void on_message(node::Context&, node::NodeId, std::span<const std::uint8_t>) override {}
   void on_timer(node::Context& ctx, node::TimerId id, std::uint64_t tag) override;
   std::size_t live() const noexcept { return runs_.size(); }
+  // Iterations every execution completed, by (job, workflow, part), as it ended or last reported.
+  std::map<std::tuple<std::string, std::string, std::uint32_t>, std::uint64_t> done_by_part;
 
  private:
   struct Run {
@@ -46,7 +56,9 @@ class SimExecutor final : public Executor, public node::Node {
     Duration length{0};
     std::uint64_t total = 0;
     std::uint64_t done = 0;
+    std::uint64_t vus = 1;
     bool hang = false, crash = false, crashed = false, cancelled = false;
+    std::tuple<std::string, std::string, std::uint32_t> key;
     std::string fail;
     KeyValues publish;
   };

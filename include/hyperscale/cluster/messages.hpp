@@ -177,7 +177,8 @@ struct WorkflowSpec {
   std::uint32_t cores = 0;  // 0: the manager decides (even split of what is free)
   Priority priority = Priority::auto_;
   std::vector<std::uint8_t> plan;  // opaque to the manager (the load engine's workflow file text)
-  HS_FIELDS(name, deps, vus, cores, priority, plan)
+  bool one_part = false;           // never split over several workers (setup workflows: they run once)
+  HS_FIELDS(name, deps, vus, cores, priority, plan, one_part)
 };
 
 struct JobSpec {
@@ -224,6 +225,19 @@ struct SubmitAck {
   HS_FIELDS(req, accepted, job_id, code, error, leader, retry_after_ms)
 };
 
+// One part of a workflow (ledger.hpp: LedgerPart), as clients see it.
+struct PartView {
+  WfState state = WfState::pending;
+  NodeId worker = 0;
+  std::uint64_t token = 0;
+  std::uint32_t attempts = 0;
+  std::uint32_t shard_first = 0, cores = 0;
+  std::uint64_t completed = 0, failed = 0;
+  std::uint64_t lost = 0;  // iterations in flight when an attempt was lost (neither done nor re-run)
+  std::string error;
+  std::vector<std::uint8_t> stats;  // this part's statistics (clients merge the parts')
+  HS_FIELDS(state, worker, token, attempts, shard_first, cores, completed, failed, lost, error, stats)
+};
 struct WorkflowView {
   std::string name;
   WfState state = WfState::pending;
@@ -236,7 +250,11 @@ struct WorkflowView {
   std::vector<std::uint8_t> stats;
   KeyValues published;
   bool enqueued = false;
-  HS_FIELDS(name, state, completed, failed, attempts, cores, worker, token, error, stats, published, enqueued)
+  std::vector<PartView> parts;    // empty until placed; stats above are a one-part workflow's only
+  std::uint32_t shard_total = 0;  // global shards of the split (0: one whole part)
+  std::uint64_t lost = 0;
+  HS_FIELDS(name, state, completed, failed, attempts, cores, worker, token, error, stats, published, enqueued, parts,
+            shard_total, lost)
 };
 struct JobView {
   std::string job_id;
@@ -323,7 +341,8 @@ struct ExecReport {  // one live execution on a worker
   std::uint32_t cores = 0;
   NodeId leader = 0;
   std::uint64_t completed = 0, failed = 0;
-  HS_FIELDS(job_id, workflow, token, cores, leader, completed, failed)
+  std::uint32_t part = 0;  // the part of the workflow (0 for a workflow of one part)
+  HS_FIELDS(job_id, workflow, token, cores, leader, completed, failed, part)
 };
 struct Heartbeat {
   std::uint32_t total_cores = 0;
@@ -337,7 +356,8 @@ struct StopItem {
   std::string job_id;
   std::string workflow;
   std::uint64_t token = 0;
-  HS_FIELDS(job_id, workflow, token)
+  std::uint32_t part = 0;
+  HS_FIELDS(job_id, workflow, token, part)
 };
 // A worker obeys `stop` only from a leader whose term is at least the highest term it has heard
 // from any manager, and sends results and progress to the leader of the highest term.
@@ -363,7 +383,12 @@ struct Dispatch {
   std::uint32_t shard_first = 0, shard_total = 0;
   // The wall-clock time (Unix ms) every part of the workflow starts its schedule at; 0: at once.
   std::uint64_t start_at_unix_ms = 0;
-  HS_FIELDS(job_id, workflow, token, cores, vus, plan, context, term, shard_first, shard_total, start_at_unix_ms)
+  std::uint32_t part = 0;  // which part of the workflow this is (an execution is keyed by job, workflow, part)
+  // A part placed again after its worker was lost: iterations of its share an earlier attempt
+  // accounted for (done or lost); this attempt runs the rest of an `iterations` budget.
+  std::uint64_t skip_iterations = 0;
+  HS_FIELDS(job_id, workflow, token, cores, vus, plan, context, term, shard_first, shard_total, start_at_unix_ms, part,
+            skip_iterations)
 };
 struct DispatchAck {
   std::string job_id;
@@ -374,14 +399,17 @@ struct DispatchAck {
   std::string error;
   std::uint32_t available_cores = 0;  // the worker's free cores when it answered (a capacity refusal
                                       // is Err::overloaded: refresh capacity, never a circuit error)
-  HS_FIELDS(job_id, workflow, token, accepted, code, error, available_cores)
+  std::uint32_t part = 0;
+  HS_FIELDS(job_id, workflow, token, accepted, code, error, available_cores, part)
 };
 struct Progress {
   std::string job_id;
   std::string workflow;
   std::uint64_t token = 0;
   std::uint64_t completed = 0, failed = 0;
-  HS_FIELDS(job_id, workflow, token, completed, failed)
+  std::uint32_t part = 0;
+  std::uint64_t started = 0;  // iterations begun (completed + failed + in flight)
+  HS_FIELDS(job_id, workflow, token, completed, failed, part, started)
 };
 enum class Outcome : std::uint8_t { completed = 0, failed, cancelled, lost };
 struct ResultMsg {
@@ -393,27 +421,31 @@ struct ResultMsg {
   std::string error;
   std::vector<std::uint8_t> stats;
   KeyValues published;
-  HS_FIELDS(job_id, workflow, token, outcome, completed, failed, error, stats, published)
+  std::uint32_t part = 0;
+  HS_FIELDS(job_id, workflow, token, outcome, completed, failed, error, stats, published, part)
 };
 struct ResultAck {
   std::string job_id;
   std::string workflow;
   std::uint64_t token = 0;
-  HS_FIELDS(job_id, workflow, token)
+  std::uint32_t part = 0;
+  HS_FIELDS(job_id, workflow, token, part)
 };
 struct StopExec {  // cancel one execution (token must match the worker's current token for it)
   std::string job_id;
   std::string workflow;
   std::uint64_t token = 0;
   std::uint64_t term = 0;  // the sender's Raft term: refused below the highest term the worker heard
-  HS_FIELDS(job_id, workflow, token, term)
+  std::uint32_t part = 0;
+  HS_FIELDS(job_id, workflow, token, term, part)
 };
 struct StopAck {
   std::string job_id;
   std::string workflow;
   std::uint64_t token = 0;
   bool stopped = false;  // false: it was not running there (already finished or unknown)
-  HS_FIELDS(job_id, workflow, token, stopped)
+  std::uint32_t part = 0;
+  HS_FIELDS(job_id, workflow, token, stopped, part)
 };
 template <class T>
 std::vector<std::uint8_t> encode(MsgType t, T& msg) {

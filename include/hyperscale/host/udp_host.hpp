@@ -42,6 +42,7 @@ class UdpHost final : public node::Context {
   // ---- node::Context ----
   NodeId self() const override { return self_; }
   const Clock& clock() const override { return reactor_.clock(); }
+  std::uint64_t wall_ms() const override { return static_cast<std::uint64_t>(wall_time_us() / 1000); }
   Rng& rng() override { return rng_; }
   void send(NodeId to, node::Bytes msg) override;
   node::TimerId set_timer(Duration after, std::uint64_t tag) override;

@@ -45,7 +45,10 @@ struct ManagerConfig {
   Duration cancel_timeout = std::chrono::seconds(5);          // stop confirmations awaited this long
   Duration requeue_backoff = std::chrono::milliseconds(200);  // after a refused dispatch (doubles, capped)
   Duration requeue_backoff_max = std::chrono::seconds(5);
-  Duration checkpoint_every = std::chrono::seconds(5);     // elapsed time and live totals into the ledger
+  Duration checkpoint_every = std::chrono::seconds(5);  // elapsed time and live totals into the ledger
+  // The parts of a workflow split over several workers start together this long after the split is
+  // proposed (wall clock, announced in every part's dispatch: docs/cluster.md "Parts").
+  Duration part_start_delay = std::chrono::milliseconds(500);
   Duration retention_ok = std::chrono::seconds(300);       // completed jobs kept this long
   Duration retention_failed = std::chrono::seconds(3600);  // failed, cancelled, timed-out jobs
   Duration idem_rejected_ttl = std::chrono::seconds(60);   // a rejected submission is remembered this long
@@ -79,6 +82,7 @@ struct Attempt {
   std::string job_id, workflow;
   NodeId worker = 0;
   std::uint64_t token = 0;
+  std::uint32_t part = 0;
 };
 
 class Manager final : public node::Node {
@@ -114,23 +118,26 @@ class Manager final : public node::Node {
   bool leads(const std::string& job_id) const;
 
  private:
-  struct Run {                // one workflow's current attempt, as the leader follows it
+  struct Slot {  // one part of one workflow of a job (part 0 also stands for a workflow not yet placed)
+    std::size_t wf = 0;
+    std::uint32_t part = 0;
+  };
+  struct Run {                // one part's current attempt, as the leader follows it
     std::uint64_t token = 0;  // the ledger token this run follows (a new token resets the run)
     bool acked = false;       // the worker confirmed it (dispatch ack or heartbeat)
     Instant ack_deadline{0};
     Instant last_progress{0};
-    std::uint64_t completed = 0, failed = 0;
+    std::uint64_t completed = 0, failed = 0, started = 0;  // the attempt's, as the worker reported them
     Instant retry_at{0};
     Duration backoff{0};
     bool waiting_cores = false;  // ready, but no worker has the cores
     bool stopping = false;
     Instant stop_deadline{0};
-    bool proposing = false;  // an entry about this workflow is in flight
-    NodeId reserved = 0;     // dispatch in flight: cores held on this worker
-    std::uint32_t reserved_cores = 0;
+    bool proposing = false;  // an entry about this part (or the workflow's split) is in flight
+    std::vector<std::pair<NodeId, std::uint32_t>> reserved;  // placement in flight: cores held per worker
   };
-  struct Live {  // one job, leader side
-    std::vector<Run> runs;
+  struct Live {                          // one job, leader side
+    std::vector<std::vector<Run>> runs;  // per workflow, per part (one before the workflow is placed)
     Instant started{0};
     std::uint64_t base_elapsed_ms = 0;
     Instant terminal_at{-1};
@@ -189,8 +196,8 @@ class Manager final : public node::Node {
   bool propose(cluster::LedgerEntry e, OnApplied applied, OnFailed failed = nullptr);
   void propose_for_run(cluster::LedgerEntry e, OnApplied applied);
   cluster::LedgerEntry entry(cluster::LedgerOp op, const std::string& job_id) const;
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> progress_of(const std::string& id) const;
-  void lose(const std::string& id, std::size_t i, const std::string& why, bool exclude, bool uncounted = false,
+  std::vector<cluster::PartProgress> progress_of(const std::string& id) const;
+  void lose(const std::string& id, Slot s, const std::string& why, bool exclude, bool uncounted = false,
             std::string note = {});
 
   // concerns (one timer each)
@@ -198,17 +205,24 @@ class Manager final : public node::Node {
   void schedule_pass();
   void schedule_job(const std::string& id, const cluster::LedgerJob& j, std::map<NodeId, std::uint32_t>& used);
   std::map<NodeId, std::uint32_t> cores_in_use() const;
-  NodeId choose_worker(const cluster::LedgerJob& j, std::size_t i, std::uint32_t& cores, std::size_t auto_left,
-                       const std::map<NodeId, std::uint32_t>& used) const;
-  void propose_dispatch(const std::string& id, std::size_t i, NodeId worker, std::uint32_t cores);
+  using Placement = std::vector<std::pair<NodeId, std::uint32_t>>;  // (worker, cores), best worker first
+  std::vector<std::pair<NodeId, std::uint32_t>> candidates(const std::vector<NodeId>& excluded,
+                                                           const std::map<NodeId, std::uint32_t>& used) const;
+  Placement place_workflow(const cluster::LedgerJob& j, std::size_t i, std::size_t auto_left,
+                           const std::map<NodeId, std::uint32_t>& used) const;
+  NodeId place_part(const cluster::LedgerJob& j, Slot s, std::uint32_t& cores,
+                    const std::map<NodeId, std::uint32_t>& used) const;
+  void propose_split(const std::string& id, std::size_t i, const Placement& where);
+  void propose_dispatch(const std::string& id, Slot s, NodeId worker, std::uint32_t cores);
+  void sent_dispatch(const std::string& id, Slot s);
   void liveness_pass();
-  void check_run(const std::string& id, const cluster::LedgerJob& j, std::size_t i);
+  void check_run(const std::string& id, const cluster::LedgerJob& j, Slot s);
   void deadlines_pass();
   void retention_pass();
 
   // helpers
-  void send_dispatch(const std::string& id, std::size_t i);
-  void send_stop(const std::string& id, std::size_t i, const char* why);
+  void send_dispatch(const std::string& id, Slot s);
+  void send_stop(const std::string& id, Slot s, const char* why);
   template <class M>
   void reply(NodeId to, cluster::MsgType t, M& msg) {
     ctx_->send(to, cluster::encode(t, msg));
@@ -221,10 +235,11 @@ class Manager final : public node::Node {
   std::uint64_t elapsed_ms(const std::string& id) const;
   std::uint64_t next_token(const std::string& id, const cluster::LedgerJob& j);
   cluster::JobView view(const std::string& id, const cluster::LedgerJob& j) const;
-  Run* run_of(const std::string& id, std::size_t i);
-  Run* current_run(NodeId from, const std::string& job, const std::string& workflow, std::uint64_t token,
-                   std::size_t& index);
+  Run* run_of(const std::string& id, Slot s);
+  Run* current_run(NodeId from, const std::string& job, const std::string& workflow, std::uint32_t part,
+                   std::uint64_t token, Slot& slot);
   static std::optional<std::size_t> wf_index(const cluster::LedgerJob& j, const std::string& name);
+  static std::vector<Slot> live_parts(const cluster::LedgerJob& j);  // parts dispatched or running
 
   ManagerConfig cfg_;
   std::function<bool(NodeId)> alive_;

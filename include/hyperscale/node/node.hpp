@@ -61,6 +61,10 @@ class Context {
   // This node's clock (the simulator may skew it relative to other nodes).
   virtual const Clock& clock() const = 0;
   Instant now() const { return clock().now(); }
+  // Wall-clock time, Unix milliseconds: only to announce an instant to other machines (the shared
+  // start of a workflow's parts). Never for timeouts or ordering: those use clock(). The simulator
+  // gives each node a virtual wall clock that follows its (possibly skewed) clock.
+  virtual std::uint64_t wall_ms() const = 0;
   virtual Rng& rng() = 0;
   // Best-effort datagram to `to` (may be lost, delayed, duplicated, reordered).
   virtual void send(NodeId to, Bytes msg) = 0;

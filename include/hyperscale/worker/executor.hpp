@@ -37,6 +37,7 @@ struct ExecSpec {
   // of an `iterations` budget. 0: the whole share. Duration-based parts ignore it: the shared
   // start_at (in the past by now) already places them in their schedule.
   std::uint64_t skip_iterations = 0;
+  std::uint32_t part = 0;  // which part of the workflow this is (logs and observers)
 };
 
 struct ExecProgress {

@@ -1,7 +1,7 @@
 // The worker role, as a sans-IO state machine (a component on channel kRole of the node's Mux).
 // A worker offers `cores` to the managers of its datacenter: it heartbeats its capacity and live
 // executions to every configured manager, accepts dispatches whose fence token is higher than any it
-// has seen for that workflow, runs them through an Executor, streams progress and delivers each
+// has seen for that part of a workflow, runs them through an Executor, streams progress and delivers each
 // result (until it is acknowledged) to the manager that leads the highest Raft term it has heard,
 // stops work on request (forcing the cores free after a grace if the execution ignores the stop),
 // and stops work that no leader has confirmed for the orphan grace.
@@ -60,6 +60,14 @@ struct ExecEvent {
   std::string job_id, workflow;
   std::uint64_t token = 0;
   Instant at{0};
+  std::uint32_t part = 0;
+};
+
+// What a worker keys an execution and its fence mark by: one part of one workflow of one job.
+struct ExecKey {
+  std::string job, workflow;
+  std::uint32_t part = 0;
+  auto operator<=>(const ExecKey&) const = default;
 };
 
 class Worker final : public node::Node {
@@ -98,11 +106,12 @@ class Worker final : public node::Node {
  private:
   struct Exec {
     std::string job_id, workflow;
+    std::uint32_t part = 0;
     std::uint64_t token = 0;
     std::uint32_t cores = 0;
     NodeId dispatched_by = 0;  // the dispatch's sender (observation and logs only)
     std::uint64_t id = 0;
-    std::uint64_t completed = 0, failed = 0;
+    std::uint64_t completed = 0, failed = 0, started = 0;
     std::uint64_t ack_seq = 0;  // the sync barrier its dispatch ack waits for (0: acked)
     bool done = false;          // finished (or forced): cores are free, the result waits for its ack
     bool stopping = false;
@@ -113,7 +122,7 @@ class Worker final : public node::Node {
     NodeId result_to = 0;  // where the result was last sent (0: every manager)
     Instant resend_at{0};
   };
-  using Key = std::pair<std::string, std::string>;
+  using Key = ExecKey;
   struct Mark {
     std::uint64_t token = 0;
     Instant at{0};
@@ -151,7 +160,7 @@ class Worker final : public node::Node {
   void bound_results(const Exec& keep);
   void send_result(Exec& e);
   void send_to_leader(cluster::MsgType t, auto& msg);
-  void record(ExecEvent::Kind k, const std::string& job, const std::string& wf, std::uint64_t token);
+  void record(ExecEvent::Kind k, const ExecKey& key, std::uint64_t token);
   Status set_mark(const Key& k, std::uint64_t token);
   void compact_marks();  // rewrites the "fence" log with the live marks (Disk::replace_log)
   void load_marks();
@@ -167,7 +176,7 @@ class Worker final : public node::Node {
   NodeId leader_ = 0;              // the leader of leader_term_ (0: not known)
   std::map<Key, Exec> execs_;
   std::map<std::uint64_t, Key> by_id_;
-  std::map<Key, Mark> marks_;  // fence high-water per (job, workflow)
+  std::map<Key, Mark> marks_;  // fence high-water per (job, workflow, part)
   std::size_t mark_log_records_ = 0;
   std::map<std::uint64_t, std::vector<PendingAck>> acks_;  // dispatch acks, sent once the fence mark is durable
   std::uint64_t next_ack_ = 1;

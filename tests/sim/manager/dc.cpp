@@ -170,17 +170,20 @@ bool ManagerNode::alive(NodeId n) const {
   return m && (m->state == swim::State::alive || m->state == swim::State::suspect);
 }
 
-static worker::WorkerConfig worker_cfg(const DcOptions& o, const std::vector<NodeId>& managers) {
+static worker::WorkerConfig worker_cfg(const DcOptions& o, NodeId self, const std::vector<NodeId>& managers) {
   worker::WorkerConfig c;
   c.managers = managers;
   c.cores = o.cores;
+  const auto index =
+      static_cast<std::size_t>(self) - static_cast<std::size_t>(o.managers) - 1;  // ids: managers, then workers
+  if (self > static_cast<NodeId>(o.managers) && index < o.worker_cores.size()) c.cores = o.worker_cores[index];
   if (o.tune_worker) o.tune_worker(c);
   return c;
 }
 
 WorkerNode::WorkerNode(const DcOptions& o, NodeId s, const std::vector<NodeId>& managers,
                        const std::vector<NodeId>& all)
-    : swim(swim_cfg(s, all)), wrk(worker_cfg(o, managers), exec) {
+    : swim(swim_cfg(s, all)), wrk(worker_cfg(o, s, managers), exec) {
   mux.add(kSwim, &swim);
   mux.add(kRole, &wrk);
   mux.add(kExec, &exec);
@@ -283,7 +286,7 @@ Status Dc::check_ledger(NodeId m) {
   }
   for (const auto& [id, j] : jobs) {
     for (std::size_t i = 0; i < j.workflows.size(); ++i)
-      if (j.workflows[i].token != 0) committed_.emplace(id, j.spec.workflows[i].name, j.workflows[i].token);
+      for (const auto& p : j.workflows[i].parts) committed_.emplace(id, j.spec.workflows[i].name, p.token);
     auto t = terminal_on_.find({m, id});
     if (t != terminal_on_.end() && t->second != j.state)
       return make_error(Errc::internal, fmt::format("invariant 11: job {} was {} on manager {} and is now {}", id,
@@ -362,18 +365,19 @@ Status Dc::check_now() {
     }
   }
   // Invariant 7: cores never overcommitted.
-  std::map<std::pair<std::string, std::string>, std::vector<std::pair<NodeId, std::uint64_t>>> copies;
+  std::map<std::tuple<std::string, std::string, std::uint32_t>, std::vector<std::pair<NodeId, std::uint64_t>>> copies;
   for (NodeId w : workers_) {
     auto* n = wrk(w);
     if (n == nullptr) continue;
     if (n->wrk.used_cores() > n->wrk.total_cores())
       return make_error(Errc::internal, fmt::format("invariant 7: worker {} uses {} of {} cores", w,
                                                     n->wrk.used_cores(), n->wrk.total_cores()));
-    for (const auto& e : n->wrk.live()) copies[{e.job_id, e.workflow}].emplace_back(w, e.token);
+    for (const auto& e : n->wrk.live()) copies[{e.job_id, e.workflow, e.part}].emplace_back(w, e.token);
   }
-  // Invariant 5: at most one live attempt, unless the older copy's worker was declared dead by the
-  // job's leader or that copy is being stopped (orphaned, cancelled or superseded).
+  // Invariant 5: at most one live attempt of a part, unless the older copy's worker was declared
+  // dead by the job's leader or that copy is being stopped (orphaned, cancelled or superseded).
   for (auto& [key, list] : copies) {
+    const auto& [job_id, wf_name, part] = key;
     if (list.size() < 2) continue;
     std::sort(list.begin(), list.end(), [](auto& a, auto& b) { return a.second < b.second; });
     for (std::size_t i = 0; i + 1 < list.size(); ++i) {
@@ -381,18 +385,19 @@ Status Dc::check_now() {
       bool excused = false;
       for (NodeId m : managers_) {
         auto* n = mgr(m);
-        if (n == nullptr || !n->mgr.leads(key.first)) continue;
+        if (n == nullptr || !n->mgr.leads(job_id)) continue;
         if (!n->alive(old_worker)) excused = true;
-        auto v = n->mgr.job(key.first);
+        auto v = n->mgr.job(job_id);
         if (v)
           for (const auto& w : v->workflows)
-            if (w.name == key.second && w.token != list[i].second) excused = true;  // superseded: told to stop
+            if (w.name == wf_name && part < w.parts.size() && w.parts[part].token != list[i].second)
+              excused = true;  // superseded: told to stop
       }
       if (!excused)
         return make_error(
             Errc::internal,
-            fmt::format("invariant 5: job {} workflow {} runs on workers {} (token {}) and {} (token {})", key.first,
-                        key.second, old_worker, list[i].second, list[i + 1].first, list[i + 1].second));
+            fmt::format("invariant 5: job {} workflow {} part {} runs on workers {} (token {}) and {} (token {})",
+                        job_id, wf_name, part, old_worker, list[i].second, list[i + 1].first, list[i + 1].second));
     }
   }
   return ok_status();
@@ -538,14 +543,15 @@ Status Dc::end_checks() {
   // for the workflow, and a (workflow, token) pair is accepted at most once. (Across workers a late
   // dispatch may still start an attempt the ledger has since superseded: the leader's next
   // heartbeat reply stops it, and invariant 5 allows such a copy.)
-  std::map<std::tuple<NodeId, std::string, std::string>, std::vector<std::pair<Instant, std::uint64_t>>> starts;
+  std::map<std::tuple<NodeId, std::string, std::string, std::uint32_t>, std::vector<std::pair<Instant, std::uint64_t>>>
+      starts;
   std::map<std::tuple<std::string, std::string, std::uint64_t>, NodeId> accepted_by;
   for (NodeId w : workers_) {
     auto* n = wrk(w);
     if (n == nullptr) continue;
     for (const auto& e : n->wrk.log()) {
       if (e.kind != worker::ExecEvent::started) continue;
-      starts[{w, e.job_id, e.workflow}].emplace_back(e.at, e.token);
+      starts[{w, e.job_id, e.workflow, e.part}].emplace_back(e.at, e.token);
       auto [it, fresh] = accepted_by.emplace(std::make_tuple(e.job_id, e.workflow, e.token), w);
       if (!fresh)
         return make_error(Errc::internal, fmt::format("invariant 4: {}/{} token {} accepted twice (workers {} and {})",

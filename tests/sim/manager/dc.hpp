@@ -33,6 +33,7 @@ struct DcOptions {
   int managers = 3;
   int workers = 2;
   std::uint32_t cores = 1;
+  std::vector<std::uint32_t> worker_cores;  // cores of the first workers, in order (the others: cores)
   bool check_each_event = true;
   sim::NetworkOptions net;
   std::function<void(manager::ManagerConfig&)> tune_manager;

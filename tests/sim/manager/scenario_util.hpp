@@ -84,6 +84,11 @@ inline std::size_t starts(Dc& dc, const std::string& job, const std::string& w) 
   return n;
 }
 
+inline cluster::WorkflowSpec one_part(cluster::WorkflowSpec w) {  // never split (a setup workflow)
+  w.one_part = true;
+  return w;
+}
+
 inline const cluster::WorkflowView& wfv(const cluster::JobView& v, const std::string& name) {
   for (const auto& w : v.workflows)
     if (w.name == name) return w;

@@ -223,12 +223,12 @@ TEST_CASE("ledger: a lost attempt spends a retry while the budgets allow; a refu
   CHECK(j->workflows[0].state == WfState::pending);
   CHECK(j->workflows[0].attempts == 0);  // a refusal never ran
   CHECK(j->retries_used == 0);
-  CHECK(j->workflows[0].excluded.empty());
+  CHECK(j->workflows[0].parts.at(0).excluded.empty());
   REQUIRE(f.dispatch("a", 0, make_token(1, 2), 7) == LedgerOutcome::applied);
   CHECK(f.lost("a", 0, make_token(1, 2)) == LedgerOutcome::applied);
   CHECK(j->workflows[0].state == WfState::pending);
   CHECK(j->retries_used == 1);
-  CHECK(j->workflows[0].excluded == std::vector<NodeId>{7});
+  CHECK(j->workflows[0].parts.at(0).excluded == std::vector<NodeId>{7});
   REQUIRE(f.dispatch("a", 0, make_token(1, 3), 8) == LedgerOutcome::applied);
   CHECK(f.lost("a", 0, make_token(1, 3)) == LedgerOutcome::applied);  // the job's budget (1) is spent
   CHECK(j->workflows[0].state == WfState::failed);
@@ -321,4 +321,188 @@ TEST_CASE("ledger: checkpoints carry elapsed time and live totals, and freeze wi
   CHECK(j->workflows[0].state == WfState::cancelled);
   CHECK(j->state == JobState::cancelled);
   CHECK(f.run(e) == LedgerOutcome::job_terminal);
+}
+
+namespace {
+struct V2Image {  // a ledger snapshot's image (ledger.cpp), for writing one as version 2 did
+  std::uint64_t applied = 0;
+  std::vector<LedgerJob> jobs;
+  HS_FIELDS(applied, jobs)
+};
+LedgerEntry split3(const std::string& id, std::uint64_t term, std::vector<std::uint32_t> cores = {3, 2, 1}) {
+  LedgerEntry e;
+  e.op = LedgerOp::split;
+  e.job_id = id;
+  e.workflow = 0;
+  std::uint32_t next = 0, seq = 1;
+  for (std::uint32_t c : cores) {
+    e.parts.push_back(PartAssign{NodeId{10} + seq, c, next, make_token(term, seq)});
+    next += c;
+    ++seq;
+  }
+  e.shard_total = next;
+  e.start_at_ms = 1'800'000'000'500;
+  return e;
+}
+}  // namespace
+
+TEST_CASE("ledger: a split places every part at once; refused when inconsistent, changing nothing") {
+  Fixture f;
+  REQUIRE(f.accept("a", "k") == LedgerOutcome::applied);
+  SECTION("gaps, zero cores, unordered tokens or a wrong total are refused") {
+    auto gap = split3("a", 1);
+    gap.parts[1].shard_first = 4;
+    CHECK(f.run(gap) == LedgerOutcome::malformed);
+    auto zero = split3("a", 1);
+    zero.parts[2].cores = 0;
+    CHECK(f.run(zero) == LedgerOutcome::malformed);
+    auto order = split3("a", 1);
+    std::swap(order.parts[0].token, order.parts[1].token);
+    CHECK(f.run(order) == LedgerOutcome::stale_token);
+    auto total = split3("a", 1);
+    total.shard_total = 7;
+    CHECK(f.run(total) == LedgerOutcome::malformed);
+    CHECK(f.ledger.job("a")->workflows[0].parts.empty());
+    CHECK(f.ledger.job("a")->workflows[0].state == WfState::pending);
+    CHECK(f.ledger.job("a")->state == JobState::submitted);
+  }
+  SECTION("a valid split: three live parts, the shared start, totals summed") {
+    REQUIRE(f.run(split3("a", 1)) == LedgerOutcome::applied);
+    const LedgerWorkflow& w = f.ledger.job("a")->workflows[0];
+    REQUIRE(w.parts.size() == 3);
+    CHECK(w.state == WfState::dispatched);
+    CHECK(w.shard_total == 6);
+    CHECK(w.cores == 6);
+    CHECK(w.start_at_ms == 1'800'000'000'500);
+    CHECK(f.ledger.job("a")->token_hw == make_token(1, 3));
+    CHECK(f.run(split3("a", 2)) == LedgerOutcome::wf_busy);  // placed already
+    for (std::uint32_t k = 0; k < 3; ++k) {
+      LedgerEntry d;
+      d.op = LedgerOp::wf_done;
+      d.job_id = "a";
+      d.part = k;
+      d.token = make_token(1, k + 1);
+      d.state = static_cast<std::uint8_t>(WfState::completed);
+      d.completed = 100 * (k + 1);
+      REQUIRE(f.run(d) == LedgerOutcome::applied);
+      CHECK(w.state == (k < 2 ? WfState::dispatched : WfState::completed));
+    }
+    CHECK(w.completed == 600);
+  }
+}
+
+TEST_CASE("ledger: a lost part keeps what it acknowledged, counts what was in flight as lost, and skips both") {
+  Fixture f;
+  REQUIRE(f.accept("a", "k") == LedgerOutcome::applied);
+  REQUIRE(f.run(split3("a", 1, {1, 1, 1})) == LedgerOutcome::applied);
+  LedgerEntry cp;  // the leader checkpointed part 1 at 300 done, 302 begun
+  cp.op = LedgerOp::checkpoint;
+  cp.job_id = "a";
+  cp.part_progress = {PartProgress{0, 1, 290, 10, 302}};
+  REQUIRE(f.run(cp) == LedgerOutcome::applied);
+  LedgerEntry lost;  // its worker died; the leader had seen a little more
+  lost.op = LedgerOp::wf_lost;
+  lost.job_id = "a";
+  lost.part = 1;
+  lost.token = make_token(1, 2);
+  lost.completed = 295;
+  lost.failed = 10;
+  lost.started = 306;
+  lost.exclude = true;
+  lost.error = "worker died";
+  REQUIRE(f.run(lost) == LedgerOutcome::applied);
+  const LedgerWorkflow& w = f.ledger.job("a")->workflows[0];
+  const LedgerPart& p = w.parts[1];
+  CHECK(p.state == WfState::pending);
+  CHECK(p.completed == 295);
+  CHECK(p.failed == 10);
+  CHECK(p.lost == 1);    // 306 begun - 305 done
+  CHECK(p.skip == 306);  // the next attempt runs the rest
+  CHECK(p.excluded == std::vector<NodeId>{12});
+  CHECK(w.state == WfState::dispatched);  // the other parts still run (pending once none is live)
+  // Placed again on the same cores (a part keeps its shards); other cores are refused.
+  LedgerEntry d;
+  d.op = LedgerOp::dispatch;
+  d.job_id = "a";
+  d.part = 1;
+  d.worker = 20;
+  d.cores = 2;
+  d.token = make_token(1, 4);
+  CHECK(f.run(d) == LedgerOutcome::malformed);
+  d.cores = 1;
+  d.token = make_token(1, 3);  // not above the job's tokens
+  CHECK(f.run(d) == LedgerOutcome::stale_token);
+  d.token = make_token(1, 4);
+  REQUIRE(f.run(d) == LedgerOutcome::applied);
+  CHECK(p.attempts == 2);
+  LedgerEntry done;
+  done.op = LedgerOp::wf_done;
+  done.job_id = "a";
+  done.part = 1;
+  done.token = make_token(1, 4);
+  done.state = static_cast<std::uint8_t>(WfState::completed);
+  done.completed = 694;  // the remainder: 1000 - 306
+  REQUIRE(f.run(done) == LedgerOutcome::applied);
+  CHECK(p.completed == 295 + 694);
+  CHECK(p.completed + p.failed + p.lost == 1000);
+}
+
+TEST_CASE("ledger: a failed part stops the workflow's other parts; the workflow ends failed") {
+  Fixture f;
+  REQUIRE(f.accept("a", "k") == LedgerOutcome::applied);
+  REQUIRE(f.run(split3("a", 1, {1, 1, 1})) == LedgerOutcome::applied);
+  LedgerEntry lost;  // part 2 is lost and waits for a new worker
+  lost.op = LedgerOp::wf_lost;
+  lost.job_id = "a";
+  lost.part = 2;
+  lost.token = make_token(1, 3);
+  REQUIRE(f.run(lost) == LedgerOutcome::applied);
+  LedgerEntry d;
+  d.op = LedgerOp::wf_done;
+  d.job_id = "a";
+  d.part = 0;
+  d.token = make_token(1, 1);
+  d.state = static_cast<std::uint8_t>(WfState::failed);
+  d.error = "boom";
+  REQUIRE(f.run(d) == LedgerOutcome::applied);
+  const LedgerWorkflow& w = f.ledger.job("a")->workflows[0];
+  CHECK(w.stop_requested);
+  CHECK(w.parts[2].state == WfState::cancelled);  // pending: never placed again
+  CHECK(w.state == WfState::dispatched);          // part 1 still has to confirm its stop
+  d.part = 1;
+  d.token = make_token(1, 2);
+  d.state = static_cast<std::uint8_t>(WfState::completed);  // it finished while being stopped
+  d.error.clear();
+  REQUIRE(f.run(d) == LedgerOutcome::applied);
+  CHECK(w.parts[1].state == WfState::cancelled);
+  CHECK(w.state == WfState::failed);
+  CHECK(w.error == "part 0 failed: boom");
+}
+
+TEST_CASE("ledger: a version-2 snapshot restores, its placed workflows as workflows of one part") {
+  Fixture f;
+  REQUIRE(f.accept("a", "k") == LedgerOutcome::applied);
+  REQUIRE(f.dispatch("a", 0, make_token(1, 1), 9) == LedgerOutcome::applied);
+  auto snap = f.ledger.snapshot();
+  // Rewrite it as version 2 wrote it: no parts (their fields are absent from the records).
+  JobLedger copy;
+  REQUIRE(copy.restore(snap).ok());
+  LedgerJob j = *copy.job("a");
+  j.workflows[0].parts.clear();
+  V2Image img{copy.applied_index(), {j}};
+  Enc enc;
+  enc.w.u8(2);
+  enc(img);
+  JobLedger old;
+  REQUIRE(old.restore(enc.w.take()).ok());
+  const LedgerWorkflow& w = old.job("a")->workflows[0];
+  REQUIRE(w.parts.size() == 1);
+  CHECK(w.parts[0].worker == 9);
+  CHECK(w.parts[0].token == make_token(1, 1));
+  CHECK(w.parts[0].state == WfState::dispatched);
+  JobLedger bad;
+  auto unknown = snap;
+  unknown[0] = 4;
+  CHECK(!bad.restore(unknown).ok());
+  CHECK(bad.size() == 0);
 }

@@ -18,6 +18,7 @@ namespace {
 struct FakeCtx final : node::Context {
   NodeId id = 1;
   ManualClock clk;
+  std::uint64_t wall_ms() const override { return 0; }
   Rng r{1};
   sim::MemDisk d;
   struct Sent {
