@@ -323,8 +323,9 @@ std::string job_json(const cluster::JobView& v) {
         auto c = s->measured_counts();
         stats = fmt::format(
             "{{\"started\":{},\"completed\":{},\"iterations_failed\":{},\"dropped\":{},\"requests\":{},"
-            "\"requests_ok\":{},\"requests_failed\":{}}}",
-            s->started, s->completed, s->iterations_failed, s->dropped, c.executed, c.ok, c.failed);
+            "\"requests_ok\":{},\"requests_failed\":{},\"elapsed_s\":{:.3f},\"measured_s\":{:.3f}}}",
+            s->started, s->completed, s->iterations_failed, s->dropped, c.executed, c.ok, c.failed,
+            to_seconds(s->elapsed), to_seconds(s->measured));
       } else {
         stats = fmt::format("{{\"error\":{}}}", json_str(s.status().to_string()));
       }

@@ -207,6 +207,26 @@ std::string prom_gauges(const char* name, const char* help, const std::map<std::
   return o;
 }
 
+// The Mux's traffic per channel (cluster/mux.hpp): messages and bytes (channel byte included, the
+// transport's framing not) sent and received by this node's components.
+std::string prom_mux(const cluster::Mux& mux) {
+  std::string msgs =
+      "# HELP hs_mux_messages_total messages sent / received by the node's components, by Mux channel\n"
+      "# TYPE hs_mux_messages_total counter\n";
+  std::string bytes =
+      "# HELP hs_mux_bytes_total bytes (channel byte included, transport framing not) sent / received by the node's "
+      "components, by Mux channel\n# TYPE hs_mux_bytes_total counter\n";
+  for (cluster::Channel ch : mux.channels()) {
+    const auto& t = mux.traffic(ch);
+    const std::string c = cluster::channel_name(ch);
+    msgs += fmt::format("hs_mux_messages_total{{channel=\"{}\",dir=\"sent\"}} {}\n", c, t.msgs_sent);
+    msgs += fmt::format("hs_mux_messages_total{{channel=\"{}\",dir=\"received\"}} {}\n", c, t.msgs_received);
+    bytes += fmt::format("hs_mux_bytes_total{{channel=\"{}\",dir=\"sent\"}} {}\n", c, t.bytes_sent);
+    bytes += fmt::format("hs_mux_bytes_total{{channel=\"{}\",dir=\"received\"}} {}\n", c, t.bytes_received);
+  }
+  return msgs + bytes;
+}
+
 struct Daemon {
   bool is_manager = true;
   host::Config cfg;
@@ -332,6 +352,7 @@ struct Daemon {
 
   std::string metrics_text(runtime::Reactor& r) const {
     std::string o = r.metrics().render_prometheus();
+    o += prom_mux(root.mux);
     if (mgr) {
       const auto& s = mgr->stats();
       o += prom_counter("hs_manager_events_total", "manager role counters by event",

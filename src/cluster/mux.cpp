@@ -15,7 +15,11 @@ class Mux::Port final : public node::Context {
   Rng& rng() override { return outer().rng(); }
   void send(NodeId to, Bytes msg) override {
     msg.insert(msg.begin(), static_cast<std::uint8_t>(ch_));
-    outer().send(to, std::move(msg));
+    node::Context& out = outer();
+    auto& t = mux_.traffic_[ch_];
+    ++t.msgs_sent;
+    t.bytes_sent += msg.size();
+    out.send(to, std::move(msg));
   }
   node::TimerId set_timer(Duration after, std::uint64_t tag) override {
     const node::TimerId id = outer().set_timer(after, tag);
@@ -50,6 +54,21 @@ struct Mux::Bind {
   node::Context* prev_;
 };
 
+std::string channel_name(Channel ch) {
+  switch (ch) {
+    case kSwim:
+      return "swim";
+    case kRaft:
+      return "raft";
+    case kRole:
+      return "role";
+    case kExec:
+      return "exec";
+    default:
+      return "ch" + std::to_string(static_cast<int>(ch));
+  }
+}
+
 Mux::Mux() = default;
 Mux::~Mux() = default;
 
@@ -59,6 +78,11 @@ void Mux::add(Channel ch, node::Node* component) {
   nodes_[ch] = component;
   ports_[ch] = std::make_unique<Port>(*this, ch);
   order_.push_back(ch);
+}
+
+const ChannelTraffic& Mux::traffic(Channel ch) const {
+  if (ch >= kMaxChannel) throw std::invalid_argument("cluster::Mux::traffic: no such channel");
+  return traffic_[ch];
 }
 
 node::Context& Mux::context(Channel ch) {
@@ -85,6 +109,8 @@ void Mux::on_message(node::Context& ctx, NodeId from, std::span<const std::uint8
   }
   Bind b(*this, ctx);
   const Channel ch = static_cast<Channel>(msg[0]);
+  ++traffic_[ch].msgs_received;
+  traffic_[ch].bytes_received += msg.size();
   nodes_[ch]->on_message(*ports_[ch], from, msg.subspan(1));
 }
 

@@ -9,13 +9,20 @@
 // Stable contexts: the per-component Context objects live as long as the Mux, so a component may
 // keep a pointer to its Context and use it from a call made during any event of this node (for
 // example when the host reports an execution result through Mux::run).
+//
+// Traffic counters: per channel, the messages and bytes the components sent and the messages and
+// bytes routed to them (bytes as the host carries them: the channel byte included, the transport's
+// framing not). A fixed array of kMaxChannel entries; a message for no component counts only in
+// unrouted().
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "hyperscale/node/node.hpp"
 
@@ -25,6 +32,13 @@ using node::Bytes;
 using node::NodeId;
 
 enum Channel : std::uint8_t { kSwim = 1, kRaft = 2, kRole = 3, kExec = 4, kMaxChannel = 8 };
+// "swim", "raft", "role", "exec", or "chN" for another channel number (a metrics label).
+std::string channel_name(Channel ch);
+
+struct ChannelTraffic {
+  std::uint64_t msgs_sent = 0, bytes_sent = 0;
+  std::uint64_t msgs_received = 0, bytes_received = 0;
+};
 
 class Mux final : public node::Node {
  public:
@@ -47,6 +61,9 @@ class Mux final : public node::Node {
 
   std::uint64_t unrouted() const noexcept { return unrouted_; }
   std::size_t live_timers() const noexcept { return timers_.size(); }
+  // Channels with a component, in registration order, and each one's traffic since construction.
+  const std::vector<Channel>& channels() const noexcept { return order_; }
+  const ChannelTraffic& traffic(Channel ch) const;
 
  private:
   class Port;
@@ -57,6 +74,7 @@ class Mux final : public node::Node {
   std::unordered_map<node::TimerId, Channel> timers_;  // live timers only: erased on fire and cancel
   node::Context* outer_ = nullptr;
   std::uint64_t unrouted_ = 0;
+  std::array<ChannelTraffic, kMaxChannel> traffic_{};
 };
 
 }  // namespace hs::cluster

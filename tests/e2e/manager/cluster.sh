@@ -56,6 +56,21 @@ A=$(cat a.json)
 [[ $(jget "$A" 'j["state"]') == completed ]] || fail "(a) state: $A"
 [[ $(jget "$A" 'j["workflows"][0]["completed"]') == 1501 ]] || fail "(a) completed: $A"
 [[ $(jget "$A" 'j["workflows"][0]["stats"]["requests_ok"]') == 1501 ]] || fail "(a) requests: $A"
+[[ $(jget "$A" '0 < j["workflows"][0]["stats"]["measured_s"] <= j["workflows"][0]["stats"]["elapsed_s"]') == True ]] ||
+  fail "(a) measured_s / elapsed_s: $A"
+# Mux traffic on /metrics: the worker that ran it sent role messages (each at least 2 bytes: channel
+# and type), the leader's Raft channel carried its log to the followers.
+mux_metric() {  # node metric channel dir
+  curl -s --max-time 2 "http://127.0.0.1:${ADMIN[$1]}/metrics" |
+    awk -v k="$2{channel=\"$3\",dir=\"$4\"}" '$1 == k {print $2; f=1} END {if (!f) print "missing"}'
+}
+AW=$(name_of_addr "$(jget "$A" 'j["workflows"][0]["worker"]')") || fail "(a) worker of $A"
+msgs=$(mux_metric "$AW" hs_mux_messages_total role sent); bytes=$(mux_metric "$AW" hs_mux_bytes_total role sent)
+[[ $msgs =~ ^[0-9]+$ && $bytes =~ ^[0-9]+$ && $msgs -gt 0 && $bytes -ge $((2 * msgs)) ]] ||
+  fail "(a) $AW role traffic: messages=$msgs bytes=$bytes"
+AL=$(leader_of m1 m2 m3) || fail "(a) no leader"
+raft=$(mux_metric "$AL" hs_mux_messages_total raft sent)
+[[ $raft =~ ^[0-9]+$ && $raft -gt 0 ]] || fail "(a) leader $AL raft messages sent: $raft"
 kill -INT "$TPID"; wait "$TPID"; TPID=
 served=$(sed -n 's/.*served http_requests=\([0-9]*\).*/\1/p' target.out)
 [[ "$served" == 1501 ]] || { cat target.out; fail "(a) target served $served, want 1501"; }
