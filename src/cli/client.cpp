@@ -313,22 +313,55 @@ int exit_for(cluster::JobState s) {
 }
 std::string addr_or_null(NodeId n) { return n ? json_str(host::node_addr_string(n)) : std::string("null"); }
 
+// A workflow's statistics: its own (a workflow of one part), or the exact merge of its parts'
+// (nullopt: none reported yet; an error: a part's statistics do not decode).
+Result<std::optional<load::WorkflowStats>> workflow_stats(const cluster::WorkflowView& w) {
+  if (!w.stats.empty()) {
+    auto s = load::decode_stats(w.stats);
+    if (!s.ok()) return s.status();
+    return std::optional<load::WorkflowStats>(std::move(s).value());
+  }
+  std::optional<load::WorkflowStats> merged;
+  for (std::size_t k = 0; k < w.parts.size(); ++k) {
+    if (w.parts[k].stats.empty()) continue;
+    auto s = load::decode_stats(w.parts[k].stats);
+    if (!s.ok()) return make_error(s.status().code(), fmt::format("part {}: {}", k, s.status().message()));
+    if (merged)
+      merged->merge(*s);
+    else
+      merged = std::move(s).value();
+  }
+  return merged;
+}
+
+std::string parts_json(const cluster::WorkflowView& w) {
+  std::string out;
+  for (std::size_t k = 0; k < w.parts.size(); ++k) {
+    const auto& p = w.parts[k];
+    out += fmt::format(
+        "{}{{\"part\":{},\"state\":\"{}\",\"worker\":{},\"token\":{},\"attempts\":{},\"shard_first\":{},"
+        "\"cores\":{},\"completed\":{},\"failed\":{},\"lost\":{},\"error\":{}}}",
+        out.empty() ? "" : ",", k, cluster::name(p.state), addr_or_null(p.worker), p.token, p.attempts, p.shard_first,
+        p.cores, p.completed, p.failed, p.lost, json_str(p.error));
+  }
+  return out;
+}
+
 std::string job_json(const cluster::JobView& v) {
   std::string wfs;
   for (const auto& w : v.workflows) {
     std::string stats = "null";
-    if (!w.stats.empty()) {
-      auto s = load::decode_stats(w.stats);
-      if (s.ok()) {
-        auto c = s->measured_counts();
-        stats = fmt::format(
-            "{{\"started\":{},\"completed\":{},\"iterations_failed\":{},\"dropped\":{},\"requests\":{},"
-            "\"requests_ok\":{},\"requests_failed\":{},\"elapsed_s\":{:.3f},\"measured_s\":{:.3f}}}",
-            s->started, s->completed, s->iterations_failed, s->dropped, c.executed, c.ok, c.failed,
-            to_seconds(s->elapsed), to_seconds(s->measured));
-      } else {
-        stats = fmt::format("{{\"error\":{}}}", json_str(s.status().to_string()));
-      }
+    auto got = workflow_stats(w);
+    if (!got.ok()) {
+      stats = fmt::format("{{\"error\":{}}}", json_str(got.status().to_string()));
+    } else if (got->has_value()) {
+      const load::WorkflowStats& s = **got;
+      auto c = s.measured_counts();
+      stats = fmt::format(
+          "{{\"started\":{},\"completed\":{},\"iterations_failed\":{},\"dropped\":{},\"requests\":{},"
+          "\"requests_ok\":{},\"requests_failed\":{},\"elapsed_s\":{:.3f},\"measured_s\":{:.3f}}}",
+          s.started, s.completed, s.iterations_failed, s.dropped, c.executed, c.ok, c.failed, to_seconds(s.elapsed),
+          to_seconds(s.measured));
     }
     std::string published;
     for (const auto& [k, val] : w.published) {
@@ -339,10 +372,10 @@ std::string job_json(const cluster::JobView& v) {
       published += json_str(val);
     }
     wfs += fmt::format(
-        "{}{{\"name\":{},\"state\":\"{}\",\"completed\":{},\"failed\":{},\"attempts\":{},\"cores\":{},\"worker\":{},"
-        "\"token\":{},\"error\":{},\"published\":{{{}}},\"stats\":{}}}",
-        wfs.empty() ? "" : ",", json_str(w.name), cluster::name(w.state), w.completed, w.failed, w.attempts, w.cores,
-        addr_or_null(w.worker), w.token, json_str(w.error), published, stats);
+        "{}{{\"name\":{},\"state\":\"{}\",\"completed\":{},\"failed\":{},\"lost\":{},\"attempts\":{},\"cores\":{},"
+        "\"worker\":{},\"token\":{},\"error\":{},\"published\":{{{}}},\"stats\":{},\"shard_total\":{},\"parts\":[{}]}}",
+        wfs.empty() ? "" : ",", json_str(w.name), cluster::name(w.state), w.completed, w.failed, w.lost, w.attempts,
+        w.cores, addr_or_null(w.worker), w.token, json_str(w.error), published, stats, w.shard_total, parts_json(w));
   }
   std::string cerr;
   for (const auto& e : v.cancel_errors) cerr += (cerr.empty() ? "" : ",") + json_str(e);
@@ -364,17 +397,23 @@ void print_job(const cluster::JobView& v) {
                 cluster::name(w.state), static_cast<unsigned long long>(w.completed),
                 static_cast<unsigned long long>(w.failed), w.attempts,
                 w.worker ? host::node_addr_string(w.worker).c_str() : "-");
-    if (!w.stats.empty()) {
-      auto s = load::decode_stats(w.stats);
-      if (s.ok()) {
-        auto c = s->measured_counts();
-        std::printf(" requests=%llu ok=%llu failed=%llu", static_cast<unsigned long long>(c.executed),
-                    static_cast<unsigned long long>(c.ok), static_cast<unsigned long long>(c.failed));
-      } else {
-        std::printf(" (stats unreadable: %s)", s.status().to_string().c_str());
-      }
+    if (auto got = workflow_stats(w); !got.ok()) {
+      std::printf(" (stats unreadable: %s)", got.status().to_string().c_str());
+    } else if (got->has_value()) {
+      auto c = (*got)->measured_counts();
+      std::printf(" requests=%llu ok=%llu failed=%llu", static_cast<unsigned long long>(c.executed),
+                  static_cast<unsigned long long>(c.ok), static_cast<unsigned long long>(c.failed));
     }
+    if (w.lost > 0) std::printf(" lost=%llu", static_cast<unsigned long long>(w.lost));
     std::printf("\n");
+    for (std::size_t k = 0; w.parts.size() > 1 && k < w.parts.size(); ++k) {
+      const auto& p = w.parts[k];
+      std::printf("    part %zu: %s shards %u-%u worker=%s completed=%llu failed=%llu lost=%llu attempts=%u\n", k,
+                  cluster::name(p.state), p.shard_first, p.shard_first + p.cores - 1,
+                  p.worker ? host::node_addr_string(p.worker).c_str() : "-",
+                  static_cast<unsigned long long>(p.completed), static_cast<unsigned long long>(p.failed),
+                  static_cast<unsigned long long>(p.lost), p.attempts);
+    }
     if (!w.error.empty()) std::printf("    error: %s\n", w.error.c_str());
   }
 }

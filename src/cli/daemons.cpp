@@ -341,9 +341,9 @@ struct Daemon {
       std::string live;
       for (auto& e : wrk->live())
         live += fmt::format(
-            "{}{{\"job_id\":{},\"workflow\":{},\"token\":{},\"cores\":{},\"leader\":{},\"completed\":{},"
-            "\"failed\":{}}}",
-            live.empty() ? "" : ",", json_str(e.job_id), json_str(e.workflow), e.token, e.cores,
+            "{}{{\"job_id\":{},\"workflow\":{},\"part\":{},\"token\":{},\"cores\":{},\"leader\":{},"
+            "\"completed\":{},\"failed\":{}}}",
+            live.empty() ? "" : ",", json_str(e.job_id), json_str(e.workflow), e.part, e.token, e.cores,
             json_str(host::node_addr_string(e.leader)), e.completed, e.failed);
       o += fmt::format(",\"cores\":{},\"used\":{},\"live\":[{}]", wrk->total_cores(), wrk->used_cores(), live);
     }
