@@ -32,6 +32,7 @@ class Outer final : public node::Context {
  public:
   NodeId self() const override { return 1; }
   const Clock& clock() const override { return clock_; }
+  std::uint64_t wall_ms() const override { return 0; }
   Rng& rng() override { return rng_; }
   void send(NodeId to, Bytes msg) override { sent.emplace_back(to, std::move(msg)); }
   node::TimerId set_timer(Duration, std::uint64_t) override { return ++next_timer_; }
