@@ -555,7 +555,7 @@ TEST_CASE("Codec: over-limit lengths and counts are refused; the limits themselv
     HeartbeatAck ack;
     ack.stop.resize(3);
     Bytes b = body_of(ack);
-    // record length, is_leader, count, 3 elements of 4 bytes, term, leader: a count of 60 with 14
+    // record length, is_leader, count, 3 elements of 5 bytes, term, leader: a count of 60 with 17
     // bytes behind it
     REQUIRE(b[2] == 3);
     b[2] = 60;
@@ -568,10 +568,10 @@ TEST_CASE("Codec: over-limit lengths and counts are refused; the limits themselv
     HeartbeatAck ack;
     ack.stop.resize(1);
     Bytes b = body_of(ack);
-    // record length, is_leader, count, the element (length 3: an empty job_id and workflow, a zero
-    // token), term, leader: an element of 6 bytes where 5 are left
-    REQUIRE(b[3] == 3);
-    b[3] = 6;
+    // record length, is_leader, count, the element (length 4: an empty job_id and workflow, a zero
+    // token and part), term, leader: an element of 7 bytes where 6 are left
+    REQUIRE(b[3] == 4);
+    b[3] = 7;
     CHECK(refusal<HeartbeatAck>(b) == "record longer than what contains it");
     CHECK(refusal<NodeQuery>(Bytes{}) == "truncated");
   }
