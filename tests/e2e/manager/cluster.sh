@@ -64,7 +64,8 @@ mux_metric() {  # node metric channel dir
   curl -s --max-time 2 "http://127.0.0.1:${ADMIN[$1]}/metrics" |
     awk -v k="$2{channel=\"$3\",dir=\"$4\"}" '$1 == k {print $2; f=1} END {if (!f) print "missing"}'
 }
-AW=$(name_of_addr "$(jget "$A" 'j["workflows"][0]["worker"]')") || fail "(a) worker of $A"
+# (4 VUs over the 2 one-core workers: the workflow runs as parts, each names its worker.)
+AW=$(name_of_addr "$(jget "$A" 'j["workflows"][0]["parts"][0]["worker"]')") || fail "(a) worker of $A"
 msgs=$(mux_metric "$AW" hs_mux_messages_total role sent); bytes=$(mux_metric "$AW" hs_mux_bytes_total role sent)
 [[ $msgs =~ ^[0-9]+$ && $bytes =~ ^[0-9]+$ && $msgs -gt 0 && $bytes -ge $((2 * msgs)) ]] ||
   fail "(a) $AW role traffic: messages=$msgs bytes=$bytes"
