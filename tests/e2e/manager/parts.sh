@@ -19,20 +19,20 @@ wait_admin "$LEADER" 'j["available_cores"] == 3' || fail "leader $LEADER does no
 echo "leader: $LEADER"
 
 job_file() {  # file http-port
-  # A 15 ms think time per iteration: each part (2 VUs, 1000 iterations) runs for about 8 s, so the
-  # three parts are seen live together, and in (b) part 1 still runs when it is killed (its first
-  # progress shows about a second in, the kill follows within a few polls).
+  # Each request waits 15 ms at the target (/delay/15): each part (2 VUs, 1000 iterations) runs for
+  # about 8 s, so the three parts are seen live together, and in (b) part 1 still runs when it is
+  # killed (its first progress shows about a second in, the kill follows within a few polls). A VU is
+  # nearly always inside an iteration, so the killed attempt has iterations in flight (lost).
   cat > "$1" <<TOML
 version = 1
 [[workflow]]
 name = "w"
 vus = 6
 iterations = $ITER
-pause = "15ms"
 duration = "600s"
 [[workflow.step]]
 name = "a"
-url = "http://127.0.0.1:$2/"
+url = "http://127.0.0.1:$2/delay/15"
 TOML
 }
 stop_target() {  # port: stops the target; SERVED = what it served (it prints its counts on SIGINT)
