@@ -75,24 +75,24 @@ A=$(cat a.json)
 echo "(a) $(jget "$A" '[(p["part"], p["state"], p["worker"], p["shard_first"], p["cores"], p["completed"], p["failed"], p["lost"], p["attempts"]) for p in j["workflows"][0]["parts"]]')"
 [[ $(jget "$A" 'j["state"]') == completed ]] || fail "(a) state: $A"
 W0='j["workflows"][0]'
-[[ $(jget "$A" "len($W0[\"parts\"])") == 3 ]] || fail "(a) not 3 parts: $A"
-[[ $(jget "$A" "$W0[\"shard_total\"]") == 3 ]] || fail "(a) shard_total: $A"
-[[ $(jget "$A" "all(p['state'] == 'completed' for p in $W0['parts'])") == True ]] || fail "(a) a part did not complete: $A"
-[[ $(jget "$A" "len({p['worker'] for p in $W0['parts']} - {None})") == 3 ]] || fail "(a) parts not on 3 different workers: $A"
-[[ $(jget "$A" "sorted((p['shard_first'], p['cores']) for p in $W0['parts']) == [(0, 1), (1, 1), (2, 1)]") == True ]] ||
+[[ $(jget "$A" "len(${W0}[\"parts\"])") == 3 ]] || fail "(a) not 3 parts: $A"
+[[ $(jget "$A" "${W0}[\"shard_total\"]") == 3 ]] || fail "(a) shard_total: $A"
+[[ $(jget "$A" "all(p['state'] == 'completed' for p in ${W0}['parts'])") == True ]] || fail "(a) a part did not complete: $A"
+[[ $(jget "$A" "len({p['worker'] for p in ${W0}['parts']} - {None})") == 3 ]] || fail "(a) parts not on 3 different workers: $A"
+[[ $(jget "$A" "sorted((p['shard_first'], p['cores']) for p in ${W0}['parts']) == [(0, 1), (1, 1), (2, 1)]") == True ]] ||
   fail "(a) shard ranges: $A"
-[[ $(jget "$A" "sum(p['completed'] for p in $W0['parts'])") == $ITER ]] || fail "(a) parts' completed do not add up to $ITER: $A"
-[[ $(jget "$A" "$W0[\"completed\"]") == $ITER ]] || fail "(a) workflow completed: $A"
-[[ $(jget "$A" "$W0['stats']['requests_ok']") == $ITER ]] || fail "(a) stats.requests_ok: $A"
+[[ $(jget "$A" "sum(p['completed'] for p in ${W0}['parts'])") == "$ITER" ]] || fail "(a) parts' completed do not add up to $ITER: $A"
+[[ $(jget "$A" "${W0}[\"completed\"]") == "$ITER" ]] || fail "(a) workflow completed: $A"
+[[ $(jget "$A" "${W0}['stats']['requests_ok']") == "$ITER" ]] || fail "(a) stats.requests_ok: $A"
 # The parts seen live are parts 0, 1, 2, each on the worker the job's view names for it.
 for wp in $LIVE; do
   w=${wp%%:*} p=${wp##*:}
-  [[ $(jget "$A" "$W0['parts'][$p]['worker']") == "$(addr_of "$w")" ]] || fail "(a) $w ran part $p live, the view says otherwise: $A"
+  [[ $(jget "$A" "${W0}['parts'][$p]['worker']") == "$(addr_of "$w")" ]] || fail "(a) $w ran part $p live, the view says otherwise: $A"
 done
-[[ $(printf '%s\n' $LIVE | cut -d: -f2 | sort | tr '\n' ' ') == "0 1 2 " ]] || fail "(a) live parts: $LIVE"
+[[ $(tr ' ' '\n' <<< "$LIVE" | cut -d: -f2 | sort | tr '\n' ' ') == "0 1 2 " ]] || fail "(a) live parts: $LIVE"
 stop_target "$HTTP"
 echo "(a) target served $SERVED"
-[[ "$SERVED" == $ITER ]] || fail "(a) target served $SERVED, want $ITER"
+[[ "$SERVED" == "$ITER" ]] || fail "(a) target served $SERVED, want $ITER"
 for w in "${WORKERS[@]}"; do wait_idle "$w" || fail "(a) $w still busy: $(admin_status "${ADMIN[$w]}")"; done
 
 echo "== (b) SIGKILL the worker running part 1"
@@ -100,27 +100,27 @@ start_target HTTP2
 job_file b.toml "$HTTP2"
 timeout 30 "$HS" --log-level warn submit --manager "$MLIST" --config m1.toml b.toml --json --job-id parts-b > b-sub.json 2> b-sub.err ||
   { cat b-sub.json b-sub.err; fail "(b) submit"; }
-B=$(wait_job parts-b "len($W0['parts']) == 3 and all(p['completed'] > 0 for p in $W0['parts']) and $W0['parts'][1]['state'] == 'running'" 300) ||
+B=$(wait_job parts-b "len(${W0}['parts']) == 3 and all(p['completed'] > 0 for p in ${W0}['parts']) and ${W0}['parts'][1]['state'] == 'running'" 300) ||
   fail "(b) the parts never all made progress: $(job_json parts-b)"
-W1ADDR=$(jget "$B" "$W0['parts'][1]['worker']")
+W1ADDR=$(jget "$B" "${W0}['parts'][1]['worker']")
 W=$(name_of_addr "$W1ADDR") || fail "(b) part 1's worker $W1ADDR is not one of ours"
 wait_admin "$W" "any(e['job_id'] == 'parts-b' and e['part'] == 1 for e in j['live'])" ||
   fail "(b) $W does not run part 1: $(admin_status "${ADMIN[$W]}")"
-echo "killing $W (runs part 1; progress then: $(jget "$B" "[p['completed'] for p in $W0['parts']]"))"
+echo "killing $W (runs part 1; progress then: $(jget "$B" "[p['completed'] for p in ${W0}['parts']]"))"
 kill -9 "${PIDS[$W]}"; unset "PIDS[$W]"
 B=$(wait_job parts-b "j['state'] in ('completed', 'failed', 'cancelled', 'timeout', 'partial')" 900) ||
   fail "(b) no terminal state: $(job_json parts-b)"
 echo "(b) $(jget "$B" '[(p["part"], p["state"], p["worker"], p["completed"], p["failed"], p["lost"], p["attempts"]) for p in j["workflows"][0]["parts"]]')"
-echo "(b) workflow completed=$(jget "$B" "$W0['completed']") failed=$(jget "$B" "$W0['failed']") lost=$(jget "$B" "$W0['lost']") requests_ok=$(jget "$B" "($W0['stats'] or {}).get('requests_ok')")"
+echo "(b) workflow completed=$(jget "$B" "${W0}['completed']") failed=$(jget "$B" "${W0}['failed']") lost=$(jget "$B" "${W0}['lost']") requests_ok=$(jget "$B" "(${W0}['stats'] or {}).get('requests_ok')")"
 stop_target "$HTTP2"
 echo "(b) target served $SERVED (>= $ITER: what the dead worker ran after its last acknowledgement runs again)"
 [[ $(jget "$B" 'j["state"]') == completed ]] || fail "(b) state: $B"
-[[ $(jget "$B" "$W0['parts'][1]['attempts']") == 2 ]] || fail "(b) part 1 attempts: $B"
-[[ $(jget "$B" "$W0['parts'][1]['worker']") != "$W1ADDR" ]] || fail "(b) part 1 on the same worker: $B"
-[[ $(jget "$B" "all(p['state'] == 'completed' for p in $W0['parts'])") == True ]] || fail "(b) a part did not complete: $B"
-[[ $(jget "$B" "sum(p['completed'] + p['failed'] + p['lost'] for p in $W0['parts'])") == $ITER ]] ||
+[[ $(jget "$B" "${W0}['parts'][1]['attempts']") == 2 ]] || fail "(b) part 1 attempts: $B"
+[[ $(jget "$B" "${W0}['parts'][1]['worker']") != "$W1ADDR" ]] || fail "(b) part 1 on the same worker: $B"
+[[ $(jget "$B" "all(p['state'] == 'completed' for p in ${W0}['parts'])") == True ]] || fail "(b) a part did not complete: $B"
+[[ $(jget "$B" "sum(p['completed'] + p['failed'] + p['lost'] for p in ${W0}['parts'])") == "$ITER" ]] ||
   fail "(b) completed + failed + lost over the parts is not $ITER: $B"
-[[ $(jget "$B" "$W0['lost'] == sum(p['lost'] for p in $W0['parts'])") == True ]] || fail "(b) workflow lost is not the parts' sum: $B"
+[[ $(jget "$B" "${W0}['lost'] == sum(p['lost'] for p in ${W0}['parts'])") == True ]] || fail "(b) workflow lost is not the parts' sum: $B"
 
 echo "== orderly stop: SIGTERM -> exit 0"
 for n in "${!PIDS[@]}"; do kill -TERM "${PIDS[$n]}"; done
