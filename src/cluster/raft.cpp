@@ -221,6 +221,7 @@ class RaftNode::Impl {
   bool failed_ = false;
   Counters counters_;
   std::function<void()> on_change_;
+  std::size_t pending_appends() const noexcept { return appends_.size(); }
 
  private:
   struct Apply {
@@ -470,11 +471,16 @@ class RaftNode::Impl {
     Impl* s = self(io);
     if (s->tick_timer_ != 0 && s->ctx_ != nullptr && !s->closing_) s->ctx_->cancel_timer(s->tick_timer_);
     s->tick_timer_ = 0;
-    // Pending requests end as cancelled so libraft releases what they hold.
+    // Pending requests end so that libraft releases what they hold. Appends end as written (status
+    // 0), never failed: libraft 0.15 truncates its in-memory log from a failed append's first entry,
+    // which releases the entries later pending appends still hold, and their own release then reads
+    // freed memory (seed 873 of the manager sweep; "raft: a member destroyed with appends waiting").
+    // The instance is closing (unavailable), so a written status only releases the entries: nothing
+    // is applied or acknowledged from here, and what was not synced is not on disk at the next start.
     while (!s->appends_.empty()) {
       auto a = s->appends_.front();
       s->appends_.pop_front();
-      a.req->cb(a.req, RAFT_CANCELED);
+      a.req->cb(a.req, 0);
     }
     while (!s->snap_puts_.empty()) {
       auto p = s->snap_puts_.front();
@@ -864,6 +870,7 @@ bool RaftNode::failed() const noexcept { return impl_->failed_; }
 const RaftConfig& RaftNode::config() const noexcept { return impl_->cfg_; }
 void RaftNode::set_on_change(std::function<void()> fn) { impl_->on_change_ = std::move(fn); }
 const RaftNode::Counters& RaftNode::counters() const noexcept { return impl_->counters_; }
+std::size_t RaftNode::pending_appends() const noexcept { return impl_->pending_appends(); }
 
 Result<StoredCommands> read_stored_commands(const std::vector<node::Bytes>& records) {
   HS_ASSIGN_OR_RETURN(raftc::Replayed r, raftc::replay(records));

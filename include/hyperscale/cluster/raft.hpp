@@ -122,6 +122,7 @@ class RaftNode final : public node::Node {
     std::uint64_t fragments_sent = 0, fragments_received = 0, reassembled = 0, reassembly_refused = 0;
   };
   const Counters& counters() const noexcept;
+  std::size_t pending_appends() const noexcept;  // written appends waiting for their sync barrier
 
   class Impl;
 
