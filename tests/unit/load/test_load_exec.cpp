@@ -7,6 +7,9 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
+#include <functional>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -805,6 +808,59 @@ url = "http://127.0.0.1:{0}/delay/600"
 
 // ---------------------------------------------------------------- parts: one workflow over several workers
 
+namespace {
+// Runs of parts on a Runner on shard 0 of a 3-shard set: `make` (on shard 0) returns the specs to
+// start, after trying anything else it wants first. Each run's result and when it ended, or start
+// errors; it returns once every run is done (or 60 s passed).
+struct PartRuns {
+  std::vector<std::optional<WorkflowResult>> results;
+  std::vector<Instant> done_at;
+  std::vector<std::string> errors;
+  bool all_done = false;
+};
+PartRuns run_on_three_shards(const std::function<std::vector<RunSpec>(runtime::Reactor&, Runner&)>& make) {
+  runtime::ShardSet set([] {
+    runtime::ShardSetOptions o;
+    o.shards = 3;
+    o.pin = false;
+    return o;
+  }());
+  PartRuns out;
+  std::unique_ptr<Runner> runner;
+  const bool started =
+      set.start([&](runtime::Reactor& r) {
+           if (r.shard_id() != 0) return;
+           runner = std::make_unique<Runner>(r);
+           r.on_shutdown("test-runner", [&](std::function<void()> done) {
+             runner.reset();
+             done();
+           });
+           std::vector<RunSpec> specs = make(r, *runner);
+           out.results.resize(specs.size());
+           out.done_at.resize(specs.size());
+           runtime::Reactor* rp = &r;
+           for (std::size_t k = 0; k < specs.size(); ++k) {
+             RunCallbacks cb;
+             cb.on_done = [&out, rp, k](WorkflowResult res) {
+               out.done_at[k] = rp->clock().now();
+               out.results[k] = std::move(res);
+               if (std::all_of(out.results.begin(), out.results.end(), [](const auto& x) { return x.has_value(); }))
+                 rp->request_node_stop("runs done");
+             };
+             auto id = runner->start(std::move(specs[k]), std::move(cb));
+             if (!id.ok()) {
+               out.errors.push_back(id.status().to_string());
+               r.request_node_stop("start failed");
+             }
+           }
+         })
+          .ok();
+  if (started) out.all_done = set.wait_for_stop_request(std::chrono::seconds(60)).has_value();
+  set.stop();
+  return out;
+}
+}  // namespace
+
 TEST_CASE("runner: a workflow run as 3 parts (1, 2, 3 of 6 global shards) does exactly its iterations",
           "[load][runner][parts]") {
   TargetProc t;
@@ -848,68 +904,36 @@ url = "http://127.0.0.1:{0}/"
   REQUIRE(open.ok());
   REQUIRE(once.ok());
 
-  runtime::ShardSet set([] {
-    runtime::ShardSetOptions o;
-    o.shards = 3;
-    o.pin = false;
-    return o;
-  }());
-  // Written on shard 0, read after stop(). Parts may share shards (each shard keeps per-run state): the
-  // parts of 1, 2 and 3 shards run on {0}, {1, 2} and {0, 1, 2} of this 3-shard set.
+  // Parts may share shards (each shard keeps per-run state): the parts of 1, 2 and 3 shards run on
+  // {0}, {1, 2} and {0, 1, 2} of this 3-shard set.
   struct Part {
     std::vector<int> shards;
     RunPart part;
   };
   const std::vector<Part> parts{{{0}, {0, 6}}, {{1, 2}, {1, 6}}, {{0, 1, 2}, {3, 6}}};
-  std::vector<std::string> errors;
+  std::vector<std::string> errors;  // written on shard 0, read after the runs
   std::size_t live_after_bad = 99;
-  std::map<std::string, std::vector<WorkflowResult>> results;  // workflow -> [part]
-  std::unique_ptr<Runner> runner;
-  REQUIRE(set.start([&](runtime::Reactor& r) {
-               if (r.shard_id() != 0) return;
-               runner = std::make_unique<Runner>(r);
-               r.on_shutdown("test-runner", [&](std::function<void()> done) {
-                 runner.reset();
-                 done();
-               });
-               // Bad parts: refused, nothing started.
-               const std::vector<RunSpec> bad{
-                   {*closed, {0}, {}, RunPart{0, 0}},
-                   {*closed, {1, 2}, {}, RunPart{5, 6}},
-                   {*closed, {0}, {}, RunPart{0, kMaxGlobalShards + 1}},
-                   {*once, {0}, {}, RunPart{1, 3}},
-               };
-               for (const auto& spec : bad) {
-                 auto id = runner->start(spec, {});
-                 errors.push_back(id.ok() ? "OK" : id.status().message());
-               }
-               live_after_bad = runner->live();
-               for (const auto* wf : {&*closed, &*open}) {
-                 const std::string name = workflow_of(**wf).name;
-                 results[name].resize(parts.size());
-                 for (std::size_t k = 0; k < parts.size(); ++k) {
-                   RunCallbacks cb;
-                   runtime::Reactor* rp = &r;
-                   cb.on_done = [&results, rp, name, k](WorkflowResult res) {
-                     results[name][k] = std::move(res);
-                     bool all = true;
-                     for (const auto& [n, v] : results)
-                       for (const auto& x : v) all = all && !x.stats.name.empty();
-                     if (all) rp->request_node_stop("parts done");
-                   };
-                   auto id = runner->start({*wf, parts[k].shards, {}, parts[k].part}, std::move(cb));
-                   if (!id.ok()) {
-                     errors.push_back(id.status().to_string());
-                     r.request_node_stop("start failed");
-                   }
-                 }
-               }
-             })
-              .ok());
-  const auto reason = set.wait_for_stop_request(std::chrono::seconds(60));
-  set.stop();
+  const PartRuns runs = run_on_three_shards([&](runtime::Reactor&, Runner& runner) {
+    // Bad parts: refused, nothing started.
+    const std::vector<RunSpec> bad{
+        {*closed, {0}, {}, RunPart{0, 0}},
+        {*closed, {1, 2}, {}, RunPart{5, 6}},
+        {*closed, {0}, {}, RunPart{0, kMaxGlobalShards + 1}},
+        {*once, {0}, {}, RunPart{1, 3}},
+    };
+    for (const auto& spec : bad) {
+      auto id = runner.start(spec, {});
+      errors.push_back(id.ok() ? "OK" : id.status().message());
+    }
+    live_after_bad = runner.live();
+    std::vector<RunSpec> specs;  // closed's parts, then open's
+    for (const auto* wf : {&*closed, &*open})
+      for (const auto& p : parts) specs.push_back({*wf, p.shards, {}, p.part});
+    return specs;
+  });
   const auto& c = t.stop();
-  REQUIRE(reason.has_value());
+  REQUIRE(runs.all_done);
+  errors.insert(errors.end(), runs.errors.begin(), runs.errors.end());
   INFO(fmt::format("{}", fmt::join(errors, "; ")));
   REQUIRE(errors.size() == 4);
   REQUIRE(errors[0].find("0 shards in total") != std::string::npos);
@@ -922,13 +946,13 @@ url = "http://127.0.0.1:{0}/"
   std::uint64_t closed_sum = 0, open_started = 0;
   for (std::size_t k = 0; k < parts.size(); ++k) {
     CAPTURE(k);
-    const WorkflowResult& a = results.at("closed")[k];
+    const WorkflowResult& a = *runs.results.at(k);
     REQUIRE(a.end == RunEnd::completed);
     REQUIRE(a.stats.started == want[k]);
     REQUIRE(a.stats.completed == want[k]);
     REQUIRE(a.stats.steps[0].measured.ok == want[k]);
     closed_sum += a.stats.completed;
-    const WorkflowResult& b = results.at("open")[k];
+    const WorkflowResult& b = *runs.results.at(parts.size() + k);
     REQUIRE(b.end == RunEnd::completed);
     REQUIRE(b.stats.started + b.stats.dropped == want[k]);  // its arrivals; drops (none expected) counted
     REQUIRE(b.stats.completed == b.stats.started);
@@ -984,12 +1008,6 @@ url = "http://127.0.0.1:{0}/"
   REQUIRE(open.ok());
   REQUIRE(timed.ok());
 
-  runtime::ShardSet set([] {
-    runtime::ShardSetOptions o;
-    o.shards = 3;
-    o.pin = false;
-    return o;
-  }());
   struct Run {
     std::shared_ptr<const PreparedWorkflow> wf;
     std::vector<int> shards;
@@ -1013,44 +1031,25 @@ url = "http://127.0.0.1:{0}/"
       {*timed, {1}, RunPart{0, 2}, 1000, 25},
       {*timed, {2}, std::nullopt, 7, 50},
   };
-  std::vector<std::optional<WorkflowResult>> results(runs.size());
-  std::vector<std::string> errors;
-  Instant far_at{0}, far_done{0};
-  std::unique_ptr<Runner> runner;
-  REQUIRE(set.start([&](runtime::Reactor& r) {
-               if (r.shard_id() != 0) return;
-               runner = std::make_unique<Runner>(r);
-               r.on_shutdown("test-runner", [&](std::function<void()> done) {
-                 runner.reset();
-                 done();
-               });
-               runtime::Reactor* rp = &r;
-               far_at = r.clock().now() + std::chrono::seconds(30);
-               for (std::size_t k = 0; k < runs.size(); ++k) {
-                 RunSpec spec{runs[k].wf, runs[k].shards, {}, runs[k].part};
-                 spec.skip_iterations = runs[k].skip;
-                 if (runs[k].far_start) spec.start_at = far_at;
-                 RunCallbacks cb;
-                 cb.on_done = [&, rp, k](WorkflowResult res) {
-                   if (runs[k].far_start) far_done = rp->clock().now();
-                   results[k] = std::move(res);
-                   if (std::all_of(results.begin(), results.end(), [](const auto& x) { return x.has_value(); }))
-                     rp->request_node_stop("runs done");
-                 };
-                 auto id = runner->start(std::move(spec), std::move(cb));
-                 if (!id.ok()) {
-                   errors.push_back(id.status().to_string());
-                   r.request_node_stop("start failed");
-                 }
-               }
-             })
-              .ok());
-  const auto reason = set.wait_for_stop_request(std::chrono::seconds(60));
-  set.stop();
+  Instant far_at{0};
+  const PartRuns done = run_on_three_shards([&](runtime::Reactor& r, Runner&) {
+    far_at = r.clock().now() + std::chrono::seconds(30);
+    std::vector<RunSpec> specs;
+    for (const Run& run : runs) {
+      RunSpec& spec = specs.emplace_back(RunSpec{run.wf, run.shards, {}, run.part});
+      spec.skip_iterations = run.skip;
+      if (run.far_start) spec.start_at = far_at;
+    }
+    return specs;
+  });
   const auto& c = t.stop();
-  REQUIRE(reason.has_value());
-  INFO(fmt::format("{}", fmt::join(errors, "; ")));
-  REQUIRE(errors.empty());
+  INFO(fmt::format("{}", fmt::join(done.errors, "; ")));
+  REQUIRE(done.errors.empty());
+  REQUIRE(done.all_done);
+  const auto& results = done.results;
+  Instant far_done{0};
+  for (std::size_t k = 0; k < runs.size(); ++k)
+    if (runs[k].far_start) far_done = done.done_at[k];
   std::uint64_t closed_sum = 0, open_sum = 0, requests = 0;
   for (std::size_t k = 0; k < runs.size(); ++k) {
     CAPTURE(k, runs[k].skip);
