@@ -1,13 +1,15 @@
-// Client commands of a cluster: `hyperscale submit | status | cancel` (docs/daemons.md).
+// Client commands of a cluster: `hyperscale submit | status | results | cancel` (docs/daemons.md).
 //
 // The client is a small node::Node run by a NetHost on a free loopback port (wire role Client) with
 // the cluster's secret, loaded like a daemon's (--config FILE and/or the HS_* environment: the
 // secret from wire.secret_file or the variable named by wire.secret_env). It speaks the role
 // protocol (cluster/messages.hpp) on channel kRole: Submit, StatusQuery, CancelJob, NodeQuery.
 //
-// Exit codes: 0 ok (job completed); 2 invalid input (bad workflow file, rejected job, unknown job);
-// 3 the job failed or ended partial; 4 the job was cancelled or timed out; 5 no manager answered
-// (unreachable, no leader in time).
+// Exit codes (`submit --wait` and `results` as `hyperscale run` for the job's merged statistics,
+// job_results.hpp): 0 ok (job completed, thresholds passed); 2 invalid input (bad workflow file,
+// rejected job, unknown job); 3 a threshold failed, or the job failed or ended partial; 4 the job was
+// cancelled or timed out; 5 no manager answered (unreachable, no leader in time), or every request of
+// the job failed to connect to its target; 6 (`results`) the job has not ended yet.
 //
 // Reaching the cluster (every command): one request waits at most --request-timeout for its reply;
 // a manager that refuses the connection, or closes it on our frames, is left at once for the next
@@ -39,12 +41,14 @@
 #include "hyperscale/base/enum_names.hpp"
 #include "cli/cluster_config.hpp"
 #include "cli/commands.hpp"
+#include "cli/job_results.hpp"
 #include "hyperscale/base/log.hpp"
 #include "hyperscale/cluster/messages.hpp"
 #include "hyperscale/cluster/mux.hpp"
 #include "hyperscale/host/address.hpp"
 #include "hyperscale/host/daemon.hpp"
 #include "hyperscale/load/plan.hpp"
+#include "hyperscale/load/report.hpp"
 #include "hyperscale/load/stats_codec.hpp"
 
 extern char** environ;
@@ -63,6 +67,7 @@ struct ClientArgs {
   std::string file;
   std::string job;
   std::string job_id, idem_key;
+  std::string out;  // results --out
   bool wait = false, json = false;
   double timeout_s = 0;          // job timeout sent with the job (0: none)
   double request_timeout_s = 5;  // one manager's reply
@@ -297,42 +302,7 @@ class Client {
 Duration secs(double s) { return std::chrono::duration_cast<Duration>(std::chrono::duration<double>(s)); }
 
 bool job_done(cluster::JobState s) { return s != cluster::JobState::submitted && s != cluster::JobState::running; }
-int exit_for(cluster::JobState s) {
-  switch (s) {
-    case cluster::JobState::completed:
-      return kExitOk;
-    case cluster::JobState::failed:
-    case cluster::JobState::partial:
-      return kExitThresholds;
-    case cluster::JobState::cancelled:
-    case cluster::JobState::timeout:
-      return kExitAborted;
-    default:
-      return kExitOk;
-  }
-}
 std::string addr_or_null(NodeId n) { return n ? json_str(host::node_addr_string(n)) : std::string("null"); }
-
-// A workflow's statistics: its own (a workflow of one part), or the exact merge of its parts'
-// (nullopt: none reported yet; an error: a part's statistics do not decode).
-Result<std::optional<load::WorkflowStats>> workflow_stats(const cluster::WorkflowView& w) {
-  if (!w.stats.empty()) {
-    auto s = load::decode_stats(w.stats);
-    if (!s.ok()) return s.status();
-    return std::optional<load::WorkflowStats>(std::move(s).value());
-  }
-  std::optional<load::WorkflowStats> merged;
-  for (std::size_t k = 0; k < w.parts.size(); ++k) {
-    if (w.parts[k].stats.empty()) continue;
-    auto s = load::decode_stats(w.parts[k].stats);
-    if (!s.ok()) return make_error(s.status().code(), fmt::format("part {}: {}", k, s.status().message()));
-    if (merged)
-      merged->merge(*s);
-    else
-      merged = std::move(s).value();
-  }
-  return merged;
-}
 
 std::string parts_json(const cluster::WorkflowView& w) {
   std::string out;
@@ -726,11 +696,22 @@ int cmd_submit(const ClientArgs& a) {
   std::fflush(stdout);
   auto v = wait_job(c, t, a, ack.job_id, ack.leader != 0 ? ack.leader : got->second);
   if (!v) return kExitInfrastructure;
-  if (a.json)
+  // Exit code and summary as `hyperscale run` gives them: the plan's thresholds judged on the job's
+  // merged statistics.
+  auto stats = job_run_stats(*plan, *v);
+  if (!stats.ok()) {
+    if (a.json) std::printf("%s\n", job_json(*v).c_str());
+    std::fprintf(stderr, "%s: job %s: %s\n", name, v->job_id.c_str(), stats.status().message().c_str());
+    return kExitInternal;
+  }
+  const int code = job_exit_code(*v, *stats);
+  if (a.json) {
     std::printf("%s\n", job_json(*v).c_str());
-  else
+  } else {
     print_job(*v);
-  return exit_for(v->state);
+    std::fputs(load::summary_text(*plan, *stats, code).c_str(), stdout);
+  }
+  return code;
 }
 
 void print_node_status(const cluster::NodeStatus& r, bool json) {
@@ -762,13 +743,11 @@ void print_node_status(const cluster::NodeStatus& r, bool json) {
       r.total_cores, r.available_cores, jobs.c_str(), r.active_workflow_count, workers.c_str());
 }
 
-// `status` asks each manager in turn (any copy of the job will do) until one has the job, every
-// manager said it has none, or the deadline passes.
-int cmd_status(const ClientArgs& a) {
-  const char* name = "hyperscale status";
-  Client c(name);
-  if (int rc = c.start(a); rc != kExitOk) return rc;
-  Targets t(c.managers());
+// Finds a job: asks each manager in turn (any copy of the job will do) until one has the job (then
+// the job's leader, whose view a replica's can lag), every manager said it has none, or the deadline
+// passes. Returns kExitOk with the view in `out`, or the exit code after saying why on stderr (2: not
+// found, 5: no manager answered). with_plan: the view carries the job's workflow file (WorkflowView.plan).
+int lookup_job(Client& c, Targets& t, const ClientArgs& a, const char* name, bool with_plan, cluster::JobView& out) {
   std::map<NodeId, bool> said_not_found;
   // The next manager to ask: one that has not said it has no copy, if there is one.
   auto next_asked = [&](NodeId target) {
@@ -778,31 +757,17 @@ int cmd_status(const ClientArgs& a) {
   };
   int rc = kExitOk;
   const bool done = retry_managers(c, t, a, [&](NodeId target, Duration timeout) {
-    if (a.job.empty()) {
-      cluster::NodeQuery q{0};
-      auto r = c.call<cluster::NodeStatus>(target, MsgType::node_query, q, timeout);
-      if (!r.reply) {
-        t.failed(target, r.fail, r.detail);
-        return ask_next(t, next_asked(target));
-      }
-      print_node_status(*r.reply, a.json);
-      return finish();
-    }
-    cluster::StatusQuery q{0, a.job};
+    cluster::StatusQuery q{0, a.job, with_plan};
     auto r = c.call<cluster::StatusReply>(target, MsgType::status_query, q, timeout);
     if (r.reply && r.reply->found) {
-      // A replica's copy can lag the job's leader: show the leader's own view when it answers.
-      cluster::JobView view = r.reply->job;
-      const NodeId leader = view.leader;
+      // A replica's copy can lag the job's leader: take the leader's own view when it answers.
+      out = r.reply->job;
+      const NodeId leader = out.leader;
       if (leader != 0 && leader != target && !t.down(leader)) {
-        cluster::StatusQuery lq{0, a.job};
+        cluster::StatusQuery lq{0, a.job, with_plan};
         auto lr = c.call<cluster::StatusReply>(leader, MsgType::status_query, lq, timeout);
-        if (lr.reply && lr.reply->found) view = lr.reply->job;
+        if (lr.reply && lr.reply->found) out = lr.reply->job;
       }
-      if (a.json)
-        std::printf("%s\n", job_json(view).c_str());
-      else
-        print_job(view);
       return finish();
     }
     if (r.reply) {
@@ -826,6 +791,74 @@ int cmd_status(const ClientArgs& a) {
     return finish();
   });
   return done ? rc : unreachable(name, "no manager answered", t, a);
+}
+
+// `status` shows a job's view, or without JOB the node status of the first manager that answers.
+int cmd_status(const ClientArgs& a) {
+  const char* name = "hyperscale status";
+  Client c(name);
+  if (int rc = c.start(a); rc != kExitOk) return rc;
+  Targets t(c.managers());
+  if (!a.job.empty()) {
+    cluster::JobView view;
+    if (int rc = lookup_job(c, t, a, name, false, view); rc != kExitOk) return rc;
+    if (a.json)
+      std::printf("%s\n", job_json(view).c_str());
+    else
+      print_job(view);
+    return kExitOk;
+  }
+  const bool done = retry_managers(c, t, a, [&](NodeId target, Duration timeout) {
+    cluster::NodeQuery q{0};
+    auto r = c.call<cluster::NodeStatus>(target, MsgType::node_query, q, timeout);
+    if (!r.reply) {
+      t.failed(target, r.fail, r.detail);
+      return ask_next(t, t.next(target));
+    }
+    print_node_status(*r.reply, a.json);
+    return finish();
+  });
+  return done ? kExitOk : unreachable(name, "no manager answered", t, a);
+}
+
+// `results` writes a finished job's results.json / results.csv as `run` does, from the job's final
+// merged statistics and its plan (fetched from the managers), and exits as `run` would.
+int cmd_results(const ClientArgs& a) {
+  const char* name = "hyperscale results";
+  Client c(name);
+  if (int rc = c.start(a); rc != kExitOk) return rc;
+  Targets t(c.managers());
+  cluster::JobView view;
+  if (int rc = lookup_job(c, t, a, name, true, view); rc != kExitOk) return rc;
+  if (!job_done(view.state)) {
+    std::fprintf(stderr,
+                 "%s: job %s is still running (state %s): nothing written; wait for it to end "
+                 "(hyperscale status %s) and run this again (exit %d)\n",
+                 name, a.job.c_str(), cluster::name(view.state), a.job.c_str(), kExitNotFinished);
+    return kExitNotFinished;
+  }
+  auto plan = job_plan(view);
+  if (!plan.ok()) {
+    std::fprintf(stderr, "%s: %s: nothing written\n", name, plan.status().message().c_str());
+    return kExitInternal;
+  }
+  auto stats = job_run_stats(*plan, view);
+  if (!stats.ok()) {
+    std::fprintf(stderr, "%s: job %s: %s: nothing written\n", name, a.job.c_str(), stats.status().message().c_str());
+    return kExitInternal;
+  }
+  const int code = job_exit_code(view, *stats);
+  std::fputs(load::summary_text(*plan, *stats, code).c_str(), stdout);
+  const std::string dir = !a.out.empty() ? a.out : (!plan->out_dir.empty() ? plan->out_dir : "hs-results");
+  auto written = load::write_results(*plan, *stats, code, dir);
+  if (!written.ok()) {
+    std::fprintf(stderr, "%s: writing results: %s\n", name, written.status().to_string().c_str());
+    return kExitInternal;
+  }
+  std::string files;
+  for (const auto& f : *written) files += (files.empty() ? "" : ", ") + f;
+  std::printf("\nresults: %s\n", files.c_str());
+  return code;
 }
 
 int cmd_cancel(const ClientArgs& a) {
@@ -896,6 +929,18 @@ void register_client(CLI::App& app, Command& cmd) {
     sub->add_flag("--json", a->json, "Print JSON");
     sub->callback([&cmd, a]() {
       cmd.run = [a]() { return cmd_status(*a); };
+      cmd.default_log_level = log::Level::warn;
+    });
+  }
+  {
+    auto a = std::make_shared<ClientArgs>();
+    auto* sub = app.add_subcommand(
+        "results", "Write a finished job's results.json / results.csv (as `run` does) and exit as `run` would");
+    common_opts(sub, *a);
+    sub->add_option("job", a->job, "Job id")->required();
+    sub->add_option("--out", a->out, "Directory for the results (default: the plan's [output] dir, else hs-results)");
+    sub->callback([&cmd, a]() {
+      cmd.run = [a]() { return cmd_results(*a); };
       cmd.default_log_level = log::Level::warn;
     });
   }

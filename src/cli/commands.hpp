@@ -18,6 +18,7 @@ enum ExitCode : int {
   kExitThresholds = 3,
   kExitAborted = 4,
   kExitInfrastructure = 5,
+  kExitNotFinished = 6,  // `hyperscale results`: the job has not ended yet (nothing written)
 };
 
 struct Command {
@@ -32,7 +33,7 @@ void register_wal(CLI::App& app, Command& cmd);
 // run, validate, new, ping, target (src/cli/load.cpp)
 void register_load(CLI::App& app, Command& cmd);
 void register_swim_agent(CLI::App& app, Command& cmd);
-// manager, worker (src/cli/daemons.cpp); submit, status, cancel (src/cli/client.cpp)
+// manager, worker (src/cli/daemons.cpp); submit, status, results, cancel (src/cli/client.cpp)
 void register_daemons(CLI::App& app, Command& cmd);
 void register_client(CLI::App& app, Command& cmd);
 

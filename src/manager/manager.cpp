@@ -557,6 +557,9 @@ void Manager::handle_status(NodeId from, const StatusQuery& m) {
   if (const LedgerJob* j = ledger_.job(m.job_id)) {
     r.found = true;
     r.job = view(m.job_id, *j);
+    if (m.with_plan)
+      for (std::size_t i = 0; i < r.job.workflows.size() && i < j->spec.workflows.size(); ++i)
+        r.job.workflows[i].plan = j->spec.workflows[i].plan;
   }
   reply(from, MsgType::status_reply, r);
 }

@@ -253,8 +253,9 @@ struct WorkflowView {
   std::vector<PartView> parts;    // empty until placed; stats above are a one-part workflow's only
   std::uint32_t shard_total = 0;  // global shards of the split (0: one whole part)
   std::uint64_t lost = 0;
+  std::vector<std::uint8_t> plan;  // the workflow file's text (JobSpec): only when StatusQuery.with_plan
   HS_FIELDS(name, state, completed, failed, attempts, cores, worker, token, error, stats, published, enqueued, parts,
-            shard_total, lost)
+            shard_total, lost, plan)
 };
 struct JobView {
   std::string job_id;
@@ -271,7 +272,8 @@ struct JobView {
 struct StatusQuery {
   std::uint64_t req = 0;
   std::string job_id;
-  HS_FIELDS(req, job_id)
+  bool with_plan = false;  // fill WorkflowView.plan (`hyperscale results`; status replies stay small otherwise)
+  HS_FIELDS(req, job_id, with_plan)
 };
 struct StatusReply {
   std::uint64_t req = 0;

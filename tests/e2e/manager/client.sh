@@ -5,7 +5,10 @@
 #     with one summary instead of a warning per retry;
 #   - a repeat submit answered by a follower names the leader (it leads every job), not the follower;
 #   - a wrong cluster secret is reported as rejected frames, not as a dead manager;
-#   - an unknown job's "not found" mentions retention.
+#   - an unknown job's "not found" mentions retention;
+#   - `results JOB --out DIR` writes run's files from the job's merged statistics and exits as run
+#     would (thresholds included, as `submit --wait` now does); an unknown job or a running one
+#     writes nothing (exit 2, exit 6).
 source "$(dirname "$0")/lib.sh" "$@" m1 m2 m3 w1
 
 elapsed_since() { python3 -c "import time; print(round(time.time() - $1, 2))"; }
@@ -41,6 +44,51 @@ grep -q "job order-1: completed" o2.txt || { cat o2.txt; fail "status output"; }
 "$HS" status --manager not-an-address order-1 --config m1.toml > o5.txt 2>&1; rc=$?
 [[ $rc == 2 ]] && grep -q -- "--manager not-an-address" o5.txt && ! grep -q HS_CLUSTER_MANAGERS o5.txt ||
   { cat o5.txt; fail "bad --manager: exit $rc"; }
+
+echo "== (7) results of a finished job: the files \`run\` writes, from the job's merged statistics"
+"$HS" results --manager "$MLIST" order-1 --config m1.toml --out res1 > q1.txt 2>&1; rc=$?
+[[ $rc == 0 ]] || { cat q1.txt; fail "results order-1: exit $rc"; }
+[[ -f res1/results.json ]] || { cat q1.txt; fail "results order-1: no res1/results.json"; }
+grep -q "results: .*res1/results.json" q1.txt || { cat q1.txt; fail "results order-1: files not named"; }
+S=$(job_json order-1) || fail "status order-1"
+python3 - "$S" res1/results.json <<'PY' || { cat q1.txt res1/results.json; fail "results.json of order-1 does not match the job"; }
+import json, sys
+job = json.loads(sys.argv[1]); res = json.load(open(sys.argv[2]))
+js = job["workflows"][0]["stats"]; w = res["workflows"][0]
+assert res["exit_code"] == 0 and not res["aborted"], res
+assert w["name"] == "w" and w["outcome"] == "completed", w
+assert js["requests"] == 50 and w["executed"] == js["requests"], (w["executed"], js)
+assert w["succeeded"] == js["requests_ok"] and w["failed"] == js["requests_failed"], (w, js)
+assert w["iterations"]["completed"] == js["completed"] == 50, (w["iterations"], js)
+series = sum(p["executed"] for st in w["steps"] for p in st["series"])
+assert series == w["executed"], ("series", series, w["executed"])
+print("results.json: requests", w["executed"], "= the job's; series sums to", series)
+PY
+echo "== (7) thresholds judged on the job's statistics: submit --wait and results exit 3 as run does"
+sed 's/^duration = "60s"$/duration = "60s"\n[workflow.thresholds]\nrps = "< 1"/' job.toml > slow.toml
+grep -q 'rps = "< 1"' slow.toml || fail "slow.toml has no threshold"
+timeout 60 "$HS" submit --config m1.toml --manager "$M1" slow.toml --wait --job-id thr-1 > t1.txt 2>&1; rc=$?
+[[ $rc == 3 ]] || { cat t1.txt; fail "submit --wait of a job whose threshold fails: exit $rc, not 3"; }
+grep -q "job thr-1: completed" t1.txt && grep -q "1 threshold(s) failed (exit 3)" t1.txt || { cat t1.txt; fail "submit --wait: no job view and run's summary"; }
+"$HS" results --manager "$MLIST" thr-1 --config m1.toml --out res2 > t2.txt 2>&1; rc=$?
+[[ $rc == 3 ]] || { cat t2.txt; fail "results thr-1: exit $rc, not 3"; }
+[[ $(jget "$(cat res2/results.json)" 'j["exit_code"]') == 3 ]] || fail "results.json of thr-1: exit_code not 3"
+[[ $(jget "$(cat res2/results.json)" '[t["passed"] for t in j["thresholds"]]') == "[False]" ]] || fail "thr-1: threshold not failed"
+echo "== (7) results of an unknown job: not found, nothing written"
+"$HS" results --manager "$MLIST" --config m1.toml no-such-job --out res3 > q3.txt 2>&1; rc=$?
+[[ $rc == 2 ]] && grep -q "job no-such-job not found" q3.txt || { cat q3.txt; fail "results of an unknown job: exit $rc"; }
+[[ ! -e res3 ]] || fail "results of an unknown job wrote res3"
+echo "== (7) results of a running job: exit 6, nothing written; once cancelled: exit 4"
+sed '/^iterations = 50$/d; s/^vus = 2$/vus = 1/' job.toml > long.toml
+timeout 60 "$HS" submit --config m1.toml --manager "$M1" long.toml --job-id long-1 > l1.txt 2>&1 || { cat l1.txt; fail "submit long-1"; }
+"$HS" results --manager "$MLIST" long-1 --config m1.toml --out res4 > q4.txt 2>&1; rc=$?
+[[ $rc == 6 ]] && grep -q "job long-1 is still running" q4.txt || { cat q4.txt; fail "results of a running job: exit $rc"; }
+[[ ! -e res4 ]] || fail "results of a running job wrote res4"
+"$HS" cancel --manager "$MLIST" --config m1.toml long-1 > l2.txt 2>&1 || { cat l2.txt; fail "cancel long-1"; }
+wait_job long-1 'j["state"] == "cancelled"' > /dev/null || fail "long-1 never cancelled"
+"$HS" results --manager "$MLIST" long-1 --config m1.toml --out res4 > q5.txt 2>&1; rc=$?
+[[ $rc == 4 ]] || { cat q5.txt; fail "results of a cancelled job: exit $rc, not 4"; }
+[[ $(jget "$(cat res4/results.json)" 'j["aborted"]') == True ]] || fail "results.json of long-1: not aborted"
 
 echo "== (5) a refused manager is left at once"
 DEAD=$(free_port)

@@ -603,3 +603,53 @@ TEST_CASE("Codec: over-limit lengths and counts are refused; the limits themselv
           })) == "varint too long");
   }
 }
+
+// `hyperscale results` (issue 11): StatusQuery.with_plan and WorkflowView.plan, appended last.
+namespace {
+struct StatusQueryPrev {
+  std::uint64_t req = 0;
+  std::string job_id;
+  HS_FIELDS(req, job_id)
+};
+}  // namespace
+
+TEST_CASE("Codec: StatusQuery.with_plan and WorkflowView.plan round-trip; an older query asks for no plan",
+          "[cluster][codec]") {
+  StatusQuery q{7, "job-1", true};
+  const Bytes qb = encode(MsgType::status_query, q);
+  StatusQuery qd;
+  const char* why = "";
+  REQUIRE(decode(std::span(qb).subspan(1), qd, &why));
+  CHECK(qd.with_plan);
+  CHECK(qd.job_id == "job-1");
+  // An older client's query (no with_plan): the default, no plan in the reply.
+  StatusQueryPrev prev{9, "job-2"};
+  StatusQuery old;
+  REQUIRE(decode(body_of(prev), old, &why));
+  CHECK(old.req == 9);
+  CHECK(old.job_id == "job-2");
+  CHECK_FALSE(old.with_plan);
+
+  StatusReply r;
+  r.req = 3;
+  r.found = true;
+  WorkflowView w;
+  w.name = "w";
+  const std::string text = "version = 1\n";
+  w.plan.assign(text.begin(), text.end());
+  r.job.workflows = {w, w};
+  const Bytes rb = encode(MsgType::status_reply, r);
+  StatusReply rd;
+  REQUIRE(decode(std::span(rb).subspan(1), rd, &why));
+  REQUIRE(rd.job.workflows.size() == 2);
+  CHECK(std::string(rd.job.workflows[1].plan.begin(), rd.job.workflows[1].plan.end()) == text);
+  // The plan is the view's last field: a reply of the previous version (every field but it) decodes
+  // with no plan.
+  VersionedEnc older;
+  older.keep = field_count(w) - 1;
+  older(w);
+  WorkflowView wd;
+  REQUIRE(decode(older.w.out(), wd, &why));
+  CHECK(wd.name == "w");
+  CHECK(wd.plan.empty());
+}
