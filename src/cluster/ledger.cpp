@@ -358,11 +358,7 @@ void sum_parts(LedgerWorkflow& w) {
     if (p.state == WfState::failed && failed == nullptr) failed = &p;
     others |= !terminal(p.state);
   }
-  if (failed != nullptr && others && !w.stop_requested) {
-    w.stop_requested = true;
-    w.error =
-        w.parts.size() > 1 ? fmt::format("part {} failed: {}", failed - w.parts.data(), failed->error) : failed->error;
-  }
+  if (failed != nullptr && others) w.stop_requested = true;  // the error is set below
   bool all_done = true, any_failed = false, any_cancelled = false;
   w.worker = w.parts.size() == 1 ? w.parts[0].worker : 0;
   w.token = w.attempts = w.cores = 0;
@@ -384,7 +380,6 @@ void sum_parts(LedgerWorkflow& w) {
         w.published.push_back(kv);
   }
   if (w.parts.size() == 1) {
-    w.stats = w.parts[0].stats;
     if (!w.parts[0].error.empty()) w.error = w.parts[0].error;
   } else if (failed != nullptr && w.error.empty()) {
     w.error = fmt::format("part {} failed: {}", failed - w.parts.data(), failed->error);
@@ -495,7 +490,8 @@ Status JobLedger::restore(std::span<const std::uint8_t> data) {
       p.failed = w.failed;
       p.error = w.error;
       p.excluded = w.excluded;
-      p.stats = w.stats;
+      p.stats = std::move(w.stats);  // held once, by the part
+      w.stats.clear();
       p.published = w.published;
     }
     if (!j.spec.idempotency_key.empty()) keys.emplace(j.spec.idempotency_key, j.spec.job_id);

@@ -12,6 +12,13 @@
 
 namespace hs::load {
 namespace {
+// One part's step of one window added to a merged step (the totals' WindowStep or a ring slot's).
+template <class Step>
+void add_step(Step& into, const WindowStep& w) {
+  into.total.merge(w.total);
+  into.measured.merge(w.measured);
+  into.latency.merge(w.latency);
+}
 
 using codec::Reader;
 using codec::Writer;
@@ -341,12 +348,7 @@ Result<WindowAdd> WindowMerger::add(const Window& w) {
   // 5. Accepted: the totals always, the window unless it is closed.
   if (w.part >= highest_token_.size()) highest_token_.resize(static_cast<std::size_t>(w.part) + 1, 0);
   highest_token_[w.part] = std::max(highest_token_[w.part], w.token);
-  for (std::size_t i = 0; i < w.steps.size(); ++i) {
-    WindowStep& t = totals_.steps[where[i]];
-    t.total.merge(w.steps[i].total);
-    t.measured.merge(w.steps[i].measured);
-    t.latency.merge(w.steps[i].latency);
-  }
+  for (std::size_t i = 0; i < w.steps.size(); ++i) add_step(totals_.steps[where[i]], w.steps[i]);
   totals_.iterations.merge(w.iterations);
 
   retain_through(w.index);
@@ -366,12 +368,7 @@ Result<WindowAdd> WindowMerger::add(const Window& w) {
     for (const auto& s : w.steps) counters_.late_executed += s.total.executed;
     return WindowAdd::late;
   }
-  for (std::size_t i = 0; i < w.steps.size(); ++i) {
-    SlotStep& s = slot.steps[where[i]];
-    s.total.merge(w.steps[i].total);
-    s.measured.merge(w.steps[i].measured);
-    s.latency.merge(w.steps[i].latency);
-  }
+  for (std::size_t i = 0; i < w.steps.size(); ++i) add_step(slot.steps[where[i]], w.steps[i]);
   slot.iterations.merge(w.iterations);
   counters_.merged++;
   return WindowAdd::merged;

@@ -728,7 +728,7 @@ JobView Manager::view(const std::string& id, const LedgerJob& j) const {
     wv.worker = w.worker;
     wv.token = w.token;
     wv.error = w.error;
-    wv.stats = w.stats;
+    if (w.parts.size() == 1) wv.stats = w.parts[0].stats;  // several parts: clients merge the parts
     wv.published = w.published;
     const Run* r0 = run(i, 0);
     wv.enqueued = !terminal(j.state) && r0 != nullptr &&

@@ -122,9 +122,9 @@ struct LedgerPart {
 };
 
 // The fields before `parts` are the workflow's aggregate over its parts (kept in that place for the
-// codec's evolution rules): worker and stats are those of a workflow of one part (0 and empty
-// otherwise: clients merge the parts' statistics), token the highest of its parts, attempts and
-// cores sums, published the union of the parts' values.
+// codec's evolution rules): worker is that of a workflow of one part (0 otherwise), token the
+// highest of its parts, attempts and cores sums, published the union of the parts' values. stats is
+// unused since parts: each part holds its own, once (views show a one-part workflow's part's).
 struct LedgerWorkflow {
   WfState state = WfState::pending;
   NodeId worker = 0;
@@ -134,13 +134,13 @@ struct LedgerWorkflow {
   std::uint64_t completed = 0, failed = 0;
   std::string error;
   bool stop_requested = false;
-  std::vector<NodeId> excluded;  // unused since parts (each part has its own)
-  std::vector<std::uint8_t> stats;
-  KeyValues published;            // "<workflow>.<key>" values for dependants
-  std::vector<LedgerPart> parts;  // empty until the workflow is placed
-  std::uint32_t shard_total = 0;  // global shards of the split (0: one whole part)
-  std::uint64_t lost = 0;         // sum of the parts' lost iterations
-  std::uint64_t start_at_ms = 0;  // wall-clock start every part shares (Unix ms; 0: each at once)
+  std::vector<NodeId> excluded;     // unused since parts (each part has its own)
+  std::vector<std::uint8_t> stats;  // unused since parts (see above)
+  KeyValues published;              // "<workflow>.<key>" values for dependants
+  std::vector<LedgerPart> parts;    // empty until the workflow is placed
+  std::uint32_t shard_total = 0;    // global shards of the split (0: one whole part)
+  std::uint64_t lost = 0;           // sum of the parts' lost iterations
+  std::uint64_t start_at_ms = 0;    // wall-clock start every part shares (Unix ms; 0: each at once)
   HS_FIELDS(state, worker, token, attempts, cores, completed, failed, error, stop_requested, excluded, stats, published,
             parts, shard_total, lost, start_at_ms)
 };
