@@ -38,12 +38,21 @@ struct ExecSpec {
   // start_at (in the past by now) already places them in their schedule.
   std::uint64_t skip_iterations = 0;
   std::uint32_t part = 0;  // which part of the workflow this is (logs and observers)
+  // Live windows (docs/windows.md): the part's fence token (carried in every window), the window
+  // length (0: no windows) and the wall-clock time (Unix ms) window 0 starts at, the same for every
+  // part of the workflow (start_at_unix_ms for a split workflow; the dispatch time for one part).
+  std::uint64_t token = 0;
+  std::uint32_t window_ms = 0;
+  std::uint64_t window_origin_unix_ms = 0;
 };
 
 struct ExecProgress {
   std::uint64_t completed = 0;  // cumulative since start
   std::uint64_t failed = 0;
   std::uint64_t started = 0;  // iterations begun, cumulative (completed + failed + in flight)
+  // Windows finished since the previous progress, oldest first, each one encoded load::Window (opaque
+  // to the roles). The executor reports the last ones in one more progress just before done.
+  std::vector<Bytes> windows;
 };
 
 enum class ExecOutcome : std::uint8_t { completed, failed, cancelled };
