@@ -88,6 +88,10 @@ struct Threshold {
   CmpOp op = CmpOp::lt;
   double value = 0;   // latency: nanoseconds; rates: fraction; counts and rps: plain
   std::string where;  // FILE:LINE:COL
+  // Long form `{ limit = "< 100ms", abort = true, after = "30s" }`: judged live on the merged
+  // statistics once `after` has passed, and a failure stops the run (cluster: the job fails naming it).
+  bool abort = false;
+  Duration after{0};
 };
 
 struct Step {
