@@ -173,6 +173,7 @@ void Worker::on_sync(std::uint64_t seq, bool failed) {
     auto e = execs_.find(ExecKey{p.ack.job_id, p.ack.workflow, p.ack.part});
     if (e == execs_.end() || e->second.ack_seq != seq) continue;
     e->second.ack_seq = 0;
+    send_windows(e->second);                     // windows made before its ack could go out
     if (e->second.done) send_result(e->second);  // it finished before its ack could go out
   }
 }
@@ -215,6 +216,24 @@ void Worker::tick() {
   for (auto it = execs_.begin(); it != execs_.end();) {
     Exec& e = it->second;
     check_exec(e, now);
+    if (e.ack_seq == 0 && !e.windows.empty() && (e.window_inflight_through == 0 || now >= e.window_resend_at))
+      send_windows(e);
+    if (e.result_acked) {
+      if (!e.windows.empty() && now - e.done_at < cfg_.result_keep + cfg_.window_keep) {
+        ++it;
+        continue;
+      }
+      if (!e.windows.empty()) {
+        stats_.windows_dropped += e.windows.size();
+        log::warn("worker", "windows_dropped",
+                  "job={} workflow={} part={} token={} windows={} (unacknowledged {} ms after the result's ack)",
+                  log::quoted(e.job_id), log::quoted(e.workflow), e.part, e.token, e.windows.size(),
+                  ms(cfg_.window_keep));
+      }
+      by_id_.erase(e.id);
+      it = execs_.erase(it);
+      continue;
+    }
     if (e.done && e.ack_seq == 0 && now >= e.resend_at) {
       if (expire_result(e, now)) {
         by_id_.erase(e.id);
@@ -311,6 +330,11 @@ void Worker::on_message(node::Context& ctx, NodeId from, std::span<const std::ui
       if (parse(body, a, stats_, from, "result_ack")) handle_result_ack(a);
       break;
     }
+    case MsgType::window_ack: {
+      WindowAck a;
+      if (parse(body, a, stats_, from, "window_ack")) handle_window_ack(a);
+      break;
+    }
     case MsgType::stop_exec: {
       StopExec s;
       if (parse(body, s, stats_, from, "stop_exec")) handle_stop(from, s);
@@ -345,8 +369,12 @@ void Worker::set_leader(NodeId leader) {
             leader_);
   leader_ = leader;
   stats_.leader_changes++;
-  for (auto& [k, e] : execs_)
-    if (e.done && e.ack_seq == 0) send_result(e);
+  for (auto& [k, e] : execs_) {
+    if (e.ack_seq != 0) continue;
+    e.window_inflight_through = 0;  // the new leader gets the queued windows at once
+    send_windows(e);
+    if (e.done && !e.result_acked) send_result(e);
+  }
 }
 
 void Worker::handle_heartbeat_ack(NodeId from, const HeartbeatAck& a) {
@@ -404,6 +432,10 @@ void Worker::handle_stop(NodeId from, const StopExec& s) {
 void Worker::handle_result_ack(const ResultAck& a) {
   auto it = execs_.find(ExecKey{a.job_id, a.workflow, a.part});
   if (it == execs_.end() || !it->second.done || it->second.ack_seq != 0 || it->second.token != a.token) return;
+  if (!it->second.windows.empty()) {  // kept until its windows are acknowledged too (bounded: window_keep)
+    it->second.result_acked = true;
+    return;
+  }
   by_id_.erase(it->second.id);
   execs_.erase(it);
 }
@@ -555,8 +587,11 @@ void Worker::start_exec(NodeId from, Dispatch& d, DispatchAck& ack) {
   ack.accepted = true;
   ack.available_cores = free_cores();
   acks_[seq].push_back(PendingAck{from, ack});
+  e.window_ms = d.window_ms;
+  e.window_origin_ms = d.window_origin_unix_ms;
   ExecSpec spec{d.job_id,      d.workflow,    std::move(d.plan),  d.cores,           d.vus, std::move(d.context),
-                d.shard_first, d.shard_total, d.start_at_unix_ms, d.skip_iterations, d.part};
+                d.shard_first, d.shard_total, d.start_at_unix_ms, d.skip_iterations, d.part,
+                d.token,       d.window_ms,   d.window_origin_unix_ms};
   const std::uint64_t id = e.id;
   Status st = exec_.start(id, spec);
   auto again = by_id_.find(id);
@@ -599,6 +634,57 @@ void Worker::on_exec_progress(std::uint64_t exec, const ExecProgress& p) {
   e.completed = std::max(e.completed, p.completed);
   e.failed = std::max(e.failed, p.failed);
   e.started = std::max({e.started, p.started, e.completed + e.failed});
+  for (const auto& w : p.windows) {
+    if (e.window_ms == 0) break;  // the dispatch asked for none
+    if (e.windows.size() >= cfg_.max_windows_queued) {
+      // The oldest window not in flight goes (the leader may already hold those in flight), counted
+      // and reported in every later batch.
+      auto victim = std::find_if(e.windows.begin(), e.windows.end(),
+                                 [&](const auto& q) { return q.first > e.window_inflight_through; });
+      if (victim == e.windows.end()) victim = e.windows.begin();
+      e.windows.erase(victim);
+      e.windows_dropped++;
+      stats_.windows_dropped++;
+      log::warn("worker", "window_dropped", "job={} workflow={} part={} token={} queued={} (the leader is slow)",
+                log::quoted(e.job_id), log::quoted(e.workflow), e.part, e.token, e.windows.size());
+    }
+    e.windows.emplace_back(e.window_next_seq++, w);
+    stats_.windows_queued++;
+  }
+  if (!e.windows.empty() && e.window_inflight_through == 0 && e.ack_seq == 0) send_windows(e);
+}
+
+// The queued windows from the front, up to the batch bounds, to the leader. Until they are
+// acknowledged (or window_retry passes) nothing more is sent, so windows queue and the next batch
+// carries them all.
+void Worker::send_windows(Exec& e) {
+  if (e.windows.empty()) return;
+  WindowBatch b{e.job_id, e.workflow, e.part, e.token, e.window_origin_ms, e.window_ms, e.windows.front().first, 0,
+                e.windows_dropped, {}};
+  std::size_t bytes = 0;
+  for (const auto& [seq, w] : e.windows) {
+    if (b.windows.size() >= cfg_.max_windows_per_batch) break;
+    if (!b.windows.empty() && bytes + w.size() > cfg_.max_window_batch_bytes) break;
+    bytes += w.size();
+    b.windows.push_back(w);
+    b.last_seq = seq;
+  }
+  e.window_inflight_through = b.last_seq;
+  e.window_resend_at = ctx_->now() + cfg_.window_retry;
+  stats_.window_batches++;
+  send_to_leader(MsgType::window_batch, b);
+}
+
+void Worker::handle_window_ack(const WindowAck& a) {
+  auto it = execs_.find(ExecKey{a.job_id, a.workflow, a.part});
+  if (it == execs_.end() || it->second.token != a.token) return;
+  Exec& e = it->second;
+  while (!e.windows.empty() && e.windows.front().first <= a.through_seq) {
+    e.windows.pop_front();
+    stats_.windows_acked++;
+  }
+  if (e.window_inflight_through <= a.through_seq) e.window_inflight_through = 0;
+  if (!e.windows.empty() && e.window_inflight_through == 0) send_windows(e);
 }
 
 void Worker::on_exec_done(std::uint64_t exec, ExecResult r) {
@@ -678,11 +764,18 @@ void Worker::on_member_dead(NodeId node) {
   }
 }
 
+std::size_t Worker::queued_windows() const {
+  std::size_t n = 0;
+  for (const auto& [k, e] : execs_) n += e.windows.size();
+  return n;
+}
+
 std::map<std::string, std::size_t> Worker::table_sizes() const {
   return {{"execs", execs_.size()},
           {"exec_ids", by_id_.size()},
           {"fence_marks", marks_.size()},
           {"pending_acks", acks_.size()},
+          {"queued_windows", queued_windows()},
           {"exec_log", log_.size()}};
 }
 

@@ -69,6 +69,10 @@ enum class MsgType : std::uint8_t {
   retired_transfer_ack,  // Raft leader leads every job, and a worker follows the leader of the
   retired_pull,          // highest term it has heard (HeartbeatAck.term)
   retired_pull_reply,
+  window_batch,  // 25: a part's live windows to the leader (docs/windows.md)
+  window_ack,
+  watch_query,  // a client asks the leader for a job's live windows
+  watch_reply,
   kCount
 };
 
@@ -389,8 +393,11 @@ struct Dispatch {
   // A part placed again after its worker was lost: iterations of its share an earlier attempt
   // accounted for (done or lost); this attempt runs the rest of an `iterations` budget.
   std::uint64_t skip_iterations = 0;
+  // Live windows: their length (0: none) and the wall-clock time window 0 starts at (docs/windows.md).
+  std::uint32_t window_ms = 0;
+  std::uint64_t window_origin_unix_ms = 0;
   HS_FIELDS(job_id, workflow, token, cores, vus, plan, context, term, shard_first, shard_total, start_at_unix_ms, part,
-            skip_iterations)
+            skip_iterations, window_ms, window_origin_unix_ms)
 };
 struct DispatchAck {
   std::string job_id;
@@ -448,6 +455,81 @@ struct StopAck {
   bool stopped = false;  // false: it was not running there (already finished or unknown)
   std::uint32_t part = 0;
   HS_FIELDS(job_id, workflow, token, stopped, part)
+};
+
+// ---- live windows (docs/windows.md) ----
+// A part's windows, oldest first, numbered by the worker (per execution: first_seq..last_seq, with
+// gaps where windows were dropped). The worker
+// sends the next batch when this one is acknowledged (or after its retry interval), so a slow leader
+// gets fewer, larger batches; windows that overflow the worker's queue are dropped, counted in
+// `dropped` (cumulative for the execution) and shown by the leader.
+struct WindowBatch {
+  std::string job_id;
+  std::string workflow;
+  std::uint32_t part = 0;
+  std::uint64_t token = 0;
+  std::uint64_t origin_unix_ms = 0;  // window 0 starts here (the same for every part of the workflow)
+  std::uint32_t window_ms = 0;
+  std::uint64_t first_seq = 0, last_seq = 0;
+  std::uint64_t dropped = 0;
+  std::vector<std::vector<std::uint8_t>> windows;  // each an encoded load::Window (opaque to the roles)
+  HS_FIELDS(job_id, workflow, part, token, origin_unix_ms, window_ms, first_seq, last_seq, dropped, windows)
+};
+struct WindowAck {
+  std::string job_id;
+  std::string workflow;
+  std::uint32_t part = 0;
+  std::uint64_t token = 0;
+  std::uint64_t through_seq = 0;  // every window up to this one was taken (merged, or refused and counted)
+  HS_FIELDS(job_id, workflow, part, token, through_seq)
+};
+
+struct WatchQuery {
+  std::uint64_t req = 0;
+  std::string job_id;
+  std::uint64_t from_index = 0;  // closed windows from this index on
+  std::uint32_t max_windows = 0;  // per workflow; 0: the leader's default (capped by it)
+  HS_FIELDS(req, job_id, from_index, max_windows)
+};
+// One part's own load in a window (the load generator's saturation).
+struct PartLoad {
+  std::uint32_t part = 0;
+  NodeId worker = 0;  // 0: not known (an attempt the leader no longer follows)
+  std::uint32_t cores = 0;
+  std::uint64_t token = 0;
+  std::uint64_t cpu_percent = 0;  // percent of one core: saturated at >= 90 x cores
+  std::uint64_t rss_bytes = 0;
+  bool late = false;
+  HS_FIELDS(part, worker, cores, token, cpu_percent, rss_bytes, late)
+};
+struct WatchWindow {
+  std::uint64_t index = 0;
+  std::vector<std::uint8_t> merged;  // encoded load::Window: every part merged (part 0, token 0)
+  std::vector<PartLoad> parts;
+  HS_FIELDS(index, merged, parts)
+};
+struct WatchWorkflow {
+  std::string name;
+  std::uint64_t origin_unix_ms = 0;
+  std::uint32_t window_ms = 0;
+  std::uint64_t now_index = 0;
+  std::vector<std::uint8_t> totals;  // encoded load::Window: everything merged so far
+  std::vector<WatchWindow> windows;  // closed, oldest first
+  bool more = false;                 // more closed windows after these: ask again from the next index
+  std::uint64_t merged = 0, duplicates = 0, late = 0, stale = 0, expired = 0, refused = 0, evicted = 0;
+  std::uint64_t dropped = 0;  // windows the parts dropped (their queue overflowed)
+  HS_FIELDS(name, origin_unix_ms, window_ms, now_index, totals, windows, more, merged, duplicates, late, stale,
+            expired, refused, evicted, dropped)
+};
+struct WatchReply {
+  std::uint64_t req = 0;
+  Err code = Err::none;  // not_leader: ask `leader`; not_found: no such job
+  std::string error;
+  NodeId leader = 0;
+  JobState state = JobState::submitted;
+  std::string job_error;
+  std::vector<WatchWorkflow> workflows;  // those with windows
+  HS_FIELDS(req, code, error, leader, state, job_error, workflows)
 };
 template <class T>
 std::vector<std::uint8_t> encode(MsgType t, T& msg) {

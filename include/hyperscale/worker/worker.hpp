@@ -44,6 +44,15 @@ struct WorkerConfig {
   std::size_t max_hw = 100'000;
   std::size_t max_log = 100'000;
   std::size_t max_results = 10'000;  // finished executions waiting for their result ack (oldest dropped)
+  // Live windows (docs/windows.md): an execution's windows wait here until the leader acknowledges
+  // them; while a batch is unacknowledged the next ones queue and go together (a slow leader gets
+  // fewer, larger batches). Over max_windows_queued the oldest is dropped (counted, and the count
+  // travels in every batch). A batch unacknowledged for window_retry is sent again.
+  std::size_t max_windows_queued = 600;  // > max_windows_per_batch
+  std::size_t max_windows_per_batch = 256;
+  std::size_t max_window_batch_bytes = 2u << 20;
+  Duration window_retry = std::chrono::seconds(1);
+  Duration window_keep = std::chrono::seconds(30);  // after the result's ack, windows still unacked are dropped
 };
 
 struct WorkerStats {
@@ -51,7 +60,8 @@ struct WorkerStats {
                 capacity_rejects = 0, started = 0, start_errors = 0, completed = 0, failed = 0, cancelled = 0,
                 force_stops = 0, orphaned = 0, leader_changes = 0, ignored_stop_lists = 0, results_sent = 0,
                 results_dropped = 0, decode_errors = 0, unknown_messages = 0, hw_evicted = 0, disk_errors = 0,
-                sync_failures = 0;
+                sync_failures = 0, windows_queued = 0, window_batches = 0, windows_acked = 0,
+                windows_dropped = 0;
 };
 
 // The execution log of scenarios.md §2.4 (bounded).
@@ -102,6 +112,7 @@ class Worker final : public node::Node {
   std::vector<cluster::ExecReport> live() const;      // executions holding cores
   const std::deque<ExecEvent>& log() const noexcept { return log_; }
   std::map<std::string, std::size_t> table_sizes() const;
+  std::size_t queued_windows() const;  // windows of every execution waiting for the leader's ack
 
  private:
   struct Exec {
@@ -121,6 +132,16 @@ class Worker final : public node::Node {
     cluster::ResultMsg result;
     NodeId result_to = 0;  // where the result was last sent (0: every manager)
     Instant resend_at{0};
+    bool result_acked = false;  // kept only for windows still unacknowledged
+    // Live windows: queued with their sequence numbers (ascending), the last sequence number of the
+    // batch in flight (0: none) and when it is sent again.
+    std::uint32_t window_ms = 0;
+    std::uint64_t window_origin_ms = 0;
+    std::deque<std::pair<std::uint64_t, std::vector<std::uint8_t>>> windows;
+    std::uint64_t window_next_seq = 1;
+    std::uint64_t window_inflight_through = 0;
+    Instant window_resend_at{0};
+    std::uint64_t windows_dropped = 0;
   };
   using Key = ExecKey;
   struct Mark {
@@ -143,6 +164,8 @@ class Worker final : public node::Node {
   void handle_heartbeat_ack(NodeId from, const cluster::HeartbeatAck& a);
   void handle_stop(NodeId from, const cluster::StopExec& s);
   void handle_result_ack(const cluster::ResultAck& a);
+  void handle_window_ack(const cluster::WindowAck& a);
+  void send_windows(Exec& e);
   void handle_dispatch(NodeId from, cluster::Dispatch& d);
   bool refuse_deposed(NodeId from, const cluster::Dispatch& d, cluster::DispatchAck& ack);
   bool refuse_duplicate(NodeId from, const cluster::Dispatch& d, cluster::DispatchAck& ack);

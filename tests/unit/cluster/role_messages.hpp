@@ -25,7 +25,11 @@
   X(result, ResultMsg) \
   X(result_ack, ResultAck) \
   X(stop_exec, StopExec) \
-  X(stop_ack, StopAck)
+  X(stop_ack, StopAck) \
+  X(window_batch, WindowBatch) \
+  X(window_ack, WindowAck) \
+  X(watch_query, WatchQuery) \
+  X(watch_reply, WatchReply)
 // clang-format on
 
 namespace hs::cluster::testing {
