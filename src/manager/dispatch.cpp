@@ -73,6 +73,20 @@ void Manager::send_dispatch(const std::string& id, Slot s) {
   d.shard_total = w.shard_total;
   d.start_at_unix_ms = w.start_at_ms;
   d.skip_iterations = p.skip;
+  d.window_ms = static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.window).count());
+  if (d.window_ms > 0) {
+    // One origin for every part and attempt of a split workflow (its shared start); a one-part
+    // workflow's attempt starts its windows when first sent (a re-placed one runs from its start).
+    Run* r = run_of(id, s);
+    if (w.start_at_ms != 0) {
+      d.window_origin_unix_ms = w.start_at_ms;
+    } else if (r != nullptr) {
+      if (r->window_origin_ms == 0) r->window_origin_ms = ctx_->wall_ms();
+      d.window_origin_unix_ms = r->window_origin_ms;
+    } else {
+      d.window_origin_unix_ms = ctx_->wall_ms();
+    }
+  }
   for (const auto& dep : spec.deps)
     if (auto k = wf_index(*j, dep))
       d.context.insert(d.context.end(), j->workflows[*k].published.begin(), j->workflows[*k].published.end());

@@ -27,8 +27,9 @@ bool valid_id(const std::string& s, std::size_t max) {
 
 bool live(WfState s) { return s == WfState::dispatched || s == WfState::running; }
 
-// Timer tags of the concerns (Manager::Concern: 1..4).
-constexpr std::array<const char*, 5> kConcernNames{"none", "schedule", "liveness", "deadlines", "retention"};
+// Timer tags of the concerns (Manager::Concern: 1..5).
+constexpr std::array<const char*, 6> kConcernNames{"none",      "schedule",  "liveness",
+                                                   "deadlines", "retention", "windows"};
 const char* concern_name(std::uint64_t c) { return c < kConcernNames.size() ? kConcernNames[c] : "unknown"; }
 
 // The dependency graph has no cycle (Kahn's algorithm).
@@ -121,6 +122,9 @@ void Manager::run_concern(Concern c) {
         break;
       case kRetention:
         retention_pass();
+        break;
+      case kWindows:
+        windows_pass();
         break;
       default:
         break;
@@ -324,6 +328,8 @@ void Manager::dispatch_message(NodeId from, MsgType type, std::span<const std::u
     HS_ON(progress, Progress, handle_progress(from, m))
     HS_ON(result, ResultMsg, handle_result(from, m))
     HS_ON(stop_ack, StopAck, handle_stop_ack(from, m))
+    HS_ON(window_batch, WindowBatch, handle_window_batch(from, m))
+    HS_ON(watch_query, WatchQuery, handle_watch(from, m))
     case MsgType::node_query: {
       NodeQuery m;
       if (!parse(body, m, stats_, from, "node_query")) return;
@@ -795,7 +801,8 @@ std::map<std::string, std::size_t> Manager::table_sizes() const {
           {"rejections", rejections_.size()},
           {"rejection_expiry", rejection_expiry_.size()},
           {"workers", workers_.size()},
-          {"attempt_log", attempts_.size()}};
+          {"attempt_log", attempts_.size()},
+          {"window_mergers", window_mergers()}};
 }
 
 }  // namespace hs::manager

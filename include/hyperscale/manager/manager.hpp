@@ -27,6 +27,7 @@
 #include "hyperscale/cluster/ledger.hpp"
 #include "hyperscale/cluster/messages.hpp"
 #include "hyperscale/cluster/raft.hpp"
+#include "hyperscale/manager/windows.hpp"
 #include "hyperscale/node/node.hpp"
 
 namespace hs::manager {
@@ -65,6 +66,15 @@ struct ManagerConfig {
   Duration circuit_window = std::chrono::seconds(30);
   Duration circuit_half_open = std::chrono::seconds(10);
   std::uint32_t retry_after_ms = 1000;  // suggested to throttled clients
+  // Live windows (docs/windows.md): their length, announced in every dispatch (0: parts send none);
+  // the host's merger factory (empty: batches are acknowledged and counted as unused, nothing is
+  // merged); at most max_window_workflows workflows keep windows at once (over it the windows of the
+  // longest-ended job go first; with none ended, a new workflow gets none, counted).
+  Duration window = std::chrono::seconds(1);
+  WindowsFactory windows;
+  std::size_t max_window_workflows = 1024;
+  std::uint32_t max_watch_windows = 120;       // closed windows per workflow in one watch reply
+  std::size_t max_watch_bytes = 1u << 20;      // one watch reply's windows (more: `more` is set)
 };
 
 // Counters (also exported as metrics by hosts).
@@ -74,7 +84,9 @@ struct ManagerStats {
                 redispatches = 0, results = 0, stale_results = 0, duplicate_results = 0, takeovers = 0, cancels = 0,
                 timeouts = 0, stuck = 0, cleaned = 0, decode_errors = 0, unknown_messages = 0, fence_rejects = 0,
                 budget_exhausted = 0, circuit_opened = 0, proposals = 0, proposals_failed = 0, rejections_evicted = 0,
-                silent_workers = 0, stops_sent = 0, stops_unconfirmed = 0, checkpoints = 0, timer_errors = 0;
+                silent_workers = 0, stops_sent = 0, stops_unconfirmed = 0, checkpoints = 0, timer_errors = 0,
+                window_batches = 0, windows = 0, windows_refused = 0, windows_unused = 0, window_mergers_evicted = 0,
+                window_mergers_refused = 0, window_factory_errors = 0, threshold_aborts = 0, watches = 0;
 };
 
 // One dispatch attempt, for observers (the attempt log of scenarios.md §2.4).
@@ -116,6 +128,10 @@ class Manager final : public node::Node {
   // Every dispatch this manager made (bounded ring of the last 10 000).
   const std::deque<Attempt>& attempts() const noexcept { return attempts_; }
   bool leads(const std::string& job_id) const;
+  // The live windows of a job as a watch reply would carry them (in-process observers: the local
+  // cluster of `hyperscale run`). None unless this manager is the leader and knows the job.
+  std::optional<cluster::WatchReply> watch(const std::string& job_id, std::uint64_t from_index,
+                                           std::uint32_t max_windows) const;
 
  private:
   struct Slot {  // one part of one workflow of a job (part 0 also stands for a workflow not yet placed)
@@ -135,9 +151,21 @@ class Manager final : public node::Node {
     Instant stop_deadline{0};
     bool proposing = false;  // an entry about this part (or the workflow's split) is in flight
     std::vector<std::pair<NodeId, std::uint32_t>> reserved;  // placement in flight: cores held per worker
+    std::uint64_t window_origin_ms = 0;  // a one-part attempt's window origin, fixed when first sent
+  };
+  struct WfWindows {  // one workflow's live windows (leader soft state)
+    std::unique_ptr<WorkflowWindows> merger;
+    std::uint64_t origin_ms = 0;
+    std::uint32_t window_ms = 0;
+    std::uint64_t origin_token = 0;  // the token of the attempt whose batch set the origin
+    // Per part: (token, windows its worker dropped for that attempt); earlier attempts' sum.
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> dropped;
+    std::uint64_t dropped_before = 0;
+    bool factory_failed = false;        // logged once; the workflow has no windows
   };
   struct Live {                          // one job, leader side
     std::vector<std::vector<Run>> runs;  // per workflow, per part (one before the workflow is placed)
+    std::vector<WfWindows> windows;      // per workflow, sized on the first batch
     Instant started{0};
     std::uint64_t base_elapsed_ms = 0;
     Instant terminal_at{-1};
@@ -169,7 +197,7 @@ class Manager final : public node::Node {
     std::string key;
     std::vector<std::pair<NodeId, std::uint64_t>> clients;
   };
-  enum Concern : std::uint64_t { kSchedule = 1, kLiveness, kDeadlines, kRetention, kConcerns };
+  enum Concern : std::uint64_t { kSchedule = 1, kLiveness, kDeadlines, kRetention, kWindows, kConcerns };
 
   // messages
   void dispatch_message(NodeId from, cluster::MsgType type, std::span<const std::uint8_t> body);
@@ -185,6 +213,16 @@ class Manager final : public node::Node {
   void handle_progress(NodeId from, const cluster::Progress& m);
   void handle_result(NodeId from, cluster::ResultMsg& m);
   void handle_stop_ack(NodeId from, const cluster::StopAck& m);
+  // live windows (windows.cpp)
+  void handle_window_batch(NodeId from, cluster::WindowBatch& m);
+  void handle_watch(NodeId from, const cluster::WatchQuery& m);
+  WfWindows* windows_for(const std::string& id, Live& l, std::size_t wf, const cluster::WindowBatch& b);
+  bool make_room_for_windows(const std::string& id);
+  std::size_t window_mergers() const;
+  void windows_pass();
+  std::uint64_t window_index(const WfWindows& w) const;
+  cluster::WatchReply watch_reply(const std::string& id, const cluster::LedgerJob& j, const Live* l,
+                                  std::uint64_t from_index, std::uint32_t max_windows) const;
 
   // leadership and the ledger
   void on_raft_change();
