@@ -4,6 +4,7 @@
 #include <charconv>
 #include <string_view>
 
+#include "hyperscale/load/window.hpp"
 #include "hyperscale/worker/worker.hpp"
 
 namespace hs::worker {
@@ -52,7 +53,13 @@ Status SimExecutor::start(std::uint64_t exec, const ExecSpec& spec) {
       fail_part = static_cast<std::int64_t>(number(v));
     else if (k == "fail")
       r.fail = std::string(v.empty() ? "application error" : v);
-    else if (k == "hang")
+    else if (k == "lat")
+      r.lat_us = number(v);
+    else if (k == "slow") {
+      const std::size_t colon = v.find(':');
+      r.slow_after_ms = number(v.substr(0, colon));
+      r.slow_us = colon == std::string_view::npos ? 0 : number(v.substr(colon + 1));
+    } else if (k == "hang")
       r.hang = true;
     else if (k == "crash")
       r.crash = true;
@@ -82,6 +89,11 @@ Status SimExecutor::start(std::uint64_t exec, const ExecSpec& spec) {
   r.key = {spec.job_id, spec.workflow, spec.part};
   if (fail_part >= 0 && fail_part != static_cast<std::int64_t>(spec.part)) r.fail.clear();
   r.start = ctx_->now();
+  r.workflow = spec.workflow;
+  r.part = spec.part;
+  r.token = spec.token;
+  r.window_ms = spec.window_ms;
+  r.origin_ms = spec.window_origin_unix_ms;
   runs_[exec] = std::move(r);
   ctx_->set_timer(kStep, exec);
   return ok_status();
@@ -101,6 +113,11 @@ void SimExecutor::on_timer(node::Context& ctx, node::TimerId, std::uint64_t exec
   Run& r = it->second;
   const Duration elapsed = ctx.now() - r.start;
   if (r.cancelled) {
+    if (auto ws = take_windows(r, true); !ws.empty()) {
+      ExecProgress p{r.done, 0, std::min(r.total, r.done + r.vus), {}};
+      p.windows = std::move(ws);
+      worker_->on_exec_progress(exec, p);
+    }
     ExecResult res;
     res.outcome = ExecOutcome::cancelled;
     res.completed = r.done;
@@ -118,9 +135,19 @@ void SimExecutor::on_timer(node::Context& ctx, node::TimerId, std::uint64_t exec
     return;
   }
   if (frac < 1.0 || r.hang) {
-    if (!r.hang) worker_->on_exec_progress(exec, ExecProgress{r.done, 0, std::min(r.total, r.done + r.vus)});
+    if (!r.hang) {
+      ExecProgress p{r.done, 0, std::min(r.total, r.done + r.vus), {}};
+      p.windows = take_windows(r, false);
+      worker_->on_exec_progress(exec, p);
+    }
     ctx.set_timer(kStep, exec);
     return;
+  }
+  r.done = r.total;
+  if (auto ws = take_windows(r, true); !ws.empty()) {
+    ExecProgress p{r.done, 0, r.done, {}};
+    p.windows = std::move(ws);
+    worker_->on_exec_progress(exec, p);
   }
   ExecResult res;
   res.completed = r.total;
@@ -130,6 +157,62 @@ void SimExecutor::on_timer(node::Context& ctx, node::TimerId, std::uint64_t exec
   res.stats.assign({1, 2, 3});
   runs_.erase(it);
   worker_->on_exec_done(exec, std::move(res));
+}
+
+std::vector<Bytes> SimExecutor::take_windows(Run& r, bool last) {
+  std::vector<Bytes> out;
+  if (r.window_ms == 0) return out;
+  const std::uint64_t wall = ctx_->wall_ms();
+  const std::uint64_t index = wall < r.origin_ms ? 0 : (wall - r.origin_ms) / r.window_ms;
+  if (index > r.win_index) {  // the window being filled has ended: its actions were all reported in it
+    out.push_back(encode(r));
+    r.win_index = index;
+    r.win_requests = 0;
+    r.win_latencies_us.clear();
+    r.win_counts.clear();
+  }
+  const std::uint64_t fresh = r.done - std::min(r.done, r.reported);
+  r.reported = r.done;
+  if (fresh > 0) {
+    const bool slow = r.slow_after_ms > 0 && ctx_->now() - r.start >= std::chrono::milliseconds(r.slow_after_ms);
+    const std::uint64_t lat = slow ? r.slow_us : r.lat_us;
+    auto it = std::find(r.win_latencies_us.begin(), r.win_latencies_us.end(), lat);
+    if (it == r.win_latencies_us.end()) {
+      r.win_latencies_us.push_back(lat);
+      r.win_counts.push_back(fresh);
+    } else {
+      r.win_counts[static_cast<std::size_t>(it - r.win_latencies_us.begin())] += fresh;
+    }
+    r.win_requests += fresh;
+  }
+  if (last) {
+    out.push_back(encode(r));
+    r.win_requests = 0;
+    r.win_latencies_us.clear();
+    r.win_counts.clear();
+  }
+  windows_sent[r.key] += out.size();
+  return out;
+}
+
+Bytes SimExecutor::encode(const Run& r) {
+  load::Window w;
+  w.workflow = r.workflow;
+  w.part = r.part;
+  w.token = r.token;
+  w.index = r.win_index;
+  load::WindowStep st;
+  st.name = "op";
+  st.total.executed = st.total.ok = r.win_requests;
+  st.measured = st.total;
+  for (std::size_t i = 0; i < r.win_latencies_us.size(); ++i)
+    for (std::uint64_t k = 0; k < r.win_counts[i]; ++k) st.latency.record(r.win_latencies_us[i] * 1000);
+  w.steps.push_back(std::move(st));
+  w.iterations.started = w.iterations.completed = r.win_requests;
+  w.saturation.cpu_percent = 40;
+  w.saturation.rss_bytes = 64u << 20;
+  requests_in_windows[r.key] += r.win_requests;
+  return load::encode_window(w);
 }
 
 }  // namespace hs::worker

@@ -15,6 +15,12 @@
 //   crash         call on_crash halfway through (the test crashes the node: W-crash)
 //   bad           refuse to start (a plan the worker cannot run)
 //   publish=k:v,… context values published at the end
+//   lat=N         every action takes N µs (default 1000): the latency its live windows report
+//   slow=T:N      ... N µs once the run is T ms old (a target that degrades: abort thresholds)
+// Live windows (ExecSpec.window_ms > 0): every action is one request of step "op", attributed to the
+// window of the worker's wall clock (from ExecSpec.window_origin_unix_ms) in which it is reported;
+// each window goes out in the first progress after it ends, the last one in a progress just before
+// the result. windows_sent counts them per (job, workflow, part) and requests_in_windows their requests.
 // Progress is linear and reported every 100 ms; a cancel ends the run 20 ms later.
 #pragma once
 
@@ -49,6 +55,8 @@ class SimExecutor final : public Executor, public node::Node {
   std::size_t live() const noexcept { return runs_.size(); }
   // Iterations every execution completed, by (job, workflow, part), as it ended or last reported.
   std::map<std::tuple<std::string, std::string, std::uint32_t>, std::uint64_t> done_by_part;
+  std::map<std::tuple<std::string, std::string, std::uint32_t>, std::uint64_t> windows_sent;
+  std::map<std::tuple<std::string, std::string, std::uint32_t>, std::uint64_t> requests_in_windows;
 
  private:
   struct Run {
@@ -61,7 +69,23 @@ class SimExecutor final : public Executor, public node::Node {
     std::tuple<std::string, std::string, std::uint32_t> key;
     std::string fail;
     KeyValues publish;
+    // live windows
+    std::string workflow;
+    std::uint32_t part = 0;
+    std::uint64_t token = 0, origin_ms = 0;
+    std::uint32_t window_ms = 0;
+    std::uint64_t lat_us = 1000, slow_after_ms = 0, slow_us = 0;
+    std::uint64_t reported = 0;      // actions already put in a window
+    std::uint64_t win_index = 0;     // the window being filled
+    std::uint64_t win_requests = 0;  // its actions
+    std::uint64_t win_latency_sum_us = 0;
+    std::vector<std::uint64_t> win_latencies_us;  // distinct latencies (one or two) with counts below
+    std::vector<std::uint64_t> win_counts;
   };
+  // Adds the actions done since the last call to the current window; returns the windows finished
+  // (encoded), the current one too when `last`.
+  std::vector<Bytes> take_windows(Run& r, bool last);
+  Bytes encode(const Run& r);
   Worker* worker_ = nullptr;
   node::Context* ctx_ = nullptr;
   std::map<std::uint64_t, Run> runs_;
