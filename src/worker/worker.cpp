@@ -218,22 +218,6 @@ void Worker::tick() {
     check_exec(e, now);
     if (e.ack_seq == 0 && !e.windows.empty() && (e.window_inflight_through == 0 || now >= e.window_resend_at))
       send_windows(e);
-    if (e.result_acked) {
-      if (!e.windows.empty() && now - e.done_at < cfg_.result_keep + cfg_.window_keep) {
-        ++it;
-        continue;
-      }
-      if (!e.windows.empty()) {
-        stats_.windows_dropped += e.windows.size();
-        log::warn("worker", "windows_dropped",
-                  "job={} workflow={} part={} token={} windows={} (unacknowledged {} ms after the result's ack)",
-                  log::quoted(e.job_id), log::quoted(e.workflow), e.part, e.token, e.windows.size(),
-                  ms(cfg_.window_keep));
-      }
-      by_id_.erase(e.id);
-      it = execs_.erase(it);
-      continue;
-    }
     if (e.done && e.ack_seq == 0 && now >= e.resend_at) {
       if (expire_result(e, now)) {
         by_id_.erase(e.id);
@@ -373,7 +357,7 @@ void Worker::set_leader(NodeId leader) {
     if (e.ack_seq != 0) continue;
     e.window_inflight_through = 0;  // the new leader gets the queued windows at once
     send_windows(e);
-    if (e.done && !e.result_acked) send_result(e);
+    if (e.done) send_result(e);
   }
 }
 
@@ -432,10 +416,6 @@ void Worker::handle_stop(NodeId from, const StopExec& s) {
 void Worker::handle_result_ack(const ResultAck& a) {
   auto it = execs_.find(ExecKey{a.job_id, a.workflow, a.part});
   if (it == execs_.end() || !it->second.done || it->second.ack_seq != 0 || it->second.token != a.token) return;
-  if (!it->second.windows.empty()) {  // kept until its windows are acknowledged too (bounded: window_keep)
-    it->second.result_acked = true;
-    return;
-  }
   by_id_.erase(it->second.id);
   execs_.erase(it);
 }
@@ -685,6 +665,7 @@ void Worker::handle_window_ack(const WindowAck& a) {
   }
   if (e.window_inflight_through <= a.through_seq) e.window_inflight_through = 0;
   if (!e.windows.empty() && e.window_inflight_through == 0) send_windows(e);
+  if (e.windows.empty() && e.done && e.ack_seq == 0) send_result(e);  // it waited for its windows
 }
 
 void Worker::on_exec_done(std::uint64_t exec, ExecResult r) {
@@ -737,7 +718,28 @@ void Worker::bound_results(const Exec& keep) {
   execs_.erase(oldest);
 }
 
+// A part's windows go before its result: when the leader takes the result, it has every window of
+// the attempt (it then closes the workflow's windows). A result waits at most window_keep for them;
+// windows still unacknowledged then are dropped (counted) and the result goes.
+bool Worker::windows_before_result(Exec& e) {
+  if (e.windows.empty()) return false;
+  if (ctx_->now() - e.done_at < cfg_.window_keep) {
+    e.resend_at = ctx_->now() + cfg_.tick;
+    return true;
+  }
+  stats_.windows_dropped += e.windows.size();
+  e.windows_dropped += e.windows.size();
+  log::warn("worker", "windows_dropped",
+            "job={} workflow={} part={} token={} windows={} (unacknowledged {} ms after the execution ended; its "
+            "result goes without them)",
+            log::quoted(e.job_id), log::quoted(e.workflow), e.part, e.token, e.windows.size(), ms(cfg_.window_keep));
+  e.windows.clear();
+  e.window_inflight_through = 0;
+  return false;
+}
+
 void Worker::send_result(Exec& e) {
+  if (windows_before_result(e)) return;
   e.resend_at = ctx_->now() + cfg_.result_retry;
   e.result_to = leader_;
   stats_.results_sent++;
@@ -747,7 +749,7 @@ void Worker::send_result(Exec& e) {
 void Worker::on_member_dead(NodeId node) {
   if (ctx_ == nullptr || node == 0) return;
   for (auto& [k, e] : execs_) {
-    if (!e.done || e.ack_seq != 0 || e.result_to != node) continue;
+    if (!e.done || e.ack_seq != 0 || e.result_to != node || !e.windows.empty()) continue;
     log::info("worker", "result_redirected", "job={} workflow={} token={} dead={} leader={} term={}",
               log::quoted(e.job_id), log::quoted(e.workflow), e.token, node, leader_, leader_term_);
     if (leader_ != node) {

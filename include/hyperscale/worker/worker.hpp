@@ -52,7 +52,9 @@ struct WorkerConfig {
   std::size_t max_windows_per_batch = 256;
   std::size_t max_window_batch_bytes = 2u << 20;
   Duration window_retry = std::chrono::seconds(1);
-  Duration window_keep = std::chrono::seconds(30);  // after the result's ack, windows still unacked are dropped
+  // An execution's result waits for its windows' ack (so the leader has them all when it takes the
+  // result), at most this long after the execution ended; then they are dropped (counted).
+  Duration window_keep = std::chrono::seconds(10);
 };
 
 struct WorkerStats {
@@ -132,7 +134,6 @@ class Worker final : public node::Node {
     cluster::ResultMsg result;
     NodeId result_to = 0;  // where the result was last sent (0: every manager)
     Instant resend_at{0};
-    bool result_acked = false;  // kept only for windows still unacknowledged
     // Live windows: queued with their sequence numbers (ascending), the last sequence number of the
     // batch in flight (0: none) and when it is sent again.
     std::uint32_t window_ms = 0;
@@ -166,6 +167,7 @@ class Worker final : public node::Node {
   void handle_result_ack(const cluster::ResultAck& a);
   void handle_window_ack(const cluster::WindowAck& a);
   void send_windows(Exec& e);
+  bool windows_before_result(Exec& e);
   void handle_dispatch(NodeId from, cluster::Dispatch& d);
   bool refuse_deposed(NodeId from, const cluster::Dispatch& d, cluster::DispatchAck& ack);
   bool refuse_duplicate(NodeId from, const cluster::Dispatch& d, cluster::DispatchAck& ack);
