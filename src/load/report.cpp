@@ -37,6 +37,8 @@ Json reasons_json(const Counts& c) {
   return j;
 }
 
+}  // namespace
+
 std::string fmt_ms(std::uint64_t ns) {
   const double v = ms(ns);
   if (v >= 1000) return fmt::format("{:.2f}s", v / 1000);
@@ -51,7 +53,13 @@ std::string cond_value(const Threshold& t, double v) {
   return fmt::format("{:.0f}", v);
 }
 
-}  // namespace
+std::string top_reason(const Counts& c) {
+  if (!c.failed) return "";
+  int best = 0;
+  for (int i = 1; i < static_cast<int>(FailReason::kCount); ++i)
+    if (c.reasons[static_cast<std::size_t>(i)] > c.reasons[static_cast<std::size_t>(best)]) best = i;
+  return fmt::format(" ({})", reason_name(static_cast<FailReason>(best)));
+}
 
 int exit_code_for(const RunStats& s) {
   if (s.aborted) return 4;
@@ -224,17 +232,9 @@ std::string live_text(const LiveSnapshot& snap, bool tty) {
                       std::string(static_cast<std::size_t>(width - fill), '.'), to_seconds(w.elapsed), w.completed,
                       w.dropped, w.inflight);
       for (const auto& s : w.steps) {
-        std::string top;
-        if (s.total.failed) {
-          int best = 0;
-          for (int i = 1; i < static_cast<int>(FailReason::kCount); ++i)
-            if (s.total.reasons[static_cast<std::size_t>(i)] > s.total.reasons[static_cast<std::size_t>(best)])
-              best = i;
-          top = fmt::format(" ({})", reason_name(static_cast<FailReason>(best)));
-        }
         out += fmt::format("  {:<20} total {:>9} ok {:>9} err {:>7}{} rps {:>8.0f} p50 {:>8} p95 {:>8} p99 {:>8}\n",
-                           s.name, s.total.executed, s.total.ok, s.total.failed, top, s.rps, fmt_ms(s.p50),
-                           fmt_ms(s.p95), fmt_ms(s.p99));
+                           s.name, s.total.executed, s.total.ok, s.total.failed, top_reason(s.total), s.rps,
+                           fmt_ms(s.p50), fmt_ms(s.p95), fmt_ms(s.p99));
       }
     } else if (w.steps.empty()) {  // counts only (the cluster-hosted run reports iterations per workflow)
       out += fmt::format("[{:6.1f}s] {} {:.0f}% iterations={} dropped={}\n", to_seconds(snap.elapsed), w.name,
