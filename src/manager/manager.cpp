@@ -224,6 +224,9 @@ void Manager::reconcile(const std::string& id) {
   const bool all_done =
       std::all_of(j->workflows.begin(), j->workflows.end(), [](const LedgerWorkflow& w) { return terminal(w.state); });
   if (terminal(j->state) && all_done && l.terminal_at.count() < 0) l.terminal_at = ctx_->now();
+  // A workflow that ended has all its windows (each part's came before its result): close them.
+  for (std::size_t i = 0; i < l.windows.size() && i < j->workflows.size(); ++i)
+    if (l.windows[i].merger && terminal(j->workflows[i].state)) l.windows[i].merger->seal();
 }
 
 LedgerEntry Manager::entry(LedgerOp op, const std::string& job_id) const {

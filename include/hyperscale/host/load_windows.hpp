@@ -46,6 +46,8 @@ class LoadWindows final : public manager::WorkflowWindows {
   Status add(std::span<const std::uint8_t> window) override;
   void advance(std::uint64_t now_index) override;
   std::uint64_t now() const override { return merger_.now(); }
+  // Advances the merger past the newest window it took by its lateness.
+  void seal() override;
   // Retained windows with from <= index <= closed_through(), oldest first, at most `max`. `merged`
   // carries the workflow's name, part 0, token 0, the window's index, its steps (a step with nothing in
   // the window is left out), its merged iterations and as saturation the sums of its non-late parts'
@@ -70,7 +72,8 @@ class LoadWindows final : public manager::WorkflowWindows {
   load::WindowMerger merger_;
   std::vector<load::Threshold> thresholds_;
   double warmup_s_ = 0;
-  std::uint64_t undecoded_ = 0;  // windows refused before the merger saw them (they did not decode)
+  std::uint64_t undecoded_ = 0;
+  std::uint64_t newest_ = 0;  // the highest index of a window the merger took  // windows refused before the merger saw them (they did not decode)
 };
 
 // The factory the manager gets: parses the plan bytes (parse_plan_bytes, stem "workflow", the bound of

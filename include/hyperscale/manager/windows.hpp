@@ -53,6 +53,9 @@ class WorkflowWindows {
   // The leader's current window index (from the origin and its clock); never moves back.
   virtual void advance(std::uint64_t now_index) = 0;
   virtual std::uint64_t now() const = 0;
+  // No more windows will come (every part of the workflow has ended and its windows were taken
+  // before its result): closes every window held, whatever the clock says.
+  virtual void seal() = 0;
   // Closed windows with index >= from, oldest first, at most `max`.
   virtual std::vector<ClosedWindow> closed_since(std::uint64_t from, std::size_t max) const = 0;
   // Everything merged so far (closed, open and late windows) as one encoded window of index now().
