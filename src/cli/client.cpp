@@ -1,9 +1,9 @@
-// Client commands of a cluster: `hyperscale submit | status | results | cancel` (docs/daemons.md).
+// Client commands of a cluster: `hyperscale submit | status | watch | results | cancel` (docs/daemons.md).
 //
 // The client is a small node::Node run by a NetHost on a free loopback port (wire role Client) with
 // the cluster's secret, loaded like a daemon's (--config FILE and/or the HS_* environment: the
 // secret from wire.secret_file or the variable named by wire.secret_env). It speaks the role
-// protocol (cluster/messages.hpp) on channel kRole: Submit, StatusQuery, CancelJob, NodeQuery.
+// protocol (cluster/messages.hpp) on channel kRole: Submit, StatusQuery, WatchQuery, CancelJob, NodeQuery.
 //
 // Exit codes (`submit --wait` and `results` as `hyperscale run` for the job's merged statistics,
 // job_results.hpp): 0 ok (job completed, thresholds passed); 2 invalid input (bad workflow file,
@@ -42,6 +42,7 @@
 #include "cli/cluster_config.hpp"
 #include "cli/commands.hpp"
 #include "cli/job_results.hpp"
+#include "cli/job_windows.hpp"
 #include "hyperscale/base/log.hpp"
 #include "hyperscale/cluster/messages.hpp"
 #include "hyperscale/cluster/mux.hpp"
@@ -103,6 +104,9 @@ struct ClientNode final : node::Node {
         break;
       case MsgType::node_status:
         take(cluster::NodeStatus{});
+        break;
+      case MsgType::watch_reply:
+        take(cluster::WatchReply{});
         break;
       default:
         return;
@@ -594,13 +598,48 @@ std::optional<std::pair<Reply, NodeId>> ask_leader(Client& c, Targets& t, const 
   return out;
 }
 
+// Asks `target` (the leader, or a manager that names it) for the job's live windows from where `jw`
+// is, page after page while the leader has more. Returns the job's state from the last reply, or
+// nullopt when no reply came (the caller polls again later); `target` follows the leader.
+std::optional<cluster::JobState> fetch_windows(Client& c, const ClientArgs& a, const std::string& job,
+                                               NodeId& target, JobWindows& jw, std::string* job_error = nullptr) {
+  std::optional<cluster::JobState> state;
+  for (int page = 0; page < 50; ++page) {
+    cluster::WatchQuery q{0, job, jw.next_from(), 0};
+    auto r = c.call<cluster::WatchReply>(target, MsgType::watch_query, q, secs(std::min(a.request_timeout_s, 2.0)));
+    if (!r.reply) return state;
+    if (r.reply->code == cluster::Err::not_leader && r.reply->leader != 0 && r.reply->leader != target) {
+      target = r.reply->leader;
+      continue;
+    }
+    if (r.reply->code != cluster::Err::none) return state;
+    state = r.reply->state;
+    if (job_error) *job_error = r.reply->job_error;
+    if (Status st = jw.add(*r.reply); !st.ok())
+      std::fprintf(stderr, "hyperscale: job %s: live windows: %s\n", job.c_str(), st.message().c_str());
+    if (!jw.more()) break;
+  }
+  return state;
+}
+
+// Prints the live view when a new window has closed since the last print.
+void print_live(const JobWindows& jw, const load::Plan& plan, std::uint64_t& printed) {
+  if (jw.series().empty() || jw.newest() + 1 <= printed) return;
+  printed = jw.newest() + 1;
+  for (const auto& l : jw.lines(plan)) std::printf("%s\n", l.c_str());
+  std::fflush(stdout);
+}
+
 // Polls the job until it is terminal, following the job's leader and moving to another manager
 // when one does not answer. Returns the final view, or nullopt when no manager answered for
 // --deadline, or --wait-timeout passed.
 std::optional<cluster::JobView> wait_job(Client& c, Targets& t, const ClientArgs& a, const std::string& job,
-                                         NodeId first) {
+                                         NodeId first, const load::Plan* live_plan = nullptr) {
   NodeId target = first;
   auto last_answer = Clk::now();
+  JobWindows jw;
+  std::uint64_t printed = 0;
+  auto next_watch = Clk::now();
   const auto deadline = a.wait_timeout_s > 0 ? Clk::now() + secs(a.wait_timeout_s) : Clk::time_point::max();
   while (Clk::now() < deadline) {
     cluster::StatusQuery q{0, job};
@@ -611,6 +650,13 @@ std::optional<cluster::JobView> wait_job(Client& c, Targets& t, const ClientArgs
       if (job_done(r.reply->job.state)) return r.reply->job;
       const NodeId leader = r.reply->job.leader;
       if (leader != 0 && leader != target && !t.down(leader)) target = leader;
+      if (live_plan != nullptr && Clk::now() >= next_watch && leader != 0) {
+        // The live view once a second: the windows the leader merged since the last look.
+        next_watch = Clk::now() + std::chrono::seconds(1);
+        NodeId wt = leader;
+        fetch_windows(c, a, job, wt, jw);
+        print_live(jw, *live_plan, printed);
+      }
     } else {
       if (r.reply)
         t.answered(target);  // answered, but holds no copy of the job: ask another
@@ -694,7 +740,7 @@ int cmd_submit(const ClientArgs& a) {
   if (!a.json)
     std::printf("submitted job %s (leader %s); waiting\n", ack.job_id.c_str(), leader_text(ack.leader).c_str());
   std::fflush(stdout);
-  auto v = wait_job(c, t, a, ack.job_id, ack.leader != 0 ? ack.leader : got->second);
+  auto v = wait_job(c, t, a, ack.job_id, ack.leader != 0 ? ack.leader : got->second, a.json ? nullptr : &*plan);
   if (!v) return kExitInfrastructure;
   // Exit code and summary as `hyperscale run` gives them: the plan's thresholds judged on the job's
   // merged statistics.
@@ -821,6 +867,43 @@ int cmd_status(const ClientArgs& a) {
   return done ? kExitOk : unreachable(name, "no manager answered", t, a);
 }
 
+// Adds the job's per-window series (every closed window the leader keeps) to results.json ("windows")
+// and writes windows.csv next to it. Nothing to add (no leader answered, or the job has no windows:
+// its leader changed or it ended long ago) is said on stderr, not an error.
+Status write_windows(Client& c, const ClientArgs& a, const std::string& job, NodeId leader, const std::string& dir,
+                     std::vector<std::string>& paths) {
+  JobWindows jw;
+  NodeId target = leader != 0 ? leader : c.managers().front();
+  for (int round = 0; round < 200; ++round) {
+    if (!fetch_windows(c, a, job, target, jw) || !jw.more()) break;
+  }
+  if (jw.series().empty()) {
+    std::fprintf(stderr,
+                 "hyperscale results: job %s: no per-window series (its leader keeps none: it changed since, or "
+                 "the windows were evicted)\n",
+                 job.c_str());
+    return ok_status();
+  }
+  const std::string json_path = dir + "/results.json";
+  auto it = std::find(paths.begin(), paths.end(), json_path);
+  if (it != paths.end()) {
+    std::ifstream in(json_path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto merged = add_windows_json(ss.str(), jw.json());
+    if (!merged.ok()) return merged.status();
+    std::ofstream out(json_path, std::ios::trunc);
+    out << *merged;
+    if (!out) return make_error(Errc::io_error, fmt::format("{}: cannot write", json_path));
+  }
+  const std::string csv_path = dir + "/windows.csv";
+  std::ofstream csv(csv_path, std::ios::trunc);
+  csv << jw.csv();
+  if (!csv) return make_error(Errc::io_error, fmt::format("{}: cannot write", csv_path));
+  paths.push_back(csv_path);
+  return ok_status();
+}
+
 // `results` writes a finished job's results.json / results.csv as `run` does, from the job's final
 // merged statistics and its plan (fetched from the managers), and exits as `run` would.
 int cmd_results(const ClientArgs& a) {
@@ -855,9 +938,64 @@ int cmd_results(const ClientArgs& a) {
     std::fprintf(stderr, "%s: writing results: %s\n", name, written.status().to_string().c_str());
     return kExitInternal;
   }
+  std::vector<std::string> paths = *written;
+  if (auto w = write_windows(c, a, a.job, view.leader, dir, paths); !w.ok()) {
+    std::fprintf(stderr, "%s: writing the per-window series: %s\n", name, w.to_string().c_str());
+    return kExitInternal;
+  }
   std::string files;
-  for (const auto& f : *written) files += (files.empty() ? "" : ", ") + f;
+  for (const auto& f : paths) files += (files.empty() ? "" : ", ") + f;
   std::printf("\nresults: %s\n", files.c_str());
+  return code;
+}
+
+// `watch` shows a job's live view (the leader's merged windows) once a second until the job ends,
+// then its summary, and exits as `run` would (as `submit --wait`).
+int cmd_watch(const ClientArgs& a) {
+  const char* name = "hyperscale watch";
+  Client c(name);
+  if (int rc = c.start(a); rc != kExitOk) return rc;
+  Targets t(c.managers());
+  cluster::JobView view;
+  if (int rc = lookup_job(c, t, a, name, true, view); rc != kExitOk) return rc;
+  auto plan = job_plan(view);
+  if (!plan.ok()) {
+    std::fprintf(stderr, "%s: %s\n", name, plan.status().message().c_str());
+    return kExitInternal;
+  }
+  NodeId target = view.leader != 0 ? view.leader : c.managers().front();
+  JobWindows jw;
+  std::uint64_t printed = 0;
+  auto last_answer = Clk::now();
+  const auto deadline = a.wait_timeout_s > 0 ? Clk::now() + secs(a.wait_timeout_s) : Clk::time_point::max();
+  while (!job_done(view.state)) {
+    if (Clk::now() >= deadline) {
+      std::fprintf(stderr, "%s: --wait-timeout reached before job %s finished\n", name, a.job.c_str());
+      return kExitInfrastructure;
+    }
+    if (auto st = fetch_windows(c, a, a.job, target, jw)) {
+      last_answer = Clk::now();
+      print_live(jw, *plan, printed);
+      if (job_done(*st)) break;
+    } else {
+      if (Clk::now() - last_answer > secs(a.deadline_s))
+        return unreachable(name, "no leader answered about the job", t, a);
+      target = t.next(target);
+    }
+    c.sleep_for(std::chrono::seconds(1));
+  }
+  // The final view (statistics merged from the parts): the summary and exit code of `run`.
+  if (int rc = lookup_job(c, t, a, name, false, view); rc != kExitOk) return rc;
+  fetch_windows(c, a, a.job, target, jw);
+  print_live(jw, *plan, printed);
+  auto stats = job_run_stats(*plan, view);
+  if (!stats.ok()) {
+    std::fprintf(stderr, "%s: job %s: %s\n", name, a.job.c_str(), stats.status().message().c_str());
+    return kExitInternal;
+  }
+  const int code = job_exit_code(view, *stats);
+  print_job(view);
+  std::fputs(load::summary_text(*plan, *stats, code).c_str(), stdout);
   return code;
 }
 
@@ -941,6 +1079,19 @@ void register_client(CLI::App& app, Command& cmd) {
     sub->add_option("--out", a->out, "Directory for the results (default: the plan's [output] dir, else hs-results)");
     sub->callback([&cmd, a]() {
       cmd.run = [a]() { return cmd_results(*a); };
+      cmd.default_log_level = log::Level::warn;
+    });
+  }
+  {
+    auto a = std::make_shared<ClientArgs>();
+    auto* sub = app.add_subcommand(
+        "watch", "Show a job's live view (per-step rps, percentiles, errors, thresholds, parts) until it ends");
+    common_opts(sub, *a);
+    sub->add_option("job", a->job, "Job id")->required();
+    sub->add_option("--wait-timeout", a->wait_timeout_s, "Give up after this many seconds (0: never)")
+        ->check(CLI::Range(0.0, 1e7));
+    sub->callback([&cmd, a]() {
+      cmd.run = [a]() { return cmd_watch(*a); };
       cmd.default_log_level = log::Level::warn;
     });
   }

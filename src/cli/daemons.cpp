@@ -24,6 +24,7 @@
 #include "hyperscale/cluster/mux.hpp"
 #include "hyperscale/host/daemon.hpp"
 #include "hyperscale/host/load_executor.hpp"
+#include "hyperscale/host/load_windows.hpp"
 #include "hyperscale/manager/manager.hpp"
 #include "hyperscale/runtime/shard_set.hpp"
 #include "hyperscale/swim/swim.hpp"
@@ -77,6 +78,10 @@ host::ConfigSchema cluster_schema() {
   s.push_back(entry("manager.retention_ok", ValueType::duration_ms, "300s", "completed jobs are kept this long"));
   s.push_back(entry("manager.retention_failed", ValueType::duration_ms, "3600s",
                     "failed, cancelled and timed-out jobs are kept this long"));
+  auto window = entry("manager.window", ValueType::duration_ms, "1s",
+                      "length of the live windows every part sends the leader (docs/windows.md), 100ms..60s");
+  window.min = 100, window.max = 60'000;
+  s.push_back(std::move(window));
   auto cores = entry("worker.cores", ValueType::integer, "0", "cores (shards) offered by a worker; 0 = every CPU");
   cores.min = 0, cores.max = 1024;
   s.push_back(std::move(cores));
@@ -268,6 +273,12 @@ struct Daemon {
     mc.exec_timeout = cfg.duration("manager.exec_timeout");
     mc.retention_ok = cfg.duration("manager.retention_ok");
     mc.retention_failed = cfg.duration("manager.retention_failed");
+    mc.window = cfg.duration("manager.window");
+    // A window closes 3 windows after it ends (a part sends it within about a second): the live view
+    // lags by that much; later windows still count in the totals (as `late`).
+    load::WindowMergerConfig wc;
+    wc.lateness = 3;
+    mc.windows = host::load_windows_factory(wc);
     mgr = std::make_unique<manager::Manager>(mc, rc, [this](NodeId n) { return alive(n); });
     root.mux.add(cluster::kSwim, swim.get());
     root.mux.add(cluster::kRole, mgr.get());
@@ -388,7 +399,16 @@ struct Daemon {
                          {"stops_sent", s.stops_sent},
                          {"stops_unconfirmed", s.stops_unconfirmed},
                          {"checkpoints", s.checkpoints},
-                         {"timer_errors", s.timer_errors}},
+                         {"timer_errors", s.timer_errors},
+                         {"window_batches", s.window_batches},
+                         {"windows", s.windows},
+                         {"windows_refused", s.windows_refused},
+                         {"windows_unused", s.windows_unused},
+                         {"window_mergers_evicted", s.window_mergers_evicted},
+                         {"window_mergers_refused", s.window_mergers_refused},
+                         {"window_factory_errors", s.window_factory_errors},
+                         {"threshold_aborts", s.threshold_aborts},
+                         {"watches", s.watches}},
                         "event");
       o += prom_gauges("hs_manager_table_size", "entries in each manager table", mgr->table_sizes());
       const auto& rn = mgr->raft();
@@ -448,7 +468,11 @@ struct Daemon {
                          {"decode_errors", s.decode_errors},
                          {"unknown_messages", s.unknown_messages},
                          {"hw_evicted", s.hw_evicted},
-                         {"disk_errors", s.disk_errors}},
+                         {"disk_errors", s.disk_errors},
+                         {"windows_queued", s.windows_queued},
+                         {"window_batches", s.window_batches},
+                         {"windows_acked", s.windows_acked},
+                         {"windows_dropped", s.windows_dropped}},
                         "event");
       o += prom_gauges("hs_worker_table_size", "entries in each worker table", wrk->table_sizes());
       o += fmt::format(

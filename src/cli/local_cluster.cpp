@@ -18,6 +18,8 @@
 #include "hyperscale/cluster/messages.hpp"
 #include "hyperscale/cluster/mux.hpp"
 #include "hyperscale/host/load_executor.hpp"
+#include "hyperscale/host/load_windows.hpp"
+#include "cli/job_windows.hpp"
 #include "hyperscale/load/runner.hpp"
 #include "hyperscale/load/stats_codec.hpp"
 #include "hyperscale/manager/manager.hpp"
@@ -90,6 +92,7 @@ class Cluster {
   void watch();
   void finish(const cluster::JobView& v);
   void report_live(const cluster::JobView* v);
+  void live_steps(const std::string& workflow, load::LiveWorkflow& lw) const;
   void send_submit();
 
   Reactor& r_;
@@ -108,6 +111,7 @@ class Cluster {
   std::string abort_reason_;
   Instant run_start_{0}, abort_at_{0};
   std::vector<Instant> first_running_;
+  JobWindows windows_;  // the leader's merged windows: the live view's rps and percentiles
   std::optional<runtime::TaskId> watch_task_, live_task_;
   load::RunStats result_;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // deferred deliveries check it
@@ -149,6 +153,11 @@ manager::ManagerConfig manager_config() {
   c.managers = {kManagerId};
   c.tick = 5ms;  // dispatch happens in the tick: keep startup and dependency latency small
   c.max_plan_bytes = 4u << 20;
+  // A window closes 3 windows after it ends (a part sends it within about a second): the live view
+  // lags by that much; later windows still count in the totals (as `late`).
+  load::WindowMergerConfig wc;
+  wc.lateness = 3;
+  c.windows = host::load_windows_factory(wc);
   return c;
 }
 
@@ -405,8 +414,40 @@ void Cluster::finish(const cluster::JobView& v) {
   r_.request_node_stop(aborted_ ? "aborted" : "done");
 }
 
+// A workflow's steps in the live view: cumulative counts from the merged totals, rps and percentiles
+// from the last closed window (docs/windows.md).
+void Cluster::live_steps(const std::string& workflow, load::LiveWorkflow& lw) const {
+  auto it = windows_.series().find(workflow);
+  if (it == windows_.series().end()) return;
+  const auto& s = it->second;
+  const double len = s.window_ms > 0 ? static_cast<double>(s.window_ms) / 1000.0 : 1.0;
+  const load::Window* last = s.closed.empty() ? nullptr : &s.closed.rbegin()->second.merged;
+  for (const auto& t : s.totals.steps) {
+    load::LiveStep st;
+    st.name = t.name;
+    st.total = t.total;
+    if (last != nullptr) {
+      for (const auto& l : last->steps) {
+        if (l.name != t.name) continue;
+        st.rps = static_cast<double>(l.total.executed) / len;
+        st.p50 = l.latency.count() ? l.latency.quantile(0.50) : 0;
+        st.p95 = l.latency.count() ? l.latency.quantile(0.95) : 0;
+        st.p99 = l.latency.count() ? l.latency.quantile(0.99) : 0;
+      }
+    }
+    lw.steps.push_back(std::move(st));
+  }
+}
+
 void Cluster::report_live(const cluster::JobView* v) {
   if (!opts_.on_progress) return;
+  for (int page = 0; page < 10; ++page) {
+    auto w = mgr_.watch(job_id_, windows_.next_from(), 0);
+    if (!w) break;
+    if (Status st = windows_.add(*w); !st.ok())
+      log::warn("local", "live_windows", "error={}", log::quoted(st.to_string()));
+    if (!windows_.more()) break;
+  }
   load::LiveSnapshot snap;
   const Instant now = r_.clock().now();
   snap.elapsed = now - run_start_;
@@ -432,6 +473,7 @@ void Cluster::report_live(const cluster::JobView* v) {
       lw.started = lw.completed;
       if (first_running_[w] != Instant{-1}) lw.elapsed = now - first_running_[w];
     }
+    live_steps(pw.name, lw);
     snap.workflows.push_back(std::move(lw));
   }
   opts_.on_progress(snap);
