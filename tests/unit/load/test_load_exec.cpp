@@ -818,7 +818,9 @@ struct PartRuns {
   std::vector<std::string> errors;
   bool all_done = false;
 };
-PartRuns run_on_three_shards(const std::function<std::vector<RunSpec>(runtime::Reactor&, Runner&)>& make) {
+// `on_progress` (optional): every progress of run k, on shard 0.
+PartRuns run_on_three_shards(const std::function<std::vector<RunSpec>(runtime::Reactor&, Runner&)>& make,
+                             const std::function<void(std::size_t, const WorkflowLive&)>& on_progress = nullptr) {
   runtime::ShardSet set([] {
     runtime::ShardSetOptions o;
     o.shards = 3;
@@ -841,6 +843,7 @@ PartRuns run_on_three_shards(const std::function<std::vector<RunSpec>(runtime::R
            runtime::Reactor* rp = &r;
            for (std::size_t k = 0; k < specs.size(); ++k) {
              RunCallbacks cb;
+             if (on_progress) cb.on_progress = [&on_progress, k](const WorkflowLive& l) { on_progress(k, l); };
              cb.on_done = [&out, rp, k](WorkflowResult res) {
                out.done_at[k] = rp->clock().now();
                out.results[k] = std::move(res);
@@ -960,6 +963,76 @@ url = "http://127.0.0.1:{0}/"
   }
   REQUIRE(closed_sum == 30);
   REQUIRE(c.http_requests == 30 + open_started);  // nothing from the refused parts
+}
+
+TEST_CASE("runner: the windows of every progress add up exactly to the final statistics (warmup excluded)",
+          "[load][runner][live]") {
+  TargetProc t;
+  // Two steps (one after the other), a warmup, an open model on 3 shards: requests complete at every
+  // moment, also between the last periodic progress and the end.
+  auto parsed = load_plan_text(fmt::format(R"(version = 1
+[[workflow]]
+name = "w"
+executor = "constant-arrival-rate"
+rate = 150
+max_vus = 30
+duration = "2500ms"
+warmup = "700ms"
+[[workflow.step]]
+name = "get"
+url = "http://127.0.0.1:{0}/"
+[[workflow.step]]
+name = "echo"
+method = "POST"
+url = "http://127.0.0.1:{0}/echo"
+body = "x"
+after = ["get"]
+)",
+                                           t.http),
+                               "p.toml", false, process_env());
+  REQUIRE(parsed.ok());
+  auto plan = std::make_shared<const Plan>(std::move(parsed).value());
+  auto wf = prepare_workflow(plan, "w");
+  REQUIRE(wf.ok());
+  std::vector<Histogram> windows(2);  // written on shard 0, read after the set stopped
+  std::vector<WorkflowLive> lives;
+  const PartRuns runs = run_on_three_shards(
+      [&](runtime::Reactor&, Runner&) {
+        return std::vector<RunSpec>{{*wf, {0, 1, 2}, {}}};
+      },
+      [&](std::size_t, const WorkflowLive& l) {
+        for (std::size_t i = 0; i < windows.size() && i < l.window.size(); ++i) windows[i].merge(l.window[i]);
+        WorkflowLive copy = l;
+        copy.window.clear();
+        lives.push_back(std::move(copy));
+      });
+  t.stop();
+  REQUIRE(runs.all_done);
+  REQUIRE(runs.errors.empty());
+  const WorkflowStats& s = runs.results.at(0)->stats;
+  REQUIRE(s.steps.size() == 2);
+  REQUIRE(s.steps[0].total.executed > s.steps[0].measured.executed);  // the warmup had requests
+  REQUIRE(s.steps[1].measured.executed > 0);
+  // Exactly one final progress, the last one; every figure of it equals the final statistics.
+  REQUIRE_FALSE(lives.empty());
+  REQUIRE(lives.back().final);
+  REQUIRE(std::count_if(lives.begin(), lives.end(), [](const WorkflowLive& l) { return l.final; }) == 1);
+  const WorkflowLive& last = lives.back();
+  CHECK(last.started == s.started);
+  CHECK(last.completed == s.completed);
+  CHECK(last.iterations_failed == s.iterations_failed);
+  CHECK(last.dropped == s.dropped);
+  CHECK(last.inflight == 0);
+  for (std::size_t i = 0; i < 2; ++i) {
+    CAPTURE(i);
+    REQUIRE(last.steps.size() == 2);
+    REQUIRE(last.measured.size() == 2);
+    require_same(last.steps[i], s.steps[i].total);
+    require_same(last.measured[i], s.steps[i].measured);
+    // The windows hold the measured requests only, every one exactly once: bucket for bucket.
+    REQUIRE(windows[i].count() == s.steps[i].measured.executed);
+    REQUIRE(windows[i] == s.steps[i].latency);
+  }
 }
 
 TEST_CASE("runner: a re-dispatched part runs its share less skip_iterations; duration-only parts ignore it",
