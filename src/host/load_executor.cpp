@@ -1,12 +1,18 @@
 #include "hyperscale/host/load_executor.hpp"
 
 #include <fmt/format.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <optional>
 
 #include "hyperscale/base/log.hpp"
 #include "hyperscale/base/time.hpp"
 #include "hyperscale/load/stats_codec.hpp"
+#include "hyperscale/load/window.hpp"
 #include "hyperscale/runtime/reactor.hpp"
 
 namespace hs::host {
@@ -19,6 +25,27 @@ using load::Workflow;
 using load::WorkflowKind;
 using load::WorkflowLive;
 using load::WorkflowResult;
+
+namespace {
+// This process's CPU time (user + system), microseconds; -1 when it cannot be read.
+std::int64_t process_cpu_us() {
+  rusage ru{};
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
+  auto us = [](const timeval& tv) { return static_cast<std::int64_t>(tv.tv_sec) * 1'000'000 + tv.tv_usec; };
+  return us(ru.ru_utime) + us(ru.ru_stime);
+}
+// This process's resident memory (bytes); nullopt when it cannot be read.
+std::optional<std::uint64_t> process_rss_bytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return std::nullopt;
+  unsigned long long size = 0, resident = 0;
+  const int n = std::fscanf(f, "%llu %llu", &size, &resident);
+  std::fclose(f);
+  const long page = sysconf(_SC_PAGESIZE);
+  if (n != 2 || page <= 0) return std::nullopt;
+  return static_cast<std::uint64_t>(resident) * static_cast<std::uint64_t>(page);
+}
+}  // namespace
 
 LoadExecutor::LoadExecutor(runtime::Reactor& control, std::vector<int> cores, ProgressFn on_progress, DoneFn on_done,
                            LoadExecutorOptions opts)
@@ -53,6 +80,9 @@ Status LoadExecutor::start(std::uint64_t exec, const worker::ExecSpec& spec) {
                   fmt::format("part of {} cores from global shard {} is beyond the workflow's {} shards", spec.cores,
                               spec.shard_first, spec.shard_total),
                   "part");
+  if (spec.window_ms > 0 && spec.window_ms < kMinWindowMs)
+    return refuse(Errc::invalid_argument,
+                  fmt::format("window_ms = {} is below the minimum {}", spec.window_ms, kMinWindowMs), "window");
   if (spec.cores > free_.size())
     return refuse(Errc::backpressure,
                   fmt::format("not enough free cores: {} wanted, {} free", spec.cores, free_.size()), "cores");
@@ -83,37 +113,127 @@ Status LoadExecutor::start(std::uint64_t exec, const worker::ExecSpec& spec) {
   rs.shards.assign(free_.begin(), free_.begin() + spec.cores);
   if (spec.shard_total > 0) rs.part = load::RunPart{spec.shard_first, spec.shard_total};
   rs.skip_iterations = spec.skip_iterations;
+  const Instant now = r_.clock().now();
+  const std::int64_t wall_now_us = wall_time_us();
+  // A wall-clock time (Unix ms) as an instant of the control shard's monotonic clock.
+  auto instant_of = [&](std::uint64_t unix_ms) {
+    return now + std::chrono::microseconds(static_cast<std::int64_t>(unix_ms) * 1000 - wall_now_us);
+  };
   if (spec.start_at_unix_ms != 0) {
     // The one place a wall clock sets a schedule: a start time shared by several machines can only be
     // said in wall time. It becomes an instant of the control shard's monotonic clock here.
-    const std::int64_t in_us = static_cast<std::int64_t>(spec.start_at_unix_ms) * 1000 - wall_time_us();
-    rs.start_at = r_.clock().now() + std::chrono::microseconds(in_us);
+    rs.start_at = instant_of(spec.start_at_unix_ms);
+  }
+  std::unique_ptr<Windows> windows;
+  if (spec.window_ms > 0) {
+    // Window 0 starts at the shared origin (the same wall time for every part), else at the run's start.
+    const Instant run_start = rs.start_at.value_or(now);
+    const Instant origin = spec.window_origin_unix_ms != 0 ? instant_of(spec.window_origin_unix_ms) : run_start;
+    // The part's first window: where its schedule starts, or now for a part started late (re-dispatched).
+    const Duration offset = std::max(run_start, now) - origin;
+    const load::Workflow& wf = load::workflow_of(*rs.workflow);
+    std::vector<std::string> steps;
+    steps.reserve(wf.steps.size());
+    for (const auto& st : wf.steps) steps.push_back(st.name);
+    windows =
+        std::unique_ptr<Windows>(new Windows{load::WindowCutter(spec.workflow, std::move(steps), spec.part, spec.token,
+                                                                std::chrono::milliseconds(spec.window_ms), offset),
+                                             origin, now, process_cpu_us(), 0, 0});
   }
   for (const auto& [k, v] : spec.context) rs.context[k] = v;
   RunCallbacks cb;
   if (on_progress_) {
-    cb.on_progress = [this, exec](const WorkflowLive& l) {
-      worker::ExecProgress p;
-      p.failed = l.iterations_failed;
-      p.completed = l.completed - std::min(l.completed, l.iterations_failed);
-      // Iterations begun: finished ones (ok or failed), the ones in flight and the interrupted ones. Each
-      // shard reports its counters from one instant, so started >= completed + failed already; the max
-      // keeps that promise to the worker even if a report were ever torn.
-      p.started = std::max(l.started, p.completed + p.failed);
-      on_progress_(exec, p);
-    };
+    cb.on_progress = [this, exec](const WorkflowLive& l) { progress(exec, l); };
   }
   cb.on_done = [this, exec](WorkflowResult res) { on_done(exec, std::move(res)); };
   const std::vector<int> shards = rs.shards;
   auto id = runner_.start(std::move(rs), std::move(cb));
   if (!id.ok()) return refuse(id.status().code(), id.status().message(), "runner");
   free_.erase(free_.begin(), free_.begin() + spec.cores);
-  live_[exec] = Live{*id, shards, spec.workflow};
+  const std::uint64_t first_window = windows ? windows->cutter.current() : 0;
+  live_[exec] = Live{*id, shards, spec.workflow, std::move(windows)};
   log::info("load", "exec_start",
-            "exec={} job={} workflow={} cores={} shard_first={} shard_total={} skip_iterations={}", exec,
-            log::quoted(spec.job_id), log::quoted(spec.workflow), spec.cores, spec.shard_first, spec.shard_total,
-            spec.skip_iterations);
+            "exec={} job={} workflow={} cores={} shard_first={} shard_total={} skip_iterations={} part={} token={} "
+            "window_ms={} first_window={}",
+            exec, log::quoted(spec.job_id), log::quoted(spec.workflow), spec.cores, spec.shard_first, spec.shard_total,
+            spec.skip_iterations, spec.part, spec.token, spec.window_ms, first_window);
   return ok_status();
+}
+
+std::size_t LoadExecutor::window_states() const noexcept {
+  std::size_t n = 0;
+  for (const auto& [id, l] : live_) n += l.windows ? 1 : 0;
+  return n;
+}
+
+load::Saturation LoadExecutor::saturation(Windows& w, Instant now) {
+  load::Saturation s;
+  auto failed = [&](const char* what, bool& warned) {
+    r_.metrics()
+        .counter("hs_load_exec_saturation_errors_total",
+                 "Reads of the load generator's own CPU or memory that failed (reported as 0), by what",
+                 {{"what", what}})
+        .inc();
+    if (!warned) {
+      warned = true;
+      log::warn("load", "saturation_unreadable", "what={} errno={} note=reported as 0 (logged once)", what, errno);
+    }
+  };
+  const std::int64_t cpu = process_cpu_us();
+  if (cpu < 0) {
+    failed("cpu", cpu_warned_);
+  } else if (w.last_cpu_us >= 0 && now > w.last_at && cpu >= w.last_cpu_us) {
+    const auto wall_us = std::chrono::duration_cast<std::chrono::microseconds>(now - w.last_at).count();
+    if (wall_us > 0)
+      s.cpu_percent = std::min<std::uint64_t>(
+          static_cast<std::uint64_t>(cpu - w.last_cpu_us) * 100 / static_cast<std::uint64_t>(wall_us),
+          load::kMaxWindowCpuPercent);
+  }
+  w.last_cpu_us = cpu;
+  w.last_at = now;
+  if (auto rss = process_rss_bytes())
+    s.rss_bytes = *rss;
+  else
+    failed("rss", rss_warned_);
+  return s;
+}
+
+void LoadExecutor::progress(std::uint64_t exec, const WorkflowLive& l) {
+  worker::ExecProgress p;
+  p.failed = l.iterations_failed;
+  p.completed = l.completed - std::min(l.completed, l.iterations_failed);
+  // Iterations begun: finished ones (ok or failed), the ones in flight and the interrupted ones. Each
+  // shard reports its counters from one instant, so started >= completed + failed already; the max
+  // keeps that promise to the worker even if a report were ever torn.
+  p.started = std::max(l.started, p.completed + p.failed);
+  auto it = live_.find(exec);
+  if (it != live_.end() && it->second.windows) {
+    Windows& w = *it->second.windows;
+    const Instant now = r_.clock().now();
+    const load::Saturation sat = saturation(w, now);
+    // Time since the origin on the same monotonic clock the schedule runs on.
+    std::vector<load::Window> ws =
+        l.final ? w.cutter.finish(l, now - w.origin, sat) : w.cutter.feed(l, now - w.origin, sat);
+    p.windows.reserve(ws.size());
+    for (const auto& x : ws) p.windows.push_back(load::encode_window(x));
+    if (w.cutter.refused_samples() != w.refused_seen) {
+      // A bug of the engine's live view (it adds up by construction): say so, keep going.
+      r_.metrics()
+          .counter("hs_load_exec_window_samples_refused_total",
+                   "Live samples the window cutter refused (they did not add up)")
+          .inc(w.cutter.refused_samples() - w.refused_seen);
+      w.refused_seen = w.cutter.refused_samples();
+      log::error("load", "window_sample_refused", "exec={} workflow={} refused={} error={}", exec,
+                 log::quoted(it->second.workflow), w.refused_seen, log::quoted(w.cutter.last_refusal()));
+    }
+    if (w.cutter.skipped_windows() != w.skipped_seen) {
+      log::warn("load", "windows_skipped",
+                "exec={} workflow={} skipped={} note=the clock jumped; empty windows left out", exec,
+                log::quoted(it->second.workflow), w.cutter.skipped_windows() - w.skipped_seen);
+      w.skipped_seen = w.cutter.skipped_windows();
+    }
+  }
+  on_progress_(exec, std::move(p));
 }
 
 void LoadExecutor::cancel(std::uint64_t exec) {

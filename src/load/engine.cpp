@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "hyperscale/base/assert.hpp"
 #include "hyperscale/base/enum_names.hpp"
 #include "hyperscale/base/log.hpp"
 #include "hyperscale/load/runner.hpp"
@@ -152,7 +153,9 @@ struct WfRun {
   int closing_handles = 0;
   bool finishing = false, finished = false, in_pump = false, pump_again = false;
   std::map<std::string, std::string> provided;
-  std::vector<Histogram> window;  // per step, since the last live report
+  // Per step: latencies of the measured requests (after warmup) not yet sent to the control shard.
+  // Cleared only by a live delta that was sent; the rest travels with the final result.
+  std::vector<Histogram> window;
   WfRun(std::shared_ptr<const RunShared> s, ShardState* st, int p, Instant start)
       : sh(std::move(s)), prep(sh->prep.get()), ss(st), pos(p), wf(prep->wf), driver(*wf, share_at(*sh, p), start) {}
 };
@@ -179,14 +182,18 @@ struct LiveDelta {
   RunId id = 0;
   int pos = 0;
   std::uint64_t started = 0, completed = 0, iterations_failed = 0, dropped = 0, inflight = 0;
-  std::vector<Counts> totals;
-  std::vector<Histogram> window;
+  std::vector<Counts> totals;     // per step, cumulative, warmup included
+  std::vector<Counts> measured;   // per step, cumulative, after warmup
+  std::vector<Histogram> window;  // per step, measured latencies since the previous delta
 };
 struct FinalResult {
   RunId id = 0;
   int pos = 0;
   WorkflowStats stats;
   std::map<std::string, std::string> provided;
+  // Per step: the measured latencies no live delta carried (the shard's last window). With the live
+  // deltas' windows they add up to stats' latency histograms exactly.
+  std::vector<Histogram> window;
 };
 
 void pump(WfRun& run);
@@ -963,7 +970,7 @@ void step_finished(Conn& c, bool ok, FailReason why) {
   const auto second =
       static_cast<std::size_t>(std::max<std::int64_t>(0, (now - run.driver.start()).count()) / 1'000'000'000);
   run.stats.steps[static_cast<std::size_t>(c.step)].record(ok, why, lat, measured, second);
-  run.window[static_cast<std::size_t>(c.step)].record(lat);
+  if (measured) run.window[static_cast<std::size_t>(c.step)].record(lat);
   if (!ok && run.ss->errors[static_cast<int>(why)]) run.ss->errors[static_cast<int>(why)]->inc();
   const bool close_after = (c.st->type == StepType::http && (!c.keep_alive || !c.msg_done)) ||
                            (c.st->type == StepType::tcp && c.st->new_connection) ||
@@ -1184,7 +1191,7 @@ struct Control {
   WorkflowStats merged;
   std::map<std::string, std::string> provided;
   std::vector<std::unique_ptr<LiveDelta>> live;  // [pos]: the latest delta of each shard
-  std::vector<Histogram> window;                 // [step]: merged since the last sample
+  std::vector<Histogram> window;                 // [step]: measured latencies merged since the last sample
   std::optional<runtime::TaskId> progress;
 };
 
@@ -1208,6 +1215,7 @@ void fill_live(Control& c, Instant now, WorkflowLive& out) {
   out = WorkflowLive{};
   out.elapsed = now > c.started_at ? now - c.started_at : Duration{0};  // 0 until a start_at
   out.steps.resize(c.sh->prep->wf->steps.size());
+  out.measured.resize(out.steps.size());
   for (const auto& d : c.live) {
     if (!d) continue;
     out.started += d->started;
@@ -1216,6 +1224,8 @@ void fill_live(Control& c, Instant now, WorkflowLive& out) {
     out.dropped += d->dropped;
     out.inflight += d->inflight;
     for (std::size_t i = 0; i < out.steps.size() && i < d->totals.size(); ++i) out.steps[i].merge(d->totals[i]);
+    for (std::size_t i = 0; i < out.measured.size() && i < d->measured.size(); ++i)
+      out.measured[i].merge(d->measured[i]);
   }
   out.window.resize(out.steps.size());
   for (std::size_t i = 0; i < out.window.size() && i < c.window.size(); ++i) {
@@ -1224,7 +1234,21 @@ void fill_live(Control& c, Instant now, WorkflowLive& out) {
   }
 }
 
-void finish_control(ShardState& cs, Control& c) {
+void finish_control(ShardState& cs, Control& c0) {
+  // The last progress: every shard's final counts and the windows no progress has given out yet, so
+  // the windows of every progress add up to the final statistics exactly.
+  const RunId id = c0.id;
+  if (c0.cb.on_progress) {
+    WorkflowLive live;
+    fill_live(c0, cs.r->clock().now(), live);
+    live.final = true;
+    live.inflight = 0;
+    auto fn = c0.cb.on_progress;  // the callback may cancel the run or destroy the Runner
+    fn(live);
+  }
+  Control* cp = find_control(cs, id);  // only finish_control erases a control
+  HS_ASSERT(cp != nullptr, "load: run {} lost its control state during its last progress", id);
+  Control& c = *cp;
   const Workflow& wf = *c.sh->prep->wf;
   WorkflowResult res;
   res.stats = std::move(c.merged);
@@ -1262,7 +1286,12 @@ void on_final(ShardState& cs, Control& c, std::unique_ptr<FinalResult> fr) {
   d->completed = s.completed;
   d->iterations_failed = s.iterations_failed;
   d->dropped = s.dropped;
-  for (const auto& st : s.steps) d->totals.push_back(st.total);
+  for (const auto& st : s.steps) {
+    d->totals.push_back(st.total);
+    d->measured.push_back(st.measured);
+  }
+  if (c.window.size() < fr->window.size()) c.window.resize(fr->window.size());
+  for (std::size_t i = 0; i < fr->window.size(); ++i) c.window[i].merge(fr->window[i]);
   if (static_cast<std::size_t>(fr->pos) < c.live.size()) c.live[static_cast<std::size_t>(fr->pos)] = std::move(d);
   c.merged.merge(s);
   for (auto& [k, v] : fr->provided) c.provided[k] = std::move(v);
@@ -1314,6 +1343,7 @@ void send_final(WfRun& run) {
   fr->pos = run.pos;
   fr->stats = std::move(run.stats);
   fr->provided = std::move(run.provided);
+  fr->window = std::move(run.window);  // what no live delta carried: the final window
   const int control = run.sh->control;
   WfRun* victim = &run;
   // Free the run after the current callback returns (its handles are all closed now).
@@ -1359,9 +1389,13 @@ void send_live(ShardState& ss) {
     d->iterations_failed = run.stats.iterations_failed;
     d->dropped = run.driver.dropped();
     d->inflight = run.driver.inflight();
-    for (const auto& s : run.stats.steps) d->totals.push_back(s.total);
-    d->window = run.window;
-    for (auto& h : run.window) h.reset();
+    d->totals.reserve(run.stats.steps.size());
+    d->measured.reserve(run.stats.steps.size());
+    for (const auto& s : run.stats.steps) {
+      d->totals.push_back(s.total);
+      d->measured.push_back(s.measured);
+    }
+    d->window = run.window;  // reset once sent: a delta that could not be sent loses nothing
     Status st = ss.r->send(run.sh->control, runtime::Message([d](Reactor& r0) {
                              std::unique_ptr<LiveDelta> own(d);
                              ShardState* cs = find_state(r0);
@@ -1376,10 +1410,14 @@ void send_live(ShardState& ss) {
                              c->live[static_cast<std::size_t>(own->pos)] = std::move(own);
                            }));
     if (!st.ok()) {
+      // Its latencies stay in run.window for the next delta (or the final result); its cumulative
+      // counts are repeated by the next one.
       log::warn("load", "live_send_failed", "error={}", log::quoted(st.to_string()));
       ss.msg_unsent->inc();
       delete d;
+      continue;
     }
+    for (auto& h : run.window) h.reset();
   }
 }
 

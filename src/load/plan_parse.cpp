@@ -471,18 +471,28 @@ void parse_thresholds(Ctx& c, const toml::node* n, const std::string& path, cons
       continue;
     }
     std::string cond;
+    bool abort = false;
+    Duration after{0};
     if (v.is_string()) {
       cond = v.as_string()->get();
     } else if (v.is_table()) {
       const auto& t = *v.as_table();
-      check_keys(c, t, path + "." + key, {"limit", "abort", "after"});
-      auto lim = get_string(c, t, "limit", path + "." + key, true, &v);
+      const std::string at = path + "." + key;
+      check_keys(c, t, at, {"limit", "abort", "after"});
+      auto lim = get_string(c, t, "limit", at, true, &v);
       if (!lim) continue;
       cond = *lim;
-      if (auto ab = get_bool(c, t, "abort", path + "." + key); ab && *ab) {
-        c.err(t.get("abort"), path + "." + key,
-              "abort thresholds are not supported by this version (evaluated at the end only)");
-        continue;
+      // abort = true: judged live (cluster runs, `hyperscale run`) and a failure ends the run.
+      if (auto ab = get_bool(c, t, "abort", at)) abort = *ab;
+      if (t.get("after") != nullptr) {
+        auto d = get_duration(c, t, "after", at);  // garbage and negative durations: an error there
+        if (!d) continue;
+        if (!abort) {
+          c.err(t.get("after"), at + ".after",
+                fmt::format("threshold '{}': 'after' applies to abort thresholds only (add abort = true)", key));
+          continue;
+        }
+        after = *d;
       }
     } else {
       c.err(&v, path + "." + key, fmt::format("threshold '{}' must be a string like \"< 200ms\"", key));
@@ -500,6 +510,8 @@ void parse_thresholds(Ctx& c, const toml::node* n, const std::string& path, cons
     th.metric = *m;
     th.op = pc->first;
     th.value = pc->second;
+    th.abort = abort;
+    th.after = after;
     th.where = c.loc(&v, path + "." + key);
     out.push_back(std::move(th));
   }
@@ -1214,7 +1226,12 @@ Json template_json(const Template& t) {
 
 Json thresholds_json(const std::vector<Threshold>& ts) {
   Json o = Json::object();
-  for (const auto& t : ts) o[t.key] = t.condition;
+  for (const auto& t : ts) {
+    if (t.abort)
+      o[t.key] = {{"limit", t.condition}, {"abort", true}, {"after_ns", t.after.count()}};
+    else
+      o[t.key] = t.condition;
+  }
   return o;
 }
 

@@ -46,6 +46,143 @@ bool add_fits(std::uint64_t a, std::uint64_t b) { return a + b >= a; }
 
 }  // namespace
 
+// ---------------------------------------------------------------- WindowCutter
+
+namespace {
+// now - before, field by field, or false when a field went back.
+bool counts_growth(const Counts& now, const Counts& before, Counts& out) {
+  if (now.executed < before.executed || now.ok < before.ok || now.failed < before.failed) return false;
+  out.executed = now.executed - before.executed;
+  out.ok = now.ok - before.ok;
+  out.failed = now.failed - before.failed;
+  for (std::size_t i = 0; i < out.reasons.size(); ++i) {
+    if (now.reasons[i] < before.reasons[i]) return false;
+    out.reasons[i] = now.reasons[i] - before.reasons[i];
+  }
+  return true;
+}
+}  // namespace
+
+WindowCutter::WindowCutter(std::string workflow, std::vector<std::string> steps, std::uint32_t part,
+                           std::uint64_t token, Duration length, Duration offset)
+    : workflow_(std::move(workflow)), steps_(std::move(steps)), part_(part), token_(token), length_(length) {
+  HS_ASSERT(length_ > Duration{0}, "window cutter: window length {} ns", length_.count());
+  HS_ASSERT(steps_.size() <= kMaxWindowSteps, "window cutter: {} steps", steps_.size());
+  cur_ = index_of(offset);
+  acc_.total.resize(steps_.size());
+  acc_.measured.resize(steps_.size());
+  acc_.latency.resize(steps_.size());
+  prev_total_.resize(steps_.size());
+  prev_measured_.resize(steps_.size());
+}
+
+std::uint64_t WindowCutter::index_of(Duration since_origin) const {
+  if (since_origin <= Duration{0}) return 0;
+  return static_cast<std::uint64_t>(since_origin.count() / length_.count());
+}
+
+Window WindowCutter::take(std::uint64_t index) {
+  Window w;
+  w.workflow = workflow_;
+  w.part = part_;
+  w.token = token_;
+  w.index = index;
+  for (std::size_t i = 0; i < steps_.size(); ++i) {
+    if (acc_.total[i].executed == 0 && acc_.measured[i].executed == 0 && acc_.latency[i].count() == 0) continue;
+    WindowStep st;
+    st.name = steps_[i];
+    st.total = acc_.total[i];
+    st.measured = acc_.measured[i];
+    st.latency = acc_.latency[i];
+    w.steps.push_back(std::move(st));
+    acc_.total[i] = Counts{};
+    acc_.measured[i] = Counts{};
+    acc_.latency[i].reset();
+  }
+  w.iterations = acc_.iterations;
+  w.saturation = acc_.saturation;
+  acc_.iterations = WindowIterations{};
+  const Status ok = check_window(w);  // attribute() only adds growth that adds up
+  HS_ASSERT(ok.ok(), "window cutter: window {} of '{}' does not add up: {}", index, workflow_, ok.message());
+  return w;
+}
+
+void WindowCutter::advance_to(std::uint64_t index, Saturation s, std::vector<Window>& out) {
+  out.push_back(take(cur_));
+  const std::uint64_t gap = index - cur_ - 1;  // empty windows between the current one and `index`
+  acc_.saturation = s;
+  if (gap > kMaxGapWindows) {
+    skipped_ += gap - 1;
+    out.push_back(take(index - 1));
+  } else {
+    for (std::uint64_t k = cur_ + 1; k < index; ++k) out.push_back(take(k));
+  }
+  cur_ = index;
+}
+
+bool WindowCutter::attribute(const WorkflowLive& l) {
+  const std::size_t n = steps_.size();
+  auto refuse = [&](std::string why) {
+    ++refused_;
+    last_refusal_ = std::move(why);
+    // The new base: the next growth is measured from this sample (what this one added is lost).
+    if (l.steps.size() == n && l.measured.size() == n) {
+      prev_total_ = l.steps;
+      prev_measured_ = l.measured;
+    }
+    prev_iter_ = WindowIterations{l.started, l.completed, l.iterations_failed, l.dropped};
+    return false;
+  };
+  if (l.steps.size() != n || l.measured.size() != n || l.window.size() != n)
+    return refuse(fmt::format("sample of {}/{}/{} steps (totals/measured/windows), the workflow has {}", l.steps.size(),
+                              l.measured.size(), l.window.size(), n));
+  if (l.started < prev_iter_.started || l.completed < prev_iter_.completed || l.iterations_failed < prev_iter_.failed ||
+      l.dropped < prev_iter_.dropped)
+    return refuse("an iteration counter went back");
+  std::vector<Counts> total(n), measured(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!counts_growth(l.steps[i], prev_total_[i], total[i]) ||
+        !counts_growth(l.measured[i], prev_measured_[i], measured[i]))
+      return refuse(fmt::format("step '{}': a cumulative count went back", steps_[i]));
+    // The growth as a one-step window must add up (counts, measured within total, one latency per
+    // measured request); so does the sum of such growths in a window.
+    Window one;
+    one.steps.push_back(WindowStep{steps_[i], total[i], measured[i], l.window[i]});
+    const Status st = check_window(one);
+    if (!st.ok()) return refuse(st.message());
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    acc_.total[i].merge(total[i]);
+    acc_.measured[i].merge(measured[i]);
+    acc_.latency[i].merge(l.window[i]);
+  }
+  acc_.iterations.merge(WindowIterations{l.started - prev_iter_.started, l.completed - prev_iter_.completed,
+                                         l.iterations_failed - prev_iter_.failed, l.dropped - prev_iter_.dropped});
+  prev_total_ = l.steps;
+  prev_measured_ = l.measured;
+  prev_iter_ = WindowIterations{l.started, l.completed, l.iterations_failed, l.dropped};
+  return true;
+}
+
+std::vector<Window> WindowCutter::feed(const WorkflowLive& live, Duration since_origin, Saturation s) {
+  std::vector<Window> out;
+  if (finished_) return out;
+  s.cpu_percent = std::min(s.cpu_percent, kMaxWindowCpuPercent);
+  const std::uint64_t index = index_of(since_origin);
+  if (index > cur_) advance_to(index, s, out);  // a lower index (the clock went back): the current window
+  attribute(live);
+  acc_.saturation = s;
+  return out;
+}
+
+std::vector<Window> WindowCutter::finish(const WorkflowLive& final_live, Duration since_origin, Saturation s) {
+  std::vector<Window> out = feed(final_live, since_origin, s);
+  if (finished_) return out;
+  out.push_back(take(cur_));
+  finished_ = true;
+  return out;
+}
+
 const char* window_add_name(WindowAdd a) {
   switch (a) {
     case WindowAdd::merged:

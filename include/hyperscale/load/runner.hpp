@@ -44,11 +44,22 @@ Result<std::shared_ptr<const PreparedWorkflow>> prepare_workflow(std::shared_ptr
 const Workflow& workflow_of(const PreparedWorkflow& p);
 
 // The live view of a run, merged over its shards (what they reported in the last half second).
+// Exact over a run: the `window`s of every on_progress call (or sample()) add up, per step and bucket
+// for bucket, to the final WorkflowStats' `latency`, and the final call's cumulative figures equal the
+// final statistics (steps[i] == stats.steps[i].total, measured[i] == stats.steps[i].measured, started,
+// completed, iterations_failed, dropped). Windows given out by sample() are not given to on_progress.
 struct WorkflowLive {
   Duration elapsed{0};
+  // Cumulative iteration counters (started counts the interrupted ones too; inflight is a gauge).
   std::uint64_t started = 0, completed = 0, iterations_failed = 0, dropped = 0, inflight = 0;
-  std::vector<Counts> steps;      // per step, whole run so far (warmup included)
-  std::vector<Histogram> window;  // per step, latencies since the previous sample
+  std::vector<Counts> steps;     // per step, whole run so far (warmup included)
+  std::vector<Counts> measured;  // per step, whole run so far, after warmup (StepStats::measured)
+  // Per step: latencies of the MEASURED requests (after warmup) reported since the previous sample, so
+  // window[i].count() is the growth of measured[i].executed over that span (none during warmup).
+  std::vector<Histogram> window;
+  // True on the last on_progress call of a run, made with everything every shard reported, just before
+  // on_done (never on a sample()).
+  bool final = false;
 };
 
 enum class RunEnd : std::uint8_t { completed, failed, cancelled };
@@ -95,7 +106,8 @@ struct RunSpec {
 };
 
 struct RunCallbacks {
-  // About once a second while the run is live (window: latencies since the previous call).
+  // About once a second while the run is live (window: measured latencies since the previous call),
+  // and once more with WorkflowLive::final set just before on_done (not after the Runner is destroyed).
   std::function<void(const WorkflowLive&)> on_progress;
   // Exactly once, when every shard has reported (unless the Runner is destroyed first).
   std::function<void(WorkflowResult)> on_done;

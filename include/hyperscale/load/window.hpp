@@ -18,7 +18,9 @@
 
 #include "hyperscale/base/status.hpp"
 #include "hyperscale/load/histogram.hpp"
+#include "hyperscale/base/time.hpp"
 #include "hyperscale/load/plan.hpp"
+#include "hyperscale/load/runner.hpp"
 #include "hyperscale/load/stats.hpp"
 
 namespace hs::load {
@@ -90,6 +92,73 @@ Result<std::vector<Window>> decode_windows(const std::uint8_t* data, std::size_t
 inline Result<std::vector<Window>> decode_windows(const std::vector<std::uint8_t>& b) {
   return decode_windows(b.data(), b.size());
 }
+
+// Cuts one part's live view (the WorkflowLive of its Runner's on_progress) into windows. Sans-IO: the
+// owner gives the time since the window origin with every sample, and the saturation it measured.
+//
+// Window k is [origin + k * length, origin + (k + 1) * length). Each feed attributes everything since
+// the previous feed (the growth of the cumulative step totals/measured counts and iteration counters,
+// and the window histograms) to the window containing `since_origin`; a sample whose window is before
+// the current one (the clock went back) goes into the current one: a window is never reopened. The
+// first window is the one containing `offset` (the part's schedule start relative to the origin; none
+// before it is emitted). Every window from the first to the last is emitted once, in index order, also
+// an empty one (no steps: a live view sees 0 rps) - except that when the index jumps by more than
+// kMaxGapWindows, only the last empty window of the gap is emitted (the others are counted as
+// skipped_windows). A step with nothing in a window is left out of it. A window's saturation is the
+// one given with the last sample attributed to it; the empty windows of a gap carry the saturation
+// given with the sample that ended the gap. A cpu_percent above kMaxWindowCpuPercent is clamped.
+//
+// Exact: the emitted windows add up to the last cumulative view fed (finish's), step by step and
+// bucket for bucket. A sample that does not add up (a cumulative counter going back, a window
+// histogram whose count is not the growth of measured.executed, measured growing more than total) is
+// not attributed: it is counted (refused_samples, last_refusal) and becomes the new base.
+class WindowCutter {
+ public:
+  static constexpr std::uint64_t kMaxGapWindows = 3600;
+
+  // `steps`: the workflow's step names, in the order of WorkflowLive's vectors. `length` > 0.
+  WindowCutter(std::string workflow, std::vector<std::string> steps, std::uint32_t part, std::uint64_t token,
+               Duration length, Duration offset);
+
+  // The windows finished by this sample (index below the current one), in index order; each passes
+  // check_window. After finish(): nothing.
+  std::vector<Window> feed(const WorkflowLive& live, Duration since_origin, Saturation s);
+  // The last sample (the run's final view): feeds it, then returns the rest, the current window
+  // included. The cutter is finished afterwards.
+  std::vector<Window> finish(const WorkflowLive& final_live, Duration since_origin, Saturation s);
+
+  std::uint64_t current() const { return cur_; }  // the window samples go into now
+  std::uint64_t index_of(Duration since_origin) const;
+  bool finished() const { return finished_; }
+  std::uint64_t skipped_windows() const { return skipped_; }
+  std::uint64_t refused_samples() const { return refused_; }
+  const std::string& last_refusal() const { return last_refusal_; }
+
+ private:
+  struct Acc {
+    std::vector<Counts> total, measured;
+    std::vector<Histogram> latency;
+    WindowIterations iterations;
+    Saturation saturation;
+  };
+  Window take(std::uint64_t index);  // the current accumulator as window `index`; resets it
+  void advance_to(std::uint64_t index, Saturation s, std::vector<Window>& out);
+  bool attribute(const WorkflowLive& l);  // adds the growth since the previous sample to acc_
+
+  std::string workflow_;
+  std::vector<std::string> steps_;
+  std::uint32_t part_ = 0;
+  std::uint64_t token_ = 0;
+  Duration length_{0};
+  std::uint64_t cur_ = 0;
+  bool finished_ = false;
+  Acc acc_;
+  // The cumulative figures of the previous sample (the base of the next growth).
+  std::vector<Counts> prev_total_, prev_measured_;
+  WindowIterations prev_iter_;
+  std::uint64_t skipped_ = 0, refused_ = 0;
+  std::string last_refusal_;
+};
 
 // What WindowMerger::add did with a window.
 enum class WindowAdd {

@@ -758,6 +758,55 @@ TEST_CASE("durations", "[load][parse]") {
 
 // ------------------------------------------------------------------ thresholds and exit codes
 
+TEST_CASE("parse: abort thresholds { limit, abort = true, after }; after without abort and bad after are errors",
+          "[load][parse][thresholds]") {
+  auto with = [](const std::string& thresholds) {
+    return parse("version = 1\n[thresholds]\n" + thresholds +
+                 "\n[[workflow]]\nname = \"w\"\nvus = 1\n[[workflow.step]]\nname = \"s\"\nurl = \"http://h/\"\n"
+                 "[workflow.step.thresholds]\nerror_rate = { limit = \"< 1%\", abort = true }\n");
+  };
+  auto p = with(
+      "p99 = { limit = \"< 100ms\", abort = true, after = \"30s\" }\nerrors = { limit = \"< 5\", abort = "
+      "false }\nrps = \"> 10\"");
+  INFO(p.status().to_string());
+  REQUIRE(p.ok());
+  REQUIRE(p->thresholds.size() == 3);
+  auto find = [&](const std::string& key) {
+    return *std::find_if(p->thresholds.begin(), p->thresholds.end(), [&](const Threshold& t) { return t.key == key; });
+  };
+  const Threshold p99 = find("p99"), errors = find("errors"), rps = find("rps");
+  REQUIRE(p99.abort);
+  REQUIRE(p99.after == std::chrono::seconds(30));
+  REQUIRE(p99.value == Approx(100e6));
+  REQUIRE_FALSE(errors.abort);
+  REQUIRE(errors.after == Duration{0});
+  REQUIRE_FALSE(rps.abort);
+  const Threshold& step = p->workflows[0].steps[0].thresholds.at(0);
+  REQUIRE(step.abort);  // abort without after: judged from the start
+  REQUIRE(step.after == Duration{0});
+  // The plan dump shows them.
+  const std::string dump = plan_to_json(*p);
+  REQUIRE(dump.find(R"("p99":{"abort":true,"after_ns":30000000000,"limit":"< 100ms"})") != std::string::npos);
+  REQUIRE(dump.find(R"("errors":"< 5")") != std::string::npos);
+  // after without abort = true, a bad or negative after: errors naming the key.
+  auto bad = with("p99 = { limit = \"< 100ms\", after = \"30s\" }");
+  REQUIRE_FALSE(bad.ok());
+  INFO(bad.status().message());
+  REQUIRE(bad.status().message().find("t.toml:3:36: threshold 'p99': 'after' applies to abort thresholds only") !=
+          std::string::npos);
+  bad = with("p99 = { limit = \"< 100ms\", abort = false, after = \"30s\" }");
+  REQUIRE(bad.status().message().find("'after' applies to abort thresholds only") != std::string::npos);
+  for (const char* d : {"\"soon\"", "\"-5s\"", "\"\"", "30"}) {
+    bad = with(std::string("p99 = { limit = \"< 100ms\", abort = true, after = ") + d + " }");
+    INFO(d);
+    REQUIRE_FALSE(bad.ok());
+    INFO(bad.status().message());
+    REQUIRE(bad.status().message().find("after") != std::string::npos);
+  }
+  bad = with("p99 = { limit = \"< 100ms\", abort = true, after = \"-5s\" }");
+  REQUIRE(bad.status().message().find("'after': bad duration '-5s'") != std::string::npos);
+}
+
 TEST_CASE("thresholds are judged on merged data; exit codes", "[load][thresholds]") {
   auto p = parse(R"(version = 1
 [thresholds]

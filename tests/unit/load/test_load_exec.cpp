@@ -818,7 +818,9 @@ struct PartRuns {
   std::vector<std::string> errors;
   bool all_done = false;
 };
-PartRuns run_on_three_shards(const std::function<std::vector<RunSpec>(runtime::Reactor&, Runner&)>& make) {
+// `on_progress` (optional): every progress of run k, on shard 0.
+PartRuns run_on_three_shards(const std::function<std::vector<RunSpec>(runtime::Reactor&, Runner&)>& make,
+                             const std::function<void(std::size_t, const WorkflowLive&)>& on_progress = nullptr) {
   runtime::ShardSet set([] {
     runtime::ShardSetOptions o;
     o.shards = 3;
@@ -841,6 +843,7 @@ PartRuns run_on_three_shards(const std::function<std::vector<RunSpec>(runtime::R
            runtime::Reactor* rp = &r;
            for (std::size_t k = 0; k < specs.size(); ++k) {
              RunCallbacks cb;
+             if (on_progress) cb.on_progress = [&on_progress, k](const WorkflowLive& l) { on_progress(k, l); };
              cb.on_done = [&out, rp, k](WorkflowResult res) {
                out.done_at[k] = rp->clock().now();
                out.results[k] = std::move(res);
@@ -960,6 +963,76 @@ url = "http://127.0.0.1:{0}/"
   }
   REQUIRE(closed_sum == 30);
   REQUIRE(c.http_requests == 30 + open_started);  // nothing from the refused parts
+}
+
+TEST_CASE("runner: the windows of every progress add up exactly to the final statistics (warmup excluded)",
+          "[load][runner][live]") {
+  TargetProc t;
+  // Two steps (one after the other), a warmup, an open model on 3 shards: requests complete at every
+  // moment, also between the last periodic progress and the end.
+  auto parsed = load_plan_text(fmt::format(R"(version = 1
+[[workflow]]
+name = "w"
+executor = "constant-arrival-rate"
+rate = 150
+max_vus = 30
+duration = "2500ms"
+warmup = "700ms"
+[[workflow.step]]
+name = "get"
+url = "http://127.0.0.1:{0}/"
+[[workflow.step]]
+name = "echo"
+method = "POST"
+url = "http://127.0.0.1:{0}/echo"
+body = "x"
+after = ["get"]
+)",
+                                           t.http),
+                               "p.toml", false, process_env());
+  REQUIRE(parsed.ok());
+  auto plan = std::make_shared<const Plan>(std::move(parsed).value());
+  auto wf = prepare_workflow(plan, "w");
+  REQUIRE(wf.ok());
+  std::vector<Histogram> windows(2);  // written on shard 0, read after the set stopped
+  std::vector<WorkflowLive> lives;
+  const PartRuns runs = run_on_three_shards(
+      [&](runtime::Reactor&, Runner&) {
+        return std::vector<RunSpec>{{*wf, {0, 1, 2}, {}}};
+      },
+      [&](std::size_t, const WorkflowLive& l) {
+        for (std::size_t i = 0; i < windows.size() && i < l.window.size(); ++i) windows[i].merge(l.window[i]);
+        WorkflowLive copy = l;
+        copy.window.clear();
+        lives.push_back(std::move(copy));
+      });
+  t.stop();
+  REQUIRE(runs.all_done);
+  REQUIRE(runs.errors.empty());
+  const WorkflowStats& s = runs.results.at(0)->stats;
+  REQUIRE(s.steps.size() == 2);
+  REQUIRE(s.steps[0].total.executed > s.steps[0].measured.executed);  // the warmup had requests
+  REQUIRE(s.steps[1].measured.executed > 0);
+  // Exactly one final progress, the last one; every figure of it equals the final statistics.
+  REQUIRE_FALSE(lives.empty());
+  REQUIRE(lives.back().final);
+  REQUIRE(std::count_if(lives.begin(), lives.end(), [](const WorkflowLive& l) { return l.final; }) == 1);
+  const WorkflowLive& last = lives.back();
+  CHECK(last.started == s.started);
+  CHECK(last.completed == s.completed);
+  CHECK(last.iterations_failed == s.iterations_failed);
+  CHECK(last.dropped == s.dropped);
+  CHECK(last.inflight == 0);
+  for (std::size_t i = 0; i < 2; ++i) {
+    CAPTURE(i);
+    REQUIRE(last.steps.size() == 2);
+    REQUIRE(last.measured.size() == 2);
+    require_same(last.steps[i], s.steps[i].total);
+    require_same(last.measured[i], s.steps[i].measured);
+    // The windows hold the measured requests only, every one exactly once: bucket for bucket.
+    REQUIRE(windows[i].count() == s.steps[i].measured.executed);
+    REQUIRE(windows[i] == s.steps[i].latency);
+  }
 }
 
 TEST_CASE("runner: a re-dispatched part runs its share less skip_iterations; duration-only parts ignore it",
@@ -1349,4 +1422,114 @@ url = "http://127.0.0.1:{0}/"
   CHECK(c.http_requests == 3);
   // The start was announced 400 ms ahead (less the part of a millisecond lost to rounding).
   CHECK(done_at - called >= std::chrono::milliseconds(399));
+}
+
+TEST_CASE("executor: with window_ms, progress carries windows that add up exactly to the result's statistics",
+          "[load][exec][windows]") {
+  TargetProc t;
+  // A warmup (windows hold measured latencies only), two steps, an open model on 2 shards.
+  const std::string plan = fmt::format(R"(version = 1
+[[workflow]]
+name = "w"
+executor = "constant-arrival-rate"
+rate = 120
+max_vus = 30
+duration = "2200ms"
+warmup = "500ms"
+[[workflow.step]]
+name = "get"
+url = "http://127.0.0.1:{0}/"
+[[workflow.step]]
+name = "echo"
+method = "POST"
+url = "http://127.0.0.1:{0}/echo"
+body = "x"
+after = ["get"]
+)",
+                                       t.http);
+  Worker w;
+  std::size_t states_while_running = 99, states_after = 99;
+  std::string too_short;
+  w.on_done = [&w, &states_after](std::uint64_t) {
+    states_after = w.ex->window_states();
+    w.check_and_stop();
+  };
+  w.run([&](Worker& self) {
+    worker::ExecSpec s;
+    s.job_id = "job-w";
+    s.workflow = "w";
+    s.plan = bytes_of(plan);
+    s.cores = 2;
+    s.part = 2;
+    s.token = 9;
+    s.window_ms = 5;  // below the minimum: refused, nothing started
+    Status bad = self.ex->start(7, s);
+    too_short = bad.ok() ? "OK" : bad.message();
+    s.window_ms = 200;
+    s.window_origin_unix_ms = static_cast<std::uint64_t>(wall_time_us() / 1000);
+    Status st = self.ex->start(1, s);
+    states_while_running = self.ex->window_states();
+    if (!st.ok()) {
+      self.obs.errors.push_back(st.to_string());
+      self.r0->request_node_stop("start failed");
+    }
+  });
+  t.stop();
+  INFO(fmt::format("{}", fmt::join(w.obs.errors, "; ")));
+  REQUIRE(w.obs.errors.empty());
+  CHECK(too_short.find("window_ms = 5 is below the minimum 10") != std::string::npos);
+  REQUIRE(states_while_running == 1);
+  REQUIRE(states_after == 0);  // the exec's cutter went with it
+  const worker::ExecResult& res = w.obs.done.at(1);
+  REQUIRE(res.outcome == worker::ExecOutcome::completed);
+  auto stats = decode_stats(res.stats);
+  REQUIRE(stats.ok());
+  REQUIRE(stats->steps.size() == 2);
+  REQUIRE(stats->steps[0].total.executed > stats->steps[0].measured.executed);  // the warmup had requests
+  // Every window, decoded, in the order reported: one per index, from the first on.
+  std::vector<Window> ws;
+  const auto& reports = w.obs.progress.at(1);
+  REQUIRE_FALSE(reports.empty());
+  REQUIRE_FALSE(reports.back().windows.empty());  // the last progress (before done) carries the rest
+  for (const auto& p : reports)
+    for (const auto& b : p.windows) {
+      auto d = decode_window(b);
+      INFO(d.status().to_string());
+      REQUIRE(d.ok());
+      ws.push_back(std::move(d).value());
+    }
+  REQUIRE(ws.size() >= 10);  // >= 2.2 s of 200 ms windows
+  std::uint64_t rss = 0;
+  WindowIterations it;
+  for (std::size_t k = 0; k < ws.size(); ++k) {
+    REQUIRE(ws[k].workflow == "w");
+    REQUIRE(ws[k].part == 2);
+    REQUIRE(ws[k].token == 9);
+    REQUIRE(ws[k].index == ws.front().index + k);
+    REQUIRE(ws[k].saturation.cpu_percent <= kMaxWindowCpuPercent);
+    rss = std::max(rss, ws[k].saturation.rss_bytes);
+    it.merge(ws[k].iterations);
+  }
+  REQUIRE(ws.front().index <= 1);  // the origin is the start
+  REQUIRE(rss > 0);
+  REQUIRE(it.started == stats->started);
+  REQUIRE(it.completed == stats->completed);
+  REQUIRE(it.failed == stats->iterations_failed);
+  REQUIRE(it.dropped == stats->dropped);
+  for (const StepStats& step : stats->steps) {
+    CAPTURE(step.name);
+    Counts total, measured;
+    Histogram lat;
+    for (const Window& x : ws)
+      for (const WindowStep& s : x.steps)
+        if (s.name == step.name) {
+          total.merge(s.total);
+          measured.merge(s.measured);
+          lat.merge(s.latency);
+        }
+    require_same(total, step.total);
+    require_same(measured, step.measured);
+    REQUIRE(lat == step.latency);  // bucket for bucket
+  }
+  REQUIRE(w.obs.run_states == std::vector<long>{0, 0, 0});
 }

@@ -516,3 +516,211 @@ TEST_CASE("windows: batch round trip, and thresholds judged on the merged totals
   t.scope = "step wf.nope";
   REQUIRE_FALSE(m.judge(t, 10.0).ok());
 }
+
+// ---------------------------------------------------------------- WindowCutter
+
+namespace {
+
+using std::chrono::milliseconds;
+
+// A part's live view as its Runner gives it: cumulative totals/measured and iteration counters, and
+// the measured latencies since the previous sample.
+struct LiveSim {
+  WorkflowLive live;
+  std::vector<Histogram> all;  // every measured latency
+  explicit LiveSim(std::size_t steps) : all(steps) {
+    live.steps.resize(steps);
+    live.measured.resize(steps);
+    live.window.resize(steps);
+  }
+  void request(std::size_t step, bool ok, FailReason why, std::uint64_t ns, bool measured) {
+    auto bump = [&](Counts& c) {
+      c.executed++;
+      if (ok)
+        c.ok++;
+      else
+        c.failed++, c.reasons[static_cast<int>(why)]++;
+    };
+    bump(live.steps[step]);
+    if (measured) {
+      bump(live.measured[step]);
+      live.window[step].record(ns);
+      all[step].record(ns);
+    }
+  }
+  // What the Runner hands out, then a new latency window starts.
+  WorkflowLive sample() {
+    WorkflowLive out = live;
+    for (auto& h : live.window) h.reset();
+    return out;
+  }
+};
+
+void append(std::vector<Window>& all, std::vector<Window> ws) {
+  for (auto& w : ws) {
+    const Status st = check_window(w);
+    INFO(st.to_string());
+    REQUIRE(st.ok());
+    auto d = decode_window(encode_window(w));  // every emitted window travels as is
+    REQUIRE(d.ok());
+    require_same(*d, w);
+    all.push_back(std::move(w));
+  }
+}
+
+const WindowStep* step_of(const Window& w, const std::string& name) {
+  for (const auto& s : w.steps)
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("cutter: the emitted windows add up exactly to the last cumulative view, one window per index",
+          "[load][window][cutter]") {
+  Rng rng(11);
+  LiveSim sim(kSteps.size());
+  const Duration len = milliseconds(250), offset = milliseconds(600);  // the part starts in window 2
+  WindowCutter cut("w", kSteps, 3, 77, len, offset);
+  REQUIRE(cut.current() == 2);
+  std::vector<Window> all;
+  Duration t = offset;
+  for (int k = 0; k < 60; ++k) {
+    const std::uint64_t n = rng.below(40);
+    for (std::uint64_t i = 0; i < n; ++i)
+      sim.request(rng.below(kSteps.size()), !rng.chance(0.1), static_cast<FailReason>(rng.below(3)), lognormal_ns(rng),
+                  k > 5);  // a warmup: the first samples have no measured requests
+    sim.live.started += n + 1;
+    sim.live.completed += n;
+    sim.live.iterations_failed += n / 7;
+    sim.live.dropped += rng.below(2);
+    t += milliseconds(rng.below(700));  // sometimes within the same window, sometimes several later
+    append(all, cut.feed(sim.sample(), t, Saturation{static_cast<std::uint64_t>(k), 1000}));
+  }
+  sim.request(0, true, FailReason::reset, 5'000'000, true);  // the last requests, in the final view
+  append(all, cut.finish(sim.sample(), t + milliseconds(10), Saturation{}));
+  REQUIRE(cut.finished());
+  REQUIRE(cut.feed(sim.sample(), t + std::chrono::seconds(10), Saturation{}).empty());
+  // One window per index, from the part's first window to the last sample's, in order.
+  REQUIRE(all.front().index == 2);
+  REQUIRE(all.back().index == cut.index_of(t + milliseconds(10)));
+  for (std::size_t i = 0; i < all.size(); ++i) REQUIRE(all[i].index == 2 + i);
+  REQUIRE(cut.skipped_windows() == 0);
+  REQUIRE(cut.refused_samples() == 0);
+  // Sums: step by step, bucket for bucket, and the iteration counters.
+  WindowIterations it;
+  for (const auto& w : all) {
+    REQUIRE(w.workflow == "w");
+    REQUIRE(w.part == 3);
+    REQUIRE(w.token == 77);
+    it.merge(w.iterations);
+  }
+  REQUIRE(it == WindowIterations{sim.live.started, sim.live.completed, sim.live.iterations_failed, sim.live.dropped});
+  for (std::size_t s = 0; s < kSteps.size(); ++s) {
+    Counts total, measured;
+    Histogram lat;
+    for (const auto& w : all)
+      if (const WindowStep* ws = step_of(w, kSteps[s])) {
+        total.merge(ws->total);
+        measured.merge(ws->measured);
+        lat.merge(ws->latency);
+      }
+    REQUIRE(same_counts(total, sim.live.steps[s]));
+    REQUIRE(same_counts(measured, sim.live.measured[s]));
+    REQUIRE(lat.count() > 0);
+    REQUIRE(lat == sim.all[s]);
+  }
+}
+
+TEST_CASE(
+    "cutter: samples go to the window of their time; empty windows are emitted; the clock going back "
+    "reopens nothing",
+    "[load][window][cutter]") {
+  LiveSim sim(kSteps.size());
+  WindowCutter cut("w", kSteps, 0, 1, std::chrono::seconds(1), milliseconds(1500));
+  REQUIRE(cut.current() == 1);
+  sim.request(0, true, FailReason::reset, 1'000'000, true);
+  REQUIRE(cut.feed(sim.sample(), milliseconds(1200), Saturation{10, 1}).empty());  // window 1 is current
+  sim.request(1, false, FailReason::timeout, 2'000'000, true);
+  sim.request(1, true, FailReason::reset, 3'000'000, false);  // warmup: counted in total only
+  std::vector<Window> got;
+  append(got, cut.feed(sim.sample(), milliseconds(3400), Saturation{20, 2}));
+  // Window 1 closes with the first sample; window 2 passed empty; the second sample is in window 3.
+  REQUIRE(got.size() == 2);
+  REQUIRE(got[0].index == 1);
+  REQUIRE(got[0].steps.size() == 1);  // a step with nothing in the window is left out
+  REQUIRE(got[0].steps[0].name == "get");
+  REQUIRE(got[0].steps[0].measured.executed == 1);
+  REQUIRE(got[0].saturation == Saturation{10, 1});
+  REQUIRE(got[1].index == 2);
+  REQUIRE(got[1].steps.empty());
+  REQUIRE(got[1].saturation == Saturation{20, 2});  // the gap carries the saturation that ended it
+  REQUIRE(cut.current() == 3);
+  // The clock goes back to window 2: the sample goes into the current window 3.
+  sim.request(0, true, FailReason::reset, 4'000'000, true);
+  REQUIRE(cut.feed(sim.sample(), milliseconds(2100), Saturation{30, 3}).empty());
+  REQUIRE(cut.current() == 3);
+  got.clear();
+  append(got, cut.finish(sim.sample(), milliseconds(3900), Saturation{40, 4}));
+  REQUIRE(got.size() == 1);
+  REQUIRE(got[0].index == 3);
+  REQUIRE(got[0].saturation == Saturation{40, 4});
+  const WindowStep* get = step_of(got[0], "get");
+  const WindowStep* post = step_of(got[0], "post");
+  REQUIRE(get);
+  REQUIRE(post);
+  REQUIRE(get->measured.executed == 1);
+  REQUIRE(get->latency.min() >= 3'900'000);  // the 4 ms request
+  REQUIRE(post->total.executed == 2);
+  REQUIRE(post->total.failed == 1);
+  REQUIRE(post->measured.executed == 1);
+  REQUIRE(post->measured.reasons[static_cast<int>(FailReason::timeout)] == 1);
+  // Before the origin: window 0; a cpu above the bound is clamped.
+  WindowCutter early("w", kSteps, 0, 1, std::chrono::seconds(1), -std::chrono::seconds(5));
+  REQUIRE(early.current() == 0);
+  got.clear();
+  append(got, early.finish(LiveSim(kSteps.size()).sample(), -milliseconds(1), Saturation{kMaxWindowCpuPercent + 5, 0}));
+  REQUIRE(got.size() == 1);
+  REQUIRE(got[0].index == 0);
+  REQUIRE(got[0].saturation.cpu_percent == kMaxWindowCpuPercent);
+}
+
+TEST_CASE(
+    "cutter: a jump of more than kMaxGapWindows emits only the gap's last window; a sample that does not "
+    "add up is refused and counted",
+    "[load][window][cutter]") {
+  LiveSim sim(kSteps.size());
+  WindowCutter cut("w", kSteps, 0, 1, milliseconds(100), Duration{0});
+  sim.request(0, true, FailReason::reset, 1'000'000, true);
+  REQUIRE(cut.feed(sim.sample(), milliseconds(50), Saturation{}).empty());
+  std::vector<Window> got;
+  const std::uint64_t far = 10'000;
+  append(got, cut.feed(sim.sample(), milliseconds(100 * far + 5), Saturation{}));
+  REQUIRE(got.size() == 2);
+  REQUIRE(got[0].index == 0);
+  REQUIRE(got[0].steps.size() == 1);
+  REQUIRE(got[1].index == far - 1);
+  REQUIRE(cut.skipped_windows() == far - 2);
+  // A jump of exactly kMaxGapWindows empty windows is still emitted in full.
+  got.clear();
+  append(got, cut.feed(sim.sample(), milliseconds(100 * (far + 1 + WindowCutter::kMaxGapWindows) + 5), Saturation{}));
+  REQUIRE(got.size() == 1 + WindowCutter::kMaxGapWindows);
+  REQUIRE(cut.skipped_windows() == far - 2);
+  // Inconsistent samples: a histogram without its measured requests, then counts going back.
+  WorkflowLive bad = sim.sample();
+  bad.window[0].record(7);
+  const std::uint64_t base = cut.current();
+  REQUIRE(cut.feed(bad, milliseconds(100 * base + 10), Saturation{}).empty());
+  REQUIRE(cut.refused_samples() == 1);
+  REQUIRE(cut.last_refusal().find("latency samples") != std::string::npos);
+  WorkflowLive back = sim.sample();
+  back.steps[0] = Counts{};
+  back.measured[0] = Counts{};
+  REQUIRE(cut.feed(back, milliseconds(100 * base + 20), Saturation{}).empty());
+  REQUIRE(cut.refused_samples() == 2);
+  REQUIRE(cut.last_refusal().find("went back") != std::string::npos);
+  got.clear();
+  append(got, cut.finish(back, milliseconds(100 * base + 30), Saturation{}));  // back is the new base
+  REQUIRE(got.size() == 1);
+  REQUIRE(got[0].steps.empty());
+}
