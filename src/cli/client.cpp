@@ -711,7 +711,7 @@ int cmd_submit(const ClientArgs& a) {
     ws.name = w.name;
     ws.deps = w.depends_on;
     ws.vus = static_cast<std::uint32_t>(std::min<std::uint64_t>(w.vus, UINT32_MAX));
-    ws.cores = 0;
+    ws.cores = w.cores;  // 0: the manager's share of the free cores
     ws.priority = static_cast<cluster::Priority>(static_cast<int>(w.priority));
     ws.plan.assign(text.begin(), text.end());
     ws.one_part = w.kind == load::WorkflowKind::setup;  // a setup workflow runs once, on one worker

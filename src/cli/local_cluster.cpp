@@ -212,7 +212,9 @@ Cluster::Cluster(Reactor& r, const load::Plan& plan, const LocalRunOptions& opts
     ws.name = w.name;
     ws.deps = w.depends_on;
     ws.vus = static_cast<std::uint32_t>(std::max<std::uint64_t>(1, w.vus));
-    ws.cores = 0;  // the manager splits the free cores evenly among workflows ready together
+    // The file's `cores`, at most this machine's (more could never be placed); 0: the manager
+    // splits the free cores evenly among workflows ready together.
+    ws.cores = std::min<std::uint32_t>(w.cores, static_cast<std::uint32_t>(cores));
     ws.priority = static_cast<cluster::Priority>(static_cast<std::uint8_t>(w.priority));
     ws.plan.assign(opts.plan_text.begin(), opts.plan_text.end());
     ws.one_part = w.kind == load::WorkflowKind::setup;  // a setup workflow runs once, on one worker

@@ -855,9 +855,9 @@ void parse_workflow(Ctx& c, const toml::node& wn, const std::string& path, const
   }
   const auto& t = *wn.as_table();
   check_keys(c, t, path,
-             {"name", "kind", "depends_on", "on_dependency_failure", "executor", "vus", "duration", "iterations",
-              "rate", "time_unit", "max_vus", "pause", "warmup", "graceful_stop", "priority", "datacenters", "provide",
-              "thresholds", "step"});
+             {"name", "kind", "depends_on", "on_dependency_failure", "executor", "vus", "cores", "duration",
+              "iterations", "rate", "time_unit", "max_vus", "pause", "warmup", "graceful_stop", "priority",
+              "datacenters", "provide", "thresholds", "step"});
   Workflow wf;
   wf.name = get_string(c, t, "name", path, true, &wn).value_or("");
   for (const auto& o : plan.workflows)
@@ -883,6 +883,7 @@ void parse_workflow(Ctx& c, const toml::node& wn, const std::string& path, const
     wf.vus = static_cast<std::uint64_t>(*v);
   else if (wf.kind == WorkflowKind::test && wf.executor == Executor::constant_vus && !t.get("vus"))
     c.err(&wn, path, fmt::format("{} '{}': constant-vus needs vus", path, wf.name));
+  if (auto v = get_int(c, t, "cores", path, 1, 4096)) wf.cores = static_cast<std::uint32_t>(*v);
   wf.duration = get_duration(c, t, "duration", path).value_or(std::chrono::seconds(60));
   if (wf.duration <= Duration{0}) c.err(t.get("duration"), path + ".duration", "duration must be > 0");
   if (auto v = get_int(c, t, "iterations", path, 1, std::int64_t{1} << 50))
@@ -1339,6 +1340,7 @@ std::string plan_to_json(const Plan& p) {
     wj["depends_on"] = w.depends_on;
     wj["executor"] = w.executor == Executor::constant_vus ? "constant-vus" : "constant-arrival-rate";
     wj["vus"] = w.vus;
+    if (w.cores > 0) wj["cores"] = w.cores;
     wj["duration_ns"] = w.duration.count();
     wj["iterations"] = w.iterations ? Json(*w.iterations) : Json(nullptr);
     wj["rate"] = w.rate;

@@ -32,6 +32,10 @@ struct Coordinator {
   Instant run_start{0};
   std::vector<bool> started;
   std::vector<Instant> started_at;
+  // [workflow][step]: requests (warmup included) at the previous live sample, and when it was taken:
+  // the live rps (the window histograms hold measured requests only, so they cannot give it in warmup)
+  std::vector<std::vector<std::uint64_t>> live_executed;
+  Instant live_at{0};
   std::vector<RunId> run_ids;                                 // [workflow] while running
   std::vector<std::map<std::string, std::string>> published;  // [workflow] setup values
   uv_signal_t sigint{}, sigterm{};
@@ -155,6 +159,9 @@ void Coordinator::report_live() {
   const Instant now = r->clock().now();
   snap.elapsed = now - run_start;
   WorkflowLive wl;
+  const double since = live_at.count() > 0 ? to_seconds(now - live_at) : to_seconds(now - run_start);
+  live_at = now;
+  live_executed.resize(plan->workflows.size());
   for (std::size_t w = 0; w < plan->workflows.size(); ++w) {
     const Workflow& wf = plan->workflows[w];
     LiveWorkflow lw;
@@ -190,7 +197,11 @@ void Coordinator::report_live() {
     Counts wc;
     Histogram wh;
     for (std::size_t i = 0; i < lw.steps.size(); ++i) {
-      lw.steps[i].rps = static_cast<double>(win[i].count());
+      auto& prev = live_executed[w];
+      if (prev.size() < lw.steps.size()) prev.resize(lw.steps.size(), 0);
+      const std::uint64_t exec = lw.steps[i].total.executed;
+      lw.steps[i].rps = since > 0 && exec >= prev[i] ? static_cast<double>(exec - prev[i]) / since : 0.0;
+      prev[i] = exec;
       lw.steps[i].p50 = win[i].quantile(0.50);
       lw.steps[i].p95 = win[i].quantile(0.95);
       lw.steps[i].p99 = win[i].quantile(0.99);

@@ -129,6 +129,9 @@ struct Workflow {
   std::vector<std::string> depends_on;
   Executor executor = Executor::constant_vus;
   std::uint64_t vus = 1;
+  // Cores (load-generator shards) the workflow runs on in a cluster, split over as many workers as
+  // needed; 0: the manager's share of the free cores (docs/cluster.md "Parts").
+  std::uint32_t cores = 0;
   Duration duration = std::chrono::seconds(60);
   std::optional<std::uint64_t> iterations;
   std::uint64_t rate = 0;

@@ -4,6 +4,9 @@
 #   (a) a constant-vus workflow (vus = 6, iterations = 3000, cores = 0 from the CLI) runs as 3 parts,
 #       one per worker, all three live at the same time; every part completes; the parts' counts add
 #       up to 3000, the merged statistics show 3000 requests ok and the target served exactly 3000;
+#       `submit --wait` printed live lines with percentiles from the leader's merged windows;
+#       `hyperscale results` writes results.json whose per-window request counts sum to 3000 (and
+#       windows.csv); `hyperscale watch` on the ended job prints its summary and exits 0;
 #   (b) the same workflow again; once every part has made progress, SIGKILL of the worker running
 #       part 1: that part alone is placed again (attempts 2, another worker, once a core is free) and
 #       the job completes with completed + failed + lost == 3000 over the parts.
@@ -65,13 +68,18 @@ PY
 echo "== (a) vus = 6 over 3 workers: 3 parts, exact counts"
 start_target HTTP
 job_file a.toml "$HTTP"
-timeout 90 "$HS" --log-level warn submit --manager "$MLIST" --config m1.toml a.toml --wait --json --job-id parts-a > a.json 2> a.err &
+timeout 90 "$HS" --log-level warn submit --manager "$MLIST" --config m1.toml a.toml --wait --job-id parts-a > a.txt 2> a.err &
 SUB=$!
 LIVE=$(wait_live_on_all parts-a) || fail "(a) the three workers never ran the job at the same time"
 echo "live at once: $LIVE"
 wait "$SUB"; rc=$?
-[[ $rc == 0 ]] || { cat a.json a.err; fail "(a) submit exit $rc"; }
-A=$(cat a.json)
+[[ $rc == 0 ]] || { cat a.txt a.err; fail "(a) submit exit $rc"; }
+# Live lines: the step's line with its last window's percentiles (milliseconds), and the parts' load.
+grep -E '^  a +total +[0-9]+ .* p50 +[0-9.]+ms p95 +[0-9.]+ms p99 +[0-9.]+ms' a.txt > a-live.txt ||
+  { cat a.txt a.err; fail "(a) submit --wait printed no live line with percentiles"; }
+echo "(a) live lines with percentiles: $(wc -l < a-live.txt); last: $(tail -1 a-live.txt)"
+grep -q '^  parts:' a.txt || { cat a.txt; fail "(a) no parts line in the live view"; }
+A=$(job_json parts-a)
 echo "(a) $(jget "$A" '[(p["part"], p["state"], p["worker"], p["shard_first"], p["cores"], p["completed"], p["failed"], p["lost"], p["attempts"]) for p in j["workflows"][0]["parts"]]')"
 [[ $(jget "$A" 'j["state"]') == completed ]] || fail "(a) state: $A"
 W0='j["workflows"][0]'
@@ -94,6 +102,17 @@ stop_target "$HTTP"
 echo "(a) target served $SERVED"
 [[ "$SERVED" == "$ITER" ]] || fail "(a) target served $SERVED, want $ITER"
 for w in "${WORKERS[@]}"; do wait_idle "$w" || fail "(a) $w still busy: $(admin_status "${ADMIN[$w]}")"; done
+"$HS" --log-level warn results --manager "$MLIST" --config m1.toml parts-a --out res-a > res-a.txt 2>&1 ||
+  { cat res-a.txt; fail "(a) results exit $?"; }
+R=$(cat res-a/results.json)
+WSUM=$(jget "$R" "sum(w['steps'].get('a', {}).get('requests', 0) for w in j['windows']['w']['series'])")
+echo "(a) results.json: $(jget "$R" "len(j['windows']['w']['series'])") windows, $WSUM requests; dropped $(jget "$R" "j['windows']['w']['counters']['dropped']")"
+[[ "$WSUM" == "$ITER" ]] || fail "(a) the per-window request counts sum to $WSUM, want $ITER"
+[[ $(head -1 res-a/windows.csv) == "workflow,index,start_ms,step,requests,errors,p50_ms,p95_ms,p99_ms" ]] ||
+  fail "(a) windows.csv header: $(head -1 res-a/windows.csv)"
+"$HS" --log-level warn watch --manager "$MLIST" --config m1.toml parts-a > watch-a.txt 2>&1 ||
+  { cat watch-a.txt; fail "(a) watch of the ended job exit $?"; }
+grep -q 'PASS' watch-a.txt || { cat watch-a.txt; fail "(a) watch printed no summary"; }
 
 echo "== (b) SIGKILL the worker running part 1"
 start_target HTTP2

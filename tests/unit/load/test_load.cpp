@@ -903,3 +903,24 @@ TEST_CASE("parse: a value of the wrong TOML type is named by its type", "[load][
   REQUIRE_FALSE(d.ok());
   CHECK(d.status().message().find("'name' must be a string, not a date") != std::string::npos);
 }
+
+TEST_CASE("parse: a workflow's cores key (1..4096) for cluster jobs; out of range is an error", "[load][parse]") {
+  auto with = [](const std::string& cores) {
+    return parse("version = 1\n[[workflow]]\nname = \"w\"\nvus = 4\n" + cores +
+                 "\n[[workflow.step]]\nname = \"s\"\nurl = \"http://h/\"\n");
+  };
+  auto p = with("cores = 3");
+  INFO(p.status().to_string());
+  REQUIRE(p.ok());
+  CHECK(p->workflows[0].cores == 3);
+  CHECK(plan_to_json(*p).find(R"("cores":3)") != std::string::npos);
+  auto none = with("");
+  REQUIRE(none.ok());
+  CHECK(none->workflows[0].cores == 0);  // the manager's share
+  for (const char* bad : {"cores = 0", "cores = 5000", "cores = \"two\""}) {
+    auto b = with(bad);
+    CAPTURE(bad);
+    REQUIRE_FALSE(b.ok());
+    CHECK(b.status().message().find("cores") != std::string::npos);
+  }
+}
