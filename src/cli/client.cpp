@@ -638,6 +638,7 @@ std::optional<cluster::JobView> wait_job(Client& c, Targets& t, const ClientArgs
   NodeId target = first;
   auto last_answer = Clk::now();
   JobWindows jw;
+  jw.set_worker_names([](std::uint64_t n) { return host::node_addr_string(n); });
   std::uint64_t printed = 0;
   auto next_watch = Clk::now();
   const auto deadline = a.wait_timeout_s > 0 ? Clk::now() + secs(a.wait_timeout_s) : Clk::time_point::max();
@@ -965,6 +966,7 @@ int cmd_watch(const ClientArgs& a) {
   }
   NodeId target = view.leader != 0 ? view.leader : c.managers().front();
   JobWindows jw;
+  jw.set_worker_names([](std::uint64_t n) { return host::node_addr_string(n); });
   std::uint64_t printed = 0;
   auto last_answer = Clk::now();
   const auto deadline = a.wait_timeout_s > 0 ? Clk::now() + secs(a.wait_timeout_s) : Clk::time_point::max();

@@ -115,7 +115,9 @@ std::vector<std::string> JobWindows::lines(const load::Plan& plan) const {
     std::vector<PartLoadView> parts;
     if (last != nullptr)
       for (const auto& p : last->parts)
-        if (!p.late) parts.push_back(PartLoadView{p.part, p.worker, p.cores, p.cpu_percent, p.rss_bytes});
+        if (!p.late)
+          parts.push_back(PartLoadView{p.part, p.worker, p.cores, p.cpu_percent, p.rss_bytes,
+                                       p.worker != 0 && name_worker_ ? name_worker_(p.worker) : std::string()});
     const double seconds = static_cast<double>(s.totals.index + 1) * len;
     const auto m = marks(plan, wf.name, s.totals, seconds);
     auto l = live_lines(wf.name, last ? last->merged : none, s.totals, parts, len, m);
@@ -152,7 +154,7 @@ std::string JobWindows::json() const {
           {"started", it.started}, {"completed", it.completed}, {"failed", it.failed}, {"dropped", it.dropped}};
       Json parts = Json::array();
       for (const auto& p : c.parts) {
-        const PartLoadView v{p.part, p.worker, p.cores, p.cpu_percent, p.rss_bytes};
+        const PartLoadView v{p.part, p.worker, p.cores, p.cpu_percent, p.rss_bytes, {}};
         parts.push_back({{"part", p.part},
                          {"worker", p.worker},
                          {"cores", p.cores},

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -41,6 +42,8 @@ class JobWindows {
   std::uint64_t next_from() const;
   bool more() const;  // some workflow had more windows than the last reply carried
   const std::map<std::string, Series>& series() const { return series_; }
+  // How the live lines name a worker (the client passes its address); unset: "w" and its node id.
+  void set_worker_names(std::function<std::string(std::uint64_t)> f) { name_worker_ = std::move(f); }
   // The newest closed window of any workflow (0 before the first).
   std::uint64_t newest() const;
 
@@ -59,6 +62,7 @@ class JobWindows {
 
  private:
   std::map<std::string, Series> series_;
+  std::function<std::string(std::uint64_t)> name_worker_;
 };
 
 // results.json's text with `windows_json` (JobWindows::json) added as its "windows" member. An error

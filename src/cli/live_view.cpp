@@ -43,7 +43,8 @@ std::vector<std::string> live_lines(const std::string& workflow, const load::Win
     std::string line = "  parts:";
     for (std::size_t i = 0; i < parts.size(); ++i) {
       const auto& p = parts[i];
-      line += fmt::format("{} {} w{} {}%{}", i == 0 ? "" : " ·", p.part, p.worker, p.cpu_percent,
+      line += fmt::format("{} {} {} {}%{}", i == 0 ? "" : " ·", p.part,
+                          p.worker_name.empty() ? fmt::format("w{}", p.worker) : p.worker_name, p.cpu_percent,
                           saturated(p) ? " SATURATED" : "");
     }
     out.push_back(std::move(line));

@@ -22,6 +22,7 @@ struct PartLoadView {
   std::uint32_t cores = 0;  // 0: unknown, taken as 1
   std::uint64_t cpu_percent = 0;
   std::uint64_t rss_bytes = 0;
+  std::string worker_name;  // how to name the worker (its address); empty: "w" and its id
 };
 
 // A saturated load generator measures itself more than the target: cpu_percent >= 90 x cores.

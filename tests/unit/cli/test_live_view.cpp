@@ -71,7 +71,7 @@ load::ThresholdResult mark(const std::string& scope, const std::string& key, con
 
 TEST_CASE("live view: a workflow's lines (golden)", "[cli][live]") {
   const std::vector<PartLoadView> parts = {
-      {0, 2, 1, 83, 1 << 20}, {1, 3, 1, 97, 1 << 20}, {2, 4, 2, 170, 0}, {3, 5, 2, 180, 0}};
+      {0, 2, 1, 83, 1 << 20, {}}, {1, 3, 1, 97, 1 << 20, {}}, {2, 4, 2, 170, 0, {}}, {3, 5, 2, 180, 0, {}}};
   const std::vector<load::ThresholdResult> marks = {
       mark("step checkout.get", "p99", "< 100ms", load::Metric::p99, 150.0 * kMs, false, false),
       mark("workflow checkout", "error_rate", "< 1%", load::Metric::error_rate, 0.0025, true, false),
@@ -109,10 +109,16 @@ TEST_CASE("live view: before the first closed window, with half-second windows, 
 }
 
 TEST_CASE("live view: a part is saturated at 90% of its cores", "[cli][live]") {
-  REQUIRE(!cli::saturated({0, 1, 1, 89, 0}));
-  REQUIRE(cli::saturated({0, 1, 1, 90, 0}));
-  REQUIRE(!cli::saturated({0, 1, 4, 359, 0}));
-  REQUIRE(cli::saturated({0, 1, 4, 360, 0}));
-  REQUIRE(!cli::saturated({0, 1, 0, 89, 0}));  // unknown cores: one
-  REQUIRE(cli::saturated({0, 1, 0, 95, 0}));
+  REQUIRE(!cli::saturated({0, 1, 1, 89, 0, {}}));
+  REQUIRE(cli::saturated({0, 1, 1, 90, 0, {}}));
+  REQUIRE(!cli::saturated({0, 1, 4, 359, 0, {}}));
+  REQUIRE(cli::saturated({0, 1, 4, 360, 0, {}}));
+  REQUIRE(!cli::saturated({0, 1, 0, 89, 0, {}}));  // unknown cores: one
+  REQUIRE(cli::saturated({0, 1, 0, 95, 0, {}}));
+}
+
+TEST_CASE("live view: a part's worker is named by its address when the caller gives one", "[cli][live]") {
+  const std::vector<PartLoadView> parts = {{0, 2, 1, 50, 0, "10.0.0.7:7201"}, {1, 3, 1, 95, 0, {}}};
+  const auto lines = live_lines("checkout", last_closed(), totals(), parts, 1.0, {});
+  REQUIRE_THAT(lines.back(), Catch::Contains("0 10.0.0.7:7201 50%") && Catch::Contains("1 w3 95% SATURATED"));
 }
