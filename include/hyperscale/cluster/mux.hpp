@@ -61,6 +61,11 @@ class Mux final : public node::Node {
 
   std::uint64_t unrouted() const noexcept { return unrouted_; }
   std::size_t live_timers() const noexcept { return timers_.size(); }
+  std::size_t live_timers(Channel ch) const noexcept {
+    std::size_t n = 0;
+    for (const auto& [id, c] : timers_) n += c == ch ? 1 : 0;
+    return n;
+  }
   // Channels with a component, in registration order, and each one's traffic since construction.
   const std::vector<Channel>& channels() const noexcept { return order_; }
   const ChannelTraffic& traffic(Channel ch) const;

@@ -37,6 +37,23 @@ echo "== examples and the template validate"
 "$HS" validate fresh.toml >/dev/null || fail "template does not validate"
 "$HS" new fresh.toml >/dev/null 2>&1 && fail "new overwrote without --overwrite"
 
+echo "== the plan dump shows an abort threshold (docs/load.md: validate --plan)"
+cat > abort.toml <<'TOML'
+version = 1
+[[workflow]]
+name = "w"
+vus = 2
+cores = 2
+[workflow.thresholds]
+p99 = { limit = "< 100ms", abort = true, after = "30s" }
+[[workflow.step]]
+name = "s"
+url = "http://127.0.0.1:1/"
+TOML
+"$HS" validate --plan abort.toml > plan.json || fail "validate --plan abort.toml"
+grep -q '"p99":{"abort":true,"after_ns":30000000000,"limit":"< 100ms"}' plan.json || { cat plan.json; fail "abort threshold not in the plan dump"; }
+grep -q '"cores":2' plan.json || { cat plan.json; fail "cores not in the plan dump"; }
+
 echo "== unreachable target: connection errors per step, exit 5"
 DEAD=$(free_port SOCK_STREAM)
 cat > down.toml <<TOML

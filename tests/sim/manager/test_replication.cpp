@@ -294,7 +294,9 @@ TEST_CASE("D1 disk faults on the leader and on a follower lose no acknowledged j
         if (kind == 2) disk->set_full(true);
         if (kind == 3) REQUIRE(dc.sim().stall_disk(victim, true).ok());
         if (kind == 4) disk->set_crash_loss(sim::CrashLoss::kTornLast);
-        for (int i = 10; i < 40; ++i) {
+        // 5 s of submissions: an election after the leader stops itself takes up to about 2.5 s (its
+        // randomised timeout), and the cluster must take jobs again well before the end.
+        for (int i = 10; i < 60; ++i) {
           submit(i);
           dc.run_for(100ms);
           if (kind == 4 && i == 20) REQUIRE(dc.sim().crash(victim).ok());  // mid-write: the last one torn
