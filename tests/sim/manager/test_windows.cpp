@@ -282,3 +282,44 @@ TEST_CASE("WIN-05 without an abort threshold a slow target only shows in the win
   CHECK(leader_mgr(dc).stats().threshold_aborts == 0);
   CHECK_ENDS(dc);
 }
+
+TEST_CASE("WIN-06 under loss, duplication, reordering and a leader crash: windows never count twice, jobs end, "
+          "windows are freed") {
+  for (std::uint64_t seed : {11u, 12u, 13u, 14u}) {
+    DYNAMIC_SECTION("seed " << seed) {
+      DcOptions o = windows_dc();
+      o.seed = seed;
+      o.net.loss = 0.02;
+      o.net.duplicate = 0.05;
+      o.net.reorder = 0.1;
+      Dc dc(o);
+      const NodeId l = boot(dc);
+      submit_ok(dc, job("w6", {wf("load", "ms=6000;iters=6000", 3, 3)}));
+      REQUIRE(dc.run_until(
+          [&] {
+            auto v = dc.job_view("w6");
+            return v && !v->workflows[0].parts.empty() && v->workflows[0].parts[0].completed > 1000;
+          },
+          30s));
+      REQUIRE(dc.sim().crash(l).ok());
+      REQUIRE(dc.run_until([&] { return dc.leader().has_value() && dc.leader() != l; }, 30s));
+      REQUIRE(dc.sim().restart(l).ok());
+      const JobView v = finish(dc, "w6", 90s);
+      CHECK(v.state == JobState::completed);
+      REQUIRE(dc.run_until([&] { return queued_windows(dc) == 0; }, 30s));
+      // The new leader merged what it received: never more than the parts sent, each window once.
+      const Merged m = merged(dc, "w6");
+      CHECK(m.totals_requests <= requests_sent(dc, "w6"));
+      CHECK(m.closed_requests <= m.totals_requests);
+      CHECK(m.totals_requests > 0);
+      REQUIRE(dc.run_until(
+          [&] {
+            auto ld = dc.leader();
+            return ld && !dc.job_view("w6").has_value() &&
+                   dc.mgr(*ld)->mgr.table_sizes().at("window_mergers") == 0;
+          },
+          60s));
+      CHECK_ENDS(dc);
+    }
+  }
+}
