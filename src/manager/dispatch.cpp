@@ -524,6 +524,28 @@ void Manager::on_member_dead(NodeId node) {
 
 // ---------------------------------------------------------------- deadlines, retention
 
+// Ends a live job in `state` with `why` (a job_done entry carrying the leader's totals); `applied` is
+// counted once the entry applies. One job-level entry at a time (Live::proposing).
+void Manager::propose_job_end(const std::string& id, JobState state, std::string why, std::uint64_t& applied) {
+  auto it = live_.find(id);
+  if (it == live_.end() || it->second.proposing) return;
+  it->second.proposing = true;
+  LedgerEntry e = entry(LedgerOp::job_done, id);
+  e.state = static_cast<std::uint8_t>(state);
+  e.error = std::move(why);
+  e.part_progress = progress_of(id);
+  auto clear = [this, id] {
+    if (auto l = live_.find(id); l != live_.end()) l->second.proposing = false;
+  };
+  propose(
+      std::move(e),
+      [clear, &applied](LedgerOutcome o) {
+        clear();
+        if (o == LedgerOutcome::applied) applied++;
+      },
+      [clear](const Status&) { clear(); });
+}
+
 void Manager::deadlines_pass() {
   const Instant now = ctx_->now();
   for (const auto& [id, j] : ledger_.jobs()) {
@@ -531,22 +553,9 @@ void Manager::deadlines_pass() {
     Live& l = live_of(id, j);
     if (l.proposing) continue;
     if (j.spec.timeout_ms > 0 && elapsed_ms(id) >= j.spec.timeout_ms) {
-      l.proposing = true;
-      LedgerEntry e = entry(LedgerOp::job_done, id);
-      e.state = static_cast<std::uint8_t>(JobState::timeout);
-      e.error = fmt::format("job timed out after {} ms", j.spec.timeout_ms);
-      e.part_progress = progress_of(id);
       log::info("manager", "job_timeout", "job={} timeout_ms={}", log::quoted(id), j.spec.timeout_ms);
-      auto clear = [this, id] {
-        if (auto it = live_.find(id); it != live_.end()) it->second.proposing = false;
-      };
-      propose(
-          std::move(e),
-          [this, clear](LedgerOutcome o) {
-            clear();
-            if (o == LedgerOutcome::applied) stats_.timeouts++;
-          },
-          [clear](const Status&) { clear(); });
+      propose_job_end(id, JobState::timeout, fmt::format("job timed out after {} ms", j.spec.timeout_ms),
+                      stats_.timeouts);
       continue;
     }
     std::uint64_t total = 0;

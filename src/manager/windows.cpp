@@ -165,25 +165,8 @@ void Manager::windows_pass() {
     if (breach) breaches.emplace_back(id, std::move(*breach));
   }
   for (auto& [id, why] : breaches) {
-    const LedgerJob* j = ledger_.job(id);
-    auto it = live_.find(id);
-    if (j == nullptr || it == live_.end() || it->second.proposing) continue;
-    it->second.proposing = true;
-    LedgerEntry e = entry(LedgerOp::job_done, id);
-    e.state = static_cast<std::uint8_t>(JobState::failed);
-    e.error = why;
-    e.part_progress = progress_of(id);
     log::warn("manager", "threshold_abort", "job={} reason={}", log::quoted(id), log::quoted(why));
-    auto clear = [this, id] {
-      if (auto l = live_.find(id); l != live_.end()) l->second.proposing = false;
-    };
-    propose(
-        std::move(e),
-        [this, clear](LedgerOutcome o) {
-          clear();
-          if (o == LedgerOutcome::applied) stats_.threshold_aborts++;
-        },
-        [clear](const Status&) { clear(); });
+    propose_job_end(id, JobState::failed, std::move(why), stats_.threshold_aborts);
   }
 }
 

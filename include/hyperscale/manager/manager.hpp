@@ -256,6 +256,7 @@ class Manager final : public node::Node {
   void liveness_pass();
   void check_run(const std::string& id, const cluster::LedgerJob& j, Slot s);
   void deadlines_pass();
+  void propose_job_end(const std::string& id, cluster::JobState state, std::string why, std::uint64_t& applied);
   void retention_pass();
 
   // helpers
