@@ -601,8 +601,8 @@ std::optional<std::pair<Reply, NodeId>> ask_leader(Client& c, Targets& t, const 
 // Asks `target` (the leader, or a manager that names it) for the job's live windows from where `jw`
 // is, page after page while the leader has more. Returns the job's state from the last reply, or
 // nullopt when no reply came (the caller polls again later); `target` follows the leader.
-std::optional<cluster::JobState> fetch_windows(Client& c, const ClientArgs& a, const std::string& job,
-                                               NodeId& target, JobWindows& jw, std::string* job_error = nullptr) {
+std::optional<cluster::JobState> fetch_windows(Client& c, const ClientArgs& a, const std::string& job, NodeId& target,
+                                               JobWindows& jw, std::string* job_error = nullptr) {
   std::optional<cluster::JobState> state;
   for (int page = 0; page < 50; ++page) {
     cluster::WatchQuery q{0, job, jw.next_from(), 0};

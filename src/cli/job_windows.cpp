@@ -68,8 +68,8 @@ Status JobWindows::add(const cluster::WatchReply& r) {
     if (auto t = load::decode_window(w.totals); t.ok()) {
       s.totals = std::move(*t);
     } else if (first.ok()) {
-      first = make_error(Errc::invalid_argument,
-                         fmt::format("workflow '{}': totals: {}", w.name, t.status().message()));
+      first =
+          make_error(Errc::invalid_argument, fmt::format("workflow '{}': totals: {}", w.name, t.status().message()));
     }
     for (const auto& c : w.windows) {
       auto d = load::decode_window(c.merged);
@@ -145,8 +145,10 @@ std::string JobWindows::json() const {
       w["start_ms"] = index * s.window_ms;
       Json steps = Json::object();
       for (const auto& st : c.merged.steps)
-        steps[st.name] = {{"requests", st.total.executed}, {"errors", st.total.failed},
-                          {"p50_ms", ms_of(st.latency, 0.50)}, {"p95_ms", ms_of(st.latency, 0.95)},
+        steps[st.name] = {{"requests", st.total.executed},
+                          {"errors", st.total.failed},
+                          {"p50_ms", ms_of(st.latency, 0.50)},
+                          {"p95_ms", ms_of(st.latency, 0.95)},
                           {"p99_ms", ms_of(st.latency, 0.99)}};
       w["steps"] = std::move(steps);
       const auto& it = c.merged.iterations;
@@ -177,17 +179,19 @@ std::string JobWindows::csv() const {
   for (const auto& [name, s] : series_)
     for (const auto& [index, c] : s.closed)
       for (const auto& st : c.merged.steps)
-        out += fmt::format("{},{},{},{},{},{},{:.3f},{:.3f},{:.3f}\n", name, index, index * s.window_ms,
-                           st.name, st.total.executed, st.total.failed, ms_of(st.latency, 0.50),
-                           ms_of(st.latency, 0.95), ms_of(st.latency, 0.99));
+        out += fmt::format("{},{},{},{},{},{},{:.3f},{:.3f},{:.3f}\n", name, index, index * s.window_ms, st.name,
+                           st.total.executed, st.total.failed, ms_of(st.latency, 0.50), ms_of(st.latency, 0.95),
+                           ms_of(st.latency, 0.99));
   return out;
 }
 
 Result<std::string> add_windows_json(const std::string& results_json, const std::string& windows_json) {
   Json r = Json::parse(results_json, nullptr, false);
   Json w = Json::parse(windows_json, nullptr, false);
-  if (r.is_discarded() || !r.is_object()) return make_error(Errc::invalid_argument, "results.json is not a JSON object");
-  if (w.is_discarded() || !w.is_object()) return make_error(Errc::invalid_argument, "the windows are not a JSON object");
+  if (r.is_discarded() || !r.is_object())
+    return make_error(Errc::invalid_argument, "results.json is not a JSON object");
+  if (w.is_discarded() || !w.is_object())
+    return make_error(Errc::invalid_argument, "the windows are not a JSON object");
   r["windows"] = std::move(w);
   return r.dump(2) + "\n";
 }

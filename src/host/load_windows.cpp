@@ -71,7 +71,7 @@ Status LoadWindows::add(std::span<const std::uint8_t> window) {
   auto r = merger_.add(*w);
   if (!r.ok()) return r.status();  // the merger counted it as refused
   if (*r == load::WindowAdd::merged || *r == load::WindowAdd::late) newest_ = std::max(newest_, w->index);
-  return ok_status();              // merged, duplicate, late, stale or expired: the merger's counters tally it
+  return ok_status();  // merged, duplicate, late, stale or expired: the merger's counters tally it
 }
 
 void LoadWindows::advance(std::uint64_t now_index) { merger_.advance(now_index); }

@@ -854,10 +854,11 @@ void parse_workflow(Ctx& c, const toml::node& wn, const std::string& path, const
     return;
   }
   const auto& t = *wn.as_table();
-  check_keys(c, t, path,
-             {"name", "kind", "depends_on", "on_dependency_failure", "executor", "vus", "cores", "duration",
-              "iterations", "rate", "time_unit", "max_vus", "pause", "warmup", "graceful_stop", "priority",
-              "datacenters", "provide", "thresholds", "step"});
+  check_keys(c, t, path, {"name",        "kind",    "depends_on",    "on_dependency_failure",
+                          "executor",    "vus",     "cores",         "duration",
+                          "iterations",  "rate",    "time_unit",     "max_vus",
+                          "pause",       "warmup",  "graceful_stop", "priority",
+                          "datacenters", "provide", "thresholds",    "step"});
   Workflow wf;
   wf.name = get_string(c, t, "name", path, true, &wn).value_or("");
   for (const auto& o : plan.workflows)

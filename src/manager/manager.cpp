@@ -28,8 +28,7 @@ bool valid_id(const std::string& s, std::size_t max) {
 bool live(WfState s) { return s == WfState::dispatched || s == WfState::running; }
 
 // Timer tags of the concerns (Manager::Concern: 1..5).
-constexpr std::array<const char*, 6> kConcernNames{"none",      "schedule",  "liveness",
-                                                   "deadlines", "retention", "windows"};
+constexpr std::array<const char*, 6> kConcernNames{"none", "schedule", "liveness", "deadlines", "retention", "windows"};
 const char* concern_name(std::uint64_t c) { return c < kConcernNames.size() ? kConcernNames[c] : "unknown"; }
 
 // The dependency graph has no cycle (Kahn's algorithm).

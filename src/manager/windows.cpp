@@ -124,7 +124,8 @@ bool Manager::make_room_for_windows(const std::string& id) {
   const std::string* oldest_id = nullptr;
   for (auto& [other, l] : live_) {
     if (other == id || l.terminal_at.count() < 0) continue;
-    const bool has = std::any_of(l.windows.begin(), l.windows.end(), [](const WfWindows& w) { return w.merger != nullptr; });
+    const bool has =
+        std::any_of(l.windows.begin(), l.windows.end(), [](const WfWindows& w) { return w.merger != nullptr; });
     if (has && (oldest == nullptr || l.terminal_at < oldest->terminal_at)) {
       oldest = &l;
       oldest_id = &other;

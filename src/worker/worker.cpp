@@ -569,9 +569,20 @@ void Worker::start_exec(NodeId from, Dispatch& d, DispatchAck& ack) {
   acks_[seq].push_back(PendingAck{from, ack});
   e.window_ms = d.window_ms;
   e.window_origin_ms = d.window_origin_unix_ms;
-  ExecSpec spec{d.job_id,      d.workflow,    std::move(d.plan),  d.cores,           d.vus, std::move(d.context),
-                d.shard_first, d.shard_total, d.start_at_unix_ms, d.skip_iterations, d.part,
-                d.token,       d.window_ms,   d.window_origin_unix_ms};
+  ExecSpec spec{d.job_id,
+                d.workflow,
+                std::move(d.plan),
+                d.cores,
+                d.vus,
+                std::move(d.context),
+                d.shard_first,
+                d.shard_total,
+                d.start_at_unix_ms,
+                d.skip_iterations,
+                d.part,
+                d.token,
+                d.window_ms,
+                d.window_origin_unix_ms};
   const std::uint64_t id = e.id;
   Status st = exec_.start(id, spec);
   auto again = by_id_.find(id);
@@ -639,8 +650,8 @@ void Worker::on_exec_progress(std::uint64_t exec, const ExecProgress& p) {
 // carries them all.
 void Worker::send_windows(Exec& e) {
   if (e.windows.empty()) return;
-  WindowBatch b{e.job_id, e.workflow, e.part, e.token, e.window_origin_ms, e.window_ms, e.windows.front().first, 0,
-                e.windows_dropped, {}};
+  WindowBatch b{e.job_id, e.workflow,        e.part, e.token, e.window_origin_ms, e.window_ms, e.windows.front().first,
+                0,        e.windows_dropped, {}};
   std::size_t bytes = 0;
   for (const auto& [seq, w] : e.windows) {
     if (b.windows.size() >= cfg_.max_windows_per_batch) break;
@@ -773,12 +784,8 @@ std::size_t Worker::queued_windows() const {
 }
 
 std::map<std::string, std::size_t> Worker::table_sizes() const {
-  return {{"execs", execs_.size()},
-          {"exec_ids", by_id_.size()},
-          {"fence_marks", marks_.size()},
-          {"pending_acks", acks_.size()},
-          {"queued_windows", queued_windows()},
-          {"exec_log", log_.size()}};
+  return {{"execs", execs_.size()},       {"exec_ids", by_id_.size()},          {"fence_marks", marks_.size()},
+          {"pending_acks", acks_.size()}, {"queued_windows", queued_windows()}, {"exec_log", log_.size()}};
 }
 
 }  // namespace hs::worker

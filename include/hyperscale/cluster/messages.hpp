@@ -487,7 +487,7 @@ struct WindowAck {
 struct WatchQuery {
   std::uint64_t req = 0;
   std::string job_id;
-  std::uint64_t from_index = 0;  // closed windows from this index on
+  std::uint64_t from_index = 0;   // closed windows from this index on
   std::uint32_t max_windows = 0;  // per workflow; 0: the leader's default (capped by it)
   HS_FIELDS(req, job_id, from_index, max_windows)
 };
@@ -518,8 +518,8 @@ struct WatchWorkflow {
   bool more = false;                 // more closed windows after these: ask again from the next index
   std::uint64_t merged = 0, duplicates = 0, late = 0, stale = 0, expired = 0, refused = 0, evicted = 0;
   std::uint64_t dropped = 0;  // windows the parts dropped (their queue overflowed)
-  HS_FIELDS(name, origin_unix_ms, window_ms, now_index, totals, windows, more, merged, duplicates, late, stale,
-            expired, refused, evicted, dropped)
+  HS_FIELDS(name, origin_unix_ms, window_ms, now_index, totals, windows, more, merged, duplicates, late, stale, expired,
+            refused, evicted, dropped)
 };
 struct WatchReply {
   std::uint64_t req = 0;

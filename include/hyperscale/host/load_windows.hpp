@@ -73,7 +73,8 @@ class LoadWindows final : public manager::WorkflowWindows {
   std::vector<load::Threshold> thresholds_;
   double warmup_s_ = 0;
   std::uint64_t undecoded_ = 0;
-  std::uint64_t newest_ = 0;  // the highest index of a window the merger took  // windows refused before the merger saw them (they did not decode)
+  std::uint64_t newest_ = 0;  // the highest index of a window the merger took  // windows refused before the merger saw
+                              // them (they did not decode)
 };
 
 // The factory the manager gets: parses the plan bytes (parse_plan_bytes, stem "workflow", the bound of

@@ -73,8 +73,8 @@ struct ManagerConfig {
   Duration window = std::chrono::seconds(1);
   WindowsFactory windows;
   std::size_t max_window_workflows = 1024;
-  std::uint32_t max_watch_windows = 120;       // closed windows per workflow in one watch reply
-  std::size_t max_watch_bytes = 1u << 20;      // one watch reply's windows (more: `more` is set)
+  std::uint32_t max_watch_windows = 120;   // closed windows per workflow in one watch reply
+  std::size_t max_watch_bytes = 1u << 20;  // one watch reply's windows (more: `more` is set)
 };
 
 // Counters (also exported as metrics by hosts).
@@ -161,7 +161,7 @@ class Manager final : public node::Node {
     // Per part: (token, windows its worker dropped for that attempt); earlier attempts' sum.
     std::vector<std::pair<std::uint64_t, std::uint64_t>> dropped;
     std::uint64_t dropped_before = 0;
-    bool factory_failed = false;        // logged once; the workflow has no windows
+    bool factory_failed = false;  // logged once; the workflow has no windows
   };
   struct Live {                          // one job, leader side
     std::vector<std::vector<Run>> runs;  // per workflow, per part (one before the workflow is placed)

@@ -69,7 +69,7 @@ class WorkflowWindows {
 
 // Creates the windows of one workflow from the job's workflow file text. An error (the plan does not
 // parse, no such workflow) means the workflow gets no live windows: the manager logs and counts it.
-using WindowsFactory = std::function<Result<std::unique_ptr<WorkflowWindows>>(
-    std::span<const std::uint8_t> plan, const std::string& workflow)>;
+using WindowsFactory = std::function<Result<std::unique_ptr<WorkflowWindows>>(std::span<const std::uint8_t> plan,
+                                                                              const std::string& workflow)>;
 
 }  // namespace hs::manager

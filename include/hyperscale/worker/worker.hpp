@@ -62,8 +62,7 @@ struct WorkerStats {
                 capacity_rejects = 0, started = 0, start_errors = 0, completed = 0, failed = 0, cancelled = 0,
                 force_stops = 0, orphaned = 0, leader_changes = 0, ignored_stop_lists = 0, results_sent = 0,
                 results_dropped = 0, decode_errors = 0, unknown_messages = 0, hw_evicted = 0, disk_errors = 0,
-                sync_failures = 0, windows_queued = 0, window_batches = 0, windows_acked = 0,
-                windows_dropped = 0;
+                sync_failures = 0, windows_queued = 0, window_batches = 0, windows_acked = 0, windows_dropped = 0;
 };
 
 // The execution log of scenarios.md §2.4 (bounded).

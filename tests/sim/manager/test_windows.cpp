@@ -23,8 +23,8 @@ namespace {
 // The windows of a synthetic workflow: one step "op"; `abort_p99_ms=N` in the plan text adds an
 // abort threshold p99 < N ms on the workflow (the sim plans are not workflow files).
 manager::WindowsFactory sim_windows() {
-  return [](std::span<const std::uint8_t> plan, const std::string& workflow)
-             -> Result<std::unique_ptr<manager::WorkflowWindows>> {
+  return [](std::span<const std::uint8_t> plan,
+            const std::string& workflow) -> Result<std::unique_ptr<manager::WorkflowWindows>> {
     const std::string text(plan.begin(), plan.end());
     load::Plan p;
     load::Workflow w;
@@ -200,7 +200,7 @@ TEST_CASE("WIN-02 a leader that does not acknowledge: parts re-send (merged once
   CHECK(v.state == JobState::completed);
   REQUIRE(dc.run_until([&] { return queued_windows(dc) == 0; }, 10s));
   const Merged m = merged(dc, "w2");
-  CHECK(m.wf.duplicates > 0);  // re-sent windows were recognised...
+  CHECK(m.wf.duplicates > 0);        // re-sent windows were recognised...
   CHECK(m.totals_requests == 6000);  // ...and merged once
   CHECK(m.closed_requests == 6000);
   CHECK(largest_batch >= 3);  // what queued while unacknowledged went together
@@ -218,9 +218,8 @@ TEST_CASE("WIN-03 windows that overflow a worker's queue are counted and reporte
   boot(dc);
   bool block = false;
   REQUIRE(dc.sim()
-              .add_filter([&](NodeId, NodeId, const node::Bytes& msg) {
-                return block && is_role(msg, MsgType::window_ack);
-              })
+              .add_filter(
+                  [&](NodeId, NodeId, const node::Bytes& msg) { return block && is_role(msg, MsgType::window_ack); })
               .ok());
   submit_ok(dc, job("w3", {wf("load", "ms=8000;iters=8000", 3, 3)}));
   REQUIRE(dc.run_until(
@@ -283,8 +282,9 @@ TEST_CASE("WIN-05 without an abort threshold a slow target only shows in the win
   CHECK_ENDS(dc);
 }
 
-TEST_CASE("WIN-06 under loss, duplication, reordering and a leader crash: windows never count twice, jobs end, "
-          "windows are freed") {
+TEST_CASE(
+    "WIN-06 under loss, duplication, reordering and a leader crash: windows never count twice, jobs end, "
+    "windows are freed") {
   for (std::uint64_t seed : {11u, 12u, 13u, 14u}) {
     DYNAMIC_SECTION("seed " << seed) {
       DcOptions o = windows_dc();
@@ -315,8 +315,7 @@ TEST_CASE("WIN-06 under loss, duplication, reordering and a leader crash: window
       REQUIRE(dc.run_until(
           [&] {
             auto ld = dc.leader();
-            return ld && !dc.job_view("w6").has_value() &&
-                   dc.mgr(*ld)->mgr.table_sizes().at("window_mergers") == 0;
+            return ld && !dc.job_view("w6").has_value() && dc.mgr(*ld)->mgr.table_sizes().at("window_mergers") == 0;
           },
           60s));
       CHECK_ENDS(dc);
