@@ -722,6 +722,7 @@ void Worker::bound_results(const Exec& keep) {
   }
   if (waiting <= cfg_.max_results || oldest == execs_.end()) return;
   stats_.results_dropped++;
+  stats_.windows_dropped += oldest->second.windows.size();  // its windows go with it (counted)
   log::warn("worker", "result_dropped", "job={} workflow={} token={} (over max_results={}; oldest dropped)",
             log::quoted(oldest->second.job_id), log::quoted(oldest->second.workflow), oldest->second.token,
             cfg_.max_results);
