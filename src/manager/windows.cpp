@@ -174,17 +174,15 @@ void Manager::windows_pass() {
 void Manager::handle_watch(NodeId from, const WatchQuery& m) {
   stats_.watches++;
   WatchReply r;
-  const LedgerJob* j = ledger_.job(m.job_id);
   if (!is_leader()) {
     r.code = Err::not_leader;
     r.error = "live windows are kept by the datacenter leader";
     r.leader = raft_->leader_id();
-  } else if (j == nullptr) {
+  } else if (auto w = watch(m.job_id, m.from_index, m.max_windows)) {
+    r = std::move(*w);
+  } else {
     r.code = Err::not_found;
     r.error = fmt::format("no job '{}'", m.job_id);
-  } else {
-    auto it = live_.find(m.job_id);
-    r = watch_reply(m.job_id, *j, it == live_.end() ? nullptr : &it->second, m.from_index, m.max_windows);
   }
   r.req = m.req;
   reply(from, MsgType::watch_reply, r);
@@ -195,12 +193,11 @@ std::optional<WatchReply> Manager::watch(const std::string& job_id, std::uint64_
   const LedgerJob* j = ledger_.job(job_id);
   if (!is_leader() || j == nullptr) return std::nullopt;
   auto it = live_.find(job_id);
-  return watch_reply(job_id, *j, it == live_.end() ? nullptr : &it->second, from_index, max_windows);
+  return watch_reply(*j, it == live_.end() ? nullptr : &it->second, from_index, max_windows);
 }
 
-WatchReply Manager::watch_reply(const std::string& id, const LedgerJob& j, const Live* l, std::uint64_t from_index,
+WatchReply Manager::watch_reply(const LedgerJob& j, const Live* l, std::uint64_t from_index,
                                 std::uint32_t max_windows) const {
-  (void)id;
   WatchReply r;
   r.leader = self_;
   r.state = j.state;

@@ -221,8 +221,8 @@ class Manager final : public node::Node {
   std::size_t window_mergers() const;
   void windows_pass();
   std::uint64_t window_index(const WfWindows& w) const;
-  cluster::WatchReply watch_reply(const std::string& id, const cluster::LedgerJob& j, const Live* l,
-                                  std::uint64_t from_index, std::uint32_t max_windows) const;
+  cluster::WatchReply watch_reply(const cluster::LedgerJob& j, const Live* l, std::uint64_t from_index,
+                                  std::uint32_t max_windows) const;
 
   // leadership and the ledger
   void on_raft_change();

@@ -96,4 +96,18 @@ inline const cluster::WorkflowView& wfv(const cluster::JobView& v, const std::st
   return v.workflows.front();
 }
 
+// Runs until the job's view (from its leading manager) is terminal, with every invariant holding;
+// returns that view.
+inline cluster::JobView finish(Dc& dc, const std::string& job, Duration limit = 60s) {
+  std::optional<cluster::JobView> v;
+  REQUIRE(dc.run_until(
+      [&] {
+        v = dc.job_view(job);
+        return v && terminal(v->state);
+      },
+      limit));
+  REQUIRE_DC_OK(dc);
+  return *v;
+}
+
 }  // namespace hs::simdc

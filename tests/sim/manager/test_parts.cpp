@@ -30,18 +30,6 @@ std::uint64_t sum_completed(const WorkflowView& w) {
                          [](std::uint64_t a, const PartView& p) { return a + p.completed; });
 }
 
-JobView finish(Dc& dc, const std::string& job, Duration limit = 60s) {
-  std::optional<JobView> v;
-  REQUIRE(dc.run_until(
-      [&] {
-        v = dc.job_view(job);
-        return v && terminal(v->state);
-      },
-      limit));
-  REQUIRE_DC_OK(dc);
-  return *v;
-}
-
 }  // namespace
 
 TEST_CASE("PRT-01 a workflow is split over workers of different core counts: shares follow cores, sums are exact") {

@@ -62,18 +62,6 @@ DcOptions windows_dc(int workers = 3) {
   return o;
 }
 
-JobView finish(Dc& dc, const std::string& job, Duration limit = 60s) {
-  std::optional<JobView> v;
-  REQUIRE(dc.run_until(
-      [&] {
-        v = dc.job_view(job);
-        return v && terminal(v->state);
-      },
-      limit));
-  REQUIRE_DC_OK(dc);
-  return *v;
-}
-
 manager::Manager& leader_mgr(Dc& dc) {
   const auto l = dc.leader();
   REQUIRE(l.has_value());
