@@ -26,6 +26,16 @@ static_assert(kHealthNames.covers(Health::overloaded));
 
 const char* name(Health h) { return kHealthNames(h); }
 
+constexpr EnumNames<DcState, 5> kDcStateNames{{"awaiting", "initializing", "ready", "partial", "unavailable"}};
+static_assert(kDcStateNames.covers(DcState::unavailable));
+
+const char* name(DcState s) { return kDcStateNames(s); }
+
+constexpr EnumNames<DcHealth, 4> kDcHealthNames{{"healthy", "busy", "degraded", "unhealthy"}};
+static_assert(kDcHealthNames.covers(DcHealth::unhealthy));
+
+const char* name(DcHealth h) { return kDcHealthNames(h); }
+
 std::uint64_t digest_of(const JobSpec& spec) {
   JobSpec copy = spec;
   copy.job_id.clear();

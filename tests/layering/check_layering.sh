@@ -79,7 +79,7 @@ pos="$work/clean_role.cpp"
 {
   echo '#include <bits/stdc++.h>'
   echo '#include <fmt/format.h>'
-  for d in base node swim cluster manager worker; do
+  for d in base node swim cluster manager worker gate; do
     for h in "$root"/include/hyperscale/$d/*.hpp; do
       [ -e "$h" ] || continue
       [ "$(basename "$h")" = sans_io_guard.hpp ] && continue
@@ -99,9 +99,9 @@ done
 
 # ---- 2. include rules ----
 cd "$root" || exit 2
-role_dirs=(src/swim src/cluster src/manager src/worker src/node
+role_dirs=(src/swim src/cluster src/manager src/worker src/gate src/node
   include/hyperscale/swim include/hyperscale/cluster include/hyperscale/manager include/hyperscale/worker
-  include/hyperscale/node)
+  include/hyperscale/gate include/hyperscale/node)
 check_grep() {  # check_grep WHAT REGEX DIRS...
   local what=$1 re=$2
   shift 2
@@ -126,7 +126,7 @@ check_grep "load includes no role, node, host or simulator header" \
   '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"]hyperscale/(node|swim|cluster|manager|worker|gate|host|sim|cli)/' \
   src/load include/hyperscale/load
 meson_files=(src/swim/meson.build src/cluster/meson.build src/manager/meson.build src/worker/meson.build
-  src/node/meson.build)
+  src/gate/meson.build src/node/meson.build)
 hits=$(grep -nE 'hs_(runtime|net|wal|wire|host|sim|load|test_support)_dep|uv_dep|uring_dep|threads_dep' "${meson_files[@]}")
 if [ -n "$hits" ]; then
   fail "role libraries link base and node (and other roles) only:"
@@ -135,7 +135,7 @@ else
   pass "role libraries link base and node (and other roles) only"
 fi
 unguarded=0
-for m in swim cluster manager worker; do
+for m in swim cluster manager worker gate; do
   if ! grep -q 'cpp_args : hs_role_cpp_args' "src/$m/meson.build"; then
     fail "src/$m/meson.build does not compile with cpp_args : hs_role_cpp_args"
     unguarded=1

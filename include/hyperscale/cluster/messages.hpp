@@ -73,6 +73,10 @@ enum class MsgType : std::uint8_t {
   window_ack,
   watch_query,  // a client asks the leader for a job's live windows
   watch_reply,
+  dc_heartbeat,  // 29: a manager to every gate (docs/gates.md)
+  dc_heartbeat_ack,
+  job_fence,  // a gate that took a job over raises its fence at a datacenter's managers
+  job_fence_ack,
   kCount
 };
 
@@ -193,7 +197,16 @@ struct JobSpec {
   std::uint32_t retry_budget = 10;     // retries across the job (clamped)
   std::uint32_t workflow_retries = 3;  // retries per workflow (clamped)
   std::vector<WorkflowSpec> workflows;
-  HS_FIELDS(job_id, idempotency_key, timeout_ms, stuck_ms, retry_budget, workflow_retries, workflows)
+  // Gates only (managers ignore them; a gate sends each datacenter the spec with them cleared):
+  // the datacenters to run in (names), or how many the gate picks (0 with no names: 1); with
+  // min_datacenters > 0 the job is best effort: it ends once that many datacenters completed and the
+  // others ended or best_effort_ms passed after that (docs/gates.md).
+  std::vector<std::string> datacenters;
+  std::uint32_t datacenter_count = 0;
+  std::uint32_t min_datacenters = 0;
+  std::uint64_t best_effort_ms = 0;
+  HS_FIELDS(job_id, idempotency_key, timeout_ms, stuck_ms, retry_budget, workflow_retries, workflows, datacenters,
+            datacenter_count, min_datacenters, best_effort_ms)
 };
 
 // Error codes carried by replies (stable numbers; text in `error`).
@@ -216,7 +229,10 @@ inline bool retryable(Err e) {
 struct Submit {
   std::uint64_t req = 0;
   JobSpec spec;
-  HS_FIELDS(req, spec)
+  // A gate's fence for the job (0 from a client): the manager keeps the highest it has seen and
+  // refuses a gate's commands (cancel, job_fence) with a lower one.
+  std::uint64_t gate_fence = 0;
+  HS_FIELDS(req, spec, gate_fence)
 };
 struct SubmitAck {
   std::uint64_t req = 0;
@@ -261,6 +277,19 @@ struct WorkflowView {
   HS_FIELDS(name, state, completed, failed, attempts, cores, worker, token, error, stats, published, enqueued, parts,
             shard_total, lost, plan)
 };
+// One datacenter's share of a gate's job (JobView.datacenters).
+struct DcView {
+  std::string name;
+  JobState state = JobState::submitted;  // submitted: not yet accepted by the datacenter
+  bool accepted = false;                 // the datacenter's managers committed the job
+  std::uint64_t completed = 0, failed = 0;
+  std::string error;
+  NodeId leader = 0;                    // the datacenter's leading manager, as the gate last knew it
+  std::vector<WorkflowView> workflows;  // the datacenter's view (final once state is terminal)
+  bool late = false;  // a result arrived after the share had been decided: recorded, not counted
+  std::vector<std::string> tried;  // datacenters that refused the share before this one
+  HS_FIELDS(name, state, accepted, completed, failed, error, leader, workflows, late, tried)
+};
 struct JobView {
   std::string job_id;
   JobState state = JobState::submitted;
@@ -270,8 +299,13 @@ struct JobView {
   std::string error;
   std::vector<WorkflowView> workflows;
   std::vector<std::string> cancel_errors;
+  // A gate's job: one entry per datacenter share (workflows above are merged across them: counts
+  // summed, parts concatenated), the owner's fence, and whether every share confirmed a cancel.
+  std::vector<DcView> datacenters;
+  std::uint64_t fence = 0;
+  bool cancel_complete = false;
   HS_FIELDS(job_id, state, leader, completed, failed, retries_used, retry_budget, workflow_retries, error, workflows,
-            cancel_errors)
+            cancel_errors, datacenters, fence, cancel_complete)
 };
 struct StatusQuery {
   std::uint64_t req = 0;
@@ -291,7 +325,11 @@ struct CancelJob {
   std::string job_id;
   std::uint64_t fence = 0;  // 0: any; otherwise must equal the job's current fence token
   std::string reason;
-  HS_FIELDS(req, job_id, fence, reason)
+  // From a gate: its fence for the job (Submit.gate_fence); refused below the highest the manager
+  // has seen. A gate's cancel of a job the manager does not know leaves a cancelled record, so a
+  // submit of that job arriving later is refused instead of run.
+  std::uint64_t gate_fence = 0;
+  HS_FIELDS(req, job_id, fence, reason, gate_fence)
 };
 struct CancelWorkflow {
   std::uint64_t req = 0;
@@ -319,6 +357,69 @@ struct WorkerView {
   bool circuit_open = false;
   HS_FIELDS(node, healthy, health, total_cores, available_cores, circuit_open)
 };
+// ---- gates and datacenters (docs/gates.md) ----
+// A datacenter as a gate sees it (AD-16): awaiting (configured, never heard), initializing (heard,
+// no leader yet), ready (a leader and every manager heard), partial (a leader, some managers
+// silent), unavailable (no leader heard within the gate's dc_stale).
+enum class DcState : std::uint8_t { awaiting = 0, initializing, ready, partial, unavailable };
+// Its health, the bucket routing picks from (AD-17: healthy > busy > degraded; never unhealthy):
+// busy when no core is free, degraded when fewer than half its workers are healthy, unhealthy when
+// it is not ready/partial or has no healthy worker.
+enum class DcHealth : std::uint8_t { healthy = 0, busy, degraded, unhealthy };
+const char* name(DcState s);
+const char* name(DcHealth h);
+struct DcStatus {
+  std::string name;
+  DcState state = DcState::awaiting;
+  DcHealth health = DcHealth::unhealthy;
+  NodeId leader = 0;
+  std::uint64_t term = 0;
+  std::uint32_t managers = 0, managers_heard = 0;  // configured, heard within dc_stale
+  std::uint32_t worker_count = 0, healthy_worker_count = 0, total_cores = 0, available_cores = 0;
+  std::uint32_t active_jobs = 0;
+  std::uint64_t heard_ms_ago = 0;  // since the leader's last heartbeat (0: never heard)
+  HS_FIELDS(name, state, health, leader, term, managers, managers_heard, worker_count, healthy_worker_count,
+            total_cores, available_cores, active_jobs, heard_ms_ago)
+};
+// A manager to every configured gate, every ManagerConfig::gate_heartbeat: registration and
+// liveness of the datacenter, what it has and the jobs it leads.
+struct DcHeartbeat {
+  std::string datacenter;
+  bool is_leader = false;  // the ready Raft leader of the datacenter
+  std::uint64_t term = 0;
+  NodeId leader = 0;  // the leader this manager knows (itself when is_leader), 0: none
+  std::uint32_t worker_count = 0, healthy_worker_count = 0, total_cores = 0, available_cores = 0;
+  std::uint32_t active_jobs = 0;
+  std::vector<std::string> jobs;  // leader only: active job ids (at most 1 000; more sets jobs_more)
+  bool jobs_more = false;
+  HS_FIELDS(datacenter, is_leader, term, leader, worker_count, healthy_worker_count, total_cores, available_cores,
+            active_jobs, jobs, jobs_more)
+};
+struct DcHeartbeatAck {
+  bool registered = false;  // false: the gate does not know this manager in this datacenter (error says why)
+  std::string error;
+  NodeId gate_leader = 0;  // the gates' leader as this gate knows it
+  std::uint64_t term = 0;  // the gate's Raft term
+  HS_FIELDS(registered, error, gate_leader, term)
+};
+// A gate that took a job over (a higher fence) tells the datacenter's leading manager, which keeps
+// the highest fence per job and refuses a gate's commands carrying a lower one.
+struct JobFence {
+  std::uint64_t req = 0;
+  std::string job_id;
+  std::uint64_t gate_fence = 0;
+  HS_FIELDS(req, job_id, gate_fence)
+};
+struct JobFenceAck {
+  std::uint64_t req = 0;
+  bool accepted = false;
+  Err code = Err::none;  // fence: a higher fence is known (current); not_leader: ask leader; not_found
+  std::string error;
+  std::uint64_t current = 0;  // the manager's fence for the job after this
+  NodeId leader = 0;
+  HS_FIELDS(req, accepted, code, error, current, leader)
+};
+
 struct NodeQuery {
   std::uint64_t req = 0;
   HS_FIELDS(req)
@@ -333,8 +434,10 @@ struct NodeStatus {
   std::vector<std::string> active_job_ids;
   std::uint32_t active_workflow_count = 0;
   std::vector<WorkerView> workers;
+  std::string role;                       // "manager", "gate" (empty from older nodes: a manager)
+  std::vector<DcStatus> datacenters;  // a gate's view of every datacenter
   HS_FIELDS(req, node, is_leader, term, leader, worker_count, healthy_worker_count, total_cores, available_cores,
-            active_job_ids, active_workflow_count, workers)
+            active_job_ids, active_workflow_count, workers, role, datacenters)
 };
 
 // ---- worker <-> manager ----

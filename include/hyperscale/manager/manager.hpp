@@ -75,6 +75,11 @@ struct ManagerConfig {
   std::size_t max_window_workflows = 1024;
   std::uint32_t max_watch_windows = 120;   // closed windows per workflow in one watch reply
   std::size_t max_watch_bytes = 1u << 20;  // one watch reply's windows (more: `more` is set)
+  // Gates (docs/gates.md): this datacenter's name and the gates every manager registers with and
+  // heartbeats to (DcHeartbeat) every gate_heartbeat. Empty: no gate tier.
+  std::string datacenter;
+  std::vector<NodeId> gates;
+  Duration gate_heartbeat = std::chrono::milliseconds(500);
 };
 
 // Counters (also exported as metrics by hosts).

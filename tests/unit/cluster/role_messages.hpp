@@ -29,7 +29,11 @@
   X(window_batch, WindowBatch) \
   X(window_ack, WindowAck) \
   X(watch_query, WatchQuery) \
-  X(watch_reply, WatchReply)
+  X(watch_reply, WatchReply) \
+  X(dc_heartbeat, DcHeartbeat) \
+  X(dc_heartbeat_ack, DcHeartbeatAck) \
+  X(job_fence, JobFence) \
+  X(job_fence_ack, JobFenceAck)
 // clang-format on
 
 namespace hs::cluster::testing {

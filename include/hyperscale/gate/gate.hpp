@@ -1,0 +1,229 @@
+// The gate role, as a sans-IO state machine (a component on channel kRole of the node's Mux, next to
+// its RaftNode on kRaft). Gates take jobs from clients, pick datacenters, run each job's share in
+// every chosen datacenter through that datacenter's managers (as their client: Submit, StatusQuery,
+// CancelJob, with the gate's fence), merge the shares into one result, and own global timeouts and
+// cancels. See docs/gates.md.
+//
+// Job state lives in a GateLedger replicated by the gates' Raft: the ready Raft leader owns every
+// job (its fence carries its term) and answers clients only after their entry commits; followers
+// answer status from their applied ledger and redirect the rest. A new leader takes every job over
+// with a higher fence (an `own` entry), tells the datacenters (JobFence) and carries on from the
+// ledger and the managers' answers: managers and workers stay the source of truth for execution.
+//
+// Every gate keeps the datacenter registry from the managers' heartbeats (DcHeartbeat): each
+// datacenter's state and health (cluster::DcState, DcHealth) and its leading manager.
+//
+// Leader-side soft state (requests in flight, the latest counts of each share) is rebuilt from the
+// ledger when a gate becomes the ready leader and dropped when it stops being it. Every table is
+// bounded (GateConfig), and table_sizes() reports each one. Background work runs on named timers,
+// one per concern, each with an error hook that logs and counts a failed pass.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hyperscale/cluster/messages.hpp"
+#include "hyperscale/cluster/raft.hpp"
+#include "hyperscale/gate/ledger.hpp"
+#include "hyperscale/node/node.hpp"
+
+namespace hs::gate {
+
+struct DatacenterConfig {
+  std::string name;
+  std::vector<NodeId> managers;
+};
+
+struct GateConfig {
+  std::vector<NodeId> gates;                     // configured gates, self included
+  std::vector<DatacenterConfig> datacenters;     // every datacenter and its managers
+  Duration tick = std::chrono::milliseconds(100);  // the pass interval of every concern
+  Duration dc_stale = std::chrono::seconds(3);     // a manager not heard this long is silent
+  // A running share whose datacenter stays unavailable (no leader heard, or no answer to the
+  // share's status queries) this long fails ("datacenter unreachable"); no cross-datacenter retry
+  // once a datacenter accepted (scenarios.md §5).
+  Duration dc_grace = std::chrono::seconds(10);
+  Duration poll = std::chrono::milliseconds(500);          // status query of each running share
+  Duration request_timeout = std::chrono::seconds(1);      // an unanswered request is sent again
+  Duration cancel_timeout = std::chrono::seconds(10);      // a share that does not confirm a stop
+  Duration checkpoint_every = std::chrono::seconds(5);     // elapsed time and counts into the ledger
+  Duration timeout_slack = std::chrono::seconds(2);        // managers get timeout + this: the gate decides
+  Duration retention_ok = std::chrono::seconds(300);       // completed jobs kept this long
+  Duration retention_failed = std::chrono::seconds(3600);  // failed, partial, cancelled, timed-out jobs
+  Duration idem_rejected_ttl = std::chrono::seconds(60);   // a rejected submission is remembered this long
+  std::size_t max_jobs = 10'000;                           // ledger records; over it: overloaded
+  std::size_t max_active_jobs = 1'000;
+  std::size_t max_waiters = 10'000;       // clients waiting for an entry to commit
+  std::size_t max_rejections = 100'000;   // remembered rejections (oldest evicted)
+  std::size_t max_datacenters = 64;       // per job and configured
+  std::size_t max_spec_bytes = 1u << 20;  // a job's encoded spec (it must fit the Raft log)
+  std::uint32_t not_found_limit = 3;      // "no such job" answers before a share is declared lost
+  std::uint32_t retry_after_ms = 1000;    // suggested to throttled clients
+};
+
+struct GateStats {
+  std::uint64_t submits = 0, accepted = 0, rejected = 0, duplicates = 0, conflicts = 0, redirects = 0,
+                dc_submits = 0, dc_accepted = 0, dc_refused = 0, reroutes = 0, polls = 0, dc_results = 0,
+                late_results = 0, dc_unreachable = 0, dc_lost = 0, cancels = 0, cancels_sent = 0, timeouts = 0,
+                best_effort_ends = 0, takeovers = 0, fences_sent = 0, fence_refused = 0, checkpoints = 0, cleaned = 0,
+                proposals = 0, proposals_failed = 0, heartbeats = 0, heartbeats_refused = 0, decode_errors = 0,
+                unknown_messages = 0, stale_replies = 0, rejections_evicted = 0, timer_errors = 0,
+                correlated_failures = 0;
+};
+
+class Gate final : public node::Node {
+ public:
+  Gate(GateConfig cfg, cluster::RaftConfig raft);
+  ~Gate() override;
+  Gate(const Gate&) = delete;
+  Gate& operator=(const Gate&) = delete;
+
+  void on_start(node::Context& ctx) override;
+  void on_message(node::Context& ctx, NodeId from, std::span<const std::uint8_t> msg) override;
+  void on_timer(node::Context& ctx, node::TimerId id, std::uint64_t tag) override;
+
+  cluster::RaftNode& raft() noexcept { return *raft_; }
+  const cluster::RaftNode& raft() const noexcept { return *raft_; }
+  const GateLedger& ledger() const noexcept { return ledger_; }
+
+  // Graceful stop (GTE-05): the leader hands leadership to the most up-to-date gate. True when this
+  // gate does not lead (nothing to hand off); call again until it returns true, then stop.
+  bool hand_off();
+
+  // ---- observation ----
+  NodeId self() const noexcept { return self_; }
+  bool is_leader() const noexcept;  // the ready Raft leader: it owns every job
+  const GateStats& stats() const noexcept { return stats_; }
+  cluster::NodeStatus node_status() const;
+  std::vector<cluster::DcStatus> datacenters() const;
+  std::optional<cluster::JobView> job(const std::string& id) const;
+  std::map<std::string, std::size_t> table_sizes() const;
+
+ private:
+  struct ManagerSeen {
+    Instant heard{-1};
+    cluster::DcHeartbeat hb;
+  };
+  struct Dc {  // registry entry (every gate)
+    DatacenterConfig cfg;
+    std::map<NodeId, ManagerSeen> managers;  // configured managers only
+    Instant unavailable_since{-1};           // -1: available (or never heard: awaiting)
+    bool ever_heard = false;
+  };
+  struct Request {  // a request to a datacenter in flight (leader soft state)
+    std::uint64_t req = 0;
+    Instant sent{-1};
+    NodeId to = 0;
+  };
+  struct ShareRun {  // one share as the owner follows it
+    Request submit, poll, cancel, fence;
+    std::uint64_t completed = 0, failed = 0;  // the highest counts the datacenter reported
+    cluster::JobState seen = cluster::JobState::submitted;
+    Instant last_answer{-1};    // the datacenter answered a request about the share
+    std::uint32_t not_found = 0;
+    bool fenced = false;        // the datacenter acknowledged the current fence
+    bool stop_confirmed = false;
+    bool proposing = false;     // an entry about the share is in flight
+    NodeId leader = 0;          // where to send (the datacenter's leader as last learnt)
+  };
+  struct Live {  // one job, owner side
+    std::vector<ShareRun> shares;
+    Instant started{0};
+    std::uint64_t base_elapsed_ms = 0;
+    Instant terminal_at{-1};
+    Instant next_checkpoint{0};
+    Instant cancel_started{-1};
+    Instant min_reached{-1};
+    bool proposing = false;  // a job-level entry is in flight
+  };
+  struct Waiters {  // clients of one in-flight accept (a duplicate of a PENDING submission waits)
+    std::uint64_t digest = 0;
+    std::string key;
+    std::vector<std::pair<NodeId, std::uint64_t>> clients;
+  };
+  struct Rejection {
+    std::uint64_t digest = 0;
+    cluster::SubmitAck ack;
+    Instant expires{0};
+  };
+  enum Concern : std::uint64_t { kRegistry = 1, kShares, kDeadlines, kRetention, kConcerns };
+
+  void dispatch_message(NodeId from, cluster::MsgType type, std::span<const std::uint8_t> body);
+  // clients
+  void handle_submit(NodeId from, cluster::Submit& m);
+  bool answer_known(NodeId from, const cluster::Submit& m, std::uint64_t digest);
+  std::optional<std::string> validate(const cluster::JobSpec& s) const;
+  std::vector<std::string> route(const cluster::JobSpec& s, cluster::Err& code, std::string& error) const;
+  void handle_status(NodeId from, const cluster::StatusQuery& m);
+  void handle_cancel(NodeId from, const cluster::CancelJob& m);
+  // datacenters
+  void handle_dc_heartbeat(NodeId from, const cluster::DcHeartbeat& m);
+  void handle_submit_ack(NodeId from, const cluster::SubmitAck& m);
+  void handle_status_reply(NodeId from, cluster::StatusReply& m);
+  void handle_cancel_reply(NodeId from, const cluster::CancelReply& m);
+  void handle_fence_ack(NodeId from, const cluster::JobFenceAck& m);
+
+  // leadership and the ledger
+  void on_raft_change();
+  void adopt();
+  Live& live_of(const std::string& id, const GateJob& j);
+  using OnApplied = std::function<void(GateOutcome)>;
+  using OnFailed = std::function<void(const Status&)>;
+  bool propose(GateEntry e, OnApplied applied, OnFailed failed = nullptr);
+  GateEntry entry(GateOp op, const std::string& job_id) const;
+
+  // concerns
+  void run_concern(Concern c);
+  void registry_pass();
+  void shares_pass();
+  void share_step(const std::string& id, const GateJob& j, Live& l, std::uint32_t s);
+  void deadlines_pass();
+  void end_job(const std::string& id, JobState state, std::string why);
+  void retention_pass();
+
+  // helpers
+  const Dc* dc(const std::string& name) const;
+  cluster::DcStatus dc_status(const Dc& d) const;
+  NodeId dc_target(const std::string& name, NodeId hint) const;
+  bool dc_usable(const std::string& name) const;
+  std::uint64_t next_req(const std::string& id, std::uint32_t share, std::uint8_t kind);
+  bool decode_req(std::uint64_t req, std::string& id, std::uint32_t& share, std::uint8_t& kind) const;
+  cluster::JobSpec share_spec(const GateJob& j) const;
+  std::uint64_t elapsed_ms(const std::string& id) const;
+  cluster::JobView view(const std::string& id, const GateJob& j) const;
+  cluster::SubmitAck reject(std::uint64_t req, cluster::Err code, std::string error) const;
+  void remember_rejection(const std::string& key, std::uint64_t digest, const cluster::SubmitAck& a);
+  template <class M>
+  void send(NodeId to, cluster::MsgType t, M& msg) {
+    ctx_->send(to, cluster::encode(t, msg));
+  }
+
+  GateConfig cfg_;
+  GateLedger ledger_;
+  std::unique_ptr<cluster::RaftNode> raft_;
+  std::shared_ptr<bool> token_ = std::make_shared<bool>(true);
+  node::Context* ctx_ = nullptr;
+  NodeId self_ = 0;
+  bool leading_ = false;
+  Instant leading_since_{0};
+  std::vector<Dc> dcs_;                          // configured, in config order
+  std::map<NodeId, std::size_t> manager_dc_;     // manager -> index in dcs_
+  std::map<std::string, Live> live_;             // owner only; one per ledger job
+  std::map<std::string, Waiters> accepts_;       // submissions whose accept entry is in flight
+  std::map<std::string, Rejection> rejections_;  // idempotency key -> remembered rejection
+  std::deque<std::pair<Instant, std::string>> rejection_expiry_;
+  // Requests to datacenters are numbered; the number maps back to (job, share, kind) while in flight.
+  std::map<std::uint64_t, std::tuple<std::string, std::uint32_t, std::uint8_t>> requests_;
+  std::uint64_t next_req_ = 1;
+  std::size_t waiters_ = 0;
+  Instant seen_now_{0};
+  GateStats stats_;
+};
+
+}  // namespace hs::gate
