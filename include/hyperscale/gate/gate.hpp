@@ -41,8 +41,8 @@ struct DatacenterConfig {
 };
 
 struct GateConfig {
-  std::vector<NodeId> gates;                     // configured gates, self included
-  std::vector<DatacenterConfig> datacenters;     // every datacenter and its managers
+  std::vector<NodeId> gates;                       // configured gates, self included
+  std::vector<DatacenterConfig> datacenters;       // every datacenter and its managers
   Duration tick = std::chrono::milliseconds(100);  // the pass interval of every concern
   Duration dc_stale = std::chrono::seconds(3);     // a manager not heard this long is silent
   // A running share whose datacenter stays unavailable (no leader heard, or no answer to the
@@ -68,13 +68,12 @@ struct GateConfig {
 };
 
 struct GateStats {
-  std::uint64_t submits = 0, accepted = 0, rejected = 0, duplicates = 0, conflicts = 0, redirects = 0,
-                dc_submits = 0, dc_accepted = 0, dc_refused = 0, reroutes = 0, polls = 0, dc_results = 0,
-                late_results = 0, dc_unreachable = 0, dc_lost = 0, cancels = 0, cancels_sent = 0, timeouts = 0,
-                best_effort_ends = 0, takeovers = 0, fences_sent = 0, fence_refused = 0, checkpoints = 0, cleaned = 0,
-                proposals = 0, proposals_failed = 0, heartbeats = 0, heartbeats_refused = 0, decode_errors = 0,
-                unknown_messages = 0, stale_replies = 0, rejections_evicted = 0, timer_errors = 0,
-                correlated_failures = 0;
+  std::uint64_t submits = 0, accepted = 0, rejected = 0, duplicates = 0, conflicts = 0, redirects = 0, dc_submits = 0,
+                dc_accepted = 0, dc_refused = 0, reroutes = 0, polls = 0, dc_results = 0, late_results = 0,
+                dc_unreachable = 0, dc_lost = 0, cancels = 0, cancels_sent = 0, timeouts = 0, best_effort_ends = 0,
+                takeovers = 0, fences_sent = 0, fence_refused = 0, checkpoints = 0, cleaned = 0, proposals = 0,
+                proposals_failed = 0, heartbeats = 0, heartbeats_refused = 0, decode_errors = 0, unknown_messages = 0,
+                stale_replies = 0, rejections_evicted = 0, timer_errors = 0, correlated_failures = 0;
 };
 
 class Gate final : public node::Node {
@@ -113,8 +112,11 @@ class Gate final : public node::Node {
   struct Dc {  // registry entry (every gate)
     DatacenterConfig cfg;
     std::map<NodeId, ManagerSeen> managers;  // configured managers only
-    Instant unavailable_since{-1};           // -1: available (or never heard: awaiting)
+    Instant unavailable_since{-1};           // -1: usable (or never heard: awaiting)
     bool ever_heard = false;
+    bool was_ready = false;  // had a leader once (a later loss reads unavailable, not initializing)
+    cluster::DcState last_state = cluster::DcState::awaiting;  // as last logged
+    cluster::DcHealth last_health = cluster::DcHealth::unhealthy;
   };
   struct Request {  // a request to a datacenter in flight (leader soft state)
     std::uint64_t req = 0;
@@ -125,12 +127,14 @@ class Gate final : public node::Node {
     Request submit, poll, cancel, fence;
     std::uint64_t completed = 0, failed = 0;  // the highest counts the datacenter reported
     cluster::JobState seen = cluster::JobState::submitted;
-    Instant last_answer{-1};    // the datacenter answered a request about the share
+    Instant last_answer{-1};  // the datacenter answered a request about the share
     std::uint32_t not_found = 0;
-    bool fenced = false;        // the datacenter acknowledged the current fence
+    bool fenced = false;  // the datacenter acknowledged the current fence
     bool stop_confirmed = false;
-    bool proposing = false;     // an entry about the share is in flight
-    NodeId leader = 0;          // where to send (the datacenter's leader as last learnt)
+    bool proposing = false;                        // an entry about the share is in flight
+    NodeId leader = 0;                             // where to send (the datacenter's leader as last learnt)
+    std::vector<cluster::WorkflowView> workflows;  // the datacenter's latest view (live status)
+    Instant unusable_since{-1};                    // a share not yet accepted whose datacenter is unusable
   };
   struct Live {  // one job, owner side
     std::vector<ShareRun> shares;
@@ -183,6 +187,8 @@ class Gate final : public node::Node {
   void registry_pass();
   void shares_pass();
   void share_step(const std::string& id, const GateJob& j, Live& l, std::uint32_t s);
+  bool reroute(const std::string& id, const GateJob& j, std::uint32_t s, const std::string& why);
+  ShareRun* reply_run(std::uint64_t req, std::uint8_t kind, NodeId from, std::string& id, std::uint32_t& share);
   void deadlines_pass();
   void end_job(const std::string& id, JobState state, std::string why);
   void retention_pass();

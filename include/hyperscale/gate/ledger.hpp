@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "hyperscale/cluster/ledger.hpp"  // make_token, token_term: fences carry the Raft term
 #include "hyperscale/cluster/messages.hpp"
 #include "hyperscale/cluster/raft.hpp"
 
@@ -111,15 +112,15 @@ struct GateEntry {
   GateOp op = GateOp::accept;
   std::uint64_t term = 0;
   std::string job_id;
-  JobSpec spec;                  // accept
-  std::uint64_t digest = 0;      // accept
-  std::vector<std::string> dcs;  // accept: one share each
-  bool routed = false;           // accept
-  std::uint64_t fence = 0;       // accept, own
-  NodeId owner = 0;              // accept, own
-  std::uint32_t share = 0;       // dc_accepted, reroute, dc_done
-  std::string dc;                // reroute: the new datacenter
-  std::uint8_t state = 0;        // dc_done, job_done: JobState
+  JobSpec spec;                                  // accept
+  std::uint64_t digest = 0;                      // accept
+  std::vector<std::string> dcs;                  // accept: one share each
+  bool routed = false;                           // accept
+  std::uint64_t fence = 0;                       // accept, own
+  NodeId owner = 0;                              // accept, own
+  std::uint32_t share = 0;                       // dc_accepted, reroute, dc_done
+  std::string dc;                                // reroute: the new datacenter
+  std::uint8_t state = 0;                        // dc_done, job_done: JobState
   std::uint64_t completed = 0, failed = 0;       // dc_done
   std::string error;                             // dc_done, job_done, cancel (reason), reroute (why)
   std::vector<cluster::WorkflowView> workflows;  // dc_done

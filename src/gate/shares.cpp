@@ -1,0 +1,478 @@
+// The owner's work on each job: every share is submitted to its datacenter's leading manager
+// (idempotent: same job id, same spec), polled until it ends, fenced after a takeover and stopped
+// when the job ends first; deadlines (the global timeout, best effort), checkpoints and retention.
+// See gate.hpp and docs/gates.md.
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "hyperscale/base/assert.hpp"
+#include "hyperscale/base/log.hpp"
+#include "hyperscale/gate/gate.hpp"
+
+namespace hs::gate {
+
+using namespace cluster;
+
+namespace {
+enum Kind : std::uint8_t { kSubmit = 1, kPoll, kCancel, kFence };
+
+std::uint64_t ms(Duration d) {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
+}
+}  // namespace
+
+// ---------------------------------------------------------------- requests
+
+std::uint64_t Gate::next_req(const std::string& id, std::uint32_t share, std::uint8_t kind) {
+  // Bounded: at most four requests per share are in flight; past the bound the oldest is forgotten
+  // (its reply is then counted as stale and the request is sent again).
+  const std::size_t bound = cfg_.max_active_jobs * cfg_.max_datacenters * 4 + 1024;
+  while (requests_.size() >= bound) {
+    requests_.erase(requests_.begin());
+    stats_.stale_replies++;
+  }
+  const std::uint64_t req = next_req_++;
+  requests_.emplace(req, std::make_tuple(id, share, kind));
+  return req;
+}
+
+bool Gate::decode_req(std::uint64_t req, std::string& id, std::uint32_t& share, std::uint8_t& kind) const {
+  auto it = requests_.find(req);
+  if (it == requests_.end()) return false;
+  std::tie(id, share, kind) = it->second;
+  return true;
+}
+
+JobSpec Gate::share_spec(const GateJob& j) const {
+  JobSpec s = j.spec;
+  s.datacenters.clear();
+  s.datacenter_count = 0;
+  s.min_datacenters = 0;
+  s.best_effort_ms = 0;
+  s.idempotency_key = "gate." + j.spec.job_id;
+  // The managers' own timeout is a backstop for when the gate tier is gone: the gate decides first.
+  if (s.timeout_ms != 0) s.timeout_ms += ms(cfg_.timeout_slack);
+  return s;
+}
+
+// ---------------------------------------------------------------- the shares pass
+
+void Gate::shares_pass() {
+  for (const auto& [id, j] : ledger_.jobs()) {
+    Live& l = live_of(id, j);
+    if (l.proposing || token_term(j.fence) != raft_->term()) continue;  // taking over: wait for `own`
+    for (std::uint32_t s = 0; s < j.shares.size(); ++s) share_step(id, j, l, s);
+  }
+  for (auto it = live_.begin(); it != live_.end();) {  // jobs retired from the ledger
+    if (ledger_.job(it->first) != nullptr) {
+      ++it;
+      continue;
+    }
+    for (auto r = requests_.begin(); r != requests_.end();)
+      r = std::get<0>(r->second) == it->first ? requests_.erase(r) : std::next(r);
+    it = live_.erase(it);
+  }
+}
+
+void Gate::share_step(const std::string& id, const GateJob& j, Live& l, std::uint32_t s) {
+  const GateShare& sh = j.shares[s];
+  if (s >= l.shares.size()) l.shares.resize(j.shares.size());
+  ShareRun& r = l.shares[s];
+  if (terminal(sh.state) || r.proposing) return;
+  const Instant now = ctx_->now();
+  const NodeId to = dc_target(sh.dc, r.leader);
+  auto due = [&](const Request& q, Duration every) { return q.sent.count() < 0 || now - q.sent >= every; };
+  auto issue = [&](Request& q, std::uint8_t kind) {
+    if (q.req != 0) requests_.erase(q.req);
+    q.req = next_req(id, s, kind);
+    q.sent = now;
+    q.to = to;
+    return q.req;
+  };
+  auto decide = [&](JobState st, std::string why, bool unreachable) {
+    r.proposing = true;
+    GateEntry e = entry(GateOp::dc_done, id);
+    e.share = s;
+    e.state = static_cast<std::uint8_t>(st);
+    e.completed = r.completed;
+    e.failed = r.failed;
+    e.error = std::move(why);
+    e.workflows = r.workflows;
+    log::warn("gate", "share_decided", "job={} dc={} state={} error={}", log::quoted(id), sh.dc, name(st),
+              log::quoted(e.error));
+    if (unreachable) stats_.dc_unreachable++;
+    auto clear = [this, id, s](auto&&...) {
+      if (auto it = live_.find(id); it != live_.end() && s < it->second.shares.size())
+        it->second.shares[s].proposing = false;
+    };
+    propose(std::move(e), clear, clear);
+  };
+  if (to == 0) return;
+
+  if (terminal(j.state)) {  // the job ended first: stop the share, then take its final view
+    if (l.cancel_started.count() < 0) l.cancel_started = now;
+    if (!r.stop_confirmed && due(r.cancel, cfg_.request_timeout)) {
+      CancelJob c;
+      c.req = issue(r.cancel, kCancel);
+      c.job_id = id;
+      c.reason = j.error.empty() ? std::string(name(j.state)) : j.error;
+      c.gate_fence = j.fence;
+      stats_.cancels_sent++;
+      send(to, MsgType::cancel_job, c);
+    }
+    if (r.stop_confirmed && due(r.poll, cfg_.poll)) {
+      StatusQuery q;
+      q.req = issue(r.poll, kPoll);
+      q.job_id = id;
+      stats_.polls++;
+      send(to, MsgType::status_query, q);
+    }
+    if (now - l.cancel_started >= cfg_.cancel_timeout) {
+      const JobState st = j.state == JobState::timeout ? JobState::timeout : JobState::cancelled;
+      decide(
+          st,
+          fmt::format("stop not confirmed: datacenter {} did not confirm within {} ms", sh.dc, ms(cfg_.cancel_timeout)),
+          true);
+    }
+    return;
+  }
+
+  if (!sh.accepted) {
+    if (!dc_usable(sh.dc)) {
+      if (r.unusable_since.count() < 0) r.unusable_since = now;
+      if (now - r.unusable_since >= cfg_.dc_grace) {
+        if (!(j.routed && reroute(id, j, s, "unusable"))) {
+          decide(JobState::failed,
+                 fmt::format("datacenter {} unusable for {} ms before accepting", sh.dc, ms(cfg_.dc_grace)), true);
+        }
+        return;
+      }
+    } else {
+      r.unusable_since = Instant{-1};
+    }
+    if (due(r.submit, cfg_.request_timeout)) {
+      Submit m;
+      m.req = issue(r.submit, kSubmit);
+      m.spec = share_spec(j);
+      m.gate_fence = j.fence;
+      stats_.dc_submits++;
+      send(to, MsgType::submit, m);
+    }
+    return;
+  }
+
+  if (!r.fenced && due(r.fence, cfg_.request_timeout)) {
+    JobFence f;
+    f.req = issue(r.fence, kFence);
+    f.job_id = id;
+    f.gate_fence = j.fence;
+    stats_.fences_sent++;
+    send(to, MsgType::job_fence, f);
+  }
+  if (due(r.poll, cfg_.poll)) {
+    StatusQuery q;
+    q.req = issue(r.poll, kPoll);
+    q.job_id = id;
+    stats_.polls++;
+    send(to, MsgType::status_query, q);
+  }
+  if (now - r.last_answer >= cfg_.dc_grace)
+    decide(JobState::failed,
+           fmt::format("datacenter {} unreachable: no answer for {} ms", sh.dc, ms(now - r.last_answer)), true);
+}
+
+// A share its datacenter refused (or could not take) before accepting moves to the best other
+// usable datacenter the job does not use yet; false when there is none.
+bool Gate::reroute(const std::string& id, const GateJob& j, std::uint32_t s, const std::string& why) {
+  const GateShare& sh = j.shares[s];
+  std::vector<std::tuple<int, std::int64_t, std::string>> cands;
+  for (const auto& d : dcs_) {
+    const std::string& n = d.cfg.name;
+    bool used = std::any_of(j.shares.begin(), j.shares.end(), [&](const GateShare& x) { return x.dc == n; });
+    used = used || std::find(sh.tried.begin(), sh.tried.end(), n) != sh.tried.end();
+    const DcStatus st = dc_status(d);
+    if (used || st.health == DcHealth::unhealthy) continue;
+    cands.emplace_back(static_cast<int>(st.health), -static_cast<std::int64_t>(st.available_cores), n);
+  }
+  if (cands.empty()) return false;
+  std::sort(cands.begin(), cands.end());
+  Live& l = live_.at(id);
+  l.shares[s].proposing = true;
+  GateEntry e = entry(GateOp::reroute, id);
+  e.share = s;
+  e.dc = std::get<2>(cands.front());
+  e.error = why;
+  stats_.reroutes++;
+  log::warn("gate", "share_rerouted", "job={} from={} to={} why={}", log::quoted(id), sh.dc, e.dc, log::quoted(why));
+  auto done = [this, id, s](GateOutcome o) {
+    auto it = live_.find(id);
+    if (it == live_.end() || s >= it->second.shares.size()) return;
+    ShareRun& r = it->second.shares[s];
+    for (const Request* q : {&r.submit, &r.poll, &r.cancel, &r.fence})
+      if (q->req != 0) requests_.erase(q->req);
+    if (o == GateOutcome::applied) r = ShareRun{}, r.last_answer = ctx_->now(), r.fenced = true;
+    r.proposing = false;
+  };
+  propose(std::move(e), done, [this, id, s](const Status&) {
+    if (auto it = live_.find(id); it != live_.end() && s < it->second.shares.size())
+      it->second.shares[s].proposing = false;
+  });
+  return true;
+}
+
+// ---------------------------------------------------------------- replies from datacenters
+
+Gate::ShareRun* Gate::reply_run(std::uint64_t req, std::uint8_t kind, NodeId from, std::string& id,
+                                std::uint32_t& share) {
+  std::uint8_t k = 0;
+  if (!is_leader() || !decode_req(req, id, share, k) || k != kind) {
+    stats_.stale_replies++;
+    return nullptr;
+  }
+  requests_.erase(req);
+  auto it = live_.find(id);
+  if (it == live_.end() || share >= it->second.shares.size()) {
+    stats_.stale_replies++;
+    return nullptr;
+  }
+  ShareRun& r = it->second.shares[share];
+  r.last_answer = ctx_->now();
+  if (manager_dc_.count(from) != 0) r.leader = from;
+  return &r;
+}
+
+void Gate::handle_submit_ack(NodeId from, const SubmitAck& a) {
+  std::string id;
+  std::uint32_t s = 0;
+  ShareRun* r = reply_run(a.req, kSubmit, from, id, s);
+  if (r == nullptr) return;
+  const GateJob* j = ledger_.job(id);
+  if (j == nullptr || s >= j->shares.size() || r->proposing) return;
+  r->submit.req = 0;
+  const std::string dc_name = j->shares[s].dc;
+  if (a.accepted) {
+    r->proposing = true;
+    GateEntry e = entry(GateOp::dc_accepted, id);
+    e.share = s;
+    auto clear = [this, id, s](auto&&...) {
+      if (auto it = live_.find(id); it != live_.end() && s < it->second.shares.size())
+        it->second.shares[s].proposing = false;
+    };
+    propose(
+        std::move(e),
+        [this, clear, id, dc_name](GateOutcome o) {
+          if (o == GateOutcome::applied) {
+            stats_.dc_accepted++;
+            log::info("gate", "share_accepted", "job={} dc={}", log::quoted(id), dc_name);
+          }
+          clear();
+        },
+        clear);
+    return;
+  }
+  if (a.code == Err::not_leader) {
+    r->leader = a.leader;
+    r->submit.sent = Instant{-1};  // ask the leader at the next pass
+    return;
+  }
+  if (retryable(a.code)) return;  // sent again after request_timeout
+  stats_.dc_refused++;
+  const std::string why = fmt::format("datacenter {} refused the job: {}: {}", dc_name, name(a.code), a.error);
+  log::warn("gate", "share_refused", "job={} error={}", log::quoted(id), log::quoted(why));
+  if (terminal(j->state)) return;
+  if (j->routed && reroute(id, *j, s, why)) return;
+  r->proposing = true;
+  GateEntry e = entry(GateOp::dc_done, id);
+  e.share = s;
+  e.state = static_cast<std::uint8_t>(JobState::failed);
+  e.error = why;
+  auto clear = [this, id, s](auto&&...) {
+    if (auto it = live_.find(id); it != live_.end() && s < it->second.shares.size())
+      it->second.shares[s].proposing = false;
+  };
+  propose(std::move(e), clear, clear);
+}
+
+void Gate::handle_status_reply(NodeId from, StatusReply& m) {
+  std::string id;
+  std::uint32_t s = 0;
+  ShareRun* r = reply_run(m.req, kPoll, from, id, s);
+  if (r == nullptr) return;
+  r->poll.req = 0;
+  const GateJob* j = ledger_.job(id);
+  if (j == nullptr || s >= j->shares.size() || terminal(j->shares[s].state) || r->proposing) return;
+  JobState final_state = JobState::submitted;
+  std::string why;
+  if (m.found) {
+    r->not_found = 0;
+    r->completed = std::max(r->completed, m.job.completed);
+    r->failed = std::max(r->failed, m.job.failed);
+    r->workflows = std::move(m.job.workflows);
+    if (m.job.leader != 0 && manager_dc_.count(m.job.leader) != 0) r->leader = m.job.leader;
+    if (!terminal(m.job.state)) return;
+    final_state = m.job.state;
+    why = m.job.error;
+    stats_.dc_results++;
+  } else {
+    if (++r->not_found < cfg_.not_found_limit) return;
+    stats_.dc_lost++;
+    final_state = terminal(j->state) ? (j->state == JobState::timeout ? JobState::timeout : JobState::cancelled)
+                                     : JobState::failed;
+    why = terminal(j->state)
+              ? fmt::format("datacenter {} has no record of the job (never started there)", j->shares[s].dc)
+              : fmt::format("datacenter {} lost the job (no record after it accepted)", j->shares[s].dc);
+  }
+  r->proposing = true;
+  GateEntry e = entry(GateOp::dc_done, id);
+  e.share = s;
+  e.state = static_cast<std::uint8_t>(final_state);
+  e.completed = r->completed;
+  e.failed = r->failed;
+  e.error = why;
+  e.workflows = r->workflows;
+  log::info("gate", "share_ended", "job={} dc={} state={} completed={} failed={}", log::quoted(id), j->shares[s].dc,
+            name(final_state), e.completed, e.failed);
+  auto clear = [this, id, s](auto&&...) {
+    if (auto it = live_.find(id); it != live_.end() && s < it->second.shares.size())
+      it->second.shares[s].proposing = false;
+  };
+  propose(std::move(e), clear, clear);
+}
+
+void Gate::handle_cancel_reply(NodeId from, const CancelReply& c) {
+  std::string id;
+  std::uint32_t s = 0;
+  ShareRun* r = reply_run(c.req, kCancel, from, id, s);
+  if (r == nullptr) return;
+  r->cancel.req = 0;
+  if (c.success || c.already_cancelled || c.already_completed || c.code == Err::not_found) {
+    r->stop_confirmed = true;
+    r->poll.sent = Instant{-1};
+    return;
+  }
+  if (c.code == Err::not_leader) {
+    r->leader = c.leader;
+    r->cancel.sent = Instant{-1};
+  } else if (c.code == Err::fence) {
+    stats_.fence_refused++;
+    log::error("gate", "fence_refused", "job={} op=cancel error={}", log::quoted(id), log::quoted(c.error));
+  }
+}
+
+void Gate::handle_fence_ack(NodeId from, const JobFenceAck& a) {
+  std::string id;
+  std::uint32_t s = 0;
+  ShareRun* r = reply_run(a.req, kFence, from, id, s);
+  if (r == nullptr) return;
+  r->fence.req = 0;
+  if (a.accepted) {
+    r->fenced = true;
+  } else if (a.code == Err::not_leader) {
+    r->leader = a.leader;
+    r->fence.sent = Instant{-1};
+  } else if (a.code == Err::fence) {
+    stats_.fence_refused++;
+    log::error("gate", "fence_refused", "job={} op=fence current={} error={}", log::quoted(id), a.current,
+               log::quoted(a.error));
+  } else if (a.code == Err::not_found) {
+    r->fenced = true;  // nothing there to fence; the polls decide what happened to the share
+  }
+}
+
+// ---------------------------------------------------------------- deadlines and retention
+
+void Gate::end_job(const std::string& id, JobState state, std::string why) {
+  Live& l = live_.at(id);
+  l.proposing = true;
+  GateEntry e = entry(GateOp::job_done, id);
+  e.state = static_cast<std::uint8_t>(state);
+  e.error = std::move(why);
+  for (std::uint32_t s = 0; s < l.shares.size(); ++s)
+    e.counts.push_back(ShareCount{s, l.shares[s].completed, l.shares[s].failed});
+  log::warn("gate", "job_end", "job={} state={} why={}", log::quoted(id), name(state), log::quoted(e.error));
+  auto clear = [this, id](auto&&...) {
+    if (auto it = live_.find(id); it != live_.end()) it->second.proposing = false;
+  };
+  propose(
+      std::move(e),
+      [this, clear, state](GateOutcome o) {
+        if (o == GateOutcome::applied) (state == JobState::timeout ? stats_.timeouts : stats_.best_effort_ends)++;
+        clear();
+      },
+      clear);
+}
+
+void Gate::deadlines_pass() {
+  const Instant now = ctx_->now();
+  for (auto& [id, l] : live_) {
+    const GateJob* j = ledger_.job(id);
+    if (j == nullptr || terminal(j->state) || l.proposing || token_term(j->fence) != raft_->term()) continue;
+    const std::uint64_t elapsed = elapsed_ms(id);
+    std::size_t completed = 0;
+    for (const auto& s : j->shares) completed += s.state == JobState::completed ? 1 : 0;
+    if (j->spec.timeout_ms != 0 && elapsed >= j->spec.timeout_ms) {
+      end_job(id, JobState::timeout, fmt::format("the job timed out after {} ms (gate)", j->spec.timeout_ms));
+      continue;
+    }
+    if (j->required < j->shares.size() && j->spec.best_effort_ms != 0 && elapsed >= j->spec.best_effort_ms &&
+        completed >= j->required) {
+      end_job(id, JobState::partial,
+              fmt::format("best effort: {} of {} datacenters completed by the {} ms deadline", completed,
+                          j->shares.size(), j->spec.best_effort_ms));
+      continue;
+    }
+    if (now < l.next_checkpoint) continue;
+    l.next_checkpoint = now + cfg_.checkpoint_every;
+    GateEntry e = entry(GateOp::checkpoint, id);
+    bool changed = false;
+    for (std::uint32_t s = 0; s < l.shares.size() && s < j->shares.size(); ++s) {
+      e.counts.push_back(ShareCount{s, l.shares[s].completed, l.shares[s].failed});
+      changed = changed || l.shares[s].completed > j->shares[s].completed || l.shares[s].failed > j->shares[s].failed;
+    }
+    if (!changed && e.elapsed_ms < j->elapsed_ms + ms(cfg_.checkpoint_every)) continue;
+    stats_.checkpoints++;
+    propose(std::move(e), nullptr);
+  }
+}
+
+void Gate::retention_pass() {
+  const Instant now = ctx_->now();
+  while (!rejection_expiry_.empty() && rejection_expiry_.front().first <= now) {
+    auto it = rejections_.find(rejection_expiry_.front().second);
+    if (it != rejections_.end() && it->second.expires <= now) rejections_.erase(it);
+    rejection_expiry_.pop_front();
+  }
+  if (!is_leader()) return;
+  for (auto& [id, l] : live_) {
+    const GateJob* j = ledger_.job(id);
+    if (j == nullptr || !terminal(j->state) || l.proposing) continue;
+    if (!std::all_of(j->shares.begin(), j->shares.end(), [](const GateShare& s) { return terminal(s.state); }))
+      continue;
+    auto clear = [this, id = id](auto&&...) {
+      if (auto it = live_.find(id); it != live_.end()) it->second.proposing = false;
+    };
+    if (!j->cancel_complete) {
+      if (token_term(j->fence) != raft_->term()) continue;
+      l.proposing = true;
+      GateEntry e = entry(GateOp::cancel_done, id);
+      for (const auto& s : j->shares)
+        if (s.error.rfind("stop not confirmed", 0) == 0) e.notes.push_back(fmt::format("{}: {}", s.dc, s.error));
+      propose(std::move(e), clear, clear);
+      continue;
+    }
+    if (l.terminal_at.count() < 0) l.terminal_at = now;
+    const Duration keep = j->state == JobState::completed ? cfg_.retention_ok : cfg_.retention_failed;
+    if (now - l.terminal_at < keep) continue;
+    l.proposing = true;
+    propose(
+        entry(GateOp::retire, id),
+        [this, clear](GateOutcome o) {
+          if (o == GateOutcome::applied) stats_.cleaned++;
+          clear();
+        },
+        clear);
+  }
+}
+
+}  // namespace hs::gate
