@@ -52,7 +52,7 @@ RoleRule role_rule(MsgType t) noexcept {
     case B::ErrorReply:
       return {ANY, ANY};
     case B::RoleMessage:  // narrowed to role pairs in role_allowed()
-      return {C | M | W, C | M | W};
+      return {ANY, ANY};
     default:
       return {0, 0};
   }
@@ -80,10 +80,12 @@ bool role_allowed(MsgType type, fb::Role sender, fb::Role receiver) noexcept {
   if ((r.senders & bit(sender)) == 0 || (r.receivers & bit(receiver)) == 0) return false;
   if (type == MsgType::RoleMessage) {
     // Role traffic of sans-IO nodes (host::NetHost): client<->manager, manager<->manager,
-    // manager<->worker, and worker<->worker (SWIM probes inside one membership group).
-    // Not client<->client nor client<->worker.
+    // manager<->worker, worker<->worker (SWIM probes inside one membership group), and the gate
+    // tier: client<->gate, gate<->gate, gate<->manager. Not client<->client, client<->worker nor
+    // gate<->worker.
     const std::uint8_t pair = static_cast<std::uint8_t>(bit(sender) | bit(receiver));
-    return pair == (C | M) || pair == M || pair == (M | W) || pair == W;
+    return pair == (C | M) || pair == M || pair == (M | W) || pair == W || pair == (C | G) || pair == G ||
+           pair == (G | M);
   }
   return true;
 }

@@ -301,10 +301,10 @@ TEST_CASE("Bad inputs on TCP: dropped, counted, connection closed, others unaffe
     raw.write(fr);
     expect_rejected(raw, Reject::wrong_cluster, before);
   }
-  SECTION("role not allowed for the message (a gate sending role traffic)") {
+  SECTION("role not allowed for the message (role traffic from a sender without a role)") {
     flatbuffers::FlatBufferBuilder b;
     b.Finish(fb::CreateRoleMessage(b, 1, b.CreateVector(std::vector<std::uint8_t>{3, 1})));
-    auto fr = f.frame(good_id, kSecret, fb::Body::RoleMessage, wire::finished(b));
+    auto fr = f.frame(ident("anon-9", fb::Role::Unknown), kSecret, fb::Body::RoleMessage, wire::finished(b));
     Raw raw(f.server.tcp_endpoint());
     auto before = f.rejected(Reject::role_not_allowed);
     raw.write(fr);
@@ -574,7 +574,7 @@ TEST_CASE("In-process transport between shards: request/reply, role check, timeo
   REQUIRE(set.start([&](runtime::Reactor& r) {
                const int i = r.shard_id();
                ts[static_cast<std::size_t>(i)] = std::make_unique<InprocTransport>(
-                   r, net, ident(i == 0 ? "mgr-0" : "gate-1", i == 0 ? fb::Role::Manager : fb::Role::Gate));
+                   r, net, ident(i == 0 ? "wrk-0" : "gate-1", i == 0 ? fb::Role::Worker : fb::Role::Gate));
                if (i == 0) {
                  ts[0]->on(fb::Body::Ping, [](const Inbound& in, const Responder& resp) {
                    flatbuffers::FlatBufferBuilder b;
@@ -598,7 +598,7 @@ TEST_CASE("In-process transport between shards: request/reply, role check, timeo
                                      });
                        if (!st.ok()) log::error("test", "request_failed", "error={}", st.to_string());
                      }
-                     // A gate sends no role traffic: dropped and counted at the receiver, so this times out.
+                     // A gate sends no role traffic to a worker: dropped and counted at the receiver, so this times out.
                      flatbuffers::FlatBufferBuilder b;
                      b.Finish(fb::CreateRoleMessage(b, 1, b.CreateVector(std::vector<std::uint8_t>{3, 1})));
                      Status st = t.request(InprocNetwork::endpoint(0), fb::Body::RoleMessage, wire::finished(b), 200ms,

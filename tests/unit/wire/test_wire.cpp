@@ -141,9 +141,12 @@ TEST_CASE("Every bad input is rejected with its reason", "[wire]") {
   }
   SECTION("role not allowed for the message") {
     std::vector<std::uint8_t> f;
-    // The sender is a gate: gates send no role traffic.
-    REQUIRE(p.tx.seal(fb::Body::RoleMessage, role_body(1, {3, 1}), 0, false, Channel::tcp, "mgr-1", f, kNow).ok());
-    CHECK(p.rx.decode(f, Channel::tcp, kNow).reason == Reject::role_not_allowed);
+    // A worker receives no role traffic from a client.
+    metrics::Registry reg2;
+    FrameCodec cl(ident("cli-1", fb::Role::Client), ring("0123456789abcdef-secret"), Limits{}, reg2);
+    FrameCodec wk(ident("wrk-1", fb::Role::Worker), ring("0123456789abcdef-secret"), Limits{}, reg2);
+    REQUIRE(cl.seal(fb::Body::RoleMessage, role_body(1, {3, 1}), 0, false, Channel::tcp, "wrk-1", f, kNow).ok());
+    CHECK(wk.decode(f, Channel::tcp, kNow).reason == Reject::role_not_allowed);
   }
   SECTION("payload that fails the verifier") {
     std::vector<std::uint8_t> junk = {0xff, 0xff, 0xff, 0x7f, 1, 2, 3, 4, 5, 6, 7, 8};
@@ -304,7 +307,13 @@ TEST_CASE("Role matrix: the transport's messages go anywhere, role traffic only 
   CHECK(role_allowed(fb::Body::RoleMessage, R::Manager, R::Worker));
   CHECK(role_allowed(fb::Body::RoleMessage, R::Worker, R::Worker));
   CHECK(!role_allowed(fb::Body::RoleMessage, R::Client, R::Worker));
-  CHECK(!role_allowed(fb::Body::RoleMessage, R::Gate, R::Manager));
+  CHECK(role_allowed(fb::Body::RoleMessage, R::Gate, R::Manager));
+  CHECK(role_allowed(fb::Body::RoleMessage, R::Manager, R::Gate));
+  CHECK(role_allowed(fb::Body::RoleMessage, R::Client, R::Gate));
+  CHECK(role_allowed(fb::Body::RoleMessage, R::Gate, R::Gate));
+  CHECK(!role_allowed(fb::Body::RoleMessage, R::Gate, R::Worker));
+  CHECK(!role_allowed(fb::Body::RoleMessage, R::Worker, R::Gate));
+  CHECK(!role_allowed(fb::Body::RoleMessage, R::Client, R::Client));
   CHECK(!role_allowed(static_cast<fb::Body>(1), R::Client, R::Gate));  // a retired number
 }
 
