@@ -41,6 +41,7 @@
 #include "hyperscale/base/enum_names.hpp"
 #include "cli/cluster_config.hpp"
 #include "cli/commands.hpp"
+#include "cli/gate_view.hpp"
 #include "cli/job_results.hpp"
 #include "cli/job_windows.hpp"
 #include "hyperscale/base/log.hpp"
@@ -63,7 +64,11 @@ using cluster::NodeId;
 using Clk = std::chrono::steady_clock;
 
 struct ClientArgs {
-  std::vector<std::string> managers;  // --manager (repeatable, comma-separated)
+  std::vector<std::string> managers;     // --manager (repeatable, comma-separated)
+  std::vector<std::string> gates;        // --gate: talk to a gate tier instead (docs/gates.md)
+  std::vector<std::string> datacenters;  // submit --datacenters (gates only)
+  std::uint32_t datacenter_count = 0, min_datacenters = 0;
+  double best_effort_s = 0;
   std::string config;
   std::string file;
   std::string job;
@@ -170,16 +175,24 @@ class Client {
     }
     // --manager wins over cluster.managers of --config and HS_CLUSTER_MANAGERS; its values are checked
     // here so that an error names the option the user typed.
+    if (!a.managers.empty() && !a.gates.empty()) {
+      std::fprintf(stderr, "%s: --manager and --gate name two tiers; give one of them\n", name_);
+      return kExitUsage;
+    }
+    // --gate: the gates take the client protocol exactly as managers do (docs/gates.md); they are
+    // the targets, and the checks below name the option the user typed.
+    const bool to_gates = !a.gates.empty();
+    const char* opt = to_gates ? "--gate" : "--manager";
     std::string managers;
-    for (const auto& m : a.managers) {
+    for (const auto& m : to_gates ? a.gates : a.managers) {
       if (m.empty()) continue;
       if (auto id = host::parse_node_addr(m); !id.ok()) {
-        std::fprintf(stderr, "%s: --manager %s: %s\n", name_, m.c_str(), id.status().message().c_str());
+        std::fprintf(stderr, "%s: %s %s: %s\n", name_, opt, m.c_str(), id.status().message().c_str());
         return kExitUsage;
       }
       managers += (managers.empty() ? "" : ",") + m;
     }
-    if (!managers.empty()) env["HS_CLUSTER_MANAGERS"] = managers;
+    if (!managers.empty()) env[to_gates ? "HS_CLUSTER_GATES" : "HS_CLUSTER_MANAGERS"] = managers;
     env["HS_NODE_DATA_DIR"] = "/nonexistent/hyperscale-client";  // the client keeps nothing on disk
     env["HS_ADMIN_LISTEN"] = "";
     std::string text;
@@ -202,13 +215,27 @@ class Client {
         if (a.managers.empty()) std::fprintf(stderr, "%s: give the managers with --manager HOST:PORT\n", name_);
         return kExitUsage;
       }
-      auto ids = parse_managers(cfg->list("cluster.managers"));
+      // Targets: --gate, else --manager / cluster.managers, else a config's cluster.gates.
+      const bool gates = to_gates || cfg->list("cluster.managers").empty();
+      const char* key = gates ? "cluster.gates" : "cluster.managers";
+      auto ids = parse_managers(cfg->list(key));
       if (!ids.ok()) {
-        std::fprintf(stderr, "%s: %s: %s\n", name_, a.managers.empty() ? "cluster.managers" : "--manager",
+        std::fprintf(stderr, "%s: %s: %s\n", name_,
+                     to_gates             ? "--gate"
+                     : a.managers.empty() ? key
+                                          : "--manager",
                      ids.status().message().c_str());
         return kExitUsage;
       }
+      if (ids->empty()) {
+        std::fprintf(stderr,
+                     "%s: no cluster to ask: give the managers with --manager HOST:PORT or the gates with "
+                     "--gate HOST:PORT (or cluster.managers / cluster.gates in --config)\n",
+                     name_);
+        return kExitUsage;
+      }
       managers_ = *ids;
+      gates_ = gates;
       auto s = host::host_settings(*cfg, wire::fb::Role::Client);
       if (!s.ok()) {
         std::fprintf(stderr, "%s: %s\n", name_, s.status().to_string().c_str());
@@ -227,6 +254,7 @@ class Client {
   }
 
   const std::vector<NodeId>& managers() const { return managers_; }
+  bool gates() const { return gates_; }  // the targets are gates
 
   // Sends one request and waits for its reply, or until the transport shows that this request
   // cannot be answered: the connection was refused (or timed out), or the manager closed it after
@@ -300,6 +328,7 @@ class Client {
   ClientNode node_;
   std::unique_ptr<host::NetHost> host_;
   std::vector<NodeId> managers_;
+  bool gates_ = false;
   std::uint64_t next_req_ = 1;
 };
 
@@ -353,11 +382,15 @@ std::string job_json(const cluster::JobView& v) {
   }
   std::string cerr;
   for (const auto& e : v.cancel_errors) cerr += (cerr.empty() ? "" : ",") + json_str(e);
-  return fmt::format(
+  std::string out = fmt::format(
       "{{\"job_id\":{},\"state\":\"{}\",\"leader\":{},\"completed\":{},\"failed\":{},\"retries_used\":{},"
-      "\"retry_budget\":{},\"error\":{},\"workflows\":[{}],\"cancel_errors\":[{}]}}",
+      "\"retry_budget\":{},\"error\":{},\"workflows\":[{}],\"cancel_errors\":[{}]",
       json_str(v.job_id), cluster::name(v.state), addr_or_null(v.leader), v.completed, v.failed, v.retries_used,
       v.retry_budget, json_str(v.error), wfs, cerr);
+  if (!v.datacenters.empty())
+    out += fmt::format(",\"fence\":{},\"cancel_complete\":{},\"datacenters\":{}", v.fence, v.cancel_complete,
+                       datacenters_json(v));
+  return out + "}";
 }
 
 void print_job(const cluster::JobView& v) {
@@ -390,6 +423,7 @@ void print_job(const cluster::JobView& v) {
     }
     if (!w.error.empty()) std::printf("    error: %s\n", w.error.c_str());
   }
+  print_datacenters(v);
 }
 
 // The managers a command may ask, and what each did the last time. A manager that failed at the
@@ -707,6 +741,12 @@ int cmd_submit(const ClientArgs& a) {
   }
   spec.idempotency_key = a.idem_key.empty() ? spec.job_id : a.idem_key;
   spec.timeout_ms = static_cast<std::uint64_t>(a.timeout_s * 1000);
+  spec.datacenters = a.datacenters;
+  spec.datacenter_count = a.datacenter_count;
+  spec.min_datacenters = a.min_datacenters;
+  spec.best_effort_ms = static_cast<std::uint64_t>(a.best_effort_s * 1000);
+  const bool gate_only =
+      !a.datacenters.empty() || a.datacenter_count != 0 || a.min_datacenters != 0 || a.best_effort_s != 0;
   for (const auto& w : plan->workflows) {
     cluster::WorkflowSpec ws;
     ws.name = w.name;
@@ -720,8 +760,15 @@ int cmd_submit(const ClientArgs& a) {
   }
   Client c(name);
   if (int rc = c.start(a); rc != kExitOk) return rc;
+  if (gate_only && !c.gates()) {
+    std::fprintf(stderr,
+                 "%s: --datacenters, --datacenter-count, --min-datacenters and --best-effort choose "
+                 "datacenters: they need a gate tier (--gate HOST:PORT)\n",
+                 name);
+    return kExitUsage;
+  }
   Targets t(c.managers());
-  auto got = ask_leader<cluster::SubmitAck>(c, t, a, MsgType::submit, cluster::Submit{0, spec},
+  auto got = ask_leader<cluster::SubmitAck>(c, t, a, MsgType::submit, cluster::Submit{0, spec, 0},
                                             [](const cluster::SubmitAck& r) { return r.accepted; });
   if (!got) return unreachable(name, "could not submit the job", t, a);
   const cluster::SubmitAck& ack = got->first;
@@ -762,6 +809,7 @@ int cmd_submit(const ClientArgs& a) {
 }
 
 void print_node_status(const cluster::NodeStatus& r, bool json) {
+  if (r.role == "gate") return print_gate_status(r, json);
   if (!json) {
     std::printf(
         "manager %s: leader=%s term=%llu (this node leads: %s) workers=%u healthy=%u cores=%u/%u free, "
@@ -1030,7 +1078,13 @@ void common_opts(CLI::App* sub, ClientArgs& a) {
   sub->add_option("--manager", a.managers, "Manager HOST:PORT (repeat or comma-separate; default: cluster.managers)")
       ->allow_extra_args(false)
       ->delimiter(',');
-  sub->add_option("--config", a.config, "Cluster config file (the secret and cluster.managers; docs/daemons.md)");
+  sub->add_option("--gate", a.gates,
+                  "Gate HOST:PORT: talk to a gate tier instead of one datacenter's managers (repeat or "
+                  "comma-separate; docs/gates.md)")
+      ->allow_extra_args(false)
+      ->delimiter(',');
+  sub->add_option("--config", a.config,
+                  "Cluster config file (the secret and cluster.managers or cluster.gates; docs/daemons.md)");
   sub->add_option("--request-timeout", a.request_timeout_s, "Seconds to wait for one manager's reply")
       ->check(CLI::Range(0.1, 3600.0))
       ->capture_default_str();
@@ -1045,7 +1099,8 @@ void common_opts(CLI::App* sub, ClientArgs& a) {
 void register_client(CLI::App& app, Command& cmd) {
   {
     auto a = std::make_shared<ClientArgs>();
-    auto* sub = app.add_subcommand("submit", "Submit a workflow file as a job to a cluster's managers");
+    auto* sub = app.add_subcommand(
+        "submit", "Submit a workflow file as a job to a cluster's managers (or, with --gate, to its gates)");
     common_opts(sub, *a);
     sub->add_option("file", a->file, "TOML workflow file")->required();
     sub->add_flag("--wait", a->wait, "Wait until the job finishes and print its result");
@@ -1056,6 +1111,20 @@ void register_client(CLI::App& app, Command& cmd) {
         ->check(CLI::Range(0.0, 1e7));
     sub->add_option("--wait-timeout", a->wait_timeout_s, "With --wait: give up after this many seconds (0: never)")
         ->check(CLI::Range(0.0, 1e7));
+    sub->add_option("--datacenters", a->datacenters, "With --gate: run in these datacenters (comma-separated names)")
+        ->allow_extra_args(false)
+        ->delimiter(',');
+    sub->add_option("--datacenter-count", a->datacenter_count,
+                    "With --gate: run in this many datacenters, chosen by the gate (default 1)")
+        ->check(CLI::Range(1, 64));
+    sub->add_option("--min-datacenters", a->min_datacenters,
+                    "With --gate: best effort: the job ends partial once this many datacenters completed and "
+                    "the others ended (or --best-effort passed)")
+        ->check(CLI::Range(1, 64));
+    sub->add_option("--best-effort", a->best_effort_s,
+                    "With --min-datacenters: seconds after the start at which the job ends once enough "
+                    "datacenters completed (0: wait for every datacenter)")
+        ->check(CLI::Range(0.0, 1e7));
     sub->callback([&cmd, a]() {
       cmd.run = [a]() { return cmd_submit(*a); };
       cmd.default_log_level = log::Level::warn;
@@ -1063,7 +1132,8 @@ void register_client(CLI::App& app, Command& cmd) {
   }
   {
     auto a = std::make_shared<ClientArgs>();
-    auto* sub = app.add_subcommand("status", "Show a job's status, or (without JOB) a manager's node status");
+    auto* sub =
+        app.add_subcommand("status", "Show a job's status, or (without JOB) a manager's or a gate's node status");
     common_opts(sub, *a);
     sub->add_option("job", a->job, "Job id");
     sub->add_flag("--json", a->json, "Print JSON");

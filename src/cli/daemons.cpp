@@ -1,10 +1,13 @@
-// `hyperscale manager` and `hyperscale worker`: the cluster daemons (docs/daemons.md).
+// `hyperscale manager`, `hyperscale worker` and `hyperscale gate`: the cluster daemons
+// (docs/daemons.md, docs/gates.md).
 //
 // A daemon is one NetHost running a cluster::Mux of components, composed as in the simulated
-// datacenter (tests/sim/manager/dc.cpp):
+// datacenter (tests/sim/manager/dc.cpp) and gate tier (tests/sim/gate):
 //   manager: Swim (kSwim) + manager::Manager (kRole) with its RaftNode (kRaft), one shard;
 //   worker:  Swim (kSwim) + worker::Worker (kRole) over a host::LoadExecutor, `worker.cores` shards
-//            (the role and the executor's control on shard 0, workflows on any shard).
+//            (the role and the executor's control on shard 0, workflows on any shard);
+//   gate:    gate::Gate (kRole) with its RaftNode (kRaft), one shard. On SIGTERM a leading gate
+//            hands leadership to another gate before it stops (GTE-05).
 // The node's disk is a WalDisk in node.data_dir; the admin port serves /metrics, /status, /healthz.
 // A disk failure stops the node (fail-stop): the daemon logs it and exits 5. SIGINT/SIGTERM stop it
 // in order (exit 0).
@@ -15,10 +18,12 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cli/cluster_config.hpp"
 #include "cli/commands.hpp"
+#include "cli/gate_daemon.hpp"
 #include "hyperscale/base/log.hpp"
 #include "hyperscale/cluster/raft.hpp"
 #include "hyperscale/cluster/mux.hpp"
@@ -50,11 +55,10 @@ host::ConfigSchema cluster_schema() {
   using host::ValueType;
   auto s = host::common_schema();
   auto managers = entry("cluster.managers", ValueType::string_list, "",
-                        "every manager of the datacenter as \"ip:port\" (its node.listen), self included");
-  managers.required = true;
+                        "every manager of the datacenter as \"ip:port\" (its node.listen), self included (managers "
+                        "and workers: required)");
   managers.check = [](const host::ConfigValue& v) -> std::optional<std::string> {
     const auto& l = std::get<std::vector<std::string>>(v);
-    if (l.empty()) return "at least one manager is required";
     auto ids = parse_managers(l);
     if (!ids.ok()) return ids.status().message();
     return std::nullopt;
@@ -92,6 +96,7 @@ host::ConfigSchema cluster_schema() {
                     "(longer than 2 x raft.election_timeout)"));
   s.push_back(
       entry("worker.stop_grace", ValueType::duration_ms, "5s", "a stop not honoured by then frees the cores anyway"));
+  add_gate_keys(s);
   return s;
 }
 
@@ -124,6 +129,7 @@ std::vector<host::ConfigRelation> cluster_relations() {
                "manager.exec_timeout must be longer than worker.orphan_grace",
                "a worker the leader cannot hear stops its unconfirmed work before the leader runs it elsewhere",
                [d](const host::Config& c) { return d(c, "worker.orphan_grace") < d(c, "manager.exec_timeout"); }});
+  add_gate_relations(r);
   return r;
 }
 
@@ -232,14 +238,57 @@ std::string prom_mux(const cluster::Mux& mux) {
   return msgs + bytes;
 }
 
+enum class Role { manager, worker, gate };
+const char* role_name(Role r) { return r == Role::manager ? "manager" : r == Role::worker ? "worker" : "gate"; }
+
+// Raft counters and gauges of a manager's or a gate's RaftNode.
+std::string raft_metrics(const cluster::RaftNode& rn, bool leading) {
+  const auto& e = rn.counters();
+  std::string o = prom_counter("hs_raft_events_total", "Raft log counters by event",
+                               {{"sent", e.sent},
+                                {"received", e.received},
+                                {"decode_errors", e.decode_errors},
+                                {"unknown_sender", e.unknown_sender},
+                                {"cut_batches", e.cut_batches},
+                                {"oversize_dropped", e.oversize_dropped},
+                                {"held_for_sync", e.held_for_sync},
+                                {"held_dropped", e.held_dropped},
+                                {"storage_errors", e.storage_errors},
+                                {"proposals", e.proposals},
+                                {"proposals_refused", e.proposals_refused},
+                                {"applied", e.applied},
+                                {"snapshots_taken", e.snapshots_taken},
+                                {"snapshots_installed", e.snapshots_installed},
+                                {"syncs", e.syncs},
+                                {"commit_clamped", e.commit_clamped},
+                                {"torn_records", e.torn_records},
+                                {"fragments_sent", e.fragments_sent},
+                                {"fragments_received", e.fragments_received},
+                                {"reassembled", e.reassembled},
+                                {"reassembly_refused", e.reassembly_refused}},
+                               "event");
+  o += fmt::format(
+      "# HELP hs_raft_is_leader 1 while this node is the ready Raft leader\n"
+      "# TYPE hs_raft_is_leader gauge\nhs_raft_is_leader {}\n"
+      "# HELP hs_raft_term current Raft term\n# TYPE hs_raft_term gauge\nhs_raft_term {}\n"
+      "# HELP hs_raft_commit_index highest committed log index\n# TYPE hs_raft_commit_index gauge\n"
+      "hs_raft_commit_index {}\n",
+      leading ? 1 : 0, rn.term(), rn.commit_index());
+  return o;
+}
+
 struct Daemon {
+  Role role = Role::manager;
   bool is_manager = true;
   host::Config cfg;
   host::HostSettings settings;
   std::vector<NodeId> managers;
+  std::vector<NodeId> gates;
+  std::vector<gate::DatacenterConfig> dcs;
   Root root;
   std::unique_ptr<swim::Swim> swim;
   std::unique_ptr<manager::Manager> mgr;
+  std::unique_ptr<gate::Gate> gate;
   std::unique_ptr<host::LoadExecutor> exec;
   std::unique_ptr<worker::Worker> wrk;
   std::unique_ptr<host::WalDisk> disk;
@@ -274,6 +323,9 @@ struct Daemon {
     mc.retention_ok = cfg.duration("manager.retention_ok");
     mc.retention_failed = cfg.duration("manager.retention_failed");
     mc.window = cfg.duration("manager.window");
+    mc.datacenter = cfg.str("cluster.datacenter");
+    mc.gates = gates;
+    mc.gate_heartbeat = cfg.duration("manager.gate_heartbeat");
     // A window closes 3 windows after it ends (a part sends it within about a second): the live view
     // lags by that much; later windows still count in the totals (as `late`).
     load::WindowMergerConfig wc;
@@ -284,6 +336,19 @@ struct Daemon {
     root.mux.add(cluster::kRole, mgr.get());
     root.mux.add(cluster::kRaft, &mgr->raft());
     swim->on_dead = [this](NodeId n, std::uint32_t, bool) { mgr->on_member_dead(n); };
+  }
+
+  void build_gate() {
+    cluster::RaftConfig rc;
+    rc.voters = gates;
+    rc.heartbeat = cfg.duration("raft.heartbeat");
+    rc.election = cfg.duration("raft.election_timeout");
+    rc.storage_name = "gate-raft";
+    const std::size_t frame = settings.net.limits.max_tcp_frame;
+    rc.max_message_bytes = frame > 64 * 1024 ? frame - 16 * 1024 : frame / 2;
+    gate = std::make_unique<gate::Gate>(gate_config(cfg, gates, dcs), rc);
+    root.mux.add(cluster::kRole, gate.get());
+    root.mux.add(cluster::kRaft, &gate->raft());
   }
 
   void build_worker(runtime::Reactor& r) {
@@ -328,8 +393,9 @@ struct Daemon {
 
   std::string status_json() const {
     std::string o = "{";
-    o += fmt::format("\"node\":{},\"role\":{},\"running\":{}", json_str(host::node_addr_string(host->self())),
-                     is_manager ? "\"manager\"" : "\"worker\"", host->running());
+    o += fmt::format("\"node\":{},\"role\":\"{}\",\"running\":{}", json_str(host::node_addr_string(host->self())),
+                     role_name(role), host->running());
+    if (gate) o += gate_status_json(*gate);
     if (mgr) {
       auto s = mgr->node_status();
       std::string jobs, workers;
@@ -411,38 +477,11 @@ struct Daemon {
                          {"watches", s.watches}},
                         "event");
       o += prom_gauges("hs_manager_table_size", "entries in each manager table", mgr->table_sizes());
-      const auto& rn = mgr->raft();
-      const auto& e = rn.counters();
-      o += prom_counter("hs_raft_events_total", "Raft log counters by event",
-                        {{"sent", e.sent},
-                         {"received", e.received},
-                         {"decode_errors", e.decode_errors},
-                         {"unknown_sender", e.unknown_sender},
-                         {"cut_batches", e.cut_batches},
-                         {"oversize_dropped", e.oversize_dropped},
-                         {"held_for_sync", e.held_for_sync},
-                         {"held_dropped", e.held_dropped},
-                         {"storage_errors", e.storage_errors},
-                         {"proposals", e.proposals},
-                         {"proposals_refused", e.proposals_refused},
-                         {"applied", e.applied},
-                         {"snapshots_taken", e.snapshots_taken},
-                         {"snapshots_installed", e.snapshots_installed},
-                         {"syncs", e.syncs},
-                         {"commit_clamped", e.commit_clamped},
-                         {"torn_records", e.torn_records},
-                         {"fragments_sent", e.fragments_sent},
-                         {"fragments_received", e.fragments_received},
-                         {"reassembled", e.reassembled},
-                         {"reassembly_refused", e.reassembly_refused}},
-                        "event");
-      o += fmt::format(
-          "# HELP hs_raft_is_leader 1 while this manager is the ready Raft leader\n"
-          "# TYPE hs_raft_is_leader gauge\nhs_raft_is_leader {}\n"
-          "# HELP hs_raft_term current Raft term\n# TYPE hs_raft_term gauge\nhs_raft_term {}\n"
-          "# HELP hs_raft_commit_index highest committed log index\n# TYPE hs_raft_commit_index gauge\n"
-          "hs_raft_commit_index {}\n",
-          mgr->is_leader() ? 1 : 0, rn.term(), rn.commit_index());
+      o += raft_metrics(mgr->raft(), mgr->is_leader());
+    }
+    if (gate) {
+      o += gate_metrics_text(*gate);
+      o += raft_metrics(gate->raft(), gate->is_leader());
     }
     if (wrk) {
       const auto& s = wrk->stats();
@@ -488,15 +527,17 @@ struct Daemon {
     HS_ASSIGN_OR_RETURN(disk, host::WalDisk::open(r, settings.disk));
     host = std::make_unique<host::NetHost>(r, root, settings.net, disk.get());
     root.setup = [this, &r] {
-      if (is_manager)
+      if (role == Role::manager)
         build_manager();
+      else if (role == Role::gate)
+        build_gate();
       else
         build_worker(r);
     };
     host->set_stop_callback([this, &r](const Status& why) {
       failure = why;
-      log::error(is_manager ? "manager" : "worker", "fail_stop", "self={} error={}",
-                 host::node_addr_string(host->self()), log::quoted(why.to_string()));
+      log::error(role_name(role), "fail_stop", "self={} error={}", host::node_addr_string(host->self()),
+                 log::quoted(why.to_string()));
       r.request_node_stop("fail-stop: " + why.to_string());
     });
     // The admin port first: a taken port stops the start before the node joins the cluster.
@@ -517,26 +558,50 @@ struct Daemon {
     else
       std::printf("admin: off (admin.listen is empty)\n");
     std::fflush(stdout);
-    log::info(is_manager ? "manager" : "worker", "started", "self={} admin={} managers={} cores={}",
+    log::info(role_name(role), "started", "self={} admin={} managers={} gates={} cores={}",
               host::node_addr_string(host->self()),
               admin ? fmt::format("{}:{}", admin->endpoint().host, admin->endpoint().port) : std::string("off"),
-              managers.size(), is_manager ? 0 : cores);
+              managers.size(), gates.size(), role == Role::worker ? cores : 0);
     return ok_status();
   }
 };
 
-int run_daemon(bool is_manager, const std::string& path, bool print_config) {
-  const char* name = is_manager ? "hyperscale manager" : "hyperscale worker";
+// A leading gate hands leadership to another gate before it stops (GTE-05): at most 3 s, then it
+// stops anyway (its jobs are taken over by the next leader from the replicated ledger).
+void hand_off_gate(runtime::ShardSet& set, Daemon* dp) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  while (std::chrono::steady_clock::now() < until) {
+    bool done = true;
+    Status st = set.call(
+        0,
+        [dp, &done](runtime::Reactor&) {
+          if (!dp->host || !dp->gate || !dp->host->running()) return;
+          Status in = dp->host->run_in(dp->root.mux, [&] { done = dp->gate->hand_off(); });
+          if (!in.ok()) log::warn("gate", "hand_off_failed", "error={}", log::quoted(in.to_string()));
+        },
+        std::chrono::seconds(1));
+    if (!st.ok()) {
+      log::warn("gate", "hand_off_failed", "error={}", log::quoted(st.to_string()));
+      return;
+    }
+    if (done) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  log::warn("gate", "hand_off_unfinished", "still the leader after 3s; stopping anyway");
+}
+
+int run_daemon(Role role, const std::string& path, bool print_config) {
+  const std::string name = fmt::format("hyperscale {}", role_name(role));
   auto cfg = host::Config::load(cluster_schema(), path);
   if (!cfg.ok()) {
-    std::fprintf(stderr, "%s: invalid configuration:\n%s\n", name, cfg.status().message().c_str());
+    std::fprintf(stderr, "%s: invalid configuration:\n%s\n", name.c_str(), cfg.status().message().c_str());
     return kExitUsage;
   }
   // Values settled from other keys, then the relations between keys: nothing starts otherwise.
   Status settled = host::resolve_admin_listen(*cfg);
   if (settled.ok()) settled = cfg->check(cluster_relations());
   if (!settled.ok()) {
-    std::fprintf(stderr, "%s: invalid configuration:\n%s\n", name, settled.message().c_str());
+    std::fprintf(stderr, "%s: invalid configuration:\n%s\n", name.c_str(), settled.message().c_str());
     return kExitUsage;
   }
   if (print_config) {
@@ -544,35 +609,65 @@ int run_daemon(bool is_manager, const std::string& path, bool print_config) {
     return kExitOk;
   }
   auto d = std::make_unique<Daemon>();
-  d->is_manager = is_manager;
+  d->role = role;
+  d->is_manager = role == Role::manager;
   d->cfg = *cfg;
-  auto settings = host::host_settings(*cfg, is_manager ? wire::fb::Role::Manager : wire::fb::Role::Worker);
+  const auto wire_role = role == Role::manager ? wire::fb::Role::Manager
+                         : role == Role::gate  ? wire::fb::Role::Gate
+                                               : wire::fb::Role::Worker;
+  auto settings = host::host_settings(*cfg, wire_role);
   if (!settings.ok()) {
-    std::fprintf(stderr, "%s: %s\n", name, settings.status().to_string().c_str());
+    std::fprintf(stderr, "%s: %s\n", name.c_str(), settings.status().to_string().c_str());
     return kExitUsage;
   }
   d->settings = std::move(settings).value();
-  if (auto w = host::admin_exposure_warning(d->settings)) std::fprintf(stderr, "%s: warning: %s\n", name, w->c_str());
+  if (auto w = host::admin_exposure_warning(d->settings))
+    std::fprintf(stderr, "%s: warning: %s\n", name.c_str(), w->c_str());
   log::Level lv;
   if (log::parse_level(d->settings.log_level, lv) && cfg->source("log.level") != "default") log::set_level(lv);
   auto managers = parse_managers(cfg->list("cluster.managers"));
-  if (!managers.ok()) {
-    std::fprintf(stderr, "%s: cluster.managers: %s\n", name, managers.status().message().c_str());
+  auto gates = parse_managers(cfg->list("cluster.gates"));
+  if (!managers.ok() || !gates.ok()) {
+    std::fprintf(stderr, "%s: %s\n", name.c_str(),
+                 (!managers.ok() ? managers.status() : gates.status()).to_string().c_str());
     return kExitUsage;
   }
   d->managers = *managers;
+  d->gates = *gates;
   auto self = host::node_id(d->settings.net.listen);
-  const bool listed = self.ok() && std::find(d->managers.begin(), d->managers.end(), *self) != d->managers.end();
-  if (is_manager && !listed) {
-    std::fprintf(stderr, "%s: node.listen %s must be one of cluster.managers\n", name, cfg->str("node.listen").c_str());
+  auto in = [&](const std::vector<NodeId>& l) { return self.ok() && std::find(l.begin(), l.end(), *self) != l.end(); };
+  if (role != Role::gate && d->managers.empty()) {
+    std::fprintf(stderr, "%s: cluster.managers is required: every manager of the datacenter as \"ip:port\"\n",
+                 name.c_str());
     return kExitUsage;
   }
-  if (!is_manager && listed) {
-    std::fprintf(stderr, "%s: node.listen %s is a manager address\n", name, cfg->str("node.listen").c_str());
+  if (role == Role::manager && !in(d->managers)) {
+    std::fprintf(stderr, "%s: node.listen %s must be one of cluster.managers\n", name.c_str(),
+                 cfg->str("node.listen").c_str());
     return kExitUsage;
+  }
+  if (role == Role::worker && (in(d->managers) || in(d->gates))) {
+    std::fprintf(stderr, "%s: node.listen %s is a %s address\n", name.c_str(), cfg->str("node.listen").c_str(),
+                 in(d->managers) ? "manager" : "gate");
+    return kExitUsage;
+  }
+  if (role == Role::gate) {
+    if (!in(d->gates)) {
+      std::fprintf(stderr, "%s: node.listen %s must be one of cluster.gates\n", name.c_str(),
+                   cfg->str("node.listen").c_str());
+      return kExitUsage;
+    }
+    auto dcs = parse_datacenters(cfg->list("gate.datacenters"));
+    if (!dcs.ok() || dcs->empty()) {
+      std::fprintf(stderr, "%s: gate.datacenters: %s\n", name.c_str(),
+                   dcs.ok() ? "at least one datacenter is required (\"NAME=HOST:PORT HOST:PORT ...\")"
+                            : dcs.status().message().c_str());
+      return kExitUsage;
+    }
+    d->dcs = *dcs;
   }
   const auto cores = cfg->integer("worker.cores");
-  d->cores = is_manager ? 1 : (cores > 0 ? static_cast<int>(cores) : runtime::ShardSet::available_cores());
+  d->cores = role != Role::worker ? 1 : (cores > 0 ? static_cast<int>(cores) : runtime::ShardSet::available_cores());
 
   runtime::ShardSetOptions so;
   so.shards = d->cores;
@@ -595,25 +690,26 @@ int run_daemon(bool is_manager, const std::string& path, bool print_config) {
     Status s = dp->start(r);
     if (!s.ok()) {
       dp->start_error = s;
-      log::error(dp->is_manager ? "manager" : "worker", "start_failed", "error={}", log::quoted(s.to_string()));
+      log::error(role_name(dp->role), "start_failed", "error={}", log::quoted(s.to_string()));
       r.request_node_stop("start failed");
     }
   });
   if (!st.ok()) {
-    std::fprintf(stderr, "%s: %s\n", name, st.to_string().c_str());
+    std::fprintf(stderr, "%s: %s\n", name.c_str(), st.to_string().c_str());
     return kExitInternal;
   }
   const std::string reason = set.wait_for_stop_request();
+  if (role == Role::gate && d->start_error.ok() && d->failure.ok()) hand_off_gate(set, dp);
   set.stop();
-  log::info(is_manager ? "manager" : "worker", "stopped", "reason={}", log::quoted(reason));
+  log::info(role_name(role), "stopped", "reason={}", log::quoted(reason));
   const Status failure = d->failure, start_error = d->start_error;
   d.reset();
   if (!start_error.ok()) {
-    std::fprintf(stderr, "%s: could not start: %s\n", name, start_error.to_string().c_str());
+    std::fprintf(stderr, "%s: could not start: %s\n", name.c_str(), start_error.to_string().c_str());
     return kExitInfrastructure;
   }
   if (!failure.ok()) {
-    std::fprintf(stderr, "%s: stopped after a failure (fail-stop): %s\n", name, failure.to_string().c_str());
+    std::fprintf(stderr, "%s: stopped after a failure (fail-stop): %s\n", name.c_str(), failure.to_string().c_str());
     return kExitInfrastructure;
   }
   return kExitOk;
@@ -622,16 +718,18 @@ int run_daemon(bool is_manager, const std::string& path, bool print_config) {
 }  // namespace
 
 void register_daemons(CLI::App& app, Command& cmd) {
-  for (bool is_manager : {true, false}) {
-    auto* sub = app.add_subcommand(is_manager ? "manager" : "worker",
-                                   is_manager ? "Run a manager daemon (takes jobs, dispatches workflows to workers)"
-                                              : "Run a worker daemon (runs dispatched workflows on its cores)");
+  const std::pair<Role, const char*> roles[] = {
+      {Role::manager, "Run a manager daemon (takes jobs, dispatches workflows to workers)"},
+      {Role::worker, "Run a worker daemon (runs dispatched workflows on its cores)"},
+      {Role::gate, "Run a gate daemon (takes jobs and runs them across datacenters; docs/gates.md)"}};
+  for (const auto& [role, help] : roles) {
+    auto* sub = app.add_subcommand(role_name(role), help);
     auto path = std::make_shared<std::string>();
     auto print = std::make_shared<bool>(false);
     sub->add_option("--config", *path, "TOML config file (keys: docs/daemons.md; HS_* environment overrides)");
     sub->add_flag("--print-config", *print, "Print every key's effective value and source, then exit");
-    sub->callback([&cmd, is_manager, path, print]() {
-      cmd.run = [is_manager, path, print]() { return run_daemon(is_manager, *path, *print); };
+    sub->callback([&cmd, role = role, path, print]() {
+      cmd.run = [role, path, print]() { return run_daemon(role, *path, *print); };
     });
   }
 }

@@ -275,6 +275,17 @@ void Gate::dispatch_message(NodeId from, MsgType type, std::span<const std::uint
       send(from, MsgType::node_status, st);
       return;
     }
+    case MsgType::watch_query: {  // not served here yet: a clear answer instead of a timeout
+      WatchQuery m;
+      if (!parse(body, m, stats_, from, "watch_query")) return;
+      WatchReply r;
+      r.req = m.req;
+      r.code = Err::invalid;
+      r.error = "gates do not serve live windows yet: watch the job at a datacenter's managers (docs/gates.md)";
+      if (const GateJob* j = ledger_.job(m.job_id)) r.state = j->state, r.job_error = j->error;
+      send(from, MsgType::watch_reply, r);
+      return;
+    }
     default:
       stats_.unknown_messages++;
       log::warn("gate", "unknown_message", "from={} type={}", from, static_cast<int>(type));

@@ -186,6 +186,28 @@ void ShardSet::request_stop(std::string reason) {
   state_cv_.notify_all();
 }
 
+Status ShardSet::call(int shard, std::function<void(Reactor&)> fn, Duration timeout) {
+  struct Call {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false, abandoned = false;
+    std::function<void(Reactor&)> fn;
+  };
+  auto c = std::make_shared<Call>();
+  c->fn = std::move(fn);
+  HS_TRY(post(shard, [c](Reactor& r) {
+    std::lock_guard lk(c->mu);  // held while fn runs: the caller cannot give up half-way through it
+    if (c->abandoned) return;
+    c->fn(r);
+    c->done = true;
+    c->cv.notify_all();
+  }));
+  std::unique_lock lk(c->mu);
+  if (c->cv.wait_for(lk, timeout, [&] { return c->done; })) return ok_status();
+  c->abandoned = true;
+  return make_error(Errc::timeout, "shard " + std::to_string(shard) + " did not run the call in time");
+}
+
 std::string ShardSet::wait_for_stop_request() {
   std::unique_lock lk(state_mu_);
   state_cv_.wait(lk, [&] { return stop_reason_.has_value(); });

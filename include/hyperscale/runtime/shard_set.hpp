@@ -58,6 +58,9 @@ class ShardSet {
 
   // Thread-safe: runs `fn` on shard `shard`. For threads that are not shards (main, tests).
   Status post(int shard, SmallFn<void(Reactor&)> fn);
+  // Runs fn on `shard` and waits until it has run (from a thread outside the set, e.g. main).
+  // timeout: fn is abandoned (never runs after this returns) and the error says so.
+  Status call(int shard, std::function<void(Reactor&)> fn, Duration timeout);
 
   // Thread-safe: asks the node to stop; wait_for_stop_request() returns the first reason given.
   void request_stop(std::string reason);

@@ -430,3 +430,35 @@ TEST_CASE("Turn-end hooks run once per loop turn and can be removed, even from i
   r.remove_turn_end(id_a);
   CHECK(r.turn_end_hook_count() == 0);
 }
+
+TEST_CASE("ShardSet::call runs a function on a shard and waits for it; a call that cannot run times out",
+          "[runtime][shard]") {
+  ShardSet set(small_set(2));
+  REQUIRE(set.start().ok());
+  int seen_shard = -1;  // written on shard 1, read here after call() returned (ordered by its lock)
+  REQUIRE(set.call(
+                 1, [&](Reactor& r) { seen_shard = r.shard_id(); }, 5s)
+              .ok());
+  CHECK(seen_shard == 1);
+  CHECK(set.call(
+               7, [](Reactor&) {}, 1s)
+            .code() == Errc::invalid_argument);
+  // Shard 0 is busy in a function that waits for the caller's timeout to pass: the second call
+  // times out and its function never runs afterwards.
+  bool ran = false;
+  std::atomic<bool> release{false};
+  REQUIRE(set.post(0,
+                   [&](Reactor&) {
+                     while (!release.load()) std::this_thread::sleep_for(1ms);
+                   })
+              .ok());
+  CHECK(set.call(
+               0, [&](Reactor&) { ran = true; }, 50ms)
+            .code() == Errc::timeout);
+  release = true;
+  REQUIRE(set.call(
+                 0, [](Reactor&) {}, 5s)
+              .ok());  // the abandoned call was drained before this one
+  CHECK_FALSE(ran);
+  set.stop();
+}
