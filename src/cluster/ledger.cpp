@@ -12,7 +12,10 @@ namespace hs::cluster {
 
 namespace {
 // 2: records (codec.hpp), the ops and fields of issue 21. 3: parts (split, per-part entries). A
-// version-2 entry or snapshot still applies: its workflows become workflows of one part.
+// version-2 entry or snapshot still applies: its workflows become workflows of one part. Fields
+// appended since (the gate fences of jobs and entries, tombstones) need no new version: a record
+// without them decodes with their defaults (messages.hpp, rule 3). The ops gate_fence and tombstone
+// are refused as malformed by a ledger older than them (counted), like any op it does not know.
 constexpr std::uint8_t kEntryVersion = 3;
 constexpr std::uint8_t kSnapshotVersion = 3;
 constexpr std::uint8_t kOldestVersion = 2;
@@ -33,6 +36,12 @@ constexpr EnumNames<LedgerOutcome, 12> kOutcomeNames{{"applied", "duplicate", "c
 static_assert(kOutcomeNames.covers(LedgerOutcome::malformed));
 
 const char* name(LedgerOutcome o) { return kOutcomeNames(o); }
+
+constexpr EnumNames<LedgerOp, 13> kOpNames{{"none", "accept", "dispatch", "cancel", "wf_done", "job_done", "retire",
+                                            "wf_lost", "cancel_wf", "checkpoint", "split", "gate_fence", "tombstone"}};
+static_assert(kOpNames.covers(LedgerOp::kLast));
+
+const char* name(LedgerOp op) { return kOpNames(op); }
 
 std::vector<std::uint8_t> encode_entry(LedgerEntry& e) {
   Enc enc;
@@ -67,8 +76,8 @@ std::uint64_t JobLedger::apply(std::uint64_t index, std::span<const std::uint8_t
   }
   const LedgerOutcome o = apply_entry(index, e);
   if (o != LedgerOutcome::applied) {
-    log::logf(log::Level::debug, "ledger", "entry_refused", "index={} op={} job={} outcome={}", index,
-              static_cast<int>(e.op), log::quoted(e.job_id), name(o));
+    log::logf(log::Level::debug, "ledger", "entry_refused", "index={} op={} job={} outcome={}", index, name(e.op),
+              log::quoted(e.job_id), name(o));
   }
   return static_cast<std::uint64_t>(o);
 }
@@ -76,6 +85,7 @@ std::uint64_t JobLedger::apply(std::uint64_t index, std::span<const std::uint8_t
 LedgerOutcome JobLedger::apply_entry(std::uint64_t index, LedgerEntry& e) {
   if (e.op == LedgerOp::accept) return accept(index, e);
   if (e.op == LedgerOp::retire) return retire(e.job_id);
+  if (e.op == LedgerOp::tombstone) return tombstone(index, e);
   auto it = jobs_.find(e.job_id);
   if (it == jobs_.end()) return LedgerOutcome::unknown_job;
   LedgerJob& j = it->second;
@@ -117,12 +127,19 @@ LedgerOutcome JobLedger::on_job(LedgerJob& j, LedgerEntry& e) {
       return wf_done(j, e);  // also on a terminal job: a live part's stop is confirmed
     case LedgerOp::wf_lost:
       return wf_lost(j, e);
+    case LedgerOp::gate_fence:  // also on a terminal job: it changes no state
+      if (e.gate_fence <= j.gate_fence) return LedgerOutcome::stale_token;
+      j.gate_fence = e.gate_fence;
+      return LedgerOutcome::applied;
     default:
       break;
   }
   if (terminal(j.state)) return LedgerOutcome::job_terminal;  // terminal stays terminal, whatever arrives
   switch (e.op) {
     case LedgerOp::cancel:
+      // A gate's cancel (gate_fence set) from an owner older than the job's current one changes nothing.
+      if (e.gate_fence != 0 && e.gate_fence < j.gate_fence) return LedgerOutcome::stale_token;
+      j.gate_fence = std::max(j.gate_fence, e.gate_fence);
       j.cancel_requested = true;
       return end_job(j, e, JobState::cancelled);
     case LedgerOp::job_done:
@@ -141,7 +158,9 @@ LedgerOutcome JobLedger::on_job(LedgerJob& j, LedgerEntry& e) {
 LedgerOutcome JobLedger::accept(std::uint64_t index, LedgerEntry& e) {
   if (e.job_id.empty() || e.spec.job_id != e.job_id) return LedgerOutcome::malformed;
   if (auto it = jobs_.find(e.job_id); it != jobs_.end()) {
-    return it->second.digest == e.digest && it->second.spec.idempotency_key == e.spec.idempotency_key
+    // A tombstone has no payload to match: a submit arriving after the gate's cancel never runs.
+    return !it->second.tombstone && it->second.digest == e.digest &&
+                   it->second.spec.idempotency_key == e.spec.idempotency_key
                ? LedgerOutcome::duplicate
                : LedgerOutcome::conflict;
   }
@@ -153,6 +172,7 @@ LedgerOutcome JobLedger::accept(std::uint64_t index, LedgerEntry& e) {
   LedgerJob j;
   j.digest = e.digest;
   j.accepted_index = index;
+  j.gate_fence = e.gate_fence;
   j.workflows.resize(e.spec.workflows.size());
   j.spec = std::move(e.spec);
   if (!key.empty()) keys_.emplace(key, e.job_id);
@@ -437,6 +457,28 @@ LedgerOutcome JobLedger::retire(const std::string& id) {
   return LedgerOutcome::applied;
 }
 
+LedgerOutcome JobLedger::tombstone(std::uint64_t index, const LedgerEntry& e) {
+  if (e.job_id.empty() || e.gate_fence == 0) return LedgerOutcome::malformed;
+  if (auto it = jobs_.find(e.job_id); it != jobs_.end()) {
+    LedgerJob& j = it->second;
+    if (!j.tombstone) return LedgerOutcome::conflict;  // the job was accepted first: cancel it instead
+    j.gate_fence = std::max(j.gate_fence, e.gate_fence);
+    return LedgerOutcome::duplicate;
+  }
+  if (jobs_.size() >= limits_.max_jobs) return LedgerOutcome::full;
+  LedgerJob j;
+  j.spec.job_id = e.job_id;
+  j.state = JobState::cancelled;
+  j.cancel_requested = true;
+  j.error = e.error.empty() ? "cancelled by its gate before it was submitted here" : e.error;
+  j.accepted_index = index;
+  j.elapsed_ms = e.elapsed_ms;
+  j.gate_fence = e.gate_fence;
+  j.tombstone = true;
+  jobs_.emplace(e.job_id, std::move(j));
+  return LedgerOutcome::applied;
+}
+
 const LedgerJob* JobLedger::job(const std::string& id) const {
   auto it = jobs_.find(id);
   return it == jobs_.end() ? nullptr : &it->second;
@@ -475,7 +517,8 @@ Status JobLedger::restore(std::span<const std::uint8_t> data) {
   std::map<std::string, LedgerJob> jobs;
   std::map<std::string, std::string> keys;
   for (auto& j : img.jobs) {
-    if (!valid_job_state(static_cast<std::uint8_t>(j.state)) || j.workflows.size() != j.spec.workflows.size()) {
+    if (!valid_job_state(static_cast<std::uint8_t>(j.state)) || j.workflows.size() != j.spec.workflows.size() ||
+        (j.tombstone && (!j.workflows.empty() || !terminal(j.state)))) {
       return make_error(Errc::corruption, fmt::format("ledger snapshot: job {} is inconsistent", j.spec.job_id));
     }
     for (auto& w : j.workflows) {  // a version-2 workflow that was placed: its one part

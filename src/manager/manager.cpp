@@ -27,8 +27,9 @@ bool valid_id(const std::string& s, std::size_t max) {
 
 bool live(WfState s) { return s == WfState::dispatched || s == WfState::running; }
 
-// Timer tags of the concerns (Manager::Concern: 1..5).
-constexpr std::array<const char*, 6> kConcernNames{"none", "schedule", "liveness", "deadlines", "retention", "windows"};
+// Timer tags of the concerns (Manager::Concern: 1..6).
+constexpr std::array<const char*, 7> kConcernNames{"none",      "schedule", "liveness", "deadlines",
+                                                   "retention", "windows",  "gates"};
 const char* concern_name(std::uint64_t c) { return c < kConcernNames.size() ? kConcernNames[c] : "unknown"; }
 
 // The dependency graph has no cycle (Kahn's algorithm).
@@ -57,6 +58,12 @@ Manager::Manager(ManagerConfig cfg, RaftConfig raft, std::function<bool(NodeId)>
   if (raft.voters.empty()) raft.voters = cfg_.managers;
   raft_ = std::make_unique<RaftNode>(std::move(raft), ledger_);
   raft_->set_on_change([this] { on_raft_change(); });
+  // A manager heartbeats its gates under its datacenter's name: without one no gate could place it.
+  HS_ASSERT(cfg_.gates.empty() || !cfg_.datacenter.empty(),
+            "manager: {} gates configured but no datacenter name (ManagerConfig::datacenter)", cfg_.gates.size());
+  HS_ASSERT(cfg_.gates.empty() || cfg_.gate_heartbeat.count() > 0, "manager: gate_heartbeat must be positive ({} ns)",
+            cfg_.gate_heartbeat.count());
+  for (NodeId g : cfg_.gates) gates_.try_emplace(g);
 }
 
 Manager::~Manager() = default;
@@ -85,7 +92,10 @@ void Manager::on_start(node::Context& ctx) {
   seen_now_ = ctx.now();
   HS_ASSERT(std::find(cfg_.managers.begin(), cfg_.managers.end(), self_) != cfg_.managers.end(),
             "manager: self {} is not in its own manager list ({} managers)", self_, cfg_.managers.size());
-  for (std::uint64_t c = kSchedule; c < kConcerns; ++c) ctx.set_timer(cfg_.tick, c);
+  for (std::uint64_t c = kSchedule; c < kConcerns; ++c) {
+    if (c == kGates && cfg_.gates.empty()) continue;  // no gate tier
+    ctx.set_timer(c == kGates ? cfg_.gate_heartbeat : cfg_.tick, c);
+  }
   on_raft_change();  // the RaftNode may have started (and led) before this component
 }
 
@@ -96,7 +106,9 @@ void Manager::on_timer(node::Context& ctx, node::TimerId, std::uint64_t tag) {
     log::error("manager", "unknown_timer", "tag={}", tag);
     return;
   }
-  const Duration every = tag == kRetention ? std::max<Duration>(cfg_.tick, std::chrono::seconds(1)) : cfg_.tick;
+  const Duration every = tag == kRetention ? std::max<Duration>(cfg_.tick, std::chrono::seconds(1))
+                         : tag == kGates   ? cfg_.gate_heartbeat
+                                           : cfg_.tick;
   ctx.set_timer(every, tag);  // re-armed first: a failed pass does not stop the concern
   run_concern(static_cast<Concern>(tag));
 }
@@ -105,6 +117,10 @@ void Manager::on_timer(node::Context& ctx, node::TimerId, std::uint64_t tag) {
 // concern runs again at its next period.
 void Manager::run_concern(Concern c) {
   try {
+    if (c == kGates) {  // every manager, leader or not
+      gates_pass();
+      return;
+    }
     if (!is_leader()) {
       if (c == kRetention) retention_pass();  // remembered rejections expire on every manager
       return;
@@ -248,7 +264,7 @@ bool Manager::propose(LedgerEntry e, OnApplied applied, OnFailed failed) {
     if (ctx_ != nullptr) seen_now_ = ctx_->now();
     if (!s.ok()) {
       stats_.proposals_failed++;
-      log::info("manager", "entry_not_committed", "op={} job={} error={}", static_cast<int>(op), log::quoted(job),
+      log::info("manager", "entry_not_committed", "op={} job={} error={}", name(op), log::quoted(job),
                 log::quoted(s.to_string()));
       if (failed) failed(s);
       return;
@@ -258,7 +274,7 @@ bool Manager::propose(LedgerEntry e, OnApplied applied, OnFailed failed) {
   });
   if (!st.ok()) {
     stats_.proposals_failed++;
-    log::warn("manager", "entry_refused", "op={} job={} error={}", static_cast<int>(op), log::quoted(job),
+    log::warn("manager", "entry_refused", "op={} job={} error={}", name(op), log::quoted(job),
               log::quoted(st.to_string()));
     if (failed) failed(st);
     return false;
@@ -332,6 +348,8 @@ void Manager::dispatch_message(NodeId from, MsgType type, std::span<const std::u
     HS_ON(stop_ack, StopAck, handle_stop_ack(from, m))
     HS_ON(window_batch, WindowBatch, handle_window_batch(from, m))
     HS_ON(watch_query, WatchQuery, handle_watch(from, m))
+    HS_ON(dc_heartbeat_ack, DcHeartbeatAck, handle_dc_heartbeat_ack(from, m))
+    HS_ON(job_fence, JobFence, handle_job_fence(from, m))
     case MsgType::node_query: {
       NodeQuery m;
       if (!parse(body, m, stats_, from, "node_query")) return;
@@ -461,6 +479,9 @@ bool Manager::answer_known(NodeId from, const Submit& m, std::uint64_t digest) {
     }
   }
   if (const LedgerJob* j = ledger_.job(spec.job_id)) {
+    if (j->tombstone)
+      return conflict(fmt::format("job '{}' was cancelled by its gate (fence {}) before it was submitted here",
+                                  spec.job_id, j->gate_fence));
     if (j->digest == digest && j->spec.idempotency_key == key) return accepted(spec.job_id);
     return conflict(fmt::format("job id '{}' already exists with another payload", spec.job_id));
   }
@@ -526,7 +547,9 @@ void Manager::propose_accept(NodeId from, Submit& m, std::uint64_t digest) {
   LedgerEntry e = entry(LedgerOp::accept, id);
   e.spec = std::move(spec);
   e.digest = digest;
-  log::info("manager", "job_received", "job={} workflows={} from={}", log::quoted(id), e.spec.workflows.size(), from);
+  e.gate_fence = m.gate_fence;
+  log::info("manager", "job_received", "job={} workflows={} from={} gate_fence={}", log::quoted(id),
+            e.spec.workflows.size(), from, m.gate_fence);
   auto answer = [this, id](bool ok, Err code, const std::string& error) {
     auto it = accepts_.find(id);
     if (it == accepts_.end()) return;
@@ -581,9 +604,18 @@ void Manager::handle_cancel(NodeId from, const CancelJob& m) {
     r.code = Err::not_leader;
     r.error = "this manager is not the datacenter leader";
     r.leader = raft_->leader_id();
+  } else if (j == nullptr && m.gate_fence != 0) {
+    cancel_unknown(from, m);  // a gate's cancel may overtake its submit: leave a tombstone
+    return;
   } else if (j == nullptr) {
     r.code = Err::not_found;
     r.error = fmt::format("no job '{}'", m.job_id);
+  } else if (m.gate_fence != 0 && m.gate_fence < j->gate_fence) {
+    stats_.fence_rejects++;
+    r.code = Err::fence;
+    r.error = fmt::format("stale gate fence {} (current {})", m.gate_fence, j->gate_fence);
+    log::warn("manager", "gate_fence_refused", "job={} from={} op=cancel gate_fence={} current={}",
+              log::quoted(m.job_id), from, m.gate_fence, j->gate_fence);
   } else if (m.fence != 0 && m.fence != j->token_hw) {
     stats_.fence_rejects++;
     r.code = Err::fence;
@@ -610,20 +642,28 @@ void Manager::handle_cancel(NodeId from, const CancelJob& m) {
     LedgerEntry e = entry(LedgerOp::cancel, m.job_id);
     e.error = m.reason.empty() ? "cancelled by request" : m.reason;
     e.part_progress = progress_of(m.job_id);
+    e.gate_fence = m.gate_fence;  // the ledger refuses it below the job's (a JobFence may commit first)
     const std::string id = m.job_id;
-    auto answer = [this, id](bool ok, LedgerOutcome o, const std::string& error) {
+    const std::uint64_t gate_fence = m.gate_fence;
+    auto answer = [this, id, gate_fence](bool ok, LedgerOutcome o, const std::string& error) {
       auto it = live_.find(id);
       if (it == live_.end()) return;
       const LedgerJob* job = ledger_.job(id);
+      const bool stale = ok && o == LedgerOutcome::stale_token;
+      if (stale) stats_.fence_rejects++;
       for (const auto& [client, req] : it->second.cancel_waiters) {
         CancelReply c;
         c.req = req;
         c.success = ok && (o == LedgerOutcome::applied || (job && job->state == JobState::cancelled));
         c.cancelled_workflow_count = o == LedgerOutcome::applied ? it->second.cancel_count : 0;
         c.already_cancelled = ok && o != LedgerOutcome::applied && c.success;
-        c.already_completed = ok && !c.success;
+        c.already_completed = ok && !c.success && !stale;
         if (!ok) c.code = Err::unavailable, c.error = error;
         if (ok && !c.success) c.error = fmt::format("the job already ended: {}", job ? name(job->state) : "retired");
+        if (stale && !c.success) {
+          c.code = Err::fence;
+          c.error = fmt::format("stale gate fence {} (current {})", gate_fence, job ? job->gate_fence : 0);
+        }
         reply(client, MsgType::cancel_reply, c);
       }
       waiters_ -= it->second.cancel_waiters.size();
@@ -635,6 +675,64 @@ void Manager::handle_cancel(NodeId from, const CancelJob& m) {
         [answer](const Status& st) {
           answer(false, LedgerOutcome::applied,
                  fmt::format("the cancel could not be recorded ({}); retry it", st.message()));
+        });
+    return;
+  }
+  reply(from, MsgType::cancel_reply, r);
+}
+
+// A gate's cancel of a job this datacenter does not hold (the leader's ledger, nor an accept in
+// flight): its submit may still be on the way. A tombstone entry records the job id cancelled with
+// the gate's fence, so that submit is refused (conflict) when it arrives instead of run; the
+// tombstone is retired after retention_failed like any cancelled job.
+void Manager::cancel_unknown(NodeId from, const CancelJob& m) {
+  CancelReply r;
+  r.req = m.req;
+  if (!valid_id(m.job_id, 64)) {
+    r.code = Err::invalid;
+    r.error = "job id must be 1-64 characters of [A-Za-z0-9._-]";
+  } else if (accepts_.count(m.job_id) != 0) {
+    r.code = Err::unavailable;  // answered once it is recorded: the retry cancels the job itself
+    r.error = fmt::format("job '{}' is being recorded; retry the cancel", m.job_id);
+  } else if (ledger_.size() + accepts_.size() >= cfg_.max_jobs || waiters_ >= cfg_.max_waiters) {
+    r.code = Err::overloaded;
+    r.error = fmt::format("too many jobs or waiting clients ({} held, {} waiting)", ledger_.size(), waiters_);
+  } else {
+    ++waiters_;
+    LedgerEntry e = entry(LedgerOp::tombstone, m.job_id);
+    e.gate_fence = m.gate_fence;
+    e.error = m.reason.empty() ? "cancelled by its gate before it was submitted here" : m.reason;
+    log::info("manager", "job_tombstone", "job={} from={} gate_fence={}", log::quoted(m.job_id), from, m.gate_fence);
+    const std::string id = m.job_id;
+    const std::uint64_t req = m.req;
+    propose(
+        std::move(e),
+        [this, from, id, req](LedgerOutcome o) {
+          --waiters_;
+          CancelReply c;
+          c.req = req;
+          if (o == LedgerOutcome::applied) {
+            stats_.tombstones++;
+            c.success = true;
+          } else if (o == LedgerOutcome::duplicate) {  // another cancel of the gate left it first
+            c.success = true;
+            c.already_cancelled = true;
+          } else if (o == LedgerOutcome::full) {
+            c.code = Err::overloaded;
+            c.error = "the job ledger is full";
+          } else {  // conflict: the job was accepted meanwhile; the retry cancels it
+            c.code = Err::unavailable;
+            c.error = fmt::format("job '{}' changed meanwhile ({}); retry the cancel", id, name(o));
+          }
+          reply(from, MsgType::cancel_reply, c);
+        },
+        [this, from, req](const Status& st) {
+          --waiters_;
+          CancelReply c;
+          c.req = req;
+          c.code = Err::unavailable;
+          c.error = fmt::format("the cancel could not be recorded ({}); retry it", st.message());
+          reply(from, MsgType::cancel_reply, c);
         });
     return;
   }
@@ -701,6 +799,7 @@ JobView Manager::view(const std::string& id, const LedgerJob& j) const {
   v.workflow_retries = j.spec.workflow_retries;
   v.error = j.error;
   v.cancel_errors = j.cancel_errors;
+  v.fence = j.gate_fence;  // a gate's job: the highest fence of its owner seen (0: not a gate's)
   auto l = live_.find(id);
   auto run = [&](std::size_t i, std::size_t k) -> const Run* {
     if (l == live_.end() || i >= l->second.runs.size() || k >= l->second.runs[i].size()) return nullptr;
@@ -804,6 +903,7 @@ std::map<std::string, std::size_t> Manager::table_sizes() const {
           {"rejection_expiry", rejection_expiry_.size()},
           {"workers", workers_.size()},
           {"attempt_log", attempts_.size()},
+          {"gates", gates_.size()},
           {"window_mergers", window_mergers()}};
 }
 

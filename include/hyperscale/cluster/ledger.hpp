@@ -38,6 +38,16 @@
 //   checkpoint  the leader's elapsed time and the live parts' acknowledged totals (so a new leader
 //               resumes the timeout, the totals and a lost part's remainder); never changes a state.
 //   retire      forgets a terminal job (retention over) and its idempotency key.
+//   gate_fence  raises the job's gate fence (the highest fence of the gate that owns the job,
+//               docs/cluster.md "Gates") to the entry's; one not above it is stale_token. Allowed
+//               on a terminal job too: it changes no state. accept records Submit.gate_fence, and a
+//               cancel carrying a gate fence raises it as well (below the job's it is stale_token).
+//   tombstone   a gate cancelled a job this ledger does not hold (its submit may still be on the
+//               way): a record of the job id with no workflows, cancelled at once, carrying the gate
+//               fence (required). An accept of that id is then a conflict (a tombstone has no
+//               payload to match), so the late submit is refused instead of run; the tombstone is
+//               terminal and retired after its retention like any cancelled job. On a known job id
+//               it is a duplicate if that is a tombstone (its fence raised), a conflict otherwise.
 // A part that fails fails its workflow: the workflow's other live parts are stopped (stop
 // requested) and its pending parts cancelled. After each entry, pending workflows whose dependency
 // failed or was cancelled fail or are cancelled, and a live job whose workflows are all terminal
@@ -71,18 +81,22 @@ enum class LedgerOp : std::uint8_t {
   cancel_wf,
   checkpoint,
   split,
-  kLast = split
+  gate_fence,  // 11
+  tombstone,
+  kLast = tombstone
 };
+const char* name(LedgerOp op);
 
 enum class LedgerOutcome : std::uint64_t {
   applied = 0,
-  duplicate,     // accept: the job id is known (same payload)
-  conflict,      // accept: the key or job id is taken by another payload
+  duplicate,     // accept: the job id is known (same payload); tombstone: already one
+  conflict,      // accept: the key or job id is taken by another payload (or a tombstone); tombstone: a job
   full,          // accept: max_jobs reached
   unknown_job,   // the job (or workflow index) does not exist
   job_terminal,  // the job ended: nothing changes it any more
   cancelled,     // dispatch after a cancel was accepted
-  stale_token,   // dispatch: token not above the current one; wf_done/wf_lost: not the current token
+  stale_token,   // dispatch: token not above the current one; wf_done/wf_lost: not the current token;
+                 // gate_fence: not above the job's; cancel: a gate fence below the job's
   wf_terminal,   // the workflow ended already
   wf_busy,       // dispatch of a workflow or part that is live or whose stop was requested
   not_terminal,  // retire of a live job
@@ -157,8 +171,10 @@ struct LedgerJob {
   std::uint32_t retries_used = 0;
   std::uint64_t elapsed_ms = 0;  // the highest elapsed time a leader recorded
   std::vector<std::string> cancel_errors;
+  std::uint64_t gate_fence = 0;  // the highest fence of the owning gate seen (0: not a gate's job)
+  bool tombstone = false;        // a gate's cancel of a job never accepted here (no workflows)
   HS_FIELDS(spec, digest, state, cancel_requested, error, accepted_index, token_hw, workflows, retries_used, elapsed_ms,
-            cancel_errors)
+            cancel_errors, gate_fence, tombstone)
 };
 
 // A part's placement in a split entry.
@@ -204,9 +220,10 @@ struct LedgerEntry {
   std::uint64_t started = 0;                // wf_lost: iterations the attempt acknowledged as begun
   std::vector<PartProgress> part_progress;  // cancel/job_done/checkpoint
   std::uint64_t start_at_ms = 0;            // split: the parts' shared wall-clock start
+  std::uint64_t gate_fence = 0;             // accept, cancel, gate_fence, tombstone: the gate's fence
   HS_FIELDS(op, term, job_id, spec, digest, workflow, worker, token, cores, state, completed, failed, error, elapsed_ms,
             uncounted, exclude, note, stats, published, progress, part, parts, shard_total, started, part_progress,
-            start_at_ms)
+            start_at_ms, gate_fence)
 };
 
 std::vector<std::uint8_t> encode_entry(LedgerEntry& e);
@@ -243,6 +260,7 @@ class JobLedger final : public StateMachine {
   LedgerOutcome end_job(LedgerJob& j, const LedgerEntry& e, JobState s);
   LedgerOutcome cancel_wf(LedgerJob& j, const LedgerEntry& e);
   LedgerOutcome retire(const std::string& id);
+  LedgerOutcome tombstone(std::uint64_t index, const LedgerEntry& e);
   static void settle(LedgerJob& j);  // parts into workflows, dependency cascade, then the job's end
   static void apply_progress(LedgerJob& j, const LedgerEntry& e);
 

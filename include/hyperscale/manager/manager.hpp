@@ -11,8 +11,15 @@
 // Leader-side soft state (what workers reported, backoffs, stop deadlines) is rebuilt from the
 // ledger and the workers' heartbeats when a manager becomes the ready leader, and dropped when it
 // stops being it. Every table is bounded (ManagerConfig), and table_sizes() reports each one.
-// Background work runs on named timers, one per concern (schedule, liveness, deadlines, retention),
-// each with an error hook that logs and counts a failed pass.
+// Background work runs on named timers, one per concern (schedule, liveness, deadlines, retention,
+// windows, gates), each with an error hook that logs and counts a failed pass.
+//
+// Gates (docs/cluster.md "Gates"): with ManagerConfig::gates set, every manager heartbeats every gate
+// (DcHeartbeat), and the leader serves the gates like clients: a gate's submit and cancel carry its
+// fence for the job (kept in the ledger, LedgerJob::gate_fence; status shows it as JobView::fence),
+// JobFence raises it after a gate takeover, and a gate's cancel or JobFence with a lower fence is
+// refused (Err::fence). A gate's cancel of a job this datacenter never accepted leaves a tombstone,
+// so the submit arriving later is refused.
 #pragma once
 
 #include <cstdint>
@@ -80,6 +87,7 @@ struct ManagerConfig {
   std::string datacenter;
   std::vector<NodeId> gates;
   Duration gate_heartbeat = std::chrono::milliseconds(500);
+  std::size_t max_heartbeat_jobs = 1'000;  // active job ids in one DcHeartbeat (more: jobs_more)
 };
 
 // Counters (also exported as metrics by hosts).
@@ -91,7 +99,8 @@ struct ManagerStats {
                 budget_exhausted = 0, circuit_opened = 0, proposals = 0, proposals_failed = 0, rejections_evicted = 0,
                 silent_workers = 0, stops_sent = 0, stops_unconfirmed = 0, checkpoints = 0, timer_errors = 0,
                 window_batches = 0, windows = 0, windows_refused = 0, windows_unused = 0, window_mergers_evicted = 0,
-                window_mergers_refused = 0, window_factory_errors = 0, threshold_aborts = 0, watches = 0;
+                window_mergers_refused = 0, window_factory_errors = 0, threshold_aborts = 0, watches = 0,
+                gate_heartbeats = 0, gate_refusals = 0, gate_acks_foreign = 0, job_fences = 0, tombstones = 0;
 };
 
 // One dispatch attempt, for observers (the attempt log of scenarios.md §2.4).
@@ -202,7 +211,11 @@ class Manager final : public node::Node {
     std::string key;
     std::vector<std::pair<NodeId, std::uint64_t>> clients;
   };
-  enum Concern : std::uint64_t { kSchedule = 1, kLiveness, kDeadlines, kRetention, kWindows, kConcerns };
+  struct GateLink {        // one configured gate, as its last heartbeat ack left it
+    bool refused = false;  // the gate answered registered = false
+    std::string error;     // its reason (logged when it changes)
+  };
+  enum Concern : std::uint64_t { kSchedule = 1, kLiveness, kDeadlines, kRetention, kWindows, kGates, kConcerns };
 
   // messages
   void dispatch_message(NodeId from, cluster::MsgType type, std::span<const std::uint8_t> body);
@@ -218,6 +231,11 @@ class Manager final : public node::Node {
   void handle_progress(NodeId from, const cluster::Progress& m);
   void handle_result(NodeId from, cluster::ResultMsg& m);
   void handle_stop_ack(NodeId from, const cluster::StopAck& m);
+  // the gate-facing side (gates.cpp)
+  void gates_pass();
+  void handle_dc_heartbeat_ack(NodeId from, const cluster::DcHeartbeatAck& m);
+  void handle_job_fence(NodeId from, const cluster::JobFence& m);
+  void cancel_unknown(NodeId from, const cluster::CancelJob& m);
   // live windows (windows.cpp)
   void handle_window_batch(NodeId from, cluster::WindowBatch& m);
   void handle_watch(NodeId from, const cluster::WatchQuery& m);
@@ -302,6 +320,7 @@ class Manager final : public node::Node {
   std::size_t waiters_ = 0;  // clients waiting on in-flight entries (bounded by max_waiters)
   Instant seen_now_{0};      // time of the latest event (observers read it between events)
   std::deque<Attempt> attempts_;
+  std::map<NodeId, GateLink> gates_;  // one per configured gate (cfg_.gates), never more
   ManagerStats stats_;
 };
 

@@ -60,6 +60,23 @@ std::uint64_t SimClient::node_query(NodeId to) {
   out_.emplace_back(to, encode(MsgType::node_query, m));
   return m.req;
 }
+std::uint64_t SimClient::gate_submit(NodeId to, JobSpec spec, std::uint64_t gate_fence) {
+  Submit m{next_++, std::move(spec), gate_fence};
+  req_key[m.req] = m.spec.idempotency_key;
+  out_.emplace_back(to, encode(MsgType::submit, m));
+  return m.req;
+}
+std::uint64_t SimClient::gate_cancel(NodeId to, const std::string& job, std::uint64_t gate_fence) {
+  CancelJob m{next_++, job, 0, "cancelled by the gate", gate_fence};
+  req_cancel[m.req] = job;
+  out_.emplace_back(to, encode(MsgType::cancel_job, m));
+  return m.req;
+}
+std::uint64_t SimClient::job_fence(NodeId to, const std::string& job, std::uint64_t gate_fence) {
+  JobFence m{next_++, job, gate_fence};
+  out_.emplace_back(to, encode(MsgType::job_fence, m));
+  return m.req;
+}
 const SimClient::Reply* SimClient::reply(std::uint64_t req) const {
   auto it = replies_.find(req);
   return it == replies_.end() || !it->second.done ? nullptr : &it->second;
@@ -74,7 +91,7 @@ void SimClient::on_timer(node::Context& ctx, node::TimerId, std::uint64_t) {
   }
   ctx.set_timer(10ms, 0);
 }
-void SimClient::on_message(node::Context& ctx, NodeId, std::span<const std::uint8_t> msg) {
+void SimClient::on_message(node::Context& ctx, NodeId from, std::span<const std::uint8_t> msg) {
   if (msg.size() < 2 || msg[0] != kRole) return;
   const auto type = static_cast<MsgType>(msg[1]);
   const auto body = msg.subspan(2);
@@ -120,6 +137,29 @@ void SimClient::on_message(node::Context& ctx, NodeId, std::span<const std::uint
       r.done = true;
       r.node = a;
       r.at = ctx.now();
+      break;
+    }
+    case MsgType::job_fence_ack: {
+      JobFenceAck a;
+      if (!decode(body, a)) return;
+      auto& r = replies_[a.req];
+      r.done = true;
+      r.fence = a;
+      r.at = ctx.now();
+      break;
+    }
+    case MsgType::dc_heartbeat: {
+      DcHeartbeat hb;
+      if (!decode(body, hb)) return;
+      heartbeats[from] = hb;
+      heartbeat_at[from] = ctx.now();
+      ++heartbeats_received;
+      DcHeartbeatAck ack;
+      ack.registered = !refuse_heartbeats.has_value();
+      ack.error = refuse_heartbeats.value_or("");
+      auto bytes = encode(MsgType::dc_heartbeat_ack, ack);
+      bytes.insert(bytes.begin(), static_cast<std::uint8_t>(kRole));
+      ctx.send(from, std::move(bytes));
       break;
     }
     default:
@@ -208,7 +248,7 @@ Dc::Dc(DcOptions o) : o_(std::move(o)) {
   NodeId next = 1;
   for (int i = 0; i < o_.managers; ++i) managers_.push_back(next++);
   for (int i = 0; i < o_.workers; ++i) workers_.push_back(next++);
-  client_ = 100;
+  client_ = kClient;
   all_ = managers_;
   all_.insert(all_.end(), workers_.begin(), workers_.end());
   for (NodeId m : managers_)

@@ -28,6 +28,8 @@ namespace hs::simdc {
 using cluster::NodeId;
 using namespace std::chrono_literals;
 
+inline constexpr NodeId kClient = 100;  // the client's node id (a gate's, when managers list it in gates)
+
 struct DcOptions {
   std::uint64_t seed = 1;
   int managers = 3;
@@ -51,6 +53,7 @@ class SimClient final : public node::Node {
     cluster::StatusReply status;
     cluster::CancelReply cancel;
     cluster::NodeStatus node;
+    cluster::JobFenceAck fence;
     Instant at{0};
   };
   std::uint64_t submit(NodeId to, cluster::JobSpec spec);
@@ -58,6 +61,18 @@ class SimClient final : public node::Node {
   std::uint64_t cancel(NodeId to, const std::string& job, std::uint64_t fence = 0);
   std::uint64_t cancel_workflow(NodeId to, const std::string& job, const std::string& wf);
   std::uint64_t node_query(NodeId to);
+  // As a gate would (docs/cluster.md "Gates"): a submit and a cancel carrying the gate's fence for
+  // the job, and a JobFence.
+  std::uint64_t gate_submit(NodeId to, cluster::JobSpec spec, std::uint64_t gate_fence);
+  std::uint64_t gate_cancel(NodeId to, const std::string& job, std::uint64_t gate_fence);
+  std::uint64_t job_fence(NodeId to, const std::string& job, std::uint64_t gate_fence);
+  // DcHeartbeats received (when the managers list this client in ManagerConfig::gates): the last
+  // one per manager and how many in all; each is answered with a DcHeartbeatAck, registered unless
+  // refuse_heartbeats is set (its text is the refusal's error).
+  std::map<NodeId, cluster::DcHeartbeat> heartbeats;
+  std::map<NodeId, Instant> heartbeat_at;
+  std::size_t heartbeats_received = 0;
+  std::optional<std::string> refuse_heartbeats;
   const Reply* reply(std::uint64_t req) const;
   // Drop the next n submit acks that arrive (the ack was lost on the way back).
   int drop_submit_acks = 0;

@@ -350,14 +350,20 @@ struct JobSpecNext {
   std::uint32_t retry_budget = 10;
   std::uint32_t workflow_retries = 3;
   std::vector<WorkflowSpecNext> workflows;
+  std::vector<std::string> datacenters;  // the gate fields (this version's last)
+  std::uint32_t datacenter_count = 0;
+  std::uint32_t min_datacenters = 0;
+  std::uint64_t best_effort_ms = 0;
   std::string owner = "team-a";  // appended
-  HS_FIELDS(job_id, idempotency_key, timeout_ms, stuck_ms, retry_budget, workflow_retries, workflows, owner)
+  HS_FIELDS(job_id, idempotency_key, timeout_ms, stuck_ms, retry_budget, workflow_retries, workflows, datacenters,
+            datacenter_count, min_datacenters, best_effort_ms, owner)
 };
 struct SubmitNext {
   std::uint64_t req = 0;
   JobSpecNext spec;
+  std::uint64_t gate_fence = 0;
   bool dry_run = true;  // appended
-  HS_FIELDS(req, spec, dry_run)
+  HS_FIELDS(req, spec, gate_fence, dry_run)
 };
 
 ExecReport exec(int i) {
@@ -456,6 +462,8 @@ TEST_CASE("Codec: mixed minor versions: a newer Submit (fields appended at three
     w.plan = {1, 2, 3, static_cast<std::uint8_t>(i)};
     next.spec.workflows.push_back(w);
   }
+  next.spec.datacenters = {"dc-a", "dc-b"};
+  next.gate_fence = 12;
   const Bytes bytes = encode(MsgType::submit, next);
   Submit d;
   const char* why = "";
@@ -466,6 +474,8 @@ TEST_CASE("Codec: mixed minor versions: a newer Submit (fields appended at three
   CHECK(d.spec.timeout_ms == 60'000);
   CHECK(d.spec.retry_budget == 4);
   CHECK(d.spec.workflow_retries == 3);
+  CHECK(d.spec.datacenters == std::vector<std::string>{"dc-a", "dc-b"});
+  CHECK(d.gate_fence == 12);
   REQUIRE(d.spec.workflows.size() == 3);
   for (int i = 0; i < 3; ++i) {
     WorkflowSpec want = next.spec.workflows[static_cast<std::size_t>(i)];
@@ -478,6 +488,7 @@ TEST_CASE("Codec: mixed minor versions: a newer Submit (fields appended at three
   same.timeout_ms = 60'000;
   same.retry_budget = 4;
   for (auto& w : next.spec.workflows) same.workflows.push_back(w);
+  same.datacenters = {"dc-a", "dc-b"};
   CHECK(digest_of(d.spec) == digest_of(same));
 }
 
