@@ -682,7 +682,11 @@ std::optional<cluster::JobView> wait_job(Client& c, Targets& t, const ClientArgs
     if (r.reply && r.reply->found) {
       t.answered(target);
       last_answer = Clk::now();
-      if (job_done(r.reply->job.state)) return r.reply->job;
+      // A gate's job is final once every datacenter share ended too (a cancel's stops confirmed).
+      const auto& dcs = r.reply->job.datacenters;
+      const bool shares_done = r.reply->job.cancel_complete ||
+                               std::all_of(dcs.begin(), dcs.end(), [](const auto& d) { return job_done(d.state); });
+      if (job_done(r.reply->job.state) && shares_done) return r.reply->job;
       const NodeId leader = r.reply->job.leader;
       if (leader != 0 && leader != target && !t.down(leader)) target = leader;
       if (live_plan != nullptr && Clk::now() >= next_watch && leader != 0) {

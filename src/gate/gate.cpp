@@ -593,8 +593,9 @@ void Gate::handle_cancel(NodeId from, const CancelJob& m) {
     r.code = Err::overloaded;
     r.error = "too many clients waiting for their requests to be recorded";
   } else {
-    std::uint32_t open = 0;
-    for (const auto& s : j->shares) open += terminal(s.state) ? 0 : 1;
+    std::uint32_t open = 0;  // workflows still to stop: the job's, in every share not ended
+    for (const auto& s : j->shares)
+      open += terminal(s.state) ? 0 : static_cast<std::uint32_t>(j->spec.workflows.size());
     GateEntry e = entry(GateOp::cancel, m.job_id);
     e.error = m.reason.empty() ? "cancelled by request" : m.reason;
     if (auto it = live_.find(m.job_id); it != live_.end())
