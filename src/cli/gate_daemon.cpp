@@ -69,6 +69,14 @@ void add_gate_keys(host::ConfigSchema& s) {
                   "failed, partial, cancelled and timed-out gate jobs are kept this long"));
   s.push_back(key("gate.timeout_slack", ValueType::duration_ms, "2s",
                   "managers get a job's timeout plus this, so the gate decides the timeout first"));
+  auto active = key("gate.max_active_jobs", ValueType::integer, "1000",
+                    "jobs a gate runs at once; more submits are refused as overloaded (retry later)");
+  active.min = 1, active.max = 1'000'000;
+  s.push_back(std::move(active));
+  auto held = key("gate.max_jobs", ValueType::integer, "10000",
+                  "jobs the gate ledger holds (running and retained); more submits are refused as overloaded");
+  held.min = 1, held.max = 1'000'000;
+  s.push_back(std::move(held));
   s.push_back(key("manager.gate_heartbeat", ValueType::duration_ms, "500ms",
                   "a manager's heartbeat to every gate of cluster.gates"));
 }
@@ -134,6 +142,8 @@ gate::GateConfig gate_config(const host::Config& c, std::vector<node::NodeId> ga
   g.retention_ok = c.duration("gate.retention_ok");
   g.retention_failed = c.duration("gate.retention_failed");
   g.timeout_slack = c.duration("gate.timeout_slack");
+  g.max_active_jobs = static_cast<std::size_t>(c.integer("gate.max_active_jobs"));
+  g.max_jobs = static_cast<std::size_t>(c.integer("gate.max_jobs"));
   return g;
 }
 

@@ -84,7 +84,11 @@ std::uint64_t GateLedger::apply(std::uint64_t index, std::span<const std::uint8_
 }
 
 GateOutcome GateLedger::apply_entry(std::uint64_t index, GateEntry& e) {
-  if (e.op == GateOp::accept) return accept(index, e);
+  if (e.op == GateOp::accept) {
+    const GateOutcome o = accept(index, e);
+    if (o == GateOutcome::applied) ++active_;
+    return o;
+  }
   auto it = jobs_.find(e.job_id);
   if (it == jobs_.end()) return GateOutcome::unknown_job;
   if (e.op == GateOp::retire) {
@@ -100,6 +104,7 @@ GateOutcome GateLedger::apply_entry(std::uint64_t index, GateEntry& e) {
   j.elapsed_ms = std::max(j.elapsed_ms, e.elapsed_ms);
   const GateOutcome o = on_job(j, e);
   settle(j);
+  if (!terminal(before) && terminal(j.state)) --active_;
   HS_ASSERT(!terminal(before) || j.state == before, "gate ledger: terminal job {} moved from {} to {}", e.job_id,
             cluster::name(before), cluster::name(j.state));
   for (std::size_t i = 0; i < ended.size(); ++i)
@@ -290,6 +295,8 @@ Status GateLedger::restore(std::span<const std::uint8_t> data) {
   jobs_ = std::move(jobs);
   keys_ = std::move(keys);
   applied_ = img.applied;
+  active_ = 0;
+  for (const auto& [id, j] : jobs_) active_ += terminal(j.state) ? 0 : 1;
   return Status();
 }
 

@@ -154,6 +154,7 @@ class GateLedger final : public cluster::StateMachine {
   std::optional<std::string> job_for_key(const std::string& key) const;
   std::uint64_t applied_index() const noexcept { return applied_; }
   std::size_t size() const noexcept { return jobs_.size(); }
+  std::size_t active() const noexcept { return active_; }  // jobs not terminal
   std::uint64_t malformed() const noexcept { return malformed_; }
 
  private:
@@ -169,6 +170,7 @@ class GateLedger final : public cluster::StateMachine {
   std::map<std::string, std::string> keys_;  // idempotency key -> job id
   std::uint64_t applied_ = 0;
   std::uint64_t malformed_ = 0;
+  std::size_t active_ = 0;  // jobs not terminal (kept with every change of a job's state)
 };
 
 }  // namespace hs::gate
