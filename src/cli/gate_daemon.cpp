@@ -150,7 +150,10 @@ gate::GateConfig gate_config(const host::Config& c, std::vector<node::NodeId> ga
 std::string gate_status_json(const gate::Gate& g) {
   const auto s = g.node_status();
   std::string jobs, dcs;
-  for (const auto& j : s.active_job_ids) jobs += (jobs.empty() ? "" : ",") + json_str(j);
+  for (const auto& j : s.active_job_ids) {
+    if (!jobs.empty()) jobs += ",";
+    jobs += json_str(j);
+  }
   for (const auto& d : s.datacenters) {
     if (!dcs.empty()) dcs += ',';
     dcs += fmt::format(

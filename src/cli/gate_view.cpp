@@ -18,7 +18,10 @@ std::string datacenters_json(const cluster::JobView& v) {
   std::string out;
   for (const auto& d : v.datacenters) {
     std::string tried;
-    for (const auto& t : d.tried) tried += (tried.empty() ? "" : ",") + json_str(t);
+    for (const auto& t : d.tried) {
+      if (!tried.empty()) tried += ",";
+      tried += json_str(t);
+    }
     std::string wfs;
     for (const auto& w : d.workflows) {
       if (!wfs.empty()) wfs += ',';
@@ -52,7 +55,10 @@ void print_datacenters(const cluster::JobView& v) {
 void print_gate_status(const cluster::NodeStatus& r, bool json) {
   if (json) {
     std::string dcs, jobs;
-    for (const auto& j : r.active_job_ids) jobs += (jobs.empty() ? "" : ",") + json_str(j);
+    for (const auto& j : r.active_job_ids) {
+      if (!jobs.empty()) jobs += ",";
+      jobs += json_str(j);
+    }
     for (const auto& d : r.datacenters) {
       if (!dcs.empty()) dcs += ',';
       dcs += fmt::format(

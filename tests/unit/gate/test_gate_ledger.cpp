@@ -176,14 +176,14 @@ TEST_CASE("gate ledger: reroute moves an unaccepted share only", "[gate][ledger]
   L l;
   REQUIRE(l.put(accept("j", {"a", "b"})) == GateOutcome::applied);
   GateEntry r = op(GateOp::reroute, "j", 0);
-  r.dc = "b";
+  r.dc = std::string("b");                    // (not literals: GCC 12 -O3 -Wrestrict false positive)
   CHECK(l.put(r) == GateOutcome::malformed);  // one share per datacenter
-  r.dc = "c";
+  r.dc = std::string("c");
   CHECK(l.put(r) == GateOutcome::applied);
   CHECK(l.ledger.job("j")->shares[0].dc == "c");
   CHECK(l.ledger.job("j")->shares[0].tried == std::vector<std::string>{"a"});
   l.put(op(GateOp::dc_accepted, "j", 0));
-  r.dc = "d";
+  r.dc = std::string("d");
   CHECK(l.put(r) == GateOutcome::share_done);
 }
 
