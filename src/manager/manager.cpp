@@ -162,7 +162,21 @@ void Manager::on_raft_change() {
     adopt();
   } else {
     log::info("manager", "not_leading", "self={} term={} leader={}", self_, raft_->term(), raft_->leader_id());
-    live_.clear();  // in-flight proposals answer their clients through their Done
+    // In-flight proposals answer their clients through their Done, except the cancels waiting in
+    // a job's Live (gone with it): they are answered here (retryable: the entry may still commit,
+    // and the retry then finds the job cancelled), and no longer count as waiters.
+    for (auto& [id, l] : live_) {
+      for (const auto& [client, req] : l.cancel_waiters) {
+        CancelReply c;
+        c.req = req;
+        c.code = Err::not_leader;
+        c.error = "this manager stopped leading before the cancel was recorded; retry it";
+        c.leader = raft_->leader_id();
+        reply(client, MsgType::cancel_reply, c);
+      }
+      waiters_ -= l.cancel_waiters.size();
+    }
+    live_.clear();
   }
 }
 

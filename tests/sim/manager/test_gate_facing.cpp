@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string_view>
 
 #include "scenario_util.hpp"
 
@@ -79,6 +81,23 @@ bool heard_all_since(Dc& dc, Instant since) {
   });
 }
 
+// Counts the log lines of one event while it lives (the other lines are dropped).
+struct EventCounter final : log::Sink {
+  explicit EventCounter(std::string e) : event("event=" + std::move(e) + " ") {
+    log::set_level(log::Level::warn);
+    log::set_sink(this);
+  }
+  ~EventCounter() override {
+    log::set_sink(nullptr);
+    log::set_level(std::getenv("HS_TEST_LOG") ? log::Level::info : log::Level::error);
+  }
+  void write(log::Level, std::string_view line) noexcept override {
+    if (line.find(event) != std::string_view::npos) ++count;
+  }
+  std::string event;
+  std::size_t count = 0;
+};
+
 // No worker ever started anything of the job.
 bool never_ran(Dc& dc, const std::string& job) {
   for (NodeId w : dc.workers())
@@ -134,13 +153,22 @@ TEST_CASE("GATE-M1 every manager heartbeats the gate; exactly one says it leads 
 
   // A gate that does not know these managers says so in every ack: counted each time (and logged
   // once per change), nothing else changes.
-  dc.client().refuse_heartbeats = "manager not configured for datacenter dc-east";
-  const std::size_t before = dc.client().heartbeats_received;
-  REQUIRE(dc.run_until([&] { return dc.client().heartbeats_received >= before + 9; }, 10s));
-  dc.run_for(200ms);
-  for (NodeId m : dc.managers()) CHECK(dc.mgr(m)->mgr.stats().gate_refusals >= 2);
-  dc.client().refuse_heartbeats.reset();
-  dc.run_for(1s);
+  {
+    EventCounter refused("gate_refused");
+    dc.client().refuse_heartbeats = "manager not configured for datacenter dc-east";
+    std::size_t before = dc.client().heartbeats_received;
+    REQUIRE(dc.run_until([&] { return dc.client().heartbeats_received >= before + 9; }, 10s));
+    dc.run_for(200ms);
+    for (NodeId m : dc.managers()) CHECK(dc.mgr(m)->mgr.stats().gate_refusals >= 2);
+    CHECK(refused.count == 3);                                               // once per manager, not once per heartbeat
+    dc.client().refuse_heartbeats = "datacenter dc-east is not configured";  // another reason: logged again
+    before = dc.client().heartbeats_received;
+    REQUIRE(dc.run_until([&] { return dc.client().heartbeats_received >= before + 9; }, 10s));
+    dc.run_for(200ms);
+    CHECK(refused.count == 6);
+    dc.client().refuse_heartbeats.reset();
+    dc.run_for(1s);
+  }
   CHECK(dc.job_view("g1")->state == JobState::running);
   REQUIRE(gate_cancel(dc, "g1", 0).success);
   REQUIRE(gate_cancel(dc, "g2", 0).success);
