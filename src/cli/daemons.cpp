@@ -474,7 +474,12 @@ struct Daemon {
                          {"window_mergers_refused", s.window_mergers_refused},
                          {"window_factory_errors", s.window_factory_errors},
                          {"threshold_aborts", s.threshold_aborts},
-                         {"watches", s.watches}},
+                         {"watches", s.watches},
+                         {"gate_heartbeats", s.gate_heartbeats},
+                         {"gate_refusals", s.gate_refusals},
+                         {"gate_acks_foreign", s.gate_acks_foreign},
+                         {"job_fences", s.job_fences},
+                         {"tombstones", s.tombstones}},
                         "event");
       o += prom_gauges("hs_manager_table_size", "entries in each manager table", mgr->table_sizes());
       o += raft_metrics(mgr->raft(), mgr->is_leader());

@@ -736,7 +736,7 @@ void Gate::registry_pass() {
   for (auto& d : dcs_) {
     const DcStatus st = dc_status(d);
     if (st.state == DcState::ready || st.state == DcState::partial) d.was_ready = true;
-    const bool down = d.ever_heard && st.health == DcHealth::unhealthy;
+    const bool down = d.was_ready && st.health == DcHealth::unhealthy;  // not while it starts
     if (down && d.unavailable_since.count() < 0) {
       d.unavailable_since = now;
       ++newly_lost;
