@@ -148,28 +148,27 @@ void Gate::on_raft_change() {
 void Gate::adopt() {
   live_.clear();
   requests_.clear();
+  for (const auto& [id, j] : ledger_.jobs()) take_over(id, j, live_of(id, j));
+}
+
+// Proposes `own` for a job with a fence of an earlier term that still needs an owner (a share to
+// run or stop, or its cancel_done to record); again at the next pass if the entry did not commit.
+void Gate::take_over(const std::string& id, const GateJob& j, Live& l) {
   const std::uint64_t fence = make_token(raft_->term(), 1);
-  for (const auto& [id, j] : ledger_.jobs()) {
-    Live& l = live_of(id, j);
-    bool open_shares = false;
-    for (const auto& s : j.shares) open_shares = open_shares || !terminal(s.state);
-    if (j.fence >= fence || (terminal(j.state) && !open_shares)) continue;
-    stats_.takeovers++;
-    l.proposing = true;
-    GateEntry e = entry(GateOp::own, id);
-    e.fence = fence;
-    e.owner = self_;
-    log::info("gate", "job_takeover", "job={} fence={} previous={} owner_was={}", log::quoted(id), fence, j.fence,
-              j.owner);
-    propose(
-        std::move(e),
-        [this, id](GateOutcome) {
-          if (auto it = live_.find(id); it != live_.end()) it->second.proposing = false;
-        },
-        [this, id](const Status&) {
-          if (auto it = live_.find(id); it != live_.end()) it->second.proposing = false;
-        });
-  }
+  bool open_shares = false;
+  for (const auto& s : j.shares) open_shares = open_shares || !terminal(s.state);
+  if (l.proposing || j.fence >= fence || (terminal(j.state) && !open_shares && j.cancel_complete)) return;
+  stats_.takeovers++;
+  l.proposing = true;
+  GateEntry e = entry(GateOp::own, id);
+  e.fence = fence;
+  e.owner = self_;
+  log::info("gate", "job_takeover", "job={} fence={} previous={} owner_was={}", log::quoted(id), fence, j.fence,
+            j.owner);
+  auto clear = [this, id](auto&&...) {
+    if (auto it = live_.find(id); it != live_.end()) it->second.proposing = false;
+  };
+  propose(std::move(e), clear, clear);
 }
 
 Gate::Live& Gate::live_of(const std::string& id, const GateJob& j) {

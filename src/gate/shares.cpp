@@ -61,7 +61,11 @@ JobSpec Gate::share_spec(const GateJob& j) const {
 void Gate::shares_pass() {
   for (const auto& [id, j] : ledger_.jobs()) {
     Live& l = live_of(id, j);
-    if (l.proposing || token_term(j.fence) != raft_->term()) continue;  // taking over: wait for `own`
+    if (token_term(j.fence) != raft_->term()) {  // taking over: wait for `own` (proposed again if it failed)
+      take_over(id, j, l);
+      continue;
+    }
+    if (l.proposing) continue;
     for (std::uint32_t s = 0; s < j.shares.size(); ++s) share_step(id, j, l, s);
   }
   for (auto it = live_.begin(); it != live_.end();) {  // jobs retired from the ledger
@@ -453,7 +457,6 @@ void Gate::retention_pass() {
       if (auto it = live_.find(id); it != live_.end()) it->second.proposing = false;
     };
     if (!j->cancel_complete) {
-      if (token_term(j->fence) != raft_->term()) continue;
       l.proposing = true;
       GateEntry e = entry(GateOp::cancel_done, id);
       for (const auto& s : j->shares)

@@ -176,6 +176,7 @@ class Gate final : public node::Node {
   // leadership and the ledger
   void on_raft_change();
   void adopt();
+  void take_over(const std::string& id, const GateJob& j, Live& l);
   Live& live_of(const std::string& id, const GateJob& j);
   using OnApplied = std::function<void(GateOutcome)>;
   using OnFailed = std::function<void(const Status&)>;
