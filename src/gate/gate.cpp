@@ -12,20 +12,13 @@
 
 #include "hyperscale/base/assert.hpp"
 #include "hyperscale/base/log.hpp"
+#include "hyperscale/cluster/intake.hpp"
 
 namespace hs::gate {
 
 using namespace cluster;
 
 namespace {
-
-bool valid_id(const std::string& s, std::size_t max) {
-  if (s.empty() || s.size() > max) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-           c == '.';
-  });
-}
 
 constexpr std::array<const char*, 5> kConcernNames{"none", "registry", "shares", "deadlines", "retention"};
 const char* concern_name(std::uint64_t c) { return c < kConcernNames.size() ? kConcernNames[c] : "unknown"; }
@@ -308,20 +301,7 @@ SubmitAck Gate::reject(std::uint64_t req, Err code, std::string error) const {
 }
 
 std::optional<std::string> Gate::validate(const JobSpec& s) const {
-  if (!valid_id(s.job_id, 64)) return "job id must be 1-64 characters of [A-Za-z0-9._-]";
-  if (s.idempotency_key.size() > 256) return "idempotency key longer than 256 bytes";
-  if (s.workflows.empty()) return "the job has no workflows";
-  if (s.timeout_ms > 7ull * 24 * 3600 * 1000) return "timeout longer than 7 days";
-  std::set<std::string> names;
-  for (const auto& w : s.workflows) {
-    if (!valid_id(w.name, 128))
-      return fmt::format("workflow name '{}' must be 1-128 characters of [A-Za-z0-9._-]", w.name);
-    if (!names.insert(w.name).second) return fmt::format("duplicate workflow name '{}'", w.name);
-    if (w.vus == 0) return fmt::format("workflow '{}': vus must be at least 1", w.name);
-  }
-  for (const auto& w : s.workflows)
-    for (const auto& d : w.deps)
-      if (names.count(d) == 0) return fmt::format("workflow '{}' depends on unknown workflow '{}'", w.name, d);
+  if (auto err = check_job(s, cfg_.max_workflows_per_job, cfg_.max_spec_bytes)) return err;
   const std::size_t shares =
       s.datacenters.empty() ? std::max<std::uint32_t>(1, s.datacenter_count) : s.datacenters.size();
   if (!s.datacenters.empty() && s.datacenter_count != 0 && s.datacenter_count != s.datacenters.size())
@@ -334,9 +314,9 @@ std::optional<std::string> Gate::validate(const JobSpec& s) const {
   std::set<std::string> seen;
   for (const auto& d : s.datacenters) {
     if (dc(d) == nullptr) {
-      std::string known;
-      for (const auto& x : dcs_) known += (known.empty() ? "" : ", ") + x.cfg.name;
-      return fmt::format("unknown datacenter '{}' (configured: {})", d, known);
+      std::vector<std::string> known;
+      for (const auto& x : dcs_) known.push_back(x.cfg.name);
+      return fmt::format("unknown datacenter '{}' (configured: {})", d, fmt::join(known, ", "));
     }
     if (!seen.insert(d).second) return fmt::format("datacenter '{}' is named twice", d);
   }
@@ -387,19 +367,8 @@ std::vector<std::string> Gate::route(const JobSpec& s, Err& code, std::string& e
 }
 
 void Gate::remember_rejection(const std::string& key, std::uint64_t digest, const SubmitAck& a) {
-  if (key.empty()) return;
-  while (rejections_.size() >= cfg_.max_rejections && !rejection_expiry_.empty()) {
-    auto it = rejections_.find(rejection_expiry_.front().second);
-    if (it != rejections_.end() && it->second.expires == rejection_expiry_.front().first) {
-      rejections_.erase(it);
-      stats_.rejections_evicted++;
-    }
-    rejection_expiry_.pop_front();
-  }
-  if (rejections_.size() >= cfg_.max_rejections) return;
-  const Instant expires = ctx_->now() + cfg_.idem_rejected_ttl;
-  rejections_[key] = Rejection{digest, a, expires};
-  rejection_expiry_.emplace_back(expires, key);
+  rejections_.remember(key, digest, a, ctx_->now());
+  stats_.rejections_evicted = rejections_.evicted();
 }
 
 // A submission already answered by the ledger (COMMITTED), an accept in flight (PENDING: the
@@ -424,16 +393,12 @@ bool Gate::answer_known(NodeId from, const Submit& m, std::uint64_t digest) {
     return true;
   };
   if (!key.empty()) {
-    if (auto r = rejections_.find(key); r != rejections_.end()) {
-      if (r->second.digest != digest) {
-        rejections_.erase(r);
-      } else {
-        SubmitAck a = r->second.ack;
-        a.req = m.req;
-        stats_.rejected++;
-        send(from, MsgType::submit_ack, a);
-        return true;
-      }
+    if (auto r = rejections_.find(key, digest)) {  // (a different payload is evaluated afresh)
+      SubmitAck a = *r;
+      a.req = m.req;
+      stats_.rejected++;
+      send(from, MsgType::submit_ack, a);
+      return true;
     }
     if (auto id = ledger_.job_for_key(key)) {
       const GateJob* j = ledger_.job(*id);
@@ -882,14 +847,10 @@ NodeStatus Gate::node_status() const {
 std::map<std::string, std::size_t> Gate::table_sizes() const {
   std::size_t managers = 0;
   for (const auto& d : dcs_) managers += d.managers.size();
-  return {{"jobs", ledger_.size()},
-          {"live_jobs", live_.size()},
-          {"accepts_in_flight", accepts_.size()},
-          {"waiters", waiters_},
-          {"rejections", rejections_.size()},
-          {"rejection_expiry", rejection_expiry_.size()},
-          {"requests", requests_.size()},
-          {"managers_seen", managers}};
+  return {
+      {"jobs", ledger_.size()},       {"live_jobs", live_.size()},        {"accepts_in_flight", accepts_.size()},
+      {"waiters", waiters_},          {"rejections", rejections_.size()}, {"rejection_expiry", rejections_.queued()},
+      {"requests", requests_.size()}, {"managers_seen", managers}};
 }
 
 }  // namespace hs::gate

@@ -573,11 +573,7 @@ void Manager::deadlines_pass() {
 
 void Manager::retention_pass() {
   const Instant now = ctx_->now();
-  while (!rejection_expiry_.empty() && rejection_expiry_.front().first <= now) {
-    auto it = rejections_.find(rejection_expiry_.front().second);
-    if (it != rejections_.end() && it->second.expires <= now) rejections_.erase(it);
-    rejection_expiry_.pop_front();
-  }
+  rejections_.expire(now);
   if (!is_leader()) return;
   std::vector<std::string> due;
   for (auto& [id, l] : live_) {

@@ -10,6 +10,7 @@
 
 #include "hyperscale/base/assert.hpp"
 #include "hyperscale/base/log.hpp"
+#include "hyperscale/cluster/intake.hpp"
 
 namespace hs::manager {
 
@@ -17,39 +18,12 @@ using namespace cluster;
 
 namespace {
 
-bool valid_id(const std::string& s, std::size_t max) {
-  if (s.empty() || s.size() > max) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-           c == '.';
-  });
-}
-
 bool live(WfState s) { return s == WfState::dispatched || s == WfState::running; }
 
 // Timer tags of the concerns (Manager::Concern: 1..6).
 constexpr std::array<const char*, 7> kConcernNames{"none",      "schedule", "liveness", "deadlines",
                                                    "retention", "windows",  "gates"};
 const char* concern_name(std::uint64_t c) { return c < kConcernNames.size() ? kConcernNames[c] : "unknown"; }
-
-// The dependency graph has no cycle (Kahn's algorithm).
-bool acyclic(const JobSpec& s) {
-  std::vector<int> indeg(s.workflows.size(), 0);
-  for (std::size_t i = 0; i < s.workflows.size(); ++i) indeg[i] = static_cast<int>(s.workflows[i].deps.size());
-  std::vector<std::size_t> ready;
-  for (std::size_t i = 0; i < indeg.size(); ++i)
-    if (indeg[i] == 0) ready.push_back(i);
-  std::size_t seen = 0;
-  while (!ready.empty()) {
-    const std::size_t i = ready.back();
-    ready.pop_back();
-    ++seen;
-    for (std::size_t k = 0; k < s.workflows.size(); ++k)
-      for (const auto& d : s.workflows[k].deps)
-        if (d == s.workflows[i].name && --indeg[k] == 0) ready.push_back(k);
-  }
-  return seen == s.workflows.size();
-}
 
 }  // namespace
 
@@ -393,30 +367,12 @@ SubmitAck Manager::reject(std::uint64_t req, Err code, std::string error) const 
 }
 
 std::optional<std::string> Manager::validate(const JobSpec& s) const {
-  if (!valid_id(s.job_id, 64)) return "job id must be 1-64 characters of [A-Za-z0-9._-]";
-  if (s.idempotency_key.size() > 256) return "idempotency key longer than 256 bytes";
-  if (s.workflows.empty()) return "the job has no workflows";
-  if (s.workflows.size() > cfg_.max_workflows_per_job)
-    return fmt::format("the job has {} workflows; the limit is {}", s.workflows.size(), cfg_.max_workflows_per_job);
-  if (s.timeout_ms > 7ull * 24 * 3600 * 1000) return "timeout longer than 7 days";
-  std::map<std::string, std::size_t> index;
-  for (std::size_t i = 0; i < s.workflows.size(); ++i) {
-    const auto& w = s.workflows[i];
-    if (!valid_id(w.name, 128))
-      return fmt::format("workflow name '{}' must be 1-128 characters of [A-Za-z0-9._-]", w.name);
-    if (!index.emplace(w.name, i).second) return fmt::format("duplicate workflow name '{}'", w.name);
-    if (w.vus == 0) return fmt::format("workflow '{}': vus must be at least 1", w.name);
-    if (w.plan.size() > cfg_.max_plan_bytes) return fmt::format("workflow '{}': plan larger than the limit", w.name);
-  }
+  if (auto err = check_job(s, cfg_.max_workflows_per_job, cfg_.max_plan_bytes)) return err;
   std::uint32_t largest = 0;
   std::uint64_t total = 0;  // a workflow of several parts may take cores on every worker
   for (const auto& [id, info] : workers_)
     if (!alive_ || alive_(id)) largest = std::max(largest, info.total), total += info.total;
   for (const auto& w : s.workflows) {
-    for (const auto& d : w.deps) {
-      if (index.count(d) == 0) return fmt::format("workflow '{}' depends on unknown workflow '{}'", w.name, d);
-      if (d == w.name) return fmt::format("workflow '{}' depends on itself", w.name);
-    }
     if (w.one_part && largest > 0 && w.cores > largest)
       return fmt::format("workflow '{}' runs on one worker and needs {} cores; the largest worker has {}", w.name,
                          w.cores, largest);
@@ -424,7 +380,6 @@ std::optional<std::string> Manager::validate(const JobSpec& s) const {
       return fmt::format("workflow '{}' needs {} cores; the datacenter's workers have {} in all", w.name, w.cores,
                          total);
   }
-  if (!acyclic(s)) return "the workflow dependencies form a cycle";
   // The accept entry carries the whole job and must fit one Raft message (libraft 0.15 sends an
   // entry whole); leave room for the entry's other fields and the message header.
   JobSpec copy = s;
@@ -438,19 +393,8 @@ std::optional<std::string> Manager::validate(const JobSpec& s) const {
 }
 
 void Manager::remember_rejection(const std::string& key, std::uint64_t digest, const SubmitAck& a) {
-  if (key.empty()) return;
-  while (rejections_.size() >= cfg_.max_rejections && !rejection_expiry_.empty()) {
-    auto it = rejections_.find(rejection_expiry_.front().second);
-    if (it != rejections_.end() && it->second.expires == rejection_expiry_.front().first) {
-      rejections_.erase(it);
-      stats_.rejections_evicted++;
-    }
-    rejection_expiry_.pop_front();
-  }
-  if (rejections_.size() >= cfg_.max_rejections) return;
-  const Instant expires = ctx_->now() + cfg_.idem_rejected_ttl;
-  rejections_[key] = Rejection{digest, a, expires};
-  rejection_expiry_.emplace_back(expires, key);
+  rejections_.remember(key, digest, a, ctx_->now());
+  stats_.rejections_evicted = rejections_.evicted();
 }
 
 // A submission the ledger (or an in-flight accept) already answers: the same job again, a key
@@ -475,16 +419,12 @@ bool Manager::answer_known(NodeId from, const Submit& m, std::uint64_t digest) {
     return true;
   };
   if (!key.empty()) {
-    if (auto r = rejections_.find(key); r != rejections_.end()) {
-      if (r->second.digest != digest) {
-        rejections_.erase(r);  // a different payload under a rejected key is evaluated afresh
-      } else {
-        SubmitAck a = r->second.ack;
-        a.req = m.req;
-        stats_.rejected++;
-        reply(from, MsgType::submit_ack, a);
-        return true;
-      }
+    if (auto r = rejections_.find(key, digest)) {  // (a different payload is evaluated afresh)
+      SubmitAck a = *r;
+      a.req = m.req;
+      stats_.rejected++;
+      reply(from, MsgType::submit_ack, a);
+      return true;
     }
     if (auto id = ledger_.job_for_key(key)) {
       const LedgerJob* j = ledger_.job(*id);
@@ -914,7 +854,7 @@ std::map<std::string, std::size_t> Manager::table_sizes() const {
           {"accepts_in_flight", accepts_.size()},
           {"waiters", waiters_},
           {"rejections", rejections_.size()},
-          {"rejection_expiry", rejection_expiry_.size()},
+          {"rejection_expiry", rejections_.queued()},
           {"workers", workers_.size()},
           {"attempt_log", attempts_.size()},
           {"gates", gates_.size()},

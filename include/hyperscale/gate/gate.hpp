@@ -28,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "hyperscale/cluster/intake.hpp"
 #include "hyperscale/cluster/messages.hpp"
 #include "hyperscale/cluster/raft.hpp"
 #include "hyperscale/gate/ledger.hpp"
@@ -63,8 +64,9 @@ struct GateConfig {
   std::size_t max_rejections = 100'000;   // remembered rejections (oldest evicted)
   std::size_t max_datacenters = 64;       // per job and configured
   std::size_t max_spec_bytes = 1u << 20;  // a job's encoded spec (it must fit the Raft log)
-  std::uint32_t not_found_limit = 3;      // "no such job" answers before a share is declared lost
-  std::uint32_t retry_after_ms = 1000;    // suggested to throttled clients
+  std::size_t max_workflows_per_job = 1'000;
+  std::uint32_t not_found_limit = 3;    // "no such job" answers before a share is declared lost
+  std::uint32_t retry_after_ms = 1000;  // suggested to throttled clients
 };
 
 struct GateStats {
@@ -151,11 +153,6 @@ class Gate final : public node::Node {
     std::string key;
     std::vector<std::pair<NodeId, std::uint64_t>> clients;
   };
-  struct Rejection {
-    std::uint64_t digest = 0;
-    cluster::SubmitAck ack;
-    Instant expires{0};
-  };
   enum Concern : std::uint64_t { kRegistry = 1, kShares, kDeadlines, kRetention, kConcerns };
 
   void dispatch_message(NodeId from, cluster::MsgType type, std::span<const std::uint8_t> body);
@@ -219,12 +216,11 @@ class Gate final : public node::Node {
   NodeId self_ = 0;
   bool leading_ = false;
   Instant leading_since_{0};
-  std::vector<Dc> dcs_;                          // configured, in config order
-  std::map<NodeId, std::size_t> manager_dc_;     // manager -> index in dcs_
-  std::map<std::string, Live> live_;             // owner only; one per ledger job
-  std::map<std::string, Waiters> accepts_;       // submissions whose accept entry is in flight
-  std::map<std::string, Rejection> rejections_;  // idempotency key -> remembered rejection
-  std::deque<std::pair<Instant, std::string>> rejection_expiry_;
+  std::vector<Dc> dcs_;                       // configured, in config order
+  std::map<NodeId, std::size_t> manager_dc_;  // manager -> index in dcs_
+  std::map<std::string, Live> live_;          // owner only; one per ledger job
+  std::map<std::string, Waiters> accepts_;    // submissions whose accept entry is in flight
+  cluster::RejectionCache rejections_{cfg_.max_rejections, cfg_.idem_rejected_ttl};  // by idempotency key
   // Requests to datacenters are numbered; the number maps back to (job, share, kind) while in flight.
   std::map<std::uint64_t, std::tuple<std::string, std::uint32_t, std::uint8_t>> requests_;
   std::uint64_t next_req_ = 1;

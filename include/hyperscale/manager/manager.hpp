@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "hyperscale/cluster/ledger.hpp"
+#include "hyperscale/cluster/intake.hpp"
 #include "hyperscale/cluster/messages.hpp"
 #include "hyperscale/cluster/raft.hpp"
 #include "hyperscale/manager/windows.hpp"
@@ -201,11 +202,6 @@ class Manager final : public node::Node {
     bool half_open_probe = false;
     std::uint64_t boot = 0;
   };
-  struct Rejection {
-    std::uint64_t digest = 0;
-    cluster::SubmitAck ack;
-    Instant expires{0};
-  };
   struct Waiters {  // clients of one in-flight accept
     std::uint64_t digest = 0;
     std::string key;
@@ -312,10 +308,9 @@ class Manager final : public node::Node {
   NodeId self_ = 0;
   bool leading_ = false;  // ready leader as of the last on_raft_change
   Instant leading_since_{0};
-  std::map<std::string, Live> live_;             // leader only; one per ledger job
-  std::map<std::string, Waiters> accepts_;       // submissions whose accept entry is in flight
-  std::map<std::string, Rejection> rejections_;  // idempotency key -> remembered rejection
-  std::deque<std::pair<Instant, std::string>> rejection_expiry_;
+  std::map<std::string, Live> live_;        // leader only; one per ledger job
+  std::map<std::string, Waiters> accepts_;  // submissions whose accept entry is in flight
+  cluster::RejectionCache rejections_{cfg_.max_rejections, cfg_.idem_rejected_ttl};  // by idempotency key
   std::map<NodeId, WorkerInfo> workers_;
   std::size_t waiters_ = 0;  // clients waiting on in-flight entries (bounded by max_waiters)
   Instant seen_now_{0};      // time of the latest event (observers read it between events)
