@@ -5,7 +5,9 @@
 // 4 s, poll 300 ms, request_timeout 500 ms, cancel_timeout 4 s, checkpoint 1 s).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdlib>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -57,7 +59,7 @@ JobSpec spread(JobSpec s, std::uint32_t dcs) {
   return s;
 }
 
-[[maybe_unused]] JobSpec in(JobSpec s, std::vector<std::string> dcs) {
+JobSpec in(JobSpec s, std::vector<std::string> dcs) {
   s.datacenters = std::move(dcs);
   return s;
 }
@@ -79,15 +81,11 @@ JobView finish(World& w, const std::string& id, Duration limit = 60s) {
   return *v;
 }
 
-[[maybe_unused]] const DcView& dcv(const JobView& v, const std::string& name) {
+const DcView& dcv(const JobView& v, const std::string& name) {
   for (const auto& d : v.datacenters)
     if (d.name == name) return d;
   FAIL("no datacenter " << name << " in the view of " << v.job_id);
   return v.datacenters.front();
-}
-
-[[maybe_unused]] bool has_dc(const JobView& v, const std::string& name) {
-  return std::any_of(v.datacenters.begin(), v.datacenters.end(), [&](const DcView& d) { return d.name == name; });
 }
 
 // Every datacenter's leader holds no active job and has every core free.
@@ -103,6 +101,40 @@ void dcs_idle(World& w) {
         return true;
       },
       15s));
+}
+
+// One submission to one gate, its first answer (no retry, no redirect).
+cluster::SubmitAck submit_once(World& w, const JobSpec& s, NodeId to) {
+  const std::uint64_t req = w.client().submit(to, s);
+  const simdc::SimClient::Reply* r = nullptr;
+  REQUIRE(w.run_until([&] { return (r = w.client().reply(req)) != nullptr; }, 5s));
+  return r->submit;
+}
+
+// Every share of the job accepted by its datacenter and running on a worker there.
+void wait_running(World& w, const std::string& id, Duration limit = 10s) {
+  REQUIRE(w.run_until(
+      [&] {
+        auto v = w.view(id);
+        if (!v) return false;
+        for (const auto& d : v->datacenters)
+          if (!d.accepted || w.running_in(w.dc_index(d.name), id) == 0) return false;
+        return !v->datacenters.empty();
+      },
+      limit));
+  REQUIRE_OK(w);
+}
+
+// Every live gate's status answer for the job: found, in `state`.
+void every_gate_reports(World& w, const std::string& id, JobState state) {
+  for (NodeId g : w.gates()) {
+    if (w.gate(g) == nullptr) continue;
+    INFO("gate " << g);
+    auto r = w.status_of(id, g);
+    REQUIRE(r.has_value());
+    CHECK(r->found);
+    CHECK(r->job.state == state);
+  }
 }
 
 }  // namespace
@@ -148,6 +180,521 @@ TEST_CASE("SUB-01 happy path, 1 and 2 datacenters") {
       CHECK(r->job.completed == 10 * n);
     }
     dcs_idle(w);
+  }
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("AGG-01 totals are exact across datacenters") {
+  World w(t3(12));
+  boot(w);
+  submit_ok(w, spread(job("agg", {wf("a", "ms=4000;ops=1000", 10, 2), wf("b", "ms=3000;ops=1000", 10, 2)}), 2));
+  std::uint64_t max_seen = 0;
+  bool monotonic = true;
+  REQUIRE(w.run_until(
+      [&] {
+        auto r = w.status_of("agg", 0, 2s);  // the client's view (the world checks it never goes down)
+        if (!r || !r->found) return false;
+        monotonic = monotonic && r->job.completed >= max_seen;
+        max_seen = std::max(max_seen, r->job.completed);
+        return terminal(r->job.state);
+      },
+      40s));
+  const JobView v = finish(w, "agg");
+  CHECK(v.state == JobState::completed);
+  CHECK(v.completed == 2 * 2 * 10 * 1000);  // two workflows of 10 VUs × 1000, in each of 2 datacenters
+  std::uint64_t per_dc = 0;
+  for (const auto& d : v.datacenters) {
+    CHECK(d.completed == 2 * 10 * 1000);
+    per_dc += d.completed;
+  }
+  CHECK(per_dc == v.completed);
+  std::uint64_t per_wf = 0;
+  for (const auto& x : v.workflows) {
+    CHECK(x.completed == 2 * 10 * 1000);
+    per_wf += x.completed;
+  }
+  CHECK(per_wf == v.completed);
+  CHECK(max_seen <= v.completed);
+  CHECK(monotonic);
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("CAN-01 cancel mid-run") {
+  World w(t3(13));
+  boot(w);
+  submit_ok(w, spread(job("c1", {wf("a", "ms=60000", 50, 2), wf("b", "ms=60000", 50, 2)}), 2));
+  wait_running(w, "c1");
+  w.run_for(2s);
+  auto r = w.cancel("c1");
+  REQUIRE(r.has_value());
+  CHECK(r->success);
+  CHECK(r->cancelled_workflow_count >= 1);
+  const Instant acked = w.sim().now();
+  std::size_t started = 0;
+  for (std::size_t d = 0; d < w.dc_count(); ++d) started += w.starts(d, "c1", "a") + w.starts(d, "c1", "b");
+  REQUIRE(w.run_until([&] { return w.running_in(0, "c1") == 0 && w.running_in(1, "c1") == 0; }, 5s));
+  CHECK(w.sim().now() - acked <= 5s);
+  const JobView v = finish(w, "c1", 10s);
+  CHECK(v.state == JobState::cancelled);
+  for (const auto& d : v.datacenters) CHECK(d.state == JobState::cancelled);
+  REQUIRE(w.run_until([&] { return w.view("c1")->cancel_complete; }, 10s));
+  CHECK(w.view("c1")->cancel_errors.empty());
+  for (std::size_t d = 0; d < w.dc_count(); ++d) {
+    auto dv = w.dc_view(d, "c1");
+    REQUIRE(dv.has_value());
+    CHECK(dv->state == JobState::cancelled);
+  }
+  std::size_t after = 0;
+  for (std::size_t d = 0; d < w.dc_count(); ++d) after += w.starts(d, "c1", "a") + w.starts(d, "c1", "b");
+  CHECK(after == started);  // nothing started after the cancel was acknowledged
+  dcs_idle(w);
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("CAN-02 cancel is idempotent and respects terminal states") {
+  World w(t3(14));
+  boot(w);
+  submit_ok(w, spread(job("twice", {wf("a", "ms=30000")}), 2));
+  wait_running(w, "twice");
+  auto a1 = w.cancel("twice");
+  REQUIRE(a1.has_value());
+  CHECK(a1->success);
+  auto a2 = w.cancel("twice");
+  REQUIRE(a2.has_value());
+  CHECK(a2->success);
+  CHECK(a2->already_cancelled);
+
+  submit_ok(w, spread(job("done", {wf("a", "ms=300")}), 2));
+  REQUIRE(finish(w, "done").state == JobState::completed);
+  auto b = w.cancel("done");
+  REQUIRE(b.has_value());
+  CHECK_FALSE(b->success);
+  CHECK(b->already_completed);
+  w.run_for(1s);
+  CHECK(w.view("done")->state == JobState::completed);
+
+  auto c = w.cancel("nope");
+  REQUIRE(c.has_value());
+  CHECK_FALSE(c->success);
+  CHECK(c->code == Err::not_found);
+
+  submit_ok(w, spread(job("fenced", {wf("a", "ms=3000")}), 2));
+  wait_running(w, "fenced");
+  const std::uint64_t fence = w.view("fenced")->fence;
+  REQUIRE(fence > 1);
+  auto d = w.cancel("fenced", fence - 1);
+  REQUIRE(d.has_value());
+  CHECK_FALSE(d->success);
+  CHECK(d->code == Err::fence);
+  CHECK(finish(w, "fenced").state == JobState::completed);
+  CHECK(finish(w, "twice").state == JobState::cancelled);
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("GTE-01 the gate leader dies mid-run: a peer takes the job over with a higher fence") {
+  World w(t3(15));
+  boot(w);
+  submit_ok(w, spread(job("g1", {wf("a", "ms=8000;ops=80", 1, 1)}), 2));
+  wait_running(w, "g1");
+  const NodeId old = *w.gate_leader();
+  const std::uint64_t fence = w.view("g1")->fence;
+  w.kill(old);
+  std::optional<NodeId> now;
+  REQUIRE(w.run_until([&] { return (now = w.gate_leader()).has_value(); }, 15s));
+  CHECK(*now != old);
+  REQUIRE(w.run_until([&] { return w.view("g1")->fence > fence; }, 10s));
+  const JobView v = finish(w, "g1", 30s);
+  CHECK(v.state == JobState::completed);
+  CHECK(v.fence > fence);
+  CHECK(v.completed == 2 * 80);
+  for (std::size_t d = 0; d < w.dc_count(); ++d) CHECK(w.starts(d, "g1", "a") == 1);  // not restarted
+  every_gate_reports(w, "g1", JobState::completed);
+  w.restart(old);  // it catches up and reports the same end
+  REQUIRE(w.run_until(
+      [&] {
+        auto* n = w.gate(old);
+        auto j = n == nullptr ? std::nullopt : n->gate.job("g1");
+        return j && j->state == JobState::completed;
+      },
+      15s));
+  every_gate_reports(w, "g1", JobState::completed);
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("SUB-02 a retry after a lost ack returns the same job, to the same gate and to another") {
+  World w(t3(16));
+  boot(w);
+  const auto spec = spread(job("s2", {wf("a", "ms=3000", 1, 1)}), 2);
+  const NodeId l = *w.gate_leader();
+  w.client().drop_submit_acks = 1;
+  auto r = w.submit(spec, l);  // the first ack is lost: the retry goes to the same gate
+  REQUIRE_OK(w);
+  REQUIRE(r.ack.has_value());
+  CHECK(r.ack->accepted);
+  CHECK(r.ack->job_id == "s2");
+  CHECK(r.attempts == 2);
+  NodeId other = 0;
+  for (NodeId g : w.gates())
+    if (g != l) other = g;
+  REQUIRE(w.run_until([&] { return w.gate(other)->gate.job("s2").has_value(); }, 5s));
+  const auto b = submit_once(w, spec, other);  // (b) another gate (a follower) knows the key
+  CHECK(b.accepted);
+  CHECK(b.job_id == "s2");
+  CHECK(finish(w, "s2").state == JobState::completed);
+  for (std::size_t d = 0; d < w.dc_count(); ++d) {
+    CHECK(w.starts(d, "s2", "a") == 1);
+    for (NodeId m : w.managers(d))
+      if (auto* n = w.mgr(m)) CHECK(n->mgr.ledger().jobs().size() == 1);
+  }
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("SUB-06 a submit to a follower gate is redirected, bounded") {
+  World w(t3(17));
+  boot(w);
+  const NodeId l = *w.gate_leader();
+  NodeId follower = 0;
+  for (NodeId g : w.gates())
+    if (g != l) follower = g;
+  // (a) to a follower: redirected to the leader, then accepted.
+  const auto first = submit_once(w, job("r1", {wf("a", "ms=500")}), follower);
+  CHECK_FALSE(first.accepted);
+  CHECK(first.code == Err::not_leader);
+  CHECK(first.leader == l);
+  auto r = w.submit(job("r1", {wf("a", "ms=500")}), follower);
+  REQUIRE(r.ack.has_value());
+  CHECK(r.ack->accepted);
+  CHECK(r.redirects == 1);
+  CHECK(finish(w, "r1").state == JobState::completed);
+  // (b) to a gate cut off from the others: a retryable refusal, never a loop, no job created.
+  w.partition_gates({follower});
+  REQUIRE(w.run_until([&] { return w.gate(follower)->gate.raft().leader_id() == 0; }, 10s));
+  const auto cut = submit_once(w, job("r2", {wf("a", "ms=500")}), follower);
+  CHECK_FALSE(cut.accepted);
+  CHECK(retryable(cut.code));
+  w.heal();
+  w.run_for(3s);
+  for (NodeId g : w.gates()) CHECK_FALSE(w.gate(g)->gate.job("r2").has_value());
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("TMO-02 a timeout across datacenters is decided by the gate") {
+  WorldOptions o = t3(18);
+  o.plan_in_dc = [](std::size_t dc, const worker::ExecSpec&) { return dc == 0 ? std::string("hang") : std::string(); };
+  World w(o);
+  boot(w);
+  auto spec = in(job("t2", {wf("a", "ms=1000", 1, 1)}), {"dc-a", "dc-b"});
+  spec.timeout_ms = 10'000;
+  submit_ok(w, spec);
+  const Instant t0 = w.sim().now();
+  const JobView v = finish(w, "t2", 30s);
+  CHECK(w.sim().now() - t0 <= 10s + 500ms + 5s);  // timeout + check interval + cancel propagation
+  CHECK(v.state == JobState::timeout);
+  CHECK(dcv(v, "dc-a").state == JobState::timeout);
+  CHECK(dcv(v, "dc-b").state == JobState::completed);
+  // No datacenter keeps running after the decision (the hung execution is forced off its cores).
+  REQUIRE(w.run_until([&] { return w.running_in(0, "t2") == 0 && w.running_in(1, "t2") == 0; }, 15s));
+  auto a = w.dc_view(0, "t2");
+  REQUIRE(a.has_value());
+  CHECK(terminal(a->state));
+  CHECK(a->state != JobState::completed);
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("MGR-06 a datacenter's whole manager tier is lost mid-run") {
+  const bool best_effort = GENERATE(false, true);
+  INFO("best effort " << best_effort);
+  World w(t3(best_effort ? 20 : 19));
+  boot(w);
+  auto spec = in(job("m6", {wf("a", "ms=8000;ops=50", 1, 1)}), {"dc-a", "dc-b"});
+  if (best_effort) spec.min_datacenters = 1;
+  submit_ok(w, spec);
+  wait_running(w, "m6");
+  w.kill_dc_managers(0);
+  REQUIRE(w.run_until(
+      [&] {
+        for (NodeId g : w.gates())
+          for (const auto& d : w.gate(g)->gate.datacenters())
+            if (d.name == "dc-a" && d.health != DcHealth::unhealthy) return false;
+        return true;
+      },
+      10s));
+  const JobView v = finish(w, "m6", 40s);
+  CHECK(dcv(v, "dc-a").state == JobState::failed);
+  CHECK(dcv(v, "dc-b").state == JobState::completed);
+  CHECK(dcv(v, "dc-b").completed == 50);
+  CHECK(v.state == (best_effort ? JobState::partial : JobState::failed));
+  CHECK_FALSE(v.error.empty());
+  w.restart_dc_managers(0);
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("RTE-01 routing avoids an unhealthy datacenter") {
+  World w(t3(21));
+  boot(w);
+  const NodeId l = *w.gate_leader();
+  auto unhealthy = [&](const std::string& name) {
+    return w.run_until(
+        [&] {
+          for (const auto& d : w.gate(l)->gate.datacenters())
+            if (d.name == name) return d.health == DcHealth::unhealthy;
+          return false;
+        },
+        10s);
+  };
+  w.kill_dc_managers(0);
+  REQUIRE(unhealthy("dc-a"));
+  // (a) one datacenter asked: it lands in the healthy one.
+  submit_ok(w, spread(job("ra", {wf("a", "ms=500")}), 1));
+  const JobView a = finish(w, "ra");
+  CHECK(a.state == JobState::completed);
+  REQUIRE(a.datacenters.size() == 1);
+  CHECK(a.datacenters[0].name == "dc-b");
+  // (b) the unhealthy datacenter named explicitly: a clear error at once.
+  const auto b = submit_once(w, in(job("rb", {wf("a", "ms=500")}), {"dc-a"}), l);
+  CHECK_FALSE(b.accepted);
+  CHECK(b.code == Err::unavailable);
+  CHECK(b.error.find("dc-a") != std::string::npos);
+  CHECK(b.error.find("unavailable") != std::string::npos);
+  // (c) every datacenter down: no usable datacenter.
+  w.kill_dc_managers(1);
+  REQUIRE(unhealthy("dc-b"));
+  const auto c = submit_once(w, spread(job("rc", {wf("a", "ms=500")}), 1), l);
+  CHECK_FALSE(c.accepted);
+  CHECK(c.error.find("no usable datacenter") != std::string::npos);
+  w.run_for(1s);
+  for (NodeId g : w.gates()) {
+    CHECK_FALSE(w.gate(g)->gate.job("rb").has_value());
+    CHECK_FALSE(w.gate(g)->gate.job("rc").has_value());
+  }
+  w.restart_dc_managers(0);
+  w.restart_dc_managers(1);
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("WAL-01 an acked job survives the gate leader's crash and a crash of every gate") {
+  SECTION("(a) the gate leader dies right after the ack") {
+    World w(t3(22));
+    boot(w);
+    const NodeId l = *w.gate_leader();
+    submit_ok(w, spread(job("w1a", {wf("a", "ms=3000", 1, 1)}), 2), l);
+    w.kill(l);
+    // Found by every live gate once a new leader committed (a follower's applied ledger may lag
+    // the acknowledged entry until then: see the report), and never missing after that.
+    std::set<NodeId> found;
+    for (int i = 0; i < 20; ++i) {
+      for (NodeId g : w.gates()) {
+        if (w.gate(g) == nullptr) continue;
+        auto r = w.status_of("w1a", g);
+        REQUIRE(r.has_value());
+        if (r->found) found.insert(g);
+        INFO("gate " << g << " at " << w.sim().now().count() / 1'000'000 << " ms");
+        CHECK((r->found || found.count(g) == 0));
+      }
+      w.run_for(250ms);
+    }
+    CHECK(found.size() == 2);
+    CHECK(finish(w, "w1a", 40s).state == JobState::completed);
+    w.restart(l);
+    CHECK_ENDS(w);
+  }
+  SECTION("(b) every gate dies once the datacenters took the job; they come back") {
+    World w(t3(23));
+    boot(w);
+    submit_ok(w, spread(job("w1b", {wf("a", "ms=8000;ops=80", 1, 1)}), 2));
+    wait_running(w, "w1b");
+    for (NodeId g : w.gates()) w.kill(g);
+    w.run_for(3s);
+    // The managers keep running the job while no gate is up.
+    for (std::size_t d = 0; d < w.dc_count(); ++d) {
+      CHECK(w.running_in(d, "w1b") == 1);
+      auto v = w.dc_view(d, "w1b");
+      REQUIRE(v.has_value());
+      CHECK(v->state == JobState::running);
+    }
+    for (NodeId g : w.gates()) w.restart(g);
+    const JobView v = finish(w, "w1b", 40s);
+    CHECK(v.state == JobState::completed);
+    CHECK(v.completed == 2 * 80);
+    for (std::size_t d = 0; d < w.dc_count(); ++d) CHECK(w.starts(d, "w1b", "a") == 1);
+    every_gate_reports(w, "w1b", JobState::completed);
+    CHECK_ENDS(w);
+  }
+}
+
+TEST_CASE("WAL-05 a cancel is durable across the gate leader's and the job's manager's crash") {
+  World w(t3(24));
+  boot(w);
+  submit_ok(w, spread(job("w5", {wf("a", "ms=60000", 2, 2)}), 2));
+  wait_running(w, "w5");
+  const NodeId l = *w.gate_leader();
+  const NodeId m = *w.dc_leader(0);
+  auto r = w.cancel("w5");
+  REQUIRE(r.has_value());
+  REQUIRE(r->success);
+  w.kill(l);
+  w.kill(m);
+  const JobView v = finish(w, "w5", 30s);
+  CHECK(v.state == JobState::cancelled);
+  REQUIRE(w.run_until([&] { return w.running_in(0, "w5") == 0 && w.running_in(1, "w5") == 0; }, 20s));
+  w.restart(l);
+  w.restart(m);
+  for (std::size_t d = 0; d < w.dc_count(); ++d)
+    REQUIRE(w.run_until(
+        [&] {
+          auto dv = w.dc_view(d, "w5");
+          return dv && terminal(dv->state);
+        },
+        20s));
+  for (std::size_t d = 0; d < w.dc_count(); ++d) CHECK(w.dc_view(d, "w5")->state == JobState::cancelled);
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("GTE-03 the gate leader in a minority partition") {
+  World w(t3(25));
+  boot(w);
+  submit_ok(w, spread(job("p1", {wf("a", "ms=10000;ops=100", 1, 1)}), 2));
+  wait_running(w, "p1");
+  const NodeId old = *w.gate_leader();
+  const std::uint64_t fence = w.view("p1")->fence;
+  w.partition_gates({old});
+  NodeId fresh = 0;
+  REQUIRE(w.run_until(
+      [&] {
+        for (NodeId g : w.gates())
+          if (g != old && w.gate(g)->gate.is_leader()) fresh = g;
+        return fresh != 0 && !w.gate(old)->gate.is_leader();
+      },
+      15s));
+  // The cut-off gate refuses new jobs with a retryable error; it does not record them.
+  const auto refused = submit_once(w, job("p2", {wf("a", "ms=500")}), old);
+  CHECK_FALSE(refused.accepted);
+  CHECK(retryable(refused.code));
+  REQUIRE(w.run_until([&] { return w.gate(fresh)->gate.job("p1")->fence > fence; }, 10s));
+  REQUIRE(w.run_until([&] { return terminal(w.gate(fresh)->gate.job("p1")->state); }, 30s));
+  CHECK(w.gate(fresh)->gate.job("p1")->state == JobState::completed);
+  w.heal();
+  const JobView v = finish(w, "p1", 20s);
+  CHECK(v.state == JobState::completed);
+  CHECK(v.completed == 2 * 100);
+  for (NodeId g : w.gates()) CHECK_FALSE(w.gate(g)->gate.job("p2").has_value());
+  every_gate_reports(w, "p1", JobState::completed);
+  CHECK_ENDS(w);
+}
+
+// [!mayfail]: a leadership transfer trips HS_ASSERT in src/cluster/raft.cpp (libraft reports no
+// leader id while a transfer is in progress, and the RaftNode asserts the leader is itself): see the
+// report. The test states what GTE-05 expects once that is fixed.
+TEST_CASE("GTE-05 hand_off moves leadership; jobs continue, none lost", "[!mayfail]") {
+  World w(t3(26));
+  boot(w);
+  submit_ok(w, spread(job("h1", {wf("a", "ms=6000;ops=60", 1, 1)}), 2));
+  submit_ok(w, spread(job("h2", {wf("a", "ms=4000;ops=40", 1, 1)}), 1));
+  wait_running(w, "h1");
+  const NodeId old = *w.gate_leader();
+  w.gate(old)->hand_off_requested = true;
+  w.run_until([&] { return w.gate(old)->handed_off; }, 10s);
+  REQUIRE_OK(w);
+  REQUIRE(w.gate(old)->handed_off);
+  std::optional<NodeId> now;
+  REQUIRE(w.run_until([&] { return (now = w.gate_leader()).has_value() && *now != old; }, 10s));
+  w.kill(old);  // it stops once it handed off
+  const JobView a = finish(w, "h1", 30s);
+  const JobView b = finish(w, "h2", 30s);
+  CHECK(a.state == JobState::completed);
+  CHECK(a.completed == 2 * 60);
+  CHECK(b.state == JobState::completed);
+  CHECK(b.completed == 40);
+  for (std::size_t d = 0; d < w.dc_count(); ++d) CHECK(w.starts(d, "h1", "a") == 1);
+  w.restart(old);
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("RTE-02 datacenter health buckets are visible and drive routing") {
+  WorldOptions o = t3(27);
+  o.dcs = 3;
+  o.workers = 3;
+  o.cores = 1;
+  World w(o);
+  boot(w);
+  auto health = [&](const std::string& dc) {
+    auto l = w.gate_leader();
+    if (!l) return DcHealth::unhealthy;
+    for (const auto& d : w.gate(*l)->gate.datacenters())
+      if (d.name == dc) return d.health;
+    return DcHealth::unhealthy;
+  };
+  auto wait_health = [&](const std::string& dc, DcHealth h) {
+    INFO(dc << " to become " << name(h));
+    REQUIRE(w.run_until([&] { return health(dc) == h; }, 15s));
+  };
+  // (a) every core of dc-b busy: busy.
+  submit_ok(w, in(job("fill", {wf("a", "ms=60000"), wf("b", "ms=60000"), wf("c", "ms=60000")}), {"dc-b"}));
+  wait_health("dc-b", DcHealth::busy);
+  // (b) most of dc-c's workers dead: degraded.
+  w.kill(w.workers(2)[0]);
+  w.kill(w.workers(2)[1]);
+  wait_health("dc-c", DcHealth::degraded);
+  submit_ok(w, spread(job("one", {wf("a", "ms=300")}), 1));
+  CHECK(w.view("one")->datacenters.at(0).name == "dc-a");  // healthy first
+  submit_ok(w, spread(job("two", {wf("a", "ms=300")}), 2));
+  {
+    auto v = *w.view("two");
+    std::vector<std::string> names;
+    for (const auto& d : v.datacenters) names.push_back(d.name);
+    std::sort(names.begin(), names.end());
+    CHECK(names == std::vector<std::string>{"dc-a", "dc-b"});  // then busy, before degraded
+  }
+  // (c) every dc-c worker dead: unhealthy, never picked.
+  w.kill(w.workers(2)[2]);
+  wait_health("dc-c", DcHealth::unhealthy);
+  const auto three = submit_once(w, spread(job("three", {wf("a", "ms=300")}), 3), *w.gate_leader());
+  CHECK_FALSE(three.accepted);
+  CHECK(three.code == Err::unavailable);
+  // Faults removed: every datacenter healthy again.
+  REQUIRE(w.cancel("fill").has_value());
+  for (NodeId x : w.workers(2)) w.restart(x);
+  for (const char* n : {"dc-a", "dc-b", "dc-c"}) wait_health(n, DcHealth::healthy);
+  finish(w, "one");
+  finish(w, "two");
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("RES-G per-job gate state returns to its idle size after retention") {
+  WorldOptions o = t3(28);
+  o.tune_gate = [](gate::GateConfig& c) {
+    c.retention_ok = 2s;
+    c.retention_failed = 2s;
+    c.idem_rejected_ttl = 2s;
+  };
+  World w(o);
+  boot(w);
+  w.run_for(1s);
+  std::map<NodeId, std::map<std::string, std::size_t>> idle;
+  for (NodeId g : w.gates()) idle[g] = w.gate(g)->gate.table_sizes();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 30; ++i) {
+    const std::string id = fmt::format("m{}", i);
+    const std::string plan = i % 10 == 9 ? "ms=10;fail=boom" : fmt::format("ms={}", 100 + 20 * i);
+    auto s = spread(job(id, {wf("a", plan)}), 2);
+    submit_ok(w, s);
+    ids.push_back(id);
+    if (i % 7 == 3) REQUIRE(w.cancel(id).has_value());
+  }
+  auto bad = submit_once(w, job("bad", {wf("a", "ms=1", 0)}), *w.gate_leader());  // remembered, then forgotten
+  CHECK(bad.code == Err::invalid);
+  // Every job ends and is retired (end_checks: each was seen terminal before it went).
+  REQUIRE(w.run_until(
+      [&] {
+        for (NodeId g : w.gates())
+          if (w.gate(g)->gate.table_sizes() != idle[g]) return false;
+        return true;
+      },
+      30s));
+  for (NodeId g : w.gates()) {
+    INFO("gate " << g);
+    CHECK(w.gate(g)->gate.table_sizes() == idle[g]);
+    CHECK(w.gate(g)->gate.ledger().size() == 0);
   }
   CHECK_ENDS(w);
 }

@@ -28,6 +28,13 @@ GateNode::GateNode(gate::GateConfig cfg, RaftConfig raft) : gate(std::move(cfg),
   mux.add(kRaft, &gate.raft());
 }
 
+void GateNode::after_event(node::Context& ctx) {
+  if (!hand_off_requested || handed_off) return;
+  if (last_hand_off_.count() >= 0 && ctx.now() - last_hand_off_ < 200ms) return;
+  last_hand_off_ = ctx.now();
+  mux.run(ctx, [this] { handed_off = gate.hand_off(); });
+}
+
 World::World(WorldOptions o) : o_(std::move(o)) {
   sim::SimOptions so;
   so.seed = o_.seed;
@@ -73,9 +80,16 @@ World::World(WorldOptions o) : o_(std::move(o)) {
       (void)sim_->add_node(m, [opts, ms = dc.managers, all = dc.all](NodeId id) {
         return std::make_unique<simdc::ManagerNode>(*opts, id, ms, all);
       });
+    const std::size_t index = static_cast<std::size_t>(&dc - dcs_.data());
     for (NodeId w : dc.workers)
-      (void)sim_->add_node(w, [opts, ms = dc.managers, all = dc.all](NodeId id) {
-        return std::make_unique<simdc::WorkerNode>(*opts, id, ms, all);
+      (void)sim_->add_node(w, [opts, ms = dc.managers, all = dc.all, index, plan = o_.plan_in_dc](NodeId id) {
+        auto n = std::make_unique<simdc::WorkerNode>(*opts, id, ms, all);
+        if (plan)
+          n->exec.plan_override = [index, plan](const worker::ExecSpec& spec) {
+            std::string p = plan(index, spec);
+            return p.empty() ? std::string(spec.plan.begin(), spec.plan.end()) : p;
+          };
+        return n;
       });
   }
   client_ = 9000;
@@ -263,6 +277,8 @@ std::optional<JobView> World::finish(const std::string& job, Duration limit) {
           if (n == nullptr) continue;
           auto v = n->gate.job(job);
           if (!v || !terminal(v->state)) return false;
+          for (const auto& d : v->datacenters)
+            if (!terminal(d.state)) return false;
           any = true;
         }
         return any;

@@ -43,15 +43,32 @@ struct WorldOptions {
   std::function<void(gate::GateConfig&)> tune_gate;  // after test_gate_config()
   std::function<void(manager::ManagerConfig&)> tune_manager;
   std::function<void(worker::WorkerConfig&)> tune_worker;
+  // The workload a worker of datacenter `dc` runs for a spec ("" : the spec's own plan), e.g. one
+  // datacenter hangs (W-hang) where the others finish.
+  std::function<std::string(std::size_t dc, const worker::ExecSpec&)> plan_in_dc;
 };
 
 struct GateNode final : public node::Node {
   GateNode(gate::GateConfig cfg, cluster::RaftConfig raft);
   gate::Gate gate;  // owns its RaftNode (gate.raft(), on kRaft)
   cluster::Mux mux;
+  // Graceful stop (GTE-05): while requested, Gate::hand_off() is called inside this node's events
+  // (at most every 200 ms) until it returns true; handed_off then reads true.
+  bool hand_off_requested = false;
+  bool handed_off = false;
   void on_start(node::Context& ctx) override { mux.on_start(ctx); }
-  void on_message(node::Context& ctx, NodeId f, std::span<const std::uint8_t> m) override { mux.on_message(ctx, f, m); }
-  void on_timer(node::Context& ctx, node::TimerId id, std::uint64_t tag) override { mux.on_timer(ctx, id, tag); }
+  void on_message(node::Context& ctx, NodeId f, std::span<const std::uint8_t> m) override {
+    mux.on_message(ctx, f, m);
+    after_event(ctx);
+  }
+  void on_timer(node::Context& ctx, node::TimerId id, std::uint64_t tag) override {
+    mux.on_timer(ctx, id, tag);
+    after_event(ctx);
+  }
+
+ private:
+  void after_event(node::Context& ctx);
+  Instant last_hand_off_{-1};
 };
 
 // A submission through the gates: the last ack and how many not_leader redirects were followed.
@@ -106,7 +123,7 @@ class World {
                                              Duration limit = 10s);
   // The job's view from the gate leader, else from any live gate (no message: for predicates).
   std::optional<cluster::JobView> view(const std::string& job);
-  // Runs until the job is terminal on every live gate that can reach a quorum (they agree:
+  // Runs until the job and each of its shares are terminal on every live gate (they agree:
   // invariant); returns the leader's view.
   std::optional<cluster::JobView> finish(const std::string& job, Duration limit = 60s);
   // The datacenter's own view of the job (from its leading manager, else any manager holding it).
