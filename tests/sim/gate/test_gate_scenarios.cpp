@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "hyperscale/base/log.hpp"
+#include "hyperscale/base/random.hpp"
 #include "world.hpp"
 
 using namespace hs;
@@ -697,4 +698,110 @@ TEST_CASE("RES-G per-job gate state returns to its idle size after retention") {
     CHECK(w.gate(g)->gate.ledger().size() == 0);
   }
   CHECK_ENDS(w);
+}
+
+namespace {
+
+JobSpec sweep_job(Rng& rng, const std::string& id) {
+  JobSpec s;
+  switch (rng.below(4)) {
+    case 0:
+      s = job(id, {wf("a", fmt::format("ms={};ops=40", 2000 + rng.below(5000)),
+                      1 + static_cast<std::uint32_t>(rng.below(2)), 1)});
+      break;
+    case 1:
+      s = job(id, {wf("a", "ms=1500"), wf("b", "ms=1000", 1, 1, {"a"})});
+      break;
+    case 2:
+      s = job(id, {wf("a", "ms=1000;fail=boom")});
+      break;
+    default:  // W-hang under a job timeout: the gate ends it
+      s = job(id, {wf("a", "hang")});
+      s.timeout_ms = 6'000;
+      break;
+  }
+  s.datacenter_count = 1 + static_cast<std::uint32_t>(rng.below(2));
+  if (s.datacenter_count == 2 && rng.chance(0.3)) s.min_datacenters = 1;
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("GATE-SWEEP mixed gate, datacenter and network faults keep every invariant") {
+  std::size_t count = 20;
+  if (const char* e = std::getenv("HS_GATE_SEEDS"); e != nullptr && *e != '\0') count = std::strtoull(e, nullptr, 10);
+  const auto seeds = sim::seeds_to_run(count);
+  std::size_t acked_total = 0, ended_total = 0;
+  for (std::uint64_t seed : seeds) {
+    Rng rng(seed * 104'729 + 7);
+    WorldOptions o = t3(seed);
+    o.net.loss = rng.next_double() * 0.01;
+    o.net.duplicate = rng.next_double() * 0.02;
+    o.net.reorder = rng.next_double() * 0.05;
+    World w(o);
+    INFO("seed " << seed << " replay: " << sim::replay_command(seed, "test_gate_scenarios", "GATE-SWEEP*"));
+    REQUIRE(w.boot(60s));
+    REQUIRE_OK(w);
+    std::vector<std::string> acked;
+    for (int j = 0; j < 3; ++j) {
+      const std::string id = fmt::format("s{}", j);
+      auto r = w.submit(sweep_job(rng, id), 0, 10s);
+      REQUIRE_OK(w);
+      if (r.ack && r.ack->accepted) acked.push_back(id);
+    }
+    // Faults for ~30 s, one every 3 s; the client submits and cancels meanwhile.
+    std::vector<NodeId> down;
+    std::map<std::uint64_t, std::string> during;  // submit request -> job
+    for (int step = 0; step < 10; ++step) {
+      w.heal();
+      for (NodeId n : down) w.restart(n);
+      down.clear();
+      switch (rng.below(6)) {
+        case 0: {  // a gate crashes (restarted at the next step)
+          const NodeId g = w.gates()[rng.below(w.gates().size())];
+          w.kill(g);
+          down.push_back(g);
+          break;
+        }
+        case 1:  // a datacenter cut off from the gates and the other datacenter
+          w.isolate_dc(rng.below(w.dc_count()));
+          break;
+        case 2:  // latency between the gates and a datacenter
+          w.delay_dc(rng.below(w.dc_count()), std::chrono::milliseconds(rng.below(300)));
+          break;
+        case 3: {  // a datacenter's leading manager crashes
+          const std::size_t d = rng.below(w.dc_count());
+          if (auto m = w.dc_leader(d)) {
+            w.kill(*m);
+            down.push_back(*m);
+          }
+          break;
+        }
+        case 4:  // a gate cut off from the other gates
+          w.partition_gates({w.gates()[rng.below(w.gates().size())]});
+          break;
+        default:
+          break;  // a quiet interval
+      }
+      const NodeId to = w.gate_leader().value_or(w.gates()[static_cast<std::size_t>(step) % w.gates().size()]);
+      const std::string id = fmt::format("f{}", step);
+      during[w.client().submit(to, sweep_job(rng, id))] = id;
+      if (step % 3 == 2 && !acked.empty()) w.client().cancel(to, acked[rng.below(acked.size())]);
+      w.run_for(3s);
+      REQUIRE_OK(w);
+    }
+    w.heal();
+    w.sim().clear_link_delays();
+    for (NodeId n : down) w.restart(n);
+    for (const auto& [req, id] : during)
+      if (const auto* r = w.client().reply(req); r != nullptr && r->submit.accepted) acked.push_back(id);
+    acked_total += acked.size();
+    const Status st = w.end_checks(180s);
+    INFO(st.message());
+    REQUIRE(st.ok());
+    for (const auto& id : acked)
+      if (auto v = w.view(id); v && terminal(v->state)) ++ended_total;
+  }
+  CHECK(acked_total >= seeds.size() * 3);  // most submissions got through the faults
+  CHECK(ended_total == acked_total);
 }
