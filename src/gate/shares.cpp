@@ -79,7 +79,13 @@ void Gate::share_step(const std::string& id, const GateJob& j, Live& l, std::uin
   const GateShare& sh = j.shares[s];
   if (s >= l.shares.size()) l.shares.resize(j.shares.size());
   ShareRun& r = l.shares[s];
-  if (terminal(sh.state) || r.proposing) return;
+  if (r.proposing) return;
+  const bool ended = terminal(sh.state);
+  // A share that ended other than completed may have been decided by the gate (its datacenter
+  // unreachable, the job lost, a stop not confirmed): the datacenter may still run it, or get its
+  // submit late. Once the datacenter is usable it is told to stop (a fenced cancel; one it never
+  // had leaves a tombstone there), until it confirms. Completed shares ended there by themselves.
+  if (ended && (sh.state == JobState::completed || r.stop_confirmed || !dc_usable(sh.dc))) return;
   const Instant now = ctx_->now();
   const NodeId to = dc_target(sh.dc, r.leader);
   auto due = [&](const Request& q, Duration every) { return q.sent.count() < 0 || now - q.sent >= every; };
@@ -109,6 +115,19 @@ void Gate::share_step(const std::string& id, const GateJob& j, Live& l, std::uin
     propose(std::move(e), clear, clear);
   };
   if (to == 0) return;
+
+  if (ended) {
+    if (due(r.cancel, cfg_.request_timeout)) {
+      CancelJob c;
+      c.req = issue(r.cancel, kCancel);
+      c.job_id = id;
+      c.reason = fmt::format("the gate ended this share: {}", sh.error.empty() ? name(sh.state) : sh.error);
+      c.gate_fence = j.fence;
+      stats_.cancels_sent++;
+      send(to, MsgType::cancel_job, c);
+    }
+    return;
+  }
 
   if (terminal(j.state)) {  // the job ended first: stop the share, then take its final view
     if (l.cancel_started.count() < 0) l.cancel_started = now;
