@@ -405,7 +405,11 @@ TEST_CASE("TMO-02 a timeout across datacenters is decided by the gate") {
 TEST_CASE("MGR-06 a datacenter's whole manager tier is lost mid-run") {
   const bool best_effort = GENERATE(false, true);
   INFO("best effort " << best_effort);
-  World w(t3(best_effort ? 20 : 19));
+  WorldOptions o = t3(best_effort ? 20 : 19);
+  o.plan_in_dc = [](std::size_t dc, const worker::ExecSpec&) {
+    return dc == 0 ? std::string("ms=40000") : std::string();
+  };
+  World w(o);
   boot(w);
   auto spec = in(job("m6", {wf("a", "ms=8000;ops=50", 1, 1)}), {"dc-a", "dc-b"});
   if (best_effort) spec.min_datacenters = 1;
@@ -427,6 +431,15 @@ TEST_CASE("MGR-06 a datacenter's whole manager tier is lost mid-run") {
   CHECK(v.state == (best_effort ? JobState::partial : JobState::failed));
   CHECK_FALSE(v.error.empty());
   w.restart_dc_managers(0);
+  REQUIRE(w.run_until(
+      [&] {
+        auto a = w.dc_view(0, "m6");
+        return a && terminal(a->state);
+      },
+      20s));
+  auto a = w.dc_view(0, "m6");
+  REQUIRE(a.has_value());
+  CHECK(a->state == JobState::cancelled);  // the gate stops the share it declared failed once dc-a is back
   CHECK_ENDS(w);
 }
 
