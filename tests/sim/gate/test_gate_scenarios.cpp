@@ -619,6 +619,22 @@ TEST_CASE("GTE-03 the gate leader in a minority partition") {
   CHECK_FALSE(refused.accepted);
   CHECK(retryable(refused.code));
   REQUIRE(w.run_until([&] { return w.gate(fresh)->gate.job("p1")->fence > fence; }, 10s));
+  // The datacenters learn the new fence; a command with the old one is refused there.
+  const std::uint64_t taken = w.gate(fresh)->gate.job("p1")->fence;
+  for (std::size_t d = 0; d < w.dc_count(); ++d) {
+    INFO(w.dc_name(d));
+    REQUIRE(w.run_until(
+        [&] {
+          auto v = w.dc_view(d, "p1");
+          return v && v->fence == taken;
+        },
+        10s));
+    const std::uint64_t req = w.client().gate_cancel(*w.dc_leader(d), "p1", fence);
+    const simdc::SimClient::Reply* r = nullptr;
+    REQUIRE(w.run_until([&] { return (r = w.client().reply(req)) != nullptr; }, 5s));
+    CHECK_FALSE(r->cancel.success);
+    CHECK(r->cancel.code == Err::fence);
+  }
   REQUIRE(w.run_until([&] { return terminal(w.gate(fresh)->gate.job("p1")->state); }, 30s));
   CHECK(w.gate(fresh)->gate.job("p1")->state == JobState::completed);
   w.heal();
@@ -847,6 +863,8 @@ TEST_CASE("GATE-SWEEP mixed gate, datacenter and network faults keep every invar
       const std::string id = fmt::format("f{}", step);
       during[w.client().submit(to, sweep_job(rng, id))] = id;
       if (step % 3 == 2 && !acked.empty()) w.client().cancel(to, acked[rng.below(acked.size())]);
+      for (const auto& a : acked)  // the client watches its jobs at any gate (totals never go down)
+        w.client().status(w.gates()[rng.below(w.gates().size())], a);
       w.run_for(std::chrono::milliseconds(1000 + rng.below(3000)));
       REQUIRE_OK(w);
     }
