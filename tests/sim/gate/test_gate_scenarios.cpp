@@ -252,6 +252,35 @@ TEST_CASE("CAN-01 cancel mid-run") {
   CHECK_ENDS(w);
 }
 
+TEST_CASE("CAN-01b cancel before a datacenter accepted: its late submit is refused, nothing runs there") {
+  World w(t3(30));
+  boot(w);
+  const auto a = w.managers(0);
+  auto drop = w.sim().add_filter([&](NodeId from, NodeId to, const node::Bytes& m) {
+    return from < 100 && std::find(a.begin(), a.end(), to) != a.end() && m.size() > 1 && m[0] == kRole &&
+           m[1] == static_cast<std::uint8_t>(MsgType::submit);
+  });
+  REQUIRE(drop.ok());
+  submit_ok(w, in(job("c1b", {wf("a", "ms=20000")}), {"dc-a", "dc-b"}));
+  REQUIRE(w.run_until([&] { return w.running_in(1, "c1b") == 1; }, 10s));
+  CHECK_FALSE(w.view("c1b")->datacenters.at(0).accepted);
+  auto r = w.cancel("c1b");
+  REQUIRE(r.has_value());
+  CHECK(r->success);
+  w.run_for(1s);
+  REQUIRE(w.sim().remove_filter(*drop).ok());  // submits may reach dc-a again (none should run)
+  const JobView v = finish(w, "c1b", 20s);
+  CHECK(v.state == JobState::cancelled);
+  CHECK(dcv(v, "dc-a").state == JobState::cancelled);
+  CHECK(dcv(v, "dc-b").state == JobState::cancelled);
+  w.run_for(3s);
+  CHECK(w.starts(0, "c1b", "a") == 0);
+  auto dv = w.dc_view(0, "c1b");  // a tombstone: a submit arriving now would be refused
+  REQUIRE(dv.has_value());
+  CHECK(dv->state == JobState::cancelled);
+  CHECK_ENDS(w);
+}
+
 TEST_CASE("CAN-02 cancel is idempotent and respects terminal states") {
   World w(t3(14));
   boot(w);
@@ -310,6 +339,7 @@ TEST_CASE("GTE-01 the gate leader dies mid-run: a peer takes the job over with a
   CHECK(v.completed == 2 * 80);
   for (std::size_t d = 0; d < w.dc_count(); ++d) CHECK(w.starts(d, "g1", "a") == 1);  // not restarted
   every_gate_reports(w, "g1", JobState::completed);
+  CHECK(w.gate_leader_changes == 2);  // the first leader, then exactly one new one
   w.restart(old);  // it catches up and reports the same end
   REQUIRE(w.run_until(
       [&] {
