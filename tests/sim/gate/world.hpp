@@ -148,9 +148,10 @@ class World {
   void delay_dc(std::size_t d, Duration extra);
   void heal() { sim_->heal(); }
 
-  // End of a scenario: every acknowledged job terminal on every live gate (run up to `limit`), and
+  // End of a scenario: every acknowledged job terminal on every live gate (run up to `limit`; with
+  // retired_ok a job gone from a gate after it was seen terminal counts: retention passed), and
   // every live worker idle; then the run's status.
-  Status end_checks(Duration limit = 90s);
+  Status end_checks(Duration limit = 90s, bool retired_ok = false);
 
   std::size_t gate_leader_changes = 0;
 
