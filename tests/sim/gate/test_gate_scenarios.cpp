@@ -844,8 +844,8 @@ TEST_CASE("GATE-SWEEP mixed gate, datacenter and network faults keep every invar
       REQUIRE_OK(w);
       if (r.ack && r.ack->accepted) acked.push_back(id);
     }
-    // Faults for ~30 s: one or two every 1-4 s (a crashed node comes back at a later step; at most
-    // one gate is down at a time); the client submits and cancels meanwhile.
+    // Faults for ~30 s: one or two every 1-4 s (a crashed node comes back at a later step; one gate
+    // or all of them are down at a time); the client submits, polls and cancels meanwhile.
     std::vector<NodeId> down;
     std::map<std::uint64_t, std::string> during;  // submit request -> job
     for (int step = 0; step < 12; ++step) {
@@ -860,7 +860,7 @@ TEST_CASE("GATE-SWEEP mixed gate, datacenter and network faults keep every invar
       }
       const int faults = 1 + static_cast<int>(rng.below(2));
       for (int f = 0; f < faults; ++f) {
-        switch (rng.below(6)) {
+        switch (rng.below(7)) {
           case 0: {  // a gate crashes
             const bool gate_down = std::any_of(down.begin(), down.end(), [](NodeId n) { return n < 100; });
             const NodeId g = w.gates()[rng.below(w.gates().size())];
@@ -886,6 +886,13 @@ TEST_CASE("GATE-SWEEP mixed gate, datacenter and network faults keep every invar
           }
           case 4:  // a gate cut off from the other gates
             w.partition_gates({w.gates()[rng.below(w.gates().size())]});
+            break;
+          case 5:  // every gate crashes (they come back at later steps, their data kept)
+            for (NodeId g : w.gates())
+              if (w.up(g)) {
+                w.kill(g);
+                down.push_back(g);
+              }
             break;
           default:
             break;  // a quiet interval
