@@ -349,6 +349,21 @@ TEST_CASE("GTE-01 the gate leader dies mid-run: a peer takes the job over with a
       },
       15s));
   every_gate_reports(w, "g1", JobState::completed);
+  // (b) a gate that is not the leader dies: nothing moves (no takeover, the same fence).
+  submit_ok(w, spread(job("g2", {wf("a", "ms=3000;ops=30", 1, 1)}), 2));
+  wait_running(w, "g2");
+  const NodeId lead = *w.gate_leader();
+  const std::uint64_t f2 = w.view("g2")->fence;
+  for (NodeId g : w.gates())
+    if (g != lead) {
+      w.kill(g);
+      break;
+    }
+  const JobView v2 = finish(w, "g2", 20s);
+  CHECK(v2.state == JobState::completed);
+  CHECK(v2.fence == f2);
+  CHECK(v2.completed == 2 * 30);
+  CHECK(*w.gate_leader() == lead);
   CHECK_ENDS(w);
 }
 
