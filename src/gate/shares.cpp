@@ -61,8 +61,12 @@ JobSpec Gate::share_spec(const GateJob& j) const {
 void Gate::shares_pass() {
   for (const auto& [id, j] : ledger_.jobs()) {
     Live& l = live_of(id, j);
-    if (l.proposing || token_term(j.fence) != raft_->term()) continue;  // taking over: wait for `own`
-    for (std::uint32_t s = 0; s < j.shares.size(); ++s) share_step(id, j, l, s);
+    if (l.proposing) continue;
+    // Taking over: a live share waits for `own`. A job adopt() does not take over (it and all its
+    // shares ended) still has its ended shares stopped (share_step), with the job's recorded fence.
+    const bool owned = token_term(j.fence) == raft_->term();
+    for (std::uint32_t s = 0; s < j.shares.size(); ++s)
+      if (owned || (terminal(j.state) && terminal(j.shares[s].state))) share_step(id, j, l, s);
   }
   for (auto it = live_.begin(); it != live_.end();) {  // jobs retired from the ledger
     if (ledger_.job(it->first) != nullptr) {
