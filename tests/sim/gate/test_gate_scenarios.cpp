@@ -475,6 +475,10 @@ TEST_CASE("MGR-06 a datacenter's whole manager tier is lost mid-run") {
   CHECK(dcv(v, "dc-b").completed == 50);
   CHECK(v.state == (best_effort ? JobState::partial : JobState::failed));
   CHECK_FALSE(v.error.empty());
+  // The gate leader changes before dc-a is back: the new one stops the share too.
+  const NodeId old = *w.gate_leader();
+  w.kill(old);
+  REQUIRE(w.run_until([&] { return w.gate_leader().has_value(); }, 15s));
   w.restart_dc_managers(0);
   REQUIRE(w.run_until(
       [&] {
@@ -485,6 +489,7 @@ TEST_CASE("MGR-06 a datacenter's whole manager tier is lost mid-run") {
   auto a = w.dc_view(0, "m6");
   REQUIRE(a.has_value());
   CHECK(a->state == JobState::cancelled);  // the gate stops the share it declared failed once dc-a is back
+  w.restart(old);
   CHECK_ENDS(w);
 }
 
