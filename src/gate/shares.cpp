@@ -85,11 +85,10 @@ void Gate::share_step(const std::string& id, const GateJob& j, Live& l, std::uin
   ShareRun& r = l.shares[s];
   if (r.proposing) return;
   const bool ended = terminal(sh.state);
-  // A share that ended other than completed may have been decided by the gate (its datacenter
-  // unreachable, the job lost, a stop not confirmed): the datacenter may still run it, or get its
-  // submit late. Once the datacenter is usable it is told to stop (a fenced cancel; one it never
-  // had leaves a tombstone there), until it confirms. Completed shares ended there by themselves.
-  if (ended && (sh.state == JobState::completed || r.stop_confirmed || !dc_usable(sh.dc))) return;
+  // A share whose end the gate decided without the datacenter's word (unreachable, lost, a stop not
+  // confirmed) may still run there, or get its submit late. Once the datacenter is usable it is
+  // told to stop (a fenced cancel; one it never had leaves a tombstone there), until it confirms.
+  if (ended && (!sh.gate_decided || r.stop_confirmed || !dc_usable(sh.dc))) return;
   const Instant now = ctx_->now();
   const NodeId to = dc_target(sh.dc, r.leader);
   auto due = [&](const Request& q, Duration every) { return q.sent.count() < 0 || now - q.sent >= every; };
@@ -109,6 +108,7 @@ void Gate::share_step(const std::string& id, const GateJob& j, Live& l, std::uin
     e.failed = r.failed;
     e.error = std::move(why);
     e.workflows = r.workflows;
+    e.gate_decided = true;
     log::warn("gate", "share_decided", "job={} dc={} state={} error={}", log::quoted(id), sh.dc, name(st),
               log::quoted(e.error));
     if (unreachable) stats_.dc_unreachable++;
@@ -354,6 +354,7 @@ void Gate::handle_status_reply(NodeId from, StatusReply& m) {
   e.failed = r->failed;
   e.error = why;
   e.workflows = r->workflows;
+  e.gate_decided = !m.found;  // declared lost: the datacenter said nothing about its end
   log::info("gate", "share_ended", "job={} dc={} state={} completed={} failed={}", log::quoted(id), j->shares[s].dc,
             name(final_state), e.completed, e.failed);
   auto clear = [this, id, s](auto&&...) {
