@@ -262,13 +262,16 @@ class RaftNode::Impl {
     bool changed = false;
     if (t != seen_term_ || lead != seen_leader_ || l != seen_leader_id_) {
       changed = true;
+      const bool newly = lead && (!seen_leader_ || t != seen_term_);
       seen_term_ = t;
       seen_leader_ = lead;
       seen_leader_id_ = l;
-      if (lead) {
-        HS_ASSERT(l == ctx_->self(), "raft: leader of term {} is {} but this node {} leads", t, l, ctx_->self());
-        issue_barrier();
-      }
+      // While this leader hands its leadership over (transfer_leadership), libraft names no leader.
+      if (lead)
+        HS_ASSERT(l == ctx_->self() || (l == 0 && transfer_active_),
+                  "raft: leader of term {} is {} but this node {} leads (transfer in progress: {})", t, l,
+                  ctx_->self(), transfer_active_);
+      if (newly) issue_barrier();  // once per term: not again when a transfer that failed ends
       log::logf(log::Level::info, "raft", "state", "node={} term={} leader={} is_leader={}", ctx_->self(), t, l, lead);
     }
     if (ready != seen_ready_) {

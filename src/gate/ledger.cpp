@@ -143,7 +143,8 @@ GateOutcome GateLedger::accept(std::uint64_t index, GateEntry& e) {
                                  .error = {},
                                  .workflows = {},
                                  .late = false,
-                                 .tried = {}});
+                                 .tried = {},
+                                 .gate_decided = false});
   const auto n = static_cast<std::uint32_t>(j.shares.size());
   j.required = j.spec.min_datacenters == 0 ? n : std::min(j.spec.min_datacenters, n);
   if (!j.spec.idempotency_key.empty()) keys_[j.spec.idempotency_key] = e.job_id;
@@ -207,6 +208,7 @@ GateOutcome GateLedger::on_job(GateJob& j, GateEntry& e) {
       s.failed = std::max(s.failed, e.failed);
       s.error = e.error;
       s.workflows = std::move(e.workflows);
+      s.gate_decided = e.gate_decided;
       return GateOutcome::applied;
     }
     case GateOp::cancel:

@@ -61,12 +61,14 @@ JobSpec Gate::share_spec(const GateJob& j) const {
 void Gate::shares_pass() {
   for (const auto& [id, j] : ledger_.jobs()) {
     Live& l = live_of(id, j);
-    if (token_term(j.fence) != raft_->term()) {  // taking over: wait for `own` (proposed again if it failed)
-      take_over(id, j, l);
-      continue;
-    }
+    // Taking over: `own` is proposed (again, if it did not commit) and a live share waits for it. A
+    // job that needs no takeover (it and all its shares ended) still has its ended shares stopped
+    // (share_step), with the job's recorded fence.
+    const bool owned = token_term(j.fence) == raft_->term();
+    if (!owned) take_over(id, j, l);
     if (l.proposing) continue;
-    for (std::uint32_t s = 0; s < j.shares.size(); ++s) share_step(id, j, l, s);
+    for (std::uint32_t s = 0; s < j.shares.size(); ++s)
+      if (owned || (terminal(j.state) && terminal(j.shares[s].state))) share_step(id, j, l, s);
   }
   for (auto it = live_.begin(); it != live_.end();) {  // jobs retired from the ledger
     if (ledger_.job(it->first) != nullptr) {
@@ -83,7 +85,12 @@ void Gate::share_step(const std::string& id, const GateJob& j, Live& l, std::uin
   const GateShare& sh = j.shares[s];
   if (s >= l.shares.size()) l.shares.resize(j.shares.size());
   ShareRun& r = l.shares[s];
-  if (terminal(sh.state) || r.proposing) return;
+  if (r.proposing) return;
+  const bool ended = terminal(sh.state);
+  // A share whose end the gate decided without the datacenter's word (unreachable, lost, a stop not
+  // confirmed) may still run there, or get its submit late. Once the datacenter is usable it is
+  // told to stop (a fenced cancel; one it never had leaves a tombstone there), until it confirms.
+  if (ended && (!sh.gate_decided || r.stop_confirmed || !dc_usable(sh.dc))) return;
   const Instant now = ctx_->now();
   const NodeId to = dc_target(sh.dc, r.leader);
   auto due = [&](const Request& q, Duration every) { return q.sent.count() < 0 || now - q.sent >= every; };
@@ -103,6 +110,7 @@ void Gate::share_step(const std::string& id, const GateJob& j, Live& l, std::uin
     e.failed = r.failed;
     e.error = std::move(why);
     e.workflows = r.workflows;
+    e.gate_decided = true;
     log::warn("gate", "share_decided", "job={} dc={} state={} error={}", log::quoted(id), sh.dc, name(st),
               log::quoted(e.error));
     if (unreachable) stats_.dc_unreachable++;
@@ -113,6 +121,19 @@ void Gate::share_step(const std::string& id, const GateJob& j, Live& l, std::uin
     propose(std::move(e), clear, clear);
   };
   if (to == 0) return;
+
+  if (ended) {
+    if (due(r.cancel, cfg_.request_timeout)) {
+      CancelJob c;
+      c.req = issue(r.cancel, kCancel);
+      c.job_id = id;
+      c.reason = fmt::format("the gate ended this share: {}", sh.error.empty() ? name(sh.state) : sh.error);
+      c.gate_fence = j.fence;
+      stats_.cancels_sent++;
+      send(to, MsgType::cancel_job, c);
+    }
+    return;
+  }
 
   if (terminal(j.state)) {  // the job ended first: stop the share, then take its final view
     if (l.cancel_started.count() < 0) l.cancel_started = now;
@@ -335,6 +356,7 @@ void Gate::handle_status_reply(NodeId from, StatusReply& m) {
   e.failed = r->failed;
   e.error = why;
   e.workflows = r->workflows;
+  e.gate_decided = !m.found;  // declared lost: the datacenter said nothing about its end
   log::info("gate", "share_ended", "job={} dc={} state={} completed={} failed={}", log::quoted(id), j->shares[s].dc,
             name(final_state), e.completed, e.failed);
   auto clear = [this, id, s](auto&&...) {

@@ -333,6 +333,34 @@ void Simulator::heal() {
 }
 bool Simulator::blocked(NodeId from, NodeId to) const { return blocks_.count({from, to}) != 0; }
 
+Status Simulator::set_link_delay(NodeId from, NodeId to, Duration extra) {
+  if (extra <= Duration{0}) {
+    link_delays_.erase({from, to});
+    return ok_status();
+  }
+  if (link_delays_.count({from, to}) == 0 && link_delays_.size() >= opts_.max_link_delays)
+    return make_error(Errc::backpressure,
+                      fmt::format("sim: link delay {} -> {} refused: {} links delayed already (max_link_delays)", from,
+                                  to, link_delays_.size()));
+  link_delays_[{from, to}] = extra;
+  return ok_status();
+}
+
+Status Simulator::set_group_delay(const std::vector<NodeId>& a, const std::vector<NodeId>& b, Duration extra) {
+  for (NodeId x : a)
+    for (NodeId y : b) {
+      HS_TRY(set_link_delay(x, y, extra));
+      HS_TRY(set_link_delay(y, x, extra));
+    }
+  return ok_status();
+}
+
+Duration Simulator::link_delay(NodeId from, NodeId to) const {
+  if (link_delays_.empty()) return Duration{0};
+  auto it = link_delays_.find({from, to});
+  return it == link_delays_.end() ? Duration{0} : it->second;
+}
+
 void Simulator::block_channel(NodeId from, NodeId to, ChannelId ch) {
   channel_blocks_.insert({from, to, ch});
   cut(from, to, ch);
@@ -477,8 +505,9 @@ void Simulator::send_from(node::NodeId from, node::NodeId to, node::Bytes msg) {
     Duration d = net.min_latency + Duration{static_cast<std::int64_t>(-std::log1p(-u) * mean)};
     return d;
   };
-  Duration d1 = latency();
-  Duration d2 = latency();
+  const Duration link = link_delay(from, to);
+  Duration d1 = latency() + link;
+  Duration d2 = latency() + link;
   Duration extra{static_cast<std::int64_t>(rng_.next_double() * static_cast<double>(net.reorder_delay.count()))};
   if (blocked(from, to) || (!channel_blocks_.empty() && channel_blocks_.count({from, to, ch}) != 0)) {
     counters_.dropped_partition++;

@@ -35,7 +35,10 @@ Status SimExecutor::start(std::uint64_t exec, const ExecSpec& spec) {
   std::uint64_t ops = 0, iters = 0;
   std::int64_t fail_part = -1;
   bool has_ops = false, has_iters = false;
-  const std::string_view text(reinterpret_cast<const char*>(spec.plan.data()), spec.plan.size());
+  const std::string overridden = plan_override ? plan_override(spec) : std::string();
+  const std::string_view text =
+      plan_override ? std::string_view(overridden)
+                    : std::string_view(reinterpret_cast<const char*>(spec.plan.data()), spec.plan.size());
   std::size_t pos = 0;
   while (pos <= text.size()) {
     std::size_t end = text.find(';', pos);

@@ -43,6 +43,9 @@ class SimExecutor final : public Executor, public node::Node {
     ctx_ = ctx;
   }
   std::function<void()> on_crash;
+  // When set, the plan this executor runs instead of the spec's (e.g. one datacenter of a gate's job
+  // runs another workload than the others); the original plan stays in `started`.
+  std::function<std::string(const ExecSpec&)> plan_override;
   // Every spec this executor was asked to start (the test's view of what reached the worker).
   std::vector<ExecSpec> started;
 

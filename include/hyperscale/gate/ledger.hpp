@@ -80,7 +80,10 @@ struct GateShare {
   std::vector<cluster::WorkflowView> workflows;  // the datacenter's final view (dc_done)
   bool late = false;
   std::vector<std::string> tried;  // datacenters that refused the share (reroute)
-  HS_FIELDS(dc, state, accepted, completed, failed, error, workflows, late, tried)
+  // The gate ended the share without the datacenter's word (unreachable, lost, stop not
+  // confirmed): it may still run there, so the owner tells the datacenter to stop it.
+  bool gate_decided = false;
+  HS_FIELDS(dc, state, accepted, completed, failed, error, workflows, late, tried, gate_decided)
 };
 
 struct GateJob {
@@ -127,8 +130,9 @@ struct GateEntry {
   std::uint64_t elapsed_ms = 0;                  // every op: the proposer's view
   std::vector<ShareCount> counts;                // checkpoint, cancel, job_done
   std::vector<std::string> notes;                // cancel_done: shares declared unreachable
+  bool gate_decided = false;                     // dc_done: the gate's decision, not the datacenter's result
   HS_FIELDS(op, term, job_id, spec, digest, dcs, routed, fence, owner, share, dc, state, completed, failed, error,
-            workflows, elapsed_ms, counts, notes)
+            workflows, elapsed_ms, counts, notes, gate_decided)
 };
 
 std::vector<std::uint8_t> encode_entry(GateEntry& e);

@@ -59,6 +59,7 @@ struct SimOptions {
   std::size_t max_filters = 256;
   std::size_t max_invariants = 256;
   std::size_t max_ordered_links = 65'536;  // FIFO state of ordered links; idle entries evicted past it
+  std::size_t max_link_delays = 65'536;    // directed links with an extra delay (set_link_delay)
 };
 
 // A message's channel: the cluster::Mux one-byte prefix (kSwim = 1 is UDP-like, the others TCP-like),
@@ -119,6 +120,14 @@ class Simulator {
   void unblock(node::NodeId from, node::NodeId to);
   void heal();  // removes every block
   bool blocked(node::NodeId from, node::NodeId to) const;
+  // Per-link latency (e.g. between datacenters): every message from -> to gets `extra` on top of its
+  // drawn latency (no random draw: the other faults' draws do not shift). Zero removes the link's
+  // delay. Refused past SimOptions::max_link_delays links. heal() leaves delays in place.
+  Status set_link_delay(node::NodeId from, node::NodeId to, Duration extra);
+  // set_link_delay both ways between every node of `a` and every node of `b`.
+  Status set_group_delay(const std::vector<node::NodeId>& a, const std::vector<node::NodeId>& b, Duration extra);
+  Duration link_delay(node::NodeId from, node::NodeId to) const;
+  void clear_link_delays() { link_delays_.clear(); }
   // Drops every message for which `drop(from, to, bytes)` returns true (scenarios' drop_msg fault,
   // e.g. one message type on one link). Counted in counters().dropped_filter. nullptr removes it.
   using Filter = std::function<bool(node::NodeId from, node::NodeId to, const node::Bytes& msg)>;
@@ -262,6 +271,7 @@ class Simulator {
   std::unordered_map<node::NodeId, std::unique_ptr<NodeSlot>> nodes_;
   std::vector<node::NodeId> order_;  // insertion order: deterministic iteration
   std::set<std::pair<node::NodeId, node::NodeId>> blocks_;
+  std::map<std::pair<node::NodeId, node::NodeId>, Duration> link_delays_;  // bounded by max_link_delays
   Invariant invariant_;
   std::vector<std::pair<std::string, Invariant>> invariants_;
   Filter filter_;

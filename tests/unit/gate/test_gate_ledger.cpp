@@ -206,3 +206,22 @@ TEST_CASE("gate ledger: snapshots round-trip; bad input changes nothing", "[gate
   CHECK(l.ledger.malformed() == 1);
   CHECK(l.ledger.size() == 1);
 }
+
+TEST_CASE("gate ledger: dc_done records whether the gate decided the share's end", "[gate][ledger]") {
+  L l;
+  REQUIRE(l.put(accept("j", {"a", "b"})) == GateOutcome::applied);
+  GateEntry lost = done("j", 0, JobState::failed);
+  lost.gate_decided = true;
+  CHECK(l.put(lost) == GateOutcome::applied);
+  CHECK(l.put(done("j", 1, JobState::failed)) == GateOutcome::applied);
+  const GateJob* j = l.ledger.job("j");
+  REQUIRE(j != nullptr);
+  CHECK(j->shares[0].gate_decided);
+  CHECK_FALSE(j->shares[1].gate_decided);
+  GateEntry late = done("j", 0, JobState::completed, 5);  // the datacenter's late word changes nothing
+  CHECK(l.put(late) == GateOutcome::late);
+  CHECK(j->shares[0].gate_decided);
+  GateLedger copy;
+  REQUIRE(copy.restore(l.ledger.snapshot()).ok());
+  CHECK(copy.job("j")->shares[0].gate_decided);
+}

@@ -119,6 +119,76 @@ TEST_CASE("two-way and one-way partitions") {
   CHECK_FALSE(s->blocked(1, 2));
 }
 
+namespace {
+// Sends one message to each peer on start; records when each message arrives.
+struct Stamp final : Node {
+  std::vector<NodeId> peers;
+  std::vector<std::pair<NodeId, Instant>> got;
+  void on_start(Context& ctx) override {
+    for (NodeId p : peers) ctx.send(p, Bytes{1});
+  }
+  void on_message(Context& ctx, NodeId from, std::span<const std::uint8_t>) override {
+    got.emplace_back(from, ctx.now());
+  }
+  void on_timer(Context&, TimerId, std::uint64_t) override {}
+};
+}  // namespace
+
+TEST_CASE("per-link delay: only the delayed links are slower, both ways for groups; zero removes it; replayable") {
+  auto run = [](bool delay) {
+    SimOptions o;
+    o.seed = 3;
+    o.net.min_latency = 1ms;
+    o.net.mean_extra_latency = Duration{0};
+    auto s = std::make_unique<Simulator>(o);
+    for (NodeId id : {1, 2, 3})
+      REQUIRE(s->add_node(id, [](NodeId self) {
+                 auto n = std::make_unique<Stamp>();
+                 for (NodeId p : {1, 2, 3})
+                   if (p != self) n->peers.push_back(p);
+                 return n;
+               }).ok());
+    if (delay) {
+      REQUIRE(s->set_group_delay({1}, {3}, 150ms).ok());  // 1 <-> 3
+      REQUIRE(s->set_link_delay(2, 3, 40ms).ok());        // 2 -> 3 only
+      CHECK(s->link_delay(3, 1) == 150ms);
+      CHECK(s->link_delay(3, 2) == Duration{0});
+    }
+    s->start_all();
+    REQUIRE(s->run_for(1s).ok());
+    std::map<std::pair<NodeId, NodeId>, Instant> at;  // (from, to) -> arrival
+    for (NodeId id : {1, 2, 3})
+      for (auto& [from, t] : static_cast<Stamp*>(s->node(id))->got) at[{from, id}] = t;
+    return std::make_pair(at, s->trace_hash());
+  };
+  auto [plain, h0] = run(false);
+  auto [slow, h1] = run(true);
+  auto [again, h2] = run(true);
+  CHECK(plain.at({1, 2}) == Instant{1ms});
+  CHECK(slow.at({1, 2}) == Instant{1ms});
+  CHECK(slow.at({2, 1}) == Instant{1ms});
+  CHECK(slow.at({1, 3}) == Instant{151ms});
+  CHECK(slow.at({3, 1}) == Instant{151ms});
+  CHECK(slow.at({2, 3}) == Instant{41ms});
+  CHECK(slow.at({3, 2}) == Instant{1ms});
+  CHECK(slow == again);
+  CHECK(h1 == h2);
+  (void)h0;
+
+  SimOptions o;
+  o.max_link_delays = 2;
+  Simulator s(o);
+  CHECK(s.set_link_delay(1, 2, 5ms).ok());
+  CHECK(s.set_link_delay(2, 1, 5ms).ok());
+  CHECK_FALSE(s.set_link_delay(1, 3, 5ms).ok());    // bounded
+  CHECK(s.set_link_delay(1, 2, 7ms).ok());          // an update is not a new link
+  CHECK(s.set_link_delay(1, 2, Duration{0}).ok());  // removed: room again
+  CHECK(s.set_link_delay(1, 3, 5ms).ok());
+  CHECK(s.link_delay(1, 2) == Duration{0});
+  s.clear_link_delays();
+  CHECK(s.link_delay(1, 3) == Duration{0});
+}
+
 TEST_CASE("crash loses memory and timers, keeps the disk; restart runs on_start again") {
   auto s = pair_sim(4, 3);
   REQUIRE(s->run_for(100ms).ok());

@@ -1,0 +1,946 @@
+// Scenario tests of the gate tier (scenarios.md §3, gates over several datacenters) in the
+// deterministic simulator: each test is named by its scenario id and asserts what a client or a
+// status endpoint observes. World (world.hpp) checks the instant invariants after every event and
+// end_checks() the rest. Gate timings are scaled down (test_gate_config(): dc_stale 2 s, dc_grace
+// 4 s, poll 300 ms, request_timeout 500 ms, cancel_timeout 4 s, checkpoint 1 s).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "hyperscale/base/log.hpp"
+#include "hyperscale/base/random.hpp"
+#include "world.hpp"
+
+using namespace hs;
+using namespace hs::simgate;
+using namespace hs::cluster;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Quiet {
+  Quiet() { hs::log::set_level(std::getenv("HS_TEST_LOG") ? hs::log::Level::info : hs::log::Level::error); }
+};
+Quiet quiet;
+
+#define REQUIRE_OK(w)             \
+  do {                            \
+    INFO((w).status().message()); \
+    REQUIRE((w).status().ok());   \
+  } while (0)
+#define CHECK_ENDS(w)                  \
+  do {                                 \
+    const auto st_ = (w).end_checks(); \
+    INFO(st_.message());               \
+    CHECK(st_.ok());                   \
+  } while (0)
+
+// 3 gates, 2 datacenters of 3 managers and 2 workers × 2 cores. HS_GATE_SEED_OFFSET=<n> shifts every
+// scenario's seed (robustness runs; the sweep takes HS_SIM_SEED* instead).
+WorldOptions t3(std::uint64_t seed) {
+  WorldOptions o;
+  const char* off = std::getenv("HS_GATE_SEED_OFFSET");
+  o.seed = seed + (off != nullptr ? std::strtoull(off, nullptr, 10) : 0);
+  o.gates = 3;
+  o.dcs = 2;
+  o.managers = 3;
+  o.workers = 2;
+  o.cores = 2;
+  return o;
+}
+
+void boot(World& w) {
+  REQUIRE(w.boot(40s));
+  REQUIRE_OK(w);
+}
+
+JobSpec spread(JobSpec s, std::uint32_t dcs) {
+  s.datacenter_count = dcs;
+  return s;
+}
+
+JobSpec in(JobSpec s, std::vector<std::string> dcs) {
+  s.datacenters = std::move(dcs);
+  return s;
+}
+
+cluster::SubmitAck submit_ok(World& w, const JobSpec& s, NodeId to = 0) {
+  auto r = w.submit(s, to);
+  REQUIRE_OK(w);
+  REQUIRE(r.ack.has_value());
+  INFO(r.ack->error);
+  REQUIRE(r.ack->accepted);
+  CHECK(r.ack->job_id == s.job_id);
+  return *r.ack;
+}
+
+JobView finish(World& w, const std::string& id, Duration limit = 60s) {
+  auto v = w.finish(id, limit);
+  REQUIRE_OK(w);
+  REQUIRE(v.has_value());
+  return *v;
+}
+
+const DcView& dcv(const JobView& v, const std::string& name) {
+  for (const auto& d : v.datacenters)
+    if (d.name == name) return d;
+  FAIL("no datacenter " << name << " in the view of " << v.job_id);
+  return v.datacenters.front();
+}
+
+// Every datacenter's leader holds no active job and has every core free.
+void dcs_idle(World& w) {
+  REQUIRE(w.run_until(
+      [&] {
+        for (std::size_t d = 0; d < w.dc_count(); ++d) {
+          auto l = w.dc_leader(d);
+          if (!l) return false;
+          const auto st = w.mgr(*l)->mgr.node_status();
+          if (!st.active_job_ids.empty() || st.available_cores != st.total_cores) return false;
+        }
+        return true;
+      },
+      15s));
+}
+
+// One submission to one gate, its first answer (no retry, no redirect).
+cluster::SubmitAck submit_once(World& w, const JobSpec& s, NodeId to) {
+  const std::uint64_t req = w.client().submit(to, s);
+  const simdc::SimClient::Reply* r = nullptr;
+  REQUIRE(w.run_until([&] { return (r = w.client().reply(req)) != nullptr; }, 5s));
+  return r->submit;
+}
+
+// Every share of the job accepted by its datacenter and running on a worker there.
+void wait_running(World& w, const std::string& id, Duration limit = 10s) {
+  REQUIRE(w.run_until(
+      [&] {
+        auto v = w.view(id);
+        if (!v) return false;
+        for (const auto& d : v->datacenters)
+          if (!d.accepted || w.running_in(w.dc_index(d.name), id) == 0) return false;
+        return !v->datacenters.empty();
+      },
+      limit));
+  REQUIRE_OK(w);
+}
+
+// Every live gate's status answer for the job: found, in `state`.
+void every_gate_reports(World& w, const std::string& id, JobState state) {
+  for (NodeId g : w.gates()) {
+    if (w.gate(g) == nullptr) continue;
+    INFO("gate " << g);
+    auto r = w.status_of(id, g);
+    REQUIRE(r.has_value());
+    CHECK(r->found);
+    CHECK(r->job.state == state);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("SUB-01 happy path, 1 and 2 datacenters") {
+  World w(t3(11));
+  boot(w);
+  for (std::uint32_t n : {1u, 2u}) {
+    INFO("datacenter_count " << n);
+    const std::string id = fmt::format("happy{}", n);
+    submit_ok(w, spread(job(id, {wf("noop", "ms=1000;ops=10")}), n));
+    std::vector<JobState> seen;
+    REQUIRE(w.run_until(
+        [&] {
+          auto v = w.view(id);
+          if (v && (seen.empty() || seen.back() != v->state)) seen.push_back(v->state);
+          return v && terminal(v->state);
+        },
+        10s));
+    for (std::size_t i = 1; i < seen.size(); ++i) CHECK(static_cast<int>(seen[i - 1]) < static_cast<int>(seen[i]));
+    const JobView v = finish(w, id);
+    CHECK(v.state == JobState::completed);
+    CHECK(v.failed == 0);
+    REQUIRE(v.datacenters.size() == n);
+    std::uint64_t sum = 0;
+    for (const auto& d : v.datacenters) {
+      CHECK(d.state == JobState::completed);
+      CHECK(d.accepted);
+      CHECK(d.completed == 10);
+      sum += d.completed;
+    }
+    CHECK(v.completed == 10 * n);
+    CHECK(sum == v.completed);
+    REQUIRE(v.workflows.size() == 1);
+    CHECK(v.workflows[0].state == WfState::completed);
+    CHECK(v.workflows[0].completed == 10 * n);
+    // The client's answer, from every gate.
+    for (NodeId g : w.gates()) {
+      auto r = w.status_of(id, g);
+      REQUIRE(r.has_value());
+      CHECK(r->found);
+      CHECK(r->job.state == JobState::completed);
+      CHECK(r->job.completed == 10 * n);
+    }
+    dcs_idle(w);
+  }
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("AGG-01 totals are exact across datacenters") {
+  World w(t3(12));
+  boot(w);
+  submit_ok(w, spread(job("agg", {wf("a", "ms=4000;ops=1000", 10, 2), wf("b", "ms=3000;ops=1000", 10, 2)}), 2));
+  std::uint64_t max_seen = 0;
+  bool monotonic = true;
+  REQUIRE(w.run_until(
+      [&] {
+        auto r = w.status_of("agg", 0, 2s);  // the client's view (the world checks it never goes down)
+        if (!r || !r->found) return false;
+        monotonic = monotonic && r->job.completed >= max_seen;
+        max_seen = std::max(max_seen, r->job.completed);
+        return terminal(r->job.state);
+      },
+      40s));
+  const JobView v = finish(w, "agg");
+  CHECK(v.state == JobState::completed);
+  CHECK(v.completed == 2 * 2 * 10 * 1000);  // two workflows of 10 VUs × 1000, in each of 2 datacenters
+  std::uint64_t per_dc = 0;
+  for (const auto& d : v.datacenters) {
+    CHECK(d.completed == 2 * 10 * 1000);
+    per_dc += d.completed;
+  }
+  CHECK(per_dc == v.completed);
+  std::uint64_t per_wf = 0;
+  for (const auto& x : v.workflows) {
+    CHECK(x.completed == 2 * 10 * 1000);
+    per_wf += x.completed;
+  }
+  CHECK(per_wf == v.completed);
+  CHECK(max_seen <= v.completed);
+  CHECK(monotonic);
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("CAN-01 cancel mid-run") {
+  World w(t3(13));
+  boot(w);
+  submit_ok(w, spread(job("c1", {wf("a", "ms=60000", 50, 2), wf("b", "ms=60000", 50, 2)}), 2));
+  wait_running(w, "c1");
+  w.run_for(2s);
+  auto r = w.cancel("c1");
+  REQUIRE(r.has_value());
+  CHECK(r->success);
+  CHECK(r->cancelled_workflow_count >= 1);
+  const Instant acked = w.sim().now();
+  std::size_t started = 0;
+  for (std::size_t d = 0; d < w.dc_count(); ++d) started += w.starts(d, "c1", "a") + w.starts(d, "c1", "b");
+  REQUIRE(w.run_until([&] { return w.running_in(0, "c1") == 0 && w.running_in(1, "c1") == 0; }, 5s));
+  CHECK(w.sim().now() - acked <= 5s);
+  const JobView v = finish(w, "c1", 10s);
+  CHECK(v.state == JobState::cancelled);
+  for (const auto& d : v.datacenters) CHECK(d.state == JobState::cancelled);
+  REQUIRE(w.run_until([&] { return w.view("c1")->cancel_complete; }, 10s));
+  CHECK(w.view("c1")->cancel_errors.empty());
+  for (std::size_t d = 0; d < w.dc_count(); ++d) {
+    auto dv = w.dc_view(d, "c1");
+    REQUIRE(dv.has_value());
+    CHECK(dv->state == JobState::cancelled);
+  }
+  std::size_t after = 0;
+  for (std::size_t d = 0; d < w.dc_count(); ++d) after += w.starts(d, "c1", "a") + w.starts(d, "c1", "b");
+  CHECK(after == started);  // nothing started after the cancel was acknowledged
+  dcs_idle(w);
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("CAN-01b cancel before a datacenter accepted: its late submit is refused, nothing runs there") {
+  World w(t3(30));
+  boot(w);
+  const auto a = w.managers(0);
+  auto drop = w.sim().add_filter([&](NodeId from, NodeId to, const node::Bytes& m) {
+    return from < 100 && std::find(a.begin(), a.end(), to) != a.end() && m.size() > 1 && m[0] == kRole &&
+           m[1] == static_cast<std::uint8_t>(MsgType::submit);
+  });
+  REQUIRE(drop.ok());
+  submit_ok(w, in(job("c1b", {wf("a", "ms=20000")}), {"dc-a", "dc-b"}));
+  REQUIRE(w.run_until([&] { return w.running_in(1, "c1b") == 1; }, 10s));
+  CHECK_FALSE(w.view("c1b")->datacenters.at(0).accepted);
+  auto r = w.cancel("c1b");
+  REQUIRE(r.has_value());
+  CHECK(r->success);
+  w.run_for(1s);
+  REQUIRE(w.sim().remove_filter(*drop).ok());  // submits may reach dc-a again (none should run)
+  const JobView v = finish(w, "c1b", 20s);
+  CHECK(v.state == JobState::cancelled);
+  CHECK(dcv(v, "dc-a").state == JobState::cancelled);
+  CHECK(dcv(v, "dc-b").state == JobState::cancelled);
+  w.run_for(3s);
+  CHECK(w.starts(0, "c1b", "a") == 0);
+  auto dv = w.dc_view(0, "c1b");  // a tombstone: a submit arriving now would be refused
+  REQUIRE(dv.has_value());
+  CHECK(dv->state == JobState::cancelled);
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("CAN-02 cancel is idempotent and respects terminal states") {
+  World w(t3(14));
+  boot(w);
+  submit_ok(w, spread(job("twice", {wf("a", "ms=30000")}), 2));
+  wait_running(w, "twice");
+  auto a1 = w.cancel("twice");
+  REQUIRE(a1.has_value());
+  CHECK(a1->success);
+  auto a2 = w.cancel("twice");
+  REQUIRE(a2.has_value());
+  CHECK(a2->success);
+  CHECK(a2->already_cancelled);
+
+  submit_ok(w, spread(job("done", {wf("a", "ms=300")}), 2));
+  REQUIRE(finish(w, "done").state == JobState::completed);
+  auto b = w.cancel("done");
+  REQUIRE(b.has_value());
+  CHECK_FALSE(b->success);
+  CHECK(b->already_completed);
+  w.run_for(1s);
+  CHECK(w.view("done")->state == JobState::completed);
+
+  auto c = w.cancel("nope");
+  REQUIRE(c.has_value());
+  CHECK_FALSE(c->success);
+  CHECK(c->code == Err::not_found);
+
+  submit_ok(w, spread(job("fenced", {wf("a", "ms=3000")}), 2));
+  wait_running(w, "fenced");
+  const std::uint64_t fence = w.view("fenced")->fence;
+  REQUIRE(fence > 1);
+  auto d = w.cancel("fenced", fence - 1);
+  REQUIRE(d.has_value());
+  CHECK_FALSE(d->success);
+  CHECK(d->code == Err::fence);
+  CHECK(finish(w, "fenced").state == JobState::completed);
+  CHECK(finish(w, "twice").state == JobState::cancelled);
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("GTE-01 the gate leader dies mid-run: a peer takes the job over with a higher fence") {
+  World w(t3(15));
+  boot(w);
+  submit_ok(w, spread(job("g1", {wf("a", "ms=8000;ops=80", 1, 1)}), 2));
+  wait_running(w, "g1");
+  const NodeId old = *w.gate_leader();
+  const std::uint64_t fence = w.view("g1")->fence;
+  w.kill(old);
+  std::optional<NodeId> now;
+  REQUIRE(w.run_until([&] { return (now = w.gate_leader()).has_value(); }, 15s));
+  CHECK(*now != old);
+  REQUIRE(w.run_until([&] { return w.view("g1")->fence > fence; }, 10s));
+  const JobView v = finish(w, "g1", 30s);
+  CHECK(v.state == JobState::completed);
+  CHECK(v.fence > fence);
+  CHECK(v.completed == 2 * 80);
+  for (std::size_t d = 0; d < w.dc_count(); ++d) CHECK(w.starts(d, "g1", "a") == 1);  // not restarted
+  every_gate_reports(w, "g1", JobState::completed);
+  CHECK(w.gate_leader_changes == 2);  // the first leader, then exactly one new one
+  w.restart(old);                     // it catches up and reports the same end
+  REQUIRE(w.run_until(
+      [&] {
+        auto* n = w.gate(old);
+        auto j = n == nullptr ? std::nullopt : n->gate.job("g1");
+        return j && j->state == JobState::completed;
+      },
+      15s));
+  every_gate_reports(w, "g1", JobState::completed);
+  // (b) a gate that is not the leader dies: nothing moves (no takeover, the same fence).
+  submit_ok(w, spread(job("g2", {wf("a", "ms=3000;ops=30", 1, 1)}), 2));
+  wait_running(w, "g2");
+  const NodeId lead = *w.gate_leader();
+  const std::uint64_t f2 = w.view("g2")->fence;
+  for (NodeId g : w.gates())
+    if (g != lead) {
+      w.kill(g);
+      break;
+    }
+  const JobView v2 = finish(w, "g2", 20s);
+  CHECK(v2.state == JobState::completed);
+  CHECK(v2.fence == f2);
+  CHECK(v2.completed == 2 * 30);
+  CHECK(*w.gate_leader() == lead);
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("SUB-02 a retry after a lost ack returns the same job, to the same gate and to another") {
+  World w(t3(16));
+  boot(w);
+  const auto spec = spread(job("s2", {wf("a", "ms=3000", 1, 1)}), 2);
+  const NodeId l = *w.gate_leader();
+  w.client().drop_submit_acks = 1;
+  auto r = w.submit(spec, l);  // the first ack is lost: the retry goes to the same gate
+  REQUIRE_OK(w);
+  REQUIRE(r.ack.has_value());
+  CHECK(r.ack->accepted);
+  CHECK(r.ack->job_id == "s2");
+  CHECK(r.attempts == 2);
+  NodeId other = 0;
+  for (NodeId g : w.gates())
+    if (g != l) other = g;
+  REQUIRE(w.run_until([&] { return w.gate(other)->gate.job("s2").has_value(); }, 5s));
+  const auto b = submit_once(w, spec, other);  // (b) another gate (a follower) knows the key
+  CHECK(b.accepted);
+  CHECK(b.job_id == "s2");
+  CHECK(finish(w, "s2").state == JobState::completed);
+  for (std::size_t d = 0; d < w.dc_count(); ++d) {
+    CHECK(w.starts(d, "s2", "a") == 1);
+    for (NodeId m : w.managers(d))
+      if (auto* n = w.mgr(m)) CHECK(n->mgr.ledger().jobs().size() == 1);
+  }
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("SUB-06 a submit to a follower gate is redirected, bounded") {
+  World w(t3(17));
+  boot(w);
+  const NodeId l = *w.gate_leader();
+  NodeId follower = 0;
+  for (NodeId g : w.gates())
+    if (g != l) follower = g;
+  // (a) to a follower: redirected to the leader, then accepted.
+  const auto first = submit_once(w, job("r1", {wf("a", "ms=500")}), follower);
+  CHECK_FALSE(first.accepted);
+  CHECK(first.code == Err::not_leader);
+  CHECK(first.leader == l);
+  auto r = w.submit(job("r1", {wf("a", "ms=500")}), follower);
+  REQUIRE(r.ack.has_value());
+  CHECK(r.ack->accepted);
+  CHECK(r.redirects == 1);
+  CHECK(finish(w, "r1").state == JobState::completed);
+  // (b) to a gate cut off from the others: a retryable refusal, never a loop, no job created.
+  w.partition_gates({follower});
+  REQUIRE(w.run_until([&] { return w.gate(follower)->gate.raft().leader_id() == 0; }, 10s));
+  const auto cut = submit_once(w, job("r2", {wf("a", "ms=500")}), follower);
+  CHECK_FALSE(cut.accepted);
+  CHECK(retryable(cut.code));
+  w.heal();
+  w.run_for(3s);
+  for (NodeId g : w.gates()) CHECK_FALSE(w.gate(g)->gate.job("r2").has_value());
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("TMO-02 a timeout across datacenters is decided by the gate") {
+  WorldOptions o = t3(18);
+  o.plan_in_dc = [](std::size_t dc, const worker::ExecSpec&) { return dc == 0 ? std::string("hang") : std::string(); };
+  World w(o);
+  boot(w);
+  auto spec = in(job("t2", {wf("a", "ms=1000", 1, 1)}), {"dc-a", "dc-b"});
+  spec.timeout_ms = 10'000;
+  submit_ok(w, spec);
+  const Instant t0 = w.sim().now();
+  const JobView v = finish(w, "t2", 30s);
+  CHECK(w.sim().now() - t0 <= 10s + 500ms + 5s);  // timeout + check interval + cancel propagation
+  CHECK(v.state == JobState::timeout);
+  CHECK(dcv(v, "dc-a").state == JobState::timeout);
+  CHECK(dcv(v, "dc-b").state == JobState::completed);
+  // No datacenter keeps running after the decision (the hung execution is forced off its cores).
+  REQUIRE(w.run_until([&] { return w.running_in(0, "t2") == 0 && w.running_in(1, "t2") == 0; }, 15s));
+  auto a = w.dc_view(0, "t2");
+  REQUIRE(a.has_value());
+  CHECK(terminal(a->state));
+  CHECK(a->state != JobState::completed);
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("MGR-06 a datacenter's whole manager tier is lost mid-run") {
+  const bool best_effort = GENERATE(false, true);
+  INFO("best effort " << best_effort);
+  WorldOptions o = t3(best_effort ? 20 : 19);
+  o.plan_in_dc = [](std::size_t dc, const worker::ExecSpec&) {
+    return dc == 0 ? std::string("ms=40000") : std::string();
+  };
+  World w(o);
+  boot(w);
+  auto spec = in(job("m6", {wf("a", "ms=8000;ops=50", 1, 1)}), {"dc-a", "dc-b"});
+  if (best_effort) spec.min_datacenters = 1;
+  submit_ok(w, spec);
+  wait_running(w, "m6");
+  w.kill_dc_managers(0);
+  REQUIRE(w.run_until(
+      [&] {
+        for (NodeId g : w.gates())
+          for (const auto& d : w.gate(g)->gate.datacenters())
+            if (d.name == "dc-a" && d.health != DcHealth::unhealthy) return false;
+        return true;
+      },
+      10s));
+  const JobView v = finish(w, "m6", 40s);
+  CHECK(dcv(v, "dc-a").state == JobState::failed);
+  CHECK(dcv(v, "dc-b").state == JobState::completed);
+  CHECK(dcv(v, "dc-b").completed == 50);
+  CHECK(v.state == (best_effort ? JobState::partial : JobState::failed));
+  CHECK_FALSE(v.error.empty());
+  // The gate leader changes before dc-a is back: the new one stops the share too.
+  const NodeId old = *w.gate_leader();
+  w.kill(old);
+  REQUIRE(w.run_until([&] { return w.gate_leader().has_value(); }, 15s));
+  w.restart_dc_managers(0);
+  REQUIRE(w.run_until(
+      [&] {
+        auto a = w.dc_view(0, "m6");
+        return a && terminal(a->state);
+      },
+      20s));
+  auto a = w.dc_view(0, "m6");
+  REQUIRE(a.has_value());
+  CHECK(a->state == JobState::cancelled);  // the gate stops the share it declared failed once dc-a is back
+  w.restart(old);
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("RTE-01 routing avoids an unhealthy datacenter") {
+  World w(t3(21));
+  boot(w);
+  const NodeId l = *w.gate_leader();
+  auto unhealthy = [&](const std::string& name) {
+    return w.run_until(
+        [&] {
+          for (const auto& d : w.gate(l)->gate.datacenters())
+            if (d.name == name) return d.health == DcHealth::unhealthy;
+          return false;
+        },
+        10s);
+  };
+  w.kill_dc_managers(0);
+  REQUIRE(unhealthy("dc-a"));
+  // (a) one datacenter asked: it lands in the healthy one.
+  submit_ok(w, spread(job("ra", {wf("a", "ms=500")}), 1));
+  const JobView a = finish(w, "ra");
+  CHECK(a.state == JobState::completed);
+  REQUIRE(a.datacenters.size() == 1);
+  CHECK(a.datacenters[0].name == "dc-b");
+  // (b) the unhealthy datacenter named explicitly: a clear error at once.
+  const auto b = submit_once(w, in(job("rb", {wf("a", "ms=500")}), {"dc-a"}), l);
+  CHECK_FALSE(b.accepted);
+  CHECK(b.code == Err::unavailable);
+  CHECK(b.error.find("dc-a") != std::string::npos);
+  CHECK(b.error.find("unavailable") != std::string::npos);
+  // (c) every datacenter down: no usable datacenter.
+  w.kill_dc_managers(1);
+  REQUIRE(unhealthy("dc-b"));
+  const auto c = submit_once(w, spread(job("rc", {wf("a", "ms=500")}), 1), l);
+  CHECK_FALSE(c.accepted);
+  CHECK(c.error.find("no usable datacenter") != std::string::npos);
+  w.run_for(1s);
+  for (NodeId g : w.gates()) {
+    CHECK_FALSE(w.gate(g)->gate.job("rb").has_value());
+    CHECK_FALSE(w.gate(g)->gate.job("rc").has_value());
+  }
+  w.restart_dc_managers(0);
+  w.restart_dc_managers(1);
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("WAL-01 an acked job survives the gate leader's crash and a crash of every gate") {
+  SECTION("(a) the gate leader dies right after the ack") {
+    World w(t3(22));
+    boot(w);
+    const NodeId l = *w.gate_leader();
+    submit_ok(w, spread(job("w1a", {wf("a", "ms=3000", 1, 1)}), 2), l);
+    w.kill(l);
+    // Found by every live gate once a new leader committed (a follower's applied ledger may lag
+    // the acknowledged entry until then: see the report), and never missing after that.
+    std::set<NodeId> found;
+    for (int i = 0; i < 20; ++i) {
+      for (NodeId g : w.gates()) {
+        if (w.gate(g) == nullptr) continue;
+        auto r = w.status_of("w1a", g);
+        REQUIRE(r.has_value());
+        if (r->found) found.insert(g);
+        INFO("gate " << g << " at " << w.sim().now().count() / 1'000'000 << " ms");
+        CHECK((r->found || found.count(g) == 0));
+      }
+      w.run_for(250ms);
+    }
+    CHECK(found.size() == 2);
+    CHECK(finish(w, "w1a", 40s).state == JobState::completed);
+    w.restart(l);
+    CHECK_ENDS(w);
+  }
+  SECTION("(b) every gate dies once the datacenters took the job; they come back") {
+    World w(t3(23));
+    boot(w);
+    submit_ok(w, spread(job("w1b", {wf("a", "ms=8000;ops=80", 1, 1)}), 2));
+    wait_running(w, "w1b");
+    for (NodeId g : w.gates()) w.kill(g);
+    w.run_for(3s);
+    // The managers keep running the job while no gate is up.
+    for (std::size_t d = 0; d < w.dc_count(); ++d) {
+      CHECK(w.running_in(d, "w1b") == 1);
+      auto v = w.dc_view(d, "w1b");
+      REQUIRE(v.has_value());
+      CHECK(v->state == JobState::running);
+    }
+    for (NodeId g : w.gates()) w.restart(g);
+    const JobView v = finish(w, "w1b", 40s);
+    CHECK(v.state == JobState::completed);
+    CHECK(v.completed == 2 * 80);
+    for (std::size_t d = 0; d < w.dc_count(); ++d) CHECK(w.starts(d, "w1b", "a") == 1);
+    every_gate_reports(w, "w1b", JobState::completed);
+    CHECK_ENDS(w);
+  }
+}
+
+TEST_CASE("WAL-04 idempotency survives manager and gate restarts") {
+  World w(t3(29));
+  boot(w);
+  const auto spec = spread(job("w4", {wf("a", "ms=6000;ops=60", 1, 1)}), 2);
+  const NodeId first = *w.gate_leader();
+  submit_ok(w, spec, first);
+  wait_running(w, "w4");
+  // Every manager of dc-a, then every gate, killed and restarted with their data (cold caches).
+  w.kill_dc_managers(0);
+  w.run_for(500ms);
+  w.restart_dc_managers(0);
+  for (NodeId g : w.gates()) w.kill(g);
+  w.run_for(500ms);
+  for (NodeId g : w.gates()) w.restart(g);
+  REQUIRE(w.run_until([&] { return w.gate_leader().has_value(); }, 15s));
+  NodeId other = 0;
+  for (NodeId g : w.gates())
+    if (g != first) other = g;
+  auto again = w.submit(spec, other);
+  REQUIRE_OK(w);
+  REQUIRE(again.ack.has_value());
+  CHECK(again.ack->accepted);
+  CHECK(again.ack->job_id == "w4");
+  const JobView v = finish(w, "w4", 40s);
+  CHECK(v.state == JobState::completed);
+  for (std::size_t d = 0; d < w.dc_count(); ++d) {
+    INFO(w.dc_name(d));
+    CHECK(w.starts(d, "w4", "a") == 1);
+    for (NodeId m : w.managers(d))
+      if (auto* n = w.mgr(m)) CHECK(n->mgr.ledger().jobs().size() == 1);
+  }
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("WAL-05 a cancel is durable across the gate leader's and the job's manager's crash") {
+  World w(t3(24));
+  boot(w);
+  submit_ok(w, spread(job("w5", {wf("a", "ms=60000", 2, 2)}), 2));
+  wait_running(w, "w5");
+  const NodeId l = *w.gate_leader();
+  const NodeId m = *w.dc_leader(0);
+  auto r = w.cancel("w5");
+  REQUIRE(r.has_value());
+  REQUIRE(r->success);
+  w.kill(l);
+  w.kill(m);
+  const JobView v = finish(w, "w5", 30s);
+  CHECK(v.state == JobState::cancelled);
+  REQUIRE(w.run_until([&] { return w.running_in(0, "w5") == 0 && w.running_in(1, "w5") == 0; }, 20s));
+  w.restart(l);
+  w.restart(m);
+  for (std::size_t d = 0; d < w.dc_count(); ++d)
+    REQUIRE(w.run_until(
+        [&] {
+          auto dv = w.dc_view(d, "w5");
+          return dv && terminal(dv->state);
+        },
+        20s));
+  for (std::size_t d = 0; d < w.dc_count(); ++d) CHECK(w.dc_view(d, "w5")->state == JobState::cancelled);
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("GTE-03 the gate leader in a minority partition") {
+  World w(t3(25));
+  boot(w);
+  submit_ok(w, spread(job("p1", {wf("a", "ms=10000;ops=100", 1, 1)}), 2));
+  wait_running(w, "p1");
+  const NodeId old = *w.gate_leader();
+  const std::uint64_t fence = w.view("p1")->fence;
+  w.partition_gates({old});
+  NodeId fresh = 0;
+  REQUIRE(w.run_until(
+      [&] {
+        for (NodeId g : w.gates())
+          if (g != old && w.gate(g)->gate.is_leader()) fresh = g;
+        return fresh != 0 && !w.gate(old)->gate.is_leader();
+      },
+      15s));
+  // The cut-off gate refuses new jobs with a retryable error; it does not record them.
+  const auto refused = submit_once(w, job("p2", {wf("a", "ms=500")}), old);
+  CHECK_FALSE(refused.accepted);
+  CHECK(retryable(refused.code));
+  REQUIRE(w.run_until([&] { return w.gate(fresh)->gate.job("p1")->fence > fence; }, 10s));
+  // The datacenters learn the new fence; a command with the old one is refused there.
+  const std::uint64_t taken = w.gate(fresh)->gate.job("p1")->fence;
+  for (std::size_t d = 0; d < w.dc_count(); ++d) {
+    INFO(w.dc_name(d));
+    REQUIRE(w.run_until(
+        [&] {
+          auto v = w.dc_view(d, "p1");
+          return v && v->fence == taken;
+        },
+        10s));
+    const std::uint64_t req = w.client().gate_cancel(*w.dc_leader(d), "p1", fence);
+    const simdc::SimClient::Reply* r = nullptr;
+    REQUIRE(w.run_until([&] { return (r = w.client().reply(req)) != nullptr; }, 5s));
+    CHECK_FALSE(r->cancel.success);
+    CHECK(r->cancel.code == Err::fence);
+  }
+  REQUIRE(w.run_until([&] { return terminal(w.gate(fresh)->gate.job("p1")->state); }, 30s));
+  CHECK(w.gate(fresh)->gate.job("p1")->state == JobState::completed);
+  w.heal();
+  const JobView v = finish(w, "p1", 20s);
+  CHECK(v.state == JobState::completed);
+  CHECK(v.completed == 2 * 100);
+  for (NodeId g : w.gates()) CHECK_FALSE(w.gate(g)->gate.job("p2").has_value());
+  every_gate_reports(w, "p1", JobState::completed);
+  CHECK_ENDS(w);
+}
+
+// A leader handing over (libraft names no leader while the transfer runs: RaftNode allows it).
+TEST_CASE("GTE-05 hand_off moves leadership; jobs continue, none lost", "[gate]") {
+  World w(t3(26));
+  boot(w);
+  submit_ok(w, spread(job("h1", {wf("a", "ms=6000;ops=60", 1, 1)}), 2));
+  submit_ok(w, spread(job("h2", {wf("a", "ms=4000;ops=40", 1, 1)}), 1));
+  wait_running(w, "h1");
+  const NodeId old = *w.gate_leader();
+  w.gate(old)->hand_off_requested = true;
+  w.run_until([&] { return w.gate(old)->handed_off; }, 10s);
+  REQUIRE_OK(w);
+  REQUIRE(w.gate(old)->handed_off);
+  std::optional<NodeId> now;
+  REQUIRE(w.run_until([&] { return (now = w.gate_leader()).has_value() && *now != old; }, 10s));
+  w.kill(old);  // it stops once it handed off
+  const JobView a = finish(w, "h1", 30s);
+  const JobView b = finish(w, "h2", 30s);
+  CHECK(a.state == JobState::completed);
+  CHECK(a.completed == 2 * 60);
+  CHECK(b.state == JobState::completed);
+  CHECK(b.completed == 40);
+  for (std::size_t d = 0; d < w.dc_count(); ++d) CHECK(w.starts(d, "h1", "a") == 1);
+  w.restart(old);
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("RTE-02 datacenter health buckets are visible and drive routing") {
+  WorldOptions o = t3(27);
+  o.dcs = 3;
+  o.workers = 3;
+  o.cores = 1;
+  World w(o);
+  boot(w);
+  auto health = [&](const std::string& dc) {
+    auto l = w.gate_leader();
+    if (!l) return DcHealth::unhealthy;
+    for (const auto& d : w.gate(*l)->gate.datacenters())
+      if (d.name == dc) return d.health;
+    return DcHealth::unhealthy;
+  };
+  auto wait_health = [&](const std::string& dc, DcHealth h) {
+    INFO(dc << " to become " << name(h));
+    REQUIRE(w.run_until([&] { return health(dc) == h; }, 15s));
+  };
+  // (a) every core of dc-b busy: busy.
+  submit_ok(w, in(job("fill", {wf("a", "ms=60000"), wf("b", "ms=60000"), wf("c", "ms=60000")}), {"dc-b"}));
+  wait_health("dc-b", DcHealth::busy);
+  // (b) most of dc-c's workers dead: degraded.
+  w.kill(w.workers(2)[0]);
+  w.kill(w.workers(2)[1]);
+  wait_health("dc-c", DcHealth::degraded);
+  submit_ok(w, spread(job("one", {wf("a", "ms=300")}), 1));
+  CHECK(w.view("one")->datacenters.at(0).name == "dc-a");  // healthy first
+  submit_ok(w, spread(job("two", {wf("a", "ms=300")}), 2));
+  {
+    auto v = *w.view("two");
+    std::vector<std::string> names;
+    for (const auto& d : v.datacenters) names.push_back(d.name);
+    std::sort(names.begin(), names.end());
+    CHECK(names == std::vector<std::string>{"dc-a", "dc-b"});  // then busy, before degraded
+  }
+  // (c) every dc-c worker dead: unhealthy, never picked.
+  w.kill(w.workers(2)[2]);
+  wait_health("dc-c", DcHealth::unhealthy);
+  const auto three = submit_once(w, spread(job("three", {wf("a", "ms=300")}), 3), *w.gate_leader());
+  CHECK_FALSE(three.accepted);
+  CHECK(three.code == Err::unavailable);
+  // Faults removed: every datacenter healthy again.
+  REQUIRE(w.cancel("fill").has_value());
+  for (NodeId x : w.workers(2)) w.restart(x);
+  for (const char* n : {"dc-a", "dc-b", "dc-c"}) wait_health(n, DcHealth::healthy);
+  finish(w, "one");
+  finish(w, "two");
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("RES-G per-job gate state returns to its idle size after retention") {
+  WorldOptions o = t3(28);
+  o.tune_gate = [](gate::GateConfig& c) {
+    c.retention_ok = 2s;
+    c.retention_failed = 2s;
+    c.idem_rejected_ttl = 2s;
+  };
+  World w(o);
+  boot(w);
+  w.run_for(1s);
+  std::map<NodeId, std::map<std::string, std::size_t>> idle;
+  for (NodeId g : w.gates()) idle[g] = w.gate(g)->gate.table_sizes();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 30; ++i) {
+    const std::string id = fmt::format("m{}", i);
+    const std::string plan = i % 10 == 9 ? "ms=10;fail=boom" : fmt::format("ms={}", 100 + 20 * i);
+    auto s = spread(job(id, {wf("a", plan)}), 2);
+    submit_ok(w, s);
+    ids.push_back(id);
+    if (i % 7 == 3) REQUIRE(w.cancel(id).has_value());
+  }
+  auto bad = submit_once(w, job("bad", {wf("a", "ms=1", 0)}), *w.gate_leader());  // remembered, then forgotten
+  CHECK(bad.code == Err::invalid);
+  // Every job ends and is retired (end_checks: each was seen terminal before it went).
+  REQUIRE(w.run_until(
+      [&] {
+        for (NodeId g : w.gates())
+          if (w.gate(g)->gate.table_sizes() != idle[g]) return false;
+        return true;
+      },
+      30s));
+  for (NodeId g : w.gates()) {
+    INFO("gate " << g);
+    CHECK(w.gate(g)->gate.table_sizes() == idle[g]);
+    CHECK(w.gate(g)->gate.ledger().size() == 0);
+  }
+  const auto st = w.end_checks(90s, true);
+  INFO(st.message());
+  CHECK(st.ok());
+}
+
+namespace {
+
+JobSpec sweep_job(Rng& rng, const std::string& id) {
+  JobSpec s;
+  switch (rng.below(4)) {
+    case 0:
+      s = job(id, {wf("a", fmt::format("ms={};ops=40", 2000 + rng.below(5000)),
+                      1 + static_cast<std::uint32_t>(rng.below(2)), 1)});
+      break;
+    case 1:
+      s = job(id, {wf("a", "ms=1500"), wf("b", "ms=1000", 1, 1, {"a"})});
+      break;
+    case 2:
+      s = job(id, {wf("a", "ms=1000;fail=boom")});
+      break;
+    default:  // W-hang under a job timeout: the gate ends it
+      s = job(id, {wf("a", "hang")});
+      s.timeout_ms = 6'000;
+      break;
+  }
+  s.datacenter_count = 1 + static_cast<std::uint32_t>(rng.below(2));
+  if (s.datacenter_count == 2 && rng.chance(0.3)) s.min_datacenters = 1;
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("GATE-SWEEP mixed gate, datacenter and network faults keep every invariant") {
+  std::size_t count = 20;
+  if (const char* e = std::getenv("HS_GATE_SEEDS"); e != nullptr && *e != '\0') count = std::strtoull(e, nullptr, 10);
+  const auto seeds = sim::seeds_to_run(count);
+  std::size_t acked_total = 0, ended_total = 0;
+  for (std::uint64_t seed : seeds) {
+    Rng rng(seed * 104'729 + 7);
+    WorldOptions o = t3(seed);
+    o.seed = seed;
+    o.net.loss = rng.next_double() * 0.01;
+    o.net.duplicate = rng.next_double() * 0.02;
+    o.net.reorder = rng.next_double() * 0.05;
+    World w(o);
+    INFO("seed " << seed << " replay: " << sim::replay_command(seed, "test_gate_scenarios", "GATE-SWEEP*"));
+    REQUIRE(w.boot(60s));
+    REQUIRE_OK(w);
+    std::vector<std::string> acked;
+    for (int j = 0; j < 3; ++j) {
+      const std::string id = fmt::format("s{}", j);
+      auto r = w.submit(sweep_job(rng, id), 0, 10s);
+      REQUIRE_OK(w);
+      if (r.ack && r.ack->accepted) acked.push_back(id);
+    }
+    // Faults for ~30 s: one or two every 1-4 s (a crashed node comes back at a later step; one gate
+    // or all of them are down at a time); the client submits, polls and cancels meanwhile.
+    std::vector<NodeId> down;
+    std::map<std::uint64_t, std::string> during;  // submit request -> job
+    for (int step = 0; step < 12; ++step) {
+      if (rng.chance(0.7)) w.heal();
+      for (auto it = down.begin(); it != down.end();) {
+        if (rng.chance(0.6)) {
+          w.restart(*it);
+          it = down.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      const int faults = 1 + static_cast<int>(rng.below(2));
+      for (int f = 0; f < faults; ++f) {
+        switch (rng.below(7)) {
+          case 0: {  // a gate crashes
+            const bool gate_down = std::any_of(down.begin(), down.end(), [](NodeId n) { return n < 100; });
+            const NodeId g = w.gates()[rng.below(w.gates().size())];
+            if (!gate_down) {
+              w.kill(g);
+              down.push_back(g);
+            }
+            break;
+          }
+          case 1:  // a datacenter cut off from the gates and the other datacenter
+            w.isolate_dc(rng.below(w.dc_count()));
+            break;
+          case 2:  // latency between the gates and a datacenter
+            w.delay_dc(rng.below(w.dc_count()), std::chrono::milliseconds(rng.below(400)));
+            break;
+          case 3: {  // a datacenter's leading manager crashes
+            const std::size_t d = rng.below(w.dc_count());
+            if (auto m = w.dc_leader(d)) {
+              w.kill(*m);
+              down.push_back(*m);
+            }
+            break;
+          }
+          case 4:  // a gate cut off from the other gates
+            w.partition_gates({w.gates()[rng.below(w.gates().size())]});
+            break;
+          case 5:  // every gate crashes (they come back at later steps, their data kept)
+            for (NodeId g : w.gates())
+              if (w.up(g)) {
+                w.kill(g);
+                down.push_back(g);
+              }
+            break;
+          default:
+            break;  // a quiet interval
+        }
+      }
+      const NodeId to = w.gate_leader().value_or(w.gates()[static_cast<std::size_t>(step) % w.gates().size()]);
+      const std::string id = fmt::format("f{}", step);
+      during[w.client().submit(to, sweep_job(rng, id))] = id;
+      if (step % 3 == 2 && !acked.empty()) w.client().cancel(to, acked[rng.below(acked.size())]);
+      for (const auto& a : acked)  // the client watches its jobs at any gate (totals never go down)
+        w.client().status(w.gates()[rng.below(w.gates().size())], a);
+      w.run_for(std::chrono::milliseconds(1000 + rng.below(3000)));
+      REQUIRE_OK(w);
+    }
+    w.heal();
+    w.sim().clear_link_delays();
+    for (NodeId n : down) w.restart(n);
+    for (const auto& [req, id] : during)
+      if (const auto* r = w.client().reply(req); r != nullptr && r->submit.accepted) acked.push_back(id);
+    acked_total += acked.size();
+    const Status st = w.end_checks(180s);
+    INFO(st.message());
+    REQUIRE(st.ok());
+    for (const auto& id : acked)
+      if (auto v = w.view(id); v && terminal(v->state)) ++ended_total;
+  }
+  CHECK(acked_total >= seeds.size() * 3);  // most submissions got through the faults
+  CHECK(ended_total == acked_total);
+}
