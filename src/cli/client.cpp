@@ -696,6 +696,11 @@ std::optional<cluster::JobView> wait_job(Client& c, Targets& t, const ClientArgs
         fetch_windows(c, a, job, wt, jw);
         print_live(jw, *live_plan, printed);
       }
+    } else if (r.reply && r.reply->code == cluster::Err::not_leader && r.reply->leader != 0 &&
+               !t.down(r.reply->leader)) {
+      t.answered(target);  // a gate whose copy may lag names its leader
+      last_answer = Clk::now();
+      target = r.reply->leader;
     } else {
       if (r.reply)
         t.answered(target);  // answered, but holds no copy of the job: ask another
@@ -868,6 +873,12 @@ int lookup_job(Client& c, Targets& t, const ClientArgs& a, const char* name, boo
         if (lr.reply && lr.reply->found) out = lr.reply->job;
       }
       return finish();
+    }
+    if (r.reply && r.reply->code != cluster::Err::none) {
+      // Not sure (a gate whose copy may lag): ask its leader, or another node, until the deadline.
+      t.answered(target);
+      const NodeId l = r.reply->leader;
+      return ask_next(t, l != 0 && l != target && !t.down(l) ? l : next_asked(target));
     }
     if (r.reply) {
       t.answered(target);

@@ -526,6 +526,10 @@ void Gate::handle_status(NodeId from, const StatusQuery& m) {
     if (m.with_plan)
       for (std::size_t i = 0; i < r.job.workflows.size() && i < j->spec.workflows.size(); ++i)
         r.job.workflows[i].plan = j->spec.workflows[i].plan;
+  } else if (!is_leader()) {
+    // A follower's ledger can lag the leader's (a job acked a moment ago): not a final "no such job".
+    r.leader = raft_->leader_id();
+    r.code = r.leader != 0 ? Err::not_leader : Err::unavailable;
   }
   send(from, MsgType::status_reply, r);
 }

@@ -286,8 +286,8 @@ struct DcView {
   std::string error;
   NodeId leader = 0;                    // the datacenter's leading manager, as the gate last knew it
   std::vector<WorkflowView> workflows;  // the datacenter's view (final once state is terminal)
-  bool late = false;  // a result arrived after the share had been decided: recorded, not counted
-  std::vector<std::string> tried;  // datacenters that refused the share before this one
+  bool late = false;                    // a result arrived after the share had been decided: recorded, not counted
+  std::vector<std::string> tried;       // datacenters that refused the share before this one
   HS_FIELDS(name, state, accepted, completed, failed, error, leader, workflows, late, tried)
 };
 struct JobView {
@@ -317,7 +317,11 @@ struct StatusReply {
   std::uint64_t req = 0;
   bool found = false;
   JobView job;
-  HS_FIELDS(req, found, job)
+  // With found = false: none (this node is sure: no such job), or not_leader / unavailable when its
+  // copy may lag (a gate that does not lead): ask `leader`, or again later.
+  Err code = Err::none;
+  NodeId leader = 0;
+  HS_FIELDS(req, found, job, code, leader)
 };
 
 struct CancelJob {
@@ -434,7 +438,7 @@ struct NodeStatus {
   std::vector<std::string> active_job_ids;
   std::uint32_t active_workflow_count = 0;
   std::vector<WorkerView> workers;
-  std::string role;                       // "manager", "gate" (empty from older nodes: a manager)
+  std::string role;                   // "manager", "gate" (empty from older nodes: a manager)
   std::vector<DcStatus> datacenters;  // a gate's view of every datacenter
   HS_FIELDS(req, node, is_leader, term, leader, worker_count, healthy_worker_count, total_cores, available_cores,
             active_job_ids, active_workflow_count, workers, role, datacenters)
