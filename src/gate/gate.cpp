@@ -767,12 +767,11 @@ JobView Gate::view(const std::string& id, const GateJob& j) const {
     d.tried = sh.tried;
     d.workflows = sh.workflows;
     if (const Dc* x = dc(sh.dc)) d.leader = dc_status(*x).leader;
-    if (l != nullptr && s < l->shares.size() && !terminal(sh.state)) {
-      const ShareRun& r = l->shares[s];
-      d.completed = std::max(d.completed, r.completed);
-      d.failed = std::max(d.failed, r.failed);
-      if (d.workflows.empty()) d.workflows = r.workflows;
-    }
+    // Counts are the ledger's (checkpointed every checkpoint_every): what a gate shows is durable, so
+    // it never goes back across a gate failover. The running share's workflows (states, parts) are
+    // the datacenter's latest answer, as live detail.
+    if (l != nullptr && s < l->shares.size() && !terminal(sh.state) && d.workflows.empty())
+      d.workflows = l->shares[s].workflows;
     v.completed += d.completed;
     v.failed += d.failed;
     for (const auto& dw : d.workflows) {

@@ -50,10 +50,12 @@ struct GateConfig {
   // share's status queries) this long fails ("datacenter unreachable"); no cross-datacenter retry
   // once a datacenter accepted (scenarios.md §5).
   Duration dc_grace = std::chrono::seconds(10);
-  Duration poll = std::chrono::milliseconds(500);          // status query of each running share
-  Duration request_timeout = std::chrono::seconds(1);      // an unanswered request is sent again
-  Duration cancel_timeout = std::chrono::seconds(10);      // a share that does not confirm a stop
-  Duration checkpoint_every = std::chrono::seconds(5);     // elapsed time and counts into the ledger
+  Duration poll = std::chrono::milliseconds(500);      // status query of each running share
+  Duration request_timeout = std::chrono::seconds(1);  // an unanswered request is sent again
+  Duration cancel_timeout = std::chrono::seconds(10);  // a share that does not confirm a stop
+  // Running shares' counts into the ledger when they changed (what gates show: durable, so never
+  // going back across a failover); the elapsed time alone every 10 x this.
+  Duration checkpoint_every = std::chrono::seconds(1);
   Duration timeout_slack = std::chrono::seconds(2);        // managers get timeout + this: the gate decides
   Duration retention_ok = std::chrono::seconds(300);       // completed jobs kept this long
   Duration retention_failed = std::chrono::seconds(3600);  // failed, partial, cancelled, timed-out jobs

@@ -844,7 +844,7 @@ JobSpec sweep_job(Rng& rng, const std::string& id) {
 }  // namespace
 
 TEST_CASE("GATE-SWEEP mixed gate, datacenter and network faults keep every invariant") {
-  std::size_t count = 20;
+  std::size_t count = 200;  // the default of CI (about a minute on the debug build)
   if (const char* e = std::getenv("HS_GATE_SEEDS"); e != nullptr && *e != '\0') count = std::strtoull(e, nullptr, 10);
   const auto seeds = sim::seeds_to_run(count);
   std::size_t acked_total = 0, ended_total = 0;
