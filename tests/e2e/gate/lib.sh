@@ -2,12 +2,13 @@
 # Topology: 3 gates (g1 g2 g3), datacenters dc-a and dc-b of 3 managers (am1..am3, bm1..bm3) and
 # 2 one-core workers (aw1 aw2, bw1 bw2) each, one `hyperscale target` per case.
 # Network: as root with working `ip netns`, each datacenter's managers and workers run in their own
-# network namespace (hs-gate-PID-a / -b, address 10.200.1.2 / 10.200.2.2) joined to the root
-# namespace by a veth pair (root end 10.200.1.1 / 10.200.2.1, the namespace's default route) with
+# network namespace (hs-gate-PID-a / -b, address 10.N.1.2 / 10.N.2.2) joined to the root
+# namespace by a veth pair (root end 10.N.1.1 / 10.N.2.1, the namespace's default route) with
 # `netem delay 40ms` on both ends when the kernel has netem. The gates, the target and the client
-# stay in the root namespace on 10.200.0.1, held by a port-less bridge (hs-gate-PID) that both
+# stay in the root namespace on 10.N.0.1, held by a port-less bridge (hsghPID) that both
 # namespaces reach through their veth (no forwarding needed: it is a local address of the root
-# namespace). Otherwise every process runs on 127.0.0.1 (loopback fallback, no link delay).
+# namespace). N is 200 + PID % 50, moved on while the host has an address in 10.N/16, so runs at the
+# same time do not meet. Otherwise every process runs on 127.0.0.1 (loopback fallback, no link delay).
 # Everything is removed on exit (trap): processes, namespaces, links, the temp dir.
 # Nothing here sleeps for a fixed time to let something happen: every wait polls an observed state
 # with a bound.
@@ -58,31 +59,37 @@ jget() {  # json-text python-expression-on-j
 
 # ---------------------------------------------------------------- network
 WHY=
+make_links() {  # the hub bridge, both namespaces and their veth pairs (fails at the first error)
+  ip link add "$HUBDEV" type bridge && ip addr add "$NET.0.1/32" dev "$HUBDEV" && ip link set "$HUBDEV" up || return 1
+  local ns v i
+  for i in 1 2; do
+    ns=$NSA v=$VA; [[ $i == 2 ]] && ns=$NSB v=$VB
+    ip netns add "$ns" && ip -n "$ns" link set lo up &&
+      ip link add "$v" type veth peer name "${v}n" && ip link set "${v}n" netns "$ns" &&
+      ip addr add "$NET.$i.1/24" dev "$v" && ip link set "$v" up &&
+      ip -n "$ns" addr add "$NET.$i.2/24" dev "${v}n" && ip -n "$ns" link set "${v}n" up &&
+      ip -n "$ns" route add default via "$NET.$i.1" || return 1
+  done
+}
 setup_netns() {  # sets WHY on failure (and leaves nothing behind)
   local err="$T/netns.err"
   [[ -n ${GATE_E2E_LOOPBACK:-} ]] && { WHY="GATE_E2E_LOOPBACK is set"; return 1; }
   [[ $(id -u) == 0 ]] || { WHY="not root"; return 1; }
   command -v ip > /dev/null || { WHY="no ip command"; return 1; }
+  local k
+  for k in $(seq 0 49); do
+    NET=10.$((200 + ($$ + k) % 50))
+    ip -o -4 addr show | grep -q " inet $NET\." || break
+  done
   NETNS_MADE=1
-  {
-    ip link add "$HUBDEV" type bridge && ip addr add 10.200.0.1/32 dev "$HUBDEV" && ip link set "$HUBDEV" up &&
-      for x in a b; do
-        local ns=$NSA v=$VA i=1
-        [[ $x == b ]] && ns=$NSB v=$VB i=2
-        ip netns add "$ns" && ip -n "$ns" link set lo up &&
-          ip link add "$v" type veth peer name "${v}n" && ip link set "${v}n" netns "$ns" &&
-          ip addr add "10.200.$i.1/24" dev "$v" && ip link set "$v" up &&
-          ip -n "$ns" addr add "10.200.$i.2/24" dev "${v}n" && ip -n "$ns" link set "${v}n" up &&
-          ip -n "$ns" route add default via "10.200.$i.1" || return 1
-      done
-  } 2> "$err" || { WHY=$(head -c 300 "$err" | tr '\n' ' '); cleanup_netns; return 1; }
+  make_links 2> "$err" || { WHY=$(head -c 300 "$err" | tr '\n' ' '); cleanup_netns; return 1; }
   # The namespaces reach the hub address (a real round trip through the veth, both ways).
-  python3 -c 'import socket; s=socket.socket(); s.bind(("10.200.0.1",0)); print(s.getsockname()[1])' > /dev/null 2>&1 ||
-    { WHY="cannot bind 10.200.0.1"; cleanup_netns; return 1; }
+  python3 -c 'import socket,sys; socket.socket().bind((sys.argv[1], 0))' "$NET.0.1" > /dev/null 2>&1 ||
+    { WHY="cannot bind $NET.0.1"; cleanup_netns; return 1; }
   for ns in "$NSA" "$NSB"; do
-    ip netns exec "$ns" python3 -c 'import socket,sys; socket.create_connection(("10.200.0.1", int(sys.argv[1])), timeout=3)' 1 \
+    ip netns exec "$ns" python3 -c 'import socket,sys; socket.create_connection((sys.argv[1], 1), timeout=3)' "$NET.0.1" \
       > "$err" 2>&1
-    grep -q "Connection refused" "$err" || { WHY="$ns does not reach 10.200.0.1: $(tail -1 "$err")"; cleanup_netns; return 1; }
+    grep -q "Connection refused" "$err" || { WHY="$ns does not reach $NET.0.1: $(tail -1 "$err")"; cleanup_netns; return 1; }
   done
   return 0
 }
@@ -93,7 +100,7 @@ cleanup_netns() {
 }
 DELAY=0
 if setup_netns; then
-  NETNS=1 HUB=10.200.0.1 IPA=10.200.1.2 IPB=10.200.2.2
+  NETNS=1 HUB=$NET.0.1 IPA=$NET.1.2 IPB=$NET.2.2
   if nerr=$(tc qdisc add dev "$VA" root netem delay 40ms 2>&1 && tc qdisc add dev "$VB" root netem delay 40ms 2>&1 &&
     ip netns exec "$NSA" tc qdisc add dev "${VA}n" root netem delay 40ms 2>&1 &&
     ip netns exec "$NSB" tc qdisc add dev "${VB}n" root netem delay 40ms 2>&1); then
@@ -193,7 +200,8 @@ start_all() {
 }
 start_target() {  # variable-name: starts `hyperscale target` on the hub address, stores its port
   local p; p=$(free_port)
-  "$HS" --log-level warn target --host "$HUB" --http "$p" > "target-$p.out" 2> "target-$p.log" &
+  local host=(); [[ $NETNS == 1 ]] && host=(--host "$HUB")  # the default is 127.0.0.1
+  "$HS" --log-level warn target "${host[@]}" --http "$p" > "target-$p.out" 2> "target-$p.log" &
   TPID=$!
   wait_port "$HUB" "$p" || fail "target did not start"
   printf -v "$1" '%s' "$p"
