@@ -98,15 +98,17 @@ cleanup_netns() {
   ip link del "$VA" 2>/dev/null; ip link del "$VB" 2>/dev/null; ip link del "$HUBDEV" 2>/dev/null
   NETNS_MADE=0
 }
-DELAY=0
 if setup_netns; then
   NETNS=1 HUB=$NET.0.1 IPA=$NET.1.2 IPB=$NET.2.2
   if nerr=$(tc qdisc add dev "$VA" root netem delay 40ms 2>&1 && tc qdisc add dev "$VB" root netem delay 40ms 2>&1 &&
     ip netns exec "$NSA" tc qdisc add dev "${VA}n" root netem delay 40ms 2>&1 &&
     ip netns exec "$NSB" tc qdisc add dev "${VB}n" root netem delay 40ms 2>&1); then
-    DELAY=1
     echo "gate e2e: network namespaces $NSA $NSB, netem delay 40ms each way on their links (80 ms round trip)"
   else
+    # None at all rather than some links or directions only.
+    tc qdisc del dev "$VA" root 2> /dev/null; tc qdisc del dev "$VB" root 2> /dev/null
+    ip netns exec "$NSA" tc qdisc del dev "${VA}n" root 2> /dev/null
+    ip netns exec "$NSB" tc qdisc del dev "${VB}n" root 2> /dev/null
     echo "gate e2e: network namespaces $NSA $NSB, no link delay (netem: $(echo "$nerr" | head -1))"
   fi
   echo "gate e2e: a datacenter's link is cut with \`ip link set ... down\` on its veth"
