@@ -31,6 +31,8 @@ TPID=
 NSA=hs-gate-$$-a NSB=hs-gate-$$-b HUBDEV=hsgh$$ VA=hsga$$ VB=hsgb$$
 NETNS=0 NETNS_MADE=0
 cleanup() {
+  # Clients still waiting (`timeout ... submit --wait &`): TERM, which timeout passes on to them.
+  for p in $(jobs -p); do kill -TERM "$p" 2>/dev/null; done
   for p in "${PIDS[@]}" $TPID; do kill -9 "$p" 2>/dev/null; done
   wait 2>/dev/null
   if [[ $NETNS_MADE == 1 ]]; then
