@@ -324,7 +324,7 @@ int cmd_ping(const std::string& url, const std::string& method, const std::strin
   return st.done ? kExitOk : kExitInfrastructure;
 }
 
-int cmd_target(int http, int tcp, int udp) {
+int cmd_target(int http, int tcp, int udp, const std::string& host) {
   if (http < 0 && tcp < 0 && udp < 0) http = 8080, tcp = 9000, udp = 9001;
   runtime::ShardSetOptions so;
   so.shards = 1;
@@ -336,12 +336,12 @@ int cmd_target(int http, int tcp, int udp) {
   bool ran = false;
   Status st = set.start([&](runtime::Reactor& r) {
     ran = true;
-    started = target.start(r, {http, tcp, udp, "127.0.0.1"});
+    started = target.start(r, {http, tcp, udp, host});
     if (!started.ok())
       r.request_node_stop("target failed to start");
     else
-      std::printf("hyperscale target: http=%d tcp=%d udp=%d on 127.0.0.1 (Ctrl-C stops)\n", target.http_port(),
-                  target.tcp_port(), target.udp_port());
+      std::printf("hyperscale target: http=%d tcp=%d udp=%d on %s (Ctrl-C stops)\n", target.http_port(),
+                  target.tcp_port(), target.udp_port(), host.c_str());
     std::fflush(stdout);
   });
   if (!st.ok()) {
@@ -411,13 +411,18 @@ void register_load(CLI::App& app, Command& cmd) {
   }
   {
     auto http = std::make_shared<int>(-1), tcp = std::make_shared<int>(-1), udp = std::make_shared<int>(-1);
+    auto host = std::make_shared<std::string>("127.0.0.1");
     auto* sub = app.add_subcommand("target",
-                                   "Built-in HTTP/TCP/UDP echo target on 127.0.0.1 for demos and tests "
+                                   "Built-in HTTP/TCP/UDP echo target on 127.0.0.1 (or --host) for demos and tests "
                                    "(no flags: --http 8080 --tcp 9000 --udp 9001)");
     sub->add_option("--http", *http, "HTTP port (0 = any free port)")->check(CLI::Range(0, 65535));
     sub->add_option("--tcp", *tcp, "TCP echo port")->check(CLI::Range(0, 65535));
     sub->add_option("--udp", *udp, "UDP echo port")->check(CLI::Range(0, 65535));
-    sub->callback([&cmd, http, tcp, udp]() { cmd.run = [http, tcp, udp]() { return cmd_target(*http, *tcp, *udp); }; });
+    sub->add_option("--host", *host, "IPv4 address to listen on (e.g. one reachable from other network namespaces)")
+        ->capture_default_str();
+    sub->callback([&cmd, http, tcp, udp, host]() {
+      cmd.run = [http, tcp, udp, host]() { return cmd_target(*http, *tcp, *udp, *host); };
+    });
   }
 }
 

@@ -266,11 +266,13 @@ class RaftNode::Impl {
       seen_term_ = t;
       seen_leader_ = lead;
       seen_leader_id_ = l;
-      // While this leader hands its leadership over (transfer_leadership), libraft names no leader.
+      // While this leader hands its leadership over (transfer_leadership, a gate's hand-off on
+      // SIGTERM), libraft names no leader (raft_leader gives 0) although this node still leads.
+      const bool transferring = transfer_active_ || raft_.transfer != nullptr;
       if (lead)
-        HS_ASSERT(l == ctx_->self() || (l == 0 && transfer_active_),
-                  "raft: leader of term {} is {} but this node {} leads (transfer in progress: {})", t, l,
-                  ctx_->self(), transfer_active_);
+        HS_ASSERT(l == ctx_->self() || (l == 0 && transferring),
+                  "raft: leader of term {} is {} but this node {} leads (transfer in progress: {})", t, l, ctx_->self(),
+                  transferring);
       if (newly) issue_barrier();  // once per term: not again when a transfer that failed ends
       log::logf(log::Level::info, "raft", "state", "node={} term={} leader={} is_leader={}", ctx_->self(), t, l, lead);
     }

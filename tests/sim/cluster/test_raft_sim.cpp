@@ -13,6 +13,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 
 #include <fmt/format.h>
@@ -145,6 +146,8 @@ struct World {
   bool proposing = false;
   NodeId force = 0;
   std::size_t forced_acks = 0;
+  NodeId transfer_from = 0;                // this member, while it leads, hands leadership off (once)
+  std::optional<Status> transfer_started;  // what transfer_leadership answered
 
   void propose_from(Member& m) {
     std::string cmd = fmt::format("cmd-{}", next_cmd++);
@@ -231,6 +234,10 @@ struct World {
 void Member::on_timer(node::Context& ctx, node::TimerId id, std::uint64_t tag) {
   if (tag != kProposeTag) return raft.on_timer(ctx, id, tag);
   ctx.set_timer(std::chrono::milliseconds(world->fast ? 10 : 20), kProposeTag);
+  if (world->transfer_from == sm.id && raft.is_ready_leader()) {
+    world->transfer_from = 0;
+    world->transfer_started = raft.transfer_leadership(0);
+  }
   if ((world->proposing && raft.is_ready_leader()) || world->force == sm.id) world->propose_from(*this);
 }
 
@@ -339,6 +346,28 @@ TEST_CASE("raft: a leader cut off from its peers steps down (check-quorum); its 
   w.propose_until(w.sim.now() + 1s);
   REQUIRE(w.sim.run_for(3s).ok());
   CHECK(w.forced_acks == 0);
+  w.check_all_applied();
+}
+
+// A gate hands its leadership off on SIGTERM. While the transfer runs libraft names no leader
+// (leader_id() is 0) although the member still leads: that is no assertion failure.
+TEST_CASE("raft: a leader transfers its leadership; another member leads in a higher term; nothing is lost") {
+  World w(17, 3, fast_config());
+  w.sim.start_all();
+  REQUIRE(w.run_until_pred(10s, [&] { return w.leader() != 0; }));
+  w.propose_until(w.sim.now() + 1s);
+  REQUIRE(w.sim.run_for(1s).ok());
+  const NodeId old = w.leader();
+  REQUIRE(old != 0);
+  const std::uint64_t old_term = w.member(old)->raft.term();
+  w.transfer_from = old;
+  REQUIRE(w.run_until_pred(5s, [&] { return w.transfer_started.has_value(); }));
+  REQUIRE(w.transfer_started->ok());
+  REQUIRE(w.run_until_pred(10s, [&] { return w.leader() != 0 && w.leader() != old; }));
+  CHECK(w.member(w.leader())->raft.term() > old_term);
+  CHECK_FALSE(w.member(old)->raft.is_leader());
+  w.propose_until(w.sim.now() + 1s);
+  REQUIRE(w.sim.run_for(2s).ok());
   w.check_all_applied();
 }
 
