@@ -112,20 +112,20 @@ NodeId Gate::dc_target(const std::string& n, NodeId hint) const {
   return ms[slot % ms.size()];
 }
 
-// Every gate: datacenter state transitions are logged; several datacenters lost at once are flagged
-// as a suspected network partition (MEM-06) rather than reported one by one.
+// Every gate: datacenter state transitions are logged. Several datacenters lost within dc_stale of
+// each other are flagged once as a suspected network partition (MEM-06: `network_issue_suspected`,
+// counted) rather than reported one by one; the episode ends (`partition_healed`, counted) when all
+// of them are usable again.
 void Gate::registry_pass() {
   const Instant now = ctx_->now();
-  std::size_t newly_lost = 0;
-  std::vector<std::string> lost;
   for (auto& d : dcs_) {
     const DcStatus st = dc_status(d);
     if (st.state == DcState::ready || st.state == DcState::partial) d.was_ready = true;
     const bool down = d.was_ready && st.health == DcHealth::unhealthy;  // not while it starts
     if (down && d.unavailable_since.count() < 0) {
       d.unavailable_since = now;
-      ++newly_lost;
-      lost.push_back(d.cfg.name);
+      log::warn("gate", "datacenter_unusable", "dc={} state={} health={}", d.cfg.name, name(st.state),
+                name(st.health));
     } else if (!down && d.unavailable_since.count() >= 0) {
       d.unavailable_since = Instant{-1};
       log::info("gate", "datacenter_usable", "dc={} state={} health={}", d.cfg.name, name(st.state), name(st.health));
@@ -138,14 +138,23 @@ void Gate::registry_pass() {
       d.last_health = st.health;
     }
   }
-  if (newly_lost >= 2) {
+  std::vector<std::string> lost_together, down_now;
+  for (const auto& d : dcs_) {
+    if (d.unavailable_since.count() < 0) continue;
+    down_now.push_back(d.cfg.name);
+    if (now - d.unavailable_since <= cfg_.dc_stale) lost_together.push_back(d.cfg.name);
+  }
+  if (!partition_suspected_ && lost_together.size() >= 2) {
+    partition_suspected_ = true;
     stats_.correlated_failures++;
     log::warn("gate", "network_issue_suspected",
-              "datacenters={} (lost together: a partition is more likely than {} "
-              "failures)",
-              fmt::format("{}", fmt::join(lost, ",")), newly_lost);
-  } else if (newly_lost == 1) {
-    log::warn("gate", "datacenter_unusable", "dc={}", lost.front());
+              "datacenters={} (lost within {} ms of each other: a partition is more likely than {} failures)",
+              fmt::format("{}", fmt::join(lost_together, ",")),
+              std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.dc_stale).count(), lost_together.size());
+  } else if (partition_suspected_ && down_now.empty()) {
+    partition_suspected_ = false;
+    stats_.partitions_healed++;
+    log::info("gate", "partition_healed", "every datacenter is usable again");
   }
 }
 

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <map>
 #include <cstdlib>
 #include <set>
 
@@ -772,6 +773,117 @@ TEST_CASE("RTE-02 datacenter health buckets are visible and drive routing") {
   for (const char* n : {"dc-a", "dc-b", "dc-c"}) wait_health(n, DcHealth::healthy);
   finish(w, "one");
   finish(w, "two");
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("SUB-05 a submission storm gives unique ids, an answer to each, and loses nothing") {
+  World w(t3(31));
+  boot(w);
+  // 150 key-less submissions within 1.5 s, spread over the three gates; a redirect is followed once.
+  constexpr int kJobs = 150;
+  std::map<std::uint64_t, JobSpec> sent;  // request -> job
+  for (int i = 0; i < kJobs; ++i) {
+    JobSpec s = job(fmt::format("storm-{}", i), {wf("a", "ms=300;ops=3", 1, 1)});
+    s.idempotency_key.clear();
+    const NodeId to = w.gates()[static_cast<std::size_t>(i) % w.gates().size()];
+    sent.emplace(w.client().submit(to, s), s);
+    if (i % 10 == 9) w.run_for(100ms);
+  }
+  std::set<std::string> accepted;
+  std::size_t refused = 0;
+  std::map<std::uint64_t, JobSpec> again;
+  REQUIRE(w.run_until(
+      [&] {
+        for (const auto& [req, s] : sent)
+          if (w.client().reply(req) == nullptr) return false;
+        return true;
+      },
+      20s));
+  for (const auto& [req, s] : sent) {
+    const auto& a = w.client().reply(req)->submit;
+    if (a.accepted) {
+      CHECK(accepted.insert(a.job_id).second);
+    } else if (a.code == Err::not_leader && a.leader != 0) {
+      again.emplace(w.client().submit(a.leader, s), s);
+    } else {
+      INFO(a.error);
+      CHECK(retryable(a.code));  // an explicit, retryable refusal (overloaded, unavailable) is an answer too
+      CHECK((a.code != Err::overloaded || a.retry_after_ms > 0));
+      ++refused;
+    }
+  }
+  REQUIRE(w.run_until(
+      [&] {
+        for (const auto& [req, s] : again)
+          if (w.client().reply(req) == nullptr) return false;
+        return true;
+      },
+      20s));
+  for (const auto& [req, s] : again) {
+    const auto& a = w.client().reply(req)->submit;
+    if (a.accepted)
+      CHECK(accepted.insert(a.job_id).second);
+    else
+      ++refused;
+  }
+  CHECK(accepted.size() + refused == static_cast<std::size_t>(kJobs));
+  CHECK(accepted.size() >= static_cast<std::size_t>(kJobs) / 2);
+  for (const auto& id : accepted) {
+    const JobView v = finish(w, id, 60s);
+    CHECK(v.state == JobState::completed);
+  }
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("MEM-06 two datacenters lost at once are flagged as a partition; a short one fails no job") {
+  WorldOptions o = t3(32);
+  o.dcs = 3;
+  World w(o);
+  boot(w);
+  submit_ok(w, spread(job("m06", {wf("a", "ms=9000;ops=90", 1, 1)}), 3));
+  wait_running(w, "m06");
+  const NodeId leader = *w.gate_leader();
+  const auto before = w.gate(leader)->gate.stats();
+  std::vector<NodeId> cut = w.dc_nodes(0);
+  for (NodeId n : w.dc_nodes(1)) cut.push_back(n);
+  w.sim().partition(w.gates(), cut);
+  // Both become unusable within dc_stale of each other: one flag, not two datacenter failures.
+  REQUIRE(
+      w.run_until([&] { return w.gate(leader)->gate.stats().correlated_failures > before.correlated_failures; }, 10s));
+  // Healed before dc_grace (4 s) ran out for the shares: the job goes on everywhere.
+  w.heal();
+  REQUIRE(w.run_until([&] { return w.gate(leader)->gate.stats().partitions_healed > before.partitions_healed; }, 10s));
+  CHECK(w.gate(leader)->gate.stats().correlated_failures == before.correlated_failures + 1);
+  const JobView v = finish(w, "m06", 40s);
+  CHECK(v.state == JobState::completed);
+  for (const auto& d : v.datacenters) {
+    CHECK(d.state == JobState::completed);
+    CHECK(d.completed == 90);
+  }
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("AGG-04 a datacenter's leading manager dies mid-run: totals never go back and end exact") {
+  World w(t3(33));
+  boot(w);
+  submit_ok(w, spread(job("a4", {wf("a", "ms=6000;ops=600", 2, 2)}), 2));
+  wait_running(w, "a4");
+  REQUIRE(w.run_until(
+      [&] {
+        auto v = w.view("a4");
+        return v && v->completed > 0;
+      },
+      10s));
+  const auto shown = w.view("a4")->completed;
+  const auto l = w.dc_leader(0);
+  REQUIRE(l.has_value());
+  w.kill(*l);  // the world checks after every event that the totals gates show never go down
+  const JobView v = finish(w, "a4", 60s);
+  CHECK(v.state == JobState::completed);
+  CHECK(v.completed >= shown);
+  CHECK(v.completed == 2 * 2 * 600);  // 2 VUs x 600 in each datacenter (a new manager leader adopts the part)
+  for (const auto& d : v.datacenters) CHECK(d.completed == 2 * 600);
+  w.restart(*l);
   CHECK_ENDS(w);
 }
 
