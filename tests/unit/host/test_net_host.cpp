@@ -104,7 +104,10 @@ TEST_CASE("RoleMessage role matrix: client<->manager, manager<->manager, manager
   CHECK(!ok(R::Client, R::Worker));
   CHECK(!ok(R::Worker, R::Client));
   CHECK(!ok(R::Client, R::Client));
-  CHECK(!ok(R::Gate, R::Manager));
+  CHECK(ok(R::Gate, R::Manager));  // the gate tier (docs/gates.md)
+  CHECK(ok(R::Client, R::Gate));
+  CHECK(ok(R::Gate, R::Gate));
+  CHECK(!ok(R::Gate, R::Worker));
   CHECK(!ok(R::Unknown, R::Manager));
   CHECK(wire::kMinor == 2);
 }
