@@ -204,7 +204,7 @@ std::string gate_metrics_text(const gate::Gate& g) {
                                                                   {"rejections_evicted", s.rejections_evicted},
                                                                   {"timer_errors", s.timer_errors},
                                                                   {"correlated_failures", s.correlated_failures},
-      {"partitions_healed", s.partitions_healed}};
+                                                                  {"partitions_healed", s.partitions_healed}};
   std::string o = "# HELP hs_gate_events_total gate role counters by event\n# TYPE hs_gate_events_total counter\n";
   for (const auto& [k, n] : events) o += fmt::format("hs_gate_events_total{{event=\"{}\"}} {}\n", k, n);
   o += "# HELP hs_gate_table_size entries in each gate table\n# TYPE hs_gate_table_size gauge\n";

@@ -124,8 +124,7 @@ void Gate::registry_pass() {
     const bool down = d.was_ready && st.health == DcHealth::unhealthy;  // not while it starts
     if (down && d.unavailable_since.count() < 0) {
       d.unavailable_since = now;
-      log::warn("gate", "datacenter_unusable", "dc={} state={} health={}", d.cfg.name, name(st.state),
-                name(st.health));
+      log::warn("gate", "datacenter_unusable", "dc={} state={} health={}", d.cfg.name, name(st.state), name(st.health));
     } else if (!down && d.unavailable_since.count() >= 0) {
       d.unavailable_since = Instant{-1};
       log::info("gate", "datacenter_usable", "dc={} state={} health={}", d.cfg.name, name(st.state), name(st.health));

@@ -77,7 +77,8 @@ struct GateStats {
                 dc_unreachable = 0, dc_lost = 0, cancels = 0, cancels_sent = 0, timeouts = 0, best_effort_ends = 0,
                 takeovers = 0, fences_sent = 0, fence_refused = 0, checkpoints = 0, cleaned = 0, proposals = 0,
                 proposals_failed = 0, heartbeats = 0, heartbeats_refused = 0, decode_errors = 0, unknown_messages = 0,
-                stale_replies = 0, rejections_evicted = 0, timer_errors = 0, correlated_failures = 0, partitions_healed = 0;
+                stale_replies = 0, rejections_evicted = 0, timer_errors = 0, correlated_failures = 0,
+                partitions_healed = 0;
 };
 
 class Gate final : public node::Node {

@@ -598,7 +598,8 @@ TEST_CASE("In-process transport between shards: request/reply, role check, timeo
                                      });
                        if (!st.ok()) log::error("test", "request_failed", "error={}", st.to_string());
                      }
-                     // A gate sends no role traffic to a worker: dropped and counted at the receiver, so this times out.
+                     // A gate sends no role traffic to a worker: dropped and counted at the receiver, so this times
+                     // out.
                      flatbuffers::FlatBufferBuilder b;
                      b.Finish(fb::CreateRoleMessage(b, 1, b.CreateVector(std::vector<std::uint8_t>{3, 1})));
                      Status st = t.request(InprocNetwork::endpoint(0), fb::Body::RoleMessage, wire::finished(b), 200ms,
