@@ -10,6 +10,9 @@
 
 namespace hs::cli {
 
+// A schema entry; a duration is bounded to 1 ms .. 1 day.
+host::ConfigEntry config_key(std::string key, host::ValueType t, std::string def, std::string doc);
+
 // host::common_schema() + cluster.*, swim.*, election.*, manager.*, worker.* keys. A key of another
 // role is accepted and ignored (one file can describe a whole test cluster).
 host::ConfigSchema cluster_schema();

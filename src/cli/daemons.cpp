@@ -37,9 +37,7 @@
 
 namespace hs::cli {
 
-namespace {
-
-host::ConfigEntry entry(std::string key, host::ValueType t, std::string def, std::string doc) {
+host::ConfigEntry config_key(std::string key, host::ValueType t, std::string def, std::string doc) {
   host::ConfigEntry e;
   e.key = std::move(key);
   e.type = t;
@@ -49,14 +47,13 @@ host::ConfigEntry entry(std::string key, host::ValueType t, std::string def, std
   return e;
 }
 
-}  // namespace
-
 host::ConfigSchema cluster_schema() {
   using host::ValueType;
   auto s = host::common_schema();
-  auto managers = entry("cluster.managers", ValueType::string_list, "",
-                        "every manager of the datacenter as \"ip:port\" (its node.listen), self included (managers "
-                        "and workers: required)");
+  auto managers =
+      config_key("cluster.managers", ValueType::string_list, "",
+                 "every manager of the datacenter as \"ip:port\" (its node.listen), self included (managers "
+                 "and workers: required)");
   managers.check = [](const host::ConfigValue& v) -> std::optional<std::string> {
     const auto& l = std::get<std::vector<std::string>>(v);
     auto ids = parse_managers(l);
@@ -64,38 +61,40 @@ host::ConfigSchema cluster_schema() {
     return std::nullopt;
   };
   s.push_back(std::move(managers));
-  s.push_back(entry("swim.period", ValueType::duration_ms, "1s", "SWIM protocol period"));
-  s.push_back(entry("swim.probe_timeout", ValueType::duration_ms, "500ms",
-                    "SWIM direct probe timeout (below 5/9 of swim.period)"));
+  s.push_back(config_key("swim.period", ValueType::duration_ms, "1s", "SWIM protocol period"));
+  s.push_back(config_key("swim.probe_timeout", ValueType::duration_ms, "500ms",
+                         "SWIM direct probe timeout (below 5/9 of swim.period)"));
+  s.push_back(config_key("raft.heartbeat", ValueType::duration_ms, "200ms",
+                         "Raft leader heartbeat (below raft.election_timeout)"));
   s.push_back(
-      entry("raft.heartbeat", ValueType::duration_ms, "200ms", "Raft leader heartbeat (below raft.election_timeout)"));
-  s.push_back(entry("raft.election_timeout", ValueType::duration_ms, "2s",
-                    "Raft election timeout, randomised in [t, 2t); a leader that hears no majority for t steps down"));
-  s.push_back(entry("manager.tick", ValueType::duration_ms, "100ms", "manager scheduling / timeout check interval"));
-  s.push_back(entry("manager.worker_stale", ValueType::duration_ms, "3s",
-                    "a worker without a heartbeat this long gets no new work (at least 2 x worker.heartbeat)"));
-  s.push_back(entry("manager.dispatch_ack_timeout", ValueType::duration_ms, "1s",
-                    "an unacknowledged dispatch is re-sent after this"));
-  s.push_back(entry("manager.exec_timeout", ValueType::duration_ms, "12s",
-                    "a running workflow whose worker has not heartbeated to the leader this long is re-dispatched "
-                    "(longer than worker.orphan_grace)"));
-  s.push_back(entry("manager.retention_ok", ValueType::duration_ms, "300s", "completed jobs are kept this long"));
-  s.push_back(entry("manager.retention_failed", ValueType::duration_ms, "3600s",
-                    "failed, cancelled and timed-out jobs are kept this long"));
-  auto window = entry("manager.window", ValueType::duration_ms, "1s",
-                      "length of the live windows every part sends the leader (docs/windows.md), 100ms..60s");
+      config_key("raft.election_timeout", ValueType::duration_ms, "2s",
+                 "Raft election timeout, randomised in [t, 2t); a leader that hears no majority for t steps down"));
+  s.push_back(
+      config_key("manager.tick", ValueType::duration_ms, "100ms", "manager scheduling / timeout check interval"));
+  s.push_back(config_key("manager.worker_stale", ValueType::duration_ms, "3s",
+                         "a worker without a heartbeat this long gets no new work (at least 2 x worker.heartbeat)"));
+  s.push_back(config_key("manager.dispatch_ack_timeout", ValueType::duration_ms, "1s",
+                         "an unacknowledged dispatch is re-sent after this"));
+  s.push_back(config_key("manager.exec_timeout", ValueType::duration_ms, "12s",
+                         "a running workflow whose worker has not heartbeated to the leader this long is re-dispatched "
+                         "(longer than worker.orphan_grace)"));
+  s.push_back(config_key("manager.retention_ok", ValueType::duration_ms, "300s", "completed jobs are kept this long"));
+  s.push_back(config_key("manager.retention_failed", ValueType::duration_ms, "3600s",
+                         "failed, cancelled and timed-out jobs are kept this long"));
+  auto window = config_key("manager.window", ValueType::duration_ms, "1s",
+                           "length of the live windows every part sends the leader (docs/windows.md), 100ms..60s");
   window.min = 100, window.max = 60'000;
   s.push_back(std::move(window));
-  auto cores = entry("worker.cores", ValueType::integer, "0", "cores (shards) offered by a worker; 0 = every CPU");
+  auto cores = config_key("worker.cores", ValueType::integer, "0", "cores (shards) offered by a worker; 0 = every CPU");
   cores.min = 0, cores.max = 1024;
   s.push_back(std::move(cores));
-  s.push_back(entry("worker.heartbeat", ValueType::duration_ms, "1s", "worker heartbeat to every manager"));
-  s.push_back(entry("worker.progress", ValueType::duration_ms, "1s", "worker progress report interval"));
-  s.push_back(entry("worker.orphan_grace", ValueType::duration_ms, "8s",
-                    "a workflow no leader confirmed for this long is stopped "
-                    "(longer than 2 x raft.election_timeout)"));
-  s.push_back(
-      entry("worker.stop_grace", ValueType::duration_ms, "5s", "a stop not honoured by then frees the cores anyway"));
+  s.push_back(config_key("worker.heartbeat", ValueType::duration_ms, "1s", "worker heartbeat to every manager"));
+  s.push_back(config_key("worker.progress", ValueType::duration_ms, "1s", "worker progress report interval"));
+  s.push_back(config_key("worker.orphan_grace", ValueType::duration_ms, "8s",
+                         "a workflow no leader confirmed for this long is stopped "
+                         "(longer than 2 x raft.election_timeout)"));
+  s.push_back(config_key("worker.stop_grace", ValueType::duration_ms, "5s",
+                         "a stop not honoured by then frees the cores anyway"));
   add_gate_keys(s);
   return s;
 }

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "cli/cluster_config.hpp"
+#include "hyperscale/cluster/intake.hpp"
 #include "hyperscale/host/address.hpp"
 #include "hyperscale/host/daemon.hpp"
 
@@ -13,43 +14,30 @@ namespace hs::cli {
 
 namespace {
 
-host::ConfigEntry key(std::string k, host::ValueType t, std::string def, std::string doc) {
-  host::ConfigEntry e;
-  e.key = std::move(k);
-  e.type = t;
-  e.default_value = std::move(def);
-  e.doc = std::move(doc);
-  if (t == host::ValueType::duration_ms) e.min = 1, e.max = 86'400'000;
-  return e;
-}
-
 std::string addr(node::NodeId n) { return n ? json_str(host::node_addr_string(n)) : std::string("null"); }
 
 }  // namespace
 
 void add_gate_keys(host::ConfigSchema& s) {
   using host::ValueType;
-  auto gates = key("cluster.gates", ValueType::string_list, "",
-                   "every gate as \"ip:port\" (its node.listen), self included; managers heartbeat to them "
-                   "(empty: no gate tier)");
+  auto gates = config_key("cluster.gates", ValueType::string_list, "",
+                          "every gate as \"ip:port\" (its node.listen), self included; managers heartbeat to them "
+                          "(empty: no gate tier)");
   gates.check = [](const host::ConfigValue& v) -> std::optional<std::string> {
     auto ids = parse_managers(std::get<std::vector<std::string>>(v));
     if (!ids.ok()) return ids.status().message();
     return std::nullopt;
   };
   s.push_back(std::move(gates));
-  auto dc = key("cluster.datacenter", ValueType::string, "dc-1",
-                "this manager's datacenter, as the gates name it in gate.datacenters");
+  auto dc = config_key("cluster.datacenter", ValueType::string, "dc-1",
+                       "this manager's datacenter, as the gates name it in gate.datacenters");
   dc.check = [](const host::ConfigValue& v) -> std::optional<std::string> {
-    const auto& n = std::get<std::string>(v);
-    if (n.empty() || n.size() > 64 ||
-        n.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                            "0123456789._-") != std::string::npos)
-      return "must be 1-64 characters of [A-Za-z0-9._-]";
+    if (!cluster::valid_id(std::get<std::string>(v), 64)) return "must be 1-64 characters of [A-Za-z0-9._-]";
     return std::nullopt;
   };
   s.push_back(std::move(dc));
-  auto dcs = key("gate.datacenters", ValueType::string_list, "",
+  auto dcs =
+      config_key("gate.datacenters", ValueType::string_list, "",
                  "every datacenter as \"NAME=HOST:PORT HOST:PORT ...\" (its managers' node.listen, space separated)");
   dcs.check = [](const host::ConfigValue& v) -> std::optional<std::string> {
     auto got = parse_datacenters(std::get<std::vector<std::string>>(v));
@@ -57,28 +45,31 @@ void add_gate_keys(host::ConfigSchema& s) {
     return std::nullopt;
   };
   s.push_back(std::move(dcs));
-  s.push_back(key("gate.dc_stale", ValueType::duration_ms, "3s",
-                  "a manager whose heartbeat is older than this is not heard (its datacenter may become unavailable)"));
-  s.push_back(key("gate.dc_grace", ValueType::duration_ms, "10s",
-                  "a running share whose datacenter does not answer this long fails (no cross-datacenter retry)"));
-  s.push_back(key("gate.poll", ValueType::duration_ms, "500ms", "status query interval of each running share"));
-  s.push_back(key("gate.cancel_timeout", ValueType::duration_ms, "10s",
-                  "a share that does not confirm its stop this long is declared unreachable"));
-  s.push_back(key("gate.retention_ok", ValueType::duration_ms, "300s", "completed gate jobs are kept this long"));
-  s.push_back(key("gate.retention_failed", ValueType::duration_ms, "3600s",
-                  "failed, partial, cancelled and timed-out gate jobs are kept this long"));
-  s.push_back(key("gate.timeout_slack", ValueType::duration_ms, "2s",
-                  "managers get a job's timeout plus this, so the gate decides the timeout first"));
-  auto active = key("gate.max_active_jobs", ValueType::integer, "1000",
-                    "jobs a gate runs at once; more submits are refused as overloaded (retry later)");
+  s.push_back(
+      config_key("gate.dc_stale", ValueType::duration_ms, "3s",
+                 "a manager whose heartbeat is older than this is not heard (its datacenter may become unavailable)"));
+  s.push_back(
+      config_key("gate.dc_grace", ValueType::duration_ms, "10s",
+                 "a running share whose datacenter does not answer this long fails (no cross-datacenter retry)"));
+  s.push_back(config_key("gate.poll", ValueType::duration_ms, "500ms", "status query interval of each running share"));
+  s.push_back(config_key("gate.cancel_timeout", ValueType::duration_ms, "10s",
+                         "a share that does not confirm its stop this long is declared unreachable"));
+  s.push_back(
+      config_key("gate.retention_ok", ValueType::duration_ms, "300s", "completed gate jobs are kept this long"));
+  s.push_back(config_key("gate.retention_failed", ValueType::duration_ms, "3600s",
+                         "failed, partial, cancelled and timed-out gate jobs are kept this long"));
+  s.push_back(config_key("gate.timeout_slack", ValueType::duration_ms, "2s",
+                         "managers get a job's timeout plus this, so the gate decides the timeout first"));
+  auto active = config_key("gate.max_active_jobs", ValueType::integer, "1000",
+                           "jobs a gate runs at once; more submits are refused as overloaded (retry later)");
   active.min = 1, active.max = 1'000'000;
   s.push_back(std::move(active));
-  auto held = key("gate.max_jobs", ValueType::integer, "10000",
-                  "jobs the gate ledger holds (running and retained); more submits are refused as overloaded");
+  auto held = config_key("gate.max_jobs", ValueType::integer, "10000",
+                         "jobs the gate ledger holds (running and retained); more submits are refused as overloaded");
   held.min = 1, held.max = 1'000'000;
   s.push_back(std::move(held));
-  s.push_back(key("manager.gate_heartbeat", ValueType::duration_ms, "500ms",
-                  "a manager's heartbeat to every gate of cluster.gates"));
+  s.push_back(config_key("manager.gate_heartbeat", ValueType::duration_ms, "500ms",
+                         "a manager's heartbeat to every gate of cluster.gates"));
 }
 
 void add_gate_relations(std::vector<host::ConfigRelation>& r) {
@@ -107,9 +98,7 @@ Result<std::vector<gate::DatacenterConfig>> parse_datacenters(const std::vector<
     dc.name = entry.substr(0, eq);
     while (!dc.name.empty() && dc.name.back() == ' ') dc.name.pop_back();
     while (!dc.name.empty() && dc.name.front() == ' ') dc.name.erase(0, 1);
-    if (dc.name.empty() || dc.name.size() > 64 ||
-        dc.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
-            std::string::npos)
+    if (!cluster::valid_id(dc.name, 64))
       return make_error(Errc::invalid_argument,
                         fmt::format("'{}': the datacenter name must be 1-64 characters of [A-Za-z0-9._-]", entry));
     if (!names.insert(dc.name).second)
