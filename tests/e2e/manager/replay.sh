@@ -55,7 +55,10 @@ sed 's/duration = "60s"/duration = "600s"/' long.toml > victim.toml  # outlives 
 echo "== capture the cluster's ports on lo"
 FILTER=$(for n in "${names[@]}"; do printf 'port %s or ' "${PORT[$n]}"; done)
 FILTER=${FILTER% or }
-tcpdump -i lo -n -U -B 16384 -s 0 -w cap.pcap "$FILTER" 2> tcpdump.log &
+# --immediate-mode: without it libpcap (TPACKET_V3) hands packets over only when a ring block
+# retires (1 s timeout); the whole flow below can take less than that, and the SIGINT then drops
+# the unretired block ("N packets received by filter", 0 captured).
+tcpdump -i lo -n -U --immediate-mode -B 16384 -s 0 -w cap.pcap "$FILTER" 2> tcpdump.log &
 CAP=$!
 EXTRA_CLEANUP+=("kill -9 $CAP")
 for _ in $(seq 1 200); do
