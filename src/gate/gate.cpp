@@ -475,6 +475,9 @@ void Gate::handle_submit(NodeId from, Submit& m) {
   GateEntry e = entry(GateOp::accept, id);
   e.routed = m.spec.datacenters.empty();
   e.spec = std::move(m.spec);
+  // Clamped as each manager clamps a share (AD-44), before the budget is split over the shares.
+  e.spec.retry_budget = std::min(e.spec.retry_budget, cfg_.max_retry_budget);
+  e.spec.workflow_retries = std::min(e.spec.workflow_retries, cfg_.max_workflow_retries);
   e.digest = digest;
   e.dcs = dcs;
   e.fence = make_token(raft_->term(), 1);

@@ -44,8 +44,22 @@ bool Gate::decode_req(std::uint64_t req, std::string& id, std::uint32_t& share, 
   return true;
 }
 
-JobSpec Gate::share_spec(const GateJob& j) const {
+// AD-44: the job's retry budget and per-workflow cap are the whole job's, shared by its datacenters:
+// share i of n gets total / n, plus one for the first total % n shares. The datacenters together
+// never retry more than the job allows, and a share's part depends only on its index, so every
+// owner (after a takeover too) sends the same spec and the managers' idempotency sees no conflict.
+namespace {
+std::uint32_t retry_part(std::uint32_t total, std::size_t n, std::uint32_t i) {
+  HS_ASSERT(n > 0 && i < n, "share {} of {}", i, n);
+  const auto shares = static_cast<std::uint32_t>(n);
+  return total / shares + (i < total % shares ? 1 : 0);
+}
+}  // namespace
+
+JobSpec Gate::share_spec(const GateJob& j, std::uint32_t share) const {
   JobSpec s = j.spec;
+  s.retry_budget = retry_part(j.spec.retry_budget, j.shares.size(), share);
+  s.workflow_retries = retry_part(j.spec.workflow_retries, j.shares.size(), share);
   s.datacenters.clear();
   s.datacenter_count = 0;
   s.min_datacenters = 0;
@@ -179,7 +193,7 @@ void Gate::share_step(const std::string& id, const GateJob& j, Live& l, std::uin
     if (due(r.submit, cfg_.request_timeout)) {
       Submit m;
       m.req = issue(r.submit, kSubmit);
-      m.spec = share_spec(j);
+      m.spec = share_spec(j, s);
       m.gate_fence = j.fence;
       stats_.dc_submits++;
       send(to, MsgType::submit, m);

@@ -67,8 +67,10 @@ struct GateConfig {
   std::size_t max_datacenters = 64;       // per job and configured
   std::size_t max_spec_bytes = 1u << 20;  // a job's encoded spec (it must fit the Raft log)
   std::size_t max_workflows_per_job = 1'000;
-  std::uint32_t not_found_limit = 3;    // "no such job" answers before a share is declared lost
-  std::uint32_t retry_after_ms = 1000;  // suggested to throttled clients
+  std::uint32_t max_retry_budget = 50;     // clamp of JobSpec::retry_budget (the whole job's, AD-44)
+  std::uint32_t max_workflow_retries = 5;  // clamp of JobSpec::workflow_retries
+  std::uint32_t not_found_limit = 3;       // "no such job" answers before a share is declared lost
+  std::uint32_t retry_after_ms = 1000;     // suggested to throttled clients
 };
 
 struct GateStats {
@@ -201,7 +203,7 @@ class Gate final : public node::Node {
   bool dc_usable(const std::string& name) const;
   std::uint64_t next_req(const std::string& id, std::uint32_t share, std::uint8_t kind);
   bool decode_req(std::uint64_t req, std::string& id, std::uint32_t& share, std::uint8_t& kind) const;
-  cluster::JobSpec share_spec(const GateJob& j) const;
+  cluster::JobSpec share_spec(const GateJob& j, std::uint32_t share) const;  // AD-44 split
   std::uint64_t elapsed_ms(const std::string& id) const;
   cluster::JobView view(const std::string& id, const GateJob& j) const;
   cluster::SubmitAck reject(std::uint64_t req, cluster::Err code, std::string error) const;

@@ -224,6 +224,32 @@ TEST_CASE("AGG-01 totals are exact across datacenters") {
   CHECK_ENDS(w);
 }
 
+TEST_CASE("AD-44 the retry budget and per-workflow cap are the job's, split over its datacenters") {
+  World w(t3(19));
+  boot(w);
+  struct Case {
+    const char* id;
+    std::uint32_t budget, per_wf;  // asked
+    std::uint32_t want_b, want_w;  // after the gate's clamp (50, 5)
+  };
+  for (const Case& c : {Case{"rb1", 5, 3, 5, 3}, Case{"rb2", 100, 9, 50, 5}, Case{"rb3", 1, 1, 1, 1}}) {
+    INFO(c.id);
+    JobSpec s = spread(job(c.id, {wf("noop", "ms=1000;ops=10")}), 2);
+    s.retry_budget = c.budget;
+    s.workflow_retries = c.per_wf;
+    submit_ok(w, s);
+    REQUIRE(w.run_until([&] { return w.dc_view(0, c.id) && w.dc_view(1, c.id); }, 10s));
+    const JobView a = *w.dc_view(0, c.id), b = *w.dc_view(1, c.id);
+    CHECK(a.retry_budget + b.retry_budget == c.want_b);
+    CHECK(a.workflow_retries + b.workflow_retries == c.want_w);
+    CHECK(std::max(a.retry_budget, b.retry_budget) - std::min(a.retry_budget, b.retry_budget) <= 1);
+    const JobView v = finish(w, c.id);
+    CHECK(v.state == JobState::completed);
+    CHECK(v.retry_budget == c.want_b);  // the gate's view: the whole job's budget
+  }
+  CHECK_ENDS(w);
+}
+
 TEST_CASE("CAN-01 cancel mid-run") {
   World w(t3(13));
   boot(w);
