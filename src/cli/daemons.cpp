@@ -271,8 +271,11 @@ std::string raft_metrics(const cluster::RaftNode& rn, bool leading) {
       "# TYPE hs_raft_is_leader gauge\nhs_raft_is_leader {}\n"
       "# HELP hs_raft_term current Raft term\n# TYPE hs_raft_term gauge\nhs_raft_term {}\n"
       "# HELP hs_raft_commit_index highest committed log index\n# TYPE hs_raft_commit_index gauge\n"
-      "hs_raft_commit_index {}\n",
-      leading ? 1 : 0, rn.term(), rn.commit_index());
+      "hs_raft_commit_index {}\n"
+      "# HELP hs_raft_snapshot_threshold entries between snapshots, adapted to the state's size\n"
+      "# TYPE hs_raft_snapshot_threshold gauge\nhs_raft_snapshot_threshold {}\n",
+      leading ? 1 : 0, rn.term(), rn.commit_index(),
+      e.snapshot_threshold != 0 ? e.snapshot_threshold : rn.config().snapshot_threshold);
   return o;
 }
 

@@ -190,6 +190,7 @@ std::string gate_metrics_text(const gate::Gate& g) {
                                                                   {"decode_errors", s.decode_errors},
                                                                   {"unknown_messages", s.unknown_messages},
                                                                   {"stale_replies", s.stale_replies},
+                                                                  {"dc_backoffs", s.dc_backoffs},
                                                                   {"rejections_evicted", s.rejections_evicted},
                                                                   {"timer_errors", s.timer_errors},
                                                                   {"correlated_failures", s.correlated_failures},

@@ -731,11 +731,25 @@ class RaftNode::Impl {
 
   // ---------------------------------------------------------------- raft_fsm
 
+  // RaftConfig::snapshot_threshold_max: the next snapshot after as many entries as, at the mean
+  // size of the entries applied since the last one, make up this snapshot's bytes.
+  void adapt_snapshot_threshold(std::size_t snapshot_bytes) {
+    const std::uint64_t mean =
+        applied_entries_ == 0 ? 1 : std::max<std::uint64_t>(1, applied_bytes_ / applied_entries_);
+    const unsigned lo = cfg_.snapshot_threshold, hi = std::max(cfg_.snapshot_threshold, cfg_.snapshot_threshold_max);
+    const auto next = static_cast<unsigned>(std::clamp<std::uint64_t>(snapshot_bytes / mean, lo, hi));
+    raft_set_snapshot_threshold(&raft_, next);
+    counters_.snapshot_threshold = next;
+    applied_bytes_ = applied_entries_ = 0;
+  }
+
   static int fsm_apply(raft_fsm* fsm, const raft_buffer* buf, void** result) {
     Impl* s = static_cast<Impl*>(fsm->data);
     const std::uint64_t index = s->raft_.last_applied + 1;
     const std::uint64_t out = s->sm_.apply(index, {static_cast<const std::uint8_t*>(buf->base), buf->len});
     ++s->counters_.applied;
+    s->applied_bytes_ += buf->len;
+    ++s->applied_entries_;
     *result = reinterpret_cast<void*>(static_cast<std::uintptr_t>(out));
     return 0;
   }
@@ -743,6 +757,7 @@ class RaftNode::Impl {
   static int fsm_snapshot(raft_fsm* fsm, raft_buffer* bufs[], unsigned* n) {
     Impl* s = static_cast<Impl*>(fsm->data);
     node::Bytes data = s->sm_.snapshot();
+    s->adapt_snapshot_threshold(data.size());
     *bufs = static_cast<raft_buffer*>(raft_malloc(sizeof(raft_buffer)));
     if (*bufs == nullptr) return RAFT_NOMEM;
     (*bufs)[0].base = raft_malloc(data.empty() ? 1 : data.size());
@@ -839,8 +854,9 @@ class RaftNode::Impl {
   std::deque<PendingSnapPut> snap_puts_;  // at most one at a time in libraft
   std::deque<PendingSend> sends_;         // drained at every flush
   std::deque<raft_io_snapshot_get*> snap_gets_;
-  std::deque<Held> held_;         // bounded by cfg_.max_held_messages
-  raftc::Reassembly reassembly_;  // one message at a time, at most cfg_.max_snapshot_bytes
+  std::uint64_t applied_bytes_ = 0, applied_entries_ = 0;  // since the last snapshot (adapt_snapshot_threshold)
+  std::deque<Held> held_;                                  // bounded by cfg_.max_held_messages
+  raftc::Reassembly reassembly_;                           // one message at a time, at most cfg_.max_snapshot_bytes
   std::uint64_t fragment_ids_ = 0;
 
   std::uint64_t ready_term_ = 0;

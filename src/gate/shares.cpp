@@ -20,6 +20,19 @@ enum Kind : std::uint8_t { kSubmit = 1, kPoll, kCancel, kFence };
 std::uint64_t ms(Duration d) {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
 }
+// Calls f(id, job, live) for every ledger job that has live state, walking both maps (ordered by job
+// id) together: the passes run every tick over every job, and a lookup per job was most of their cost.
+template <class Jobs, class Lives, class F>
+void each_live(const Jobs& jobs, Lives& lives, F&& f) {
+  auto lit = lives.begin();
+  for (const auto& [id, j] : jobs) {
+    while (lit != lives.end() && lit->first < id) ++lit;
+    if (lit == lives.end()) return;
+    if (lit->first != id) continue;
+    auto& l = (lit++)->second;  // advanced first: f may not erase, but need not care
+    f(id, j, l);
+  }
+}
 }  // namespace
 
 // ---------------------------------------------------------------- requests
@@ -73,26 +86,49 @@ JobSpec Gate::share_spec(const GateJob& j, std::uint32_t share) const {
 // ---------------------------------------------------------------- the shares pass
 
 void Gate::shares_pass() {
+  // One walk of the ledger and live_ together (both ordered by job id), so a pass costs no lookup
+  // per job: it runs every tick on the event loop, over every job the ledger holds.
+  auto lit = live_.begin();
+  auto retire = [this](auto it) {  // a job retired from the ledger
+    // Every request in flight is one of its shares' (issue() is the only place that numbers one),
+    // so the job's requests go with its shares.
+    for (const ShareRun& r : it->second.shares)
+      for (const Request* q : {&r.submit, &r.poll, &r.cancel, &r.fence})
+        if (q->req != 0) requests_.erase(q->req);
+    return live_.erase(it);
+  };
   for (const auto& [id, j] : ledger_.jobs()) {
-    Live& l = live_of(id, j);
+    while (lit != live_.end() && lit->first < id) lit = retire(lit);
+    Live* lp = nullptr;
+    if (lit != live_.end() && lit->first == id) {
+      lp = &lit->second;
+      ++lit;
+    } else {
+      lp = &live_of(id, j);  // new here: inserted before lit, which stays valid
+    }
+    Live& l = *lp;
     // Taking over: `own` is proposed (again, if it did not commit) and a live share waits for it. A
     // job that needs no takeover (it and all its shares ended) still has its ended shares stopped
     // (share_step), with the job's recorded fence.
     const bool owned = token_term(j.fence) == raft_->term();
     if (!owned) take_over(id, j, l);
-    if (l.proposing) continue;
+    if (l.proposing || (owned && settled(j, l))) continue;
     for (std::uint32_t s = 0; s < j.shares.size(); ++s)
       if (owned || (terminal(j.state) && terminal(j.shares[s].state))) share_step(id, j, l, s);
   }
-  for (auto it = live_.begin(); it != live_.end();) {  // jobs retired from the ledger
-    if (ledger_.job(it->first) != nullptr) {
-      ++it;
-      continue;
-    }
-    for (auto r = requests_.begin(); r != requests_.end();)
-      r = std::get<0>(r->second) == it->first ? requests_.erase(r) : std::next(r);
-    it = live_.erase(it);
+  while (lit != live_.end()) lit = retire(lit);
+}
+
+// An ended job whose shares all ended with the datacenters' word, or stopped there since: nothing
+// for share_step to do until it is retired (the common case of most jobs the ledger holds).
+bool Gate::settled(const GateJob& j, const Live& l) const {
+  if (!terminal(j.state)) return false;
+  for (std::uint32_t s = 0; s < j.shares.size(); ++s) {
+    const GateShare& sh = j.shares[s];
+    if (!terminal(sh.state)) return false;
+    if (sh.gate_decided && (s >= l.shares.size() || !l.shares[s].stop_confirmed)) return false;
   }
+  return true;
 }
 
 void Gate::share_step(const std::string& id, const GateJob& j, Live& l, std::uint32_t s) {
@@ -190,7 +226,7 @@ void Gate::share_step(const std::string& id, const GateJob& j, Live& l, std::uin
     } else {
       r.unusable_since = Instant{-1};
     }
-    if (due(r.submit, cfg_.request_timeout)) {
+    if (due(r.submit, std::max(cfg_.request_timeout, r.submit_backoff))) {
       Submit m;
       m.req = issue(r.submit, kSubmit);
       m.spec = share_spec(j, s);
@@ -315,7 +351,15 @@ void Gate::handle_submit_ack(NodeId from, const SubmitAck& a) {
     r->submit.sent = Instant{-1};  // ask the leader at the next pass
     return;
   }
-  if (retryable(a.code)) return;  // sent again after request_timeout
+  if (retryable(a.code)) {
+    // Sent again after request_timeout, doubled at each refusal up to 8 x (or the datacenter's
+    // retry_after): a datacenter that is full is not asked again by every waiting share every second.
+    const Duration after = std::chrono::milliseconds(a.retry_after_ms);
+    r->submit_backoff = std::min(std::max({2 * r->submit_backoff, cfg_.request_timeout, after}),
+                                 std::max(8 * cfg_.request_timeout, after));
+    stats_.dc_backoffs++;
+    return;
+  }
   stats_.dc_refused++;
   const std::string why = fmt::format("datacenter {} refused the job: {}: {}", dc_name, name(a.code), a.error);
   log::warn("gate", "share_refused", "job={} error={}", log::quoted(id), log::quoted(why));
@@ -445,24 +489,24 @@ void Gate::end_job(const std::string& id, JobState state, std::string why) {
 
 void Gate::deadlines_pass() {
   const Instant now = ctx_->now();
-  for (auto& [id, l] : live_) {
-    const GateJob* j = ledger_.job(id);
-    if (j == nullptr || terminal(j->state) || l.proposing || token_term(j->fence) != raft_->term()) continue;
+  each_live(ledger_.jobs(), live_, [&](const std::string& id, const GateJob& job, Live& l) {
+    const GateJob* j = &job;
+    if (terminal(j->state) || l.proposing || token_term(j->fence) != raft_->term()) return;
     const std::uint64_t elapsed = elapsed_ms(id);
     std::size_t completed = 0;
     for (const auto& s : j->shares) completed += s.state == JobState::completed ? 1 : 0;
     if (j->spec.timeout_ms != 0 && elapsed >= j->spec.timeout_ms) {
       end_job(id, JobState::timeout, fmt::format("the job timed out after {} ms (gate)", j->spec.timeout_ms));
-      continue;
+      return;
     }
     if (j->required < j->shares.size() && j->spec.best_effort_ms != 0 && elapsed >= j->spec.best_effort_ms &&
         completed >= j->required) {
       end_job(id, JobState::partial,
               fmt::format("best effort: {} of {} datacenters completed by the {} ms deadline", completed,
                           j->shares.size(), j->spec.best_effort_ms));
-      continue;
+      return;
     }
-    if (now < l.next_checkpoint) continue;
+    if (now < l.next_checkpoint) return;
     l.next_checkpoint = now + cfg_.checkpoint_every;
     GateEntry e = entry(GateOp::checkpoint, id);
     bool changed = false;
@@ -471,21 +515,20 @@ void Gate::deadlines_pass() {
       changed = changed || l.shares[s].completed > j->shares[s].completed || l.shares[s].failed > j->shares[s].failed;
     }
     // Counts when they changed; the elapsed time alone (for a new owner's timeout) now and then.
-    if (!changed && e.elapsed_ms < j->elapsed_ms + 10 * ms(cfg_.checkpoint_every)) continue;
+    if (!changed && e.elapsed_ms < j->elapsed_ms + 10 * ms(cfg_.checkpoint_every)) return;
     stats_.checkpoints++;
     propose(std::move(e), nullptr);
-  }
+  });
 }
 
 void Gate::retention_pass() {
   const Instant now = ctx_->now();
   rejections_.expire(now);
   if (!is_leader()) return;
-  for (auto& [id, l] : live_) {
-    const GateJob* j = ledger_.job(id);
-    if (j == nullptr || !terminal(j->state) || l.proposing) continue;
-    if (!std::all_of(j->shares.begin(), j->shares.end(), [](const GateShare& s) { return terminal(s.state); }))
-      continue;
+  each_live(ledger_.jobs(), live_, [&](const std::string& id, const GateJob& job, Live& l) {
+    const GateJob* j = &job;
+    if (!terminal(j->state) || l.proposing) return;
+    if (!std::all_of(j->shares.begin(), j->shares.end(), [](const GateShare& s) { return terminal(s.state); })) return;
     auto clear = [this, id = id](auto&&...) {
       if (auto it = live_.find(id); it != live_.end()) it->second.proposing = false;
     };
@@ -495,11 +538,11 @@ void Gate::retention_pass() {
       for (const auto& s : j->shares)
         if (s.error.rfind("stop not confirmed", 0) == 0) e.notes.push_back(fmt::format("{}: {}", s.dc, s.error));
       propose(std::move(e), clear, clear);
-      continue;
+      return;
     }
     if (l.terminal_at.count() < 0) l.terminal_at = now;
     const Duration keep = j->state == JobState::completed ? cfg_.retention_ok : cfg_.retention_failed;
-    if (now - l.terminal_at < keep) continue;
+    if (now - l.terminal_at < keep) return;
     l.proposing = true;
     propose(
         entry(GateOp::retire, id),
@@ -508,7 +551,7 @@ void Gate::retention_pass() {
           clear();
         },
         clear);
-  }
+  });
 }
 
 }  // namespace hs::gate

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -44,6 +45,7 @@ struct Bench final : node::Node {
   std::uint64_t sent = 0, acked = 0, errors = 0, redirects = 0;
   std::map<std::uint64_t, std::pair<Instant, std::uint64_t>> pending;  // req -> (first send, job number)
   std::vector<double> lat_ms;
+  std::vector<std::pair<double, double>> series;  // (send offset ms, latency ms), for --dump
   std::uint64_t next_req = 1;
   node::Context* ctx = nullptr;
 
@@ -100,6 +102,7 @@ struct Bench final : node::Node {
     if (a.accepted) {
       ++acked;
       lat_ms.push_back(std::chrono::duration<double, std::milli>(c.now() - first).count());
+      series.emplace_back(std::chrono::duration<double, std::milli>(first - started).count(), lat_ms.back());
     } else if (a.code == cluster::Err::not_leader && a.leader != 0 && redirects < 1000) {
       ++redirects;
       target = a.leader;
@@ -121,7 +124,7 @@ double pct(std::vector<double>& v, double p) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string gates, secret, plan_file;
+  std::string gates, secret, plan_file, dump;
   double rate = 100, seconds = 5;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
@@ -133,6 +136,8 @@ int main(int argc, char** argv) {
       plan_file = v;
     else if (k == "--rate")
       rate = std::stod(v);
+    else if (k == "--dump")
+      dump = v;
     else if (k == "--seconds")
       seconds = std::stod(v);
     else {
@@ -189,6 +194,15 @@ int main(int argc, char** argv) {
     return 5;
   }
   r.run();
+  if (!dump.empty()) {
+    std::FILE* f = std::fopen(dump.c_str(), "w");
+    if (f == nullptr) {
+      std::fprintf(stderr, "hs-bench-submit: --dump %s: %s\n", dump.c_str(), std::strerror(errno));
+      return 2;
+    }
+    for (const auto& [at, ms] : b.series) std::fprintf(f, "%.3f %.3f\n", at, ms);
+    std::fclose(f);
+  }
   const double p50 = pct(b.lat_ms, 0.50), p99 = pct(b.lat_ms, 0.99), mx = pct(b.lat_ms, 1.0);
   std::printf("submit_bench sent=%llu acked=%llu errors=%llu p50_ms=%.3f p99_ms=%.3f max_ms=%.3f acked_per_s=%.1f\n",
               static_cast<unsigned long long>(b.sent), static_cast<unsigned long long>(b.acked),

@@ -46,8 +46,14 @@ struct RaftConfig {
   // An InstallSnapshot not answered in this time is sent again (a lost one must not stall a
   // member for libraft's default of 30 s).
   Duration install_snapshot_timeout = std::chrono::seconds(5);
-  unsigned snapshot_threshold = 256;  // entries between snapshots
-  unsigned snapshot_trailing = 64;    // entries kept after a snapshot
+  // Entries between snapshots: at least snapshot_threshold, and as many as make the log since the
+  // last snapshot about as large in bytes as that snapshot, up to snapshot_threshold_max. A snapshot
+  // encodes the whole state on the event loop: a large state is then encoded once per as many bytes
+  // of log as it holds, not every few hundred entries (the log held in memory stays about the size
+  // of the state).
+  unsigned snapshot_threshold = 256;
+  unsigned snapshot_threshold_max = 16'384;
+  unsigned snapshot_trailing = 64;  // entries kept after a snapshot
   // An AppendEntries whose encoding would exceed this is cut to the entries that fit (at least
   // one); libraft resends the rest. A message still over it (an InstallSnapshot, one large entry)
   // is sent as fragments of at most this size and reassembled by the receiver.
@@ -120,6 +126,7 @@ class RaftNode final : public node::Node {
     std::uint64_t commit_clamped = 0;  // libraft 0.15 stale-suffix workaround applied (raft.cpp)
     std::uint64_t torn_records = 0;    // torn (never synced) storage records skipped at load
     std::uint64_t fragments_sent = 0, fragments_received = 0, reassembled = 0, reassembly_refused = 0;
+    std::uint64_t snapshot_threshold = 0;  // entries between snapshots as last adapted (0: not yet)
   };
   const Counters& counters() const noexcept;
   std::size_t pending_appends() const noexcept;  // written appends waiting for their sync barrier

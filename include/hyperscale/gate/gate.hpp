@@ -79,7 +79,7 @@ struct GateStats {
                 dc_unreachable = 0, dc_lost = 0, cancels = 0, cancels_sent = 0, timeouts = 0, best_effort_ends = 0,
                 takeovers = 0, fences_sent = 0, fence_refused = 0, checkpoints = 0, cleaned = 0, proposals = 0,
                 proposals_failed = 0, heartbeats = 0, heartbeats_refused = 0, decode_errors = 0, unknown_messages = 0,
-                stale_replies = 0, rejections_evicted = 0, timer_errors = 0, correlated_failures = 0,
+                stale_replies = 0, dc_backoffs = 0, rejections_evicted = 0, timer_errors = 0, correlated_failures = 0,
                 partitions_healed = 0;
 };
 
@@ -142,6 +142,7 @@ class Gate final : public node::Node {
     NodeId leader = 0;                             // where to send (the datacenter's leader as last learnt)
     std::vector<cluster::WorkflowView> workflows;  // the datacenter's latest view (live status)
     Instant unusable_since{-1};                    // a share not yet accepted whose datacenter is unusable
+    Duration submit_backoff{0};                    // after retryable refusals (overloaded): resend interval
   };
   struct Live {  // one job, owner side
     std::vector<ShareRun> shares;
@@ -189,6 +190,7 @@ class Gate final : public node::Node {
   void run_concern(Concern c);
   void registry_pass();
   void shares_pass();
+  bool settled(const GateJob& j, const Live& l) const;
   void share_step(const std::string& id, const GateJob& j, Live& l, std::uint32_t s);
   bool reroute(const std::string& id, const GateJob& j, std::uint32_t s, const std::string& why);
   ShareRun* reply_run(std::uint64_t req, std::uint8_t kind, NodeId from, std::string& id, std::uint32_t& share);

@@ -306,6 +306,35 @@ TEST_CASE("raft: three members elect one ready leader and apply proposals in the
   }
 }
 
+TEST_CASE("raft: the snapshot interval grows with the state's size, within its bounds") {
+  // A snapshot encodes the whole state on the event loop: a large state is snapshotted after as many
+  // entries as make up its bytes (RaftConfig::snapshot_threshold_max), a small one as configured.
+  for (const std::size_t pad : {std::size_t{0}, std::size_t{1024}, std::size_t{1} << 20}) {
+    DYNAMIC_SECTION("state padding " << pad) {
+      RaftConfig c = fast_config();
+      c.snapshot_threshold_max = 600;
+      World w(29, 3, c);
+      w.snapshot_pad = pad;
+      w.sim.start_all();
+      REQUIRE(w.run_until_pred(10s, [&] { return w.leader() != 0; }));
+      w.propose_until(w.sim.now() + 3s);
+      REQUIRE(w.sim.run_for(5s).ok());
+      REQUIRE(w.violation.empty());
+      w.check_all_applied();
+      for (auto id : w.ids) {
+        const auto& got = w.member(id)->raft.counters();
+        INFO("member " << id << " threshold " << got.snapshot_threshold << " snapshots " << got.snapshots_taken);
+        REQUIRE(got.snapshots_taken > 0);
+        if (pad == 0) CHECK(got.snapshot_threshold == 32);  // a small state: as configured
+        if (pad == 1024) CHECK((got.snapshot_threshold > 32 && got.snapshot_threshold < 600));
+        if (pad == (std::size_t{1} << 20)) CHECK(got.snapshot_threshold == 600);  // capped
+        // The log on disk stays within the adapted interval (+ trailing + in flight).
+        CHECK(w.sim.disk(id)->read_log("raft").size() < got.snapshot_threshold + 8 + 16);
+      }
+    }
+  }
+}
+
 TEST_CASE("raft: the leader crashes; a new leader keeps every acknowledged entry; the old one catches up") {
   World w(11, 3, fast_config());
   w.sim.start_all();

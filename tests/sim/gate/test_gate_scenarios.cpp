@@ -250,6 +250,35 @@ TEST_CASE("AD-44 the retry budget and per-workflow cap are the job's, split over
   CHECK_ENDS(w);
 }
 
+TEST_CASE("AD-22 a full datacenter is asked again at a growing interval; the share runs once it has room") {
+  WorldOptions o = t3(61);
+  o.dcs = 1;
+  o.tune_manager = [](manager::ManagerConfig& c) { c.max_active_jobs = 1; };
+  World w(o);
+  boot(w);
+  const std::string dc = w.dc_name(0);
+  submit_ok(w, in(job("full-a", {wf("noop", "ms=8000;ops=10")}), {dc}));
+  wait_running(w, "full-a");
+  const NodeId leader = *w.gate_leader();
+  const gate::GateStats before = w.gate(leader)->gate.stats();
+  submit_ok(w, in(job("full-b", {wf("noop", "ms=500;ops=5")}), {dc}));
+  // The datacenter refuses full-b (overloaded: one active job at most) while full-a runs. At a fixed
+  // request_timeout (500 ms) the gate would ask 8 times in 4 s; doubling, it asks at 0, 0.5, 1.5, 3.5 s.
+  w.run_for(4s);
+  REQUIRE_OK(w);
+  REQUIRE(w.gate_leader() == leader);
+  const gate::GateStats mid = w.gate(leader)->gate.stats();
+  CHECK(mid.dc_backoffs - before.dc_backoffs >= 3);
+  CHECK(mid.dc_submits - before.dc_submits <= 5);
+  CHECK(!w.view("full-b")->datacenters.at(0).accepted);
+  // Once full-a ends, full-b is accepted at its next ask (at most 8 x request_timeout later) and runs.
+  CHECK(finish(w, "full-a").state == JobState::completed);
+  const JobView b = finish(w, "full-b");
+  CHECK(b.state == JobState::completed);
+  CHECK(b.completed == 5);
+  CHECK_ENDS(w);
+}
+
 TEST_CASE("CAN-01 cancel mid-run") {
   World w(t3(13));
   boot(w);
