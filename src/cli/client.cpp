@@ -432,8 +432,23 @@ void print_job(const cluster::JobView& v) {
 // had its turn. Bounded: the configured managers plus at most kMaxExtra leaders learned from replies.
 class Targets {
  public:
-  explicit Targets(const std::vector<NodeId>& managers) : order_(managers) {
+  explicit Targets(const std::vector<NodeId>& managers) : order_(managers), configured_(managers.size()) {
     for (NodeId m : managers) seen_[m];
+  }
+
+  // Adds the peers a node named (NodeStatus::peers) after the configured targets, at most kMaxExtra
+  // of them: a client given one address still reaches the others once that one is gone (GTE-04).
+  // Returns how many were new.
+  std::size_t learn(const std::vector<NodeId>& peers) {
+    std::size_t added = 0;
+    for (NodeId p : peers) {
+      if (p == 0 || std::find(order_.begin(), order_.end(), p) != order_.end()) continue;
+      if (order_.size() >= configured_ + kMaxExtra) break;
+      order_.push_back(p);
+      seen_[p];
+      ++added;
+    }
+    return added;
   }
 
   NodeId first() const { return order_.front(); }
@@ -547,6 +562,7 @@ class Targets {
     return &seen_[m];
   }
   std::vector<NodeId> order_;
+  std::size_t configured_ = 0;
   std::map<NodeId, State> seen_;
 };
 
@@ -664,6 +680,16 @@ void print_live(const JobWindows& jw, const load::Plan& plan, std::uint64_t& pri
   std::fflush(stdout);
 }
 
+// Asks `at` for its tier's peers (NodeStatus::peers) and adds them to the targets; false when it did
+// not answer (the caller asks again later).
+bool discover(Client& c, Targets& t, const ClientArgs& a, NodeId at) {
+  cluster::NodeQuery q{0};
+  auto r = c.call<cluster::NodeStatus>(at, MsgType::node_query, q, secs(std::min(a.request_timeout_s, 2.0)));
+  if (!r.reply) return false;
+  t.learn(r.reply->peers);
+  return true;
+}
+
 // Polls the job until it is terminal, following the job's leader and moving to another manager
 // when one does not answer. Returns the final view, or nullopt when no manager answered for
 // --deadline, or --wait-timeout passed.
@@ -675,6 +701,7 @@ std::optional<cluster::JobView> wait_job(Client& c, Targets& t, const ClientArgs
   jw.set_worker_names([](std::uint64_t n) { return host::node_addr_string(n); });
   std::uint64_t printed = 0;
   auto next_watch = Clk::now();
+  bool discovered = false;
   const auto deadline = a.wait_timeout_s > 0 ? Clk::now() + secs(a.wait_timeout_s) : Clk::time_point::max();
   while (Clk::now() < deadline) {
     cluster::StatusQuery q{0, job};
@@ -682,6 +709,9 @@ std::optional<cluster::JobView> wait_job(Client& c, Targets& t, const ClientArgs
     if (r.reply && r.reply->found) {
       t.answered(target);
       last_answer = Clk::now();
+      // Once: the other nodes of the tier, so that losing every node given on the command line
+      // does not lose the job (GTE-04).
+      if (!discovered) discovered = discover(c, t, a, target);
       // A gate's job is final once every datacenter share ended too (a cancel's stops confirmed).
       const auto& dcs = r.reply->job.datacenters;
       const bool shares_done = r.reply->job.cancel_complete ||
@@ -1028,6 +1058,7 @@ int cmd_watch(const ClientArgs& a) {
     return kExitInternal;
   }
   NodeId target = view.leader != 0 ? view.leader : c.managers().front();
+  discover(c, t, a, target);  // the tier's other nodes, should every node given here go (GTE-04)
   JobWindows jw;
   jw.set_worker_names([](std::uint64_t n) { return host::node_addr_string(n); });
   std::uint64_t printed = 0;

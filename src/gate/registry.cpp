@@ -261,6 +261,7 @@ NodeStatus Gate::node_status() const {
   st.term = raft_->term();
   st.leader = raft_->leader_id();
   st.datacenters = datacenters();
+  st.peers = cfg_.gates;
   for (const auto& d : st.datacenters) {
     st.worker_count += d.worker_count;
     st.healthy_worker_count += d.healthy_worker_count;

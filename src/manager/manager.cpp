@@ -817,6 +817,7 @@ NodeStatus Manager::node_status() const {
   st.is_leader = is_leader();
   st.term = raft_->term();
   st.leader = raft_->leader_id();
+  st.peers = cfg_.managers;
   for (const auto& [wid, info] : workers_) {
     if (alive_ && !alive_(wid)) continue;
     WorkerView wv;

@@ -440,8 +440,11 @@ struct NodeStatus {
   std::vector<WorkerView> workers;
   std::string role;                   // "manager", "gate" (empty from older nodes: a manager)
   std::vector<DcStatus> datacenters;  // a gate's view of every datacenter
+  // The node's configured peers of its tier (a gate's gates, a manager's managers), itself included:
+  // a client given one address learns the others (GTE-04: it survives the loss of that one node).
+  std::vector<NodeId> peers;
   HS_FIELDS(req, node, is_leader, term, leader, worker_count, healthy_worker_count, total_cores, available_cores,
-            active_job_ids, active_workflow_count, workers, role, datacenters)
+            active_job_ids, active_workflow_count, workers, role, datacenters, peers)
 };
 
 // ---- worker <-> manager ----

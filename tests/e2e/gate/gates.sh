@@ -7,9 +7,9 @@
 #       the workflow's iterations (each part exactly its half), the total is their sum, the target
 #       served exactly that many requests;
 #   (b) SIGKILL of the owner gate (the gate leader) mid-run: another gate leads, takes the job over
-#       (log event=job_takeover, a higher fence), and `submit --wait` (started before the kill, all
-#       three gates in --gate) prints the completed result with exact per-datacenter counts; the
-#       target served exactly the total;
+#       (log event=job_takeover, a higher fence), and `submit --wait` (started before the kill, with
+#       only that gate in --gate: it learns the other gates from it, GTE-04) prints the completed
+#       result with exact per-datacenter counts; the target served exactly the total;
 #   (c) best effort: `--min-datacenters 1` over dc-a and dc-b; dc-b's link is cut mid-run (its veth
 #       down, or SIGSTOP of its processes on loopback): the job ends partial, dc-a completed with its
 #       exact counts, dc-b failed (unreachable) after gate.dc_grace;
@@ -114,14 +114,17 @@ echo "== (b) SIGKILL the owner gate mid-run"
 N=400
 start_target HTTP
 job_file b.toml "$HTTP" "$N" 100
-timeout 180 "$HS" --log-level warn submit --gate "$GLIST" --config g1.toml b.toml --datacenter-count 2 --wait --json \
-  --job-id gate-b > b.json 2> b.err &
+# GTE-04: the client is given the owner gate only; it must find the others when that one dies.
+ONLY=$(gate_leader "${GATES[@]}") || fail "(b) no gate leads"
+timeout 180 "$HS" --log-level warn submit --gate "$(addr_of "$ONLY")" --config g1.toml b.toml --datacenter-count 2 \
+  --wait --json --job-id gate-b > b.json 2> b.err &
 SUB=$!
 wait_live_in gate-b dc-a dc-b
 B0=$(wait_job gate-b "j['state'] == 'running' and all(d['state'] == 'running' and d['accepted'] and 0 < d['completed'] < $N for d in j['datacenters']) and len(j['datacenters']) == 2") ||
   fail "(b) the shares never both ran with progress: $(job_json gate-b)"
 OWNER=$(gate_leader "${GATES[@]}") || fail "(b) no gate leads"
 [[ $(jget "$B0" 'j["leader"]') == "$(addr_of "$OWNER")" ]] || fail "(b) the job's owner is not the leader $OWNER: $B0"
+[[ $OWNER == "$ONLY" ]] || fail "(b) the gate leader moved from $ONLY to $OWNER before the kill"
 F0=$(jget "$B0" 'j["fence"]')
 TERM0=$(jget "$(admin_status "$OWNER")" 'j["term"]')
 echo "(b) killing the owner gate $OWNER (term $TERM0, fence $F0; progress $(jget "$B0" "[(d['name'], d['completed']) for d in j['datacenters']]"))"
