@@ -74,7 +74,17 @@ std::uint64_t JobLedger::apply(std::uint64_t index, std::span<const std::uint8_t
               log::quoted(why));
     return static_cast<std::uint64_t>(LedgerOutcome::malformed);
   }
+  // An entry touches one job: whether it is active before and after keeps the count.
+  auto active = [this](const std::string& id) {
+    auto it = jobs_.find(id);
+    return it != jobs_.end() && !terminal(it->second.state);
+  };
+  const bool was = active(e.job_id);
   const LedgerOutcome o = apply_entry(index, e);
+  const bool is = active(e.job_id);
+  HS_ASSERT(was || active_ < jobs_.size() || !is, "ledger: {} active jobs of {} and job {} became active", active_,
+            jobs_.size(), e.job_id);
+  active_ = active_ + (is ? 1 : 0) - (was ? 1 : 0);
   if (o != LedgerOutcome::applied) {
     log::logf(log::Level::debug, "ledger", "entry_refused", "index={} op={} job={} outcome={}", index, name(e.op),
               log::quoted(e.job_id), name(o));
@@ -543,6 +553,8 @@ Status JobLedger::restore(std::span<const std::uint8_t> data) {
   }
   // Nothing changes unless the whole snapshot is valid.
   jobs_ = std::move(jobs);
+  active_ = static_cast<std::size_t>(
+      std::count_if(jobs_.begin(), jobs_.end(), [](const auto& kv) { return !terminal(kv.second.state); }));
   keys_ = std::move(keys);
   applied_ = img.applied;
   return ok_status();

@@ -473,9 +473,7 @@ void Manager::handle_submit(NodeId from, Submit& m) {
     reply(from, MsgType::submit_ack, a);
     return;
   }
-  std::size_t active = accepts_.size();
-  for (const auto& [id, j] : ledger_.jobs())
-    if (!terminal(j.state)) ++active;
+  const std::size_t active = accepts_.size() + ledger_.active();
   if (active >= cfg_.max_active_jobs || ledger_.size() + accepts_.size() >= cfg_.max_jobs ||
       waiters_ >= cfg_.max_waiters) {
     stats_.rejected++;

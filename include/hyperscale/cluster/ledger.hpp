@@ -246,6 +246,8 @@ class JobLedger final : public StateMachine {
   std::optional<std::string> job_for_key(const std::string& key) const;
   std::uint64_t applied_index() const noexcept { return applied_; }
   std::size_t size() const noexcept { return jobs_.size(); }
+  // Jobs not yet terminal, kept as entries apply (a manager checks it at every submit: no scan).
+  std::size_t active() const noexcept { return active_; }
   // Entries that did not decode (never expected; a sign of a mixed-version bug).
   std::uint64_t malformed() const noexcept { return malformed_; }
 
@@ -269,6 +271,7 @@ class JobLedger final : public StateMachine {
   std::map<std::string, std::string> keys_;  // idempotency key -> job id (one per job)
   std::uint64_t applied_ = 0;
   std::uint64_t malformed_ = 0;
+  std::size_t active_ = 0;  // jobs_ not terminal
 };
 
 }  // namespace hs::cluster

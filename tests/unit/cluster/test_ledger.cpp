@@ -172,14 +172,20 @@ TEST_CASE("ledger: a terminal job never changes state again") {
 TEST_CASE("ledger: retire forgets a terminal job and frees its key; a live job stays") {
   Fixture f;
   REQUIRE(f.accept("a", "k") == LedgerOutcome::applied);
+  CHECK(f.ledger.active() == 1);
   CHECK(f.simple(LedgerOp::retire, "a") == LedgerOutcome::not_terminal);
+  CHECK(f.ledger.active() == 1);
   REQUIRE(f.simple(LedgerOp::job_done, "a", JobState::completed) == LedgerOutcome::applied);
+  CHECK(f.ledger.active() == 0);  // terminal: no longer counted as active (a manager's submit limit)
   CHECK(f.simple(LedgerOp::retire, "a") == LedgerOutcome::applied);
+  CHECK(f.ledger.active() == 0);
   CHECK(f.ledger.job("a") == nullptr);
   CHECK_FALSE(f.ledger.job_for_key("k").has_value());
   CHECK(f.ledger.size() == 0);
   CHECK(f.simple(LedgerOp::retire, "a") == LedgerOutcome::unknown_job);
   CHECK(f.accept("a2", "k") == LedgerOutcome::applied);  // the key is free again
+  CHECK(f.accept("a2", "k") == LedgerOutcome::duplicate);
+  CHECK(f.ledger.active() == 1);
 }
 
 TEST_CASE("ledger: snapshots restore the same state; a bad snapshot or entry changes nothing") {
@@ -193,11 +199,14 @@ TEST_CASE("ledger: snapshots restore the same state; a bad snapshot or entry cha
   CHECK(other.snapshot() == snap);
   CHECK(other.job_for_key("k") == std::optional<std::string>("a"));
   CHECK(other.applied_index() == f.ledger.applied_index());
+  CHECK(f.ledger.active() == 2);
+  CHECK(other.active() == 2);  // recounted from the restored jobs
 
   auto bad = snap;
   bad.resize(bad.size() / 2);
   CHECK_FALSE(other.restore(bad).ok());
   CHECK(other.snapshot() == snap);  // unchanged
+  CHECK(other.active() == 2);
   bad = snap;
   bad[0] = 99;
   CHECK(other.restore(bad).code() == Errc::corruption);
