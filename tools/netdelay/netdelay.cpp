@@ -88,6 +88,7 @@ struct State {
   Options opt;
   nfq_q_handle* qh = nullptr;
   std::deque<Held> held;  // arrival order == deadline order (one fixed delay); at most opt.max_held
+  bool stopping = false;  // after SIGTERM/SIGINT: what still arrives is accepted at once
   Counters n;
 };
 
@@ -126,6 +127,12 @@ int on_packet(nfq_q_handle* /*qh*/, nfgenmsg* /*msg*/, nfq_data* nfa, void* data
     return 0;
   }
   const std::uint32_t id = ntohl(ph->packet_id);
+  if (s.stopping) {  // counted as held for no time, so held == accepted_late after a clean stop
+    ++s.n.held;
+    ++s.n.accepted_late;
+    accept(s, id);
+    return 0;
+  }
   if (s.held.size() >= s.opt.max_held) {
     ++s.n.accepted_over_limit;
     accept(s, id);
@@ -334,7 +341,13 @@ int run(State& s) {
       stop = true;
     }
   }
+  // Accept what is held, then what the kernel queued but we have not read yet: destroying the
+  // queue would drop those.
   release(s, true);
+  s.stopping = true;
+  for (ssize_t n; (n = recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0;) {
+    if (nfq_handle_packet(h, buf, static_cast<int>(n)) < 0) error(s, "kernel reply to the queue", errno);
+  }
   print_counters(s);
   nfq_destroy_queue(s.qh);
   nfq_close(h);
