@@ -2,7 +2,8 @@
 # The gate tier end to end with real processes: 3 gates (`hyperscale gate`), datacenters dc-a and
 # dc-b of 3 managers and 2 one-core workers each, `hyperscale target`; the client talks to the gates
 # (`--gate`). As root with `ip netns`, each datacenter runs in its own network namespace behind a
-# veth pair with netem delay 40ms (lib.sh); otherwise everything runs on loopback (it says so).
+# veth pair with 20 ms of delay each way, a measured round trip of at least 40 ms (netem, or
+# hs-netdelay where the kernel has no netem; lib.sh); otherwise everything runs on loopback (it says so).
 #   (a) `--datacenter-count 2` with a fixed iteration count: both shares complete, each with exactly
 #       the workflow's iterations (each part exactly its half), the total is their sum, the target
 #       served exactly that many requests;
@@ -17,7 +18,7 @@
 #       every worker of both datacenters has nothing live and no core used;
 #   then SIGTERM: the leading gate hands its leadership to another gate and exits 0, as does the rest.
 # Every wait polls an observed state with a bound.
-source "$(dirname "$0")/lib.sh" "$1"
+source "$(dirname "$0")/lib.sh" "$@"
 T0=$(now)
 
 echo "== start 3 gates, 2 datacenters of 3 managers + 2 workers"

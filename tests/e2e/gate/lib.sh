@@ -1,20 +1,36 @@
-# Harness of the gate e2e script: sourced as `source lib.sh HYPERSCALE_EXE`.
+# Harness of the gate e2e script: sourced as `source lib.sh HYPERSCALE_EXE [HS_NETDELAY_EXE]`.
 # Topology: 3 gates (g1 g2 g3), datacenters dc-a and dc-b of 3 managers (am1..am3, bm1..bm3) and
 # 2 one-core workers (aw1 aw2, bw1 bw2) each, one `hyperscale target` per case.
 # Network: as root with working `ip netns`, each datacenter's managers and workers run in their own
 # network namespace (hs-gate-PID-a / -b, address 10.N.1.2 / 10.N.2.2) joined to the root
-# namespace by a veth pair (root end 10.N.1.1 / 10.N.2.1, the namespace's default route) with
-# `netem delay 40ms` on both ends when the kernel has netem. The gates, the target and the client
+# namespace by a veth pair (root end 10.N.1.1 / 10.N.2.1, the namespace's default route). Each
+# datacenter's link gets LINK_MS (20 ms) of delay in each direction, so a round trip between a
+# datacenter and the root namespace (gate <-> manager, worker <-> target) takes at least 40 ms: the
+# issue's "40 ms of delay" on the inter-datacenter link, as a round trip. Two ways, the first that works:
+#   netem:       `tc qdisc ... netem delay 20ms` on both ends of each veth pair;
+#   hs-netdelay: (kernels without sch_netem, e.g. CI's) in each datacenter's namespace, iptables
+#                sends what leaves by its veth end (OUTPUT -o) and what arrives by it (INPUT -i) to
+#                NFQUEUE queue 1 with --queue-bypass, and one hs-netdelay (tools/netdelay) per
+#                namespace holds each packet 20 ms before accepting it (fail-open: if it dies, traffic
+#                passes undelayed). nft's own `queue` statement needs nft_queue, which CI's kernel
+#                lacks; iptables' NFQUEUE target (xt_NFQUEUE, through nft_compat) is there.
+# Neither working as root is a failure. The round trip is then measured (TCP connects from each
+# namespace to a closed port of the hub address: SYN out, RST back) and asserted >= 2 * LINK_MS.
+# The gates, the target and the client
 # stay in the root namespace on 10.N.0.1, held by a port-less bridge (hsghPID) that both
 # namespaces reach through their veth (no forwarding needed: it is a local address of the root
 # namespace). N is 200 + PID % 50, moved on while the host has an address in 10.N/16, so runs at the
 # same time do not meet. Otherwise every process runs on 127.0.0.1 (loopback fallback, no link delay).
-# Everything is removed on exit (trap): processes, namespaces, links, the temp dir.
+# Everything is removed on exit (trap): processes (hs-netdelay too, which prints its counters),
+# namespaces (with their iptables rules), links, the temp dir.
 # Nothing here sleeps for a fixed time to let something happen: every wait polls an observed state
 # with a bound.
 set -u
 HS=${1:?usage: SCRIPT HYPERSCALE_EXE}
 HS=$(cd "$(dirname "$HS")" && pwd)/$(basename "$HS")  # absolute: the script cds into a temp dir
+ND=${2:-}  # hs-netdelay, for the link delay when the kernel has no netem
+[[ -n $ND ]] && ND=$(cd "$(dirname "$ND")" && pwd)/$(basename "$ND")
+LINK_MS=20  # one-way delay of each datacenter's link (each direction): a 40 ms round trip
 T=$(mktemp -d /tmp/hs-gate-e2e.XXXXXX)
 cd "$T"
 # The system interpreter, not a version-manager shim (see tests/e2e/manager/lib.sh).
@@ -26,7 +42,7 @@ A_MGRS=(am1 am2 am3) B_MGRS=(bm1 bm2 bm3)
 A_WRKS=(aw1 aw2) B_WRKS=(bw1 bw2)
 WORKERS=("${A_WRKS[@]}" "${B_WRKS[@]}")
 names=("${GATES[@]}" "${A_MGRS[@]}" "${A_WRKS[@]}" "${B_MGRS[@]}" "${B_WRKS[@]}")
-declare -A PIDS=() STOPPED=()
+declare -A PIDS=() STOPPED=() ND_PIDS=()
 TPID=
 NSA=hs-gate-$$-a NSB=hs-gate-$$-b HUBDEV=hsgh$$ VA=hsga$$ VB=hsgb$$
 NETNS=0 NETNS_MADE=0
@@ -35,6 +51,12 @@ cleanup() {
   for p in $(jobs -p); do kill -TERM "$p" 2>/dev/null; done
   for p in "${PIDS[@]}" $TPID; do kill -9 "$p" 2>/dev/null; done
   wait 2>/dev/null
+  local d
+  for d in a b; do  # the delayers got their TERM above: they accepted what they held, printed counters
+    [[ -n ${ND_PIDS[$d]:-} ]] || continue
+    echo "gate e2e: hs-netdelay in dc-$d: $(grep -h '^hs-netdelay: held=' "$T/netdelay-$d.out" 2>/dev/null ||
+      echo "no counters: $(tail -1 "$T/netdelay-$d.log" 2>/dev/null)")"
+  done
   if [[ $NETNS_MADE == 1 ]]; then
     ip netns del "$NSA" 2>/dev/null  # takes its veth end, and so the pair, with it
     ip netns del "$NSB" 2>/dev/null
@@ -100,19 +122,70 @@ cleanup_netns() {
   ip link del "$VA" 2>/dev/null; ip link del "$VB" 2>/dev/null; ip link del "$HUBDEV" 2>/dev/null
   NETNS_MADE=0
 }
+netem_links() {  # netem delay LINK_MS on both ends of both veth pairs, or none at all (prints why)
+  if tc qdisc add dev "$VA" root netem delay "${LINK_MS}ms" 2>&1 && tc qdisc add dev "$VB" root netem delay "${LINK_MS}ms" 2>&1 &&
+    ip netns exec "$NSA" tc qdisc add dev "${VA}n" root netem delay "${LINK_MS}ms" 2>&1 &&
+    ip netns exec "$NSB" tc qdisc add dev "${VB}n" root netem delay "${LINK_MS}ms" 2>&1; then
+    return 0
+  fi
+  tc qdisc del dev "$VA" root 2> /dev/null; tc qdisc del dev "$VB" root 2> /dev/null
+  ip netns exec "$NSA" tc qdisc del dev "${VA}n" root 2> /dev/null
+  ip netns exec "$NSB" tc qdisc del dev "${VB}n" root 2> /dev/null
+  return 1
+}
+netdelay_links() {  # hs-netdelay in each namespace on its veth end, both directions (prints why not)
+  [[ -n $ND && -x $ND ]] || { echo "no hs-netdelay executable (the script's second argument)"; return 1; }
+  command -v iptables > /dev/null || { echo "no iptables command (tools/setup installs it)"; return 1; }
+  local d ns v
+  for d in a b; do
+    ns=$NSA v=${VA}n; [[ $d == b ]] && ns=$NSB v=${VB}n
+    # --queue-bypass: packets pass undelayed while nothing is bound to queue 1 (before hs-netdelay
+    # binds it, or if it dies); queue numbers are per namespace, so concurrent runs do not meet.
+    ip netns exec "$ns" iptables -w -A OUTPUT -o "$v" -j NFQUEUE --queue-num 1 --queue-bypass 2>&1 &&
+      ip netns exec "$ns" iptables -w -A INPUT -i "$v" -j NFQUEUE --queue-num 1 --queue-bypass 2>&1 || return 1
+    ip netns exec "$ns" "$ND" --queue 1 --delay-ms "$LINK_MS" > "$T/netdelay-$d.out" 2> "$T/netdelay-$d.log" &
+    ND_PIDS[$d]=$!
+  done
+  for d in a b; do
+    for _ in $(seq 1 200); do
+      grep -q 'bound queue' "$T/netdelay-$d.out" && break
+      kill -0 "${ND_PIDS[$d]}" 2> /dev/null || break
+      sleep 0.05
+    done
+    grep -q 'bound queue' "$T/netdelay-$d.out" || { echo "hs-netdelay in dc-$d: $(cat "$T/netdelay-$d.log")"; return 1; }
+  done
+}
+link_rtt_ms() {  # namespace: the smallest of 5 TCP connect times to a closed port of the hub (ms)
+  ip netns exec "$1" python3 - "$HUB" <<'PY'
+import socket, sys, time
+best = None
+for _ in range(5):
+    t = time.monotonic()
+    try:
+        socket.create_connection((sys.argv[1], 1), timeout=5).close()
+    except ConnectionRefusedError:
+        pass
+    ms = (time.monotonic() - t) * 1000
+    best = ms if best is None else min(best, ms)
+print(f"{best:.1f}")
+PY
+}
 if setup_netns; then
   NETNS=1 HUB=$NET.0.1 IPA=$NET.1.2 IPB=$NET.2.2
-  if nerr=$(tc qdisc add dev "$VA" root netem delay 40ms 2>&1 && tc qdisc add dev "$VB" root netem delay 40ms 2>&1 &&
-    ip netns exec "$NSA" tc qdisc add dev "${VA}n" root netem delay 40ms 2>&1 &&
-    ip netns exec "$NSB" tc qdisc add dev "${VB}n" root netem delay 40ms 2>&1); then
-    echo "gate e2e: network namespaces $NSA $NSB, netem delay 40ms each way on their links (80 ms round trip)"
+  if nerr=$(netem_links); then
+    LINK_MODE="netem delay ${LINK_MS}ms on both ends of each veth pair"
+  elif netdelay_links > "$T/netdelay.err" 2>&1; then  # not in $(...): its processes are this shell's
+    LINK_MODE="hs-netdelay ${LINK_MS}ms each way (NFQUEUE from iptables in each datacenter's namespace; no netem: $(echo "$nerr" | head -1))"
   else
-    # None at all rather than some links or directions only.
-    tc qdisc del dev "$VA" root 2> /dev/null; tc qdisc del dev "$VB" root 2> /dev/null
-    ip netns exec "$NSA" tc qdisc del dev "${VA}n" root 2> /dev/null
-    ip netns exec "$NSB" tc qdisc del dev "${VB}n" root 2> /dev/null
-    echo "gate e2e: network namespaces $NSA $NSB, no link delay (netem: $(echo "$nerr" | head -1))"
+    fail "as root with network namespaces but no link delay: netem: $(echo "$nerr" | head -1); hs-netdelay: $(tail -1 "$T/netdelay.err") (set GATE_E2E_LOOPBACK=1 to run on loopback)"
   fi
+  RTT_A=$(link_rtt_ms "$NSA") && RTT_B=$(link_rtt_ms "$NSB") || fail "cannot measure the links' round trip"
+  echo "gate e2e: network namespaces $NSA $NSB; link delay: $LINK_MODE"
+  echo "gate e2e: measured round trip (min of 5 TCP connects) dc-a ${RTT_A} ms, dc-b ${RTT_B} ms (want >= $((2 * LINK_MS)) ms)"
+  for r in "$RTT_A" "$RTT_B"; do
+    python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) >= 2 * $LINK_MS else 1)" "$r" ||
+      fail "a datacenter link's round trip is $r ms, under $((2 * LINK_MS)) ms: the delay is not in effect"
+  done
   echo "gate e2e: a datacenter's link is cut with \`ip link set ... down\` on its veth"
 else
   HUB=127.0.0.1 IPA=127.0.0.1 IPB=127.0.0.1
