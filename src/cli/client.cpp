@@ -646,6 +646,12 @@ std::optional<cluster::JobState> fetch_windows(Client& c, const ClientArgs& a, c
       target = r.reply->leader;
       continue;
     }
+    if (r.reply->code == cluster::Err::invalid) {
+      // The node serves no live windows (a gate without a merger): said once; the job goes on.
+      if (jw.first_report(r.reply->error))
+        std::fprintf(stderr, "hyperscale: job %s: no live view: %s\n", job.c_str(), r.reply->error.c_str());
+      return r.reply->state;
+    }
     if (r.reply->code != cluster::Err::none) return state;
     state = r.reply->state;
     if (job_error) *job_error = r.reply->job_error;

@@ -278,7 +278,8 @@ std::map<std::string, std::size_t> Gate::table_sizes() const {
   return {
       {"jobs", ledger_.size()},       {"live_jobs", live_.size()},        {"accepts_in_flight", accepts_.size()},
       {"waiters", waiters_},          {"rejections", rejections_.size()}, {"rejection_expiry", rejections_.queued()},
-      {"requests", requests_.size()}, {"managers_seen", managers}};
+      {"requests", requests_.size()}, {"managers_seen", managers},       {"watched_jobs", watched_.size()},
+      {"watch_requests", watch_reqs_.size()}, {"window_mergers", window_mergers()}};
 }
 
 }  // namespace hs::gate
