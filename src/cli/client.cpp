@@ -1058,6 +1058,26 @@ int cmd_watch(const ClientArgs& a) {
   // The final view (statistics merged from the parts): the summary and exit code of `run`.
   if (int rc = lookup_job(c, t, a, name, false, view); rc != kExitOk) return rc;
   fetch_windows(c, a, a.job, target, jw);
+  // A gate merges a job's windows while it is watched: asked first after the job ended, it has
+  // just started to fetch them from the datacenters. More looks (at most 5 s) until every
+  // datacenter's share gave its last windows, and one more for the gate to close them all.
+  auto all_in = [&] {
+    if (jw.series().empty()) return false;
+    for (const auto& [wf, s] : jw.series()) {
+      if (s.datacenters.size() < view.datacenters.size()) return false;
+      for (const auto& d : s.datacenters)
+        if (!job_done(d.state)) return false;
+    }
+    return true;
+  };
+  for (int i = 0; i < 10 && c.gates() && !all_in(); ++i) {
+    c.sleep_for(std::chrono::milliseconds(500));
+    fetch_windows(c, a, a.job, target, jw);
+    if (all_in()) {
+      c.sleep_for(std::chrono::milliseconds(500));
+      fetch_windows(c, a, a.job, target, jw);
+    }
+  }
   print_live(jw, *plan, printed);
   auto stats = job_run_stats(*plan, view);
   if (!stats.ok()) {
