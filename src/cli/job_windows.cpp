@@ -137,7 +137,8 @@ std::vector<std::string> JobWindows::lines(const load::Plan& plan) const {
       for (const auto& p : last->parts) {
         if (p.late) continue;
         std::string who = p.worker != 0 && name_worker_ ? name_worker_(p.worker) : std::string();
-        if (const Series::Dc* d = p.worker == 0 ? dc_of(p.part) : nullptr) who = d->name;  // a gate's part: a datacenter
+        if (const Series::Dc* d = p.worker == 0 ? dc_of(p.part) : nullptr)
+          who = d->name;  // a gate's part: a datacenter
         parts.push_back(PartLoadView{p.part, p.worker, p.cores, p.cpu_percent, p.rss_bytes, std::move(who)});
       }
     const double seconds = static_cast<double>(s.totals.index + 1) * len;

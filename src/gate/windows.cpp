@@ -23,8 +23,8 @@ JobWindows::JobWindows(WindowsFactory factory, std::size_t shares) : factory_(st
   shares_.resize(shares);
 }
 
-JobWindows::Added JobWindows::add(const JobSpec& spec, std::uint32_t share, const std::string& dc,
-                                  const WatchReply& r, std::size_t& mergers_left) {
+JobWindows::Added JobWindows::add(const JobSpec& spec, std::uint32_t share, const std::string& dc, const WatchReply& r,
+                                  std::size_t& mergers_left) {
   Added out;
   if (share >= shares_.size()) {
     out.refused = 1;
@@ -138,9 +138,11 @@ void JobWindows::advance(const std::vector<bool>& active) {
   for (Wf& w : wfs_) {
     if (!w.merger) continue;
     if (!any) {
-      w.merger->seal();
+      if (!w.sealed) w.merger->seal();  // once: seal() moves the merger's now past its newest window
+      w.sealed = true;
       continue;
     }
+    w.sealed = false;
     std::optional<std::uint64_t> now;
     for (std::size_t s = 0; s < w.dcs.size() && s < active.size(); ++s) {
       const Series& d = w.dcs[s];
@@ -208,7 +210,8 @@ WatchReply JobWindows::reply(const JobSpec& spec, std::uint64_t from, std::uint3
 }
 
 std::size_t JobWindows::mergers() const {
-  return static_cast<std::size_t>(std::count_if(wfs_.begin(), wfs_.end(), [](const Wf& w) { return w.merger != nullptr; }));
+  return static_cast<std::size_t>(
+      std::count_if(wfs_.begin(), wfs_.end(), [](const Wf& w) { return w.merger != nullptr; }));
 }
 
 // ---------------------------------------------------------------- the gate
@@ -217,6 +220,11 @@ std::size_t Gate::window_mergers() const {
   std::size_t n = 0;
   for (const auto& [id, w] : watched_) n += w.windows.mergers();
   return n;
+}
+
+std::map<std::string, std::size_t> Gate::window_tables() const {
+  return {
+      {"watched_jobs", watched_.size()}, {"watch_requests", watch_reqs_.size()}, {"window_mergers", window_mergers()}};
 }
 
 void Gate::handle_watch(NodeId from, const WatchQuery& m) {
@@ -262,8 +270,8 @@ void Gate::handle_watch(NodeId from, const WatchQuery& m) {
       log::debug("gate", "watch_started", "job={} shares={}", log::quoted(m.job_id), j->shares.size());
     }
     it->second.last_asked = ctx_->now();
-    const std::uint32_t max = std::clamp<std::uint32_t>(m.max_windows == 0 ? cfg_.max_watch_windows : m.max_windows,
-                                                        1, std::max<std::uint32_t>(1, cfg_.max_watch_windows));
+    const std::uint32_t max = std::clamp<std::uint32_t>(m.max_windows == 0 ? cfg_.max_watch_windows : m.max_windows, 1,
+                                                        std::max<std::uint32_t>(1, cfg_.max_watch_windows));
     WatchReply w = it->second.windows.reply(j->spec, m.from_index, max, cfg_.max_watch_bytes);
     r.workflows = std::move(w.workflows);
   }

@@ -75,10 +75,10 @@ struct GateConfig {
   // Live windows (docs/gates.md "Live windows"): the owner merges the datacenters' windows of a job
   // while clients watch it. No factory: the gate answers watch queries with an error.
   cluster::WindowsFactory windows;
-  std::size_t max_watched_jobs = 100;        // jobs followed at once; over it the least recently asked goes
-  std::size_t max_window_workflows = 1'024;  // mergers over every watched job; over it a workflow gets none
-  std::uint32_t max_watch_windows = 120;     // closed windows per workflow in one reply
-  std::size_t max_watch_bytes = 1u << 20;    // about this many window bytes in one reply
+  std::size_t max_watched_jobs = 100;                // jobs followed at once; over it the least recently asked goes
+  std::size_t max_window_workflows = 1'024;          // mergers over every watched job; over it a workflow gets none
+  std::uint32_t max_watch_windows = 120;             // closed windows per workflow in one reply
+  std::size_t max_watch_bytes = 1u << 20;            // about this many window bytes in one reply
   Duration watch_linger = std::chrono::seconds(10);  // a job nobody asked about this long is dropped
 };
 
@@ -196,6 +196,7 @@ class Gate final : public node::Node {
   void windows_pass();
   void drop_watch(std::map<std::string, Watched>::iterator it);
   std::size_t window_mergers() const;
+  std::map<std::string, std::size_t> window_tables() const;
 
   // leadership and the ledger
   void on_raft_change();

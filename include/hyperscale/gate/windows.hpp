@@ -79,6 +79,7 @@ class JobWindows {
   struct Wf {
     std::unique_ptr<cluster::WorkflowWindows> merger;
     bool refused = false;  // no merger: the factory failed or the budget was spent
+    bool sealed = false;   // sealed since a share was last active
     std::string error;
     std::uint64_t origin_ms = 0;  // the lowest origin of its series
     std::uint32_t window_ms = 0;  // the first series' length; another length is refused

@@ -113,7 +113,7 @@ for d in dc-a dc-b; do
     { cat a.watch a.watch.err; fail "(a) watch --gate: no live line of $d with its $N requests"; }
 done
 grep -Eq "^  a +total +$((2 * N)) +err +0 " a.watch || { cat a.watch; fail "(a) watch --gate: merged total is not $((2 * N))"; }
-echo "(a) watch --gate: $(grep -c '^  datacenter ' a.watch) datacenter lines, merged total $((2 * N))"
+echo "(a) watch --gate, the live view:"; grep -B3 -A2 ' windows merged$' a.watch
 stop_target "$HTTP"
 echo "(a) target served $SERVED"
 [[ "$SERVED" == $((2 * N)) ]] || fail "(a) target served $SERVED, want $((2 * N))"

@@ -1094,7 +1094,8 @@ TEST_CASE("AGG-05 live windows through the gate merge both datacenters exactly")
   CHECK_ENDS(w);
 }
 
-TEST_CASE("AGG-05b a datacenter's leader fails over mid-run: the gate's live view neither double counts nor goes back") {
+TEST_CASE(
+    "AGG-05b a datacenter's leader fails over mid-run: the gate's live view neither double counts nor goes back") {
   World w(with_windows(t3(36)));
   boot(w);
   submit_ok(w, spread(job("w6", {wf("a", "ms=8000;ops=800", 2, 2)}), 2));
@@ -1120,9 +1121,8 @@ TEST_CASE("AGG-05b a datacenter's leader fails over mid-run: the gate's live vie
   w.run_until(
       [&] {
         v.poll(w);
-        return v.dcs.size() == 2 && std::all_of(v.dcs.begin(), v.dcs.end(), [](const WatchDc& d) {
-                 return terminal(d.state);
-               });
+        return v.dcs.size() == 2 &&
+               std::all_of(v.dcs.begin(), v.dcs.end(), [](const WatchDc& d) { return terminal(d.state); });
       },
       10s);
   v.poll(w);

@@ -123,7 +123,7 @@ TEST_CASE("gate windows: two datacenters' windows merge exactly, bucket for buck
     REQUIRE(w.steps.size() == 1);
     CHECK(w.steps[0].total.executed == 3500);
     CHECK(w.steps[0].total.failed == 4);
-    CHECK(w.steps[0].latency == all[i]);  // exact: every percentile as one histogram of every sample
+    CHECK(w.steps[0].latency == all[i]);      // exact: every percentile as one histogram of every sample
     REQUIRE(f.windows[i].parts.size() == 2);  // one per datacenter, with its parts' cores
     CHECK(f.windows[i].parts[0].cores == 2);
     CHECK(f.windows[i].parts[1].cores == 1);
@@ -171,7 +171,10 @@ TEST_CASE("gate windows: a window closes once every running datacenter closed it
   // Both ended: sealed, every window closed.
   jw.add(s, 0, "dc-a", reply(JobState::completed, 10, {WatchWindow{9, dc_window(9, {1, 2}), {}}}), budget);
   jw.advance({false, false});
+  CHECK(jw.reply(s, 0, 100, 1u << 20).workflows[0].now_index == 12);  // past max(now 10, newest 9) by lateness 2
+  jw.advance({false, false});  // sealed once: the gate's current window stays put
   r = jw.reply(s, 0, 100, 1u << 20);
+  CHECK(r.workflows[0].now_index == 12);
   REQUIRE(r.workflows[0].windows.size() == 3);
   CHECK(r.workflows[0].windows[2].index == 9);
   CHECK(requests(r.workflows[0].totals) == 4);
@@ -185,8 +188,9 @@ TEST_CASE("gate windows: bad input is refused and counted, changes nothing; the 
   gate::JobWindows jw(factory(), 2);
   const JobSpec s = spec();
   std::size_t budget = 10;
-  REQUIRE(jw.add(s, 0, "dc-a", reply(JobState::running, 5, {WatchWindow{1, dc_window(1, {1, 2}), {}}}), budget)
-              .merged == 1);
+  REQUIRE(
+      jw.add(s, 0, "dc-a", reply(JobState::running, 5, {WatchWindow{1, dc_window(1, {1, 2}), {}}}), budget).merged ==
+      1);
   // Another window length than the merge's.
   auto a = jw.add(s, 1, "dc-b", reply(JobState::running, 5, {WatchWindow{1, dc_window(1, {1}), {}}}, 500), budget);
   CHECK(a.refused == 1);
