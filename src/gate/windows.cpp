@@ -73,6 +73,17 @@ JobWindows::Added JobWindows::add(const JobSpec& spec, std::uint32_t share, cons
       continue;
     }
     Series& s = w.dcs[share];
+    if (!s.seen && shares_[share].asked > 0) {
+      // A workflow this share shows for the first time, in an answer from a later index: its windows
+      // below that index were not asked for. Taken from 0 on by the next query (query_from).
+      s.seen = true;
+      s.origin_ms = f.origin_unix_ms;
+      s.window_ms = f.window_ms;
+      s.now_index = f.now_index;
+      out.skipped += f.windows.size();
+      more = true;
+      continue;
+    }
     if (s.seen && f.origin_unix_ms != s.origin_ms) {
       // The datacenter restarted the workflow's series (a one-part workflow run again from its
       // start): its windows start over at index 0 under a new token, fencing off the old ones.
@@ -118,16 +129,13 @@ JobWindows::Added JobWindows::add(const JobSpec& spec, std::uint32_t share, cons
   return out;
 }
 
-std::uint64_t JobWindows::next_from(std::uint32_t share, std::size_t workflows) const {
-  if (wfs_.size() < workflows) return 0;
+std::uint64_t JobWindows::query_from(std::uint32_t share) {
+  if (share >= shares_.size()) return 0;
   std::uint64_t from = UINT64_MAX;
-  for (std::size_t i = 0; i < workflows; ++i) {
-    const Wf& w = wfs_[i];
-    if (w.refused) continue;  // never merged: it does not hold the others back
-    if (share >= w.dcs.size() || !w.dcs[share].seen) return 0;
-    from = std::min(from, w.dcs[share].next);
-  }
-  return from == UINT64_MAX ? 0 : from;
+  for (const Wf& w : wfs_)
+    if (w.merger && share < w.dcs.size() && w.dcs[share].seen) from = std::min(from, w.dcs[share].next);
+  shares_[share].asked = from == UINT64_MAX ? 0 : from;
+  return shares_[share].asked;
 }
 
 bool JobWindows::more(std::uint32_t share) const { return share < shares_.size() && shares_[share].more; }
@@ -265,7 +273,7 @@ void Gate::handle_watch(NodeId from, const WatchQuery& m) {
       const std::size_t n = j->shares.size();
       it = watched_
                .emplace(m.job_id, Watched{JobWindows(cfg_.windows, n), ctx_->now(), std::vector<NodeId>(n, 0),
-                                          std::vector<Request>(n)})
+                                          std::vector<Request>(n), false})
                .first;
       log::debug("gate", "watch_started", "job={} shares={}", log::quoted(m.job_id), j->shares.size());
     }
@@ -318,7 +326,7 @@ void Gate::windows_pass() {
       q.sent = now;
       q.to = to;
       watch_reqs_.emplace(q.req, std::make_pair(it->first, s));
-      WatchQuery m{q.req, it->first, w.windows.next_from(s, j->spec.workflows.size()), 0};
+      WatchQuery m{q.req, it->first, w.windows.query_from(s), 0};
       stats_.watch_polls++;
       send(to, MsgType::watch_query, m);
     }
@@ -362,8 +370,14 @@ void Gate::handle_watch_reply(NodeId from, const WatchReply& m) {
   stats_.windows_merged += a.merged;
   if (a.refused > 0) {
     stats_.windows_refused += a.refused;
-    log::warn("gate", "windows_refused", "job={} dc={} from={} refused={} error={}", log::quoted(id), dc, from,
-              a.refused, log::quoted(a.first_error));
+    // Once per watched job at warn: a workflow without a merger is refused at every poll.
+    if (!w.warned)
+      log::warn("gate", "windows_refused", "job={} dc={} from={} refused={} error={}", log::quoted(id), dc, from,
+                a.refused, log::quoted(a.first_error));
+    else
+      log::debug("gate", "windows_refused", "job={} dc={} from={} refused={} error={}", log::quoted(id), dc, from,
+                 a.refused, log::quoted(a.first_error));
+    w.warned = true;
   }
 }
 

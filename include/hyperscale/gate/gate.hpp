@@ -173,6 +173,7 @@ class Gate final : public node::Node {
     Instant last_asked{0};
     std::vector<NodeId> hints;     // per share: the datacenter's leader as its managers last named it
     std::vector<Request> queries;  // per share: the watch query in flight
+    bool warned = false;           // a refusal was logged at warn (later ones at debug)
   };
   enum Concern : std::uint64_t { kRegistry = 1, kShares, kDeadlines, kRetention, kWindows, kConcerns };
 

@@ -46,9 +46,11 @@ class JobWindows {
   // share's job terminal and every window was given (no `more`): the share holds back no window.
   Added add(const cluster::JobSpec& spec, std::uint32_t share, const std::string& dc, const cluster::WatchReply& r,
             std::size_t& mergers_left);
-  // Where the share's next query starts: 0 while some workflow has no windows from it yet (a
-  // workflow starts at its own index 0), else the lowest next index over its workflows.
-  std::uint64_t next_from(std::uint32_t share, std::size_t workflows) const;
+  // Where the share's next query starts, remembered for its answer: the lowest next index over the
+  // workflows the share has shown (0 before any). A workflow the datacenter starts later shows up in
+  // the next answer (a datacenter lists every workflow it has windows of); its windows are taken
+  // from 0 on, by the query after (each workflow's windows start at its own index 0).
+  std::uint64_t query_from(std::uint32_t share);
   bool more(std::uint32_t share) const;   // its last reply had more windows than it carried
   bool ended(std::uint32_t share) const;  // see add()
   // Advances every workflow's merger to the lowest current window of the shares still `active`
@@ -90,6 +92,7 @@ class JobWindows {
     cluster::JobState state = cluster::JobState::submitted;
     bool more = false;
     bool ended = false;
+    std::uint64_t asked = 0;  // the from_index of the query being answered
   };
 
   cluster::WindowsFactory factory_;

@@ -189,8 +189,8 @@ std::uint64_t requests_of(std::span<const std::uint8_t> bytes) {
 }
 
 // One watch query to gate `to`, its answer.
-WatchReply watch_once(World& w, NodeId to, const std::string& id, std::uint64_t from = 0) {
-  const std::uint64_t req = w.client().watch(to, id, from);
+WatchReply watch_once(World& w, NodeId to, const std::string& id, std::uint64_t from = 0, std::uint32_t max = 0) {
+  const std::uint64_t req = w.client().watch(to, id, from, max);
   const simdc::SimClient::Reply* r = nullptr;
   REQUIRE(w.run_until([&] { return (r = w.client().reply(req)) != nullptr; }, 5s));
   return r->watch;
@@ -251,8 +251,8 @@ std::uint64_t requests_sent(World& w, std::size_t d, const std::string& id) {
   return n;
 }
 
-// The sum of the closed windows datacenter d's leader serves for the job.
-std::uint64_t dc_window_sum(World& w, std::size_t d, const std::string& id) {
+// The sum of the closed windows datacenter d's leader serves for the job (of workflow `only`, or all).
+std::uint64_t dc_window_sum(World& w, std::size_t d, const std::string& id, const std::string& only = "") {
   const auto l = w.dc_leader(d);
   REQUIRE(l.has_value());
   std::uint64_t n = 0, from = 0;
@@ -262,7 +262,7 @@ std::uint64_t dc_window_sum(World& w, std::size_t d, const std::string& id) {
     bool more = false;
     for (const auto& f : r->workflows) {
       for (const auto& ww : f.windows) {
-        n += requests_of(ww.merged);
+        if (only.empty() || f.name == only) n += requests_of(ww.merged);
         from = std::max(from, ww.index + 1);
       }
       more = more || f.more;
@@ -1087,7 +1087,25 @@ TEST_CASE("AGG-05 live windows through the gate merge both datacenters exactly")
     per_dc += requests_of(d.totals);
   }
   CHECK(per_dc == v.sum());
-  // Nobody asks any more: the gate stops following the job (watch_linger) and frees its windows.
+  // A workflow that starts later (b after a) is taken from its first window too.
+  submit_ok(w, spread(job("w7", {wf("a", "ms=3000;ops=300"), wf("b", "ms=3000;ops=200", 1, 1, {"a"})}), 2));
+  std::map<std::string, std::uint64_t> per_wf;
+  REQUIRE(w.run_until(
+      [&] {
+        const WatchReply r = watch_once(w, leader, "w7", 0, 1000);
+        per_wf.clear();
+        for (const auto& f : r.workflows) {
+          std::uint64_t n = 0;
+          for (const auto& ww : f.windows) n += requests_of(ww.merged);
+          per_wf[f.name] = n;
+        }
+        auto jv = w.view("w7");
+        return jv && terminal(jv->state) && per_wf["a"] == 2 * 300 && per_wf["b"] == 2 * 200;
+      },
+      60s));
+  CHECK(per_wf["a"] == dc_window_sum(w, 0, "w7", "a") + dc_window_sum(w, 1, "w7", "a"));
+  CHECK(per_wf["b"] == dc_window_sum(w, 0, "w7", "b") + dc_window_sum(w, 1, "w7", "b"));
+  // Nobody asks any more: the gate stops following the jobs (watch_linger) and frees their windows.
   REQUIRE(w.run_until([&] { return w.gate(leader)->gate.table_sizes().at("watched_jobs") == 0; }, 20s));
   CHECK(w.gate(leader)->gate.table_sizes().at("window_mergers") == 0);
   CHECK(w.gate(leader)->gate.table_sizes().at("watch_requests") == 0);

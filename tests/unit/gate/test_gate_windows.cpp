@@ -139,7 +139,7 @@ TEST_CASE("gate windows: two datacenters' windows merge exactly, bucket for buck
   ra = jw.add(s, 0, "dc-a", reply(JobState::running, 6, a), budget);
   CHECK(ra.merged == 0);
   CHECK(ra.skipped == 4);
-  CHECK(jw.next_from(0, 1) == 4);
+  CHECK(jw.query_from(0) == 4);
   std::vector<WatchWindow> after{WatchWindow{2, dc_window(2, {5, 6}), {}}, WatchWindow{4, dc_window(4, {100}), {}}};
   ra = jw.add(s, 0, "dc-a", reply(JobState::running, 7, after), budget);
   CHECK(ra.skipped == 1);
@@ -205,7 +205,7 @@ TEST_CASE("gate windows: bad input is refused and counted, changes nothing; the 
   jw.advance({true, true});
   auto r = jw.reply(s, 0, 100, 1u << 20);
   CHECK(requests(r.workflows[0].totals) == 2);
-  // No budget left: the workflow gets no merger (counted), and does not hold next_from back.
+  // No budget left: the workflow gets no merger (counted), and does not hold query_from back.
   gate::JobWindows none(factory(), 1);
   std::size_t zero = 0;
   a = none.add(s, 0, "dc-a", reply(JobState::running, 5, {WatchWindow{1, dc_window(1, {1}), {}}}), zero);
@@ -213,4 +213,45 @@ TEST_CASE("gate windows: bad input is refused and counted, changes nothing; the 
   CHECK(none.refused_workflows() == 1);
   CHECK(none.mergers() == 0);
   CHECK(none.reply(s, 0, 100, 1u << 20).workflows.empty());
+}
+
+TEST_CASE("gate windows: a workflow a datacenter starts later is taken from its first window") {
+  JobSpec s = spec();
+  WorkflowSpec b;
+  b.name = "later";
+  s.workflows.push_back(b);
+  gate::JobWindows jw(factory(), 1);
+  std::size_t budget = 10;
+  CHECK(jw.query_from(0) == 0);
+  jw.add(s, 0, "dc-a", reply(JobState::running, 9, {WatchWindow{6, dc_window(6, {1}), {}}}), budget);
+  CHECK(jw.query_from(0) == 7);
+  // The answer to "from 7" shows the later workflow (its windows 0..1 were not asked for).
+  WatchReply r = reply(JobState::running, 10, {WatchWindow{7, dc_window(7, {1}), {}}});
+  WatchWorkflow later = reply(JobState::running, 4, {}).workflows[0];
+  later.name = "later";
+  r.workflows.push_back(later);
+  auto a = jw.add(s, 0, "dc-a", r, budget);
+  CHECK(a.merged == 1);
+  CHECK(jw.more(0));             // asked again at once
+  CHECK(jw.query_from(0) == 0);  // from the later workflow's start
+  WatchWorkflow full = later;
+  full.windows = {WatchWindow{0, dc_window(0, {1, 2}), {}}, WatchWindow{1, dc_window(1, {3}), {}}};
+  for (auto& ww : full.windows) {
+    auto d = load::decode_window(ww.merged.data(), ww.merged.size());
+    REQUIRE(d.ok());
+    d->workflow = "later";
+    ww.merged = load::encode_window(*d);
+  }
+  WatchReply r2 = reply(JobState::running, 10, {WatchWindow{6, dc_window(6, {1}), {}}});  // a repeat: skipped
+  r2.workflows.push_back(full);
+  a = jw.add(s, 0, "dc-a", r2, budget);
+  CHECK(a.merged == 2);
+  CHECK(a.skipped == 1);
+  CHECK(a.refused == 0);
+  CHECK(jw.query_from(0) == 2);
+  jw.advance({false});
+  const WatchReply out = jw.reply(s, 0, 100, 1u << 20);
+  REQUIRE(out.workflows.size() == 2);
+  CHECK(requests(out.workflows[0].totals) == 2);
+  CHECK(requests(out.workflows[1].totals) == 3);
 }
