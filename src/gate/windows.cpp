@@ -253,9 +253,9 @@ void Gate::handle_watch(NodeId from, const WatchQuery& m) {
   } else if (j == nullptr) {
     r.code = Err::not_found;
     r.error = fmt::format("no job '{}'", m.job_id);
-  } else if (!cfg_.windows) {
+  } else if (!cfg_.windows || cfg_.max_watched_jobs == 0) {
     r.code = Err::invalid;
-    r.error = "this gate merges no live windows (no window factory)";
+    r.error = "this gate merges no live windows (no window factory, or max_watched_jobs 0)";
   } else {
     r.leader = self_;
     auto it = watched_.find(m.job_id);

@@ -1159,6 +1159,20 @@ TEST_CASE(
   CHECK_ENDS(w);
 }
 
+TEST_CASE("AGG-05c a gate without a window merger answers watch queries with a clear error, changes nothing") {
+  World w(t3(37));
+  boot(w);
+  submit_ok(w, job("w8", {wf("a", "ms=500")}));
+  const NodeId leader = *w.gate_leader();
+  const WatchReply r = watch_once(w, leader, "w8");
+  CHECK(r.code == Err::invalid);
+  CHECK(r.error.find("merges no live windows") != std::string::npos);
+  CHECK(r.workflows.empty());
+  CHECK(w.gate(leader)->gate.table_sizes().at("watched_jobs") == 0);
+  CHECK(finish(w, "w8").state == JobState::completed);
+  CHECK_ENDS(w);
+}
+
 TEST_CASE("RES-G per-job gate state returns to its idle size after retention") {
   WorldOptions o = t3(28);
   o.tune_gate = [](gate::GateConfig& c) {
