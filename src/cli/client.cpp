@@ -662,6 +662,12 @@ std::optional<cluster::JobState> fetch_windows(Client& c, const ClientArgs& a, c
       target = r.reply->leader;
       continue;
     }
+    if (r.reply->code == cluster::Err::invalid) {
+      // The node serves no live windows (a gate without a merger): said once; the job goes on.
+      if (jw.first_report(r.reply->error))
+        std::fprintf(stderr, "hyperscale: job %s: no live view: %s\n", job.c_str(), r.reply->error.c_str());
+      return r.reply->state;
+    }
     if (r.reply->code != cluster::Err::none) return state;
     state = r.reply->state;
     if (job_error) *job_error = r.reply->job_error;
@@ -1083,6 +1089,26 @@ int cmd_watch(const ClientArgs& a) {
   // The final view (statistics merged from the parts): the summary and exit code of `run`.
   if (int rc = lookup_job(c, t, a, name, false, view); rc != kExitOk) return rc;
   fetch_windows(c, a, a.job, target, jw);
+  // A gate merges a job's windows while it is watched: asked first after the job ended, it has
+  // just started to fetch them from the datacenters. More looks (at most 5 s) until every
+  // datacenter's share gave its last windows, and one more for the gate to close them all.
+  auto all_in = [&] {
+    if (jw.series().empty()) return false;
+    for (const auto& [wf, s] : jw.series()) {
+      if (s.datacenters.size() < view.datacenters.size()) return false;
+      for (const auto& d : s.datacenters)
+        if (!job_done(d.state)) return false;
+    }
+    return true;
+  };
+  for (int i = 0; i < 10 && c.gates() && !all_in(); ++i) {
+    c.sleep_for(std::chrono::milliseconds(500));
+    fetch_windows(c, a, a.job, target, jw);
+    if (all_in()) {
+      c.sleep_for(std::chrono::milliseconds(500));
+      fetch_windows(c, a, a.job, target, jw);
+    }
+  }
   print_live(jw, *plan, printed);
   auto stats = job_run_stats(*plan, view);
   if (!stats.ok()) {

@@ -9,6 +9,7 @@
 #include "hyperscale/cluster/intake.hpp"
 #include "hyperscale/host/address.hpp"
 #include "hyperscale/host/daemon.hpp"
+#include "hyperscale/host/load_windows.hpp"
 
 namespace hs::cli {
 
@@ -133,6 +134,14 @@ gate::GateConfig gate_config(const host::Config& c, std::vector<node::NodeId> ga
   g.timeout_slack = c.duration("gate.timeout_slack");
   g.max_active_jobs = static_cast<std::size_t>(c.integer("gate.max_active_jobs"));
   g.max_jobs = static_cast<std::size_t>(c.integer("gate.max_jobs"));
+  // Live windows: the managers' merge (host::LoadWindows). A window closes at the gate once every
+  // running datacenter closed it (the gate advances to the slowest one), so its lateness is the
+  // managers'; a datacenter ahead of the slowest by up to 300 windows is still merged.
+  load::WindowMergerConfig wc;
+  wc.lateness = 3;
+  wc.max_ahead = 300;
+  wc.max_windows = 600;
+  g.windows = host::load_windows_factory(wc);
   return g;
 }
 
@@ -194,7 +203,15 @@ std::string gate_metrics_text(const gate::Gate& g) {
                                                                   {"rejections_evicted", s.rejections_evicted},
                                                                   {"timer_errors", s.timer_errors},
                                                                   {"correlated_failures", s.correlated_failures},
-                                                                  {"partitions_healed", s.partitions_healed}};
+                                                                  {"partitions_healed", s.partitions_healed},
+                                                                  {"watches", s.watches},
+                                                                  {"watch_redirects", s.watch_redirects},
+                                                                  {"watch_polls", s.watch_polls},
+                                                                  {"watch_replies", s.watch_replies},
+                                                                  {"watch_errors", s.watch_errors},
+                                                                  {"windows_merged", s.windows_merged},
+                                                                  {"windows_refused", s.windows_refused},
+                                                                  {"watches_evicted", s.watches_evicted}};
   std::string o = "# HELP hs_gate_events_total gate role counters by event\n# TYPE hs_gate_events_total counter\n";
   for (const auto& [k, n] : events) o += fmt::format("hs_gate_events_total{{event=\"{}\"}} {}\n", k, n);
   o += "# HELP hs_gate_table_size entries in each gate table\n# TYPE hs_gate_table_size gauge\n";

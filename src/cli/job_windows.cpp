@@ -65,6 +65,21 @@ Status JobWindows::add(const cluster::WatchReply& r) {
     s.evicted = w.evicted;
     s.dropped = w.dropped;
     s.more = w.more;
+    s.datacenters.clear();
+    for (const auto& d : w.datacenters) {
+      Series::Dc dc{d.share, d.name, d.state, d.now_index, {}, d.windows};
+      if (!d.totals.empty()) {
+        auto t = load::decode_window(d.totals);
+        if (!t.ok()) {
+          if (first.ok())
+            first = make_error(Errc::invalid_argument, fmt::format("workflow '{}': datacenter {}: totals: {}", w.name,
+                                                                   d.name, t.status().message()));
+          continue;
+        }
+        dc.totals = std::move(*t);
+      }
+      if (s.datacenters.size() < kMaxDatacenters) s.datacenters.push_back(std::move(dc));
+    }
     if (auto t = load::decode_window(w.totals); t.ok()) {
       s.totals = std::move(*t);
     } else if (first.ok()) {
@@ -113,15 +128,32 @@ std::vector<std::string> JobWindows::lines(const load::Plan& plan) const {
     load::Window none;
     const Closed* last = s.closed.empty() ? nullptr : &s.closed.rbegin()->second;
     std::vector<PartLoadView> parts;
+    auto dc_of = [&](std::uint32_t share) -> const Series::Dc* {
+      for (const auto& d : s.datacenters)
+        if (d.share == share) return &d;
+      return nullptr;
+    };
     if (last != nullptr)
-      for (const auto& p : last->parts)
-        if (!p.late)
-          parts.push_back(PartLoadView{p.part, p.worker, p.cores, p.cpu_percent, p.rss_bytes,
-                                       p.worker != 0 && name_worker_ ? name_worker_(p.worker) : std::string()});
+      for (const auto& p : last->parts) {
+        if (p.late) continue;
+        std::string who = p.worker != 0 && name_worker_ ? name_worker_(p.worker) : std::string();
+        if (const Series::Dc* d = p.worker == 0 ? dc_of(p.part) : nullptr)
+          who = d->name;  // a gate's part: a datacenter
+        parts.push_back(PartLoadView{p.part, p.worker, p.cores, p.cpu_percent, p.rss_bytes, std::move(who)});
+      }
     const double seconds = static_cast<double>(s.totals.index + 1) * len;
     const auto m = marks(plan, wf.name, s.totals, seconds);
     auto l = live_lines(wf.name, last ? last->merged : none, s.totals, parts, len, m);
     out.insert(out.end(), l.begin(), l.end());
+    for (const auto& d : s.datacenters) {
+      std::uint64_t requests = 0, errors = 0;
+      for (const auto& st : d.totals.steps) {
+        requests += st.total.executed;
+        errors += st.total.failed;
+      }
+      out.push_back(fmt::format("  datacenter {} ({}): window {}, requests {}, errors {}, {} windows merged", d.name,
+                                cluster::name(d.state), d.now_index, requests, errors, d.windows));
+    }
     if (s.dropped + s.refused + s.expired + s.late > 0)
       out.push_back(fmt::format("  windows: {} dropped by the parts, {} refused, {} too old, {} late", s.dropped,
                                 s.refused, s.expired, s.late));

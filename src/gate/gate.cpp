@@ -20,7 +20,7 @@ using namespace cluster;
 
 namespace {
 
-constexpr std::array<const char*, 5> kConcernNames{"none", "registry", "shares", "deadlines", "retention"};
+constexpr std::array<const char*, 6> kConcernNames{"none", "registry", "shares", "deadlines", "retention", "windows"};
 const char* concern_name(std::uint64_t c) { return c < kConcernNames.size() ? kConcernNames[c] : "unknown"; }
 
 template <class T>
@@ -110,6 +110,9 @@ void Gate::run_concern(Concern c) {
       case kRetention:
         retention_pass();
         break;
+      case kWindows:
+        windows_pass();
+        break;
       default:
         break;
     }
@@ -133,6 +136,8 @@ void Gate::on_raft_change() {
     log::info("gate", "not_leading", "self={} term={} leader={}", self_, raft_->term(), raft_->leader_id());
     live_.clear();
     requests_.clear();
+    watched_.clear();  // soft state: a new owner asks the datacenters again
+    watch_reqs_.clear();
   }
 }
 
@@ -259,23 +264,14 @@ void Gate::dispatch_message(NodeId from, MsgType type, std::span<const std::uint
     HS_ON(status_reply, StatusReply, handle_status_reply(from, m))
     HS_ON(cancel_reply, CancelReply, handle_cancel_reply(from, m))
     HS_ON(job_fence_ack, JobFenceAck, handle_fence_ack(from, m))
+    HS_ON(watch_query, WatchQuery, handle_watch(from, m))
+    HS_ON(watch_reply, WatchReply, handle_watch_reply(from, m))
     case MsgType::node_query: {
       NodeQuery m;
       if (!parse(body, m, stats_, from, "node_query")) return;
       NodeStatus st = node_status();
       st.req = m.req;
       send(from, MsgType::node_status, st);
-      return;
-    }
-    case MsgType::watch_query: {  // not served here yet: a clear answer instead of a timeout
-      WatchQuery m;
-      if (!parse(body, m, stats_, from, "watch_query")) return;
-      WatchReply r;
-      r.req = m.req;
-      r.code = Err::invalid;
-      r.error = "gates do not serve live windows yet: watch the job at a datacenter's managers (docs/gates.md)";
-      if (const GateJob* j = ledger_.job(m.job_id)) r.state = j->state, r.job_error = j->error;
-      send(from, MsgType::watch_reply, r);
       return;
     }
     default:

@@ -276,10 +276,16 @@ NodeStatus Gate::node_status() const {
 std::map<std::string, std::size_t> Gate::table_sizes() const {
   std::size_t managers = 0;
   for (const auto& d : dcs_) managers += d.managers.size();
-  return {
-      {"jobs", ledger_.size()},       {"live_jobs", live_.size()},        {"accepts_in_flight", accepts_.size()},
-      {"waiters", waiters_},          {"rejections", rejections_.size()}, {"rejection_expiry", rejections_.queued()},
-      {"requests", requests_.size()}, {"managers_seen", managers}};
+  auto t = window_tables();  // live windows' tables (windows.cpp)
+  t.insert({{"jobs", ledger_.size()},
+            {"live_jobs", live_.size()},
+            {"accepts_in_flight", accepts_.size()},
+            {"waiters", waiters_},
+            {"rejections", rejections_.size()},
+            {"rejection_expiry", rejections_.queued()},
+            {"requests", requests_.size()},
+            {"managers_seen", managers}});
+  return t;
 }
 
 }  // namespace hs::gate

@@ -62,11 +62,24 @@ LoadWindows::LoadWindows(const load::Workflow& wf, std::vector<load::Threshold> 
                          load::WindowMergerConfig cfg)
     : merger_(wf.name, step_names(wf), cfg), thresholds_(std::move(thresholds)), warmup_s_(to_seconds(wf.warmup)) {}
 
-Status LoadWindows::add(std::span<const std::uint8_t> window) {
+Status LoadWindows::add(std::span<const std::uint8_t> window) { return add_decoded(window, nullptr); }
+
+Status LoadWindows::add_as(std::span<const std::uint8_t> window, std::uint32_t part, std::uint64_t token,
+                           std::uint64_t index) {
+  const Retag tag{part, token, index};
+  return add_decoded(window, &tag);
+}
+
+Status LoadWindows::add_decoded(std::span<const std::uint8_t> window, const Retag* tag) {
   auto w = load::decode_window(window.data(), window.size());
   if (!w.ok()) {
     undecoded_++;
     return w.status();
+  }
+  if (tag != nullptr) {
+    w->part = tag->part;
+    w->token = tag->token;
+    w->index = tag->index;
   }
   auto r = merger_.add(*w);
   if (!r.ok()) return r.status();  // the merger counted it as refused

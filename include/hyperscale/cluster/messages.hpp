@@ -618,6 +618,16 @@ struct WatchWindow {
   std::vector<PartLoad> parts;
   HS_FIELDS(index, merged, parts)
 };
+// From a gate: one datacenter's share of a workflow's merged windows (docs/gates.md "Live windows").
+struct WatchDc {
+  std::uint32_t share = 0;               // the share's index: its windows' part in the gate's merge
+  std::string name;                      // the datacenter
+  JobState state = JobState::submitted;  // the share's, as the gate last heard
+  std::uint64_t now_index = 0;           // the datacenter's current window
+  std::vector<std::uint8_t> totals;      // encoded load::Window: the datacenter's totals as last answered
+  std::uint64_t windows = 0;             // its closed windows the gate merged
+  HS_FIELDS(share, name, state, now_index, totals, windows)
+};
 struct WatchWorkflow {
   std::string name;
   std::uint64_t origin_unix_ms = 0;
@@ -627,9 +637,10 @@ struct WatchWorkflow {
   std::vector<WatchWindow> windows;  // closed, oldest first
   bool more = false;                 // more closed windows after these: ask again from the next index
   std::uint64_t merged = 0, duplicates = 0, late = 0, stale = 0, expired = 0, refused = 0, evicted = 0;
-  std::uint64_t dropped = 0;  // windows the parts dropped (their queue overflowed)
+  std::uint64_t dropped = 0;         // windows the parts dropped (their queue overflowed)
+  std::vector<WatchDc> datacenters;  // from a gate: each datacenter's share (empty from a manager)
   HS_FIELDS(name, origin_unix_ms, window_ms, now_index, totals, windows, more, merged, duplicates, late, stale, expired,
-            refused, evicted, dropped)
+            refused, evicted, dropped, datacenters)
 };
 struct WatchReply {
   std::uint64_t req = 0;

@@ -32,6 +32,7 @@
 #include "hyperscale/cluster/messages.hpp"
 #include "hyperscale/cluster/raft.hpp"
 #include "hyperscale/gate/ledger.hpp"
+#include "hyperscale/gate/windows.hpp"
 #include "hyperscale/node/node.hpp"
 
 namespace hs::gate {
@@ -71,6 +72,14 @@ struct GateConfig {
   std::uint32_t max_workflow_retries = 5;  // clamp of JobSpec::workflow_retries
   std::uint32_t not_found_limit = 3;       // "no such job" answers before a share is declared lost
   std::uint32_t retry_after_ms = 1000;     // suggested to throttled clients
+  // Live windows (docs/gates.md "Live windows"): the owner merges the datacenters' windows of a job
+  // while clients watch it. No factory: the gate answers watch queries with an error.
+  cluster::WindowsFactory windows;
+  std::size_t max_watched_jobs = 100;                // jobs followed at once; over it the least recently asked goes
+  std::size_t max_window_workflows = 1'024;          // mergers over every watched job; over it a workflow gets none
+  std::uint32_t max_watch_windows = 120;             // closed windows per workflow in one reply
+  std::size_t max_watch_bytes = 1u << 20;            // about this many window bytes in one reply
+  Duration watch_linger = std::chrono::seconds(10);  // a job nobody asked about this long is dropped
 };
 
 struct GateStats {
@@ -80,7 +89,8 @@ struct GateStats {
                 takeovers = 0, fences_sent = 0, fence_refused = 0, checkpoints = 0, cleaned = 0, proposals = 0,
                 proposals_failed = 0, heartbeats = 0, heartbeats_refused = 0, decode_errors = 0, unknown_messages = 0,
                 stale_replies = 0, dc_backoffs = 0, rejections_evicted = 0, timer_errors = 0, correlated_failures = 0,
-                partitions_healed = 0;
+                partitions_healed = 0, watches = 0, watch_redirects = 0, watch_polls = 0, watch_replies = 0,
+                watch_errors = 0, windows_merged = 0, windows_refused = 0, watches_evicted = 0;
 };
 
 class Gate final : public node::Node {
@@ -159,7 +169,14 @@ class Gate final : public node::Node {
     std::string key;
     std::vector<std::pair<NodeId, std::uint64_t>> clients;
   };
-  enum Concern : std::uint64_t { kRegistry = 1, kShares, kDeadlines, kRetention, kConcerns };
+  struct Watched {  // a job whose live windows the owner merges while clients ask (windows.cpp)
+    JobWindows windows;
+    Instant last_asked{0};
+    std::vector<NodeId> hints;     // per share: the datacenter's leader as its managers last named it
+    std::vector<Request> queries;  // per share: the watch query in flight
+    bool warned = false;           // a refusal was logged at warn (later ones at debug)
+  };
+  enum Concern : std::uint64_t { kRegistry = 1, kShares, kDeadlines, kRetention, kWindows, kConcerns };
 
   void dispatch_message(NodeId from, cluster::MsgType type, std::span<const std::uint8_t> body);
   // clients
@@ -175,6 +192,13 @@ class Gate final : public node::Node {
   void handle_status_reply(NodeId from, cluster::StatusReply& m);
   void handle_cancel_reply(NodeId from, const cluster::CancelReply& m);
   void handle_fence_ack(NodeId from, const cluster::JobFenceAck& m);
+  // live windows (windows.cpp)
+  void handle_watch(NodeId from, const cluster::WatchQuery& m);
+  void handle_watch_reply(NodeId from, const cluster::WatchReply& m);
+  void windows_pass();
+  void drop_watch(std::map<std::string, Watched>::iterator it);
+  std::size_t window_mergers() const;
+  std::map<std::string, std::size_t> window_tables() const;
 
   // leadership and the ledger
   void on_raft_change();
@@ -231,6 +255,10 @@ class Gate final : public node::Node {
   // Requests to datacenters are numbered; the number maps back to (job, share, kind) while in flight.
   std::map<std::uint64_t, std::tuple<std::string, std::uint32_t, std::uint8_t>> requests_;
   std::uint64_t next_req_ = 1;
+  std::map<std::string, Watched> watched_;  // owner only; at most max_watched_jobs
+  // Watch queries in flight -> (job, share); at most one per share of a watched job.
+  std::map<std::uint64_t, std::pair<std::string, std::uint32_t>> watch_reqs_;
+  std::uint64_t next_watch_req_ = 1;
   bool partition_suspected_ = false;  // several datacenters lost together, not all back yet
   std::size_t waiters_ = 0;
   Instant seen_now_{0};

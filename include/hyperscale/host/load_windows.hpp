@@ -44,6 +44,10 @@ class LoadWindows final : public manager::WorkflowWindows {
   // decode_window, then WindowMerger::add. An error (garbage bytes, a window the merger refuses)
   // changes nothing but the refused tally.
   Status add(std::span<const std::uint8_t> window) override;
+  // decode_window, the part, token and index replaced, then WindowMerger::add (a gate merging a
+  // datacenter's merged window as its share).
+  Status add_as(std::span<const std::uint8_t> window, std::uint32_t part, std::uint64_t token,
+                std::uint64_t index) override;
   void advance(std::uint64_t now_index) override;
   std::uint64_t now() const override { return merger_.now(); }
   // Advances the merger past the newest window it took by its lateness.
@@ -68,6 +72,12 @@ class LoadWindows final : public manager::WorkflowWindows {
 
  private:
   LoadWindows(const load::Workflow& wf, std::vector<load::Threshold> thresholds, load::WindowMergerConfig cfg);
+  struct Retag {
+    std::uint32_t part = 0;
+    std::uint64_t token = 0;
+    std::uint64_t index = 0;
+  };
+  Status add_decoded(std::span<const std::uint8_t> window, const Retag* tag);
 
   load::WindowMerger merger_;
   std::vector<load::Threshold> thresholds_;

@@ -7,69 +7,18 @@
 // The leader keeps one per (job, workflow) while it leads the job, advances it on its own clock from
 // the workflow's window origin, serves the closed windows to `watch` and `results`, judges the
 // workflow's abort thresholds on the merged totals, and frees it when the job is forgotten.
+// The interface lives in cluster/windows.hpp (the gates merge datacenters' windows with it too).
 #pragma once
 
-#include <cstdint>
-#include <functional>
-#include <memory>
-#include <optional>
-#include <span>
-#include <string>
-#include <vector>
-
-#include "hyperscale/base/status.hpp"
+#include "hyperscale/cluster/windows.hpp"
 
 namespace hs::manager {
 
-using WindowBytes = std::vector<std::uint8_t>;
-
-// One part's own load during a window (the load generator's saturation: docs/windows.md).
-struct WindowPartLoad {
-  std::uint32_t part = 0;
-  std::uint64_t token = 0;
-  std::uint64_t cpu_percent = 0;  // percent of one core (0..100 x the part's cores)
-  std::uint64_t rss_bytes = 0;
-  bool late = false;  // arrived after its window closed: in the totals, not in the window
-};
-
-// A merged window: `merged` is its encoding as one window of part 0, token 0 (load::encode_window).
-struct ClosedWindow {
-  std::uint64_t index = 0;
-  WindowBytes merged;
-  std::vector<WindowPartLoad> parts;
-};
-
-struct WindowTally {
-  std::uint64_t merged = 0, duplicates = 0, late = 0, stale = 0, expired = 0, refused = 0, evicted = 0;
-};
-
-class WorkflowWindows {
- public:
-  virtual ~WorkflowWindows() = default;
-  // One encoded window of one part. An error (it does not decode, names another workflow or an
-  // unknown step, does not add up, is too far ahead) changes nothing but the refused tally; a
-  // duplicate, late, stale or expired window is not an error (it is tallied).
-  virtual Status add(std::span<const std::uint8_t> window) = 0;
-  // The leader's current window index (from the origin and its clock); never moves back.
-  virtual void advance(std::uint64_t now_index) = 0;
-  virtual std::uint64_t now() const = 0;
-  // No more windows will come (every part of the workflow has ended and its windows were taken
-  // before its result): closes every window held, whatever the clock says.
-  virtual void seal() = 0;
-  // Closed windows with index >= from, oldest first, at most `max`.
-  virtual std::vector<ClosedWindow> closed_since(std::uint64_t from, std::size_t max) const = 0;
-  // Everything merged so far (closed, open and late windows) as one encoded window of index now().
-  virtual WindowBytes totals() const = 0;
-  // The first of the workflow's abort thresholds (load::Threshold::abort) that fails on the merged
-  // totals once its `after` delay has passed, `elapsed_s` seconds into the workflow: a sentence that
-  // names it ("step checkout.get: p99 < 100ms failed (observed 412.0ms)"). None: none fails.
-  virtual std::optional<std::string> abort_breach(double elapsed_s) const = 0;
-  virtual WindowTally tally() const = 0;
-};
-
-// Creates the windows of one workflow from the job's workflow file text. An error (the plan does not
-// parse, no such workflow) means the workflow gets no live windows: the manager logs and counts it.
-using WindowsFactory = std::function<Result<std::unique_ptr<WorkflowWindows>>(std::span<const std::uint8_t> plan,
-                                                                              const std::string& workflow)>;
+using cluster::ClosedWindow;
+using cluster::WindowBytes;
+using cluster::WindowPartLoad;
+using cluster::WindowsFactory;
+using cluster::WindowTally;
+using cluster::WorkflowWindows;
 
 }  // namespace hs::manager

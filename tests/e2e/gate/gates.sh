@@ -6,7 +6,8 @@
 # hs-netdelay where the kernel has no netem; lib.sh); otherwise everything runs on loopback (it says so).
 #   (a) `--datacenter-count 2` with a fixed iteration count: both shares complete, each with exactly
 #       the workflow's iterations (each part exactly its half), the total is their sum, the target
-#       served exactly that many requests;
+#       served exactly that many requests; `watch --gate` prints the live view merged over both
+#       datacenters (the step's total is the sum, one line per datacenter);
 #   (b) SIGKILL of the owner gate (the gate leader) mid-run: another gate leads, takes the job over
 #       (log event=job_takeover, a higher fence), and `submit --wait` (started before the kill, with
 #       only that gate in --gate: it learns the other gates from it, GTE-04) prints the completed
@@ -105,6 +106,15 @@ check_share "$A" a dc-b "$N"
 [[ $(jget "$A" 'j["workflows"][0]["stats"]["requests_ok"]') == $((2 * N)) ]] || fail "(a) merged requests_ok: $A"
 check_parts "$A" a "dc-a dc-b" "$N"
 [[ ",$GLIST," == *",$(jget "$A" 'j["leader"]'),"* ]] || fail "(a) the job's owner is not a gate: $A"
+# The live view through the gates: the owner merges both datacenters' windows (docs/gates.md).
+timeout 60 "$HS" --log-level warn watch --gate "$GLIST" --config g1.toml gate-a > a.watch 2> a.watch.err; rc=$?
+[[ $rc == 0 ]] || { cat a.watch a.watch.err; fail "(a) watch --gate exit $rc"; }
+for d in dc-a dc-b; do
+  grep -Eq "^  datacenter $d \(completed\): window [0-9]+, requests $N, errors 0," a.watch ||
+    { cat a.watch a.watch.err; fail "(a) watch --gate: no live line of $d with its $N requests"; }
+done
+grep -Eq "^  a +total +$((2 * N)) +err +0 " a.watch || { cat a.watch; fail "(a) watch --gate: merged total is not $((2 * N))"; }
+echo "(a) watch --gate, the live view:"; grep -B3 -A2 ' windows merged$' a.watch
 stop_target "$HTTP"
 echo "(a) target served $SERVED"
 [[ "$SERVED" == $((2 * N)) ]] || fail "(a) target served $SERVED, want $((2 * N))"

@@ -14,6 +14,7 @@
 
 #include "hyperscale/base/log.hpp"
 #include "hyperscale/base/random.hpp"
+#include "hyperscale/host/load_windows.hpp"
 #include "world.hpp"
 
 using namespace hs;
@@ -140,6 +141,135 @@ void every_gate_reports(World& w, const std::string& id, JobState state) {
     CHECK(r->found);
     CHECK(r->job.state == state);
   }
+}
+
+// ---- live windows (AGG-05) ----
+
+// The windows of a synthetic workflow (one step "op", as the sim executor reports them), with the
+// merger's `cfg`: the managers' and, with max_ahead 300 as on the gate daemon, the gates'.
+cluster::WindowsFactory sim_windows(load::WindowMergerConfig cfg = {}) {
+  return [cfg](std::span<const std::uint8_t>,
+               const std::string& workflow) -> Result<std::unique_ptr<cluster::WorkflowWindows>> {
+    load::Plan p;
+    load::Workflow w;
+    w.name = workflow;
+    load::Step st;
+    st.name = "op";
+    w.steps.push_back(st);
+    p.workflows.push_back(std::move(w));
+    auto lw = host::LoadWindows::create(p, workflow, cfg);
+    if (!lw.ok()) return lw.status();
+    return std::unique_ptr<cluster::WorkflowWindows>(std::move(*lw));
+  };
+}
+
+load::WindowMergerConfig gate_merge() {
+  load::WindowMergerConfig c;
+  c.max_ahead = 300;
+  return c;
+}
+
+// Managers and gates with live windows.
+WorldOptions with_windows(WorldOptions o) {
+  auto gate_tune = o.tune_gate;
+  o.tune_manager = [](manager::ManagerConfig& c) { c.windows = sim_windows(); };
+  o.tune_gate = [gate_tune](gate::GateConfig& c) {
+    c.windows = sim_windows(gate_merge());
+    if (gate_tune) gate_tune(c);
+  };
+  return o;
+}
+
+std::uint64_t requests_of(std::span<const std::uint8_t> bytes) {
+  auto d = load::decode_window(bytes.data(), bytes.size());
+  REQUIRE(d.ok());
+  std::uint64_t n = 0;
+  for (const auto& st : d->steps) n += st.total.executed;
+  return n;
+}
+
+// One watch query to gate `to`, its answer.
+WatchReply watch_once(World& w, NodeId to, const std::string& id, std::uint64_t from = 0, std::uint32_t max = 0) {
+  const std::uint64_t req = w.client().watch(to, id, from, max);
+  const simdc::SimClient::Reply* r = nullptr;
+  REQUIRE(w.run_until([&] { return (r = w.client().reply(req)) != nullptr; }, 5s));
+  return r->watch;
+}
+
+// What a client watching through the gates saw: every closed window (by index, its requests), the
+// totals after each answer, the per-datacenter lines of the last answer.
+struct Watcher {
+  explicit Watcher(std::string j) : job(std::move(j)) {}
+  std::string job;
+  std::map<std::uint64_t, std::uint64_t> windows;  // index -> requests
+  std::uint64_t totals = 0, answers = 0, max_dcs = 0;
+  std::vector<WatchDc> dcs;
+  std::vector<std::string> violations;
+  // Asks the gate leader from the next window on (paging while it has more) and checks that a
+  // window seen again did not change and that the totals never go back.
+  void poll(World& w) {
+    const auto g = w.gate_leader();
+    if (!g) return;
+    std::uint64_t from = windows.empty() ? 0 : windows.rbegin()->first + 1;
+    for (int page = 0; page < 20; ++page) {
+      const WatchReply r = watch_once(w, *g, job, from > 2 ? from - 2 : 0);  // overlap: re-seen windows must match
+      if (r.code != Err::none) return;
+      ++answers;
+      bool more = false;
+      for (const WatchWorkflow& f : r.workflows) {
+        const std::uint64_t t = requests_of(f.totals);
+        if (t < totals) violations.push_back(fmt::format("totals went back: {} after {}", t, totals));
+        totals = std::max(totals, t);
+        dcs = f.datacenters;
+        max_dcs = std::max<std::uint64_t>(max_dcs, f.datacenters.size());
+        for (const WatchWindow& ww : f.windows) {
+          const std::uint64_t n = requests_of(ww.merged);
+          auto [it, fresh] = windows.emplace(ww.index, n);
+          if (!fresh && it->second != n)
+            violations.push_back(fmt::format("window {} changed: {} then {}", ww.index, it->second, n));
+          from = std::max(from, ww.index + 1);
+        }
+        more = more || f.more;
+      }
+      if (!more) return;
+    }
+  }
+  std::uint64_t sum() const {
+    std::uint64_t n = 0;
+    for (const auto& [i, r] : windows) n += r;
+    return n;
+  }
+};
+
+// Requests the sim executors put in windows for the job, in datacenter d.
+std::uint64_t requests_sent(World& w, std::size_t d, const std::string& id) {
+  std::uint64_t n = 0;
+  for (NodeId x : w.workers(d))
+    if (auto* node = w.wrk(x))
+      for (const auto& [key, v] : node->exec.requests_in_windows)
+        if (std::get<0>(key) == id) n += v;
+  return n;
+}
+
+// The sum of the closed windows datacenter d's leader serves for the job (of workflow `only`, or all).
+std::uint64_t dc_window_sum(World& w, std::size_t d, const std::string& id, const std::string& only = "") {
+  const auto l = w.dc_leader(d);
+  REQUIRE(l.has_value());
+  std::uint64_t n = 0, from = 0;
+  for (int page = 0; page < 100; ++page) {
+    auto r = w.mgr(*l)->mgr.watch(id, from, 100);
+    REQUIRE(r.has_value());
+    bool more = false;
+    for (const auto& f : r->workflows) {
+      for (const auto& ww : f.windows) {
+        if (only.empty() || f.name == only) n += requests_of(ww.merged);
+        from = std::max(from, ww.index + 1);
+      }
+      more = more || f.more;
+    }
+    if (!more) break;
+  }
+  return n;
 }
 
 }  // namespace
@@ -942,14 +1072,145 @@ TEST_CASE("AGG-04 a datacenter's leading manager dies mid-run: totals never go b
   CHECK_ENDS(w);
 }
 
+TEST_CASE("AGG-05 live windows through the gate merge both datacenters exactly") {
+  World w(with_windows(t3(35)));
+  boot(w);
+  // Bad input changes nothing: an unknown job, and a follower's redirect to the owner.
+  const NodeId leader = *w.gate_leader();
+  CHECK(watch_once(w, leader, "nope").code == Err::not_found);
+  submit_ok(w, spread(job("w5", {wf("a", "ms=6000;ops=600", 2, 2)}), 2));
+  for (NodeId g : w.gates()) {
+    if (g == leader) continue;
+    const WatchReply r = watch_once(w, g, "w5");
+    CHECK(r.code == Err::not_leader);
+    CHECK(r.leader == leader);
+    CHECK(r.workflows.empty());
+  }
+  wait_running(w, "w5");
+  Watcher v("w5");
+  // A client watching: once a second until the job ended and the gate has every window of both.
+  REQUIRE(w.run_until(
+      [&] {
+        v.poll(w);
+        auto jv = w.view("w5");
+        return jv && terminal(jv->state) && v.sum() == 2 * 2 * 600;
+      },
+      60s));
+  for (const auto& e : v.violations) FAIL_CHECK(e);
+  CHECK(w.gate(leader)->gate.table_sizes().at("watched_jobs") == 1);
+  CHECK(w.gate(leader)->gate.stats().windows_merged > 0);
+  CHECK(v.windows.size() >= 4);
+  // Exact: the gate's windows sum to each datacenter's windows, and to what the workers sent.
+  const std::uint64_t dc0 = dc_window_sum(w, 0, "w5"), dc1 = dc_window_sum(w, 1, "w5");
+  CHECK(dc0 == 2 * 600);
+  CHECK(dc1 == 2 * 600);
+  CHECK(v.sum() == dc0 + dc1);
+  CHECK(requests_sent(w, 0, "w5") + requests_sent(w, 1, "w5") == v.sum());
+  CHECK(v.totals == v.sum());
+  // Per datacenter: its share, its own totals.
+  REQUIRE(v.dcs.size() == 2);
+  std::uint64_t per_dc = 0;
+  for (const auto& d : v.dcs) {
+    CHECK(requests_of(d.totals) == 2 * 600);
+    CHECK(d.windows > 0);
+    per_dc += requests_of(d.totals);
+  }
+  CHECK(per_dc == v.sum());
+  // A workflow that starts later (b after a) is taken from its first window too.
+  submit_ok(w, spread(job("w7", {wf("a", "ms=3000;ops=300"), wf("b", "ms=3000;ops=200", 1, 1, {"a"})}), 2));
+  std::map<std::string, std::uint64_t> per_wf;
+  REQUIRE(w.run_until(
+      [&] {
+        const WatchReply r = watch_once(w, leader, "w7", 0, 1000);
+        per_wf.clear();
+        for (const auto& f : r.workflows) {
+          std::uint64_t n = 0;
+          for (const auto& ww : f.windows) n += requests_of(ww.merged);
+          per_wf[f.name] = n;
+        }
+        auto jv = w.view("w7");
+        return jv && terminal(jv->state) && per_wf["a"] == 2 * 300 && per_wf["b"] == 2 * 200;
+      },
+      60s));
+  CHECK(per_wf["a"] == dc_window_sum(w, 0, "w7", "a") + dc_window_sum(w, 1, "w7", "a"));
+  CHECK(per_wf["b"] == dc_window_sum(w, 0, "w7", "b") + dc_window_sum(w, 1, "w7", "b"));
+  // Nobody asks any more: the gate stops following the jobs (watch_linger) and frees their windows.
+  REQUIRE(w.run_until([&] { return w.gate(leader)->gate.table_sizes().at("watched_jobs") == 0; }, 20s));
+  CHECK(w.gate(leader)->gate.table_sizes().at("window_mergers") == 0);
+  CHECK(w.gate(leader)->gate.table_sizes().at("watch_requests") == 0);
+  CHECK_ENDS(w);
+}
+
+TEST_CASE(
+    "AGG-05b a datacenter's leader fails over mid-run: the gate's live view neither double counts nor goes back") {
+  World w(with_windows(t3(36)));
+  boot(w);
+  submit_ok(w, spread(job("w6", {wf("a", "ms=8000;ops=800", 2, 2)}), 2));
+  wait_running(w, "w6");
+  Watcher v("w6");
+  REQUIRE(w.run_until(
+      [&] {
+        v.poll(w);
+        return v.windows.size() >= 3;
+      },
+      20s));
+  const auto l = w.dc_leader(0);
+  REQUIRE(l.has_value());
+  w.kill(*l);
+  REQUIRE(w.run_until(
+      [&] {
+        v.poll(w);
+        auto jv = w.view("w6");
+        return jv && terminal(jv->state) && v.max_dcs == 2;
+      },
+      60s));
+  // The job ended: a few more looks until both datacenters gave their last windows.
+  w.run_until(
+      [&] {
+        v.poll(w);
+        return v.dcs.size() == 2 &&
+               std::all_of(v.dcs.begin(), v.dcs.end(), [](const WatchDc& d) { return terminal(d.state); });
+      },
+      10s);
+  v.poll(w);
+  for (const auto& e : v.violations) FAIL_CHECK(e);
+  // Windows are leader soft state in a datacenter (docs/windows.md): the new leader's series holds
+  // what it received. Never more than was sent, and the other datacenter's windows all came.
+  const std::uint64_t sent = requests_sent(w, 0, "w6") + requests_sent(w, 1, "w6");
+  CHECK(sent == 2 * 2 * 800);
+  CHECK(v.sum() <= sent);
+  CHECK(v.sum() >= 2 * 800);
+  CHECK(v.totals >= v.sum());
+  CHECK(v.totals <= sent);
+  const JobView jv = finish(w, "w6");
+  CHECK(jv.completed == 2 * 2 * 800);  // the final results are exact regardless
+  w.restart(*l);
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("AGG-05c a gate without a window merger answers watch queries with a clear error, changes nothing") {
+  World w(t3(37));
+  boot(w);
+  submit_ok(w, job("w8", {wf("a", "ms=500")}));
+  const NodeId leader = *w.gate_leader();
+  const WatchReply r = watch_once(w, leader, "w8");
+  CHECK(r.code == Err::invalid);
+  CHECK(r.error.find("merges no live windows") != std::string::npos);
+  CHECK(r.workflows.empty());
+  CHECK(w.gate(leader)->gate.table_sizes().at("watched_jobs") == 0);
+  CHECK(finish(w, "w8").state == JobState::completed);
+  CHECK_ENDS(w);
+}
+
 TEST_CASE("RES-G per-job gate state returns to its idle size after retention") {
   WorldOptions o = t3(28);
   o.tune_gate = [](gate::GateConfig& c) {
     c.retention_ok = 2s;
     c.retention_failed = 2s;
     c.idem_rejected_ttl = 2s;
+    c.max_watched_jobs = 4;  // live windows: watched jobs over it evict the least recently asked
   };
-  World w(o);
+  World w(with_windows(o));
   boot(w);
   w.run_for(1s);
   std::map<NodeId, std::map<std::string, std::size_t>> idle;
@@ -965,7 +1226,13 @@ TEST_CASE("RES-G per-job gate state returns to its idle size after retention") {
     submit_ok(w, s);
     ids.push_back(id);
     if (i % 7 == 3) REQUIRE(w.cancel(id).has_value());
+    if (i % 5 == 0) {  // a client watches some: the gate follows them, at most max_watched_jobs at once
+      const WatchReply r = watch_once(w, *w.gate_leader(), id);
+      CHECK(r.code == Err::none);
+      CHECK(w.gate(*w.gate_leader())->gate.table_sizes().at("watched_jobs") <= 4);
+    }
   }
+  CHECK(w.gate(*w.gate_leader())->gate.stats().watches_evicted > 0);
   auto bad = submit_once(w, job("bad", {wf("a", "ms=1", 0)}), *w.gate_leader());  // remembered, then forgotten
   CHECK(bad.code == Err::invalid);
   // Every job ends and is retired (end_checks: each was seen terminal before it went).

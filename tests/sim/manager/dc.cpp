@@ -44,6 +44,11 @@ std::uint64_t SimClient::status(NodeId to, const std::string& job) {
   out_.emplace_back(to, encode(MsgType::status_query, m));
   return m.req;
 }
+std::uint64_t SimClient::watch(NodeId to, const std::string& job, std::uint64_t from_index, std::uint32_t max) {
+  WatchQuery m{next_++, job, from_index, max};
+  out_.emplace_back(to, encode(MsgType::watch_query, m));
+  return m.req;
+}
 std::uint64_t SimClient::cancel(NodeId to, const std::string& job, std::uint64_t fence) {
   CancelJob m{next_++, job, fence, ""};
   req_cancel[m.req] = job;
@@ -108,6 +113,15 @@ void SimClient::on_message(node::Context& ctx, NodeId from, std::span<const std:
       auto& r = replies_[a.req];
       r.done = true;
       r.submit = a;
+      r.at = ctx.now();
+      break;
+    }
+    case MsgType::watch_reply: {
+      WatchReply a;
+      if (!decode(body, a)) return;
+      auto& r = replies_[a.req];
+      r.done = true;
+      r.watch = a;
       r.at = ctx.now();
       break;
     }

@@ -54,6 +54,7 @@ class SimClient final : public node::Node {
     cluster::CancelReply cancel;
     cluster::NodeStatus node;
     cluster::JobFenceAck fence;
+    cluster::WatchReply watch;
     Instant at{0};
   };
   std::uint64_t submit(NodeId to, cluster::JobSpec spec);
@@ -61,6 +62,7 @@ class SimClient final : public node::Node {
   std::uint64_t cancel(NodeId to, const std::string& job, std::uint64_t fence = 0);
   std::uint64_t cancel_workflow(NodeId to, const std::string& job, const std::string& wf);
   std::uint64_t node_query(NodeId to);
+  std::uint64_t watch(NodeId to, const std::string& job, std::uint64_t from_index = 0, std::uint32_t max = 0);
   // As a gate would (docs/cluster.md "Gates"): a submit and a cancel carrying the gate's fence for
   // the job, and a JobFence.
   std::uint64_t gate_submit(NodeId to, cluster::JobSpec spec, std::uint64_t gate_fence);

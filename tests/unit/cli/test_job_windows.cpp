@@ -116,3 +116,36 @@ TEST_CASE("job windows: results.json gets the series; windows.csv one row per wi
   CHECK(csv.find("w,1,1000,get,10,0,") != std::string::npos);
   CHECK_FALSE(add_windows_json("not json", jw.json()).ok());
 }
+
+TEST_CASE("job windows: from a gate, parts are datacenters and each datacenter gets a line of its totals") {
+  JobWindows jw;
+  auto r = reply({0, 1}, 20);
+  auto& f = r.workflows[0];
+  for (auto& ww : f.windows)
+    ww.parts = {cluster::PartLoad{0, 0, 2, 1, 40, 0, false}, cluster::PartLoad{1, 0, 1, 1, 95, 0, false}};
+  f.datacenters = {
+      cluster::WatchDc{0, "dc-a", cluster::JobState::running, 5, load::encode_window(window(5, 12, 1)), 2},
+      cluster::WatchDc{1, "dc-b", cluster::JobState::completed, 4, load::encode_window(window(4, 8, 1)), 2}};
+  REQUIRE(jw.add(r).ok());
+  load::Plan plan;
+  load::Workflow w;
+  w.name = "w";
+  load::Step st;
+  st.name = "get";
+  w.steps.push_back(st);
+  plan.workflows.push_back(w);
+  std::string all;
+  for (const auto& l : jw.lines(plan)) all += l + "\n";
+  CAPTURE(all);
+  CHECK(all.find("parts: 0 dc-a 40% · 1 dc-b 95% SATURATED") != std::string::npos);
+  CHECK(all.find("  datacenter dc-a (running): window 5, requests 12, errors 0, 2 windows merged\n") !=
+        std::string::npos);
+  CHECK(all.find("  datacenter dc-b (completed): window 4, requests 8, errors 0, 2 windows merged\n") !=
+        std::string::npos);
+  // A datacenter's totals that do not decode: an error naming it; the rest is kept.
+  f.datacenters[1].totals = {9, 9};
+  const Status bad = jw.add(r);
+  CHECK_FALSE(bad.ok());
+  CHECK(bad.message().find("datacenter dc-b: totals") != std::string::npos);
+  CHECK(jw.series().at("w").datacenters.size() == 1);
+}

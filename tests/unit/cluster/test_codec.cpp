@@ -664,3 +664,36 @@ TEST_CASE("Codec: StatusQuery.with_plan and WorkflowView.plan round-trip; an old
   CHECK(wd.name == "w");
   CHECK(wd.plan.empty());
 }
+
+TEST_CASE("Codec: WatchWorkflow.datacenters (a gate's per-datacenter shares) round-trip; a manager's reply has none",
+          "[cluster][codec]") {
+  WatchReply r;
+  r.req = 5;
+  r.state = JobState::running;
+  WatchWorkflow f;
+  f.name = "load";
+  f.window_ms = 1000;
+  f.datacenters = {WatchDc{0, "dc-a", JobState::running, 12, {1, 2, 3}, 9},
+                   WatchDc{1, "dc-b", JobState::completed, 11, {4}, 8}};
+  r.workflows = {f};
+  const Bytes b = encode(MsgType::watch_reply, r);
+  WatchReply d;
+  const char* why = "";
+  REQUIRE(decode(std::span(b).subspan(1), d, &why));
+  REQUIRE(d.workflows.size() == 1);
+  REQUIRE(d.workflows[0].datacenters.size() == 2);
+  CHECK(d.workflows[0].datacenters[1].name == "dc-b");
+  CHECK(d.workflows[0].datacenters[1].state == JobState::completed);
+  CHECK(d.workflows[0].datacenters[0].totals == std::vector<std::uint8_t>{1, 2, 3});
+  CHECK(d.workflows[0].datacenters[0].windows == 9);
+  // `datacenters` is the workflow's last field: a manager of the previous version (every field but
+  // it) answers a reply that decodes with none.
+  VersionedEnc older;
+  older.keep = field_count(f) - 1;
+  older(f);
+  WatchWorkflow fd;
+  REQUIRE(decode(older.w.out(), fd, &why));
+  CHECK(fd.name == "load");
+  CHECK(fd.window_ms == 1000);
+  CHECK(fd.datacenters.empty());
+}
