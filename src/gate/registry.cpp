@@ -169,6 +169,7 @@ JobView Gate::view(const std::string& id, const GateJob& j) const {
   v.error = j.error;
   v.cancel_errors = j.cancel_errors;
   v.fence = j.fence;
+  v.owner = j.owner;
   v.cancel_complete = j.cancel_complete;
   const Live* l = nullptr;
   if (auto it = live_.find(id); it != live_.end()) l = &it->second;

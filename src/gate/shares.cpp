@@ -72,20 +72,18 @@ JobSpec Gate::share_spec(const GateJob& j, std::uint32_t share) const {
 
 // ---------------------------------------------------------------- the shares pass
 
+// The jobs this gate owns; a job that moved to another owner (adopted, handed off) is dropped
+// here with its requests in flight (their replies then count as stale).
 void Gate::shares_pass() {
   for (const auto& [id, j] : ledger_.jobs()) {
+    if (j.owner != self_) continue;
     Live& l = live_of(id, j);
-    // Taking over: `own` is proposed (again, if it did not commit) and a live share waits for it. A
-    // job that needs no takeover (it and all its shares ended) still has its ended shares stopped
-    // (share_step), with the job's recorded fence.
-    const bool owned = token_term(j.fence) == raft_->term();
-    if (!owned) take_over(id, j, l);
     if (l.proposing) continue;
-    for (std::uint32_t s = 0; s < j.shares.size(); ++s)
-      if (owned || (terminal(j.state) && terminal(j.shares[s].state))) share_step(id, j, l, s);
+    for (std::uint32_t s = 0; s < j.shares.size(); ++s) share_step(id, j, l, s);
   }
-  for (auto it = live_.begin(); it != live_.end();) {  // jobs retired from the ledger
-    if (ledger_.job(it->first) != nullptr) {
+  for (auto it = live_.begin(); it != live_.end();) {  // retired, or owned by another gate now
+    const GateJob* j = ledger_.job(it->first);
+    if (j != nullptr && j->owner == self_) {
       ++it;
       continue;
     }
@@ -265,7 +263,7 @@ bool Gate::reroute(const std::string& id, const GateJob& j, std::uint32_t s, con
 Gate::ShareRun* Gate::reply_run(std::uint64_t req, std::uint8_t kind, NodeId from, std::string& id,
                                 std::uint32_t& share) {
   std::uint8_t k = 0;
-  if (!is_leader() || !decode_req(req, id, share, k) || k != kind) {
+  if (!in_quorum() || !decode_req(req, id, share, k) || k != kind) {
     stats_.stale_replies++;
     return nullptr;
   }
@@ -447,7 +445,7 @@ void Gate::deadlines_pass() {
   const Instant now = ctx_->now();
   for (auto& [id, l] : live_) {
     const GateJob* j = ledger_.job(id);
-    if (j == nullptr || terminal(j->state) || l.proposing || token_term(j->fence) != raft_->term()) continue;
+    if (j == nullptr || terminal(j->state) || l.proposing || j->owner != self_) continue;
     const std::uint64_t elapsed = elapsed_ms(id);
     std::size_t completed = 0;
     for (const auto& s : j->shares) completed += s.state == JobState::completed ? 1 : 0;
@@ -480,10 +478,10 @@ void Gate::deadlines_pass() {
 void Gate::retention_pass() {
   const Instant now = ctx_->now();
   rejections_.expire(now);
-  if (!is_leader()) return;
+  if (!in_quorum()) return;
   for (auto& [id, l] : live_) {
     const GateJob* j = ledger_.job(id);
-    if (j == nullptr || !terminal(j->state) || l.proposing) continue;
+    if (j == nullptr || j->owner != self_ || !terminal(j->state) || l.proposing) continue;
     if (!std::all_of(j->shares.begin(), j->shares.end(), [](const GateShare& s) { return terminal(s.state); }))
       continue;
     auto clear = [this, id = id](auto&&...) {
