@@ -276,10 +276,18 @@ NodeStatus Gate::node_status() const {
 std::map<std::string, std::size_t> Gate::table_sizes() const {
   std::size_t managers = 0;
   for (const auto& d : dcs_) managers += d.managers.size();
-  return {
-      {"jobs", ledger_.size()},       {"live_jobs", live_.size()},        {"accepts_in_flight", accepts_.size()},
-      {"waiters", waiters_},          {"rejections", rejections_.size()}, {"rejection_expiry", rejections_.queued()},
-      {"requests", requests_.size()}, {"managers_seen", managers}};
+  return {{"jobs", ledger_.size()},
+          {"live_jobs", live_.size()},
+          {"accepts_in_flight", accepts_.size()},
+          {"waiters", waiters_},
+          {"rejections", rejections_.size()},
+          {"rejection_expiry", rejections_.queued()},
+          {"requests", requests_.size()},
+          {"managers_seen", managers},
+          {"forwarded", forwarded_.size()},
+          {"proposals_in_flight", proposals_in_flight_},
+          {"owning", owning_.size()},
+          {"gates_gone", gone_since_.size()}};
 }
 
 }  // namespace hs::gate

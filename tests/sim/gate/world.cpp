@@ -41,6 +41,8 @@ GateNode::GateNode(gate::GateConfig cfg, RaftConfig raft) : swim(gate_swim(cfg.g
 }
 
 void GateNode::after_event(node::Context& ctx) {
+  for (auto& [to, msg] : outbox) ctx.send(to, std::move(msg));
+  outbox.clear();
   if (!hand_off_requested || handed_off) return;
   if (last_hand_off_.count() >= 0 && ctx.now() - last_hand_off_ < 200ms) return;
   last_hand_off_ = ctx.now();

@@ -60,6 +60,8 @@ struct GateNode final : public node::Node {
   // (at most every 200 ms) until it returns true; handed_off then reads true.
   bool hand_off_requested = false;
   bool handed_off = false;
+  // Raw messages (channel byte first) this node sends at its next event: a test speaking as it.
+  std::vector<std::pair<NodeId, node::Bytes>> outbox;
   void on_start(node::Context& ctx) override { mux.on_start(ctx); }
   void on_message(node::Context& ctx, NodeId f, std::span<const std::uint8_t> m) override {
     mux.on_message(ctx, f, m);
