@@ -192,6 +192,7 @@ void Gate::on_raft_change() {
 void Gate::propose_own(const std::string& id, const GateJob& j, NodeId to, const char* why) {
   if (auto it = owning_.find(id); it != owning_.end() && it->second == j.fence) return;
   owning_[id] = j.fence;  // bounded: one per ledger job
+  if (to == self_) stats_.takeovers++;
   GateEntry e = entry(GateOp::own, id);
   e.owner = to;
   log::info("gate", "job_owner_change", "job={} why={} fence={} owner_was={} owner={}", log::quoted(id), why, j.fence,
