@@ -1210,6 +1210,7 @@ TEST_CASE("GATE-SWEEP mixed gate, datacenter and network faults keep every invar
   std::size_t acked_total = 0, ended_total = 0;
   for (std::uint64_t seed : seeds) {
     Rng rng(seed * 104'729 + 7);
+    Rng pick(seed * 7'919 + 3);
     WorldOptions o = t3(seed);
     o.seed = seed;
     o.net.loss = rng.next_double() * 0.01;
@@ -1280,7 +1281,11 @@ TEST_CASE("GATE-SWEEP mixed gate, datacenter and network faults keep every invar
             break;  // a quiet interval
         }
       }
-      const NodeId to = w.gate_leader().value_or(w.gates()[static_cast<std::size_t>(step) % w.gates().size()]);
+      // Half the submissions go to any gate (it takes the job and forwards its entries to the
+      // leader; the ring picks the owner), half to the leader (its own stream: the faults stay).
+      const NodeId to = pick.chance(0.5)
+                            ? w.gates()[pick.below(w.gates().size())]
+                            : w.gate_leader().value_or(w.gates()[static_cast<std::size_t>(step) % w.gates().size()]);
       const std::string id = fmt::format("f{}", step);
       during[w.client().submit(to, sweep_job(rng, id))] = id;
       if (step % 3 == 2 && !acked.empty()) w.client().cancel(to, acked[rng.below(acked.size())]);
