@@ -388,8 +388,8 @@ std::string job_json(const cluster::JobView& v) {
       json_str(v.job_id), cluster::name(v.state), addr_or_null(v.leader), v.completed, v.failed, v.retries_used,
       v.retry_budget, json_str(v.error), wfs, cerr);
   if (!v.datacenters.empty())
-    out += fmt::format(",\"fence\":{},\"cancel_complete\":{},\"datacenters\":{}", v.fence, v.cancel_complete,
-                       datacenters_json(v));
+    out += fmt::format(",\"fence\":{},\"owner\":{},\"cancel_complete\":{},\"datacenters\":{}", v.fence,
+                       addr_or_null(v.owner), v.cancel_complete, datacenters_json(v));
   return out + "}";
 }
 

@@ -6,8 +6,9 @@
 //   manager: Swim (kSwim) + manager::Manager (kRole) with its RaftNode (kRaft), one shard;
 //   worker:  Swim (kSwim) + worker::Worker (kRole) over a host::LoadExecutor, `worker.cores` shards
 //            (the role and the executor's control on shard 0, workflows on any shard);
-//   gate:    gate::Gate (kRole) with its RaftNode (kRaft), one shard. On SIGTERM a leading gate
-//            hands leadership to another gate before it stops (GTE-05).
+//   gate:    Swim among the gates (kSwim) + gate::Gate (kRole) with its RaftNode (kRaft), one shard.
+//            On SIGTERM a gate hands its jobs to their ring successors, and leadership if it leads,
+//            before it stops (GTE-05).
 // The node's disk is a WalDisk in node.data_dir; the admin port serves /metrics, /status, /healthz.
 // A disk failure stops the node (fail-stop): the daemon logs it and exits 5. SIGINT/SIGTERM stop it
 // in order (exit 0).
@@ -349,6 +350,10 @@ struct Daemon {
     const std::size_t frame = settings.net.limits.max_tcp_frame;
     rc.max_message_bytes = frame > 64 * 1024 ? frame - 16 * 1024 : frame / 2;
     gate = std::make_unique<gate::Gate>(gate_config(cfg, gates, dcs), rc);
+    // SWIM among the gates: its view decides which gates own jobs (docs/gates.md "Ownership").
+    swim = std::make_unique<swim::Swim>(swim_config(cfg, host->self(), gates, host->datagram_budget()));
+    swim->on_change = [this](const swim::MemberEvent& e) { gate->on_member(e.node, e.to == swim::State::alive); };
+    root.mux.add(cluster::kSwim, swim.get());
     root.mux.add(cluster::kRole, gate.get());
     root.mux.add(cluster::kRaft, &gate->raft());
   }
@@ -573,8 +578,8 @@ struct Daemon {
   }
 };
 
-// A leading gate hands leadership to another gate before it stops (GTE-05): at most 3 s, then it
-// stops anyway (its jobs are taken over by the next leader from the replicated ledger).
+// A gate hands its jobs to their ring successors and leadership to another gate before it stops
+// (GTE-05): at most 3 s, then it stops anyway (its jobs are adopted after gate.member_grace).
 void hand_off_gate(runtime::ShardSet& set, Daemon* dp) {
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
   while (std::chrono::steady_clock::now() < until) {
@@ -594,7 +599,7 @@ void hand_off_gate(runtime::ShardSet& set, Daemon* dp) {
     if (done) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  log::warn("gate", "hand_off_unfinished", "still the leader after 3s; stopping anyway");
+  log::warn("gate", "hand_off_unfinished", "jobs or leadership not handed off after 3s; stopping anyway");
 }
 
 int run_daemon(Role role, const std::string& path, bool print_config) {

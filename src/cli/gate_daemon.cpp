@@ -52,6 +52,8 @@ void add_gate_keys(host::ConfigSchema& s) {
   s.push_back(
       config_key("gate.dc_grace", ValueType::duration_ms, "10s",
                  "a running share whose datacenter does not answer this long fails (no cross-datacenter retry)"));
+  s.push_back(config_key("gate.member_grace", ValueType::duration_ms, "10s",
+                         "a gate suspect or dead (gates' SWIM) this long loses its jobs to the ring's next gate"));
   s.push_back(config_key("gate.poll", ValueType::duration_ms, "500ms", "status query interval of each running share"));
   s.push_back(config_key("gate.cancel_timeout", ValueType::duration_ms, "10s",
                          "a share that does not confirm its stop this long is declared unreachable"));
@@ -127,6 +129,7 @@ gate::GateConfig gate_config(const host::Config& c, std::vector<node::NodeId> ga
   g.datacenters = std::move(dcs);
   g.dc_stale = c.duration("gate.dc_stale");
   g.dc_grace = c.duration("gate.dc_grace");
+  g.member_grace = c.duration("gate.member_grace");
   g.poll = c.duration("gate.poll");
   g.cancel_timeout = c.duration("gate.cancel_timeout");
   g.retention_ok = c.duration("gate.retention_ok");
@@ -162,8 +165,14 @@ std::string gate_status_json(const gate::Gate& g) {
         d.managers_heard, d.worker_count, d.healthy_worker_count, d.total_cores, d.available_cores, d.active_jobs,
         d.heard_ms_ago);
   }
-  return fmt::format(",\"is_leader\":{},\"term\":{},\"leader\":{},\"active_job_ids\":[{}],\"datacenters\":[{}]",
-                     s.is_leader, s.term, addr(s.leader), jobs, dcs);
+  std::string live;
+  for (node::NodeId n : g.live_gates()) live += fmt::format("{}{}", live.empty() ? "" : ",", addr(n));
+  std::size_t owned = 0;
+  for (const auto& [id, j] : g.ledger().jobs()) owned += j.owner == g.self() ? 1 : 0;
+  return fmt::format(
+      ",\"is_leader\":{},\"term\":{},\"leader\":{},\"in_quorum\":{},\"live_gates\":[{}],\"owned_jobs\":{},"
+      "\"active_job_ids\":[{}],\"datacenters\":[{}]",
+      s.is_leader, s.term, addr(s.leader), g.in_quorum(), live, owned, jobs, dcs);
 }
 
 std::string gate_metrics_text(const gate::Gate& g) {
@@ -211,7 +220,16 @@ std::string gate_metrics_text(const gate::Gate& g) {
                                                                   {"watch_errors", s.watch_errors},
                                                                   {"windows_merged", s.windows_merged},
                                                                   {"windows_refused", s.windows_refused},
-                                                                  {"watches_evicted", s.watches_evicted}};
+                                                                  {"watches_evicted", s.watches_evicted},
+                                                                  {"forwarded", s.forwarded},
+                                                                  {"forward_refused", s.forward_refused},
+                                                                  {"forward_failed", s.forward_failed},
+                                                                  {"proposals_in", s.proposals_in},
+                                                                  {"proposals_in_refused", s.proposals_in_refused},
+                                                                  {"stale_proposals", s.stale_proposals},
+                                                                  {"adoptions", s.adoptions},
+                                                                  {"hand_offs", s.hand_offs},
+                                                                  {"member_changes", s.member_changes}};
   std::string o = "# HELP hs_gate_events_total gate role counters by event\n# TYPE hs_gate_events_total counter\n";
   for (const auto& [k, n] : events) o += fmt::format("hs_gate_events_total{{event=\"{}\"}} {}\n", k, n);
   o += "# HELP hs_gate_table_size entries in each gate table\n# TYPE hs_gate_table_size gauge\n";
@@ -222,7 +240,7 @@ std::string gate_metrics_text(const gate::Gate& g) {
     o += fmt::format("hs_gate_datacenter_state{{dc=\"{}\",state=\"{}\",health=\"{}\"}} 1\n", d.name,
                      cluster::name(d.state), cluster::name(d.health));
   o += fmt::format(
-      "# HELP hs_gate_is_leader 1 while this gate is the ready Raft leader (it owns every job)\n"
+      "# HELP hs_gate_is_leader 1 while this gate is the ready Raft leader (it appends the gate ledger)\n"
       "# TYPE hs_gate_is_leader gauge\nhs_gate_is_leader {}\n",
       g.is_leader() ? 1 : 0);
   return o;

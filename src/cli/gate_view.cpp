@@ -39,6 +39,8 @@ std::string datacenters_json(const cluster::JobView& v) {
 }
 
 void print_datacenters(const cluster::JobView& v) {
+  if (!v.datacenters.empty())
+    std::printf("  owner gate %s (fence %llu)\n", addr(v.owner).c_str(), static_cast<unsigned long long>(v.fence));
   for (const auto& d : v.datacenters) {
     std::printf("  datacenter %s: %s completed=%llu failed=%llu leader=%s%s\n", d.name.c_str(), cluster::name(d.state),
                 static_cast<unsigned long long>(d.completed), static_cast<unsigned long long>(d.failed),

@@ -13,6 +13,7 @@
 #include "hyperscale/base/assert.hpp"
 #include "hyperscale/base/log.hpp"
 #include "hyperscale/cluster/intake.hpp"
+#include "hyperscale/gate/ring.hpp"
 
 namespace hs::gate {
 
@@ -57,13 +58,64 @@ Gate::~Gate() = default;
 
 bool Gate::is_leader() const noexcept { return leading_ && raft_->is_ready_leader(); }
 
+bool Gate::in_quorum() const noexcept {
+  if (raft_->is_leader()) return raft_->is_ready_leader();
+  return raft_->leader_id() != 0;
+}
+
+std::vector<NodeId> Gate::live_gates() const {
+  std::vector<NodeId> out;
+  for (NodeId g : cfg_.gates) {
+    if (g == self_ ? handing_off_ : gone_since_.count(g) != 0) continue;
+    out.push_back(g);
+  }
+  return out;
+}
+
+NodeId Gate::ring_owner(const std::string& job_id) const { return Ring(live_gates()).owner(job_id); }
+
+void Gate::on_member(NodeId gate, bool alive) {
+  if (gate == self_ || std::find(cfg_.gates.begin(), cfg_.gates.end(), gate) == cfg_.gates.end()) return;
+  const bool was_gone = gone_since_.count(gate) != 0;
+  if (alive == !was_gone) return;
+  stats_.member_changes++;
+  if (alive) {
+    gone_since_.erase(gate);
+  } else {
+    gone_since_.emplace(gate, seen_now_);  // bounded: configured gates only
+  }
+  log::info("gate", alive ? "gate_alive" : "gate_gone", "self={} gate={} live={}", self_, gate, live_gates().size());
+}
+
+bool Gate::owner_gone(NodeId owner) const {
+  if (owner == self_) return handing_off_;
+  if (std::find(cfg_.gates.begin(), cfg_.gates.end(), owner) == cfg_.gates.end()) return true;
+  auto it = gone_since_.find(owner);
+  return it != gone_since_.end() && seen_now_ - it->second >= cfg_.member_grace;
+}
+
+// Graceful stop: new jobs go elsewhere (live_gates() leaves this gate out), each owned job goes to
+// its ring successor among the other live gates, then leadership.
 bool Gate::hand_off() {
+  if (!handing_off_) log::info("gate", "hand_off_start", "self={} owned={}", self_, live_.size());
+  handing_off_ = true;
+  if (!in_quorum()) return true;  // nothing can be recorded: the peers adopt after member_grace
+  const Ring ring(live_gates());
+  bool owns = false;
+  for (const auto& [id, j] : ledger_.jobs()) {
+    if (j.owner != self_) continue;
+    const NodeId to = ring.owner(id);
+    if (to == 0) return true;  // no other live gate to hand to
+    owns = true;
+    propose_own(id, j, to, "hand_off");
+  }
+  if (owns) return false;
   if (!raft_->is_leader()) return true;
   const Status st = raft_->transfer_leadership(0);
   if (!st.ok())
     log::warn("gate", "hand_off_refused", "self={} error={}", self_, log::quoted(st.to_string()));
   else
-    log::info("gate", "hand_off", "self={} term={} jobs={}", self_, raft_->term(), live_.size());
+    log::info("gate", "hand_off", "self={} term={}", self_, raft_->term());
   return false;
 }
 
@@ -95,13 +147,17 @@ void Gate::on_timer(node::Context& ctx, node::TimerId, std::uint64_t tag) {
 // concern runs again at its next period.
 void Gate::run_concern(Concern c) {
   try {
-    if (c == kRegistry) return registry_pass();  // every gate keeps the registry
-    if (!is_leader()) {
+    if (c == kRegistry) {  // every gate keeps the registry and its forwarded entries
+      registry_pass();
+      return forwarded_pass();
+    }
+    if (!in_quorum()) {                       // cut off from the quorum: no dispatching, no deciding (GTE-03)
       if (c == kRetention) retention_pass();  // remembered rejections expire on every gate
       return;
     }
     switch (c) {
       case kShares:
+        ownership_pass();
         shares_pass();
         break;
       case kDeadlines:
@@ -128,45 +184,39 @@ void Gate::on_raft_change() {
   const bool ready = raft_->is_ready_leader();
   if (ready == leading_) return;
   leading_ = ready;
-  if (ready) {
-    leading_since_ = ctx_->now();
+  if (ready)
     log::info("gate", "leading", "self={} term={} jobs={}", self_, raft_->term(), ledger_.size());
-    adopt();
-  } else {
+  else
     log::info("gate", "not_leading", "self={} term={} leader={}", self_, raft_->term(), raft_->leader_id());
-    live_.clear();
-    requests_.clear();
-    watched_.clear();  // soft state: a new owner asks the datacenters again
-    watch_reqs_.clear();
-  }
 }
 
-// A new ready leader owns every job of the ledger: each job whose fence is from an earlier term is
-// taken over with an `own` entry (a higher fence), and its accepted shares are told (JobFence).
-void Gate::adopt() {
-  live_.clear();
-  requests_.clear();
-  for (const auto& [id, j] : ledger_.jobs()) take_over(id, j, live_of(id, j));
-}
-
-// Proposes `own` for a job with a fence of an earlier term that still needs an owner (a share to
-// run or stop, or its cancel_done to record); again at the next pass if the entry did not commit.
-void Gate::take_over(const std::string& id, const GateJob& j, Live& l) {
-  const std::uint64_t fence = make_token(raft_->term(), 1);
-  bool open_shares = false;
-  for (const auto& s : j.shares) open_shares = open_shares || !terminal(s.state);
-  if (l.proposing || j.fence >= fence || (terminal(j.state) && !open_shares && j.cancel_complete)) return;
-  stats_.takeovers++;
-  l.proposing = true;
+// `own` for a job: the entry carries the fence this gate saw, so of two gates adopting the same job
+// at once only the first wins (the job's fence is then fence + 1). Once in flight per job.
+void Gate::propose_own(const std::string& id, const GateJob& j, NodeId to, const char* why) {
+  if (auto it = owning_.find(id); it != owning_.end() && it->second == j.fence) return;
+  owning_[id] = j.fence;  // bounded: one per ledger job
+  if (to == self_) stats_.takeovers++;
   GateEntry e = entry(GateOp::own, id);
-  e.fence = fence;
-  e.owner = self_;
-  log::info("gate", "job_takeover", "job={} fence={} previous={} owner_was={}", log::quoted(id), fence, j.fence,
-            j.owner);
-  auto clear = [this, id](auto&&...) {
-    if (auto it = live_.find(id); it != live_.end()) it->second.proposing = false;
+  e.owner = to;
+  log::info("gate", "job_owner_change", "job={} why={} fence={} owner_was={} owner={}", log::quoted(id), why, j.fence,
+            j.owner, to);
+  auto applied = [this, id, to](GateOutcome o) {
+    owning_.erase(id);
+    if (o == GateOutcome::applied) (to == self_ ? stats_.adoptions : stats_.hand_offs)++;
   };
-  propose(std::move(e), clear, clear);
+  auto failed = [this, id](const Status&) { owning_.erase(id); };
+  propose(std::move(e), applied, failed);
+}
+
+// Every gate in quorum: a job whose owner has been gone (suspect or dead in the SWIM view) for
+// member_grace goes to the ring's choice among the live gates; when that is this gate, it adopts it.
+void Gate::ownership_pass() {
+  if (handing_off_) return;
+  const Ring ring(live_gates());
+  for (const auto& [id, j] : ledger_.jobs()) {
+    if (j.owner == self_ || !owner_gone(j.owner) || ring.owner(id) != self_) continue;
+    propose_own(id, j, self_, "owner_gone");
+  }
 }
 
 Gate::Live& Gate::live_of(const std::string& id, const GateJob& j) {
@@ -177,6 +227,7 @@ Gate::Live& Gate::live_of(const std::string& id, const GateJob& j) {
     l.started = now;
     l.base_elapsed_ms = j.elapsed_ms;
     l.next_checkpoint = now + cfg_.checkpoint_every;
+    l.fence = j.fence;
     l.shares.resize(j.shares.size());
     for (std::size_t s = 0; s < j.shares.size(); ++s) {
       ShareRun& r = l.shares[s];
@@ -184,6 +235,9 @@ Gate::Live& Gate::live_of(const std::string& id, const GateJob& j) {
       r.failed = j.shares[s].failed;
       r.last_answer = now;  // every share gets a full grace from the takeover
     }
+  } else if (l.fence != j.fence) {  // owned again at a new fence: the datacenters learn it
+    l.fence = j.fence;
+    for (auto& r : l.shares) r.fenced = false;
   }
   return l;
 }
@@ -193,14 +247,50 @@ GateEntry Gate::entry(GateOp op, const std::string& job_id) const {
   e.op = op;
   e.term = raft_->term();
   e.job_id = job_id;
-  e.elapsed_ms = ledger_.job(job_id) != nullptr ? elapsed_ms(job_id) : 0;
+  const GateJob* j = ledger_.job(job_id);
+  e.elapsed_ms = j != nullptr ? elapsed_ms(job_id) : 0;
+  e.fence = j != nullptr ? j->fence : 0;  // refused if the job changed owner meanwhile
   return e;
 }
 
+// The leader appends; any other gate forwards the entry to the leader it knows (GateProposal) and
+// runs `applied` once the leader answered that it committed and this gate applied it.
 bool Gate::propose(GateEntry e, OnApplied applied, OnFailed failed) {
   stats_.proposals++;
   const GateOp op = e.op;
   const std::string job = e.job_id;
+  auto refuse = [&](Status st) {
+    stats_.proposals_failed++;
+    log::warn("gate", "entry_refused", "op={} job={} error={}", static_cast<int>(op), log::quoted(job),
+              log::quoted(st.to_string()));
+    if (failed) failed(st);
+    return false;
+  };
+  if (!raft_->is_leader()) {
+    const NodeId leader = raft_->leader_id();
+    if (leader == 0 || leader == self_)
+      return refuse(make_error(Errc::unavailable, "the gates have no leader (no quorum)"));
+    if (forwarded_.size() >= cfg_.max_forwarded) {
+      stats_.forward_refused++;
+      return refuse(make_error(Errc::backpressure,
+                               fmt::format("{} entries already forwarded to the gate leader", forwarded_.size())));
+    }
+    const std::uint64_t req = next_forward_++;
+    forwarded_.emplace(req, Forwarded{.applied =
+                                          [applied](std::uint64_t o) {
+                                            if (applied) applied(static_cast<GateOutcome>(o));
+                                          },
+                                      .failed = failed,
+                                      .sent = seen_now_,
+                                      .index = 0,
+                                      .outcome = 0});
+    GateProposal m;
+    m.req = req;
+    m.entry = encode_entry(e);
+    stats_.forwarded++;
+    send(leader, MsgType::gate_proposal, m);
+    return true;
+  }
   std::weak_ptr<bool> owner = token_;
   Status st = raft_->propose(encode_entry(e), [this, owner, op, job, applied = std::move(applied), failed](
                                                   const Status& s, std::uint64_t, std::uint64_t result) {
@@ -215,14 +305,111 @@ bool Gate::propose(GateEntry e, OnApplied applied, OnFailed failed) {
     }
     if (applied) applied(static_cast<GateOutcome>(result));
   });
-  if (!st.ok()) {
-    stats_.proposals_failed++;
-    log::warn("gate", "entry_refused", "op={} job={} error={}", static_cast<int>(op), log::quoted(job),
-              log::quoted(st.to_string()));
-    if (failed) failed(st);
-    return false;
-  }
+  if (!st.ok()) return refuse(st);
   return true;
+}
+
+// The leader: another gate's entry. One with a stale fence (the job has another owner now) is
+// refused before it reaches the log; the ledger refuses it too if ownership changes meanwhile.
+void Gate::handle_proposal(NodeId from, const GateProposal& m) {
+  GateProposalAck a;
+  a.req = m.req;
+  auto answer = [&](Err code, std::string why) {
+    stats_.proposals_in_refused++;
+    a.code = code;
+    a.error = std::move(why);
+    a.leader = raft_->leader_id();
+    send(from, MsgType::gate_proposal_ack, a);
+  };
+  if (std::find(cfg_.gates.begin(), cfg_.gates.end(), from) == cfg_.gates.end())
+    return answer(Err::invalid, "not a configured gate");
+  if (!raft_->is_leader())
+    return answer(raft_->leader_id() == 0 ? Err::no_quorum : Err::not_leader, "this gate is not the gate leader");
+  GateEntry e;
+  const char* why = "";
+  if (!decode_entry(m.entry, e, &why)) {
+    stats_.decode_errors++;
+    log::warn("gate", "decode_error", "from={} type=gate_proposal error={}", from, log::quoted(why));
+    return answer(Err::invalid, fmt::format("the entry does not decode: {}", why));
+  }
+  if (const GateJob* j = ledger_.job(e.job_id);
+      j != nullptr && e.op != GateOp::accept && e.fence != 0 && e.fence != j->fence) {
+    stats_.stale_proposals++;
+    log::warn("gate", "stale_proposal", "from={} op={} job={} fence={} current={} owner={}", from,
+              static_cast<int>(e.op), log::quoted(e.job_id), e.fence, j->fence, j->owner);
+    return answer(Err::fence, fmt::format("stale fence {} for job {} (current {}, owner {})", e.fence, e.job_id,
+                                          j->fence, j->owner));
+  }
+  if (proposals_in_flight_ >= cfg_.max_forwarded)
+    return answer(Err::overloaded, fmt::format("{} forwarded entries in flight", proposals_in_flight_));
+  stats_.proposals_in++;
+  ++proposals_in_flight_;
+  std::weak_ptr<bool> alive = token_;
+  const std::uint64_t req = m.req;
+  Status st =
+      raft_->propose(m.entry, [this, alive, from, req](const Status& s, std::uint64_t index, std::uint64_t result) {
+        if (alive.expired()) return;
+        --proposals_in_flight_;
+        GateProposalAck r;
+        r.req = req;
+        r.leader = raft_->leader_id();
+        if (s.ok()) {
+          r.committed = true, r.index = index, r.outcome = result;
+          if (static_cast<GateOutcome>(result) == GateOutcome::stale_fence) stats_.stale_proposals++;
+        } else {
+          r.code = Err::unavailable, r.error = s.to_string();
+        }
+        send(from, MsgType::gate_proposal_ack, r);
+      });
+  if (!st.ok()) {
+    --proposals_in_flight_;
+    answer(Err::unavailable, st.to_string());
+  }
+}
+
+void Gate::handle_proposal_ack(NodeId from, const GateProposalAck& m) {
+  auto it = forwarded_.find(m.req);
+  if (it == forwarded_.end() || it->second.index != 0) {
+    stats_.stale_replies++;
+    return;
+  }
+  if (!m.committed) {
+    Forwarded f = std::move(it->second);
+    forwarded_.erase(it);
+    stats_.forward_failed++;
+    log::info("gate", "forward_refused", "from={} code={} error={}", from, name(m.code), log::quoted(m.error));
+    if (f.failed) f.failed(make_error(Errc::unavailable, fmt::format("{}: {}", name(m.code), m.error)));
+    return;
+  }
+  it->second.index = m.index;
+  it->second.outcome = m.outcome;
+  ++awaiting_apply_;
+  forwarded_pass();
+}
+
+// Committed entries run their `applied` once this gate's ledger has them (the caller reads it);
+// entries unanswered for 5 x request_timeout (or not applied for 30 x) fail: the caller retries.
+void Gate::forwarded_pass() {
+  const std::uint64_t applied_index = ledger_.applied_index();
+  for (auto it = forwarded_.begin(); it != forwarded_.end();) {
+    Forwarded& f = it->second;
+    const bool done = f.index != 0 && f.index <= applied_index;
+    const Duration wait = f.index != 0 ? cfg_.request_timeout * 30 : cfg_.request_timeout * 5;
+    if (!done && seen_now_ - f.sent < wait) {
+      ++it;
+      continue;
+    }
+    Forwarded mine = std::move(f);
+    if (mine.index != 0) --awaiting_apply_;
+    it = forwarded_.erase(it);
+    if (done) {
+      if (mine.applied) mine.applied(mine.outcome);
+    } else {
+      stats_.forward_failed++;
+      log::info("gate", "forward_timeout", "index={}", mine.index);
+      if (mine.failed) mine.failed(make_error(Errc::timeout, "the gate leader did not answer the forwarded entry"));
+    }
+  }
 }
 
 std::uint64_t Gate::elapsed_ms(const std::string& id) const {
@@ -266,6 +453,8 @@ void Gate::dispatch_message(NodeId from, MsgType type, std::span<const std::uint
     HS_ON(job_fence_ack, JobFenceAck, handle_fence_ack(from, m))
     HS_ON(watch_query, WatchQuery, handle_watch(from, m))
     HS_ON(watch_reply, WatchReply, handle_watch_reply(from, m))
+    HS_ON(gate_proposal, GateProposal, handle_proposal(from, m))
+    HS_ON(gate_proposal_ack, GateProposalAck, handle_proposal_ack(from, m))
     case MsgType::node_query: {
       NodeQuery m;
       if (!parse(body, m, stats_, from, "node_query")) return;
@@ -426,11 +615,10 @@ void Gate::handle_submit(NodeId from, Submit& m) {
   stats_.submits++;
   const std::uint64_t digest = digest_of(m.spec);
   if (answer_known(from, m, digest)) return;
-  if (!is_leader()) {
+  if (!in_quorum()) {  // cut off from the quorum (GTE-03): nothing can be recorded here
     stats_.redirects++;
-    SubmitAck a = reject(m.req, raft_->leader_id() == 0 ? Err::no_quorum : Err::not_leader,
-                         raft_->leader_id() == 0 ? "the gates have no leader (no quorum); retry later"
-                                                 : "this gate is not the gate leader");
+    SubmitAck a = reject(m.req, Err::no_quorum,
+                         "this gate is cut off from the gates' quorum (no leader known); retry at another gate");
     send(from, MsgType::submit_ack, a);
     return;
   }
@@ -477,9 +665,10 @@ void Gate::handle_submit(NodeId from, Submit& m) {
   e.digest = digest;
   e.dcs = dcs;
   e.fence = make_token(raft_->term(), 1);
-  e.owner = self_;
-  log::info("gate", "job_received", "job={} workflows={} datacenters={} from={}", log::quoted(id),
-            e.spec.workflows.size(), fmt::format("{}", fmt::join(dcs, ",")), from);
+  e.owner = ring_owner(id);  // the ring's choice among the live gates (this one when alone)
+  if (e.owner == 0) e.owner = self_;
+  log::info("gate", "job_received", "job={} workflows={} datacenters={} from={} owner={}", log::quoted(id),
+            e.spec.workflows.size(), fmt::format("{}", fmt::join(dcs, ",")), from, e.owner);
   auto answer = [this, id](bool ok, Err c, const std::string& why) {
     auto it = accepts_.find(id);
     if (it == accepts_.end()) return;
@@ -497,7 +686,7 @@ void Gate::handle_submit(NodeId from, Submit& m) {
       [this, answer, id](GateOutcome o) {
         if (o == GateOutcome::applied || o == GateOutcome::duplicate) {
           stats_.accepted++;
-          if (const GateJob* j = ledger_.job(id); j != nullptr && is_leader()) {
+          if (const GateJob* j = ledger_.job(id); j != nullptr && j->owner == self_) {
             Live& l = live_of(id, *j);
             for (auto& r : l.shares) r.fenced = true;  // its submits carry the current fence
           }
@@ -527,6 +716,7 @@ void Gate::handle_status(NodeId from, const StatusQuery& m) {
         r.job.workflows[i].plan = j->spec.workflows[i].plan;
   } else if (!is_leader()) {
     // A follower's ledger can lag the leader's (a job acked a moment ago): not a final "no such job".
+    // (A gate that acked a job applied it first, so its own answers never lag its acks.)
     r.leader = raft_->leader_id();
     r.code = r.leader != 0 ? Err::not_leader : Err::unavailable;
   }
@@ -538,9 +728,12 @@ void Gate::handle_cancel(NodeId from, const CancelJob& m) {
   CancelReply r;
   r.req = m.req;
   const GateJob* j = ledger_.job(m.job_id);
-  if (!is_leader()) {
-    r.code = raft_->leader_id() == 0 ? Err::no_quorum : Err::not_leader;
-    r.error = "this gate is not the gate leader";
+  if (!in_quorum()) {
+    r.code = Err::no_quorum;
+    r.error = "this gate is cut off from the gates' quorum (no leader known); retry at another gate";
+  } else if (j == nullptr && !is_leader()) {  // this gate's ledger may lag: the leader's answer is final
+    r.code = Err::not_leader;
+    r.error = fmt::format("no job '{}' here yet; ask the gate leader", m.job_id);
     r.leader = raft_->leader_id();
   } else if (j == nullptr) {
     r.code = Err::not_found;
@@ -562,6 +755,7 @@ void Gate::handle_cancel(NodeId from, const CancelJob& m) {
     for (const auto& s : j->shares)
       open += terminal(s.state) ? 0 : static_cast<std::uint32_t>(j->spec.workflows.size());
     GateEntry e = entry(GateOp::cancel, m.job_id);
+    e.fence = 0;  // a client's cancel: whoever owns the job
     e.error = m.reason.empty() ? "cancelled by request" : m.reason;
     if (auto it = live_.find(m.job_id); it != live_.end())
       for (std::uint32_t s = 0; s < it->second.shares.size(); ++s)

@@ -91,6 +91,13 @@ GateOutcome GateLedger::apply_entry(std::uint64_t index, GateEntry& e) {
   }
   auto it = jobs_.find(e.job_id);
   if (it == jobs_.end()) return GateOutcome::unknown_job;
+  // Every entry of an owner carries the job's fence as the owner knows it: once another gate owns
+  // the job (a higher fence), the old owner's entries are refused. A cancel from a client (fence 0)
+  // is anyone's.
+  if (e.fence != 0 && e.fence != it->second.fence) {
+    ++stale_;
+    return GateOutcome::stale_fence;
+  }
   if (e.op == GateOp::retire) {
     if (!terminal(it->second.state)) return GateOutcome::not_terminal;
     keys_.erase(it->second.spec.idempotency_key);
@@ -171,11 +178,15 @@ GateOutcome GateLedger::on_job(GateJob& j, GateEntry& e) {
   const bool needs_share = e.op == GateOp::dc_accepted || e.op == GateOp::reroute || e.op == GateOp::dc_done;
   if (needs_share && e.share >= j.shares.size()) return GateOutcome::unknown_job;
   switch (e.op) {
-    case GateOp::own:
-      if (e.fence <= j.fence) return GateOutcome::stale_fence;
-      j.fence = e.fence;
+    case GateOp::own: {  // e.fence (the fence the proposer saw) matched above
+      if (e.fence == 0 || e.owner == 0) return GateOutcome::malformed;
+      const std::uint64_t before = j.fence;
+      j.fence = before + 1;
       j.owner = e.owner;
+      HS_ASSERT(j.fence > before, "gate ledger: the fence of job {} must grow ({} after {})", e.job_id, j.fence,
+                before);
       return GateOutcome::applied;
+    }
     case GateOp::dc_accepted: {
       GateShare& s = j.shares[e.share];
       if (s.accepted) return GateOutcome::share_done;

@@ -169,6 +169,7 @@ JobView Gate::view(const std::string& id, const GateJob& j) const {
   v.error = j.error;
   v.cancel_errors = j.cancel_errors;
   v.fence = j.fence;
+  v.owner = j.owner;
   v.cancel_complete = j.cancel_complete;
   const Live* l = nullptr;
   if (auto it = live_.find(id); it != live_.end()) l = &it->second;
@@ -284,7 +285,11 @@ std::map<std::string, std::size_t> Gate::table_sizes() const {
             {"rejections", rejections_.size()},
             {"rejection_expiry", rejections_.queued()},
             {"requests", requests_.size()},
-            {"managers_seen", managers}});
+            {"managers_seen", managers},
+            {"forwarded", forwarded_.size()},
+            {"proposals_in_flight", proposals_in_flight_},
+            {"owning", owning_.size()},
+            {"gates_gone", gone_since_.size()}});
   return t;
 }
 

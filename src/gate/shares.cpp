@@ -85,38 +85,39 @@ JobSpec Gate::share_spec(const GateJob& j, std::uint32_t share) const {
 
 // ---------------------------------------------------------------- the shares pass
 
+// The jobs this gate owns; a job that moved to another owner (adopted, handed off) is dropped
+// here with its requests in flight (their replies then count as stale).
 void Gate::shares_pass() {
   // One walk of the ledger and live_ together (both ordered by job id), so a pass costs no lookup
   // per job: it runs every tick on the event loop, over every job the ledger holds.
   auto lit = live_.begin();
-  auto retire = [this](auto it) {  // a job retired from the ledger
+  auto drop = [this](auto it) {  // a job retired from the ledger, or owned by another gate now
     // Every request in flight is one of its shares' (issue() is the only place that numbers one),
-    // so the job's requests go with its shares.
+    // so the job's requests go with its shares (their replies then count as stale).
     for (const ShareRun& r : it->second.shares)
       for (const Request* q : {&r.submit, &r.poll, &r.cancel, &r.fence})
         if (q->req != 0) requests_.erase(q->req);
     return live_.erase(it);
   };
   for (const auto& [id, j] : ledger_.jobs()) {
-    while (lit != live_.end() && lit->first < id) lit = retire(lit);
+    while (lit != live_.end() && lit->first < id) lit = drop(lit);
+    const bool here = lit != live_.end() && lit->first == id;
+    if (j.owner != self_) {  // another gate's (adopted, handed off): its state here goes
+      if (here) lit = drop(lit);
+      continue;
+    }
     Live* lp = nullptr;
-    if (lit != live_.end() && lit->first == id) {
+    if (here) {
       lp = &lit->second;
       ++lit;
     } else {
       lp = &live_of(id, j);  // new here: inserted before lit, which stays valid
     }
     Live& l = *lp;
-    // Taking over: `own` is proposed (again, if it did not commit) and a live share waits for it. A
-    // job that needs no takeover (it and all its shares ended) still has its ended shares stopped
-    // (share_step), with the job's recorded fence.
-    const bool owned = token_term(j.fence) == raft_->term();
-    if (!owned) take_over(id, j, l);
-    if (l.proposing || (owned && settled(j, l))) continue;
-    for (std::uint32_t s = 0; s < j.shares.size(); ++s)
-      if (owned || (terminal(j.state) && terminal(j.shares[s].state))) share_step(id, j, l, s);
+    if (l.proposing || settled(j, l)) continue;
+    for (std::uint32_t s = 0; s < j.shares.size(); ++s) share_step(id, j, l, s);
   }
-  while (lit != live_.end()) lit = retire(lit);
+  while (lit != live_.end()) lit = drop(lit);
 }
 
 // An ended job whose shares all ended with the datacenters' word, or stopped there since: nothing
@@ -301,7 +302,7 @@ bool Gate::reroute(const std::string& id, const GateJob& j, std::uint32_t s, con
 Gate::ShareRun* Gate::reply_run(std::uint64_t req, std::uint8_t kind, NodeId from, std::string& id,
                                 std::uint32_t& share) {
   std::uint8_t k = 0;
-  if (!is_leader() || !decode_req(req, id, share, k) || k != kind) {
+  if (!in_quorum() || !decode_req(req, id, share, k) || k != kind) {
     stats_.stale_replies++;
     return nullptr;
   }
@@ -491,7 +492,7 @@ void Gate::deadlines_pass() {
   const Instant now = ctx_->now();
   each_live(ledger_.jobs(), live_, [&](const std::string& id, const GateJob& job, Live& l) {
     const GateJob* j = &job;
-    if (terminal(j->state) || l.proposing || token_term(j->fence) != raft_->term()) return;
+    if (terminal(j->state) || l.proposing || j->owner != self_) return;
     const std::uint64_t elapsed = elapsed_ms(id);
     std::size_t completed = 0;
     for (const auto& s : j->shares) completed += s.state == JobState::completed ? 1 : 0;
@@ -524,10 +525,10 @@ void Gate::deadlines_pass() {
 void Gate::retention_pass() {
   const Instant now = ctx_->now();
   rejections_.expire(now);
-  if (!is_leader()) return;
+  if (!in_quorum()) return;
   each_live(ledger_.jobs(), live_, [&](const std::string& id, const GateJob& job, Live& l) {
     const GateJob* j = &job;
-    if (!terminal(j->state) || l.proposing) return;
+    if (j->owner != self_ || !terminal(j->state) || l.proposing) return;
     if (!std::all_of(j->shares.begin(), j->shares.end(), [](const GateShare& s) { return terminal(s.state); })) return;
     auto clear = [this, id = id](auto&&...) {
       if (auto it = live_.find(id); it != live_.end()) it->second.proposing = false;

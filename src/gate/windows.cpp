@@ -244,12 +244,18 @@ void Gate::handle_watch(NodeId from, const WatchQuery& m) {
     r.state = j->state;
     r.job_error = j->error;
   }
-  if (!is_leader()) {
-    // The owner merges the windows: name it (as status does); no leader known: retry later.
+  if (j != nullptr && j->owner != self_) {
+    // The job's owner merges its windows: name it (a client follows `leader`).
+    stats_.watch_redirects++;
+    r.leader = j->owner;
+    r.code = Err::not_leader;
+    r.error = "live windows are merged by the job's owner gate";
+  } else if (j == nullptr && !is_leader()) {
+    // This gate's ledger may lag the leader's (a job acked a moment ago): ask the leader.
     stats_.watch_redirects++;
     r.leader = raft_->leader_id();
     r.code = r.leader != 0 ? Err::not_leader : Err::no_quorum;
-    r.error = "live windows are merged by the job's owner gate";
+    r.error = fmt::format("no job '{}' here yet; ask the gate leader", m.job_id);
   } else if (j == nullptr) {
     r.code = Err::not_found;
     r.error = fmt::format("no job '{}'", m.job_id);
@@ -300,9 +306,11 @@ void Gate::windows_pass() {
   const Instant now = ctx_->now();
   for (auto it = watched_.begin(); it != watched_.end();) {
     const GateJob* j = ledger_.job(it->first);
-    if (j == nullptr || now - it->second.last_asked > cfg_.watch_linger) {
+    if (j == nullptr || j->owner != self_ || now - it->second.last_asked > cfg_.watch_linger) {
       log::debug("gate", "watch_ended", "job={} reason={}", log::quoted(it->first),
-                 j == nullptr ? "job gone" : "no client asked");
+                 j == nullptr        ? "job gone"
+                 : j->owner != self_ ? "owned by another gate"
+                                     : "no client asked");
       auto gone = it++;
       drop_watch(gone);
       continue;
@@ -337,11 +345,16 @@ void Gate::windows_pass() {
 
 void Gate::handle_watch_reply(NodeId from, const WatchReply& m) {
   auto rq = watch_reqs_.find(m.req);
-  if (rq == watch_reqs_.end() || !is_leader()) {
+  if (rq == watch_reqs_.end()) {
     stats_.stale_replies++;
     return;
   }
   const auto [id, s] = rq->second;
+  if (const GateJob* j = ledger_.job(id); j == nullptr || j->owner != self_) {  // no longer this gate's
+    watch_reqs_.erase(rq);
+    stats_.stale_replies++;
+    return;
+  }
   watch_reqs_.erase(rq);
   auto it = watched_.find(id);
   const GateJob* j = ledger_.job(id);

@@ -77,6 +77,8 @@ enum class MsgType : std::uint8_t {
   dc_heartbeat_ack,
   job_fence,  // a gate that took a job over raises its fence at a datacenter's managers
   job_fence_ack,
+  gate_proposal,  // 33: a gate that is not the Raft leader forwards a ledger entry to the leader
+  gate_proposal_ack,
   kCount
 };
 
@@ -304,8 +306,9 @@ struct JobView {
   std::vector<DcView> datacenters;
   std::uint64_t fence = 0;
   bool cancel_complete = false;
+  NodeId owner = 0;  // a gate's job: the gate that owns it (docs/gates.md "Ownership")
   HS_FIELDS(job_id, state, leader, completed, failed, retries_used, retry_budget, workflow_retries, error, workflows,
-            cancel_errors, datacenters, fence, cancel_complete)
+            cancel_errors, datacenters, fence, cancel_complete, owner)
 };
 struct StatusQuery {
   std::uint64_t req = 0;
@@ -422,6 +425,25 @@ struct JobFenceAck {
   std::uint64_t current = 0;  // the manager's fence for the job after this
   NodeId leader = 0;
   HS_FIELDS(req, accepted, code, error, current, leader)
+};
+
+// Gate to gate: only the gates' Raft leader appends to the replicated gate ledger, so a job's
+// owner that does not lead forwards its ledger entries (gate::encode_entry) to the leader, which
+// refuses an entry whose fence is stale (the job has another owner) and answers once it committed.
+struct GateProposal {
+  std::uint64_t req = 0;
+  std::vector<std::uint8_t> entry;
+  HS_FIELDS(req, entry)
+};
+struct GateProposalAck {
+  std::uint64_t req = 0;
+  bool committed = false;
+  std::uint64_t outcome = 0;  // gate::GateOutcome once committed
+  std::uint64_t index = 0;    // the entry's log index: the proposer waits until it applied it
+  Err code = Err::none;       // not_leader (leader: ask it), fence (stale), no_quorum, overloaded, invalid
+  std::string error;
+  NodeId leader = 0;
+  HS_FIELDS(req, committed, outcome, index, code, error, leader)
 };
 
 struct NodeQuery {

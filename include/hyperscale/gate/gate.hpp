@@ -4,11 +4,20 @@
 // CancelJob, with the gate's fence), merge the shares into one result, and own global timeouts and
 // cancels. See docs/gates.md.
 //
-// Job state lives in a GateLedger replicated by the gates' Raft: the ready Raft leader owns every
-// job (its fence carries its term) and answers clients only after their entry commits; followers
-// answer status from their applied ledger and redirect the rest. A new leader takes every job over
-// with a higher fence (an `own` entry), tells the datacenters (JobFence) and carries on from the
-// ledger and the managers' answers: managers and workers stay the source of truth for execution.
+// Job state lives in a GateLedger replicated by the gates' Raft. Every job has one owner gate and
+// a fence (GateJob::owner, fence): the owner runs the job's shares, deadlines and retention. Any
+// gate in quorum accepts a submission; the owner is the ring's choice (gate/ring.hpp) among the
+// live gates at that moment and stays the owner (sticky: a gate joining takes no running job).
+// Only the Raft leader appends: a gate that does not lead forwards its entries to the leader
+// (GateProposal, bounded by max_forwarded), which refuses an entry with a stale fence. Clients get
+// their answer only after the entry committed and the answering gate applied it.
+//
+// Gates run SWIM among themselves; the view is injected (on_member) so the gate stays sans-IO.
+// When a job's owner has been suspect or dead for member_grace, the ring's choice among the live
+// gates adopts the job: an `own` entry (fence + 1), JobFence to the datacenters, then it carries on
+// from the ledger and the managers' answers (managers and workers stay the source of truth for
+// execution). A gracefully stopping gate hands its jobs to their ring successors (hand_off). A gate
+// cut off from the quorum (no leader known) acks nothing and dispatches nothing.
 //
 // Every gate keeps the datacenter registry from the managers' heartbeats (DcHeartbeat): each
 // datacenter's state and health (cluster::DcState, DcHealth) and its leading manager.
@@ -80,6 +89,10 @@ struct GateConfig {
   std::uint32_t max_watch_windows = 120;             // closed windows per workflow in one reply
   std::size_t max_watch_bytes = 1u << 20;            // about this many window bytes in one reply
   Duration watch_linger = std::chrono::seconds(10);  // a job nobody asked about this long is dropped
+  // A gate suspect or dead (in the gates' SWIM view) this long loses its jobs to the ring's choice
+  // among the live gates (gate.member_grace).
+  Duration member_grace = std::chrono::seconds(10);
+  std::size_t max_forwarded = 10'000;  // entries forwarded to the leader in flight (each way)
 };
 
 struct GateStats {
@@ -90,7 +103,9 @@ struct GateStats {
                 proposals_failed = 0, heartbeats = 0, heartbeats_refused = 0, decode_errors = 0, unknown_messages = 0,
                 stale_replies = 0, dc_backoffs = 0, rejections_evicted = 0, timer_errors = 0, correlated_failures = 0,
                 partitions_healed = 0, watches = 0, watch_redirects = 0, watch_polls = 0, watch_replies = 0,
-                watch_errors = 0, windows_merged = 0, windows_refused = 0, watches_evicted = 0;
+                watch_errors = 0, windows_merged = 0, windows_refused = 0, watches_evicted = 0, forwarded = 0,
+                forward_refused = 0, forward_failed = 0, proposals_in = 0, proposals_in_refused = 0,
+                stale_proposals = 0, adoptions = 0, hand_offs = 0, member_changes = 0;
 };
 
 class Gate final : public node::Node {
@@ -108,13 +123,21 @@ class Gate final : public node::Node {
   const cluster::RaftNode& raft() const noexcept { return *raft_; }
   const GateLedger& ledger() const noexcept { return ledger_; }
 
-  // Graceful stop (GTE-05): the leader hands leadership to the most up-to-date gate. True when this
-  // gate does not lead (nothing to hand off); call again until it returns true, then stop.
+  // The gates' SWIM view of gate `gate`: alive, or not (suspect, dead, left). Gates not heard of
+  // yet count as alive; self always does.
+  void on_member(NodeId gate, bool alive);
+
+  // Graceful stop (GTE-05): the gate takes no new job, hands every job it owns to its ring
+  // successor among the other live gates (an `own` entry), then hands leadership over if it leads.
+  // True once nothing is left to hand off; call again until it returns true, then stop.
   bool hand_off();
 
   // ---- observation ----
   NodeId self() const noexcept { return self_; }
-  bool is_leader() const noexcept;  // the ready Raft leader: it owns every job
+  bool is_leader() const noexcept;                     // the ready Raft leader: it appends the gate ledger
+  bool in_quorum() const noexcept;                     // the ready leader, or a follower that knows a leader
+  std::vector<NodeId> live_gates() const;              // configured gates alive in the SWIM view (not one handing off)
+  NodeId ring_owner(const std::string& job_id) const;  // the ring's choice among live_gates()
   const GateStats& stats() const noexcept { return stats_; }
   cluster::NodeStatus node_status() const;
   std::vector<cluster::DcStatus> datacenters() const;
@@ -162,7 +185,15 @@ class Gate final : public node::Node {
     Instant next_checkpoint{0};
     Instant cancel_started{-1};
     Instant min_reached{-1};
-    bool proposing = false;  // a job-level entry is in flight
+    bool proposing = false;   // a job-level entry is in flight
+    std::uint64_t fence = 0;  // the job's fence this gate runs it with (a new one: fence the shares)
+  };
+  struct Forwarded {  // an entry forwarded to the leader, until it committed and applied here
+    std::function<void(std::uint64_t)> applied;  // GateOutcome
+    std::function<void(const Status&)> failed;
+    Instant sent{0};
+    std::uint64_t index = 0;  // committed at (0: no answer yet)
+    std::uint64_t outcome = 0;
   };
   struct Waiters {  // clients of one in-flight accept (a duplicate of a PENDING submission waits)
     std::uint64_t digest = 0;
@@ -199,11 +230,16 @@ class Gate final : public node::Node {
   void drop_watch(std::map<std::string, Watched>::iterator it);
   std::size_t window_mergers() const;
   std::map<std::string, std::size_t> window_tables() const;
+  // gates
+  void handle_proposal(NodeId from, const cluster::GateProposal& m);
+  void handle_proposal_ack(NodeId from, const cluster::GateProposalAck& m);
+  void forwarded_pass();  // answers forwarded entries applied here; fails those unanswered
+  void ownership_pass();  // adopts the jobs of gates gone for member_grace
+  bool owner_gone(NodeId owner) const;
+  void propose_own(const std::string& id, const GateJob& j, NodeId to, const char* why);
 
   // leadership and the ledger
   void on_raft_change();
-  void adopt();
-  void take_over(const std::string& id, const GateJob& j, Live& l);
   Live& live_of(const std::string& id, const GateJob& j);
   using OnApplied = std::function<void(GateOutcome)>;
   using OnFailed = std::function<void(const Status&)>;
@@ -246,11 +282,17 @@ class Gate final : public node::Node {
   node::Context* ctx_ = nullptr;
   NodeId self_ = 0;
   bool leading_ = false;
-  Instant leading_since_{0};
-  std::vector<Dc> dcs_;                       // configured, in config order
-  std::map<NodeId, std::size_t> manager_dc_;  // manager -> index in dcs_
-  std::map<std::string, Live> live_;          // owner only; one per ledger job
-  std::map<std::string, Waiters> accepts_;    // submissions whose accept entry is in flight
+  std::vector<Dc> dcs_;                           // configured, in config order
+  std::map<NodeId, std::size_t> manager_dc_;      // manager -> index in dcs_
+  std::map<std::string, Live> live_;              // one per ledger job this gate owns
+  std::map<std::uint64_t, Forwarded> forwarded_;  // by request number; at most max_forwarded
+  std::uint64_t next_forward_ = 1;
+  std::size_t awaiting_apply_ = 0;               // forwarded_ entries committed, not yet applied here
+  std::size_t proposals_in_flight_ = 0;          // others' entries this leader proposed; at most max_forwarded
+  std::map<NodeId, Instant> gone_since_;         // configured gates not alive in the SWIM view, since when
+  std::map<std::string, std::uint64_t> owning_;  // `own` entries in flight: job -> the fence they replace
+  bool handing_off_ = false;
+  std::map<std::string, Waiters> accepts_;  // submissions whose accept entry is in flight
   cluster::RejectionCache rejections_{cfg_.max_rejections, cfg_.idem_rejected_ttl};  // by idempotency key
   // Requests to datacenters are numbered; the number maps back to (job, share, kind) while in flight.
   std::map<std::uint64_t, std::tuple<std::string, std::uint32_t, std::uint8_t>> requests_;

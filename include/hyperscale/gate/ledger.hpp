@@ -9,8 +9,12 @@
 //   accept       a job with its spec, idempotency key and chosen datacenters (one share each), owned
 //                by the proposer with `fence`. A known job id or key with the same payload is a
 //                duplicate, with another payload a conflict; over max_jobs it is refused (full).
-//   own          a new owner (a gate that became leader) takes the job with a higher fence; a fence
-//                not above the job's is stale. Terminal jobs are owned too (their cancels fan out).
+//   own          a new owner (the ring's successor of a dead owner, or a gate handed the job) takes
+//                the job: the entry carries the fence its proposer saw and the job's fence becomes
+//                that + 1 (it only grows); another fence is stale. Terminal jobs are owned too
+//                (their cancels fan out, their retention ends).
+// Every entry but accept and a client's cancel (fence 0) carries the job's fence as its proposer
+// knows it; one that is not the job's fence is refused (stale_fence): a former owner's word.
 //   dc_accepted  a datacenter's managers committed the share (its submit was acknowledged).
 //   reroute      a share not yet accepted moves to another datacenter (the first refused it).
 //   dc_done      a share's final result (the datacenter's view) or its failure (unreachable, lost).
@@ -119,7 +123,7 @@ struct GateEntry {
   std::uint64_t digest = 0;                      // accept
   std::vector<std::string> dcs;                  // accept: one share each
   bool routed = false;                           // accept
-  std::uint64_t fence = 0;                       // accept, own
+  std::uint64_t fence = 0;                       // accept: the first fence; others: the job's, as seen
   NodeId owner = 0;                              // accept, own
   std::uint32_t share = 0;                       // dc_accepted, reroute, dc_done
   std::string dc;                                // reroute: the new datacenter
@@ -160,6 +164,7 @@ class GateLedger final : public cluster::StateMachine {
   std::size_t size() const noexcept { return jobs_.size(); }
   std::size_t active() const noexcept { return active_; }  // jobs not terminal
   std::uint64_t malformed() const noexcept { return malformed_; }
+  std::uint64_t stale() const noexcept { return stale_; }  // entries refused for a stale fence
 
  private:
   GateOutcome apply_entry(std::uint64_t index, GateEntry& e);
@@ -174,6 +179,7 @@ class GateLedger final : public cluster::StateMachine {
   std::map<std::string, std::string> keys_;  // idempotency key -> job id
   std::uint64_t applied_ = 0;
   std::uint64_t malformed_ = 0;
+  std::uint64_t stale_ = 0;
   std::size_t active_ = 0;  // jobs not terminal (kept with every change of a job's state)
 };
 

@@ -15,6 +15,7 @@
 #include "hyperscale/base/log.hpp"
 #include "hyperscale/base/random.hpp"
 #include "hyperscale/host/load_windows.hpp"
+#include "hyperscale/gate/ring.hpp"
 #include "world.hpp"
 
 using namespace hs;
@@ -270,7 +271,33 @@ std::uint64_t dc_window_sum(World& w, std::size_t d, const std::string& id, cons
     if (!more) break;
   }
   return n;
-}
+
+  // A job id the ring gives to gate `g` among `live` (ownership is the ring's choice at accept time).
+  std::string owned_by(NodeId g, const std::vector<NodeId>& live, const std::string& prefix) {
+    const gate::Ring ring(live);
+    for (int i = 0;; ++i) {
+      std::string id = fmt::format("{}{}", prefix, i);
+      if (ring.owner(id) == g) return id;
+    }
+  }
+
+  NodeId other_than(World & w, std::initializer_list<NodeId> not_these) {
+    for (NodeId g : w.gates())
+      if (std::find(not_these.begin(), not_these.end(), g) == not_these.end() && w.up(g)) return g;
+    FAIL("no other gate");
+    return 0;
+  }
+
+  // Every live gate's SWIM view holds exactly `live` (in the gates' order).
+  void wait_members(World & w, const std::vector<NodeId>& live, Duration limit = 20s) {
+    REQUIRE(w.run_until(
+        [&] {
+          for (NodeId g : w.gates())
+            if (auto* n = w.gate(g); n != nullptr && n->gate.live_gates() != live) return false;
+          return true;
+        },
+        limit));
+  }
 
 }  // namespace
 
@@ -510,44 +537,42 @@ TEST_CASE("CAN-02 cancel is idempotent and respects terminal states") {
   CHECK_ENDS(w);
 }
 
-TEST_CASE("GTE-01 the gate leader dies mid-run: a peer takes the job over with a higher fence") {
+TEST_CASE("GTE-01 the gate leader (and the job's owner) dies mid-run: a peer takes the job over with a higher fence") {
   World w(t3(15));
   boot(w);
-  submit_ok(w, spread(job("g1", {wf("a", "ms=8000;ops=80", 1, 1)}), 2));
-  wait_running(w, "g1");
+  const std::string g1 = owned_by(*w.gate_leader(), w.gates(), "g1-");
+  submit_ok(w, spread(job(g1, {wf("a", "ms=8000;ops=80", 1, 1)}), 2));
+  wait_running(w, g1);
   const NodeId old = *w.gate_leader();
-  const std::uint64_t fence = w.view("g1")->fence;
+  REQUIRE(w.view(g1)->owner == old);
+  const std::uint64_t fence = w.view(g1)->fence;
   w.kill(old);
   std::optional<NodeId> now;
   REQUIRE(w.run_until([&] { return (now = w.gate_leader()).has_value(); }, 15s));
   CHECK(*now != old);
-  REQUIRE(w.run_until([&] { return w.view("g1")->fence > fence; }, 10s));
-  const JobView v = finish(w, "g1", 30s);
+  REQUIRE(w.run_until([&] { return w.view(g1)->fence > fence; }, 10s));
+  const JobView v = finish(w, g1, 30s);
   CHECK(v.state == JobState::completed);
   CHECK(v.fence > fence);
   CHECK(v.completed == 2 * 80);
-  for (std::size_t d = 0; d < w.dc_count(); ++d) CHECK(w.starts(d, "g1", "a") == 1);  // not restarted
-  every_gate_reports(w, "g1", JobState::completed);
+  for (std::size_t d = 0; d < w.dc_count(); ++d) CHECK(w.starts(d, g1, "a") == 1);  // not restarted
+  every_gate_reports(w, g1, JobState::completed);
   CHECK(w.gate_leader_changes == 2);  // the first leader, then exactly one new one
   w.restart(old);                     // it catches up and reports the same end
   REQUIRE(w.run_until(
       [&] {
         auto* n = w.gate(old);
-        auto j = n == nullptr ? std::nullopt : n->gate.job("g1");
+        auto j = n == nullptr ? std::nullopt : n->gate.job(g1);
         return j && j->state == JobState::completed;
       },
       15s));
-  every_gate_reports(w, "g1", JobState::completed);
-  // (b) a gate that is not the leader dies: nothing moves (no takeover, the same fence).
+  every_gate_reports(w, g1, JobState::completed);
+  // (b) a gate that neither leads nor owns the job dies: nothing moves (no takeover, the same fence).
   submit_ok(w, spread(job("g2", {wf("a", "ms=3000;ops=30", 1, 1)}), 2));
   wait_running(w, "g2");
   const NodeId lead = *w.gate_leader();
   const std::uint64_t f2 = w.view("g2")->fence;
-  for (NodeId g : w.gates())
-    if (g != lead) {
-      w.kill(g);
-      break;
-    }
+  w.kill(other_than(w, {lead, w.view("g2")->owner}));
   const JobView v2 = finish(w, "g2", 20s);
   CHECK(v2.state == JobState::completed);
   CHECK(v2.fence == f2);
@@ -584,22 +609,20 @@ TEST_CASE("SUB-02 a retry after a lost ack returns the same job, to the same gat
   CHECK_ENDS(w);
 }
 
-TEST_CASE("SUB-06 a submit to a follower gate is redirected, bounded") {
+TEST_CASE("SUB-06 a submit to a follower gate is accepted there (its entry forwarded to the leader), bounded") {
   World w(t3(17));
   boot(w);
   const NodeId l = *w.gate_leader();
   NodeId follower = 0;
   for (NodeId g : w.gates())
     if (g != l) follower = g;
-  // (a) to a follower: redirected to the leader, then accepted.
+  // (a) to a follower: accepted there, no redirect; the ring picks the owner.
   const auto first = submit_once(w, job("r1", {wf("a", "ms=500")}), follower);
-  CHECK_FALSE(first.accepted);
-  CHECK(first.code == Err::not_leader);
-  CHECK(first.leader == l);
-  auto r = w.submit(job("r1", {wf("a", "ms=500")}), follower);
-  REQUIRE(r.ack.has_value());
-  CHECK(r.ack->accepted);
-  CHECK(r.redirects == 1);
+  CHECK(first.accepted);
+  CHECK(first.job_id == "r1");
+  CHECK(w.gate(follower)->gate.job("r1").has_value());  // it applied the job before it acked
+  CHECK(w.gate(follower)->gate.stats().forwarded >= 1);
+  CHECK(w.view("r1")->owner == gate::Ring(w.gates()).owner("r1"));
   CHECK(finish(w, "r1").state == JobState::completed);
   // (b) to a gate cut off from the others: a retryable refusal, never a loop, no job created.
   w.partition_gates({follower});
@@ -610,6 +633,196 @@ TEST_CASE("SUB-06 a submit to a follower gate is redirected, bounded") {
   w.heal();
   w.run_for(3s);
   for (NodeId g : w.gates()) CHECK_FALSE(w.gate(g)->gate.job("r2").has_value());
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("SUB-06b the forwarded-entry table is bounded: full, a follower refuses retryably, records nothing") {
+  WorldOptions o = t3(117);
+  o.tune_gate = [](gate::GateConfig& c) { c.max_forwarded = 0; };
+  World w(o);
+  boot(w);
+  const NodeId follower = other_than(w, {*w.gate_leader()});
+  const auto refused = submit_once(w, job("fw1", {wf("a", "ms=500")}), follower);
+  CHECK_FALSE(refused.accepted);
+  CHECK(retryable(refused.code));
+  CHECK(w.gate(follower)->gate.stats().forward_refused >= 1);
+  CHECK(w.gate(follower)->gate.table_sizes().at("forwarded") == 0);
+  w.run_for(2s);
+  for (NodeId g : w.gates()) CHECK_FALSE(w.gate(g)->gate.job("fw1").has_value());
+  REQUIRE_OK(w);
+}
+
+TEST_CASE("SUB-07 gate: an invalid submission is rejected with no side effects") {
+  World w(t3(118));
+  boot(w);
+  const NodeId l = *w.gate_leader();
+  const NodeId follower = other_than(w, {l});
+  w.run_for(1s);
+  const std::uint64_t last = w.gate(l)->gate.raft().last_index();
+  for (NodeId to : {l, follower}) {
+    INFO("to gate " << to);
+    const auto bad = submit_once(w, in(job("bad1", {wf("a", "ms=500")}), {"dc-zz"}), to);
+    CHECK_FALSE(bad.accepted);
+    CHECK(bad.code == Err::invalid);
+    CHECK(bad.error.find("unknown datacenter") != std::string::npos);
+    const auto empty = submit_once(w, job("bad2", {}), to);
+    CHECK_FALSE(empty.accepted);
+    CHECK(empty.code == Err::invalid);
+  }
+  w.run_for(1s);
+  for (NodeId g : w.gates()) {
+    CHECK(w.gate(g)->gate.ledger().size() == 0);
+    CHECK(w.gate(g)->gate.table_sizes().at("forwarded") == 0);
+  }
+  CHECK(w.gate(l)->gate.raft().last_index() == last);  // nothing was proposed
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("GTE-06 the owner gate dies: the ring's successor adopts the job with a higher fence, it completes") {
+  World w(t3(119));
+  boot(w);
+  const NodeId lead = *w.gate_leader();
+  const NodeId owner = other_than(w, {lead});
+  const std::string id = owned_by(owner, w.gates(), "own-");
+  submit_ok(w, spread(job(id, {wf("a", "ms=9000;ops=90", 1, 1)}), 2), lead);
+  wait_running(w, id);
+  REQUIRE(w.view(id)->owner == owner);
+  const std::uint64_t fence = w.view(id)->fence;
+  std::vector<NodeId> rest;
+  for (NodeId g : w.gates())
+    if (g != owner) rest.push_back(g);
+  const NodeId heir = gate::Ring(rest).owner(id);
+  w.kill(owner);
+  REQUIRE(w.run_until([&] { return w.view(id)->owner == heir; }, 20s));
+  REQUIRE_OK(w);
+  CHECK(w.view(id)->fence == fence + 1);
+  CHECK(w.gate(heir)->gate.stats().adoptions >= 1);
+  CHECK(*w.gate_leader() == lead);  // leadership did not move
+  // The datacenters learn the new fence.
+  for (std::size_t d = 0; d < w.dc_count(); ++d)
+    REQUIRE(w.run_until(
+        [&] {
+          auto v = w.dc_view(d, id);
+          return v && v->fence == fence + 1;
+        },
+        10s));
+  const JobView v = finish(w, id, 40s);
+  CHECK(v.state == JobState::completed);
+  CHECK(v.completed == 2 * 90);
+  CHECK(v.fence == fence + 1);
+  for (std::size_t d = 0; d < w.dc_count(); ++d) CHECK(w.starts(d, id, "a") == 1);  // not restarted
+  w.restart(owner);  // it comes back as a plain member: the job stays with its heir
+  REQUIRE(w.run_until(
+      [&] {
+        auto j = w.gate(owner)->gate.job(id);
+        return j && j->owner == heir;
+      },
+      15s));
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("OWN-01 jobs spread over every live gate, each owned by the ring's choice") {
+  World w(t3(120));
+  boot(w);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 24; ++i) {
+    ids.push_back(fmt::format("spread-{}", i));
+    submit_ok(w, job(ids.back(), {wf("a", "ms=300")}), w.gates()[static_cast<std::size_t>(i) % w.gates().size()]);
+  }
+  const gate::Ring ring(w.gates());
+  std::set<NodeId> owners;
+  for (const auto& id : ids) {
+    const auto v = w.view(id);
+    REQUIRE(v.has_value());
+    CHECK(v->owner == ring.owner(id));
+    owners.insert(v->owner);
+  }
+  CHECK(owners == std::set<NodeId>(w.gates().begin(), w.gates().end()));
+  for (const auto& id : ids) CHECK(finish(w, id).state == JobState::completed);
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("OWN-02 a former owner's entry is refused by fence") {
+  World w(t3(121));
+  boot(w);
+  const NodeId lead = *w.gate_leader();
+  const NodeId owner = other_than(w, {lead});
+  const std::string id = owned_by(owner, w.gates(), "stale-");
+  submit_ok(w, spread(job(id, {wf("a", "ms=10000;ops=100", 1, 1)}), 2), lead);
+  wait_running(w, id);
+  const std::uint64_t fence = w.view(id)->fence;
+  w.partition_gates({owner});  // it loses the quorum: it stops; the others adopt after member_grace
+  REQUIRE(w.run_until([&] { return w.gate(lead)->gate.job(id)->fence > fence; }, 20s));
+  REQUIRE(w.run_until([&] { return !w.gate(owner)->gate.in_quorum(); }, 10s));
+  const std::uint64_t stale_before = w.gate(lead)->gate.stats().stale_proposals;
+  w.heal();
+  // The old owner's checkpoint with its old fence reaches the leader: refused, nothing changes.
+  gate::GateEntry e;
+  e.op = gate::GateOp::checkpoint;
+  e.job_id = id;
+  e.fence = fence;
+  e.counts.push_back(gate::ShareCount{0, 1'000'000, 0});
+  cluster::GateProposal m;
+  m.req = 424242;
+  m.entry = gate::encode_entry(e);
+  node::Bytes bytes{static_cast<std::uint8_t>(kRole)};
+  const node::Bytes body = cluster::encode(MsgType::gate_proposal, m);
+  bytes.insert(bytes.end(), body.begin(), body.end());
+  w.gate(owner)->outbox.emplace_back(lead, bytes);
+  REQUIRE(w.run_until([&] { return w.gate(lead)->gate.stats().stale_proposals > stale_before; }, 5s));
+  CHECK(w.gate(lead)->gate.ledger().job(id)->shares[0].completed < 1'000'000);
+  REQUIRE(w.run_until(
+      [&] {
+        auto j = w.gate(owner)->gate.job(id);
+        return j && j->fence > fence;
+      },
+      15s));
+  const JobView v = finish(w, id, 40s);
+  CHECK(v.state == JobState::completed);
+  CHECK(v.completed == 2 * 100);
+  CHECK(v.owner != owner);
+  CHECK_ENDS(w);
+}
+
+TEST_CASE("OWN-03 a gate joining takes no running job (ownership is sticky)") {
+  World w(t3(122));
+  boot(w);
+  const NodeId lead = *w.gate_leader();
+  const NodeId late = other_than(w, {lead});
+  w.kill(late);
+  std::vector<NodeId> rest;
+  for (NodeId g : w.gates())
+    if (g != late) rest.push_back(g);
+  wait_members(w, rest);
+  // Jobs the ring would give the late gate once it is back go to the others meanwhile.
+  std::vector<std::string> ids;
+  for (int i = 0; i < 2; ++i) {
+    ids.push_back(owned_by(late, w.gates(), fmt::format("sticky{}-", i)));
+    submit_ok(w, spread(job(ids.back(), {wf("a", "ms=8000;ops=80", 1, 1)}), 2), lead);
+  }
+  std::map<std::string, std::pair<NodeId, std::uint64_t>> before;
+  for (const auto& id : ids) {
+    wait_running(w, id);
+    const auto v = w.view(id);
+    CHECK(v->owner != late);
+    before[id] = {v->owner, v->fence};
+  }
+  w.restart(late);
+  wait_members(w, w.gates());
+  w.run_for(3s);
+  for (const auto& id : ids) {
+    const auto v = w.view(id);
+    CHECK(v->owner == before[id].first);
+    CHECK(v->fence == before[id].second);
+    const JobView end = finish(w, id, 30s);
+    CHECK(end.state == JobState::completed);
+    CHECK(end.owner == before[id].first);
+  }
+  // A new job can go to it now.
+  const std::string fresh = owned_by(late, w.gates(), "fresh-");
+  submit_ok(w, job(fresh, {wf("a", "ms=300")}), lead);
+  CHECK(w.view(fresh)->owner == late);
+  CHECK(finish(w, fresh).state == JobState::completed);
   CHECK_ENDS(w);
 }
 
@@ -837,13 +1050,15 @@ TEST_CASE("WAL-05 a cancel is durable across the gate leader's and the job's man
   CHECK_ENDS(w);
 }
 
-TEST_CASE("GTE-03 the gate leader in a minority partition") {
+TEST_CASE("GTE-03 the gate leader (and the job's owner) in a minority partition") {
   World w(t3(25));
   boot(w);
-  submit_ok(w, spread(job("p1", {wf("a", "ms=10000;ops=100", 1, 1)}), 2));
-  wait_running(w, "p1");
+  const std::string p1 = owned_by(*w.gate_leader(), w.gates(), "p1-");
+  submit_ok(w, spread(job(p1, {wf("a", "ms=10000;ops=100", 1, 1)}), 2));
+  wait_running(w, p1);
   const NodeId old = *w.gate_leader();
-  const std::uint64_t fence = w.view("p1")->fence;
+  REQUIRE(w.view(p1)->owner == old);
+  const std::uint64_t fence = w.view(p1)->fence;
   w.partition_gates({old});
   NodeId fresh = 0;
   REQUIRE(w.run_until(
@@ -857,36 +1072,36 @@ TEST_CASE("GTE-03 the gate leader in a minority partition") {
   const auto refused = submit_once(w, job("p2", {wf("a", "ms=500")}), old);
   CHECK_FALSE(refused.accepted);
   CHECK(retryable(refused.code));
-  REQUIRE(w.run_until([&] { return w.gate(fresh)->gate.job("p1")->fence > fence; }, 10s));
+  REQUIRE(w.run_until([&] { return w.gate(fresh)->gate.job(p1)->fence > fence; }, 10s));
   // The datacenters learn the new fence; a command with the old one is refused there.
-  const std::uint64_t taken = w.gate(fresh)->gate.job("p1")->fence;
+  const std::uint64_t taken = w.gate(fresh)->gate.job(p1)->fence;
   for (std::size_t d = 0; d < w.dc_count(); ++d) {
     INFO(w.dc_name(d));
     REQUIRE(w.run_until(
         [&] {
-          auto v = w.dc_view(d, "p1");
+          auto v = w.dc_view(d, p1);
           return v && v->fence == taken;
         },
         10s));
-    const std::uint64_t req = w.client().gate_cancel(*w.dc_leader(d), "p1", fence);
+    const std::uint64_t req = w.client().gate_cancel(*w.dc_leader(d), p1, fence);
     const simdc::SimClient::Reply* r = nullptr;
     REQUIRE(w.run_until([&] { return (r = w.client().reply(req)) != nullptr; }, 5s));
     CHECK_FALSE(r->cancel.success);
     CHECK(r->cancel.code == Err::fence);
   }
-  REQUIRE(w.run_until([&] { return terminal(w.gate(fresh)->gate.job("p1")->state); }, 30s));
-  CHECK(w.gate(fresh)->gate.job("p1")->state == JobState::completed);
+  REQUIRE(w.run_until([&] { return terminal(w.gate(fresh)->gate.job(p1)->state); }, 30s));
+  CHECK(w.gate(fresh)->gate.job(p1)->state == JobState::completed);
   w.heal();
-  const JobView v = finish(w, "p1", 20s);
+  const JobView v = finish(w, p1, 20s);
   CHECK(v.state == JobState::completed);
   CHECK(v.completed == 2 * 100);
   for (NodeId g : w.gates()) CHECK_FALSE(w.gate(g)->gate.job("p2").has_value());
-  every_gate_reports(w, "p1", JobState::completed);
+  every_gate_reports(w, p1, JobState::completed);
   CHECK_ENDS(w);
 }
 
 // A leader handing over (libraft names no leader while the transfer runs: RaftNode allows it).
-TEST_CASE("GTE-05 hand_off moves leadership; jobs continue, none lost", "[gate]") {
+TEST_CASE("GTE-05 hand_off moves the gate's jobs and leadership; jobs continue, none lost", "[gate]") {
   World w(t3(26));
   boot(w);
   submit_ok(w, spread(job("h1", {wf("a", "ms=6000;ops=60", 1, 1)}), 2));
@@ -897,6 +1112,7 @@ TEST_CASE("GTE-05 hand_off moves leadership; jobs continue, none lost", "[gate]"
   w.run_until([&] { return w.gate(old)->handed_off; }, 10s);
   REQUIRE_OK(w);
   REQUIRE(w.gate(old)->handed_off);
+  for (const auto& [id, j] : w.gate(old)->gate.ledger().jobs()) CHECK(j.owner != old);  // its jobs went first
   std::optional<NodeId> now;
   REQUIRE(w.run_until([&] { return (now = w.gate_leader()).has_value() && *now != old; }, 10s));
   w.kill(old);  // it stops once it handed off
@@ -1289,6 +1505,7 @@ TEST_CASE("GATE-SWEEP mixed gate, datacenter and network faults keep every invar
   std::size_t acked_total = 0, ended_total = 0;
   for (std::uint64_t seed : seeds) {
     Rng rng(seed * 104'729 + 7);
+    Rng pick(seed * 7'919 + 3);
     WorldOptions o = t3(seed);
     o.seed = seed;
     o.net.loss = rng.next_double() * 0.01;
@@ -1359,7 +1576,11 @@ TEST_CASE("GATE-SWEEP mixed gate, datacenter and network faults keep every invar
             break;  // a quiet interval
         }
       }
-      const NodeId to = w.gate_leader().value_or(w.gates()[static_cast<std::size_t>(step) % w.gates().size()]);
+      // Half the submissions go to any gate (it takes the job and forwards its entries to the
+      // leader; the ring picks the owner), half to the leader (its own stream: the faults stay).
+      const NodeId to = pick.chance(0.5)
+                            ? w.gates()[pick.below(w.gates().size())]
+                            : w.gate_leader().value_or(w.gates()[static_cast<std::size_t>(step) % w.gates().size()]);
       const std::string id = fmt::format("f{}", step);
       during[w.client().submit(to, sweep_job(rng, id))] = id;
       if (step % 3 == 2 && !acked.empty()) w.client().cancel(to, acked[rng.below(acked.size())]);

@@ -21,15 +21,28 @@ gate::GateConfig test_gate_config() {
   c.cancel_timeout = 4s;
   c.checkpoint_every = 1s;
   c.timeout_slack = 2s;
+  c.member_grace = 3s;
   return c;
 }
 
-GateNode::GateNode(gate::GateConfig cfg, RaftConfig raft) : gate(std::move(cfg), std::move(raft)) {
+namespace {
+swim::SwimConfig gate_swim(const std::vector<NodeId>& gates) {
+  swim::SwimConfig c;
+  c.seeds = gates;  // Swim skips itself among its seeds
+  return c;
+}
+}  // namespace
+
+GateNode::GateNode(gate::GateConfig cfg, RaftConfig raft) : swim(gate_swim(cfg.gates)), gate(cfg, std::move(raft)) {
+  swim.on_change = [this](const swim::MemberEvent& e) { gate.on_member(e.node, e.to == swim::State::alive); };
+  mux.add(kSwim, &swim);
   mux.add(kRole, &gate);
   mux.add(kRaft, &gate.raft());
 }
 
 void GateNode::after_event(node::Context& ctx) {
+  for (auto& [to, msg] : outbox) ctx.send(to, std::move(msg));
+  outbox.clear();
   if (!hand_off_requested || handed_off) return;
   if (last_hand_off_.count() >= 0 && ctx.now() - last_hand_off_ < 200ms) return;
   last_hand_off_ = ctx.now();
@@ -321,6 +334,8 @@ void World::kill(NodeId id) {
   if (!sim_->is_up(id)) return;
   (void)sim_->crash(id);
   applied_seen_.erase(id);
+  for (auto it = fence_seen_.begin(); it != fence_seen_.end();)  // replayed from its WAL on restart
+    it = it->first.first == id ? fence_seen_.erase(it) : std::next(it);
 }
 
 void World::restart(NodeId id) {
@@ -407,6 +422,15 @@ Status World::check_now() {
     if (applied == seen) continue;
     seen = applied;
     for (const auto& [id, j] : n->gate.ledger().jobs()) {
+      auto [fo, first] = fence_owner_.emplace(std::make_pair(id, j.fence), j.owner);
+      if (!first && fo->second != j.owner)
+        return make_error(Errc::internal, fmt::format("ownership: job {} has owners {} and {} at fence {} (gate {})",
+                                                      id, fo->second, j.owner, j.fence, g));
+      auto& highest = fence_seen_[{g, id}];
+      if (j.fence < highest)
+        return make_error(Errc::internal, fmt::format("ownership: job {}'s fence went down on gate {}: {} after {}", id,
+                                                      g, j.fence, highest));
+      highest = j.fence;
       if (!terminal(j.state)) continue;
       auto [it, fresh] = terminal_.emplace(id, j.state);
       if (!fresh && it->second != j.state)

@@ -9,7 +9,8 @@
 // every submit ack; totals shown to the client by gate leaders never go down, and final totals are
 // at least anything a gate showed; HS_GATE_STRICT=1 holds followers' answers to it too: they answer
 // from the owner's last checkpoint and may lag); end_checks() judges the rest (every
-// acknowledged job terminal on every live gate; every worker idle).
+// acknowledged job terminal on every live gate; every worker idle). Ownership: at any fence a job
+// has one owner over every gate's ledger, and a gate's fence of a job never goes down.
 #pragma once
 
 #include <functional>
@@ -52,12 +53,15 @@ struct WorldOptions {
 
 struct GateNode final : public node::Node {
   GateNode(gate::GateConfig cfg, cluster::RaftConfig raft);
+  swim::Swim swim;  // among the gates only (kSwim); its view feeds gate.on_member
   gate::Gate gate;  // owns its RaftNode (gate.raft(), on kRaft)
   cluster::Mux mux;
   // Graceful stop (GTE-05): while requested, Gate::hand_off() is called inside this node's events
   // (at most every 200 ms) until it returns true; handed_off then reads true.
   bool hand_off_requested = false;
   bool handed_off = false;
+  // Raw messages (channel byte first) this node sends at its next event: a test speaking as it.
+  std::vector<std::pair<NodeId, node::Bytes>> outbox;
   void on_start(node::Context& ctx) override { mux.on_start(ctx); }
   void on_message(node::Context& ctx, NodeId f, std::span<const std::uint8_t> m) override {
     mux.on_message(ctx, f, m);
@@ -175,6 +179,8 @@ class World {
   std::map<std::uint64_t, NodeId> term_leader_;
   std::optional<NodeId> last_leader_;
   std::map<NodeId, std::uint64_t> applied_seen_;
+  std::map<std::pair<std::string, std::uint64_t>, NodeId> fence_owner_;  // (job, fence) -> owner
+  std::map<std::pair<NodeId, std::string>, std::uint64_t> fence_seen_;   // (gate, job) -> highest fence
   std::map<std::string, cluster::JobState> terminal_;  // job -> the terminal state first seen on a gate
   std::map<std::string, std::string> key_job_;         // idempotency key -> job id (submit acks)
   std::size_t acks_seen_ = 0;

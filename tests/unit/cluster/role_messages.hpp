@@ -33,7 +33,9 @@
   X(dc_heartbeat, DcHeartbeat) \
   X(dc_heartbeat_ack, DcHeartbeatAck) \
   X(job_fence, JobFence) \
-  X(job_fence_ack, JobFenceAck)
+  X(job_fence_ack, JobFenceAck) \
+  X(gate_proposal, GateProposal) \
+  X(gate_proposal_ack, GateProposalAck)
 // clang-format on
 
 namespace hs::cluster::testing {

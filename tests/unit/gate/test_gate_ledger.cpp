@@ -75,17 +75,50 @@ TEST_CASE("gate ledger: accept, duplicates, conflicts, the bound", "[gate][ledge
   CHECK(l.ledger.size() == 3);
 }
 
-TEST_CASE("gate ledger: fences only grow", "[gate][ledger]") {
+TEST_CASE("gate ledger: own moves the job to a new owner at fence + 1; fences only grow", "[gate][ledger]") {
   L l;
   REQUIRE(l.put(accept("j", {"a"})) == GateOutcome::applied);
+  const std::uint64_t first = cluster::make_token(1, 1);
+  REQUIRE(l.ledger.job("j")->fence == first);
   GateEntry own = op(GateOp::own, "j");
-  own.fence = cluster::make_token(1, 1);
+  own.fence = first + 5;  // not the fence of the job: the proposer's view is wrong
   own.owner = 12;
   CHECK(l.put(own) == GateOutcome::stale_fence);
-  own.fence = cluster::make_token(2, 1);
+  own.fence = first;
   CHECK(l.put(own) == GateOutcome::applied);
   CHECK(l.ledger.job("j")->owner == 12);
+  CHECK(l.ledger.job("j")->fence == first + 1);
+  own.owner = 13;  // a second adopter that saw the same fence loses: one owner per fence
   CHECK(l.put(own) == GateOutcome::stale_fence);
+  CHECK(l.ledger.job("j")->owner == 12);
+  own.fence = first + 1;
+  own.owner = 0;
+  CHECK(l.put(own) == GateOutcome::malformed);
+  CHECK(l.ledger.job("j")->fence == first + 1);
+}
+
+TEST_CASE("gate ledger: OWN-02 a former owner's entries are refused by fence", "[gate][ledger]") {
+  L l;
+  REQUIRE(l.put(accept("j", {"a"})) == GateOutcome::applied);
+  const std::uint64_t first = cluster::make_token(1, 1);
+  GateEntry own = op(GateOp::own, "j");
+  own.fence = first;
+  own.owner = 12;
+  REQUIRE(l.put(own) == GateOutcome::applied);
+  GateEntry stale = done("j", 0, JobState::failed);
+  stale.fence = first;  // the old owner (11) still thinks it owns the job
+  CHECK(l.put(stale) == GateOutcome::stale_fence);
+  CHECK(l.ledger.stale() >= 1);
+  CHECK(l.ledger.job("j")->shares[0].state == JobState::submitted);
+  GateEntry cp = op(GateOp::checkpoint, "j");
+  cp.fence = first;
+  cp.counts.push_back(ShareCount{0, 99, 0});
+  CHECK(l.put(cp) == GateOutcome::stale_fence);
+  CHECK(l.ledger.job("j")->shares[0].completed == 0);
+  GateEntry fresh = done("j", 0, JobState::completed, 5);
+  fresh.fence = first + 1;  // the new owner's
+  CHECK(l.put(fresh) == GateOutcome::applied);
+  CHECK(l.ledger.job("j")->state == JobState::completed);
 }
 
 TEST_CASE("gate ledger: a job ends when every share ended", "[gate][ledger]") {
