@@ -14,7 +14,7 @@ namespace {
 
 load::Window window(std::uint64_t index, std::uint64_t requests, std::uint64_t latency_ns) {
   load::Window w;
-  w.workflow = "w";
+  w.workflow = std::string("w");  // not operator=(const char*): a GCC 12 -O3 -Wrestrict false positive
   w.index = index;
   load::WindowStep s;
   s.name = "get";
