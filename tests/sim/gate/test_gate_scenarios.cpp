@@ -271,33 +271,34 @@ std::uint64_t dc_window_sum(World& w, std::size_t d, const std::string& id, cons
     if (!more) break;
   }
   return n;
+}
 
-  // A job id the ring gives to gate `g` among `live` (ownership is the ring's choice at accept time).
-  std::string owned_by(NodeId g, const std::vector<NodeId>& live, const std::string& prefix) {
-    const gate::Ring ring(live);
-    for (int i = 0;; ++i) {
-      std::string id = fmt::format("{}{}", prefix, i);
-      if (ring.owner(id) == g) return id;
-    }
+// A job id the ring gives to gate `g` among `live` (ownership is the ring's choice at accept time).
+std::string owned_by(NodeId g, const std::vector<NodeId>& live, const std::string& prefix) {
+  const gate::Ring ring(live);
+  for (int i = 0;; ++i) {
+    std::string id = fmt::format("{}{}", prefix, i);
+    if (ring.owner(id) == g) return id;
   }
+}
 
-  NodeId other_than(World & w, std::initializer_list<NodeId> not_these) {
-    for (NodeId g : w.gates())
-      if (std::find(not_these.begin(), not_these.end(), g) == not_these.end() && w.up(g)) return g;
-    FAIL("no other gate");
-    return 0;
-  }
+NodeId other_than(World& w, std::initializer_list<NodeId> not_these) {
+  for (NodeId g : w.gates())
+    if (std::find(not_these.begin(), not_these.end(), g) == not_these.end() && w.up(g)) return g;
+  FAIL("no other gate");
+  return 0;
+}
 
-  // Every live gate's SWIM view holds exactly `live` (in the gates' order).
-  void wait_members(World & w, const std::vector<NodeId>& live, Duration limit = 20s) {
-    REQUIRE(w.run_until(
-        [&] {
-          for (NodeId g : w.gates())
-            if (auto* n = w.gate(g); n != nullptr && n->gate.live_gates() != live) return false;
-          return true;
-        },
-        limit));
-  }
+// Every live gate's SWIM view holds exactly `live` (in the gates' order).
+void wait_members(World& w, const std::vector<NodeId>& live, Duration limit = 20s) {
+  REQUIRE(w.run_until(
+      [&] {
+        for (NodeId g : w.gates())
+          if (auto* n = w.gate(g); n != nullptr && n->gate.live_gates() != live) return false;
+        return true;
+      },
+      limit));
+}
 
 }  // namespace
 
