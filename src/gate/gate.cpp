@@ -749,6 +749,11 @@ void Gate::handle_cancel(NodeId from, const CancelJob& m) {
   } else if (j == nullptr) {
     r.code = Err::not_found;
     r.error = fmt::format("no job '{}'", m.job_id);
+  } else if (j->owner != self_ && !terminal(j->state) && !owner_gone(j->owner) && gone_since_.count(j->owner) == 0) {
+    // The owner records the cancel with the counts it has seen (totals never go back): redirect.
+    r.code = Err::not_leader;
+    r.error = fmt::format("job '{}' is owned by gate {}; ask it", m.job_id, j->owner);
+    r.leader = j->owner;
   } else if (m.fence != 0 && m.fence != j->fence) {
     r.code = Err::fence;
     r.error = fmt::format("stale fence token {} (current {})", m.fence, j->fence);
