@@ -352,7 +352,10 @@ struct Daemon {
     gate = std::make_unique<gate::Gate>(gate_config(cfg, gates, dcs), rc);
     // SWIM among the gates: its view decides which gates own jobs (docs/gates.md "Ownership").
     swim = std::make_unique<swim::Swim>(swim_config(cfg, host->self(), gates, host->datagram_budget()));
-    swim->on_change = [this](const swim::MemberEvent& e) { gate->on_member(e.node, e.to == swim::State::alive); };
+    gate->set_member_view([this](NodeId n) {
+      auto m = swim->member(n);
+      return m && m->state == swim::State::alive && m->confirmed;
+    });
     root.mux.add(cluster::kSwim, swim.get());
     root.mux.add(cluster::kRole, gate.get());
     root.mux.add(cluster::kRaft, &gate->raft());

@@ -127,6 +127,9 @@ void Gate::on_start(node::Context& ctx) {
   seen_now_ = ctx.now();
   HS_ASSERT(std::find(cfg_.gates.begin(), cfg_.gates.end(), self_) != cfg_.gates.end(),
             "gate: self {} is not in its own gate list ({} gates)", self_, cfg_.gates.size());
+  if (member_view_)  // until the view confirms them, the other gates are gone (since now)
+    for (NodeId g : cfg_.gates)
+      if (g != self_) gone_since_.emplace(g, seen_now_);
   for (std::uint64_t c = kRegistry; c < kConcerns; ++c) ctx.set_timer(cfg_.tick, c);
   on_raft_change();
 }
@@ -147,7 +150,9 @@ void Gate::on_timer(node::Context& ctx, node::TimerId, std::uint64_t tag) {
 // concern runs again at its next period.
 void Gate::run_concern(Concern c) {
   try {
-    if (c == kRegistry) {  // every gate keeps the registry and its forwarded entries
+    if (c == kRegistry) {  // every gate keeps the registry, its members view and its forwarded entries
+      if (member_view_)
+        for (NodeId g : cfg_.gates) on_member(g, member_view_(g));
       registry_pass();
       return forwarded_pass();
     }
@@ -738,6 +743,11 @@ void Gate::handle_cancel(NodeId from, const CancelJob& m) {
   } else if (j == nullptr) {
     r.code = Err::not_found;
     r.error = fmt::format("no job '{}'", m.job_id);
+  } else if (j->owner != self_ && !terminal(j->state) && !owner_gone(j->owner) && gone_since_.count(j->owner) == 0) {
+    // The owner records the cancel with the counts it has seen (totals never go back): redirect.
+    r.code = Err::not_leader;
+    r.error = fmt::format("job '{}' is owned by gate {}; ask it", m.job_id, j->owner);
+    r.leader = j->owner;
   } else if (m.fence != 0 && m.fence != j->fence) {
     r.code = Err::fence;
     r.error = fmt::format("stale fence token {} (current {})", m.fence, j->fence);

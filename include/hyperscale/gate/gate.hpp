@@ -123,9 +123,12 @@ class Gate final : public node::Node {
   const cluster::RaftNode& raft() const noexcept { return *raft_; }
   const GateLedger& ledger() const noexcept { return ledger_; }
 
-  // The gates' SWIM view of gate `gate`: alive, or not (suspect, dead, left). Gates not heard of
-  // yet count as alive; self always does.
+  // The gates' SWIM view of gate `gate`: alive, or not (suspect, dead, left, never confirmed).
+  // Self always counts as alive. Either call on_member on each change, or set a view the gate
+  // reads for every configured gate at each registry pass (a gate never heard from is then gone
+  // from the start, so its jobs are adopted too).
   void on_member(NodeId gate, bool alive);
+  void set_member_view(std::function<bool(NodeId)> alive) { member_view_ = std::move(alive); }
 
   // Graceful stop (GTE-05): the gate takes no new job, hands every job it owns to its ring
   // successor among the other live gates (an `own` entry), then hands leadership over if it leads.
@@ -292,6 +295,7 @@ class Gate final : public node::Node {
   std::map<NodeId, Instant> gone_since_;         // configured gates not alive in the SWIM view, since when
   std::map<std::string, std::uint64_t> owning_;  // `own` entries in flight: job -> the fence they replace
   bool handing_off_ = false;
+  std::function<bool(NodeId)> member_view_;
   std::map<std::string, Waiters> accepts_;  // submissions whose accept entry is in flight
   cluster::RejectionCache rejections_{cfg_.max_rejections, cfg_.idem_rejected_ttl};  // by idempotency key
   // Requests to datacenters are numbered; the number maps back to (job, share, kind) while in flight.

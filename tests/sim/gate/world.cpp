@@ -34,7 +34,10 @@ swim::SwimConfig gate_swim(const std::vector<NodeId>& gates) {
 }  // namespace
 
 GateNode::GateNode(gate::GateConfig cfg, RaftConfig raft) : swim(gate_swim(cfg.gates)), gate(cfg, std::move(raft)) {
-  swim.on_change = [this](const swim::MemberEvent& e) { gate.on_member(e.node, e.to == swim::State::alive); };
+  gate.set_member_view([this](NodeId n) {
+    auto m = swim.member(n);
+    return m && m->state == swim::State::alive && m->confirmed;
+  });
   mux.add(kSwim, &swim);
   mux.add(kRole, &gate);
   mux.add(kRaft, &gate.raft());

@@ -53,7 +53,7 @@ struct WorldOptions {
 
 struct GateNode final : public node::Node {
   GateNode(gate::GateConfig cfg, cluster::RaftConfig raft);
-  swim::Swim swim;  // among the gates only (kSwim); its view feeds gate.on_member
+  swim::Swim swim;  // among the gates only (kSwim); its view feeds the gate (set_member_view)
   gate::Gate gate;  // owns its RaftNode (gate.raft(), on kRaft)
   cluster::Mux mux;
   // Graceful stop (GTE-05): while requested, Gate::hand_off() is called inside this node's events
