@@ -189,14 +189,7 @@ WatchReply JobWindows::reply(const JobSpec& spec, std::uint64_t from, std::uint3
       }
       f.windows.push_back(std::move(ww));
     }
-    const WindowTally t = w.merger->tally();
-    f.merged = t.merged;
-    f.duplicates = t.duplicates;
-    f.late = t.late;
-    f.stale = t.stale;
-    f.expired = t.expired;
-    f.refused = t.refused;
-    f.evicted = t.evicted;
+    copy_tally(w.merger->tally(), f);
     for (std::size_t s = 0; s < w.dcs.size() && s < shares_.size(); ++s) {
       const Series& d = w.dcs[s];
       if (!d.seen) continue;

@@ -234,14 +234,7 @@ WatchReply Manager::watch_reply(const LedgerJob& j, const Live* l, std::uint64_t
       }
       f.windows.push_back(std::move(ww));
     }
-    const WindowTally t = w.merger->tally();
-    f.merged = t.merged;
-    f.duplicates = t.duplicates;
-    f.late = t.late;
-    f.stale = t.stale;
-    f.expired = t.expired;
-    f.refused = t.refused;
-    f.evicted = t.evicted;
+    copy_tally(w.merger->tally(), f);
     f.dropped = w.dropped_before;
     for (const auto& d : w.dropped) f.dropped += d.second;
     r.workflows.push_back(std::move(f));

@@ -39,6 +39,18 @@ struct WindowTally {
   std::uint64_t merged = 0, duplicates = 0, late = 0, stale = 0, expired = 0, refused = 0, evicted = 0;
 };
 
+// The tally into a record that carries the same counters (a WatchWorkflow, from managers and gates).
+template <class T>
+void copy_tally(const WindowTally& t, T& out) {
+  out.merged = t.merged;
+  out.duplicates = t.duplicates;
+  out.late = t.late;
+  out.stale = t.stale;
+  out.expired = t.expired;
+  out.refused = t.refused;
+  out.evicted = t.evicted;
+}
+
 class WorkflowWindows {
  public:
   virtual ~WorkflowWindows() = default;

@@ -25,6 +25,7 @@
 # namespaces (with their iptables rules), links, the temp dir.
 # Nothing here sleeps for a fixed time to let something happen: every wait polls an observed state
 # with a bound.
+GATE_E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)  # this directory, wherever the caller is
 set -u
 HS=${1:?usage: SCRIPT HYPERSCALE_EXE}
 HS=$(cd "$(dirname "$HS")" && pwd)/$(basename "$HS")  # absolute: the script cds into a temp dir
@@ -156,19 +157,7 @@ netdelay_links() {  # hs-netdelay in each namespace on its veth end, both direct
   done
 }
 link_rtt_ms() {  # namespace: the smallest of 5 TCP connect times to a closed port of the hub (ms)
-  ip netns exec "$1" python3 - "$HUB" <<'PY'
-import socket, sys, time
-best = None
-for _ in range(5):
-    t = time.monotonic()
-    try:
-        socket.create_connection((sys.argv[1], 1), timeout=5).close()
-    except ConnectionRefusedError:
-        pass
-    ms = (time.monotonic() - t) * 1000
-    best = ms if best is None else min(best, ms)
-print(f"{best:.1f}")
-PY
+  ip netns exec "$1" python3 "$GATE_E2E_DIR/../netdelay/connect_rtt.py" "$HUB"
 }
 if setup_netns; then
   NETNS=1 HUB=$NET.0.1 IPA=$NET.1.2 IPB=$NET.2.2

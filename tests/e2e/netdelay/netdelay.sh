@@ -14,6 +14,7 @@
 # Every wait polls an observed state with a bound; no timing is asserted other than the lower
 # bound the delay guarantees.
 set -u
+HERE=$(cd "$(dirname "$0")" && pwd)  # this directory, wherever the caller is
 ND=${1:?usage: netdelay.sh HS_NETDELAY_EXE}
 ND=$(cd "$(dirname "$ND")" && pwd)/$(basename "$ND")
 T=$(mktemp -d /tmp/hs-netdelay-test.XXXXXX)
@@ -80,23 +81,8 @@ ip netns exec "$N1" iptables -w -A OUTPUT -o "$V" -j NFQUEUE --queue-num 1 --que
   ip netns exec "$N1" iptables -w -A INPUT -i "$V" -j NFQUEUE --queue-num 1 --queue-bypass 2>> "$T/ipt.err" ||
   fail "iptables NFQUEUE rules: $(cat "$T/ipt.err")"
 
-rtt() {  # the smallest of 5 TCP connect times from N1 to a closed port of N2, in ms ("timeout" if one hangs)
-  ip netns exec "$N1" python3 - "$NET.2" <<'PY'
-import socket, sys, time
-best = None
-for _ in range(5):
-    t = time.monotonic()
-    try:
-        socket.create_connection((sys.argv[1], 1), timeout=5).close()
-    except ConnectionRefusedError:
-        pass
-    except OSError as e:
-        print(f"error {e}")
-        sys.exit(0)
-    ms = (time.monotonic() - t) * 1000
-    best = ms if best is None else min(best, ms)
-print(f"{best:.1f}")
-PY
+rtt() {  # the smallest of 5 TCP connect times from N1 to a closed port of N2, in ms ("error ..." if one fails)
+  ip netns exec "$N1" python3 "$HERE/connect_rtt.py" "$NET.2"
 }
 ge() { python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) >= float(sys.argv[2]) else 1)' "$1" "$2" 2> /dev/null; }
 start_nd() {  # name args...: starts hs-netdelay in N1, waits until it has bound its queue
