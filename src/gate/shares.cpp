@@ -120,15 +120,18 @@ void Gate::shares_pass() {
   while (lit != live_.end()) lit = drop(lit);
 }
 
-// An ended job whose shares all ended with the datacenters' word, or stopped there since: nothing
-// for share_step to do until it is retired (the common case of most jobs the ledger holds).
+// A share that ended with its datacenter's word, or whose stop the datacenter confirmed since: the
+// gate has nothing more to tell its datacenter (run: the share's live state, if any).
+bool Gate::at_rest(const GateShare& sh, const ShareRun* run) {
+  return terminal(sh.state) && (!sh.gate_decided || (run != nullptr && run->stop_confirmed));
+}
+
+// An ended job whose shares are all at rest: nothing for share_step to do until it is retired (the
+// common case of most jobs the ledger holds).
 bool Gate::settled(const GateJob& j, const Live& l) const {
   if (!terminal(j.state)) return false;
-  for (std::uint32_t s = 0; s < j.shares.size(); ++s) {
-    const GateShare& sh = j.shares[s];
-    if (!terminal(sh.state)) return false;
-    if (sh.gate_decided && (s >= l.shares.size() || !l.shares[s].stop_confirmed)) return false;
-  }
+  for (std::uint32_t s = 0; s < j.shares.size(); ++s)
+    if (!at_rest(j.shares[s], s < l.shares.size() ? &l.shares[s] : nullptr)) return false;
   return true;
 }
 
@@ -141,7 +144,7 @@ void Gate::share_step(const std::string& id, const GateJob& j, Live& l, std::uin
   // A share whose end the gate decided without the datacenter's word (unreachable, lost, a stop not
   // confirmed) may still run there, or get its submit late. Once the datacenter is usable it is
   // told to stop (a fenced cancel; one it never had leaves a tombstone there), until it confirms.
-  if (ended && (!sh.gate_decided || r.stop_confirmed || !dc_usable(sh.dc))) return;
+  if (ended && (at_rest(sh, &r) || !dc_usable(sh.dc))) return;
   const Instant now = ctx_->now();
   const NodeId to = dc_target(sh.dc, r.leader);
   auto due = [&](const Request& q, Duration every) { return q.sent.count() < 0 || now - q.sent >= every; };

@@ -253,6 +253,7 @@ class Gate final : public node::Node {
   void run_concern(Concern c);
   void registry_pass();
   void shares_pass();
+  static bool at_rest(const GateShare& sh, const ShareRun* run);
   bool settled(const GateJob& j, const Live& l) const;
   void share_step(const std::string& id, const GateJob& j, Live& l, std::uint32_t s);
   bool reroute(const std::string& id, const GateJob& j, std::uint32_t s, const std::string& why);

@@ -16,6 +16,7 @@
 #include "hyperscale/base/random.hpp"
 #include "hyperscale/host/load_windows.hpp"
 #include "hyperscale/gate/ring.hpp"
+#include "support/windows.hpp"
 #include "world.hpp"
 
 using namespace hs;
@@ -148,21 +149,7 @@ void every_gate_reports(World& w, const std::string& id, JobState state) {
 
 // The windows of a synthetic workflow (one step "op", as the sim executor reports them), with the
 // merger's `cfg`: the managers' and, with max_ahead 300 as on the gate daemon, the gates'.
-cluster::WindowsFactory sim_windows(load::WindowMergerConfig cfg = {}) {
-  return [cfg](std::span<const std::uint8_t>,
-               const std::string& workflow) -> Result<std::unique_ptr<cluster::WorkflowWindows>> {
-    load::Plan p;
-    load::Workflow w;
-    w.name = workflow;
-    load::Step st;
-    st.name = "op";
-    w.steps.push_back(st);
-    p.workflows.push_back(std::move(w));
-    auto lw = host::LoadWindows::create(p, workflow, cfg);
-    if (!lw.ok()) return lw.status();
-    return std::unique_ptr<cluster::WorkflowWindows>(std::move(*lw));
-  };
-}
+cluster::WindowsFactory sim_windows(load::WindowMergerConfig cfg = {}) { return test::one_step_windows("op", cfg); }
 
 load::WindowMergerConfig gate_merge() {
   load::WindowMergerConfig c;

@@ -12,6 +12,7 @@
 #include "hyperscale/host/load_windows.hpp"
 #include "hyperscale/load/window.hpp"
 #include "scenario_util.hpp"
+#include "support/windows.hpp"
 
 using namespace hs;
 using namespace hs::simdc;
@@ -26,12 +27,8 @@ manager::WindowsFactory sim_windows() {
   return [](std::span<const std::uint8_t> plan,
             const std::string& workflow) -> Result<std::unique_ptr<manager::WorkflowWindows>> {
     const std::string text(plan.begin(), plan.end());
-    load::Plan p;
-    load::Workflow w;
-    w.name = workflow;
-    load::Step s;
-    s.name = "op";
-    w.steps.push_back(s);
+    load::Plan p = test::one_step_plan(workflow, "op");
+    load::Workflow& w = p.workflows.front();
     if (auto at = text.find("abort_p99_ms="); at != std::string::npos) {
       load::Threshold t;
       t.scope = "workflow " + workflow;
@@ -44,7 +41,6 @@ manager::WindowsFactory sim_windows() {
       t.abort = true;
       w.thresholds.push_back(t);
     }
-    p.workflows.push_back(std::move(w));
     auto lw = host::LoadWindows::create(p, workflow);
     if (!lw.ok()) return lw.status();
     return std::unique_ptr<manager::WorkflowWindows>(std::move(*lw));

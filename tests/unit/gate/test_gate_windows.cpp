@@ -7,6 +7,7 @@
 
 #include "hyperscale/gate/windows.hpp"
 #include "hyperscale/host/load_windows.hpp"
+#include "support/windows.hpp"
 
 using namespace hs;
 using namespace hs::cluster;
@@ -14,21 +15,10 @@ using namespace hs::cluster;
 namespace {
 
 WindowsFactory factory() {
-  return [](std::span<const std::uint8_t>, const std::string& wf) -> Result<std::unique_ptr<WorkflowWindows>> {
-    load::Plan p;
-    load::Workflow w;
-    w.name = wf;
-    load::Step s;
-    s.name = "get";
-    w.steps.push_back(s);
-    p.workflows.push_back(std::move(w));
-    load::WindowMergerConfig c;
-    c.lateness = 2;
-    c.max_ahead = 300;
-    auto lw = host::LoadWindows::create(p, wf, c);
-    if (!lw.ok()) return lw.status();
-    return std::unique_ptr<WorkflowWindows>(std::move(*lw));
-  };
+  load::WindowMergerConfig c;
+  c.lateness = 2;
+  c.max_ahead = 300;
+  return test::one_step_windows("get", c);
 }
 
 JobSpec spec() {
