@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 
+#include "hyperscale/base/assert.hpp"
 #include "hyperscale/base/enum_names.hpp"
 #include "hyperscale/base/log.hpp"
 #include "hyperscale/base/random.hpp"
@@ -273,14 +274,38 @@ FrameCodec::FrameCodec(Identity self, Keyring keys, Limits limits, metrics::Regi
     }
     self_.incarnation = inc | 1;
   }
-  ctx_ = EVP_CIPHER_CTX_new();
+  for (Cipher* c : {&seal_, &open_current_, &open_previous_}) c->ctx = EVP_CIPHER_CTX_new();
   for (std::size_t i = 1; i < rejected_.size(); ++i) {
     rejected_[i] = &metrics.counter("hs_wire_rejected_total", "Frames dropped, by reason",
                                     {{"reason", std::string(reject_name(static_cast<Reject>(i)))}});
   }
 }
 
-FrameCodec::~FrameCodec() { EVP_CIPHER_CTX_free(cctx(ctx_)); }
+FrameCodec::~FrameCodec() {
+  for (Cipher* c : {&seal_, &open_current_, &open_previous_}) EVP_CIPHER_CTX_free(cctx(c->ctx));
+}
+
+void FrameCodec::set_keys(Keyring keys) {
+  keys_ = std::move(keys);
+  for (Cipher* c : {&seal_, &open_current_, &open_previous_}) c->keyed = false;
+}
+
+void FrameCodec::drop_previous_key() {
+  keys_.previous.reset();
+  open_previous_.keyed = false;
+}
+
+bool FrameCodec::fill_nonce(std::uint8_t* nonce, std::size_t n) {
+  HS_ASSERT(n > 0 && n <= nonce_pool_.size(), "nonce of {} bytes, pool of {}", n, nonce_pool_.size());
+  if (nonce_used_ + n > nonce_pool_.size()) {
+    if (RAND_bytes(nonce_pool_.data(), static_cast<int>(nonce_pool_.size())) != 1) return false;
+    nonce_used_ = 0;
+  }
+  std::memcpy(nonce, nonce_pool_.data() + nonce_used_, n);
+  std::memset(nonce_pool_.data() + nonce_used_, 0, n);  // a nonce leaves the pool once
+  nonce_used_ += n;
+  return true;
+}
 
 std::uint64_t FrameCodec::rejected(Reject r) const noexcept {
   auto i = static_cast<std::size_t>(r);
@@ -325,7 +350,7 @@ Status FrameCodec::seal(MsgType type, std::span<const std::uint8_t> body, std::u
 Status FrameCodec::seal_raw(MsgType type, std::span<const std::uint8_t> body, std::uint64_t correlation, bool is_reply,
                             Channel ch, std::string_view receiver, std::vector<std::uint8_t>& out, std::int64_t now_ms,
                             std::uint64_t sequence, const Identity& as) {
-  if (ctx_ == nullptr) return make_error(Errc::internal, "cipher context allocation failed");
+  if (seal_.ctx == nullptr) return make_error(Errc::internal, "cipher context allocation failed");
   fbb_.Clear();
   auto cluster = fbb_.CreateString(as.cluster_id);
   auto sender = fbb_.CreateString(as.node_id);
@@ -357,15 +382,17 @@ Status FrameCodec::seal_raw(MsgType type, std::span<const std::uint8_t> body, st
   h.minor = as.minor;
   h.type = static_cast<std::uint16_t>(type);
   h.length = static_cast<std::uint32_t>(plain + kTagSize);
-  if (RAND_bytes(h.nonce.data(), static_cast<int>(h.nonce.size())) != 1)
+  if (!fill_nonce(h.nonce.data(), h.nonce.size()))
     return make_error(Errc::internal, "RAND_bytes failed for the frame nonce");
   const std::size_t base = out.size();
   out.resize(base + total);
   std::uint8_t* p = out.data() + base;
   write_header(h, p);
-  auto* c = cctx(ctx_);
+  auto* c = cctx(seal_.ctx);
   int n = 0;
-  bool ok = EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), nullptr, keys_.current.bytes.data(), h.nonce.data()) == 1 &&
+  if (!seal_.keyed)
+    seal_.keyed = EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), nullptr, keys_.current.bytes.data(), nullptr) == 1;
+  bool ok = seal_.keyed && EVP_EncryptInit_ex(c, nullptr, nullptr, nullptr, h.nonce.data()) == 1 &&
             EVP_EncryptUpdate(c, nullptr, &n, p, static_cast<int>(kHeaderSize)) == 1 &&
             EVP_EncryptUpdate(c, p + kHeaderSize, &n, fbb_.GetBufferPointer(), static_cast<int>(plain)) == 1 &&
             EVP_EncryptFinal_ex(c, p + kHeaderSize + n, &n) == 1 &&
@@ -378,15 +405,16 @@ Status FrameCodec::seal_raw(MsgType type, std::span<const std::uint8_t> body, st
   return ok_status();
 }
 
-bool FrameCodec::open_with(const Key& k, const FrameHeader& h, std::span<const std::uint8_t> frame,
+bool FrameCodec::open_with(Cipher& cipher, const Key& k, const FrameHeader& h, std::span<const std::uint8_t> frame,
                            std::vector<std::uint8_t>& plain) {
-  auto* c = cctx(ctx_);
+  auto* c = cctx(cipher.ctx);
   const std::size_t clen = h.length - kTagSize;
   plain.resize(clen);
   int n = 0;
   std::array<std::uint8_t, kTagSize> tag;
   std::memcpy(tag.data(), frame.data() + kHeaderSize + clen, kTagSize);
-  if (EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), nullptr, k.bytes.data(), h.nonce.data()) != 1) return false;
+  if (!cipher.keyed) cipher.keyed = EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), nullptr, k.bytes.data(), nullptr) == 1;
+  if (!cipher.keyed || EVP_DecryptInit_ex(c, nullptr, nullptr, nullptr, h.nonce.data()) != 1) return false;
   if (EVP_DecryptUpdate(c, nullptr, &n, frame.data(), static_cast<int>(kHeaderSize)) != 1) return false;
   if (clen > 0 && EVP_DecryptUpdate(c, plain.data(), &n, frame.data() + kHeaderSize, static_cast<int>(clen)) != 1)
     return false;
@@ -402,7 +430,8 @@ DecodeResult FrameCodec::decode(std::span<const std::uint8_t> frame, Channel ch,
     r.detail = std::move(detail);
     return r;
   };
-  if (ctx_ == nullptr) return fail(Reject::auth_failed, "no cipher context");
+  if (open_current_.ctx == nullptr || open_previous_.ctx == nullptr)
+    return fail(Reject::auth_failed, "no cipher context");
   const std::size_t limit = ch == Channel::tcp ? limits_.max_tcp_frame : limits_.max_udp_datagram;
   FrameHeader h;
   if (Reject why = parse_header(frame, limit, h); why != Reject::none)
@@ -414,8 +443,8 @@ DecodeResult FrameCodec::decode(std::span<const std::uint8_t> frame, Channel ch,
   const auto type = static_cast<MsgType>(h.type);
 
   Decoded& d = r.msg;
-  if (!open_with(keys_.current, h, frame, d.plaintext)) {
-    if (!keys_.previous || !open_with(*keys_.previous, h, frame, d.plaintext))
+  if (!open_with(open_current_, keys_.current, h, frame, d.plaintext)) {
+    if (!keys_.previous || !open_with(open_previous_, *keys_.previous, h, frame, d.plaintext))
       return fail(Reject::auth_failed, fmt::format("type={} length={}", type_name(type), h.length));
     d.used_previous_key = true;
     previous_key_used_.inc();

@@ -238,16 +238,23 @@ class FrameCodec {
   void note_reject(Reject r, Channel ch, std::string_view peer, std::string_view detail, Instant now);
 
   // Rotation: replaces the keyring (new frames sealed with keys.current).
-  void set_keys(Keyring keys) { keys_ = std::move(keys); }
-  void drop_previous_key() { keys_.previous.reset(); }
+  void set_keys(Keyring keys);
+  void drop_previous_key();
 
   std::uint64_t rejected(Reject r) const noexcept;
   std::uint64_t sequence() const noexcept { return next_seq_; }
   static constexpr std::size_t overhead() noexcept { return kHeaderSize + kTagSize; }
 
  private:
-  bool open_with(const Key& k, const FrameHeader& h, std::span<const std::uint8_t> frame,
+  // The cipher contexts are keyed once per key (AES key expansion is most of a small frame's cost)
+  // and take only the nonce per frame.
+  struct Cipher {
+    void* ctx = nullptr;  // EVP_CIPHER_CTX*
+    bool keyed = false;   // holds the key of its slot (sealing: current; opening: current, previous)
+  };
+  bool open_with(Cipher& c, const Key& k, const FrameHeader& h, std::span<const std::uint8_t> frame,
                  std::vector<std::uint8_t>& plain);
+  bool fill_nonce(std::uint8_t* nonce, std::size_t n);
 
   Identity self_;
   std::vector<std::string> receiver_names_;  // bounded by kMaxReceiverNames
@@ -255,7 +262,11 @@ class FrameCodec {
   Limits limits_;
   ReplayGuard guard_;
   RejectLog log_;
-  void* ctx_ = nullptr;  // EVP_CIPHER_CTX*, reused
+  Cipher seal_, open_current_, open_previous_;
+  // Random nonces are drawn from the CSPRNG a block at a time (one RAND_bytes call costs about what
+  // sealing a small frame does); every nonce is still fresh random bytes, used once.
+  std::array<std::uint8_t, 4092> nonce_pool_{};
+  std::size_t nonce_used_ = nonce_pool_.size();
   flatbuffers::FlatBufferBuilder fbb_{1024};
   std::uint64_t next_seq_ = 1;
   std::array<metrics::Counter*, static_cast<std::size_t>(Reject::kCount)> rejected_{};
