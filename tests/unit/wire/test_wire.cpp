@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <set>
+#include <string>
 
 #include "hyperscale/wire/frame.hpp"
 
@@ -272,6 +274,43 @@ TEST_CASE("Key rotation: the previous key opens frames until it is dropped", "[w
   rx.drop_previous_key();
   auto r2 = rx.decode(f2, Channel::tcp, kNow);
   CHECK(r2.reason == Reject::auth_failed);
+}
+
+TEST_CASE("Rotation re-keys codecs already in use; nonces never repeat across the nonce pool's refills",
+          "[wire]") {
+  metrics::Registry reg;
+  auto oldk = Key::derive("old-secret-0123456789").value();
+  auto newk = Key::derive("new-secret-0123456789").value();
+  FrameCodec tx(ident("gate-1", fb::Role::Gate), Keyring{oldk, {}}, Limits{}, reg);
+  FrameCodec rx(ident("mgr-1", fb::Role::Manager), Keyring{oldk, {}}, Limits{}, reg);
+  FrameCodec rx_new(ident("mgr-1", fb::Role::Manager), Keyring{newk, {}}, Limits{}, reg);
+  // 1 000 frames span three refills of the pool (341 nonces each): every nonce differs.
+  std::set<std::string> nonces;
+  std::vector<std::uint8_t> f;
+  for (std::uint64_t i = 0; i < 1000; ++i) {
+    f.clear();
+    REQUIRE(tx.seal(fb::Body::Ping, ping_body(i), 0, false, Channel::tcp, "mgr-1", f, kNow).ok());
+    nonces.emplace(reinterpret_cast<const char*>(f.data()) + 12, 12);  // header bytes 12..23
+    REQUIRE(rx.decode(f, Channel::tcp, kNow).ok());
+  }
+  CHECK(nonces.size() == 1000);
+  // Both sides rotate after their contexts were keyed with the old key.
+  tx.set_keys(Keyring{newk, oldk});
+  rx.set_keys(Keyring{newk, oldk});
+  f.clear();
+  REQUIRE(tx.seal(fb::Body::Ping, ping_body(2000), 0, false, Channel::tcp, "mgr-1", f, kNow).ok());
+  CHECK(rx_new.decode(f, Channel::tcp, kNow).ok());  // sealed with the new key
+  auto r = rx.decode(f, Channel::tcp, kNow);
+  REQUIRE(r.ok());
+  CHECK_FALSE(r.msg.used_previous_key);
+  // A frame of a node that has not rotated yet still opens with the previous key.
+  FrameCodec late(ident("gate-2", fb::Role::Gate), Keyring{oldk, {}}, Limits{}, reg);
+  f.clear();
+  REQUIRE(late.seal(fb::Body::Ping, ping_body(3000), 0, false, Channel::tcp, "mgr-1", f, kNow).ok());
+  auto r2 = rx.decode(f, Channel::tcp, kNow);
+  REQUIRE(r2.ok());
+  CHECK(r2.msg.used_previous_key);
+  CHECK(rx_new.decode(f, Channel::tcp, kNow).reason == Reject::auth_failed);
 }
 
 TEST_CASE("Secrets load from a file or an environment variable; weak ones are refused", "[wire]") {
