@@ -276,8 +276,7 @@ TEST_CASE("Key rotation: the previous key opens frames until it is dropped", "[w
   CHECK(r2.reason == Reject::auth_failed);
 }
 
-TEST_CASE("Rotation re-keys codecs already in use; nonces never repeat across the nonce pool's refills",
-          "[wire]") {
+TEST_CASE("Rotation re-keys codecs already in use; nonces never repeat across the nonce pool's refills", "[wire]") {
   metrics::Registry reg;
   auto oldk = Key::derive("old-secret-0123456789").value();
   auto newk = Key::derive("new-secret-0123456789").value();
