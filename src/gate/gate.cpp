@@ -111,11 +111,18 @@ bool Gate::hand_off() {
   }
   if (owns) return false;
   if (!raft_->is_leader()) return true;
-  const Status st = raft_->transfer_leadership(0);
+  // The new leader is a gate SWIM sees alive: left to choose (transfer to 0), libraft may pick a
+  // dead voter whenever no live one has matched the leader's last entry yet, and that transfer
+  // only times out.
+  const std::vector<NodeId> live = live_gates();
+  if (live.empty()) return true;  // no other gate to lead: the quorum is gone with this one anyway
+  const NodeId to = live.front();
+  const Status st = raft_->transfer_leadership(to);
+  if (st.code() == Errc::already_exists) return false;  // the transfer asked for earlier is under way
   if (!st.ok())
-    log::warn("gate", "hand_off_refused", "self={} error={}", self_, log::quoted(st.to_string()));
+    log::warn("gate", "hand_off_refused", "self={} to={} error={}", self_, to, log::quoted(st.to_string()));
   else
-    log::info("gate", "hand_off", "self={} term={}", self_, raft_->term());
+    log::info("gate", "hand_off", "self={} to={} term={}", self_, to, raft_->term());
   return false;
 }
 
