@@ -229,7 +229,8 @@ std::string gate_metrics_text(const gate::Gate& g) {
                                                                   {"stale_proposals", s.stale_proposals},
                                                                   {"adoptions", s.adoptions},
                                                                   {"hand_offs", s.hand_offs},
-                                                                  {"member_changes", s.member_changes}};
+                                                                  {"member_changes", s.member_changes},
+                                                                  {"share_slices", s.share_slices}};
   std::string o = "# HELP hs_gate_events_total gate role counters by event\n# TYPE hs_gate_events_total counter\n";
   for (const auto& [k, n] : events) o += fmt::format("hs_gate_events_total{{event=\"{}\"}} {}\n", k, n);
   o += "# HELP hs_gate_table_size entries in each gate table\n# TYPE hs_gate_table_size gauge\n";

@@ -21,7 +21,8 @@ using namespace cluster;
 
 namespace {
 
-constexpr std::array<const char*, 6> kConcernNames{"none", "registry", "shares", "deadlines", "retention", "windows"};
+constexpr std::array<const char*, 7> kConcernNames{"none",      "registry", "shares",     "deadlines",
+                                                   "retention", "windows",  "shares_more"};
 const char* concern_name(std::uint64_t c) { return c < kConcernNames.size() ? kConcernNames[c] : "unknown"; }
 
 template <class T>
@@ -144,6 +145,10 @@ void Gate::on_start(node::Context& ctx) {
 void Gate::on_timer(node::Context& ctx, node::TimerId, std::uint64_t tag) {
   ctx_ = &ctx;
   seen_now_ = ctx.now();
+  if (tag == kSharesMore) {  // one-shot: the shares pass sets it again while jobs remain
+    shares_more_armed_ = false;
+    return run_concern(kSharesMore);
+  }
   if (tag < kRegistry || tag >= kConcerns) {
     log::error("gate", "unknown_timer", "tag={}", tag);
     return;
@@ -170,6 +175,9 @@ void Gate::run_concern(Concern c) {
     switch (c) {
       case kShares:
         ownership_pass();
+        if (!shares_more_armed_) shares_pass();  // else a pass is under way: its next slice goes on
+        break;
+      case kSharesMore:
         shares_pass();
         break;
       case kDeadlines:

@@ -89,8 +89,14 @@ JobSpec Gate::share_spec(const GateJob& j, std::uint32_t share) const {
 // here with its requests in flight (their replies then count as stale).
 void Gate::shares_pass() {
   // One walk of the ledger and live_ together (both ordered by job id), so a pass costs no lookup
-  // per job: it runs every tick on the event loop, over every job the ledger holds.
-  auto lit = live_.begin();
+  // per job. It runs every tick on the event loop, over every job the ledger holds, in slices of at
+  // most cfg_.shares_slice jobs: a slice ends at a job id (shares_cursor_) and the next one, a loop
+  // turn later (a 0 ms timer), starts after it. Jobs added in between behind the cursor wait for
+  // the next pass; live_ entries with no ledger job are dropped by the slice that passes them.
+  const auto& jobs = ledger_.jobs();
+  auto jit = shares_cursor_ ? jobs.upper_bound(*shares_cursor_) : jobs.begin();
+  auto lit = shares_cursor_ ? live_.upper_bound(*shares_cursor_) : live_.begin();
+  stats_.share_slices++;
   auto drop = [this](auto it) {  // a job retired from the ledger, or owned by another gate now
     // Every request in flight is one of its shares' (issue() is the only place that numbers one),
     // so the job's requests go with its shares (their replies then count as stale).
@@ -99,7 +105,17 @@ void Gate::shares_pass() {
         if (q->req != 0) requests_.erase(q->req);
     return live_.erase(it);
   };
-  for (const auto& [id, j] : ledger_.jobs()) {
+  const std::size_t slice = std::max<std::size_t>(1, cfg_.shares_slice);
+  for (std::size_t n = 0; jit != jobs.end(); ++jit, ++n) {
+    const auto& [id, j] = *jit;
+    if (n == slice) {  // the rest in the next slice, from the last job stepped
+      shares_cursor_ = std::prev(jit)->first;
+      if (!shares_more_armed_) {
+        shares_more_armed_ = true;
+        ctx_->set_timer(Duration{0}, kSharesMore);
+      }
+      return;
+    }
     while (lit != live_.end() && lit->first < id) lit = drop(lit);
     const bool here = lit != live_.end() && lit->first == id;
     if (j.owner != self_) {  // another gate's (adopted, handed off): its state here goes
@@ -118,6 +134,7 @@ void Gate::shares_pass() {
     for (std::uint32_t s = 0; s < j.shares.size(); ++s) share_step(id, j, l, s);
   }
   while (lit != live_.end()) lit = drop(lit);
+  shares_cursor_.reset();  // the pass is whole
 }
 
 // A share that ended with its datacenter's word, or whose stop the datacenter confirmed since: the

@@ -93,6 +93,10 @@ struct GateConfig {
   // among the live gates (gate.member_grace).
   Duration member_grace = std::chrono::seconds(10);
   std::size_t max_forwarded = 10'000;  // entries forwarded to the leader in flight (each way)
+  // The shares pass walks every job the ledger holds; it runs in slices of at most this many jobs,
+  // each its own loop turn, so a client's submit or a Raft message waits for one slice, not a walk
+  // of every job (tools/bench/submit: the walk every tick was the p99).
+  std::size_t shares_slice = 256;
 };
 
 struct GateStats {
@@ -105,7 +109,7 @@ struct GateStats {
                 partitions_healed = 0, watches = 0, watch_redirects = 0, watch_polls = 0, watch_replies = 0,
                 watch_errors = 0, windows_merged = 0, windows_refused = 0, watches_evicted = 0, forwarded = 0,
                 forward_refused = 0, forward_failed = 0, proposals_in = 0, proposals_in_refused = 0,
-                stale_proposals = 0, adoptions = 0, hand_offs = 0, member_changes = 0;
+                stale_proposals = 0, adoptions = 0, hand_offs = 0, member_changes = 0, share_slices = 0;
 };
 
 class Gate final : public node::Node {
@@ -210,7 +214,16 @@ class Gate final : public node::Node {
     std::vector<Request> queries;  // per share: the watch query in flight
     bool warned = false;           // a refusal was logged at warn (later ones at debug)
   };
-  enum Concern : std::uint64_t { kRegistry = 1, kShares, kDeadlines, kRetention, kWindows, kConcerns };
+  // kSharesMore: the one-shot timer of a shares pass's next slice (not a periodic concern).
+  enum Concern : std::uint64_t {
+    kRegistry = 1,
+    kShares,
+    kDeadlines,
+    kRetention,
+    kWindows,
+    kConcerns,
+    kSharesMore = kConcerns
+  };
 
   void dispatch_message(NodeId from, cluster::MsgType type, std::span<const std::uint8_t> body);
   // clients
@@ -289,6 +302,8 @@ class Gate final : public node::Node {
   std::vector<Dc> dcs_;                           // configured, in config order
   std::map<NodeId, std::size_t> manager_dc_;      // manager -> index in dcs_
   std::map<std::string, Live> live_;              // one per ledger job this gate owns
+  std::optional<std::string> shares_cursor_;      // a shares pass in slices: the last job it stepped
+  bool shares_more_armed_ = false;                // the next slice's timer is set
   std::map<std::uint64_t, Forwarded> forwarded_;  // by request number; at most max_forwarded
   std::uint64_t next_forward_ = 1;
   std::size_t awaiting_apply_ = 0;               // forwarded_ entries committed, not yet applied here

@@ -1152,6 +1152,32 @@ TEST_CASE("GTE-05b hand_off with a gate dead: leadership goes to the live gate, 
   }
 }
 
+TEST_CASE("The shares pass runs in slices: with 2 jobs a slice, every job of 7 is stepped and completes", "[gate]") {
+  WorldOptions o = t3(42);
+  o.tune_gate = [](gate::GateConfig& c) { c.shares_slice = 2; };
+  World w(o);
+  boot(w);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 7; ++i) ids.push_back(fmt::format("slice{}", i));
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    submit_ok(w, spread(job(ids[i], {wf("a", "ms=500;ops=10", 1, 1)}), 1 + i % 2));
+  for (const auto& id : ids) {
+    INFO(id);
+    const JobView v = finish(w, id, 30s);
+    CHECK(v.state == JobState::completed);
+  }
+  // Every gate walks all 7 ledger jobs each tick: 4 slices (2 + 2 + 2 + 1) a pass, so over 2 s (20
+  // ticks) at least 60 slices on each gate in quorum.
+  std::map<NodeId, std::uint64_t> before;
+  for (NodeId g : w.gates()) before[g] = w.gate(g)->gate.stats().share_slices;
+  w.run_for(2s);
+  for (NodeId g : w.gates()) {
+    INFO("gate " << g);
+    CHECK(w.gate(g)->gate.stats().share_slices - before[g] >= 60);
+  }
+  CHECK_ENDS(w);
+}
+
 TEST_CASE("RTE-02 datacenter health buckets are visible and drive routing") {
   WorldOptions o = t3(27);
   o.dcs = 3;
