@@ -199,6 +199,12 @@ std::map<NodeId, std::uint32_t> Manager::cores_in_use() const {
   return used;
 }
 
+void Manager::schedule_soon() {
+  if (schedule_soon_armed_ || !is_leader()) return;
+  schedule_soon_armed_ = true;
+  ctx_->set_timer(Duration{0}, kScheduleSoon);
+}
+
 void Manager::schedule_pass() {
   auto used = cores_in_use();
   // Oldest job first: the ledger's accept index orders them.
@@ -774,9 +780,10 @@ void Manager::handle_result(NodeId from, ResultMsg& m) {
   log::info("manager", "workflow_result", "job={} workflow={} part={} outcome={} completed={} failed={} token={}",
             log::quoted(m.job_id), log::quoted(m.workflow), m.part, static_cast<int>(m.outcome), m.completed, m.failed,
             m.token);
-  propose_for_run(std::move(e), [this, from, ack](LedgerOutcome) {
+  propose_for_run(std::move(e), [this, from, ack](LedgerOutcome o) {
     ResultAck a = ack;
     reply(from, MsgType::result_ack, a);
+    if (o == LedgerOutcome::applied) schedule_soon();  // its cores are free: the next job need not wait a tick
   });
 }
 

@@ -20,9 +20,9 @@ namespace {
 
 bool live(WfState s) { return s == WfState::dispatched || s == WfState::running; }
 
-// Timer tags of the concerns (Manager::Concern: 1..6).
-constexpr std::array<const char*, 7> kConcernNames{"none",      "schedule", "liveness", "deadlines",
-                                                   "retention", "windows",  "gates"};
+// Timer tags of the concerns (Manager::Concern: 1..6, then the one-shot 7).
+constexpr std::array<const char*, 8> kConcernNames{"none",      "schedule", "liveness", "deadlines",
+                                                   "retention", "windows",  "gates",    "schedule_soon"};
 const char* concern_name(std::uint64_t c) { return c < kConcernNames.size() ? kConcernNames[c] : "unknown"; }
 
 }  // namespace
@@ -76,6 +76,10 @@ void Manager::on_start(node::Context& ctx) {
 void Manager::on_timer(node::Context& ctx, node::TimerId, std::uint64_t tag) {
   ctx_ = &ctx;
   seen_now_ = ctx.now();
+  if (tag == kScheduleSoon) {
+    schedule_soon_armed_ = false;
+    return run_concern(kSchedule);
+  }
   if (tag < kSchedule || tag >= kConcerns) {
     log::error("manager", "unknown_timer", "tag={}", tag);
     return;
@@ -520,6 +524,7 @@ void Manager::propose_accept(NodeId from, Submit& m, std::uint64_t digest) {
         if (o == LedgerOutcome::applied || o == LedgerOutcome::duplicate) {
           stats_.accepted++;
           answer(true, Err::none, "");
+          schedule_soon();
         } else if (o == LedgerOutcome::full) {
           stats_.rejected++;
           answer(false, Err::overloaded, "the job ledger is full");

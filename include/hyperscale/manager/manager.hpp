@@ -211,7 +211,17 @@ class Manager final : public node::Node {
     bool refused = false;  // the gate answered registered = false
     std::string error;     // its reason (logged when it changes)
   };
-  enum Concern : std::uint64_t { kSchedule = 1, kLiveness, kDeadlines, kRetention, kWindows, kGates, kConcerns };
+  // kScheduleSoon: the one-shot timer of schedule_soon() (not a periodic concern).
+  enum Concern : std::uint64_t {
+    kSchedule = 1,
+    kLiveness,
+    kDeadlines,
+    kRetention,
+    kWindows,
+    kGates,
+    kConcerns,
+    kScheduleSoon = kConcerns
+  };
 
   // messages
   void dispatch_message(NodeId from, cluster::MsgType type, std::span<const std::uint8_t> body);
@@ -260,6 +270,10 @@ class Manager final : public node::Node {
   // concerns (one timer each)
   void run_concern(Concern c);
   void schedule_pass();
+  // A schedule pass in the next loop turn (once however often it is asked in this one): a job was
+  // accepted or a part ended, so waiting jobs need not wait for the next tick (a one-core worker
+  // otherwise ran one short job per tick).
+  void schedule_soon();
   void schedule_job(const std::string& id, const cluster::LedgerJob& j, std::map<NodeId, std::uint32_t>& used);
   std::map<NodeId, std::uint32_t> cores_in_use() const;
   using Placement = std::vector<std::pair<NodeId, std::uint32_t>>;  // (worker, cores), best worker first
@@ -307,6 +321,7 @@ class Manager final : public node::Node {
   node::Context* ctx_ = nullptr;
   NodeId self_ = 0;
   bool leading_ = false;  // ready leader as of the last on_raft_change
+  bool schedule_soon_armed_ = false;
   Instant leading_since_{0};
   std::map<std::string, Live> live_;        // leader only; one per ledger job
   std::map<std::string, Waiters> accepts_;  // submissions whose accept entry is in flight

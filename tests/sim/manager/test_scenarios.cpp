@@ -310,6 +310,35 @@ TEST_CASE("SUB-07 invalid submissions are rejected without side effects") {
   CHECK_ENDS(dc);
 }
 
+TEST_CASE("DSP-01b a freed core takes the next waiting job at once, not at the next schedule tick") {
+  // One worker with one core, 20 short jobs, the manager's passes every 1 s: paced by that tick the
+  // jobs would need 20 s of virtual time; started when a job is accepted or a part's result is
+  // applied, each takes only its own run (the simulated worker's own pace, about 120 ms).
+  DcOptions o;
+  o.workers = 1;
+  o.cores = 1;
+  o.tune_manager = [](manager::ManagerConfig& c) { c.tick = std::chrono::seconds(1); };
+  Dc dc(o);
+  const NodeId l = wait_leader(dc);
+  REQUIRE(dc.run_until([&] { return workers_registered(dc, l, 1); }, 10s));
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i) ids.push_back(fmt::format("quick{}", i));
+  const Instant start = dc.sim().now();
+  for (const auto& id : ids) REQUIRE(dc.submit_and_wait(job(id, {wf("a", "ms=1")})));
+  REQUIRE(dc.run_until(
+      [&] {
+        return std::all_of(ids.begin(), ids.end(), [&](const std::string& id) {
+          auto v = dc.job_view(id);
+          return v && v->state == JobState::completed;
+        });
+      },
+      60s));
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(dc.sim().now() - start);
+  INFO("20 short jobs on one core took " << took.count() << " ms of virtual time");
+  CHECK(took < std::chrono::seconds(8));
+  CHECK_ENDS(dc);
+}
+
 TEST_CASE("DSP-01 core accounting is exact") {
   Dc dc(t5());
   const NodeId l = boot(dc);
