@@ -221,6 +221,8 @@ class RaftNode::Impl {
   bool failed_ = false;
   Counters counters_;
   std::function<void()> on_change_;
+  std::function<void()> on_applied_;
+  std::uint64_t seen_applied_ = 0;
   std::size_t pending_appends() const noexcept { return appends_.size(); }
 
  private:
@@ -287,6 +289,10 @@ class RaftNode::Impl {
       c.done(c.status, c.index, c.result);
     }
     if (changed && on_change_) on_change_();
+    if (const std::uint64_t a = last_applied(); a > seen_applied_) {
+      seen_applied_ = a;
+      if (on_applied_) on_applied_();
+    }
   }
 
   // A new leader has not necessarily applied every entry committed in earlier terms (libraft
@@ -890,6 +896,7 @@ bool RaftNode::started() const noexcept { return impl_->started_; }
 bool RaftNode::failed() const noexcept { return impl_->failed_; }
 const RaftConfig& RaftNode::config() const noexcept { return impl_->cfg_; }
 void RaftNode::set_on_change(std::function<void()> fn) { impl_->on_change_ = std::move(fn); }
+void RaftNode::set_on_applied(std::function<void()> fn) { impl_->on_applied_ = std::move(fn); }
 const RaftNode::Counters& RaftNode::counters() const noexcept { return impl_->counters_; }
 std::size_t RaftNode::pending_appends() const noexcept { return impl_->pending_appends(); }
 

@@ -53,6 +53,12 @@ Gate::Gate(GateConfig cfg, RaftConfig raft) : cfg_(std::move(cfg)), ledger_(Gate
   }
   raft_ = std::make_unique<RaftNode>(std::move(raft), ledger_);
   raft_->set_on_change([this] { on_raft_change(); });
+  // A forwarded entry is answered as soon as this gate applied it, not at the next registry pass.
+  raft_->set_on_applied([this] {
+    if (awaiting_apply_ == 0 || ctx_ == nullptr) return;
+    seen_now_ = ctx_->now();
+    forwarded_pass();
+  });
 }
 
 Gate::~Gate() = default;
@@ -275,7 +281,7 @@ GateEntry Gate::entry(GateOp op, const std::string& job_id) const {
 
 // The leader appends; any other gate forwards the entry to the leader it knows (GateProposal) and
 // runs `applied` once the leader answered that it committed and this gate applied it.
-bool Gate::propose(GateEntry e, OnApplied applied, OnFailed failed) {
+bool Gate::propose(GateEntry e, OnApplied applied, OnFailed failed, OnApplied committed) {
   stats_.proposals++;
   const GateOp op = e.op;
   const std::string job = e.job_id;
@@ -299,6 +305,10 @@ bool Gate::propose(GateEntry e, OnApplied applied, OnFailed failed) {
     forwarded_.emplace(req, Forwarded{.applied =
                                           [applied](std::uint64_t o) {
                                             if (applied) applied(static_cast<GateOutcome>(o));
+                                          },
+                                      .committed =
+                                          [committed](std::uint64_t o) {
+                                            if (committed) committed(static_cast<GateOutcome>(o));
                                           },
                                       .failed = failed,
                                       .sent = seen_now_,
@@ -404,6 +414,10 @@ void Gate::handle_proposal_ack(NodeId from, const GateProposalAck& m) {
   it->second.index = m.index;
   it->second.outcome = m.outcome;
   ++awaiting_apply_;
+  if (auto committed = std::move(it->second.committed)) {
+    it->second.committed = nullptr;
+    committed(m.outcome);  // may send, not erase from forwarded_ (only forwarded_pass erases)
+  }
   forwarded_pass();
 }
 
@@ -701,28 +715,37 @@ void Gate::handle_submit(NodeId from, Submit& m) {
     waiters_ -= it->second.clients.size();
     accepts_.erase(it);
   };
+  // The clients' answer, once: at a follower on the leader's word that the entry committed (it is
+  // on a quorum's disks then), else when applied here.
+  auto settle = [this, answer, id](GateOutcome o) {
+    if (accepts_.find(id) == accepts_.end()) return;  // answered already
+    if (o == GateOutcome::applied || o == GateOutcome::duplicate) {
+      stats_.accepted++;
+      answer(true, Err::none, "");
+    } else if (o == GateOutcome::full) {
+      stats_.rejected++;
+      answer(false, Err::overloaded, "the gate job ledger is full");
+    } else {
+      stats_.conflicts++;
+      answer(false, Err::conflict, fmt::format("job '{}' conflicts with a recorded job ({})", id, name(o)));
+    }
+  };
   propose(
       std::move(e),
-      [this, answer, id](GateOutcome o) {
+      [this, settle, id](GateOutcome o) {
         if (o == GateOutcome::applied || o == GateOutcome::duplicate) {
-          stats_.accepted++;
           if (const GateJob* j = ledger_.job(id); j != nullptr && j->owner == self_) {
             Live& l = live_of(id, *j);
             for (auto& r : l.shares) r.fenced = true;  // its submits carry the current fence
           }
-          answer(true, Err::none, "");
-        } else if (o == GateOutcome::full) {
-          stats_.rejected++;
-          answer(false, Err::overloaded, "the gate job ledger is full");
-        } else {
-          stats_.conflicts++;
-          answer(false, Err::conflict, fmt::format("job '{}' conflicts with a recorded job ({})", id, name(o)));
         }
+        settle(o);
       },
       [answer](const Status& st) {
         answer(false, Err::unavailable,
                fmt::format("the job could not be recorded ({}); retry with the same key", st.message()));
-      });
+      },
+      settle);
 }
 
 void Gate::handle_status(NodeId from, const StatusQuery& m) {
@@ -735,8 +758,8 @@ void Gate::handle_status(NodeId from, const StatusQuery& m) {
       for (std::size_t i = 0; i < r.job.workflows.size() && i < j->spec.workflows.size(); ++i)
         r.job.workflows[i].plan = j->spec.workflows[i].plan;
   } else if (!is_leader()) {
-    // A follower's ledger can lag the leader's (a job acked a moment ago): not a final "no such job".
-    // (A gate that acked a job applied it first, so its own answers never lag its acks.)
+    // A follower's ledger can lag the leader's (a job acked a moment ago, here too: a follower acks a
+    // submission once the leader reports it committed): not a final "no such job".
     r.leader = raft_->leader_id();
     r.code = r.leader != 0 ? Err::not_leader : Err::unavailable;
   }

@@ -117,6 +117,8 @@ class RaftNode final : public node::Node {
 
   // Runs after any event in which leadership, the term, the known leader or readiness changed.
   void set_on_change(std::function<void()> fn);
+  // Runs after any event in which entries were applied (outside libraft: it may propose).
+  void set_on_applied(std::function<void()> fn);
 
   struct Counters {
     std::uint64_t sent = 0, received = 0, decode_errors = 0, unknown_sender = 0;

@@ -10,7 +10,10 @@
 // live gates at that moment and stays the owner (sticky: a gate joining takes no running job).
 // Only the Raft leader appends: a gate that does not lead forwards its entries to the leader
 // (GateProposal, bounded by max_forwarded), which refuses an entry with a stale fence. Clients get
-// their answer only after the entry committed and the answering gate applied it.
+// their answer only after the entry committed: at the leader once it applied it; a submission at a
+// follower once the leader reports it committed (the follower learns the commit only with the
+// leader's next append, up to a heartbeat later); until the follower applied it, a status or
+// cancel for that job there is redirected to the leader, as for any job it does not hold yet.
 //
 // Gates run SWIM among themselves; the view is injected (on_member) so the gate stays sans-IO.
 // When a job's owner has been suspect or dead for member_grace, the ring's choice among the live
@@ -196,7 +199,8 @@ class Gate final : public node::Node {
     std::uint64_t fence = 0;  // the job's fence this gate runs it with (a new one: fence the shares)
   };
   struct Forwarded {  // an entry forwarded to the leader, until it committed and applied here
-    std::function<void(std::uint64_t)> applied;  // GateOutcome
+    std::function<void(std::uint64_t)> applied;    // GateOutcome
+    std::function<void(std::uint64_t)> committed;  // GateOutcome, on the leader's word (then cleared)
     std::function<void(const Status&)> failed;
     Instant sent{0};
     std::uint64_t index = 0;  // committed at (0: no answer yet)
@@ -259,7 +263,9 @@ class Gate final : public node::Node {
   Live& live_of(const std::string& id, const GateJob& j);
   using OnApplied = std::function<void(GateOutcome)>;
   using OnFailed = std::function<void(const Status&)>;
-  bool propose(GateEntry e, OnApplied applied, OnFailed failed = nullptr);
+  // `committed`, when given, runs at a follower as soon as the leader reports the entry committed
+  // (with the leader's outcome), before this gate applied it; `applied` still runs then.
+  bool propose(GateEntry e, OnApplied applied, OnFailed failed = nullptr, OnApplied committed = nullptr);
   GateEntry entry(GateOp op, const std::string& job_id) const;
 
   // concerns
