@@ -202,10 +202,12 @@ std::map<NodeId, std::uint32_t> Manager::cores_in_use() const {
 void Manager::schedule_soon() {
   if (schedule_soon_armed_ || !is_leader()) return;
   schedule_soon_armed_ = true;
-  ctx_->set_timer(Duration{0}, kScheduleSoon);
+  const Duration since = last_schedule_.count() < 0 ? cfg_.schedule_gap : ctx_->now() - last_schedule_;
+  ctx_->set_timer(since >= cfg_.schedule_gap ? Duration{0} : cfg_.schedule_gap - since, kScheduleSoon);
 }
 
 void Manager::schedule_pass() {
+  last_schedule_ = ctx_->now();
   auto used = cores_in_use();
   // Oldest job first: the ledger's accept index orders them.
   std::vector<std::pair<std::uint64_t, const std::string*>> order;

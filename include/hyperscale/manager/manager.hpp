@@ -43,8 +43,11 @@ namespace hs::manager {
 using cluster::NodeId;
 
 struct ManagerConfig {
-  std::vector<NodeId> managers;                             // configured managers of the DC, self included
-  Duration tick = std::chrono::milliseconds(100);           // scheduling and liveness pass interval
+  std::vector<NodeId> managers;                    // configured managers of the DC, self included
+  Duration tick = std::chrono::milliseconds(100);  // scheduling and liveness pass interval
+  // A job accepted or a part ended runs a schedule pass early, but not sooner than this after the
+  // last one (a pass walks every active job).
+  Duration schedule_gap = std::chrono::milliseconds(10);
   Duration worker_stale = std::chrono::seconds(3);          // no heartbeat this long: not used for dispatch
   Duration dispatch_ack_timeout = std::chrono::seconds(1);  // re-send an unacknowledged dispatch after this
   // Per-execution liveness, independent of SWIM: a live workflow whose worker has not heartbeated to
@@ -270,9 +273,9 @@ class Manager final : public node::Node {
   // concerns (one timer each)
   void run_concern(Concern c);
   void schedule_pass();
-  // A schedule pass in the next loop turn (once however often it is asked in this one): a job was
-  // accepted or a part ended, so waiting jobs need not wait for the next tick (a one-core worker
-  // otherwise ran one short job per tick).
+  // A schedule pass soon (in the next loop turn, or schedule_gap after the last pass; once however
+  // often it is asked meanwhile): a job was accepted or a part ended, so waiting jobs need not wait
+  // for the next tick (a one-core worker otherwise ran one short job per tick).
   void schedule_soon();
   void schedule_job(const std::string& id, const cluster::LedgerJob& j, std::map<NodeId, std::uint32_t>& used);
   std::map<NodeId, std::uint32_t> cores_in_use() const;
@@ -322,6 +325,7 @@ class Manager final : public node::Node {
   NodeId self_ = 0;
   bool leading_ = false;  // ready leader as of the last on_raft_change
   bool schedule_soon_armed_ = false;
+  Instant last_schedule_{-1};  // the last schedule pass (schedule_gap)
   Instant leading_since_{0};
   std::map<std::string, Live> live_;        // leader only; one per ledger job
   std::map<std::string, Waiters> accepts_;  // submissions whose accept entry is in flight
